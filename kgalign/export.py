@@ -1,0 +1,115 @@
+"""Write the alignment and the fused graph: links.ttl, alignment.rdf, fused.ttl, provenance.trig."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from rdflib import Dataset, Graph, Literal, URIRef
+from rdflib.namespace import OWL, PROV, RDF, XSD
+
+from kgalign.atomic import atomic_open
+from kgalign.fuse import FusionResult
+from kgalign.model import Link
+from kgalign.vocab import KGA
+
+ALIGN_NS = "http://knowledgeweb.semanticweb.org/heterogeneity/alignment#"
+
+
+def links_graph(links: Sequence[Link]) -> Graph:
+    graph = Graph()
+    graph.bind("owl", OWL)
+    for link in links:
+        graph.add((URIRef(link.left), OWL.sameAs, URIRef(link.right)))
+    return graph
+
+
+def write_graph(graph: Graph, path: Path, fmt: str = "turtle") -> None:
+    data = graph.serialize(format=fmt, encoding="utf-8")
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_links(links: Sequence[Link], path: Path) -> None:
+    write_graph(links_graph(links), path)
+
+
+def alignment_xml(links: Sequence[Link], onto1: str = "null", onto2: str = "null") -> str:
+    """The OAEI Alignment format (RDF/XML), as the OAEI 2010 gold files are written."""
+    out = [
+        "<?xml version='1.0' encoding='utf-8' standalone='no'?>",
+        f"<rdf:RDF xmlns='{ALIGN_NS}'",
+        "         xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'",
+        "         xmlns:xsd='http://www.w3.org/2001/XMLSchema#'>",
+        "<Alignment>",
+        "  <xml>yes</xml>",
+        "  <level>0</level>",
+        "  <type>11</type>",
+        f"  <onto1><Ontology><location>{_text(onto1)}</location></Ontology></onto1>",
+        f"  <onto2><Ontology><location>{_text(onto2)}</location></Ontology></onto2>",
+    ]
+    for link in links:
+        out += [
+            " <map>",
+            "   <Cell>",
+            f"      <entity1 rdf:resource={quoteattr(link.left)}/>",
+            f"      <entity2 rdf:resource={quoteattr(link.right)}/>",
+            "      <relation>=</relation>",
+            f"      <measure rdf:datatype='http://www.w3.org/2001/XMLSchema#float'>{link.confidence:.6f}</measure>",
+            "   </Cell>",
+            " </map>",
+        ]
+    out += ["</Alignment>", "</rdf:RDF>", ""]
+    return "\n".join(out)
+
+
+def _text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_alignment(links: Sequence[Link], path: Path, onto1: str = "null", onto2: str = "null") -> None:
+    with atomic_open(path) as handle:
+        handle.write(alignment_xml(links, onto1, onto2))
+
+
+SOURCE_GRAPHS = {
+    "left": URIRef(str(KGA) + "source/left"),
+    "right": URIRef(str(KGA) + "source/right"),
+    "kgalign": URIRef(str(KGA) + "source/kgalign"),
+}
+DROPPED_GRAPH = URIRef(str(KGA) + "dropped")
+
+
+def provenance_dataset(result: FusionResult, run_iri: URIRef, left_path: str, right_path: str) -> Dataset:
+    """Named graphs: the fused triples each source contributed, the dropped ones, and the run."""
+    dataset = Dataset()
+    dataset.bind("kga", KGA)
+    dataset.bind("prov", PROV)
+    graphs = {name: dataset.graph(iri) for name, iri in SOURCE_GRAPHS.items()}
+    for triple, sources in result.provenance.items():
+        for source in sources:
+            graphs[source].add(triple)
+    dropped = dataset.graph(DROPPED_GRAPH)
+    for index, (triple, source, reason) in enumerate(result.dropped):
+        node = URIRef(f"{DROPPED_GRAPH}/{index}")
+        dropped.add((node, RDF.type, KGA.DroppedTriple))
+        dropped.add((node, RDF.subject, triple[0]))
+        dropped.add((node, RDF.predicate, triple[1]))
+        dropped.add((node, RDF.object, triple[2]))
+        dropped.add((node, PROV.wasDerivedFrom, SOURCE_GRAPHS[source]))
+        dropped.add((node, KGA.reason, Literal(reason)))
+    meta = dataset.default_context if hasattr(dataset, "default_context") else dataset
+    meta.add((SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(Path(left_path).resolve().as_uri())))
+    meta.add((SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(Path(right_path).resolve().as_uri())))
+    meta.add((SOURCE_GRAPHS["kgalign"], PROV.wasGeneratedBy, run_iri))
+    meta.add((run_iri, RDF.type, KGA.Run))
+    meta.add((run_iri, RDF.type, PROV.Activity))
+    meta.add((run_iri, KGA.clusters, Literal(len(result.clusters), datatype=XSD.integer)))
+    return dataset
+
+
+def write_dataset(dataset: Dataset, path: Path) -> None:
+    data = dataset.serialize(format="trig", encoding="utf-8")
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)

@@ -1,0 +1,159 @@
+"""Fuse two graphs along accepted links into one graph.
+
+- Clusters are the connected components of the links (networkx).
+- Each cluster gets one canonical IRI (``left``, ``right`` or ``mint``); the other
+  members stay reachable: ``canonical owl:sameAs member``.
+- Every triple of both graphs is rewritten onto canonical IRIs; duplicates collapse.
+- A *functional* predicate (at most one value per subject in each input graph) that
+  ends up with two different literal values on one canonical subject is a conflict,
+  settled by a policy: ``prefer-left``, ``prefer-right``, ``keep-all`` or
+  ``most-specific`` (a language tag or datatype beats a plain literal, then the longer
+  text). Dropped triples are recorded, never silently lost.
+- Provenance: for each fused triple, the input graphs it came from.
+Invariant (property-tested): each input triple, rewritten, is in the fused graph or
+in the dropped record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+from rdflib import Graph, Literal, URIRef
+from rdflib.namespace import OWL
+from rdflib.term import Node
+
+from kgalign.model import Link
+
+CANONICAL_POLICIES = ("left", "right", "mint")
+CONFLICT_POLICIES = ("prefer-left", "prefer-right", "keep-all", "most-specific")
+MINT_BASE = "urn:kgalign:entity:"
+
+Triple = tuple[Node, Node, Node]
+
+
+@dataclass
+class FusionResult:
+    graph: Graph
+    canonical: dict[str, str]
+    clusters: list[list[str]]
+    provenance: dict[Triple, set[str]] = field(default_factory=dict)
+    dropped: list[tuple[Triple, str, str]] = field(default_factory=list)  # (triple, source, reason)
+
+
+def cluster_links(links: Iterable[Link]) -> list[list[str]]:
+    graph = nx.Graph()
+    for link in links:
+        graph.add_edge(("L", link.left), ("R", link.right))
+    clusters = []
+    for component in nx.connected_components(graph):
+        members = sorted(component)
+        clusters.append([iri for _, iri in members])
+    clusters.sort()
+    return clusters
+
+
+def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str) -> dict[str, str]:
+    """Map every clustered IRI to its cluster's canonical IRI."""
+    if policy not in CANONICAL_POLICIES:
+        raise ValueError(f"unknown canonical policy {policy!r}; choose one of {', '.join(CANONICAL_POLICIES)}")
+    lefts = {link.left for link in links}
+    rights = {link.right for link in links}
+    mapping: dict[str, str] = {}
+    for members in clusters:
+        side = lefts if policy == "left" else rights
+        preferred = sorted(m for m in members if m in side)
+        if policy == "mint":
+            digest = hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:16]
+            canonical = MINT_BASE + digest
+        else:
+            canonical = preferred[0] if preferred else sorted(members)[0]
+        for member in members:
+            mapping[member] = canonical
+    return mapping
+
+
+def _rewrite(node: Node, mapping: dict[str, str]) -> Node:
+    if isinstance(node, URIRef):
+        target = mapping.get(str(node))
+        if target is not None:
+            return URIRef(target)
+    return node
+
+
+def _functional_predicates(graph: Graph) -> set[Node]:
+    counts: dict[tuple[Node, Node], int] = defaultdict(int)
+    for s, p, o in graph:
+        if isinstance(o, Literal):
+            counts[(s, p)] += 1
+    predicates = {p for (_, p) in counts}
+    multi = {p for (s, p), n in counts.items() if n > 1}
+    return predicates - multi
+
+
+def _specificity(literal: Literal) -> tuple[int, int, str]:
+    return (1 if (literal.language or literal.datatype) else 0, len(str(literal)), str(literal))
+
+
+def fuse(
+    left: Graph,
+    right: Graph,
+    links: Sequence[Link],
+    canonical: str = "left",
+    conflicts: str = "keep-all",
+) -> FusionResult:
+    if conflicts not in CONFLICT_POLICIES:
+        raise ValueError(f"unknown conflict policy {conflicts!r}; choose one of {', '.join(CONFLICT_POLICIES)}")
+    clusters = cluster_links(links)
+    mapping = choose_canonical(clusters, links, canonical)
+    functional = _functional_predicates(left) & _functional_predicates(right) if conflicts != "keep-all" else set()
+
+    provenance: dict[Triple, set[str]] = defaultdict(set)
+    # Values of functional predicates on merged subjects, per source, to settle conflicts.
+    functional_values: dict[tuple[Node, Node], dict[str, list[Triple]]] = defaultdict(lambda: defaultdict(list))
+    for name, graph in (("left", left), ("right", right)):
+        for s, p, o in graph:
+            triple = (_rewrite(s, mapping), p, _rewrite(o, mapping))
+            provenance[triple].add(name)
+            if p in functional and isinstance(o, Literal) and str(s) in mapping:
+                functional_values[(triple[0], p)][name].append(triple)
+
+    dropped: list[tuple[Triple, str, str]] = []
+    for (subject, predicate), by_source in functional_values.items():
+        values = {t[2] for triples in by_source.values() for t in triples}
+        if len(values) < 2:
+            continue
+        keep = _keep(by_source, conflicts)
+        for name, triples in by_source.items():
+            for triple in triples:
+                if triple[2] != keep and triple in provenance:
+                    for source in sorted(provenance.pop(triple)):
+                        dropped.append((triple, source, f"functional-conflict:{conflicts}"))
+
+    fused = Graph()
+    for prefix, namespace in list(left.namespaces()) + list(right.namespaces()):
+        fused.bind(prefix, namespace, override=False)
+    fused.bind("owl", OWL)
+    for triple in provenance:
+        fused.add(triple)
+    for members in clusters:
+        target = mapping[members[0]]
+        for member in members:
+            if member != target:
+                triple = (URIRef(target), OWL.sameAs, URIRef(member))
+                fused.add(triple)
+                provenance.setdefault(triple, set()).add("kgalign")
+    return FusionResult(graph=fused, canonical=mapping, clusters=clusters, provenance=dict(provenance), dropped=dropped)
+
+
+def _keep(by_source: dict[str, list[Triple]], policy: str) -> Node:
+    left_values = [t[2] for t in by_source.get("left", [])]
+    right_values = [t[2] for t in by_source.get("right", [])]
+    if policy == "prefer-left":
+        return (left_values or right_values)[0]
+    if policy == "prefer-right":
+        return (right_values or left_values)[0]
+    return max(left_values + right_values, key=lambda o: _specificity(o))  # most-specific

@@ -1,0 +1,63 @@
+"""Plain-text views of the decision log for `kgalign inspect`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['entities']} source entities"]
+    lines.append("decisions: " + ", ".join(f"{kind} {n}" for kind, n in summary["decisions"].items()))
+    lines.append(
+        f"gated (no LLM) {summary['gated']}, judged {summary['judged']}, human {summary['human']}, "
+        f"early-stopped {summary['early_stopped']}, conflicts lost {summary['conflicts']}"
+    )
+    lines.append(f"rounds asked {summary['rounds']}, invalid votes {summary['invalid_votes']}, 'none of these' votes {summary['none_votes']}")
+    if summary["mean_round_agreement"] is not None:
+        lines.append(f"mean agreement between rounds: {summary['mean_round_agreement']:.3f}")
+    wins = summary["position_wins"]
+    if wins:
+        total = sum(wins.values())
+        lines.append("position wins (position bias): " + ", ".join(f"{p} {n} ({n / total:.0%})" for p, n in wins.items()))
+    return "\n".join(lines)
+
+
+def render_list(rows: Sequence[dict[str, Any]], total: int) -> str:
+    lines = [f"{total} decisions match (showing {len(rows)})"]
+    for r in rows:
+        votes = " ".join(_short(x["target"]) for x in r.get("rounds", []))
+        lines.append(f"{r['decision']:9} {r['confidence']:.3f}  {r['source']}  -> {r.get('target') or '-'}  votes: {votes or '-'}")
+    return "\n".join(lines)
+
+
+def _short(target: str | None) -> str:
+    if target is None:
+        return "invalid"
+    return target.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+def render_decision(r: dict[str, Any]) -> str:
+    lines = [f"source: {r['source']}  ({r.get('source_label') or ''})"]
+    for key, value in r.get("source_attributes", []):
+        lines.append(f"  {key}: {value}")
+    lines.append(f"decision: {r['decision']}  target: {r.get('target') or '-'}  confidence: {r['confidence']:.3f}")
+    flags = [name for name in ("gated", "early_stopped", "human") if r.get(name)]
+    if flags:
+        lines.append("flags: " + ", ".join(flags))
+    if r.get("conflict_with"):
+        lines.append(f"lost its target to: {r['conflict_with']}")
+    lines.append(f"candidates (margin {r.get('margin', 0):.3f}, mutual NN: {r.get('mutual')}):")
+    for c in r["candidates"]:
+        lines.append(f"  {c['rank']:>2}. {c['score']:.4f}  {c['iri']}  {c.get('label', '')}")
+    for i, round_ in enumerate(r.get("rounds", []), start=1):
+        order = ", ".join(f"{chr(65 + j)}={_short(iri)}" for j, iri in enumerate(round_["order"]))
+        prob = f" p={2.718281828 ** round_['logprob']:.3f}" if round_.get("logprob") is not None else ""
+        cached = " (cached)" if round_.get("cached") else ""
+        lines.append(f"  round {i}: [{order}] answer {round_['raw']!r} -> {_short(round_['target'])}{prob}{cached}")
+    if r.get("explanation"):
+        lines.append(f"explanation: {r['explanation']}")
+    if r.get("prompt"):
+        lines.append("prompt (round 1):")
+        lines.extend("  | " + line for line in r["prompt"].splitlines())
+    return "\n".join(lines)

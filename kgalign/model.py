@@ -1,0 +1,169 @@
+"""Plain typed data passed between the stages of the pipeline.
+
+Every stage takes and returns these objects, so a stage can be rerun, tested or
+replaced on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal as TypingLiteral
+
+Side = TypingLiteral["left", "right"]
+DecisionKind = TypingLiteral["match", "none", "uncertain"]
+
+
+@dataclass(frozen=True)
+class Value:
+    """One literal value of an attribute, with its language tag or datatype."""
+
+    text: str
+    lang: str | None = None
+    datatype: str | None = None
+
+
+@dataclass
+class Entity:
+    """One entity of a graph, with its description folded in.
+
+    ``attributes`` maps an attribute *path* to its values. A path is one predicate
+    IRI, or several joined by ``" / "`` when the literal sits on a label-less node
+    folded into this entity (a person's address, a blank node).
+    ``relations`` maps a predicate IRI to the IRIs of the *entities* it points to.
+    """
+
+    iri: str
+    labels: list[Value] = field(default_factory=list)
+    attributes: dict[str, list[Value]] = field(default_factory=dict)
+    relations: dict[str, list[str]] = field(default_factory=dict)
+    types: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The best display label: an English or untagged label first, else the IRI's local name."""
+        for value in self.labels:
+            if value.lang in (None, "", "en") and value.text.strip():
+                return value.text
+        for value in self.labels:
+            if value.text.strip():
+                return value.text
+        return local_name(self.iri)
+
+
+@dataclass
+class EntityTable:
+    """The entities of one graph that take part in the alignment."""
+
+    name: str
+    entities: dict[str, Entity]
+    triple_count: int = 0
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def iris(self) -> list[str]:
+        return list(self.entities)
+
+
+@dataclass(frozen=True)
+class PredicateStats:
+    """How identifying a predicate (or attribute path) is within one graph."""
+
+    predicate: str
+    kind: TypingLiteral["attribute", "relation"]
+    coverage: float
+    distinctiveness: float
+    entities_with: int
+    distinct_values: int
+
+    @property
+    def importance(self) -> float:
+        # Both must be high: a predicate that few entities fill, or whose values
+        # repeat across entities, identifies little.
+        return self.coverage * self.distinctiveness
+
+
+@dataclass
+class EntityProfile:
+    """What is shown of an entity to the embedder and to the judge."""
+
+    iri: str
+    label: str
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+    neighbours: list[tuple[str, str]] = field(default_factory=list)
+
+    def text(self) -> str:
+        """Text to embed: label then values, most identifying first."""
+        parts = [self.label] if self.label else []
+        parts += [value for _, value in self.attributes if value != self.label]
+        parts += [name for _, name in self.neighbours]
+        return " | ".join(parts)
+
+
+@dataclass
+class Candidate:
+    iri: str
+    score: float
+    rank: int
+
+
+@dataclass
+class Candidates:
+    """Top-k candidates of one source entity, best first."""
+
+    source: str
+    items: list[Candidate]
+    margin: float
+    mutual: bool
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.items[0] if self.items else None
+
+
+@dataclass
+class Round:
+    """One question of the multiple-choice vote: the order shown and the answer."""
+
+    order: list[str]
+    raw: str
+    choice: str | None
+    target: str | None = None
+    logprob: float | None = None
+    cached: bool = False
+    error: str | None = None
+    retries: int = 0
+
+
+@dataclass
+class Decision:
+    source: str
+    kind: DecisionKind
+    target: str | None
+    confidence: float
+    rounds: list[Round] = field(default_factory=list)
+    gated: bool = False
+    early_stopped: bool = False
+    human: bool = False
+    prompt: str | None = None
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    latency_s: float = 0.0
+    explanation: str | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    left: str
+    right: str
+    confidence: float
+
+
+def local_name(iri: str) -> str:
+    """The part of an IRI after its last '#', '/' or ':'."""
+    for sep in ("#", "/", ":"):
+        if sep in iri:
+            tail = iri.rsplit(sep, 1)[1]
+            if tail:
+                return tail
+    return iri

@@ -1,0 +1,290 @@
+"""One call that wires the stages: load, select, retrieve, judge and vote, resolve, fuse.
+
+>>> result = align("left.ttl", "right.ttl", AlignConfig(judge="none"))  # doctest: +SKIP
+>>> result.save("out/")                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rdflib import Graph, URIRef
+
+from kgalign import __version__
+from kgalign.embed import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
+from kgalign.export import provenance_dataset, write_alignment, write_dataset, write_graph, write_links
+from kgalign.fuse import FusionResult, fuse
+from kgalign.judges.base import Judge, make_judge
+from kgalign.judges.cache import AnswerCache, CachedJudge
+from kgalign.load import load_entities
+from kgalign.log import decision_record, write_votes
+from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
+from kgalign.progress import progress_bar
+from kgalign.resolve import Conflict, resolve
+from kgalign.retrieve import RetrievalConfig, lexical_vectors, retrieve
+from kgalign.select import build_profiles, choose_predicates, predicate_stats
+from kgalign.stages import StageTimer
+from kgalign.atomic import write_text_atomic
+from kgalign.vocab import KGA
+from kgalign.vote import VoteConfig, decide
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json")
+
+
+@dataclass
+class AlignConfig:
+    """Every option of a run. Defaults are the ones chosen by benchmark (see README)."""
+
+    judge: str = "local"
+    model: str | None = None
+    adapter: str | None = None
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    embedder: str | None = None
+    left_format: str | None = None
+    right_format: str | None = None
+    classes: list[str] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)
+    relations: list[str] = field(default_factory=list)
+    max_attributes: int = 8
+    max_neighbours: int = 5
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    vote: VoteConfig = field(default_factory=VoteConfig)
+    resolve: str = "greedy"
+    canonical: str = "left"
+    conflicts: str = "keep-all"
+    cache_path: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class AlignmentResult:
+    config: AlignConfig
+    left_path: str
+    right_path: str
+    left_graph: Graph
+    right_graph: Graph
+    left_table: EntityTable
+    right_table: EntityTable
+    left_profiles: dict[str, EntityProfile]
+    right_profiles: dict[str, EntityProfile]
+    candidates: list[Candidates]
+    decisions: list[Decision]
+    links: list[Link]
+    conflicts: list[Conflict]
+    fusion: FusionResult
+    timer: StageTimer
+    counts: dict[str, int]
+    judge_id: str | None
+    metrics: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+
+    def evaluate(self, gold: list[Pair], name: str = "gold") -> dict[str, Any]:
+        _, missing = filter_gold(gold, set(self.left_table.entities), set(self.right_table.entities), name)
+        link = evaluate_links(self.links, gold)
+        metrics: dict[str, Any] = asdict(link)
+        metrics.update(ranking_metrics(self.candidates, gold))
+        metrics["gold_pairs_not_in_graphs"] = missing
+        self.metrics = metrics
+        return metrics
+
+    def vote_records(self) -> list[dict[str, Any]]:
+        lost = {c.source: c.winner for c in self.conflicts}
+        return [
+            decision_record(d, c, self.left_profiles[d.source], self.right_profiles, lost.get(d.source))
+            for d, c in zip(self.decisions, self.candidates)
+        ]
+
+    def run_info(self) -> dict[str, Any]:
+        import faiss
+        import rdflib
+        import sentence_transformers
+        import torch
+
+        config = asdict(self.config)
+        return {
+            "kgalign": __version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "left": str(self.left_path),
+            "right": str(self.right_path),
+            "seed": self.config.seed,
+            "judge": self.judge_id,
+            "adapter": self.config.adapter,
+            "config": config,
+            "versions": {
+                "python": platform.python_version(),
+                "rdflib": rdflib.__version__,
+                "faiss": getattr(faiss, "__version__", "?"),
+                "torch": torch.__version__,
+                "sentence_transformers": sentence_transformers.__version__,
+            },
+            "stages": self.timer.stages,
+            "total_seconds": self.timer.total_seconds,
+            "peak_rss_mb": StageTimer.process_peak_mb(),
+            "counts": self.counts,
+            "metrics": self.metrics,
+        }
+
+    def save(self, outdir: str | Path) -> dict[str, Path]:
+        """Write every output file atomically into ``outdir``."""
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        paths = {name: outdir / name for name in OUTPUT_FILES}
+        with self.timer.stage("write"):
+            write_graph(self.fusion.graph, paths["fused.ttl"])
+            write_links(self.links, paths["links.ttl"])
+            write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)
+            write_votes(self.vote_records(), paths["votes.jsonl"])
+            run_iri = URIRef(f"{KGA}run/{int(self.started)}")
+            write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path), paths["provenance.trig"])
+            if self.metrics is not None:
+                write_json(paths["metrics.json"], self.metrics)
+            else:
+                paths.pop("metrics.json")
+        write_json(paths["run.json"], self.run_info())
+        return paths
+
+
+def write_json(path: Path, data: Any) -> None:
+    import json
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def build_judge(config: AlignConfig, cache_path: str | Path | None) -> tuple[CachedJudge | None, AnswerCache | None]:
+    if config.judge == "none":
+        return None, None
+    options = dict(config.judge_options)
+    if config.model:
+        options["model"] = config.model
+    if config.adapter:
+        options["adapter"] = config.adapter
+    inner: Judge = make_judge(config.judge, **options)
+    cache = AnswerCache(cache_path) if cache_path else None
+    return CachedJudge(inner, cache), cache
+
+
+def align(
+    left: str | Path,
+    right: str | Path,
+    config: AlignConfig | None = None,
+    embedder: Embedder | None = None,
+    judge: Judge | None = None,
+) -> AlignmentResult:
+    """Run the whole pipeline on two graph files and return everything it produced."""
+    config = config or AlignConfig()
+    config.vote.seed = config.seed
+    timer = StageTimer()
+
+    with timer.stage("load"):
+        left_graph, left_table = load_entities(left, "left", config.left_format, config.classes or None)
+        right_graph, right_table = load_entities(right, "right", config.right_format, config.classes or None)
+
+    with timer.stage("select"):
+        profiles = []
+        for table in (left_table, right_table):
+            selection = choose_predicates(
+                predicate_stats(table),
+                config.attributes or None,
+                config.relations or None,
+                max_attributes=config.max_attributes,
+                max_neighbours=config.max_neighbours,
+            )
+            profiles.append(build_profiles(table, selection))
+        left_profiles, right_profiles = profiles
+        left_texts = [p.text() for p in left_profiles]
+        right_texts = [p.text() for p in right_profiles]
+
+    with timer.stage("embed"):
+        embedder = embedder or CachedEmbedder(SentenceTransformerEmbedder(config.embedder))
+        left_vectors = embedder.encode(left_texts)
+        right_vectors = embedder.encode(right_texts)
+
+    with timer.stage("retrieve"):
+        lex = lexical_vectors(left_texts, right_texts) if config.retrieval.dense_weight < 1.0 else (None, None)
+        with progress_bar("retrieve", len(left_profiles)) as advance:
+            candidates = retrieve(
+                [p.iri for p in left_profiles],
+                [p.iri for p in right_profiles],
+                left_vectors,
+                right_vectors,
+                lex[0],
+                lex[1],
+                config.retrieval,
+                advance,
+            )
+
+    left_by_iri = {p.iri: p for p in left_profiles}
+    right_by_iri = {p.iri: p for p in right_profiles}
+    cache: AnswerCache | None = None
+    with timer.stage("judge"):
+        if judge is not None:
+            cached_judge: CachedJudge | None = CachedJudge(judge, AnswerCache(config.cache_path) if config.cache_path else None)
+            cache = cached_judge.cache
+        else:
+            cached_judge, cache = build_judge(config, config.cache_path)
+        questions_total = config.vote.rounds * sum(1 for c in candidates if c.items)
+        with progress_bar("judge", questions_total if cached_judge else 0) as advance:
+            if cached_judge is not None:
+                cached_judge.on_answered = advance
+            decisions = decide(candidates, left_by_iri, right_by_iri, cached_judge, config.vote)
+        if cache is not None:
+            cache.close()
+
+    with timer.stage("resolve"):
+        links, conflicts = resolve(decisions, candidates, config.resolve, config.vote.min_score)
+
+    with timer.stage("fuse"):
+        fusion = fuse(left_graph, right_graph, links, config.canonical, config.conflicts)
+
+    counts = {
+        "entities_left": len(left_table),
+        "entities_right": len(right_table),
+        "triples_left": left_table.triple_count,
+        "triples_right": right_table.triple_count,
+        "candidates": sum(len(c.items) for c in candidates),
+        "gated": sum(1 for d in decisions if d.gated),
+        "judged": sum(1 for d in decisions if d.rounds),
+        "llm_questions": cached_judge.sent if cached_judge else 0,
+        "cache_hits": cached_judge.hits if cached_judge else 0,
+        "prompt_tokens": cached_judge.prompt_tokens if cached_judge else 0,
+        "answer_tokens": cached_judge.answer_tokens if cached_judge else 0,
+        "matches": sum(1 for d in decisions if d.kind == "match"),
+        "uncertain": sum(1 for d in decisions if d.kind == "uncertain"),
+        "none": sum(1 for d in decisions if d.kind == "none"),
+        "links": len(links),
+        "conflicts": len(conflicts),
+        "clusters": len(fusion.clusters),
+        "fused_triples": len(fusion.graph),
+        "dropped_triples": len(fusion.dropped),
+    }
+    return AlignmentResult(
+        config=config,
+        left_path=str(left),
+        right_path=str(right),
+        left_graph=left_graph,
+        right_graph=right_graph,
+        left_table=left_table,
+        right_table=right_table,
+        left_profiles=left_by_iri,
+        right_profiles=right_by_iri,
+        candidates=candidates,
+        decisions=decisions,
+        links=links,
+        conflicts=conflicts,
+        fusion=fusion,
+        timer=timer,
+        counts=counts,
+        judge_id=(cached_judge.model_id if cached_judge else "none"),
+    )
+
+
+def load_gold(path: str | Path) -> list[Pair]:
+    return read_pairs(path)

@@ -1,0 +1,110 @@
+"""Turn per-source decisions into an alignment.
+
+- ``greedy`` (default): 1:1; when several sources chose one target, the most
+  confident keeps it and the others are recorded as conflicts.
+- ``assignment``: 1:1 by a maximum-weight bipartite matching over all retrieved
+  candidate pairs (scipy), so a source that lost its first choice can take its next;
+  judged decisions keep priority over retrieval scores.
+- ``many-to-one``: every match is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kgalign.model import Candidates, Decision, Link
+
+STRATEGIES = ("greedy", "assignment", "many-to-one")
+
+
+@dataclass
+class Conflict:
+    source: str
+    target: str
+    winner: str
+    confidence: float
+
+
+def resolve(
+    decisions: Sequence[Decision],
+    candidates: Sequence[Candidates] | None = None,
+    strategy: str = "greedy",
+    min_score: float = 0.0,
+) -> tuple[list[Link], list[Conflict]]:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown resolve strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    matches = [d for d in decisions if d.kind == "match" and d.target is not None]
+    if strategy == "many-to-one":
+        return [Link(d.source, d.target, d.confidence) for d in matches], []  # type: ignore[arg-type]
+    if strategy == "assignment" and candidates is not None:
+        return _assignment(decisions, candidates, min_score)
+    return _greedy(matches)
+
+
+def _greedy(matches: list[Decision]) -> tuple[list[Link], list[Conflict]]:
+    winners: dict[str, Decision] = {}
+    conflicts: list[Conflict] = []
+    for d in sorted(matches, key=lambda d: (-d.confidence, d.source)):
+        target = d.target
+        assert target is not None
+        if target in winners:
+            conflicts.append(Conflict(d.source, target, winners[target].source, d.confidence))
+        else:
+            winners[target] = d
+    links = [Link(d.source, target, d.confidence) for target, d in winners.items()]
+    links.sort(key=lambda link: link.left)
+    return links, conflicts
+
+
+def _assignment(
+    decisions: Sequence[Decision], candidates: Sequence[Candidates], min_score: float
+) -> tuple[list[Link], list[Conflict]]:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    by_source = {d.source: d for d in decisions}
+    sources = [c.source for c in candidates]
+    targets = sorted({item.iri for c in candidates for item in c.items})
+    target_index = {iri: j for j, iri in enumerate(targets)}
+    rows, cols, weights = [], [], []
+    for i, cands in enumerate(candidates):
+        decision = by_source.get(cands.source)
+        if decision is not None and decision.kind in ("none", "uncertain") and (decision.rounds or decision.human):
+            continue  # the judge (or a person) said no: do not link this source at all
+        for item in cands.items:
+            if item.score < min_score:
+                continue
+            weight = item.score
+            if decision is not None and decision.kind == "match" and decision.target == item.iri and (decision.rounds or decision.human):
+                weight += 10.0  # a judged match outranks every retrieval score
+            rows.append(i)
+            cols.append(target_index[item.iri])
+            weights.append(weight)
+    if not rows:
+        return [], []
+    # Dummy targets let every source stay unmatched, so a full matching always exists.
+    n_sources, n_targets = len(sources), len(targets)
+    rows += list(range(n_sources))
+    cols += [n_targets + i for i in range(n_sources)]
+    weights += [0.0] * n_sources
+    values = np.asarray(weights, dtype=np.float64)
+    # Minimise cost = big - weight; costs must stay strictly positive for csgraph.
+    cost = csr_matrix((values.max() + 1.0 - values, (rows, cols)), shape=(n_sources, n_targets + n_sources))
+    _, matched = min_weight_full_bipartite_matching(cost)
+    links = []
+    conflicts = []
+    for i, j in enumerate(matched):
+        if j < 0 or j >= n_targets:
+            continue
+        source, target = sources[i], targets[j]
+        decision = by_source.get(source)
+        score = next(item.score for item in candidates[i].items if item.iri == target)
+        confidence = decision.confidence if decision and decision.target == target else score
+        links.append(Link(source, target, round(float(confidence), 6)))
+        if decision is not None and decision.kind == "match" and decision.target not in (None, target):
+            conflicts.append(Conflict(source, decision.target, "(assignment)", decision.confidence))
+    links.sort(key=lambda link: link.left)
+    return links, conflicts

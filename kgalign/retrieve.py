@@ -1,0 +1,165 @@
+"""Retrieve the top-k candidates of every source entity.
+
+Two signals are combined:
+- dense: cosine similarity of sentence embeddings, searched with FAISS (inner
+  product on normalised vectors; exact below ``hnsw_threshold`` targets, HNSW above);
+- lexical: cosine similarity of TF-IDF vectors of character n-grams, which catches
+  what a small embedder misses (model codes, misspelt names, numbers).
+Each source's pool is the union of both signals' best ``pool`` targets; pooled
+targets are scored ``dense_weight * dense + (1 - dense_weight) * lexical`` and the
+best ``k`` kept. Nothing quadratic is held in memory: the lexical search runs in
+row blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from kgalign.model import Candidate, Candidates
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class RetrievalConfig:
+    k: int = 10
+    pool: int = 30
+    dense_weight: float = 0.5
+    hnsw_threshold: int = 200_000
+    block_rows: int = 1024
+
+
+def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` right rows for each left row by inner product (FAISS)."""
+    import faiss
+
+    k = min(k, right.shape[0])
+    dim = right.shape[1]
+    if right.shape[0] > hnsw_threshold:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(64, 2 * k)
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(np.ascontiguousarray(right, dtype=np.float32))
+    scores, ids = index.search(np.ascontiguousarray(left, dtype=np.float32), k)
+    return scores, ids
+
+
+def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """TF-IDF of character 3-grams within words plus whole words, fitted on both sides."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    corpus = list(left_texts) + list(right_texts)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), lowercase=True, sublinear_tf=True, dtype=np.float32)
+    words = TfidfVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b", lowercase=True, sublinear_tf=True, dtype=np.float32)
+    try:
+        matrix = sparse.hstack([chars.fit_transform(corpus), words.fit_transform(corpus)]).tocsr()
+    except ValueError:  # every text empty
+        matrix = sparse.csr_matrix((len(corpus), 1), dtype=np.float32)
+    matrix = normalize(matrix)
+    n = len(left_texts)
+    return matrix[:n], matrix[n:]
+
+
+def lexical_topk(
+    left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` right rows per left row by sparse cosine, computed block by block."""
+    k = min(k, right.shape[0])
+    right_t = right.T.tocsc()
+    all_ids = np.empty((left.shape[0], k), dtype=np.int64)
+    all_scores = np.empty((left.shape[0], k), dtype=np.float32)
+    for start in range(0, left.shape[0], block_rows):
+        block = (left[start : start + block_rows] @ right_t).toarray()
+        ids = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        scores = np.take_along_axis(block, ids, axis=1)
+        all_ids[start : start + len(block)] = ids
+        all_scores[start : start + len(block)] = scores
+        if progress:
+            progress(len(block))
+    return all_scores, all_ids
+
+
+def _row_dot(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Sparse dot products a[rows[i]] . b[cols[i]] without forming a full product."""
+    product = a[rows].multiply(b[cols])
+    return np.asarray(product.sum(axis=1)).ravel().astype(np.float32)
+
+
+def retrieve(
+    left_iris: Sequence[str],
+    right_iris: Sequence[str],
+    left_dense: np.ndarray,
+    right_dense: np.ndarray,
+    left_lex: sparse.csr_matrix | None,
+    right_lex: sparse.csr_matrix | None,
+    config: RetrievalConfig,
+    progress: Progress | None = None,
+) -> list[Candidates]:
+    """Candidates for every left entity, combining dense and lexical scores."""
+    n_left, n_right = len(left_iris), len(right_iris)
+    if n_left == 0 or n_right == 0:
+        return [Candidates(source=iri, items=[], margin=0.0, mutual=False) for iri in left_iris]
+    pool = min(max(config.pool, config.k), n_right)
+    _, dense_ids = dense_topk(left_dense, right_dense, pool, config.hnsw_threshold)
+    pools = [set(int(i) for i in row if i >= 0) for row in dense_ids]
+    use_lex = left_lex is not None and right_lex is not None and config.dense_weight < 1.0
+    if use_lex:
+        _, lex_ids = lexical_topk(left_lex, right_lex, pool, config.block_rows, progress)
+        for row_pool, row in zip(pools, lex_ids):
+            row_pool.update(int(i) for i in row)
+    elif progress:
+        progress(n_left)
+
+    rows = np.repeat(np.arange(n_left), [len(p) for p in pools])
+    cols = np.fromiter((c for p in pools for c in sorted(p)), dtype=np.int64, count=len(rows))
+    scores = np.einsum("ij,ij->i", left_dense[rows], right_dense[cols]).astype(np.float32)
+    if use_lex:
+        lex = np.empty(len(rows), dtype=np.float32)
+        step = 200_000
+        for start in range(0, len(rows), step):
+            lex[start : start + step] = _row_dot(left_lex, right_lex, rows[start : start + step], cols[start : start + step])
+        scores = config.dense_weight * scores + (1.0 - config.dense_weight) * lex
+    return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
+
+
+def _assemble(
+    left_iris: Sequence[str],
+    right_iris: Sequence[str],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+) -> list[Candidates]:
+    # Best source of every target among all pooled pairs, for the mutual-NN flag.
+    best_source = np.full(len(right_iris), -1, dtype=np.int64)
+    best_score = np.full(len(right_iris), -np.inf, dtype=np.float32)
+    order = np.lexsort((-scores, cols))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = cols[order][1:] != cols[order][:-1]
+    winners = order[first]
+    best_source[cols[winners]] = rows[winners]
+    best_score[cols[winners]] = scores[winners]
+
+    result: list[Candidates] = []
+    bounds = np.searchsorted(rows, np.arange(len(left_iris) + 1))
+    for i, iri in enumerate(left_iris):
+        lo, hi = bounds[i], bounds[i + 1]
+        row_cols, row_scores = cols[lo:hi], scores[lo:hi]
+        top = np.lexsort((row_cols, -row_scores))[:k]
+        items = [
+            Candidate(iri=right_iris[int(row_cols[j])], score=round(float(row_scores[j]), 6), rank=r + 1)
+            for r, j in enumerate(top)
+        ]
+        margin = items[0].score - items[1].score if len(items) > 1 else items[0].score if items else 0.0
+        mutual = bool(items) and int(best_source[int(row_cols[top[0]])]) == i
+        result.append(Candidates(source=iri, items=items, margin=round(float(margin), 6), mutual=mutual))
+    return result

@@ -1,0 +1,59 @@
+"""Time and peak memory per pipeline stage, for run.json and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+@dataclass
+class StageTimer:
+    """Records wall time and peak resident memory (sampled every 20 ms) per stage."""
+
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        peak = [_rss_mb()]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.02):
+                peak[0] = max(peak[0], _rss_mb())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            yield
+        finally:
+            stop.set()
+            sampler.join()
+            peak[0] = max(peak[0], _rss_mb())
+            elapsed = time.perf_counter() - started
+            self.stages[name] = {"seconds": round(elapsed, 3), "peak_rss_mb": round(peak[0], 1)}
+            log.info("stage %s done in %.2fs (peak %.0f MB)", name, elapsed, peak[0])
+
+    @property
+    def total_seconds(self) -> float:
+        return round(sum(s["seconds"] for s in self.stages.values()), 3)
+
+    @staticmethod
+    def process_peak_mb() -> float:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
