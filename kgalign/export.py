@@ -99,7 +99,7 @@ def provenance_dataset(result: FusionResult, run_iri: URIRef, left_path: str, ri
         dropped.add((node, RDF.object, triple[2]))
         dropped.add((node, PROV.wasDerivedFrom, SOURCE_GRAPHS[source]))
         dropped.add((node, KGA.reason, Literal(reason)))
-    meta = dataset.default_context if hasattr(dataset, "default_context") else dataset
+    meta = dataset.default_graph
     meta.add((SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(Path(left_path).resolve().as_uri())))
     meta.add((SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(Path(right_path).resolve().as_uri())))
     meta.add((SOURCE_GRAPHS["kgalign"], PROV.wasGeneratedBy, run_iri))

@@ -1,0 +1,156 @@
+"""`kgalign run`, `inspect`, `profile` and `eval` end to end on the real example."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rdflib import Graph
+from rdflib.namespace import OWL
+
+from kgalign.cli.main import main
+from kgalign.evaluate import read_pairs
+
+
+def _run(args: list[str]):
+    result = CliRunner().invoke(main, ["--log-level", "warning", *args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def none_run(persons, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("none")
+    result = _run(["run", str(persons["left"]), str(persons["right"]), "-o", str(out), "--judge", "none", "--gold", str(persons["gold"]), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(persons, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    result = _run(["run", str(persons["left"]), str(persons["right"]), "-o", str(out), "--gold", str(persons["gold"]), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _outputs_agree(out: Path) -> set[tuple[str, str]]:
+    links = {(str(s), str(o)) for s, o in Graph().parse(out / "links.ttl").subject_objects(OWL.sameAs)}
+    alignment = set(read_pairs(out / "alignment.rdf"))
+    fused = Graph().parse(out / "fused.ttl")
+    fused_same = {(str(s), str(o)) for s, o in fused.subject_objects(OWL.sameAs)}
+    assert links == alignment
+    assert links == fused_same  # canonical = left, so each cluster's sameAs is left -> right
+    votes = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
+    assert {(v["source"], v["target"]) for v in votes if v["decision"] == "match" and not v["conflict_with"]} >= links
+    assert len(votes) == 60
+    return links
+
+
+@pytest.mark.parametrize("fixture", ["none_run", "local_run"])
+def test_run_writes_consistent_outputs(fixture, request) -> None:
+    out: Path = request.getfixturevalue(fixture)
+    links = _outputs_agree(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["f1"] >= 0.95 and metrics["hits@1"] >= 0.96 and metrics["hits@10"] == 1.0
+    run = json.loads((out / "run.json").read_text())
+    for key in ("entities_left", "entities_right", "candidates", "llm_questions", "cache_hits", "prompt_tokens", "answer_tokens"):
+        assert key in run["counts"]
+    assert run["counts"]["entities_left"] == 60 and run["counts"]["entities_right"] == 60
+    assert set(run["stages"]) >= {"load", "select", "embed", "retrieve", "judge", "resolve", "fuse", "write"}
+    assert all(stage["peak_rss_mb"] > 0 for stage in run["stages"].values())
+    assert run["seed"] == 0 and run["versions"]["rdflib"]
+    assert len(links) == run["counts"]["links"]
+    Graph().parse(out / "provenance.trig", format="trig")
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_local_judge_run_records_its_questions(local_run) -> None:
+    run = json.loads((local_run / "run.json").read_text())
+    votes = [json.loads(line) for line in (local_run / "votes.jsonl").read_text().splitlines()]
+    judged = [v for v in votes if v["rounds"]]
+    assert run["judge"].startswith("local:")
+    assert run["counts"]["judged"] == len(judged) > 0
+    assert run["counts"]["llm_questions"] + run["counts"]["cache_hits"] == sum(len(v["rounds"]) for v in judged)
+    assert run["counts"]["prompt_tokens"] > 0
+    for v in judged:
+        assert v["prompt"] and "SOURCE:" in v["prompt"]
+        for r in v["rounds"]:
+            assert r["choice"] is not None and r["logprob"] is not None
+            assert sorted(r["order"]) == sorted(c["iri"] for c in v["candidates"][: len(r["order"])])
+
+
+def test_rerun_answers_from_the_cache(local_run, persons) -> None:
+    before = json.loads((local_run / "run.json").read_text())["counts"]
+    result = _run(["run", str(persons["left"]), str(persons["right"]), "-o", str(local_run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    after = json.loads((local_run / "run.json").read_text())["counts"]
+    assert after["llm_questions"] == 0
+    assert after["cache_hits"] == before["llm_questions"] + before["cache_hits"]
+
+
+def test_inspect_summary_filters_and_one_decision(local_run) -> None:
+    votes = local_run / "votes.jsonl"
+    result = _run(["inspect", str(votes), "--json"])
+    summary = json.loads(result.output)
+    assert summary["entities"] == 60
+    assert sum(summary["decisions"].values()) == 60
+    assert summary["judged"] + summary["gated"] <= 60
+    assert sum(summary["position_wins"].values()) + summary["none_votes"] + summary["invalid_votes"] == summary["rounds"]
+    text = _run(["inspect", str(votes)]).output
+    assert "position wins" in text or summary["rounds"] == 0
+    records = [json.loads(line) for line in votes.read_text().splitlines()]
+    judged = next(r for r in records if r["rounds"])
+    full = _run(["inspect", str(votes), "--entity", judged["source"]]).output
+    assert "round 1:" in full and judged["source"] in full and "SOURCE:" in full
+    uncertain = _run(["inspect", str(votes), "--uncertain", "--json"]).output
+    assert all(r["decision"] == "uncertain" for r in json.loads(uncertain))
+    missing = _run(["inspect", str(votes), "--entity", "urn:nope"])
+    assert missing.exit_code == 1 and "no decision for entity urn:nope" in missing.output
+
+
+def test_profile_ranks_and_suggests_pairs(persons) -> None:
+    result = _run(["profile", str(persons["left"]), str(persons["right"]), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["left"][0]["importance"] >= data["left"][-1]["importance"]
+    assert any(p["left"].endswith("soc_sec_id") and p["right"].endswith("soc_sec_id") for p in data["pairs"])
+    table = _run(["profile", str(persons["left"]), str(persons["right"])]).output
+    assert "soc_sec_id" in table and "coverage" in table
+
+
+def test_eval_scores_links_in_any_format(none_run, persons) -> None:
+    result = _run(["eval", "--gold", str(persons["gold"]), str(none_run / "alignment.rdf"), "--json"])
+    metrics = json.loads(result.output)
+    same = json.loads(_run(["eval", "--gold", str(persons["gold"]), str(none_run / "links.ttl"), "--json"]).output)
+    assert metrics == same
+    assert metrics["recall"] == 1.0 and metrics["precision"] >= 50 / 60
+
+
+def test_usage_and_input_errors_have_exit_codes(tmp_path: Path, persons) -> None:
+    usage = _run(["run", str(persons["left"])])
+    assert usage.exit_code == 2
+    bad = tmp_path / "bad.ttl"
+    bad.write_text("@prefix ex: <http://example.org/> .\nex:a ex:b .\n")
+    out = tmp_path / "out"
+    result = _run(["run", str(bad), str(persons["right"]), "-o", str(out), "--judge", "none"])
+    assert result.exit_code == 1
+    assert f"{bad}:2" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not any(p.is_file() for p in out.glob("*")) if out.exists() else True
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    refused = _run(["run", str(persons["left"]), str(persons["right"]), "-o", str(tmp_path / "busy"), "--judge", "none"])
+    assert refused.exit_code == 1 and "--force" in refused.output
+    same = _run(["run", str(persons["left"]), str(persons["left"]), "-o", str(tmp_path / "o2"), "--judge", "none"])
+    assert same.exit_code == 1 and "same file" in same.output
+
+
+def test_installed_command_runs(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "kgalign.cli.main", "--help"], capture_output=True, text=True, check=True)
+    assert "kgalign run LEFT RIGHT -o OUTDIR" in result.stdout
+    for command in ("run", "inspect", "profile", "eval"):
+        help_text = subprocess.run([sys.executable, "-m", "kgalign.cli.main", command, "--help"], capture_output=True, text=True, check=True).stdout
+        assert "Usage:" in help_text

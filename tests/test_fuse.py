@@ -1,0 +1,93 @@
+"""Fusion: clusters, canonical IRIs, conflict policies, and the no-triple-lost invariant."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rdflib import Graph, Literal, URIRef
+from rdflib.namespace import OWL
+
+from kgalign.fuse import MINT_BASE, fuse
+from kgalign.model import Link
+
+EX = "http://example.org/"
+
+
+def _graph(triples) -> Graph:
+    g = Graph()
+    for t in triples:
+        g.add(t)
+    return g
+
+
+def _rewrite(triple, mapping):
+    return tuple(URIRef(mapping[str(x)]) if isinstance(x, URIRef) and str(x) in mapping else x for x in triple)
+
+
+def assert_nothing_lost(left: Graph, right: Graph, result) -> None:
+    dropped = {t for t, _, _ in result.dropped}
+    for graph in (left, right):
+        for triple in graph:
+            rewritten = _rewrite(triple, result.canonical)
+            assert rewritten in result.graph or rewritten in dropped, triple
+
+
+iris = st.sampled_from([URIRef(f"{EX}e{i}") for i in range(6)])
+preds = st.sampled_from([URIRef(f"{EX}p{i}") for i in range(3)])
+objs = st.one_of(iris, st.text(max_size=5).map(Literal), st.integers(0, 3).map(Literal))
+triples = st.lists(st.tuples(iris, preds, objs), max_size=25)
+links = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(triples, triples, links, st.sampled_from(["left", "right", "mint"]), st.sampled_from(["keep-all", "prefer-left", "prefer-right", "most-specific"]))
+def test_no_input_triple_is_lost(left_triples, right_triples, pairs, canonical, policy) -> None:
+    left = _graph(left_triples)
+    # The right graph lives in another namespace, as a second source would.
+    right = _graph((URIRef(str(s).replace(EX, EX + "r/")), p, URIRef(str(o).replace(EX, EX + "r/")) if isinstance(o, URIRef) else o) for s, p, o in right_triples)
+    link_list = [Link(f"{EX}e{a}", f"{EX}r/e{b}", 1.0) for a, b in pairs]
+    result = fuse(left, right, link_list, canonical=canonical, conflicts=policy)
+    assert_nothing_lost(left, right, result)
+    if policy == "keep-all":
+        assert not result.dropped
+    for members in result.clusters:
+        targets = {result.canonical[m] for m in members}
+        assert len(targets) == 1
+        target = targets.pop()
+        if canonical == "mint":
+            assert target.startswith(MINT_BASE)
+        for member in members:
+            if member != target:
+                assert (URIRef(target), OWL.sameAs, URIRef(member)) in result.graph
+
+
+def test_conflict_policies_on_a_functional_attribute() -> None:
+    name = URIRef(f"{EX}name")
+    left = _graph([(URIRef(f"{EX}a"), name, Literal("Paris")), (URIRef(f"{EX}a"), URIRef(f"{EX}pop"), Literal("2"))])
+    right = _graph([(URIRef(f"{EX}r/a"), name, Literal("Paris", lang="fr"))])
+    link = [Link(f"{EX}a", f"{EX}r/a", 0.9)]
+    canon = URIRef(f"{EX}a")
+    kept = {
+        policy: set(fuse(left, right, link, "left", policy).graph.objects(canon, name))
+        for policy in ("keep-all", "prefer-left", "prefer-right", "most-specific")
+    }
+    assert kept["keep-all"] == {Literal("Paris"), Literal("Paris", lang="fr")}
+    assert kept["prefer-left"] == {Literal("Paris")}
+    assert kept["prefer-right"] == {Literal("Paris", lang="fr")}
+    assert kept["most-specific"] == {Literal("Paris", lang="fr")}
+    result = fuse(left, right, link, "left", "prefer-left")
+    assert [(t[2], source, reason) for t, source, reason in result.dropped] == [
+        (Literal("Paris", lang="fr"), "right", "functional-conflict:prefer-left")
+    ]
+    assert result.provenance[(canon, URIRef(f"{EX}pop"), Literal("2"))] == {"left"}
+
+
+def test_duplicates_collapse_and_provenance_names_both_sources() -> None:
+    p = URIRef(f"{EX}p")
+    left = _graph([(URIRef(f"{EX}a"), p, Literal("x"))])
+    right = _graph([(URIRef(f"{EX}r/a"), p, Literal("x"))])
+    result = fuse(left, right, [Link(f"{EX}a", f"{EX}r/a", 1.0)], canonical="right")
+    canon = URIRef(f"{EX}r/a")
+    assert list(result.graph.objects(canon, p)) == [Literal("x")]
+    assert result.provenance[(canon, p, Literal("x"))] == {"left", "right"}
+    assert (canon, OWL.sameAs, URIRef(f"{EX}a")) in result.graph

@@ -1,0 +1,115 @@
+"""Loading real RDF in every supported syntax, folding label-less nodes, and clear errors."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from rdflib import Graph
+
+from kgalign.errors import InputError
+from kgalign.load import build_entity_table, guess_format, load_entities, load_graph
+
+PERSON = "http://www.okkam.org/oaie/person1-Person00"
+ONTO1 = "http://www.okkam.org/ontology_person1.owl#"
+
+
+@pytest.fixture(scope="module")
+def left_graph(persons) -> Graph:
+    return load_graph(persons["left"])
+
+
+@pytest.mark.parametrize(
+    "suffix,fmt",
+    [(".ttl", "turtle"), (".nt", "nt"), (".nq", "nquads"), (".trig", "trig"), (".rdf", "xml"), (".jsonld", "json-ld")],
+)
+def test_every_syntax_loads_the_same_triples(tmp_path: Path, left_graph: Graph, suffix: str, fmt: str) -> None:
+    path = tmp_path / f"left{suffix}"
+    if fmt in ("nquads", "trig"):
+        from rdflib import Dataset, URIRef
+
+        ds = Dataset()
+        g = ds.graph(URIRef("urn:example:g"))
+        for t in left_graph:
+            g.add(t)
+        path.write_bytes(ds.serialize(format=fmt, encoding="utf-8"))
+    else:
+        path.write_bytes(left_graph.serialize(format=fmt, encoding="utf-8"))
+    loaded = load_graph(path)
+    assert len(loaded) == len(left_graph)
+    assert set(loaded) == set(left_graph)
+
+
+def test_gzip_is_read_transparently(tmp_path: Path, persons) -> None:
+    path = tmp_path / "left.nt.gz"
+    path.write_bytes(gzip.compress(persons["left"].read_bytes()))
+    assert guess_format(path) == "nt"
+    assert len(load_graph(path)) == len(load_graph(persons["left"]))
+
+
+def test_address_chain_is_folded_into_the_person(persons) -> None:
+    _, table = load_entities(persons["left"], "left")
+    # Only persons are entities: addresses, suburbs and states are label-less and referenced.
+    assert len(table) == 60
+    assert all("Person" in iri for iri in table.entities)
+    person = next(iter(table.entities.values()))
+    paths = set(person.attributes)
+    assert f"{ONTO1}soc_sec_id" in paths
+    suburb_path = f"{ONTO1}has_address / {ONTO1}is_in_suburb / {ONTO1}name"
+    state_path = f"{ONTO1}has_address / {ONTO1}is_in_suburb / {ONTO1}is_in_state / {ONTO1}name"
+    assert suburb_path in paths
+    assert state_path in paths
+
+
+def test_blank_nodes_fold_and_labels_are_kept_with_language(tmp_path: Path) -> None:
+    path = tmp_path / "g.ttl"
+    path.write_text(
+        """
+        @prefix ex: <http://example.org/> .
+        @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+        ex:paris rdfs:label "Paris"@fr, "Paris"@en ; ex:population "2100000" ;
+            ex:location [ ex:lat "48.85" ; ex:long "2.35" ] ; ex:country ex:france .
+        ex:france rdfs:label "France"@en .
+        """
+    )
+    _, table = load_entities(path, "g")
+    assert set(table.entities) == {"http://example.org/paris", "http://example.org/france"}
+    paris = table.entities["http://example.org/paris"]
+    assert {(v.text, v.lang) for v in paris.labels} == {("Paris", "fr"), ("Paris", "en")}
+    assert paris.attributes["http://example.org/location / http://example.org/lat"][0].text == "48.85"
+    assert paris.relations == {"http://example.org/country": ["http://example.org/france"]}
+    assert paris.label == "Paris"
+
+
+def test_class_restricts_the_entities(persons) -> None:
+    graph = load_graph(persons["left"])
+    table = build_entity_table(graph, "left", classes=[f"{ONTO1}Address"])
+    assert len(table) == 60
+    assert all("Address" in iri for iri in table.entities)
+    with pytest.raises(InputError, match="no subject has rdf:type"):
+        build_entity_table(graph, "left", classes=["http://example.org/Nothing"])
+
+
+def test_malformed_turtle_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ttl"
+    path.write_text('@prefix ex: <http://example.org/> .\nex:a ex:b "ok" .\nex:c ex:d "unterminated .\n')
+    with pytest.raises(InputError) as err:
+        load_graph(path)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
+    assert f"{path}:3" in message
+
+
+def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot tell the RDF format"):
+        load_graph(tmp_path / "graph.xyz")
+    with pytest.raises(InputError, match="no such file"):
+        load_graph(tmp_path / "missing.ttl")
+
+
+def test_non_utf8_ntriples_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.nt"
+    path.write_bytes(b'<http://e/a> <http://e/p> "ok" .\n<http://e/b> <http://e/p> "caf\xe9" .\n')
+    with pytest.raises(InputError, match=r"latin\.nt:2: not valid UTF-8"):
+        load_graph(path)

@@ -1,0 +1,154 @@
+"""Voting: rounds in different orders, strict majority, early stop, gating, uncertain.
+
+The logic tests drive :func:`decide` with a rule-based judge that implements the Judge
+interface (it reads the question, it does not replay canned answers); one test runs the
+real SmolLM2 judge through the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kgalign.judges.base import Answer
+from kgalign.judges.prompt import Question
+from kgalign.model import Candidate, Candidates, EntityProfile
+from kgalign.vote import VoteConfig, decide, round_order
+
+
+class RuleJudge:
+    """Answers by a rule over the options shown: a name, a fixed position, or 'none'."""
+
+    name = "rule"
+    model_id = "rule"
+
+    def __init__(self, rule: str, target: str | None = None) -> None:
+        self.rule, self.target = rule, target
+        self.asked: list[Question] = []
+
+    def cache_params(self) -> dict[str, Any]:
+        return {}
+
+    def answer(self, questions: list[Question]) -> list[Answer]:
+        out = []
+        for q in questions:
+            self.asked.append(q)
+            if self.rule == "name":
+                letter = next((l for l, o in zip(q.letters, q.options) if o.iri == self.target), q.none_letter)
+            elif self.rule == "first":
+                letter = "A"
+            elif self.rule == "none":
+                letter = q.none_letter
+            else:
+                out.append(Answer(raw="I think it is A", choice=None))
+                continue
+            out.append(Answer(raw=letter, choice=letter, logprob=-0.1, prompt_tokens=10, answer_tokens=1))
+        return out
+
+
+def _setup(n: int = 4, margin: float = 0.01, mutual: bool = False):
+    source = EntityProfile("urn:l:1", "one")
+    right = {f"urn:r:{i}": EntityProfile(f"urn:r:{i}", f"r{i}") for i in range(n)}
+    items = [Candidate(f"urn:r:{i}", 0.9 - i * margin, i + 1) for i in range(n)]
+    cands = Candidates("urn:l:1", items, margin=margin, mutual=mutual)
+    return [cands], {"urn:l:1": source}, right
+
+
+def test_round_orders_differ_and_are_seeded() -> None:
+    items = [f"c{i}" for i in range(5)]
+    assert round_order(items, 0, "s", 0) == items
+    assert round_order(items, 1, "s", 0) == items[::-1]
+    assert round_order(items, 2, "s", 0) == round_order(items, 2, "s", 0)
+    assert sorted(round_order(items, 2, "s", 0)) == items
+    assert {tuple(round_order(items, 2, "s", seed)) for seed in range(10)} != {tuple(items)}
+
+
+def test_consistent_judge_wins_and_stops_early() -> None:
+    cands, left, right = _setup()
+    judge = RuleJudge("name", target="urn:r:2")
+    [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False))
+    assert d.kind == "match" and d.target == "urn:r:2"
+    assert len(d.rounds) == 2 and d.early_stopped
+    assert d.confidence == pytest.approx(0.9048, abs=1e-3)  # share 1.0 x exp(-0.1)
+    assert d.rounds[0].order != d.rounds[1].order
+
+
+def test_position_biased_judge_is_uncertain() -> None:
+    cands, left, right = _setup()
+    [d] = decide(cands, left, right, RuleJudge("first"), VoteConfig(rounds=3, gate=False, early_stop=False))
+    # 'A' is a different candidate in rounds 1 and 2, so no strict majority unless round 3 repeats one.
+    targets = [r.target for r in d.rounds]
+    assert targets[0] != targets[1]
+    expected = "match" if targets[2] in targets[:2] else "uncertain"
+    assert d.kind == expected
+
+
+def test_none_of_these_and_invalid_answers() -> None:
+    cands, left, right = _setup()
+    [d] = decide(cands, left, right, RuleJudge("none"), VoteConfig(gate=False))
+    assert d.kind == "none" and d.target is None
+    [d] = decide(cands, left, right, RuleJudge("garbage"), VoteConfig(gate=False))
+    assert d.kind == "uncertain"
+    assert all(r.choice is None and r.target is None for r in d.rounds)
+    assert len(d.rounds) == 2  # after two invalid rounds nobody can reach a majority of three
+
+
+def test_clear_mutual_match_is_gated_without_asking() -> None:
+    cands, left, right = _setup(margin=0.2, mutual=True)
+    judge = RuleJudge("none")
+    [d] = decide(cands, left, right, judge, VoteConfig(gate=True, gate_margin=0.1))
+    assert d.gated and d.kind == "match" and d.target == "urn:r:0"
+    assert judge.asked == []
+
+
+class SequenceJudge(RuleJudge):
+    """Names target ``targets[i]`` in its i-th call (one call per round)."""
+
+    def __init__(self, targets: list[str]) -> None:
+        super().__init__("name")
+        self.targets = targets
+        self.calls = 0
+
+    def answer(self, questions: list[Question]) -> list[Answer]:
+        self.target = self.targets[self.calls]
+        self.calls += 1
+        return super().answer(questions)
+
+
+def test_plurality_option_accepts_a_unique_leader() -> None:
+    cands, left, right = _setup()
+    votes = ["urn:r:1", "urn:r:1", "urn:r:2", "urn:r:3"]
+    [strict] = decide(cands, left, right, SequenceJudge(votes), VoteConfig(rounds=4, gate=False))
+    assert strict.kind == "uncertain" and len(strict.rounds) == 4  # 2 of 4 is no strict majority
+    [plural] = decide(cands, left, right, SequenceJudge(votes), VoteConfig(rounds=4, gate=False, plurality=True))
+    assert plural.kind == "match" and plural.target == "urn:r:1"
+    assert plural.confidence == pytest.approx(0.5 * 0.9048, abs=1e-3)
+    tie = ["urn:r:1", "urn:r:2", "urn:r:1", "urn:r:2"]
+    [tied] = decide(cands, left, right, SequenceJudge(tie), VoteConfig(rounds=4, gate=False, plurality=True))
+    assert tied.kind == "uncertain"
+
+
+def test_real_local_judge_answers_every_round_with_a_valid_option(local_judge, persons) -> None:
+    from kgalign.load import load_entities
+    from kgalign.select import build_profiles, choose_predicates, predicate_stats
+
+    profiles = []
+    for side in ("left", "right"):
+        _, table = load_entities(persons[side], side)
+        profiles.append({p.iri: p for p in build_profiles(table, choose_predicates(predicate_stats(table)))})
+    left, right = profiles
+    sources = sorted(left)[:3]
+    targets = sorted(right)[:4]
+    cands = [
+        Candidates(s, [Candidate(t, 0.5, i + 1) for i, t in enumerate(targets)], margin=0.0, mutual=False)
+        for s in sources
+    ]
+    decisions = decide(cands, left, right, local_judge, VoteConfig(rounds=3, gate=False, early_stop=False))
+    for d in decisions:
+        assert len(d.rounds) == 3
+        for r in d.rounds:
+            assert r.choice in ("A", "B", "C", "D", "E")
+            assert r.logprob is not None and r.logprob <= 0.0
+            assert r.target == "none" or r.target in targets
+        assert d.prompt_tokens > 100
