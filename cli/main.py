@@ -130,6 +130,17 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--gold", type=click.Path(path_type=Path), help="Gold links (OAEI alignment, owl:sameAs RDF, or CSV/TSV): writes and prints metrics.json.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=4, show_default=True, help="Questions per forward pass of the local judge.")
+@click.option("--llm-url", help="API root of an OpenAI-compatible server for --judge openai, e.g. http://127.0.0.1:8000/v1 (vllm serve, llama.cpp server, a gateway).")
+@click.option("--llm-model", help="Model name the server knows (--judge openai). Default: --model, else the only model the server lists.")
+@click.option("--llm-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the server's API key (--judge openai); unset means no key. The key is never logged or saved.")
+@click.option("--llm-concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="Requests in flight at once (--judge openai).")
+@click.option("--llm-timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True, help="Seconds before a request counts as timed out and is retried (--judge openai).")
+@click.option("--llm-retries", type=click.IntRange(0, 20), default=5, show_default=True, help="Retries per question after HTTP 429/5xx, timeouts or dropped connections, with exponential backoff (--judge openai).")
+@click.option("--llm-structured/--no-llm-structured", default=None, help="Send vLLM's structured_outputs so the server can only answer an option letter (--judge openai). Default: try it, fall back to strict parsing if the server rejects it.")
+@click.option("--tensor-parallel-size", type=click.IntRange(1, 64), default=1, show_default=True, help="GPUs to split the model across (--judge vllm).")
+@click.option("--max-model-len", type=click.IntRange(128, 1_000_000), help="Context length of the vLLM engine (--judge vllm). Default: the model's.")
+@click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), help="Share of GPU memory the vLLM engine may take (--judge vllm). Default: vLLM's.")
+@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto", show_default=True, help="Weights' dtype for the vLLM engine (--judge vllm).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the shuffled rounds and anything random.")
 @click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -146,13 +157,15 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
     from kgalign.vote import VoteConfig
 
     set_enabled(not opts["quiet"])
+    if opts["judge"] == "openai" and not opts["llm_url"]:
+        raise KgalignError("--judge openai needs --llm-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
     _check_outdir(outdir, opts["force"], [left, right])
     gold = load_gold(opts["gold"]) if opts["gold"] else None
     config = AlignConfig(
         judge=opts["judge"],
         model=opts["model"],
         adapter=str(opts["adapter"]) if opts["adapter"] else None,
-        judge_options={"batch_size": opts["batch_size"]} if opts["judge"] == "local" else {},
+        judge_options=_judge_options(opts),
         embedder=opts["embedder"],
         left_format=opts["fmt"],
         right_format=opts["fmt"],
@@ -188,6 +201,31 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
     if result.metrics is not None:
         _print_metrics(result.metrics)
     log.debug("wrote %s", ", ".join(str(p) for p in paths.values()))
+
+
+def _judge_options(opts: dict) -> dict:
+    """The options of the chosen judge backend (no secrets: the key stays in its variable)."""
+    if opts["judge"] == "local":
+        return {"batch_size": opts["batch_size"]}
+    if opts["judge"] == "openai":
+        return {
+            "base_url": opts["llm_url"],
+            "llm_model": opts["llm_model"],
+            "key_env": opts["llm_key_env"],
+            "concurrency": opts["llm_concurrency"],
+            "timeout": opts["llm_timeout"],
+            "retries": opts["llm_retries"],
+            "structured": opts["llm_structured"],
+        }
+    if opts["judge"] == "vllm":
+        return {
+            "tensor_parallel_size": opts["tensor_parallel_size"],
+            "max_model_len": opts["max_model_len"],
+            "gpu_memory_utilization": opts["gpu_memory_utilization"],
+            "dtype": opts["dtype"],
+            "seed": opts["seed"],
+        }
+    return {}
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -84,15 +84,22 @@ class CachedJudge:
 
     Misses go to the backend in chunks of ``chunk`` questions, and each chunk's
     answers are committed before the next is sent: a crash loses at most the chunk
-    in flight.
+    in flight. By default a chunk is what the backend handles at once: its
+    ``chunk_size`` attribute, else its ``batch_size`` (so a chunk is one forward pass
+    of the local judge, and a resumed run batches its questions as the first did),
+    else ``DEFAULT_CHUNK``.
     """
 
-    def __init__(self, inner: Judge, cache: AnswerCache | None, chunk: int = 16) -> None:
+    DEFAULT_CHUNK = 16
+
+    def __init__(self, inner: Judge, cache: AnswerCache | None, chunk: int | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         self.model_id = inner.model_id
         self.cache = cache
-        self.chunk = max(1, chunk)
+        if chunk is None:
+            chunk = getattr(inner, "chunk_size", None) or getattr(inner, "batch_size", None) or self.DEFAULT_CHUNK
+        self.chunk = max(1, int(chunk))
         self.sent = 0
         self.hits = 0
         self.prompt_tokens = 0
