@@ -101,7 +101,7 @@ class LocalJudge:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).to(device)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
         self.adapter = adapter
         if adapter:
             try:
