@@ -6,16 +6,22 @@ address node, a blank node) are not entities: their literals are folded into the
 description of every entity that points to them, under an attribute path such as
 ``has_address / is_in_suburb / name``. ``classes`` restricts the entities to
 subjects of those rdf:types instead.
+
+A file ending in ``.csv`` or ``.tsv`` (optionally ``.gz``) is read as a table, one
+entity per row (see :mod:`kgalign.importers.tables`); its id column is the first
+column unless ``id_column`` (or an enclosing :func:`table_id_column` block) names one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from rdflib import BNode, Dataset, Graph, Literal, URIRef
@@ -144,9 +150,48 @@ def _check_utf8(path: Path, data: bytes, fmt: str) -> None:
         ) from None
 
 
-def load_graph(path: str | Path, fmt: str | None = None) -> Graph:
-    """Parse one RDF file into a graph. Quads are merged into one graph."""
+TABLE_FORMATS = frozenset({"csv", "tsv"})
+_TABLE_ID_COLUMN: ContextVar[str | None] = ContextVar("kgalign_table_id_column", default=None)
+
+
+@contextlib.contextmanager
+def table_id_column(column: str | None) -> Iterator[None]:
+    """Within this block, CSV/TSV inputs use ``column`` as their id column.
+
+    For callers that reach :func:`load_graph` through :func:`kgalign.pipeline.align`
+    (the CLI's ``--id-column``); ``None`` means the first column.
+    """
+    token = _TABLE_ID_COLUMN.set(column)
+    try:
+        yield
+    finally:
+        _TABLE_ID_COLUMN.reset(token)
+
+
+def is_table_input(path: str | Path, fmt: str | None = None) -> bool:
+    """True when ``path`` is read as a CSV/TSV table: by its extension, or ``fmt`` csv/tsv."""
+    from kgalign.importers.tables import is_table_path
+
+    return is_table_path(path) or (fmt or "").lower() in TABLE_FORMATS
+
+
+def load_graph(path: str | Path, fmt: str | None = None, id_column: str | None = None) -> Graph:
+    """Parse one RDF file into a graph. Quads are merged into one graph.
+
+    CSV/TSV tables (by extension, or ``fmt`` ``csv``/``tsv``) become one entity per row;
+    ``id_column`` names their id column (default: the one set by :func:`table_id_column`,
+    else the first column). It is ignored for RDF files.
+    """
     path = Path(path)
+    if is_table_input(path, fmt):
+        from kgalign.importers.tables import table_graph
+
+        data = _read_bytes(path)
+        if not data.strip():
+            raise InputError(f"{path}: the file is empty")
+        graph = table_graph(path, id_column or _TABLE_ID_COLUMN.get(), data=data)
+        log.info("loaded %s: %d triples", path, len(graph))
+        return graph
     fmt = FORMAT_ALIASES.get(fmt, fmt) if fmt else guess_format(path)
     data = _read_bytes(path)
     if not data.strip():
@@ -278,10 +323,14 @@ def load_entities(
     name: str | None = None,
     fmt: str | None = None,
     classes: Iterable[str] | None = None,
+    id_column: str | None = None,
 ) -> tuple[Graph, EntityTable]:
-    """Parse a file and build its entity table; fail clearly if there is nothing to align."""
+    """Parse a file and build its entity table; fail clearly if there is nothing to align.
+
+    ``id_column`` applies to CSV/TSV inputs only (see :func:`load_graph`).
+    """
     path = Path(path)
-    graph = load_graph(path, fmt)
+    graph = load_graph(path, fmt, id_column)
     table = build_entity_table(graph, name=name or str(path), classes=classes)
     if not table.entities:
         raise InputError(f"{path}: no entities found (every subject is referenced and unlabelled)")
