@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +42,62 @@ class Judge(Protocol):
     def cache_params(self) -> dict[str, Any]:
         """Everything besides the prompt that changes the answer (sampling, adapter)."""
         ...
+
+
+class ExplainingJudge(Judge, Protocol):
+    """A judge that can also give the reason for a decision (optional: ``kgalign run --explain``).
+
+    ``chosen[i]`` is the option letter of the final decision on ``questions[i]`` (the
+    question's ``none_letter`` for "none of these"). The answer is one short sentence
+    per question, in order: one line, at most :data:`MAX_EXPLANATION_CHARS` characters.
+    """
+
+    def explain(self, questions: list[Question], chosen: list[str]) -> list[str]: ...
+
+
+MAX_EXPLANATION_CHARS = 200
+EXPLAIN_INSTRUCTION = (
+    "In one short sentence, say why option {letter} is the answer: which values of SOURCE agree "
+    "or disagree with the candidates. Reply with the sentence only."
+)
+
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]")
+_NON_PRINTING = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+
+
+def explanation_question(question: Question, letter: str) -> list[dict[str, str]]:
+    """Chat messages asking for the reason of ``letter`` as the answer to ``question``."""
+    return [
+        *question.messages(),
+        {"role": "assistant", "content": letter},
+        {"role": "user", "content": EXPLAIN_INSTRUCTION.format(letter=letter)},
+    ]
+
+
+def clean_explanation(text: str, limit: int = MAX_EXPLANATION_CHARS) -> str:
+    """A model's reason as one printable line of at most ``limit`` characters.
+
+    Keeps the first non-empty line, drops control and bidi characters, collapses
+    spaces, ends at the first sentence when there is one, and clips with an ellipsis.
+    """
+    lines = [line.strip() for line in _LINE_BREAKS.split(text or "") if line.strip()]
+    line = _NON_PRINTING.sub("", lines[0]) if lines else ""
+    line = " ".join(line.split())
+    end = re.search(r"[.!?](\s|$)", line)
+    if end and end.end() >= 10:
+        line = line[: end.start() + 1]
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "\u2026"
+    return line
+
+
+def explainer(judge: object | None) -> ExplainingJudge | None:
+    """The judge, or the backend inside a wrapper (``.inner``), that has ``explain``; else None."""
+    while judge is not None:
+        if callable(getattr(judge, "explain", None)):
+            return judge  # type: ignore[return-value]
+        judge = getattr(judge, "inner", None)
+    return None
 
 
 @dataclass

@@ -21,13 +21,14 @@ from typing import Any
 
 from kgalign.embed import cache_root
 from kgalign.errors import KgalignError
-from kgalign.judges.base import Answer
+from kgalign.judges.base import Answer, clean_explanation, explanation_question
 from kgalign.judges.prompt import Question
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EXPLAIN_TOKENS = 40
 
 
 def smollm2_gguf() -> Path:
@@ -166,6 +167,36 @@ class LocalJudge:
                     )
                 )
         return answers
+
+    def explain(self, questions: list[Question], chosen: list[str], max_new_tokens: int = EXPLAIN_TOKENS) -> list[str]:
+        """One short sentence per question saying why ``chosen[i]`` is its answer (greedy decoding)."""
+        import torch
+
+        if len(questions) != len(chosen):
+            raise ValueError(f"explain: {len(questions)} questions but {len(chosen)} chosen letters")
+        reasons: list[str] = []
+        for start in range(0, len(questions), self.batch_size):
+            batch = list(zip(questions[start : start + self.batch_size], chosen[start : start + self.batch_size]))
+            texts = [self._explain_prompt(q, letter) for q, letter in batch]
+            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **encoded,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            for row in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True):
+                reasons.append(clean_explanation(row))
+        return reasons
+
+    def _explain_prompt(self, question: Question, letter: str) -> str:
+        messages = explanation_question(question, letter)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages) + "\nReason:"
+
 
 
 def _adapter_id(adapter: str | None) -> str | None:
