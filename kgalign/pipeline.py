@@ -24,7 +24,8 @@ from kgalign.judges.base import Judge, make_judge
 from kgalign.judges.cache import AnswerCache, CachedJudge
 from kgalign.load import load_entities
 from kgalign.log import decision_record, write_votes
-from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
+from kgalign.corrections import check_corrections, human_decisions, read_corrections
+from kgalign.model import Candidate, Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.progress import progress_bar
 from kgalign.resolve import Conflict, resolve
 from kgalign.retrieve import RetrievalConfig, lexical_vectors, retrieve
@@ -32,7 +33,7 @@ from kgalign.select import build_profiles, choose_predicates, predicate_stats
 from kgalign.stages import StageTimer
 from kgalign.atomic import write_text_atomic
 from kgalign.vocab import KGA
-from kgalign.vote import VoteConfig, decide
+from kgalign.vote import VoteConfig, decide, explain_decisions
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class AlignConfig:
     conflicts: str = "keep-all"
     cache_path: str | None = None
     seed: int = 0
+    corrections: str | None = None
+    explain: bool = False
 
 
 @dataclass
@@ -186,6 +189,7 @@ def align(
     with timer.stage("load"):
         left_graph, left_table = load_entities(left, "left", config.left_format, config.classes or None)
         right_graph, right_table = load_entities(right, "right", config.right_format, config.classes or None)
+        human = _read_human_decisions(config.corrections, left_table, right_table)
 
     with timer.stage("select"):
         profiles = []
@@ -230,16 +234,21 @@ def align(
             cache = cached_judge.cache
         else:
             cached_judge, cache = build_judge(config, config.cache_path)
-        questions_total = config.vote.rounds * sum(1 for c in candidates if c.items)
+        questions_total = config.vote.rounds * sum(1 for c in candidates if c.items and c.source not in human)
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
                 cached_judge.on_answered = advance
-            decisions = decide(candidates, left_by_iri, right_by_iri, cached_judge, config.vote)
+            decisions = decide(candidates, left_by_iri, right_by_iri, cached_judge, config.vote, decided=human)
         if cache is not None:
             cache.close()
 
+    explained = 0
+    if config.explain:
+        with timer.stage("explain"):
+            explained = explain_decisions(decisions, left_by_iri, right_by_iri, cached_judge)
+
     with timer.stage("resolve"):
-        links, conflicts = resolve(decisions, candidates, config.resolve, config.vote.min_score)
+        links, conflicts = resolve(decisions, _with_human_targets(candidates, decisions), config.resolve, config.vote.min_score)
 
     with timer.stage("fuse"):
         fusion = fuse(left_graph, right_graph, links, config.canonical, config.conflicts)
@@ -259,6 +268,8 @@ def align(
         "matches": sum(1 for d in decisions if d.kind == "match"),
         "uncertain": sum(1 for d in decisions if d.kind == "uncertain"),
         "none": sum(1 for d in decisions if d.kind == "none"),
+        "human": sum(1 for d in decisions if d.human),
+        "explained": explained,
         "links": len(links),
         "conflicts": len(conflicts),
         "clusters": len(fusion.clusters),
@@ -284,6 +295,37 @@ def align(
         counts=counts,
         judge_id=(cached_judge.model_id if cached_judge else "none"),
     )
+
+
+def _read_human_decisions(path: str | None, left: EntityTable, right: EntityTable) -> dict[str, Decision]:
+    """The human decisions of a corrections file, checked against the loaded graphs."""
+    if not path:
+        return {}
+    corrections = read_corrections(path)
+    check_corrections(corrections, path, left.entities, right.entities)
+    log.info("%s: %d human decisions override the judge", path, len(corrections))
+    return human_decisions(corrections)
+
+
+def _with_human_targets(candidates: list[Candidates], decisions: list[Decision]) -> list[Candidates]:
+    """The candidates that resolution sees: a human match's target is its source's only one, at the top score.
+
+    So a person's pick is linked even when retrieval did not find it, and no resolver
+    prefers another candidate of that source. The list written to the log and scored
+    by the ranking metrics stays the retrieved one.
+    """
+    human = {d.source: d.target for d in decisions if d.human and d.target is not None}
+    if not human:
+        return candidates
+    resolved = []
+    for cands in candidates:
+        target = human.get(cands.source)
+        if target is None:
+            resolved.append(cands)
+            continue
+        score = max([1.0, *(item.score for item in cands.items)])
+        resolved.append(Candidates(source=cands.source, items=[Candidate(iri=target, score=score, rank=1)], margin=score, mutual=cands.mutual))
+    return resolved
 
 
 def load_gold(path: str | Path) -> list[Pair]:

@@ -22,10 +22,10 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from kgalign.judges.base import Answer, Judge
+from kgalign.judges.base import Answer, Judge, clean_explanation, explainer
 from kgalign.judges.prompt import Question
 from kgalign.model import Candidates, Decision, EntityProfile, Round
 
@@ -91,12 +91,20 @@ def decide(
     judge: Judge | None,
     config: VoteConfig,
     on_question: Callable[[int], None] | None = None,
+    decided: Mapping[str, Decision] | None = None,
 ) -> list[Decision]:
-    """One decision per source entity, in the order of ``candidates``."""
+    """One decision per source entity, in the order of ``candidates``.
+
+    ``decided`` maps source IRIs to decisions made already (human corrections): those
+    sources are taken as they are and never asked, gated or scored.
+    """
     decisions: dict[str, Decision] = {}
     pending: list[_Pending] = []
+    decided = decided or {}
     for cands in candidates:
-        if not cands.items:
+        if cands.source in decided:
+            decisions[cands.source] = decided[cands.source]
+        elif not cands.items:
             decisions[cands.source] = Decision(source=cands.source, kind="none", target=None, confidence=0.0)
         elif judge is None:
             decisions[cands.source] = retrieval_decision(cands, config, gated=is_gated(cands, config))
@@ -197,3 +205,47 @@ def _tally(p: _Pending, config: VoteConfig) -> Decision:
     if winner == NONE:
         return Decision(kind="none", target=None, confidence=round(confidence, 6), **common)
     return Decision(kind="match", target=winner, confidence=round(confidence, 6), **common)
+
+
+def explain_decisions(
+    decisions: Sequence[Decision],
+    left_profiles: dict[str, EntityProfile],
+    right_profiles: dict[str, EntityProfile],
+    judge: object | None,
+) -> int:
+    """Ask the judge for one sentence of reason for each judged decision; return how many it gave.
+
+    Only decisions the judge voted on are explained (not gated, human or retrieval-only
+    ones), and only those with a winner (``match`` or ``none``): the reason is asked
+    for on the first round's question, with the winning option as the answer. The
+    reason is stored in ``Decision.explanation``. A backend without ``explain`` is
+    skipped with a warning.
+    """
+    explaining = explainer(judge)
+    if explaining is None:
+        name = getattr(judge, "name", None) or "none"
+        log.warning("judge %s cannot explain its decisions (no 'explain' method); --explain skipped", name)
+        return 0
+    wanted = [d for d in decisions if d.rounds and not d.gated and not d.human and d.kind in ("match", "none")]
+    if not wanted:
+        return 0
+    questions: list[Question] = []
+    letters: list[str] = []
+    for d in wanted:
+        order = d.rounds[0].order
+        question = Question(source=left_profiles[d.source], options=tuple(right_profiles[i] for i in order))
+        if d.kind == "match" and d.target in order:
+            letter = question.letters[order.index(d.target)]
+        else:
+            letter = question.none_letter
+        questions.append(question)
+        letters.append(letter)
+    reasons = explaining.explain(questions, letters)
+    if len(reasons) != len(wanted):
+        raise RuntimeError(f"judge {explaining.name} returned {len(reasons)} explanations for {len(wanted)} decisions")
+    given = 0
+    for d, reason in zip(wanted, reasons):
+        d.explanation = clean_explanation(reason) or None
+        given += d.explanation is not None
+    log.info("explained %d of %d judged decisions", given, len(wanted))
+    return given
