@@ -27,6 +27,7 @@ KNOWN_OUTPUTS = {
     "run.json",
     "metrics.json",
     "provenance.trig",
+    "report.html",
     CACHE_FILE,
     CACHE_FILE + "-wal",
     CACHE_FILE + "-shm",
@@ -142,6 +143,8 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--max-model-len", type=click.IntRange(128, 1_000_000), help="Context length of the vLLM engine (--judge vllm). Default: the model's.")
 @click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), help="Share of GPU memory the vLLM engine may take (--judge vllm). Default: vLLM's.")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto", show_default=True, help="Weights' dtype for the vLLM engine (--judge vllm).")
+@click.option("--corrections", type=click.Path(path_type=Path), help="Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision (accept, reject or pick a target) and is never asked to the judge.")
+@click.option("--explain", is_flag=True, help="Ask the judge for one short sentence of reason for each decision it voted on (local judge; other backends skip it with a warning). Stored in votes.jsonl, shown by `kgalign inspect` and the report.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the shuffled rounds and anything random.")
 @click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -189,6 +192,8 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
         conflicts=opts["conflicts"],
         cache_path=None if opts["no_cache"] else str(outdir / CACHE_FILE),
         seed=opts["seed"],
+        corrections=str(opts["corrections"]) if opts["corrections"] else None,
+        explain=opts["explain"],
     )
     from kgalign.importers.tables import check_table_inputs
     from kgalign.load import table_id_column
@@ -328,6 +333,28 @@ def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | Non
         return
     summary = summarise(records)
     click.echo(json.dumps(summary, indent=2) if as_json else render_summary(summary))
+
+
+@main.command()
+@click.argument("outdir", metavar="OUTDIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML file to write. Default: OUTDIR/report.html.")
+@click.option("--gold", type=click.Path(path_type=Path), help="Gold links (any format of `kgalign eval`): marks each decision correct or wrong and draws precision and recall against a confidence threshold.")
+@click.option("--png", "png_dir", type=click.Path(path_type=Path), help="Also write the charts as PNG files into this directory.")
+@click.option("--title", help="Title of the page. Default: the name of OUTDIR.")
+def report(outdir: Path, output: Path | None, gold: Path | None, png_dir: Path | None, title: str | None) -> None:
+    """Write one self-contained HTML page about the run in OUTDIR, for reading and reviewing.
+
+    The page (no network, everything inlined) shows summary numbers, charts (decisions,
+    confidence, position bias, and with --gold precision/recall against a threshold) and
+    a searchable, sortable table of decisions. A reviewer accepts, rejects or picks
+    another candidate and downloads a corrections file for `kgalign run --corrections`.
+    """
+    from kgalign.report import write_report
+
+    result = write_report(outdir, output, gold, png_dir, title)
+    click.echo(f"{result.html} ({result.decisions} decisions)")
+    for path in result.pngs:
+        click.echo(str(path))
 
 
 @main.command(name="eval")
