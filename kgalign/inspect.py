@@ -56,7 +56,7 @@ def render_decision(r: dict[str, Any]) -> str:
         cached = " (cached)" if round_.get("cached") else ""
         lines.append(f"  round {i}: [{order}] answer {round_['raw']!r} -> {_short(round_['target'])}{prob}{cached}")
     if r.get("explanation"):
-        lines.append(f"explanation: {r['explanation']}")
+        lines.append(f"{'reviewer note' if r.get('human') else 'explanation'}: {r['explanation']}")
     if r.get("prompt"):
         lines.append("prompt (round 1):")
         lines.extend("  | " + line for line in r["prompt"].splitlines())

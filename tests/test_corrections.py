@@ -218,7 +218,7 @@ def test_cli_applies_corrections_and_reports_bad_files(mini, tmp_path: Path) -> 
     (a0, b0), (a1, b1) = gold[:2]
     runner = CliRunner()
     base = ["--log-level", "warning", "run", str(mini["left"]), str(mini["right"]), "--judge", "none", "--quiet"]
-    path = _write(tmp_path, _line(source=a0, action="reject", target=b0) + "\n" + _line(source=a1, action="pick", target=b0) + "\n")
+    path = _write(tmp_path, _line(source=a0, action="reject", target=b0, note="twins") + "\n" + _line(source=a1, action="pick", target=b0) + "\n")
     out = tmp_path / "out"
     result = runner.invoke(main, [*base, "-o", str(out), "--corrections", str(path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -226,6 +226,8 @@ def test_cli_applies_corrections_and_reports_bad_files(mini, tmp_path: Path) -> 
     assert (a0, b0) not in links and (a1, b0) in links and (a1, b1) not in links
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["corrections"] == str(path) and run["counts"]["human"] == 2
+    shown = runner.invoke(main, ["inspect", str(out / "votes.jsonl"), "--entity", a0]).output
+    assert "flags: human" in shown and "reviewer note: twins" in shown and "decision: none" in shown
 
     bad = _write(tmp_path, _line(source=a0, action="reject") + "\n" + '{"version": 1, "source": "x", "action": "pick"}\n', "bad.jsonl")
     failed = runner.invoke(main, [*base, "-o", str(tmp_path / "o2"), "--corrections", str(bad)])

@@ -127,7 +127,7 @@
       ["Cache hits", c.cache_hits],
       ["Prompt tokens", c.prompt_tokens],
       ["Round agreement", sm.mean_round_agreement],
-      ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? Number(DATA.run.total_seconds.toFixed(1)) : null]
+      ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? DATA.run.total_seconds.toFixed(1) : null]
     ];
     var box = document.getElementById("cards");
     cards.forEach(function (card) {
@@ -482,6 +482,8 @@
     });
   }
 
+  var ORIGIN_NAMES = { judged: "the LLM judge", gated: "retrieval (gated, not asked)", human: "a person (correction)", retrieval: "retrieval alone" };
+
   function badge(kind) {
     return h("span", { "class": "badge kind-" + kind, text: kind });
   }
@@ -558,7 +560,7 @@
       badge(d.decision), " ",
       d.target ? h("span", { text: d.target_label + " " }) : null,
       d.target ? h("span", { "class": "iri", text: d.target }) : null,
-      h("div", { text: "confidence " + fmt(d.confidence) + " \u00b7 decided by " + d.origin + (d.early_stopped ? " \u00b7 stopped early" : "") })
+      h("div", { text: "confidence " + fmt(d.confidence) + " \u00b7 decided by " + (ORIGIN_NAMES[d.origin] || d.origin) + (d.early_stopped ? " \u00b7 stopped early" : "") })
     ]);
     if (d.tally.length) {
       final.appendChild(h("div", { text: "votes: " + d.tally.map(function (t) { return candidateLabel(d, t[0]) + " \u00d7" + t[1]; }).join(", ") }));
@@ -658,12 +660,21 @@
   function render() {
     var matching = DECISIONS.filter(passes).sort(compare);
     var body = document.getElementById("rows");
+    var active = document.activeElement;
+    var focused = active && active.classList && active.classList.contains("decision-row") ? active.getAttribute("data-source") : null;
     var fragment = document.createDocumentFragment();
     matching.slice(0, state.shown).forEach(function (d) {
       fragment.appendChild(rowFor(d));
       if (state.expanded.has(d.source)) { fragment.appendChild(detailFor(d)); }
     });
     body.replaceChildren(fragment);
+    if (focused !== null) {
+      Array.prototype.some.call(body.querySelectorAll("tr.decision-row"), function (row) {
+        if (row.getAttribute("data-source") !== focused) { return false; }
+        row.focus({ preventScroll: true });
+        return true;
+      });
+    }
     var shown = Math.min(state.shown, matching.length);
     document.getElementById("row-count").textContent =
       matching.length === DECISIONS.length
