@@ -1,0 +1,176 @@
+"""Crash test: a `kgalign run` killed with SIGKILL while judging resumes from its cache.
+
+A real subprocess with the real SmolLM2 local judge is killed in the middle of
+judging (once the answer cache holds some, but not all, answers), then run again to
+completion. Its outputs must equal those of an uninterrupted run with the same seed,
+and the second run must ask the judge exactly the questions left unanswered at the kill.
+
+The local judge costs a few seconds per question on two cores, so the run is cut to
+the first ``N_SOURCES`` persons of examples/persons (with their address nodes) against
+all 60 right persons, three options and three rounds: about two minutes in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rdflib import Graph, URIRef
+from rdflib.compare import isomorphic
+
+CACHE_FILE = "judge-cache.sqlite"
+N_SOURCES = 8
+RUN_LIMIT_S = 600
+POLL_S = 0.05
+
+pytestmark = pytest.mark.timeout(1800)
+
+PERSON1 = URIRef("http://www.okkam.org/ontology_person1.owl#Person")
+RDF_TYPE = URIRef("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+
+
+def subset_of_persons(source: Path, target: Path, count: int) -> None:
+    """The first ``count`` persons of ``source`` with every node reachable from them."""
+    graph = Graph().parse(source, format="nt")
+    persons = sorted(graph.subjects(RDF_TYPE, PERSON1))[:count]
+    keep: set = set()
+    todo = list(persons)
+    while todo:
+        node = todo.pop()
+        if node in keep:
+            continue
+        keep.add(node)
+        for obj in graph.objects(node, None):
+            if isinstance(obj, URIRef) and (obj, None, None) in graph and graph.value(obj, RDF_TYPE) != PERSON1:
+                todo.append(obj)
+    subset = Graph()
+    for node in keep:
+        for triple in graph.triples((node, None, None)):
+            subset.add(triple)
+    subset.serialize(target, format="nt", encoding="utf-8")
+
+
+def kgalign_command(left: Path, right: Path, outdir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kgalign.cli.main",
+        "--log-level",
+        "warning",
+        "run",
+        str(left),
+        str(right),
+        "-o",
+        str(outdir),
+        "--judge",
+        "local",
+        "--no-gate",
+        "--batch-size",
+        "2",
+        "--options",
+        "3",
+        "--rounds",
+        "3",
+        "--seed",
+        "7",
+        "--quiet",
+    ]
+
+
+def run_to_end(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_LIMIT_S, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def cached_rows(path: Path) -> int:
+    """Answers committed to the cache so far (0 while the file or table is missing)."""
+    if not path.is_file():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def decisions(outdir: Path) -> list[tuple]:
+    records = [json.loads(line) for line in (outdir / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [
+        (
+            r["source"],
+            r["decision"],
+            r["target"],
+            r["confidence"],
+            [(tuple(x["order"]), x["raw"], x["choice"], x["target"], x["logprob"]) for x in r["rounds"]],
+        )
+        for r in records
+    ]
+
+
+def counts(outdir: Path) -> dict[str, int]:
+    return json.loads((outdir / "run.json").read_text(encoding="utf-8"))["counts"]
+
+
+def test_killed_run_resumes_to_the_same_result(persons, tmp_path):
+    left = tmp_path / "left.nt"
+    subset_of_persons(persons["left"], left, N_SOURCES)
+    right = persons["right"]
+
+    reference = tmp_path / "uninterrupted"
+    run_to_end(kgalign_command(left, right, reference))
+    total = counts(reference)["llm_questions"]
+    assert total >= 2 * N_SOURCES, "too few questions to interrupt in the middle"
+
+    outdir = tmp_path / "interrupted"
+    cache = outdir / CACHE_FILE
+    process = subprocess.Popen(
+        kgalign_command(left, right, outdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
+    )
+    deadline = time.monotonic() + RUN_LIMIT_S
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if cached_rows(cache) >= max(2, total // 3):
+                break
+            time.sleep(POLL_S)
+        assert process.poll() is None, "the run ended before it could be killed: " + process.stderr.read().decode()[-2000:]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    answered_at_kill = cached_rows(cache)  # counted once the process is dead
+    assert 0 < answered_at_kill < total
+    assert not (outdir / "votes.jsonl").exists()
+
+    run_to_end(kgalign_command(left, right, outdir))
+    resumed = counts(outdir)
+    assert resumed["llm_questions"] == total - answered_at_kill
+    assert resumed["cache_hits"] >= answered_at_kill
+
+    for name in ("links.ttl", "alignment.rdf"):
+        assert (outdir / name).read_bytes() == (reference / name).read_bytes(), name
+    fused = [Graph().parse(d / "fused.ttl", format="turtle") for d in (outdir, reference)]
+    assert len(fused[0]) > 0 and isomorphic(fused[0], fused[1])
+    assert decisions(outdir) == decisions(reference)
+    assert len(decisions(reference)) == N_SOURCES
