@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from rdflib import Dataset, Graph, Literal, URIRef
+from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL, PROV, RDF, XSD
 
 from kgalign.atomic import atomic_open
-from kgalign.fuse import FusionResult
+from kgalign.fuse import FusionResult, Triple
 from kgalign.model import Link
+from kgalign.turtle import write_trig, write_turtle
 from kgalign.vocab import KGA
 
 ALIGN_NS = "http://knowledgeweb.semanticweb.org/heterogeneity/alignment#"
@@ -25,7 +27,16 @@ def links_graph(links: Sequence[Link]) -> Graph:
     return graph
 
 
+PRETTY_LIMIT = 50_000
+
+
 def write_graph(graph: Graph, path: Path, fmt: str = "turtle") -> None:
+    """Turtle: rdflib's pretty form for small graphs, the fast grouped writer beyond
+    ``PRETTY_LIMIT`` triples (rdflib takes minutes there)."""
+    if fmt == "turtle" and len(graph) > PRETTY_LIMIT:
+        with atomic_open(path) as handle:
+            write_turtle(handle, graph)
+        return
     data = graph.serialize(format=fmt, encoding="utf-8")
     with atomic_open(path, "wb") as handle:
         handle.write(data)
@@ -81,35 +92,43 @@ SOURCE_GRAPHS = {
 DROPPED_GRAPH = URIRef(str(KGA) + "dropped")
 
 
-def provenance_dataset(result: FusionResult, run_iri: URIRef, left_path: str, right_path: str) -> Dataset:
-    """Named graphs: the fused triples each source contributed, the dropped ones, and the run."""
-    dataset = Dataset()
-    dataset.bind("kga", KGA)
-    dataset.bind("prov", PROV)
-    graphs = {name: dataset.graph(iri) for name, iri in SOURCE_GRAPHS.items()}
+@dataclass
+class ProvenanceDocument:
+    """The provenance of a fusion as TriG: the fused triples each source contributed
+    (one named graph per source), the dropped ones (reified), and the run."""
+
+    default: list[Triple]
+    graphs: dict[URIRef, list[Triple]]
+
+
+def provenance_dataset(result: FusionResult, run_iri: URIRef, left_path: str, right_path: str) -> ProvenanceDocument:
+    graphs: dict[URIRef, list[Triple]] = {iri: [] for iri in SOURCE_GRAPHS.values()}
     for triple, sources in result.provenance.items():
         for source in sources:
-            graphs[source].add(triple)
-    dropped = dataset.graph(DROPPED_GRAPH)
+            graphs[SOURCE_GRAPHS[source]].append(triple)
+    dropped: list[Triple] = []
     for index, (triple, source, reason) in enumerate(result.dropped):
         node = URIRef(f"{DROPPED_GRAPH}/{index}")
-        dropped.add((node, RDF.type, KGA.DroppedTriple))
-        dropped.add((node, RDF.subject, triple[0]))
-        dropped.add((node, RDF.predicate, triple[1]))
-        dropped.add((node, RDF.object, triple[2]))
-        dropped.add((node, PROV.wasDerivedFrom, SOURCE_GRAPHS[source]))
-        dropped.add((node, KGA.reason, Literal(reason)))
-    meta = dataset.default_graph
-    meta.add((SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(Path(left_path).resolve().as_uri())))
-    meta.add((SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(Path(right_path).resolve().as_uri())))
-    meta.add((SOURCE_GRAPHS["kgalign"], PROV.wasGeneratedBy, run_iri))
-    meta.add((run_iri, RDF.type, KGA.Run))
-    meta.add((run_iri, RDF.type, PROV.Activity))
-    meta.add((run_iri, KGA.clusters, Literal(len(result.clusters), datatype=XSD.integer)))
-    return dataset
+        dropped += [
+            (node, RDF.type, KGA.DroppedTriple),
+            (node, RDF.subject, triple[0]),
+            (node, RDF.predicate, triple[1]),
+            (node, RDF.object, triple[2]),
+            (node, PROV.wasDerivedFrom, SOURCE_GRAPHS[source]),
+            (node, KGA.reason, Literal(reason)),
+        ]
+    graphs[DROPPED_GRAPH] = dropped
+    default: list[Triple] = [
+        (SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(Path(left_path).resolve().as_uri())),
+        (SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(Path(right_path).resolve().as_uri())),
+        (SOURCE_GRAPHS["kgalign"], PROV.wasGeneratedBy, run_iri),
+        (run_iri, RDF.type, KGA.Run),
+        (run_iri, RDF.type, PROV.Activity),
+        (run_iri, KGA.clusters, Literal(len(result.clusters), datatype=XSD.integer)),
+    ]
+    return ProvenanceDocument(default=default, graphs=graphs)
 
 
-def write_dataset(dataset: Dataset, path: Path) -> None:
-    data = dataset.serialize(format="trig", encoding="utf-8")
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
+def write_dataset(document: ProvenanceDocument, path: Path) -> None:
+    with atomic_open(path) as handle:
+        write_trig(handle, document.default, document.graphs)

@@ -7,7 +7,9 @@ Two signals are combined:
   what a small embedder misses (model codes, misspelt names, numbers).
 Each source's pool is the union of both signals' best ``pool`` targets; pooled
 targets are scored ``dense_weight * dense + (1 - dense_weight) * lexical`` and the
-best ``k`` kept. Nothing quadratic is held in memory: the lexical search runs in
+best ``k`` kept. When neighbourhood vectors are given (:mod:`kgalign.structure`), the
+final score is ``(1 - structure_weight) * that + structure_weight * neighbour cosine``.
+Nothing quadratic is held in memory: the lexical search runs in
 row blocks.
 """
 
@@ -32,6 +34,7 @@ class RetrievalConfig:
     k: int = 10
     pool: int = 30
     dense_weight: float = 0.5
+    structure_weight: float = 0.0
     hnsw_threshold: int = 200_000
     block_rows: int = 1024
 
@@ -88,6 +91,15 @@ def lexical_topk(
     return all_scores, all_ids
 
 
+def _pair_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, step: int = 65_536) -> np.ndarray:
+    """Dot products a[rows[i]] . b[cols[i]], in slices so no big gathered copy is held."""
+    out = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), step):
+        r, c = rows[start : start + step], cols[start : start + step]
+        out[start : start + step] = np.einsum("ij,ij->i", a[r], b[c])
+    return out
+
+
 def _row_dot(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Sparse dot products a[rows[i]] . b[cols[i]] without forming a full product."""
     product = a[rows].multiply(b[cols])
@@ -103,8 +115,10 @@ def retrieve(
     right_lex: sparse.csr_matrix | None,
     config: RetrievalConfig,
     progress: Progress | None = None,
+    left_struct: np.ndarray | None = None,
+    right_struct: np.ndarray | None = None,
 ) -> list[Candidates]:
-    """Candidates for every left entity, combining dense and lexical scores."""
+    """Candidates for every left entity, combining dense, lexical and neighbour scores."""
     n_left, n_right = len(left_iris), len(right_iris)
     if n_left == 0 or n_right == 0:
         return [Candidates(source=iri, items=[], margin=0.0, mutual=False) for iri in left_iris]
@@ -121,13 +135,16 @@ def retrieve(
 
     rows = np.repeat(np.arange(n_left), [len(p) for p in pools])
     cols = np.fromiter((c for p in pools for c in sorted(p)), dtype=np.int64, count=len(rows))
-    scores = np.einsum("ij,ij->i", left_dense[rows], right_dense[cols]).astype(np.float32)
+    scores = _pair_dots(left_dense, right_dense, rows, cols)
     if use_lex:
         lex = np.empty(len(rows), dtype=np.float32)
         step = 200_000
         for start in range(0, len(rows), step):
             lex[start : start + step] = _row_dot(left_lex, right_lex, rows[start : start + step], cols[start : start + step])
         scores = config.dense_weight * scores + (1.0 - config.dense_weight) * lex
+    if left_struct is not None and right_struct is not None and config.structure_weight > 0:
+        struct = _pair_dots(left_struct, right_struct, rows, cols)
+        scores = (1.0 - config.structure_weight) * scores + config.structure_weight * struct
     return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
 
 
