@@ -22,6 +22,7 @@ import hashlib
 import html
 import json
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -215,7 +216,7 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
             "raw": x.get("raw"),
             "choice": x.get("choice"),
             "target": x.get("target"),
-            "p": round(2.718281828459045 ** x["logprob"], 4) if x.get("logprob") is not None else None,
+            "p": round(math.exp(x["logprob"]), 4) if x.get("logprob") is not None else None,
             "cached": bool(x.get("cached")),
             "error": x.get("error"),
         }

@@ -243,7 +243,8 @@ def test_cli_applies_corrections_and_reports_bad_files(mini, tmp_path: Path) -> 
 
 def test_clean_explanation_keeps_one_short_printable_line() -> None:
     assert clean_explanation("  The names and phone numbers agree. Also the street.\nB") == "The names and phone numbers agree."
-    assert clean_explanation("\n\nsame\u202e soc\x00 sec id\n") == "same soc sec id"
+    assert clean_explanation("\n\nsame\u202e soc\x00 sec id\n") == "same soc sec id\u2026"
+    assert clean_explanation("The records differ in name, cut") == "The records differ in name, cut\u2026"
     long = clean_explanation("word " * 100)
     assert len(long) <= 200 and long.endswith("\u2026")
     assert clean_explanation("") == ""

@@ -125,8 +125,8 @@
       ["Conflicts lost", sm.conflicts],
       ["LLM questions", c.llm_questions],
       ["Cache hits", c.cache_hits],
-      ["Prompt tokens", c.prompt_tokens],
-      ["Round agreement", sm.mean_round_agreement],
+      ["Prompt tokens (logged rounds)", sm.prompt_tokens],
+      ["Round agreement", typeof sm.mean_round_agreement === "number" ? sm.mean_round_agreement.toFixed(3) : null],
       ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? DATA.run.total_seconds.toFixed(1) : null]
     ];
     var box = document.getElementById("cards");
