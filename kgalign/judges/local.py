@@ -24,7 +24,7 @@ from typing import Any
 
 from kgalign.embed import cache_root
 from kgalign.errors import KgalignError
-from kgalign.judges.base import Answer, clean_explanation, explanation_question
+from kgalign.judges.base import Answer, clean_explanation, explanation_prompt
 from kgalign.judges.prompt import Question
 from kgalign.model import EntityProfile
 
@@ -211,15 +211,18 @@ class LocalJudge:
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            for row in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True):
-                reasons.append(clean_explanation(row))
+            decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for (question, letter), row in zip(batch, decoded):
+                reasons.append(clean_explanation(explanation_prompt(question, letter).prefix + row))
         return reasons
 
     def _explain_prompt(self, question: Question, letter: str) -> str:
-        messages = explanation_question(question, letter)
+        prompt = explanation_prompt(question, letter)
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in messages) + "\nReason:"
+            start = self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+        else:
+            start = "\n\n".join(m["content"] for m in prompt.messages) + "\n"
+        return start + prompt.prefix
 
 
 def _adapter_id(adapter: str | None) -> str | None:
