@@ -181,6 +181,16 @@ def test_wrong_model_or_key_stops_with_one_line(questions, monkeypatch):
                 judge_for(other).answer(questions[:1])
 
 
+def test_a_stopping_error_does_not_wait_for_slow_or_retried_requests(questions):
+    script = {key_of(questions[0]): ["401"], key_of(questions[1]): ["500"] * 5}
+    with FakeOpenAIServer(faults_for=script) as server:
+        judge = judge_for(server, backoff=5.0, backoff_max=5.0, concurrency=2)
+        started = time.monotonic()
+        with pytest.raises(KgalignError):
+            judge.answer(questions[:2])
+        assert time.monotonic() - started < 4.0  # the retry of question 2 is not waited for
+
+
 def test_model_name_comes_from_the_server_when_not_given():
     with FakeOpenAIServer(model="only-model") as server:
         judge = OpenAIJudge(base_url=server.url)

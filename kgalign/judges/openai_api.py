@@ -28,7 +28,6 @@ import logging
 import os
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -157,8 +156,16 @@ class OpenAIJudge:
         if not questions:
             return []
         workers = min(self.concurrency, len(questions))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kgalign-openai") as pool:
-            return list(pool.map(self._ask, questions))
+        cancelled = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kgalign-openai")
+        try:
+            return list(pool.map(lambda question: self._ask(question, cancelled), questions))
+        except BaseException:
+            # Ctrl-C or a configuration error: stop waiting, retrying and queueing.
+            cancelled.set()
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self._client.close()
@@ -191,15 +198,18 @@ class OpenAIJudge:
             args["extra_body"] = {"structured_outputs": {"choice": question.letters}}
         return args
 
-    def _ask(self, question: Question) -> Answer:
+    def _ask(self, question: Question, cancelled: threading.Event | None = None) -> Answer:
         """Send one question until it is answered, retries run out, or it cannot succeed."""
         openai = self._openai
+        cancelled = cancelled or threading.Event()
         with self._lock:
             structured = self._structured is not False
             logprobs = self._logprobs
         max_tokens = self.max_tokens
         retries = 0
         while True:
+            if cancelled.is_set():
+                return Answer(raw="", choice=None, error="cancelled", retries=retries)
             try:
                 response = self._client.chat.completions.create(
                     **self._request_args(question, structured, logprobs, max_tokens)
@@ -221,13 +231,13 @@ class OpenAIJudge:
                         continue
                 if (status in RETRYABLE_STATUS or status >= 500) and retries < self.retries:
                     retries += 1
-                    self._wait(retries, exc.response.headers.get("retry-after"), self._describe(exc))
+                    self._wait(retries, exc.response.headers.get("retry-after"), self._describe(exc), cancelled)
                     continue
                 return self._failed(question, self._describe(exc), retries)
             except openai.APIConnectionError as exc:  # timeouts and dropped connections
                 if retries < self.retries:
                     retries += 1
-                    self._wait(retries, None, self._describe(exc))
+                    self._wait(retries, None, self._describe(exc), cancelled)
                     continue
                 return self._failed(question, self._describe(exc), retries)
             except openai.OpenAIError as exc:  # a malformed response: not worth retrying
@@ -287,7 +297,7 @@ class OpenAIJudge:
                 self._logprobs = False
                 log.info("%s rejected logprobs: confidence is the vote share alone", self.server)
 
-    def _wait(self, attempt: int, retry_after: str | None, reason: str) -> None:
+    def _wait(self, attempt: int, retry_after: str | None, reason: str, cancelled: threading.Event) -> None:
         """Sleep before retry number ``attempt``: exponential, with jitter, bounded."""
         delay = min(self.backoff_max, self.backoff * (2 ** (attempt - 1)))
         delay = random.uniform(delay / 2, delay)
@@ -297,7 +307,7 @@ class OpenAIJudge:
             except ValueError:
                 pass
         log.debug("retry %d/%d in %.2fs after %s", attempt, self.retries, delay, reason)
-        time.sleep(delay)
+        cancelled.wait(delay)
 
     def _describe(self, exc: Exception) -> str:
         """:func:`describe_error`, with the API key blotted out should a server echo it."""
