@@ -94,7 +94,14 @@ class VLLMJudge:
         if adapter and not Path(adapter).is_dir():
             raise KgalignError(f"{adapter}: adapter folder not found")
         vllm = import_vllm()
-        from vllm.sampling_params import StructuredOutputsParams
+        try:
+            from vllm.sampling_params import StructuredOutputsParams
+        except ImportError:
+            version = getattr(vllm, "__version__", "?")
+            raise KgalignError(
+                f"--judge vllm needs vLLM 0.11 or later (structured outputs); found {version}: "
+                "pip install -U 'kgalign[vllm]'"
+            ) from None
 
         self._vllm = vllm
         self._structured = StructuredOutputsParams
