@@ -47,7 +47,8 @@ def resolve(
 def _greedy(matches: list[Decision]) -> tuple[list[Link], list[Conflict]]:
     winners: dict[str, Decision] = {}
     conflicts: list[Conflict] = []
-    for d in sorted(matches, key=lambda d: (-d.confidence, d.source)):
+    # A person outranks everything; then the most confident decision keeps the target.
+    for d in sorted(matches, key=lambda d: (not d.human, -d.confidence, d.source)):
         target = d.target
         assert target is not None
         if target in winners:
