@@ -1,18 +1,34 @@
-"""Write files so that readers never see a partial one: temp file, then rename."""
+"""Write files so that readers never see a partial one: temp file, then rename.
+
+:func:`atomic_open` writes one file that way. Inside a :func:`deferred_renames` block
+the renames wait until the whole block has succeeded, so a set of files (the outputs of
+one run) appears together or not at all: if anything in the block fails, every
+temporary file is removed and no file of the set replaces an earlier one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
+
+# The (temporary file, final path) pairs waiting for the end of a deferred_renames block.
+_PENDING: ContextVar[list[tuple[str, Path]] | None] = ContextVar("kgalign_pending_renames", default=None)
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success.
+
+    Inside :func:`deferred_renames` the rename waits for the end of that block.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -21,13 +37,53 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        pending = _PENDING.get()
+        if pending is None:
+            os.replace(tmp, path)
+        else:
+            pending.append((tmp, path))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
+@contextlib.contextmanager
+def deferred_renames() -> Iterator[None]:
+    """Files written with :func:`atomic_open` in this block appear together at its end.
+
+    On success every temporary file is renamed onto its path, in the order written; on
+    any exception (a crash in a later writer, KeyboardInterrupt) all of them are
+    removed and the exception goes on. Blocks nest: an inner block hands its files to
+    the outer one.
+    """
+    outer = _PENDING.get()
+    pending: list[tuple[str, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    except BaseException:
+        _PENDING.reset(token)
+        for tmp, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    _PENDING.reset(token)
+    if outer is not None:
+        outer.extend(pending)
+        return
+    try:
+        for index, (tmp, path) in enumerate(pending):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in pending[index:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    log.debug("wrote %d files together", len(pending))
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_open`."""
     with atomic_open(path) as handle:
         handle.write(text)

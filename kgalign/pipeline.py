@@ -17,6 +17,7 @@ from rdflib import Graph, URIRef
 
 from kgalign import __version__
 from kgalign.embed import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from kgalign.errors import KgalignError
 from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
 from kgalign.export import provenance_dataset, write_alignment, write_dataset, write_graph, write_links
 from kgalign.fuse import FusionResult, fuse
@@ -31,7 +32,7 @@ from kgalign.resolve import Conflict, resolve
 from kgalign.retrieve import RetrievalConfig, lexical_vectors, retrieve
 from kgalign.select import build_profiles, choose_predicates, predicate_stats
 from kgalign.stages import StageTimer
-from kgalign.atomic import write_text_atomic
+from kgalign.atomic import deferred_renames, write_text_atomic
 from kgalign.vocab import KGA
 from kgalign.vote import VoteConfig, decide, explain_decisions
 
@@ -136,22 +137,36 @@ class AlignmentResult:
         }
 
     def save(self, outdir: str | Path) -> dict[str, Path]:
-        """Write every output file atomically into ``outdir``."""
+        """Write every output file into ``outdir``: all of them, or none.
+
+        Each file is written under a temporary name, and all are renamed into place
+        only after the last one is written (:func:`kgalign.atomic.deferred_renames`), so
+        a failure or an interrupt while writing leaves ``outdir`` as it was. Without
+        metrics, a metrics.json left by an earlier run is removed, so that it cannot be
+        read as this run's.
+        """
         outdir = Path(outdir)
-        outdir.mkdir(parents=True, exist_ok=True)
         paths = {name: outdir / name for name in OUTPUT_FILES}
-        with self.timer.stage("write"):
-            write_graph(self.fusion.graph, paths["fused.ttl"])
-            write_links(self.links, paths["links.ttl"])
-            write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)
-            write_votes(self.vote_records(), paths["votes.jsonl"])
-            run_iri = URIRef(f"{KGA}run/{int(self.started)}")
-            write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path), paths["provenance.trig"])
-            if self.metrics is not None:
-                write_json(paths["metrics.json"], self.metrics)
-            else:
-                paths.pop("metrics.json")
-        write_json(paths["run.json"], self.run_info())
+        if self.metrics is None:
+            paths.pop("metrics.json")
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            with deferred_renames():
+                with self.timer.stage("write"):
+                    write_graph(self.fusion.graph, paths["fused.ttl"])
+                    write_links(self.links, paths["links.ttl"])
+                    write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)
+                    write_votes(self.vote_records(), paths["votes.jsonl"])
+                    run_iri = URIRef(f"{KGA}run/{int(self.started)}")
+                    write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path), paths["provenance.trig"])
+                    if self.metrics is not None:
+                        write_json(paths["metrics.json"], self.metrics)
+                write_json(paths["run.json"], self.run_info())
+            if self.metrics is None and (outdir / "metrics.json").is_file():
+                (outdir / "metrics.json").unlink()
+                log.info("%s: removed the metrics.json of an earlier run (this run has no gold)", outdir)
+        except OSError as exc:
+            raise KgalignError(f"{exc.filename or outdir}: cannot write the outputs ({exc.strerror or exc})") from None
         return paths
 
 
