@@ -5,9 +5,11 @@ Exit codes: 0 success, 1 error (a one-line message), 2 usage error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,16 +37,23 @@ KNOWN_OUTPUTS = {
 
 
 def _setup_logging(level: str) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
+    # Log records go to stderr: stdout carries only the command's result.
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(message)s",
-        handlers=[RichHandler(console=None, show_path=False, rich_tracebacks=False, markup=False)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)],
         force=True,
     )
     for noisy in ("sentence_transformers", "transformers", "httpx", "faiss", "filelock"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
+
+
+def _one_line(text: str) -> str:
+    """An error message as one line: whitespace runs made one space, control characters escaped."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group(0)):02x}", " ".join(text.split()))
 
 
 class KgalignGroup(click.Group):
@@ -54,7 +63,7 @@ class KgalignGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KgalignError as exc:
-            click.echo(f"kgalign: error: {exc}", err=True)
+            click.echo(f"kgalign: error: {_one_line(str(exc))}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("kgalign: interrupted; answered questions are kept in the judge cache", err=True)
@@ -93,7 +102,7 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
                 "choose an empty directory or pass --force"
             )
     resolved = {p.resolve() for p in inputs}
-    if len(resolved) < len(inputs):
+    if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
         raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -156,15 +165,39 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
     per row, see --id-column). Outputs are written atomically: a failed run leaves no
     partial file. Rerunning the same command resumes from the judge cache.
     """
-    from kgalign.pipeline import AlignConfig, align, load_gold
     from kgalign.progress import set_enabled
+
+    set_enabled(not opts["quiet"])
+    if opts["quiet"]:
+        _quiet_third_party_bars()
+    if opts["judge"] == "openai" and not opts["llm_url"]:
+        raise KgalignError("--judge openai needs --llm-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
+    created = not outdir.exists()
+    _check_outdir(outdir, opts["force"], [left, right])
+    try:
+        _run(left, right, outdir, opts)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only if the failed run left it empty
+        raise
+
+
+def _quiet_third_party_bars() -> None:
+    """Silence the progress bars of Hugging Face libraries (--quiet)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
+    """The body of `kgalign run`, after OUTDIR was checked."""
+    from kgalign.pipeline import AlignConfig, align, load_gold
     from kgalign.retrieve import RetrievalConfig
     from kgalign.vote import VoteConfig
 
-    set_enabled(not opts["quiet"])
-    if opts["judge"] == "openai" and not opts["llm_url"]:
-        raise KgalignError("--judge openai needs --llm-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
-    _check_outdir(outdir, opts["force"], [left, right])
     gold = load_gold(opts["gold"]) if opts["gold"] else None
     config = AlignConfig(
         judge=opts["judge"],
