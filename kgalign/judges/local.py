@@ -96,19 +96,15 @@ class LocalJudge:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         if threads:
             torch.set_num_threads(threads)
         path = Path(model) if model else default_model_path()
         if not path.is_dir():
             raise KgalignError(f"{path}: local model folder not found")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
-        self.adapter = adapter
+        tokenizer = load_tokenizer(path)
+        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
         if adapter:
             try:
                 from peft import PeftModel
@@ -116,35 +112,48 @@ class LocalJudge:
                 raise KgalignError("--adapter needs the 'peft' package: pip install 'kgalign[finetune]'") from None
             if not Path(adapter).is_dir():
                 raise KgalignError(f"{adapter}: adapter folder not found")
-            self.model = PeftModel.from_pretrained(self.model, adapter)
-        self.model.eval()
+            loaded = PeftModel.from_pretrained(loaded, adapter)
+        loaded.eval()
+        self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate)
+
+    @classmethod
+    def from_loaded(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        model_id: str = "local:in-memory",
+        device: str = "cpu",
+        batch_size: int = 4,
+        calibrate: bool = True,
+    ) -> LocalJudge:
+        """A judge around a model already in memory (fine-tuning evaluates its model this way).
+
+        The model's train/eval mode is left as it is; ``tokenizer`` must pad on the left
+        (see :func:`load_tokenizer`). The calibration prior is computed afresh by each
+        new judge, so build one per evaluation of a model whose weights change.
+        """
+        judge = cls.__new__(cls)
+        judge._setup(model, tokenizer, model_id, None, device, batch_size, calibrate)
+        return judge
+
+    def _setup(
+        self, model: Any, tokenizer: Any, model_id: str, adapter: str | None, device: str, batch_size: int, calibrate: bool
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.model = model
+        self.adapter = adapter
         self.device = device
         self.batch_size = max(1, batch_size)
-        self.model_id = f"local:{path.name}"
+        self.model_id = model_id
         self.calibrate = calibrate
-        self._letter_ids = self._letter_token_ids()
+        self._letter_ids = letter_token_ids(tokenizer, model_id)
         self._priors: dict[int, dict[str, float]] = {}
 
     def cache_params(self) -> dict[str, Any]:
         return {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": _adapter_id(self.adapter)}
 
-    def _letter_token_ids(self) -> dict[str, list[int]]:
-        ids: dict[str, list[int]] = {}
-        for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-            variants = set()
-            for text in (letter, " " + letter):
-                tokens = self.tokenizer.encode(text, add_special_tokens=False)
-                if len(tokens) == 1:
-                    variants.add(tokens[0])
-            if not variants:
-                raise KgalignError(f"{self.model_id}: the tokenizer has no single token for option {letter}")
-            ids[letter] = sorted(variants)
-        return ids
-
     def prompt_text(self, question: Question) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(question.messages(), tokenize=False, add_generation_prompt=True)
-        return question.text() + "\nAnswer:"
+        return chat_prompt(self.tokenizer, question)
 
     def _letter_logprobs(self, questions: list[Question]) -> list[tuple[dict[str, tuple[float, int]], int]]:
         """Per question: each allowed letter's best (log-probability, token id), and the prompt length."""
@@ -182,11 +191,20 @@ class LocalJudge:
             self._priors[n_options] = {letter: lp - total for letter, (lp, _) in scores.items()}
         return self._priors[n_options]
 
+    def letter_scores(self, questions: list[Question]) -> list[dict[str, float]]:
+        """Per question: each allowed letter's log-probability (the best of its spellings), uncalibrated."""
+        return [{letter: lp for letter, (lp, _) in scores.items()} for scores, _ in self._letter_logprobs(questions)]
+
+    def choose(self, question: Question, scores: dict[str, float], calibrate: bool | None = None) -> str:
+        """The answer letter: the best allowed letter, after calibration when it is on."""
+        calibrated = self.calibrate if calibrate is None else calibrate
+        prior = self.prior(len(question.options)) if calibrated else {}
+        return max(question.letters, key=lambda letter: scores[letter] - prior.get(letter, 0.0))
+
     def answer(self, questions: list[Question]) -> list[Answer]:
         answers: list[Answer] = []
         for question, (scores, length) in zip(questions, self._letter_logprobs(questions)):
-            prior = self.prior(len(question.options)) if self.calibrate else {}
-            best = max(question.letters, key=lambda letter: scores[letter][0] - prior.get(letter, 0.0))
+            best = self.choose(question, {letter: lp for letter, (lp, _) in scores.items()})
             answers.append(
                 Answer(raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1)
             )
@@ -223,6 +241,48 @@ class LocalJudge:
         else:
             start = "\n\n".join(m["content"] for m in prompt.messages) + "\n"
         return start + prompt.prefix
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The model's tokenizer, padding on the left (the last position is the next token's)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def chat_prompt(tokenizer: Any, question: Question) -> str:
+    """The text the model reads before its answer: the chat template with the assistant turn opened."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(question.messages(), tokenize=False, add_generation_prompt=True)
+    return question.text() + "\nAnswer:"
+
+
+def letter_token_ids(tokenizer: Any, model_id: str = "local") -> dict[str, list[int]]:
+    """Option letter -> the single-token spellings of it (``A`` and `` A``) the tokenizer has."""
+    ids: dict[str, list[int]] = {}
+    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        variants = set()
+        for text in (letter, " " + letter):
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            if len(tokens) == 1:
+                variants.add(tokens[0])
+        if not variants:
+            raise KgalignError(f"{model_id}: the tokenizer has no single token for option {letter}")
+        ids[letter] = sorted(variants)
+    return ids
+
+
+def answer_token_id(tokenizer: Any, letter: str) -> int:
+    """The token a fine-tuned judge is taught to answer: the bare letter, else the letter after a space."""
+    for text in (letter, " " + letter):
+        tokens = tokenizer.encode(text, add_special_tokens=False)
+        if len(tokens) == 1:
+            return int(tokens[0])
+    raise KgalignError(f"the tokenizer has no single token for option {letter}")
 
 
 def _adapter_id(adapter: str | None) -> str | None:
