@@ -1,0 +1,65 @@
+"""bench/make_large_pair.py at a tiny scale: valid N-Triples, a gold that names real entities, deterministic."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import sys
+from pathlib import Path
+
+from rdflib import Graph, URIRef
+
+from kgalign.load import load_entities
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _generator():
+    if "make_large_pair" in sys.modules:
+        return sys.modules["make_large_pair"]
+    spec = importlib.util.spec_from_file_location("make_large_pair", BENCH / "make_large_pair.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_large_pair"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _gold(path: Path) -> list[tuple[str, str]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return [(a, b) for a, b in rows]
+
+
+def test_small_pair_parses_and_gold_names_entities_of_both_sides(tmp_path: Path) -> None:
+    info = _generator().generate(tmp_path, 2_000, seed=3)
+    left, right = Graph().parse(info["left"], format="nt"), Graph().parse(info["right"], format="nt")
+    assert len(left) == info["left_triples"] and len(right) == info["right_triples"]
+    for side in ("left_triples", "right_triples"):
+        assert 1_700 <= info[side] <= 2_300, info
+    gold = _gold(Path(info["gold"]))
+    assert len(gold) == info["gold_pairs"] > 100
+    left_subjects, right_subjects = set(left.subjects()), set(right.subjects())
+    assert all(URIRef(a) in left_subjects and URIRef(b) in right_subjects for a, b in gold)
+    assert len({a for a, _ in gold}) == len({b for _, b in gold}) == len(gold)  # one to one
+    # The gold pairs are entities of kgalign's tables, addresses folded in on the left.
+    _, left_table = load_entities(info["left"])
+    _, right_table = load_entities(info["right"])
+    assert len(left_table) == info["left_persons"] and len(right_table) == info["right_persons"]
+    assert {a for a, _ in gold} <= set(left_table.entities)
+    assert {b for _, b in gold} <= set(right_table.entities)
+    a, b = gold[0]
+    assert any("has_address" in path for path in left_table.entities[a].attributes)
+    assert right_table.entities[b].labels
+
+
+def test_same_seed_same_bytes_and_gzip(tmp_path: Path) -> None:
+    generator = _generator()
+    one = generator.generate(tmp_path / "one", 1_500, seed=7)
+    two = generator.generate(tmp_path / "two", 1_500, seed=7, compress=True)
+    other = generator.generate(tmp_path / "other", 1_500, seed=8)
+    for side in ("left", "right"):
+        assert Path(one[side]).read_bytes() == gzip.decompress(Path(two[side]).read_bytes())
+        assert Path(one[side]).read_bytes() != Path(other[side]).read_bytes()
+    assert Path(one["gold"]).read_bytes() == Path(two["gold"]).read_bytes()
+    graph, _ = load_entities(two["left"])  # kgalign reads the .nt.gz
+    assert len(graph) == one["left_triples"]
