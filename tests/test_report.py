@@ -67,7 +67,7 @@ def _votes(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
-RUN_OPTIONS = ["--no-gate", "--rounds", "3", "--options", "3", "-k", "3", "--quiet"]
+RUN_OPTIONS = ["--judge", "local", "--no-gate", "--rounds", "3", "--options", "3", "-k", "3", "--quiet"]
 
 
 @pytest.fixture(scope="module")
