@@ -1,0 +1,524 @@
+"""LoRA supervised fine-tuning of the judge on its own questions.
+
+The model reads each question as the local judge does (the chat template with the
+assistant turn opened, :func:`kgalign.judges.local.chat_prompt`) followed by the
+answer letter's token; the loss is on that token only (labels -100 elsewhere).
+Validation accuracy is the local judge's own answer (:meth:`LocalJudge.choose` on
+:meth:`LocalJudge.letter_scores`, calibrated as at run time) on held-out sources; the
+adapter kept is the one with the best validation accuracy, which may be the untrained
+one. Training stops at ``max_steps``, after ``patience`` evaluations without
+improvement, or when the time budget is spent.
+
+ADAPTER_DIR afterwards holds the best adapter (``adapter_config.json``,
+``adapter_model.safetensors``: what ``kgalign run --adapter`` and vLLM load),
+``kgalign-finetune.json`` (recipe, data sizes, seed, base model, metrics before and
+after), ``best/`` (the best adapter so far) and the last two ``checkpoint-N/`` folders
+(adapter, optimizer and scheduler state, trainer state) that ``resume`` continues from.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kgalign import __version__
+from kgalign.atomic import write_text_atomic
+from kgalign.errors import KgalignError
+from kgalign.finetune.data import Example, TrainingData, position_name
+from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
+from kgalign.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "kgalign-finetune.json"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+BEST_DIR = "best"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "README.md", METADATA_FILE)
+KEEP_CHECKPOINTS = 2
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a fine-tuning run."""
+
+    model: str | None = None
+    max_steps: int = 300
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    warmup_steps: int = 10
+    eval_every: int = 50
+    save_every: int = 50
+    patience: int = 3
+    max_val: int = 256
+    eval_batch_size: int = 8
+    minutes: float | None = None
+    seed: int = 0
+    resume: bool = False
+    force: bool = False
+    device: str | None = None
+    dtype: str = "auto"
+    threads: int | None = None
+
+
+@dataclass
+class Evaluation:
+    """Validation figures of one model state."""
+
+    step: int
+    accuracy: float
+    accuracy_raw: float
+    questions: int
+    position_wins: dict[str, int]
+    gold_positions: dict[str, int]
+    accuracy_by_position: dict[str, float]
+
+    def brief(self) -> str:
+        return f"step {self.step}: validation accuracy {self.accuracy:.4f} (uncalibrated {self.accuracy_raw:.4f}, {self.questions} questions)"
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` did; ``model`` is the trained peft model, with the best adapter loaded."""
+
+    output: Path
+    before: Evaluation
+    after: Evaluation
+    steps: int
+    best_step: int
+    stopped: str
+    resumed_from: int | None
+    history: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    model: Any = field(repr=False, default=None)
+    tokenizer: Any = field(repr=False, default=None)
+
+
+def resolve_device(device: str | None) -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu`` (unless ``device`` is given)."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_base(model: str | None, device: str, dtype: str = "auto") -> tuple[Any, Any, Path]:
+    """The base causal LM (float32 on CPU, bfloat16 on a GPU that has it, unless ``dtype``), its tokenizer, its folder."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = Path(model) if model else default_model_path()
+    if not path.is_dir():
+        raise KgalignError(f"{path}: model folder not found")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    tokenizer = load_tokenizer(path)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+    return base, tokenizer, path
+
+
+def add_lora(base: Any, config: TrainConfig) -> Any:
+    """``base`` with fresh LoRA adapters on all its linear layers (the output head excluded)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base, lora)
+
+
+def encode(tokenizer: Any, examples: list[Example]) -> list[list[int]]:
+    """Token ids of each example: its prompt exactly as the local judge reads it, then the answer token."""
+    texts = [chat_prompt(tokenizer, e.question) for e in examples]
+    prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [list(ids) + [answer_token_id(tokenizer, e.answer)] for ids, e in zip(prompts, examples)]
+
+
+def collate(sequences: list[list[int]], pad_id: int, device: str) -> dict[str, Any]:
+    """A left-padded batch whose labels are -100 everywhere but the last (answer) token."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    labels = torch.full((len(sequences), width), -100, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq) :] = torch.tensor(seq)
+        attention[row, width - len(seq) :] = 1
+        labels[row, -1] = seq[-1]
+    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "labels": labels.to(device)}
+
+
+def batch_loss(model: Any, tokenizer: Any, examples: list[Example], device: str = "cpu") -> float:
+    """Mean cross-entropy of the answer tokens of ``examples`` (no gradient, dropout off)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            batch = collate(encode(tokenizer, examples), tokenizer.pad_token_id, device)
+            return float(model(**batch).loss)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: Any, tokenizer: Any, examples: list[Example], step: int, device: str = "cpu", batch_size: int = 8) -> Evaluation:
+    """Validation accuracy of ``model`` answering as the local judge answers, and where its answers fall."""
+    was_training = model.training
+    model.eval()
+    try:
+        judge = LocalJudge.from_loaded(model, tokenizer, "local:finetune", device=device, batch_size=batch_size)
+        scores = judge.letter_scores([e.question for e in examples]) if examples else []
+        right = right_raw = 0
+        wins: Counter[str] = Counter()
+        gold: Counter[str] = Counter()
+        right_at: Counter[str] = Counter()
+        for example, letter_scores in zip(examples, scores):
+            chosen = judge.choose(example.question, letter_scores)
+            raw = judge.choose(example.question, letter_scores, calibrate=False)
+            right += chosen == example.answer
+            right_raw += raw == example.answer
+            wins[position_name(example.question, chosen)] += 1
+            gold[example.position] += 1
+            right_at[example.position] += chosen == example.answer
+    finally:
+        model.train(was_training)
+    n = len(examples)
+    return Evaluation(
+        step=step,
+        accuracy=round(right / n, 4) if n else 0.0,
+        accuracy_raw=round(right_raw / n, 4) if n else 0.0,
+        questions=n,
+        position_wins=_ordered(wins),
+        gold_positions=_ordered(gold),
+        accuracy_by_position={p: round(right_at[p] / gold[p], 4) for p in _ordered(gold)},
+    )
+
+
+def _evaluation(entry: dict[str, Any]) -> Evaluation:
+    """An :class:`Evaluation` back from its record in the trainer state."""
+    return Evaluation(**{f.name: entry[f.name] for f in fields(Evaluation)})
+
+
+def _ordered(counts: Counter[str]) -> dict[str, int]:
+    return {key: counts[key] for key in sorted(counts, key=lambda k: (k == "none", k))}
+
+
+def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> FinetuneResult:
+    """Train a LoRA adapter for the judge on ``data`` and save the best one into ``output``."""
+    import torch
+
+    output = Path(output)
+    started = time.monotonic()
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    checkpoint = _prepare_output(output, config)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    base, tokenizer, model_path = load_base(config.model, device, config.dtype)
+    state: dict[str, Any]
+    if checkpoint is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
+        state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+        if state["fingerprint"] != data.fingerprint():
+            raise KgalignError(
+                f"{checkpoint}: the training questions differ from the checkpoint's (other inputs or options); "
+                "pass the same ones, or start over with --force"
+            )
+        log.info("resuming from %s (step %d)", checkpoint, state["step"])
+    else:
+        model = add_lora(base, config)
+        state = {"step": 0, "best_step": 0, "best_accuracy": -1.0, "bad_evals": 0, "history": [], "fingerprint": data.fingerprint()}
+    model.train()
+    val = data.val[: config.max_val]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    warmup = max(0, config.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    if checkpoint is not None:
+        saved = torch.load(checkpoint / OPTIMIZER_FILE, map_location=device, weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+    resumed_from = state["step"] if checkpoint is not None else None
+
+    if "before" not in state:
+        before = evaluate(model, tokenizer, val, 0, device, config.eval_batch_size)
+        log.info("before training: %s", before.brief())
+        state["before"] = asdict(before)
+        _record_eval(state, before, output, model, config)
+    before = _evaluation(state["before"])
+
+    sequences = encode(tokenizer, data.train)
+    stopped = "max_steps"
+    losses: list[float] = []
+    step = state["step"]
+    last_eval = step if checkpoint is not None else 0
+    with progress_bar("finetune", max(0, config.max_steps - step)) as advance:
+        while step < config.max_steps:
+            if config.patience > 0 and val and state["bad_evals"] >= config.patience:
+                stopped = "early_stopping"
+                break
+            if config.minutes is not None and time.monotonic() - started > config.minutes * 60:
+                stopped = "time_budget"
+                break
+            batch = collate([sequences[i] for i in _batch_indices(step, config.batch_size, len(sequences), config.seed)], tokenizer.pad_token_id, device)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["step"] = step
+            losses.append(float(loss.detach()))
+            advance(1)
+            if not math.isfinite(losses[-1]):
+                raise KgalignError(f"training diverged at step {step} (loss {losses[-1]}); lower --lr")
+            if config.eval_every > 0 and step % config.eval_every == 0:
+                _evaluate_and_record(model, tokenizer, val, step, device, config, state, output, losses)
+                last_eval = step
+            if config.save_every > 0 and step % config.save_every == 0:
+                _save_checkpoint(output, model, optimizer, scheduler, state)
+    if step != last_eval:
+        _evaluate_and_record(model, tokenizer, val, step, device, config, state, output, losses)
+    if config.save_every > 0 and not (output / f"checkpoint-{step}").is_dir() and step > 0:
+        _save_checkpoint(output, model, optimizer, scheduler, state)
+
+    best_dir = output / BEST_DIR
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors"), device=device))
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(best_dir / name, output / name)
+    after = next(_evaluation(e) for e in reversed(state["history"]) if e["step"] == state["best_step"])
+    metadata = {
+        "kgalign": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recipe": data.recipe,
+        "data": data.summary(),
+        "seed": config.seed,
+        "base_model": {"path": str(model_path), "name": model_path.name},
+        "device": device,
+        "train": asdict(config),
+        "lora": {"r": model.peft_config["default"].r, "alpha": model.peft_config["default"].lora_alpha, "target_modules": sorted(model.peft_config["default"].target_modules)},
+        "steps": step,
+        "best_step": state["best_step"],
+        "stopped": stopped,
+        "resumed_from": resumed_from,
+        "seconds": round(time.monotonic() - started, 1),
+        "before": asdict(before),
+        "after": asdict(after),
+        "history": state["history"],
+        "versions": _versions(),
+    }
+    write_text_atomic(output / METADATA_FILE, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    log.info("after training (best, step %d): %s", state["best_step"], after.brief())
+    return FinetuneResult(
+        output=output,
+        before=before,
+        after=after,
+        steps=step,
+        best_step=state["best_step"],
+        stopped=stopped,
+        resumed_from=resumed_from,
+        history=state["history"],
+        metadata=metadata,
+        model=model,
+        tokenizer=tokenizer,
+    )
+
+
+def _batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """The examples of a step: consecutive slices of a seeded permutation, a new one each epoch.
+
+    A function of the step alone, so a resumed run sees the batches it would have seen.
+    """
+    indices = []
+    for k in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(k, n)
+        indices.append(_epoch_order(seed, epoch, n)[offset])
+    return indices
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, n: int) -> tuple[int, ...]:
+    order = list(range(n))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return tuple(order)
+
+
+def _evaluate_and_record(
+    model: Any, tokenizer: Any, val: list[Example], step: int, device: str, config: TrainConfig, state: dict[str, Any], output: Path, losses: list[float]
+) -> None:
+    evaluation = evaluate(model, tokenizer, val, step, device, config.eval_batch_size)
+    recent = losses[-config.eval_every :] if config.eval_every > 0 else losses
+    log.info("%s, training loss %.4f", evaluation.brief(), sum(recent) / max(1, len(recent)))
+    _record_eval(state, evaluation, output, model, config, sum(recent) / len(recent) if recent else None)
+
+
+def _record_eval(state: dict[str, Any], evaluation: Evaluation, output: Path, model: Any, config: TrainConfig, loss: float | None = None) -> None:
+    """Add an evaluation to the history; a better accuracy saves the adapter as the best one."""
+    entry = asdict(evaluation)
+    entry["train_loss"] = round(loss, 4) if loss is not None else None
+    state["history"].append(entry)
+    # Without validation questions every evaluation reads 0: the latest adapter is kept.
+    if evaluation.accuracy > state["best_accuracy"] or evaluation.questions == 0:
+        state["best_accuracy"] = evaluation.accuracy
+        state["best_step"] = evaluation.step
+        state["bad_evals"] = 0
+        _save_adapter(model, output / BEST_DIR)
+    else:
+        state["bad_evals"] += 1
+
+
+def _save_adapter(model: Any, folder: Path) -> None:
+    """Save the adapter into ``folder``, replacing it only once written."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp)
+        old = folder.with_name(f".{folder.name}-old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_checkpoint(output: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+    """checkpoint-N: adapter, optimizer, scheduler, RNG and trainer state; older ones beyond the last two removed."""
+    import torch
+
+    folder = output / f"checkpoint-{state['step']}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=output))
+    try:
+        model.save_pretrained(tmp)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}, tmp / OPTIMIZER_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        # The best adapter as of this step: a resumed run starts again from this pair.
+        shutil.copytree(output / BEST_DIR, tmp / BEST_DIR)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.debug("saved %s", folder)
+    for old in _checkpoints(output)[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoints(output: Path) -> list[Path]:
+    """The checkpoint-N folders of ``output``, by step."""
+    if not output.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(output: str | Path) -> Path | None:
+    """The checkpoint with the highest step in ``output`` (one with its state written), or None."""
+    complete = [p for p in _checkpoints(Path(output)) if (p / STATE_FILE).is_file()]
+    return complete[-1] if complete else None
+
+
+def check_output(output: str | Path, resume: bool = False, force: bool = False) -> None:
+    """Raise a :class:`KgalignError` when training into ``output`` would be refused (nothing is changed).
+
+    A directory that holds an earlier adapter or checkpoints needs ``resume`` or
+    ``force``; one that holds other files is refused either way.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise KgalignError(f"{output}: exists and is not a directory")
+    if not output.is_dir():
+        return
+    entries = [p for p in output.iterdir() if not p.name.startswith(".")]
+    others = [p.name for p in entries if p.name not in ADAPTER_FILES and p.name != BEST_DIR and not _CHECKPOINT.match(p.name)]
+    if others:
+        raise KgalignError(f"{output}: holds files that are not a kgalign adapter's ({', '.join(sorted(others)[:3])}); choose another directory")
+    if entries and not resume and not force:
+        raise KgalignError(f"{output}: holds an earlier adapter; pass --resume to continue its training or --force to start over")
+
+
+def _prepare_output(output: Path, config: TrainConfig) -> Path | None:
+    """Check or clear ADAPTER_DIR; the checkpoint to resume from, if any."""
+    check_output(output, config.resume, config.force)
+    if config.resume:
+        checkpoint = last_checkpoint(output)
+        if checkpoint is None:
+            log.warning("%s: no checkpoint to resume from; starting afresh", output)
+        elif not (checkpoint / BEST_DIR / "adapter_model.safetensors").is_file():
+            raise KgalignError(f"{checkpoint}: {BEST_DIR}/ is missing, cannot resume; start over with --force")
+        else:
+            shutil.rmtree(output / BEST_DIR, ignore_errors=True)
+            shutil.copytree(checkpoint / BEST_DIR, output / BEST_DIR)
+            return checkpoint
+    if output.is_dir():
+        for path in output.iterdir():
+            if path.name.startswith("."):
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KgalignError(f"{output}: cannot create the adapter directory ({exc.strerror or exc})") from None
+    return None
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+def summary_lines(result: FinetuneResult) -> list[str]:
+    """What ``kgalign finetune`` prints: accuracy and position bias, before and after."""
+    before, after = result.before, result.after
+    data = result.metadata["data"]
+    lines = [
+        f"{data['recipe']} recipe: {data['train']['questions']} training questions ({data['train']['sources']} sources), "
+        f"{after.questions} validation questions ({data['val']['sources']} sources)",
+        f"steps: {result.steps} ({result.stopped}), best at step {result.best_step}"
+        + (f", resumed from step {result.resumed_from}" if result.resumed_from is not None else ""),
+        f"validation accuracy: before {before.accuracy:.4f}  after {after.accuracy:.4f}  "
+        f"(uncalibrated: {before.accuracy_raw:.4f} -> {after.accuracy_raw:.4f})",
+    ]
+    positions = list(dict.fromkeys([*after.gold_positions, *before.position_wins, *after.position_wins]))
+    lines.append("position       " + "  ".join(f"{p:>6}" for p in positions))
+    lines.append("gold answers   " + "  ".join(f"{after.gold_positions.get(p, 0):>6}" for p in positions))
+    lines.append("wins before    " + "  ".join(f"{before.position_wins.get(p, 0):>6}" for p in positions))
+    lines.append("wins after     " + "  ".join(f"{after.position_wins.get(p, 0):>6}" for p in positions))
+    lines.append("acc. before    " + "  ".join(f"{before.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
+    lines.append("acc. after     " + "  ".join(f"{after.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
+    lines.append(f"adapter: {result.output}")
+    return lines

@@ -1,0 +1,259 @@
+"""Fine-tuning the judge: real SmolLM2, real LoRA training, on the bundled persons example.
+
+Kept small (short prompts: two attributes, three options; a few steps on a few
+questions) so that the whole module runs in a few CPU minutes. One CLI training run is
+shared: its last checkpoint must have lowered the loss on the questions it trained on,
+its adapter must load in the local judge and in `kgalign run --adapter`, and resuming
+it must continue the step count.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kgalign.cli.main import main
+from kgalign.finetune import DataConfig, gold_data, teacher_data
+from kgalign.finetune.train import METADATA_FILE, batch_loss
+from kgalign.judges.cache import question_key
+from kgalign.judges.local import LocalJudge
+from kgalign.log import read_votes
+from kgalign.pipeline import AlignConfig
+from kgalign.retrieve import RetrievalConfig
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """torch on one thread in this module: where other processes load the cores, two
+    OpenMP threads spin against each other and run several times slower than one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ATTRIBUTES = ["given_name", "surname"]
+DATA_ARGS = ["--options", "3", "--permutations", "2", *(arg for a in ATTRIBUTES for arg in ("--attributes", a))]
+TRAIN_ARGS = ["--batch-size", "2", "--max-train", "4", "--max-val", "2", "--eval-every", "0", "--lr", "5e-4", "--warmup-steps", "0", "--threads", "1", "--quiet"]
+STEPS = 6
+
+
+def _cli(args: list[str]):
+    return CliRunner().invoke(main, ["--log-level", "warning", *[str(a) for a in args]], catch_exceptions=False)
+
+
+def _gold_args(persons: dict[str, Path]) -> list:
+    return ["finetune", persons["left"], persons["right"], "--links", persons["gold"]]
+
+
+@pytest.fixture(scope="module")
+def tuned(persons, tmp_path_factory) -> tuple[Path, str]:
+    """An adapter from the gold recipe: 6 steps on 4 questions, checkpoints every 3 steps."""
+    out = tmp_path_factory.mktemp("finetune") / "adapter"
+    result = _cli([*_gold_args(persons), "-o", out, "--max-steps", STEPS, "--save-every", "3", *DATA_ARGS, *TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def tuned_judge(tuned) -> LocalJudge:
+    return LocalJudge(adapter=str(tuned[0]), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def gold_questions(persons, embedder):
+    """The questions the CLI run built, rebuilt through the library with the same settings."""
+    align_config = AlignConfig(judge="none", attributes=list(ATTRIBUTES), retrieval=RetrievalConfig(k=10, structure_weight=-1.0))
+    return gold_data(persons["left"], persons["right"], persons["gold"], DataConfig(options=3, permutations=2), align_config, embedder=embedder)
+
+
+def test_cli_prints_accuracy_and_position_bias_and_writes_them(tuned, gold_questions) -> None:
+    out, output = tuned
+    assert "validation accuracy: before" in output and "wins before" in output and "wins after" in output
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["recipe"] == "gold" and meta["steps"] == STEPS and meta["seed"] == 0
+    assert meta["base_model"]["name"] == "SmolLM2-135M-Instruct"
+    assert meta["data"]["train"]["questions"] == 4 and meta["data"]["options"] == 3
+    for when in ("before", "after"):
+        figures = meta[when]
+        assert figures["questions"] == 2 and 0.0 <= figures["accuracy"] <= 1.0
+        assert sum(figures["position_wins"].values()) == 2
+        assert set(figures["position_wins"]) <= {"A", "B", "C", "none"}
+    # Questions of the gold recipe: real candidates, the answer at several positions, 'none' examples.
+    examples = gold_questions.train + gold_questions.val
+    positions = {e.position for e in examples}
+    assert "none" in positions and len(positions - {"none"}) >= 2
+    for e in examples:
+        assert len(e.question.options) <= 3
+        if e.target is None:
+            assert e.answer == e.question.none_letter
+        else:
+            assert e.order[e.question.letters.index(e.answer)] == e.target
+    assert not {e.source for e in gold_questions.train} & {e.source for e in gold_questions.val}
+    assert (out / "checkpoint-3").is_dir() and (out / f"checkpoint-{STEPS}").is_dir()
+
+
+def test_training_lowers_the_loss_on_its_questions(tuned, gold_questions, local_judge) -> None:
+    out, _ = tuned
+    meta = json.loads((out / METADATA_FILE).read_text())
+    trained_on = gold_questions.train[:4]
+    from dataclasses import replace
+
+    assert replace(gold_questions, train=trained_on).fingerprint() == meta["data"]["fingerprint"]
+    before = batch_loss(local_judge.model, local_judge.tokenizer, trained_on)
+    last = LocalJudge(adapter=str(out / f"checkpoint-{STEPS}"))
+    after = batch_loss(last.model, last.tokenizer, trained_on)
+    assert after < before - 0.05, (before, after)
+
+
+def test_adapter_loads_in_the_local_judge_and_answers(tuned_judge, gold_questions, local_judge) -> None:
+    questions = [e.question for e in gold_questions.val[:3]]
+    answers = tuned_judge.answer(questions)
+    assert [a.choice in q.letters for a, q in zip(answers, questions)] == [True] * len(questions)
+    assert all(a.logprob is not None and a.logprob <= 0 for a in answers)
+    # The answer cache tells the tuned judge from the untuned one.
+    assert tuned_judge.cache_params()["adapter"].startswith("adapter:")
+    key = lambda judge: question_key(judge.name, judge.model_id, judge.cache_params(), questions[0])  # noqa: E731
+    assert key(tuned_judge) != key(local_judge)
+
+
+def _excerpt(path: Path, keep: list[str], target: Path) -> Path:
+    """The triples describing ``keep`` and the nodes they lead to (addresses, suburbs), as N-Triples."""
+    from rdflib import Graph, URIRef
+
+    graph, out = Graph().parse(path), Graph()
+    frontier, seen = [URIRef(iri) for iri in keep], set()
+    while frontier:
+        node = frontier.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for predicate, value in graph.predicate_objects(node):
+            out.add((node, predicate, value))
+            if isinstance(value, URIRef):
+                frontier.append(value)
+    out.serialize(target, format="nt")
+    return target
+
+
+def test_run_with_the_adapter_records_it(tuned, persons, tmp_path) -> None:
+    out, _ = tuned
+    pairs = [line.split("\t") for line in persons["gold"].read_text().splitlines()[1:4]]
+    left = _excerpt(persons["left"], [a for a, _ in pairs], tmp_path / "left.nt")
+    right = _excerpt(persons["right"], [b.strip() for _, b in pairs], tmp_path / "right.nt")
+    run_dir = tmp_path / "run"
+    result = _cli([
+        "run", left, right, "-o", run_dir, "--judge", "local", "--adapter", out, "--no-gate", "--rounds", "1",
+        "--options", "3", "--attributes", "given_name", "--attributes", "surname", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["adapter"] == str(out) and run["config"]["adapter"] == str(out)
+    assert run["judge"].startswith("local:") and run["counts"]["llm_questions"] == 3
+    votes = list(read_votes(run_dir / "votes.jsonl"))
+    assert len(votes) == 3 and all(r["rounds"][0]["choice"] in "ABCD" for r in votes)
+
+
+def test_resume_continues_the_step_count(tuned, persons, tmp_path) -> None:
+    out, _ = tuned
+    copy = tmp_path / "adapter"
+    shutil.copytree(out, copy)
+    refused = _cli([*_gold_args(persons), "-o", copy, "--max-steps", STEPS + 2, *DATA_ARGS, *TRAIN_ARGS])
+    assert refused.exit_code == 1 and "--resume" in refused.output
+    result = _cli([*_gold_args(persons), "-o", copy, "--max-steps", STEPS + 2, "--save-every", "3", "--resume", *DATA_ARGS, *TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    assert f"resumed from step {STEPS}" in result.output
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    assert meta["resumed_from"] == STEPS and meta["steps"] == STEPS + 2
+    assert (copy / f"checkpoint-{STEPS + 2}" / "optimizer.pt").is_file()
+    state = json.loads((copy / f"checkpoint-{STEPS + 2}" / "trainer_state.json").read_text())
+    assert state["step"] == STEPS + 2
+    # The 'before' figures are the original run's, not re-measured on the resumed model.
+    assert meta["before"] == json.loads((out / METADATA_FILE).read_text())["before"]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(persons, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("teacher")
+    result = _cli([
+        "run", persons["left"], persons["right"], "-o", out, "--judge", "none", "--options", "3", "--min-score", "0.8",
+        "--attributes", "given_name", "--attributes", "surname", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_teacher_recipe_builds_questions_from_a_real_log(teacher_run) -> None:
+    votes = teacher_run / "votes.jsonl"
+    records = {r["source"]: r for r in read_votes(votes)}
+    matches = {s for s, r in records.items() if r["decision"] == "match"}
+    nones = {s for s, r in records.items() if r["decision"] == "none" and r["candidates"]}
+    assert matches and nones
+    data = teacher_data(votes, DataConfig(options=0, permutations=2, none_share=0.0), min_confidence=0.0)
+    assert data.config.options == 3  # the run's, from its run.json
+    examples = data.train + data.val
+    assert {e.source for e in examples} == matches
+    for e in examples:
+        record = records[e.source]
+        assert e.target == record["target"]
+        assert e.order[e.question.letters.index(e.answer)] == record["target"]
+        assert set(e.order) <= {c["iri"] for c in record["candidates"]}
+        assert [list(a) for a in e.question.source.attributes] == record["source_attributes"]
+    assert data.counts.get("records_profile_differs", 0) == 0
+
+    # 'none' decisions (top score under --min-score) have confidence 1 - score > 0.2.
+    confident = teacher_data(votes, DataConfig(options=0, permutations=1, none_share=0.0), min_confidence=0.2, include_none=True)
+    taught = confident.train + confident.val
+    assert {e.source for e in taught} == {s for s, r in records.items() if r["confidence"] >= 0.2 and r["candidates"] and r["decision"] in ("match", "none")}
+    assert {e.source for e in taught if e.target is None} == nones
+    assert all(e.answer == e.question.none_letter for e in taught if e.target is None)
+
+
+def test_teacher_recipe_on_the_command_line(teacher_run, tmp_path) -> None:
+    out = tmp_path / "adapter"
+    result = _cli([
+        "finetune", "--from-votes", teacher_run / "votes.jsonl", "-o", out, "--min-confidence", "0", "--permutations", "2",
+        "--max-steps", "0", "--max-val", "2", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["recipe"] == "teacher" and meta["data"]["options"] == 3 and meta["steps"] == 0
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+
+
+def test_every_finetune_option_has_help() -> None:
+    command = main.get_command(None, "finetune")
+    missing = [p.name for p in command.params if getattr(p, "help", "x") in (None, "") and p.param_type_name == "option"]
+    assert not missing
+    usage = _cli(["finetune", "-o", "/nonexistent/never-created"])
+    assert usage.exit_code == 2 and "--from-votes" in usage.output
+
+
+@pytest.mark.vllm
+def test_vllm_loads_the_adapter_and_answers_as_the_local_judge(tuned, gold_questions) -> None:
+    """The same adapter in vLLM (float32, greedy, structured choice) and in the local judge (uncalibrated)."""
+    import os
+
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    pytest.importorskip("vllm")
+    from kgalign.judges.local import default_model_path
+    from kgalign.judges.vllm_engine import VLLMJudge
+
+    out, _ = tuned
+    questions = [e.question for e in (gold_questions.val + gold_questions.train)[:6]]
+    local = LocalJudge(adapter=str(out), calibrate=False)
+    engine = VLLMJudge(model=str(default_model_path()), adapter=str(out), dtype="float32", max_model_len=2048, enforce_eager=True)
+    local_answers = [a.choice for a in local.answer(questions)]
+    vllm_answers = [a.choice for a in engine.answer(questions)]
+    assert all(choice in q.letters for choice, q in zip(vllm_answers, questions))
+    # Greedy over the allowed letters is the local judge's argmax; allow one near-tie to flip.
+    assert sum(a == b for a, b in zip(local_answers, vllm_answers)) >= len(questions) - 1, (local_answers, vllm_answers)
