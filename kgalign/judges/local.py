@@ -148,9 +148,12 @@ class LocalJudge:
         self.calibrate = calibrate
         self._letter_ids = letter_token_ids(tokenizer, model_id)
         self._priors: dict[int, dict[str, float]] = {}
+        self._adapter_key: str | None = None
 
     def cache_params(self) -> dict[str, Any]:
-        return {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": _adapter_id(self.adapter)}
+        if self._adapter_key is None and self.adapter:
+            self._adapter_key = _adapter_id(self.adapter)  # hashed once: the answer cache asks per batch
+        return {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": self._adapter_key}
 
     def prompt_text(self, question: Question) -> str:
         return chat_prompt(self.tokenizer, question)
@@ -286,6 +289,7 @@ def answer_token_id(tokenizer: Any, letter: str) -> int:
 
 
 def _adapter_id(adapter: str | None) -> str | None:
+    """``name:digest`` of an adapter folder's files (not its subfolders, such as checkpoints), for cache keys."""
     if not adapter:
         return None
     import hashlib
