@@ -22,7 +22,10 @@ def decision_record(
     source: EntityProfile,
     right_profiles: dict[str, EntityProfile],
     conflict_with: str | None = None,
+    linked: str | None = None,
 ) -> dict[str, Any]:
+    """One line of votes.jsonl. ``target`` is what the decision chose; ``linked`` is the
+    target the source is finally linked to after 1:1 resolution (None: no link)."""
     return {
         "schema": SCHEMA_VERSION,
         "source": decision.source,
@@ -47,6 +50,7 @@ def decision_record(
         "early_stopped": decision.early_stopped,
         "human": decision.human,
         "conflict_with": conflict_with,
+        "linked": linked,
         "prompt": decision.prompt,
         "tokens": {"prompt": decision.prompt_tokens, "answer": decision.answer_tokens},
         "latency_s": decision.latency_s,

@@ -61,7 +61,7 @@ class AlignConfig:
     max_neighbours: int = 5
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
-    resolve: str = "greedy"
+    resolve: str = "assignment"
     canonical: str = "left"
     conflicts: str = "keep-all"
     cache_path: str | None = None
@@ -111,8 +111,9 @@ class AlignmentResult:
 
     def vote_records(self) -> list[dict[str, Any]]:
         lost = {c.source: c.winner for c in self.conflicts}
+        linked = {link.left: link.right for link in self.links}
         return [
-            decision_record(d, c, self.left_profiles[d.source], self.right_profiles, lost.get(d.source))
+            decision_record(d, c, self.left_profiles[d.source], self.right_profiles, lost.get(d.source), linked.get(d.source))
             for d, c in zip(self.decisions, self.candidates)
         ]
 

@@ -45,7 +45,8 @@ def _outputs_agree(out: Path) -> set[tuple[str, str]]:
     assert links == alignment
     assert links == fused_same  # canonical = left, so each cluster's sameAs is left -> right
     votes = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
-    assert {(v["source"], v["target"]) for v in votes if v["decision"] == "match" and not v["conflict_with"]} >= links
+    assert {(v["source"], v["linked"]) for v in votes if v["linked"]} == links
+    assert all(v["linked"] == v["target"] for v in votes if v["linked"] and v["decision"] == "match" and not v["conflict_with"])
     assert len(votes) == 60
     return links
 
