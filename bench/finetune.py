@@ -45,7 +45,6 @@ from kgalign.embed import CachedEmbedder, SentenceTransformerEmbedder  # noqa: E
 from kgalign.evaluate import read_pairs  # noqa: E402
 from kgalign.finetune.data import DataConfig, build_examples, gold_data  # noqa: E402
 from kgalign.finetune.train import TrainConfig, evaluate, finetune, load_base, resolve_device  # noqa: E402
-from kgalign.judges.local import LocalJudge  # noqa: E402
 from kgalign.pipeline import AlignConfig, align, prepare  # noqa: E402
 from kgalign.retrieve import RetrievalConfig  # noqa: E402
 from kgalign.vote import VoteConfig  # noqa: E402
