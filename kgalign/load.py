@@ -118,22 +118,9 @@ def guess_format(path: Path) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a graph file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if path.suffix.lower() == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path}: not a valid gzip file ({exc})") from None
-    return data
+    """The whole file (decompressed when it ends in ``.gz``), with the errors of :func:`_open_input`."""
+    with _open_input(path) as handle:
+        return b"".join(_chunks(path, handle))
 
 
 READ_CHUNK = 1 << 20
