@@ -1,11 +1,19 @@
 """The multiple-choice question asked of a judge, built so that data cannot steer it.
 
-Entity data is untrusted. Every value is
-- clipped to ``MAX_PROMPT_VALUE_CHARS`` characters,
-- stripped of control characters and of the markup that chat templates use
-  (``<|im_start|>``, ``</s>``, ``[INST]``...), by replacing angle and square brackets
-  with look-alike characters that no tokenizer treats as special,
-- written as a JSON string, so quotes and newlines cannot break out of the data block.
+Entity data is untrusted. Every value (and every attribute name) is
+- clipped to ``MAX_PROMPT_VALUE_CHARS`` characters (before any other work, so a
+  megabyte-long literal costs nothing),
+- NFKC-normalised, so full-width and other compatibility forms of ``<`` ``|`` ``>``
+  cannot hide markup,
+- stripped of the markup that chat templates use (``<|im_start|>``, ``</s>``,
+  ``[INST]``, ``<<SYS>>``, ``<start_of_turn>``...): such spans are removed,
+- stripped of zero-width and bidi-override characters (removed) and of control
+  characters (made spaces),
+- left without angle, square or curly brackets: any that remain are replaced by
+  look-alike characters that no tokenizer treats as special, so no special token
+  can be spelled from data,
+- written as a JSON string on the option's one line, so quotes and newlines cannot
+  break out of it or fake another option.
 The answer is one option letter, parsed strictly; anything else is an invalid vote.
 
 Instructions and the source entity come first and the candidates after, so the
@@ -35,16 +43,30 @@ SYSTEM_PROMPT = (
     "the option of the matching candidate, or the option 'none of these' if no candidate matches."
 )
 
-_BRACKETS = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\u27e6", "]": "\u27e7", "{": "\u2983", "}": "\u2984"})
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+# Spans chat templates and tokenizers treat as markup: <|...|>, <｜...｜>, </s>, <s>,
+# [INST], <<SYS>>, <start_of_turn>, <eos>, <pad>, <unk>, <mask>, <bos>, <sep>, <cls>.
+_MARKUP = re.compile(
+    r"<\|[^<>|\n]{0,64}\|>|<\uff5c[^<>\n]{0,64}\uff5c>|<</?SYS>>|\[/?INST\]|\[/?(?:SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS)\]"
+    r"|</?(?:s|eos|bos|pad|unk|mask|sep|cls|start_of_turn|end_of_turn|think)>",
+    re.IGNORECASE,
+)
+# Brackets become look-alikes that no tokenizer treats as special.
+_LOOKALIKES = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\u27e6", "]": "\u27e7", "{": "\u2983", "}": "\u2984"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Zero-width, joiner, bidi-override and other invisible format characters: removed, so
+# that they can neither hide markup ("<|im_start|\u200b>") nor reorder what is shown.
+_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
 _SPACES = re.compile(r"\s+")
 
 
 def sanitise(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
     """Make one value safe to place in a prompt (see module docstring)."""
+    text = text[: 4 * limit + 64]
     text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
     text = _CONTROL.sub(" ", text)
-    text = text.translate(_BRACKETS)
+    text = _MARKUP.sub(" ", text)
+    text = text.translate(_LOOKALIKES)
     text = _SPACES.sub(" ", text).strip()
     if len(text) > limit:
         text = text[: limit - 1] + "\u2026"
