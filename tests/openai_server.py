@@ -26,6 +26,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, {"error": {"message": message, "type": "invalid_request_error", "code": status}}, headers)
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-        if self.path.rstrip("/").endswith("/models"):
+        if urlsplit(self.path).path.rstrip("/") == "/v1/models":
             model = {"id": self.owner.model, "object": "model", "created": 0, "owned_by": "kgalign-tests"}
             self._send_json(200, {"object": "list", "data": [model]})
         else:
@@ -196,8 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         owner = self.owner
         with owner._lock:
-            owner.requests.append({"body": body, "authorization": self.headers.get("Authorization")})
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+            owner.requests.append({"body": body, "authorization": self.headers.get("Authorization"), "query": urlsplit(self.path).query})
+        if urlsplit(self.path).path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route {self.path}")
             return
         messages = body.get("messages") or []

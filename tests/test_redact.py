@@ -91,18 +91,24 @@ def test_cli_keeps_url_credentials_and_the_key_out_of_its_outputs_and_debug_log(
         done = _kgalign("--log-level", "debug", "run", str(persons["left"]), str(persons["right"]), "-o", str(outdir), "--llm-url", url, "--llm-model", server.model, *common)
         assert done.returncode == 0, done.stderr[-3000:]
         assert server.requests  # the judge was asked, through the URL with credentials
-        # A query token: the request fails (the client does not carry a base URL's query
-        # over), and the error line and the log still show no credential.
-        failed = _kgalign("--log-level", "debug", "run", str(persons["left"]), str(persons["right"]), "-o", str(tmp_path / "failed"), "--llm-url", f"http://{host}/v1?api_key={QUERY_TOKEN}", "--llm-model", server.model, *common)
+        # A query token (as some gateways want it): sent with every request, never written.
+        server.requests.clear()
+        queried = _kgalign("--log-level", "debug", "run", str(persons["left"]), str(persons["right"]), "-o", str(tmp_path / "queried"), "--llm-url", f"http://{host}/v1?api_key={QUERY_TOKEN}", "--llm-model", server.model, *common)
+        assert queried.returncode == 0, queried.stderr[-3000:]
+        assert server.requests and all(r["query"] == f"api_key={QUERY_TOKEN}" for r in server.requests)
+        # A server that refuses: the error line names it without the credential.
+        failed = _kgalign("--log-level", "debug", "run", str(persons["left"]), str(persons["right"]), "-o", str(tmp_path / "failed"), "--llm-url", f"http://{host}/nowhere?api_key={QUERY_TOKEN}", "--llm-model", server.model, *common)
     assert failed.returncode == 1
     [error] = [line for line in failed.stderr.splitlines() if line.startswith("kgalign: error:")]
     assert error.startswith("kgalign: error: --judge openai: the server at ") and "api_key=***" in error
+    queried_info = json.loads((tmp_path / "queried" / "run.json").read_text(encoding="utf-8"))
+    assert queried_info["config"]["judge_options"]["base_url"] == f"http://{host}/v1?api_key=***"
     run_info = json.loads((outdir / "run.json").read_text(encoding="utf-8"))
     assert run_info["config"]["judge_options"]["base_url"] == f"http://***@{host}/v1"
     assert run_info["config"]["judge_options"]["key_env"] == KEY_ENV
     assert "http://***@" in done.stderr  # the openai client's debug lines name the URL, redacted
     texts = {
-        "stdout+stderr": done.stdout + done.stderr + failed.stdout + failed.stderr,
+        "stdout+stderr": done.stdout + done.stderr + queried.stdout + queried.stderr + failed.stdout + failed.stderr,
         **{name: (outdir / name).read_text(encoding="utf-8") for name in ("run.json", "votes.jsonl", "provenance.trig")},
     }
     for where, text in texts.items():

@@ -31,7 +31,7 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judges.base import Answer
@@ -129,8 +129,14 @@ class OpenAIJudge:
         if self._key != PLACEHOLDER_KEY:
             register_secret(self._key)
         register_url_secrets(self.base_url)
+        # The client appends paths to base_url verbatim, so a query (a gateway's token,
+        # say) is split off and sent with every request instead.
+        parts = urlsplit(self.base_url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        root = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         self._client = openai.OpenAI(
-            base_url=self.base_url,
+            base_url=root,
+            default_query=query or None,
             api_key=self._key,
             timeout=self.timeout,
             max_retries=0,
