@@ -2,7 +2,9 @@
 
 The model reads each question as the local judge does (the chat template with the
 assistant turn opened, :func:`kgalign.judges.local.chat_prompt`) followed by the
-answer letter's token; the loss is on that token only (labels -100 elsewhere).
+answer letter's token; the loss is on that token only, from the logits of the last
+prompt position (the one the judge reads), under bfloat16 autocast where the hardware
+computes it natively (``dtype="auto"``).
 Validation accuracy is the local judge's own answer (:meth:`LocalJudge.choose` on
 :meth:`LocalJudge.letter_scores`, calibrated as at run time) on held-out sources; the
 adapter kept is the one with the best validation accuracy, which may be the untrained
@@ -38,7 +40,7 @@ from kgalign import __version__
 from kgalign.atomic import write_text_atomic
 from kgalign.errors import KgalignError
 from kgalign.finetune.data import Example, TrainingData, position_name
-from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
+from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, compute_precision, default_model_path, load_tokenizer, precision_context
 from kgalign.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    lora_layers: int = 0  # 0: every layer; N: the top N transformer layers only
     warmup_steps: int = 10
     eval_every: int = 50
     save_every: int = 50
@@ -134,18 +137,39 @@ def load_base(model: str | None, device: str, dtype: str = "auto") -> tuple[Any,
 
 
 def add_lora(base: Any, config: TrainConfig) -> Any:
-    """``base`` with fresh LoRA adapters on all its linear layers (the output head excluded)."""
+    """``base`` with fresh LoRA adapters on its linear layers (the output head excluded).
+
+    With ``config.lora_layers`` N > 0 only the top N transformer layers get adapters:
+    the gradient then stops below them, which on a CPU makes a step about twice as
+    fast and takes a third of the memory (SmolLM2-135M, top 8 of 30 layers).
+    """
     from peft import LoraConfig, get_peft_model
 
+    options: dict[str, Any] = {"target_modules": "all-linear"}
+    layers = int(getattr(base.config, "num_hidden_layers", 0) or 0)
+    if 0 < config.lora_layers < layers:
+        options = {
+            "target_modules": _linear_names(base),
+            "layers_to_transform": list(range(layers - config.lora_layers, layers)),
+        }
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules="all-linear",
         bias="none",
         task_type="CAUSAL_LM",
+        **options,
     )
     return get_peft_model(base, lora)
+
+
+def _linear_names(model: Any) -> list[str]:
+    """Names of the linear layers inside the transformer blocks (``q_proj``, ``up_proj``...)."""
+    import torch
+
+    output = model.get_output_embeddings()
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module is not output}
+    return sorted(names)
 
 
 def encode(tokenizer: Any, examples: list[Example]) -> list[list[int]]:
@@ -156,21 +180,34 @@ def encode(tokenizer: Any, examples: list[Example]) -> list[list[int]]:
 
 
 def collate(sequences: list[list[int]], pad_id: int, device: str) -> dict[str, Any]:
-    """A left-padded batch whose labels are -100 everywhere but the last (answer) token."""
+    """A left-padded batch of the prompts (each sequence but its last token) and their answer tokens."""
     import torch
 
-    width = max(len(s) for s in sequences)
+    width = max(len(s) for s in sequences) - 1
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    labels = torch.full((len(sequences), width), -100, dtype=torch.long)
     for row, seq in enumerate(sequences):
-        input_ids[row, width - len(seq) :] = torch.tensor(seq)
-        attention[row, width - len(seq) :] = 1
-        labels[row, -1] = seq[-1]
-    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "labels": labels.to(device)}
+        input_ids[row, width - len(seq) + 1 :] = torch.tensor(seq[:-1])
+        attention[row, width - len(seq) + 1 :] = 1
+    answers = torch.tensor([seq[-1] for seq in sequences], dtype=torch.long)
+    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "answers": answers.to(device)}
 
 
-def batch_loss(model: Any, tokenizer: Any, examples: list[Example], device: str = "cpu") -> float:
+def answer_loss(model: Any, batch: dict[str, Any], precision: str = "float32", device: str = "cpu") -> Any:
+    """Mean cross-entropy of the answer tokens, from the logits of the last prompt position only.
+
+    The judge reads exactly these logits at run time; computing the vocabulary-sized
+    output at that one position, not at every one, saves most of the memory and a
+    fifth of the compute of a small model's step.
+    """
+    import torch
+
+    with precision_context(precision, device):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=1).logits
+    return torch.nn.functional.cross_entropy(logits[:, -1, :].float(), batch["answers"])
+
+
+def batch_loss(model: Any, tokenizer: Any, examples: list[Example], device: str = "cpu", precision: str = "float32") -> float:
     """Mean cross-entropy of the answer tokens of ``examples`` (no gradient, dropout off)."""
     import torch
 
@@ -179,7 +216,7 @@ def batch_loss(model: Any, tokenizer: Any, examples: list[Example], device: str 
     try:
         with torch.inference_mode():
             batch = collate(encode(tokenizer, examples), tokenizer.pad_token_id, device)
-            return float(model(**batch).loss)
+            return float(answer_loss(model, batch, precision, device))
     finally:
         model.train(was_training)
 
@@ -239,6 +276,8 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     base, tokenizer, model_path = load_base(config.model, device, config.dtype)
+    # Float32 weights train under bfloat16 autocast where the hardware has it natively.
+    precision = compute_precision(config.dtype if config.dtype != "float16" else "float32", device)
     state: dict[str, Any]
     if checkpoint is not None:
         from peft import PeftModel
@@ -288,7 +327,7 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
                 stopped = "time_budget"
                 break
             batch = collate([sequences[i] for i in _batch_indices(step, config.batch_size, len(sequences), config.seed)], tokenizer.pad_token_id, device)
-            loss = model(**batch).loss
+            loss = answer_loss(model, batch, precision, device)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
