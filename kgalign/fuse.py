@@ -28,13 +28,11 @@ from rdflib.namespace import OWL
 from rdflib.term import Node
 
 from kgalign.model import Link
+from kgalign.triples import Triple, TripleSource
 
 CANONICAL_POLICIES = ("left", "right", "mint")
 CONFLICT_POLICIES = ("prefer-left", "prefer-right", "keep-all", "most-specific")
 MINT_BASE = "urn:kgalign:entity:"
-
-Triple = tuple[Node, Node, Node]
-
 
 @dataclass
 class FusionResult:
@@ -97,15 +95,7 @@ def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], polic
     return mapping
 
 
-def _rewrite(node: Node, mapping: dict[str, str]) -> Node:
-    if isinstance(node, URIRef):
-        target = mapping.get(str(node))
-        if target is not None:
-            return URIRef(target)
-    return node
-
-
-def _functional_predicates(graph: Graph) -> set[Node]:
+def _functional_predicates(graph: TripleSource) -> set[Node]:
     counts: dict[tuple[Node, Node], int] = defaultdict(int)
     for s, p, o in graph:
         if isinstance(o, Literal):
@@ -120,8 +110,8 @@ def _specificity(literal: Literal) -> tuple[int, int, str]:
 
 
 def fuse(
-    left: Graph,
-    right: Graph,
+    left: TripleSource,
+    right: TripleSource,
     links: Sequence[Link],
     canonical: str = "left",
     conflicts: str = "keep-all",
@@ -132,14 +122,16 @@ def fuse(
     mapping = choose_canonical(clusters, links, canonical)
     functional = _functional_predicates(left) & _functional_predicates(right) if conflicts != "keep-all" else set()
 
+    # Clustered IRIs to their canonical IRI, as terms: a literal or blank node never matches.
+    rewrite: dict[Node, Node] = {URIRef(member): URIRef(target) for member, target in mapping.items()}
     provenance: dict[Triple, set[str]] = defaultdict(set)
     # Values of functional predicates on merged subjects, per source, to settle conflicts.
     functional_values: dict[tuple[Node, Node], dict[str, list[Triple]]] = defaultdict(lambda: defaultdict(list))
     for name, graph in (("left", left), ("right", right)):
         for s, p, o in graph:
-            triple = (_rewrite(s, mapping), p, _rewrite(o, mapping))
+            triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
             provenance[triple].add(name)
-            if p in functional and isinstance(o, Literal) and str(s) in mapping:
+            if p in functional and isinstance(o, Literal) and s in rewrite:
                 functional_values[(triple[0], p)][name].append(triple)
 
     dropped: list[tuple[Triple, str, str]] = []

@@ -10,8 +10,9 @@ fold: there every IRI subject (schema nodes aside) is an entity, compared by its
 and its relations alone (a warning says so).
 
 RDF files are parsed straight from the file (or the gzip stream), never held in memory
-as bytes, into an rdflib ``SimpleMemory`` store: one copy of the graph, triples in file
-order. Before parsing, one streaming pass checks that the file is not blank and is UTF-8
+as bytes, into a :class:`~kgalign.triples.TripleSet`: one copy of the graph, triples in
+file order (pyoxigraph parses N-Triples, Turtle, N-Quads and TriG; rdflib the rest and
+whatever pyoxigraph rejects). Before parsing, one streaming pass checks that the file is not blank and is UTF-8
 (RDF/XML declares its own encoding). After parsing, every IRI is checked against the
 characters RDF forbids in IRIs (spaces, controls, ``<>"{}|^`\\``): such IRIs would make
 the written Turtle invalid, so they fail here, naming the file, line and IRI. So do
@@ -44,8 +45,11 @@ from typing import IO
 from rdflib import BNode, Dataset, Graph, Literal, URIRef
 from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
 
+from rdflib.term import Node
+
 from kgalign.errors import InputError
 from kgalign.model import Entity, EntityTable, Value
+from kgalign.triples import Triple, TripleSet, TripleSource
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +421,7 @@ def _shown(text: str, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-def _check_terms(path: Path, graph: Graph, surrogate_line: int | None) -> None:
+def _check_terms(path: Path, graph: TripleSource, surrogate_line: int | None) -> None:
     """Fail on the first IRI that RDF forbids, and on surrogates in literals.
 
     Literals are searched only when the file escapes a surrogate somewhere
@@ -483,14 +487,18 @@ class _TermWarnings(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_term_warnings(path: Path) -> Iterator[None]:
+def _quiet_term_warnings() -> Iterator[_TermWarnings]:
+    """Within this block rdflib's per-term warnings are counted, not shown (see :func:`_report_term_warnings`)."""
     logger = logging.getLogger("rdflib.term")
     counter = _TermWarnings()
     logger.addFilter(counter)
     try:
-        yield
+        yield counter
     finally:
         logger.removeFilter(counter)
+
+
+def _report_term_warnings(path: Path, counter: _TermWarnings) -> None:
     if counter.ill_typed:
         log.warning(
             "%s: %d literals do not fit their datatype (%s); kept as text",
@@ -526,11 +534,19 @@ def is_table_input(path: str | Path, fmt: str | None = None) -> bool:
 
 
 def load_graph(path: str | Path, fmt: str | None = None, id_column: str | None = None) -> Graph:
-    """Parse one RDF file into a graph. Quads are merged into one graph.
+    """Parse one RDF file (or CSV/TSV table) into an rdflib graph; see :func:`read_triples`."""
+    return read_triples(path, fmt, id_column).graph()
 
-    CSV/TSV tables (by extension, or ``fmt`` ``csv``/``tsv``) become one entity per row;
-    ``id_column`` names their id column (default: the one set by :func:`table_id_column`,
-    else the first column). It is ignored for RDF files.
+
+def read_triples(path: str | Path, fmt: str | None = None, id_column: str | None = None) -> TripleSet:
+    """Parse one RDF file into its triples, each once, in file order. Quads are merged into one graph.
+
+    N-Triples, Turtle, N-Quads and TriG are parsed by pyoxigraph (a streaming parser in
+    Rust, several times faster than rdflib's); a file it rejects, and every other
+    format, is parsed by rdflib, whose errors this module turns into one line naming
+    the file and line. CSV/TSV tables (by extension, or ``fmt`` ``csv``/``tsv``) become
+    one entity per row; ``id_column`` names their id column (default: the one set by
+    :func:`table_id_column`, else the first column). It is ignored for RDF files.
     """
     path = Path(path)
     if is_table_input(path, fmt):
@@ -539,34 +555,107 @@ def load_graph(path: str | Path, fmt: str | None = None, id_column: str | None =
         data = _read_bytes(path)
         if not data.strip():
             raise InputError(f"{path}: the file is empty")
-        graph = table_graph(path, id_column or _TABLE_ID_COLUMN.get(), data=data)
-        log.info("loaded %s: %d triples", path, len(graph))
-        return graph
+        triples = TripleSet.from_graph(table_graph(path, id_column or _TABLE_ID_COLUMN.get(), data=data))
+        log.info("loaded %s: %d triples", path, len(triples))
+        return triples
     fmt = FORMAT_ALIASES.get(fmt, fmt) if fmt else guess_format(path)
     scan = _scan(path, fmt)
     if scan.blank:
         raise InputError(f"{path}: the file is empty")
-    graph = Graph(store="SimpleMemory") if fmt in SIMPLE_STORE_FORMATS else Graph()
-    with _quiet_term_warnings(path):
-        try:
-            with _open_input(path) as handle:
-                if fmt in QUAD_FORMATS:
-                    dataset = Dataset()
-                    dataset.parse(handle, format=fmt)
-                    for s, p, o, _ in dataset.quads((None, None, None, None)):
-                        graph.add((s, p, o))
-                    del dataset
-                else:
-                    graph.parse(handle, format=fmt, publicID=path.resolve().as_uri())
-        except InputError:
-            raise
-        except Exception as exc:  # rdflib raises many kinds; each becomes one line
-            raise InputError(_parse_error_message(path, exc, fmt)) from None
-    if len(graph) == 0:
+    triples = None
+    if fmt in OXIGRAPH_FORMATS:
+        with _quiet_term_warnings() as counter:
+            triples = _parse_oxigraph(path, fmt)
+    if triples is None:
+        with _quiet_term_warnings() as counter:
+            triples = TripleSet.from_graph(_parse_rdflib(path, fmt))
+    _report_term_warnings(path, counter)
+    if len(triples) == 0:
         raise InputError(f"{path}: the graph has no triples")
-    _check_terms(path, graph, scan.surrogate_line)
-    log.info("loaded %s: %d triples", path, len(graph))
+    _check_terms(path, triples, scan.surrogate_line)
+    log.info("loaded %s: %d triples", path, len(triples))
+    return triples
+
+
+def _parse_rdflib(path: Path, fmt: str) -> Graph:
+    """rdflib's parse of ``path``; any parser error becomes one :class:`InputError` line."""
+    graph = Graph(store="SimpleMemory") if fmt in SIMPLE_STORE_FORMATS else Graph()
+    try:
+        with _open_input(path) as handle:
+            if fmt in QUAD_FORMATS:
+                dataset = Dataset()
+                dataset.parse(handle, format=fmt)
+                for s, p, o, _ in dataset.quads((None, None, None, None)):
+                    graph.add((s, p, o))
+                del dataset
+            else:
+                graph.parse(handle, format=fmt, publicID=path.resolve().as_uri())
+    except InputError:
+        raise
+    except Exception as exc:  # rdflib raises many kinds; each becomes one line
+        raise InputError(_parse_error_message(path, exc, fmt)) from None
     return graph
+
+
+OXIGRAPH_FORMATS = frozenset({"nt", "turtle", "nquads", "trig"})
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
+
+def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
+    """pyoxigraph's streaming parse of ``path`` as rdflib terms; None if it cannot parse it.
+
+    None (pyoxigraph missing, a syntax error, an RDF 1.2 triple term, an unreadable
+    stream) sends the file to rdflib, which either parses it or names the error the way
+    every other input error is named. Each IRI becomes one shared ``URIRef``; blank node
+    labels are renamed apart, so two files' ``_:b1`` stay two nodes.
+    """
+    try:
+        import pyoxigraph as ox
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    formats = {"nt": ox.RdfFormat.N_TRIPLES, "turtle": ox.RdfFormat.TURTLE, "nquads": ox.RdfFormat.N_QUADS, "trig": ox.RdfFormat.TRIG}
+    named_node, blank_node, literal_type = ox.NamedNode, ox.BlankNode, ox.Literal
+    iris: dict[str, URIRef] = {}
+    blanks: dict[str, BNode] = {}
+    datatypes: dict[str, URIRef | None] = {_XSD_STRING: None}
+
+    def term(node: object) -> Node:
+        kind = type(node)
+        if kind is named_node:
+            value = node.value  # type: ignore[attr-defined]
+            iri = iris.get(value)
+            if iri is None:
+                iri = iris[value] = URIRef(value)
+            return iri
+        if kind is literal_type:
+            language = node.language  # type: ignore[attr-defined]
+            if language:
+                return Literal(node.value, lang=language)  # type: ignore[attr-defined]
+            datatype = node.datatype.value  # type: ignore[attr-defined]
+            if datatype not in datatypes:
+                datatypes[datatype] = URIRef(datatype)
+            return Literal(node.value, datatype=datatypes[datatype])  # type: ignore[attr-defined]
+        if kind is blank_node:
+            label = node.value  # type: ignore[attr-defined]
+            blank = blanks.get(label)
+            if blank is None:
+                blank = blanks[label] = BNode()
+            return blank
+        raise ValueError(f"unsupported term {node!r}")  # an RDF 1.2 triple term: rdflib decides
+
+    triples: dict[Triple, None] = {}
+    try:
+        with _open_input(path) as handle:
+            parser = ox.parse(handle, format=formats[fmt], base_iri=path.resolve().as_uri())
+            for quad in parser:
+                triples[(term(quad.subject), term(quad.predicate), term(quad.object))] = None
+            prefixes = dict(parser.prefixes)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure: rdflib parses and names the error
+        log.debug("%s: pyoxigraph could not parse it (%s); parsing with rdflib", path, one_line(str(exc)))
+        return None
+    return TripleSet(triples, prefixes.items())
 
 
 class _Index:
@@ -576,7 +665,7 @@ class _Index:
     ``str`` once and shared, instead of once per triple.
     """
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: TripleSource) -> None:
         self.literals: dict[object, dict[str, list[Value]]] = defaultdict(lambda: defaultdict(list))
         self.labels: dict[object, list[Value]] = defaultdict(list)
         self.links: dict[object, dict[str, list[object]]] = defaultdict(lambda: defaultdict(list))
@@ -612,7 +701,7 @@ def _is_schema_node(types: Iterable[str]) -> bool:
 
 
 def build_entity_table(
-    graph: Graph,
+    graph: TripleSource,
     name: str,
     classes: Iterable[str] | None = None,
     fold_depth: int = 3,
@@ -686,13 +775,13 @@ def load_entities(
     fmt: str | None = None,
     classes: Iterable[str] | None = None,
     id_column: str | None = None,
-) -> tuple[Graph, EntityTable]:
+) -> tuple[TripleSet, EntityTable]:
     """Parse a file and build its entity table; fail clearly if there is nothing to align.
 
     ``id_column`` applies to CSV/TSV inputs only (see :func:`load_graph`).
     """
     path = Path(path)
-    graph = load_graph(path, fmt, id_column)
+    graph = read_triples(path, fmt, id_column)
     table = build_entity_table(graph, name=name or str(path), classes=classes, origin=str(path))
     if not table.entities:
         raise InputError(

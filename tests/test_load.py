@@ -10,6 +10,7 @@ from rdflib import Graph
 
 from kgalign.errors import InputError
 from kgalign.load import build_entity_table, guess_format, load_entities, load_graph
+from kgalign.triples import TripleSet
 
 PERSON = "http://www.okkam.org/oaie/person1-Person00"
 ONTO1 = "http://www.okkam.org/ontology_person1.owl#"
@@ -113,3 +114,66 @@ def test_non_utf8_ntriples_names_the_line(tmp_path: Path) -> None:
     path.write_bytes(b'<http://e/a> <http://e/p> "ok" .\n<http://e/b> <http://e/p> "caf\xe9" .\n')
     with pytest.raises(InputError, match=r"latin\.nt:2: not valid UTF-8"):
         load_graph(path)
+
+
+TRICKY_TURTLE = """@prefix ex: <http://example.org/> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+@base <http://example.org/base/> .
+ex:a ex:name "Zoë"@fr , "plain" , "typed"^^xsd:string , "007"^^xsd:integer , "2010-01-02"^^xsd:date ;
+     ex:size "1.50"^^xsd:decimal , "abc"^^xsd:integer ;
+     ex:note \"\"\"two
+lines with a \\"quote\\" and a tab\\t\"\"\" ;
+     ex:rel <relative> , [ ex:street "1 Main St" ; ex:city _:c ] .
+_:c ex:name "Springfield" .
+<relative> ex:name "relative IRI resolved against @base" .
+"""
+
+
+def test_fast_parser_reads_what_rdflib_reads(tmp_path: Path) -> None:
+    """pyoxigraph (the fast path for Turtle/N-Triples) and rdflib give isomorphic graphs:
+    languages, datatypes (an ill-typed one too), escapes, @base, blank nodes."""
+    from rdflib.compare import isomorphic
+
+    from kgalign.load import read_triples
+
+    path = tmp_path / "tricky.ttl"
+    path.write_text(TRICKY_TURTLE, encoding="utf-8")
+    fast = read_triples(path)
+    reference = Graph().parse(path, format="turtle")
+    # RDF 1.1: "typed"^^xsd:string and "typed" are one term; rdflib keeps the datatype.
+    reference = TripleSet.from_graph(reference).graph()
+    assert len(fast) == len(reference) == 14
+    assert isomorphic(fast.graph(), reference)
+    assert dict(fast.namespaces())["ex"] == __import__("rdflib").URIRef("http://example.org/")
+
+
+def test_blank_nodes_of_two_files_stay_apart(tmp_path: Path) -> None:
+    """Both files label a node _:b1; parsed apart, the two nodes must not merge in a fusion."""
+    from rdflib import BNode
+
+    from kgalign.fuse import fuse
+    from kgalign.load import read_triples
+
+    left, right = tmp_path / "l.nt", tmp_path / "r.nt"
+    left.write_text('<http://e.org/l> <http://e.org/p> _:b1 .\n_:b1 <http://e.org/v> "left" .\n', encoding="utf-8")
+    right.write_text('<http://e.org/r> <http://e.org/p> _:b1 .\n_:b1 <http://e.org/v> "right" .\n', encoding="utf-8")
+    fused = fuse(read_triples(left), read_triples(right), [])
+    blanks = {t[0] for t in fused.triples if isinstance(t[0], BNode)}
+    assert len(blanks) == 2
+
+
+def test_a_file_the_fast_parser_rejects_gets_rdflibs_located_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.nt"
+    path.write_text('<http://e.org/a> <http://e.org/p> "ok" .\n<http://e.org/b> <http://e.org/p> "unclosed .\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.nt:2\b"):
+        load_graph(path)
+
+
+def test_file_order_is_kept(tmp_path: Path) -> None:
+    """The first value of an attribute is the one shown: the same file gives the same order in every process."""
+    from kgalign.load import read_triples
+
+    path = tmp_path / "order.nt"
+    lines = [f'<http://e.org/a> <http://e.org/p> "v{i}" .' for i in (5, 3, 9, 1, 7)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert [str(o) for _, _, o in read_triples(path)] == ["v5", "v3", "v9", "v1", "v7"]
