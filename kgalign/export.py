@@ -53,6 +53,11 @@ def write_fused(fusion: FusionResult, path: Path) -> None:
 
 
 def write_links(links: Sequence[Link], path: Path) -> None:
+    if len(links) > PRETTY_LIMIT:
+        triples = [(URIRef(link.left), OWL.sameAs, URIRef(link.right)) for link in links]
+        with atomic_open(path) as handle:
+            write_turtle(handle, triples)
+        return
     write_graph(links_graph(links), path)
 
 

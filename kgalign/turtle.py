@@ -16,27 +16,41 @@ from rdflib.term import Node
 Triple = tuple[Node, Node, Node]
 
 
-def _sort_key(triple: Triple) -> tuple[str, str, str]:
-    return (triple[0].n3(), triple[1].n3(), triple[2].n3())
+class _N3:
+    """Each term's N-Triples form, computed once: subjects and predicates repeat on many triples."""
+
+    def __init__(self) -> None:
+        self._forms: dict[Node, str] = {}
+
+    def __call__(self, term: Node) -> str:
+        form = self._forms.get(term)
+        if form is None:
+            form = self._forms[term] = term.n3()
+        return form
 
 
 def write_triples(handle: IO[str], triples: Iterable[Triple], indent: str = "") -> int:
     """Write triples grouped by subject (``s p o ; p o .``); returns how many were written."""
-    count = 0
+    n3 = _N3()
+    rows = sorted((n3(s), n3(p), n3(o)) for s, p, o in triples)
+    del n3
     current = None
-    for s, p, o in sorted(triples, key=_sort_key):
-        subject = s.n3()
+    chunk: list[str] = []
+    for subject, predicate, obj in rows:
         if subject != current:
             if current is not None:
-                handle.write(" .\n")
-            handle.write(f"{indent}{subject}\n{indent}    {p.n3()} {o.n3()}")
+                chunk.append(" .\n")
+            chunk.append(f"{indent}{subject}\n{indent}    {predicate} {obj}")
             current = subject
         else:
-            handle.write(f" ;\n{indent}    {p.n3()} {o.n3()}")
-        count += 1
+            chunk.append(f" ;\n{indent}    {predicate} {obj}")
+        if len(chunk) >= 4096:
+            handle.write("".join(chunk))
+            chunk.clear()
     if current is not None:
-        handle.write(" .\n")
-    return count
+        chunk.append(" .\n")
+    handle.write("".join(chunk))
+    return len(rows)
 
 
 def write_turtle(handle: IO[str], triples: Iterable[Triple], prefixes: dict[str, str] | None = None) -> int:
