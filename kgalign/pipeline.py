@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rdflib import Graph, URIRef
+from rdflib import URIRef
 
 from kgalign import __version__
-from kgalign.embed import CachedEmbedder, Embedder, SentenceTransformerEmbedder, encode_sides
+from kgalign.embed import DEFAULT_MAX_TOKENS, CachedEmbedder, Embedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
 from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
 from kgalign.export import provenance_dataset, write_alignment, write_dataset, write_fused, write_links
@@ -34,6 +34,7 @@ from kgalign.resolve import Conflict, resolve
 from kgalign.retrieve import AUTO_STRUCTURE_WEIGHT, RetrievalConfig, lexical_vectors, retrieve
 from kgalign.select import build_profiles, choose_predicates, predicate_stats
 from kgalign.stages import StageTimer
+from kgalign.triples import TripleSource
 from kgalign.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
 from kgalign.atomic import deferred_renames, write_text_atomic
 from kgalign.vocab import KGA
@@ -54,6 +55,7 @@ class AlignConfig:
     judge_options: dict[str, Any] = field(default_factory=dict)
     embedder: str | None = None
     embed_precision: str = "auto"
+    embed_max_tokens: int | None = DEFAULT_MAX_TOKENS
     left_format: str | None = None
     right_format: str | None = None
     classes: list[str] = field(default_factory=list)
@@ -77,15 +79,15 @@ class AlignConfig:
 
 @dataclass
 class Prepared:
-    """What a run builds before the judge: graphs, entity tables, profiles and candidates.
+    """What a run builds before the judge: input triples, entity tables, profiles and candidates.
 
     ``left_profiles`` and ``right_profiles`` map IRIs to what the judge is shown;
     ``human`` holds the decisions of the corrections file, by source IRI; ``seeds``
     the seed links naming entities of the inputs.
     """
 
-    left_graph: Graph
-    right_graph: Graph
+    left_graph: TripleSource
+    right_graph: TripleSource
     left_table: EntityTable
     right_table: EntityTable
     left_profiles: dict[str, EntityProfile]
@@ -118,11 +120,11 @@ class AlignmentResult:
     started: float = field(default_factory=time.time)
 
     @property
-    def left_graph(self) -> Graph:
+    def left_graph(self) -> TripleSource:
         return self.prepared.left_graph
 
     @property
-    def right_graph(self) -> Graph:
+    def right_graph(self) -> TripleSource:
         return self.prepared.right_graph
 
     @property
@@ -168,11 +170,6 @@ class AlignmentResult:
         ]
 
     def run_info(self) -> dict[str, Any]:
-        import faiss
-        import rdflib
-        import sentence_transformers
-        import torch
-
         config = asdict(self.config)
         config["judge_options"] = redact_options(config["judge_options"])  # --llm-url may carry credentials
         return {
@@ -184,13 +181,7 @@ class AlignmentResult:
             "judge": self.judge_id,
             "adapter": self.config.adapter,
             "config": config,
-            "versions": {
-                "python": platform.python_version(),
-                "rdflib": rdflib.__version__,
-                "faiss": getattr(faiss, "__version__", "?"),
-                "torch": torch.__version__,
-                "sentence_transformers": sentence_transformers.__version__,
-            },
+            "versions": package_versions(),
             "stages": self.timer.stages,
             "total_seconds": self.timer.total_seconds,
             "peak_rss_mb": StageTimer.process_peak_mb(),
@@ -230,6 +221,33 @@ class AlignmentResult:
         except OSError as exc:
             raise KgalignError(f"{exc.filename or outdir}: cannot write the outputs ({exc.strerror or exc})") from None
         return paths
+
+
+VERSIONED_PACKAGES = {
+    "rdflib": "rdflib",
+    "faiss": "faiss-cpu",
+    "torch": "torch",
+    "sentence_transformers": "sentence-transformers",
+    "scikit_learn": "scikit-learn",
+    "numpy": "numpy",
+}
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and the main libraries' versions, read from the installed metadata.
+
+    Nothing is imported: a run whose vectors come from the cache never loads torch or
+    sentence-transformers, and importing them only for their version took seconds.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name, distribution in VERSIONED_PACKAGES.items():
+        try:
+            versions[name] = version(distribution)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -298,7 +316,9 @@ def prepare(
         return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human)
 
     with timer.stage("embed"):
-        embedder = embedder or CachedEmbedder(SentenceTransformerEmbedder(config.embedder, precision=config.embed_precision))
+        embedder = embedder or CachedEmbedder(
+            SentenceTransformerEmbedder(config.embedder, precision=config.embed_precision, max_tokens=config.embed_max_tokens)
+        )
         left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts)
 
     with timer.stage("retrieve"):

@@ -16,6 +16,7 @@ row blocks.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -60,14 +61,35 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
     return scores, ids
 
 
+# A run of letters and digits split by hyphens or slashes: "PS-LX350H", "KDL-40/V41".
+_SPLIT_CODE = re.compile(r"\b\w+(?:[-/]\w+)+\b")
+
+
+def _join_code(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+        return token.replace("-", "").replace("/", "")
+    return token
+
+
+def lexical_text(text: str) -> str:
+    """Lower case, with the separators inside codes removed ("PS-LX350H" -> "pslx350h").
+
+    Model and part numbers are written with and without hyphens from one catalogue to
+    the next; joined, they are one rare word, the strongest lexical evidence there is.
+    Words without a digit ("belt-drive") and numbers without a letter ("3-5") are kept.
+    """
+    return _SPLIT_CODE.sub(_join_code, text.lower())
+
+
 def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
     """TF-IDF of character 3-grams within words plus whole words, fitted on both sides."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
-    corpus = list(left_texts) + list(right_texts)
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), lowercase=True, sublinear_tf=True, dtype=np.float32)
-    words = TfidfVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b", lowercase=True, sublinear_tf=True, dtype=np.float32)
+    corpus = [lexical_text(t) for t in left_texts] + [lexical_text(t) for t in right_texts]
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), lowercase=False, sublinear_tf=True, dtype=np.float32)
+    words = TfidfVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b", lowercase=False, sublinear_tf=True, dtype=np.float32)
     try:
         matrix = sparse.hstack([chars.fit_transform(corpus), words.fit_transform(corpus)]).tocsr()
     except ValueError:  # every text empty
