@@ -434,9 +434,27 @@ def quoted_rows(quoted: dict[str, list[dict[str, Any]]]) -> list[str]:
                 f"| {_f(m.get('hits@1'))} | {_f(m.get('hits@10'))} | {_f(m.get('mrr'))} | {rec.get('protocol', '')} | {rec['source']} |"
             )
     else:
-        lines.append("No published figure has been verified against its paper yet, so none is shown.")
-    if quoted["unverified"]:
-        lines += ["", "Not shown until checked against the paper (leads and why, in bench/quoted.json): " + "; ".join(f"{r['system']} on {r['dataset']}" for r in quoted["unverified"]) + "."]
+        lines.append("No published figure has been read in its paper or its authors' repository yet.")
+    secondary = [r for r in quoted["unverified"] if r.get("secondary_figures")]
+    if secondary:
+        head = "| dataset | system | P | R | F1 | Hits@1 | protocol | stated by (secondary sources) |"
+        lines += [
+            "",
+            "Figures stated only by secondary sources: the papers' tables could not be read from here, so these are "
+            "*secondary source, not checked against the paper*:",
+            "",
+            head,
+            _rule(head),
+        ]
+        for rec in secondary:
+            m = rec["secondary_figures"]
+            lines.append(
+                f"| {rec['dataset']} | {rec['system']} | {_f(m.get('precision'))} | {_f(m.get('recall'))} | {_f(m.get('f1'))} "
+                f"| {_f(m.get('hits@1'))} | {rec.get('secondary_protocol', '')} | {rec.get('secondary_sources', '')} |"
+            )
+    unread = [r for r in quoted["unverified"] if not r.get("secondary_figures")]
+    if unread:
+        lines += ["", "No figure could be read for (leads and what was tried, in bench/quoted.json): " + "; ".join(f"{r['system']} on {r['dataset']}" for r in unread) + "."]
     return lines
 
 
@@ -494,8 +512,8 @@ def render(report: dict[str, Any], peers_path: Path) -> str:
         "",
         "## Other systems: published numbers, quoted, not run",
         "",
-        "Copied from the papers named in the source column (bench/quoted.json); measured by their authors, on their "
-        "hardware, sometimes under another protocol (see the protocol column); not reproduced here.",
+        "Copied from the sources named in the last column (bench/quoted.json); measured by their authors, on their "
+        "hardware, often under another protocol or on another variant of the data (see the protocol column); not reproduced here.",
         "",
         *quoted_rows(report["quoted"]),
         "",
@@ -526,7 +544,8 @@ def machine() -> dict[str, Any]:
 
 def load_quoted(path: Path) -> dict[str, list[dict[str, Any]]]:
     """bench/quoted.json: 'quoted' (figures read in the paper, with source and where read)
-    and 'unverified' (leads seen only in secondary sources, never shown as figures)."""
+    and 'unverified' (leads whose paper could not be read; their 'secondary_figures', where
+    independent secondary sources state them, are shown apart and marked so)."""
     if not path.is_file():
         return {"quoted": [], "unverified": []}
     data = json.loads(path.read_text())
@@ -538,7 +557,12 @@ def load_quoted(path: Path) -> dict[str, list[dict[str, Any]]]:
         for name, value in rec["metrics"].items():
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise SystemExit(f"table.py: {path}: {rec['system']} on {rec['dataset']}: {name} must be a fraction in [0, 1], not {value!r}")
-    return {"quoted": quoted, "unverified": data.get("unverified", [])}
+    unverified = data.get("unverified", [])
+    for rec in unverified:
+        for name, value in (rec.get("secondary_figures") or {}).items():
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise SystemExit(f"table.py: {path}: {rec['system']} on {rec['dataset']}: {name} must be a fraction in [0, 1], not {value!r}")
+    return {"quoted": quoted, "unverified": unverified}
 
 
 def load_peers(path: Path) -> list[dict[str, Any]] | None:
