@@ -37,6 +37,7 @@ from kgalign.stages import StageTimer
 from kgalign.triples import TripleSource
 from kgalign.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
 from kgalign.atomic import deferred_renames, write_text_atomic
+from kgalign.cascade import CascadeStats, cascade
 from kgalign.vocab import KGA
 from kgalign.vote import VoteConfig, decide, explain_decisions
 
@@ -95,6 +96,7 @@ class Prepared:
     candidates: list[Candidates]
     human: dict[str, Decision]
     seeds: list[tuple[str, str]] = field(default_factory=list)
+    cascade: CascadeStats | None = None
 
 
 @dataclass
@@ -315,18 +317,80 @@ def prepare(
     if not retrieve_candidates:
         return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human)
 
-    with timer.stage("embed"):
-        embedder = embedder or CachedEmbedder(
-            SentenceTransformerEmbedder(config.embedder, precision=config.embed_precision, max_tokens=config.embed_max_tokens)
+    seeds = _known_seeds(config.seed_links, left_table, right_table)
+    embedder = embedder or CachedEmbedder(
+        SentenceTransformerEmbedder(config.embedder, precision=config.embed_precision, max_tokens=config.embed_max_tokens)
+    )
+    if config.retrieval.mode == "cascade":
+        candidates, stats = _cascade_candidates(
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer
         )
-        left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts)
+        prepared = Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds)
+        prepared.cascade = stats
+        return prepared
+
+    left_vectors = right_vectors = None
+    with timer.stage("embed"):
+        if config.retrieval.needs_embeddings:
+            left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts)
+        else:
+            log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
 
     with timer.stage("retrieve"):
-        seeds = _known_seeds(config.seed_links, left_table, right_table)
         candidates = _retrieve_candidates(
             config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors
         )
     return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds)
+
+
+def _cascade_candidates(
+    config: AlignConfig,
+    seeds: list[tuple[str, str]],
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_profiles: list[EntityProfile],
+    right_profiles: list[EntityProfile],
+    left_texts: list[str],
+    right_texts: list[str],
+    embedder: Embedder,
+    timer: StageTimer,
+) -> tuple[list[Candidates], CascadeStats]:
+    """Candidates by :func:`kgalign.cascade.cascade`: TF-IDF rows of every entity (the
+    neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
+    retrieval = config.retrieval
+    left_iris = [p.iri for p in left_profiles]
+    right_iris = [p.iri for p in right_profiles]
+    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
+    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
+    with timer.stage("retrieve"):
+        left_lex, right_lex = lexical_vectors(left_texts, right_texts)
+        left_struct = right_struct = None
+        if retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table):
+            propagated = propagate_seeds(left_lex, right_lex, left_iris, right_iris, seeds)
+            left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_lex)[rows]
+            right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+
+    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return encode_sides(embedder, left, right)
+
+    with progress_bar("retrieve", len(rows)) as advance:
+        candidates, stats = cascade(
+            [left_iris[i] for i in rows],
+            [right_iris[j] for j in cols],
+            [left_texts[i] for i in rows],
+            [right_texts[j] for j in cols],
+            left_lex[rows],
+            right_lex[cols],
+            encode,
+            retrieval,
+            left_struct,
+            right_struct,
+            timer.stage,
+            advance,
+        )
+    if "embed" not in timer.stages:
+        timer.stages["embed"] = {"seconds": 0.0, "peak_rss_mb": StageTimer.current_mb()}
+    return candidates, stats
 
 
 def align(
@@ -385,6 +449,8 @@ def align(
         "triples_left": left_table.triple_count,
         "triples_right": right_table.triple_count,
         "candidates": sum(len(c.items) for c in candidates),
+        "embedded_entities": _embedded_entities(prepared, config),
+        "settled_lexically": prepared.cascade.settled if prepared.cascade else 0,
         "gated": sum(1 for d in decisions if d.gated),
         "judged": sum(1 for d in decisions if d.rounds),
         "llm_questions": cached_judge.sent if cached_judge else 0,
@@ -416,6 +482,13 @@ def align(
         counts=counts,
         judge_id=(cached_judge.model_id if cached_judge else "none"),
     )
+
+
+def _embedded_entities(prepared: Prepared, config: AlignConfig) -> int:
+    """How many entities (sources and targets) the embedder was given."""
+    if prepared.cascade is not None:
+        return prepared.cascade.embedded_sources + prepared.cascade.embedded_targets
+    return len(prepared.left_table) + len(prepared.right_table) if config.retrieval.needs_embeddings else 0
 
 
 def _read_human_decisions(path: str | None, left: EntityTable, right: EntityTable) -> dict[str, Decision]:
@@ -458,36 +531,50 @@ def _retrieve_candidates(
     right_profiles: list[EntityProfile],
     left_texts: list[str],
     right_texts: list[str],
-    left_vectors: np.ndarray,
-    right_vectors: np.ndarray,
+    left_vectors: np.ndarray | None,
+    right_vectors: np.ndarray | None,
 ) -> list[Candidates]:
     """Candidates for the sources that take part, among the targets that take part.
 
     Seed-linked entities take no part (their match is known); ``only_left`` and
     ``only_right`` restrict both sides further (the closed-world protocol of the
-    DBP15K papers). Neighbourhood vectors are built over all entities.
+    DBP15K papers). Neighbourhood vectors are built over all entities: from the
+    embeddings, or from the TF-IDF rows of every entity's text
+    (``structure_vectors="lexical"``).
     """
+    retrieval = config.retrieval
     left_iris = [p.iri for p in left_profiles]
     right_iris = [p.iri for p in right_profiles]
     rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
     cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
-    left_struct = right_struct = None
-    if config.retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table):
-        propagated = propagate_seeds(left_vectors, right_vectors, left_iris, right_iris, seeds)
-        left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_vectors)[rows]
-        right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+    structure = retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table)
+    lexical_structure = structure and retrieval.structure_vectors == "lexical"
     lex: tuple = (None, None)
-    if config.retrieval.dense_weight < 1.0:
-        lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
+    if lexical_structure:
+        # Neighbours may be any entity: fit and keep the TF-IDF rows of all of them.
+        everyone = lexical_vectors(left_texts, right_texts)
+        name_vectors = everyone
+        if retrieval.dense_weight < 1.0 or left_vectors is None:
+            lex = (everyone[0][rows], everyone[1][cols])
+    else:
+        name_vectors = (left_vectors, right_vectors)
+        if retrieval.dense_weight < 1.0 or left_vectors is None:
+            lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
+    left_struct = right_struct = None
+    if structure:
+        left_names, right_names = name_vectors
+        propagated = propagate_seeds(left_names, right_names, left_iris, right_iris, seeds)
+        left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_names)[rows]
+        right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
     with progress_bar("retrieve", len(rows)) as advance:
         return retrieve(
             [left_iris[i] for i in rows],
             [right_iris[j] for j in cols],
-            left_vectors[rows],
-            right_vectors[cols],
+            None if left_vectors is None else left_vectors[rows],
+            None if right_vectors is None else right_vectors[cols],
             lex[0],
             lex[1],
-            config.retrieval,
+            retrieval,
             advance,
             left_struct,
             right_struct,

@@ -33,16 +33,33 @@ Progress = Callable[[int], None]
 AUTO_STRUCTURE_WEIGHT = 0.5
 
 
+STRUCTURE_VECTORS = ("dense", "lexical")
+MODES = ("full", "cascade")
+
+
 @dataclass
 class RetrievalConfig:
     k: int = 10
     pool: int = 30
+    # full: every entity embedded; cascade: lexical first, only unsettled sources and
+    # open targets embedded (kgalign.cascade), neighbour vectors from TF-IDF rows.
+    mode: str = "full"
+    # cascade: a source is settled when its lexical best is a mutual nearest neighbour
+    # leading the runner-up by at least this much.
+    settle_margin: float = 0.1
+    # 0: no embedding at all (lexical scores only, and lexical neighbour vectors).
     dense_weight: float = 0.5
     # Negative: decided per run (AUTO_STRUCTURE_WEIGHT when both graphs relate their
     # entities to each other, else 0), see kgalign.pipeline.
     structure_weight: float = -1.0
+    # Which name vectors the neighbour channel averages: the embeddings or the TF-IDF rows.
+    structure_vectors: str = "dense"
     hnsw_threshold: int = 200_000
     block_rows: int = 1024
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.dense_weight > 0 or (self.structure_weight > 0 and self.structure_vectors == "dense")
 
 
 def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,23 +153,32 @@ def _row_dot(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols:
 def retrieve(
     left_iris: Sequence[str],
     right_iris: Sequence[str],
-    left_dense: np.ndarray,
-    right_dense: np.ndarray,
+    left_dense: np.ndarray | None,
+    right_dense: np.ndarray | None,
     left_lex: sparse.csr_matrix | None,
     right_lex: sparse.csr_matrix | None,
     config: RetrievalConfig,
     progress: Progress | None = None,
-    left_struct: np.ndarray | None = None,
-    right_struct: np.ndarray | None = None,
+    left_struct: np.ndarray | sparse.csr_matrix | None = None,
+    right_struct: np.ndarray | sparse.csr_matrix | None = None,
 ) -> list[Candidates]:
-    """Candidates for every left entity, combining dense, lexical and neighbour scores."""
+    """Candidates for every left entity, combining dense, lexical and neighbour scores.
+
+    Without dense vectors (``dense_weight`` 0) the lexical channel alone finds and scores
+    the candidates; without lexical vectors, the dense one.
+    """
     n_left, n_right = len(left_iris), len(right_iris)
     if n_left == 0 or n_right == 0:
         return [Candidates(source=iri, items=[], margin=0.0, mutual=False) for iri in left_iris]
     pool = min(max(config.pool, config.k), n_right)
-    _, dense_ids = dense_topk(left_dense, right_dense, pool, config.hnsw_threshold)
-    pools = [set(int(i) for i in row if i >= 0) for row in dense_ids]
-    use_lex = left_lex is not None and right_lex is not None and config.dense_weight < 1.0
+    use_dense = left_dense is not None and right_dense is not None and config.dense_weight > 0
+    use_lex = left_lex is not None and right_lex is not None and (config.dense_weight < 1.0 or not use_dense)
+    if not use_dense and not use_lex:
+        raise ValueError("retrieve needs dense vectors, lexical vectors or both")
+    pools: list[set[int]] = [set() for _ in range(n_left)]
+    if use_dense:
+        _, dense_ids = dense_topk(left_dense, right_dense, pool, config.hnsw_threshold)
+        pools = [set(int(i) for i in row if i >= 0) for row in dense_ids]
     if use_lex:
         _, lex_ids = lexical_topk(left_lex, right_lex, pool, config.block_rows, progress)
         for row_pool, row in zip(pools, lex_ids):
@@ -162,17 +188,26 @@ def retrieve(
 
     rows = np.repeat(np.arange(n_left), [len(p) for p in pools])
     cols = np.fromiter((c for p in pools for c in sorted(p)), dtype=np.int64, count=len(rows))
-    scores = _pair_dots(left_dense, right_dense, rows, cols)
-    if use_lex:
-        lex = np.empty(len(rows), dtype=np.float32)
-        step = 200_000
-        for start in range(0, len(rows), step):
-            lex[start : start + step] = _row_dot(left_lex, right_lex, rows[start : start + step], cols[start : start + step])
-        scores = config.dense_weight * scores + (1.0 - config.dense_weight) * lex
+    dense = _pair_dots(left_dense, right_dense, rows, cols) if use_dense else None
+    lex = _sparse_pair_dots(left_lex, right_lex, rows, cols) if use_lex else None
+    if dense is not None and lex is not None:
+        scores = config.dense_weight * dense + (1.0 - config.dense_weight) * lex
+    else:
+        scores = dense if dense is not None else lex
     if left_struct is not None and right_struct is not None and config.structure_weight > 0:
-        struct = _pair_dots(left_struct, right_struct, rows, cols)
+        if sparse.issparse(left_struct):
+            struct = _sparse_pair_dots(left_struct, right_struct, rows, cols)
+        else:
+            struct = _pair_dots(left_struct, right_struct, rows, cols)
         scores = (1.0 - config.structure_weight) * scores + config.structure_weight * struct
     return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
+
+
+def _sparse_pair_dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, step: int = 200_000) -> np.ndarray:
+    out = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), step):
+        out[start : start + step] = _row_dot(a, b, rows[start : start + step], cols[start : start + step])
+    return out
 
 
 def _assemble(

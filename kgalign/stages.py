@@ -22,7 +22,10 @@ def _rss_mb() -> float:
 
 @dataclass
 class StageTimer:
-    """Records wall time and peak resident memory (sampled every 20 ms) per stage."""
+    """Records wall time and peak resident memory (sampled every 20 ms) per stage.
+
+    A stage entered more than once accumulates its time and keeps its highest peak.
+    """
 
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -46,12 +49,21 @@ class StageTimer:
             sampler.join()
             peak[0] = max(peak[0], _rss_mb())
             elapsed = time.perf_counter() - started
-            self.stages[name] = {"seconds": round(elapsed, 3), "peak_rss_mb": round(peak[0], 1)}
+            # A stage entered again (the cascade retrieves, embeds, retrieves) adds up.
+            earlier = self.stages.get(name, {"seconds": 0.0, "peak_rss_mb": 0.0})
+            self.stages[name] = {
+                "seconds": round(earlier["seconds"] + elapsed, 3),
+                "peak_rss_mb": round(max(earlier["peak_rss_mb"], peak[0]), 1),
+            }
             log.info("stage %s done in %.2fs (peak %.0f MB)", name, elapsed, peak[0])
 
     @property
     def total_seconds(self) -> float:
         return round(sum(s["seconds"] for s in self.stages.values()), 3)
+
+    @staticmethod
+    def current_mb() -> float:
+        return round(_rss_mb(), 1)
 
     @staticmethod
     def process_peak_mb() -> float:

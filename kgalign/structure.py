@@ -42,8 +42,19 @@ def adjacency(table: EntityTable, order: Sequence[str]) -> sparse.csr_matrix:
     return sparse.diags(1.0 / degree) @ matrix
 
 
-def neighbour_vectors(adj: sparse.csr_matrix, vectors: np.ndarray) -> np.ndarray:
-    """Normalised mean of neighbours' vectors; zero rows for entities without neighbours."""
+Vectors = np.ndarray | sparse.csr_matrix
+
+
+def neighbour_vectors(adj: sparse.csr_matrix, vectors: Vectors) -> Vectors:
+    """Normalised mean of neighbours' vectors; zero rows for entities without neighbours.
+
+    ``vectors`` are dense name embeddings or sparse lexical (TF-IDF) rows; the result
+    is of the same kind.
+    """
+    if sparse.issparse(vectors):
+        from sklearn.preprocessing import normalize
+
+        return normalize(sparse.csr_matrix(adj @ vectors, dtype=np.float32))
     mixed = np.asarray(adj @ vectors, dtype=np.float32)
     norms = np.linalg.norm(mixed, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -51,21 +62,25 @@ def neighbour_vectors(adj: sparse.csr_matrix, vectors: np.ndarray) -> np.ndarray
 
 
 def propagate_seeds(
-    left_vectors: np.ndarray,
-    right_vectors: np.ndarray,
+    left_vectors: Vectors,
+    right_vectors: Vectors,
     left_order: Sequence[str],
     right_order: Sequence[str],
     seeds: Iterable[tuple[str, str]],
-) -> np.ndarray:
+) -> Vectors:
     """A copy of the right vectors in which each seed target carries its left partner's vector."""
     left_index = {iri: i for i, iri in enumerate(left_order)}
     right_index = {iri: i for i, iri in enumerate(right_order)}
-    out = right_vectors.copy()
+    n_right = right_vectors.shape[0]
+    # Row j of the result is row source[j] of [right; left].
+    source = np.arange(n_right)
     for left, right in seeds:
         i, j = left_index.get(left), right_index.get(right)
         if i is not None and j is not None:
-            out[j] = left_vectors[i]
-    return out
+            source[j] = n_right + i
+    if sparse.issparse(right_vectors):
+        return sparse.vstack([right_vectors, left_vectors], format="csr")[source]
+    return np.concatenate([right_vectors, left_vectors])[source]
 
 
 def has_structure(table: EntityTable) -> bool:

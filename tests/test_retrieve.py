@@ -111,3 +111,39 @@ def test_hybrid_retrieval_finds_the_gold_matches(embedder, profiles, persons, de
     # A gold match found at rank 1 from both sides is flagged mutual.
     mutual = [by_source[a].mutual for a, b in gold if by_source[a].items[0].iri == b]
     assert sum(mutual) >= 0.9 * len(mutual)
+
+
+class _Refusing:
+    """An embedder that must not be asked: the cascade settled everything lexically."""
+
+    model_id = "refusing"
+
+    def encode(self, texts):
+        raise AssertionError(f"the embedder was asked for {len(texts)} texts")
+
+
+def test_cascade_embeds_only_what_the_lexical_pass_leaves_open(persons, embedder, tmp_path) -> None:
+    """On the persons example the cascade finds the gold matches as the full retrieval
+    does, while embedding a fraction of the entities (the sources that are not mutual
+    nearest neighbours by the margin, and the targets they may still take); where every
+    source settles, nothing is embedded at all."""
+    from kgalign.pipeline import AlignConfig, align
+
+    gold = read_pairs(persons["gold"])
+    full = align(persons["left"], persons["right"], AlignConfig(), embedder=_Counting(embedder))
+    counting = _Counting(embedder)
+    cascade = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="cascade", settle_margin=0.1)), embedder=counting)
+    assert ranking_metrics(cascade.candidates, gold)["hits@1"] >= ranking_metrics(full.candidates, gold)["hits@1"] - 0.02
+    assert 0 < cascade.counts["settled_lexically"] <= len(cascade.candidates)
+    assert cascade.counts["embedded_entities"] < full.counts["embedded_entities"] == 120
+    assert counting.seen <= cascade.counts["embedded_entities"]
+    unsettled = sum(1 for c in cascade.candidates if not (c.mutual and c.margin >= 0.1))
+    assert cascade.counts["settled_lexically"] == len(cascade.candidates) - unsettled or unsettled == 0
+
+    names = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    for side in ("l", "r"):
+        lines = [f'<urn:{side}:{i}> <http://xmlns.com/foaf/0.1/name> "{name}" .' for i, name in enumerate(names)]
+        (tmp_path / f"{side}.nt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settled = align(tmp_path / "l.nt", tmp_path / "r.nt", AlignConfig(retrieval=RetrievalConfig(mode="cascade")), embedder=_Refusing())
+    assert settled.counts["embedded_entities"] == 0 and settled.counts["settled_lexically"] == 3
+    assert sorted((link.left, link.right) for link in settled.links) == [(f"urn:l:{i}", f"urn:r:{i}") for i in range(3)]
