@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="Folder of the pair (generated there if missing).")
     parser.add_argument("--gzip", action="store_true", help="Use .nt.gz files.")
     parser.add_argument("--keep", action="store_true", help="Keep the outputs of the run (DIR/out).")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Folder for large.md and large.json.")
     parser.add_argument("extra", nargs="*", help="More options for `kgalign run`, after --.")
     args = parser.parse_args(argv)
     data = args.data or Path(tempfile.gettempdir()) / f"kgalign-large-{args.triples}-s{args.seed}"
@@ -158,8 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     measured = run_kgalign(files, out, args.extra)
     run = json.loads((out / "run.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    print(report(run, metrics, measured))
-    summary = {"triples": args.triples, "seed": args.seed, "measured": measured, "stages": run["stages"], "counts": run["counts"], "metrics": metrics}
+    text = report(run, metrics, measured)
+    print(text)
+    summary = {
+        "triples": args.triples,
+        "seed": args.seed,
+        "extra": args.extra,
+        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+        "measured": measured,
+        "stages": run["stages"],
+        "counts": run["counts"],
+        "metrics": metrics,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/large.py --triples " + str(args.triples) + (" -- " + " ".join(args.extra) if args.extra else "")
+    (args.out / "large.md").write_text(f"`{command}` on {os.cpu_count()} CPUs:\n\n{text}\n", encoding="utf-8")
+    (args.out / "large.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if not args.keep:
         for name in ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "provenance.trig"):
             (out / name).unlink(missing_ok=True)

@@ -1,0 +1,122 @@
+"""Retrieval variants on a development split of a benchmark's *train* links: the place
+where kgalign's retrieval defaults are chosen, so that no test label ever decides one.
+
+    python bench/ablation.py [--dataset dbp15k|srprs] [--variants default,lexical,...] [--data ../shared/data]
+
+The dataset's seed (train) links are split in two by their order in the file: the first
+``--dev-seed-share`` become the seed links of the run, the rest its gold. Sources and
+targets are restricted to that gold (the closed-world protocol of the DBP15K papers,
+as `kgalign run --only-gold-entities`); the test split is never read. Each variant is
+one `align` call with `--judge none`; the script prints one markdown table (Hits@1,
+Hits@10, MRR, P, R, F1, seconds per stage) and writes it with the raw figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kgalign.evaluate import read_pairs  # noqa: E402
+from kgalign.pipeline import AlignConfig, align  # noqa: E402
+from kgalign.retrieve import RetrievalConfig  # noqa: E402
+
+log = logging.getLogger("bench.ablation")
+
+FOLDERS = {"dbp15k": "seu_dbp_fr_en", "srprs": "seu_srprs_fr_en"}
+
+# name -> RetrievalConfig fields (and AlignConfig fields under "align")
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "dense-only": {"dense_weight": 1.0},
+    "lexical-only": {"dense_weight": 0.0},
+    "lexical-structure": {"structure_vectors": "lexical"},
+    "lexical-everything": {"dense_weight": 0.0, "structure_vectors": "lexical"},
+    "no-structure": {"structure_weight": 0.0},
+    "greedy": {"align": {"resolve": "greedy"}},
+    "cascade-0.05": {"mode": "cascade", "settle_margin": 0.05},
+    "cascade-0.1": {"mode": "cascade", "settle_margin": 0.1},
+    "cascade-0.2": {"mode": "cascade", "settle_margin": 0.2},
+}
+
+
+def dev_split(train: list[tuple[str, str]], seed_share: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    cut = int(len(train) * seed_share)
+    return train[:cut], train[cut:]
+
+
+def run_variant(name: str, left: Path, right: Path, seeds: list, gold: list) -> dict[str, Any]:
+    spec = dict(VARIANTS[name])
+    align_fields = spec.pop("align", {})
+    config = AlignConfig(
+        judge="none",
+        retrieval=RetrievalConfig(**spec),
+        seed_links=list(seeds),
+        only_left=sorted({a for a, _ in gold}),
+        only_right=sorted({b for _, b in gold}),
+        **align_fields,
+    )
+    started = time.perf_counter()
+    result = align(left, right, config)
+    seconds = time.perf_counter() - started
+    metrics = result.evaluate(gold)
+    return {
+        "variant": name,
+        "config": spec | align_fields,
+        "metrics": {k: metrics[k] for k in ("hits@1", "hits@10", "mrr", "precision", "recall", "f1")},
+        "stages": {stage: round(info["seconds"], 2) for stage, info in result.timer.stages.items()},
+        "seconds": round(seconds, 1),
+        "embedded_entities": result.counts["embedded_entities"],
+        "settled_lexically": result.counts["settled_lexically"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = "| variant | Hits@1 | Hits@10 | MRR | P | R | F1 | embedded | embed s | retrieve s | total s |"
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for row in rows:
+        m, st = row["metrics"], row["stages"]
+        lines.append(
+            f"| {row['variant']} | {m['hits@1']:.4f} | {m['hits@10']:.4f} | {m['mrr']:.4f} | {m['precision']:.4f} | "
+            f"{m['recall']:.4f} | {m['f1']:.4f} | {row['embedded_entities']} | {st.get('embed', 0):.1f} | {st.get('retrieve', 0):.1f} | {row['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(FOLDERS), default="dbp15k")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kgalign-ablation"), help="Folder for the converted graphs.")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated, from {', '.join(VARIANTS)}.")
+    parser.add_argument("--dev-seed-share", type=float, default=0.3, help="Share of the train links used as seeds; the rest is the gold.")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from kgalign.importers import convert_dbp15k
+
+    folder = args.work / args.dataset
+    if not (folder / "gold_train.tsv").is_file():
+        print(convert_dbp15k(args.data / FOLDERS[args.dataset], folder).summary(), file=sys.stderr)
+    seeds, gold = dev_split(read_pairs(folder / "gold_train.tsv"), args.dev_seed_share)
+    print(f"{args.dataset}: development split of the train links: {len(seeds)} seeds, {len(gold)} gold pairs", file=sys.stderr)
+    rows = []
+    for name in args.variants.split(","):
+        rows.append(run_variant(name, folder / "left.ttl", folder / "right.ttl", seeds, gold))
+        print(f"  {name}: {rows[-1]['metrics']} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
+    text = f"Retrieval variants on {args.dataset}, development split of the train links ({len(seeds)} seeds, {len(gold)} gold):\n\n" + table(rows)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"ablation-{args.dataset}.md").write_text(text + "\n", encoding="utf-8")
+    (args.out / f"ablation-{args.dataset}.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
