@@ -131,6 +131,9 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--relations", multiple=True, help="Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.")
 @click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Candidates kept per source entity.")
 @click.option("--dense-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).")
+@click.option("--retrieval", "retrieval_mode", type=click.Choice(["full", "cascade"]), default="full", show_default=True, help="full: embed every entity and rank on all channels. cascade: rank on character n-grams and words first, and embed only the sources that are not settled (mutual best by --settle-margin) and the targets they may still take; the neighbour channel then averages TF-IDF rows. Far faster where names mostly agree.")
+@click.option("--settle-margin", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.")
+@click.option("--structure-vectors", type=click.Choice(["dense", "lexical"]), default=None, help="--retrieval full: what the neighbour channel averages, the neighbours' embeddings (default) or their TF-IDF rows. The cascade always averages TF-IDF rows (it embeds few entities).")
 @click.option("--rounds", type=click.IntRange(1, 15), default=3, show_default=True, help="Rounds of each question, each with the candidates in another order.")
 @click.option("--options", "n_options", type=click.IntRange(1, 20), default=5, show_default=True, help="Candidates shown to the judge (plus 'none of these').")
 @click.option("--gate-margin", type=float, default=0.05, show_default=True, help="Accept a mutual nearest neighbour without asking the judge when its score leads the runner-up by at least this much.")
@@ -244,6 +247,9 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
             k=opts["top_k"],
             dense_weight=opts["dense_weight"],
             structure_weight=-1.0 if opts["structure_weight"] is None else opts["structure_weight"],
+            mode=opts["retrieval_mode"],
+            settle_margin=opts["settle_margin"],
+            structure_vectors=opts["structure_vectors"] or ("lexical" if opts["retrieval_mode"] == "cascade" else "dense"),
         ),
         seed_links=seeds,
         only_left=sorted({a for a, _ in gold}) if opts["only_gold_entities"] and gold else [],

@@ -42,7 +42,7 @@ class FusionResult:
 
     canonical: dict[str, str]
     clusters: list[list[str]]
-    provenance: dict[Triple, set[str]] = field(default_factory=dict)
+    provenance: dict[Triple, frozenset[str]] = field(default_factory=dict)
     dropped: list[tuple[Triple, str, str]] = field(default_factory=list)  # (triple, source, reason)
     namespaces: list[tuple[str, URIRef]] = field(default_factory=list)
 
@@ -124,13 +124,18 @@ def fuse(
 
     # Clustered IRIs to their canonical IRI, as terms: a literal or blank node never matches.
     rewrite: dict[Node, Node] = {URIRef(member): URIRef(target) for member, target in mapping.items()}
-    provenance: dict[Triple, set[str]] = defaultdict(set)
+    # Each triple's sources, as shared frozensets: one set object per triple would cost
+    # more memory than the triple itself on a large pair.
+    provenance: dict[Triple, frozenset[str]] = {}
+    get = provenance.get
     # Values of functional predicates on merged subjects, per source, to settle conflicts.
     functional_values: dict[tuple[Node, Node], dict[str, list[Triple]]] = defaultdict(lambda: defaultdict(list))
     for name, graph in (("left", left), ("right", right)):
+        alone = _SOURCES[name]
         for s, p, o in graph:
             triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
-            provenance[triple].add(name)
+            known = get(triple)
+            provenance[triple] = alone if known is None or known is alone else _SOURCES["both"]
             if p in functional and isinstance(o, Literal) and s in rewrite:
                 functional_values[(triple[0], p)][name].append(triple)
 
@@ -151,8 +156,17 @@ def fuse(
         target = mapping[members[0]]
         for member in members:
             if member != target:
-                provenance[(URIRef(target), OWL.sameAs, URIRef(member))].add("kgalign")
-    return FusionResult(canonical=mapping, clusters=clusters, provenance=dict(provenance), dropped=dropped, namespaces=namespaces)
+                link = (URIRef(target), OWL.sameAs, URIRef(member))
+                provenance[link] = provenance.get(link, frozenset()) | _SOURCES["kgalign"]
+    return FusionResult(canonical=mapping, clusters=clusters, provenance=provenance, dropped=dropped, namespaces=namespaces)
+
+
+_SOURCES = {
+    "left": frozenset({"left"}),
+    "right": frozenset({"right"}),
+    "both": frozenset({"left", "right"}),
+    "kgalign": frozenset({"kgalign"}),
+}
 
 
 def _keep(by_source: dict[str, list[Triple]], policy: str) -> Node:
