@@ -466,6 +466,42 @@ def _dirty(files: list[str]) -> str:
     return f", with uncommitted changes to {', '.join(files)}" if files else ""
 
 
+PEER_DATASETS = {"dbp15k": "DBP15K fr-en", "srprs": "SRPRS en-fr", "person1": "OAEI Person1", "restaurants": "OAEI Restaurants", "abt-buy": "Abt-Buy"}
+
+
+def versus_rows(records: list[dict[str, Any]], peers: list[dict[str, Any]] | None) -> list[str]:
+    """kgalign (--judge none) beside each peer's best-F1 workflow on the same dataset:
+    the F1 difference and how many times faster kgalign's whole command was."""
+    if not peers:
+        return ["no peer figures (bench/peers.py writes them)."]
+    head = "| dataset | kgalign F1 | kgalign wall s | peer (best F1 workflow) | peer F1 | peer wall s | F1 kgalign - peer | kgalign faster by |"
+    lines = [head, _rule(head)]
+    for rec in records:
+        if rec.get("judge") != "none" or rec.get("error") or rec.get("skipped"):
+            continue
+        name = PEER_DATASETS.get(rec["dataset"])
+        f1 = next(iter(rec["metrics"].values()))["f1"]
+        for system in ("pyJedAI", "Splink"):
+            runs = [p for p in peers if p.get("dataset") == name and p.get("system") == system and p.get("F1") is not None]
+            if not runs:
+                continue
+            best = max(runs, key=lambda p: (p["F1"], -p["wall_s"]))
+            ratio = best["wall_s"] / rec["wall_s"] if rec["wall_s"] else float("nan")
+            lines.append(
+                f"| {rec['title']} | {_f(f1)} | {_secs(rec['wall_s'])} | {system} ({best.get('variant', '')}) | {_f(best['F1'])} "
+                f"| {_secs(best['wall_s'])} | {f1 - best['F1']:+.3f} | {ratio:.1f}x |"
+            )
+    return lines
+
+
+def run_peers(args: argparse.Namespace, work: Path) -> None:
+    """bench/peers.py in its own process (the peers' venv must exist: bench/peers-setup.sh)."""
+    command = [sys.executable, str(BENCH / "peers.py"), "--data", str(args.data), "--work", str(work / "peers"), "--out", str(args.peers.parent)]
+    print("running: " + " ".join(command), file=sys.stderr, flush=True)
+    with heavy_lock():
+        subprocess.run(command, check=True)
+
+
 def _provenance(records: list[dict[str, Any]], total: float) -> str:
     """Which kgalign made the runs, when, and how the time went."""
     ran = [r for r in records if r.get("exit_code") is not None]
@@ -509,6 +545,11 @@ def render(report: dict[str, Any], peers_path: Path) -> str:
         "## Peers, run on this machine by bench/peers.py",
         "",
         *peer_rows(report.get("peers"), peers_path),
+        "",
+        "kgalign (`--judge none`) beside each peer's best-F1 workflow; *faster by* is the peer's wall time over kgalign's "
+        "(whole processes, imports and model loading included):",
+        "",
+        *versus_rows(records, report.get("peers")),
         "",
         "## Other systems: published numbers, quoted, not run",
         "",
@@ -600,6 +641,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reuse", action="store_true", help="take finished runs from --work instead of running them again")
     parser.add_argument("--peers", type=Path, default=BENCH / "results" / "peers.json", help="peers' figures written by bench/peers.py")
     parser.add_argument("--quoted", type=Path, default=BENCH / "quoted.json", help="published figures of other systems, with sources")
+    parser.add_argument("--run-peers", action="store_true", help="run bench/peers.py first, in this invocation, so that kgalign and the peers are timed in one sitting (needs bench/peers-setup.sh once)")
     args = parser.parse_args(argv)
 
     known = {d.key: d for d in DATASETS}
@@ -626,6 +668,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dirty": _git("diff", "--name-only", "HEAD", "--", "kgalign", "cli").splitlines(),
     }
 
+    if args.run_peers:
+        run_peers(args, work)
     records = []
     for ds, judge, skip in plan([known[k] for k in wanted], judges, llm_datasets):
         rec: dict[str, Any] = {"dataset": ds.key, "title": ds.title, "judge": judge, "judge_label": JUDGE_LABELS.get(judge, judge), "gold_notes": ds.gold_notes}
