@@ -35,15 +35,18 @@ FOLDERS = {"dbp15k": "seu_dbp_fr_en", "srprs": "seu_srprs_fr_en"}
 # name -> RetrievalConfig fields (and AlignConfig fields under "align")
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "dense-only": {"dense_weight": 1.0},
-    "lexical-only": {"dense_weight": 0.0},
-    "lexical-structure": {"structure_vectors": "lexical"},
-    "lexical-everything": {"dense_weight": 0.0, "structure_vectors": "lexical"},
-    "no-structure": {"structure_weight": 0.0},
-    "greedy": {"align": {"resolve": "greedy"}},
-    "cascade-0.05": {"mode": "cascade", "settle_margin": 0.05},
-    "cascade-0.1": {"mode": "cascade", "settle_margin": 0.1},
-    "cascade-0.2": {"mode": "cascade", "settle_margin": 0.2},
+    "full": {"mode": "full"},
+    "full-dense-only": {"mode": "full", "dense_weight": 1.0},
+    "full-lexical-only": {"mode": "full", "dense_weight": 0.0},
+    "full-lexical-structure": {"mode": "full", "structure_vectors": "lexical"},
+    "full-lexical-everything": {"mode": "full", "dense_weight": 0.0, "structure_vectors": "lexical"},
+    "full-no-structure": {"mode": "full", "structure_weight": 0.0},
+    "full-greedy": {"mode": "full", "align": {"resolve": "greedy"}},
+    "cascade-settle-0.1": {"mode": "cascade", "settle_margin": 0.1},
+    "cascade-settle-0.2": {"mode": "cascade", "settle_margin": 0.2},
+    "cascade-no-guard": {"mode": "cascade", "taken_window": -1.0},
+    "cascade-guard-0.05": {"mode": "cascade", "taken_window": 0.05},
+    "cascade-guard-0.1": {"mode": "cascade", "taken_window": 0.1},
 }
 
 
@@ -52,15 +55,34 @@ def dev_split(train: list[tuple[str, str]], seed_share: float) -> tuple[list[tup
     return train[:cut], train[cut:]
 
 
-def run_variant(name: str, left: Path, right: Path, seeds: list, gold: list) -> dict[str, Any]:
+def open_world(gold: list[tuple[str, str]], share: float) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Both sides get entities without a counterpart: of every 1/share gold pairs, one
+    loses its target (its source stays, unmatched) and another loses its source (its
+    target stays, a distractor), as in two graphs that overlap only in part.
+
+    Returns the gold pairs that remain, the sources and the targets that take part.
+    """
+    if share <= 0:
+        return gold, sorted({a for a, _ in gold}), sorted({b for _, b in gold})
+    step = max(3, round(1 / share))
+    no_target = {pair for k, pair in enumerate(gold) if k % step == step - 1}
+    no_source = {pair for k, pair in enumerate(gold) if k % step == 0}
+    kept = [pair for pair in gold if pair not in no_target and pair not in no_source]
+    sources = sorted({a for a, b in gold if (a, b) not in no_source})
+    targets = sorted({b for a, b in gold if (a, b) not in no_target})
+    return kept, sources, targets
+
+
+def run_variant(name: str, left: Path, right: Path, seeds: list, gold: list, unmatched_share: float = 0.0) -> dict[str, Any]:
     spec = dict(VARIANTS[name])
     align_fields = spec.pop("align", {})
+    gold, sources, targets = open_world(gold, unmatched_share)
     config = AlignConfig(
         judge="none",
         retrieval=RetrievalConfig(**spec),
         seed_links=list(seeds),
-        only_left=sorted({a for a, _ in gold}),
-        only_right=sorted({b for _, b in gold}),
+        only_left=sources,
+        only_right=targets,
         **align_fields,
     )
     started = time.perf_counter()
@@ -97,6 +119,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kgalign-ablation"), help="Folder for the converted graphs.")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated, from {', '.join(VARIANTS)}.")
     parser.add_argument("--dev-seed-share", type=float, default=0.3, help="Share of the train links used as seeds; the rest is the gold.")
+    parser.add_argument("--open-world", type=float, default=0.0, help="Share of the gold pairs whose target is taken out, so that their sources have no counterpart (0: closed world).")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -109,13 +132,15 @@ def main() -> None:
     print(f"{args.dataset}: development split of the train links: {len(seeds)} seeds, {len(gold)} gold pairs", file=sys.stderr)
     rows = []
     for name in args.variants.split(","):
-        rows.append(run_variant(name, folder / "left.ttl", folder / "right.ttl", seeds, gold))
+        rows.append(run_variant(name, folder / "left.ttl", folder / "right.ttl", seeds, gold, args.open_world))
         print(f"  {name}: {rows[-1]['metrics']} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
-    text = f"Retrieval variants on {args.dataset}, development split of the train links ({len(seeds)} seeds, {len(gold)} gold):\n\n" + table(rows)
+    world = f", open world: one source and one target in every {max(3, round(1 / args.open_world))} without a counterpart" if args.open_world > 0 else ""
+    text = f"Retrieval variants on {args.dataset}, development split of the train links ({len(seeds)} seeds, {len(gold)} gold{world}):\n\n" + table(rows)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"ablation-{args.dataset}.md").write_text(text + "\n", encoding="utf-8")
-    (args.out / f"ablation-{args.dataset}.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    stem = args.out / (f"ablation-{args.dataset}" + ("-open" if args.open_world > 0 else ""))
+    stem.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

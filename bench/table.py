@@ -286,8 +286,9 @@ def run_kgalign(inputs: RunInputs, judge: str, outdir: Path, vectors: str) -> di
         record["error"] = text.strip().splitlines()[-1] if text.strip() else f"exit {code}"
         return record
     hits = len(CACHE_HIT.findall(" ".join(text.split())))
-    record["vector_cache"] = {"mode": vectors, "hits": hits, "new_files": written, "state": _vector_state(hits, written, vectors)}
     run = json.loads((outdir / "run.json").read_text())
+    state = "none embedded" if run["counts"].get("embedded_entities") == 0 else _vector_state(hits, written, vectors)
+    record["vector_cache"] = {"mode": vectors, "hits": hits, "new_files": written, "state": state}
     record["stages"] = {name: stage["seconds"] for name, stage in run["stages"].items()}
     record["stage_peak_rss_mb"] = {name: stage["peak_rss_mb"] for name, stage in run["stages"].items()}
     record["stages_total_s"] = run["total_seconds"]
@@ -534,7 +535,8 @@ def render(report: dict[str, Any], peers_path: Path) -> str:
         "the links after judging and 1:1 resolution; Hits@k and MRR of the retrieval candidates. *Source* entities are "
         "those aligned (on DBP15K/SRPRS the test sources). *wall s* is the whole `kgalign run` command, model loading and "
         "output writing included; *peak GB* the largest resident memory of that process; *vectors* whether the sentence "
-        "vectors were already in the on-disk cache (`cold`: computed in the run).",
+        "vectors were already in the on-disk cache (`cold`: computed in the run; `none embedded`: the cascade settled every "
+        "source on the lexical channel).",
         "",
         *kgalign_rows(records),
         "",

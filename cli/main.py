@@ -131,8 +131,9 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--relations", multiple=True, help="Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.")
 @click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Candidates kept per source entity.")
 @click.option("--dense-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).")
-@click.option("--retrieval", "retrieval_mode", type=click.Choice(["full", "cascade"]), default="full", show_default=True, help="full: embed every entity and rank on all channels. cascade: rank on character n-grams and words first, and embed only the sources that are not settled (mutual best by --settle-margin) and the targets they may still take; the neighbour channel then averages TF-IDF rows. Far faster where names mostly agree.")
-@click.option("--settle-margin", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.")
+@click.option("--retrieval", "retrieval_mode", type=click.Choice(["cascade", "full"]), default="cascade", show_default=True, help="cascade: rank on character n-grams and words first, then embed only the sources that are not settled (mutual best by --settle-margin) and the targets no settled source took, and rank those again on every channel; the neighbour channel averages TF-IDF rows. full: embed every entity and rank every source on every channel. cascade measured better and 7x faster on development splits of the DBP15K and SRPRS train links (README).")
+@click.option("--settle-margin", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.")
+@click.option("--taken-window", type=float, default=0.0, show_default=True, help="--retrieval cascade: a source whose nearest target is another source's clear match is contested, and without a judge left unlinked, unless an open target scores within this much of that nearest one (on the lexical scale). Negative: never contested. Keeps sources that have no counterpart from taking leftovers.")
 @click.option("--structure-vectors", type=click.Choice(["dense", "lexical"]), default=None, help="--retrieval full: what the neighbour channel averages, the neighbours' embeddings (default) or their TF-IDF rows. The cascade always averages TF-IDF rows (it embeds few entities).")
 @click.option("--rounds", type=click.IntRange(1, 15), default=3, show_default=True, help="Rounds of each question, each with the candidates in another order.")
 @click.option("--options", "n_options", type=click.IntRange(1, 20), default=5, show_default=True, help="Candidates shown to the judge (plus 'none of these').")
@@ -249,6 +250,7 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
             structure_weight=-1.0 if opts["structure_weight"] is None else opts["structure_weight"],
             mode=opts["retrieval_mode"],
             settle_margin=opts["settle_margin"],
+            taken_window=opts["taken_window"],
             structure_vectors=opts["structure_vectors"] or ("lexical" if opts["retrieval_mode"] == "cascade" else "dense"),
         ),
         seed_links=seeds,

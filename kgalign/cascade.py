@@ -10,7 +10,17 @@ cascade therefore works in two passes:
 2. a source is *settled* when its best candidate is a mutual nearest neighbour leading
    the runner-up by at least ``settle_margin``. Only the unsettled sources, and the
    targets no settled source has taken, are embedded; they are ranked again on the full
-   score (dense and lexical, and the neighbour channel), among those open targets.
+   score (dense and lexical, and the neighbour channel), among those open targets
+   (among all targets when ``exclusive`` is off: many-to-one alignments).
+
+A source whose lexical best was taken, and whose open candidates all score more than
+``taken_window`` below that best, is marked contested (:func:`_guard`): without a judge
+it is not linked, where it would otherwise take a distant leftover.
+
+Besides the time, the second pass helps: a hard source no longer competes for targets
+that clear matches already took. On development splits of the DBP15K fr-en and SRPRS
+en-fr train links (bench/ablation.py) the cascade raised Hits@1 from 0.973 to 0.991 and
+from 0.935 to 0.978 over embedding everything, embedding about 1% of the entities.
 
 Settled sources keep their lexical candidates. Nothing is embedded when every source
 settles. The first pass is the retrieval of ``--dense-weight 0``; the second, the
@@ -75,7 +85,8 @@ def cascade(
             left_iris, right_iris, None, None, left_lex, right_lex, replace(config, dense_weight=0.0), progress, left_struct, right_struct
         )
     open_rows = [i for i, cands in enumerate(first) if not is_settled(cands, config.settle_margin)]
-    taken = {cands.items[0].iri for cands in first if is_settled(cands, config.settle_margin)}
+    # Target -> the settled source that took it.
+    taken = {cands.items[0].iri: cands.source for cands in first if is_settled(cands, config.settle_margin)} if config.exclusive else {}
     open_cols = [j for j, iri in enumerate(right_iris) if iri not in taken]
     stats = CascadeStats(len(left_iris), len(left_iris) - len(open_rows), 0, 0)
     if not open_rows or not open_cols or config.dense_weight <= 0:
@@ -107,4 +118,49 @@ def cascade(
     result = list(first)
     for i, cands in zip(open_rows, second):
         result[i] = cands
+    if taken and config.taken_window >= 0:
+        _guard(result, first, open_rows, taken, left_lex, right_lex, left_struct, right_struct, right_iris, config)
     return result, stats
+
+
+def _guard(
+    result: list[Candidates],
+    first: list[Candidates],
+    open_rows: list[int],
+    taken: dict[str, str],
+    left_lex: sparse.csr_matrix,
+    right_lex: sparse.csr_matrix,
+    left_struct: sparse.csr_matrix | None,
+    right_struct: sparse.csr_matrix | None,
+    right_iris: Sequence[str],
+    config: RetrievalConfig,
+) -> None:
+    """Mark the sources whose lexical best a settled source took, when no open candidate
+    comes within ``taken_window`` of that best on the first pass's scale.
+
+    Such a source most likely has no counterpart of its own (its nearest name belongs
+    to another entity's clear match); linking it to the best open target would make a
+    false link in every open-world alignment. The candidates themselves are kept (the
+    judge may still pick one; ranking metrics see them); :func:`kgalign.vote.decide`
+    does not link a contested source without a judge.
+    """
+    column = {iri: j for j, iri in enumerate(right_iris)}
+    weight = config.structure_weight if left_struct is not None and right_struct is not None else 0.0
+    for i in open_rows:
+        best = first[i].top
+        cands = result[i]
+        if best is None or best.iri not in taken:
+            continue
+        if cands.items:
+            cols = np.array([column[item.iri] for item in cands.items], dtype=np.int64)
+            rows = np.full(len(cols), i, dtype=np.int64)
+            score = (1.0 - weight) * _dots(left_lex, right_lex, rows, cols)
+            if weight:
+                score += weight * _dots(left_struct, right_struct, rows, cols)
+            if float(score.max()) >= best.score - config.taken_window:
+                continue
+        cands.contested_by = taken[best.iri]
+
+
+def _dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return np.asarray(a[rows].multiply(b[cols]).sum(axis=1)).ravel()

@@ -42,6 +42,7 @@ def decision_record(
         ],
         "margin": candidates.margin,
         "mutual": candidates.mutual,
+        "contested_by": candidates.contested_by,
         "rounds": [asdict(r) for r in decision.rounds],
         "decision": decision.kind,
         "target": decision.target,

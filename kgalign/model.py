@@ -116,6 +116,10 @@ class Candidates:
     items: list[Candidate]
     margin: float
     mutual: bool
+    # Set by the cascade: the lexical best of this source was taken by a clear match
+    # (``contested_by``), and no open candidate came close to it. Without a judge such
+    # a source is not linked: it most likely has no counterpart of its own.
+    contested_by: str | None = None
 
     @property
     def top(self) -> Candidate | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -357,7 +357,7 @@ def _cascade_candidates(
 ) -> tuple[list[Candidates], CascadeStats]:
     """Candidates by :func:`kgalign.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
-    retrieval = config.retrieval
+    retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve != "many-to-one")
     left_iris = [p.iri for p in left_profiles]
     right_iris = [p.iri for p in right_profiles]
     rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))

@@ -78,8 +78,8 @@ def _assignment(
     rows, cols, weights = [], [], []
     for i, cands in enumerate(candidates):
         decision = by_source.get(cands.source)
-        if decision is not None and decision.kind in ("none", "uncertain") and (decision.rounds or decision.human):
-            continue  # the judge (or a person) said no: do not link this source at all
+        if decision is not None and decision.kind in ("none", "uncertain"):
+            continue  # the judge, a person or retrieval said no: do not link this source at all
         best = cands.items[0].score if cands.items else 0.0
         for item in cands.items:
             judged = decision is not None and decision.target == item.iri and (decision.rounds or decision.human)

@@ -3,7 +3,8 @@
 Per source entity:
 - no candidates: decision ``none``;
 - no judge (``--judge none``): the retrieval top-1 is a match when its score reaches
-  ``min_score``;
+  ``min_score`` and the source is not contested (the cascade found its nearest target
+  taken by a clear match, and no open target close to it);
 - gated: a mutual nearest neighbour whose margin over the runner-up reaches
   ``gate_margin`` is accepted without asking (``gated`` in the log);
 - otherwise the judge is asked in rounds, each showing the candidates in another
@@ -63,13 +64,16 @@ def retrieval_decision(cands: Candidates, config: VoteConfig, gated: bool = Fals
     top = cands.top
     if top is None:
         return Decision(source=cands.source, kind="none", target=None, confidence=0.0)
+    if cands.contested_by is not None:
+        # Its nearest target is another source's clear match; the open ones are far.
+        return Decision(source=cands.source, kind="none", target=None, confidence=round(1.0 - max(top.score, 0.0), 6))
     if top.score < config.min_score:
         return Decision(source=cands.source, kind="none", target=None, confidence=round(1.0 - max(top.score, 0.0), 6), gated=gated)
     return Decision(source=cands.source, kind="match", target=top.iri, confidence=round(max(0.0, min(1.0, top.score)), 6), gated=gated)
 
 
 def is_gated(cands: Candidates, config: VoteConfig) -> bool:
-    return config.gate and cands.mutual and cands.margin >= config.gate_margin
+    return config.gate and cands.mutual and cands.margin >= config.gate_margin and cands.contested_by is None
 
 
 @dataclass

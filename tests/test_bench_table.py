@@ -41,7 +41,8 @@ def test_table_on_the_dbp15k_excerpt(table, tmp_path, monkeypatch):
     assert local["skipped"].startswith("not run: too large")  # DBP15K is not run with the LLM judge
     assert none["exit_code"] == 0, none.get("error")
     assert none["conversion"]["cached"] is False
-    assert none["vector_cache"]["state"] == "cold"  # an empty cache directory
+    # An empty cache directory, or nothing to embed (the cascade settled every source).
+    assert none["vector_cache"]["state"] in ("cold", "none embedded")
     command = none["command"]
     assert command[command.index("--judge") + 1] == "none"
     assert "--only-gold-entities" in command and "--seed-links" in command and "--test-gold" in command

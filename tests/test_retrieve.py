@@ -130,7 +130,7 @@ def test_cascade_embeds_only_what_the_lexical_pass_leaves_open(persons, embedder
     from kgalign.pipeline import AlignConfig, align
 
     gold = read_pairs(persons["gold"])
-    full = align(persons["left"], persons["right"], AlignConfig(), embedder=_Counting(embedder))
+    full = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="full")), embedder=_Counting(embedder))
     counting = _Counting(embedder)
     cascade = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="cascade", settle_margin=0.1)), embedder=counting)
     assert ranking_metrics(cascade.candidates, gold)["hits@1"] >= ranking_metrics(full.candidates, gold)["hits@1"] - 0.02
@@ -139,6 +139,9 @@ def test_cascade_embeds_only_what_the_lexical_pass_leaves_open(persons, embedder
     assert counting.seen <= cascade.counts["embedded_entities"]
     unsettled = sum(1 for c in cascade.candidates if not (c.mutual and c.margin >= 0.1))
     assert cascade.counts["settled_lexically"] == len(cascade.candidates) - unsettled or unsettled == 0
+    # Many-to-one: taken targets stay open to the sources the lexical pass left unsettled.
+    shared = align(persons["left"], persons["right"], AlignConfig(resolve="many-to-one", retrieval=RetrievalConfig(mode="cascade", settle_margin=0.1)), embedder=embedder)
+    assert shared.counts["embedded_entities"] >= cascade.counts["embedded_entities"]
 
     names = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
     for side in ("l", "r"):
