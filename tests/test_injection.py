@@ -12,15 +12,17 @@
     is a match that only "A" votes carry.
 
 Why (b) does not assert equal votes: this judge's letter is unstable under any change
-of the text it reads. Measured on this sample (3 options, 3 rounds, seed 0):
-appending neutral, instruction-free notes of the same sizes changed the votes of 28
-of 50 sources and the decisions of 18; the injections changed 38 and 32, with 3 of
-149 rounds answering "A" (none in the clean run) and the mean P(A) moving by -0.004.
-No prompt layout can keep votes equal while the values it must show change; what the
-layout can and must do is keep data from acting as instructions (tested here) and
-from spelling special tokens (tested in (a)). The per-round shuffles and the
-majority vote keep an "answer A" injection from carrying a decision, since A names
-another candidate in every round.
+of the text it reads. Measured on this sample (3 options, 3 rounds, seed 0; float32,
+an earlier build): appending neutral, instruction-free notes of the same sizes changed
+the votes of 28 of 50 sources and the decisions of 18; the injections changed 38 and
+32. With the bfloat16 judge of this build the test prints, for instance, "equal votes
+9/50, equal decisions 20/50; rounds answering A: clean 0.007, injected 0.024; mean
+P(A) pull -0.002". No prompt layout can keep votes equal while the values it must show
+change, and a 30-minute CPU fine-tune did not make the judge read the data
+(bench/results/finetune-dbp15k.md); what the layout can and must do is keep data from
+acting as instructions (tested here) and from spelling special tokens (tested in (a)).
+The per-round shuffles and the majority vote keep an "answer A" injection from
+carrying a decision, since A names another candidate in every round.
 """
 
 from __future__ import annotations
