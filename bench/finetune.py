@@ -103,6 +103,24 @@ def cross_inputs(name: str, data: Path, work: Path) -> tuple[str, Path, Path, Pa
     return title, data / left, data / right, data / gold
 
 
+def run_and_score(
+    system: str, left: Path, right: Path, config: AlignConfig, embedder: Any, gold: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Align LEFT and RIGHT with CONFIG and score the links against GOLD: one table row."""
+    started = time.perf_counter()
+    result = align(left, right, config, embedder=embedder)
+    metrics = result.evaluate(gold)
+    return {
+        "system": system,
+        "precision": metrics["precision"],
+        "recall": metrics["recall"],
+        "f1": metrics["f1"],
+        "hits@1": metrics.get("hits@1"),
+        "llm_questions": result.counts["llm_questions"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str, embedder: Any) -> dict[str, Any]:
     """The adapter on a dataset it never saw: judge accuracy on held-out questions and runs end to end."""
     title, left, right, gold_path = cross_inputs(name, args.data, args.work)
@@ -126,20 +144,7 @@ def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str
             seed=args.seed,
             only_left=[a for a, _ in sources],
         )
-        started = time.perf_counter()
-        result = align(left, right, run_config, embedder=embedder)
-        metrics = result.evaluate(sources)
-        rows.append(
-            {
-                "system": system,
-                "precision": metrics["precision"],
-                "recall": metrics["recall"],
-                "f1": metrics["f1"],
-                "hits@1": metrics.get("hits@1"),
-                "llm_questions": result.counts["llm_questions"],
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
+        rows.append(run_and_score(system, left, right, run_config, embedder, sources))
         log.info("%s / %s: %s", title, system, rows[-1])
     return {"dataset": title, "judge_accuracy": accuracy, "end_to_end": rows, "sources": len(sources)}
 
@@ -209,20 +214,7 @@ def end_to_end(left: Path, right: Path, train_gold: list, test_gold: list, args:
             only_left=[a for a, _ in sample],
             only_right=sorted({b for _, b in test_gold}),
         )
-        started = time.perf_counter()
-        result = align(left, right, config, embedder=embedder)
-        metrics = result.evaluate(sample)
-        rows.append(
-            {
-                "system": name,
-                "precision": metrics["precision"],
-                "recall": metrics["recall"],
-                "f1": metrics["f1"],
-                "hits@1": metrics.get("hits@1"),
-                "llm_questions": result.counts["llm_questions"],
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
+        rows.append(run_and_score(name, left, right, config, embedder, sample))
         log.info("%s: %s", name, rows[-1])
     return rows
 
