@@ -151,6 +151,8 @@ def _guard(
         cands = result[i]
         if best is None or best.iri not in taken:
             continue
+        if config.spare_margin >= 0 and is_settled(cands, config.spare_margin):
+            continue
         if cands.items:
             cols = np.array([column[item.iri] for item in cands.items], dtype=np.int64)
             rows = np.full(len(cols), i, dtype=np.int64)
