@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cascade-no-guard": {"mode": "cascade", "taken_window": -1.0},
     "cascade-guard-0.05": {"mode": "cascade", "taken_window": 0.05},
     "cascade-guard-0.1": {"mode": "cascade", "taken_window": 0.1},
+    "cascade-no-spare": {"mode": "cascade", "spare_margin": -1.0},
     "cascade-spare-0.05": {"mode": "cascade", "spare_margin": 0.05},
     "cascade-spare-0.1": {"mode": "cascade", "spare_margin": 0.1},
     "cascade-spare-0.2": {"mode": "cascade", "spare_margin": 0.2},
