@@ -150,3 +150,39 @@ def test_cascade_embeds_only_what_the_lexical_pass_leaves_open(persons, embedder
     settled = align(tmp_path / "l.nt", tmp_path / "r.nt", AlignConfig(retrieval=RetrievalConfig(mode="cascade")), embedder=_Refusing())
     assert settled.counts["embedded_entities"] == 0 and settled.counts["settled_lexically"] == 3
     assert sorted((link.left, link.right) for link in settled.links) == [(f"urn:l:{i}", f"urn:r:{i}") for i in range(3)]
+
+
+def test_cascade_contests_a_source_whose_nearest_target_was_taken_unless_spared() -> None:
+    """L0 settles on R0 lexically. L1's nearest name is R0 too, and its only open
+    candidate (R1) is lexically further: L1 is contested (no counterpart of its own,
+    most likely). Its embedding, though, makes R1 a clear mutual best among the open
+    entities, so with a spare margin it is not contested."""
+    from scipy import sparse
+
+    from kgalign.cascade import cascade
+
+    def rows(*vectors: list[float]) -> sparse.csr_matrix:
+        return sparse.csr_matrix(np.array(vectors, dtype=np.float32))
+
+    left_lex = rows([1, 0, 0, 0], [0.8, 0.6, 0, 0])
+    right_lex = rows([1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1])
+    dense = {"L1": [1.0, 0.0], "R1": [1.0, 0.0], "R2": [0.0, 1.0]}
+    asked: list[tuple[list[str], list[str]]] = []
+
+    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        asked.append((left, right))
+        return np.array([dense[t] for t in left], dtype=np.float32), np.array([dense[t] for t in right], dtype=np.float32)
+
+    def run(spare: float):
+        config = RetrievalConfig(k=2, structure_weight=0.0, spare_margin=spare)
+        return cascade(["L0", "L1"], ["R0", "R1", "R2"], ["L0", "L1"], ["R0", "R1", "R2"], left_lex, right_lex, encode, config)
+
+    contested, stats = run(-1.0)
+    assert (stats.settled, stats.embedded_sources, stats.embedded_targets) == (1, 1, 2)
+    assert asked[-1] == (["L1"], ["R1", "R2"])  # only the open source and the open targets
+    assert contested[0].contested_by is None and contested[0].top.iri == "R0"
+    assert contested[1].contested_by == "L0" and contested[1].top.iri == "R1"
+    spared, _ = run(0.1)
+    assert spared[1].contested_by is None and spared[1].mutual and spared[1].margin >= 0.1
+    # A margin the second pass does not reach spares nothing.
+    assert run(0.9)[0][1].contested_by == "L0"
