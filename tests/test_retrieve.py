@@ -186,3 +186,30 @@ def test_cascade_contests_a_source_whose_nearest_target_was_taken_unless_spared(
     assert spared[1].contested_by is None and spared[1].mutual and spared[1].margin >= 0.1
     # A margin the second pass does not reach spares nothing.
     assert run(0.9)[0][1].contested_by == "L0"
+
+
+def test_lexical_search_on_large_target_sets_ignores_common_features(monkeypatch) -> None:
+    """Past PRUNE_FROM_TARGETS targets the candidate search drops the n-grams and words
+    most targets share (they make the sparse product dense), yet still finds each name's
+    counterpart first, with its full-feature score; the blocks run on threads."""
+    import kgalign.retrieve as retrieve_module
+
+    names = [f"{first} {last} holdings company" for first in ("north", "south", "east", "west", "upper", "lower") for last in ("quarry", "vintner", "zephyr", "juniper", "oxbow", "kestrel", "marble")]
+    left, right = lexical_vectors(names, list(reversed(names)))
+    monkeypatch.setattr(retrieve_module, "PRUNE_FROM_TARGETS", 10)
+    monkeypatch.setattr(retrieve_module, "COMMON_FEATURE_SHARE", 0.2)  # df > 8 of 42: "holdings company"
+    pruned = retrieve_module._search_features(right)
+    assert pruned.nnz < right.nnz
+    common = retrieve_module._search_features(right[:5])  # small: untouched
+    assert common.nnz == right[:5].nnz
+    scores, ids = retrieve_module.lexical_topk(left, right, k=3, block_rows=4)
+    n = len(names)
+    best = ids[np.arange(n), np.argmax(scores, axis=1)]
+    assert list(best) == [n - 1 - i for i in range(n)]
+    full = np.asarray((left @ right.T).todense())
+    assert np.all(scores.max(axis=1) < full.max(axis=1))  # the shared words no longer count
+    # retrieve() rescores its pool on every feature: the same ranking as without pruning.
+    config = RetrievalConfig(k=3, pool=3, structure_weight=0.0, dense_weight=0.0)
+    cands = retrieve(names, list(reversed(names)), None, None, left, right, config)
+    assert [c.top.iri for c in cands] == names
+    assert [c.top.score for c in cands] == pytest.approx(list(full.max(axis=1)), abs=1e-5)
