@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -13,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from kgalign.errors import KgalignError
+from kgalign.precision import precision_context, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -41,48 +40,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("KGALIGN_CACHE", Path.home() / ".cache" / "kgalign"))
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 # Word pieces embedded per text. all-MiniLM-L6-v2 was trained on sequences of at most
 # 128 (its model card); its configured 256 only lets long descriptions cost twice as
 # much, past the length it learnt to summarise.
 DEFAULT_MAX_TOKENS = 128
-
-
-def native_bfloat16(device: str = "cpu") -> bool:
-    """Whether ``device`` computes in bfloat16 natively (AVX512-BF16/AMX CPUs, recent GPUs).
-
-    Emulated bfloat16 is slower than float32, so "auto" precision only picks it
-    where the hardware has it.
-    """
-    if device == "cpu":
-        flags = _cpu_flags()
-        if flags is not None:
-            # Read from the CPU's flags, so that a run whose vectors are all cached
-            # never imports torch (over a second) only to name its cache entries.
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device != "cpu":
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
-        return False
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str] | None:
-    """The CPU feature flags of Linux's /proc/cpuinfo; None elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        return None
-    return None
 
 
 class SentenceTransformerEmbedder:
@@ -109,13 +70,9 @@ class SentenceTransformerEmbedder:
         self.path = path or default_model_path()
         if not Path(self.path).is_dir():
             raise KgalignError(f"{self.path}: embedder model folder not found")
-        if precision not in PRECISIONS:
-            raise KgalignError(f"embedder precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.device = device
         self.batch_size = batch_size
-        if precision == "auto":
-            precision = "bfloat16" if native_bfloat16(device) else "float32"
-        self.precision = precision
+        self.precision = precision = resolve_precision(precision, device, "embedder precision")
         self.max_tokens = max_tokens
         suffix = "" if precision == "float32" else f":{precision}"
         if max_tokens:
@@ -132,20 +89,13 @@ class SentenceTransformerEmbedder:
                 self._model.max_seq_length = min(self._model.max_seq_length or self.max_tokens, self.max_tokens)
         return self._model
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "float32":
-            return contextlib.nullcontext()
-        import torch
-
-        return torch.autocast(self.device.split(":")[0], dtype=getattr(torch, self.precision))
-
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         model = self._load()
         # Sorting by length keeps padding small; order is restored afterwards.
         order = np.argsort([len(t) for t in texts], kind="stable")
-        with self._autocast():
+        with precision_context(self.precision, self.device):
             vectors = model.encode(
                 [texts[i] for i in order],
                 batch_size=self.batch_size,

@@ -40,7 +40,8 @@ from kgalign import __version__
 from kgalign.atomic import write_text_atomic
 from kgalign.errors import KgalignError
 from kgalign.finetune.data import Example, TrainingData, position_name
-from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, compute_precision, default_model_path, load_tokenizer, precision_context
+from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
+from kgalign.precision import precision_context, resolve_precision
 from kgalign.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     torch.manual_seed(config.seed)
     base, tokenizer, model_path = load_base(config.model, device, config.dtype)
     # Float32 weights train under bfloat16 autocast where the hardware has it natively.
-    precision = compute_precision(config.dtype if config.dtype != "float16" else "float32", device)
+    precision = resolve_precision(config.dtype if config.dtype != "float16" else "float32", device, "fine-tuning dtype")
     state: dict[str, Any]
     if checkpoint is not None:
         from peft import PeftModel

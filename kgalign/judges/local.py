@@ -14,7 +14,6 @@ GGUF file), dequantised once into ``$KGALIGN_CACHE/models`` and reused afterward
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import math
@@ -29,6 +28,7 @@ from kgalign.errors import KgalignError
 from kgalign.judges.base import Answer, clean_explanation, explanation_prompt
 from kgalign.judges.prompt import Question
 from kgalign.model import EntityProfile
+from kgalign.precision import precision_context, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class LocalJudge:
         self.batch_size = max(1, batch_size)
         self.model_id = model_id
         self.calibrate = calibrate
-        self.precision = compute_precision(dtype, device)
+        self.precision = resolve_precision(dtype, device, "local judge dtype")
         self._letter_ids = letter_token_ids(tokenizer, model_id)
         self._priors: dict[int, dict[str, float]] = {}
         self._adapter_key: str | None = None
@@ -285,29 +285,6 @@ class LocalJudge:
         else:
             start = "\n\n".join(m["content"] for m in prompt.messages) + "\n"
         return start + prompt.prefix
-
-
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def compute_precision(dtype: str, device: str = "cpu") -> str:
-    """The arithmetic a judge runs in: ``auto`` is bfloat16 where ``device`` has it natively, else float32."""
-    if dtype not in PRECISIONS:
-        raise KgalignError(f"local judge dtype must be one of {', '.join(PRECISIONS)}, not {dtype!r}")
-    if dtype == "auto":
-        from kgalign.embed import native_bfloat16
-
-        return "bfloat16" if native_bfloat16(device) else "float32"
-    return dtype
-
-
-def precision_context(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
-    """bfloat16 autocast (weights and norms stay float32), or nothing for float32."""
-    if precision == "float32":
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.autocast(device.split(":")[0], dtype=getattr(torch, precision))
 
 
 def load_tokenizer(path: str | Path) -> Any:
