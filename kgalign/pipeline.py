@@ -325,9 +325,7 @@ def prepare(
         candidates, stats = _cascade_candidates(
             config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer
         )
-        prepared = Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds)
-        prepared.cascade = stats
-        return prepared
+        return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds, cascade=stats)
 
     left_vectors = right_vectors = None
     with timer.stage("embed"):
@@ -358,17 +356,12 @@ def _cascade_candidates(
     """Candidates by :func:`kgalign.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve != "many-to-one")
-    left_iris = [p.iri for p in left_profiles]
-    right_iris = [p.iri for p in right_profiles]
-    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
-    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
     with timer.stage("retrieve"):
         left_lex, right_lex = lexical_vectors(left_texts, right_texts)
         left_struct = right_struct = None
-        if retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table):
-            propagated = propagate_seeds(left_lex, right_lex, left_iris, right_iris, seeds)
-            left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_lex)[rows]
-            right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+        if _uses_structure(retrieval, left_table, right_table):
+            left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols)
 
     def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return encode_sides(embedder, left, right)
@@ -543,11 +536,8 @@ def _retrieve_candidates(
     (``structure_vectors="lexical"``).
     """
     retrieval = config.retrieval
-    left_iris = [p.iri for p in left_profiles]
-    right_iris = [p.iri for p in right_profiles]
-    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
-    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
-    structure = retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table)
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
+    structure = _uses_structure(retrieval, left_table, right_table)
     lexical_structure = structure and retrieval.structure_vectors == "lexical"
     lex: tuple = (None, None)
     if lexical_structure:
@@ -562,10 +552,7 @@ def _retrieve_candidates(
             lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
     left_struct = right_struct = None
     if structure:
-        left_names, right_names = name_vectors
-        propagated = propagate_seeds(left_names, right_names, left_iris, right_iris, seeds)
-        left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_names)[rows]
-        right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+        left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, *name_vectors, seeds, rows, cols)
     with progress_bar("retrieve", len(rows)) as advance:
         return retrieve(
             [left_iris[i] for i in rows],
@@ -579,6 +566,41 @@ def _retrieve_candidates(
             left_struct,
             right_struct,
         )
+
+
+def _participants(
+    config: AlignConfig, seeds: list[tuple[str, str]], left_profiles: list[EntityProfile], right_profiles: list[EntityProfile]
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Both sides' IRIs, and the rows (sources) and columns (targets) that take part."""
+    left_iris = [p.iri for p in left_profiles]
+    right_iris = [p.iri for p in right_profiles]
+    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
+    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
+    return left_iris, right_iris, rows, cols
+
+
+def _uses_structure(retrieval: RetrievalConfig, left_table: EntityTable, right_table: EntityTable) -> bool:
+    return retrieval.structure_weight > 0 and has_structure(left_table) and has_structure(right_table)
+
+
+def _neighbour_channel(
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_iris: list[str],
+    right_iris: list[str],
+    left_names: Any,
+    right_names: Any,
+    seeds: list[tuple[str, str]],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[Any, Any]:
+    """Neighbour vectors of the taking-part sources and targets: the mean of each entity's
+    neighbours' name vectors (dense or TF-IDF rows, of every entity), seed targets
+    carrying their left partner's names."""
+    propagated = propagate_seeds(left_names, right_names, left_iris, right_iris, seeds)
+    left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_names)[rows]
+    right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+    return left_struct, right_struct
 
 
 def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:
