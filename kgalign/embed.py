@@ -45,16 +45,33 @@ def cache_root() -> Path:
 # much, past the length it learnt to summarise.
 DEFAULT_MAX_TOKENS = 128
 
+ENGINES = ("auto", "numpy", "torch")
+
+#: ``engine="auto"`` runs the numpy encoder (kgalign.bert) up to this many word pieces
+#: in one call, sentence-transformers above it. Measured on this project's 2-core CPU
+#: (bench/embed_engines.py): importing torch and sentence-transformers and loading the
+#: model costs about 5 s, after which bfloat16 torch reads long texts about 1.4 times
+#: faster per word piece than numpy (short ones equally fast); the two break even near
+#: 100,000 word pieces. The cascade embeds a few thousand on the benchmark pairs.
+AUTO_NUMPY_MAX_TOKENS = 100_000
+
 
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model from a local folder, on the CPU by default.
 
     Texts are cut to ``max_tokens`` word pieces (None: the model's own limit).
 
-    ``precision`` "auto" runs the model under bfloat16 autocast where the hardware
-    supports it natively (about twice the speed of float32 on such a CPU; cosine
-    between the two kinds of vectors above 0.9999 for MiniLM), else in float32.
-    Vectors are always returned as normalised float32.
+    ``engine`` picks what runs the model: ``torch`` is sentence-transformers; ``numpy``
+    the plain-numpy BERT encoder of :mod:`kgalign.bert` (BERT models with mean pooling
+    only, e.g. the default MiniLM; no torch import, vectors within a cosine of 0.9999
+    of torch's); ``auto`` numpy for calls up to AUTO_NUMPY_MAX_TOKENS word pieces on a
+    CPU when the model qualifies, torch otherwise.
+
+    ``precision`` (torch engine) "auto" runs the model under bfloat16 autocast where
+    the hardware supports it natively (about twice the speed of float32 on such a CPU;
+    cosine between the two kinds of vectors above 0.9999 for MiniLM), else in float32.
+    The numpy engine computes in float32. Vectors are always returned as normalised
+    float32.
     """
 
     def __init__(
@@ -64,6 +81,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 128,
         precision: str = "auto",
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        engine: str = "auto",
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -74,11 +92,43 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.precision = precision = resolve_precision(precision, device, "embedder precision")
         self.max_tokens = max_tokens
+        if engine not in ENGINES:
+            raise KgalignError(f"embedder engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        from kgalign.bert import supported
+
+        unsupported = supported(self.path)
+        if engine == "numpy" and (unsupported or device != "cpu"):
+            why = unsupported or f"it runs on the CPU only, not {device}"
+            raise KgalignError(f"{self.path}: the numpy embedder engine cannot run this model ({why}); use --embed-engine torch")
+        if engine == "auto" and (unsupported or device != "cpu"):
+            engine = "torch"
+        self.engine = engine
         suffix = "" if precision == "float32" else f":{precision}"
         if max_tokens:
             suffix += f":max{max_tokens}"
+        if engine != "torch":
+            # The cache keys of numpy vectors (or of auto's choice, a function of the
+            # texts) are kept apart from torch's.
+            suffix += f":{engine}"
         self.model_id = f"sentence-transformers:{Path(self.path).name}:{_folder_fingerprint(self.path)}{suffix}"
         self._model = None
+        self._numpy = None
+
+    def _numpy_encoder(self):
+        if self._numpy is None:
+            from kgalign.bert import NumpyBert
+
+            self._numpy = NumpyBert(self.path, max_tokens=self.max_tokens)
+        return self._numpy
+
+    def engine_for(self, texts: list[str]) -> str:
+        """The engine that encodes ``texts``: fixed, or auto's choice by their word pieces."""
+        if self.engine != "auto":
+            return self.engine
+        if len(texts) > AUTO_NUMPY_MAX_TOKENS // 3:  # every text has at least 3 pieces
+            return "torch"
+        tokens = self._numpy_encoder().count_tokens(texts)
+        return "numpy" if tokens <= AUTO_NUMPY_MAX_TOKENS else "torch"
 
     def _load(self):
         if self._model is None:
@@ -92,6 +142,10 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        engine = self.engine_for(texts)
+        log.info("embedding %d texts with the %s engine", len(texts), engine)
+        if engine == "numpy":
+            return self._numpy_encoder().encode(texts)
         model = self._load()
         # Sorting by length keeps padding small; order is restored afterwards.
         order = np.argsort([len(t) for t in texts], kind="stable")

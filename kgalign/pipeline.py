@@ -56,6 +56,7 @@ class AlignConfig:
     judge_options: dict[str, Any] = field(default_factory=dict)
     embedder: str | None = None
     embed_precision: str = "auto"
+    embed_engine: str = "auto"
     embed_max_tokens: int | None = DEFAULT_MAX_TOKENS
     left_format: str | None = None
     right_format: str | None = None
@@ -319,7 +320,9 @@ def prepare(
 
     seeds = _known_seeds(config.seed_links, left_table, right_table)
     embedder = embedder or CachedEmbedder(
-        SentenceTransformerEmbedder(config.embedder, precision=config.embed_precision, max_tokens=config.embed_max_tokens)
+        SentenceTransformerEmbedder(
+            config.embedder, precision=config.embed_precision, max_tokens=config.embed_max_tokens, engine=config.embed_engine
+        )
     )
     if config.retrieval.mode == "cascade":
         candidates, stats = _cascade_candidates(

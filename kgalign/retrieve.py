@@ -117,17 +117,18 @@ def lexical_text(text: str) -> str:
 
 def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
     """TF-IDF of character 3-grams within words plus whole words, fitted on both sides."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
+    from kgalign.tfidf import char_wb_ngrams, normalize_rows, tfidf, words
 
     corpus = [lexical_text(t) for t in left_texts] + [lexical_text(t) for t in right_texts]
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), lowercase=False, sublinear_tf=True, dtype=np.float32)
-    words = TfidfVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b", lowercase=False, sublinear_tf=True, dtype=np.float32)
-    try:
-        matrix = sparse.hstack([chars.fit_transform(corpus), words.fit_transform(corpus)]).tocsr()
-    except ValueError:  # every text empty
-        matrix = sparse.csr_matrix((len(corpus), 1), dtype=np.float32)
-    matrix = normalize(matrix)
+    parts = []
+    for analyzer in (char_wb_ngrams, words):
+        try:
+            parts.append(tfidf(corpus, analyzer))
+        except ValueError:  # no text has such a feature (all empty, or punctuation only)
+            continue
+    if not parts:
+        return sparse.csr_matrix((len(left_texts), 1), dtype=np.float32), sparse.csr_matrix((len(right_texts), 1), dtype=np.float32)
+    matrix = normalize_rows(sparse.hstack(parts).tocsr())
     n = len(left_texts)
     return matrix[:n], matrix[n:]
 

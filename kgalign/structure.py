@@ -52,9 +52,9 @@ def neighbour_vectors(adj: sparse.csr_matrix, vectors: Vectors) -> Vectors:
     is of the same kind.
     """
     if sparse.issparse(vectors):
-        from sklearn.preprocessing import normalize
+        from kgalign.tfidf import normalize_rows
 
-        return normalize(sparse.csr_matrix(adj @ vectors, dtype=np.float32))
+        return normalize_rows(sparse.csr_matrix(adj @ vectors, dtype=np.float32))
     mixed = np.asarray(adj @ vectors, dtype=np.float32)
     norms = np.linalg.norm(mixed, axis=1, keepdims=True)
     norms[norms == 0] = 1.0

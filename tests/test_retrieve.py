@@ -64,8 +64,8 @@ def test_encode_sides_encodes_each_distinct_text_once(embedder) -> None:
 
 def test_bfloat16_vectors_agree_with_float32(embedder) -> None:
     texts = ["luke bakes bread", "anna sings in paris", "97 bonnie & clyde", "till i collapse"]
-    fast = SentenceTransformerEmbedder(precision="bfloat16")
-    exact = SentenceTransformerEmbedder(precision="float32")
+    fast = SentenceTransformerEmbedder(precision="bfloat16", engine="torch")
+    exact = SentenceTransformerEmbedder(precision="float32", engine="torch")
     assert fast.model_id != exact.model_id  # the vector cache keeps them apart
     a, b = exact.encode(texts), fast.encode(texts)
     assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
