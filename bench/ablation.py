@@ -51,6 +51,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cascade-spare-0.05": {"mode": "cascade", "spare_margin": 0.05},
     "cascade-spare-0.1": {"mode": "cascade", "spare_margin": 0.1},
     "cascade-spare-0.2": {"mode": "cascade", "spare_margin": 0.2},
+    "cascade-embed-pool-all": {"mode": "cascade", "embed_pool": 0},
+    "cascade-embed-pool-20": {"mode": "cascade", "embed_pool": 20},
+    "cascade-embed-pool-50": {"mode": "cascade", "embed_pool": 50},
+    "cascade-embed-pool-100": {"mode": "cascade", "embed_pool": 100},
 }
 
 
@@ -77,7 +81,9 @@ def open_world(gold: list[tuple[str, str]], share: float) -> tuple[list[tuple[st
     return kept, sources, targets
 
 
-def run_variant(name: str, left: Path, right: Path, seeds: list, gold: list, unmatched_share: float = 0.0) -> dict[str, Any]:
+def run_variant(
+    name: str, left: Path, right: Path, seeds: list, gold: list, unmatched_share: float = 0.0, all_targets: bool = False
+) -> dict[str, Any]:
     spec = dict(VARIANTS[name])
     align_fields = spec.pop("align", {})
     gold, sources, targets = open_world(gold, unmatched_share)
@@ -86,7 +92,9 @@ def run_variant(name: str, left: Path, right: Path, seeds: list, gold: list, unm
         retrieval=RetrievalConfig(**spec),
         seed_links=list(seeds),
         only_left=sources,
-        only_right=targets,
+        # Every right entity but the seeds' (the test split's too, unlabelled): a few
+        # thousand sources facing a graph several times their number.
+        only_right=[] if all_targets else targets,
         **align_fields,
     )
     started = time.perf_counter()
@@ -124,6 +132,12 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated, from {', '.join(VARIANTS)}.")
     parser.add_argument("--dev-seed-share", type=float, default=0.3, help="Share of the train links used as seeds; the rest is the gold.")
     parser.add_argument("--open-world", type=float, default=0.0, help="Share of the gold pairs whose target is taken out, so that their sources have no counterpart (0: closed world).")
+    parser.add_argument(
+        "--all-targets",
+        action="store_true",
+        help="Targets are every right entity but the seeds' (the test split's entities are distractors; their links are never read), not only the gold's: a small source set facing a large graph.",
+    )
+    parser.add_argument("--tag", default="", help="Prefix of the result files' names (e.g. 'spare-').")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -136,13 +150,15 @@ def main() -> None:
     print(f"{args.dataset}: development split of the train links: {len(seeds)} seeds, {len(gold)} gold pairs", file=sys.stderr)
     rows = []
     for name in args.variants.split(","):
-        rows.append(run_variant(name, folder / "left.ttl", folder / "right.ttl", seeds, gold, args.open_world))
+        rows.append(run_variant(name, folder / "left.ttl", folder / "right.ttl", seeds, gold, args.open_world, args.all_targets))
         print(f"  {name}: {rows[-1]['metrics']} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
     world = f", open world: one source and one target in every {max(3, round(1 / args.open_world))} without a counterpart" if args.open_world > 0 else ""
+    if args.all_targets:
+        world += ", targets: every right entity but the seeds'"
     text = f"Retrieval variants on {args.dataset}, development split of the train links ({len(seeds)} seeds, {len(gold)} gold{world}):\n\n" + table(rows)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / (f"ablation-{args.dataset}" + ("-open" if args.open_world > 0 else ""))
+    stem = args.out / (f"ablation-{args.tag}{args.dataset}" + ("-open" if args.open_world > 0 else "") + ("-all-targets" if args.all_targets else ""))
     stem.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
     stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 

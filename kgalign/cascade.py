@@ -92,6 +92,8 @@ def cascade(
     if not open_rows or not open_cols or config.dense_weight <= 0:
         log.info("cascade: %d of %d sources settled on the lexical channel; nothing embedded", stats.settled, stats.sources)
         return first, stats
+    with stage("retrieve"):
+        open_cols = _within_reach(open_rows, open_cols, left_iris, right_iris, left_lex, right_lex, left_struct, right_struct, config)
     with stage("embed"):
         left_dense, right_dense = encode([left_texts[i] for i in open_rows], [right_texts[j] for j in open_cols])
     stats.embedded_sources, stats.embedded_targets = len(open_rows), len(open_cols)
@@ -121,6 +123,47 @@ def cascade(
     if taken and config.taken_window >= 0:
         _guard(result, first, open_rows, taken, left_lex, right_lex, left_struct, right_struct, right_iris, config)
     return result, stats
+
+
+def _within_reach(
+    open_rows: list[int],
+    open_cols: list[int],
+    left_iris: Sequence[str],
+    right_iris: Sequence[str],
+    left_lex: sparse.csr_matrix,
+    right_lex: sparse.csr_matrix,
+    left_struct: sparse.csr_matrix | None,
+    right_struct: sparse.csr_matrix | None,
+    config: RetrievalConfig,
+) -> list[int]:
+    """The open targets among some open source's best ``config.embed_pool`` on the first
+    pass's score, when those are fewer than all open targets.
+
+    A target that no open source ranks that high on names and neighbours would need an
+    embedding similarity far above its lexical one to win; embedding every leftover of a
+    graph many times larger than the other costs seconds for nothing.
+    """
+    reach = config.embed_pool
+    if reach <= 0 or len(open_cols) <= reach:
+        return open_cols
+    scout = retrieve(
+        [left_iris[i] for i in open_rows],
+        [right_iris[j] for j in open_cols],
+        None,
+        None,
+        left_lex[open_rows],
+        right_lex[open_cols],
+        replace(config, dense_weight=0.0, k=reach, pool=reach),
+        None,
+        None if left_struct is None else left_struct[open_rows],
+        None if right_struct is None else right_struct[open_cols],
+    )
+    column = {right_iris[j]: j for j in open_cols}
+    kept = sorted({column[item.iri] for cands in scout for item in cands.items})
+    if len(kept) < len(open_cols):
+        log.info("cascade: %d of %d open targets within the best %d of some open source", len(kept), len(open_cols), reach)
+        return kept
+    return open_cols
 
 
 def _guard(

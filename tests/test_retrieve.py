@@ -188,6 +188,34 @@ def test_cascade_contests_a_source_whose_nearest_target_was_taken_unless_spared(
     assert run(0.9)[0][1].contested_by == "L0"
 
 
+def test_cascade_embeds_only_the_open_targets_within_reach() -> None:
+    """One open source facing many leftover targets: with ``embed_pool`` 2 only its two
+    lexically nearest open targets are embedded and ranked; the embedding then picks
+    the second of them. With 0, every open target is embedded, to the same answer."""
+    from kgalign.cascade import cascade
+
+    texts = ["acme widget 200", "acme widget 300", "acme widget 300 pro", "plain gasket", "rubber hose", "steel bolt", "copper pipe"]
+    left_lex, right_lex = lexical_vectors(["acme widget 3oo"], texts)
+    dense = {t: np.eye(8, dtype=np.float32)[i] for i, t in enumerate(texts)}
+    dense["acme widget 3oo"] = dense["acme widget 200"]  # lexically second (0.52 vs 0.55)
+    asked: list[list[str]] = []
+
+    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        asked.append(right)
+        return np.array([dense[t] for t in left]), np.array([dense[t] for t in right])
+
+    def run(reach: int):
+        config = RetrievalConfig(k=3, structure_weight=0.0, embed_pool=reach, settle_margin=0.9)
+        return cascade(["L"], [f"R{i}" for i in range(len(texts))], ["acme widget 3oo"], texts, left_lex, right_lex, encode, config)
+
+    near, stats = run(2)
+    assert stats.embedded_targets == 2 and sorted(asked[-1]) == ["acme widget 200", "acme widget 300"]
+    assert near[0].top.iri == "R0" and {c.iri for c in near[0].items} == {"R0", "R1"}
+    everything, stats = run(0)
+    assert stats.embedded_targets == len(texts) and asked[-1] == texts
+    assert everything[0].top.iri == "R0"
+
+
 def test_lexical_search_on_large_target_sets_ignores_common_features(monkeypatch) -> None:
     """Past PRUNE_FROM_TARGETS targets the candidate search drops the n-grams and words
     most targets share (they make the sparse product dense), yet still finds each name's
