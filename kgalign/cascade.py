@@ -30,6 +30,7 @@ default retrieval restricted to what is left (see :func:`kgalign.retrieve.retrie
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -37,7 +38,7 @@ import numpy as np
 from scipy import sparse
 
 from kgalign.model import Candidates
-from kgalign.retrieve import Progress, RetrievalConfig, retrieve
+from kgalign.retrieve import Progress, RetrievalConfig, code_tokens, retrieve
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ def cascade(
     for i, cands in zip(open_rows, second):
         result[i] = cands
     if taken and config.taken_window >= 0:
-        _guard(result, first, open_rows, taken, left_lex, right_lex, left_struct, right_struct, right_iris, config)
+        codes = _Codes(left_texts, right_texts) if config.spare_codes else None
+        _guard(result, first, open_rows, taken, left_lex, right_lex, left_struct, right_struct, right_iris, config, codes)
     return result, stats
 
 
@@ -177,9 +179,12 @@ def _guard(
     right_struct: sparse.csr_matrix | None,
     right_iris: Sequence[str],
     config: RetrievalConfig,
+    codes: _Codes | None = None,
 ) -> None:
     """Mark the sources whose lexical best a settled source took, when no open candidate
-    comes within ``taken_window`` of that best on the first pass's scale.
+    comes within ``taken_window`` of that best on the first pass's scale, unless the
+    second pass made the best open candidate a clear mutual best (``spare_margin``) or
+    it shares a rare identifier with the source (``codes``).
 
     Such a source most likely has no counterpart of its own (its nearest name belongs
     to another entity's clear match); linking it to the best open target would make a
@@ -196,6 +201,8 @@ def _guard(
             continue
         if config.spare_margin >= 0 and is_settled(cands, config.spare_margin):
             continue
+        if codes is not None and cands.items and codes.unique_shared(i, column[cands.items[0].iri]):
+            continue
         if cands.items:
             cols = np.array([column[item.iri] for item in cands.items], dtype=np.int64)
             rows = np.full(len(cols), i, dtype=np.int64)
@@ -205,6 +212,24 @@ def _guard(
             if float(score.max()) >= best.score - config.taken_window:
                 continue
         cands.contested_by = taken[best.iri]
+
+
+class _Codes:
+    """Identifier-like words (:func:`kgalign.retrieve.code_tokens`) of sources and targets;
+    how many targets have each is counted on first use."""
+
+    def __init__(self, left_texts: Sequence[str], right_texts: Sequence[str]) -> None:
+        self.left_texts, self.right_texts = left_texts, right_texts
+        self._targets_with: Counter[str] | None = None
+
+    def unique_shared(self, row: int, col: int) -> bool:
+        """Whether source ``row`` and target ``col`` share a code that no other target has."""
+        shared = code_tokens(self.left_texts[row]) & code_tokens(self.right_texts[col])
+        if not shared:
+            return False
+        if self._targets_with is None:
+            self._targets_with = Counter(code for text in self.right_texts for code in code_tokens(text))
+        return any(self._targets_with[code] == 1 for code in shared)
 
 
 def _dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

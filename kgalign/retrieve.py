@@ -63,6 +63,10 @@ class RetrievalConfig:
     # the best mean F1 over the four development settings of bench/ablation.py (DBP15K
     # and SRPRS, closed and open world): +0.004 closed, -0.002 open.
     spare_margin: float = 0.1
+    # cascade: a source is never contested when its best open candidate shares with it an
+    # identifier-like word (letters and digits, as model numbers; see code_tokens) that
+    # no other target has.
+    spare_codes: bool = True
     # cascade: only the open targets among some open source's best ``embed_pool`` on the
     # first pass's channels (lexical, and neighbours) are embedded and ranked again; 0:
     # every open target. Matters when one graph is much larger than the other (a few
@@ -106,21 +110,42 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
 _SPLIT_CODE = re.compile(r"\b\w+(?:[-/]\w+)+\b")
 
 
+#: A run of digits alone is a code (part number, phone number) rather than a range or
+#: a fraction ("3-5", "2-1/2") when it has at least this many digits in three groups.
+DIGIT_CODE_MIN_DIGITS = 6
+
+
 def _join_code(match: re.Match[str]) -> str:
     token = match.group(0)
-    if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
-        return token.replace("-", "").replace("/", "")
+    joined = token.replace("-", "").replace("/", "")
+    if any(c.isalpha() for c in token):
+        return joined if any(c.isdigit() for c in token) else token
+    if len(token) - len(joined) >= 2 and len(joined) >= DIGIT_CODE_MIN_DIGITS:
+        # "010-10609-00" is also written "0101060900": keep both spellings.
+        return f"{token} {joined}"
     return token
 
 
 def lexical_text(text: str) -> str:
-    """Lower case, with the separators inside codes removed ("PS-LX350H" -> "pslx350h").
+    """Lower case, with the separators inside codes removed ("PS-LX350H" -> "pslx350h";
+    digits-only codes get their joined spelling added: "010-10609-00 0101060900").
 
     Model and part numbers are written with and without hyphens from one catalogue to
     the next; joined, they are one rare word, the strongest lexical evidence there is.
     Words without a digit ("belt-drive") and numbers without a letter ("3-5") are kept.
     """
     return _SPLIT_CODE.sub(_join_code, text.lower())
+
+
+# After lexical_text: a word of letters and digits ("pslx350h", "s210"), or of six digits
+# or more ("0101060900"): a model, part or phone number rather than a word or a year.
+_CODE = re.compile(r"\b(?:(?=\w*\d)(?=\w*[^\W\d_])\w{4,}|\d{6,})\b")
+
+
+def code_tokens(text: str) -> set[str]:
+    """The identifier-like words of ``text`` (model, part and phone numbers), as
+    :func:`lexical_text` writes them."""
+    return set(_CODE.findall(lexical_text(text)))
 
 
 def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:

@@ -188,6 +188,33 @@ def test_cascade_contests_a_source_whose_nearest_target_was_taken_unless_spared(
     assert run(0.9)[0][1].contested_by == "L0"
 
 
+def test_a_shared_rare_code_spares_a_contested_source() -> None:
+    """The setting of the test above, with texts: L1 and its open candidate R1 share a
+    model number no other target has, so L1 is not contested; with spare_codes off, or
+    when another target has the number too, it is."""
+    from scipy import sparse
+
+    from kgalign.cascade import cascade
+    from kgalign.retrieve import code_tokens
+
+    assert code_tokens("Panasonic KX-TG1032S, 010-10609-00, 1955 grand prix, 1080p") == {"kxtg1032s", "0101060900", "1080p"}
+    left_lex = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0.8, 0.6, 0, 0]], dtype=np.float32))
+    right_lex = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
+
+    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones((len(left), 2), dtype=np.float32) / np.sqrt(2), np.eye(2, dtype=np.float32)[: len(right)]
+
+    def run(right_texts: list[str], codes: bool):
+        config = RetrievalConfig(k=2, structure_weight=0.0, spare_margin=-1.0, spare_codes=codes)
+        left_texts = ["sony turntable", "panasonic phone KX-TG1032S"]
+        return cascade(["L0", "L1"], ["R0", "R1", "R2"], left_texts, right_texts, left_lex, right_lex, encode, config)[0]
+
+    texts = ["sony turntable", "Panasonic KX-TG1032S dual handset", "garden hose"]
+    assert run(texts, codes=True)[1].contested_by is None
+    assert run(texts, codes=False)[1].contested_by == "L0"
+    assert run([texts[0], texts[1], "case for kxtg1032s"], codes=True)[1].contested_by == "L0"
+
+
 def test_cascade_embeds_only_the_open_targets_within_reach() -> None:
     """One open source facing many leftover targets: with ``embed_pool`` 2 only its two
     lexically nearest open targets are embedded and ranked; the embedding then picks
