@@ -48,12 +48,14 @@ DEFAULT_MAX_TOKENS = 128
 ENGINES = ("auto", "numpy", "torch")
 
 #: ``engine="auto"`` runs the numpy encoder (kgalign.bert) up to this many word pieces
-#: in one call, sentence-transformers above it. Measured on this project's 2-core CPU
-#: (bench/embed_engines.py): importing torch and sentence-transformers and loading the
-#: model costs about 5 s, after which bfloat16 torch reads long texts about 1.4 times
-#: faster per word piece than numpy (short ones equally fast); the two break even near
-#: 100,000 word pieces. The cascade embeds a few thousand on the benchmark pairs.
-AUTO_NUMPY_MAX_TOKENS = 100_000
+#: in one call, sentence-transformers above it. Measured on this project's 2-core CPU,
+#: each engine in a fresh process as in a run (bench/results/embed-engines.md): torch
+#: spends about 7 s importing, loading and compiling kernels for new batch shapes, and
+#: numpy was still 1.4 times faster on 126,000 word pieces of product descriptions;
+#: torch's bfloat16 is about 1.4 times faster per piece once warm, which pays for its
+#: start only past a few hundred thousand pieces. The cascade embeds a few thousand
+#: on the benchmark pairs.
+AUTO_NUMPY_MAX_TOKENS = 200_000
 
 
 class SentenceTransformerEmbedder:
