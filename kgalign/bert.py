@@ -3,11 +3,13 @@
 The retrieval cascade settles most entities on the lexical channel and embeds only the
 contested rest: a few hundred texts on the benchmark pairs. For those, importing torch
 and transformers (5 to 8 s on a 2-core machine) costs more than the forward pass. This
-module runs the same forward pass as sentence-transformers for the common model family
-(a ``BertModel`` followed by mean pooling and normalisation, e.g. all-MiniLM-L6-v2) with
+module runs the forward pass of sentence-transformers for the common model family (a
+``BertModel`` followed by mean pooling and normalisation, e.g. all-MiniLM-L6-v2) with
 the ``tokenizers`` and ``safetensors`` packages and numpy, and imports in a tenth of a
-second. Its vectors agree with sentence-transformers' float32 ones to a cosine above
-0.9999 (tests/test_bert.py checks it on real texts).
+second. Two things differ: GELU is computed in its tanh form (see :func:`_gelu`), and
+whole batches run on parallel threads. Its vectors agree with sentence-transformers'
+float32 ones to a cosine above 0.9999 (tests/test_bert.py checks it on real texts;
+bench/results/embed-engines.md has the figures).
 
 Only what the model folder declares is supported; :func:`supported` says whether a
 folder qualifies, and the embedder falls back to sentence-transformers when it does not.
