@@ -195,9 +195,12 @@ def test_a_shared_rare_code_spares_a_contested_source() -> None:
     from scipy import sparse
 
     from kgalign.cascade import cascade
-    from kgalign.retrieve import code_tokens
+    from kgalign.retrieve import code_tokens, lexical_text
 
     assert code_tokens("Panasonic KX-TG1032S, 010-10609-00, 1955 grand prix, 1080p") == {"kxtg1032s", "0101060900", "1080p"}
+    # Dates are no codes: year, month and day stay words that match across formats.
+    assert lexical_text("born 1990-03-07") == "born 1990-03-07" and not code_tokens("07/03/1990 or 7/3/90")
+    assert lexical_text("2-1/2 inch, 3-5 days, 702/731-7547") == "2-1/2 inch, 3-5 days, 7027317547"
     left_lex = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0.8, 0.6, 0, 0]], dtype=np.float32))
     right_lex = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
 
