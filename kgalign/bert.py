@@ -161,20 +161,21 @@ class NumpyBert:
             )
         self.blocks = blocks
 
+    def tokenize(self, texts: list[str]) -> list:
+        """The word pieces of each text (truncated, special tokens included), as
+        :meth:`encode` reads them; sentence-transformers strips each text first."""
+        return self.tokenizer.encode_batch([str(t).strip() for t in texts])
+
     def count_tokens(self, texts: list[str]) -> int:
-        """Word pieces :meth:`encode` would read (after truncation, special tokens included)."""
-        return sum(len(e.ids) for e in self.tokenizer.encode_batch(self._clean(texts)))
+        return sum(len(e.ids) for e in self.tokenize(texts))
 
-    @staticmethod
-    def _clean(texts: list[str]) -> list[str]:
-        # sentence-transformers strips each text before tokenising.
-        return [str(t).strip() for t in texts]
-
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], encodings: list | None = None) -> np.ndarray:
+        """Vectors of ``texts``; ``encodings`` is their :meth:`tokenize`, when already made."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._load_weights()
-        encodings = self.tokenizer.encode_batch(self._clean(texts))
+        if encodings is None:
+            encodings = self.tokenize(texts)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)

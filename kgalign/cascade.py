@@ -93,8 +93,9 @@ def cascade(
     if not open_rows or not open_cols or config.dense_weight <= 0:
         log.info("cascade: %d of %d sources settled on the lexical channel; nothing embedded", stats.settled, stats.sources)
         return first, stats
+    sides = _Sides(left_iris, right_iris, left_lex, right_lex, left_struct, right_struct)
     with stage("retrieve"):
-        open_cols = _within_reach(open_rows, open_cols, left_iris, right_iris, left_lex, right_lex, left_struct, right_struct, config)
+        open_cols = _within_reach(open_rows, open_cols, sides, config)
     with stage("embed"):
         left_dense, right_dense = encode([left_texts[i] for i in open_rows], [right_texts[j] for j in open_cols])
     stats.embedded_sources, stats.embedded_targets = len(open_rows), len(open_cols)
@@ -106,38 +107,52 @@ def cascade(
         len(open_cols),
     )
     with stage("retrieve"):
-        second = retrieve(
-            [left_iris[i] for i in open_rows],
-            [right_iris[j] for j in open_cols],
-            left_dense,
-            right_dense,
-            left_lex[open_rows],
-            right_lex[open_cols],
-            config,
-            None,
-            None if left_struct is None else left_struct[open_rows],
-            None if right_struct is None else right_struct[open_cols],
-        )
+        second = sides.retrieve(open_rows, open_cols, config, left_dense, right_dense)
     result = list(first)
     for i, cands in zip(open_rows, second):
         result[i] = cands
     if taken and config.taken_window >= 0:
         codes = _Codes(left_texts, right_texts) if config.spare_codes else None
-        _guard(result, first, open_rows, taken, left_lex, right_lex, left_struct, right_struct, right_iris, config, codes)
+        _guard(result, first, open_rows, taken, sides, config, codes)
     return result, stats
 
 
-def _within_reach(
-    open_rows: list[int],
-    open_cols: list[int],
-    left_iris: Sequence[str],
-    right_iris: Sequence[str],
-    left_lex: sparse.csr_matrix,
-    right_lex: sparse.csr_matrix,
-    left_struct: sparse.csr_matrix | None,
-    right_struct: sparse.csr_matrix | None,
-    config: RetrievalConfig,
-) -> list[int]:
+@dataclass
+class _Sides:
+    """Both sides' IRIs and the lexical and neighbour rows of every participant."""
+
+    left_iris: Sequence[str]
+    right_iris: Sequence[str]
+    left_lex: sparse.csr_matrix
+    right_lex: sparse.csr_matrix
+    left_struct: sparse.csr_matrix | None
+    right_struct: sparse.csr_matrix | None
+
+    def retrieve(
+        self,
+        rows: list[int],
+        cols: list[int],
+        config: RetrievalConfig,
+        left_dense: np.ndarray | None = None,
+        right_dense: np.ndarray | None = None,
+    ) -> list[Candidates]:
+        """Candidates of the sources ``rows`` among the targets ``cols`` (dense vectors,
+        when given, are those of exactly these rows and columns)."""
+        return retrieve(
+            [self.left_iris[i] for i in rows],
+            [self.right_iris[j] for j in cols],
+            left_dense,
+            right_dense,
+            self.left_lex[rows],
+            self.right_lex[cols],
+            config,
+            None,
+            None if self.left_struct is None else self.left_struct[rows],
+            None if self.right_struct is None else self.right_struct[cols],
+        )
+
+
+def _within_reach(open_rows: list[int], open_cols: list[int], sides: _Sides, config: RetrievalConfig) -> list[int]:
     """The open targets among some open source's best ``config.embed_pool`` on the first
     pass's score, when the open sources are too few for their pools to cover the open
     targets (fewer than one in ``embed_pool``).
@@ -154,19 +169,8 @@ def _within_reach(
         # 100,000 targets misses matches the embeddings find (the 1M-triple pair of
         # bench/large.py lost 0.02 Hits@1 that way).
         return open_cols
-    scout = retrieve(
-        [left_iris[i] for i in open_rows],
-        [right_iris[j] for j in open_cols],
-        None,
-        None,
-        left_lex[open_rows],
-        right_lex[open_cols],
-        replace(config, dense_weight=0.0, k=reach, pool=reach),
-        None,
-        None if left_struct is None else left_struct[open_rows],
-        None if right_struct is None else right_struct[open_cols],
-    )
-    column = {right_iris[j]: j for j in open_cols}
+    scout = sides.retrieve(open_rows, open_cols, replace(config, dense_weight=0.0, k=reach, pool=reach))
+    column = {sides.right_iris[j]: j for j in open_cols}
     kept = sorted({column[item.iri] for cands in scout for item in cands.items})
     if len(kept) < len(open_cols):
         log.info("cascade: %d of %d open targets within the best %d of some open source", len(kept), len(open_cols), reach)
@@ -179,11 +183,7 @@ def _guard(
     first: list[Candidates],
     open_rows: list[int],
     taken: dict[str, str],
-    left_lex: sparse.csr_matrix,
-    right_lex: sparse.csr_matrix,
-    left_struct: sparse.csr_matrix | None,
-    right_struct: sparse.csr_matrix | None,
-    right_iris: Sequence[str],
+    sides: _Sides,
     config: RetrievalConfig,
     codes: _Codes | None = None,
 ) -> None:
@@ -198,8 +198,8 @@ def _guard(
     judge may still pick one; ranking metrics see them); :func:`kgalign.vote.decide`
     does not link a contested source without a judge.
     """
-    column = {iri: j for j, iri in enumerate(right_iris)}
-    weight = config.structure_weight if left_struct is not None and right_struct is not None else 0.0
+    column = {iri: j for j, iri in enumerate(sides.right_iris)}
+    weight = config.structure_weight if sides.left_struct is not None and sides.right_struct is not None else 0.0
     for i in open_rows:
         best = first[i].top
         cands = result[i]
@@ -212,9 +212,9 @@ def _guard(
         if cands.items:
             cols = np.array([column[item.iri] for item in cands.items], dtype=np.int64)
             rows = np.full(len(cols), i, dtype=np.int64)
-            score = (1.0 - weight) * _dots(left_lex, right_lex, rows, cols)
+            score = (1.0 - weight) * _dots(sides.left_lex, sides.right_lex, rows, cols)
             if weight:
-                score += weight * _dots(left_struct, right_struct, rows, cols)
+                score += weight * _dots(sides.left_struct, sides.right_struct, rows, cols)
             if float(score.max()) >= best.score - config.taken_window:
                 continue
         cands.contested_by = taken[best.iri]

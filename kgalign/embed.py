@@ -125,12 +125,17 @@ class SentenceTransformerEmbedder:
 
     def engine_for(self, texts: list[str]) -> str:
         """The engine that encodes ``texts``: fixed, or auto's choice by their word pieces."""
+        return self._choose(texts)[0]
+
+    def _choose(self, texts: list[str]) -> tuple[str, list | None]:
+        """The engine, and the word pieces when auto counted them (numpy reuses them)."""
         if self.engine != "auto":
-            return self.engine
+            return self.engine, None
         if len(texts) > AUTO_NUMPY_MAX_TOKENS // 3:  # every text has at least 3 pieces
-            return "torch"
-        tokens = self._numpy_encoder().count_tokens(texts)
-        return "numpy" if tokens <= AUTO_NUMPY_MAX_TOKENS else "torch"
+            return "torch", None
+        encodings = self._numpy_encoder().tokenize(texts)
+        tokens = sum(len(e.ids) for e in encodings)
+        return ("numpy", encodings) if tokens <= AUTO_NUMPY_MAX_TOKENS else ("torch", None)
 
     def _load(self):
         if self._model is None:
@@ -144,10 +149,10 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        engine = self.engine_for(texts)
+        engine, encodings = self._choose(texts)
         log.info("embedding %d texts with the %s engine", len(texts), engine)
         if engine == "numpy":
-            return self._numpy_encoder().encode(texts)
+            return self._numpy_encoder().encode(texts, encodings)
         model = self._load()
         # Sorting by length keeps padding small; order is restored afterwards.
         order = np.argsort([len(t) for t in texts], kind="stable")
