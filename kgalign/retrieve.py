@@ -185,10 +185,14 @@ PRUNE_FROM_TARGETS = 50_000
 COMMON_FEATURE_SHARE = 0.01
 
 
+def _prunes(n_targets: int) -> bool:
+    return n_targets >= PRUNE_FROM_TARGETS
+
+
 def _search_features(right: sparse.csr_matrix) -> sparse.csr_matrix:
     """``right`` without its common features when it is large (see PRUNE_FROM_TARGETS)."""
     n = right.shape[0]
-    if n < PRUNE_FROM_TARGETS:
+    if not _prunes(n):
         return right
     df = np.bincount(right.indices, minlength=right.shape[1])
     keep = df <= max(1, int(COMMON_FEATURE_SHARE * n))
@@ -232,7 +236,7 @@ def lexical_topk(
     return all_scores, all_ids
 
 
-def _pair_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, step: int = 65_536) -> np.ndarray:
+def _pair_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
     """Dot products a[rows[i]] . b[cols[i]], in slices so no big gathered copy is held."""
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), step):
@@ -272,21 +276,22 @@ def retrieve(
     use_lex = left_lex is not None and right_lex is not None and (config.dense_weight < 1.0 or not use_dense)
     if not use_dense and not use_lex:
         raise ValueError("retrieve needs dense vectors, lexical vectors or both")
-    pools: list[set[int]] = [set() for _ in range(n_left)]
+    found: list[np.ndarray] = []
+    lex = None
     if use_dense:
-        _, dense_ids = dense_topk(left_dense, right_dense, pool, config.hnsw_threshold)
-        pools = [set(int(i) for i in row if i >= 0) for row in dense_ids]
+        found.append(dense_topk(left_dense, right_dense, pool, config.hnsw_threshold)[1])
     if use_lex:
-        _, lex_ids = lexical_topk(left_lex, right_lex, pool, config.block_rows, progress)
-        for row_pool, row in zip(pools, lex_ids):
-            row_pool.update(int(i) for i in row)
+        lex_scores, lex_ids = lexical_topk(left_lex, right_lex, pool, config.block_rows, progress)
+        found.append(lex_ids)
     elif progress:
         progress(n_left)
-
-    rows = np.repeat(np.arange(n_left), [len(p) for p in pools])
-    cols = np.fromiter((c for p in pools for c in sorted(p)), dtype=np.int64, count=len(rows))
+    rows, cols, order, kept = _pooled(np.hstack(found) if len(found) > 1 else found[0])
+    if use_lex and not use_dense and not _prunes(right_lex.shape[0]):
+        # The search scored every pooled pair on every feature already.
+        lex = np.take_along_axis(lex_scores, order, axis=1)[kept]
     dense = _pair_dots(left_dense, right_dense, rows, cols) if use_dense else None
-    lex = _sparse_pair_dots(left_lex, right_lex, rows, cols) if use_lex else None
+    if use_lex and lex is None:
+        lex = _sparse_pair_dots(left_lex, right_lex, rows, cols)
     if dense is not None and lex is not None:
         scores = config.dense_weight * dense + (1.0 - config.dense_weight) * lex
     else:
@@ -300,7 +305,21 @@ def retrieve(
     return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
 
 
-def _sparse_pair_dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, step: int = 200_000) -> np.ndarray:
+def _pooled(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (row, column) of the searches' best ids per row (one row of ``ids`` per
+    source, the searches' ids side by side), each once and columns ascending within a
+    row; FAISS's -1 padding is dropped. Also the argsort that ordered each row and the
+    mask of the kept entries, to carry a search's scores along."""
+    order = np.argsort(ids, axis=1, kind="stable")
+    ordered = np.take_along_axis(ids, order, axis=1)
+    kept = ordered >= 0
+    kept[:, 1:] &= ordered[:, 1:] != ordered[:, :-1]
+    return np.nonzero(kept)[0], ordered[kept].astype(np.int64), order, kept
+
+
+def _sparse_pair_dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
+    # Small slices: the gathered rows of a large slice are fresh memory every time, and
+    # its page faults cost more than the products (1.7 s against 0.7 s on DBP15K).
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), step):
         out[start : start + step] = _row_dot(a, b, rows[start : start + step], cols[start : start + step])
@@ -325,17 +344,20 @@ def _assemble(
     best_source[cols[winners]] = rows[winners]
     best_score[cols[winners]] = scores[winners]
 
+    # Every row's best k: by row, then score (best first), then column.
+    order = np.lexsort((cols, -scores, rows))
+    bounds = np.searchsorted(rows[order], np.arange(len(left_iris) + 1))
+    rank = np.arange(len(order)) - np.repeat(bounds[:-1], np.diff(bounds))
+    top = order[rank < k]
+    top_rows, top_cols = rows[top], cols[top]
+    ends = np.searchsorted(top_rows, np.arange(len(left_iris) + 1)).tolist()
+    names = [right_iris[c] for c in top_cols.tolist()]
+    rounded = [round(score, 6) for score in scores[top].astype(np.float64).tolist()]
+    mutual = (best_source[top_cols] == top_rows).tolist()
     result: list[Candidates] = []
-    bounds = np.searchsorted(rows, np.arange(len(left_iris) + 1))
     for i, iri in enumerate(left_iris):
-        lo, hi = bounds[i], bounds[i + 1]
-        row_cols, row_scores = cols[lo:hi], scores[lo:hi]
-        top = np.lexsort((row_cols, -row_scores))[:k]
-        items = [
-            Candidate(iri=right_iris[int(row_cols[j])], score=round(float(row_scores[j]), 6), rank=r + 1)
-            for r, j in enumerate(top)
-        ]
+        lo, hi = ends[i], ends[i + 1]
+        items = [Candidate(iri=names[j], score=rounded[j], rank=j - lo + 1) for j in range(lo, hi)]
         margin = items[0].score - items[1].score if len(items) > 1 else items[0].score if items else 0.0
-        mutual = bool(items) and int(best_source[int(row_cols[top[0]])]) == i
-        result.append(Candidates(source=iri, items=items, margin=round(float(margin), 6), mutual=mutual))
+        result.append(Candidates(source=iri, items=items, margin=round(float(margin), 6), mutual=bool(items) and mutual[lo]))
     return result

@@ -271,3 +271,31 @@ def test_lexical_search_on_large_target_sets_ignores_common_features(monkeypatch
     cands = retrieve(names, list(reversed(names)), None, None, left, right, config)
     assert [c.top.iri for c in cands] == names
     assert [c.top.score for c in cands] == pytest.approx(list(full.max(axis=1)), abs=1e-5)
+
+
+@pytest.mark.parametrize("dense_weight", [0.0, 0.5, 1.0])
+def test_every_candidate_carries_its_exact_combined_score(dense_weight) -> None:
+    """Whatever search found a pair (the lexical one, whose scores are reused, the dense
+    one, or both), its score is the exact weighted cosine, each target appears once per
+    source, best first, ties broken by target order."""
+    rng = np.random.default_rng(7)
+    left_names = [f"{a} {b}" for a in ("acme", "zenith", "orbit", "delta", "pioneer") for b in ("drill 2000", "saw x5", "lamp", "kettle")]
+    right_names = [name.replace("2000", "2000 pro") for name in reversed(left_names)] + ["unrelated entry", "acme"]
+    left_lex, right_lex = lexical_vectors(left_names, right_names)
+    left_dense = rng.normal(size=(len(left_names), 8)).astype(np.float32)
+    right_dense = rng.normal(size=(len(right_names), 8)).astype(np.float32)
+    left_dense /= np.linalg.norm(left_dense, axis=1, keepdims=True)
+    right_dense /= np.linalg.norm(right_dense, axis=1, keepdims=True)
+    exact = (1 - dense_weight) * np.asarray((left_lex @ right_lex.T).todense()) + dense_weight * (left_dense @ right_dense.T)
+    config = RetrievalConfig(k=4, pool=6, structure_weight=0.0, dense_weight=dense_weight)
+    cands = retrieve(left_names, right_names, left_dense, right_dense, left_lex, right_lex, config)
+    column = {name: j for j, name in enumerate(right_names)}
+    for i, c in enumerate(cands):
+        iris = [item.iri for item in c.items]
+        assert len(iris) == len(set(iris)) == 4
+        assert [item.rank for item in c.items] == [1, 2, 3, 4]
+        assert [item.score for item in c.items] == pytest.approx([exact[i, column[n]] for n in iris], abs=2e-6)
+        assert [item.score for item in c.items] == sorted((item.score for item in c.items), reverse=True)
+        assert c.margin == pytest.approx(c.items[0].score - c.items[1].score, abs=2e-6)
+    if dense_weight == 0.0:
+        assert [c.top.iri for c in cands] == [n.replace("2000", "2000 pro") for n in left_names]
