@@ -60,8 +60,11 @@ class KgalignGroup(click.Group):
     """Turns library errors into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context):
+        from kgalign.gctune import relaxed_gc
+
         try:
-            return super().invoke(ctx)
+            with relaxed_gc():  # every command builds large graphs or tables
+                return super().invoke(ctx)
         except KgalignError as exc:
             from kgalign.redact import redact_text
 

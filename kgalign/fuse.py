@@ -1,6 +1,6 @@
 """Fuse two graphs along accepted links into one graph.
 
-- Clusters are the connected components of the links (networkx).
+- Clusters are the connected components of the links (union-find).
 - Each cluster gets one canonical IRI (``left``, ``right`` or ``mint``); the other
   members stay reachable: ``canonical owl:sameAs member``.
 - Every triple of both graphs is rewritten onto canonical IRIs; duplicates collapse.
@@ -22,13 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import networkx as nx
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL
 from rdflib.term import Node
 
 from kgalign.model import Link
-from kgalign.triples import Triple, TripleSource
+from kgalign.triples import Triple, TripleSource, known_iri
 
 CANONICAL_POLICIES = ("left", "right", "mint")
 CONFLICT_POLICIES = ("prefer-left", "prefer-right", "keep-all", "most-specific")
@@ -64,15 +63,26 @@ class FusionResult:
 
 
 def cluster_links(links: Iterable[Link]) -> list[list[str]]:
-    graph = nx.Graph()
+    """Connected components of the links, each a sorted list of its IRIs (left ones
+    before right ones), the clusters sorted. A left and a right IRI that are the same
+    string are still two nodes."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(node: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]  # path halving
+            node = parent[node]
+        return node
+
     for link in links:
-        graph.add_edge(("L", link.left), ("R", link.right))
-    clusters = []
-    for component in nx.connected_components(graph):
-        members = sorted(component)
-        clusters.append([iri for _, iri in members])
-    clusters.sort()
-    return clusters
+        a, b = root(("L", link.left)), root(("R", link.right))
+        if a != b:
+            parent[b] = a
+    components: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for node in parent:
+        components.setdefault(root(node), []).append(node)
+    return sorted([iri for _, iri in sorted(members)] for members in components.values())
 
 
 def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str) -> dict[str, str]:
@@ -123,7 +133,7 @@ def fuse(
     functional = _functional_predicates(left) & _functional_predicates(right) if conflicts != "keep-all" else set()
 
     # Clustered IRIs to their canonical IRI, as terms: a literal or blank node never matches.
-    rewrite: dict[Node, Node] = {URIRef(member): URIRef(target) for member, target in mapping.items()}
+    rewrite: dict[Node, Node] = {known_iri(member): known_iri(target) for member, target in mapping.items()}
     # Each triple's sources, as shared frozensets: one set object per triple would cost
     # more memory than the triple itself on a large pair.
     provenance: dict[Triple, frozenset[str]] = {}
@@ -152,11 +162,12 @@ def fuse(
                         dropped.append((triple, source, f"functional-conflict:{conflicts}"))
 
     namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
+    same_as = OWL.sameAs
     for members in clusters:
         target = mapping[members[0]]
         for member in members:
             if member != target:
-                link = (URIRef(target), OWL.sameAs, URIRef(member))
+                link = (known_iri(target), same_as, known_iri(member))
                 provenance[link] = provenance.get(link, frozenset()) | _SOURCES["kgalign"]
     return FusionResult(canonical=mapping, clusters=clusters, provenance=provenance, dropped=dropped, namespaces=namespaces)
 

@@ -49,7 +49,7 @@ from rdflib.term import Node
 
 from kgalign.errors import InputError
 from kgalign.model import Entity, EntityTable, Value
-from kgalign.triples import Triple, TripleSet, TripleSource
+from kgalign.triples import Triple, TripleSet, TripleSource, known_iri
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ SCHEMA_TYPES = frozenset(
         OWL.Ontology,
     }
 )
+_SCHEMA_TYPE_NAMES = frozenset(str(t) for t in SCHEMA_TYPES)
 
 FORMAT_BY_SUFFIX = {
     ".ttl": "turtle",
@@ -625,7 +626,7 @@ def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
             value = node.value  # type: ignore[attr-defined]
             iri = iris.get(value)
             if iri is None:
-                iri = iris[value] = URIRef(value)
+                iri = iris[value] = known_iri(value)  # pyoxigraph checked it
             return iri
         if kind is literal_type:
             language = node.language  # type: ignore[attr-defined]
@@ -673,6 +674,7 @@ class _Index:
         self.referenced: set[object] = set()
         self.subjects: set[object] = set()
         label_set = set(LABEL_PREDICATES)
+        rdf_type = RDF.type  # a namespace attribute is a slow lookup: once, not per triple
         names: dict[object, str] = {}
         name = names.get
         for s, p, o in graph:
@@ -688,7 +690,7 @@ class _Index:
                     self.labels[s].append(value)
                 else:
                     self.literals[s][name(p) or names.setdefault(p, str(p))].append(value)
-            elif p == RDF.type:
+            elif p == rdf_type:
                 self.types[s].append(name(o) or names.setdefault(o, str(o)))
             else:
                 self.links[s][name(p) or names.setdefault(p, str(p))].append(o)
@@ -697,7 +699,7 @@ class _Index:
 
 
 def _is_schema_node(types: Iterable[str]) -> bool:
-    return any(URIRef(t) in SCHEMA_TYPES for t in types)
+    return any(t in _SCHEMA_TYPE_NAMES for t in types)
 
 
 def build_entity_table(
@@ -738,6 +740,9 @@ def build_entity_table(
     return EntityTable(name=name, entities=entities, triple_count=len(graph))
 
 
+_RDFS_LABEL = str(RDFS.label)
+
+
 def _fold(
     index: _Index,
     node: object,
@@ -754,7 +759,7 @@ def _fold(
         # A folded node's own labels become attributes of the owner.
         labels = index.labels.get(node, ())
         if labels:
-            entity.attributes.setdefault(prefix + str(RDFS.label), []).extend(labels)
+            entity.attributes.setdefault(prefix + _RDFS_LABEL, []).extend(labels)
     for predicate, targets in index.links.get(node, {}).items():
         for target in targets:
             if target in entity_set:

@@ -20,8 +20,9 @@ from kgalign import __version__
 from kgalign.embed import DEFAULT_MAX_TOKENS, CachedEmbedder, Embedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
 from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
-from kgalign.export import provenance_dataset, write_alignment, write_dataset, write_fused, write_links
+from kgalign.export import PRETTY_LIMIT, FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
 from kgalign.fuse import FusionResult, fuse
+from kgalign.gctune import relaxed_gc
 from kgalign.judges.base import Judge, check_judge, make_judge
 from kgalign.judges.cache import AnswerCache, CachedJudge
 from kgalign.load import load_entities
@@ -207,14 +208,15 @@ class AlignmentResult:
             paths.pop("metrics.json")
         try:
             outdir.mkdir(parents=True, exist_ok=True)
-            with deferred_renames():
+            with relaxed_gc(), deferred_renames():
                 with self.timer.stage("write"):
-                    write_fused(self.fusion, paths["fused.ttl"])
+                    rendered = FusedRows.of(self.fusion) if len(self.fusion) > PRETTY_LIMIT else None
+                    write_fused(self.fusion, paths["fused.ttl"], rendered)
                     write_links(self.links, paths["links.ttl"])
                     write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)
                     write_votes(self.vote_records(), paths["votes.jsonl"])
                     run_iri = URIRef(f"{KGA}run/{int(self.started)}")
-                    write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path), paths["provenance.trig"])
+                    write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path, rendered), paths["provenance.trig"])
                     if self.metrics is not None:
                         write_json(paths["metrics.json"], self.metrics)
                 write_json(paths["run.json"], self.run_info())
@@ -402,7 +404,11 @@ def align(
     (:func:`kgalign.judges.base.check_judge`): a missing package stops the run before
     the graphs are loaded.
     """
-    config = config or AlignConfig()
+    with relaxed_gc():
+        return _align(left, right, config or AlignConfig(), embedder, judge)
+
+
+def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None) -> AlignmentResult:
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
     config.vote.seed = config.seed

@@ -16,8 +16,9 @@ from rdflib.term import Node
 Triple = tuple[Node, Node, Node]
 
 
-class _N3:
-    """Each term's N-Triples form, computed once: subjects and predicates repeat on many triples."""
+class N3:
+    """Each term's N-Triples form, computed once: subjects and predicates repeat on many
+    triples, and one instance can serve several writers of the same terms."""
 
     def __init__(self) -> None:
         self._forms: dict[Node, str] = {}
@@ -29,11 +30,20 @@ class _N3:
         return form
 
 
-def write_triples(handle: IO[str], triples: Iterable[Triple], indent: str = "") -> int:
+class Rendered(list):
+    """Rows ``(subject, predicate, object)`` in N-Triples form, sorted (see :func:`render`):
+    the writers take them as they are."""
+
+
+def render(triples: Iterable[Triple], n3: N3 | None = None) -> Rendered:
+    """The triples as sorted rows of N-Triples forms; sorting groups them by subject."""
+    n3 = n3 or N3()
+    return Rendered(sorted((n3(s), n3(p), n3(o)) for s, p, o in triples))
+
+
+def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered, indent: str = "") -> int:
     """Write triples grouped by subject (``s p o ; p o .``); returns how many were written."""
-    n3 = _N3()
-    rows = sorted((n3(s), n3(p), n3(o)) for s, p, o in triples)
-    del n3
+    rows = triples if isinstance(triples, Rendered) else render(triples)
     current = None
     chunk: list[str] = []
     for subject, predicate, obj in rows:
@@ -53,7 +63,7 @@ def write_triples(handle: IO[str], triples: Iterable[Triple], indent: str = "") 
     return len(rows)
 
 
-def write_turtle(handle: IO[str], triples: Iterable[Triple], prefixes: dict[str, str] | None = None) -> int:
+def write_turtle(handle: IO[str], triples: Iterable[Triple] | Rendered, prefixes: dict[str, str] | None = None) -> int:
     for prefix, namespace in sorted((prefixes or {}).items()):
         handle.write(f"@prefix {prefix}: <{namespace}> .\n")
     if prefixes:
@@ -61,7 +71,7 @@ def write_turtle(handle: IO[str], triples: Iterable[Triple], prefixes: dict[str,
     return write_triples(handle, triples)
 
 
-def write_trig(handle: IO[str], default: Iterable[Triple], graphs: dict[Node, Iterable[Triple]]) -> int:
+def write_trig(handle: IO[str], default: Iterable[Triple], graphs: dict[Node, Iterable[Triple] | Rendered]) -> int:
     """Default-graph triples first, then one ``GRAPH <g> { ... }`` block per named graph."""
     count = write_triples(handle, default)
     for name, triples in graphs.items():

@@ -102,3 +102,38 @@ def test_many_links_take_the_fast_writer_and_parse_back(tmp_path) -> None:
     graph = Graph().parse(path, format="turtle")
     assert len(graph) == len(links)
     assert set(graph.subject_objects(OWL.sameAs)) == {(URIRef(x.left), URIRef(x.right)) for x in links}
+
+
+def test_known_iri_is_the_same_term_as_urirefs() -> None:
+    from kgalign.triples import known_iri
+
+    value = "http://example.org/entity/Saint-Étienne_(ville)"
+    term = known_iri(value)
+    assert type(term) is URIRef and term == URIRef(value) and hash(term) == hash(URIRef(value))
+    assert {URIRef(value): 1}[term] == 1 and term != value and term.n3() == URIRef(value).n3()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=14))
+def test_clusters_are_the_connected_components_of_the_links(pairs) -> None:
+    """Against a breadth-first search: every link's two IRIs share one cluster, clusters
+    are disjoint, and a left and a right IRI spelt alike stay two members."""
+    from kgalign.fuse import cluster_links
+
+    links = [Link(left=f"{EX}n{a}", right=f"{EX}n{b}", confidence=1.0) for a, b in pairs]
+    neighbours: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for link in links:
+        neighbours.setdefault(("L", link.left), set()).add(("R", link.right))
+        neighbours.setdefault(("R", link.right), set()).add(("L", link.left))
+    expected, seen = [], set()
+    for start in neighbours:
+        if start in seen:
+            continue
+        component, frontier = {start}, [start]
+        while frontier:
+            for nxt in neighbours[frontier.pop()] - component:
+                component.add(nxt)
+                frontier.append(nxt)
+        seen |= component
+        expected.append([iri for _, iri in sorted(component)])
+    assert cluster_links(links) == sorted(expected)
