@@ -5,8 +5,8 @@ candidate lists). Reference counting frees them; CPython's cyclic collector only
 passes that walk them, and with its default thresholds (a young pass every 700
 allocations, older generations every 10 young ones) those passes took 2 to 4 s of a
 12 s DBP15K fr-en run, in loading, fusing and writing alike. Raising the thresholds
-keeps the collector (a cycle is still freed, later) without the walks; memory stayed
-the same on DBP15K (0.57 GB either way).
+keeps the collector (a cycle is still freed, later) without the walks; peak memory on
+DBP15K was 564 MB against 555 MB (bench/results/gc-thresholds.md, 1.26x faster).
 """
 
 from __future__ import annotations
