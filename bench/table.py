@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.run_peers and ds.key not in peers_run:
             # Each dataset's peers just before kgalign on it: side by side in time, so a
             # machine that runs slower for a while slows both (whole sittings differed by
-            # 20% here, and a run right after a peer's 8 GB job reads everything from disk).
+            # 20% here).
             run_peers(args, work, ds.key, merge=bool(peers_run))
             peers_run.add(ds.key)
         rec: dict[str, Any] = {"dataset": ds.key, "title": ds.title, "judge": judge, "judge_label": JUDGE_LABELS.get(judge, judge), "gold_notes": ds.gold_notes}

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import sparse
 
 from kgalign.model import Candidates
-from kgalign.retrieve import Progress, RetrievalConfig, code_tokens, retrieve
+from kgalign.retrieve import Progress, RetrievalConfig, code_tokens, retrieve, sparse_pair_dots
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,9 @@ def _guard(
         if cands.items:
             cols = np.array([column[item.iri] for item in cands.items], dtype=np.int64)
             rows = np.full(len(cols), i, dtype=np.int64)
-            score = (1.0 - weight) * _dots(sides.left_lex, sides.right_lex, rows, cols)
+            score = (1.0 - weight) * sparse_pair_dots(sides.left_lex, sides.right_lex, rows, cols)
             if weight:
-                score += weight * _dots(sides.left_struct, sides.right_struct, rows, cols)
+                score += weight * sparse_pair_dots(sides.left_struct, sides.right_struct, rows, cols)
             if float(score.max()) >= best.score - config.taken_window:
                 continue
         cands.contested_by = taken[best.iri]
@@ -236,7 +236,3 @@ class _Codes:
         if self._targets_with is None:
             self._targets_with = Counter(code for text in self.right_texts for code in code_tokens(text))
         return any(self._targets_with[code] == 1 for code in shared)
-
-
-def _dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return np.asarray(a[rows].multiply(b[cols]).sum(axis=1)).ravel()

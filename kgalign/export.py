@@ -139,16 +139,10 @@ class ProvenanceDocument:
 def provenance_dataset(
     result: FusionResult, run_iri: URIRef, left_path: str, right_path: str, rendered: FusedRows | None = None
 ) -> ProvenanceDocument:
-    """The document of :class:`ProvenanceDocument`; ``rendered`` (the fused triples
-    already rendered) fills the source graphs with rows instead of triples."""
-    graphs: dict[URIRef, list[Triple] | Rendered]
-    if rendered is not None:
-        graphs = {iri: rendered.of_source(source) for source, iri in SOURCE_GRAPHS.items()}
-    else:
-        graphs = {iri: [] for iri in SOURCE_GRAPHS.values()}
-        for triple, sources in result.provenance.items():
-            for source in sources:
-                graphs[SOURCE_GRAPHS[source]].append(triple)  # type: ignore[union-attr]
+    """The document of :class:`ProvenanceDocument`; ``rendered`` is the fused triples
+    already rendered (:meth:`FusedRows.of`), made here when not given."""
+    rendered = rendered if rendered is not None else FusedRows.of(result)
+    graphs: dict[URIRef, list[Triple] | Rendered] = {iri: rendered.of_source(source) for source, iri in SOURCE_GRAPHS.items()}
     dropped: list[Triple] = []
     for index, (triple, source, reason) in enumerate(result.dropped):
         node = URIRef(f"{DROPPED_GRAPH}/{index}")

@@ -20,7 +20,7 @@ from kgalign import __version__
 from kgalign.embed import DEFAULT_MAX_TOKENS, CachedEmbedder, Embedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
 from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
-from kgalign.export import PRETTY_LIMIT, FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
+from kgalign.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
 from kgalign.fuse import FusionResult, fuse
 from kgalign.gctune import relaxed_gc
 from kgalign.judges.base import Judge, check_judge, make_judge
@@ -210,7 +210,7 @@ class AlignmentResult:
             outdir.mkdir(parents=True, exist_ok=True)
             with relaxed_gc(), deferred_renames():
                 with self.timer.stage("write"):
-                    rendered = FusedRows.of(self.fusion) if len(self.fusion) > PRETTY_LIMIT else None
+                    rendered = FusedRows.of(self.fusion)  # for fused.ttl (when large) and provenance.trig
                     write_fused(self.fusion, paths["fused.ttl"], rendered)
                     write_links(self.links, paths["links.ttl"])
                     write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)

@@ -291,14 +291,14 @@ def retrieve(
         lex = np.take_along_axis(lex_scores, order, axis=1)[kept]
     dense = _pair_dots(left_dense, right_dense, rows, cols) if use_dense else None
     if use_lex and lex is None:
-        lex = _sparse_pair_dots(left_lex, right_lex, rows, cols)
+        lex = sparse_pair_dots(left_lex, right_lex, rows, cols)
     if dense is not None and lex is not None:
         scores = config.dense_weight * dense + (1.0 - config.dense_weight) * lex
     else:
         scores = dense if dense is not None else lex
     if left_struct is not None and right_struct is not None and config.structure_weight > 0:
         if sparse.issparse(left_struct):
-            struct = _sparse_pair_dots(left_struct, right_struct, rows, cols)
+            struct = sparse_pair_dots(left_struct, right_struct, rows, cols)
         else:
             struct = _pair_dots(left_struct, right_struct, rows, cols)
         scores = (1.0 - config.structure_weight) * scores + config.structure_weight * struct
@@ -317,7 +317,8 @@ def _pooled(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return np.nonzero(kept)[0], ordered[kept].astype(np.int64), order, kept
 
 
-def _sparse_pair_dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
+def sparse_pair_dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
+    """Sparse dot products a[rows[i]] . b[cols[i]], slice by slice."""
     # Small slices: the gathered rows of a large slice are fresh memory every time, and
     # its page faults cost more than the products (1.7 s against 0.7 s on DBP15K).
     out = np.empty(len(rows), dtype=np.float32)
@@ -336,13 +337,11 @@ def _assemble(
 ) -> list[Candidates]:
     # Best source of every target among all pooled pairs, for the mutual-NN flag.
     best_source = np.full(len(right_iris), -1, dtype=np.int64)
-    best_score = np.full(len(right_iris), -np.inf, dtype=np.float32)
     order = np.lexsort((-scores, cols))
     first = np.ones(len(order), dtype=bool)
     first[1:] = cols[order][1:] != cols[order][:-1]
     winners = order[first]
     best_source[cols[winners]] = rows[winners]
-    best_score[cols[winners]] = scores[winners]
 
     # Every row's best k: by row, then score (best first), then column.
     order = np.lexsort((cols, -scores, rows))
