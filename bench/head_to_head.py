@@ -19,7 +19,20 @@ spread, the ratio of the medians, and the range of the per-round ratios (peer wa
 the kgalign wall of the same round). F1 of every run is recorded as a check that the
 runs are the table's.
 
-Writes OUT/head-to-head.md and OUT/head-to-head.json.
+Cold and warm runs. On a machine that reclaims idle memory early, a run's speed depends
+on what ran just before it: the virtual machines this project is benchmarked on run
+the kernel's DAMON reclaim (/sys/kernel/mm/damon), which pages out memory, file cache
+included, not touched for about 30 s. A program started after a pause, or after another
+program's long run, then reads its libraries and model files from disk again, and its
+numeric stages stall on those page faults. Back-to-back runs of one peer variant after
+another share one venv and stay warm. --drop-caches empties the page cache (as root:
+`echo 3 > /proc/sys/vm/drop_caches`) before every run, so that every system starts in
+the state of a first run after a pause, which is how a user meets a tool, instead of
+whoever ran last being warm. (What the host machine caches under the virtual disk is
+out of reach: first runs after a long pause can be slower still.)
+
+Writes OUT/head-to-head.md and OUT/head-to-head.json (OUT/head-to-head-cold.md and
+.json with --drop-caches).
 """
 
 from __future__ import annotations
@@ -40,6 +53,15 @@ import peers  # noqa: E402  (bench/peers.py: the peers' data preparation and run
 import table  # noqa: E402  (bench/table.py: the datasets and the kgalign command)
 
 KGALIGN = "kgalign"
+
+
+def drop_page_cache() -> None:
+    """Write dirty pages out, then drop the clean page cache (Linux, root only)."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        raise SystemExit(f"--drop-caches: cannot write /proc/sys/vm/drop_caches ({exc.strerror}); run as root on Linux") from None
 
 
 def _round_order(systems: list[str], index: int) -> list[str]:
@@ -101,6 +123,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "reversed every other round. *wall* is the whole process. *ratio* is the peer's wall over kgalign's (above 1:",
         "kgalign is faster): of the medians, and the lowest and highest of the rounds' own ratios. A peer run in",
         f"one round only took {meta['settled']}x kgalign's wall or more in that round (not a close comparison).",
+        *(
+            [
+                "Every run started with the page cache emptied (`--drop-caches`), as a first run after a pause does on",
+                "this machine (see the script's help): each system read its libraries and model files from disk again.",
+            ]
+            if meta.get("drop_caches")
+            else []
+        ),
         "",
         "| dataset | peer | rounds | kgalign wall, median (range) | peer wall, median (range) | ratio of medians | round ratios, lowest to highest | F1 kgalign / peer |",
         "|---|---|---|---|---|---|---|---|",
@@ -129,9 +159,9 @@ def _kgalign_run(ds: table.Dataset, data: Path, work: Path) -> dict[str, Any]:
     return {"wall_s": rec["wall_s"], "f1": round(first["f1"], 4), "peak_rss_gb": rec["peak_rss_gb"]}
 
 
-def _peer_run(pds: peers.Dataset, variant: str, venv: Path, work: Path, timeout: float) -> dict[str, Any]:
-    left, right, gold = peers.prepare(pds, work, None)
-    res = peers.run_peer(venv, variant, pds.key, left, right, left.parent / variant, timeout)
+def _peer_run(tables: tuple[Path, Path, list[tuple[str, str]]], key: str, variant: str, venv: Path, timeout: float) -> dict[str, Any]:
+    left, right, gold = tables
+    res = peers.run_peer(venv, variant, key, left, right, left.parent / variant, timeout)
     if res.get("error"):
         return {"wall_s": None, "error": res["error"]}
     scored = peers.score(peers.read_links(left.parent / variant / "links.tsv"), gold)
@@ -146,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--systems", default="splink,splink-1to1", help="peer variants, comma-separated, from " + ", ".join(peers.SYSTEMS))
     parser.add_argument("--rounds", type=int, default=5, help="rounds per dataset (each runs every system once)")
     parser.add_argument("--settled", type=float, default=3.0, help="a peer at this many times kgalign's wall or more in round 1 is not repeated")
+    parser.add_argument("--drop-caches", action="store_true", help="empty the page cache before every run (Linux, as root), so that each starts as a first run after a pause does (see the module help)")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "kgalign-h2h", help="converted data, tables and run outputs")
     parser.add_argument("--venv", type=Path, default=Path(os.environ.get("PEERS_VENV", "/tmp/peersvenv")), help="the peers' venv (bash bench/peers-setup.sh)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per peer run")
@@ -166,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rounds must be at least 1")
     if not (args.venv / "bin" / "python").exists():
         raise SystemExit(f"{args.venv}: no peers venv; run bash bench/peers-setup.sh {args.venv}")
+    if args.drop_caches:
+        drop_page_cache()  # fails here, before any run, where it is not allowed
     data, work = args.data.resolve(), args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     table._LOCK[0] = args.lock
@@ -175,16 +208,19 @@ def main(argv: list[str] | None = None) -> None:
     for key in wanted:
         ds = known[key]
         (pds,) = peers.datasets(data, work / "peers", [table.PEER_KEYS[key]])
+        tables = peers.prepare(pds, work / "peers", None)  # the peers' CSV tables and gold, made once
         active = list(systems)
         for index in range(args.rounds):
             walls: dict[str, float] = {}
             for system in _round_order(active, index):
+                if args.drop_caches:
+                    drop_page_cache()
                 print(f"[h2h] {ds.title} round {index + 1}: {system} ...", file=sys.stderr, flush=True)
                 if system == KGALIGN:
                     result = _kgalign_run(ds, data, work)  # takes --lock itself
                 else:
                     with table.heavy_lock():
-                        result = _peer_run(pds, system, args.venv, work / "peers", args.timeout)
+                        result = _peer_run(tables, pds.key, system, args.venv, args.timeout)
                 runs.append({"dataset": ds.title, "system": system, "round": index, **result})
                 if result["wall_s"] is None:
                     failed.append(f"{ds.title} / {system} round {index + 1}: {result.get('error')}")
@@ -203,12 +239,14 @@ def main(argv: list[str] | None = None) -> None:
         "machine": peers.machine(),
         "commit": table._git("rev-parse", "--short", "HEAD") or "?",
         "settled": args.settled,
+        "drop_caches": args.drop_caches,
         "failed": failed,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "head-to-head.json").write_text(json.dumps({**meta, "rows": rows, "runs": runs}, indent=1) + "\n")
+    stem = "head-to-head-cold" if args.drop_caches else "head-to-head"
+    (args.out / f"{stem}.json").write_text(json.dumps({**meta, "rows": rows, "runs": runs}, indent=1) + "\n")
     text = markdown(rows, meta)
-    (args.out / "head-to-head.md").write_text(text)
+    (args.out / f"{stem}.md").write_text(text)
     print(text)
 
 

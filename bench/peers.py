@@ -330,12 +330,12 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/peers-work"))
-    ap.add_argument("--venv", type=Path, default=Path(os.environ.get("PEERS_VENV", "/tmp/peersvenv")))
-    ap.add_argument("--datasets", default="abt,person1,restaurants,dbp15k,srprs")
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of the benchmark data (../shared/data)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/peers-work"), help="converted graphs, the peers' CSV tables and their outputs")
+    ap.add_argument("--venv", type=Path, default=Path(os.environ.get("PEERS_VENV", "/tmp/peersvenv")), help="the peers' venv, made by bash bench/peers-setup.sh (default: $PEERS_VENV or /tmp/peersvenv)")
+    ap.add_argument("--datasets", default="abt,person1,restaurants,dbp15k,srprs", help="comma-separated, from abt, person1, restaurants, dbp15k, srprs")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="peer variants, comma-separated, from " + ", ".join(SYSTEMS))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where peers.json and peers.md go")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per peer run")
     ap.add_argument("--sample", type=int, default=None, help="development: only the first N gold pairs' entities")
     ap.add_argument("--merge", action="store_true", help="keep records of OUT/peers.json for runs not redone")
