@@ -25,6 +25,7 @@ from kgalign.fuse import FusionResult, fuse
 from kgalign.gctune import relaxed_gc
 from kgalign.judges.base import Judge, check_judge, make_judge
 from kgalign.judges.cache import AnswerCache, CachedJudge
+from kgalign.judges.lazy import LazyJudge
 from kgalign.load import load_entities
 from kgalign.log import decision_record, write_votes
 from kgalign.corrections import check_corrections, human_decisions, read_corrections
@@ -269,7 +270,8 @@ def build_judge(config: AlignConfig, cache_path: str | Path | None) -> tuple[Cac
         options["model"] = config.model
     if config.adapter:
         options["adapter"] = config.adapter
-    inner: Judge = make_judge(config.judge, **options)
+    # Built on the first question: a run whose every source is gated loads no model.
+    inner = LazyJudge(config.judge, lambda: make_judge(config.judge, **options))
     cache = AnswerCache(cache_path) if cache_path else None
     return CachedJudge(inner, cache), cache
 
@@ -482,8 +484,18 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
         fusion=fusion,
         timer=timer,
         counts=counts,
-        judge_id=(cached_judge.model_id if cached_judge else "none"),
+        judge_id=_judge_id(cached_judge, config),
     )
+
+
+def _judge_id(judge: CachedJudge | None, config: AlignConfig) -> str:
+    """The judge's model id for run.json; a backend never built (nothing asked) is named by its options."""
+    if judge is None:
+        return "none"
+    if judge.loaded:
+        return judge.model_id
+    model = Path(config.model).name if config.model else config.judge_options.get("llm_model") or "default model"
+    return f"{config.judge}:{model} (not loaded: no question was asked)"
 
 
 def _embedded_entities(prepared: Prepared, config: AlignConfig) -> int:

@@ -95,16 +95,29 @@ class CachedJudge:
     def __init__(self, inner: Judge, cache: AnswerCache | None, chunk: int | None = None) -> None:
         self.inner = inner
         self.name = inner.name
-        self.model_id = inner.model_id
         self.cache = cache
-        if chunk is None:
-            chunk = getattr(inner, "chunk_size", None) or getattr(inner, "batch_size", None) or self.DEFAULT_CHUNK
-        self.chunk = max(1, int(chunk))
+        self._chunk = chunk  # asked of the backend when first needed: it may be built lazily
         self.sent = 0
         self.hits = 0
         self.prompt_tokens = 0
         self.answer_tokens = 0
         self.on_answered: Callable[[int], None] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def loaded(self) -> bool:
+        """False while a lazily built backend (:class:`~kgalign.judges.lazy.LazyJudge`) is not built yet."""
+        return bool(getattr(self.inner, "built", True))
+
+    @property
+    def chunk(self) -> int:
+        if self._chunk is None:
+            inner = self.inner
+            self._chunk = getattr(inner, "chunk_size", None) or getattr(inner, "batch_size", None) or self.DEFAULT_CHUNK
+        return max(1, int(self._chunk))
 
     def cache_params(self) -> dict[str, Any]:
         return self.inner.cache_params()
