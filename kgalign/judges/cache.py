@@ -115,8 +115,7 @@ class CachedJudge:
     @property
     def chunk(self) -> int:
         if self._chunk is None:
-            inner = self.inner
-            self._chunk = getattr(inner, "chunk_size", None) or getattr(inner, "batch_size", None) or self.DEFAULT_CHUNK
+            self._chunk = getattr(self.inner, "chunk_size", None) or getattr(self.inner, "batch_size", None) or self.DEFAULT_CHUNK
         return max(1, int(self._chunk))
 
     def cache_params(self) -> dict[str, Any]:

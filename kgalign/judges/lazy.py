@@ -52,10 +52,14 @@ class LazyJudge:
     def model_id(self) -> str:
         return self.inner.model_id
 
+    # The backend's batching, for CachedJudge's chunks (which of the two counts is its rule).
     @property
     def chunk_size(self) -> int | None:
-        """The backend's own ``chunk_size``, else its ``batch_size`` (see CachedJudge)."""
-        return getattr(self.inner, "chunk_size", None) or getattr(self.inner, "batch_size", None)
+        return getattr(self.inner, "chunk_size", None)
+
+    @property
+    def batch_size(self) -> int | None:
+        return getattr(self.inner, "batch_size", None)
 
     def answer(self, questions: list[Question]) -> list[Answer]:
         return self.inner.answer(questions)
