@@ -150,9 +150,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _kgalign_run(ds: table.Dataset, data: Path, work: Path) -> dict[str, Any]:
-    inputs = ds.prepare(data, work)
-    rec = table.run_kgalign(inputs, "none", work / "runs" / f"{ds.key}-h2h", "cold")
+def _kgalign_run(inputs: table.RunInputs, key: str, work: Path) -> dict[str, Any]:
+    rec = table.run_kgalign(inputs, "none", work / "runs" / f"{key}-h2h", "cold")
     if rec.get("exit_code") != 0:
         return {"wall_s": None, "error": rec.get("error", "failed")}
     first = next(iter(rec["metrics"].values()))
@@ -209,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         ds = known[key]
         (pds,) = peers.datasets(data, work / "peers", [table.PEER_KEYS[key]])
         tables = peers.prepare(pds, work / "peers", None)  # the peers' CSV tables and gold, made once
+        inputs = ds.prepare(data, work)  # kgalign's converted pair, once too
         active = list(systems)
         for index in range(args.rounds):
             walls: dict[str, float] = {}
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
                     drop_page_cache()
                 print(f"[h2h] {ds.title} round {index + 1}: {system} ...", file=sys.stderr, flush=True)
                 if system == KGALIGN:
-                    result = _kgalign_run(ds, data, work)  # takes --lock itself
+                    result = _kgalign_run(inputs, ds.key, work)  # takes --lock itself
                 else:
                     with table.heavy_lock():
                         result = _peer_run(tables, pds.key, system, args.venv, args.timeout)
