@@ -148,6 +148,7 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.option("--no-gate", is_flag=True, help="Ask the judge about every entity, however clear retrieval is.")
 @click.option("--no-early-stop", is_flag=True, help="Ask every round even when the vote is already decided.")
 @click.option("--plurality", is_flag=True, help="Accept a plurality winner when no candidate has a strict majority (default: uncertain, no link).")
+@click.option("--datamark", is_flag=True, help="Join the words of every data value by '^' in the judge's prompts and tell the judge so (spotlighting against prompt injection): text from the graphs then reads as data even where it is phrased as an instruction. Halved the votes injected instructions changed on a 0.5B model; costs small models some accuracy on clean data (bench/results/injection.md).")
 @click.option("--min-score", type=float, default=0.0, show_default=True, help="Retrieval score below which no link is made without the judge.")
 @click.option("--resolve", "resolve_strategy", type=click.Choice(["greedy", "assignment", "many-to-one"]), default="assignment", show_default=True, help="How to settle targets chosen by several sources: 1:1 global assignment (a source that loses its first choice can take its next; best on the DBP15K train split and on par elsewhere), 1:1 greedy by confidence, or keep all.")
 @click.option("--many-to-one", is_flag=True, help="Same as --resolve many-to-one.")
@@ -275,6 +276,7 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
             min_score=opts["min_score"],
             early_stop=not opts["no_early_stop"],
             plurality=opts["plurality"],
+            datamark=opts["datamark"],
         ),
         resolve="many-to-one" if opts["many_to_one"] else opts["resolve_strategy"],
         canonical=opts["canonical"],
@@ -544,6 +546,7 @@ def convert_tables(left_table: Path, right_table: Path, mapping: Path | None, id
 @click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
+@click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads of torch. Default: torch's (one per core); 1 is faster on a machine busy with other work.")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True, help="Arithmetic of training. auto: float32 weights under bfloat16 autocast where the CPU computes bfloat16 natively (about twice as fast), bfloat16 weights on a GPU that has it, float32 otherwise.")
@@ -586,6 +589,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
         none_share=opts["none_share"],
         val_share=opts["val_share"],
         seed=opts["seed"],
+        datamark=opts["datamark"],
     )
     with table_id_column(opts["id_column"]):
         if opts["votes"]:

@@ -437,7 +437,7 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
     explained = 0
     if config.explain:
         with timer.stage("explain"):
-            explained = explain_decisions(decisions, left_by_iri, right_by_iri, cached_judge)
+            explained = explain_decisions(decisions, left_by_iri, right_by_iri, cached_judge, config.vote.datamark)
 
     with timer.stage("resolve"):
         links, conflicts = resolve(decisions, _with_human_targets(candidates, decisions), config.resolve, config.vote.min_score)

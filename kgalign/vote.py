@@ -45,6 +45,7 @@ class VoteConfig:
     early_stop: bool = True
     plurality: bool = False
     seed: int = 0
+    datamark: bool = False  # words of data values joined by '^' in the prompts (judges/prompt.py)
 
 
 def round_order(items: Sequence[str], round_index: int, source: str, seed: int) -> list[str]:
@@ -128,7 +129,11 @@ def decide(
             order = round_order(p.shown, round_index, p.cands.source, config.seed)
             orders.append(order)
             questions.append(
-                Question(source=left_profiles[p.cands.source], options=tuple(right_profiles[i] for i in order))
+                Question(
+                    source=left_profiles[p.cands.source],
+                    options=tuple(right_profiles[i] for i in order),
+                    datamark=config.datamark,
+                )
             )
         started = time.perf_counter()
         answers = judge.answer(questions)
@@ -216,6 +221,7 @@ def explain_decisions(
     left_profiles: dict[str, EntityProfile],
     right_profiles: dict[str, EntityProfile],
     judge: object | None,
+    datamark: bool = False,
 ) -> int:
     """Ask the judge for one sentence of reason for each judged decision; return how many it gave.
 
@@ -237,7 +243,9 @@ def explain_decisions(
     letters: list[str] = []
     for d in wanted:
         order = d.rounds[0].order
-        question = Question(source=left_profiles[d.source], options=tuple(right_profiles[i] for i in order))
+        question = Question(
+            source=left_profiles[d.source], options=tuple(right_profiles[i] for i in order), datamark=datamark
+        )
         if d.kind == "match" and d.target in order:
             letter = question.letters[order.index(d.target)]
         else:

@@ -155,3 +155,25 @@ def test_installed_command_runs(tmp_path: Path) -> None:
     for command in ("run", "inspect", "profile", "eval"):
         help_text = subprocess.run([sys.executable, "-m", "kgalign.cli.main", command, "--help"], capture_output=True, text=True, check=True).stdout
         assert "Usage:" in help_text
+
+
+def test_datamark_run_asks_datamarked_questions_and_caches_them_apart(mini_persons, tmp_path) -> None:
+    (tmp_path / "mini").mkdir()
+    mini = mini_persons(tmp_path / "mini", 4)
+    out = tmp_path / "out"
+    args = ["run", str(mini["left"]), str(mini["right"]), "-o", str(out), "--judge", "local", "--no-gate", "--rounds", "1", "--quiet"]
+    result = _run([*args, "--datamark"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    votes = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
+    assert run["config"]["vote"]["datamark"] is True and run["counts"]["llm_questions"] == 4
+    for v in votes:
+        source_line = next(line for line in v["prompt"].splitlines() if line.startswith("SOURCE: "))
+        values = json.loads(source_line.removeprefix("SOURCE: ")).values()
+        assert not any(" " in value for value in values) and any("^" in value for value in values), values  # "axon^street"
+    # Without --datamark the same questions are other questions: none is answered from the cache.
+    result = _run([*args, "--force"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["vote"]["datamark"] is False
+    assert run["counts"]["llm_questions"] == 4 and run["counts"]["cache_hits"] == 0

@@ -218,6 +218,13 @@ def test_teacher_recipe_builds_questions_from_a_real_log(teacher_run) -> None:
         assert set(e.order) <= {c["iri"] for c in record["candidates"]}
         assert [list(a) for a in e.question.source.attributes] == record["source_attributes"]
     assert data.counts.get("records_profile_differs", 0) == 0
+    assert not any(e.question.datamark for e in examples)
+
+    # finetune --datamark trains on the questions `kgalign run --datamark` asks.
+    marked = teacher_data(votes, DataConfig(options=0, permutations=2, none_share=0.0, datamark=True), min_confidence=0.0)
+    marked_examples = marked.train + marked.val
+    assert [(e.source, e.order, e.answer) for e in marked_examples] == [(e.source, e.order, e.answer) for e in examples]
+    assert all(e.question.datamark and "^" in e.question.messages()[0]["content"] for e in marked_examples)
 
     # 'none' decisions (top score under --min-score) have confidence 1 - score > 0.2.
     confident = teacher_data(votes, DataConfig(options=0, permutations=1, none_share=0.0), min_confidence=0.2, include_none=True)

@@ -152,3 +152,22 @@ def test_real_local_judge_answers_every_round_with_a_valid_option(local_judge, p
             assert r.logprob is not None and r.logprob <= 0.0
             assert r.target == "none" or r.target in targets
         assert d.prompt_tokens > 100
+
+
+def test_datamark_reaches_every_question_asked() -> None:
+    cands, left, right = _setup(n=3)
+    for datamark in (False, True):
+        judge = RuleJudge("name", "urn:r:1")
+        decisions = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False, early_stop=False, datamark=datamark))
+        assert len(judge.asked) == 3 and all(q.datamark is datamark for q in judge.asked)
+        assert decisions[0].kind == "match" and decisions[0].target == "urn:r:1"
+
+
+def test_local_judge_calibrates_datamarked_questions_on_a_datamarked_blank(local_judge) -> None:
+    plain, marked = local_judge.prior(3), local_judge.prior(3, datamark=True)
+    assert set(plain) == set(marked) == {"A", "B", "C", "D"} and plain != marked
+    options = tuple(EntityProfile(f"urn:r:{i}", f"Option {i}") for i in range(3))
+    flat = dict.fromkeys("ABCD", -1.0)  # equal raw scores: the prior alone decides
+    for datamark, prior in ((False, plain), (True, marked)):
+        question = Question(source=EntityProfile("urn:s", "Some One"), options=options, datamark=datamark)
+        assert local_judge.choose(question, flat) == min(prior, key=prior.get)

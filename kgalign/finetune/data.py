@@ -70,6 +70,7 @@ class DataConfig:
     none_share: float = NONE_SHARE
     val_share: float = VAL_SHARE
     seed: int = 0
+    datamark: bool = False  # as `kgalign run --datamark`: train on the prompts the judge will read
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,9 @@ def build_examples(
                 orders.append(order)
         examples = []
         for order in orders:
-            question = Question(source=source, options=tuple(right_profiles[iri] for iri in order))
+            question = Question(
+                source=source, options=tuple(right_profiles[iri] for iri in order), datamark=config.datamark
+            )
             letter = question.none_letter if answer_target is None else question.letters[order.index(answer_target)]
             examples.append(Example(question=question, answer=letter, source=cands.source, target=answer_target))
         by_source[cands.source] = examples

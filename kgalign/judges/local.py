@@ -174,7 +174,7 @@ class LocalJudge:
         self.calibrate = calibrate
         self.precision = resolve_precision(dtype, device, "local judge dtype")
         self._letter_ids = letter_token_ids(tokenizer, model_id)
-        self._priors: dict[int, dict[str, float]] = {}
+        self._priors: dict[tuple[int, bool], dict[str, float]] = {}
         self._adapter_key: str | None = None
 
     def cache_params(self) -> dict[str, Any]:
@@ -220,20 +220,21 @@ class LocalJudge:
                 logits = self.model(**encoded).logits
         return logits[:, -1, :].float()
 
-    def prior(self, n_options: int) -> dict[str, float]:
+    def prior(self, n_options: int, datamark: bool = False) -> dict[str, float]:
         """The model's letter preference on a content-free question with ``n_options`` candidates.
 
         Contextual calibration (Zhao et al., 2021, "Calibrate Before Use"): a small model
         prefers some letters whatever the options say; dividing its answer probabilities
         by this prior removes that position bias before the argmax.
         """
-        if n_options not in self._priors:
+        key = (n_options, datamark)
+        if key not in self._priors:
             blank = EntityProfile(iri="", label="N/A")
-            question = Question(source=blank, options=tuple(blank for _ in range(n_options)))
+            question = Question(source=blank, options=tuple(blank for _ in range(n_options)), datamark=datamark)
             [(scores, _)] = self._letter_logprobs([question])
             total = math.log(sum(math.exp(lp) for lp, _ in scores.values()))
-            self._priors[n_options] = {letter: lp - total for letter, (lp, _) in scores.items()}
-        return self._priors[n_options]
+            self._priors[key] = {letter: lp - total for letter, (lp, _) in scores.items()}
+        return self._priors[key]
 
     def letter_scores(self, questions: list[Question]) -> list[dict[str, float]]:
         """Per question: each allowed letter's log-probability (the best of its spellings), uncalibrated."""
@@ -242,7 +243,7 @@ class LocalJudge:
     def choose(self, question: Question, scores: dict[str, float], calibrate: bool | None = None) -> str:
         """The answer letter: the best allowed letter, after calibration when it is on."""
         calibrated = self.calibrate if calibrate is None else calibrate
-        prior = self.prior(len(question.options)) if calibrated else {}
+        prior = self.prior(len(question.options), question.datamark) if calibrated else {}
         return max(question.letters, key=lambda letter: scores[letter] - prior.get(letter, 0.0))
 
     def answer(self, questions: list[Question]) -> list[Answer]:
