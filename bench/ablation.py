@@ -148,8 +148,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(FOLDERS), default="dbp15k")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--dataset", choices=sorted(FOLDERS), default="dbp15k", help="Dataset whose train split the variants are compared on (default dbp15k).")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="Folder of the public benchmark data (default ../shared/data).")
     parser.add_argument("--work", type=Path, default=Path("/tmp/kgalign-ablation"), help="Folder for the converted graphs.")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated, from {', '.join(VARIANTS)}.")
     parser.add_argument("--dev-seed-share", type=float, default=0.3, help="Share of the train links used as seeds; the rest is the gold.")
@@ -160,7 +160,7 @@ def main() -> None:
         help="Targets are every right entity but the seeds' (the test split's entities are distractors; their links are never read), not only the gold's: a small source set facing a large graph.",
     )
     parser.add_argument("--tag", default="", help="Prefix of the result files' names (e.g. 'spare-').")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Folder for the markdown and JSON results (default bench/results).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from kgalign.importers import convert_dbp15k, convert_tables

@@ -63,7 +63,7 @@ def run_engine(texts_file: Path, engine: str, out: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="Folder of the public benchmark data (default ../shared/data).")
     parser.add_argument("--texts", type=int, default=600, help="Texts per set.")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))

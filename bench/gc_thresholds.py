@@ -79,9 +79,9 @@ def one_run(variant: str, pair: Path, work: Path, index: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--work", type=Path, help="converted data and run outputs (default: a temporary folder)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per variant, alternating")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="Folder of the public benchmark data (default ../shared/data).")
+    parser.add_argument("--work", type=Path, help="Folder for the converted data and the run outputs (default: a temporary folder).")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per variant, in alternation (default 3).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)

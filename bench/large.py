@@ -146,7 +146,7 @@ def report(run: dict[str, Any], metrics: dict[str, Any], measured: dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--triples", type=int, default=1_000_000, help="Triples per side (about).")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the generated pair (default 0).")
     parser.add_argument("--data", type=Path, help="Folder of the pair (generated there if missing).")
     parser.add_argument("--gzip", action="store_true", help="Use .nt.gz files.")
     parser.add_argument("--keep", action="store_true", help="Keep the outputs of the run (DIR/out).")

@@ -91,10 +91,10 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="Folder of the public benchmark data (default ../shared/data).")
     parser.add_argument("--judges", default="none,local", help=f"comma-separated, from {', '.join(JUDGES)}")
     parser.add_argument("--datasets", default="person1,restaurants", help="comma-separated: person1, restaurants")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Folder for the markdown and JSON results (default bench/results).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     # One embedder for all runs, so the model loads once; no vector cache, so every

@@ -330,12 +330,12 @@ def run_splink(system: str, d1: pd.DataFrame, d2: pd.DataFrame) -> tuple[list[tu
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--system", required=True)
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--left", required=True)
-    ap.add_argument("--right", required=True)
-    ap.add_argument("--links", required=True)
-    ap.add_argument("--meta", required=True)
+    ap.add_argument("--system", required=True, help="Peer configuration to run (bench/peers.py names them).")
+    ap.add_argument("--dataset", required=True, help="Dataset key (names the pyJedAI datasets).")
+    ap.add_argument("--left", required=True, help="Left table (CSV) prepared by bench/peers.py.")
+    ap.add_argument("--right", required=True, help="Right table (CSV) prepared by bench/peers.py.")
+    ap.add_argument("--links", required=True, help="Where to write the predicted links (TSV).")
+    ap.add_argument("--meta", required=True, help="Where to write the run's figures (JSON).")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
