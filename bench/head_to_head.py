@@ -184,14 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     known = {d.key: d for d in table.DATASETS}
-    wanted = [k.strip() for k in args.datasets.split(",") if k.strip()]
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    for key in wanted:
-        if key not in known:
-            parser.error(f"unknown dataset {key!r}; choose from {', '.join(known)}")
-    for s in systems:
-        if s not in peers.SYSTEMS:
-            parser.error(f"unknown peer {s!r}; choose from {', '.join(peers.SYSTEMS)}")
+    wanted = table.choice_list(parser, args.datasets, known, "dataset")
+    systems = table.choice_list(parser, args.systems, peers.SYSTEMS, "peer")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if not (args.venv / "bin" / "python").exists():

@@ -45,7 +45,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -635,6 +635,16 @@ def plan(datasets: list[Dataset], judges: list[str], llm_datasets: set[str]) -> 
 JUDGE_LABELS = {"none": "none", "local": "local, gated", "local-nogate": "local, not gated"}
 
 
+def choice_list(parser: argparse.ArgumentParser, text: str, known: Iterable[str], what: str, where: str = "") -> list[str]:
+    """The comma-separated names in ``text``; a usage error for the first that is not one of ``known``."""
+    choices = list(known)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in choices:
+            parser.error(f"unknown {what} {name!r}{where}; choose from {', '.join(choices)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of the benchmark data (../shared/data)")
@@ -653,17 +663,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     known = {d.key: d for d in DATASETS}
-    wanted = [k.strip() for k in args.datasets.split(",") if k.strip()]
-    judges = [j.strip() for j in args.judges.split(",") if j.strip()]
-    for key in wanted:
-        if key not in known:
-            parser.error(f"unknown dataset {key!r}; choose from {', '.join(known)}")
-    for judge in judges:
-        if judge not in oaei.JUDGES:
-            parser.error(f"unknown judge {judge!r}; choose from {', '.join(oaei.JUDGES)}")
-    llm_datasets = set(known) if args.llm_datasets == "all" else {k.strip() for k in args.llm_datasets.split(",") if k.strip()}
-    for key in llm_datasets - set(known):
-        parser.error(f"unknown dataset {key!r} in --llm-datasets; choose from {', '.join(known)}")
+    wanted = choice_list(parser, args.datasets, known, "dataset")
+    judges = choice_list(parser, args.judges, oaei.JUDGES, "judge")
+    llm_datasets = set(known if args.llm_datasets == "all" else choice_list(parser, args.llm_datasets, known, "dataset", " in --llm-datasets"))
     data = args.data.resolve()
     work = (args.work or Path(os.environ.get("TMPDIR", "/tmp")) / "kgalign-table").resolve()
     work.mkdir(parents=True, exist_ok=True)

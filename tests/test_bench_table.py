@@ -69,3 +69,16 @@ def test_table_on_the_dbp15k_excerpt(table, tmp_path, monkeypatch):
     assert rerun["runs"][0]["reused"] is True
     assert rerun["runs"][0]["conversion"]["cached"] is True
     assert "| DBP15K fr-en | Splink (splink) | c | failed: boom |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_unknown_names_in_comma_lists_are_usage_errors(table, capsys):
+    for argv, message in (
+        (["--datasets", "dbp15k,nope"], "unknown dataset 'nope'; choose from dbp15k, srprs"),
+        (["--judges", "none, bad"], "unknown judge 'bad'; choose from none, local, local-nogate"),
+        (["--llm-datasets", "person1,x"], "unknown dataset 'x' in --llm-datasets; choose from dbp15k"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            table.main(argv)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    parser = table.argparse.ArgumentParser()
+    assert table.choice_list(parser, " none, local ,,", table.oaei.JUDGES, "judge") == ["none", "local"]
