@@ -46,7 +46,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,28 +82,41 @@ def _padding(length: int) -> str:
     return (PADDING * (length // len(PADDING) + 1))[:length]
 
 
-def attacked(profile: EntityProfile, number: int) -> EntityProfile:
-    """One injection per profile, the kind cycling: appended to a value, or as an added attribute."""
+def _planted(profile: EntityProfile, number: int, key: str, shown: Callable[[str], str]) -> EntityProfile:
+    """``profile`` carrying injection kind ``number`` (cycling) as ``shown`` renders it: appended to the
+    first attribute value (odd numbers), or as an added attribute ``key`` (even numbers, or no attributes)."""
     text = list(INJECTIONS.values())[number % len(INJECTIONS)]
     attributes = list(profile.attributes)
     if number % 2 and attributes:
-        key, value = attributes[0]
-        attributes[0] = (key, value + text)
+        name, value = attributes[0]
+        attributes[0] = (name, value + shown(text))
     else:
-        attributes.append((INJECTED_KEY, INJECTED_PREFIX + text))
+        attributes.append((key, shown(INJECTED_PREFIX + text)))
     return EntityProfile(iri=profile.iri, label=profile.label, attributes=attributes, neighbours=list(profile.neighbours))
+
+
+def attacked(profile: EntityProfile, number: int) -> EntityProfile:
+    """One injection per profile, the kind cycling: appended to a value, or as an added attribute."""
+    return _planted(profile, number, INJECTED_KEY, lambda text: text)
 
 
 def padded(profile: EntityProfile, number: int) -> EntityProfile:
     """As :func:`attacked`, with neutral text of the same length in the same place."""
-    text = list(INJECTIONS.values())[number % len(INJECTIONS)]
-    attributes = list(profile.attributes)
-    if number % 2 and attributes:
-        key, value = attributes[0]
-        attributes[0] = (key, value + _padding(len(text)))
-    else:
-        attributes.append((PADDED_KEY, _padding(len(INJECTED_PREFIX + text))))
-    return EntityProfile(iri=profile.iri, label=profile.label, attributes=attributes, neighbours=list(profile.neighbours))
+    return _planted(profile, number, PADDED_KEY, lambda text: _padding(len(text)))
+
+
+def copy_profiles(
+    copy: str, left: Mapping[str, EntityProfile], right: Mapping[str, EntityProfile]
+) -> tuple[dict[str, EntityProfile], dict[str, EntityProfile]]:
+    """Both sides' profiles in copy ``clean``, ``injected`` or ``padded`` (profile ``i`` of a side gets kind ``i``)."""
+    if copy == "clean":
+        return dict(left), dict(right)
+    make = {"injected": attacked, "padded": padded}[copy]
+
+    def changed(side: Mapping[str, EntityProfile]) -> dict[str, EntityProfile]:
+        return {iri: make(profile, i) for i, (iri, profile) in enumerate(side.items())}
+
+    return changed(left), changed(right)
 
 
 def persons_sample(
@@ -190,20 +203,8 @@ def compare(
     """Each copy's decisions (every source asked, ``rounds`` rounds; the same orders for every copy)."""
     from kgalign.vote import VoteConfig, decide
 
-    makers = {"injected": attacked, "padded": padded}
     config = VoteConfig(rounds=rounds, options=options, gate=False, seed=seed, datamark=datamark)
-    decisions: dict[str, list[Any]] = {}
-    for copy in copies:
-        if copy == "clean":
-            lefts, rights = dict(left), dict(right)
-        else:
-            make = makers[copy]
-            lefts = {iri: make(p, i) for i, (iri, p) in enumerate(left.items())}
-            rights = {iri: make(p, i) for i, (iri, p) in enumerate(right.items())}
-        started = time.perf_counter()
-        decisions[copy] = decide(candidates, lefts, rights, judge, config)
-        log.info("%s copy: %d sources in %.0f s", copy, len(candidates), time.perf_counter() - started)
-    return decisions
+    return {copy: decide(candidates, *copy_profiles(copy, left, right), judge, config) for copy in copies}
 
 
 def _markdown(results: dict[str, Any]) -> str:

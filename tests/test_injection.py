@@ -45,7 +45,7 @@ from kgalign.model import EntityProfile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from injection import INJECTIONS, OPTIONS, RecordingJudge, attacked, compare, copy_figures, persons_sample  # noqa: E402  (bench/injection.py)
+from injection import INJECTIONS, OPTIONS, RecordingJudge, compare, copy_figures, copy_profiles, persons_sample  # noqa: E402  (bench/injection.py)
 
 # Markup of chat templates and tokenizers: SmolLM2's own special tokens are added
 # from the tokenizer itself in the tests below.
@@ -181,8 +181,7 @@ def test_injections_do_not_steer_the_votes(sample, local_judge, capsys) -> None:
     assert len(clean) == SAMPLE and all(d.rounds for d in clean), "every source must be asked (gate=False)"
     before, after = copy_figures(clean, clean), copy_figures(clean, injected)
     assert before["equal_votes"] == before["equal_decisions"] == SAMPLE  # the comparison itself
-    attacked_left = {iri: attacked(p, i) for i, (iri, p) in enumerate(left.items())}
-    attacked_right = {iri: attacked(p, i) for i, (iri, p) in enumerate(right.items())}
+    attacked_left, attacked_right = copy_profiles("injected", left, right)
     pulls = []
     for c in candidates:
         shown = [i.iri for i in c.items[:OPTIONS]]
