@@ -52,7 +52,8 @@ sys.path.insert(0, str(ROOT))
 from kgalign.embed import CachedEmbedder, SentenceTransformerEmbedder  # noqa: E402
 from kgalign.evaluate import read_pairs  # noqa: E402
 from kgalign.finetune.data import DataConfig, build_examples, gold_data  # noqa: E402
-from kgalign.finetune.train import TrainConfig, evaluate, finetune, load_base, resolve_device  # noqa: E402
+from kgalign.device import resolve_device  # noqa: E402
+from kgalign.finetune.train import TrainConfig, evaluate, finetune, load_base  # noqa: E402
 from kgalign.pipeline import AlignConfig, align, prepare  # noqa: E402
 from kgalign.retrieve import RetrievalConfig  # noqa: E402
 from kgalign.vote import VoteConfig  # noqa: E402
@@ -125,7 +126,7 @@ def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str
     """The adapter on a dataset it never saw: judge accuracy on held-out questions and runs end to end."""
     title, left, right, gold_path = cross_inputs(name, args.data, args.work)
     gold = read_pairs(gold_path)
-    config = AlignConfig(judge="none", retrieval=RetrievalConfig(structure_weight=-1.0), seed=args.seed)
+    config = AlignConfig(judge="none", device=device, retrieval=RetrievalConfig(structure_weight=-1.0), seed=args.seed)
     prepared = prepare(left, right, config, embedder)
     sample = sorted(gold)
     random.Random(args.seed).shuffle(sample)
@@ -139,6 +140,7 @@ def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str
             model=args.model,
             adapter=str(adapter_dir) if adapter_dir else None,
             judge_options={"batch_size": args.eval_batch_size} if judge == "local" else {},
+            device=device,
             retrieval=RetrievalConfig(structure_weight=-1.0),
             vote=VoteConfig(rounds=args.rounds, options=args.options, gate=gate),
             seed=args.seed,
@@ -194,7 +196,9 @@ def judge_accuracy(
     return result
 
 
-def end_to_end(left: Path, right: Path, train_gold: list, test_gold: list, args: argparse.Namespace, adapter: Path, embedder: Any) -> list[dict[str, Any]]:
+def end_to_end(
+    left: Path, right: Path, train_gold: list, test_gold: list, args: argparse.Namespace, adapter: Path, embedder: Any, device: str
+) -> list[dict[str, Any]]:
     """``align`` on sampled test sources with the seed links given: retrieval alone, untuned and tuned judge."""
     sample = sorted(test_gold)
     random.Random(args.seed).shuffle(sample)
@@ -206,6 +210,7 @@ def end_to_end(left: Path, right: Path, train_gold: list, test_gold: list, args:
             model=args.model,
             adapter=str(adapter_dir) if adapter_dir else None,
             judge_options={"batch_size": args.eval_batch_size} if judge == "local" else {},
+            device=device,
             attributes=list(args.attributes),
             retrieval=RetrievalConfig(structure_weight=-1.0),
             vote=VoteConfig(rounds=args.rounds, options=args.options),
@@ -219,7 +224,7 @@ def end_to_end(left: Path, right: Path, train_gold: list, test_gold: list, args:
     return rows
 
 
-def table(dataset: str, accuracy: dict[str, Any], rows: list[dict[str, Any]], training: dict[str, Any], sources: int) -> str:
+def table(dataset: str, accuracy: dict[str, Any], rows: list[dict[str, Any]], training: dict[str, Any], sources: int, where: str) -> str:
     """The results as markdown: one line on training, one row per system."""
     acc = {
         "retrieval (--judge none)": accuracy["retrieval"],
@@ -227,7 +232,7 @@ def table(dataset: str, accuracy: dict[str, Any], rows: list[dict[str, Any]], tr
         "SmolLM2 + adapter": accuracy["tuned"]["accuracy"],
     }
     lines = [
-        f"Fine-tuning on {dataset}: {training['train_questions']} training questions, {training['steps']} steps "
+        f"Fine-tuning on {dataset}, on {where}: {training['train_questions']} training questions, {training['steps']} steps "
         f"({training['stopped']}, {training['seconds']} s), validation accuracy {training['val_before']:.3f} -> {training['val_after']:.3f}; "
         f"held-out: {accuracy['questions']} judge questions, {sources} test sources end to end.",
         "",
@@ -267,6 +272,8 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=8, help="Questions per forward pass when evaluating.")
     parser.add_argument("--seed", type=int, default=0, help="Seed for splits, sampling and training.")
     parser.add_argument("--threads", type=int, help="CPU threads of torch (default: torch's).")
+    parser.add_argument("--device", default="auto", help="Where the embedder, training and the judge run: auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N.")
+    parser.add_argument("--tag", default="", help="Suffix of the result files (finetune-DATASET-TAG.md/.json), so that runs on other hardware keep their own.")
     parser.add_argument("--cross", default="restaurants,person1,abt-buy", help=f"Datasets never trained on, comma-separated, from {', '.join(CROSS)} ('' for none).")
     parser.add_argument("--cross-questions", type=int, default=100, help="Cross-domain: gold sources asked about (in --rounds orders each).")
     parser.add_argument("--cross-sources", type=int, default=100, help="Cross-domain: gold sources aligned end to end.")
@@ -284,30 +291,34 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     left, right, train_path, test_path = prepare_dataset(args.dataset, args.data, args.work, args.train_share, args.seed)
     train_gold, test_gold = read_pairs(train_path), read_pairs(test_path)
-    embedder = CachedEmbedder(SentenceTransformerEmbedder())
-    align_config = AlignConfig(judge="none", attributes=list(args.attributes), retrieval=RetrievalConfig(structure_weight=-1.0), seed=args.seed)
+    device = resolve_device(args.device)
+    embedder = CachedEmbedder(SentenceTransformerEmbedder(device=device))
+    align_config = AlignConfig(
+        judge="none", device=device, attributes=list(args.attributes), retrieval=RetrievalConfig(structure_weight=-1.0), seed=args.seed
+    )
     prepared = prepare(left, right, align_config, embedder)
     data = gold_data(
         left, right, train_path, DataConfig(options=args.options, permutations=args.permutations, seed=args.seed), align_config, embedder=embedder, prepared=prepared
     )
     adapter = args.work / f"adapter-{args.dataset}"
-    device = resolve_device(None)
     if args.skip_training:
         training = saved_training(adapter, len(data.train))
     else:
-        training = train(data, args, adapter)
+        training = train(data, args, adapter, device)
     accuracy = judge_accuracy(prepared, test_gold, args, adapter, device)
-    rows = end_to_end(left, right, train_gold, test_gold, args, adapter, embedder)
-    markdown = table(args.dataset, accuracy, rows, training, min(args.test_sources, len(test_gold)))
+    rows = end_to_end(left, right, train_gold, test_gold, args, adapter, embedder, device)
+    markdown = table(args.dataset, accuracy, rows, training, min(args.test_sources, len(test_gold)), hardware(device))
     cross = [cross_domain(name, args, adapter, device, embedder) for name in args.cross.split(",") if name and name != args.dataset]
     if cross:
         markdown += "\n\n" + cross_table(cross)
     print(markdown)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"finetune-{args.dataset}"
+    stem = args.out / f"finetune-{args.dataset}{'-' + args.tag if args.tag else ''}"
     stem.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     figures = {
         "args": {k: str(v) for k, v in vars(args).items()},
+        "device": device,
+        "hardware": hardware(device),
         "training": training,
         "judge_accuracy": accuracy,
         "end_to_end": rows,
@@ -330,7 +341,18 @@ def saved_training(adapter: Path, train_questions: int) -> dict[str, Any]:
     }
 
 
-def train(data: Any, args: argparse.Namespace, adapter: Path) -> dict[str, Any]:
+def hardware(device: str) -> str:
+    """The device in words: the GPU's name, or the CPU's core count."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    import os
+
+    return f"{device} ({os.cpu_count()} cores)"
+
+
+def train(data: Any, args: argparse.Namespace, adapter: Path, device: str) -> dict[str, Any]:
     """Fine-tune within the time budget; the training figures for the table."""
     result = finetune(
         data,
@@ -347,6 +369,7 @@ def train(data: Any, args: argparse.Namespace, adapter: Path) -> dict[str, Any]:
             minutes=args.minutes,
             seed=args.seed,
             force=True,
+            device=device,
         ),
         adapter,
     )
