@@ -273,6 +273,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed for splits, sampling and training.")
     parser.add_argument("--threads", type=int, help="CPU threads of torch (default: torch's).")
     parser.add_argument("--device", default="auto", help="Where the embedder, training and the judge run: auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N.")
+    parser.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto", help="Arithmetic of training (kgalign finetune --dtype).")
     parser.add_argument("--tag", default="", help="Suffix of the result files (finetune-DATASET-TAG.md/.json), so that runs on other hardware keep their own.")
     parser.add_argument("--cross", default="restaurants,person1,abt-buy", help=f"Datasets never trained on, comma-separated, from {', '.join(CROSS)} ('' for none).")
     parser.add_argument("--cross-questions", type=int, default=100, help="Cross-domain: gold sources asked about (in --rounds orders each).")
@@ -370,6 +371,7 @@ def train(data: Any, args: argparse.Namespace, adapter: Path, device: str) -> di
             seed=args.seed,
             force=True,
             device=device,
+            dtype=args.dtype,
         ),
         adapter,
     )

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from kgalign.cli.main import main
 from kgalign.finetune import DataConfig, gold_data, teacher_data
-from kgalign.finetune.train import METADATA_FILE, batch_loss
+from kgalign.finetune.train import METADATA_FILE, batch_loss, load_base
 from kgalign.judges.cache import question_key
 from kgalign.judges.local import LocalJudge
 from kgalign.log import read_votes
@@ -274,3 +274,17 @@ def test_vllm_loads_the_adapter_and_answers_as_the_local_judge(tuned, gold_quest
     assert all(choice in q.letters for choice, q in zip(vllm_answers, questions))
     # Greedy over the allowed letters is the local judge's argmax; allow one near-tie to flip.
     assert sum(a == b for a, b in zip(local_answers, vllm_answers)) >= len(questions) - 1, (local_answers, vllm_answers)
+
+
+def test_base_model_keeps_float32_weights_and_takes_an_attention_implementation() -> None:
+    """auto keeps float32 weights (bfloat16 is autocast arithmetic only); training under
+    bfloat16 asks for eager attention, as SDPA's backward gave NaN on padded batches (H100)."""
+    import torch
+
+    base, tokenizer, path = load_base(None, "cpu", "auto", "eager")
+    assert next(base.parameters()).dtype == torch.float32
+    assert base.config._attn_implementation == "eager"
+    assert tokenizer.padding_side == "left" and path.is_dir()
+    half, _, _ = load_base(None, "cpu", "bfloat16")
+    assert next(half.parameters()).dtype == torch.bfloat16
+    assert half.config._attn_implementation != "eager"

@@ -116,8 +116,15 @@ class FinetuneResult:
     tokenizer: Any = field(repr=False, default=None)
 
 
-def load_base(model: str | None, device: str, dtype: str = "auto") -> tuple[Any, Any, Path]:
-    """The base causal LM (float32 on CPU, bfloat16 on a GPU that has it, unless ``dtype``), its tokenizer, its folder."""
+def load_base(model: str | None, device: str, dtype: str = "auto", attention: str | None = None) -> tuple[Any, Any, Path]:
+    """The base causal LM (float32 weights unless ``dtype`` is bfloat16), its tokenizer, its folder.
+
+    ``auto`` keeps float32 weights everywhere: the arithmetic still runs in bfloat16
+    where the hardware has it (autocast, see :func:`finetune`), while the weights and
+    the optimizer's updates stay in float32. Pure bfloat16 weights halve the memory but
+    diverged on an H100 (loss NaN at step 5 of SmolLM2, batch 32, lr 2e-4).
+    ``attention`` picks transformers' attention implementation (default: the model's).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -125,9 +132,10 @@ def load_base(model: str | None, device: str, dtype: str = "auto") -> tuple[Any,
     if not path.is_dir():
         raise KgalignError(f"{path}: model folder not found")
     if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        dtype = "float32"
     tokenizer = load_tokenizer(path)
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+    extra = {"attn_implementation": attention} if attention else {}
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra).to(device)
     return base, tokenizer, path
 
 
@@ -270,9 +278,13 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     checkpoint = _prepare_output(output, config)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    base, tokenizer, model_path = load_base(config.model, device, config.dtype)
     # Float32 weights train under bfloat16 autocast where the hardware has it natively.
     precision = resolve_precision(config.dtype if config.dtype != "float16" else "float32", device, "fine-tuning dtype")
+    # Under bfloat16, SDPA's backward returns NaN for the rows of left-padding queries
+    # (they attend to nothing): on an H100 training diverged within 20 steps, while
+    # eager attention trained (and faster than float32). Inference is not affected.
+    attention = "eager" if precision == "bfloat16" else None
+    base, tokenizer, model_path = load_base(config.model, device, config.dtype, attention)
     state: dict[str, Any]
     if checkpoint is not None:
         from peft import PeftModel
@@ -298,7 +310,10 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         saved = torch.load(checkpoint / OPTIMIZER_FILE, map_location=device, weights_only=False)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
+        # map_location moved the saved RNG states onto the device; torch wants them on the CPU.
+        torch.set_rng_state(saved["rng"].cpu())
+        if "cuda_rng" in saved and device.startswith("cuda"):
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
     resumed_from = state["step"] if checkpoint is not None else None
 
     if "before" not in state:
@@ -455,7 +470,10 @@ def _save_checkpoint(output: Path, model: Any, optimizer: Any, scheduler: Any, s
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=output))
     try:
         model.save_pretrained(tmp)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}, tmp / OPTIMIZER_FILE)
+        saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            saved["cuda_rng"] = torch.cuda.get_rng_state()  # LoRA dropout on a GPU draws from it
+        torch.save(saved, tmp / OPTIMIZER_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         # The best adapter as of this step: a resumed run starts again from this pair.
         shutil.copytree(output / BEST_DIR, tmp / BEST_DIR)
