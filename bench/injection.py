@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Votes of the local judge on injected, padded and clean copies of OAEI Person1 questions.",
     )
     parser.add_argument("--model", help="A transformers model folder for the local judge (default: the bundled SmolLM2-135M).")
-    parser.add_argument("--name", help="The model's name in the table (default: the folder's name).")
+    parser.add_argument("--adapter", help="A LoRA adapter folder for the judge (kgalign finetune's output), as `kgalign run --adapter`.")
+    parser.add_argument("--name", help="The model's name in the table (default: the folder's name, and the adapter's).")
     parser.add_argument("--sample", type=int, default=50, help="Left persons asked about (default 50).")
     parser.add_argument("--rounds", type=int, default=3, help="Voting rounds per question (default 3).")
     parser.add_argument("--options", type=int, default=OPTIONS, help="Candidates shown per question (default 3).")
@@ -258,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         PERSONS / "left.nt", PERSONS / "right.ttl", SentenceTransformerEmbedder(), args.sample
     )
     gold = dict(read_pairs(PERSONS / "gold.tsv"))
-    judge = LocalJudge(model=args.model, batch_size=args.batch_size)
+    judge = LocalJudge(model=args.model, adapter=args.adapter, batch_size=args.batch_size)
     name = args.name or (Path(args.model).name if args.model else "SmolLM2-135M-Instruct (bundled)")
+    if args.adapter and not args.name:
+        name += f" + adapter {Path(args.adapter).name}"
     name += ", --datamark" if args.datamark else ""
     copies: dict[str, Any] = {}
     decisions: dict[str, list[Any]] = {}
