@@ -121,8 +121,8 @@ def load_base(model: str | None, device: str, dtype: str = "auto", attention: st
 
     ``auto`` keeps float32 weights everywhere: the arithmetic still runs in bfloat16
     where the hardware has it (autocast, see :func:`finetune`), while the weights and
-    the optimizer's updates stay in float32. Pure bfloat16 weights halve the memory but
-    diverged on an H100 (loss NaN at step 5 of SmolLM2, batch 32, lr 2e-4).
+    the optimizer's updates stay in float32 (the configuration measured on an H100;
+    bfloat16 weights halve the memory).
     ``attention`` picks transformers' attention implementation (default: the model's).
     """
     import torch
@@ -280,9 +280,9 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     torch.manual_seed(config.seed)
     # Float32 weights train under bfloat16 autocast where the hardware has it natively.
     precision = resolve_precision(config.dtype if config.dtype != "float16" else "float32", device, "fine-tuning dtype")
-    # Under bfloat16, SDPA's backward returns NaN for the rows of left-padding queries
-    # (they attend to nothing): on an H100 training diverged within 20 steps, while
-    # eager attention trained (and faster than float32). Inference is not affected.
+    # Under bfloat16 with PyTorch's SDPA attention, training diverged on an H100 (loss NaN
+    # within 20 steps; most likely the backward of left-padding rows, which attend to
+    # nothing), while eager attention trained, faster than float32. Inference is not affected.
     attention = "eager" if precision == "bfloat16" else None
     base, tokenizer, model_path = load_base(config.model, device, config.dtype, attention)
     state: dict[str, Any]
