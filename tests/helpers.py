@@ -1,13 +1,20 @@
-"""Helpers shared by the test modules that run `kgalign run` on examples/persons."""
+"""Helpers shared by the test modules that run kgalign's commands in process."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+
+
+def cli(args: Sequence[object]) -> Result:
+    """`kgalign --log-level warning ARGS...` in process (each arg passed as str); exceptions propagate."""
+    from kgalign.cli.main import main
+
+    return CliRunner().invoke(main, ["--log-level", "warning", *[str(a) for a in args]], catch_exceptions=False)
 
 
 def run_persons(persons: Mapping[str, Path], outdir: Path, *options: str, env: Mapping[str, str] | None = None) -> Result:

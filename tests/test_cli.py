@@ -8,17 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from rdflib import Graph
 from rdflib.namespace import OWL
 
-from kgalign.cli.main import main
+from helpers import cli as _run
 from kgalign.evaluate import read_pairs
-
-
-def _run(args: list[str]):
-    result = CliRunner().invoke(main, ["--log-level", "warning", *args], catch_exceptions=False)
-    return result
 
 
 @pytest.fixture(scope="module")

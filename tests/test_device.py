@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import cli as _cli
 
-from kgalign.cli.main import main
 from kgalign.device import nvidia_driver_present, resolve_device
 from kgalign.errors import KgalignError
 
@@ -32,10 +31,6 @@ def _cuda() -> bool:
 gpu = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not _cuda(), reason="torch sees no CUDA GPU")
 needs_no_cuda = pytest.mark.skipif(_cuda(), reason="this machine has a CUDA GPU")
-
-
-def _cli(args: list) -> object:
-    return CliRunner().invoke(main, ["--log-level", "warning", *[str(a) for a in args]], catch_exceptions=False)
 
 
 def test_names_resolve_and_unknown_ones_are_refused() -> None:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import cli as _cli
 
 from kgalign.cli.main import main
 from kgalign.finetune import DataConfig, gold_data, teacher_data
@@ -45,10 +45,6 @@ DATA_ARGS = ["--options", "3", "--permutations", "2", *(arg for a in ATTRIBUTES 
 # Adapters in the top 4 layers only: faster, and vLLM must load an adapter that skips layers.
 TRAIN_ARGS = ["--batch-size", "2", "--max-train", "4", "--max-val", "2", "--eval-every", "0", "--lr", "5e-4", "--warmup-steps", "0", "--lora-layers", "4", "--threads", "1", "--quiet"]
 STEPS = 6
-
-
-def _cli(args: list[str]):
-    return CliRunner().invoke(main, ["--log-level", "warning", *[str(a) for a in args]], catch_exceptions=False)
 
 
 def _gold_args(persons: dict[str, Path]) -> list:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from rdflib import Graph
 from rdflib.namespace import OWL
 
+from helpers import cli as _cli
 from kgalign.cli.main import main
 from kgalign.corrections import read_corrections
 from kgalign.report import build_report_data, embed_json, render_html
@@ -27,10 +28,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = '</script><img src=x onerror="window.__pwned=1"><b>bold</b> & \u2028'
-
-
-def _cli(args: list[str]):
-    return CliRunner().invoke(main, ["--log-level", "warning", *args], catch_exceptions=False)
 
 
 def _links(out: Path) -> set[tuple[str, str]]:
