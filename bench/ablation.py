@@ -30,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgalign.evaluate import evaluate_links, ranking_metrics, read_pairs  # noqa: E402
+from kgalign.evaluation.metrics import evaluate_links, ranking_metrics, read_pairs  # noqa: E402
 from kgalign.pipeline import AlignConfig, align  # noqa: E402
-from kgalign.retrieve import RetrievalConfig  # noqa: E402
+from kgalign.retrieval.retrieve import RetrievalConfig  # noqa: E402
 
 log = logging.getLogger("bench.ablation")
 
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Folder for the markdown and JSON results (default bench/results).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from kgalign.importers import convert_dbp15k, convert_tables
+    from kgalign.io.importers import convert_dbp15k, convert_tables
 
     folder = args.work / args.dataset
     source = args.data / FOLDERS[args.dataset]

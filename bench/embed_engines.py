@@ -1,4 +1,4 @@
-"""The embedder's two engines side by side: plain numpy (kgalign.bert) and torch
+"""The embedder's two engines side by side: plain numpy (kgalign.retrieval.bert) and torch
 (sentence-transformers), on real texts of three lengths, each engine in a fresh process
 so that its import and model loading count as they do in a `kgalign run`.
 
@@ -6,7 +6,7 @@ so that its import and model loading count as they do in a `kgalign run`.
 
 Prints one markdown table: per text set, the word pieces, each engine's whole-process
 seconds and encode-only seconds, and the smallest cosine between the two engines'
-vectors of a text. AUTO_NUMPY_MAX_TOKENS in kgalign/embed.py is read off this table.
+vectors of a text. AUTO_NUMPY_MAX_TOKENS in kgalign/retrieval/embed.py is read off this table.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ WORKER = """
 import json, sys, time
 started = time.perf_counter()
 import numpy as np
-from kgalign.embed import SentenceTransformerEmbedder
+from kgalign.retrieval.embed import SentenceTransformerEmbedder
 texts = json.load(open(sys.argv[1], encoding="utf-8"))
 embedder = SentenceTransformerEmbedder(engine=sys.argv[2])
 begun = time.perf_counter()
@@ -69,8 +69,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from kgalign.bert import NumpyBert
-    from kgalign.embed import DEFAULT_MAX_TOKENS, default_model_path
+    from kgalign.retrieval.bert import NumpyBert
+    from kgalign.retrieval.embed import DEFAULT_MAX_TOKENS, default_model_path
 
     counter = NumpyBert(default_model_path(), max_tokens=DEFAULT_MAX_TOKENS)
     lines = [

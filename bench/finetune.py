@@ -49,21 +49,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgalign.embed import CachedEmbedder, SentenceTransformerEmbedder  # noqa: E402
-from kgalign.evaluate import read_pairs  # noqa: E402
+from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from kgalign.evaluation.metrics import read_pairs  # noqa: E402
 from kgalign.finetune.data import DataConfig, build_examples, gold_data  # noqa: E402
-from kgalign.device import resolve_device  # noqa: E402
+from kgalign.runtime.device import resolve_device  # noqa: E402
 from kgalign.finetune.train import TrainConfig, evaluate, finetune, load_base  # noqa: E402
 from kgalign.pipeline import AlignConfig, align, prepare  # noqa: E402
-from kgalign.retrieve import RetrievalConfig  # noqa: E402
-from kgalign.vote import VoteConfig  # noqa: E402
+from kgalign.retrieval.retrieve import RetrievalConfig  # noqa: E402
+from kgalign.judging.vote import VoteConfig  # noqa: E402
 
 log = logging.getLogger("bench.finetune")
 
 
 def prepare_dataset(name: str, data: Path, work: Path, train_share: float, seed: int) -> tuple[Path, Path, Path, Path]:
     """left, right, train gold and test gold files of a dataset, converted into ``work`` once."""
-    from kgalign.importers import convert_dbp15k, convert_tables
+    from kgalign.io.importers import convert_dbp15k, convert_tables
 
     folder = work / name
     if name == "dbp15k":
@@ -94,7 +94,7 @@ def cross_inputs(name: str, data: Path, work: Path) -> tuple[str, Path, Path, Pa
     """Title, left, right and gold of a cross-domain dataset (Abt-Buy converted once into ``work``)."""
     title, left, right, gold = CROSS[name]
     if name == "abt-buy":
-        from kgalign.importers import convert_tables
+        from kgalign.io.importers import convert_tables
 
         folder = work / "abt-buy-all"
         if not (folder / "gold.tsv").is_file():
@@ -285,7 +285,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx", "faiss", "filelock", "kgalign.stages"):
+    for noisy in ("sentence_transformers", "transformers", "httpx", "faiss", "filelock", "kgalign.runtime.stages"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     started = time.perf_counter()

@@ -1,11 +1,11 @@
-"""What the relaxed garbage-collector thresholds (kgalign/gctune.py) buy on a real run.
+"""What the relaxed garbage-collector thresholds (kgalign/runtime/gctune.py) buy on a real run.
 
     python bench/gc_thresholds.py [--data ../shared/data] [--work DIR] [--repeats 3]
 
 Runs the DBP15K fr-en job of the results table (`kgalign run ... --judge none
 --seed-links gold_train.tsv --test-gold gold_test.tsv --only-gold-entities`, an empty
 vector cache each time) alternately with kgalign's thresholds and with CPython's
-defaults (the same code, `kgalign.gctune.RELAXED_THRESHOLDS` set to the interpreter's
+defaults (the same code, `kgalign.runtime.gctune.RELAXED_THRESHOLDS` set to the interpreter's
 own before the command starts), so that both see the same machine. Prints a markdown
 table: median wall time of the whole process, median seconds of each stage (run.json),
 peak memory, F1; and the ratio of the medians. The two variants must give the same
@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import table  # noqa: E402  (bench/table.py: the datasets, their conversion and arguments)
-from kgalign.gctune import RELAXED_THRESHOLDS  # noqa: E402
+from kgalign.runtime.gctune import RELAXED_THRESHOLDS  # noqa: E402
 
 RUNNER = """
 import gc, sys
-import kgalign.gctune
+import kgalign.runtime.gctune
 if sys.argv[1] == "python-defaults":
-    kgalign.gctune.RELAXED_THRESHOLDS = gc.get_threshold()
+    kgalign.runtime.gctune.RELAXED_THRESHOLDS = gc.get_threshold()
 from kgalign.cli.main import main
 sys.argv = ["kgalign"] + sys.argv[2:]
 main()

@@ -53,8 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgalign.judges.base import Answer  # noqa: E402
-from kgalign.judges.prompt import Question  # noqa: E402
+from kgalign.judging.base import Answer  # noqa: E402
+from kgalign.judging.prompt import Question  # noqa: E402
 from kgalign.model import Candidates, EntityProfile  # noqa: E402
 
 log = logging.getLogger("bench.injection")
@@ -123,9 +123,9 @@ def persons_sample(
     left_path: Path, right_path: Path, embedder: Any, sample: int
 ) -> tuple[list[Candidates], dict[str, EntityProfile], dict[str, EntityProfile]]:
     """The first ``sample`` left persons with their real top-k candidates, and both sides' profiles."""
-    from kgalign.load import load_entities
-    from kgalign.retrieve import RetrievalConfig, lexical_vectors, retrieve
-    from kgalign.select import build_profiles, choose_predicates, predicate_stats
+    from kgalign.io.load import load_entities
+    from kgalign.retrieval.retrieve import RetrievalConfig, lexical_vectors, retrieve
+    from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
     profiles = []
     for side, path in (("left", left_path), ("right", right_path)):
@@ -201,7 +201,7 @@ def compare(
     datamark: bool = False,
 ) -> dict[str, list[Any]]:
     """Each copy's decisions (every source asked, ``rounds`` rounds; the same orders for every copy)."""
-    from kgalign.vote import VoteConfig, decide
+    from kgalign.judging.vote import VoteConfig, decide
 
     config = VoteConfig(rounds=rounds, options=options, gate=False, seed=seed, datamark=datamark)
     return {copy: decide(candidates, *copy_profiles(copy, left, right), judge, config) for copy in copies}
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from kgalign.embed import SentenceTransformerEmbedder
-    from kgalign.evaluate import read_pairs
-    from kgalign.judges.local import LocalJudge
+    from kgalign.retrieval.embed import SentenceTransformerEmbedder
+    from kgalign.evaluation.metrics import read_pairs
+    from kgalign.judging.local import LocalJudge
 
     candidates, left, right = persons_sample(
         PERSONS / "left.nt", PERSONS / "right.ttl", SentenceTransformerEmbedder(), args.sample
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "copies": copies,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    from kgalign.atomic import write_text_atomic
+    from kgalign.io.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(results, indent=2) + "\n")
     write_text_atomic(args.out / "injection.md", _markdown(results))

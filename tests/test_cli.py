@@ -12,7 +12,7 @@ from rdflib import Graph
 from rdflib.namespace import OWL
 
 from helpers import cli as _run
-from kgalign.evaluate import read_pairs
+from kgalign.evaluation.metrics import read_pairs
 
 
 @pytest.fixture(scope="module")

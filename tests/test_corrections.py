@@ -12,7 +12,7 @@ from rdflib import Graph
 from rdflib.namespace import OWL
 
 from kgalign.cli.main import main
-from kgalign.corrections import (
+from kgalign.review.corrections import (
     CORRECTIONS_VERSION,
     Correction,
     check_corrections,
@@ -21,11 +21,11 @@ from kgalign.corrections import (
     write_corrections,
 )
 from kgalign.errors import InputError
-from kgalign.evaluate import read_pairs
-from kgalign.judges.base import clean_explanation
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.judging.base import clean_explanation
 from kgalign.pipeline import AlignConfig, align
-from kgalign.retrieve import RetrievalConfig
-from kgalign.vote import VoteConfig
+from kgalign.retrieval.retrieve import RetrievalConfig
+from kgalign.judging.vote import VoteConfig
 
 L = "http://www.okkam.org/oaie/person1-Person"
 R = "http://www.okkam.org/oaie/person2-Person"
@@ -167,7 +167,7 @@ def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, lo
         retrieval=RetrievalConfig(k=1),
         vote=VoteConfig(rounds=1, options=1, gate=False),
     )
-    with caplog.at_level(logging.WARNING, logger="kgalign.vote"):
+    with caplog.at_level(logging.WARNING, logger="kgalign.judging.vote"):
         result = align(mini["left"], mini["right"], config, embedder=embedder, judge=judge)
     corrected = {a0, a1, a2, a3}
     assert judge.asked and not corrected & set(judge.asked)

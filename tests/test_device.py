@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from helpers import cli as _cli
 
-from kgalign.device import nvidia_driver_present, resolve_device
+from kgalign.runtime.device import nvidia_driver_present, resolve_device
 from kgalign.errors import KgalignError
 
 
@@ -46,7 +46,7 @@ def test_names_resolve_and_unknown_ones_are_refused() -> None:
 
 @pytest.mark.skipif(nvidia_driver_present(), reason="this machine has an NVIDIA driver")
 def test_auto_on_a_machine_without_a_gpu_does_not_import_torch() -> None:
-    code = "import sys; from kgalign.device import resolve_device; print(resolve_device('auto'), 'torch' in sys.modules)"
+    code = "import sys; from kgalign.runtime.device import resolve_device; print(resolve_device('auto'), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["cpu", "False"]
 
@@ -83,7 +83,7 @@ def test_run_records_the_device_it_ran_on(mini_persons, tmp_path: Path) -> None:
 @gpu
 @needs_cuda
 def test_embedder_on_the_gpu_agrees_with_the_cpu() -> None:
-    from kgalign.embed import SentenceTransformerEmbedder
+    from kgalign.retrieval.embed import SentenceTransformerEmbedder
 
     texts = ["Paris", "Jean-Paul Sartre, philosophe", "Abt Sony Bravia KDL-40V4100 40in LCD HDTV", "ÉCOLE NORMALE SUPÉRIEURE"] * 8
     cpu = SentenceTransformerEmbedder(device="cpu", precision="float32", engine="torch").encode(texts)
@@ -98,9 +98,9 @@ def test_embedder_on_the_gpu_agrees_with_the_cpu() -> None:
 @needs_cuda
 def test_local_judge_on_the_gpu_answers_as_on_the_cpu(persons, embedder) -> None:
     from kgalign.finetune import DataConfig, gold_data
-    from kgalign.judges.local import LocalJudge
+    from kgalign.judging.local import LocalJudge
     from kgalign.pipeline import AlignConfig
-    from kgalign.retrieve import RetrievalConfig
+    from kgalign.retrieval.retrieve import RetrievalConfig
 
     align_config = AlignConfig(judge="none", device="cpu", retrieval=RetrievalConfig(k=10, structure_weight=-1.0))
     data = gold_data(persons["left"], persons["right"], persons["gold"], DataConfig(options=3, permutations=1), align_config, embedder=embedder)

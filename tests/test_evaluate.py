@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kgalign.errors import InputError
-from kgalign.evaluate import link_metrics, ranking_metrics, read_pairs
-from kgalign.export import alignment_xml
+from kgalign.evaluation.metrics import link_metrics, ranking_metrics, read_pairs
+from kgalign.fusion.export import alignment_xml
 from kgalign.model import Candidate, Candidates, Link
 
 

@@ -19,11 +19,11 @@ from helpers import cli as _cli
 from kgalign.cli.main import main
 from kgalign.finetune import DataConfig, gold_data, teacher_data
 from kgalign.finetune.train import METADATA_FILE, batch_loss, load_base
-from kgalign.judges.cache import question_key
-from kgalign.judges.local import LocalJudge
-from kgalign.log import read_votes
+from kgalign.judging.cache import question_key
+from kgalign.judging.local import LocalJudge
+from kgalign.review.votes import read_votes
 from kgalign.pipeline import AlignConfig
-from kgalign.retrieve import RetrievalConfig
+from kgalign.retrieval.retrieve import RetrievalConfig
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -258,8 +258,8 @@ def test_vllm_loads_the_adapter_and_answers_as_the_local_judge(tuned, gold_quest
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     pytest.importorskip("vllm")
-    from kgalign.judges.local import default_model_path
-    from kgalign.judges.vllm_engine import VLLMJudge
+    from kgalign.judging.local import default_model_path
+    from kgalign.judging.vllm_engine import VLLMJudge
 
     out, _ = tuned
     questions = [e.question for e in (gold_questions.val + gold_questions.train)[:6]]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL
 
-from kgalign.fuse import MINT_BASE, fuse
+from kgalign.fusion.fuse import MINT_BASE, fuse
 from kgalign.model import Link
 
 EX = "http://example.org/"
@@ -94,7 +94,7 @@ def test_duplicates_collapse_and_provenance_names_both_sources() -> None:
 
 
 def test_many_links_take_the_fast_writer_and_parse_back(tmp_path) -> None:
-    from kgalign.export import PRETTY_LIMIT, write_links
+    from kgalign.fusion.export import PRETTY_LIMIT, write_links
 
     links = [Link(f"http://a.example/e{i}", f"http://b.example/r/{i}%C3%A9", 1.0) for i in range(PRETTY_LIMIT + 7)]
     path = tmp_path / "links.ttl"
@@ -105,7 +105,7 @@ def test_many_links_take_the_fast_writer_and_parse_back(tmp_path) -> None:
 
 
 def test_known_iri_is_the_same_term_as_urirefs() -> None:
-    from kgalign.triples import known_iri
+    from kgalign.io.triples import known_iri
 
     value = "http://example.org/entity/Saint-Étienne_(ville)"
     term = known_iri(value)
@@ -118,7 +118,7 @@ def test_known_iri_is_the_same_term_as_urirefs() -> None:
 def test_clusters_are_the_connected_components_of_the_links(pairs) -> None:
     """Against a breadth-first search: every link's two IRIs share one cluster, clusters
     are disjoint, and a left and a right IRI spelt alike stay two members."""
-    from kgalign.fuse import cluster_links
+    from kgalign.fusion.fuse import cluster_links
 
     links = [Link(left=f"{EX}n{a}", right=f"{EX}n{b}", confidence=1.0) for a, b in pairs]
     neighbours: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -145,7 +145,7 @@ def test_fused_graph_and_provenance_share_one_rendering(tmp_path) -> None:
     the graph of each source that contributed it."""
     from rdflib import Dataset
 
-    from kgalign.export import PRETTY_LIMIT, SOURCE_GRAPHS, FusedRows, provenance_dataset, write_dataset, write_fused
+    from kgalign.fusion.export import PRETTY_LIMIT, SOURCE_GRAPHS, FusedRows, provenance_dataset, write_dataset, write_fused
 
     p, q = URIRef(f"{EX}p"), URIRef(f"{EX}q")
     n = PRETTY_LIMIT // 2 + 5

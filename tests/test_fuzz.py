@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgalign.errors import KgalignError
-from kgalign.evaluate import read_pairs
-from kgalign.load import load_entities, load_graph
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.io.load import load_entities, load_graph
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "persons"
 

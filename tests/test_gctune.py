@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from kgalign.gctune import RELAXED_THRESHOLDS, relaxed_gc
+from kgalign.runtime.gctune import RELAXED_THRESHOLDS, relaxed_gc
 
 
 def test_thresholds_are_raised_inside_and_restored_after_even_on_error() -> None:

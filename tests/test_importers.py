@@ -20,10 +20,10 @@ from rdflib.namespace import RDF, RDFS
 
 from kgalign.cli.main import main
 from kgalign.errors import InputError
-from kgalign.evaluate import read_pairs
-from kgalign.importers import convert_dbp15k, convert_tables, read_table, table_graph
-from kgalign.importers.terms import escape_iri, iri_term, literal_term, mint_iri, mint_segment
-from kgalign.load import build_entity_table, load_entities, load_graph, table_id_column
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.io.importers import convert_dbp15k, convert_tables, read_table, table_graph
+from kgalign.io.importers.terms import escape_iri, iri_term, literal_term, mint_iri, mint_segment
+from kgalign.io.load import build_entity_table, load_entities, load_graph, table_id_column
 from kgalign.model import local_name
 
 DATA = Path(__file__).resolve().parent / "data"

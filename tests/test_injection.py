@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from kgalign.judges.prompt import MAX_PROMPT_VALUE_CHARS, Question, render_entity
+from kgalign.judging.prompt import MAX_PROMPT_VALUE_CHARS, Question, render_entity
 from kgalign.model import EntityProfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def _injected(profile: EntityProfile, text: str) -> EntityProfile:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from kgalign.judges.local import default_model_path
+    from kgalign.judging.local import default_model_path
 
     return AutoTokenizer.from_pretrained(default_model_path())
 

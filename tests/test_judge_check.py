@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kgalign.errors import MissingDependencyError
-from kgalign.judges.base import JUDGES, JudgeSpec, Requirement, check_judge
+from kgalign.judging.base import JUDGES, JudgeSpec, Requirement, check_judge
 from kgalign.pipeline import AlignConfig, align
 
 VLLM_ERROR = "kgalign: error: --judge vllm needs the 'vllm' package: install it with pip install 'kgalign[vllm]'"
@@ -50,7 +50,7 @@ def test_installed_backends_pass_the_check() -> None:
 
 def test_align_checks_the_backend_before_loading(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     spec = JudgeSpec(
-        "kgalign.judges.local",
+        "kgalign.judging.local",
         "LocalJudge",
         "a backend that needs a package nobody has",
         requires=(Requirement("kgalign_test_no_such_module", "no-such-package", "no-such-extra"),),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rdflib import Graph, URIRef
 
-from kgalign.load import load_entities
+from kgalign.io.load import load_entities
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

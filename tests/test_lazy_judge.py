@@ -1,4 +1,4 @@
-"""A judge backend is built on its first question (kgalign/judges/lazy.py).
+"""A judge backend is built on its first question (kgalign/judging/lazy.py).
 
 The wrapper logic runs with a rule-based backend that records when it is made and
 what it is asked; the pipeline test runs the real `local` backend on a pair whose every
@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kgalign.judges.base import Answer, explainer
-from kgalign.judges.cache import AnswerCache, CachedJudge
-from kgalign.judges.lazy import LazyJudge
-from kgalign.judges.prompt import Question
+from kgalign.judging.base import Answer, explainer
+from kgalign.judging.cache import AnswerCache, CachedJudge
+from kgalign.judging.lazy import LazyJudge
+from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 from kgalign.pipeline import AlignConfig, align
 

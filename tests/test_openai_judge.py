@@ -13,12 +13,12 @@ from helpers import read_rounds, round_letters, run_persons
 from openai_server import FAKE_LOGPROB, FakeOpenAIServer, expected_letter, source_line
 
 from kgalign.errors import KgalignError
-from kgalign.judges.base import make_judge
-from kgalign.judges.cache import AnswerCache, CachedJudge
-from kgalign.judges.openai_api import OpenAIJudge
-from kgalign.judges.prompt import Question
-from kgalign.load import load_entities
-from kgalign.select import build_profiles, choose_predicates, predicate_stats
+from kgalign.judging.base import make_judge
+from kgalign.judging.cache import AnswerCache, CachedJudge
+from kgalign.judging.openai_api import OpenAIJudge
+from kgalign.judging.prompt import Question
+from kgalign.io.load import load_entities
+from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
 SECRET = "sk-kgalign-test-secret-0123456789"
 KEY_ENV = "KGALIGN_TEST_OPENAI_KEY"
@@ -124,7 +124,7 @@ def test_anything_but_one_letter_is_an_invalid_vote(questions):
 
 def test_invalid_votes_are_logged_as_rounds_without_a_target(questions):
     from kgalign.model import Candidate, Candidates
-    from kgalign.vote import VoteConfig, decide
+    from kgalign.judging.vote import VoteConfig, decide
 
     question = questions[0]
     replies = {key_of(question): "The answer is A"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kgalign.judges.prompt import Question, parse_answer, render_entity, sanitise
+from kgalign.judging.prompt import Question, parse_answer, render_entity, sanitise
 from kgalign.model import EntityProfile
 
 

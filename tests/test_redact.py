@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from openai_server import FakeOpenAIServer
 
-from kgalign.redact import RedactingFilter, redact_options, redact_text, redact_url, register_secret, url_secrets
+from kgalign.runtime.redact import RedactingFilter, redact_options, redact_text, redact_url, register_secret, url_secrets
 
 KEY_ENV = "KGALIGN_TEST_REDACT_KEY"
 SECRET = "sk-kgalign-redact-secret-9876543210"

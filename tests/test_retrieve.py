@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kgalign.embed import CachedEmbedder, SentenceTransformerEmbedder, encode_sides
+from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
-from kgalign.evaluate import ranking_metrics, read_pairs
-from kgalign.load import load_entities
-from kgalign.retrieve import RetrievalConfig, dense_topk, lexical_vectors, retrieve
-from kgalign.select import build_profiles, choose_predicates, predicate_stats
+from kgalign.evaluation.metrics import ranking_metrics, read_pairs
+from kgalign.io.load import load_entities
+from kgalign.retrieval.retrieve import RetrievalConfig, dense_topk, lexical_vectors, retrieve
+from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_cascade_contests_a_source_whose_nearest_target_was_taken_unless_spared(
     entities, so with a spare margin it is not contested."""
     from scipy import sparse
 
-    from kgalign.cascade import cascade
+    from kgalign.retrieval.cascade import cascade
 
     def rows(*vectors: list[float]) -> sparse.csr_matrix:
         return sparse.csr_matrix(np.array(vectors, dtype=np.float32))
@@ -194,8 +194,8 @@ def test_a_shared_rare_code_spares_a_contested_source() -> None:
     when another target has the number too, it is."""
     from scipy import sparse
 
-    from kgalign.cascade import cascade
-    from kgalign.retrieve import code_tokens, lexical_text
+    from kgalign.retrieval.cascade import cascade
+    from kgalign.retrieval.retrieve import code_tokens, lexical_text
 
     assert code_tokens("Panasonic KX-TG1032S, 010-10609-00, 1955 grand prix, 1080p") == {"kxtg1032s", "0101060900", "1080p"}
     # Dates are no codes: year, month and day stay words that match across formats.
@@ -222,7 +222,7 @@ def test_cascade_embeds_only_the_open_targets_within_reach() -> None:
     """One open source facing many leftover targets: with ``embed_pool`` 2 only its two
     lexically nearest open targets are embedded and ranked; the embedding then picks
     the second of them. With 0, every open target is embedded, to the same answer."""
-    from kgalign.cascade import cascade
+    from kgalign.retrieval.cascade import cascade
 
     texts = ["acme widget 200", "acme widget 300", "acme widget 300 pro", "plain gasket", "rubber hose", "steel bolt", "copper pipe"]
     left_lex, right_lex = lexical_vectors(["acme widget 3oo"], texts)
@@ -250,7 +250,7 @@ def test_lexical_search_on_large_target_sets_ignores_common_features(monkeypatch
     """Past PRUNE_FROM_TARGETS targets the candidate search drops the n-grams and words
     most targets share (they make the sparse product dense), yet still finds each name's
     counterpart first, with its full-feature score; the blocks run on threads."""
-    import kgalign.retrieve as retrieve_module
+    import kgalign.retrieval.retrieve as retrieve_module
 
     names = [f"{first} {last} holdings company" for first in ("north", "south", "east", "west", "upper", "lower") for last in ("quarry", "vintner", "zephyr", "juniper", "oxbow", "kestrel", "marble")]
     left, right = lexical_vectors(names, list(reversed(names)))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kgalign.load import load_entities
-from kgalign.select import build_profiles, choose_predicates, predicate_stats, short_name, suggest_pairs
+from kgalign.io.load import load_entities
+from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats, short_name, suggest_pairs
 
 
 def test_identifiers_outrank_repetitive_values(persons) -> None:

@@ -11,8 +11,8 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from kgalign.retrieve import lexical_text, lexical_vectors
-from kgalign.tfidf import char_wb_ngrams, normalize_rows, tfidf, words
+from kgalign.retrieval.retrieve import lexical_text, lexical_vectors
+from kgalign.retrieval.tfidf import char_wb_ngrams, normalize_rows, tfidf, words
 
 DATA = Path(__file__).parent / "data" / "abt_buy_mini"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from helpers import read_rounds, round_letters, run_persons
 
-from kgalign.judges.prompt import Question
-from kgalign.load import load_entities
-from kgalign.select import build_profiles, choose_predicates, predicate_stats
+from kgalign.judging.prompt import Question
+from kgalign.io.load import load_entities
+from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -141,7 +141,7 @@ def tiny_model(vllm_module, persons, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_judge(tiny_model):
-    from kgalign.judges.vllm_engine import VLLMJudge
+    from kgalign.judging.vllm_engine import VLLMJudge
 
     return VLLMJudge(model=str(tiny_model), max_model_len=MAX_MODEL_LEN, dtype="float32")
 
@@ -206,14 +206,14 @@ def vllm_server(tiny_model, tmp_path_factory) -> Iterator[str]:
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
 def test_missing_vllm_is_one_clear_error(tmp_path):
     from kgalign.errors import MissingDependencyError
-    from kgalign.judges.base import make_judge
+    from kgalign.judging.base import make_judge
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'kgalign\[vllm\]'"):
         make_judge("vllm", model=str(tmp_path))
 
 
 def test_importing_kgalign_does_not_import_vllm():
-    code = "import sys, kgalign, kgalign.pipeline, kgalign.judges.vllm_engine; print('vllm' in sys.modules)"
+    code = "import sys, kgalign, kgalign.pipeline, kgalign.judging.vllm_engine; print('vllm' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
@@ -235,7 +235,7 @@ def test_engine_answers_every_question_with_an_option_and_a_logprob(vllm_judge, 
 
 @pytest.mark.vllm
 def test_lora_adapter_is_applied(vllm_judge, tiny_model, persons, tmp_path):
-    from kgalign.judges.vllm_engine import VLLMJudge
+    from kgalign.judging.vllm_engine import VLLMJudge
 
     adapter = tmp_path / "lora"
     build_random_lora(adapter, tiny_model)
@@ -289,7 +289,7 @@ def _prefix_counts(judge) -> tuple[int, int]:
 
 @pytest.mark.vllm
 def test_prefix_caching_can_be_switched_off_and_its_hits_read(tiny_model, persons):
-    from kgalign.judges.vllm_engine import VLLMJudge
+    from kgalign.judging.vllm_engine import VLLMJudge
 
     questions = persons_questions(persons, 6)
     counts = {}

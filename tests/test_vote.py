@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from kgalign.judges.base import Answer
-from kgalign.judges.prompt import Question
+from kgalign.judging.base import Answer
+from kgalign.judging.prompt import Question
 from kgalign.model import Candidate, Candidates, EntityProfile
-from kgalign.vote import VoteConfig, decide, round_order
+from kgalign.judging.vote import VoteConfig, decide, round_order
 
 
 class RuleJudge:
@@ -130,8 +130,8 @@ def test_plurality_option_accepts_a_unique_leader() -> None:
 
 
 def test_real_local_judge_answers_every_round_with_a_valid_option(local_judge, persons) -> None:
-    from kgalign.load import load_entities
-    from kgalign.select import build_profiles, choose_predicates, predicate_stats
+    from kgalign.io.load import load_entities
+    from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
     profiles = []
     for side in ("left", "right"):

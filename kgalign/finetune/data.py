@@ -3,7 +3,7 @@
 Both recipes end in :func:`build_examples`: labelled source entities (a right IRI, or
 None for "no match"), their retrieval candidates and the profiles a run shows. Each
 labelled source gives one question (its top ``options`` candidates, as the vote shows
-them) repeated in several candidate orders (:func:`kgalign.vote.round_order`: by score,
+them) repeated in several candidate orders (:func:`kgalign.judging.vote.round_order`: by score,
 reversed, then seeded shuffles), so the model sees the answer at every position. For a
 share of the sources with a match (``none_share``) the match is taken out of the
 candidates and the answer is "none of these". A match that retrieval missed, or ranked
@@ -36,13 +36,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgalign.corrections import corrections_to_labels
+from kgalign.review.corrections import corrections_to_labels
 from kgalign.errors import InputError, KgalignError
-from kgalign.evaluate import read_pairs
-from kgalign.judges.prompt import LETTERS, Question
-from kgalign.log import read_votes
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.judging.prompt import LETTERS, Question
+from kgalign.review.votes import read_votes
 from kgalign.model import Candidate, Candidates, EntityProfile
-from kgalign.vote import round_order
+from kgalign.judging.vote import round_order
 
 if TYPE_CHECKING:
     from kgalign.pipeline import AlignConfig, Prepared

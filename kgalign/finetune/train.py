@@ -1,7 +1,7 @@
 """LoRA supervised fine-tuning of the judge on its own questions.
 
 The model reads each question as the local judge does (the chat template with the
-assistant turn opened, :func:`kgalign.judges.local.chat_prompt`) followed by the
+assistant turn opened, :func:`kgalign.judging.local.chat_prompt`) followed by the
 answer letter's token; the loss is on that token only, from the logits of the last
 prompt position (the one the judge reads), under bfloat16 autocast where the hardware
 computes it natively (``dtype="auto"``).
@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from kgalign import __version__
-from kgalign.atomic import write_text_atomic
-from kgalign.device import resolve_device
+from kgalign.io.atomic import write_text_atomic
+from kgalign.runtime.device import resolve_device
 from kgalign.errors import KgalignError
 from kgalign.finetune.data import Example, TrainingData, position_name
-from kgalign.judges.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
-from kgalign.precision import precision_context, resolve_precision
-from kgalign.progress import progress_bar
+from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
+from kgalign.runtime.precision import precision_context, resolve_precision
+from kgalign.runtime.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

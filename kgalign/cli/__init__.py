@@ -1,0 +1,1 @@
+"""The `kgalign` command line: a thin layer over the library."""

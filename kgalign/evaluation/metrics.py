@@ -1,0 +1,139 @@
+"""Read gold alignments and score links and candidate rankings against them.
+
+Gold (and links) files may be the OAEI Alignment format (RDF/XML), owl:sameAs triples
+in any RDF syntax, or two-column CSV/TSV (a ``#`` line is a comment; a header row whose
+cells are not IRIs is skipped).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdflib import Graph, Namespace, URIRef
+from rdflib.namespace import OWL
+
+from kgalign.errors import InputError
+from kgalign.io.load import load_graph
+from kgalign.model import Candidates, Link
+
+log = logging.getLogger(__name__)
+
+ALIGN = Namespace("http://knowledgeweb.semanticweb.org/heterogeneity/alignment#")
+ALIGN_NO_HASH = Namespace("http://knowledgeweb.semanticweb.org/heterogeneity/alignment")
+
+Pair = tuple[str, str]
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Pairs (left IRI, right IRI) from an alignment, sameAs or CSV/TSV file."""
+    path = Path(path)
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return _read_table(path)
+    graph = load_graph(path)
+    pairs = _alignment_cells(graph)
+    if not pairs:
+        pairs = sorted((str(s), str(o)) for s, o in graph.subject_objects(OWL.sameAs))
+    if not pairs:
+        raise InputError(f"{path}: no alignment cells and no owl:sameAs triples found")
+    return pairs
+
+
+def _alignment_cells(graph: Graph) -> list[Pair]:
+    pairs = []
+    for ns in (ALIGN, ALIGN_NO_HASH):
+        for cell, e1 in graph.subject_objects(URIRef(str(ns) + "entity1")):
+            e2 = graph.value(cell, URIRef(str(ns) + "entity2"))
+            relation = graph.value(cell, URIRef(str(ns) + "relation"))
+            if e2 is not None and (relation is None or str(relation).strip() in ("=", "")):
+                pairs.append((str(e1), str(e2)))
+    return sorted(set(pairs))
+
+
+def _read_table(path: Path) -> list[Pair]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise InputError(f"{path}: no pairs found")
+    delimiter = "\t" if "\t" in lines[0] else ","
+    pairs = []
+    for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter), start=1):
+        if len(row) < 2:
+            raise InputError(f"{path}:{number}: expected two columns, found {len(row)}")
+        left, right = row[0].strip(), row[1].strip()
+        if number == 1 and not _looks_like_id(left):
+            continue  # header
+        pairs.append((left, right))
+    return pairs
+
+
+def _looks_like_id(value: str) -> bool:
+    return ":" in value or value.isdigit()
+
+
+@dataclass
+class LinkMetrics:
+    precision: float
+    recall: float
+    f1: float
+    true_positives: int
+    predicted: int
+    gold: int
+
+
+def link_metrics(predicted: Iterable[Pair], gold: Iterable[Pair]) -> LinkMetrics:
+    predicted_set, gold_set = set(predicted), set(gold)
+    tp = len(predicted_set & gold_set)
+    precision = tp / len(predicted_set) if predicted_set else 0.0
+    recall = tp / len(gold_set) if gold_set else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return LinkMetrics(round(precision, 6), round(recall, 6), round(f1, 6), tp, len(predicted_set), len(gold_set))
+
+
+def ranking_metrics(candidates: Sequence[Candidates], gold: Iterable[Pair]) -> dict[str, float]:
+    """Hits@1, Hits@10 and MRR of retrieval over the gold source entities."""
+    by_source = {c.source: c for c in candidates}
+    gold_list = list(gold)
+    if not gold_list:
+        return {"hits@1": 0.0, "hits@10": 0.0, "mrr": 0.0}
+    hits1 = hits10 = 0
+    mrr = 0.0
+    for left, right in gold_list:
+        cands = by_source.get(left)
+        rank = None
+        if cands is not None:
+            for item in cands.items:
+                if item.iri == right:
+                    rank = item.rank
+                    break
+        if rank is not None:
+            hits1 += rank == 1
+            hits10 += rank <= 10
+            mrr += 1.0 / rank
+    n = len(gold_list)
+    return {"hits@1": round(hits1 / n, 6), "hits@10": round(hits10 / n, 6), "mrr": round(mrr / n, 6)}
+
+
+def filter_gold(gold: Sequence[Pair], left: set[str], right: set[str], name: str = "gold") -> tuple[list[Pair], int]:
+    """Keep gold pairs whose IRIs are both entities of the run; warn about the rest."""
+    kept = [(a, b) for a, b in gold if a in left and b in right]
+    missing = len(gold) - len(kept)
+    if missing:
+        log.warning("%s: %d of %d pairs name IRIs that are not entities of the input graphs; scored as misses", name, missing, len(gold))
+    return kept, missing
+
+
+def evaluate_links(links: Sequence[Link], gold: Sequence[Pair]) -> LinkMetrics:
+    return link_metrics(((link.left, link.right) for link in links), gold)

@@ -1,0 +1,190 @@
+"""Fuse two graphs along accepted links into one graph.
+
+- Clusters are the connected components of the links (union-find).
+- Each cluster gets one canonical IRI (``left``, ``right`` or ``mint``); the other
+  members stay reachable: ``canonical owl:sameAs member``.
+- Every triple of both graphs is rewritten onto canonical IRIs; duplicates collapse.
+- A *functional* predicate (at most one value per subject in each input graph) that
+  ends up with two different literal values on one canonical subject is a conflict,
+  settled by a policy: ``prefer-left``, ``prefer-right``, ``keep-all`` or
+  ``most-specific`` (a language tag or datatype beats a plain literal, then the longer
+  text). Dropped triples are recorded, never silently lost.
+- Provenance: for each fused triple, the input graphs it came from.
+Invariant (property-tested): each input triple, rewritten, is in the fused graph or
+in the dropped record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from rdflib import Graph, Literal, URIRef
+from rdflib.namespace import OWL
+from rdflib.term import Node
+
+from kgalign.model import Link
+from kgalign.io.triples import Triple, TripleSource, known_iri
+
+CANONICAL_POLICIES = ("left", "right", "mint")
+CONFLICT_POLICIES = ("prefer-left", "prefer-right", "keep-all", "most-specific")
+MINT_BASE = "urn:kgalign:entity:"
+
+@dataclass
+class FusionResult:
+    """The fused triples are the keys of ``provenance``; ``graph`` builds an rdflib
+    graph of them on first use (building one costs seconds on big pairs, and the
+    writers do not need it)."""
+
+    canonical: dict[str, str]
+    clusters: list[list[str]]
+    provenance: dict[Triple, frozenset[str]] = field(default_factory=dict)
+    dropped: list[tuple[Triple, str, str]] = field(default_factory=list)  # (triple, source, reason)
+    namespaces: list[tuple[str, URIRef]] = field(default_factory=list)
+
+    @property
+    def triples(self) -> Iterable[Triple]:
+        return self.provenance.keys()
+
+    def __len__(self) -> int:
+        return len(self.provenance)
+
+    @cached_property
+    def graph(self) -> Graph:
+        fused = Graph()
+        for prefix, namespace in self.namespaces:
+            fused.bind(prefix, namespace, override=False)
+        for triple in self.provenance:
+            fused.add(triple)
+        return fused
+
+
+def cluster_links(links: Iterable[Link]) -> list[list[str]]:
+    """Connected components of the links, each a sorted list of its IRIs (left ones
+    before right ones), the clusters sorted. A left and a right IRI that are the same
+    string are still two nodes."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(node: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]  # path halving
+            node = parent[node]
+        return node
+
+    for link in links:
+        a, b = root(("L", link.left)), root(("R", link.right))
+        if a != b:
+            parent[b] = a
+    components: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for node in parent:
+        components.setdefault(root(node), []).append(node)
+    return sorted([iri for _, iri in sorted(members)] for members in components.values())
+
+
+def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str) -> dict[str, str]:
+    """Map every clustered IRI to its cluster's canonical IRI."""
+    if policy not in CANONICAL_POLICIES:
+        raise ValueError(f"unknown canonical policy {policy!r}; choose one of {', '.join(CANONICAL_POLICIES)}")
+    lefts = {link.left for link in links}
+    rights = {link.right for link in links}
+    mapping: dict[str, str] = {}
+    for members in clusters:
+        side = lefts if policy == "left" else rights
+        preferred = sorted(m for m in members if m in side)
+        if policy == "mint":
+            digest = hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:16]
+            canonical = MINT_BASE + digest
+        else:
+            canonical = preferred[0] if preferred else sorted(members)[0]
+        for member in members:
+            mapping[member] = canonical
+    return mapping
+
+
+def _functional_predicates(graph: TripleSource) -> set[Node]:
+    counts: dict[tuple[Node, Node], int] = defaultdict(int)
+    for s, p, o in graph:
+        if isinstance(o, Literal):
+            counts[(s, p)] += 1
+    predicates = {p for (_, p) in counts}
+    multi = {p for (s, p), n in counts.items() if n > 1}
+    return predicates - multi
+
+
+def _specificity(literal: Literal) -> tuple[int, int, str]:
+    return (1 if (literal.language or literal.datatype) else 0, len(str(literal)), str(literal))
+
+
+def fuse(
+    left: TripleSource,
+    right: TripleSource,
+    links: Sequence[Link],
+    canonical: str = "left",
+    conflicts: str = "keep-all",
+) -> FusionResult:
+    if conflicts not in CONFLICT_POLICIES:
+        raise ValueError(f"unknown conflict policy {conflicts!r}; choose one of {', '.join(CONFLICT_POLICIES)}")
+    clusters = cluster_links(links)
+    mapping = choose_canonical(clusters, links, canonical)
+    functional = _functional_predicates(left) & _functional_predicates(right) if conflicts != "keep-all" else set()
+
+    # Clustered IRIs to their canonical IRI, as terms: a literal or blank node never matches.
+    rewrite: dict[Node, Node] = {known_iri(member): known_iri(target) for member, target in mapping.items()}
+    # Each triple's sources, as shared frozensets: one set object per triple would cost
+    # more memory than the triple itself on a large pair.
+    provenance: dict[Triple, frozenset[str]] = {}
+    get = provenance.get
+    # Values of functional predicates on merged subjects, per source, to settle conflicts.
+    functional_values: dict[tuple[Node, Node], dict[str, list[Triple]]] = defaultdict(lambda: defaultdict(list))
+    for name, graph in (("left", left), ("right", right)):
+        alone = _SOURCES[name]
+        for s, p, o in graph:
+            triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
+            known = get(triple)
+            provenance[triple] = alone if known is None or known is alone else _SOURCES["both"]
+            if p in functional and isinstance(o, Literal) and s in rewrite:
+                functional_values[(triple[0], p)][name].append(triple)
+
+    dropped: list[tuple[Triple, str, str]] = []
+    for (subject, predicate), by_source in functional_values.items():
+        values = {t[2] for triples in by_source.values() for t in triples}
+        if len(values) < 2:
+            continue
+        keep = _keep(by_source, conflicts)
+        for name, triples in by_source.items():
+            for triple in triples:
+                if triple[2] != keep and triple in provenance:
+                    for source in sorted(provenance.pop(triple)):
+                        dropped.append((triple, source, f"functional-conflict:{conflicts}"))
+
+    namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
+    same_as = OWL.sameAs
+    for members in clusters:
+        target = mapping[members[0]]
+        for member in members:
+            if member != target:
+                link = (known_iri(target), same_as, known_iri(member))
+                provenance[link] = provenance.get(link, frozenset()) | _SOURCES["kgalign"]
+    return FusionResult(canonical=mapping, clusters=clusters, provenance=provenance, dropped=dropped, namespaces=namespaces)
+
+
+_SOURCES = {
+    "left": frozenset({"left"}),
+    "right": frozenset({"right"}),
+    "both": frozenset({"left", "right"}),
+    "kgalign": frozenset({"kgalign"}),
+}
+
+
+def _keep(by_source: dict[str, list[Triple]], policy: str) -> Node:
+    left_values = [t[2] for t in by_source.get("left", [])]
+    right_values = [t[2] for t in by_source.get("right", [])]
+    if policy == "prefer-left":
+        return (left_values or right_values)[0]
+    if policy == "prefer-right":
+        return (right_values or left_values)[0]
+    return max(left_values + right_values, key=lambda o: _specificity(o))  # most-specific

@@ -1,0 +1,1 @@
+"""Stage 5, resolve: settle targets chosen by several sources into links."""

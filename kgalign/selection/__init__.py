@@ -1,0 +1,1 @@
+"""Stage 2, select: rank each graph's predicates and build the profile each entity shows."""
