@@ -94,7 +94,8 @@ def test_duplicates_collapse_and_provenance_names_both_sources() -> None:
 
 
 def test_many_links_take_the_fast_writer_and_parse_back(tmp_path) -> None:
-    from kgalign.fusion.export import PRETTY_LIMIT, write_links
+    from kgalign.fusion.export import write_links
+    from kgalign.io.turtle import PRETTY_LIMIT
 
     links = [Link(f"http://a.example/e{i}", f"http://b.example/r/{i}%C3%A9", 1.0) for i in range(PRETTY_LIMIT + 7)]
     path = tmp_path / "links.ttl"
@@ -145,7 +146,8 @@ def test_fused_graph_and_provenance_share_one_rendering(tmp_path) -> None:
     the graph of each source that contributed it."""
     from rdflib import Dataset
 
-    from kgalign.fusion.export import PRETTY_LIMIT, SOURCE_GRAPHS, FusedRows, provenance_dataset, write_dataset, write_fused
+    from kgalign.fusion.export import SOURCE_GRAPHS, FusedRows, provenance_dataset, write_dataset, write_fused
+    from kgalign.io.turtle import PRETTY_LIMIT
 
     p, q = URIRef(f"{EX}p"), URIRef(f"{EX}q")
     n = PRETTY_LIMIT // 2 + 5

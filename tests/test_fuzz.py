@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from kgalign.errors import KgalignError
 from kgalign.evaluation.metrics import read_pairs
-from kgalign.io.load import load_entities, load_graph
+from kgalign.io.entities import load_entities
+from kgalign.io.parsers import load_graph
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "persons"
 

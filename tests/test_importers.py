@@ -23,7 +23,8 @@ from kgalign.errors import InputError
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.io.importers import convert_dbp15k, convert_tables, read_table, table_graph
 from kgalign.io.importers.terms import escape_iri, iri_term, literal_term, mint_iri, mint_segment
-from kgalign.io.load import build_entity_table, load_entities, load_graph, table_id_column
+from kgalign.io.entities import build_entity_table, load_entities
+from kgalign.io.parsers import load_graph
 from kgalign.model import local_name
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -253,8 +254,7 @@ def test_other_id_column_tsv_semicolons_and_gzip(tmp_path: Path) -> None:
     iri = by_name.entity_iri(first.id)
     assert " " not in iri and "/" not in iri.removeprefix("urn:kgalign:table:Buy:")
     assert "id" in first.cells and "name" not in first.cells
-    with table_id_column("name"):
-        _, table = load_entities(ABT / "Buy.csv", "right")
+    _, table = load_entities(ABT / "Buy.csv", "right", id_column="name")
     assert iri in table.entities
 
 

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
 
 from rdflib import Graph, URIRef
 
-from kgalign.io.load import load_entities
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _generator():
-    if "make_large_pair" in sys.modules:
-        return sys.modules["make_large_pair"]
-    spec = importlib.util.spec_from_file_location("make_large_pair", BENCH / "make_large_pair.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_large_pair"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from bench import make_large_pair
+from kgalign.io.entities import load_entities
 
 
 def _gold(path: Path) -> list[tuple[str, str]]:
@@ -31,7 +17,7 @@ def _gold(path: Path) -> list[tuple[str, str]]:
 
 
 def test_small_pair_parses_and_gold_names_entities_of_both_sides(tmp_path: Path) -> None:
-    info = _generator().generate(tmp_path, 2_000, seed=3)
+    info = make_large_pair.generate(tmp_path, 2_000, seed=3)
     left, right = Graph().parse(info["left"], format="nt"), Graph().parse(info["right"], format="nt")
     assert len(left) == info["left_triples"] and len(right) == info["right_triples"]
     for side in ("left_triples", "right_triples"):
@@ -53,10 +39,9 @@ def test_small_pair_parses_and_gold_names_entities_of_both_sides(tmp_path: Path)
 
 
 def test_same_seed_same_bytes_and_gzip(tmp_path: Path) -> None:
-    generator = _generator()
-    one = generator.generate(tmp_path / "one", 1_500, seed=7)
-    two = generator.generate(tmp_path / "two", 1_500, seed=7, compress=True)
-    other = generator.generate(tmp_path / "other", 1_500, seed=8)
+    one = make_large_pair.generate(tmp_path / "one", 1_500, seed=7)
+    two = make_large_pair.generate(tmp_path / "two", 1_500, seed=7, compress=True)
+    other = make_large_pair.generate(tmp_path / "other", 1_500, seed=8)
     for side in ("left", "right"):
         assert Path(one[side]).read_bytes() == gzip.decompress(Path(two[side]).read_bytes())
         assert Path(one[side]).read_bytes() != Path(other[side]).read_bytes()

@@ -9,7 +9,9 @@ import pytest
 from rdflib import Graph
 
 from kgalign.errors import InputError
-from kgalign.io.load import build_entity_table, guess_format, load_entities, load_graph
+from kgalign.io.entities import build_entity_table, load_entities
+from kgalign.io.formats import guess_format
+from kgalign.io.parsers import load_graph
 from kgalign.io.triples import TripleSet
 
 PERSON = "http://www.okkam.org/oaie/person1-Person00"
@@ -134,7 +136,7 @@ def test_fast_parser_reads_what_rdflib_reads(tmp_path: Path) -> None:
     languages, datatypes (an ill-typed one too), escapes, @base, blank nodes."""
     from rdflib.compare import isomorphic
 
-    from kgalign.io.load import read_triples
+    from kgalign.io.parsers import read_triples
 
     path = tmp_path / "tricky.ttl"
     path.write_text(TRICKY_TURTLE, encoding="utf-8")
@@ -152,7 +154,7 @@ def test_blank_nodes_of_two_files_stay_apart(tmp_path: Path) -> None:
     from rdflib import BNode
 
     from kgalign.fusion.fuse import fuse
-    from kgalign.io.load import read_triples
+    from kgalign.io.parsers import read_triples
 
     left, right = tmp_path / "l.nt", tmp_path / "r.nt"
     left.write_text('<http://e.org/l> <http://e.org/p> _:b1 .\n_:b1 <http://e.org/v> "left" .\n', encoding="utf-8")
@@ -171,7 +173,7 @@ def test_a_file_the_fast_parser_rejects_gets_rdflibs_located_error(tmp_path: Pat
 
 def test_file_order_is_kept(tmp_path: Path) -> None:
     """The first value of an attribute is the one shown: the same file gives the same order in every process."""
-    from kgalign.io.load import read_triples
+    from kgalign.io.parsers import read_triples
 
     path = tmp_path / "order.nt"
     lines = [f'<http://e.org/a> <http://e.org/p> "v{i}" .' for i in (5, 3, 9, 1, 7)]

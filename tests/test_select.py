@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kgalign.io.load import load_entities
+from kgalign.io.entities import load_entities
 from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats, short_name, suggest_pairs
 
 

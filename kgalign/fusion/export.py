@@ -27,21 +27,6 @@ def links_graph(links: Sequence[Link]) -> Graph:
     return graph
 
 
-PRETTY_LIMIT = 5_000
-
-
-def write_graph(graph: Graph, path: Path, fmt: str = "turtle") -> None:
-    """Turtle: rdflib's pretty form for small graphs, the fast grouped writer beyond
-    ``PRETTY_LIMIT`` triples (rdflib takes minutes there)."""
-    if fmt == "turtle" and len(graph) > PRETTY_LIMIT:
-        with atomic_open(path) as handle:
-            write_turtle(handle, graph)
-        return
-    data = graph.serialize(format=fmt, encoding="utf-8")
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-
-
 @dataclass
 class FusedRows:
     """The fused triples rendered and sorted once, for fused.ttl and provenance.trig
@@ -62,23 +47,17 @@ class FusedRows:
 
 
 def write_fused(fusion: FusionResult, path: Path, rendered: FusedRows | None = None) -> None:
-    """fused.ttl: straight from the fused triples when they are many, so no rdflib
-    graph of them is ever built (``rendered``: those triples already rendered)."""
-    if len(fusion) > PRETTY_LIMIT:
-        with atomic_open(path) as handle:
-            write_turtle(handle, rendered.rows if rendered is not None else fusion.triples)
-        return
-    write_graph(fusion.graph, path)
+    """fused.ttl (see :func:`kgalign.io.turtle.write_turtle`); ``rendered``: the fused
+    triples already rendered."""
+    triples = rendered.rows if rendered is not None else fusion.triples
+    write_turtle(path, triples, count=len(fusion), graph=lambda: fusion.graph)
 
 
 def write_links(links: Sequence[Link], path: Path) -> None:
-    if len(links) > PRETTY_LIMIT:
-        same_as = OWL.sameAs
-        triples = [(URIRef(link.left), same_as, URIRef(link.right)) for link in links]
-        with atomic_open(path) as handle:
-            write_turtle(handle, triples)
-        return
-    write_graph(links_graph(links), path)
+    """links.ttl: one owl:sameAs triple per link (see :func:`kgalign.io.turtle.write_turtle`)."""
+    same_as = OWL.sameAs
+    triples = ((URIRef(link.left), same_as, URIRef(link.right)) for link in links)
+    write_turtle(path, triples, count=len(links), graph=lambda: links_graph(links))
 
 
 def alignment_xml(links: Sequence[Link], onto1: str = "null", onto2: str = "null") -> str:

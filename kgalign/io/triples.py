@@ -68,7 +68,7 @@ class TripleSet:
         """The triples and bound prefixes of an rdflib graph (the graph can be dropped afterwards).
 
         ``"x"^^xsd:string`` becomes the plain literal ``"x"``: RDF 1.1 makes them one term,
-        and the fast parser (:func:`kgalign.io.load.read_triples`) reads both as the latter.
+        and the fast parser (:func:`kgalign.io.parsers.read_triples`) reads both as the latter.
         """
         return cls(dict.fromkeys((s, p, _plain(o)) for s, p, o in graph), graph.namespaces())
 

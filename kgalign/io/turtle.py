@@ -1,19 +1,27 @@
-"""Fast streaming writers for Turtle and TriG.
+"""Write Turtle and TriG files: rdflib's pretty form when small, fast streaming writers beyond.
 
 rdflib's pretty Turtle serialiser is quadratic-ish in practice (minutes for a few
-hundred thousand triples). These writers group triples by subject and write each term
-in its N-Triples form, which is valid Turtle: linear time, constant extra memory
-beyond the sort.
+hundred thousand triples). The fast writers group triples by subject and write each
+term in its N-Triples form, which is valid Turtle: linear time, constant extra memory
+beyond the sort. :func:`write_turtle` picks one by size (``PRETTY_LIMIT``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import IO
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from rdflib.term import Node
 
+from kgalign.io.atomic import atomic_open
+
+if TYPE_CHECKING:
+    from rdflib import Graph
+
 Triple = tuple[Node, Node, Node]
+#: Files of more triples than this are written by the fast writer, not by rdflib.
+PRETTY_LIMIT = 5_000
 
 
 class N3:
@@ -63,12 +71,17 @@ def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered, indent:
     return len(rows)
 
 
-def write_turtle(handle: IO[str], triples: Iterable[Triple] | Rendered, prefixes: dict[str, str] | None = None) -> int:
-    for prefix, namespace in sorted((prefixes or {}).items()):
-        handle.write(f"@prefix {prefix}: <{namespace}> .\n")
-    if prefixes:
-        handle.write("\n")
-    return write_triples(handle, triples)
+def write_turtle(path: Path, triples: Iterable[Triple] | Rendered, *, count: int, graph: Callable[[], Graph]) -> None:
+    """A Turtle file of ``count`` triples: rdflib's pretty form of ``graph()`` (prefixes
+    bound) up to ``PRETTY_LIMIT`` triples, else ``triples`` by the fast grouped writer
+    (no rdflib graph of them is ever built)."""
+    if count > PRETTY_LIMIT:
+        with atomic_open(path) as handle:
+            write_triples(handle, triples)
+        return
+    data = graph().serialize(format="turtle", encoding="utf-8")
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
 
 
 def write_trig(handle: IO[str], default: Iterable[Triple], graphs: dict[Node, Iterable[Triple] | Rendered]) -> int:

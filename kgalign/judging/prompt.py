@@ -43,6 +43,11 @@ DATAMARK = "^"
 MAX_FIELDS = 10
 LETTERS = string.ascii_uppercase
 
+
+def option_letter(position: int) -> str:
+    """The letter of the option shown at ``position`` (0 is ``A``); past ``Z``, its 1-based number."""
+    return LETTERS[position] if position < len(LETTERS) else str(position + 1)
+
 SYSTEM_PROMPT = (
     "You are an entity-matching judge. You compare one SOURCE entity from one knowledge graph "
     "with candidate entities from another knowledge graph and pick the candidate that describes "

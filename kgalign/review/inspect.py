@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kgalign.judging.prompt import option_letter
+
 
 def render_summary(summary: dict[str, Any]) -> str:
     lines = [f"{summary['entities']} source entities"]
@@ -51,7 +53,7 @@ def render_decision(r: dict[str, Any]) -> str:
     for c in r["candidates"]:
         lines.append(f"  {c['rank']:>2}. {c['score']:.4f}  {c['iri']}  {c.get('label', '')}")
     for i, round_ in enumerate(r.get("rounds", []), start=1):
-        order = ", ".join(f"{chr(65 + j)}={_short(iri)}" for j, iri in enumerate(round_["order"]))
+        order = ", ".join(f"{option_letter(j)}={_short(iri)}" for j, iri in enumerate(round_["order"]))
         prob = f" p={2.718281828 ** round_['logprob']:.3f}" if round_.get("logprob") is not None else ""
         cached = " (cached)" if round_.get("cached") else ""
         lines.append(f"  round {i}: [{order}] answer {round_['raw']!r} -> {_short(round_['target'])}{prob}{cached}")

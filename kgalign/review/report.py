@@ -36,6 +36,7 @@ from kgalign.io.atomic import atomic_open, write_text_atomic
 from kgalign.review.corrections import CORRECTIONS_VERSION
 from kgalign.errors import InputError
 from kgalign.evaluation.metrics import Pair, read_pairs
+from kgalign.judging.prompt import option_letter
 from kgalign.review.votes import read_votes, summarise
 from kgalign.model import local_name
 
@@ -293,12 +294,12 @@ def positions_chart(records: Sequence[dict[str, Any]], gold: dict[str, set[str]]
             elif target is None:
                 won["invalid"] += 1
             elif target in order:
-                won[_letter(order.index(target))] += 1
+                won[option_letter(order.index(target))] += 1
             if gold is not None:
                 truth = gold.get(r["source"], set())
                 hits = [i for i, iri in enumerate(order) if iri in truth]
-                shown[_letter(hits[0]) if hits else "none"] += 1
-    categories = [_letter(i) for i in range(width)] + ["none"] + (["invalid"] if won["invalid"] else [])
+                shown[option_letter(hits[0]) if hits else "none"] += 1
+    categories = [option_letter(i) for i in range(width)] + ["none"] + (["invalid"] if won["invalid"] else [])
     series = [{"name": "rounds won", "values": [won[c] for c in categories], "colour": COLOURS["won"]}]
     if gold is not None:
         series.append({"name": "gold shown here", "values": [shown[c] for c in categories], "colour": COLOURS["gold"]})
@@ -338,10 +339,6 @@ def threshold_chart(decisions: Sequence[dict[str, Any]], gold_total: int) -> dic
         "x_label": "keep links with confidence \u2265 threshold",
         "y_label": "score",
     }
-
-
-def _letter(position: int) -> str:
-    return chr(ord("A") + position) if position < 26 else str(position + 1)
 
 
 def embed_json(data: Any) -> str:

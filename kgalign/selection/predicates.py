@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
-from kgalign.io.load import PATH_SEPARATOR
+from kgalign.io.entities import PATH_SEPARATOR
 
 MAX_VALUE_CHARS = 300
 

@@ -35,32 +35,21 @@ from rdflib.namespace import RDF
 
 from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
+from kgalign.io.formats import TABLE_SUFFIXES, is_table_path, plain_name
 from kgalign.io.importers.common import ConversionReport, prepare_outdir, write_pairs
 from kgalign.io.importers.terms import RDF_TYPE, iri_term, literal_term, mint_iri, mint_segment, write_prefixes, write_subject
+from kgalign.io.reading import read_bytes
 from kgalign.runtime.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-TABLE_SUFFIXES = (".csv", ".tsv")
 DELIMITERS = (",", ";", "\t", "|")
 ENCODINGS = ("utf-8", "cp1252", "latin-1")
 
 
-def _plain_name(path: Path) -> str:
-    name = path.name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    return name
-
-
-def is_table_path(path: str | Path) -> bool:
-    """True for ``.csv``/``.tsv`` files, gzipped or not."""
-    return _plain_name(Path(path)).lower().endswith(TABLE_SUFFIXES)
-
-
 def table_name(path: str | Path) -> str:
     """The name a table's IRIs use: the file name without ``.csv``/``.tsv``/``.gz``."""
-    name = _plain_name(Path(path))
+    name = plain_name(Path(path))
     for suffix in TABLE_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or name
@@ -81,7 +70,7 @@ def decode(path: Path, data: bytes) -> tuple[str, str]:
 
 
 def _delimiter(path: Path, text: str) -> str:
-    if _plain_name(path).lower().endswith(".tsv"):
+    if plain_name(path).lower().endswith(".tsv"):
         return "\t"
     header = next((line for line in text.splitlines() if line.strip()), "")
     counts = {d: header.count(d) for d in DELIMITERS}
@@ -107,12 +96,6 @@ def read_records(path: Path, data: bytes) -> tuple[list[tuple[int, list[str]]], 
         if any(cell.strip() for cell in row):
             records.append((start, row))
     return records, encoding, delimiter
-
-
-def _read_bytes(path: Path) -> bytes:
-    from kgalign.io.load import _read_bytes as read_input_bytes
-
-    return read_input_bytes(path)
 
 
 @dataclass
@@ -175,7 +158,7 @@ def _columns(path: Path, line: int, header: list[str]) -> list[str]:
 def read_table(path: str | Path, id_column: str | None = None, name: str | None = None, data: bytes | None = None) -> Table:
     """Read one CSV/TSV table; ``id_column`` defaults to the first column."""
     path = Path(path)
-    data = _read_bytes(path) if data is None else data
+    data = read_bytes(path) if data is None else data
     records, encoding, delimiter = read_records(path, data)
     if not records:
         raise InputError(f"{path}: the table is empty (no header line)")
@@ -261,7 +244,7 @@ def read_mapping(path: Path, left: Table, right: Table) -> list[tuple[str, str]]
     A first row whose cells are not both known ids is a header. Pairs naming unknown ids
     are skipped with a warning; none known at all is an error.
     """
-    records, _, _ = read_records(path, _read_bytes(path))
+    records, _, _ = read_records(path, read_bytes(path))
     left_ids, right_ids = left.ids(), right.ids()
     pairs: list[tuple[str, str]] = []
     unknown: list[int] = []

@@ -18,9 +18,12 @@ RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 RDFS_LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
 BASE = "urn:kgalign:"
 
-# Characters that may not appear raw in an IRI reference (Turtle IRIREF, RFC 3987):
-# controls, space, and <>"{}|^`\ . They are percent-encoded as UTF-8 bytes.
-_IRI_FORBIDDEN = re.compile(r'[\x00-\x20<>"{}|^`\\\x7f]')
+# The characters the IRIREF production of Turtle / N-Triples excludes: controls, space,
+# and <>"{}|^`\ (a regular-expression character range, to put inside [...]).
+IRIREF_EXCLUDED = r'\x00-\x20<>"{}|^`\\'
+# Those and DEL (RFC 3987) may not appear raw in an IRI written here: they are
+# percent-encoded as UTF-8 bytes.
+_IRI_FORBIDDEN = re.compile(rf"[{IRIREF_EXCLUDED}\x7f]")
 # A minted IRI segment keeps letters, digits and a few readable marks; everything
 # else (':', '/', '#', '?', '%', spaces, ...) is percent-encoded, so a segment never
 # splits the IRI and local names stay the original text.

@@ -1,0 +1,193 @@
+"""Turn a parsed graph into the table of entities to align, descriptions folded in.
+
+An *entity* is an IRI subject that either has a label or is referenced by no other
+subject (a root of the graph). Label-less nodes that other subjects point to (an
+address node, a blank node) are not entities: their literals are folded into the
+description of every entity that points to them, under an attribute path such as
+``has_address / is_in_suburb / name``. ``classes`` restricts the entities to
+subjects of those rdf:types instead. A graph without any literal has nothing to
+fold: there every IRI subject (schema nodes aside) is an entity, compared by its IRI
+and its relations alone (a warning says so).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from rdflib import BNode, Literal, URIRef
+from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
+
+from kgalign.errors import InputError
+from kgalign.io.importers.terms import RDFS_LABEL
+from kgalign.io.parsers import read_triples
+from kgalign.io.triples import TripleSet, TripleSource
+from kgalign.model import Entity, EntityTable, Value
+
+log = logging.getLogger(__name__)
+
+SCHEMA_NAME = URIRef("http://schema.org/name")
+SCHEMA_NAME_HTTPS = URIRef("https://schema.org/name")
+LABEL_PREDICATES: tuple[URIRef, ...] = (
+    RDFS.label,
+    SKOS.prefLabel,
+    SKOS.altLabel,
+    SCHEMA_NAME,
+    SCHEMA_NAME_HTTPS,
+    FOAF.name,
+)
+# Subjects of these types describe the vocabulary, not the data.
+SCHEMA_TYPES = frozenset(
+    {
+        OWL.Class,
+        RDFS.Class,
+        OWL.ObjectProperty,
+        OWL.DatatypeProperty,
+        OWL.AnnotationProperty,
+        RDF.Property,
+        OWL.Ontology,
+    }
+)
+_SCHEMA_TYPE_NAMES = frozenset(str(t) for t in SCHEMA_TYPES)
+PATH_SEPARATOR = " / "
+#: How many links deep label-less nodes are folded into their owner's description.
+FOLD_DEPTH = 3
+
+
+class _Index:
+    """One pass over a graph: literals, links, types and in-degree per node.
+
+    Predicate, class and datatype IRIs repeat on every triple; each is turned into a
+    ``str`` once and shared, instead of once per triple.
+    """
+
+    def __init__(self, graph: TripleSource) -> None:
+        self.literals: dict[object, dict[str, list[Value]]] = defaultdict(lambda: defaultdict(list))
+        self.labels: dict[object, list[Value]] = defaultdict(list)
+        self.links: dict[object, dict[str, list[object]]] = defaultdict(lambda: defaultdict(list))
+        self.types: dict[object, list[str]] = defaultdict(list)
+        self.referenced: set[object] = set()
+        self.subjects: set[object] = set()
+        label_set = set(LABEL_PREDICATES)
+        rdf_type = RDF.type  # a namespace attribute is a slow lookup: once, not per triple
+        names: dict[object, str] = {}
+        name = names.get
+        for s, p, o in graph:
+            self.subjects.add(s)
+            if isinstance(o, Literal):
+                datatype = o.datatype
+                value = Value(
+                    text=str(o),
+                    lang=o.language,
+                    datatype=(name(datatype) or names.setdefault(datatype, str(datatype))) if datatype else None,
+                )
+                if p in label_set:
+                    self.labels[s].append(value)
+                else:
+                    self.literals[s][name(p) or names.setdefault(p, str(p))].append(value)
+            elif p == rdf_type:
+                self.types[s].append(name(o) or names.setdefault(o, str(o)))
+            else:
+                self.links[s][name(p) or names.setdefault(p, str(p))].append(o)
+                if o != s:
+                    self.referenced.add(o)
+
+
+def _is_schema_node(types: Iterable[str]) -> bool:
+    return any(t in _SCHEMA_TYPE_NAMES for t in types)
+
+
+def build_entity_table(
+    graph: TripleSource,
+    name: str,
+    classes: Iterable[str] | None = None,
+    origin: str | None = None,
+) -> EntityTable:
+    """Turn a graph into the table of entities to align, descriptions folded in.
+
+    ``origin`` (the file, by default ``name``) is what error messages name.
+    """
+    index = _Index(graph)
+    wanted = {str(c) for c in classes} if classes else None
+    # Without any literal there is nothing to fold: every IRI subject is an entity.
+    literal_free = not index.literals and not index.labels
+    entity_nodes: list[URIRef] = []
+    for node in index.subjects:
+        if not isinstance(node, URIRef):
+            continue
+        types = index.types.get(node, ())
+        if wanted is not None:
+            if wanted.intersection(types):
+                entity_nodes.append(node)
+        elif not _is_schema_node(types) and (literal_free or node in index.labels or node not in index.referenced):
+            entity_nodes.append(node)
+    entity_set = set(entity_nodes)
+    if wanted is not None and not entity_nodes:
+        raise InputError(f"{origin or name}: no subject has rdf:type {', '.join(sorted(wanted))}")
+
+    entities: dict[str, Entity] = {}
+    for node in sorted(entity_nodes):
+        entity = Entity(iri=str(node), labels=list(index.labels.get(node, ())), types=list(index.types.get(node, ())))
+        _fold(index, node, entity, prefix="", depth=FOLD_DEPTH, entity_set=entity_set, seen={node})
+        entities[entity.iri] = entity
+    log.info("%s: %d entities", name, len(entities))
+    return EntityTable(name=name, entities=entities, triple_count=len(graph))
+
+
+def _fold(
+    index: _Index,
+    node: object,
+    entity: Entity,
+    prefix: str,
+    depth: int,
+    entity_set: set,
+    seen: set,
+) -> None:
+    """Copy ``node``'s literals into ``entity`` and follow links to non-entity nodes."""
+    for predicate, values in index.literals.get(node, {}).items():
+        entity.attributes.setdefault(prefix + predicate, []).extend(values)
+    if prefix:
+        # A folded node's own labels become attributes of the owner.
+        labels = index.labels.get(node, ())
+        if labels:
+            entity.attributes.setdefault(prefix + RDFS_LABEL, []).extend(labels)
+    for predicate, targets in index.links.get(node, {}).items():
+        for target in targets:
+            if target in entity_set:
+                if not prefix:
+                    entity.relations.setdefault(predicate, []).append(str(target))
+                continue
+            if depth <= 0 or target in seen:
+                continue
+            if isinstance(target, (URIRef, BNode)) and (target in index.literals or target in index.links or target in index.labels):
+                seen.add(target)
+                _fold(index, target, entity, prefix + predicate + PATH_SEPARATOR, depth - 1, entity_set, seen)
+                seen.discard(target)
+
+
+def load_entities(
+    path: str | Path,
+    name: str | None = None,
+    fmt: str | None = None,
+    classes: Iterable[str] | None = None,
+    *,
+    id_column: str | None = None,
+) -> tuple[TripleSet, EntityTable]:
+    """Parse a file and build its entity table; fail clearly if there is nothing to align.
+
+    ``id_column`` names the id column of a CSV/TSV input (default: its first column);
+    it is ignored for RDF files (see :func:`kgalign.io.parsers.read_triples`).
+    """
+    path = Path(path)
+    graph = read_triples(path, fmt, id_column=id_column)
+    table = build_entity_table(graph, name=name or str(path), classes=classes, origin=str(path))
+    if not table.entities:
+        raise InputError(
+            f"{path}: no entities found (every IRI subject is referenced by another and has no label); "
+            "choose the entities' type with --class"
+        )
+    if not any(entity.attributes or entity.labels for entity in table.entities.values()):
+        log.warning("%s: no entity has a literal; only IRIs and relations can be compared", path)
+    return graph, table

@@ -1,0 +1,156 @@
+"""Parse one input file into its triples: RDF with pyoxigraph or rdflib, CSV/TSV as a table.
+
+RDF files are parsed straight from the file (or the gzip stream), never held in memory
+as bytes, into a :class:`~kgalign.io.triples.TripleSet`: one copy of the graph, triples
+in file order. pyoxigraph parses N-Triples, Turtle, N-Quads and TriG; rdflib the rest
+and whatever pyoxigraph rejects, so that every syntax error is named the same way
+(:func:`kgalign.io.diagnostics.parse_error_message`). The file is checked before
+parsing (:func:`kgalign.io.reading.scan`) and its terms after
+(:func:`kgalign.io.diagnostics.check_terms`).
+
+A file ending in ``.csv`` or ``.tsv`` (optionally ``.gz``) is read as a table, one
+entity per row (see :mod:`kgalign.io.importers.tables`); its id column is the first
+column unless ``id_column`` names one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rdflib import BNode, Dataset, Graph, Literal, URIRef
+from rdflib.term import Node
+
+from kgalign.errors import InputError, one_line
+from kgalign.io.diagnostics import check_terms, parse_error_message, quiet_term_warnings, report_term_warnings
+from kgalign.io.formats import QUAD_FORMATS, is_table_input, rdf_format
+from kgalign.io.importers.tables import table_graph
+from kgalign.io.reading import open_input, read_bytes, scan
+from kgalign.io.triples import Triple, TripleSet, known_iri
+
+log = logging.getLogger(__name__)
+
+# Formats rdflib parses into its lean, context-free store (triples kept in file order);
+# the others need a context-aware store.
+SIMPLE_STORE_FORMATS = frozenset({"nt", "turtle", "xml"})
+OXIGRAPH_FORMATS = frozenset({"nt", "turtle", "nquads", "trig"})
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
+
+def load_graph(path: str | Path, fmt: str | None = None, *, id_column: str | None = None) -> Graph:
+    """Parse one RDF file (or CSV/TSV table) into an rdflib graph; see :func:`read_triples`."""
+    return read_triples(path, fmt, id_column=id_column).graph()
+
+
+def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | None = None) -> TripleSet:
+    """Parse one RDF file into its triples, each once, in file order. Quads are merged into one graph.
+
+    N-Triples, Turtle, N-Quads and TriG are parsed by pyoxigraph (a streaming parser in
+    Rust, several times faster than rdflib's); a file it rejects, and every other
+    format, is parsed by rdflib, whose errors become one line naming the file and line.
+    CSV/TSV tables (by extension, or ``fmt`` ``csv``/``tsv``) become one entity per row;
+    ``id_column`` names their id column (default: the first column). It is ignored for
+    RDF files.
+    """
+    path = Path(path)
+    if is_table_input(path, fmt):
+        data = read_bytes(path)
+        if not data.strip():
+            raise InputError(f"{path}: the file is empty")
+        triples = TripleSet.from_graph(table_graph(path, id_column, data=data))
+        log.info("loaded %s: %d triples", path, len(triples))
+        return triples
+    fmt = rdf_format(path, fmt)
+    found = scan(path, fmt)
+    if found.blank:
+        raise InputError(f"{path}: the file is empty")
+    triples = None
+    if fmt in OXIGRAPH_FORMATS:
+        with quiet_term_warnings() as counter:
+            triples = _parse_oxigraph(path, fmt)
+    if triples is None:
+        with quiet_term_warnings() as counter:
+            triples = TripleSet.from_graph(_parse_rdflib(path, fmt))
+    report_term_warnings(path, counter)
+    if len(triples) == 0:
+        raise InputError(f"{path}: the graph has no triples")
+    check_terms(path, triples, found.surrogate_line)
+    log.info("loaded %s: %d triples", path, len(triples))
+    return triples
+
+
+def _parse_rdflib(path: Path, fmt: str) -> Graph:
+    """rdflib's parse of ``path``; any parser error becomes one :class:`InputError` line."""
+    graph = Graph(store="SimpleMemory") if fmt in SIMPLE_STORE_FORMATS else Graph()
+    try:
+        with open_input(path) as handle:
+            if fmt in QUAD_FORMATS:
+                dataset = Dataset()
+                dataset.parse(handle, format=fmt)
+                for s, p, o, _ in dataset.quads((None, None, None, None)):
+                    graph.add((s, p, o))
+                del dataset
+            else:
+                graph.parse(handle, format=fmt, publicID=path.resolve().as_uri())
+    except InputError:
+        raise
+    except Exception as exc:  # rdflib raises many kinds; each becomes one line
+        raise InputError(parse_error_message(path, exc, fmt)) from None
+    return graph
+
+
+def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
+    """pyoxigraph's streaming parse of ``path`` as rdflib terms; None if it cannot parse it.
+
+    None (pyoxigraph missing, a syntax error, an RDF 1.2 triple term, an unreadable
+    stream) sends the file to rdflib, which either parses it or names the error the way
+    every other input error is named. Each IRI becomes one shared ``URIRef``; blank node
+    labels are renamed apart, so two files' ``_:b1`` stay two nodes.
+    """
+    try:
+        import pyoxigraph as ox
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    formats = {"nt": ox.RdfFormat.N_TRIPLES, "turtle": ox.RdfFormat.TURTLE, "nquads": ox.RdfFormat.N_QUADS, "trig": ox.RdfFormat.TRIG}
+    named_node, blank_node, literal_type = ox.NamedNode, ox.BlankNode, ox.Literal
+    iris: dict[str, URIRef] = {}
+    blanks: dict[str, BNode] = {}
+    datatypes: dict[str, URIRef | None] = {_XSD_STRING: None}
+
+    def term(node: object) -> Node:
+        kind = type(node)
+        if kind is named_node:
+            value = node.value  # type: ignore[attr-defined]
+            iri = iris.get(value)
+            if iri is None:
+                iri = iris[value] = known_iri(value)  # pyoxigraph checked it
+            return iri
+        if kind is literal_type:
+            language = node.language  # type: ignore[attr-defined]
+            if language:
+                return Literal(node.value, lang=language)  # type: ignore[attr-defined]
+            datatype = node.datatype.value  # type: ignore[attr-defined]
+            if datatype not in datatypes:
+                datatypes[datatype] = URIRef(datatype)
+            return Literal(node.value, datatype=datatypes[datatype])  # type: ignore[attr-defined]
+        if kind is blank_node:
+            label = node.value  # type: ignore[attr-defined]
+            blank = blanks.get(label)
+            if blank is None:
+                blank = blanks[label] = BNode()
+            return blank
+        raise ValueError(f"unsupported term {node!r}")  # an RDF 1.2 triple term: rdflib decides
+
+    triples: dict[Triple, None] = {}
+    try:
+        with open_input(path) as handle:
+            parser = ox.parse(handle, format=formats[fmt], base_iri=path.resolve().as_uri())
+            for quad in parser:
+                triples[(term(quad.subject), term(quad.predicate), term(quad.object))] = None
+            prefixes = dict(parser.prefixes)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure: rdflib parses and names the error
+        log.debug("%s: pyoxigraph could not parse it (%s); parsing with rdflib", path, one_line(str(exc)))
+        return None
+    return TripleSet(triples, prefixes.items())
