@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class KgalignError(Exception):
     """A problem with the user's input or environment, shown as one line, exit code 1."""
@@ -19,3 +21,15 @@ class MissingDependencyError(KgalignError, ImportError):
             f"{feature} needs the '{package}' package: install it with "
             f"pip install 'kgalign[{extra}]'"
         )
+
+
+class ConfigError(KgalignError, ValueError):
+    """A setting of a run is unknown, of the wrong type or out of range. The message names it."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: runs of whitespace made one space, control characters escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", " ".join(text.split()))

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import kgalign.outputs
 from click.testing import CliRunner, Result
 
 from kgalign.cli.main import main
@@ -25,7 +27,7 @@ from kgalign.cli.main import main
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CORPUS = Path(__file__).resolve().parent / "corpus" / "bad_inputs"
 CASES: list[dict[str, Any]] = tomllib.loads((CORPUS / "manifest.toml").read_text(encoding="utf-8"))["case"]
-OUTPUT_FILES = {"fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "metrics.json", "provenance.trig"}
+OUTPUT_FILES = set(kgalign.outputs.OUTPUT_FILES)
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -176,9 +178,9 @@ def _fail_after_two_files(exc: BaseException):
 def test_failure_while_writing_leaves_no_partial_output(
     exc: BaseException, exit_code: int | None, tmp_path: Path, persons, monkeypatch
 ) -> None:
-    import kgalign.pipeline
+    import kgalign.result
 
-    monkeypatch.setattr(kgalign.pipeline, "write_alignment", _fail_after_two_files(exc))
+    monkeypatch.setattr(kgalign.result, "write_alignment", _fail_after_two_files(exc))
     out = tmp_path / "out"
     result = _invoke(["run", str(persons["left"]), str(persons["right"]), "-o", str(out), "--judge", "none", "--quiet"])
     assert result.exit_code != 0
@@ -191,14 +193,14 @@ def test_failure_while_writing_leaves_no_partial_output(
 
 
 def test_failed_rerun_keeps_the_earlier_outputs(tmp_path: Path, persons, monkeypatch) -> None:
-    import kgalign.pipeline
+    import kgalign.result
 
     out = tmp_path / "out"
     args = ["run", str(persons["left"]), str(persons["right"]), "-o", str(out), "--judge", "none", "--quiet"]
     assert _invoke([*args, "--gold", str(persons["gold"])]).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == OUTPUT_FILES
-    monkeypatch.setattr(kgalign.pipeline, "write_alignment", _fail_after_two_files(RuntimeError("simulated crash")))
+    monkeypatch.setattr(kgalign.result, "write_alignment", _fail_after_two_files(RuntimeError("simulated crash")))
     assert _invoke(args).exit_code != 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     monkeypatch.undo()

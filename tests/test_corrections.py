@@ -1,4 +1,4 @@
-"""Corrections files: parsing and its errors, and `kgalign run --corrections` with real components."""
+"""Corrections files: parsing and its errors, and `kgalign run --corrections` with real retrieval (the judge scripted where one is asked)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ from kgalign.review.corrections import (
 from kgalign.errors import InputError
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.judging.base import clean_explanation
-from kgalign.pipeline import AlignConfig, align
-from kgalign.retrieval.retrieve import RetrievalConfig
-from kgalign.judging.vote import VoteConfig
+from kgalign.judging.testing import ScriptedJudge
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align
+from kgalign.config import RetrievalConfig
+from kgalign.config import VoteConfig
 
 L = "http://www.okkam.org/oaie/person1-Person"
 R = "http://www.okkam.org/oaie/person2-Person"
@@ -119,31 +121,13 @@ def test_check_names_the_line_of_an_unknown_iri(tmp_path: Path) -> None:
         check_corrections([Correction("urn:l:1", "pick", "urn:r:x", line=7)], path, {"urn:l:1"}, {"urn:r:2"})
 
 
-class CountingJudge:
-    """The real local judge, recording which source entities it was asked about (and no ``explain``)."""
-
-    def __init__(self, inner) -> None:
-        self.inner_judge = inner
-        self.name = inner.name
-        self.model_id = inner.model_id
-        self.batch_size = inner.batch_size
-        self.asked: list[str] = []
-
-    def cache_params(self) -> dict:
-        return self.inner_judge.cache_params()
-
-    def answer(self, questions):
-        self.asked += [q.source.iri for q in questions]
-        return self.inner_judge.answer(questions)
-
-
 @pytest.fixture(scope="module")
 def mini(mini_persons, tmp_path_factory) -> dict[str, Path]:
     return mini_persons(tmp_path_factory.mktemp("mini"), 6)
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "assignment"])
-def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, local_judge, tmp_path: Path, strategy: str, caplog) -> None:
+def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, tmp_path: Path, strategy: str, caplog) -> None:
     gold = read_pairs(mini["gold"])
     (a0, b0), (a1, b1), (a2, b2), (a3, b3) = gold[:4]
     path = _write(
@@ -159,7 +143,8 @@ def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, lo
         )
         + "\n",
     )
-    judge = CountingJudge(local_judge)
+    # Takes the one candidate shown (k=1) for every source asked; scripts no explanations, so it has no 'explain'.
+    judge = ScriptedJudge("A")
     config = AlignConfig(
         corrections=str(path),
         explain=True,
@@ -170,8 +155,8 @@ def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, lo
     with caplog.at_level(logging.WARNING, logger="kgalign.judging.vote"):
         result = align(mini["left"], mini["right"], config, embedder=embedder, judge=judge)
     corrected = {a0, a1, a2, a3}
-    assert judge.asked and not corrected & set(judge.asked)
-    assert set(judge.asked) == {a for a, _ in gold} - corrected
+    assert judge.sources and not corrected & set(judge.sources)
+    assert set(judge.sources) == {a for a, _ in gold} - corrected
     by_source = {d.source: d for d in result.decisions}
     assert [by_source[a].human for a in (a0, a1, a2, a3)] == [True] * 4
     assert (by_source[a0].kind, by_source[a0].target) == ("none", None)
@@ -182,7 +167,7 @@ def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, lo
     assert (a1, b3) in links and (a2, b2) in links
     assert not any(left in (a0, a3) for left, _ in links)
     assert result.counts["human"] == 4 and result.counts["judged"] == len(gold) - 4
-    # the counting wrapper has no 'explain': skipped with a warning, not an error
+    # the scripted judge has no 'explain': skipped with a warning, not an error
     assert "cannot explain" in caplog.text and result.counts["explained"] == 0
     records = {r["source"]: r for r in result.vote_records()}
     assert records[a1]["human"] is True and records[a1]["decision"] == "match" and records[a1]["rounds"] == []

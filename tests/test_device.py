@@ -99,10 +99,10 @@ def test_embedder_on_the_gpu_agrees_with_the_cpu() -> None:
 def test_local_judge_on_the_gpu_answers_as_on_the_cpu(persons, embedder) -> None:
     from kgalign.finetune import DataConfig, gold_data
     from kgalign.judging.local import LocalJudge
-    from kgalign.pipeline import AlignConfig
-    from kgalign.retrieval.retrieve import RetrievalConfig
+    from kgalign.config import AlignConfig
+    from kgalign.config import RetrievalConfig
 
-    align_config = AlignConfig(judge="none", device="cpu", retrieval=RetrievalConfig(k=10, structure_weight=-1.0))
+    align_config = AlignConfig(judge="none", device="cpu", retrieval=RetrievalConfig(k=10))
     data = gold_data(persons["left"], persons["right"], persons["gold"], DataConfig(options=3, permutations=1), align_config, embedder=embedder)
     questions = [example.question for example in data.train[:12]]
     cpu = LocalJudge(batch_size=4, dtype="float32")

@@ -22,8 +22,8 @@ from kgalign.finetune.train import METADATA_FILE, batch_loss, load_base
 from kgalign.judging.cache import question_key
 from kgalign.judging.local import LocalJudge
 from kgalign.review.votes import read_votes
-from kgalign.pipeline import AlignConfig
-from kgalign.retrieval.retrieve import RetrievalConfig
+from kgalign.config import AlignConfig
+from kgalign.config import RetrievalConfig
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -68,7 +68,7 @@ def tuned_judge(tuned) -> LocalJudge:
 @pytest.fixture(scope="module")
 def gold_questions(persons, embedder):
     """The questions the CLI run built, rebuilt through the library with the same settings."""
-    align_config = AlignConfig(judge="none", attributes=list(ATTRIBUTES), retrieval=RetrievalConfig(k=10, structure_weight=-1.0))
+    align_config = AlignConfig(judge="none", attributes=list(ATTRIBUTES), retrieval=RetrievalConfig(k=10))
     return gold_data(persons["left"], persons["right"], persons["gold"], DataConfig(options=3, permutations=2), align_config, embedder=embedder)
 
 

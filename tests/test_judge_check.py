@@ -16,7 +16,8 @@ import pytest
 
 from kgalign.errors import MissingDependencyError
 from kgalign.judging.base import JUDGES, JudgeSpec, Requirement, check_judge
-from kgalign.pipeline import AlignConfig, align
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align
 
 VLLM_ERROR = "kgalign: error: --judge vllm needs the 'vllm' package: install it with pip install 'kgalign[vllm]'"
 

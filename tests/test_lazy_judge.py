@@ -1,42 +1,27 @@
 """A judge backend is built on its first question (kgalign/judging/lazy.py).
 
-The wrapper logic runs with a rule-based backend that records when it is made and
-what it is asked; the pipeline test runs the real `local` backend on a pair whose every
-source the gate settles, so that no model may be loaded at all.
+The wrapper logic runs with a scripted backend (kgalign.judging.testing) that records
+when it is made and what it is asked; the pipeline test runs the real `local` backend
+on a pair whose every source the gate settles, so that no model may be loaded at all.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from kgalign.judging.base import Answer, explainer
+from kgalign.judging.base import explainer
 from kgalign.judging.cache import AnswerCache, CachedJudge
 from kgalign.judging.lazy import LazyJudge
 from kgalign.judging.prompt import Question
+from kgalign.judging.testing import ScriptedJudge
 from kgalign.model import EntityProfile
-from kgalign.pipeline import AlignConfig, align
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align
 
 
-class FirstOptionJudge:
-    """Answers A to every question; counts its batches; can explain."""
-
-    name = "first"
-    model_id = "first:v1"
-    batch_size = 3
-
-    def __init__(self) -> None:
-        self.batches: list[int] = []
-
-    def cache_params(self) -> dict[str, Any]:
-        return {"rule": "first"}
-
-    def answer(self, questions: list[Question]) -> list[Answer]:
-        self.batches.append(len(questions))
-        return [Answer(raw="A", choice="A", prompt_tokens=5, answer_tokens=1) for _ in questions]
-
-    def explain(self, questions: list[Question], chosen: list[str]) -> list[str]:
-        return ["The names agree." for _ in questions]
+def first_option_judge() -> ScriptedJudge:
+    """Answers A to every question, three questions a batch; records its batches; can explain."""
+    return ScriptedJudge("A", name="first", model_id="first:v1", batch_size=3, prompt_tokens=5, explanations="The names agree.")
 
 
 def _questions(n: int) -> list[Question]:
@@ -44,10 +29,10 @@ def _questions(n: int) -> list[Question]:
 
 
 def test_backend_is_built_once_on_the_first_question(tmp_path: Path) -> None:
-    built: list[FirstOptionJudge] = []
+    built: list[ScriptedJudge] = []
 
-    def build() -> FirstOptionJudge:
-        built.append(FirstOptionJudge())
+    def build() -> ScriptedJudge:
+        built.append(first_option_judge())
         return built[-1]
 
     lazy = LazyJudge("first", build)
@@ -67,8 +52,8 @@ def test_backend_is_built_once_on_the_first_question(tmp_path: Path) -> None:
 
 
 def test_explaining_builds_the_backend() -> None:
-    built: list[FirstOptionJudge] = []
-    lazy = LazyJudge("first", lambda: built.append(FirstOptionJudge()) or built[-1])
+    built: list[ScriptedJudge] = []
+    lazy = LazyJudge("first", lambda: built.append(first_option_judge()) or built[-1])
     found = explainer(CachedJudge(lazy, None))
     assert found is built[0] and found.explain(_questions(1), ["A"]) == ["The names agree."]
 

@@ -17,7 +17,7 @@ from kgalign.judging.base import make_judge
 from kgalign.judging.cache import AnswerCache, CachedJudge
 from kgalign.judging.openai_api import OpenAIJudge
 from kgalign.judging.prompt import Question
-from kgalign.io.load import load_entities
+from kgalign.io.entities import load_entities
 from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
 SECRET = "sk-kgalign-test-secret-0123456789"
@@ -124,7 +124,8 @@ def test_anything_but_one_letter_is_an_invalid_vote(questions):
 
 def test_invalid_votes_are_logged_as_rounds_without_a_target(questions):
     from kgalign.model import Candidate, Candidates
-    from kgalign.judging.vote import VoteConfig, decide
+    from kgalign.config import VoteConfig
+    from kgalign.judging.vote import decide
 
     question = questions[0]
     replies = {key_of(question): "The answer is A"}

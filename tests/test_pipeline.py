@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kgalign.pipeline import AlignConfig, Prepared, align, prepare
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align, prepare
+from kgalign.result import Prepared
 
 
 def test_result_holds_the_prepared_stages_and_keeps_the_old_names(persons: dict[str, Path], embedder, tmp_path: Path) -> None:

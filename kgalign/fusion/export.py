@@ -10,10 +10,10 @@ from xml.sax.saxutils import quoteattr
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL, PROV, RDF, XSD
 
-from kgalign.io.atomic import atomic_open
 from kgalign.fusion.fuse import FusionResult, Triple
-from kgalign.model import Link
+from kgalign.io.atomic import atomic_open
 from kgalign.io.turtle import N3, Rendered, write_trig, write_turtle
+from kgalign.model import Link
 from kgalign.vocab import KGA
 
 ALIGN_NS = "http://knowledgeweb.semanticweb.org/heterogeneity/alignment#"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -26,11 +26,18 @@ from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL
 from rdflib.term import Node
 
-from kgalign.model import Link
 from kgalign.io.triples import Triple, TripleSource, known_iri
+from kgalign.model import Link
+from kgalign.registry import Registry
 
-CANONICAL_POLICIES = ("left", "right", "mint")
-CONFLICT_POLICIES = ("prefer-left", "prefer-right", "keep-all", "most-specific")
+#: A canonical policy: (a cluster's members, the left IRIs, the right IRIs) -> its canonical IRI.
+CanonicalPolicy = Callable[[list[str], set[str], set[str]], str]
+#: A conflict policy: (left values, right values) of a functional attribute -> the value kept;
+#: None keeps them all.
+ConflictPolicy = Callable[[list[Node], list[Node]], Node] | None
+
+CANONICAL_POLICIES: Registry[CanonicalPolicy] = Registry("canonical policy", "kgalign.canonical_policies")
+CONFLICT_POLICIES: Registry[ConflictPolicy] = Registry("conflict policy", "kgalign.conflict_policies")
 MINT_BASE = "urn:kgalign:entity:"
 
 @dataclass
@@ -87,22 +94,30 @@ def cluster_links(links: Iterable[Link]) -> list[list[str]]:
 
 def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str) -> dict[str, str]:
     """Map every clustered IRI to its cluster's canonical IRI."""
-    if policy not in CANONICAL_POLICIES:
-        raise ValueError(f"unknown canonical policy {policy!r}; choose one of {', '.join(CANONICAL_POLICIES)}")
+    choose = CANONICAL_POLICIES.get(policy)
+    links = list(links)
     lefts = {link.left for link in links}
     rights = {link.right for link in links}
     mapping: dict[str, str] = {}
     for members in clusters:
-        side = lefts if policy == "left" else rights
-        preferred = sorted(m for m in members if m in side)
-        if policy == "mint":
-            digest = hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:16]
-            canonical = MINT_BASE + digest
-        else:
-            canonical = preferred[0] if preferred else sorted(members)[0]
+        canonical = choose(members, lefts, rights)
         for member in members:
             mapping[member] = canonical
     return mapping
+
+
+def _first_of(members: list[str], side: set[str]) -> str:
+    preferred = sorted(m for m in members if m in side)
+    return preferred[0] if preferred else sorted(members)[0]
+
+
+def _mint(members: list[str], lefts: set[str], rights: set[str]) -> str:
+    return MINT_BASE + hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:16]
+
+
+CANONICAL_POLICIES.register("left", lambda members, lefts, rights: _first_of(members, lefts), "the left graph's IRI")
+CANONICAL_POLICIES.register("right", lambda members, lefts, rights: _first_of(members, rights), "the right graph's IRI")
+CANONICAL_POLICIES.register("mint", _mint, "a new IRI minted from the members (urn:kgalign:entity:...)")
 
 
 def _functional_predicates(graph: TripleSource) -> set[Node]:
@@ -126,11 +141,10 @@ def fuse(
     canonical: str = "left",
     conflicts: str = "keep-all",
 ) -> FusionResult:
-    if conflicts not in CONFLICT_POLICIES:
-        raise ValueError(f"unknown conflict policy {conflicts!r}; choose one of {', '.join(CONFLICT_POLICIES)}")
+    policy = CONFLICT_POLICIES.get(conflicts)
     clusters = cluster_links(links)
     mapping = choose_canonical(clusters, links, canonical)
-    functional = _functional_predicates(left) & _functional_predicates(right) if conflicts != "keep-all" else set()
+    functional = _functional_predicates(left) & _functional_predicates(right) if policy is not None else set()
 
     # Clustered IRIs to their canonical IRI, as terms: a literal or blank node never matches.
     rewrite: dict[Node, Node] = {known_iri(member): known_iri(target) for member, target in mapping.items()}
@@ -150,12 +164,13 @@ def fuse(
                 functional_values[(triple[0], p)][name].append(triple)
 
     dropped: list[tuple[Triple, str, str]] = []
-    for (subject, predicate), by_source in functional_values.items():
+    for by_source in functional_values.values():
         values = {t[2] for triples in by_source.values() for t in triples}
         if len(values) < 2:
             continue
-        keep = _keep(by_source, conflicts)
-        for name, triples in by_source.items():
+        assert policy is not None  # functional is empty under keep-all
+        keep = _keep(by_source, policy)
+        for triples in by_source.values():
             for triple in triples:
                 if triple[2] != keep and triple in provenance:
                     for source in sorted(provenance.pop(triple)):
@@ -180,11 +195,13 @@ _SOURCES = {
 }
 
 
-def _keep(by_source: dict[str, list[Triple]], policy: str) -> Node:
-    left_values = [t[2] for t in by_source.get("left", [])]
-    right_values = [t[2] for t in by_source.get("right", [])]
-    if policy == "prefer-left":
-        return (left_values or right_values)[0]
-    if policy == "prefer-right":
-        return (right_values or left_values)[0]
-    return max(left_values + right_values, key=lambda o: _specificity(o))  # most-specific
+def _keep(by_source: dict[str, list[Triple]], policy: Callable[[list[Node], list[Node]], Node]) -> Node:
+    return policy([t[2] for t in by_source.get("left", [])], [t[2] for t in by_source.get("right", [])])
+
+
+CONFLICT_POLICIES.register("keep-all", None, "keep every value")
+CONFLICT_POLICIES.register("prefer-left", lambda left, right: (left or right)[0], "keep the left graph's value")
+CONFLICT_POLICIES.register("prefer-right", lambda left, right: (right or left)[0], "keep the right graph's value")
+CONFLICT_POLICIES.register(
+    "most-specific", lambda left, right: max(left + right, key=_specificity), "a language tag or datatype beats a plain literal, then the longer value"
+)

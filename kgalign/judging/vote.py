@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from kgalign.config import VoteConfig
 from kgalign.judging.base import Answer, Judge, clean_explanation, explainer
 from kgalign.judging.prompt import Question
 from kgalign.model import Candidates, Decision, EntityProfile, Round
@@ -33,19 +34,6 @@ from kgalign.model import Candidates, Decision, EntityProfile, Round
 log = logging.getLogger(__name__)
 
 NONE = "none"
-
-
-@dataclass
-class VoteConfig:
-    rounds: int = 3
-    options: int = 5
-    gate: bool = True
-    gate_margin: float = 0.05
-    min_score: float = 0.0
-    early_stop: bool = True
-    plurality: bool = False
-    seed: int = 0
-    datamark: bool = False  # words of data values joined by '^' in the prompts (judges/prompt.py)
 
 
 def round_order(items: Sequence[str], round_index: int, source: str, seed: int) -> list[str]:

@@ -1,8 +1,10 @@
 """Turn per-source decisions into an alignment.
 
-- ``greedy`` (default): 1:1; when several sources chose one target, the most
+Modes are found by name in :data:`RESOLVERS` (``register_resolver`` adds one):
+
+- ``greedy``: 1:1; when several sources chose one target, the most
   confident keeps it and the others are recorded as conflicts.
-- ``assignment``: 1:1 by a maximum-weight bipartite matching over the retrieved
+- ``assignment`` (default): 1:1 by a maximum-weight bipartite matching over the retrieved
   candidate pairs (scipy), so a source that lost its first choice can take its next;
   judged decisions keep priority over retrieval scores. Only candidates within
   ``window`` of a source's best score are eligible: a source whose near-best
@@ -12,14 +14,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from kgalign.model import Candidates, Decision, Link
+from kgalign.registry import Registry
 
-STRATEGIES = ("greedy", "assignment", "many-to-one")
 # Chosen on the DBP15K fr-en train split and the OAEI pairs (see README, Results).
 ASSIGNMENT_WINDOW = 0.1
 
@@ -32,24 +34,48 @@ class Conflict:
     confidence: float
 
 
+Resolution = tuple[list[Link], list[Conflict]]
+#: A resolve mode: (decisions, candidates or None, min_score, window) -> links and conflicts.
+Resolver = Callable[[Sequence[Decision], Sequence[Candidates] | None, float, float], Resolution]
+
+RESOLVERS: Registry[Resolver] = Registry("resolve mode", "kgalign.resolvers")
+
+
+def register_resolver(name: str, resolver: Resolver | str, description: str = "") -> None:
+    """Add a resolve mode, usable as ``kgalign run --resolve NAME`` and ``AlignConfig(resolve=NAME)``."""
+    RESOLVERS.register(name, resolver, description)
+
+
 def resolve(
     decisions: Sequence[Decision],
     candidates: Sequence[Candidates] | None = None,
-    strategy: str = "greedy",
+    strategy: str = "assignment",
     min_score: float = 0.0,
     window: float = ASSIGNMENT_WINDOW,
-) -> tuple[list[Link], list[Conflict]]:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown resolve strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    matches = [d for d in decisions if d.kind == "match" and d.target is not None]
-    if strategy == "many-to-one":
-        return [Link(d.source, d.target, d.confidence) for d in matches], []  # type: ignore[arg-type]
-    if strategy == "assignment" and candidates is not None:
-        return _assignment(decisions, candidates, min_score, window)
-    return _greedy(matches)
+) -> Resolution:
+    """Links and conflicts from ``decisions`` by the resolve mode ``strategy``."""
+    return RESOLVERS.get(strategy)(decisions, candidates, min_score, window)
 
 
-def _greedy(matches: list[Decision]) -> tuple[list[Link], list[Conflict]]:
+def _matches(decisions: Sequence[Decision]) -> list[Decision]:
+    return [d for d in decisions if d.kind == "match" and d.target is not None]
+
+
+def _many_to_one(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
+    return [Link(d.source, d.target, d.confidence) for d in _matches(decisions)], []  # type: ignore[arg-type]
+
+
+def _greedy_mode(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
+    return _greedy(_matches(decisions))
+
+
+def _assignment_mode(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
+    if candidates is None:
+        return _greedy(_matches(decisions))
+    return _assignment(decisions, candidates, min_score, window)
+
+
+def _greedy(matches: list[Decision]) -> Resolution:
     winners: dict[str, Decision] = {}
     conflicts: list[Conflict] = []
     # A person outranks everything; then the most confident decision keeps the target.
@@ -116,3 +142,8 @@ def _assignment(
             conflicts.append(Conflict(source, decision.target, "(assignment)", decision.confidence))
     links.sort(key=lambda link: link.left)
     return links, conflicts
+
+
+register_resolver("assignment", _assignment_mode, "1:1 global assignment: a source that loses its first choice can take its next")
+register_resolver("greedy", _greedy_mode, "1:1 greedy by confidence; the losers are logged as conflicts")
+register_resolver("many-to-one", _many_to_one, "keep every match (several sources may share a target)")

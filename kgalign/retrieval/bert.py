@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -29,7 +30,14 @@ log = logging.getLogger(__name__)
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "modules.json")
 
 
-def _read_json(path: Path) -> dict | list:
+#: A layer norm's weight and bias.
+_Norm: TypeAlias = tuple[np.ndarray, np.ndarray]
+#: One encoder layer's weights, in the order :meth:`NumpyBert._forward` unpacks them.
+_Block: TypeAlias = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Norm, np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Norm]
+
+
+def _read_json(path: Path) -> Any:
+    """The file's JSON value: an object for configs, an array for modules.json."""
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -121,7 +129,7 @@ class NumpyBert:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
         self.dim = int(config["hidden_size"])
-        self.blocks: list[tuple] = []
+        self.blocks: list[_Block] = []
 
     def _load_weights(self) -> None:
         """Read the weights (on the first :meth:`encode`; counting word pieces needs none)."""
@@ -139,7 +147,7 @@ class NumpyBert:
         self.position = get("embeddings.position_embeddings.weight")
         self.token_type = get("embeddings.token_type_embeddings.weight")
         self.embed_norm = (get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias"))
-        blocks = []
+        blocks: list[_Block] = []
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             # Query, key and value in one product: weights stacked as columns.

@@ -32,19 +32,21 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
 
+from kgalign.config import RetrievalConfig
 from kgalign.model import Candidates
-from kgalign.retrieval.retrieve import Progress, RetrievalConfig, code_tokens, retrieve, sparse_pair_dots
+from kgalign.retrieval.retrieve import Progress, code_tokens, retrieve, sparse_pair_dots
 
 log = logging.getLogger(__name__)
 
 #: Embeds (left texts, right texts) into two arrays of normalised rows.
 Encode = Callable[[list[str], list[str]], tuple[np.ndarray, np.ndarray]]
-Stage = Callable[[str], object]
+Stage = Callable[[str], AbstractContextManager[object]]
 
 
 @dataclass
@@ -199,7 +201,7 @@ def _guard(
     does not link a contested source without a judge.
     """
     column = {iri: j for j, iri in enumerate(sides.right_iris)}
-    weight = config.structure_weight if sides.left_struct is not None and sides.right_struct is not None else 0.0
+    weight = config.resolved_structure_weight if sides.left_struct is not None and sides.right_struct is not None else 0.0
     for i in open_rows:
         best = first[i].top
         cands = result[i]

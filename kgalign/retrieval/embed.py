@@ -6,12 +6,17 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from kgalign.errors import KgalignError
 from kgalign.runtime.precision import precision_context, resolve_precision
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from kgalign.retrieval.bert import NumpyBert
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +118,8 @@ class SentenceTransformerEmbedder:
             # texts) are kept apart from torch's.
             suffix += f":{engine}"
         self.model_id = f"sentence-transformers:{Path(self.path).name}:{_folder_fingerprint(self.path)}{suffix}"
-        self._model = None
-        self._numpy = None
+        self._model: SentenceTransformer | None = None
+        self._numpy: NumpyBert | None = None
 
     def _numpy_encoder(self):
         if self._numpy is None:

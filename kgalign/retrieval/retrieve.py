@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
+from kgalign.config import RetrievalConfig
 from kgalign.model import Candidate, Candidates
 
 log = logging.getLogger(__name__)
@@ -37,66 +37,13 @@ STRUCTURE_VECTORS = ("dense", "lexical")
 MODES = ("full", "cascade")
 
 
-@dataclass
-class RetrievalConfig:
-    k: int = 10
-    pool: int = 30
-    # cascade: lexical first, only unsettled sources and open targets embedded
-    # (kgalign.retrieval.cascade), neighbour vectors from TF-IDF rows; full: every entity embedded.
-    # Chosen on development splits of the DBP15K and SRPRS train links (bench/ablation.py):
-    # F1 0.994 vs 0.993 and 0.987 vs 0.973 (closed world), embedding about 1% of the entities.
-    mode: str = "cascade"
-    # cascade: a source is settled when its lexical best is a mutual nearest neighbour
-    # leading the runner-up by at least this much (the judge's gate margin, too).
-    settle_margin: float = 0.05
-    # cascade: targets a settled source took are not offered to the other sources
-    # (a 1:1 alignment); off for many-to-one alignments.
-    exclusive: bool = True
-    # cascade: a source whose lexical best a settled source took is contested (not linked
-    # without a judge) unless an open candidate scores within this much of that best
-    # (negative: never contested). 0 measured best on development splits of the DBP15K
-    # and SRPRS train links, open world and closed (bench/ablation.py).
-    taken_window: float = 0.0
-    # cascade: a source is never contested when its own second-pass best, among the open
-    # entities, is a mutual nearest neighbour leading by at least this much (the
-    # embeddings found it a clear match the lexical pass missed). Negative: off. 0.1 had
-    # the best mean F1 over the four development settings of bench/ablation.py (DBP15K
-    # and SRPRS, closed and open world): +0.004 closed, -0.002 open.
-    spare_margin: float = 0.1
-    # cascade: a source is never contested when its best open candidate shares with it an
-    # identifier-like word (letters and digits, as model numbers; see code_tokens) that
-    # no other target has.
-    spare_codes: bool = True
-    # cascade: when the open sources are fewer than one in ``embed_pool`` of the open
-    # targets (a small graph facing a large one's leftovers), only the open targets among
-    # some open source's best ``embed_pool`` on the first pass's channels are embedded
-    # and ranked again; 0: every open target, always. On the six DBP15K and SRPRS
-    # development settings of bench/ablation.py it never applies (F1 equal to 0); a
-    # restriction by the union of pools alone cost 0.0001 of mean F1 there and 0.02
-    # Hits@1 on the 1M-triple synthetic pair. On OAEI Restaurants it embeds 138 entities
-    # instead of 643.
-    embed_pool: int = 100
-    # 0: no embedding at all (lexical scores only, and lexical neighbour vectors).
-    dense_weight: float = 0.5
-    # Negative: decided per run (AUTO_STRUCTURE_WEIGHT when both graphs relate their
-    # entities to each other, else 0), see kgalign.pipeline.
-    structure_weight: float = -1.0
-    # Which name vectors the neighbour channel averages: the embeddings or the TF-IDF rows.
-    structure_vectors: str = "dense"
-    hnsw_threshold: int = 200_000
-    block_rows: int = 1024
-
-    @property
-    def needs_embeddings(self) -> bool:
-        return self.dense_weight > 0 or (self.structure_weight > 0 and self.structure_vectors == "dense")
-
-
 def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` right rows for each left row by inner product (FAISS)."""
     import faiss
 
     k = min(k, right.shape[0])
     dim = right.shape[1]
+    index: faiss.Index
     if right.shape[0] > hnsw_threshold:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = max(64, 2 * k)
@@ -272,36 +219,38 @@ def retrieve(
     if n_left == 0 or n_right == 0:
         return [Candidates(source=iri, items=[], margin=0.0, mutual=False) for iri in left_iris]
     pool = min(max(config.pool, config.k), n_right)
-    use_dense = left_dense is not None and right_dense is not None and config.dense_weight > 0
-    use_lex = left_lex is not None and right_lex is not None and (config.dense_weight < 1.0 or not use_dense)
-    if not use_dense and not use_lex:
+    # The channels in use, as (left, right) pairs of vectors; None: off.
+    dense_sides = (left_dense, right_dense) if left_dense is not None and right_dense is not None and config.dense_weight > 0 else None
+    lex_sides = (left_lex, right_lex) if left_lex is not None and right_lex is not None and (config.dense_weight < 1.0 or dense_sides is None) else None
+    if dense_sides is None and lex_sides is None:
         raise ValueError("retrieve needs dense vectors, lexical vectors or both")
     found: list[np.ndarray] = []
     lex = None
-    if use_dense:
-        found.append(dense_topk(left_dense, right_dense, pool, config.hnsw_threshold)[1])
-    if use_lex:
-        lex_scores, lex_ids = lexical_topk(left_lex, right_lex, pool, config.block_rows, progress)
+    if dense_sides is not None:
+        found.append(dense_topk(*dense_sides, pool, config.hnsw_threshold)[1])
+    if lex_sides is not None:
+        lex_scores, lex_ids = lexical_topk(*lex_sides, pool, config.block_rows, progress)
         found.append(lex_ids)
     elif progress:
         progress(n_left)
     rows, cols, order, kept = _pooled(np.hstack(found) if len(found) > 1 else found[0])
-    if use_lex and not use_dense and not _prunes(right_lex.shape[0]):
+    if lex_sides is not None and dense_sides is None and not _prunes(lex_sides[1].shape[0]):
         # The search scored every pooled pair on every feature already.
         lex = np.take_along_axis(lex_scores, order, axis=1)[kept]
-    dense = _pair_dots(left_dense, right_dense, rows, cols) if use_dense else None
-    if use_lex and lex is None:
-        lex = sparse_pair_dots(left_lex, right_lex, rows, cols)
+    dense = _pair_dots(*dense_sides, rows, cols) if dense_sides is not None else None
+    if lex_sides is not None and lex is None:
+        lex = sparse_pair_dots(*lex_sides, rows, cols)
     if dense is not None and lex is not None:
         scores = config.dense_weight * dense + (1.0 - config.dense_weight) * lex
     else:
         scores = dense if dense is not None else lex
-    if left_struct is not None and right_struct is not None and config.structure_weight > 0:
+    structure_weight = config.resolved_structure_weight
+    if left_struct is not None and right_struct is not None and structure_weight > 0:
         if sparse.issparse(left_struct):
             struct = sparse_pair_dots(left_struct, right_struct, rows, cols)
         else:
             struct = _pair_dots(left_struct, right_struct, rows, cols)
-        scores = (1.0 - config.structure_weight) * scores + config.structure_weight * struct
+        scores = (1.0 - structure_weight) * scores + structure_weight * struct
     return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
 
 

@@ -11,6 +11,7 @@ count as the very same neighbour.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TypeAlias
 
 import numpy as np
 from scipy import sparse
@@ -42,7 +43,7 @@ def adjacency(table: EntityTable, order: Sequence[str]) -> sparse.csr_matrix:
     return sparse.diags(1.0 / degree) @ matrix
 
 
-Vectors = np.ndarray | sparse.csr_matrix
+Vectors: TypeAlias = np.ndarray | sparse.csr_matrix
 
 
 def neighbour_vectors(adj: sparse.csr_matrix, vectors: Vectors) -> Vectors:

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
-from kgalign.model import Decision
+from kgalign.io.atomic import atomic_open
+from kgalign.model import Candidate, Candidates, Decision, EntityTable
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +170,34 @@ def write_corrections(corrections: Iterable[Correction], path: str | Path) -> No
     with atomic_open(path) as handle:
         for c in corrections:
             handle.write(json.dumps(c.record(), ensure_ascii=False) + "\n")
+
+
+def read_human_decisions(path: str | None, left: EntityTable, right: EntityTable) -> dict[str, Decision]:
+    """The human decisions of a corrections file, checked against the loaded graphs."""
+    if not path:
+        return {}
+    corrections = read_corrections(path)
+    check_corrections(corrections, path, left.entities, right.entities)
+    log.info("%s: %d human decisions override the judge", path, len(corrections))
+    return human_decisions(corrections)
+
+
+def with_human_targets(candidates: list[Candidates], decisions: list[Decision]) -> list[Candidates]:
+    """The candidates that resolution sees: a human match's target is its source's only one, at the top score.
+
+    So a person's pick is linked even when retrieval did not find it, and no resolver
+    prefers another candidate of that source. The list written to the log and scored
+    by the ranking metrics stays the retrieved one.
+    """
+    human = {d.source: d.target for d in decisions if d.human and d.target is not None}
+    if not human:
+        return candidates
+    resolved = []
+    for cands in candidates:
+        target = human.get(cands.source)
+        if target is None:
+            resolved.append(cands)
+            continue
+        score = max([1.0, *(item.score for item in cands.items)])
+        resolved.append(Candidates(source=cands.source, items=[Candidate(iri=target, score=score, rank=1)], margin=score, mutual=cands.mutual))
+    return resolved

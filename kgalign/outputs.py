@@ -1,0 +1,12 @@
+"""The files a run writes into its output folder (one list, read by the writer and the CLI's checks)."""
+
+from __future__ import annotations
+
+#: What :meth:`kgalign.result.AlignmentResult.save` writes (metrics.json only with gold).
+OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json")
+#: The judge's answer cache, kept in the output folder so a rerun resumes.
+CACHE_FILE = "judge-cache.sqlite"
+#: Every file kgalign may leave in an output folder (the report and SQLite's side files too).
+KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm"})
+#: Version of run.json's layout: 2 added the config as given plus ``effective``.
+RUN_SCHEMA = 2

@@ -1,0 +1,66 @@
+"""Replay a saved run: the inputs and config that an output folder's run.json records.
+
+>>> result = rerun("out/persons", "out/again")   # doctest: +SKIP
+
+As PyKEEN's ``replicate_pipeline_from_path``: the config as given is read back
+(validated again), "auto" values are resolved afresh, and the judge cache starts empty
+in the new folder, so every question is asked again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kgalign.config import AlignConfig
+from kgalign.errors import KgalignError
+from kgalign.outputs import CACHE_FILE, RUN_SCHEMA
+
+if TYPE_CHECKING:
+    from kgalign.result import AlignmentResult
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What run.json says a run was: its two inputs and its config as given."""
+
+    left: Path
+    right: Path
+    config: AlignConfig
+
+
+def read_run(outdir: str | Path) -> SavedRun:
+    """The inputs and config of the run that wrote ``outdir``; one-line errors for anything else."""
+    path = Path(outdir) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KgalignError(f"{path}: cannot read it ({exc.strerror or exc}); give the output folder of a `kgalign run`") from None
+    except ValueError as exc:
+        raise KgalignError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict) or not all(key in info for key in ("config", "left", "right")):
+        raise KgalignError(f"{path}: not the run.json of a `kgalign run`")
+    if info.get("schema", 1) < RUN_SCHEMA:
+        raise KgalignError(f"{path}: written by an older kgalign (run.json schema {info.get('schema', 1)}); run it again with `kgalign run`")
+    config = AlignConfig.from_dict(info["config"], str(path))
+    return SavedRun(Path(info["left"]), Path(info["right"]), config)
+
+
+def replay_config(saved: SavedRun, new_outdir: str | Path | None) -> AlignConfig:
+    """The saved config, its answer cache moved into ``new_outdir`` (none without a folder)."""
+    if saved.config.cache_path is None:
+        return saved.config
+    return saved.config.replace(cache_path=str(Path(new_outdir) / CACHE_FILE) if new_outdir else None)
+
+
+def rerun(outdir: str | Path, new_outdir: str | Path | None = None) -> AlignmentResult:
+    """Run again what ``outdir/run.json`` describes; with ``new_outdir``, save the outputs there."""
+    from kgalign.pipeline import align
+
+    saved = read_run(outdir)
+    result = align(saved.left, saved.right, replay_config(saved, new_outdir))
+    if new_outdir is not None:
+        result.save(new_outdir)
+    return result

@@ -1,0 +1,260 @@
+"""What a run produced (:class:`AlignmentResult`), and how it writes itself to a folder."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rdflib import URIRef
+
+from kgalign import __version__
+from kgalign.config import AlignConfig
+from kgalign.errors import KgalignError
+from kgalign.evaluation.metrics import Pair, score_alignment
+from kgalign.fusion.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
+from kgalign.fusion.fuse import FusionResult
+from kgalign.io.atomic import deferred_renames, write_text_atomic
+from kgalign.io.triples import TripleSource
+from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
+from kgalign.outputs import OUTPUT_FILES, RUN_SCHEMA
+from kgalign.resolution.resolve import Conflict
+from kgalign.retrieval.cascade import CascadeStats
+from kgalign.review.votes import decision_record, write_votes
+from kgalign.runtime.gctune import relaxed_gc
+from kgalign.runtime.redact import redact_options
+from kgalign.runtime.stages import StageTimer
+from kgalign.vocab import KGA
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class Prepared:
+    """What a run builds before the judge: input triples, entity tables, profiles and candidates.
+
+    ``left_profiles`` and ``right_profiles`` map IRIs to what the judge is shown;
+    ``human`` holds the decisions of the corrections file, by source IRI; ``seeds``
+    the seed links naming entities of the inputs.
+    """
+
+    left_graph: TripleSource
+    right_graph: TripleSource
+    left_table: EntityTable
+    right_table: EntityTable
+    left_profiles: dict[str, EntityProfile]
+    right_profiles: dict[str, EntityProfile]
+    candidates: list[Candidates]
+    human: dict[str, Decision]
+    seeds: list[tuple[str, str]] = field(default_factory=list)
+    cascade: CascadeStats | None = None
+    #: Every seed link read (``seeds`` keeps those naming entities of the inputs).
+    seed_pairs: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class AlignmentResult:
+    """Everything a run produced: the :class:`Prepared` stages, then the judge's and what followed.
+
+    ``config`` is the config as given, ``effective`` the same with every "auto" value
+    resolved (what the run used). ``left_graph``, ``left_table``, ``left_profiles`` and
+    ``candidates`` (and their right counterparts) are read-only views of ``prepared``.
+    """
+
+    config: AlignConfig
+    effective: AlignConfig
+    left_path: str
+    right_path: str
+    prepared: Prepared
+    decisions: list[Decision]
+    links: list[Link]
+    conflicts: list[Conflict]
+    fusion: FusionResult
+    timer: StageTimer
+    counts: dict[str, int]
+    judge_id: str | None
+    metrics: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def left_graph(self) -> TripleSource:
+        return self.prepared.left_graph
+
+    @property
+    def right_graph(self) -> TripleSource:
+        return self.prepared.right_graph
+
+    @property
+    def left_table(self) -> EntityTable:
+        return self.prepared.left_table
+
+    @property
+    def right_table(self) -> EntityTable:
+        return self.prepared.right_table
+
+    @property
+    def left_profiles(self) -> dict[str, EntityProfile]:
+        return self.prepared.left_profiles
+
+    @property
+    def right_profiles(self) -> dict[str, EntityProfile]:
+        return self.prepared.right_profiles
+
+    @property
+    def candidates(self) -> list[Candidates]:
+        return self.prepared.candidates
+
+    def evaluate(self, gold: list[Pair], name: str = "gold") -> dict[str, Any]:
+        """Score links and retrieval against ``gold``. Seed links are known, not found:
+        they and the gold pairs of their sources are left out of every figure."""
+        self.metrics = score_alignment(
+            [(found.left, found.right) for found in self.links],
+            self.candidates,
+            gold,
+            self.prepared.seed_pairs,
+            entities=(self.left_table.entities, self.right_table.entities),
+            name=name,
+        )
+        return self.metrics
+
+    def count(self, judge: Any, explained: int, seed_links: int) -> dict[str, int]:
+        """The figures of run.json's ``counts``; ``judge`` is the run's CachedJudge or None."""
+        decisions, prepared, fusion = self.decisions, self.prepared, self.fusion
+        return {
+            "entities_left": len(prepared.left_table),
+            "entities_right": len(prepared.right_table),
+            "triples_left": prepared.left_table.triple_count,
+            "triples_right": prepared.right_table.triple_count,
+            "candidates": sum(len(c.items) for c in prepared.candidates),
+            "embedded_entities": self._embedded_entities(),
+            "settled_lexically": prepared.cascade.settled if prepared.cascade else 0,
+            "gated": sum(1 for d in decisions if d.gated),
+            "judged": sum(1 for d in decisions if d.rounds),
+            "llm_questions": judge.sent if judge else 0,
+            "cache_hits": judge.hits if judge else 0,
+            "prompt_tokens": judge.prompt_tokens if judge else 0,
+            "answer_tokens": judge.answer_tokens if judge else 0,
+            "matches": sum(1 for d in decisions if d.kind == "match"),
+            "uncertain": sum(1 for d in decisions if d.kind == "uncertain"),
+            "none": sum(1 for d in decisions if d.kind == "none"),
+            "human": sum(1 for d in decisions if d.human),
+            "explained": explained,
+            "links": len(self.links),
+            "seed_links": seed_links,
+            "conflicts": len(self.conflicts),
+            "clusters": len(fusion.clusters),
+            "fused_triples": len(fusion),
+            "dropped_triples": len(fusion.dropped),
+        }
+
+    def _embedded_entities(self) -> int:
+        """How many entities (sources and targets) the embedder was given."""
+        prepared = self.prepared
+        if prepared.cascade is not None:
+            return prepared.cascade.embedded_sources + prepared.cascade.embedded_targets
+        return len(prepared.left_table) + len(prepared.right_table) if self.effective.retrieval.needs_embeddings else 0
+
+    def vote_records(self) -> list[dict[str, Any]]:
+        lost = {c.source: c.winner for c in self.conflicts}
+        linked = {link.left: link.right for link in self.links}
+        return [
+            decision_record(d, c, self.left_profiles[d.source], self.right_profiles, lost.get(d.source), linked.get(d.source))
+            for d, c in zip(self.decisions, self.candidates)
+        ]
+
+    def run_info(self) -> dict[str, Any]:
+        """run.json: the config as given, what "auto" resolved to, versions, timings and counts."""
+        config = self.config.to_dict()
+        config["judge_options"] = redact_options(config["judge_options"])  # --llm-url may carry credentials
+        effective = self.config.diff(self.effective)
+        if "judge_options" in effective:
+            effective["judge_options"] = redact_options(effective["judge_options"])
+        return {
+            "schema": RUN_SCHEMA,
+            "kgalign": __version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "left": str(self.left_path),
+            "right": str(self.right_path),
+            "seed": self.config.seed,
+            "judge": self.judge_id,
+            "adapter": self.config.adapter,
+            "config": config,
+            "effective": effective,
+            "versions": package_versions(),
+            "stages": self.timer.stages,
+            "total_seconds": self.timer.total_seconds,
+            "peak_rss_mb": StageTimer.process_peak_mb(),
+            "counts": self.counts,
+            "metrics": self.metrics,
+        }
+
+    def save(self, outdir: str | Path) -> dict[str, Path]:
+        """Write every output file into ``outdir``: all of them, or none.
+
+        Each file is written under a temporary name, and all are renamed into place
+        only after the last one is written (:func:`kgalign.io.atomic.deferred_renames`), so
+        a failure or an interrupt while writing leaves ``outdir`` as it was. Without
+        metrics, a metrics.json left by an earlier run is removed, so that it cannot be
+        read as this run's.
+        """
+        outdir = Path(outdir)
+        paths = {name: outdir / name for name in OUTPUT_FILES}
+        if self.metrics is None:
+            paths.pop("metrics.json")
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            with relaxed_gc(), deferred_renames():
+                with self.timer.stage("write"):
+                    rendered = FusedRows.of(self.fusion)  # for fused.ttl (when large) and provenance.trig
+                    write_fused(self.fusion, paths["fused.ttl"], rendered)
+                    write_links(self.links, paths["links.ttl"])
+                    write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)
+                    write_votes(self.vote_records(), paths["votes.jsonl"])
+                    run_iri = URIRef(f"{KGA}run/{int(self.started)}")
+                    write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path, rendered), paths["provenance.trig"])
+                    if self.metrics is not None:
+                        write_json(paths["metrics.json"], self.metrics)
+                write_json(paths["run.json"], self.run_info())
+            if self.metrics is None and (outdir / "metrics.json").is_file():
+                (outdir / "metrics.json").unlink()
+                log.info("%s: removed the metrics.json of an earlier run (this run has no gold)", outdir)
+        except OSError as exc:
+            raise KgalignError(f"{exc.filename or outdir}: cannot write the outputs ({exc.strerror or exc})") from None
+        return paths
+
+
+VERSIONED_PACKAGES = {
+    "rdflib": "rdflib",
+    "faiss": "faiss-cpu",
+    "torch": "torch",
+    "sentence_transformers": "sentence-transformers",
+    "scikit_learn": "scikit-learn",
+    "numpy": "numpy",
+}
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and the main libraries' versions, read from the installed metadata.
+
+    Nothing is imported: a run whose vectors come from the cache never loads torch or
+    sentence-transformers, and importing them only for their version took seconds.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name, distribution in VERSIONED_PACKAGES.items():
+        try:
+            versions[name] = version(distribution)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_json(path: Path, data: Any) -> None:
+    import json
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

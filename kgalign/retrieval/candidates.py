@@ -1,0 +1,199 @@
+"""Stage 3's wiring: which entities take part, their channels, and the candidates of each source.
+
+:func:`find_candidates` is what a run calls: the cascade (lexical first, embeddings
+only for what stays open) or full retrieval (every entity embedded), with the
+neighbour channel when both graphs relate their entities, seed links left out and
+propagated, and the closed-world restriction (``only_left``/``only_right``) applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from kgalign.config import AlignConfig, RetrievalConfig
+from kgalign.model import Candidates, EntityProfile, EntityTable
+from kgalign.retrieval.cascade import CascadeStats, cascade
+from kgalign.retrieval.embed import Embedder, encode_sides
+from kgalign.retrieval.retrieve import lexical_vectors, retrieve
+from kgalign.retrieval.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
+from kgalign.runtime.progress import progress_bar
+from kgalign.runtime.stages import StageTimer
+
+log = logging.getLogger(__name__)
+
+
+def find_candidates(
+    config: AlignConfig,
+    seeds: list[tuple[str, str]],
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_profiles: list[EntityProfile],
+    right_profiles: list[EntityProfile],
+    left_texts: list[str],
+    right_texts: list[str],
+    embedder: Embedder,
+    timer: StageTimer,
+) -> tuple[list[Candidates], CascadeStats | None]:
+    """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them."""
+    if config.retrieval.mode == "cascade":
+        return _cascade_candidates(config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer)
+    left_vectors = right_vectors = None
+    with timer.stage("embed"):
+        if config.retrieval.needs_embeddings:
+            left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts)
+        else:
+            log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
+    with timer.stage("retrieve"):
+        candidates = _retrieve_candidates(
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors
+        )
+    return candidates, None
+
+
+def known_seeds(seeds: list[tuple[str, str]], left: EntityTable, right: EntityTable) -> list[tuple[str, str]]:
+    """The seed links whose both IRIs are entities of the inputs (the others are logged and ignored)."""
+    known = [(a, b) for a, b in seeds if a in left.entities and b in right.entities]
+    if len(known) < len(seeds):
+        log.warning("%d of %d seed links name IRIs that are not entities of the inputs; ignored", len(seeds) - len(known), len(seeds))
+    return known
+
+
+def _cascade_candidates(
+    config: AlignConfig,
+    seeds: list[tuple[str, str]],
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_profiles: list[EntityProfile],
+    right_profiles: list[EntityProfile],
+    left_texts: list[str],
+    right_texts: list[str],
+    embedder: Embedder,
+    timer: StageTimer,
+) -> tuple[list[Candidates], CascadeStats]:
+    """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
+    neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
+    retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve != "many-to-one")
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
+    with timer.stage("retrieve"):
+        left_lex, right_lex = lexical_vectors(left_texts, right_texts)
+        left_struct = right_struct = None
+        if _uses_structure(retrieval, left_table, right_table):
+            left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols)
+
+    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return encode_sides(embedder, left, right)
+
+    with progress_bar("retrieve", len(rows)) as advance:
+        candidates, stats = cascade(
+            [left_iris[i] for i in rows],
+            [right_iris[j] for j in cols],
+            [left_texts[i] for i in rows],
+            [right_texts[j] for j in cols],
+            left_lex[rows],
+            right_lex[cols],
+            encode,
+            retrieval,
+            left_struct,
+            right_struct,
+            timer.stage,
+            advance,
+        )
+    if "embed" not in timer.stages:
+        timer.stages["embed"] = {"seconds": 0.0, "peak_rss_mb": StageTimer.current_mb()}
+    return candidates, stats
+
+
+def _retrieve_candidates(
+    config: AlignConfig,
+    seeds: list[tuple[str, str]],
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_profiles: list[EntityProfile],
+    right_profiles: list[EntityProfile],
+    left_texts: list[str],
+    right_texts: list[str],
+    left_vectors: np.ndarray | None,
+    right_vectors: np.ndarray | None,
+) -> list[Candidates]:
+    """Candidates for the sources that take part, among the targets that take part.
+
+    Seed-linked entities take no part (their match is known); ``only_left`` and
+    ``only_right`` restrict both sides further (the closed-world protocol of the
+    DBP15K papers). Neighbourhood vectors are built over all entities: from the
+    embeddings, or from the TF-IDF rows of every entity's text
+    (``structure_vectors="lexical"``).
+    """
+    retrieval = config.retrieval
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
+    structure = _uses_structure(retrieval, left_table, right_table)
+    lexical_structure = structure and retrieval.structure_vectors == "lexical"
+    lex: tuple = (None, None)
+    if lexical_structure:
+        # Neighbours may be any entity: fit and keep the TF-IDF rows of all of them.
+        everyone = lexical_vectors(left_texts, right_texts)
+        name_vectors = everyone
+        if retrieval.dense_weight < 1.0 or left_vectors is None:
+            lex = (everyone[0][rows], everyone[1][cols])
+    else:
+        name_vectors = (left_vectors, right_vectors)
+        if retrieval.dense_weight < 1.0 or left_vectors is None:
+            lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
+    left_struct = right_struct = None
+    if structure:
+        left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, *name_vectors, seeds, rows, cols)
+    with progress_bar("retrieve", len(rows)) as advance:
+        return retrieve(
+            [left_iris[i] for i in rows],
+            [right_iris[j] for j in cols],
+            None if left_vectors is None else left_vectors[rows],
+            None if right_vectors is None else right_vectors[cols],
+            lex[0],
+            lex[1],
+            retrieval,
+            advance,
+            left_struct,
+            right_struct,
+        )
+
+
+def _participants(
+    config: AlignConfig, seeds: list[tuple[str, str]], left_profiles: list[EntityProfile], right_profiles: list[EntityProfile]
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Both sides' IRIs, and the rows (sources) and columns (targets) that take part."""
+    left_iris = [p.iri for p in left_profiles]
+    right_iris = [p.iri for p in right_profiles]
+    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
+    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
+    return left_iris, right_iris, rows, cols
+
+
+def _uses_structure(retrieval: RetrievalConfig, left_table: EntityTable, right_table: EntityTable) -> bool:
+    return retrieval.resolved_structure_weight > 0 and has_structure(left_table) and has_structure(right_table)
+
+
+def _neighbour_channel(
+    left_table: EntityTable,
+    right_table: EntityTable,
+    left_iris: list[str],
+    right_iris: list[str],
+    left_names: Any,
+    right_names: Any,
+    seeds: list[tuple[str, str]],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[Any, Any]:
+    """Neighbour vectors of the taking-part sources and targets: the mean of each entity's
+    neighbours' name vectors (dense or TF-IDF rows, of every entity), seed targets
+    carrying their left partner's names."""
+    propagated = propagate_seeds(left_names, right_names, left_iris, right_iris, seeds)
+    left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_names)[rows]
+    right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+    return left_struct, right_struct
+
+
+def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:
+    return np.array([i for i, iri in enumerate(iris) if iri not in excluded and (not only or iri in only)], dtype=np.int64)
