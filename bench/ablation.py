@@ -1,7 +1,7 @@
 """Retrieval variants on a development split of a benchmark's *train* links: the place
 where kgalign's retrieval defaults are chosen, so that no test label ever decides one.
 
-    python bench/ablation.py [--dataset dbp15k|srprs|abt-buy] [--variants default,lexical,...] [--data ../shared/data]
+    python -m bench.ablation [--dataset dbp15k|srprs|abt-buy] [--variants default,lexical,...] [--data ../shared/data]
 
 Abt-Buy has no split: its development half is every other pair of the converted gold.tsv
 (the 1st, 3rd, ...); links and rankings are scored on the sources of those pairs only, and
@@ -23,16 +23,15 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kgalign.evaluation.metrics import read_pairs, score_alignment
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align
+from kgalign.config import RetrievalConfig
 
-from kgalign.evaluation.metrics import evaluate_links, ranking_metrics, read_pairs  # noqa: E402
-from kgalign.pipeline import AlignConfig, align  # noqa: E402
-from kgalign.retrieval.retrieve import RetrievalConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("bench.ablation")
 
@@ -119,8 +118,7 @@ def run_variant(
         # Only the development half's sources are scored: a link of another source is
         # neither right nor wrong here.
         dev_sources = {a for a, _ in gold}
-        metrics = asdict(evaluate_links([l for l in result.links if l.left in dev_sources], gold))
-        metrics |= ranking_metrics(result.candidates, gold)
+        metrics = score_alignment(((l.left, l.right) for l in result.links if l.left in dev_sources), result.candidates, gold)
     else:
         metrics = result.evaluate(gold)
     return {
@@ -163,21 +161,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Folder for the markdown and JSON results (default bench/results).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from kgalign.io.importers import convert_dbp15k, convert_tables
+    from kgalign.io.importers import convert_cached
 
     folder = args.work / args.dataset
     source = args.data / FOLDERS[args.dataset]
     tables = args.dataset == "abt-buy"
     if tables:
-        if not (folder / "gold.tsv").is_file():
-            print(convert_tables(source / "Abt.csv", source / "Buy.csv", folder, source / "abt_buy_perfectMapping.csv").summary(), file=sys.stderr)
+        conversion = convert_cached("tables", [source / "Abt.csv", source / "Buy.csv", source / "abt_buy_perfectMapping.csv"], folder)
         seeds, gold = [], read_pairs(folder / "gold.tsv")[0::2]
         print(f"{args.dataset}: development half of the mapping: {len(gold)} gold pairs, every entity taking part", file=sys.stderr)
     else:
-        if not (folder / "gold_train.tsv").is_file():
-            print(convert_dbp15k(source, folder).summary(), file=sys.stderr)
+        conversion = convert_cached("dbp15k", [source], folder)
         seeds, gold = dev_split(read_pairs(folder / "gold_train.tsv"), args.dev_seed_share)
         print(f"{args.dataset}: development split of the train links: {len(seeds)} seeds, {len(gold)} gold pairs", file=sys.stderr)
+    print(f"{folder}: {'converted earlier' if conversion.cached else 'converted'}: {conversion.summary}", file=sys.stderr)
     rows = []
     for name in args.variants.split(","):
         rows.append(run_variant(name, folder / "left.ttl", folder / "right.ttl", seeds, gold, args.open_world, args.all_targets, tables))

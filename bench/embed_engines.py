@@ -2,7 +2,7 @@
 (sentence-transformers), on real texts of three lengths, each engine in a fresh process
 so that its import and model loading count as they do in a `kgalign run`.
 
-    python bench/embed_engines.py [--data ../shared/data] [--texts 600]
+    python -m bench.embed_engines [--data ../shared/data] [--texts 600]
 
 Prints one markdown table: per text set, the word pieces, each engine's whole-process
 seconds and encode-only seconds, and the smallest cosine between the two engines'
@@ -66,7 +66,6 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="Folder of the public benchmark data (default ../shared/data).")
     parser.add_argument("--texts", type=int, default=600, help="Texts per set.")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     import numpy as np
 
     from kgalign.retrieval.bert import NumpyBert

@@ -1,7 +1,7 @@
 """Benchmark fine-tuning the judge: untuned vs tuned SmolLM2 vs retrieval alone, on held-out data.
 
-    python bench/finetune.py --dataset dbp15k [--data ../shared/data] [--minutes 30] [--out bench/results]
-    python bench/finetune.py --dataset abt-buy --minutes 30
+    python -m bench.finetune --dataset dbp15k [--data ../shared/data] [--minutes 30] [--out bench/results]
+    python -m bench.finetune --dataset abt-buy --minutes 30
 
 Datasets:
 - ``dbp15k``: DBP15K fr-en converted with ``kgalign convert dbp15k`` (the first 30% of
@@ -41,38 +41,34 @@ import argparse
 import json
 import logging
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.finetune.data import DataConfig, build_examples, gold_data
+from kgalign.runtime.device import resolve_device
+from kgalign.finetune.train import TrainConfig, evaluate, finetune, load_base
+from kgalign.io.importers import convert_cached
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align, prepare
+from kgalign.config import RetrievalConfig
+from kgalign.config import VoteConfig
 
-from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder  # noqa: E402
-from kgalign.evaluation.metrics import read_pairs  # noqa: E402
-from kgalign.finetune.data import DataConfig, build_examples, gold_data  # noqa: E402
-from kgalign.runtime.device import resolve_device  # noqa: E402
-from kgalign.finetune.train import TrainConfig, evaluate, finetune, load_base  # noqa: E402
-from kgalign.pipeline import AlignConfig, align, prepare  # noqa: E402
-from kgalign.retrieval.retrieve import RetrievalConfig  # noqa: E402
-from kgalign.judging.vote import VoteConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("bench.finetune")
 
 
 def prepare_dataset(name: str, data: Path, work: Path, train_share: float, seed: int) -> tuple[Path, Path, Path, Path]:
     """left, right, train gold and test gold files of a dataset, converted into ``work`` once."""
-    from kgalign.io.importers import convert_dbp15k, convert_tables
-
     folder = work / name
     if name == "dbp15k":
-        if not (folder / "gold_test.tsv").is_file():
-            log.info("%s", convert_dbp15k(data / "seu_dbp_fr_en", folder).summary())
+        log.info("%s", convert_cached("dbp15k", [data / "seu_dbp_fr_en"], folder).summary)
         return folder / "left.ttl", folder / "right.ttl", folder / "gold_train.tsv", folder / "gold_test.tsv"
-    if not (folder / "gold.tsv").is_file():
-        source = data / "leipzig_abt-buy"
-        log.info("%s", convert_tables(source / "Abt.csv", source / "Buy.csv", folder, source / "abt_buy_perfectMapping.csv", None).summary())
+    source = data / "leipzig_abt-buy"
+    log.info("%s", convert_cached("tables", [source / "Abt.csv", source / "Buy.csv", source / "abt_buy_perfectMapping.csv"], folder).summary)
     pairs = read_pairs(folder / "gold.tsv")
     sources = sorted({a for a, _ in pairs})
     random.Random(seed).shuffle(sources)
@@ -94,12 +90,9 @@ def cross_inputs(name: str, data: Path, work: Path) -> tuple[str, Path, Path, Pa
     """Title, left, right and gold of a cross-domain dataset (Abt-Buy converted once into ``work``)."""
     title, left, right, gold = CROSS[name]
     if name == "abt-buy":
-        from kgalign.io.importers import convert_tables
-
         folder = work / "abt-buy-all"
-        if not (folder / "gold.tsv").is_file():
-            source = data / "leipzig_abt-buy"
-            log.info("%s", convert_tables(source / "Abt.csv", source / "Buy.csv", folder, source / "abt_buy_perfectMapping.csv", None).summary())
+        source = data / "leipzig_abt-buy"
+        log.info("%s", convert_cached("tables", [source / "Abt.csv", source / "Buy.csv", source / "abt_buy_perfectMapping.csv"], folder).summary)
         return title, folder / "left.ttl", folder / "right.ttl", folder / "gold.tsv"
     return title, data / left, data / right, data / gold
 
@@ -126,7 +119,7 @@ def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str
     """The adapter on a dataset it never saw: judge accuracy on held-out questions and runs end to end."""
     title, left, right, gold_path = cross_inputs(name, args.data, args.work)
     gold = read_pairs(gold_path)
-    config = AlignConfig(judge="none", device=device, retrieval=RetrievalConfig(structure_weight=-1.0), seed=args.seed)
+    config = AlignConfig(judge="none", device=device, retrieval=RetrievalConfig(), seed=args.seed)
     prepared = prepare(left, right, config, embedder)
     sample = sorted(gold)
     random.Random(args.seed).shuffle(sample)
@@ -141,7 +134,7 @@ def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str
             adapter=str(adapter_dir) if adapter_dir else None,
             judge_options={"batch_size": args.eval_batch_size} if judge == "local" else {},
             device=device,
-            retrieval=RetrievalConfig(structure_weight=-1.0),
+            retrieval=RetrievalConfig(),
             vote=VoteConfig(rounds=args.rounds, options=args.options, gate=gate),
             seed=args.seed,
             only_left=[a for a, _ in sources],
@@ -212,7 +205,7 @@ def end_to_end(
             judge_options={"batch_size": args.eval_batch_size} if judge == "local" else {},
             device=device,
             attributes=list(args.attributes),
-            retrieval=RetrievalConfig(structure_weight=-1.0),
+            retrieval=RetrievalConfig(),
             vote=VoteConfig(rounds=args.rounds, options=args.options),
             seed=args.seed,
             seed_links=list(train_gold),
@@ -295,7 +288,7 @@ def main() -> None:
     device = resolve_device(args.device)
     embedder = CachedEmbedder(SentenceTransformerEmbedder(device=device))
     align_config = AlignConfig(
-        judge="none", device=device, attributes=list(args.attributes), retrieval=RetrievalConfig(structure_weight=-1.0), seed=args.seed
+        judge="none", device=device, attributes=list(args.attributes), retrieval=RetrievalConfig(), seed=args.seed
     )
     prepared = prepare(left, right, align_config, embedder)
     data = gold_data(

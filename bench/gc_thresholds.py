@@ -1,6 +1,6 @@
 """What the relaxed garbage-collector thresholds (kgalign/runtime/gctune.py) buy on a real run.
 
-    python bench/gc_thresholds.py [--data ../shared/data] [--work DIR] [--repeats 3]
+    python -m bench.gc_thresholds [--data ../shared/data] [--work DIR] [--repeats 3]
 
 Runs the DBP15K fr-en job of the results table (`kgalign run ... --judge none
 --seed-links gold_train.tsv --test-gold gold_test.tsv --only-gold-entities`, an empty
@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench import table  # bench/table.py: the datasets, their conversion and arguments
+from kgalign.runtime.gctune import RELAXED_THRESHOLDS
 
-import table  # noqa: E402  (bench/table.py: the datasets, their conversion and arguments)
-from kgalign.runtime.gctune import RELAXED_THRESHOLDS  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RUNNER = """
 import gc, sys

@@ -1,6 +1,6 @@
 """Wall times of kgalign and its peers, run in alternation, several rounds per dataset.
 
-    python bench/head_to_head.py [--datasets dbp15k,srprs,person1,restaurants,abt-buy]
+    python -m bench.head_to_head [--datasets dbp15k,srprs,person1,restaurants,abt-buy]
                                  [--systems splink,splink-1to1] [--rounds 5] [--settled 3]
                                  [--work DIR] [--out bench/results] [--lock FILE]
 
@@ -46,11 +46,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+from bench import peers  # bench/peers.py: the peers' data preparation and runner
+from bench import table  # bench/table.py: the datasets and the kgalign command
 
-import peers  # noqa: E402  (bench/peers.py: the peers' data preparation and runner)
-import table  # noqa: E402  (bench/table.py: the datasets and the kgalign command)
+BENCH = Path(__file__).resolve().parent
 
 KGALIGN = "kgalign"
 
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = summarise(runs)
     meta = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python bench/head_to_head.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.head_to_head " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": peers.machine(),
         "commit": table._git("rev-parse", "--short", "HEAD") or "?",
         "settled": args.settled,

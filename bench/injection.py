@@ -1,6 +1,6 @@
 """Does data steer the judge? Votes on injected copies against votes on clean copies.
 
-    python bench/injection.py [--model PATH] [--name NAME] [--datamark] [--sample 50] [--rounds 3]
+    python -m bench.injection [--model PATH] [--name NAME] [--datamark] [--sample 50] [--rounds 3]
                               [--options 3] [--seed 0] [--batch-size 4] [--out bench/results]
 
 Takes --sample left persons of OAEI 2010 Person1 (examples/persons), their profiles (the
@@ -44,18 +44,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kgalign.judging.base import Answer
+from kgalign.judging.prompt import Question
+from kgalign.model import Candidates, EntityProfile
 
-from kgalign.judging.base import Answer  # noqa: E402
-from kgalign.judging.prompt import Question  # noqa: E402
-from kgalign.model import Candidates, EntityProfile  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("bench.injection")
 
@@ -122,29 +120,18 @@ def copy_profiles(
 def persons_sample(
     left_path: Path, right_path: Path, embedder: Any, sample: int
 ) -> tuple[list[Candidates], dict[str, EntityProfile], dict[str, EntityProfile]]:
-    """The first ``sample`` left persons with their real top-k candidates, and both sides' profiles."""
-    from kgalign.io.load import load_entities
-    from kgalign.retrieval.retrieve import RetrievalConfig, lexical_vectors, retrieve
-    from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
+    """The first ``sample`` left persons with their real top-k candidates, and both sides' profiles.
 
-    profiles = []
-    for side, path in (("left", left_path), ("right", right_path)):
-        _, table = load_entities(path, side)
-        selection = choose_predicates(predicate_stats(table), None, None, max_attributes=ATTRIBUTES, max_neighbours=5)
-        profiles.append(build_profiles(table, selection))
-    left, right = profiles
-    left_texts, right_texts = [p.text() for p in left], [p.text() for p in right]
-    left_lex, right_lex = lexical_vectors(left_texts, right_texts)
-    candidates = retrieve(
-        [p.iri for p in left],
-        [p.iri for p in right],
-        embedder.encode(left_texts),
-        embedder.encode(right_texts),
-        left_lex,
-        right_lex,
-        RetrievalConfig(),
-    )[:sample]
-    return candidates, {p.iri: p for p in left}, {p.iri: p for p in right}
+    :func:`kgalign.pipeline.prepare` builds them as a run does, with short profiles
+    (``ATTRIBUTES`` attributes) and the full retrieval without the neighbour channel:
+    every entity embedded, the neighbours' names in the embedded text.
+    """
+    from kgalign.config import AlignConfig, RetrievalConfig
+    from kgalign.pipeline import prepare
+
+    config = AlignConfig(max_attributes=ATTRIBUTES, retrieval=RetrievalConfig(mode="full", structure_weight=0.0))
+    prepared = prepare(left_path, right_path, config, embedder)
+    return prepared.candidates[:sample], prepared.left_profiles, prepared.right_profiles
 
 
 class RecordingJudge:
@@ -201,7 +188,8 @@ def compare(
     datamark: bool = False,
 ) -> dict[str, list[Any]]:
     """Each copy's decisions (every source asked, ``rounds`` rounds; the same orders for every copy)."""
-    from kgalign.judging.vote import VoteConfig, decide
+    from kgalign.config import VoteConfig
+    from kgalign.judging.vote import decide
 
     config = VoteConfig(rounds=rounds, options=options, gate=False, seed=seed, datamark=datamark)
     return {copy: decide(candidates, *copy_profiles(copy, left, right), judge, config) for copy in copies}
@@ -211,7 +199,7 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Votes on injected and padded copies against votes on clean copies",
         "",
-        "`python bench/injection.py [--model PATH]`: OAEI 2010 Person1, the first left persons, "
+        "`python -m bench.injection [--model PATH]`: OAEI 2010 Person1, the first left persons, "
         "their real retrieval candidates; every source asked (no gate), the same candidate orders "
         "for every copy. *injected*: one attack per profile demanding \"A\" (instruction, fake "
         "option list, chat-template tokens, [INST] markup, a 4,800-character value); *padded*: "

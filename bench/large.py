@@ -1,6 +1,6 @@
 """Benchmark `kgalign run --judge none` on a large synthetic pair: time per stage, peak memory, P/R/F1.
 
-    python bench/large.py [--triples 1000000] [--data DIR] [--gzip] [--keep] [-- EXTRA RUN OPTIONS]
+    python -m bench.large [--triples 1000000] [--data DIR] [--gzip] [--keep] [-- EXTRA RUN OPTIONS]
 
 Generates the pair with bench/make_large_pair.py unless DIR already holds it (default
 DIR: $TMPDIR/kgalign-large-<triples>-s<seed>), runs the real command in a child process
@@ -30,10 +30,9 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench.make_large_pair import generate
 
-from make_large_pair import generate  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STAGES = ("load", "select", "embed", "retrieve", "judge", "resolve", "fuse", "write")
 
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": metrics,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python bench/large.py --triples " + str(args.triples) + (" -- " + " ".join(args.extra) if args.extra else "")
+    command = "python -m bench.large --triples " + str(args.triples) + (" -- " + " ".join(args.extra) if args.extra else "")
     (args.out / "large.md").write_text(f"`{command}` on {os.cpu_count()} CPUs:\n\n{text}\n", encoding="utf-8")
     (args.out / "large.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if not args.keep:

@@ -1,6 +1,6 @@
 """Generate a large synthetic pair of person graphs with a known gold alignment.
 
-    python bench/make_large_pair.py --triples 1000000 --out bench/large [--seed 0] [--gzip]
+    python -m bench.make_large_pair --triples 1000000 --out bench/large [--seed 0] [--gzip]
 
 Writes OUT/left.nt, OUT/right.nt (``.nt.gz`` with ``--gzip``) and OUT/gold.tsv (left IRI,
 tab, right IRI). Both sides hold about ``--triples`` triples. The data imitates the

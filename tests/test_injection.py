@@ -32,20 +32,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from bench.injection import INJECTIONS, OPTIONS, RecordingJudge, compare, copy_figures, copy_profiles, persons_sample
 from kgalign.judging.prompt import MAX_PROMPT_VALUE_CHARS, Question, render_entity
 from kgalign.model import EntityProfile
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-
-from injection import INJECTIONS, OPTIONS, RecordingJudge, compare, copy_figures, copy_profiles, persons_sample  # noqa: E402  (bench/injection.py)
 
 # Markup of chat templates and tokenizers: SmolLM2's own special tokens are added
 # from the tokenizer itself in the tests below.

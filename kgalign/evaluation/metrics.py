@@ -10,15 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rdflib import Graph, Namespace, URIRef
 from rdflib.namespace import OWL
 
 from kgalign.errors import InputError
-from kgalign.io.load import load_graph
+from kgalign.io.parsers import load_graph
 from kgalign.model import Candidates, Link
 
 log = logging.getLogger(__name__)
@@ -137,3 +138,32 @@ def filter_gold(gold: Sequence[Pair], left: set[str], right: set[str], name: str
 
 def evaluate_links(links: Sequence[Link], gold: Sequence[Pair]) -> LinkMetrics:
     return link_metrics(((link.left, link.right) for link in links), gold)
+
+
+def score_alignment(
+    links: Iterable[Pair],
+    candidates: Sequence[Candidates],
+    gold: Iterable[Pair],
+    seed_links: Iterable[Sequence[str]] = (),
+    entities: tuple[Collection[str], Collection[str]] | None = None,
+    name: str = "gold",
+) -> dict[str, Any]:
+    """Precision, recall and F1 of ``links`` and Hits@1, Hits@10 and MRR of ``candidates``
+    against ``gold``, as a run reports them (metrics.json).
+
+    Seed links are known, not found: they and the gold pairs of their sources are left
+    out of every figure. With ``entities`` (the left and the right entity IRIs of the
+    run), the gold pairs that name other IRIs are counted in
+    ``gold_pairs_not_in_graphs`` (and warned about; they are scored as misses).
+    """
+    seeds = {(a, b) for a, b in seed_links}
+    seed_sources = {a for a, _ in seeds}
+    gold = [pair for pair in gold if pair[0] not in seed_sources]
+    missing = None
+    if entities is not None:
+        _, missing = filter_gold(gold, set(entities[0]), set(entities[1]), name)
+    metrics: dict[str, Any] = asdict(link_metrics((pair for pair in links if pair not in seeds), gold))
+    metrics.update(ranking_metrics(candidates, gold))
+    if missing is not None:
+        metrics["gold_pairs_not_in_graphs"] = missing
+    return metrics

@@ -36,16 +36,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgalign.review.corrections import corrections_to_labels
 from kgalign.errors import InputError, KgalignError
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.judging.prompt import LETTERS, Question
-from kgalign.review.votes import read_votes
-from kgalign.model import Candidate, Candidates, EntityProfile
 from kgalign.judging.vote import round_order
+from kgalign.model import Candidates, EntityProfile
+from kgalign.review.corrections import corrections_to_labels
+from kgalign.review.votes import read_votes, record_candidates
 
 if TYPE_CHECKING:
-    from kgalign.pipeline import AlignConfig, Prepared
+    from kgalign.config import AlignConfig
+    from kgalign.result import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,8 @@ def gold_data(
     ``prepared`` (from :func:`kgalign.pipeline.prepare`) saves building them again when
     the caller has them already.
     """
-    from kgalign.pipeline import AlignConfig, prepare
+    from kgalign.config import AlignConfig
+    from kgalign.pipeline import prepare
 
     if not links and not corrections:
         raise KgalignError("the gold recipe needs --links GOLD (or --corrections FILE)")
@@ -323,12 +325,16 @@ def teacher_data(
     min_confidence: float = MIN_CONFIDENCE,
     include_none: bool = False,
     corrections: str | Path | None = None,
+    *,
+    id_column: str | None = None,
 ) -> TrainingData:
     """Questions labelled by an earlier run's confident decisions (see the module docstring).
 
     ``config.options`` of 0 takes the run's number of options from its run.json.
+    ``id_column`` names the id column of CSV/TSV graphs (default: their first column).
     """
-    from kgalign.pipeline import AlignConfig, prepare
+    from kgalign.config import AlignConfig
+    from kgalign.pipeline import prepare
 
     records = list(read_votes(votes))
     info = run_config(votes)
@@ -349,6 +355,7 @@ def teacher_data(
         relations=list(settings.get("relations", [])),
         max_attributes=int(settings.get("max_attributes", 8)),
         max_neighbours=int(settings.get("max_neighbours", 5)),
+        id_column=id_column,
     )
     labels, counts = teacher_labels(records, min_confidence, include_none)
     labels = add_corrections(labels, corrections, counts)
@@ -359,16 +366,13 @@ def teacher_data(
         if source is None:
             _count(counts, "records_unknown_source")
             continue
-        items = [
-            Candidate(iri=c["iri"], score=float(c.get("score", 0.0)), rank=int(c.get("rank", i + 1)))
-            for i, c in enumerate(record.get("candidates", []))
-        ]
-        if any(item.iri not in prepared.right_profiles for item in items):
+        logged = record_candidates(record)
+        if any(item.iri not in prepared.right_profiles for item in logged.items):
             _count(counts, "records_unknown_candidate")
             continue
         if [list(a) for a in source.attributes] != record.get("source_attributes", [list(a) for a in source.attributes]):
             _count(counts, "records_profile_differs")
-        candidates.append(Candidates(source=record["source"], items=items, margin=float(record.get("margin", 0.0)), mutual=bool(record.get("mutual"))))
+        candidates.append(logged)
     if counts.get("records_unknown_source") or counts.get("records_unknown_candidate"):
         log.warning(
             "%s: %d records name entities the graphs %s and %s lack; skipped",

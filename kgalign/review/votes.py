@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
-from kgalign.model import Candidates, Decision, EntityProfile
+from kgalign.judging.prompt import option_letter
+from kgalign.model import Candidate, Candidates, Decision, EntityProfile
 
 SCHEMA_VERSION = 1
 
@@ -90,6 +91,31 @@ def read_votes(path: str | Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def record_candidates(record: Mapping[str, Any]) -> Candidates:
+    """The retrieval candidates one decision record logged, as the run ranked them.
+
+    The inverse of the ``candidates``, ``margin``, ``mutual`` and ``contested_by`` fields
+    :func:`decision_record` writes; a field missing from a hand-made record takes a
+    neutral value (score 0, rank by position, margin 0, not mutual).
+    """
+    items = [
+        Candidate(iri=c["iri"], score=float(c.get("score", 0.0)), rank=int(c.get("rank", i + 1)))
+        for i, c in enumerate(record.get("candidates", []))
+    ]
+    return Candidates(
+        source=record["source"],
+        items=items,
+        margin=float(record.get("margin", 0.0)),
+        mutual=bool(record.get("mutual")),
+        contested_by=record.get("contested_by"),
+    )
+
+
+def read_candidates(path: str | Path) -> list[Candidates]:
+    """Every source's retrieval candidates from a run's votes.jsonl, in the log's order."""
+    return [record_candidates(record) for record in read_votes(path)]
+
+
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Decisions by kind, agreement between rounds, and which option position won."""
     kinds = Counter(r["decision"] for r in records)
@@ -123,11 +149,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "invalid_votes": invalid,
         "none_votes": none_votes,
         "mean_round_agreement": round(sum(agreement) / len(agreement), 4) if agreement else None,
-        "position_wins": {_position_name(p): n for p, n in sorted(position_wins.items())},
+        "position_wins": {option_letter(p): n for p, n in sorted(position_wins.items())},
         "conflicts": sum(1 for r in records if r.get("conflict_with")),
         "prompt_tokens": sum(r.get("tokens", {}).get("prompt", 0) for r in records),
     }
-
-
-def _position_name(position: int) -> str:
-    return chr(ord("A") + position)
