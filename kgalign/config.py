@@ -305,7 +305,7 @@ def _build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "") ->
     values = {}
     for name, value in data.items():
         hint = hints[name]
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             values[name] = _build(hint, value, source, f"{prefix}{name}.")
         else:
             values[name] = value
@@ -345,8 +345,8 @@ def _validate(config: Any, prefix: str) -> None:
         name = prefix + f.name
         value = getattr(config, f.name)
         hint = hints[f.name]
-        if is_dataclass(hint):
-            if not isinstance(value, hint):  # type: ignore[arg-type]
+        if isinstance(hint, type) and is_dataclass(hint):
+            if not isinstance(value, hint):
                 raise ConfigError(f"{name}: must be a {hint.__name__}, not {type(value).__name__}")
             continue
         _check_type(name, value, hint)
@@ -414,7 +414,9 @@ def _describe(hint: Any) -> str:
         return "unset"
     if origin is tuple:
         args = typing.get_args(hint)
-        return "a list of " + (_describe(args[0]) + "s" if len(args) == 2 and args[1] is Ellipsis else "pairs")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list ({_describe(args[0])} each)"
+        return f"a list of {len(args)} values"
     names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
     return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
 

@@ -209,7 +209,7 @@ def _gold(config: AlignConfig) -> tuple[list[Pair] | None, str]:
 def _seed_pairs(config: AlignConfig) -> list[tuple[str, str]]:
     if isinstance(config.seed_links, str):
         return read_pairs(config.seed_links)
-    return [tuple(pair) for pair in config.seed_links]  # type: ignore[misc]
+    return list(config.seed_links)  # validated: (left, right) tuples
 
 
 def load_gold(path: str | Path) -> list[Pair]:

@@ -21,8 +21,8 @@ T = TypeVar("T")
 
 
 @dataclass
-class _Entry:
-    target: object
+class _Entry(Generic[T]):
+    target: T | str  # "package.module:attribute" until first imported
     description: str
 
 
@@ -32,7 +32,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, entry_points: str | None = None) -> None:
         self.kind = kind
         self.entry_points = entry_points
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Entry[T]] = {}
         self._loaded_entry_points = entry_points is None
 
     def register(self, name: str, target: T | str, description: str = "") -> None:
@@ -54,10 +54,11 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The component registered as ``name`` (imported now if it was given as a string)."""
         entry = self._entry(name)
-        if isinstance(entry.target, str):
-            module, _, attribute = entry.target.partition(":")
-            entry.target = getattr(importlib.import_module(module), attribute)
-        return entry.target  # type: ignore[return-value]
+        target = entry.target
+        if isinstance(target, str):
+            module, _, attribute = target.partition(":")
+            target = entry.target = getattr(importlib.import_module(module), attribute)
+        return target
 
     def __contains__(self, name: object) -> bool:
         self._load_entry_points()
@@ -66,7 +67,7 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def _entry(self, name: str) -> _Entry:
+    def _entry(self, name: str) -> _Entry[T]:
         self._load_entry_points()
         if name not in self._entries:
             raise KgalignError(f"unknown {self.kind} '{name}'; choose one of: {', '.join(self._entries)}")

@@ -29,9 +29,9 @@ class LiveChoice(click.Choice):
         self._names = names
         super().__init__([], case_sensitive=True)
 
-    @property  # type: ignore[override]
-    def choices(self) -> list[str]:
-        return list(self._names())
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
 
     @choices.setter
     def choices(self, value: Any) -> None:  # Click's __init__ assigns it

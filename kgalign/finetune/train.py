@@ -34,14 +34,14 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kgalign import __version__
-from kgalign.io.atomic import write_text_atomic
-from kgalign.runtime.device import resolve_device
 from kgalign.errors import KgalignError
 from kgalign.finetune.data import Example, TrainingData, position_name
+from kgalign.io.atomic import write_text_atomic
 from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
+from kgalign.runtime.device import resolve_device
 from kgalign.runtime.precision import precision_context, resolve_precision
 from kgalign.runtime.progress import progress_bar
 
@@ -135,7 +135,8 @@ def load_base(model: str | None, device: str, dtype: str = "auto", attention: st
         dtype = "float32"
     tokenizer = load_tokenizer(path)
     extra = {"attn_implementation": attention} if attention else {}
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra).to(device)
+    # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra).to(device)  # type: ignore[arg-type]
     return base, tokenizer, path
 
 
@@ -360,13 +361,17 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         _save_checkpoint(output, model, optimizer, scheduler, state)
 
     best_dir = output / BEST_DIR
-    from peft import set_peft_model_state_dict
+    from peft import LoraConfig, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors"), device=device))
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         shutil.copyfile(best_dir / name, output / name)
     after = next(_evaluation(e) for e in reversed(state["history"]) if e["step"] == state["best_step"])
+    lora = cast(LoraConfig, model.peft_config["default"])  # add_lora's, or the resumed checkpoint's
+    # peft declares target_modules as given (a list, "all-linear" or None); injecting the
+    # adapter replaces it with the set of module names it matched.
+    target_modules = cast(set[str], lora.target_modules)
     metadata = {
         "kgalign": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -376,7 +381,7 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         "base_model": {"path": str(model_path), "name": model_path.name},
         "device": device,
         "train": asdict(config),
-        "lora": {"r": model.peft_config["default"].r, "alpha": model.peft_config["default"].lora_alpha, "target_modules": sorted(model.peft_config["default"].target_modules)},
+        "lora": {"r": lora.r, "alpha": lora.lora_alpha, "target_modules": sorted(target_modules)},
         "steps": step,
         "best_step": state["best_step"],
         "stopped": stopped,

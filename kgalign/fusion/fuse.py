@@ -130,8 +130,10 @@ def _functional_predicates(graph: TripleSource) -> set[Node]:
     return predicates - multi
 
 
-def _specificity(literal: Literal) -> tuple[int, int, str]:
-    return (1 if (literal.language or literal.datatype) else 0, len(str(literal)), str(literal))
+def _specificity(value: Node) -> tuple[int, int, str]:
+    # Conflicting values are literals (fuse compares only those); anything else counts as plain.
+    tagged = isinstance(value, Literal) and bool(value.language or value.datatype)
+    return (1 if tagged else 0, len(str(value)), str(value))
 
 
 def fuse(

@@ -72,11 +72,13 @@ def deferred_renames() -> Iterator[None]:
     if outer is not None:
         outer.extend(pending)
         return
+    done = 0
     try:
-        for index, (tmp, path) in enumerate(pending):
+        for tmp, path in pending:
             os.replace(tmp, path)
+            done += 1
     except BaseException:
-        for tmp, _ in pending[index:]:
+        for tmp, _ in pending[done:]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise

@@ -100,7 +100,7 @@ def _first_line(path: Path, test: Callable[[str], bool]) -> int | None:
 def _parses(line: str, fmt: str) -> bool:
     try:
         Dataset().parse(data=line, format=fmt) if fmt == "nquads" else Graph().parse(data=line, format=fmt)
-    except Exception:  # noqa: BLE001 - any parser error means "does not parse"
+    except Exception:
         return False
     return True
 
@@ -122,8 +122,9 @@ def parse_error_message(path: Path, exc: BaseException, fmt: str) -> str:
     raw = str(exc)
     text = one_line(_syntax_detail(exc))
     line = getattr(exc, "lineno", None) or getattr(exc, "line", None)
-    if not isinstance(line, int) and isinstance(getattr(exc, "lines", None), int):
-        line = exc.lines + 1  # type: ignore[attr-defined]  # BadSyntax counts from 0
+    lines = getattr(exc, "lines", None)
+    if not isinstance(line, int) and isinstance(lines, int):
+        line = lines + 1  # BadSyntax counts from 0
     if not isinstance(line, int):
         line = None
         for pattern in _LINE_PATTERNS:
@@ -153,7 +154,7 @@ def _describe_char(char: str) -> str:
     return f"'{char}' (percent-encode it as %{ord(char):02X})"
 
 
-def _shown(text: str, limit: int = 80) -> str:
+def _shown(text: object, limit: int = 80) -> str:
     """``text`` (an rdflib term, say) for a one-line message: escaped, clipped."""
     text = str(text)
     shown = text.encode("unicode_escape").decode("ascii") if _SURROGATE.search(text) else repr(text)[1:-1]
@@ -176,7 +177,7 @@ def check_terms(path: Path, graph: TripleSource, surrogate_line: int | None) -> 
                 _check_iri(path, s)
         if p not in predicates:
             predicates.add(p)
-            _check_iri(path, p)
+            _check_iri(path, str(p))
         if isinstance(o, URIRef):
             _check_iri(path, o)
         elif surrogate_line is not None and isinstance(o, Literal) and _SURROGATE.search(o):
@@ -187,7 +188,7 @@ def check_terms(path: Path, graph: TripleSource, surrogate_line: int | None) -> 
             )
 
 
-def _check_iri(path: Path, iri: URIRef) -> None:
+def _check_iri(path: Path, iri: str) -> None:
     bad = _BAD_IRI_CHAR.search(iri)
     if bad is None and _IRI_SCHEME.match(iri):
         return

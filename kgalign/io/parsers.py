@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from rdflib import BNode, Dataset, Graph, Literal, URIRef
 from rdflib.term import Node
@@ -57,14 +58,14 @@ def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | N
         data = read_bytes(path)
         if not data.strip():
             raise InputError(f"{path}: the file is empty")
-        triples = TripleSet.from_graph(table_graph(path, id_column, data=data))
-        log.info("loaded %s: %d triples", path, len(triples))
-        return triples
+        table = TripleSet.from_graph(table_graph(path, id_column, data=data))
+        log.info("loaded %s: %d triples", path, len(table))
+        return table
     fmt = rdf_format(path, fmt)
     found = scan(path, fmt)
     if found.blank:
         raise InputError(f"{path}: the file is empty")
-    triples = None
+    triples: TripleSet | None = None
     if fmt in OXIGRAPH_FORMATS:
         with quiet_term_warnings() as counter:
             triples = _parse_oxigraph(path, fmt)
@@ -117,24 +118,26 @@ def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
     blanks: dict[str, BNode] = {}
     datatypes: dict[str, URIRef | None] = {_XSD_STRING: None}
 
-    def term(node: object) -> Node:
+    # ``node`` is a pyoxigraph term, told apart by its exact type (faster than isinstance
+    # in this per-term loop), which mypy does not narrow on: hence Any.
+    def term(node: Any) -> Node:
         kind = type(node)
         if kind is named_node:
-            value = node.value  # type: ignore[attr-defined]
+            value = node.value
             iri = iris.get(value)
             if iri is None:
                 iri = iris[value] = known_iri(value)  # pyoxigraph checked it
             return iri
         if kind is literal_type:
-            language = node.language  # type: ignore[attr-defined]
+            language = node.language
             if language:
-                return Literal(node.value, lang=language)  # type: ignore[attr-defined]
-            datatype = node.datatype.value  # type: ignore[attr-defined]
+                return Literal(node.value, lang=language)
+            datatype = node.datatype.value
             if datatype not in datatypes:
                 datatypes[datatype] = URIRef(datatype)
-            return Literal(node.value, datatype=datatypes[datatype])  # type: ignore[attr-defined]
+            return Literal(node.value, datatype=datatypes[datatype])
         if kind is blank_node:
-            label = node.value  # type: ignore[attr-defined]
+            label = node.value
             blank = blanks.get(label)
             if blank is None:
                 blank = blanks[label] = BNode()
@@ -150,7 +153,7 @@ def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
             prefixes = dict(parser.prefixes)
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure: rdflib parses and names the error
+    except Exception as exc:
         log.debug("%s: pyoxigraph could not parse it (%s); parsing with rdflib", path, one_line(str(exc)))
         return None
     return TripleSet(triples, prefixes.items())

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from kgalign.errors import InputError
 
@@ -42,7 +42,8 @@ def open_input(path: Path) -> Iterator[IO[bytes]]:
     with handle:
         if path.suffix.lower() == ".gz":
             with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
-                yield unzipped
+                # A binary file object, though typeshed does not declare GzipFile an IO[bytes].
+                yield cast(IO[bytes], unzipped)
         else:
             yield handle
 

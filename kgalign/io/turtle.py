@@ -8,11 +8,11 @@ beyond the sort. :func:`write_turtle` picks one by size (``PRETTY_LIMIT``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from rdflib.term import Node
+from rdflib.term import Node, URIRef
 
 from kgalign.io.atomic import atomic_open
 
@@ -84,7 +84,7 @@ def write_turtle(path: Path, triples: Iterable[Triple] | Rendered, *, count: int
         handle.write(data)
 
 
-def write_trig(handle: IO[str], default: Iterable[Triple], graphs: dict[Node, Iterable[Triple] | Rendered]) -> int:
+def write_trig(handle: IO[str], default: Iterable[Triple], graphs: Mapping[URIRef, Iterable[Triple] | Rendered]) -> int:
     """Default-graph triples first, then one ``GRAPH <g> { ... }`` block per named graph."""
     count = write_triples(handle, default)
     for name, triples in graphs.items():

@@ -7,7 +7,7 @@ import importlib.util
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.prompt import Question, render_entity
@@ -130,7 +130,7 @@ def explainer(judge: object | None) -> ExplainingJudge | None:
     """The judge, or the backend inside a wrapper (``.inner``), that has ``explain``; else None."""
     while judge is not None:
         if callable(getattr(judge, "explain", None)):
-            return judge  # type: ignore[return-value]
+            return cast(ExplainingJudge, judge)  # duck-typed: whatever has a callable explain
         judge = getattr(judge, "inner", None)
     return None
 

@@ -121,7 +121,8 @@ class LocalJudge:
         if not path.is_dir():
             raise KgalignError(f"{path}: local model folder not found")
         tokenizer = load_tokenizer(path)
-        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+        # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
+        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)  # type: ignore[arg-type]
         if adapter:
             try:
                 from peft import PeftModel

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from kgalign.config import VoteConfig
 from kgalign.judging.base import Answer, Judge, clean_explanation, explainer
@@ -108,6 +109,7 @@ def decide(
             pending.append(_Pending(cands=cands, shown=shown, rounds=[]))
 
     for round_index in range(config.rounds if judge is not None else 0):
+        assert judge is not None  # no rounds without a judge
         active = [p for p in pending if not p.done]
         if not active:
             break
@@ -183,7 +185,8 @@ def _tally(p: _Pending, config: VoteConfig) -> Decision:
     elif config.plurality and ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
         winner = ranked[0][0]
     early = len(p.rounds) < config.rounds
-    common = dict(
+    decision = partial(
+        Decision,
         source=p.cands.source,
         rounds=p.rounds,
         early_stopped=early,
@@ -194,14 +197,14 @@ def _tally(p: _Pending, config: VoteConfig) -> Decision:
     )
     if winner is None:
         share = ranked[0][1] / len(p.rounds) if ranked and p.rounds else 0.0
-        return Decision(kind="uncertain", target=None, confidence=round(share, 6), **common)
+        return decision(kind="uncertain", target=None, confidence=round(share, 6))
     votes = [r for r in p.rounds if r.target == winner]
     share = len(votes) / len(p.rounds)
     probs = [math.exp(r.logprob) for r in votes if r.logprob is not None]
     confidence = share * (sum(probs) / len(probs) if probs else 1.0)
     if winner == NONE:
-        return Decision(kind="none", target=None, confidence=round(confidence, 6), **common)
-    return Decision(kind="match", target=winner, confidence=round(confidence, 6), **common)
+        return decision(kind="none", target=None, confidence=round(confidence, 6))
+    return decision(kind="match", target=winner, confidence=round(confidence, 6))
 
 
 def explain_decisions(

@@ -62,7 +62,7 @@ def _matches(decisions: Sequence[Decision]) -> list[Decision]:
 
 
 def _many_to_one(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
-    return [Link(d.source, d.target, d.confidence) for d in _matches(decisions)], []  # type: ignore[arg-type]
+    return [Link(d.source, d.target, d.confidence) for d in decisions if d.kind == "match" and d.target is not None], []
 
 
 def _greedy_mode(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:

@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from kgalign import __version__
-from kgalign.io.atomic import atomic_open, write_text_atomic
-from kgalign.review.corrections import CORRECTIONS_VERSION
 from kgalign.errors import InputError
 from kgalign.evaluation.metrics import Pair, read_pairs
+from kgalign.io.atomic import atomic_open, write_text_atomic
 from kgalign.judging.prompt import option_letter
-from kgalign.review.votes import read_votes, summarise
 from kgalign.model import local_name
+from kgalign.review.corrections import CORRECTIONS_VERSION
+from kgalign.review.votes import read_votes, summarise
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
+from kgalign.io.atomic import atomic_open
 from kgalign.judging.prompt import option_letter
 from kgalign.model import Candidate, Candidates, Decision, EntityProfile
 

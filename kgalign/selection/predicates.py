@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
 from kgalign.io.entities import PATH_SEPARATOR
+from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
 
 MAX_VALUE_CHARS = 300
 
@@ -43,11 +44,11 @@ def predicate_stats(table: EntityTable) -> list[PredicateStats]:
     return stats
 
 
-def _stats(predicate: str, kind: str, with_value: int, values: list[str], n: int) -> PredicateStats:
+def _stats(predicate: str, kind: Literal["attribute", "relation"], with_value: int, values: list[str], n: int) -> PredicateStats:
     distinct = len(set(values))
     return PredicateStats(
         predicate=predicate,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         coverage=with_value / n,
         distinctiveness=distinct / max(len(values), 1),
         entities_with=with_value,

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
+from kgalign.io.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 

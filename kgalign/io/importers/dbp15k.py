@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
-from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
+from kgalign.io.atomic import atomic_open
 from kgalign.io.importers.common import ConversionReport, prepare_outdir, write_pairs
 from kgalign.io.importers.terms import RDFS_LABEL, escape_iri, iri_term, literal_term, mint_iri, write_prefixes, write_subject
 from kgalign.runtime.progress import progress_bar

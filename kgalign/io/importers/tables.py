@@ -33,8 +33,8 @@ from pathlib import Path
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import RDF
 
-from kgalign.io.atomic import atomic_open
 from kgalign.errors import InputError
+from kgalign.io.atomic import atomic_open
 from kgalign.io.formats import TABLE_SUFFIXES, is_table_path, plain_name
 from kgalign.io.importers.common import ConversionReport, prepare_outdir, write_pairs
 from kgalign.io.importers.terms import RDF_TYPE, iri_term, literal_term, mint_iri, mint_segment, write_prefixes, write_subject
