@@ -211,6 +211,3 @@ def _seed_pairs(config: AlignConfig) -> list[tuple[str, str]]:
         return read_pairs(config.seed_links)
     return list(config.seed_links)  # validated: (left, right) tuples
 
-
-def load_gold(path: str | Path) -> list[Pair]:
-    return read_pairs(path)
