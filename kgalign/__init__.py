@@ -22,6 +22,7 @@ _EXPORTS = {
     "AlignmentResult": "kgalign.result",
     "align": "kgalign.pipeline",
     "prepare": "kgalign.pipeline",
+    "match_pairs": "kgalign.pairs",
     "rerun": "kgalign.replay",
     "register_judge": "kgalign.judging.base",
     "JudgeOption": "kgalign.judging.base",

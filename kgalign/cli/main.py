@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from kgalign import __version__
 from kgalign.errors import KgalignError, one_line
@@ -68,8 +69,9 @@ class KgalignGroup(click.Group):
 def main(log_level: str) -> None:
     """Align the entities of two knowledge graphs and fuse them into one.
 
-    The main job is `kgalign run LEFT RIGHT -o OUTDIR`. Everything runs offline, on the
-    CPU by default.
+    The main job is `kgalign run LEFT RIGHT -o OUTDIR`; `kgalign pairs FILE` labels the
+    candidate pairs of an entity-matching benchmark (DeepMatcher, Ditto). Everything runs
+    offline, on the CPU by default.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -77,19 +79,22 @@ def main(log_level: str) -> None:
     _setup_logging(log_level)
 
 
-def _check_outdir(outdir: Path, force: bool, inputs: list[Path]) -> None:
+def _check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, known: frozenset[str] = KNOWN_OUTPUTS) -> None:
+    """OUTDIR usable (created if missing) before any work: not a file, holding only ``known``
+    files unless --force, writable; and LEFT and RIGHT (``inputs``) not the same file."""
     if outdir.exists() and not outdir.is_dir():
         raise KgalignError(f"{outdir}: exists and is not a directory")
-    if outdir.is_dir():
-        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in KNOWN_OUTPUTS and not p.name.startswith("."))
-        if foreign and not force:
+    if outdir.is_dir() and not force:
+        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in known and not p.name.startswith("."))
+        if foreign:
             raise KgalignError(
                 f"{outdir}: directory holds other files ({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
                 "choose an empty directory or pass --force"
             )
-    resolved = {p.resolve() for p in inputs}
-    if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
-        raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")
+    if inputs:
+        resolved = {p.resolve() for p in inputs}
+        if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
+            raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -201,6 +206,20 @@ def _quiet(quiet: bool) -> None:
 
 def _start(left: Path, right: Path, outdir: Path, config, force: bool) -> None:
     """Check everything that can fail before work starts, then run and write OUTDIR."""
+    _check_judge_settings(config)
+    created = not outdir.exists()
+    _check_outdir(outdir, force, [left, right])
+    try:
+        _run(left, right, outdir, config)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only if the failed run left it empty
+        raise
+
+
+def _check_judge_settings(config) -> None:
+    """Fail in one line, before any work, on judge settings that cannot run (shared by run and pairs)."""
     if config.judge == "none" and (config.model or config.adapter or config.explain):
         raise KgalignError("--model, --adapter and --explain are for an LLM judge: add --judge local (or vllm, openai)")
     if config.judge == "openai" and not config.judge_options.get("base_url"):
@@ -211,15 +230,6 @@ def _start(left: Path, right: Path, outdir: Path, config, force: bool) -> None:
         check_judge(config.judge, config.model, config.adapter)
     if config.device != "auto" or config.judge != "none":
         resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
-    created = not outdir.exists()
-    _check_outdir(outdir, force, [left, right])
-    try:
-        _run(left, right, outdir, config)
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                outdir.rmdir()  # only if the failed run left it empty
-        raise
 
 
 def _quiet_third_party_bars() -> None:
@@ -253,6 +263,100 @@ def _run(left: Path, right: Path, outdir: Path, config) -> None:
 def _print_metrics(metrics: dict) -> None:
     keys = ["precision", "recall", "f1", "hits@1", "hits@10", "mrr"]
     click.echo("  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
+
+
+#: The options of `kgalign run` that `kgalign pairs` takes too (by their config field), all shown in --help.
+PAIRS_RUN_OPTIONS = (
+    "judge", "model", "adapter", "vote.rounds", "vote.options", "seed", "device", "retrieval.dense_weight", "embedder",
+    "embed_precision", "embed_engine", "embed_max_tokens", "vote.gate_margin", "vote.early_stop", "vote.plurality", "vote.datamark",
+)
+
+
+def _pairs_options(function):
+    from dataclasses import replace
+
+    from kgalign.cli.run_options import RUN_OPTIONS, click_options
+
+    chosen = [o for o in RUN_OPTIONS if o.decls == ("--config",)]
+    chosen += [replace(o, expert=False) for path in PAIRS_RUN_OPTIONS for o in RUN_OPTIONS if o.path == path]
+    for option in reversed(click_options(tuple(chosen))):
+        function = _attach(function, option)
+    return function
+
+
+@main.command(cls=RunCommand)
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--valid", type=click.Path(path_type=Path), help="Labelled pair file (same layouts as FILE) on which --judge none chooses its threshold: the one with the best F1 there. FILE's labels are never used to choose anything.")
+@click.option("--threshold", type=click.FloatRange(-1, 1), help="Least retrieval score the best pair of a question needs to be a match without the judge (instead of choosing it on --valid). With a judge it applies to gated questions only.")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), help="Directory for predictions.tsv (index, prediction, confidence per pair), votes.jsonl (one decision per question) and metrics.json, and the judge's answer cache. Default: print the scores only.")
+@click.option("--gate/--no-gate", "pairs_gate", default=False, show_default=True, help="Accept a question's best pair without asking the judge when it is its right record's best left record too and leads the runner-up by --gate-margin (off: the judge is asked every question).")
+@_pairs_options
+@click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
+@click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all, help="Show every option, the judge backends' expert ones included, and exit.")
+@click.pass_context
+def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float | None, outdir: Path | None, pairs_gate: bool, **opts) -> None:
+    """Label the candidate pairs of FILE as matches or not, and score them (the DeepMatcher/Ditto protocol).
+
+    FILE lists labelled candidate pairs of records: the Ditto/DeepMatcher text layout
+    (`COL attr VAL value ...<TAB>COL attr VAL value ...<TAB>0|1` per line) or a DeepMatcher
+    CSV (.csv: `label` and ltable_X/rtable_X columns, or ltable_id/rtable_id with
+    tableA.csv and tableB.csv beside it). The pairs of one left record make one
+    question: its right records, best retrieval score first, plus "none of these".
+    A judge votes on it as `kgalign run` does; with --judge none, the best-scoring
+    record wins when its score reaches the threshold (--valid or --threshold). A pair
+    is predicted a match iff its right record won. Prints precision, recall and F1 of
+    the match class on FILE's labels. See docs/pairs.md.
+    """
+    from kgalign.cli.run_options import config_from_command_line
+    from kgalign.config import read_config_file
+    from kgalign.pairs import match_pairs
+
+    _quiet(opts["quiet"])
+    config = config_from_command_line(ctx, opts)
+    from_file = read_config_file(opts["config"]) if opts.get("config") else {}
+    gate_given = ctx.get_parameter_source("pairs_gate") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    if gate_given or "gate" not in (from_file.get("vote") or {}):
+        config = config.replace(vote={"gate": pairs_gate})
+    if outdir is not None and not opts["no_cache"]:
+        config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    _check_judge_settings(config)
+    if config.judge == "none" and valid is None and threshold is None:
+        raise KgalignError("--judge none needs a threshold: give --valid FILE (a labelled pair file to choose it on) or --threshold X")
+    if valid is not None and threshold is not None:
+        raise click.UsageError("give --valid (to choose the threshold) or --threshold, not both")
+    created = outdir is not None and not outdir.exists()
+    if outdir is not None:
+        _check_pairs_outdir(outdir, opts["force"])
+    try:
+        result = match_pairs(file, valid, config, threshold=threshold)
+        if outdir is not None:
+            result.save(outdir)
+    except BaseException:
+        if created and outdir is not None:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only if the failed run left it empty
+        raise
+    m = result.metrics
+    if m["threshold"] is None:
+        chosen = "threshold=none (the judge decides)"
+    elif m["threshold_from"] == "valid":
+        chosen = f"threshold={m['threshold']:.4f} (chosen on {valid}: F1 {m['valid_f1']:.4f} there)"
+    else:
+        chosen = f"threshold={m['threshold']:.4f} (given)"
+    click.echo(f"precision={m['precision']:.4f}  recall={m['recall']:.4f}  f1={m['f1']:.4f}  {chosen}")
+    click.echo(
+        f"{m['pairs']} pairs, {m['questions']} questions, {m['positives']} labelled 1, {m['predicted']} predicted 1, "
+        f"{m['true_positives']} correct; judge {m['judge']}: {m['asked']} asked, {m['gated']} gated, "
+        f"{m['llm_questions']} LLM questions; {m['seconds']:.1f}s" + (f" -> {outdir}" if outdir is not None else "")
+    )
+
+
+def _check_pairs_outdir(outdir: Path, force: bool) -> None:
+    from kgalign.pairs import PAIRS_OUTPUTS
+
+    _check_outdir(outdir, force, known=frozenset({*PAIRS_OUTPUTS, CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm"}))
 
 
 @main.command()
@@ -517,6 +621,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
             id_column=opts["id_column"],
         )
     else:
+        assert left is not None and right is not None  # the gold recipe needs both (checked above)
         align_config = AlignConfig(
             judge="none",
             embedder=opts["embedder"],
@@ -524,7 +629,7 @@ def finetune(left: Path | None, right: Path | None, adapter_dir: Path, **opts) -
             left_format=opts["fmt"],
             right_format=opts["fmt"],
             id_column=opts["id_column"],
-            attributes=list(opts["attributes"]),
+            attributes=tuple(opts["attributes"]),
             retrieval=RetrievalConfig(k=opts["top_k"]),
             seed=opts["seed"],
         )

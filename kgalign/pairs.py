@@ -1,0 +1,431 @@
+"""The pairs protocol of entity matching (DeepMatcher, Ditto): label given candidate pairs, score F1.
+
+A labelled pair file (:mod:`kgalign.io.pairs`) lists candidate pairs of records, each
+labelled match (1) or not (0). kgalign labels them as ``kgalign run`` decides:
+
+1. **Score.** Each pair gets kgalign's retrieval score, computed for the given pairs
+   only (no search): ``dense_weight * cos(MiniLM) + (1 - dense_weight) * cos(TF-IDF of
+   character n-grams and words)`` (:func:`kgalign.retrieval.retrieve.lexical_vectors`;
+   the TF-IDF is fitted on the file's own records), on each record's text (label, then
+   the other values).
+2. **Group.** The pairs of one left record make one question: its right records,
+   best score first, are the candidates (:class:`~kgalign.model.Candidates`, with
+   margin and mutual-best flag as retrieval sets them). The judge is shown the best
+   ``vote.options`` of them plus "none of these"; the pairs past that are predicted 0.
+3. **Decide.** :func:`kgalign.judging.vote.decide` runs exactly as in ``kgalign run``:
+   rounds in different orders, strict majority, early stop, the answer cache. The gate
+   is off by default here (:func:`pairs_config`): every question is asked when a judge
+   is used. Without a judge (``judge="none"``), the best-scoring right record of each
+   question wins when its score reaches the threshold (``vote.min_score``), chosen on
+   a validation file (:func:`choose_threshold`: the best positive-class F1 under the
+   same rule, the lowest such threshold on a tie) or given. The test file's labels are
+   never used to choose anything. There is no 1:1 resolution: two left records may
+   pick the same right record.
+4. **Predict.** A pair is predicted a match iff its right record is its question's
+   decided target; so at most one pair per left record is a match (where a left record
+   has several true matches, as in the WDC test sets, the others count as missed:
+   ``metrics["recall_ceiling"]`` is the best recall one pick per question allows).
+
+Each pair's **confidence** is a match score in [0, 1]: for a question the judge voted
+on, the share of the rounds that chose the pair's right record, weighted by the
+answers' probabilities where the judge gives them (the formula of the decision's own
+confidence, so the winner's confidence is the decision's); for a question decided
+without the judge (``judge="none"``, or gated), the pair's retrieval score clipped to
+[0, 1] (the winner's equals the decision's confidence).
+
+>>> result = match_pairs("test.txt", valid="valid.txt")   # doctest: +SKIP
+>>> result.metrics["f1"], result.save("out/")              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kgalign.config import AlignConfig
+from kgalign.errors import InputError, KgalignError
+from kgalign.io.pairs import PairFile, read_pair_file
+from kgalign.judging.base import Judge
+from kgalign.model import Candidate, Candidates, Decision
+from kgalign.retrieval.embed import Embedder
+from kgalign.runtime.stages import StageTimer
+
+log = logging.getLogger(__name__)
+
+#: The files :meth:`PairsResult.save` writes.
+PAIRS_OUTPUTS = ("predictions.tsv", "votes.jsonl", "metrics.json")
+
+
+def pairs_config(**changes: Any) -> AlignConfig:
+    """The defaults of the pairs protocol: :class:`AlignConfig`'s, with the gate off (every
+    question is asked when a judge is used), plus ``changes`` (as :meth:`AlignConfig.replace`)."""
+    return AlignConfig().replace(vote={"gate": False}).replace(**changes)
+
+
+@dataclass
+class ScoredPairs:
+    """A pair file with every pair's retrieval score and its questions (one per left record)."""
+
+    file: PairFile
+    #: Retrieval score of each distinct (left IRI, right IRI) pair.
+    scores: dict[tuple[str, str], float]
+    #: One per left record, in the order left records first appear; items best first.
+    candidates: list[Candidates]
+    #: The indices of each left record's pairs, in input order.
+    by_left: dict[str, list[int]]
+
+    def score(self, index: int) -> float:
+        pair = self.file.pairs[index]
+        return self.scores[(pair.left, pair.right)]
+
+
+@dataclass(frozen=True)
+class PairPrediction:
+    """The outcome for one input pair: ``prediction`` 1 is a match; ``confidence`` a match score
+    in [0, 1] (see the module docstring); ``label`` the file's, ``score`` the retrieval score."""
+
+    index: int
+    prediction: int
+    confidence: float
+    label: int
+    score: float
+
+
+@dataclass
+class PairsResult:
+    """What :func:`match_pairs` produced; :meth:`save` writes it."""
+
+    file: PairFile
+    #: The config used, "auto" values resolved and the threshold set as ``vote.min_score``.
+    config: AlignConfig
+    candidates: list[Candidates]
+    decisions: list[Decision]
+    predictions: list[PairPrediction]
+    metrics: dict[str, Any]
+    by_left: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float | None:
+        return self.metrics.get("threshold")
+
+    def vote_records(self) -> list[dict[str, Any]]:
+        """One decision record per question (votes.jsonl as ``kgalign run`` writes it), plus the
+        0-based indices of the question's pairs (``pair_indices``)."""
+        from kgalign.review.votes import decision_record
+
+        records = []
+        for decision, cands in zip(self.decisions, self.candidates):
+            linked = decision.target if decision.kind == "match" else None
+            record = decision_record(decision, cands, self.file.left[decision.source], self.file.right, linked=linked)
+            record["pair_indices"] = self.by_left.get(decision.source, [])
+            records.append(record)
+        return records
+
+    def predictions_tsv(self) -> str:
+        """``index<TAB>prediction<TAB>confidence`` per input pair, input order, no header."""
+        return "".join(f"{p.index}\t{p.prediction}\t{p.confidence:.4f}\n" for p in self.predictions)
+
+    def save(self, outdir: str | Path) -> dict[str, Path]:
+        """Write predictions.tsv, votes.jsonl and metrics.json into ``outdir``: all of them, or none."""
+        from kgalign.io.atomic import deferred_renames, write_text_atomic
+        from kgalign.review.votes import write_votes
+
+        outdir = Path(outdir)
+        paths = {name: outdir / name for name in PAIRS_OUTPUTS}
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            with deferred_renames():
+                write_text_atomic(paths["predictions.tsv"], self.predictions_tsv())
+                write_votes(self.vote_records(), paths["votes.jsonl"])
+                write_text_atomic(paths["metrics.json"], json.dumps(self.metrics, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise KgalignError(f"{exc.filename or outdir}: cannot write the outputs ({exc.strerror or exc})") from None
+        return paths
+
+
+def match_pairs(
+    path: str | Path,
+    valid: str | Path | None = None,
+    config: AlignConfig | None = None,
+    judge: Judge | None = None,
+    embedder: Embedder | None = None,
+    threshold: float | None = None,
+) -> PairsResult:
+    """Label the pairs of ``path`` and score them against its labels (see the module docstring).
+
+    ``config`` defaults to :func:`pairs_config` (a config given is used as it is: build it
+    with ``pairs_config(...)`` to keep the gate off). ``judge`` is a judge object (else
+    ``config.judge`` is built, behind the answer cache at ``config.cache_path``).
+    ``threshold`` is the least retrieval score a question's best pair needs to be a
+    match without the judge; with ``valid`` (a labelled pair file) and no ``threshold``
+    it is chosen there. ``judge="none"`` needs one of the two; with a judge they apply
+    to gated questions only.
+    """
+    from kgalign.judging.base import check_judge
+
+    config = config or pairs_config()
+    judged = judge is not None or config.judge != "none"
+    if threshold is not None and valid is not None:
+        raise KgalignError("give a threshold or a validation file to choose it on, not both")
+    if not judged and threshold is None and valid is None:
+        raise KgalignError("--judge none needs a threshold: give --valid FILE (a labelled pair file to choose it on) or --threshold X")
+    if judge is None and config.judge != "none":
+        check_judge(config.judge, config.model, config.adapter)
+    timer = StageTimer()
+    with timer.stage("read"):
+        test = read_pair_file(path)
+        valid_file = read_pair_file(valid) if valid is not None else None
+    effective = _effective(config, judged)
+    if embedder is None and effective.retrieval.dense_weight > 0:
+        embedder = _embedder(effective)
+
+    valid_f1 = None
+    threshold_from = "given" if threshold is not None else None
+    if valid_file is not None:
+        with timer.stage("threshold"):
+            threshold, valid_f1 = choose_threshold(score_pairs(valid_file, effective, embedder))
+        threshold_from = "valid"
+        log.info("threshold %.4f chosen on %s (F1 %.4f there)", threshold, valid, valid_f1)
+    if threshold is not None:
+        if not -1.0 <= threshold <= 1.0 or math.isnan(threshold):
+            raise KgalignError(f"threshold: {threshold} is out of range (must be between -1 and 1)")
+        effective = effective.replace(vote={"min_score": float(threshold)})
+    vote = effective.vote
+
+    with timer.stage("score"):
+        scored = score_pairs(test, effective, embedder)
+    capped = [c for c in scored.candidates if len(c.items) > vote.options]
+    beyond = sum(1 for c in capped for i in scored.by_left[c.source] if test.pairs[i].right not in {x.iri for x in c.items[: vote.options]})
+    if judged and capped:
+        log.info(
+            "%d of %d questions have more than %d right records: the judge is shown the %d best by retrieval score, "
+            "and the other %d pairs are predicted 0",
+            len(capped), len(scored.candidates), vote.options, vote.options, beyond,
+        )
+
+    with timer.stage("judge"):
+        decisions, cached_judge = _decide(scored, effective, judge if judged else None)
+    from kgalign.judging.build import judge_id
+
+    predictions = predict(scored, decisions)
+    metrics = pair_metrics(predictions)
+    metrics.update(
+        file=str(path),
+        layout=test.layout,
+        valid=str(valid) if valid_file is not None else None,
+        threshold=None if threshold is None else round(float(threshold), 6),
+        threshold_from=threshold_from,
+        valid_f1=None if valid_f1 is None else round(valid_f1, 6),
+        questions=len(scored.candidates),
+        left_records=len(test.left),
+        right_records=len(test.right),
+        recall_ceiling=_recall_ceiling(scored, vote.options),
+        capped_questions=len(capped),
+        pairs_beyond_options=beyond,
+        judge=judge_id(cached_judge, effective),
+        asked=sum(1 for d in decisions if d.rounds),
+        gated=sum(1 for d in decisions if d.gated),
+        llm_questions=cached_judge.sent if cached_judge else 0,
+        cache_hits=cached_judge.hits if cached_judge else 0,
+        rounds=vote.rounds,
+        options=vote.options,
+        gate=vote.gate,
+        seed=effective.seed,
+        dense_weight=effective.retrieval.dense_weight,
+        stages=timer.stages,
+        seconds=timer.total_seconds,
+    )
+    return PairsResult(test, effective, scored.candidates, decisions, predictions, metrics, scored.by_left)
+
+
+def _effective(config: AlignConfig, judged: bool) -> AlignConfig:
+    """``config`` with the device resolved (where a model runs) and the vote seeded by ``seed``."""
+    from kgalign.runtime.device import resolve_device
+
+    changes: dict[str, Any] = {"vote": {"seed": config.seed}}
+    if config.device == "auto" and (judged or config.retrieval.dense_weight > 0):
+        changes["device"] = resolve_device(config.device)
+    return config.replace(**changes)
+
+
+def _embedder(config: AlignConfig) -> Embedder:
+    from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder
+
+    return CachedEmbedder(
+        SentenceTransformerEmbedder(
+            config.embedder,
+            device=config.device,
+            precision=config.embed_precision,
+            max_tokens=config.embed_max_tokens,
+            engine=config.embed_engine,
+        )
+    )
+
+
+def score_pairs(file: PairFile, config: AlignConfig, embedder: Embedder | None = None) -> ScoredPairs:
+    """Every pair's retrieval score (see the module docstring) and the file's questions."""
+    from kgalign.retrieval.embed import encode_sides
+    from kgalign.retrieval.retrieve import lexical_vectors, sparse_pair_dots
+
+    left_iris, right_iris = list(file.left), list(file.right)
+    left_row = {iri: i for i, iri in enumerate(left_iris)}
+    right_row = {iri: i for i, iri in enumerate(right_iris)}
+    left_texts = [file.left[iri].text() for iri in left_iris]
+    right_texts = [file.right[iri].text() for iri in right_iris]
+    unique = list(dict.fromkeys((p.left, p.right) for p in file.pairs))
+    rows = np.fromiter((left_row[a] for a, _ in unique), dtype=np.int64, count=len(unique))
+    cols = np.fromiter((right_row[b] for _, b in unique), dtype=np.int64, count=len(unique))
+    weight = config.retrieval.dense_weight
+    scores = np.zeros(len(unique), dtype=np.float32)
+    if weight < 1.0:
+        left_lex, right_lex = lexical_vectors(left_texts, right_texts)
+        scores += (1.0 - weight) * sparse_pair_dots(left_lex, right_lex, rows, cols)
+    if weight > 0.0:
+        if embedder is None:
+            raise KgalignError("dense_weight > 0 needs an embedder")
+        left_dense, right_dense = encode_sides(embedder, left_texts, right_texts)
+        scores += weight * np.einsum("ij,ij->i", left_dense[rows], right_dense[cols]).astype(np.float32)
+    by_pair = {pair: round(score, 6) for pair, score in zip(unique, scores.astype(np.float64).tolist())}
+    return ScoredPairs(file, by_pair, *_questions(file, by_pair))
+
+
+def _questions(file: PairFile, scores: dict[tuple[str, str], float]) -> tuple[list[Candidates], dict[str, list[int]]]:
+    """One :class:`Candidates` per left record (right records best first, ties in input order)."""
+    by_left: dict[str, list[int]] = defaultdict(list)
+    best_left: dict[str, tuple[float, str]] = {}
+    for pair in file.pairs:
+        by_left[pair.left].append(pair.index)
+        score = scores[(pair.left, pair.right)]
+        if pair.right not in best_left or score > best_left[pair.right][0]:
+            best_left[pair.right] = (score, pair.left)
+    candidates = []
+    for left, indices in by_left.items():
+        rights = list(dict.fromkeys(file.pairs[i].right for i in indices))
+        rights.sort(key=lambda right: -scores[(left, right)])  # stable: ties keep input order
+        items = [Candidate(iri=right, score=scores[(left, right)], rank=rank) for rank, right in enumerate(rights, start=1)]
+        margin = items[0].score - items[1].score if len(items) > 1 else items[0].score
+        mutual = best_left[items[0].iri][1] == left
+        candidates.append(Candidates(source=left, items=items, margin=round(margin, 6), mutual=mutual))
+    return candidates, dict(by_left)
+
+
+def choose_threshold(scored: ScoredPairs) -> tuple[float, float]:
+    """The threshold with the best positive-class F1 on ``scored`` (a validation file) under the
+    rule of ``judge="none"`` (each question's best pair is a match when its score reaches the
+    threshold); the lowest such threshold on a tie. Returns (threshold, F1)."""
+    positives = scored.file.positives
+    if positives == 0:
+        raise InputError(f"{scored.file.path}: no pair is labelled 1, so no threshold can be chosen on it")
+    tops = []
+    for cands in scored.candidates:
+        top = cands.top
+        assert top is not None
+        chosen = [i for i in scored.by_left[cands.source] if scored.file.pairs[i].right == top.iri]
+        tops.append((top.score, len(chosen), sum(scored.file.pairs[i].label for i in chosen)))
+    tops.sort(key=lambda t: -t[0])
+    best_f1, best = -1.0, tops[-1][0]
+    predicted = correct = 0
+    i = 0
+    while i < len(tops):
+        score = tops[i][0]
+        while i < len(tops) and tops[i][0] == score:
+            predicted += tops[i][1]
+            correct += tops[i][2]
+            i += 1
+        f1 = 2 * correct / (predicted + positives)
+        if f1 >= best_f1:  # scores fall: on a tie the lower threshold wins
+            best_f1, best = f1, score
+    return best, best_f1
+
+
+def _decide(scored: ScoredPairs, config: AlignConfig, judge: Judge | None) -> tuple[list[Decision], Any]:
+    """The decisions of every question, as ``kgalign run`` makes them (judge built as a run builds it)."""
+    from kgalign.judging.build import build_judge
+    from kgalign.judging.vote import decide
+    from kgalign.runtime.progress import progress_bar
+
+    if judge is None and config.judge == "none":
+        return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), None
+    cached_judge, cache = build_judge(config, judge)
+    assert cached_judge is not None
+    try:
+        total = config.vote.rounds * len(scored.candidates)
+        with progress_bar("judge", total) as advance:
+            cached_judge.on_answered = advance
+            decisions = decide(scored.candidates, scored.file.left, scored.file.right, cached_judge, config.vote)
+    finally:
+        if cache is not None:
+            cache.close()
+    return decisions, cached_judge
+
+
+def predict(scored: ScoredPairs, decisions: Sequence[Decision]) -> list[PairPrediction]:
+    """One prediction per input pair, in input order (see the module docstring for the confidence)."""
+    file = scored.file
+    out: list[PairPrediction | None] = [None] * len(file.pairs)
+    for cands, decision in zip(scored.candidates, decisions):
+        for index in scored.by_left[cands.source]:
+            pair = file.pairs[index]
+            score = scored.scores[(pair.left, pair.right)]
+            won = decision.kind == "match" and decision.target == pair.right
+            if decision.rounds:
+                confidence = decision.confidence if won else _vote_share(decision, pair.right)
+            else:
+                confidence = min(1.0, max(0.0, score))
+            out[index] = PairPrediction(index, int(won), round(float(confidence), 6), pair.label, score)
+    done = [p for p in out if p is not None]
+    assert len(done) == len(out), "every pair belongs to one question"
+    return done
+
+
+def _vote_share(decision: Decision, iri: str) -> float:
+    """The share of the rounds that chose ``iri``, times those answers' mean probability (as _tally)."""
+    votes = [r for r in decision.rounds if r.target == iri]
+    if not votes:
+        return 0.0
+    probs = [math.exp(r.logprob) for r in votes if r.logprob is not None]
+    return len(votes) / len(decision.rounds) * (sum(probs) / len(probs) if probs else 1.0)
+
+
+def pair_metrics(predictions: Sequence[PairPrediction]) -> dict[str, Any]:
+    """Precision, recall and F1 of the positive class, and the counts they come from."""
+    positives = sum(p.label for p in predictions)
+    predicted = sum(p.prediction for p in predictions)
+    correct = sum(1 for p in predictions if p.prediction and p.label)
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / positives if positives else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": round(precision, 6),
+        "recall": round(recall, 6),
+        "f1": round(f1, 6),
+        "pairs": len(predictions),
+        "positives": positives,
+        "predicted": predicted,
+        "true_positives": correct,
+    }
+
+
+def _recall_ceiling(scored: ScoredPairs, options: int) -> float | None:
+    """The best recall one pick per question among its shown options allows (labels read to report it, never to choose)."""
+    file = scored.file
+    if not file.positives:
+        return None
+    reachable = 0
+    for cands in scored.candidates:
+        shown = {c.iri for c in cands.items[:options]}
+        hits: dict[str, int] = defaultdict(int)
+        for index in scored.by_left[cands.source]:
+            pair = file.pairs[index]
+            if pair.label and pair.right in shown:
+                hits[pair.right] += 1
+        reachable += max(hits.values(), default=0)
+    return round(reachable / file.positives, 6)
