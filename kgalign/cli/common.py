@@ -1,0 +1,110 @@
+"""What the commands share: output-folder checks, quiet mode, option tables, --help-all."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from kgalign.errors import KgalignError
+from kgalign.outputs import KNOWN_OUTPUTS
+
+log = logging.getLogger("kgalign")
+
+
+def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, known: frozenset[str] = KNOWN_OUTPUTS) -> None:
+    """OUTDIR usable (created if missing) before any work: not a file, holding only ``known``
+    files unless --force, writable; and LEFT and RIGHT (``inputs``) not the same file."""
+    if outdir.exists() and not outdir.is_dir():
+        raise KgalignError(f"{outdir}: exists and is not a directory")
+    if outdir.is_dir() and not force:
+        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in known and not p.name.startswith("."))
+        if foreign:
+            raise KgalignError(
+                f"{outdir}: directory holds other files ({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
+                "choose an empty directory or pass --force"
+            )
+    if inputs:
+        resolved = {p.resolve() for p in inputs}
+        if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
+            raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KgalignError(f"{outdir}: cannot create the output directory ({exc.strerror or exc})") from None
+    if not os.access(outdir, os.W_OK):
+        raise KgalignError(f"{outdir}: the output directory is not writable")
+
+
+class RunCommand(click.Command):
+    """``kgalign run``: its options come from :data:`~kgalign.cli.run_options.RUN_OPTIONS` and
+    the judge registry, read when the command runs (so a backend registered after import
+    gets its flags); ``--help-all`` shows the expert ones too."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        import copy
+
+        from kgalign.cli.run_options import judge_click_options
+
+        params = ctx.meta.get("kgalign.run_params")
+        if params is None:
+            params = super().get_params(ctx)
+            params = params + judge_click_options({p.name for p in params if p.name})
+            ctx.meta["kgalign.run_params"] = params
+        if not ctx.meta.get("kgalign.help_all"):
+            return params
+        shown = []
+        for param in params:
+            if isinstance(param, click.Option) and param.hidden:
+                param = copy.copy(param)
+                param.hidden = False
+            shown.append(param)
+        return shown
+
+
+def help_all(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    ctx.meta["kgalign.help_all"] = True
+    click.echo(ctx.get_help())
+    ctx.exit()
+
+
+def run_options(function):
+    from kgalign.cli.run_options import click_options
+
+    for option in reversed(click_options()):
+        function = attach(function, option)
+    return function
+
+
+def attach(function, option: click.Option):
+    if not hasattr(function, "__click_params__"):
+        function.__click_params__ = []
+    function.__click_params__.append(option)
+    return function
+
+
+def quiet(quiet: bool) -> None:
+    from kgalign.runtime.progress import set_enabled
+
+    set_enabled(not quiet)
+    if quiet:
+        quiet_third_party_bars()
+
+
+def quiet_third_party_bars() -> None:
+    """Silence the progress bars of Hugging Face libraries (--quiet)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def print_metrics(metrics: dict) -> None:
+    keys = ["precision", "recall", "f1", "hits@1", "hits@10", "mrr"]
+    click.echo("  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))

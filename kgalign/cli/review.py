@@ -1,0 +1,145 @@
+"""Commands that read and review what a run wrote: profile, inspect, report, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from kgalign.errors import KgalignError
+
+log = logging.getLogger("kgalign")
+
+
+@click.command()
+@click.argument("left", type=click.Path(path_type=Path))
+@click.argument("right", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", help="RDF format of both inputs; default: from the extension.")
+@click.option("--class", "classes", multiple=True, help="Profile only subjects of this rdf:type; repeatable.")
+@click.option("--top", type=int, default=15, show_default=True, help="Predicates shown per graph.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def profile(left: Path, right: Path, fmt: str | None, classes: tuple[str, ...], top: int, as_json: bool) -> None:
+    """Rank each graph's predicates by coverage and distinctiveness, and suggest predicate pairs.
+
+    The ranking decides which attributes and relations the embedder and the judge see;
+    override it in `kgalign run` with --attributes and --relations.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from kgalign.io.entities import load_entities
+    from kgalign.selection.predicates import predicate_stats, short_name, suggest_pairs
+
+    tables = []
+    for path in (left, right):
+        _, table = load_entities(path, str(path), fmt, list(classes) or None)
+        tables.append(table)
+    stats = [predicate_stats(t) for t in tables]
+    pairs = suggest_pairs(tables[0], tables[1])
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "left": [dict(s.__dict__, importance=s.importance) for s in stats[0][:top]],
+                    "right": [dict(s.__dict__, importance=s.importance) for s in stats[1][:top]],
+                    "pairs": [p.__dict__ for p in pairs],
+                },
+                indent=2,
+            )
+        )
+        return
+    console = Console()
+    for path, table, ranked in zip((left, right), tables, stats):
+        view = Table(title=f"{path} ({len(table)} entities)")
+        for column in ("predicate", "kind", "coverage", "distinct", "importance"):
+            view.add_column(column, justify="left" if column in ("predicate", "kind") else "right")
+        for s in ranked[:top]:
+            view.add_row(short_name(s.predicate), s.kind, f"{s.coverage:.3f}", f"{s.distinctiveness:.3f}", f"{s.importance:.3f}")
+        console.print(view)
+    view = Table(title="Suggested corresponding predicates (value overlap)")
+    for column in ("left", "right", "overlap"):
+        view.add_column(column)
+    for p in pairs[:top]:
+        view.add_row(short_name(p.left), short_name(p.right), f"{p.overlap:.3f}")
+    console.print(view)
+
+
+@click.command()
+@click.argument("votes", type=click.Path(path_type=Path))
+@click.option("--uncertain", is_flag=True, help="List only uncertain decisions.")
+@click.option("--disagreements", is_flag=True, help="List only decisions whose rounds did not all agree.")
+@click.option("--entity", help="Show the decision of this source IRI in full, every round included.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | None, limit: int, as_json: bool) -> None:
+    """Summarise a votes.jsonl log, list decisions by filter, or show one in full.
+
+    The summary gives decisions by kind, agreement between rounds, and how often each
+    option position (A, B, ...) won: a judge without position bias spreads its wins
+    like the true matches are spread.
+    """
+    from kgalign.review.inspect import render_decision, render_list, render_summary
+    from kgalign.review.votes import read_votes, summarise
+
+    records = list(read_votes(votes))
+    if entity:
+        chosen = [r for r in records if r["source"] == entity]
+        if not chosen:
+            raise KgalignError(f"{votes}: no decision for entity {entity}")
+        click.echo(json.dumps(chosen[0], indent=2, ensure_ascii=False) if as_json else render_decision(chosen[0]))
+        return
+    if uncertain or disagreements:
+        rows = [
+            r
+            for r in records
+            if (not uncertain or r["decision"] == "uncertain")
+            and (not disagreements or len({x["target"] for x in r.get("rounds", [])}) > 1)
+        ]
+        click.echo(json.dumps(rows[:limit], indent=2) if as_json else render_list(rows[:limit], len(rows)))
+        return
+    summary = summarise(records)
+    click.echo(json.dumps(summary, indent=2) if as_json else render_summary(summary))
+
+
+@click.command()
+@click.argument("outdir", metavar="OUTDIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML file to write. Default: OUTDIR/report.html.")
+@click.option("--gold", type=click.Path(path_type=Path), help="Gold links (any format of `kgalign eval`): marks each decision correct or wrong and draws precision and recall against a confidence threshold.")
+@click.option("--png", "png_dir", type=click.Path(path_type=Path), help="Also write the charts as PNG files into this directory.")
+@click.option("--title", help="Title of the page. Default: the name of OUTDIR.")
+def report(outdir: Path, output: Path | None, gold: Path | None, png_dir: Path | None, title: str | None) -> None:
+    """Write one self-contained HTML page about the run in OUTDIR, for reading and reviewing.
+
+    The page (no network, everything inlined) shows summary numbers, charts (decisions,
+    confidence, position bias, and with --gold precision/recall against a threshold) and
+    a searchable, sortable table of decisions. A reviewer accepts, rejects or picks
+    another candidate and downloads a corrections file for `kgalign run --corrections`.
+    """
+    from kgalign.review.report import write_report
+
+    result = write_report(outdir, output, gold, png_dir, title)
+    click.echo(f"{result.html} ({result.decisions} decisions)")
+    for path in result.pngs:
+        click.echo(str(path))
+
+
+@click.command(name="eval")
+@click.option("--gold", type=click.Path(path_type=Path), required=True, help="Gold links: OAEI alignment RDF/XML, owl:sameAs RDF, or two-column CSV/TSV.")
+@click.argument("links", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(gold: Path, links: Path, as_json: bool) -> None:
+    """Score LINKS (any of the gold formats) against GOLD: precision, recall, F1."""
+    from dataclasses import asdict
+
+    from kgalign.evaluation.metrics import link_metrics, read_pairs
+
+    metrics = asdict(link_metrics(read_pairs(links), read_pairs(gold)))
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        click.echo(
+            f"precision={metrics['precision']:.4f}  recall={metrics['recall']:.4f}  f1={metrics['f1']:.4f}  "
+            f"({metrics['true_positives']} correct of {metrics['predicted']} links, {metrics['gold']} gold)"
+        )

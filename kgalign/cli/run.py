@@ -1,0 +1,107 @@
+"""`kgalign run` and `kgalign rerun`: align two inputs under one config, or replay a saved run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import click
+
+from kgalign.cli.common import RunCommand, check_outdir, help_all, print_metrics, quiet, run_options
+from kgalign.errors import KgalignError
+from kgalign.outputs import CACHE_FILE
+from kgalign.runtime.device import resolve_device
+
+log = logging.getLogger("kgalign")
+
+
+@click.command(cls=RunCommand)
+@click.argument("left", type=click.Path(path_type=Path))
+@click.argument("right", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
+@run_options
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
+@click.pass_context
+def run(ctx: click.Context, left: Path, right: Path, outdir: Path, **opts) -> None:
+    """Align LEFT and RIGHT and write the fused graph, links, alignment and log to OUTDIR.
+
+    LEFT and RIGHT are RDF files (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD,
+    optionally gzipped), or CSV/TSV tables (.csv, .tsv, optionally gzipped; one entity
+    per row, see --id-column). Settings can come from --config FILE; options given here
+    override it. Outputs are written atomically: a failed run leaves no partial file.
+    Rerunning the same command resumes from the judge cache. --help-all shows every option.
+    """
+    from kgalign.cli.run_options import config_from_command_line
+
+    quiet(opts["quiet"])
+    config = config_from_command_line(ctx, opts)
+    if not opts["no_cache"]:
+        config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    _start(left, right, outdir, config, opts["force"])
+
+
+@click.command()
+@click.argument("olddir", metavar="OUTDIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for the new run's outputs (as `kgalign run` writes them).")
+@click.option("--force", is_flag=True, help="Write into the new directory even if it holds other files.")
+@click.option("--quiet", "no_bars", is_flag=True, help="No progress bars.")
+def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
+    """Run again what OUTDIR/run.json describes: the same inputs and config, outputs into -o.
+
+    The links and votes equal the first run's where the judge is deterministic (retrieval
+    alone, the local judge on the same device). The judge cache starts empty, so every
+    question is asked again.
+    """
+    from kgalign.replay import read_run, replay_config
+
+    quiet(no_bars)
+    saved = read_run(olddir)
+    _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force)
+
+
+def _start(left: Path, right: Path, outdir: Path, config, force: bool) -> None:
+    """Check everything that can fail before work starts, then run and write OUTDIR."""
+    check_judge_settings(config)
+    created = not outdir.exists()
+    check_outdir(outdir, force, [left, right])
+    try:
+        _run(left, right, outdir, config)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only if the failed run left it empty
+        raise
+
+
+def check_judge_settings(config) -> None:
+    """Fail in one line, before any work, on judge settings that cannot run (shared by run and pairs)."""
+    if config.judge == "none" and (config.model or config.adapter or config.explain):
+        raise KgalignError("--model, --adapter and --explain are for an LLM judge: add --judge local (or vllm, openai)")
+    if config.judge == "openai" and not config.judge_options.get("base_url"):
+        raise KgalignError("--judge openai needs --llm-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
+    if config.judge != "none":
+        from kgalign.judging.base import check_judge
+
+        check_judge(config.judge, config.model, config.adapter)
+    if config.device != "auto" or config.judge != "none":
+        resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
+
+
+def _run(left: Path, right: Path, outdir: Path, config) -> None:
+    """Align, write OUTDIR, print the summary line (and the metrics)."""
+    from kgalign.io.importers.tables import check_table_inputs
+    from kgalign.pipeline import align
+
+    check_table_inputs(left, right)
+    result = align(left, right, config)
+    paths = result.save(outdir)
+    counts = result.counts
+    click.echo(
+        f"{counts['links']} links from {counts['entities_left']} x {counts['entities_right']} entities "
+        f"({counts['gated']} gated, {counts['judged']} judged, {counts['llm_questions']} LLM questions, "
+        f"{counts['cache_hits']} cached) in {result.timer.total_seconds:.1f}s -> {outdir}"
+    )
+    if result.metrics is not None:
+        print_metrics(result.metrics)
+    log.debug("wrote %s", ", ".join(str(p) for p in paths.values()))
