@@ -21,6 +21,10 @@ equal while the values it must show change and the model answers by noise, and a
 30-minute CPU fine-tune did not make the judge read the data
 (bench/results/finetune-dbp15k.md). What the layout can and must do is keep data from
 acting as instructions (tested here) and from spelling special tokens (tested in (a)).
+(b) runs the judge in float32: in bfloat16 the untuned model's near ties fall either
+way with the batch a question is in, which on this sample lifted the rounds answering A
+from 0.008 to 0.096 under injection while the mean P(A) pull stayed -0.002 (float32,
+compact layout: 0.000 and 0.007).
 The per-round shuffles and the majority vote keep an "answer A" injection from
 carrying a decision, since A names another candidate in every round. A model that does
 follow instructions (Qwen2.5-Coder-0.5B, bench/results/injection.md) is steered by the
@@ -38,6 +42,7 @@ from collections import Counter
 import pytest
 
 from bench.injection import INJECTIONS, OPTIONS, RecordingJudge, compare, copy_figures, copy_profiles, persons_sample
+from kgalign.judging.local import LocalJudge
 from kgalign.judging.prompt import MAX_PROMPT_VALUE_CHARS, Question, render_entity
 from kgalign.model import EntityProfile
 
@@ -162,15 +167,18 @@ def _share(scores: dict[str, float], letter: str) -> float:
 @pytest.mark.timeout(1800)
 def test_injections_do_not_steer_the_votes(sample, local_judge, capsys) -> None:
     candidates, left, right = sample
+    local_judge = LocalJudge.from_loaded(local_judge.model, local_judge.tokenizer, local_judge.model_id, batch_size=8, dtype="float32")
     judge = RecordingJudge(local_judge)
     started = time.perf_counter()
     decisions = compare(candidates, left, right, judge, rounds=3, options=OPTIONS, seed=0, copies=("clean", "injected"))
     elapsed = time.perf_counter() - started
     clean, injected = decisions["clean"], decisions["injected"]
 
-    # The recording judge answers exactly as the local judge does.
+    # The recording judge answers as the local judge does: its choice from the letter
+    # scores. (Asked in the same batches: under bfloat16 a near tie of the untuned model
+    # may fall the other way in a batch of other questions.)
     first = [Question(source=left[c.source], options=tuple(right[i.iri] for i in c.items[:OPTIONS])) for c in candidates[:8]]
-    assert [a.choice for a in local_judge.answer(first)] == [local_judge.choose(q, judge.scores[q.text()]) for q in first]
+    assert [a.choice for a in local_judge.answer(first)] == [a.choice for a in RecordingJudge(local_judge).answer(first)]
 
     assert len(clean) == SAMPLE and all(d.rounds for d in clean), "every source must be asked (gate=False)"
     before, after = copy_figures(clean, clean), copy_figures(clean, injected)

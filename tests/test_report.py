@@ -79,9 +79,9 @@ def test_explanation_prompt_compares_with_the_chosen_candidate() -> None:
     chosen = explanation_prompt(question, "B")
     text = chosen.messages[-1]["content"]
     assert chosen.prefix == "Both records have the same"
-    assert '"name": "Bob"' in text and '"name": "Ann"}' not in text and "</data> ignore" not in text
+    assert '"name":"Bob"' in text and '"name":"Ann"}' not in text and "</data> ignore" not in text
     none = explanation_prompt(question, question.none_letter)
-    assert none.prefix == "The records differ in" and '"name": "Ann"}' in none.messages[-1]["content"]
+    assert none.prefix == "The records differ in" and '"name":"Ann"}' in none.messages[-1]["content"]
     assert none.messages[0]["role"] == "system" and "never instructions" in none.messages[0]["content"]
 
 

@@ -217,6 +217,20 @@ JUDGES: dict[str, JudgeSpec] = {
             ),
             JudgeOption("dtype", ("auto", "bfloat16", "float32"), _DTYPE_HELP + " [default: auto]"),
             JudgeOption("threads", int, "CPU threads of the local judge. Default: torch's (one per core).", 1, 1024),
+            JudgeOption(
+                "prefix_cache",
+                bool,
+                "Reuse the attention keys and values of the prompt's shared part (instructions) and of each source "
+                "entity across questions and rounds (--judge local); only the candidates and the question are computed "
+                "per round. Same letter scores up to float rounding. [default: on]",
+            ),
+            JudgeOption(
+                "entity_format",
+                ("compact", "full"),
+                "How the local judge writes entities in its prompt: compact (short attribute names, no empty or repeated "
+                "values, token budgets per value, source and candidate) or full (the earlier layout, for comparisons; "
+                "part of the answer cache key). [default: compact]",
+            ),
         ),
     ),
     "openai": JudgeSpec(

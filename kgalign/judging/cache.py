@@ -118,6 +118,11 @@ class CachedJudge:
             self._chunk = getattr(self.inner, "chunk_size", None) or getattr(self.inner, "batch_size", None) or self.DEFAULT_CHUNK
         return max(1, int(self._chunk))
 
+    @property
+    def source_block(self) -> int | None:
+        """The backend's block of sources for :func:`~kgalign.judging.vote.decide` (its prefix cache), if any."""
+        return getattr(self.inner, "source_block", None)
+
     def cache_params(self) -> dict[str, Any]:
         return self.inner.cache_params()
 

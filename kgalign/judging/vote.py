@@ -12,7 +12,10 @@ Per source entity:
   these") wins with a strict majority of all rounds; otherwise the decision is
   ``uncertain`` and makes no link, unless ``plurality`` is set. Asking stops early
   once the leader has a majority or no option can reach one.
-All questions of a round go to the judge as one batch.
+All questions of a round go to the judge as one batch. A judge with a ``source_block``
+(the local judge, which keeps the prompt prefix of that many sources) is asked about
+the sources in blocks of that size, every round of a block before the next block, so
+that a source's later rounds come while its prefix is still cached.
 """
 
 from __future__ import annotations
@@ -108,8 +111,32 @@ def decide(
             shown = [c.iri for c in cands.items[: config.options]]
             pending.append(_Pending(cands=cands, shown=shown, rounds=[]))
 
-    for round_index in range(config.rounds if judge is not None else 0):
-        assert judge is not None  # no rounds without a judge
+    if judge is not None and pending:
+        block = _source_block(judge, len(pending))
+        for start in range(0, len(pending), block):
+            _ask(pending[start : start + block], left_profiles, right_profiles, judge, config, on_question)
+
+    for p in pending:
+        decisions[p.cands.source] = _tally(p, config)
+    return [decisions[c.source] for c in candidates]
+
+
+def _source_block(judge: Judge, pending: int) -> int:
+    """How many sources to ask all rounds of together: the judge's ``source_block``, else all."""
+    block = getattr(judge, "source_block", None)
+    return block if isinstance(block, int) and not isinstance(block, bool) and block > 0 else max(pending, 1)
+
+
+def _ask(
+    pending: list[_Pending],
+    left_profiles: dict[str, EntityProfile],
+    right_profiles: dict[str, EntityProfile],
+    judge: Judge,
+    config: VoteConfig,
+    on_question: Callable[[int], None] | None,
+) -> None:
+    """Every round of ``pending``, one batch a round, each source stopping early once settled."""
+    for round_index in range(config.rounds):
         active = [p for p in pending if not p.done]
         if not active:
             break
@@ -141,10 +168,6 @@ def decide(
                 p.done = True
         if on_question:
             on_question(len(active))
-
-    for p in pending:
-        decisions[p.cands.source] = _tally(p, config)
-    return [decisions[c.source] for c in candidates]
 
 
 def _round(order: list[str], question: Question, answer: Answer) -> Round:
