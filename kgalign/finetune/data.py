@@ -82,6 +82,8 @@ class Example:
     answer: str
     source: str
     target: str | None
+    #: The recipe source the question comes from ("" outside a recipe).
+    group: str = ""
 
     @property
     def order(self) -> tuple[str, ...]:

@@ -74,6 +74,13 @@ class TrainConfig:
     patience: int = 3
     max_val: int = 256
     eval_batch_size: int = 8
+    #: Most prompt tokens (rows x padded width) in one forward pass; a step's batch is cut
+    #: into micro-batches within it and their gradients summed, so memory does not grow
+    #: with --batch-size or with the length of the questions.
+    token_budget: int = 1024
+    #: Recompute each layer's activations in the backward pass instead of keeping them:
+    #: "auto" on a CPU (memory bound, about a third more compute), off on a GPU.
+    gradient_checkpointing: str = "auto"
     minutes: float | None = None
     seed: int = 0
     resume: bool = False
@@ -94,6 +101,8 @@ class Evaluation:
     position_wins: dict[str, int]
     gold_positions: dict[str, int]
     accuracy_by_position: dict[str, float]
+    #: Accuracy of each recipe source's validation questions (empty outside a recipe).
+    accuracy_by_source: dict[str, float] = field(default_factory=dict)
 
     def brief(self) -> str:
         return f"step {self.step}: validation accuracy {self.accuracy:.4f} (uncalibrated {self.accuracy_raw:.4f}, {self.questions} questions)"
@@ -197,6 +206,28 @@ def collate(sequences: list[list[int]], pad_id: int, device: str) -> dict[str, A
     return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "answers": answers.to(device)}
 
 
+def micro_batches(sequences: list[list[int]], token_budget: int) -> list[list[list[int]]]:
+    """``sequences`` cut into consecutive groups whose padded size (rows x longest) fits ``token_budget``.
+
+    A sequence longer than the budget alone is a group of its own. Sorting by length
+    first would waste less padding but would change which examples share a forward
+    pass; the answers' loss does not depend on it, so the order is kept.
+    """
+    groups: list[list[list[int]]] = []
+    current: list[list[int]] = []
+    width = 0
+    for seq in sequences:
+        wider = max(width, len(seq) - 1)
+        if current and wider * (len(current) + 1) > token_budget:
+            groups.append(current)
+            current, wider = [], len(seq) - 1
+        current.append(seq)
+        width = wider
+    if current:
+        groups.append(current)
+    return groups
+
+
 def answer_loss(model: Any, batch: dict[str, Any], precision: str = "float32", device: str = "cpu") -> Any:
     """Mean cross-entropy of the answer tokens, from the logits of the last prompt position only.
 
@@ -236,6 +267,8 @@ def evaluate(model: Any, tokenizer: Any, examples: list[Example], step: int, dev
         wins: Counter[str] = Counter()
         gold: Counter[str] = Counter()
         right_at: Counter[str] = Counter()
+        asked: Counter[str] = Counter()
+        right_in: Counter[str] = Counter()
         for example, letter_scores in zip(examples, scores):
             chosen = judge.choose(example.question, letter_scores)
             raw = judge.choose(example.question, letter_scores, calibrate=False)
@@ -244,6 +277,9 @@ def evaluate(model: Any, tokenizer: Any, examples: list[Example], step: int, dev
             wins[position_name(example.question, chosen)] += 1
             gold[example.position] += 1
             right_at[example.position] += chosen == example.answer
+            if example.group:
+                asked[example.group] += 1
+                right_in[example.group] += chosen == example.answer
     finally:
         model.train(was_training)
     n = len(examples)
@@ -255,12 +291,13 @@ def evaluate(model: Any, tokenizer: Any, examples: list[Example], step: int, dev
         position_wins=_ordered(wins),
         gold_positions=_ordered(gold),
         accuracy_by_position={p: round(right_at[p] / gold[p], 4) for p in _ordered(gold)},
+        accuracy_by_source={g: round(right_in[g] / asked[g], 4) for g in sorted(asked)},
     )
 
 
 def _evaluation(entry: dict[str, Any]) -> Evaluation:
     """An :class:`Evaluation` back from its record in the trainer state."""
-    return Evaluation(**{f.name: entry[f.name] for f in fields(Evaluation)})
+    return Evaluation(**{f.name: entry[f.name] for f in fields(Evaluation) if f.name in entry})
 
 
 def _ordered(counts: Counter[str]) -> dict[str, int]:
@@ -301,6 +338,9 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     else:
         model = add_lora(base, config)
         state = {"step": 0, "best_step": 0, "best_accuracy": -1.0, "bad_evals": 0, "history": [], "fingerprint": data.fingerprint()}
+    if _checkpointing(config.gradient_checkpointing, device):
+        # Non-reentrant checkpointing needs no gradient on the inputs (the base weights are frozen).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     val = data.val[: config.max_val]
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -337,16 +377,21 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
             if config.minutes is not None and time.monotonic() - started > config.minutes * 60:
                 stopped = "time_budget"
                 break
-            batch = collate([sequences[i] for i in _batch_indices(step, config.batch_size, len(sequences), config.seed)], tokenizer.pad_token_id, device)
-            loss = answer_loss(model, batch, precision, device)
-            loss.backward()
+            chosen = [sequences[i] for i in _batch_indices(step, config.batch_size, len(sequences), config.seed)]
+            loss = 0.0
+            for part in micro_batches(chosen, config.token_budget):
+                batch = collate(part, tokenizer.pad_token_id, device)
+                part_loss = answer_loss(model, batch, precision, device) * (len(part) / len(chosen))
+                part_loss.backward()
+                loss += float(part_loss.detach())
+                del batch, part_loss
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             state["step"] = step
-            losses.append(float(loss.detach()))
+            losses.append(loss)
             advance(1)
             if not math.isfinite(losses[-1]):
                 raise KgalignError(f"training diverged at step {step} (loss {losses[-1]}); lower --lr")
@@ -407,6 +452,15 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         model=model,
         tokenizer=tokenizer,
     )
+
+
+def _checkpointing(setting: str | bool, device: str) -> bool:
+    """Whether to recompute activations in the backward pass: ``auto`` means on a CPU only."""
+    if isinstance(setting, bool):
+        return setting
+    if setting not in ("auto", "on", "off"):
+        raise KgalignError(f"gradient_checkpointing must be auto, on or off, not {setting!r}")
+    return setting == "on" or (setting == "auto" and not device.startswith("cuda"))
 
 
 def _batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
@@ -577,5 +631,7 @@ def summary_lines(result: FinetuneResult) -> list[str]:
     lines.append("wins after     " + "  ".join(f"{after.position_wins.get(p, 0):>6}" for p in positions))
     lines.append("acc. before    " + "  ".join(f"{before.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
     lines.append("acc. after     " + "  ".join(f"{after.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
+    for group, accuracy in after.accuracy_by_source.items():
+        lines.append(f"source {group}: validation accuracy before {before.accuracy_by_source.get(group, 0.0):.4f}  after {accuracy:.4f}")
     lines.append(f"adapter: {result.output}")
     return lines

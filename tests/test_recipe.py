@@ -1,0 +1,176 @@
+"""Training recipes over many datasets (``kgalign finetune --recipe``).
+
+The loader refuses every mistake in one line naming the file and the setting; a recipe
+of a graph pair (the persons example, with gold links) and two labelled pair files
+(Abt-Buy and Beer excerpts) builds questions exactly as a run and ``kgalign pairs`` ask
+them, capped and weighted per source, validation taken from every source in turn; and
+a short real training run from the command line reports each source's accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import cli
+
+from kgalign.config import AlignConfig, RetrievalConfig
+from kgalign.errors import ConfigError
+from kgalign.finetune import DataConfig, gold_data
+from kgalign.finetune.recipe import load_recipe, pairs_data, recipe_data
+from kgalign.finetune.train import METADATA_FILE
+
+pytestmark = pytest.mark.timeout(900)
+
+PAIRS = Path(__file__).parent / "data" / "pairs"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _recipe_text(persons: dict[str, Path]) -> str:
+    return f"""
+[questions]
+options = 3
+permutations = 2
+
+[train]
+max_steps = 2
+batch_size = 2
+max_val = 6
+eval_every = 0
+lora_layers = 2
+warmup_steps = 0
+
+[[source]]
+name = "persons"
+kind = "graphs"
+left = "{persons['left']}"
+right = "{persons['right']}"
+links = "{persons['gold']}"
+attributes = ["given_name", "surname"]
+cap = 6
+
+[[source]]
+name = "abt-buy"
+kind = "pairs"
+file = "{PAIRS / 'abt_buy_test.txt'}"
+valid = "{PAIRS / 'abt_buy_valid.txt'}"
+weight = 1.5
+
+[[source]]
+name = "beer"
+kind = "pairs"
+file = "beer_tiny.txt"
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[trian]\nmax_steps = 1\n", "unknown section 'trian'"),
+        ("[train]\nmax_step = 1\n[[source]]\nkind='pairs'\nfile='beer_tiny.txt'\n", "unknown setting 'train.max_step'; did you mean 'train.max_steps'?"),
+        ("[questions]\noptions = 40\n[[source]]\nkind='pairs'\nfile='beer_tiny.txt'\n", "questions.options must be an integer from 1 to 20"),
+        ("[train]\nmax_steps = 1\n", "at least one [[source]]"),
+        ("[[source]]\nkind = 'tables'\n", "kind must be one of graphs, dbp15k, pairs, votes"),
+        ("[[source]]\nkind = 'pairs'\nfile = 'missing.txt'\n", "file"),
+        ("[[source]]\nkind = 'pairs'\nfile = 'beer_tiny.txt'\ncap = 0\n", "cap must be a positive integer"),
+        ("[[source]]\nkind = 'pairs'\nfile = 'beer_tiny.txt'\nlinks = 'beer_tiny.txt'\n", "unknown setting"),
+        ("[[source]]\nkind = 'graphs'\nleft = 'beer_tiny.txt'\nright = 'beer_tiny.txt'\n", "needs links"),
+        ("[[source]]\nname='a'\nkind = 'pairs'\nfile = 'beer_tiny.txt'\n[[source]]\nname='a'\nkind = 'pairs'\nfile = 'beer_tiny.txt'\n", "two sources are named 'a'"),
+        ("[[source]\n", "not valid TOML"),
+    ],
+)
+def test_recipe_mistakes_are_one_line_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def recipe(persons, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipe")
+    (folder / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    return load_recipe(_write(folder, _recipe_text(persons)))
+
+
+@pytest.fixture(scope="module")
+def data(recipe, embedder):
+    return recipe_data(recipe, embedder=embedder)
+
+
+def test_recipe_reads_relative_paths_and_its_settings(recipe) -> None:
+    assert [s.name for s in recipe.sources] == ["persons", "abt-buy", "beer"]
+    assert recipe.sources[2].options["file"] == str(recipe.path.parent / "beer_tiny.txt")
+    assert recipe.questions.options == 3 and recipe.train["max_steps"] == 2
+
+
+def test_graph_source_questions_are_the_gold_recipe_questions(data, persons, embedder) -> None:
+    config = DataConfig(options=3, permutations=2)
+    align_config = AlignConfig(judge="none", attributes=("given_name", "surname"), retrieval=RetrievalConfig(k=10))
+    gold = gold_data(persons["left"], persons["right"], persons["gold"], config, align_config, embedder=embedder)
+    ours = [e for e in data.train if e.group == "persons"]
+    # Capped to 6 questions: whole source entities (2 orders each), in the gold recipe's order.
+    assert len(ours) == 6
+    assert {(e.question.messages()[-1]["content"], e.answer) for e in ours} <= {(e.question.messages()[-1]["content"], e.answer) for e in gold.train}
+    assert len({e.source for e in ours}) == 3
+
+
+def test_pair_sources_ask_as_kgalign_pairs_asks(data, embedder) -> None:
+    from kgalign.io.pairs import read_pair_file
+
+    abt = [e for e in data.train if e.group == "abt-buy"]
+    plain = pairs_data(PAIRS / "abt_buy_test.txt", DataConfig(options=3, permutations=2, none_share=0.0), PAIRS / "abt_buy_valid.txt", embedder=embedder)
+    # weight 1.5: every question once, and half of them once more.
+    assert len(abt) == len(plain.train) + round(len(plain.train) * 0.5)
+    file = read_pair_file(PAIRS / "abt_buy_test.txt")
+    labels = {(p.left, p.right): p.label for p in file.pairs}
+    for example in abt:
+        shown = example.order
+        assert all((example.source, right) in labels for right in shown)  # options are the file's pairs only
+        if example.target is None:
+            assert not any(labels[(example.source, right)] for right in shown)
+            assert example.answer == example.question.none_letter
+        else:
+            assert labels[(example.source, example.target)] == 1
+    # Validation from the valid file, and every source represented at the head of the list.
+    assert {e.group for e in data.val[:3]} == {"persons", "abt-buy", "beer"}
+    assert data.inputs["sources"]["abt-buy"]["val_questions"] == len(plain.val)
+
+
+def test_recipe_training_reports_each_source(persons, tmp_path: Path) -> None:
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    path = _write(tmp_path, _recipe_text(persons))
+    out = tmp_path / "adapter"
+    result = cli(["finetune", "--recipe", path, "-o", out, "--threads", "1", "--quiet", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    for name in ("persons", "abt-buy", "beer"):
+        assert f"source {name}: validation accuracy" in result.output
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["steps"] == 1  # the command line overrides the recipe's max_steps
+    assert meta["train"]["batch_size"] == 2 and meta["train"]["lora_layers"] == 2  # the recipe's [train]
+    assert set(meta["after"]["accuracy_by_source"]) == {"persons", "abt-buy", "beer"}
+    assert meta["data"]["inputs"]["sources"]["persons"]["cap"] == 6
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_recipe_excludes_single_source_arguments(persons, tmp_path: Path) -> None:
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    path = _write(tmp_path, _recipe_text(persons))
+    result = cli(["finetune", persons["left"], persons["right"], "--recipe", path, "-o", tmp_path / "a"])
+    assert result.exit_code == 2 and "--recipe names its own sources" in result.output
+
+
+def test_without_leaves_a_source_out(recipe) -> None:
+    assert [s.name for s in recipe.without(["beer"]).sources] == ["persons", "abt-buy"]
+    with pytest.raises(ConfigError, match="no source named 'wine'"):
+        recipe.without(["wine"])
+    with pytest.raises(ConfigError, match="leaves no source"):
+        recipe.without(["persons", "abt-buy", "beer"])
