@@ -174,3 +174,15 @@ def test_without_leaves_a_source_out(recipe) -> None:
         recipe.without(["wine"])
     with pytest.raises(ConfigError, match="leaves no source"):
         recipe.without(["persons", "abt-buy", "beer"])
+
+
+def test_the_cross_domain_recipe_reads_only_training_splits() -> None:
+    path = Path(__file__).resolve().parent.parent / "examples" / "recipes" / "cross-domain.toml"
+    text = path.read_text(encoding="utf-8")
+    assert "test.txt" not in text and "gold_test" not in text and "leipzig" not in text and "oaei" not in text
+    data_root = path.parent.parent.parent.parent / "shared" / "data"
+    if not data_root.is_dir():
+        pytest.skip(f"{data_root}: the benchmarks are not beside this checkout")
+    recipe = load_recipe(path)
+    assert {s.name for s in recipe.sources} >= {"dbp15k", "abt-buy", "beer"}
+    assert all(Path(s.options.get("file", "train.txt")).name in ("train.txt",) for s in recipe.sources)
