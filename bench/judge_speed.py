@@ -148,7 +148,7 @@ def run_pass(variant: str, judge: Any, args: argparse.Namespace, params: int) ->
     }
 
 
-def matmul_peak(precision: str, size: int = 2048, tries: int = 5) -> float:
+def matmul_peak(precision: str, size: int = 2048, tries: int = 20) -> float:
     """GFLOP/s of the best of ``tries`` products of two ``size`` x ``size`` matrices, in ``precision``."""
     import torch
 

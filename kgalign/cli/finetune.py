@@ -110,8 +110,8 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
         data = _single_source_data(left, right, opts, device)
     if opts["max_train"]:
         data = replace(data, train=data.train[: opts["max_train"]])
-    model = opts["model"] or train_values.pop("model", None)
-    train_values.pop("model", None)
+    recipe_model = train_values.pop("model", None)  # a recipe's [train] may name the base model
+    model = opts["model"] or recipe_model
     train_config = TrainConfig(
         model=str(model) if model else None,
         resume=opts["resume"],

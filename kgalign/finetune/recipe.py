@@ -255,7 +255,7 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
     merged = TrainingData(
         train=train,
         val=val,
-        recipe="recipe",
+        recipe="multi-dataset",
         config=recipe.questions,
         counts=counts,
         inputs={"recipe": str(recipe.path), "sources": per_source},
