@@ -284,3 +284,17 @@ def test_base_model_keeps_float32_weights_and_takes_an_attention_implementation(
     half, _, _ = load_base(None, "cpu", "bfloat16")
     assert next(half.parameters()).dtype == torch.bfloat16
     assert half.config._attn_implementation != "eager"
+
+
+def test_the_adapter_records_how_the_judge_decodes(tuned, tuned_judge, tmp_path) -> None:
+    meta = json.loads((tuned[0] / METADATA_FILE).read_text())
+    best = next(e for e in meta["history"] if e["step"] == meta["best_step"])
+    assert meta["calibrate"] == (best["accuracy"] >= best["accuracy_raw"])
+    assert tuned_judge.calibrate == meta["calibrate"]
+    assert "the judge decodes" in tuned[1]
+    # A recorded choice of no calibration is followed, unless the caller says otherwise.
+    copy = tmp_path / "adapter"
+    shutil.copytree(tuned[0], copy)
+    (copy / METADATA_FILE).write_text(json.dumps({**meta, "calibrate": False}))
+    assert LocalJudge(adapter=str(copy)).calibrate is False
+    assert LocalJudge(adapter=str(copy), calibrate=True).calibrate is True

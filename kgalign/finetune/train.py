@@ -429,6 +429,8 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         "lora": {"r": lora.r, "alpha": lora.lora_alpha, "target_modules": sorted(target_modules)},
         "steps": step,
         "best_step": state["best_step"],
+        # How the local judge decodes with this adapter: calibrated against the content-free prompt, or not.
+        "calibrate": bool(state.get("best_calibrate", True)),
         "stopped": stopped,
         "resumed_from": resumed_from,
         "seconds": round(time.monotonic() - started, 1),
@@ -497,8 +499,12 @@ def _record_eval(state: dict[str, Any], evaluation: Evaluation, output: Path, mo
     entry["train_loss"] = round(loss, 4) if loss is not None else None
     state["history"].append(entry)
     # Without validation questions every evaluation reads 0: the latest adapter is kept.
-    if evaluation.accuracy > state["best_accuracy"] or evaluation.questions == 0:
-        state["best_accuracy"] = evaluation.accuracy
+    # An adapter is judged by its better decoding, calibrated or not (training may make
+    # the calibration prior obsolete); the judge then decodes as recorded ("calibrate").
+    accuracy = max(evaluation.accuracy, evaluation.accuracy_raw)
+    if accuracy > state["best_accuracy"] or evaluation.questions == 0:
+        state["best_accuracy"] = accuracy
+        state["best_calibrate"] = evaluation.accuracy >= evaluation.accuracy_raw
         state["best_step"] = evaluation.step
         state["bad_evals"] = 0
         _save_adapter(model, output / BEST_DIR)
@@ -624,6 +630,7 @@ def summary_lines(result: FinetuneResult) -> list[str]:
         f"validation accuracy: before {before.accuracy:.4f}  after {after.accuracy:.4f}  "
         f"(uncalibrated: {before.accuracy_raw:.4f} -> {after.accuracy_raw:.4f})",
     ]
+    lines.append(f"the judge decodes {'calibrated' if result.metadata.get('calibrate', True) else 'uncalibrated'} with this adapter (the better on validation)")
     positions = list(dict.fromkeys([*after.gold_positions, *before.position_wins, *after.position_wins]))
     lines.append("position       " + "  ".join(f"{p:>6}" for p in positions))
     lines.append("gold answers   " + "  ".join(f"{after.gold_positions.get(p, 0):>6}" for p in positions))

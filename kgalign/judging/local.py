@@ -134,12 +134,13 @@ class LocalJudge:
         batch_size: int = 4,
         threads: int | None = None,
         device: str = "cpu",
-        calibrate: bool = True,
+        calibrate: bool | None = None,
         dtype: str = "auto",
         prefix_cache: bool = True,
         entity_format: str = "compact",
         **_: Any,
     ) -> None:
+        """``calibrate`` None: as the adapter's training chose (its kgalign-finetune.json), else on."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
@@ -161,6 +162,8 @@ class LocalJudge:
             if not Path(adapter).is_dir():
                 raise KgalignError(f"{adapter}: adapter folder not found")
             loaded = PeftModel.from_pretrained(loaded, adapter)
+        if calibrate is None:
+            calibrate = adapter_calibrates(adapter) if adapter else True
         loaded.eval()
         self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype, prefix_cache, entity_format)
 
@@ -522,6 +525,21 @@ class LocalJudge:
         else:
             start = "\n\n".join(m["content"] for m in prompt.messages) + "\n"
         return start + prompt.prefix
+
+
+def adapter_calibrates(adapter: str | Path) -> bool:
+    """Whether the local judge calibrates its letter scores with this adapter: the choice its
+    training recorded (``calibrate`` in kgalign-finetune.json: the decoding with the better
+    validation accuracy); True for an adapter without that record."""
+    import json
+
+    path = Path(adapter) / "kgalign-finetune.json"
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("calibrate", True))
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError) as exc:
+        raise KgalignError(f"{path}: cannot read the adapter's training record ({exc})") from None
 
 
 class PrefixCache:
