@@ -366,16 +366,11 @@ class LocalJudge:
                 output = self._forward(input_ids, mask, positions, cache)
                 self.computed_tokens += sum(len(key) - past for key in batch)
                 for row, key in enumerate(batch):
-                    made[key] = (
-                        torch.stack([layer.keys[row, :, past : len(key)] for layer in output.past_key_values.layers]),
-                        torch.stack([layer.values[row, :, past : len(key)] for layer in output.past_key_values.layers]),
-                    )
+                    made[key] = _row_block(output.past_key_values, row, past, len(key))
         return made
 
     def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         """One forward pass with a cache, the last position's logits only where the model can."""
-        import torch
-
         inputs = {
             "input_ids": input_ids.to(self.device),
             "attention_mask": mask.to(self.device),
@@ -383,6 +378,12 @@ class LocalJudge:
             "past_key_values": cache,
             "use_cache": True,
         }
+        return self._run(inputs)
+
+    def _run(self, inputs: Any) -> Any:
+        """One forward pass under inference mode and the judge's precision, the last position's logits only where the model can."""
+        import torch
+
         with torch.inference_mode(), precision_context(self.precision, self.device):
             try:
                 return self.model(**inputs, logits_to_keep=1)
@@ -437,10 +438,7 @@ class LocalJudge:
             block = None
             if kept:
                 at = past + new - len(tokens)
-                block = (
-                    torch.stack([layer.keys[row, :, at : at + kept] for layer in made.layers]),
-                    torch.stack([layer.values[row, :, at : at + kept] for layer in made.layers]),
-                )
+                block = _row_block(made, row, at, at + kept)
             results.append((block, logits[row]))
         return results
 
@@ -450,14 +448,7 @@ class LocalJudge:
 
     def _next_token_logits(self, encoded: Any) -> Any:
         """Float32 logits of the token after each (left-padded) row: one forward pass, the last position only."""
-        import torch
-
-        with torch.inference_mode(), precision_context(self.precision, self.device):
-            try:
-                logits = self.model(**encoded, logits_to_keep=1).logits
-            except TypeError:  # a model class without logits_to_keep computes every position
-                logits = self.model(**encoded).logits
-        return logits[:, -1, :].float()
+        return self._run(encoded).logits[:, -1, :].float()
 
     def prior(self, n_options: int, datamark: bool = False) -> dict[str, float]:
         """The model's letter preference on a content-free question with ``n_options`` candidates.
@@ -586,6 +577,17 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._sources)
+
+
+def _row_block(cache: Any, row: int, start: int, stop: int) -> tuple[Any, Any]:
+    """Positions ``start:stop`` of one batch row of a model's cache, as a block: (keys, values),
+    each [layers, kv heads, tokens, head dim]."""
+    import torch
+
+    return (
+        torch.stack([layer.keys[row, :, start:stop] for layer in cache.layers]),
+        torch.stack([layer.values[row, :, start:stop] for layer in cache.layers]),
+    )
 
 
 def _block_bytes(block: Any) -> int:

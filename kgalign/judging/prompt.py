@@ -201,8 +201,7 @@ def render_entity(
         return _render_compact(profile, datamark, max_tokens)
 
     def clean(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
-        value = sanitise(text, limit)
-        return value.replace(" ", DATAMARK) if datamark else value
+        return _clean(text, datamark, limit)
 
     fields: dict[str, str] = {}
     if profile.label:
@@ -221,10 +220,15 @@ def _json(fields: dict[str, str]) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
+def _clean(text: str, datamark: bool, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
+    """A value as prompts show it: sanitised, and with ``datamark`` its words joined by ``^``."""
+    value = sanitise(text, limit)
+    return value.replace(" ", DATAMARK) if datamark else value
+
+
 def _render_compact(profile: EntityProfile, datamark: bool, max_tokens: int) -> str:
     def clean(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
-        value = sanitise(text, limit)
-        return value.replace(" ", DATAMARK) if datamark else value
+        return _clean(text, datamark, limit)
 
     # Name first, then the attributes (most identifying first), then related entities;
     # the values of one attribute joined in one field, empty and repeated values dropped.
