@@ -55,7 +55,7 @@ from kgalign.errors import InputError, KgalignError
 from kgalign.io.pairs import PairFile, read_pair_file
 from kgalign.judging.base import Judge
 from kgalign.model import Candidate, Candidates, Decision
-from kgalign.retrieval.embed import Embedder
+from kgalign.retrieval.embed import Embedder, configured_embedder
 from kgalign.runtime.stages import StageTimer
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def match_pairs(
         valid_file = read_pair_file(valid) if valid is not None else None
     effective = _effective(config, judged)
     if embedder is None and effective.retrieval.dense_weight > 0:
-        embedder = _embedder(effective)
+        embedder = configured_embedder(effective)
 
     valid_f1 = None
     threshold_from = "given" if threshold is not None else None
@@ -254,20 +254,6 @@ def _effective(config: AlignConfig, judged: bool) -> AlignConfig:
     if config.device == "auto" and (judged or config.retrieval.dense_weight > 0):
         changes["device"] = resolve_device(config.device)
     return config.replace(**changes)
-
-
-def _embedder(config: AlignConfig) -> Embedder:
-    from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder
-
-    return CachedEmbedder(
-        SentenceTransformerEmbedder(
-            config.embedder,
-            device=config.device,
-            precision=config.embed_precision,
-            max_tokens=config.embed_max_tokens,
-            engine=config.embed_engine,
-        )
-    )
 
 
 def score_pairs(file: PairFile, config: AlignConfig, embedder: Embedder | None = None) -> ScoredPairs:

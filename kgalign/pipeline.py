@@ -22,7 +22,7 @@ from kgalign.model import Link
 from kgalign.resolution.resolve import resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
-from kgalign.retrieval.embed import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from kgalign.retrieval.embed import Embedder, configured_embedder
 from kgalign.retrieval.retrieve import AUTO_STRUCTURE_WEIGHT
 from kgalign.retrieval.structure import has_structure
 from kgalign.review.corrections import read_human_decisions, with_human_targets
@@ -163,15 +163,7 @@ def _prepare(
     seed_pairs = _seed_pairs(config)
     seeds = known_seeds(seed_pairs, left_table, right_table)
     if embedder is None:
-        embedder = CachedEmbedder(
-            SentenceTransformerEmbedder(
-                config.embedder,
-                device=effective.device,
-                precision=config.embed_precision,
-                max_tokens=config.embed_max_tokens,
-                engine=config.embed_engine,
-            )
-        )
+        embedder = configured_embedder(effective)
     candidates, stats = find_candidates(effective, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer)
     prepared = Prepared(
         left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds, cascade=stats, seed_pairs=seed_pairs

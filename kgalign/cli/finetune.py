@@ -136,8 +136,8 @@ def _check_single_source(left: Path | None, right: Path | None, opts: dict[str, 
 
 
 def _single_source_data(left: Path | None, right: Path | None, opts: dict[str, Any], device: str) -> Any:
-    from kgalign.config import AlignConfig, RetrievalConfig
     from kgalign.finetune import DataConfig, gold_data, teacher_data
+    from kgalign.finetune.data import gold_align_config
 
     data_config = DataConfig(
         options=opts["n_options"] or (0 if opts["votes"] else 5),
@@ -153,15 +153,7 @@ def _single_source_data(left: Path | None, right: Path | None, opts: dict[str, A
             id_column=opts["id_column"],
         )
     assert left is not None and right is not None  # the gold recipe needs both (checked before)
-    align_config = AlignConfig(
-        judge="none",
-        embedder=opts["embedder"],
-        device=device,
-        left_format=opts["fmt"],
-        right_format=opts["fmt"],
-        id_column=opts["id_column"],
-        attributes=tuple(opts["attributes"]),
-        retrieval=RetrievalConfig(k=opts["top_k"]),
-        seed=opts["seed"],
+    align_config = gold_align_config(
+        device, opts["fmt"], opts["id_column"], opts["attributes"], opts["top_k"], opts["seed"], opts["embedder"]
     )
     return gold_data(left, right, opts["links"], data_config, align_config, opts["corrections"])

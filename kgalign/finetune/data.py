@@ -269,6 +269,31 @@ def add_corrections(labels: Labels, corrections: str | Path | None, counts: dict
     return {**labels, **human}
 
 
+def gold_align_config(
+    device: str,
+    fmt: str | None = None,
+    id_column: str | None = None,
+    attributes: Sequence[str] = (),
+    top_k: int = 10,
+    seed: int = 0,
+    embedder: str | None = None,
+) -> AlignConfig:
+    """How the gold recipe loads, selects and retrieves (as ``kgalign run`` with these options, no judge)."""
+    from kgalign.config import AlignConfig, RetrievalConfig
+
+    return AlignConfig(
+        judge="none",
+        embedder=embedder,
+        device=device,
+        left_format=fmt,
+        right_format=fmt,
+        id_column=id_column,
+        attributes=tuple(attributes),
+        retrieval=RetrievalConfig(k=top_k),
+        seed=seed,
+    )
+
+
 def gold_data(
     left: str | Path,
     right: str | Path,

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from kgalign.config import read_config_file
-from kgalign.errors import ConfigError
+from kgalign.errors import ConfigError, KgalignError
 from kgalign.finetune.data import DataConfig, Example, Labels, TrainingData, build_examples, split_sources
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,8 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
     val_by_source: list[list[Example]] = []
     counts: dict[str, int] = {}
     per_source: dict[str, Any] = {}
+    if embedder is None and any(source.kind != "votes" for source in recipe.sources):
+        embedder = _recipe_embedder(device)  # loaded once, shared by every source that retrieves
     for source in recipe.sources:
         config = recipe.questions
         if source.none_share is not None:
@@ -261,14 +263,12 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
         inputs={"recipe": str(recipe.path), "sources": per_source},
     )
     if not merged.train:
-        from kgalign.errors import KgalignError
-
         raise KgalignError(f"{recipe.path}: the recipe's sources gave no training questions")
     return merged
 
 
 def _source_data(source: RecipeSource, config: DataConfig, device: str, embedder: Any | None) -> TrainingData:
-    from kgalign.finetune.data import gold_data, teacher_data
+    from kgalign.finetune.data import gold_align_config, gold_data, teacher_data
 
     opts = source.options
     if source.kind == "dbp15k":
@@ -279,17 +279,8 @@ def _source_data(source: RecipeSource, config: DataConfig, device: str, embedder
         converted = convert_cached("dbp15k", [folder], cache_root() / "conversions" / f"dbp15k-{folder.name}")
         opts = {**opts, "left": converted.outdir / "left.ttl", "right": converted.outdir / "right.ttl", "links": converted.outdir / "gold_train.tsv"}
     if source.kind in ("graphs", "dbp15k"):
-        from kgalign.config import AlignConfig, RetrievalConfig
-
-        align_config = AlignConfig(
-            judge="none",
-            device=device,
-            left_format=opts.get("format"),
-            right_format=opts.get("format"),
-            id_column=opts.get("id_column"),
-            attributes=tuple(opts.get("attributes", ())),
-            retrieval=RetrievalConfig(k=int(opts.get("top_k", 10))),
-            seed=config.seed,
+        align_config = gold_align_config(
+            device, opts.get("format"), opts.get("id_column"), opts.get("attributes", ()), int(opts.get("top_k", 10)), config.seed
         )
         return gold_data(opts["left"], opts["right"], opts.get("links"), config, align_config, opts.get("corrections"), embedder)
     if source.kind == "votes":
@@ -312,6 +303,7 @@ def pairs_data(file: str | Path, config: DataConfig, valid: str | Path | None = 
     With ``valid``, the validation questions come from that file and every question of
     ``file`` is trained on; otherwise ``config.val_share`` of the left records is held out.
     """
+    embedder = embedder if embedder is not None else _recipe_embedder(device)
     train, counts = _pair_examples(file, config, device, embedder)
     inputs = {"file": str(file), "valid": str(valid) if valid else None}
     if valid:
@@ -325,13 +317,21 @@ def pairs_data(file: str | Path, config: DataConfig, valid: str | Path | None = 
     return TrainingData(train=split_train, val=split_val, recipe="pairs", config=config, counts=counts, inputs=inputs)
 
 
-def _pair_examples(file: str | Path, config: DataConfig, device: str, embedder: Any | None) -> tuple[dict[str, list[Example]], dict[str, int]]:
+def _recipe_embedder(device: str) -> Any:
+    """The embedder of the default config on ``device``: what ``kgalign pairs`` and the gold recipe retrieve with."""
+    from kgalign.pairs import pairs_config
+    from kgalign.retrieval.embed import configured_embedder
+
+    return configured_embedder(pairs_config(device=device))
+
+
+def _pair_examples(file: str | Path, config: DataConfig, device: str, embedder: Any) -> tuple[dict[str, list[Example]], dict[str, int]]:
     from kgalign.io.pairs import read_pair_file
-    from kgalign.pairs import _embedder, pairs_config, score_pairs
+    from kgalign.pairs import pairs_config, score_pairs
 
     pair_file = read_pair_file(file)
     align_config = pairs_config(device=device).replace(vote={"options": config.options})
-    scored = score_pairs(pair_file, align_config, embedder if embedder is not None else _embedder(align_config))
+    scored = score_pairs(pair_file, align_config, embedder)
     positives: dict[str, set[str]] = {}
     for pair in pair_file.pairs:
         positives.setdefault(pair.left, set())

@@ -16,6 +16,7 @@ from kgalign.runtime.precision import precision_context, resolve_precision
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from kgalign.config import AlignConfig
     from kgalign.retrieval.bert import NumpyBert
 
 log = logging.getLogger(__name__)
@@ -244,3 +245,16 @@ class CachedEmbedder:
         except OSError as exc:
             log.warning("could not write vector cache %s: %s", path, exc)
         return vectors
+
+
+def configured_embedder(config: AlignConfig) -> CachedEmbedder:
+    """The embedder a config asks for (model, device, precision, token cap, engine), with the vector cache."""
+    return CachedEmbedder(
+        SentenceTransformerEmbedder(
+            config.embedder,
+            device=config.device,
+            precision=config.embed_precision,
+            max_tokens=config.embed_max_tokens,
+            engine=config.embed_engine,
+        )
+    )
