@@ -154,6 +154,70 @@ class VoteConfig:
 
 
 @dataclass(frozen=True)
+class SparqlConfig:
+    """How an input given as a SPARQL endpoint URL is read (stage 1, kgalign.io.sparql)."""
+
+    #: Named graph the entities are read from; None: the endpoint's default graph.
+    graph: str | None = None
+    #: SPARQL group pattern on ?entity that restricts the entities (with the classes).
+    where: str | None = None
+    #: Entities listed per query when paging through the endpoint.
+    page_size: int = number(10_000, 1, 1_000_000)
+    #: Entities (or folded nodes) whose descriptions one query fetches.
+    batch_size: int = number(100, 1, 10_000)
+    #: Queries in flight at once.
+    concurrency: int = number(4, 1, 64)
+    #: Seconds one request may take before it is tried again.
+    timeout: float = number(60.0, 0.1, 3600.0)
+    #: Tries after the first, on 429, 5xx, timeouts and dropped connections.
+    retries: int = number(4, 0, 20)
+    #: Seconds before the first retry, doubled on each next one (a Retry-After header wins).
+    backoff: float = number(1.0, 0.0, 300.0)
+    #: Read the endpoint again even when OUTDIR holds a copy fetched with the same query.
+    refresh: bool = False
+    #: Folder for the fetched copies (the CLI uses OUTDIR/sources); None: a temporary one.
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _validate(self, "")
+        if self.graph is not None:
+            _check_iri("graph", self.graph)
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Where the links (and the fused graph) are written back after a run (kgalign.io.sparql.push)."""
+
+    #: SPARQL 1.1 Update endpoint (protocol update) or Graph Store endpoint (protocol gsp); None: no push.
+    url: str | None = None
+    protocol: Literal["update", "gsp"] = choice("update", ("update", "gsp"))
+    #: Named graph that receives the links (replaced, not appended to).
+    links_graph: str = "urn:kgalign:links"
+    #: Named graph that receives the fused graph; None: the fused graph is not pushed.
+    fused_graph: str | None = None
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _validate(self, "")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"url: {self.url!r} is not an http(s) URL")
+        _check_iri("links_graph", self.links_graph)
+        if self.fused_graph is not None:
+            _check_iri("fused_graph", self.fused_graph)
+            if self.fused_graph == self.links_graph:
+                raise ConfigError("fused_graph: must differ from links_graph (each graph is replaced whole)")
+
+
+def _check_iri(name: str, value: str) -> None:
+    """An absolute IRI that can be written between < and > in a query, or a one-line error."""
+    from kgalign.io.sparql.queries import is_writable_iri
+
+    if not is_writable_iri(value):
+        raise ConfigError(f"{name}: {value!r} is not an absolute IRI")
+
+
+@dataclass(frozen=True)
 class AlignConfig:
     """Every setting of a run. Defaults are the ones chosen by benchmark (docs/benchmarks.md)."""
 
@@ -183,6 +247,10 @@ class AlignConfig:
     max_neighbours: int = number(5, 0, 100)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
+    #: Inputs given as SPARQL endpoint URLs (LEFT/RIGHT): how they are read.
+    sparql: SparqlConfig = field(default_factory=SparqlConfig)
+    #: Writing the links back to a triple store after the run.
+    push: PushConfig = field(default_factory=PushConfig)
     resolve: str = choice("assignment", _resolvers)
     canonical: str = choice("left", _canonical)
     conflicts: str = choice("keep-all", _conflicts)
@@ -248,7 +316,7 @@ class AlignConfig:
 
     def replace(self, **changes: Any) -> AlignConfig:
         """A copy with ``changes`` (validated again). Nested sections take dicts of changes."""
-        for name in ("retrieval", "vote"):
+        for name in ("retrieval", "vote", "sparql", "push"):
             if isinstance(changes.get(name), Mapping):
                 changes[name] = replace(getattr(self, name), **changes[name])
         return replace(self, **changes)

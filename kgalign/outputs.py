@@ -7,6 +7,8 @@ OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.j
 #: The judge's answer cache, kept in the output folder so a rerun resumes.
 CACHE_FILE = "judge-cache.sqlite"
 #: Every file kgalign may leave in an output folder (the report and SQLite's side files too).
-KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm"})
+#: The folder of endpoint inputs' local copies (kgalign.io.sparql.source).
+SOURCES_DIR = "sources"
+KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR})
 #: Version of run.json's layout: 2 added the config as given plus ``effective``.
 RUN_SCHEMA = 2

@@ -15,6 +15,7 @@ from kgalign.config import AlignConfig
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import fuse
 from kgalign.io.entities import load_entities
+from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
@@ -52,6 +53,7 @@ def align(
 
 
 def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None) -> AlignmentResult:
+    check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
     gold, gold_name = _gold(config)
@@ -131,8 +133,11 @@ def _prepare(
 ) -> tuple[Prepared, AlignConfig]:
     classes = list(config.classes) or None
     with timer.stage("load"):
-        left_graph, left_table = load_entities(left, "left", config.left_format, classes, id_column=config.id_column)
-        right_graph, right_table = load_entities(right, "right", config.right_format, classes, id_column=config.id_column)
+        # An endpoint input is read into a local copy first (kgalign.io.sparql), then loaded as a file.
+        with local_input(left, "left", config) as (left_file, left_format):
+            left_graph, left_table = load_entities(left_file, "left", left_format, classes, id_column=config.id_column)
+        with local_input(right, "right", config) as (right_file, right_format):
+            right_graph, right_table = load_entities(right_file, "right", right_format, classes, id_column=config.id_column)
         human = read_human_decisions(config.corrections, left_table, right_table)
 
     effective = _resolve_auto(config, has_structure(left_table) and has_structure(right_table), retrieve_candidates and embedder is None, gold)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from kgalign.config import AlignConfig
 from kgalign.errors import KgalignError
-from kgalign.outputs import CACHE_FILE, RUN_SCHEMA
+from kgalign.io.inputs import is_endpoint
+from kgalign.outputs import CACHE_FILE, RUN_SCHEMA, SOURCES_DIR
 
 if TYPE_CHECKING:
     from kgalign.result import AlignmentResult
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 class SavedRun:
     """What run.json says a run was: its two inputs and its config as given."""
 
-    left: Path
-    right: Path
+    left: str | Path
+    right: str | Path
     config: AlignConfig
 
 
@@ -45,14 +46,33 @@ def read_run(outdir: str | Path) -> SavedRun:
     if info.get("schema", 1) < RUN_SCHEMA:
         raise KgalignError(f"{path}: written by an older kgalign (run.json schema {info.get('schema', 1)}); run it again with `kgalign run`")
     config = AlignConfig.from_dict(info["config"], str(path))
-    return SavedRun(Path(info["left"]), Path(info["right"]), config)
+    return SavedRun(_input(info["left"]), _input(info["right"]), config)
+
+
+def _input(value: str) -> str | Path:
+    return value if is_endpoint(value) else Path(value)
+
+
+def carry_sources(outdir: str | Path, new_outdir: str | Path) -> None:
+    """Copy the endpoint copies of ``outdir`` into ``new_outdir``, so a rerun reads them, not the endpoints."""
+    import shutil
+
+    old, new = Path(outdir) / SOURCES_DIR, Path(new_outdir) / SOURCES_DIR
+    if old.is_dir() and old.resolve() != new.resolve():
+        new.mkdir(parents=True, exist_ok=True)
+        for path in old.iterdir():
+            if path.is_file():
+                shutil.copy2(path, new / path.name)
 
 
 def replay_config(saved: SavedRun, new_outdir: str | Path | None) -> AlignConfig:
     """The saved config, its answer cache moved into ``new_outdir`` (none without a folder)."""
-    if saved.config.cache_path is None:
-        return saved.config
-    return saved.config.replace(cache_path=str(Path(new_outdir) / CACHE_FILE) if new_outdir else None)
+    config = saved.config
+    if config.sparql.cache_dir is not None:
+        config = config.replace(sparql={"cache_dir": str(Path(new_outdir) / SOURCES_DIR) if new_outdir else None})
+    if config.cache_path is None:
+        return config
+    return config.replace(cache_path=str(Path(new_outdir) / CACHE_FILE) if new_outdir else None)
 
 
 def rerun(outdir: str | Path, new_outdir: str | Path | None = None) -> AlignmentResult:
@@ -60,6 +80,8 @@ def rerun(outdir: str | Path, new_outdir: str | Path | None = None) -> Alignment
     from kgalign.pipeline import align
 
     saved = read_run(outdir)
+    if new_outdir is not None:
+        carry_sources(outdir, new_outdir)
     result = align(saved.left, saved.right, replay_config(saved, new_outdir))
     if new_outdir is not None:
         result.save(new_outdir)

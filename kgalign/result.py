@@ -18,6 +18,7 @@ from kgalign.evaluation.metrics import Pair, score_alignment
 from kgalign.fusion.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
 from kgalign.fusion.fuse import FusionResult
 from kgalign.io.atomic import deferred_renames, write_text_atomic
+from kgalign.io.inputs import describe_input, input_name
 from kgalign.io.triples import TripleSource
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.outputs import OUTPUT_FILES, RUN_SCHEMA
@@ -25,7 +26,7 @@ from kgalign.resolution.resolve import Conflict
 from kgalign.retrieval.cascade import CascadeStats
 from kgalign.review.votes import decision_record, write_votes
 from kgalign.runtime.gctune import relaxed_gc
-from kgalign.runtime.redact import redact_options
+from kgalign.runtime.redact import redact_options, redact_url
 from kgalign.runtime.stages import StageTimer
 from kgalign.vocab import KGA
 
@@ -170,6 +171,8 @@ class AlignmentResult:
         """run.json: the config as given, what "auto" resolved to, versions, timings and counts."""
         config = self.config.to_dict()
         config["judge_options"] = redact_options(config["judge_options"])  # --llm-url may carry credentials
+        if config["push"]["url"]:
+            config["push"]["url"] = redact_url(config["push"]["url"])
         effective = self.config.diff(self.effective)
         if "judge_options" in effective:
             effective["judge_options"] = redact_options(effective["judge_options"])
@@ -177,8 +180,8 @@ class AlignmentResult:
             "schema": RUN_SCHEMA,
             "kgalign": __version__,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "left": str(self.left_path),
-            "right": str(self.right_path),
+            "left": describe_input(self.left_path),
+            "right": describe_input(self.right_path),
             "seed": self.config.seed,
             "judge": self.judge_id,
             "adapter": self.config.adapter,
@@ -212,7 +215,7 @@ class AlignmentResult:
                     rendered = FusedRows.of(self.fusion)  # for fused.ttl (when large) and provenance.trig
                     write_fused(self.fusion, paths["fused.ttl"], rendered)
                     write_links(self.links, paths["links.ttl"])
-                    write_alignment(self.links, paths["alignment.rdf"], Path(self.left_path).name, Path(self.right_path).name)
+                    write_alignment(self.links, paths["alignment.rdf"], input_name(self.left_path), input_name(self.right_path))
                     write_votes(self.vote_records(), paths["votes.jsonl"])
                     run_iri = URIRef(f"{KGA}run/{int(self.started)}")
                     write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path, rendered), paths["provenance.trig"])

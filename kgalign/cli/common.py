@@ -15,6 +15,22 @@ from kgalign.outputs import KNOWN_OUTPUTS
 log = logging.getLogger("kgalign")
 
 
+class InputType(click.ParamType):
+    """LEFT or RIGHT: a file path, or a SPARQL endpoint URL (kept as text)."""
+
+    name = "input"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str | Path:
+        from kgalign.io.inputs import is_endpoint
+
+        if isinstance(value, Path):
+            return value
+        return str(value) if is_endpoint(str(value)) else Path(str(value))
+
+
+INPUT = InputType()
+
+
 def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, known: frozenset[str] = KNOWN_OUTPUTS) -> None:
     """OUTDIR usable (created if missing) before any work: not a file, holding only ``known``
     files unless --force, writable; and LEFT and RIGHT (``inputs``) not the same file."""
@@ -27,7 +43,7 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
                 f"{outdir}: directory holds other files ({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
                 "choose an empty directory or pass --force"
             )
-    if inputs:
+    if inputs and len(inputs) == 2:
         resolved = {p.resolve() for p in inputs}
         if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
             raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")

@@ -8,28 +8,30 @@ from pathlib import Path
 
 import click
 
-from kgalign.cli.common import RunCommand, check_outdir, help_all, print_metrics, quiet, run_options
+from kgalign.cli.common import INPUT, RunCommand, check_outdir, help_all, print_metrics, quiet, run_options
 from kgalign.errors import KgalignError
-from kgalign.outputs import CACHE_FILE
+from kgalign.io.inputs import is_endpoint
+from kgalign.outputs import CACHE_FILE, SOURCES_DIR
 from kgalign.runtime.device import resolve_device
 
 log = logging.getLogger("kgalign")
 
 
 @click.command(cls=RunCommand)
-@click.argument("left", type=click.Path(path_type=Path))
-@click.argument("right", type=click.Path(path_type=Path))
+@click.argument("left", type=INPUT)
+@click.argument("right", type=INPUT)
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
 @run_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
 @click.pass_context
-def run(ctx: click.Context, left: Path, right: Path, outdir: Path, **opts) -> None:
+def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, **opts) -> None:
     """Align LEFT and RIGHT and write the fused graph, links, alignment and log to OUTDIR.
 
     LEFT and RIGHT are RDF files (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD,
     optionally gzipped), or CSV/TSV tables (.csv, .tsv, optionally gzipped; one entity
-    per row, see --id-column). Settings can come from --config FILE; options given here
-    override it. Outputs are written atomically: a failed run leaves no partial file.
+    per row, see --id-column), or SPARQL endpoint URLs (http(s)://.../sparql, with --class;
+    read once into OUTDIR/sources). Settings can come from --config FILE; options given
+    here override it. Outputs are written atomically: a failed run leaves no partial file.
     Rerunning the same command resumes from the judge cache. --help-all shows every option.
     """
     from kgalign.cli.run_options import config_from_command_line
@@ -38,6 +40,8 @@ def run(ctx: click.Context, left: Path, right: Path, outdir: Path, **opts) -> No
     config = config_from_command_line(ctx, opts)
     if not opts["no_cache"]:
         config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    if is_endpoint(left) or is_endpoint(right):
+        config = config.replace(sparql={"cache_dir": str(outdir / SOURCES_DIR)})
     _start(left, right, outdir, config, opts["force"])
 
 
@@ -57,21 +61,40 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
 
     quiet(no_bars)
     saved = read_run(olddir)
-    _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force)
+    _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force, olddir)
 
 
-def _start(left: Path, right: Path, outdir: Path, config, force: bool) -> None:
+def _start(left: str | Path, right: str | Path, outdir: Path, config, force: bool, olddir: Path | None = None) -> None:
     """Check everything that can fail before work starts, then run and write OUTDIR."""
+    from kgalign.io.sparql.source import check_endpoint_inputs
+
     check_judge_settings(config)
+    check_endpoint_inputs(left, right, config)
     created = not outdir.exists()
-    check_outdir(outdir, force, [left, right])
+    check_outdir(outdir, force, [p for p in (left, right) if isinstance(p, Path)])
     try:
+        if olddir is not None:
+            from kgalign.replay import carry_sources
+
+            carry_sources(olddir, outdir)
         _run(left, right, outdir, config)
     except BaseException:
         if created:
-            with contextlib.suppress(OSError):
-                outdir.rmdir()  # only if the failed run left it empty
+            _remove_if_nothing_finished(outdir)
         raise
+
+
+def _remove_if_nothing_finished(outdir: Path) -> None:
+    """Remove a folder this failed run created, unless it holds finished work (the judge cache).
+
+    Endpoint copies alone do not count: a run that failed while reading an endpoint
+    writes nothing.
+    """
+    import shutil
+
+    with contextlib.suppress(OSError):
+        if {p.name for p in outdir.iterdir()} <= {SOURCES_DIR}:
+            shutil.rmtree(outdir)
 
 
 def check_judge_settings(config) -> None:
@@ -88,7 +111,7 @@ def check_judge_settings(config) -> None:
         resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
 
 
-def _run(left: Path, right: Path, outdir: Path, config) -> None:
+def _run(left: str | Path, right: str | Path, outdir: Path, config) -> None:
     """Align, write OUTDIR, print the summary line (and the metrics)."""
     from kgalign.io.importers.tables import check_table_inputs
     from kgalign.pipeline import align
@@ -105,3 +128,11 @@ def _run(left: Path, right: Path, outdir: Path, config) -> None:
     if result.metrics is not None:
         print_metrics(result.metrics)
     log.debug("wrote %s", ", ".join(str(p) for p in paths.values()))
+    if config.push.url:
+        from kgalign.io.sparql.push import push_outputs
+
+        try:
+            pushed = push_outputs(outdir, config.push, config.sparql)
+        except KgalignError as exc:
+            raise KgalignError(f"{exc} (the outputs in {outdir} are complete; only the push failed)") from None
+        click.echo("pushed " + ", ".join(f"{p.triples} triples to <{p.graph}>" for p in pushed))

@@ -12,6 +12,7 @@ from rdflib.namespace import OWL, PROV, RDF, XSD
 
 from kgalign.fusion.fuse import FusionResult, Triple
 from kgalign.io.atomic import atomic_open
+from kgalign.io.inputs import input_uri
 from kgalign.io.turtle import N3, Rendered, write_trig, write_turtle
 from kgalign.model import Link
 from kgalign.vocab import KGA
@@ -135,8 +136,8 @@ def provenance_dataset(
         ]
     graphs[DROPPED_GRAPH] = dropped
     default: list[Triple] = [
-        (SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(Path(left_path).resolve().as_uri())),
-        (SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(Path(right_path).resolve().as_uri())),
+        (SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(input_uri(left_path))),
+        (SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(input_uri(right_path))),
         (SOURCE_GRAPHS["kgalign"], PROV.wasGeneratedBy, run_iri),
         (run_iri, RDF.type, KGA.Run),
         (run_iri, RDF.type, PROV.Activity),

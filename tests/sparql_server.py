@@ -1,0 +1,180 @@
+"""Real SPARQL servers on 127.0.0.1 for the endpoint tests.
+
+- :func:`oxigraph_server`: Oxigraph's own HTTP server (the ``oxigraph`` package's
+  binary), loaded with files, read-only or read-write.
+- :class:`FaultyEndpoint`: a small SPARQL protocol server in a thread, answering from a
+  pyoxigraph store, that misbehaves on purpose as a plan says (429, 503, a hang past the
+  client's timeout, a connection dropped mid-answer, an HTML page, a 404), each request
+  taking the next step of the plan; it counts the requests it got.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyoxigraph as ox
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def oxigraph_binary() -> str:
+    found = shutil.which("oxigraph") or str(Path(sys.executable).parent / "oxigraph")
+    if not Path(found).is_file():
+        raise FileNotFoundError("the oxigraph server binary is not installed (pip install oxigraph)")
+    return found
+
+
+@contextlib.contextmanager
+def oxigraph_server(folder: Path, files: Sequence[tuple[Path, str | None]] = (), *, writable: bool = False) -> Iterator[str]:
+    """Oxigraph serving a store in ``folder`` loaded with ``files`` ((path, named graph or None)); yields its base URL."""
+    binary = oxigraph_binary()
+    for path, graph in files:
+        command = [binary, "load", "--location", str(folder), "--file", str(path)]
+        if graph:
+            command += ["--graph", graph]
+        subprocess.run(command, check=True, capture_output=True)
+    port = free_port()
+    mode = "serve" if writable else "serve-read-only"
+    process = subprocess.Popen([binary, mode, "--location", str(folder), "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/query?query=ASK%7B%7D", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"oxigraph did not start: {process.stderr.read().decode() if process.stderr else ''}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def select(url: str, query: str) -> list[dict]:
+    """The bindings of a SELECT query, asked with the standard library (independent of kgalign's client)."""
+    import json
+
+    data = urllib.parse.urlencode({"query": query}).encode()
+    request = urllib.request.Request(url, data=data, headers={"Accept": "application/sparql-results+json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())["results"]["bindings"]
+
+
+class FaultyEndpoint:
+    """A SPARQL query endpoint at ``self.url`` that follows ``plan`` (one step per request), then ``then``."""
+
+    def __init__(self, files: Sequence[Path], plan: Sequence[str] = (), then: str = "ok", *, hang_seconds: float = 3.0, credentials: tuple[str, str] | None = None) -> None:
+        self.store = ox.Store()
+        for path in files:
+            self.store.bulk_load(path=str(path))
+        self.plan = list(plan)
+        self.then = then
+        self.hang_seconds = hang_seconds
+        self.credentials = credentials
+        self.requests = 0
+        self.steps: list[str] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/sparql"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultyEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def next_step(self) -> str:
+        with self._lock:
+            self.requests += 1
+            step = self.plan.pop(0) if self.plan else self.then
+            self.steps.append(step)
+            return step
+
+    def answer(self, query: str) -> bytes:
+        return self.store.query(query).serialize(format=ox.QueryResultsFormat.JSON)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._serve(urllib.parse.urlparse(self.path).query)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                self._serve(self.rfile.read(length).decode("utf-8"))
+
+            def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _serve(self, form: str) -> None:
+                if endpoint.credentials is not None:
+                    expected = "Basic " + base64.b64encode(":".join(endpoint.credentials).encode()).decode()
+                    if self.headers.get("Authorization") != expected:
+                        self._send(401, b"authentication required\n", "text/plain", {"WWW-Authenticate": 'Basic realm="sparql"'})
+                        return
+                step = endpoint.next_step()
+                query = urllib.parse.parse_qs(form).get("query", [""])[0]
+                if step == "429":
+                    self._send(429, b"slow down\n", "text/plain", {"Retry-After": "0"})
+                elif step == "503":
+                    self._send(503, b"busy\n", "text/plain")
+                elif step == "404":
+                    self._send(404, b"no such endpoint\n", "text/plain")
+                elif step == "html":
+                    self._send(200, b"<html><body>Welcome to our portal</body></html>", "text/html")
+                elif step == "hang":
+                    time.sleep(endpoint.hang_seconds)
+                    with contextlib.suppress(OSError):
+                        self._send(200, endpoint.answer(query), "application/sparql-results+json")
+                elif step == "drop":
+                    body = endpoint.answer(query)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/sparql-results+json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                else:
+                    try:
+                        body = endpoint.answer(query)
+                    except (SyntaxError, OSError, ValueError) as exc:
+                        self._send(400, f"query error: {exc}\n".encode(), "text/plain")
+                        return
+                    self._send(200, body, "application/sparql-results+json")
+
+        return Handler
