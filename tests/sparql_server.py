@@ -69,6 +69,78 @@ def oxigraph_server(folder: Path, files: Sequence[tuple[Path, str | None]] = (),
         process.wait(timeout=10)
 
 
+VIRTUOSO_INI = """[Database]
+DatabaseFile = {folder}/virtuoso.db
+ErrorLogFile = {folder}/virtuoso.log
+LockFile = {folder}/virtuoso.lck
+TransactionFile = {folder}/virtuoso.trx
+xa_persistent_file = {folder}/virtuoso.pxa
+FileExtend = 200
+MaxCheckpointRemap = 2000
+Striping = 0
+TempStorage = TempDatabase
+
+[TempDatabase]
+DatabaseFile = {folder}/virtuoso-temp.db
+TransactionFile = {folder}/virtuoso-temp.trx
+MaxCheckpointRemap = 2000
+Striping = 0
+
+[Parameters]
+ServerPort = 127.0.0.1:{sql_port}
+NumberOfBuffers = 10000
+MaxDirtyBuffers = 6000
+DirsAllowed = ., {folder}, {data}
+CheckpointInterval = 60
+
+[HTTPServer]
+ServerPort = 127.0.0.1:{http_port}
+ServerRoot = {folder}
+MaxClientConnections = 4
+ServerThreads = 4
+
+[SPARQL]
+ResultSetMaxRows = 1000000
+MaxQueryExecutionTime = 120
+"""
+
+
+@contextlib.contextmanager
+def virtuoso_server(folder: Path, files: Sequence[tuple[Path, str]]) -> Iterator[str]:
+    """Debian's Virtuoso (virtuoso-t) with a fresh database in ``folder``, ``files`` loaded into
+    their named graphs, SPARQL Update allowed on /sparql; yields the /sparql URL."""
+    binary, isql = shutil.which("virtuoso-t"), shutil.which("isql-vt")
+    if not binary or not isql:
+        raise FileNotFoundError("Virtuoso is not installed (Debian package virtuoso-opensource-7-bin)")
+    folder.mkdir(parents=True, exist_ok=True)
+    data = sorted({str(path.resolve().parent) for path, _ in files})
+    sql_port, http_port = free_port(), free_port()
+    ini = folder / "virtuoso.ini"
+    ini.write_text(VIRTUOSO_INI.format(folder=folder, sql_port=sql_port, http_port=http_port, data=", ".join(data)))
+    process = subprocess.Popen([binary, "-f", "-c", str(ini)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{http_port}/sparql"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}?query=ASK%7B%7D", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (folder / "virtuoso.log").read_text(errors="replace")[-2000:] if (folder / "virtuoso.log").exists() else ""
+                    raise RuntimeError(f"Virtuoso did not start: {log}") from None
+                time.sleep(0.25)
+        loads = "".join(f"DB.DBA.TTLP_MT(file_to_string_output('{path.resolve()}'), '', '{graph}', 0); " for path, graph in files)
+        subprocess.run([isql, f"127.0.0.1:{sql_port}", "dba", "dba", f'exec={loads}checkpoint; GRANT SPARQL_UPDATE TO "SPARQL";'], check=True, capture_output=True, timeout=120)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def select(url: str, query: str) -> list[dict]:
     """The bindings of a SELECT query, asked with the standard library (independent of kgalign's client)."""
     import json

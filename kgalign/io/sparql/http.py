@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -36,6 +37,7 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: The longest wait between two tries, whatever Retry-After asks.
 MAX_WAIT = 60.0
 RESULTS_JSON = "application/sparql-results+json"
+FORM = "application/x-www-form-urlencoded"
 USER_ENV, PASSWORD_ENV, TOKEN_ENV, AUTH_ENV = "KGALIGN_SPARQL_USER", "KGALIGN_SPARQL_PASSWORD", "KGALIGN_SPARQL_TOKEN", "KGALIGN_SPARQL_AUTH"
 
 
@@ -99,8 +101,15 @@ class SparqlClient:
     # ----- the three kinds of request -----
 
     def select(self, query: str) -> list[dict[str, dict[str, str]]]:
-        """The bindings of a SELECT query (SPARQL 1.1 JSON results), one dict per row."""
-        response = self._send("POST", self.url, data={"query": query}, headers={"Accept": RESULTS_JSON}, what="query")
+        """The bindings of a SELECT query (SPARQL 1.1 JSON results), one dict per row.
+
+        Parameters in the endpoint URL (``?default-graph-uri=IRI``, the protocol's way to
+        choose the graphs a query reads) travel in the form with the query, as the
+        protocol asks of a URL-encoded POST.
+        """
+        base, params = _split_params(self.url)
+        form = urlencode([*params, ("query", query)]).encode("utf-8")
+        response = self._send("POST", base, content=form, headers={"Accept": RESULTS_JSON, "Content-Type": FORM}, what="query")
         return parse_results(response, self.shown)
 
     def update(self, text: str, url: str | None = None) -> None:
@@ -145,6 +154,13 @@ class SparqlClient:
                 time.sleep(wait)
         tries = settings.retries + 1
         raise EndpointError(f"{shown}: {what} failed after {tries} {'try' if tries == 1 else 'tries'} ({reason})")
+
+
+def _split_params(url: str) -> tuple[str, list[tuple[str, str]]]:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url, []
+    return urlunsplit(parts._replace(query="")), parse_qsl(parts.query, keep_blank_values=True)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float:
