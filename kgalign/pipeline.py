@@ -43,6 +43,9 @@ def align(
 ) -> AlignmentResult:
     """Run the whole pipeline on two graph files and return everything it produced.
 
+    Either input may be a SPARQL endpoint URL (with ``config.classes``): it is read into
+    a local copy first (``config.sparql``; :mod:`kgalign.io.sparql.source`).
+
     Without a ``judge`` object, the backend ``config.judge`` is checked first
     (:func:`kgalign.judging.base.check_judge`): a missing package stops the run before
     the graphs are loaded. With ``config.gold`` (or ``test_gold``) the result is scored.
