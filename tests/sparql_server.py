@@ -152,9 +152,10 @@ def select(url: str, query: str) -> list[dict]:
 
 
 class FaultyEndpoint:
-    """A SPARQL query endpoint at ``self.url`` that follows ``plan`` (one step per request), then ``then``."""
+    """A SPARQL query endpoint at ``self.url`` that follows ``plan`` (one step per request), then ``then``;
+    with ``max_rows``, every answer is cut to that many rows."""
 
-    def __init__(self, files: Sequence[Path], plan: Sequence[str] = (), then: str = "ok", *, hang_seconds: float = 3.0, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, files: Sequence[Path], plan: Sequence[str] = (), then: str = "ok", *, hang_seconds: float = 3.0, credentials: tuple[str, str] | None = None, max_rows: int | None = None) -> None:
         self.store = ox.Store()
         for path in files:
             self.store.bulk_load(path=str(path))
@@ -162,6 +163,7 @@ class FaultyEndpoint:
         self.then = then
         self.hang_seconds = hang_seconds
         self.credentials = credentials
+        self.max_rows = max_rows
         self.requests = 0
         self.steps: list[str] = []
         self._lock = threading.Lock()
@@ -186,7 +188,15 @@ class FaultyEndpoint:
             return step
 
     def answer(self, query: str) -> bytes:
-        return self.store.query(query).serialize(format=ox.QueryResultsFormat.JSON)
+        body = self.store.query(query).serialize(format=ox.QueryResultsFormat.JSON)
+        if self.max_rows is None:
+            return body
+        import json
+
+        # Cut the answer silently, as Virtuoso's ResultSetMaxRows does.
+        document = json.loads(body)
+        document["results"]["bindings"] = document["results"]["bindings"][: self.max_rows]
+        return json.dumps(document).encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         endpoint = self

@@ -142,6 +142,34 @@ def test_paging_and_batches(persons, tmp_path):
         assert paged.requests > one.requests + 9
 
 
+def test_a_server_row_limit_does_not_cut_the_copy(tmp_path, caplog):
+    """A server that silently cuts every answer at 1,000 rows: pages and batches are asked again until complete."""
+    from kgalign.config import SparqlConfig
+
+    data = tmp_path / "many.nt"
+    rows = []
+    for i in range(1500):
+        rows.append(f"<http://example.org/e{i}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://example.org/T> .")
+        rows.append(f'<http://example.org/e{i}> <http://example.org/name> "entity {i}" .')
+    data.write_text("\n".join(rows) + "\n")
+    query = EndpointQuery(url="", classes=("http://example.org/T",))
+    settings = SparqlConfig(page_size=2000, batch_size=1000, concurrency=1)
+    copies = []
+    for cap in (None, 1000):
+        with FaultyEndpoint([data], max_rows=cap) as endpoint:
+            info = fetch_copy(EndpointQuery(url=endpoint.url, classes=query.classes), tmp_path / f"copy-{cap}.nt", settings)
+            copies.append((tmp_path / f"copy-{cap}.nt").read_bytes())
+            assert info.entities == 1500 and info.triples == 3000
+    assert copies[0] == copies[1]
+    # One entity with more triples than the limit keeps what the server gave, with a warning.
+    big = tmp_path / "big.nt"
+    big.write_text(rows[0] + "\n" + "".join(f'<http://example.org/e0> <http://example.org/alias> "alias {i}" .\n' for i in range(1200)))
+    with FaultyEndpoint([big], max_rows=1000) as endpoint:
+        info = fetch_copy(EndpointQuery(url=endpoint.url, classes=query.classes), tmp_path / "big-copy.nt", settings)
+    assert info.triples == 1000
+    assert "has 1201 triples, but the server answers at most 1000 rows a query" in caplog.text
+
+
 def test_blank_nodes_are_folded_as_from_the_file(tmp_path):
     """Label-less blank nodes (two deep) reach the entity's description as they do from a file."""
     from kgalign.io.entities import load_entities
@@ -182,7 +210,7 @@ def test_faults_that_pass_are_retried(persons, file_run, tmp_path, plan):
     ("then", "message"),
     [
         ("hang", "query failed after 2 tries (no answer within 1 s)"),
-        ("503", "query failed after 2 tries (HTTP 503 Service Unavailable)"),
+        ("503", "query failed after 2 tries (HTTP 503 Service Unavailable: busy)"),
         ("drop", "query failed after 2 tries (connection failed"),
         ("404", "the endpoint answered HTTP 404 Not Found to the query: no such endpoint"),
         ("html", "the answer is not SPARQL JSON results (Content-Type text/html)"),

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 #: Changes when the copy's content or layout changes, so an older copy is fetched again.
 COPY_VERSION = 1
+#: Answers this long are checked against a COUNT for a server's silent row limit.
+CHECK_ROWS = 1000
 
 Term = ox.NamedNode | ox.BlankNode | ox.Literal
 Triple = tuple[Term, ox.NamedNode, Term]
@@ -125,19 +127,25 @@ def read_copy_info(path: Path) -> CopyInfo | None:
 
 
 def list_entities(client: SparqlClient, query: EndpointQuery, page_size: int) -> list[str]:
-    """The IRIs of the entities, page by page in IRI order (LIMIT/OFFSET over ORDER BY)."""
+    """The IRIs of the entities, page by page in IRI order (keyset paging), until an empty page."""
     found: list[str] = []
-    offset = 0
+    after: str | None = None
     while True:
-        rows = client.select(queries.entity_page(query.classes, query.graph, query.where, page_size, offset))
+        rows = client.select(queries.entity_page(query.classes, query.graph, query.where, page_size, after))
+        page = []
         for row in rows:
             term = row.get("entity")
             if not isinstance(term, dict) or term.get("type") != "uri" or not isinstance(term.get("value"), str):
                 raise EndpointError(f"{client.shown}: the answer is not SPARQL JSON results (a row without an ?entity IRI)")
-            found.append(term["value"])
-        if len(rows) < page_size:
+            page.append(term["value"])
+        if after is not None and page and page[0] <= after:
+            raise EndpointError(f"{client.shown}: the endpoint does not order IRIs as SPARQL asks (page after {after!r} starts at {page[0]!r})")
+        found += page
+        # Only an empty page ends the list: a short one may be a server's own row limit
+        # (Virtuoso's ResultSetMaxRows) cutting the page, not the last page.
+        if not page:
             break
-        offset += page_size
+        after = page[-1]
     unique = list(dict.fromkeys(found))
     skipped = [value for value in unique if not queries.is_writable_iri(value)]
     if skipped:
@@ -156,17 +164,18 @@ def fetch_descriptions(client: SparqlClient, entities: Sequence[str], graph: str
         following: set[str] = set()
         description = f"{label}: entities" if hop == 0 else f"{label}: nodes {hop} link{'s' if hop > 1 else ''} out"
         with progress_bar(description, len(roots)) as advance:
-            for index, rows in _in_parallel(lambda batch: client.select(queries.descriptions(batch, graph, FOLD_DEPTH)), batches, settings.concurrency):
-                blanks: dict[str, ox.BlankNode] = {}
-                for row in rows:
-                    triple = _triple(row, blanks)
-                    if triple is None:
-                        bad_terms += 1
-                        continue
-                    triples.append(triple)
-                    obj = triple[2]
-                    if isinstance(obj, ox.NamedNode) and triple[1].value != RDF_TYPE and obj.value not in fetched:
-                        following.add(obj.value)
+            for index, answers in _in_parallel(lambda batch: describe(client, batch, graph), batches, settings.concurrency):
+                for rows in answers:
+                    blanks: dict[str, ox.BlankNode] = {}  # blank node labels hold within one answer
+                    for row in rows:
+                        triple = _triple(row, blanks)
+                        if triple is None:
+                            bad_terms += 1
+                            continue
+                        triples.append(triple)
+                        obj = triple[2]
+                        if isinstance(obj, ox.NamedNode) and triple[1].value != RDF_TYPE and obj.value not in fetched:
+                            following.add(obj.value)
                 advance(len(batches[index]))
         following = {value for value in following if queries.is_writable_iri(value)}
         if hop == FOLD_DEPTH or not following:
@@ -176,6 +185,35 @@ def fetch_descriptions(client: SparqlClient, entities: Sequence[str], graph: str
     if bad_terms:
         log.warning("%s: %d answer rows held a term that is not valid RDF and were left out", client.shown, bad_terms)
     return triples
+
+
+def describe(client: SparqlClient, roots: list[str], graph: str | None) -> list[list[dict]]:
+    """The answers holding every triple of ``roots`` (see :func:`queries.descriptions`).
+
+    Some servers cut every answer at a row limit of their own, silently (Virtuoso's
+    ResultSetMaxRows, 10,000 on DBpedia). An answer of at least :data:`CHECK_ROWS` rows is
+    checked against a count of the same query; a cut one is asked again in two halves.
+    A single node with more triples than the limit keeps what the server gave, with a
+    warning.
+    """
+    rows = client.select(queries.descriptions(roots, graph, FOLD_DEPTH))
+    if len(rows) < CHECK_ROWS:
+        return [rows]
+    counted = client.select(queries.descriptions(roots, graph, FOLD_DEPTH, count=True))
+    try:
+        total = int(counted[0]["n"]["value"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise EndpointError(f"{client.shown}: the answer is not SPARQL JSON results (a COUNT without a number)") from None
+    if total <= len(rows):
+        return [rows]
+    if len(roots) == 1:
+        log.warning(
+            "%s: <%s> has %d triples, but the server answers at most %d rows a query (a limit of its own); the rest is left out",
+            client.shown, roots[0], total, len(rows),
+        )
+        return [rows]
+    half = len(roots) // 2
+    return describe(client, roots[:half], graph) + describe(client, roots[half:], graph)
 
 
 def _in_parallel(work: Callable[[list[str]], list], batches: list[list[str]], concurrency: int):

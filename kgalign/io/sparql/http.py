@@ -144,7 +144,8 @@ class SparqlClient:
                 if response.status_code not in RETRY_STATUS:
                     _check_status(response, shown, what)
                     return response
-                reason = f"HTTP {response.status_code} {response.reason_phrase}"
+                detail = _first_line(response)
+                reason = f"HTTP {response.status_code} {response.reason_phrase}{': ' + detail if detail else ''}"
                 wait = max(wait, _retry_after(response.headers))
             if attempt < settings.retries:
                 wait = min(wait, MAX_WAIT)

@@ -29,20 +29,35 @@ def _in_graph(pattern: str, graph: str | None) -> str:
     return f"GRAPH {iri(graph)} {{\n{pattern}\n}}" if graph else pattern
 
 
-def entity_page(classes: Sequence[str], graph: str | None, where: str | None, limit: int, offset: int) -> str:
-    """One page of the entities to align: IRIs of one of ``classes`` (and matching ``where``), in IRI order."""
+def string_literal(value: str) -> str:
+    """``value`` as a SPARQL string literal, every character that could end or bend it escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def entity_page(classes: Sequence[str], graph: str | None, where: str | None, limit: int, after: str | None = None) -> str:
+    """One page of the entities to align: IRIs of one of ``classes`` (and matching ``where``),
+    in IRI order, from the first one past ``after``.
+
+    Keyset paging: each page starts where the last one ended instead of at an OFFSET,
+    which servers cap (Virtuoso sorts at most ResultSetMaxRows rows, offset included)
+    and which costs a sort of every skipped row.
+    """
     if len(classes) == 1:
         typed = f"?entity a {iri(classes[0])} ."
     else:
         typed = f"VALUES ?class {{ {' '.join(iri(c) for c in classes)} }}\n?entity a ?class ."
     pattern = f"{typed}\nFILTER(isIRI(?entity))"
+    if after is not None:
+        pattern += f"\nFILTER(STR(?entity) > {string_literal(after)})"
     if where:
         pattern += f"\n{{ {where} }}"
-    return f"SELECT DISTINCT ?entity WHERE {{\n{_in_graph(pattern, graph)}\n}}\nORDER BY ?entity\nLIMIT {limit}\nOFFSET {offset}"
+    return f"SELECT DISTINCT ?entity WHERE {{\n{_in_graph(pattern, graph)}\n}}\nORDER BY ?entity\nLIMIT {limit}"
 
 
-def descriptions(roots: Iterable[str], graph: str | None, blank_depth: int) -> str:
-    """Every triple of ``roots``, and of the blank nodes they lead to within ``blank_depth`` links.
+def descriptions(roots: Iterable[str], graph: str | None, blank_depth: int, *, count: bool = False) -> str:
+    """Every triple of ``roots``, and of the blank nodes they lead to within ``blank_depth`` links
+    (with ``count``: how many rows that query answers).
 
     Blank nodes have no name that outlives one answer, so they are fetched in the same
     query as the node that points to them (one branch per depth); their labels agree
@@ -58,7 +73,8 @@ def descriptions(roots: Iterable[str], graph: str | None, blank_depth: int) -> s
             steps.append(f"{previous} ?l{hop} {node} . FILTER(isBlank({node}))")
             previous = node
         branches.append(f"{{ VALUES ?root {{ {values} }}\n  {' '.join(steps)}\n  ?s ?p ?o }}")
-    return f"SELECT ?s ?p ?o WHERE {{\n{_in_graph(chr(10).join(['  ' + branches[0]] + ['  UNION ' + b for b in branches[1:]]), graph)}\n}}"
+    pattern = _in_graph("\n".join(["  " + branches[0]] + ["  UNION " + b for b in branches[1:]]), graph)
+    return f"SELECT {'(COUNT(*) AS ?n)' if count else '?s ?p ?o'} WHERE {{\n{pattern}\n}}"
 
 
 def replace_graph(graph: str, ntriples: str) -> str:
