@@ -51,7 +51,7 @@ def _judges() -> list[str]:
 def _resolvers() -> list[str]:
     from kgalign.resolution.resolve import RESOLVERS
 
-    return RESOLVERS.names()
+    return ["auto", *RESOLVERS.names()]
 
 
 def _canonical() -> list[str]:
@@ -251,7 +251,9 @@ class AlignConfig:
     sparql: SparqlConfig = field(default_factory=SparqlConfig)
     #: Writing the links back to a triple store after the run.
     push: PushConfig = field(default_factory=PushConfig)
-    resolve: str = choice("assignment", _resolvers)
+    #: How links are settled: auto detects the cardinality (1:1, 1:n, n:1, n:m) from the
+    #: data (kgalign.resolution.cardinality); or a resolve mode by name.
+    resolve: str = choice("auto", _resolvers)
     canonical: str = choice("left", _canonical)
     conflicts: str = choice("keep-all", _conflicts)
     #: The judge's answer cache (SQLite); None: no cache.

@@ -9,6 +9,7 @@ The config is never changed: values left to "auto" are resolved into a copy
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from kgalign.config import AlignConfig
@@ -20,7 +21,8 @@ from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
 from kgalign.model import Link
-from kgalign.resolution.resolve import resolve
+from kgalign.resolution.cardinality import detect_cardinality
+from kgalign.resolution.resolve import MODE_OF_CARDINALITY, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
 from kgalign.retrieval.embed import Embedder, configured_embedder
@@ -32,6 +34,8 @@ from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
 from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
+
+log = logging.getLogger(__name__)
 
 
 def align(
@@ -81,7 +85,7 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
             explained = explain_decisions(decisions, prepared.left_profiles, prepared.right_profiles, cached_judge, vote.datamark)
 
     with timer.stage("resolve"):
-        links, conflicts = resolve(decisions, with_human_targets(candidates, decisions), config.resolve, vote.min_score)
+        links, conflicts = resolve(decisions, with_human_targets(candidates, decisions), effective.resolve, vote.min_score)
         seed_links = [Link(a, b, 1.0) for a, b in prepared.seeds]
         links = sorted(links + seed_links, key=lambda link: (link.left, link.right))
 
@@ -163,10 +167,17 @@ def _prepare(
         left_texts = [p.text(with_neighbours) for p in left_profiles]
         right_texts = [p.text(with_neighbours) for p in right_profiles]
 
+    cardinality = None
+    if config.resolve == "auto":
+        with timer.stage("cardinality"):
+            cardinality = detect_cardinality(left_texts, right_texts)
+            effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
+        log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)
+
     left_by_iri = {p.iri: p for p in left_profiles}
     right_by_iri = {p.iri: p for p in right_profiles}
     if not retrieve_candidates:
-        return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human), effective
+        return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality), effective
 
     seed_pairs = _seed_pairs(config)
     seeds = known_seeds(seed_pairs, left_table, right_table)
@@ -174,7 +185,18 @@ def _prepare(
         embedder = configured_embedder(effective)
     candidates, stats = find_candidates(effective, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer)
     prepared = Prepared(
-        left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, candidates, human, seeds=seeds, cascade=stats, seed_pairs=seed_pairs
+        left_graph,
+        right_graph,
+        left_table,
+        right_table,
+        left_by_iri,
+        right_by_iri,
+        candidates,
+        human,
+        seeds=seeds,
+        cascade=stats,
+        seed_pairs=seed_pairs,
+        cardinality=cardinality,
     )
     return prepared, effective
 

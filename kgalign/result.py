@@ -22,6 +22,7 @@ from kgalign.io.inputs import describe_input, input_name
 from kgalign.io.triples import TripleSource
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.outputs import OUTPUT_FILES, RUN_SCHEMA
+from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.resolve import Conflict
 from kgalign.retrieval.cascade import CascadeStats
 from kgalign.review.votes import decision_record, write_votes
@@ -55,6 +56,8 @@ class Prepared:
     cascade: CascadeStats | None = None
     #: Every seed link read (``seeds`` keeps those naming entities of the inputs).
     seed_pairs: list[tuple[str, str]] = field(default_factory=list)
+    #: What ``--resolve auto`` measured and chose (None when the mode was given).
+    cardinality: CardinalityEvidence | None = None
 
 
 @dataclass
@@ -192,8 +195,16 @@ class AlignmentResult:
             "total_seconds": self.timer.total_seconds,
             "peak_rss_mb": StageTimer.process_peak_mb(),
             "counts": self.counts,
+            "cardinality": self.cardinality_info(),
             "metrics": self.metrics,
         }
+
+    def cardinality_info(self) -> dict[str, Any]:
+        """The run's cardinality: what --resolve auto measured and chose, or the mode given."""
+        evidence = self.prepared.cardinality
+        if evidence is None:
+            return {"resolve": self.effective.resolve, "detected": False}
+        return {"resolve": self.effective.resolve, "detected": True, **evidence.to_dict()}
 
     def save(self, outdir: str | Path) -> dict[str, Path]:
         """Write every output file into ``outdir``: all of them, or none.

@@ -49,7 +49,7 @@ def test_frozen() -> None:
         ({"retrieval": {"k": 0}}, "retrieval.k: 0 is out of range (must be between 1 and 100)"),
         ({"vote": {"rounds": "3"}}, "vote.rounds: '3' is not a whole number"),
         ({"judge": "locl"}, "judge: 'locl' is not one of none, local, openai, vllm"),
-        ({"resolve": "1:1"}, "resolve: '1:1' is not one of assignment, greedy, many-to-one"),
+        ({"resolve": "one-to-one"}, "resolve: 'one-to-one' is not one of auto, assignment, greedy, many-to-one, 1:1, 1:n, n:1, n:m"),
         ({"retrieval": {"mode": "fast"}}, "retrieval.mode: 'fast' is not one of cascade, full"),
         ({"judge": "local", "judge_options": {"batchsize": 2}}, "judge_options.batchsize: not an option of --judge local"),
         ({"judge": "local", "judge_options": {"dtype": "float16"}}, "judge_options.dtype: 'float16' is not one of auto, bfloat16, float32"),

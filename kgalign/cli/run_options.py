@@ -53,6 +53,12 @@ def _registry_names(module: str, attribute: str) -> Any:
     return names
 
 
+def _resolve_names() -> list[str]:
+    from kgalign.resolution.resolve import RESOLVERS
+
+    return ["auto", *RESOLVERS.names()]
+
+
 @dataclass(frozen=True)
 class RunOption:
     """``decls`` as Click takes them; ``path`` the config field ("retrieval.k"), None for a command-line-only option."""
@@ -98,7 +104,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--id-column",), "id_column", "Id column of CSV/TSV inputs (one entity per row). Default: the first column."),
     RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity.", kwargs={"type": click.IntRange(1, 100)}),
     RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order.", kwargs={"type": click.IntRange(1, 15)}),
-    RunOption(("--resolve",), "resolve", "How targets chosen by several sources are settled (1:1 assignment, 1:1 greedy, or keep all).", kwargs={"type": LiveChoice(_registry_names("kgalign.resolution.resolve", "RESOLVERS"))}),
+    RunOption(("--resolve",), "resolve", "How many counterparts an entity may have: auto detects it from the data (1:1, 1:n, n:1 or n:m; logged and saved in run.json); 1:1 (= assignment, or greedy), 1:n, n:1 (= many-to-one) or n:m force one.", kwargs={"type": LiveChoice(_resolve_names)}),
     RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
     RunOption(("--conflicts",), "conflicts", "Policy for two different values of a functional attribute on one fused entity.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CONFLICT_POLICIES"))}),
     RunOption(("--device",), "device", "Where the models run: auto, cpu, cuda, cuda:N or mps.", kwargs={"metavar": "DEVICE"}),

@@ -9,7 +9,13 @@ Modes are found by name in :data:`RESOLVERS` (``register_resolver`` adds one):
   judged decisions keep priority over retrieval scores. Only candidates within
   ``window`` of a source's best score are eligible: a source whose near-best
   candidates are all taken stays unlinked rather than take a distant leftover.
-- ``many-to-one``: every match is kept.
+- ``many-to-one`` (``n:1``): every match is kept.
+- ``1:n``: a source keeps its match and every other strong candidate whose best source
+  it is (its other records on the right); each target has one source.
+- ``n:m``: as ``1:n``, and several sources may share a target; then every left record
+  of a connected component is linked to every right one (:func:`close_clusters`).
+- ``auto`` (the run's default) is not a mode: the pipeline detects the cardinality
+  (:mod:`kgalign.resolution.cardinality`) and runs ``assignment``, ``1:n``, ``n:1`` or ``n:m``.
 """
 
 from __future__ import annotations
@@ -144,6 +150,126 @@ def _assignment(
     return links, conflicts
 
 
+#: 1:n and n:m: a candidate within this much of its source's best retrieval score...
+SEVERAL_WINDOW = 0.4
+#: ... and scoring at least this much is one more counterpart of the source, when the source is its best.
+SEVERAL_FLOOR = 0.5
+
+
+def _best_sources(candidates: Sequence[Candidates]) -> dict[str, tuple[float, str]]:
+    """Each target's best-scoring source among the candidate lists (ties: the first source by IRI)."""
+    best: dict[str, tuple[float, str]] = {}
+    for cands in candidates:
+        for item in cands.items:
+            known = best.get(item.iri)
+            if known is None or item.score > known[0] or (item.score == known[0] and cands.source < known[1]):
+                best[item.iri] = (item.score, cands.source)
+    return best
+
+
+def _several(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, shared_targets: bool) -> Resolution:
+    """Each matched source keeps its decided target and every other strong candidate (within
+    ``SEVERAL_WINDOW`` of its best, at least ``SEVERAL_FLOOR``) whose best source it is: the
+    source's other records. With ``shared_targets`` (n:m), also the strong candidates whose
+    best source scores within the window of it (the other records of the same thing on the
+    left); without (1:n), a target wanted by several sources goes to the highest score."""
+    if candidates is None:
+        return _many_to_one(decisions, None, 0.0, 0.0) if shared_targets else _greedy(_matches(decisions))
+    by_source = {d.source: d for d in decisions}
+    best = _best_sources(candidates)
+    wanted: list[tuple[float, str, str]] = []  # (score, source, target)
+    for cands in candidates:
+        decision = by_source.get(cands.source)
+        if decision is None or decision.kind != "match" or decision.target is None or not cands.items:
+            continue
+        top = cands.items[0].score
+        scores = {item.iri: item.score for item in cands.items}
+        score = scores.get(decision.target, decision.confidence)
+        judged = decision.human or bool(decision.rounds)
+        # A target another source scores far better with is that source's, not this one's
+        # (a record with no counterpart picks its nearest look-alike); a judged match stays.
+        if not judged and decision.target in best and best[decision.target][1] != cands.source and score < best[decision.target][0] - SEVERAL_WINDOW:
+            continue
+        wanted.append((decision.confidence if judged else score, cands.source, decision.target))
+        for item in cands.items:
+            if item.iri == decision.target or item.score < max(SEVERAL_FLOOR, top - SEVERAL_WINDOW):
+                continue
+            # 1:n: the target's best source is this one; n:m: this source is near the target's best.
+            if best[item.iri][1] == cands.source or (shared_targets and item.score >= best[item.iri][0] - SEVERAL_WINDOW):
+                wanted.append((item.score, cands.source, item.iri))
+    links: dict[tuple[str, str], Link] = {}
+    owner: dict[str, str] = {}
+    conflicts: list[Conflict] = []
+    for score, source, target in sorted(wanted, key=lambda w: (-w[0], w[1], w[2])):
+        if not shared_targets and target in owner and owner[target] != source:
+            conflicts.append(Conflict(source, target, owner[target], score))
+            continue
+        owner.setdefault(target, source)
+        links.setdefault((source, target), Link(source, target, round(float(score), 6)))
+    return sorted(links.values(), key=lambda link: (link.left, link.right)), conflicts
+
+
+def _shared_targets(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
+    """n:1: every match is kept, several sources sharing a target, as long as each scores
+    within SEVERAL_WINDOW of the target's best source (or the judge or a person said so)."""
+    if candidates is None:
+        return _many_to_one(decisions, None, min_score, window)
+    by_source = {d.source: d for d in decisions}
+    best = _best_sources(candidates)
+    links, conflicts = [], []
+    for cands in candidates:
+        decision = by_source.get(cands.source)
+        if decision is None or decision.kind != "match" or decision.target is None:
+            continue
+        score = next((item.score for item in cands.items if item.iri == decision.target), decision.confidence)
+        top = best.get(decision.target)
+        if not (decision.human or decision.rounds) and top is not None and top[1] != cands.source and score < top[0] - SEVERAL_WINDOW:
+            conflicts.append(Conflict(cands.source, decision.target, top[1], decision.confidence))
+            continue
+        links.append(Link(cands.source, decision.target, decision.confidence))
+    return sorted(links, key=lambda link: (link.left, link.right)), conflicts
+
+
+def _one_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
+    return _several(decisions, candidates, shared_targets=False)
+
+
+def _many_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
+    links, conflicts = _several(decisions, candidates, shared_targets=True)
+    return close_clusters(links), conflicts
+
+
+def close_clusters(links: Sequence[Link]) -> list[Link]:
+    """Every left-right pair within each connected component of ``links`` (networkx): in a
+    many-to-many alignment each record of a thing is linked to each of its records on the
+    other side. A pair not linked directly gets the weakest confidence of its component."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    for link in links:
+        graph.add_edge(("L", link.left), ("R", link.right), confidence=link.confidence)
+    direct = {(link.left, link.right): link for link in links}
+    closed: list[Link] = []
+    for component in nx.connected_components(graph):
+        lefts = sorted(iri for side, iri in component if side == "L")
+        rights = sorted(iri for side, iri in component if side == "R")
+        weakest = min(data["confidence"] for _, _, data in graph.subgraph(component).edges(data=True))
+        for left in lefts:
+            for right in rights:
+                closed.append(direct.get((left, right)) or Link(left, right, weakest))
+    return sorted(closed, key=lambda link: (link.left, link.right))
+
+
 register_resolver("assignment", _assignment_mode, "1:1 global assignment: a source that loses its first choice can take its next")
 register_resolver("greedy", _greedy_mode, "1:1 greedy by confidence; the losers are logged as conflicts")
 register_resolver("many-to-one", _many_to_one, "keep every match (several sources may share a target)")
+register_resolver("1:1", _assignment_mode, "one-to-one: the global assignment (as assignment)")
+register_resolver("1:n", _one_to_many, "one-to-many: a source keeps every strong candidate whose best source it is; a target has one source")
+register_resolver("n:1", _shared_targets, "many-to-one: several sources may share a target, each within reach of the target's best source")
+register_resolver("n:m", _many_to_many, "many-to-many: a source keeps every strong candidate whose best source it is, and targets may be shared")
+
+#: What each mode makes of targets: those a settled source took are not offered to
+#: other sources (the retrieval cascade) unless several sources may share one.
+SHARED_TARGETS = frozenset({"many-to-one", "n:1", "n:m"})
+#: The concrete mode each cardinality detected by --resolve auto runs.
+MODE_OF_CARDINALITY = {"1:1": "assignment", "1:n": "1:n", "n:1": "n:1", "n:m": "n:m"}

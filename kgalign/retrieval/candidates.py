@@ -76,7 +76,9 @@ def _cascade_candidates(
 ) -> tuple[list[Candidates], CascadeStats]:
     """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
-    retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve != "many-to-one")
+    from kgalign.resolution.resolve import SHARED_TARGETS
+
+    retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve not in SHARED_TARGETS)
     left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
     with timer.stage("retrieve"):
         left_lex, right_lex = lexical_vectors(left_texts, right_texts)
