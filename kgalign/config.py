@@ -110,6 +110,8 @@ class RetrievalConfig:
     hnsw_threshold: int = number(200_000, 1, None)
     #: Sources scored per block of the exact search (memory against speed).
     block_rows: int = number(1024, 1, 1_000_000)
+    #: One graph against itself (kgalign dedup): an entity is never its own candidate.
+    self_join: bool = False
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -23,6 +23,7 @@ from kgalign.io.triples import TripleSource
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.outputs import OUTPUT_FILES, RUN_SCHEMA
 from kgalign.resolution.cardinality import CardinalityEvidence
+from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import Conflict
 from kgalign.retrieval.cascade import CascadeStats
 from kgalign.review.votes import decision_record, write_votes
@@ -83,6 +84,8 @@ class AlignmentResult:
     judge_id: str | None
     metrics: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
+    #: What run.json says of the clusters beyond their sizes (``kgalign dedup``: splits, flags).
+    clusters: dict[str, Any] | None = None
 
     @property
     def left_graph(self) -> TripleSource:
@@ -196,6 +199,7 @@ class AlignmentResult:
             "peak_rss_mb": StageTimer.process_peak_mb(),
             "counts": self.counts,
             "cardinality": self.cardinality_info(),
+            "clusters": self.clusters if self.clusters is not None else {"sizes": size_histogram(self.fusion.clusters)},
             "metrics": self.metrics,
         }
 

@@ -77,9 +77,9 @@ from kgalign.cli.convert import convert  # noqa: E402  (the group above must exi
 from kgalign.cli.finetune import finetune  # noqa: E402
 from kgalign.cli.pairs import pairs  # noqa: E402
 from kgalign.cli.review import evaluate, inspect, profile, report  # noqa: E402
-from kgalign.cli.run import rerun, run  # noqa: E402
+from kgalign.cli.run import dedup, rerun, run  # noqa: E402
 
-for _command in (run, rerun, pairs, finetune, profile, inspect, report, evaluate, convert):
+for _command in (run, rerun, dedup, pairs, finetune, profile, inspect, report, evaluate, convert):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,6 +45,50 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     _start(left, right, outdir, config, opts["force"])
 
 
+@click.command(cls=RunCommand)
+@click.argument("graph", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, votes.jsonl, run.json (and metrics.json).")
+@run_options
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
+@click.pass_context
+def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
+    """Find the records of one graph that describe the same thing, and merge them.
+
+    GRAPH is read as LEFT is by `kgalign run` (RDF file or CSV/TSV table). Each entity is
+    retrieved among the others and judged as in a run; the duplicates form clusters
+    (a cluster grown through a weak link is split). links.ttl holds every pair of
+    records within a cluster (owl:sameAs), fused.ttl the graph with each cluster under
+    one IRI and owl:sameAs to the others; run.json the cluster sizes and the splits.
+    --gold FILE scores the pairs (pairwise precision, recall, F1). The options are those
+    of `kgalign run` (--resolve aside).
+    """
+    from kgalign.cli.run_options import config_from_command_line
+    from kgalign.dedup import deduplicate
+
+    quiet(opts["quiet"])
+    config = config_from_command_line(ctx, opts)
+    if not opts["no_cache"]:
+        config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    check_judge_settings(config)
+    created = not outdir.exists()
+    check_outdir(outdir, opts["force"], [graph])
+    try:
+        result = deduplicate(graph, config)
+        result.save(outdir)
+    except BaseException:
+        if created:
+            _remove_if_nothing_finished(outdir)
+        raise
+    clusters = result.clusters or {}
+    click.echo(
+        f"{result.counts['links']} duplicate pairs in {result.counts['clusters']} clusters among {result.counts['entities_left']} entities "
+        f"({clusters.get('split', 0)} clusters split at a weak link, {len(clusters.get('flagged', []))} flagged) "
+        f"in {result.timer.total_seconds:.1f}s -> {outdir}"
+    )
+    if result.metrics is not None:
+        print_metrics(result.metrics)
+
+
 @click.command()
 @click.argument("olddir", metavar="OUTDIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for the new run's outputs (as `kgalign run` writes them).")

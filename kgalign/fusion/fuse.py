@@ -1,6 +1,6 @@
 """Fuse two graphs along accepted links into one graph.
 
-- Clusters are the connected components of the links (union-find).
+- Clusters are the connected components of the links (networkx).
 - Each cluster gets one canonical IRI (``left``, ``right`` or ``mint``); the other
   members stay reachable: ``canonical owl:sameAs member``.
 - Every triple of both graphs is rewritten onto canonical IRIs; duplicates collapse.
@@ -70,26 +70,14 @@ class FusionResult:
 
 
 def cluster_links(links: Iterable[Link]) -> list[list[str]]:
-    """Connected components of the links, each a sorted list of its IRIs (left ones
-    before right ones), the clusters sorted. A left and a right IRI that are the same
-    string are still two nodes."""
-    parent: dict[tuple[str, str], tuple[str, str]] = {}
+    """Connected components of the links (networkx), each a sorted list of its IRIs (left
+    ones before right ones), the clusters sorted. A left and a right IRI that are the
+    same string are still two nodes."""
+    import networkx as nx
 
-    def root(node: tuple[str, str]) -> tuple[str, str]:
-        parent.setdefault(node, node)
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]  # path halving
-            node = parent[node]
-        return node
-
-    for link in links:
-        a, b = root(("L", link.left)), root(("R", link.right))
-        if a != b:
-            parent[b] = a
-    components: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for node in parent:
-        components.setdefault(root(node), []).append(node)
-    return sorted([iri for _, iri in sorted(members)] for members in components.values())
+    graph = nx.Graph()
+    graph.add_edges_from((("L", link.left), ("R", link.right)) for link in links)
+    return sorted([iri for _, iri in sorted(component)] for component in nx.connected_components(graph))
 
 
 def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str) -> dict[str, str]:

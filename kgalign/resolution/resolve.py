@@ -167,12 +167,13 @@ def _best_sources(candidates: Sequence[Candidates]) -> dict[str, tuple[float, st
     return best
 
 
-def _several(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, shared_targets: bool) -> Resolution:
+def several_links(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, shared_targets: bool, floor: float | None = None) -> Resolution:
     """Each matched source keeps its decided target and every other strong candidate (within
     ``SEVERAL_WINDOW`` of its best, at least ``SEVERAL_FLOOR``) whose best source it is: the
     source's other records. With ``shared_targets`` (n:m), also the strong candidates whose
     best source scores within the window of it (the other records of the same thing on the
-    left); without (1:n), a target wanted by several sources goes to the highest score."""
+    left); without (1:n), a target wanted by several sources goes to the highest score.
+    With ``floor``, a match that retrieval alone made must score at least that much."""
     if candidates is None:
         return _many_to_one(decisions, None, 0.0, 0.0) if shared_targets else _greedy(_matches(decisions))
     by_source = {d.source: d for d in decisions}
@@ -189,6 +190,8 @@ def _several(decisions: Sequence[Decision], candidates: Sequence[Candidates] | N
         # A target another source scores far better with is that source's, not this one's
         # (a record with no counterpart picks its nearest look-alike); a judged match stays.
         if not judged and decision.target in best and best[decision.target][1] != cands.source and score < best[decision.target][0] - SEVERAL_WINDOW:
+            continue
+        if not judged and floor is not None and score < floor:
             continue
         wanted.append((decision.confidence if judged else score, cands.source, decision.target))
         for item in cands.items:
@@ -231,23 +234,27 @@ def _shared_targets(decisions: Sequence[Decision], candidates: Sequence[Candidat
 
 
 def _one_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
-    return _several(decisions, candidates, shared_targets=False)
+    return several_links(decisions, candidates, shared_targets=False)
 
 
 def _many_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
-    links, conflicts = _several(decisions, candidates, shared_targets=True)
+    links, conflicts = several_links(decisions, candidates, shared_targets=True)
     return close_clusters(links), conflicts
 
 
 def close_clusters(links: Sequence[Link]) -> list[Link]:
-    """Every left-right pair within each connected component of ``links`` (networkx): in a
-    many-to-many alignment each record of a thing is linked to each of its records on the
-    other side. A pair not linked directly gets the weakest confidence of its component."""
+    """Every left-right pair within each cluster of ``links``: in a many-to-many alignment
+    each record of a thing is linked to each of its records on the other side. A cluster
+    that grew through a weak bridge is split there first
+    (:func:`kgalign.resolution.clusters.check_clusters`). A pair not linked directly gets
+    the weakest confidence of its cluster."""
     import networkx as nx
 
-    graph = nx.Graph()
-    for link in links:
-        graph.add_edge(("L", link.left), ("R", link.right), confidence=link.confidence)
+    from kgalign.resolution.clusters import check_clusters, graph_of, is_complete_bipartite
+
+    edges = [(("L", link.left), ("R", link.right), link.confidence) for link in links]
+    checked = check_clusters(edges, is_complete_bipartite(lambda node: node[0]))
+    graph = graph_of(checked.edges)
     direct = {(link.left, link.right): link for link in links}
     closed: list[Link] = []
     for component in nx.connected_components(graph):

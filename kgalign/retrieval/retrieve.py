@@ -237,6 +237,11 @@ def retrieve(
     if lex_sides is not None and dense_sides is None and not _prunes(lex_sides[1].shape[0]):
         # The search scored every pooled pair on every feature already.
         lex = np.take_along_axis(lex_scores, order, axis=1)[kept]
+    if config.self_join:
+        # One graph against itself: an entity is not its own candidate.
+        other = np.asarray(left_iris, dtype=object)[rows] != np.asarray(right_iris, dtype=object)[cols]
+        rows, cols = rows[other], cols[other]
+        lex = None if lex is None else lex[other]
     dense = _pair_dots(*dense_sides, rows, cols) if dense_sides is not None else None
     if lex_sides is not None and lex is None:
         lex = sparse_pair_dots(*lex_sides, rows, cols)
