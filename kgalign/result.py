@@ -206,6 +206,8 @@ class AlignmentResult:
     def cardinality_info(self) -> dict[str, Any]:
         """The run's cardinality: what --resolve auto measured and chose, or the mode given."""
         evidence = self.prepared.cardinality
+        if self.clusters is not None and self.clusters.get("command") == "dedup":
+            return {"resolve": "dedup", "detected": False}
         if evidence is None:
             return {"resolve": self.effective.resolve, "detected": False}
         return {"resolve": self.effective.resolve, "detected": True, **evidence.to_dict()}

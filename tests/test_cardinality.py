@@ -86,6 +86,12 @@ def test_the_cli_logs_and_saves_the_choice(pairs, tmp_path):
     assert "cardinality 1:n:" in text and "--resolve 1:n" in text
     saved = json.loads((outdir / "run.json").read_text())
     assert saved["cardinality"]["choice"] == "1:n" and saved["config"]["resolve"] == "auto" and saved["effective"]["resolve"] == "1:n"
+    assert sum(saved["clusters"]["sizes"].values()) == saved["counts"]["clusters"] and max(map(int, saved["clusters"]["sizes"])) > 2
+    shown = cli(["inspect", outdir / "votes.jsonl"]).output
+    assert "cardinality: 1:n (detected;" in shown and "clusters: " in shown and " of size 3" in shown
+    assert cli(["report", outdir]).exit_code == 0
+    page = (outdir / "report.html").read_text()
+    assert '"choice":"1:n"' in page.replace(" ", "") and "Largest cluster" in page
 
 
 def _candidates(source: str, *scored: tuple[str, float]) -> Candidates:

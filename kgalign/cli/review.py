@@ -100,6 +100,13 @@ def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | Non
         click.echo(json.dumps(rows[:limit], indent=2) if as_json else render_list(rows[:limit], len(rows)))
         return
     summary = summarise(records)
+    run_json = votes.parent / "run.json"
+    if run_json.is_file():
+        try:
+            info = json.loads(run_json.read_text(encoding="utf-8"))
+        except ValueError:
+            info = {}
+        summary["run"] = {key: info.get(key) for key in ("cardinality", "clusters") if isinstance(info, dict) and info.get(key)}
     click.echo(json.dumps(summary, indent=2) if as_json else render_summary(summary))
 
 

@@ -18,6 +18,25 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines.append(f"rounds asked {summary['rounds']}, invalid votes {summary['invalid_votes']}, 'none of these' votes {summary['none_votes']}")
     if summary["mean_round_agreement"] is not None:
         lines.append(f"mean agreement between rounds: {summary['mean_round_agreement']:.3f}")
+    run = summary.get("run") or {}
+    card = run.get("cardinality")
+    if card:
+        if card.get("detected"):
+            lines.append(
+                f"cardinality: {card['choice']} (detected; {card['left_share']:.0%} of left and {card['right_share']:.0%} of right entities "
+                f"with several counterparts; resolve {card['resolve']})"
+            )
+        elif card.get("resolve") == "dedup":
+            lines.append("cardinality: duplicates within one graph (kgalign dedup)")
+        else:
+            lines.append(f"cardinality: resolve {card.get('resolve')} (given)")
+    clusters = run.get("clusters")
+    if clusters and clusters.get("sizes"):
+        sizes = ", ".join(f"{n} of size {size}" for size, n in clusters["sizes"].items())
+        line = f"clusters: {sum(clusters['sizes'].values())} ({sizes})"
+        if "split" in clusters:
+            line += f"; {clusters['split']} split at a weak link, {len(clusters.get('flagged', []))} flagged"
+        lines.append(line)
     wins = summary["position_wins"]
     if wins:
         total = sum(wins.values())

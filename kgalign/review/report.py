@@ -177,6 +177,8 @@ def _run_view(run: dict[str, Any] | None) -> dict[str, Any] | None:
         "peak_rss_mb": run.get("peak_rss_mb"),
         "seed": run.get("seed"),
         "resolve": config.get("resolve"),
+        "cardinality": run.get("cardinality"),
+        "clusters": run.get("clusters"),
         "corrections": config.get("corrections"),
         "explain": config.get("explain"),
         "vote": {k: vote[k] for k in keys if k in vote},

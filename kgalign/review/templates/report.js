@@ -108,6 +108,20 @@
     return { precision: p, recall: r, f1: p + r ? 2 * p * r / (p + r) : 0 };
   }
 
+  function cardinalityText() {
+    var card = DATA.run && DATA.run.cardinality;
+    if (!card || !card.resolve) { return null; }
+    if (!card.detected) { return card.resolve + " (given)"; }
+    return card.choice + " (detected: " + Math.round(100 * card.left_share) + "% left, " + Math.round(100 * card.right_share) + "% right with several)";
+  }
+
+  function largestCluster() {
+    var sizes = DATA.run && DATA.run.clusters && DATA.run.clusters.sizes;
+    if (!sizes) { return null; }
+    var keys = Object.keys(sizes).map(Number);
+    return keys.length ? Math.max.apply(null, keys) : null;
+  }
+
   function renderSummary() {
     var c = DATA.counts || {};
     var sm = DATA.summary || {};
@@ -127,7 +141,12 @@
       ["Cache hits", c.cache_hits],
       ["Prompt tokens (logged rounds)", sm.prompt_tokens],
       ["Round agreement", typeof sm.mean_round_agreement === "number" ? sm.mean_round_agreement.toFixed(3) : null],
-      ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? DATA.run.total_seconds.toFixed(1) : null]
+      ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? DATA.run.total_seconds.toFixed(1) : null],
+      ["Cardinality", cardinalityText()],
+      ["Clusters", c.clusters],
+      ["Largest cluster", largestCluster()],
+      ["Clusters split", DATA.run && DATA.run.clusters && typeof DATA.run.clusters.split === "number" ? DATA.run.clusters.split : null],
+      ["Clusters flagged", DATA.run && DATA.run.clusters && DATA.run.clusters.flagged ? DATA.run.clusters.flagged.length : null]
     ];
     var box = document.getElementById("cards");
     cards.forEach(function (card) {
