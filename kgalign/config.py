@@ -256,6 +256,9 @@ class AlignConfig:
     #: How links are settled: auto detects the cardinality (1:1, 1:n, n:1, n:m) from the
     #: data (kgalign.resolution.cardinality); or a resolve mode by name.
     resolve: str = choice("auto", _resolvers)
+    #: Duplicates within a graph: none, left, right, both, or auto (the sides --resolve auto
+    #: found to hold several records of a thing); their records are merged in fused.ttl.
+    dedup: Literal["none", "left", "right", "both", "auto"] = choice("none", ("none", "left", "right", "both", "auto"))
     canonical: str = choice("left", _canonical)
     conflicts: str = choice("keep-all", _conflicts)
     #: The judge's answer cache (SQLite); None: no cache.

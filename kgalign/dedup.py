@@ -34,11 +34,13 @@ from kgalign.io.triples import TripleSet
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide
-from kgalign.model import Candidates, Decision, Link
+from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
+from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.clusters import ClusterCheck, check_clusters, components, size_histogram
 from kgalign.resolution.resolve import several_links
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates
+from kgalign.retrieval.cascade import CascadeStats
 from kgalign.retrieval.embed import Embedder, configured_embedder
 from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
@@ -68,13 +70,10 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
         graph, table = load_entities(path, "graph", config.left_format, classes, id_column=config.id_column)
     if config.resolve != "auto":
         raise ConfigError(f"resolve: {config.resolve!r} settles two graphs; kgalign dedup finds its own clusters (leave --resolve out)")
-    changes: dict = {
-        "retrieval": {"self_join": True, "exclusive": False, "structure_weight": config.retrieval.structure_weight or 0.0},
-        "vote": {"seed": config.seed},
-    }
+    changes: dict = {"vote": {"seed": config.seed}}
     if config.device == "auto":
         changes["device"] = resolve_device(config.device)
-    effective = config.replace(**changes)
+    effective = self_join(config.replace(**changes))
     with timer.stage("select"):
         selection = choose_predicates(
             predicate_stats(table),
@@ -84,17 +83,11 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
             max_neighbours=config.max_neighbours,
         )
         profiles = build_profiles(table, selection)
-        texts = [p.text(True) for p in profiles]
     by_iri = {p.iri: p for p in profiles}
-    candidates, stats = find_candidates(effective, [], table, table, profiles, profiles, texts, texts, embedder or configured_embedder(effective), timer)
-
-    vote = effective.vote
-    with timer.stage("judge"):
-        cached_judge, cache = build_judge(effective, judge)
-        with progress_bar("judge", vote.rounds * len(candidates) if cached_judge else 0) as advance:
-            if cached_judge is not None:
-                cached_judge.on_answered = advance
-            decisions = decide(candidates, by_iri, by_iri, cached_judge, vote)
+    cached_judge, cache = build_judge(effective, judge)
+    try:
+        candidates, stats, decisions = retrieve_and_decide(table, profiles, effective, embedder or configured_embedder(effective), cached_judge, timer)
+    finally:
         if cache is not None:
             cache.close()
 
@@ -142,6 +135,48 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
 
         result.evaluate(sorted({(min(a, b), max(a, b)) for a, b in read_pairs(gold)}), str(gold))
     return result
+
+
+def self_join(config: AlignConfig) -> AlignConfig:
+    """The settings of one graph against itself: no entity its own candidate, no target
+    withheld, every entity a source and a target."""
+    return config.replace(retrieval={"self_join": True, "exclusive": False}, only_left=(), only_right=())
+
+
+def retrieve_and_decide(
+    table: EntityTable, profiles: list[EntityProfile], config: AlignConfig, embedder: Embedder, judge: Judge | None, timer: StageTimer
+) -> tuple[list[Candidates], CascadeStats | None, list[Decision]]:
+    """Candidates of every entity among the others (``config`` from :func:`self_join`), and the decisions on them."""
+    texts = [profile.text(True) for profile in profiles]
+    candidates, stats = find_candidates(config, [], table, table, profiles, profiles, texts, texts, embedder, timer)
+    by_iri = {profile.iri: profile for profile in profiles}
+    with timer.stage("judge"), progress_bar("judge", config.vote.rounds * len(candidates) if judge else 0) as advance:
+        if judge is not None:
+            judge.on_answered = advance  # type: ignore[attr-defined]
+        decisions = decide(candidates, by_iri, by_iri, judge, config.vote)
+    return candidates, stats, decisions
+
+
+def side_duplicates(
+    table: EntityTable, profiles: dict[str, EntityProfile], config: AlignConfig, embedder: Embedder, judge: Judge | None
+) -> tuple[list[Link], ClusterCheck]:
+    """The duplicate pairs among one graph's entities, as ``kgalign run --dedup`` finds them."""
+    ordered = [profiles[iri] for iri in table.entities if iri in profiles]
+    candidates, _, decisions = retrieve_and_decide(table, ordered, self_join(config), embedder, judge, StageTimer())
+    return duplicate_links(decisions, candidates)
+
+
+def dedup_sides(dedup: str, cardinality: CardinalityEvidence | None) -> list[str]:
+    """The graphs whose duplicates a run looks for: as given, or (auto) the sides the
+    cardinality detection found to hold several records of a thing."""
+    if dedup == "both":
+        return ["left", "right"]
+    if dedup in ("left", "right"):
+        return [dedup]
+    if dedup == "auto" and cardinality is not None:
+        # 1:n: each left entity has several right records, so the right graph holds duplicates.
+        return {"1:n": ["right"], "n:1": ["left"], "n:m": ["left", "right"]}.get(cardinality.choice, [])
+    return []
 
 
 def duplicate_links(decisions: list[Decision], candidates: list[Candidates]) -> tuple[list[Link], ClusterCheck]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-#: What :meth:`kgalign.result.AlignmentResult.save` writes (metrics.json only with gold).
-OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json")
+#: What :meth:`kgalign.result.AlignmentResult.save` writes (metrics.json only with gold,
+#: duplicates.ttl only with --dedup).
+OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json", "duplicates.ttl")
 #: The judge's answer cache, kept in the output folder so a rerun resumes.
 CACHE_FILE = "judge-cache.sqlite"
 #: Every file kgalign may leave in an output folder (the report and SQLite's side files too).

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from kgalign.config import AlignConfig
+from kgalign.dedup import dedup_sides, side_duplicates
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import fuse
 from kgalign.io.entities import load_entities
@@ -22,6 +23,7 @@ from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
 from kgalign.model import Link
 from kgalign.resolution.cardinality import detect_cardinality
+from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
@@ -89,8 +91,20 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
         seed_links = [Link(a, b, 1.0) for a, b in prepared.seeds]
         links = sorted(links + seed_links, key=lambda link: (link.left, link.right))
 
+    duplicates: dict[str, list[Link]] = {}
+    duplicate_checks = {}
+    sides = dedup_sides(config.dedup, prepared.cardinality)
+    if sides:
+        with timer.stage("dedup"):
+            own_embedder = embedder or configured_embedder(effective)
+            for side in sides:
+                table = prepared.left_table if side == "left" else prepared.right_table
+                profiles = prepared.left_profiles if side == "left" else prepared.right_profiles
+                duplicates[side], duplicate_checks[side] = side_duplicates(table, profiles, effective, own_embedder, cached_judge)
+                log.info("%s graph: %d duplicate pairs", side, len(duplicates[side]))
+
     with timer.stage("fuse"):
-        fusion = fuse(prepared.left_graph, prepared.right_graph, links, config.canonical, config.conflicts)
+        fusion = fuse(prepared.left_graph, prepared.right_graph, links, config.canonical, config.conflicts, duplicates)
 
     result = AlignmentResult(
         config=config,
@@ -106,6 +120,15 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
         counts={},
         judge_id=judge_id(cached_judge, effective),
     )
+    result.duplicates = duplicates
+    if sides:
+        result.clusters = {
+            "sizes": size_histogram(fusion.clusters),
+            "duplicates": {
+                side: {"pairs": len(duplicates[side]), "split": check.split, "flagged": [list(map(str, nodes)) for nodes in check.flagged]}
+                for side, check in duplicate_checks.items()
+            },
+        }
     result.counts = result.count(cached_judge, explained, len(seed_links))
     if gold is not None:
         result.evaluate(gold, gold_name)

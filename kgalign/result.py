@@ -86,6 +86,8 @@ class AlignmentResult:
     started: float = field(default_factory=time.time)
     #: What run.json says of the clusters beyond their sizes (``kgalign dedup``: splits, flags).
     clusters: dict[str, Any] | None = None
+    #: Duplicate pairs within a graph (``--dedup``), by side ("left", "right").
+    duplicates: dict[str, list[Link]] = field(default_factory=dict)
 
     @property
     def left_graph(self) -> TripleSource:
@@ -225,6 +227,8 @@ class AlignmentResult:
         paths = {name: outdir / name for name in OUTPUT_FILES}
         if self.metrics is None:
             paths.pop("metrics.json")
+        if not self.duplicates:
+            paths.pop("duplicates.ttl")
         try:
             outdir.mkdir(parents=True, exist_ok=True)
             with relaxed_gc(), deferred_renames():
@@ -238,10 +242,15 @@ class AlignmentResult:
                     write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path, rendered), paths["provenance.trig"])
                     if self.metrics is not None:
                         write_json(paths["metrics.json"], self.metrics)
+                    if self.duplicates:
+                        write_links([pair for side in sorted(self.duplicates) for pair in self.duplicates[side]], paths["duplicates.ttl"])
                 write_json(paths["run.json"], self.run_info())
             if self.metrics is None and (outdir / "metrics.json").is_file():
                 (outdir / "metrics.json").unlink()
                 log.info("%s: removed the metrics.json of an earlier run (this run has no gold)", outdir)
+            if not self.duplicates and (outdir / "duplicates.ttl").is_file():
+                (outdir / "duplicates.ttl").unlink()
+                log.info("%s: removed the duplicates.ttl of an earlier run (this run has no --dedup)", outdir)
         except OSError as exc:
             raise KgalignError(f"{exc.filename or outdir}: cannot write the outputs ({exc.strerror or exc})") from None
         return paths

@@ -104,3 +104,45 @@ def test_dedup_fusion_keeps_every_triple(triples, pairs):
         assert rewritten in result.graph
     for members in clusters:
         assert {result.canonical[m] for m in members} == {members[0]}
+
+
+def test_run_with_dedup_merges_records_without_a_counterpart(persons, duplicates, tmp_path):
+    """--dedup right: right records of a person missing on the left are merged with each other in fused.ttl."""
+    from kgalign.evaluation.metrics import read_pairs
+
+    left_graph = Graph().parse(persons["left"])
+    removed = [URIRef(a) for a, _ in read_pairs(persons["gold"])[:10]]
+    for person in removed:
+        left_graph.remove((person, None, None))
+    write_sorted(left_graph, tmp_path / "left.nt")
+    outdir = tmp_path / "out"
+    result = cli(["run", tmp_path / "left.nt", duplicates["graph"], "-o", outdir, "--dedup", "right", "--quiet"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((outdir / "run.json").read_text())
+    pairs = {(str(s), str(o)) for s, _, o in Graph().parse(outdir / "duplicates.ttl")}
+    gold = {tuple(line.split("\t")) for line in duplicates["gold"].read_text().splitlines()}
+    assert info["clusters"]["duplicates"]["right"]["pairs"] == len(pairs) and len(pairs & gold) >= 0.95 * len(gold)
+    # Clusters of right records alone (their person was removed from the left) are merged too.
+    lefts = {str(s) for s in left_graph.subjects()}
+    fused = Graph().parse(outdir / "fused.ttl")
+    right_only = [
+        (s, o) for s, _, o in fused.triples((None, OWL.sameAs, None)) if str(s) not in lefts and (str(min(s, o)), str(max(s, o))) in gold
+    ]
+    assert right_only, "no cluster of right records without a left counterpart was merged"
+    # Without --dedup there is no duplicates.ttl (and a stale one is removed).
+    assert cli(["run", tmp_path / "left.nt", duplicates["graph"], "-o", outdir, "--quiet"]).exit_code == 0
+    assert not (outdir / "duplicates.ttl").exists() and "duplicates" not in json.loads((outdir / "run.json").read_text())["clusters"]
+
+
+def test_dedup_auto_follows_the_detected_cardinality():
+    from kgalign.dedup import dedup_sides
+    from kgalign.resolution.cardinality import CardinalityEvidence
+
+    def evidence(choice: str) -> CardinalityEvidence:
+        return CardinalityEvidence(choice, 10, 5, 10, 0)
+
+    assert dedup_sides("auto", evidence("1:n")) == ["right"]
+    assert dedup_sides("auto", evidence("n:1")) == ["left"]
+    assert dedup_sides("auto", evidence("n:m")) == ["left", "right"]
+    assert dedup_sides("auto", evidence("1:1")) == [] and dedup_sides("auto", None) == []
+    assert dedup_sides("both", None) == ["left", "right"] and dedup_sides("none", evidence("1:n")) == []

@@ -105,6 +105,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity.", kwargs={"type": click.IntRange(1, 100)}),
     RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order.", kwargs={"type": click.IntRange(1, 15)}),
     RunOption(("--resolve",), "resolve", "How many counterparts an entity may have: auto detects it from the data (1:1, 1:n, n:1 or n:m; logged and saved in run.json); 1:1 (= assignment, or greedy), 1:n, n:1 (= many-to-one) or n:m force one.", kwargs={"type": LiveChoice(_resolve_names)}),
+    RunOption(("--dedup",), "dedup", "Also find records of one graph that are the same thing and merge them in fused.ttl (pairs in duplicates.ttl): left, right, both, auto (the sides --resolve auto found to hold several records of a thing) or none.", kwargs={"type": click.Choice(["none", "left", "right", "both", "auto"])}),
     RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
     RunOption(("--conflicts",), "conflicts", "Policy for two different values of a functional attribute on one fused entity.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CONFLICT_POLICIES"))}),
     RunOption(("--device",), "device", "Where the models run: auto, cpu, cuda, cuda:N or mps.", kwargs={"metavar": "DEVICE"}),

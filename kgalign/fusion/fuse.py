@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -69,23 +69,29 @@ class FusionResult:
         return fused
 
 
-def cluster_links(links: Iterable[Link]) -> list[list[str]]:
+def cluster_links(links: Iterable[Link], same_side: Mapping[str, Sequence[Link]] | None = None) -> list[list[str]]:
     """Connected components of the links (networkx), each a sorted list of its IRIs (left
     ones before right ones), the clusters sorted. A left and a right IRI that are the
-    same string are still two nodes."""
+    same string are still two nodes. ``same_side`` adds links between two entities of
+    one graph (``{"left": [...], "right": [...]}``: duplicates)."""
     import networkx as nx
 
     graph = nx.Graph()
     graph.add_edges_from((("L", link.left), ("R", link.right)) for link in links)
+    for side, pairs in (same_side or {}).items():
+        tag = "L" if side == "left" else "R"
+        graph.add_edges_from(((tag, pair.left), (tag, pair.right)) for pair in pairs)
     return sorted([iri for _, iri in sorted(component)] for component in nx.connected_components(graph))
 
 
-def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str) -> dict[str, str]:
+def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str, same_side: Mapping[str, Sequence[Link]] | None = None) -> dict[str, str]:
     """Map every clustered IRI to its cluster's canonical IRI."""
     choose = CANONICAL_POLICIES.get(policy)
     links = list(links)
     lefts = {link.left for link in links}
     rights = {link.right for link in links}
+    for side, pairs in (same_side or {}).items():
+        (lefts if side == "left" else rights).update(iri for pair in pairs for iri in (pair.left, pair.right))
     mapping: dict[str, str] = {}
     for members in clusters:
         canonical = choose(members, lefts, rights)
@@ -130,10 +136,11 @@ def fuse(
     links: Sequence[Link],
     canonical: str = "left",
     conflicts: str = "keep-all",
+    same_side: Mapping[str, Sequence[Link]] | None = None,
 ) -> FusionResult:
     policy = CONFLICT_POLICIES.get(conflicts)
-    clusters = cluster_links(links)
-    mapping = choose_canonical(clusters, links, canonical)
+    clusters = cluster_links(links, same_side)
+    mapping = choose_canonical(clusters, links, canonical, same_side)
     functional = _functional_predicates(left) & _functional_predicates(right) if policy is not None else set()
 
     # Clustered IRIs to their canonical IRI, as terms: a literal or blank node never matches.
