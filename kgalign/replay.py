@@ -30,6 +30,8 @@ class SavedRun:
     left: str | Path
     right: str | Path
     config: AlignConfig
+    #: "run", or "dedup" for an output folder of `kgalign dedup`.
+    command: str = "run"
 
 
 def read_run(outdir: str | Path) -> SavedRun:
@@ -46,7 +48,9 @@ def read_run(outdir: str | Path) -> SavedRun:
     if info.get("schema", 1) < RUN_SCHEMA:
         raise KgalignError(f"{path}: written by an older kgalign (run.json schema {info.get('schema', 1)}); run it again with `kgalign run`")
     config = AlignConfig.from_dict(info["config"], str(path))
-    return SavedRun(_input(info["left"]), _input(info["right"]), config)
+    clusters = info.get("clusters")
+    clusters = clusters if isinstance(clusters, dict) else {}
+    return SavedRun(_input(info["left"]), _input(info["right"]), config, "dedup" if clusters.get("command") == "dedup" else "run")
 
 
 def _input(value: str) -> str | Path:
@@ -82,7 +86,12 @@ def rerun(outdir: str | Path, new_outdir: str | Path | None = None) -> Alignment
     saved = read_run(outdir)
     if new_outdir is not None:
         carry_sources(outdir, new_outdir)
-    result = align(saved.left, saved.right, replay_config(saved, new_outdir))
+    if saved.command == "dedup":
+        from kgalign.dedup import deduplicate
+
+        result = deduplicate(saved.left, replay_config(saved, new_outdir))
+    else:
+        result = align(saved.left, saved.right, replay_config(saved, new_outdir))
     if new_outdir is not None:
         result.save(new_outdir)
     return result

@@ -67,6 +67,9 @@ def test_dedup_command_writes_the_outputs(duplicates, tmp_path):
     assert info["clusters"]["command"] == "dedup" and sum(info["clusters"]["sizes"].values()) == info["counts"]["clusters"]
     links = Graph().parse(outdir / "links.ttl")
     assert len(links) == info["counts"]["links"]
+    again = tmp_path / "again"
+    assert cli(["rerun", outdir, "-o", again, "--quiet"]).exit_code == 0
+    assert (again / "links.ttl").read_text() == (outdir / "links.ttl").read_text()
     refused = cli(["dedup", duplicates["graph"], "-o", tmp_path / "refused", "--resolve", "1:1"])
     assert refused.exit_code == 1 and "kgalign dedup finds its own clusters" in refused.output
     assert not (tmp_path / "refused").exists()

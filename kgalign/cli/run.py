@@ -63,15 +63,21 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
     of `kgalign run` (--resolve aside).
     """
     from kgalign.cli.run_options import config_from_command_line
-    from kgalign.dedup import deduplicate
 
     quiet(opts["quiet"])
     config = config_from_command_line(ctx, opts)
     if not opts["no_cache"]:
         config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    _dedup(graph, outdir, config, opts["force"])
+
+
+def _dedup(graph: Path, outdir: Path, config, force: bool) -> None:
+    """Check, deduplicate ``graph``, write OUTDIR, print the summary line (and the metrics)."""
+    from kgalign.dedup import deduplicate
+
     check_judge_settings(config)
     created = not outdir.exists()
-    check_outdir(outdir, opts["force"], [graph])
+    check_outdir(outdir, force, [graph])
     try:
         result = deduplicate(graph, config)
         result.save(outdir)
@@ -105,6 +111,9 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
 
     quiet(no_bars)
     saved = read_run(olddir)
+    if saved.command == "dedup":
+        _dedup(Path(saved.left), outdir, replay_config(saved, outdir), force)
+        return
     _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force, olddir)
 
 
