@@ -54,6 +54,12 @@ def _resolvers() -> list[str]:
     return ["auto", *RESOLVERS.names()]
 
 
+def _engines() -> list[str]:
+    from kgalign.runtime.engines import ENGINES
+
+    return ENGINES.names()
+
+
 def _canonical() -> list[str]:
     from kgalign.fusion.fuse import CANONICAL_POLICIES
 
@@ -238,6 +244,8 @@ class AlignConfig:
     embed_max_tokens: int = number(128, 8, 8192)
     #: Where the embedder and the local judge run: auto, cpu, cuda, cuda:N, mps.
     device: str = "auto"
+    #: What runs the stages: an engine from the registry (kgalign.runtime.engines).
+    engine: str = choice("local", _engines)
     left_format: str | None = None
     right_format: str | None = None
     #: Id column of CSV/TSV inputs; None: the first column.

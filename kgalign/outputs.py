@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 #: What :meth:`kgalign.result.AlignmentResult.save` writes (metrics.json only with gold,
-#: duplicates.ttl only with --dedup).
-OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json", "duplicates.ttl")
+#: duplicates.ttl only with --dedup, changes.jsonl only with --since; entities.json.gz: the
+#: entities' content hashes, for a later --since).
+OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json", "duplicates.ttl", "changes.jsonl", "entities.json.gz")
 #: The judge's answer cache, kept in the output folder so a rerun resumes.
 CACHE_FILE = "judge-cache.sqlite"
 #: Every file kgalign may leave in an output folder (the report and SQLite's side files too).

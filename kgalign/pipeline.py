@@ -16,6 +16,7 @@ from kgalign.config import AlignConfig
 from kgalign.dedup import dedup_sides, side_duplicates
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import fuse
+from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.io.entities import load_entities
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.judging.base import Judge, check_judge
@@ -46,6 +47,7 @@ def align(
     config: AlignConfig | None = None,
     embedder: Embedder | None = None,
     judge: Judge | None = None,
+    since: str | Path | AlignmentResult | OldRun | None = None,
 ) -> AlignmentResult:
     """Run the whole pipeline on two graph files and return everything it produced.
 
@@ -57,11 +59,25 @@ def align(
     the graphs are loaded. With ``config.gold`` (or ``test_gold``) the result is scored.
     """
     config = config or AlignConfig()
+    old = None
+    if since is not None:
+        old = since if isinstance(since, OldRun) else OldRun.from_result(since) if isinstance(since, AlignmentResult) else read_old(since)
+    from kgalign.runtime.engines import ENGINES
+
+    return ENGINES.get(config.engine)(left, right, config, embedder, judge, old)
+
+
+def run_local(
+    left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None, old: OldRun | None
+) -> AlignmentResult:
+    """The ``local`` engine: every stage in this process."""
     with relaxed_gc():
-        return _align(left, right, config, embedder, judge)
+        return _align(left, right, config, embedder, judge, old)
 
 
-def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None) -> AlignmentResult:
+def _align(
+    left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None, old: OldRun | None = None
+) -> AlignmentResult:
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
@@ -69,6 +85,10 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
     timer = StageTimer()
     prepared, effective = _prepare(left, right, config, embedder, timer, True, gold)
     vote = effective.vote
+    reused_answers = False
+    if old is not None:
+        check_overlap(old, prepared.left_table.entities, prepared.right_table.entities)
+        reused_answers = reuse_answers(old, config.cache_path)
 
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge)
@@ -132,6 +152,10 @@ def _align(left: str | Path, right: str | Path, config: AlignConfig, embedder: E
     result.counts = result.count(cached_judge, explained, len(seed_links))
     if gold is not None:
         result.evaluate(gold, gold_name)
+    if old is not None:
+        result.changes, result.since = compare(old, result)
+        result.since["reused"] = {"judge_answers": reused_answers, "cache_hits": result.counts["cache_hits"], "llm_questions": result.counts["llm_questions"]}
+        log.info("%s", summary_line(result.since, result.counts))
     return result
 
 

@@ -17,6 +17,8 @@ from kgalign.errors import KgalignError
 from kgalign.evaluation.metrics import Pair, score_alignment
 from kgalign.fusion.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
 from kgalign.fusion.fuse import FusionResult
+from kgalign.incremental.since import write_changes
+from kgalign.incremental.state import table_hashes, write_state
 from kgalign.io.atomic import deferred_renames, write_text_atomic
 from kgalign.io.inputs import describe_input, input_name
 from kgalign.io.triples import TripleSource
@@ -88,6 +90,10 @@ class AlignmentResult:
     clusters: dict[str, Any] | None = None
     #: Duplicate pairs within a graph (``--dedup``), by side ("left", "right").
     duplicates: dict[str, list[Link]] = field(default_factory=dict)
+    #: ``--since``: the records of changes.jsonl, and run.json's summary of them.
+    changes: list[dict[str, Any]] | None = None
+    since: dict[str, Any] | None = None
+    _hashes: tuple[dict[str, str], dict[str, str]] | None = field(default=None, repr=False)
 
     @property
     def left_graph(self) -> TripleSource:
@@ -201,9 +207,16 @@ class AlignmentResult:
             "peak_rss_mb": StageTimer.process_peak_mb(),
             "counts": self.counts,
             "cardinality": self.cardinality_info(),
+            "since": self.since,
             "clusters": self.clusters if self.clusters is not None else {"sizes": size_histogram(self.fusion.clusters)},
             "metrics": self.metrics,
         }
+
+    def entity_hashes(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Each entity's content hash, left and right (computed once)."""
+        if self._hashes is None:
+            self._hashes = (table_hashes(self.left_table), table_hashes(self.right_table))
+        return self._hashes
 
     def cardinality_info(self) -> dict[str, Any]:
         """The run's cardinality: what --resolve auto measured and chose, or the mode given."""
@@ -229,6 +242,8 @@ class AlignmentResult:
             paths.pop("metrics.json")
         if not self.duplicates:
             paths.pop("duplicates.ttl")
+        if self.changes is None:
+            paths.pop("changes.jsonl")
         try:
             outdir.mkdir(parents=True, exist_ok=True)
             with relaxed_gc(), deferred_renames():
@@ -244,10 +259,16 @@ class AlignmentResult:
                         write_json(paths["metrics.json"], self.metrics)
                     if self.duplicates:
                         write_links([pair for side in sorted(self.duplicates) for pair in self.duplicates[side]], paths["duplicates.ttl"])
+                    if self.changes is not None:
+                        write_changes(paths["changes.jsonl"], self.changes)
+                    write_state(paths["entities.json.gz"], *self.entity_hashes())
                 write_json(paths["run.json"], self.run_info())
             if self.metrics is None and (outdir / "metrics.json").is_file():
                 (outdir / "metrics.json").unlink()
                 log.info("%s: removed the metrics.json of an earlier run (this run has no gold)", outdir)
+            if self.changes is None and (outdir / "changes.jsonl").is_file():
+                (outdir / "changes.jsonl").unlink()
+                log.info("%s: removed the changes.jsonl of an earlier run (this run has no --since)", outdir)
             if not self.duplicates and (outdir / "duplicates.ttl").is_file():
                 (outdir / "duplicates.ttl").unlink()
                 log.info("%s: removed the duplicates.ttl of an earlier run (this run has no --dedup)", outdir)

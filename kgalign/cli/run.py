@@ -42,7 +42,7 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
         config = config.replace(cache_path=str(outdir / CACHE_FILE))
     if is_endpoint(left) or is_endpoint(right):
         config = config.replace(sparql={"cache_dir": str(outdir / SOURCES_DIR)})
-    _start(left, right, outdir, config, opts["force"])
+    _start(left, right, outdir, config, opts["force"], since=opts["since"])
 
 
 @click.command(cls=RunCommand)
@@ -117,12 +117,22 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
     _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force, olddir)
 
 
-def _start(left: str | Path, right: str | Path, outdir: Path, config, force: bool, olddir: Path | None = None) -> None:
+def _start(
+    left: str | Path, right: str | Path, outdir: Path, config, force: bool, olddir: Path | None = None, since: Path | None = None
+) -> None:
     """Check everything that can fail before work starts, then run and write OUTDIR."""
     from kgalign.io.sparql.source import check_endpoint_inputs
 
     check_judge_settings(config)
     check_endpoint_inputs(left, right, config)
+    old = None
+    if since is not None:
+        from kgalign.incremental.since import read_old
+
+        if outdir.exists() and since.resolve() == outdir.resolve():
+            raise KgalignError(f"{outdir}: --since names the output folder itself; write the new run into another folder")
+        old = read_old(since)  # a corrupt or foreign OLD stops here, before OUTDIR is touched
+        olddir = olddir or since
     created = not outdir.exists()
     check_outdir(outdir, force, [p for p in (left, right) if isinstance(p, Path)])
     try:
@@ -130,7 +140,7 @@ def _start(left: str | Path, right: str | Path, outdir: Path, config, force: boo
             from kgalign.replay import carry_sources
 
             carry_sources(olddir, outdir)
-        _run(left, right, outdir, config)
+        _run(left, right, outdir, config, old)
     except BaseException:
         if created:
             _remove_if_nothing_finished(outdir)
@@ -164,13 +174,13 @@ def check_judge_settings(config) -> None:
         resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
 
 
-def _run(left: str | Path, right: str | Path, outdir: Path, config) -> None:
+def _run(left: str | Path, right: str | Path, outdir: Path, config, old=None) -> None:
     """Align, write OUTDIR, print the summary line (and the metrics)."""
     from kgalign.io.importers.tables import check_table_inputs
     from kgalign.pipeline import align
 
     check_table_inputs(left, right)
-    result = align(left, right, config)
+    result = align(left, right, config, since=old)
     paths = result.save(outdir)
     counts = result.counts
     click.echo(

@@ -108,9 +108,11 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--dedup",), "dedup", "Also find records of one graph that are the same thing and merge them in fused.ttl (pairs in duplicates.ttl): left, right, both, auto (the sides --resolve auto found to hold several records of a thing) or none.", kwargs={"type": click.Choice(["none", "left", "right", "both", "auto"])}),
     RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
     RunOption(("--conflicts",), "conflicts", "Policy for two different values of a functional attribute on one fused entity.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CONFLICT_POLICIES"))}),
+    RunOption(("--engine",), "engine", "What runs the stages: local (every stage in this process) or an engine another package registers (entry point group kgalign.engines).", kwargs={"type": LiveChoice(_registry_names("kgalign.runtime.engines", "ENGINES"))}),
     RunOption(("--device",), "device", "Where the models run: auto, cpu, cuda, cuda:N or mps.", kwargs={"metavar": "DEVICE"}),
     RunOption(("--corrections",), "corrections", "Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision and is never asked to the judge.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--seed",), "seed", "Seed for the shuffled rounds and anything random.", expert=True, kwargs={"type": int}),
+    RunOption(("--since",), None, "OLD: the output folder of an earlier run on earlier versions of the inputs. Its judge answers are reused (only new or affected sources are asked), and changes.jsonl lists the entities, links and clusters that changed since.", kwargs={"type": PATH, "metavar": "OLD"}),
     RunOption(("--force",), None, "Write into OUTDIR even if it holds other files.", kwargs={"is_flag": True}),
     RunOption(("--quiet",), None, "No progress bars.", kwargs={"is_flag": True}),
     # ----- expert: --help-all -----

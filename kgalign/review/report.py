@@ -178,6 +178,7 @@ def _run_view(run: dict[str, Any] | None) -> dict[str, Any] | None:
         "seed": run.get("seed"),
         "resolve": config.get("resolve"),
         "cardinality": run.get("cardinality"),
+        "since": run.get("since"),
         "clusters": run.get("clusters"),
         "corrections": config.get("corrections"),
         "explain": config.get("explain"),

@@ -115,6 +115,18 @@
     return card.choice + " (detected: " + Math.round(100 * card.left_share) + "% left, " + Math.round(100 * card.right_share) + "% right with several)";
   }
 
+  function sinceLinks(kind) {
+    var since = DATA.run && DATA.run.since;
+    return since && since.links ? since.links[kind] : null;
+  }
+
+  function sinceEntities() {
+    var since = DATA.run && DATA.run.since;
+    if (!since || !since.entities) { return null; }
+    var e = since.entities;
+    return "left +" + e.left.added + " \u2212" + e.left.removed + " ~" + e.left.changed + ", right +" + e.right.added + " \u2212" + e.right.removed + " ~" + e.right.changed;
+  }
+
   function largestCluster() {
     var sizes = DATA.run && DATA.run.clusters && DATA.run.clusters.sizes;
     if (!sizes) { return null; }
@@ -146,7 +158,11 @@
       ["Clusters", c.clusters],
       ["Largest cluster", largestCluster()],
       ["Clusters split", DATA.run && DATA.run.clusters && typeof DATA.run.clusters.split === "number" ? DATA.run.clusters.split : null],
-      ["Clusters flagged", DATA.run && DATA.run.clusters && DATA.run.clusters.flagged ? DATA.run.clusters.flagged.length : null]
+      ["Clusters flagged", DATA.run && DATA.run.clusters && DATA.run.clusters.flagged ? DATA.run.clusters.flagged.length : null],
+      ["Links added since OLD", sinceLinks("added")],
+      ["Links removed since OLD", sinceLinks("removed")],
+      ["Links changed since OLD", sinceLinks("changed")],
+      ["Entities changed since OLD", sinceEntities()]
     ];
     var box = document.getElementById("cards");
     cards.forEach(function (card) {

@@ -1,0 +1,224 @@
+"""A run against an earlier one (``--since OLD``): what it reuses, and what changed.
+
+The new run is a whole run on the new inputs, so its links are those of a full run:
+global statistics (TF-IDF document frequencies, attribute ranking) are recomputed, not
+patched. What makes it cheap is what it reuses:
+
+- the judge's answers: OLD's answer cache is copied into the new folder before the judge
+  runs, so a question asked before (same source, same candidates, same texts: the same
+  prompt) is answered from it; only new or affected sources reach the LLM;
+- the sentence vectors, kept by content hash in the shared vector cache, so only new
+  or changed texts are embedded;
+- endpoint copies (OUTDIR/sources), carried over unless ``--refresh``.
+
+Then it compares with OLD: entities added, removed and changed on each side (by content
+hash, OLD/entities.json.gz), links added, removed and changed, clusters merged and split,
+each with its reason, into ``changes.jsonl``, a summary in run.json (``since``), one line
+on stderr and a section of the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kgalign.errors import KgalignError
+from kgalign.incremental.state import STATE_FILE, read_state
+from kgalign.outputs import CACHE_FILE
+
+if TYPE_CHECKING:
+    from kgalign.result import AlignmentResult
+
+log = logging.getLogger(__name__)
+
+SINCE_FILE = "changes.jsonl"
+
+
+@dataclass
+class OldRun:
+    """What a later run needs of an earlier one."""
+
+    name: str
+    left: dict[str, str]
+    right: dict[str, str]
+    links: set[tuple[str, str]]
+    folder: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, result: AlignmentResult) -> OldRun:
+        left, right = result.entity_hashes()
+        return cls(name="(previous result)", left=left, right=right, links={(link.left, link.right) for link in result.links})
+
+
+def read_old(folder: str | Path) -> OldRun:
+    """The earlier run in ``folder``: its entity hashes, links and run.json; one-line errors, nothing written."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KgalignError(f"{folder}: --since needs the output folder of an earlier `kgalign run`")
+    run_json = folder / "run.json"
+    try:
+        info = json.loads(run_json.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KgalignError(f"{run_json}: cannot read it ({exc.strerror or exc}); --since needs the output folder of an earlier `kgalign run`") from None
+    except ValueError as exc:
+        raise KgalignError(f"{run_json}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict) or "counts" not in info:
+        raise KgalignError(f"{run_json}: not the run.json of a `kgalign run`")
+    clusters = info.get("clusters")
+    if isinstance(clusters, dict) and clusters.get("command") == "dedup":
+        raise KgalignError(f"{folder}: the output of `kgalign dedup`, not of `kgalign run`")
+    left, right = read_state(folder / STATE_FILE)
+    return OldRun(name=str(folder), left=left, right=right, links=_read_links(folder / "links.ttl"), folder=folder, info=info)
+
+
+def _read_links(path: Path) -> set[tuple[str, str]]:
+    import pyoxigraph as ox
+
+    try:
+        with path.open("rb") as handle:
+            return {(q.subject.value, q.object.value) for q in ox.parse(handle, format=ox.RdfFormat.TURTLE) if q.predicate.value.endswith("#sameAs")}
+    except FileNotFoundError:
+        raise KgalignError(f"{path}: missing; the earlier run's folder is incomplete") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise KgalignError(f"{path}: cannot read the earlier run's links ({exc})") from None
+
+
+def check_overlap(old: OldRun, left: Iterable[str], right: Iterable[str]) -> None:
+    """A folder of a run on other data entirely is a mistake: say so rather than report everything as new."""
+    if not (old.left.keys() & set(left)) and not (old.right.keys() & set(right)):
+        raise KgalignError(f"{old.name}: no entity in common with these inputs on either side; is it the folder of a run on earlier versions of them?")
+
+
+def reuse_answers(old: OldRun, cache_path: str | None) -> bool:
+    """Copy OLD's judge answer cache to ``cache_path`` when that holds none yet; whether it did."""
+    if old.folder is None or cache_path is None:
+        return False
+    source, target = old.folder / CACHE_FILE, Path(cache_path)
+    if not source.is_file() or target.exists() or source.resolve() == target.resolve():
+        return False
+    import sqlite3
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # SQLite's backup copies a consistent state even if OLD's write-ahead log holds the last answers.
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    log.info("reusing %s's judge answers (%s)", old.name, source)
+    return True
+
+
+def _diff(old: dict[str, str], new: dict[str, str]) -> dict[str, set[str]]:
+    both = old.keys() & new.keys()
+    return {
+        "added": set(new) - set(old),
+        "removed": set(old) - set(new),
+        "changed": {iri for iri in both if old[iri] != new[iri]},
+        "unchanged": {iri for iri in both if old[iri] == new[iri]},
+    }
+
+
+def _reason(left: str, right: str, entities: dict[str, dict[str, set[str]]]) -> str:
+    for side, iri in (("left", left), ("right", right)):
+        for kind in ("added", "removed", "changed"):
+            if iri in entities[side][kind]:
+                return f"{side} entity {kind}"
+    return "re-checked: candidates or statistics changed"
+
+
+def _clusters(pairs: Iterable[tuple[str, str]]) -> list[set[str]]:
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_edges_from((("L", a), ("R", b)) for a, b in pairs)
+    return [{f"{side}:{iri}" for side, iri in component} for component in nx.connected_components(graph)]
+
+
+def compare(old: OldRun, result: AlignmentResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The records of changes.jsonl and the ``since`` summary of run.json."""
+    left, right = result.entity_hashes()
+    entities = {"left": _diff(old.left, left), "right": _diff(old.right, right)}
+    records: list[dict[str, Any]] = []
+    for side in ("left", "right"):
+        for kind in ("added", "removed", "changed"):
+            records += [{"change": f"entity_{kind}", "side": side, "iri": iri} for iri in sorted(entities[side][kind])]
+    new_links = {(link.left, link.right) for link in result.links}
+    old_by_left: dict[str, set[str]] = defaultdict(set)
+    new_by_left: dict[str, set[str]] = defaultdict(set)
+    for a, b in old.links:
+        old_by_left[a].add(b)
+    for a, b in new_links:
+        new_by_left[a].add(b)
+    counts: Counter[str] = Counter()
+    for source in sorted(old_by_left.keys() | new_by_left.keys()):
+        before, after = old_by_left.get(source, set()), new_by_left.get(source, set())
+        gone, came = sorted(before - after), sorted(after - before)
+        if len(gone) == 1 and len(came) == 1:
+            records.append({"change": "link_changed", "left": source, "old_right": gone[0], "right": came[0], "reason": _reason(source, came[0], entities)})
+            counts["changed"] += 1
+            continue
+        for target in gone:
+            records.append({"change": "link_removed", "left": source, "right": target, "reason": _reason(source, target, entities)})
+            counts["removed"] += 1
+        for target in came:
+            records.append({"change": "link_added", "left": source, "right": target, "reason": _reason(source, target, entities)})
+            counts["added"] += 1
+    counts["kept"] = len(old.links & new_links)
+    present = {f"L:{iri}" for iri in left} | {f"R:{iri}" for iri in right}
+    merged, split = _cluster_changes(_clusters(old.links), _clusters(new_links), present)
+    records += [{"change": "clusters_merged", "members": members, "from": parts} for members, parts in merged]
+    records += [{"change": "cluster_split", "members": members, "into": parts} for members, parts in split]
+    summary = {
+        "old": old.name,
+        "entities": {side: {kind: len(iris) for kind, iris in diff.items()} for side, diff in entities.items()},
+        "links": {key: counts[key] for key in ("added", "removed", "changed", "kept")},
+        "clusters": {"merged": len(merged), "split": len(split)},
+    }
+    return records, summary
+
+
+def _cluster_changes(
+    old: list[set[str]], new: list[set[str]], present: set[str]
+) -> tuple[list[tuple[list[str], int]], list[tuple[list[str], int]]]:
+    """New clusters made of members of several old ones (merged), and old clusters whose
+    members still ``present`` went to several new ones or were left alone (split)."""
+    old_of = {member: i for i, cluster in enumerate(old) for member in cluster}
+    new_of = {member: i for i, cluster in enumerate(new) for member in cluster}
+    merged = []
+    for cluster in new:
+        parts = {old_of[m] for m in cluster if m in old_of}
+        if len(parts) > 1:
+            merged.append((sorted(cluster), len(parts)))
+    split = []
+    for cluster in old:
+        into: set[object] = {new_of[m] if m in new_of else m for m in cluster if m in present}
+        if len(into) > 1:
+            split.append((sorted(cluster), len(into)))
+    return merged, split
+
+
+def summary_line(summary: dict[str, Any], counts: dict[str, int]) -> str:
+    entities = summary["entities"]
+    links = summary["links"]
+
+    def side(name: str) -> str:
+        e = entities[name]
+        return f"{name} +{e['added']} -{e['removed']} ~{e['changed']}"
+
+    return (
+        f"since {summary['old']}: entities {side('left')}, {side('right')}; links +{links['added']} -{links['removed']} ~{links['changed']} "
+        f"({links['kept']} kept); clusters merged {summary['clusters']['merged']}, split {summary['clusters']['split']}; "
+        f"{counts.get('llm_questions', 0)} LLM questions, {counts.get('cache_hits', 0)} answers reused"
+    )
+
+
+def write_changes(path: Path, records: list[dict[str, Any]]) -> None:
+    from kgalign.io.atomic import atomic_open
+
+    with atomic_open(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")

@@ -1,0 +1,55 @@
+"""Each entity's content hash, saved beside a run's outputs so that a later run can tell
+what was added, removed or changed (``OUTDIR/entities.json.gz``)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+from kgalign.errors import KgalignError
+from kgalign.io.atomic import atomic_open
+from kgalign.model import Entity, EntityTable
+
+STATE_FILE = "entities.json.gz"
+STATE_VERSION = 1
+
+
+def entity_hash(entity: Entity) -> str:
+    """A hash of everything a run reads of an entity: labels, types, attributes, relations (order-free)."""
+
+    def values(items) -> list:
+        return sorted([v.text, v.lang or "", v.datatype or ""] for v in items)
+
+    payload = [
+        values(entity.labels),
+        sorted(entity.types),
+        sorted([path, values(items)] for path, items in entity.attributes.items()),
+        sorted([predicate, sorted(targets)] for predicate, targets in entity.relations.items()),
+    ]
+    return hashlib.sha1(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()[:20]
+
+
+def table_hashes(table: EntityTable) -> dict[str, str]:
+    return {iri: entity_hash(entity) for iri, entity in table.entities.items()}
+
+
+def write_state(path: Path, left: dict[str, str], right: dict[str, str]) -> None:
+    """The entity hashes of both sides, gzipped JSON, written atomically."""
+    data = json.dumps({"version": STATE_VERSION, "left": left, "right": right}, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    with atomic_open(path, "wb", encoding=None) as handle:
+        handle.write(gzip.compress(data, compresslevel=6, mtime=0))
+
+
+def read_state(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The (left, right) entity hashes of a run folder's state file; one-line errors."""
+    try:
+        data = json.loads(gzip.decompress(path.read_bytes()))
+    except FileNotFoundError:
+        raise KgalignError(f"{path}: missing; the folder was written by an older kgalign or is not a run's output (run it again without --since)") from None
+    except (OSError, EOFError, ValueError) as exc:
+        raise KgalignError(f"{path}: not a readable entity state ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION or not all(isinstance(data.get(side), dict) for side in ("left", "right")):
+        raise KgalignError(f"{path}: not an entity state of this kgalign (version {data.get('version') if isinstance(data, dict) else '?'})")
+    return data["left"], data["right"]

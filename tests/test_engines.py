@@ -1,0 +1,36 @@
+"""Engines are found by name: `--engine local` is the in-process pipeline; a registered one is used."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kgalign.config import AlignConfig
+from kgalign.errors import ConfigError
+from kgalign.pipeline import run_local
+from kgalign.runtime.engines import ENGINES, register_engine
+from tests.helpers import cli
+
+
+def test_local_engine_by_name_and_a_registered_one(persons, tmp_path):
+    local = tmp_path / "local"
+    assert cli(["run", persons["left"], persons["right"], "-o", local, "--engine", "local", "--quiet"]).exit_code == 0
+    assert json.loads((local / "run.json").read_text())["config"]["engine"] == "local"
+    calls = []
+
+    def counting(left, right, config, embedder, judge, old):
+        calls.append((str(left), str(right)))
+        return run_local(left, right, config, embedder, judge, old)
+
+    register_engine("counting", counting, "the local engine, counting its runs")
+    try:
+        other = tmp_path / "other"
+        result = cli(["run", persons["left"], persons["right"], "-o", other, "--engine", "counting", "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert calls == [(str(persons["left"]), str(persons["right"]))]
+        assert (other / "links.ttl").read_text() == (local / "links.ttl").read_text()
+    finally:
+        ENGINES.unregister("counting")
+    with pytest.raises(ConfigError, match="engine: 'counting' is not one of local"):
+        AlignConfig(engine="counting")

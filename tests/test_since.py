@@ -1,0 +1,189 @@
+"""`kgalign run --since OLD`: a run on changed inputs against an earlier run, on small real excerpts.
+
+The persons example (OAEI Person1, 60 against 60): entities added, changed and removed on
+each side; a removal that splits a cluster (one-to-many data); a run with no change that
+asks the judge nothing; corrupt and foreign OLD folders.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from rdflib import Graph, Literal, URIRef
+
+from bench.make_cardinality import add_copies, write_sorted
+from kgalign.config import AlignConfig
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.judging.testing import ScriptedJudge, pick
+from kgalign.pipeline import align
+from tests.helpers import cli
+
+PERSON2 = URIRef("http://www.okkam.org/ontology_person2.owl#Person")
+# The persons are the entities (without it, the address of a person removed from a graph
+# would become an entity of its own: a node no one points to).
+CLASSES = ["--class", "http://www.okkam.org/ontology_person1.owl#Person", "--class", str(PERSON2)]
+
+
+def _without(graph: Graph, subjects: list[URIRef]) -> Graph:
+    kept = Graph()
+    for triple in graph:
+        if triple[0] not in subjects:
+            kept.add(triple)
+    return kept
+
+
+def _changed(graph: Graph, subject: URIRef) -> Graph:
+    """``graph`` with one literal of ``subject`` edited."""
+    edited = Graph()
+    done = False
+    for s, p, o in graph:
+        if s == subject and isinstance(o, Literal) and str(o) and not done:
+            o, done = Literal(str(o) + "x"), True
+        edited.add((s, p, o))
+    assert done
+    return edited
+
+
+@pytest.fixture(scope="module")
+def versions(persons, tmp_path_factory) -> dict:
+    """Base and final versions of both sides: final = base + 3 persons added, 1 changed, 1 removed, on each side."""
+    folder = tmp_path_factory.mktemp("since")
+    gold = read_pairs(persons["gold"])
+    left, right = Graph().parse(persons["left"]), Graph().parse(persons["right"])
+    left_added, right_added = [URIRef(a) for a, _ in gold[:3]], [URIRef(b) for _, b in gold[3:6]]
+    left_changed, right_changed = URIRef(gold[10][0]), URIRef(gold[11][1])
+    left_removed, right_removed = URIRef(gold[20][0]), URIRef(gold[21][1])
+    paths = {}
+    for name, graph in (
+        ("left-base", _without(left, left_added)),
+        ("right-base", _without(right, right_added)),
+        ("left-final", _without(_changed(left, left_changed), [left_removed])),
+        ("right-final", _without(_changed(right, right_changed), [right_removed])),
+    ):
+        paths[name] = folder / f"{name}.nt"
+        write_sorted(graph, paths[name])
+    return {
+        "paths": paths,
+        "gold": persons["gold"],
+        "added": {"left": {str(x) for x in left_added}, "right": {str(x) for x in right_added}},
+        "changed": {"left": {str(left_changed)}, "right": {str(right_changed)}},
+        "removed": {"left": {str(left_removed)}, "right": {str(right_removed)}},
+    }
+
+
+def _links(outdir: Path) -> set[tuple[str, str]]:
+    graph = Graph().parse(outdir / "links.ttl")
+    return {(str(s), str(o)) for s, _, o in graph}
+
+
+def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path):
+    p = versions["paths"]
+    old, new, full = tmp_path / "old", tmp_path / "new", tmp_path / "full"
+    assert cli(["run", p["left-base"], p["right-base"], "-o", old, "--quiet", *CLASSES]).exit_code == 0
+    assert (old / "entities.json.gz").is_file()
+    result = cli(["--log-level", "info", "run", p["left-final"], p["right-final"], "-o", new, "--since", old, "--quiet", "--gold", versions["gold"], *CLASSES])
+    assert result.exit_code == 0, result.output
+    assert "entities left +3 -1 ~1, right +3 -1 ~1;" in " ".join(result.output.split())  # the summary line on stderr
+    assert cli(["run", p["left-final"], p["right-final"], "-o", full, "--quiet", "--gold", versions["gold"], *CLASSES]).exit_code == 0
+    assert _links(new) == _links(full)
+    for name in ("fused.ttl", "alignment.rdf", "votes.jsonl", "metrics.json"):
+        assert (new / name).is_file()
+    assert json.loads((new / "metrics.json").read_text())["f1"] == json.loads((full / "metrics.json").read_text())["f1"]
+    records = [json.loads(line) for line in (new / "changes.jsonl").read_text().splitlines()]
+    for kind in ("added", "changed", "removed"):
+        for side in ("left", "right"):
+            listed = {r["iri"] for r in records if r["change"] == f"entity_{kind}" and r["side"] == side}
+            assert listed == versions[kind][side], (kind, side)
+    link_changes = [r for r in records if r["change"].startswith("link_")]
+    old_links, new_links = _links(old), _links(new)
+    assert {(r["left"], r["right"]) for r in link_changes if r["change"] == "link_added"} | {
+        (r["left"], r["right"]) for r in link_changes if r["change"] == "link_changed"
+    } == new_links - old_links
+    # Every added person's link is explained by its addition.
+    for r in link_changes:
+        if r["change"] == "link_added" and r["left"] in versions["added"]["left"]:
+            assert r["reason"] == "left entity added"
+    removed_left = next(iter(versions["removed"]["left"]))
+    assert any(r["change"] == "link_removed" and r["left"] == removed_left and r["reason"] == "left entity removed" for r in link_changes)
+    since = json.loads((new / "run.json").read_text())["since"]
+    assert since["old"] == str(old) and since["entities"]["left"]["added"] == 3 and since["links"]["kept"] == len(old_links & new_links)
+    # The report has a changes section.
+    assert cli(["report", new]).exit_code == 0
+    page = (new / "report.html").read_text().replace(" ", "")
+    assert '"since":{' in page and f'"added":{since["links"]["added"]}' in page
+
+
+def test_no_change_asks_the_judge_nothing(persons, embedder, tmp_path):
+    """With a judge on every source, a run on unchanged inputs answers everything from OLD's answers."""
+    gold = dict(read_pairs(persons["gold"]))
+    config = AlignConfig.from_dict({"vote": {"gate": False}, "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
+    first = ScriptedJudge({a: pick(b) for a, b in gold.items()}, default=None)
+    old_result = align(persons["left"], persons["right"], config, embedder=embedder, judge=first)
+    old_result.save(tmp_path / "old")
+    asked = len(first.sources)
+    assert asked > 50
+    again = ScriptedJudge({a: pick(b) for a, b in gold.items()}, default=None)
+    new_config = config.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite"))
+    new_result = align(persons["left"], persons["right"], new_config, embedder=embedder, judge=again, since=tmp_path / "old")
+    assert again.sources == [] and new_result.counts["llm_questions"] == 0 and new_result.counts["cache_hits"] == asked
+    assert {(x.left, x.right) for x in new_result.links} == {(x.left, x.right) for x in old_result.links}
+    assert new_result.since is not None and new_result.since["links"] == {"added": 0, "removed": 0, "changed": 0, "kept": len(old_result.links)}
+    assert new_result.changes == []
+    # The previous result itself can stand for OLD (Python API).
+    from_result = align(persons["left"], persons["right"], new_config, embedder=embedder, judge=again, since=old_result)
+    assert from_result.since is not None and from_result.since["links"]["kept"] == len(old_result.links)
+
+
+def test_a_removal_that_splits_a_cluster(persons, tmp_path):
+    """One-to-many data: removing a left person splits its right records apart (cluster_split)."""
+    right, records = add_copies(Graph().parse(persons["right"]), PERSON2, random.Random(5), 3, defaultdict(int))
+    write_sorted(right, tmp_path / "right.nt")
+    gold = read_pairs(persons["gold"])
+    person = next(a for a, b in gold if len(records[b]) >= 2)
+    left = Graph().parse(persons["left"])
+    write_sorted(_without(left, [URIRef(person)]), tmp_path / "left-final.nt")
+    old, new = tmp_path / "old", tmp_path / "new"
+    assert cli(["run", persons["left"], tmp_path / "right.nt", "-o", old, "--quiet", *CLASSES]).exit_code == 0
+    assert cli(["run", tmp_path / "left-final.nt", tmp_path / "right.nt", "-o", new, "--since", old, "--quiet", *CLASSES]).exit_code == 0
+    changes = [json.loads(line) for line in (new / "changes.jsonl").read_text().splitlines()]
+    splits = [r for r in changes if r["change"] == "cluster_split"]
+    assert any(f"L:{person}" in r["members"] and r["into"] >= 2 for r in splits), splits
+    assert json.loads((new / "run.json").read_text())["since"]["clusters"]["split"] >= 1
+
+
+def test_bad_old_folders_fail_in_one_line_writing_nothing(persons, tmp_path):
+    old = tmp_path / "old"
+    assert cli(["run", persons["left"], persons["right"], "-o", old, "--quiet"]).exit_code == 0
+    cases = []
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("run.json", "links.ttl"):
+        (corrupt / name).write_bytes((old / name).read_bytes())
+    (corrupt / "entities.json.gz").write_bytes(b"not gzip")
+    cases.append((corrupt, "entities.json.gz: not a readable entity state"))
+    older = tmp_path / "older"
+    older.mkdir()
+    for name in ("run.json", "links.ttl"):
+        (older / name).write_bytes((old / name).read_bytes())
+    cases.append((older, "entities.json.gz: missing; the folder was written by an older kgalign"))
+    cases.append((tmp_path / "nowhere", "--since needs the output folder of an earlier `kgalign run`"))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for name in ("run.json", "links.ttl"):
+        (foreign / name).write_bytes((old / name).read_bytes())
+    with gzip.open(foreign / "entities.json.gz", "wt") as handle:
+        json.dump({"version": 1, "left": {"urn:x:1": "a"}, "right": {"urn:y:1": "b"}}, handle)
+    cases.append((foreign, "no entity in common with these inputs"))
+    for folder, message in cases:
+        new = tmp_path / f"new-{folder.name}"
+        result = cli(["run", persons["left"], persons["right"], "-o", new, "--since", folder, "--quiet"])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert result.output.strip().splitlines()[-1].startswith("kgalign: error: ")
+        assert not new.exists(), folder
+    same = cli(["run", persons["left"], persons["right"], "-o", old, "--since", old, "--quiet"])
+    assert same.exit_code == 1 and "--since names the output folder itself" in same.output
