@@ -36,7 +36,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
-from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
+from kgalign.selection.predicates import Selection, build_profiles, choose_predicates, predicate_stats
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _align(
         check_judge(config.judge, config.model, config.adapter)
     gold, gold_name = _gold(config)
     timer = StageTimer()
-    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold)
+    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None)
     vote = effective.vote
     reused_answers = False
     if old is not None:
@@ -184,6 +184,7 @@ def _prepare(
     timer: StageTimer,
     retrieve_candidates: bool,
     gold: list[Pair] | None,
+    earlier_selection: dict[str, dict[str, list[str]]] | None = None,
 ) -> tuple[Prepared, AlignConfig]:
     classes = list(config.classes) or None
     with timer.stage("load"):
@@ -198,7 +199,8 @@ def _prepare(
     retrieval = effective.retrieval
     with timer.stage("select"):
         profiles = []
-        for table in (left_table, right_table):
+        selections = {}
+        for side, table in (("left", left_table), ("right", right_table)):
             selection = choose_predicates(
                 predicate_stats(table),
                 list(config.attributes) or None,
@@ -206,6 +208,7 @@ def _prepare(
                 max_attributes=config.max_attributes,
                 max_neighbours=config.max_neighbours,
             )
+            selections[side] = selection = keep_earlier_order(selection, (earlier_selection or {}).get(side), side)
             profiles.append(build_profiles(table, selection))
         left_profiles, right_profiles = profiles
         # With the structure channel on, neighbours are compared through their own
@@ -224,7 +227,9 @@ def _prepare(
     left_by_iri = {p.iri: p for p in left_profiles}
     right_by_iri = {p.iri: p for p in right_profiles}
     if not retrieve_candidates:
-        return Prepared(left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality), effective
+        return Prepared(
+            left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections
+        ), effective
 
     seed_pairs = _seed_pairs(config)
     seeds = known_seeds(seed_pairs, left_table, right_table)
@@ -244,8 +249,25 @@ def _prepare(
         cascade=stats,
         seed_pairs=seed_pairs,
         cardinality=cardinality,
+        selections=selections,
     )
     return prepared, effective
+
+
+def keep_earlier_order(selection: Selection, earlier: dict[str, list[str]] | None, side: str) -> Selection:
+    """``selection``, in the earlier run's order when it ranks the same predicates (``--since``).
+
+    The ranking follows the data, so new records can swap two attributes of equal weight;
+    that changes no link but every prompt, and the judge's earlier answers would all be
+    lost. When the same attributes and relations are chosen, their earlier order is kept.
+    """
+    if not earlier:
+        return selection
+    attributes, relations = list(earlier.get("attributes", [])), list(earlier.get("relations", []))
+    if set(attributes) != set(selection.attributes) or set(relations) != set(selection.relations):
+        log.info("%s: the attribute ranking changed since the earlier run; the new one is used", side)
+        return selection
+    return Selection(attributes, relations, selection.max_attributes, selection.max_neighbours)
 
 
 def _resolve_auto(config: AlignConfig, related: bool, embeds: bool, gold: list[Pair] | None) -> AlignConfig:

@@ -32,6 +32,7 @@ from kgalign.review.votes import decision_record, write_votes
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.redact import redact_options, redact_url
 from kgalign.runtime.stages import StageTimer
+from kgalign.selection.predicates import Selection
 from kgalign.vocab import KGA
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Prepared:
     seed_pairs: list[tuple[str, str]] = field(default_factory=list)
     #: What ``--resolve auto`` measured and chose (None when the mode was given).
     cardinality: CardinalityEvidence | None = None
+    #: The predicates each side's profiles show, in order ("left", "right").
+    selections: dict[str, Selection] = field(default_factory=dict)
 
 
 @dataclass
@@ -208,6 +211,7 @@ class AlignmentResult:
             "counts": self.counts,
             "cardinality": self.cardinality_info(),
             "since": self.since,
+            "selection": {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in self.prepared.selections.items()},
             "clusters": self.clusters if self.clusters is not None else {"sizes": size_histogram(self.fusion.clusters)},
             "metrics": self.metrics,
         }

@@ -187,3 +187,16 @@ def test_bad_old_folders_fail_in_one_line_writing_nothing(persons, tmp_path):
         assert not new.exists(), folder
     same = cli(["run", persons["left"], persons["right"], "-o", old, "--since", old, "--quiet"])
     assert same.exit_code == 1 and "--since names the output folder itself" in same.output
+
+
+def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen():
+    """New records may swap two attributes of equal weight: the earlier order keeps the prompts (and answers) reusable."""
+    from kgalign.pipeline import keep_earlier_order
+    from kgalign.selection.predicates import Selection
+
+    new = Selection(["name", "street", "phone"], ["in_city"], 8, 5)
+    kept = keep_earlier_order(new, {"attributes": ["street", "name", "phone"], "relations": ["in_city"]}, "left")
+    assert kept.attributes == ["street", "name", "phone"] and kept.relations == ["in_city"] and kept.max_attributes == 8
+    other = keep_earlier_order(new, {"attributes": ["street", "name"], "relations": ["in_city"]}, "left")
+    assert other is new
+    assert keep_earlier_order(new, None, "left") is new

@@ -50,10 +50,17 @@ class OldRun:
     folder: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def selection(self) -> dict[str, dict[str, list[str]]] | None:
+        """The predicates the earlier run showed, per side, in order (run.json ``selection``)."""
+        selection = self.info.get("selection")
+        return selection if isinstance(selection, dict) else None
+
     @classmethod
     def from_result(cls, result: AlignmentResult) -> OldRun:
         left, right = result.entity_hashes()
-        return cls(name="(previous result)", left=left, right=right, links={(link.left, link.right) for link in result.links})
+        selection = {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in result.prepared.selections.items()}
+        return cls(name="(previous result)", left=left, right=right, links={(link.left, link.right) for link in result.links}, info={"selection": selection})
 
 
 def read_old(folder: str | Path) -> OldRun:
