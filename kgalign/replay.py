@@ -34,17 +34,24 @@ class SavedRun:
     command: str = "run"
 
 
-def read_run(outdir: str | Path) -> SavedRun:
-    """The inputs and config of the run that wrote ``outdir``; one-line errors for anything else."""
+def read_run_json(outdir: str | Path, hint: str = "give the output folder of a `kgalign run`") -> dict:
+    """``outdir/run.json`` as a dict; one-line errors (with ``hint``) for a missing, unreadable or foreign file."""
     path = Path(outdir) / "run.json"
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise KgalignError(f"{path}: cannot read it ({exc.strerror or exc}); give the output folder of a `kgalign run`") from None
+        raise KgalignError(f"{path}: cannot read it ({exc.strerror or exc}); {hint}") from None
     except ValueError as exc:
         raise KgalignError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or not all(key in info for key in ("config", "left", "right")):
+    if not isinstance(info, dict) or not all(key in info for key in ("config", "left", "right", "counts")):
         raise KgalignError(f"{path}: not the run.json of a `kgalign run`")
+    return info
+
+
+def read_run(outdir: str | Path) -> SavedRun:
+    """The inputs and config of the run that wrote ``outdir``; one-line errors for anything else."""
+    path = Path(outdir) / "run.json"
+    info = read_run_json(outdir)
     if info.get("schema", 1) < RUN_SCHEMA:
         raise KgalignError(f"{path}: written by an older kgalign (run.json schema {info.get('schema', 1)}); run it again with `kgalign run`")
     config = AlignConfig.from_dict(info["config"], str(path))

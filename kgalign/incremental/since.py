@@ -68,15 +68,9 @@ def read_old(folder: str | Path) -> OldRun:
     folder = Path(folder)
     if not folder.is_dir():
         raise KgalignError(f"{folder}: --since needs the output folder of an earlier `kgalign run`")
-    run_json = folder / "run.json"
-    try:
-        info = json.loads(run_json.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise KgalignError(f"{run_json}: cannot read it ({exc.strerror or exc}); --since needs the output folder of an earlier `kgalign run`") from None
-    except ValueError as exc:
-        raise KgalignError(f"{run_json}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or "counts" not in info:
-        raise KgalignError(f"{run_json}: not the run.json of a `kgalign run`")
+    from kgalign.replay import read_run_json
+
+    info = read_run_json(folder, "--since needs the output folder of an earlier `kgalign run`")
     clusters = info.get("clusters")
     if isinstance(clusters, dict) and clusters.get("command") == "dedup":
         raise KgalignError(f"{folder}: the output of `kgalign dedup`, not of `kgalign run`")
