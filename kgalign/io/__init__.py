@@ -6,5 +6,7 @@
 - :mod:`~kgalign.io.diagnostics`: one-line errors naming file and line, IRI checks;
 - :mod:`~kgalign.io.entities`: the entity table (:func:`~kgalign.io.entities.load_entities`);
 - :mod:`~kgalign.io.turtle`, :mod:`~kgalign.io.atomic`: writing Turtle/TriG, atomically;
-- :mod:`~kgalign.io.importers`: other benchmark layouts and CSV/TSV tables.
+- :mod:`~kgalign.io.importers`: other benchmark layouts and CSV/TSV tables;
+- :mod:`~kgalign.io.inputs`: an input is a file or a SPARQL endpoint URL, and how outputs name it;
+- :mod:`~kgalign.io.sparql`: reading endpoints into a local copy, pushing links back.
 """
