@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-#: What :meth:`kgalign.result.AlignmentResult.save` writes (metrics.json only with gold,
-#: duplicates.ttl only with --dedup, changes.jsonl only with --since; entities.json.gz: the
-#: entities' content hashes, for a later --since).
-OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json", "duplicates.ttl", "changes.jsonl", "entities.json.gz")
+#: What :meth:`kgalign.result.AlignmentResult.save` writes (metrics.json only with gold;
+#: entities.json.gz: the entities' content hashes, for a later --since).
+OUTPUT_FILES = ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "run.json", "provenance.trig", "metrics.json", "entities.json.gz")
+#: Written only by some runs: duplicates.ttl with --dedup, changes.jsonl with --since.
+OPTIONAL_OUTPUTS = ("duplicates.ttl", "changes.jsonl")
 #: The judge's answer cache, kept in the output folder so a rerun resumes.
 CACHE_FILE = "judge-cache.sqlite"
-#: Every file kgalign may leave in an output folder (the report and SQLite's side files too).
 #: The folder of endpoint inputs' local copies (kgalign.io.sparql.source).
 SOURCES_DIR = "sources"
-KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR})
+#: Every file kgalign may leave in an output folder (the report and SQLite's side files too).
+KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, *OPTIONAL_OUTPUTS, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR})
 #: Version of run.json's layout: 2 added the config as given plus ``effective``.
 RUN_SCHEMA = 2

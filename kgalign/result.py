@@ -23,7 +23,7 @@ from kgalign.io.atomic import deferred_renames, write_text_atomic
 from kgalign.io.inputs import describe_input, input_name
 from kgalign.io.triples import TripleSource
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
-from kgalign.outputs import OUTPUT_FILES, RUN_SCHEMA
+from kgalign.outputs import OPTIONAL_OUTPUTS, OUTPUT_FILES, RUN_SCHEMA
 from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import Conflict
@@ -241,7 +241,7 @@ class AlignmentResult:
         read as this run's.
         """
         outdir = Path(outdir)
-        paths = {name: outdir / name for name in OUTPUT_FILES}
+        paths = {name: outdir / name for name in (*OUTPUT_FILES, *OPTIONAL_OUTPUTS)}
         if self.metrics is None:
             paths.pop("metrics.json")
         if not self.duplicates:
