@@ -91,6 +91,10 @@ def test_rerun_reads_the_copy_not_the_endpoint(persons, tmp_path, file_run):
         again = tmp_path / "again"
         assert cli(["rerun", outdir, "-o", again, "--quiet"]).exit_code == 0
         assert left.requests == first and links(again) == links(file_run)
+        # --since OLD carries OLD's copies too.
+        since = tmp_path / "since"
+        assert run(left.url, persons["right"], since, *CLASSES, "--since", outdir).exit_code == 0
+        assert left.requests == first and json.loads((since / "run.json").read_text())["since"]["links"]["added"] == 0
         assert run(left.url, persons["right"], outdir, *CLASSES, "--refresh").exit_code == 0
         assert left.requests == 2 * first
         # Another query (a pattern) is another copy: read from the endpoint.
