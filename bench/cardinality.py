@@ -14,8 +14,11 @@ options of bench/table.py's protocol):
 2. The 1:1 benchmarks of bench/table.py: default options against `--resolve 1:1`; auto
    must detect 1:1 and give the same F1.
 
-Prints one table (detected cardinality, the evidence shares, P/R/F1 of each setting)
-and writes OUT/cardinality.{md,json}.
+3. `kgalign dedup` on each seed's duplicate set (Person1's right persons with their
+   copies in one graph), scored pairwise.
+
+Prints the tables (detected cardinality, the evidence shares, P/R/F1 of each setting;
+the deduplication's scores) and writes OUT/cardinality.{md,json}.
 """
 
 from __future__ import annotations
@@ -56,6 +59,32 @@ def measure(name: str, inputs: table.RunInputs, work: Path) -> dict[str, Any]:
     return row
 
 
+def dedup(folder: Path, outdir: Path) -> dict[str, Any]:
+    """`kgalign dedup` on a duplicate set in a subprocess, scored on its gold pairs."""
+    import shutil
+    import subprocess
+
+    shutil.rmtree(outdir, ignore_errors=True)
+    command = [*table.kgalign_command(), "--log-level", "warning", "dedup", str(folder / "persons.nt"), "-o", str(outdir), "--gold", str(folder / "gold.tsv"), "--quiet", "--no-cache"]
+    print("running: " + " ".join(command), file=sys.stderr, flush=True)
+    with table.heavy_lock():
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"dedup {folder}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    info = json.loads((outdir / "run.json").read_text())
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    return {
+        "records": info["counts"]["entities_left"],
+        "gold_pairs": metrics["gold"],
+        "clusters": info["counts"]["clusters"],
+        "precision": metrics["precision"],
+        "recall": metrics["recall"],
+        "f1": metrics["f1"],
+        "split": info["clusters"]["split"],
+        "flagged": len(info["clusters"]["flagged"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="Folder of the public benchmarks (default: ../shared/data).")
@@ -66,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rows = []
+    duplicates: list[dict[str, Any]] = []
     for seed in [int(s) for s in args.seeds.split(",") if s]:
         dev = args.work / f"dev-seed{seed}"
         build(args.data, dev, seed, 4)
@@ -80,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, inputs in pairs.items():
             rows.append(measure(name, inputs, args.work) | {"kind": "development" if seed == 0 else "held out"})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        duplicates.append(dedup(dev / "duplicates", args.work / "runs" / f"dedup-seed{seed}") | {"seed": seed})
+        print(json.dumps(duplicates[-1]), file=sys.stderr, flush=True)
     known = {d.key: d for d in table.DATASETS}
     for key in [k for k in args.datasets.split(",") if k]:
         inputs = known[key].prepare(args.data, args.work)
@@ -98,11 +130,23 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row['dataset']} | {row['kind']} | {card.get('choice', '?')} | {card.get('left_share', 0):.1%} | {card.get('right_share', 0):.1%} | "
             f"{auto['precision']:.4f} | {auto['recall']:.4f} | {auto['f1']:.4f} | {forced['f1']:.4f} | {auto['f1'] - forced['f1']:+.4f} |"
         )
+    if duplicates:
+        lines += [
+            "",
+            "`kgalign dedup` on the duplicate sets (one graph, records of each person to find; pairwise scores):",
+            "",
+            "| seed | records | duplicate pairs | clusters | P | R | F1 | split | flagged |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for d in duplicates:
+            lines.append(
+                f"| {d['seed']} | {d['records']:,} | {d['gold_pairs']:,} | {d['clusters']:,} | {d['precision']:.4f} | {d['recall']:.4f} | {d['f1']:.4f} | {d['split']} | {d['flagged']} |"
+            )
     report = "\n".join(lines)
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cardinality.md").write_text(report + "\n")
-    (args.out / "cardinality.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out / "cardinality.json").write_text(json.dumps({"runs": rows, "dedup": duplicates}, indent=2) + "\n")
     return 0
 
 
