@@ -108,11 +108,16 @@
     return { precision: p, recall: r, f1: p + r ? 2 * p * r / (p + r) : 0 };
   }
 
-  function cardinalityText() {
+  function cardinalityValue() {
     var card = DATA.run && DATA.run.cardinality;
     if (!card || !card.resolve) { return null; }
-    if (!card.detected) { return card.resolve + " (given)"; }
-    return card.choice + " (detected: " + Math.round(100 * card.left_share) + "% left, " + Math.round(100 * card.right_share) + "% right with several)";
+    return card.detected ? card.choice : card.resolve;
+  }
+
+  function cardinalityLabel() {
+    var card = DATA.run && DATA.run.cardinality;
+    if (!card || !card.detected) { return "Cardinality (given)"; }
+    return "Cardinality, detected: " + Math.round(100 * card.left_share) + "% left, " + Math.round(100 * card.right_share) + "% right with several";
   }
 
   function sinceLinks(kind) {
@@ -154,7 +159,7 @@
       ["Prompt tokens (logged rounds)", sm.prompt_tokens],
       ["Round agreement", typeof sm.mean_round_agreement === "number" ? sm.mean_round_agreement.toFixed(3) : null],
       ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? DATA.run.total_seconds.toFixed(1) : null],
-      ["Cardinality", cardinalityText()],
+      [cardinalityLabel(), cardinalityValue()],
       ["Clusters", c.clusters],
       ["Largest cluster", largestCluster()],
       ["Clusters split", DATA.run && DATA.run.clusters && typeof DATA.run.clusters.split === "number" ? DATA.run.clusters.split : null],
