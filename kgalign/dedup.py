@@ -36,7 +36,7 @@ from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import CardinalityEvidence
-from kgalign.resolution.clusters import ClusterCheck, check_clusters, components, size_histogram
+from kgalign.resolution.clusters import ClusterCheck, check_clusters, components
 from kgalign.resolution.resolve import several_links
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates
@@ -46,7 +46,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
-from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
+from kgalign.selection.predicates import build_profiles, configured_selection
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,7 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
         changes["device"] = resolve_device(config.device)
     effective = self_join(config.replace(**changes))
     with timer.stage("select"):
-        selection = choose_predicates(
-            predicate_stats(table),
-            list(config.attributes) or None,
-            list(config.relations) or None,
-            max_attributes=config.max_attributes,
-            max_neighbours=config.max_neighbours,
-        )
-        profiles = build_profiles(table, selection)
+        profiles = build_profiles(table, configured_selection(table, config))
     by_iri = {p.iri: p for p in profiles}
     cached_judge, cache = build_judge(effective, judge)
     try:
@@ -117,7 +110,6 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
     result.counts = result.count(cached_judge, 0, 0)
     result.clusters = {
         "command": "dedup",
-        "sizes": size_histogram(fusion.clusters),
         "split": check.split,
         "removed_links": [[str(a), str(b), c] for a, b, c in check.removed],
         "flagged": [[str(n) for n in nodes] for nodes in check.flagged],

@@ -24,7 +24,6 @@ from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
 from kgalign.model import Link
 from kgalign.resolution.cardinality import detect_cardinality
-from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
@@ -36,7 +35,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
-from kgalign.selection.predicates import Selection, build_profiles, choose_predicates, predicate_stats
+from kgalign.selection.predicates import Selection, build_profiles, configured_selection
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,6 @@ def _align(
     result.duplicates = duplicates
     if sides:
         result.clusters = {
-            "sizes": size_histogram(fusion.clusters),
             "duplicates": {
                 side: {"pairs": len(duplicates[side]), "split": check.split, "flagged": [list(map(str, nodes)) for nodes in check.flagged]}
                 for side, check in duplicate_checks.items()
@@ -201,14 +199,8 @@ def _prepare(
         profiles = []
         selections = {}
         for side, table in (("left", left_table), ("right", right_table)):
-            selection = choose_predicates(
-                predicate_stats(table),
-                list(config.attributes) or None,
-                list(config.relations) or None,
-                max_attributes=config.max_attributes,
-                max_neighbours=config.max_neighbours,
-            )
-            selections[side] = selection = keep_earlier_order(selection, (earlier_selection or {}).get(side), side)
+            selection = keep_earlier_order(configured_selection(table, config), (earlier_selection or {}).get(side), side)
+            selections[side] = selection
             profiles.append(build_profiles(table, selection))
         left_profiles, right_profiles = profiles
         # With the structure channel on, neighbours are compared through their own

@@ -89,7 +89,8 @@ class AlignmentResult:
     judge_id: str | None
     metrics: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
-    #: What run.json says of the clusters beyond their sizes (``kgalign dedup``: splits, flags).
+    #: What run.json says of the clusters beyond their sizes (``kgalign dedup``: splits, flags;
+    #: ``--dedup``: the duplicates of each side).
     clusters: dict[str, Any] | None = None
     #: Duplicate pairs within a graph (``--dedup``), by side ("left", "right").
     duplicates: dict[str, list[Link]] = field(default_factory=dict)
@@ -212,7 +213,7 @@ class AlignmentResult:
             "cardinality": self.cardinality_info(),
             "since": self.since,
             "selection": {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in self.prepared.selections.items()},
-            "clusters": self.clusters if self.clusters is not None else {"sizes": size_histogram(self.fusion.clusters)},
+            "clusters": {"sizes": size_histogram(self.fusion.clusters), **(self.clusters or {})},
             "metrics": self.metrics,
         }
 

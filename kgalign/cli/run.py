@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -37,9 +38,7 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     from kgalign.cli.run_options import config_from_command_line
 
     quiet(opts["quiet"])
-    config = config_from_command_line(ctx, opts)
-    if not opts["no_cache"]:
-        config = config.replace(cache_path=str(outdir / CACHE_FILE))
+    config = _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"])
     if is_endpoint(left) or is_endpoint(right):
         config = config.replace(sparql={"cache_dir": str(outdir / SOURCES_DIR)})
     _start(left, right, outdir, config, opts["force"], since=opts["since"])
@@ -65,10 +64,12 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
     from kgalign.cli.run_options import config_from_command_line
 
     quiet(opts["quiet"])
-    config = config_from_command_line(ctx, opts)
-    if not opts["no_cache"]:
-        config = config.replace(cache_path=str(outdir / CACHE_FILE))
-    _dedup(graph, outdir, config, opts["force"])
+    _dedup(graph, outdir, _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"]), opts["force"])
+
+
+def _with_cache(config, outdir: Path, no_cache: bool):
+    """``config`` with the judge's answer cache in OUTDIR (unless --no-cache)."""
+    return config if no_cache else config.replace(cache_path=str(outdir / CACHE_FILE))
 
 
 def _dedup(graph: Path, outdir: Path, config, force: bool) -> None:
@@ -76,15 +77,9 @@ def _dedup(graph: Path, outdir: Path, config, force: bool) -> None:
     from kgalign.dedup import deduplicate
 
     check_judge_settings(config)
-    created = not outdir.exists()
-    check_outdir(outdir, force, [graph])
-    try:
+    with _output_folder(outdir, force, [graph]):
         result = deduplicate(graph, config)
         result.save(outdir)
-    except BaseException:
-        if created:
-            _remove_if_nothing_finished(outdir)
-        raise
     clusters = result.clusters or {}
     click.echo(
         f"{result.counts['links']} duplicate pairs in {result.counts['clusters']} clusters among {result.counts['entities_left']} entities "
@@ -133,31 +128,31 @@ def _start(
             raise KgalignError(f"{outdir}: --since names the output folder itself; write the new run into another folder")
         old = read_old(since)  # a corrupt or foreign OLD stops here, before OUTDIR is touched
         olddir = olddir or since
-    created = not outdir.exists()
-    check_outdir(outdir, force, [p for p in (left, right) if isinstance(p, Path)])
-    try:
+    with _output_folder(outdir, force, [p for p in (left, right) if isinstance(p, Path)]):
         if olddir is not None:
             from kgalign.replay import carry_sources
 
             carry_sources(olddir, outdir)
         _run(left, right, outdir, config, old)
-    except BaseException:
-        if created:
-            _remove_if_nothing_finished(outdir)
-        raise
 
 
-def _remove_if_nothing_finished(outdir: Path) -> None:
-    """Remove a folder this failed run created, unless it holds finished work (the judge cache).
-
-    Endpoint copies alone do not count: a run that failed while reading an endpoint
-    writes nothing.
-    """
+@contextlib.contextmanager
+def _output_folder(outdir: Path, force: bool, inputs: list[Path]) -> Iterator[None]:
+    """OUTDIR checked (and created) before the work; on failure, a folder this run created
+    is removed unless it holds finished work (the judge cache). Endpoint copies alone do
+    not count: a run that failed while reading an endpoint writes nothing."""
     import shutil
 
-    with contextlib.suppress(OSError):
-        if {p.name for p in outdir.iterdir()} <= {SOURCES_DIR}:
-            shutil.rmtree(outdir)
+    created = not outdir.exists()
+    check_outdir(outdir, force, inputs)
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                if {p.name for p in outdir.iterdir()} <= {SOURCES_DIR}:
+                    shutil.rmtree(outdir)
+        raise
 
 
 def check_judge_settings(config) -> None:

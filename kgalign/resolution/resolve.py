@@ -167,6 +167,16 @@ def _best_sources(candidates: Sequence[Candidates]) -> dict[str, tuple[float, st
     return best
 
 
+def _taken_elsewhere(decision: Decision, score: float, best: dict[str, tuple[float, str]]) -> bool:
+    """Whether a match retrieval alone made goes to a target that another source scores far
+    better with (by more than SEVERAL_WINDOW): that target is the other source's, and this
+    source, a record with no counterpart, picked its nearest look-alike. A judged match stays."""
+    if decision.human or decision.rounds or decision.target not in best:
+        return False
+    top_score, top_source = best[decision.target]
+    return top_source != decision.source and score < top_score - SEVERAL_WINDOW
+
+
 def several_links(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, shared_targets: bool, floor: float | None = None) -> Resolution:
     """Each matched source keeps its decided target and every other strong candidate (within
     ``SEVERAL_WINDOW`` of its best, at least ``SEVERAL_FLOOR``) whose best source it is: the
@@ -187,9 +197,7 @@ def several_links(decisions: Sequence[Decision], candidates: Sequence[Candidates
         scores = {item.iri: item.score for item in cands.items}
         score = scores.get(decision.target, decision.confidence)
         judged = decision.human or bool(decision.rounds)
-        # A target another source scores far better with is that source's, not this one's
-        # (a record with no counterpart picks its nearest look-alike); a judged match stays.
-        if not judged and decision.target in best and best[decision.target][1] != cands.source and score < best[decision.target][0] - SEVERAL_WINDOW:
+        if _taken_elsewhere(decision, score, best):
             continue
         if not judged and floor is not None and score < floor:
             continue
@@ -225,9 +233,8 @@ def _shared_targets(decisions: Sequence[Decision], candidates: Sequence[Candidat
         if decision is None or decision.kind != "match" or decision.target is None:
             continue
         score = next((item.score for item in cands.items if item.iri == decision.target), decision.confidence)
-        top = best.get(decision.target)
-        if not (decision.human or decision.rounds) and top is not None and top[1] != cands.source and score < top[0] - SEVERAL_WINDOW:
-            conflicts.append(Conflict(cands.source, decision.target, top[1], decision.confidence))
+        if _taken_elsewhere(decision, score, best):
+            conflicts.append(Conflict(cands.source, decision.target, best[decision.target][1], decision.confidence))
             continue
         links.append(Link(cands.source, decision.target, decision.confidence))
     return sorted(links, key=lambda link: (link.left, link.right)), conflicts

@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from kgalign.io.entities import PATH_SEPARATOR
 from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
+
+if TYPE_CHECKING:
+    from kgalign.config import AlignConfig
 
 MAX_VALUE_CHARS = 300
 
@@ -122,6 +125,18 @@ def _override(wanted: list[str], known: list[str]) -> list[str]:
                 if predicate not in chosen:
                     chosen.append(predicate)
     return chosen
+
+
+def configured_selection(table: EntityTable, config: AlignConfig) -> Selection:
+    """The predicates ``table``'s profiles show under ``config``: ranked from the data,
+    the config's attribute and relation lists first when it has them."""
+    return choose_predicates(
+        predicate_stats(table),
+        list(config.attributes) or None,
+        list(config.relations) or None,
+        max_attributes=config.max_attributes,
+        max_neighbours=config.max_neighbours,
+    )
 
 
 def build_profiles(table: EntityTable, selection: Selection) -> list[EntityProfile]:

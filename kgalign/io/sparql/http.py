@@ -133,9 +133,9 @@ class SparqlClient:
             with self._lock:
                 self.requests += 1
             try:
+                # Not streamed: the whole body is read here, so a connection dropped
+                # mid-answer raises here too and is tried again.
                 response = self._client.request(method, url, **kwargs)
-                # The body is read here, so a connection dropped mid-answer is retried too.
-                response.read()
             except httpx.TimeoutException:
                 reason = f"no answer within {settings.timeout:g} s"
             except httpx.TransportError as exc:
