@@ -10,6 +10,27 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(process: Any, seconds: float = 30) -> None:
+    """Stop a server a test started: terminate, then kill if it does not exit in ``seconds``."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=seconds)
+
+
 def cli(args: Sequence[object]) -> Result:
     """`kgalign --log-level warning ARGS...` in process (each arg passed as str); exceptions propagate."""
     from kgalign.cli.main import main

@@ -20,17 +20,26 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyoxigraph as ox
 
+from tests.helpers import free_port, stop
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+def wait_until_serving(process: subprocess.Popen, url: str, seconds: float, interval: float, why: Callable[[], str]) -> None:
+    """Poll ``url`` until it answers; a RuntimeError with ``why()`` when the process exits or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(why()) from None
+            time.sleep(interval)
 
 
 def oxigraph_binary() -> str:
@@ -54,19 +63,10 @@ def oxigraph_server(folder: Path, files: Sequence[tuple[Path, str | None]] = (),
     process = subprocess.Popen([binary, mode, "--location", str(folder), "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/query?query=ASK%7B%7D", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"oxigraph did not start: {process.stderr.read().decode() if process.stderr else ''}") from None
-                time.sleep(0.1)
+        wait_until_serving(process, f"{base}/query?query=ASK%7B%7D", 30, 0.1, lambda: f"oxigraph did not start: {process.stderr.read().decode() if process.stderr else ''}")
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 VIRTUOSO_INI = """[Database]
@@ -119,26 +119,14 @@ def virtuoso_server(folder: Path, files: Sequence[tuple[Path, str]]) -> Iterator
     ini.write_text(VIRTUOSO_INI.format(folder=folder, sql_port=sql_port, http_port=http_port, data=", ".join(data)))
     process = subprocess.Popen([binary, "-f", "-c", str(ini)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{http_port}/sparql"
+    log = folder / "virtuoso.log"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}?query=ASK%7B%7D", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = (folder / "virtuoso.log").read_text(errors="replace")[-2000:] if (folder / "virtuoso.log").exists() else ""
-                    raise RuntimeError(f"Virtuoso did not start: {log}") from None
-                time.sleep(0.25)
+        wait_until_serving(process, f"{url}?query=ASK%7B%7D", 60, 0.25, lambda: f"Virtuoso did not start: {log.read_text(errors='replace')[-2000:] if log.exists() else ''}")
         loads = "".join(f"DB.DBA.TTLP_MT(file_to_string_output('{path.resolve()}'), '', '{graph}', 0); " for path, graph in files)
         subprocess.run([isql, f"127.0.0.1:{sql_port}", "dba", "dba", f'exec={loads}checkpoint; GRANT SPARQL_UPDATE TO "SPARQL";'], check=True, capture_output=True, timeout=120)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def select(url: str, query: str) -> list[dict]:

@@ -236,7 +236,7 @@ def test_rejected_query_and_unreachable_endpoint(persons, tmp_path):
         result = run(left.url, persons["right"], tmp_path / "bad", *CLASSES, "--where", "?entity ?p", "--config", fast_config(tmp_path))
         assert result.exit_code == 1 and "the endpoint rejected the query (HTTP 400): query error" in result.output
         assert left.requests == 1  # a rejected query is not tried again
-    from tests.sparql_server import free_port
+    from tests.helpers import free_port
 
     closed = f"http://127.0.0.1:{free_port()}/sparql"
     result = run(closed, persons["right"], tmp_path / "closed", *CLASSES, "--config", fast_config(tmp_path, retries=1))

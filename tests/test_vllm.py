@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import read_rounds, round_letters, run_persons
+from helpers import free_port, read_rounds, round_letters, run_persons, stop
 
 from kgalign.judging.prompt import Question
 from kgalign.io.entities import load_entities
@@ -146,16 +145,10 @@ def vllm_judge(tiny_model):
     return VLLMJudge(model=str(tiny_model), max_model_len=MAX_MODEL_LEN, dtype="float32")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model, tmp_path_factory) -> Iterator[str]:
     """The real OpenAI-compatible vLLM server on 127.0.0.1, once per session."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
@@ -195,12 +188,7 @@ def vllm_server(tiny_model, tmp_path_factory) -> Iterator[str]:
                 time.sleep(1)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+            stop(process)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
