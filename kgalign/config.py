@@ -155,6 +155,10 @@ class VoteConfig:
     seed: int = 0
     #: Words of data values joined by '^' in the prompts (spotlighting).
     datamark: bool = False
+    #: Judge sets where a source may have several counterparts (--resolve 1:n, n:m, dedup):
+    #: each round asks again without the options picked until "none of these", and an
+    #: option is accepted when picked in a strict majority of rounds.
+    sets: bool = True
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -145,7 +145,7 @@ def retrieve_and_decide(
     with timer.stage("judge"), progress_bar("judge", config.vote.rounds * len(candidates) if judge else 0) as advance:
         if judge is not None:
             judge.on_answered = advance  # type: ignore[attr-defined]
-        decisions = decide(candidates, by_iri, by_iri, judge, config.vote)
+        decisions = decide(candidates, by_iri, by_iri, judge, config.vote, several=config.vote.sets)
     return candidates, stats, decisions
 
 

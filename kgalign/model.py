@@ -128,7 +128,11 @@ class Candidates:
 
 @dataclass
 class Round:
-    """One question of the multiple-choice vote: the order shown and the answer."""
+    """One question of the multiple-choice vote: the order shown and the answer.
+
+    When sets are judged (a source may have several counterparts), one round is several
+    questions: ``step`` 0 shows every option, and each later step asks again without the
+    options picked at the steps before, until "none of these"."""
 
     order: list[str]
     raw: str
@@ -138,6 +142,20 @@ class Round:
     cached: bool = False
     error: str | None = None
     retries: int = 0
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class OptionVote:
+    """How one option fared in a judged set (see :class:`Round`): the rounds in which the
+    judge picked it before "none of these", out of the rounds asked; accepted with a
+    strict majority of the configured rounds."""
+
+    iri: str
+    picked: int
+    rounds: int
+    accepted: bool
+    confidence: float
 
 
 @dataclass
@@ -155,6 +173,13 @@ class Decision:
     answer_tokens: int = 0
     latency_s: float = 0.0
     explanation: str | None = None
+    #: Judged sets only: every option shown, with its votes, accepted ones first.
+    option_votes: list[OptionVote] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> list[OptionVote]:
+        """The options a judged set accepted (strongest first); empty for a one-winner vote."""
+        return [vote for vote in self.option_votes if vote.accepted]
 
 
 @dataclass(frozen=True)

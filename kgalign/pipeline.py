@@ -24,7 +24,7 @@ from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
 from kgalign.model import Link
 from kgalign.resolution.cardinality import detect_cardinality
-from kgalign.resolution.resolve import MODE_OF_CARDINALITY, resolve
+from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
 from kgalign.retrieval.embed import Embedder, configured_embedder
@@ -92,11 +92,12 @@ def _align(
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge)
         candidates, human = prepared.candidates, prepared.human
+        several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
         questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in human)
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
                 cached_judge.on_answered = advance
-            decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human)
+            decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several)
         if cache is not None:
             cache.close()
 

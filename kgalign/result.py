@@ -153,6 +153,8 @@ class AlignmentResult:
             "settled_lexically": prepared.cascade.settled if prepared.cascade else 0,
             "gated": sum(1 for d in decisions if d.gated),
             "judged": sum(1 for d in decisions if d.rounds),
+            "judged_sets": sum(1 for d in decisions if d.option_votes),
+            "set_links": sum(len(d.accepted) for d in decisions),
             "llm_questions": judge.sent if judge else 0,
             "cache_hits": judge.hits if judge else 0,
             "prompt_tokens": judge.prompt_tokens if judge else 0,

@@ -95,7 +95,7 @@ def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | Non
             r
             for r in records
             if (not uncertain or r["decision"] == "uncertain")
-            and (not disagreements or len({x["target"] for x in r.get("rounds", [])}) > 1)
+            and (not disagreements or len({x["target"] for x in r.get("rounds", []) if not x.get("step")}) > 1)
         ]
         click.echo(json.dumps(rows[:limit], indent=2) if as_json else render_list(rows[:limit], len(rows)))
         return

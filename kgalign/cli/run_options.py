@@ -140,6 +140,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--gate-margin",), "vote.gate_margin", "Lead over the runner-up a mutual nearest neighbour needs to be gated.", True, {"type": float}),
     RunOption(("--early-stop/--no-early-stop",), "vote.early_stop", "Stop asking rounds once the vote is decided.", True),
     RunOption(("--plurality/--no-plurality",), "vote.plurality", "Accept a plurality winner when no candidate has a strict majority (default: uncertain, no link).", True),
+    RunOption(("--sets/--no-sets",), "vote.sets", "Where a source may have several counterparts (--resolve 1:n or n:m, and deduplication), judge sets: each round asks again without the options already picked until 'none of these', and an option is accepted when picked in a strict majority of rounds (logged per option). --no-sets asks one-winner questions and takes the extra records from retrieval scores.", True),
     RunOption(("--datamark/--no-datamark",), "vote.datamark", "Join the words of every data value by '^' in the judge's prompts and tell the judge so (spotlighting against prompt injection). Costs small models some accuracy (docs/judge.md).", True),
     RunOption(("--min-score",), "vote.min_score", "Retrieval score below which no link is made without the judge.", True, {"type": float}),
     RunOption(("--only-gold-entities/--all-entities",), "only_gold_entities", "Align only the sources and targets named in --test-gold (or --gold): the closed-world protocol of the DBP15K/SRPRS papers.", True),

@@ -12,7 +12,14 @@ Per source entity:
   these") wins with a strict majority of all rounds; otherwise the decision is
   ``uncertain`` and makes no link, unless ``plurality`` is set. Asking stops early
   once the leader has a majority or no option can reach one.
-All questions of a round go to the judge as one batch. A judge with a ``source_block``
+With ``several`` (the source may have several counterparts: ``--resolve 1:n`` or
+``n:m``, deduplication), sets are judged instead of one winner: a round goes on after
+the judge picks an option, asking again without the options picked so far, until it
+answers "none of these" (or nothing is left, or the answer is not a valid letter). Each
+option is accepted when it was picked in a strict majority of all rounds, that is, it
+won against "not this one" in most orders; every option's count is logged. Early stop
+ends the rounds once every option is accepted or out of reach.
+All questions of a round (of a step of a round, for sets) go to the judge as one batch. A judge with a ``source_block``
 (the local judge, which keeps the prompt prefix of that many sources) is asked about
 the sources in blocks of that size, every round of a block before the next block, so
 that a source's later rounds come while its prefix is still cached.
@@ -33,7 +40,7 @@ from functools import partial
 from kgalign.config import VoteConfig
 from kgalign.judging.base import Answer, Judge, clean_explanation, explainer
 from kgalign.judging.prompt import Question
-from kgalign.model import Candidates, Decision, EntityProfile, Round
+from kgalign.model import Candidates, Decision, EntityProfile, OptionVote, Round
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +96,13 @@ def decide(
     config: VoteConfig,
     on_question: Callable[[int], None] | None = None,
     decided: Mapping[str, Decision] | None = None,
+    several: bool = False,
 ) -> list[Decision]:
     """One decision per source entity, in the order of ``candidates``.
 
     ``decided`` maps source IRIs to decisions made already (human corrections): those
-    sources are taken as they are and never asked, gated or scored.
+    sources are taken as they are and never asked, gated or scored. ``several``: judge
+    sets (see the module text).
     """
     decisions: dict[str, Decision] = {}
     pending: list[_Pending] = []
@@ -113,11 +122,13 @@ def decide(
 
     if judge is not None and pending:
         block = _source_block(judge, len(pending))
+        ask = _ask_sets if several else _ask
         for start in range(0, len(pending), block):
-            _ask(pending[start : start + block], left_profiles, right_profiles, judge, config, on_question)
+            ask(pending[start : start + block], left_profiles, right_profiles, judge, config, on_question)
 
+    tally = _tally_set if several else _tally
     for p in pending:
-        decisions[p.cands.source] = _tally(p, config)
+        decisions[p.cands.source] = tally(p, config)
     return [decisions[c.source] for c in candidates]
 
 
@@ -168,6 +179,132 @@ def _ask(
                 p.done = True
         if on_question:
             on_question(len(active))
+
+
+def _ask_sets(
+    pending: list[_Pending],
+    left_profiles: dict[str, EntityProfile],
+    right_profiles: dict[str, EntityProfile],
+    judge: Judge,
+    config: VoteConfig,
+    on_question: Callable[[int], None] | None,
+) -> None:
+    """Every round of ``pending`` as sets: each round asked in steps, one batch a step,
+    each step without the options picked at the steps before."""
+    for round_index in range(config.rounds):
+        active = [p for p in pending if not p.done]
+        if not active:
+            break
+        remaining = {id(p): round_order(p.shown, round_index, p.cands.source, config.seed) for p in active}
+        asking = active
+        step = 0
+        while asking:
+            questions = [
+                Question(
+                    source=left_profiles[p.cands.source],
+                    options=tuple(right_profiles[i] for i in remaining[id(p)]),
+                    datamark=config.datamark,
+                )
+                for p in asking
+            ]
+            started = time.perf_counter()
+            answers = judge.answer(questions)
+            elapsed = (time.perf_counter() - started) / max(len(asking), 1)
+            if len(answers) != len(questions):
+                raise RuntimeError(f"judge {judge.name} returned {len(answers)} answers for {len(questions)} questions")
+            going_on = []
+            for p, question, answer in zip(asking, questions, answers):
+                order = remaining[id(p)]
+                round_ = _round(order, question, answer)
+                round_.step = step
+                p.rounds.append(round_)
+                if p.prompt is None:
+                    p.prompt = question.text()
+                p.latency += elapsed
+                p.prompt_tokens += answer.prompt_tokens
+                p.answer_tokens += answer.answer_tokens
+                if round_.target not in (None, NONE):
+                    left = [iri for iri in order if iri != round_.target]
+                    if left:
+                        remaining[id(p)] = left
+                        going_on.append(p)
+            if on_question:
+                on_question(len(asking))
+            asking = going_on
+            step += 1
+        for p in active:
+            if config.early_stop and _set_settled(p, config.rounds):
+                p.done = True
+
+
+def set_rounds(rounds: Sequence[Round]) -> list[list[Round]]:
+    """The questions of a judged set grouped by round (a round starts at step 0)."""
+    grouped: list[list[Round]] = []
+    for round_ in rounds:
+        if round_.step == 0 or not grouped:
+            grouped.append([])
+        grouped[-1].append(round_)
+    return grouped
+
+
+def _picks(shown: Sequence[str], rounds: Sequence[Round]) -> dict[str, list[Round]]:
+    """For each option shown, the questions (at most one a round) at which it was picked."""
+    picks: dict[str, list[Round]] = {iri: [] for iri in shown}
+    for round_ in rounds:
+        if round_.target in picks:
+            picks[round_.target].append(round_)
+    return picks
+
+
+def _set_settled(p: _Pending, total: int) -> bool:
+    """True when every option shown is accepted already or can no longer be."""
+    done = len(set_rounds(p.rounds))
+    need = total // 2 + 1
+    return all(len(won) >= need or len(won) + total - done < need for won in _picks(p.shown, p.rounds).values())
+
+
+def _tally_set(p: _Pending, config: VoteConfig) -> Decision:
+    """The judged set: every option picked in a strict majority of the configured rounds.
+
+    An option's confidence is its share of the rounds asked times the mean probability of
+    its picks (as a one-winner vote's). The decision's target is the strongest accepted
+    option (most picks, then earliest steps, then retrieval rank); with none accepted it
+    is "none" when "none of these" was the first answer in a majority of rounds, else
+    "uncertain"."""
+    grouped = set_rounds(p.rounds)
+    asked = len(grouped)
+    need = config.rounds // 2 + 1
+    votes = []
+    for rank, (iri, won) in enumerate(_picks(p.shown, p.rounds).items()):
+        probs = [math.exp(r.logprob) for r in won if r.logprob is not None]
+        share = len(won) / asked if asked else 0.0
+        confidence = share * (sum(probs) / len(probs) if probs else 1.0)
+        steps = sum(r.step for r in won) / len(won) if won else math.inf
+        vote = OptionVote(iri=iri, picked=len(won), rounds=asked, accepted=len(won) >= need, confidence=round(confidence, 6))
+        votes.append((not vote.accepted, -vote.picked, steps, rank, vote))
+    votes.sort(key=lambda item: item[:4])
+    option_votes = [item[-1] for item in votes]
+    decision = partial(
+        Decision,
+        source=p.cands.source,
+        rounds=p.rounds,
+        early_stopped=asked < config.rounds,
+        prompt=p.prompt,
+        prompt_tokens=p.prompt_tokens,
+        answer_tokens=p.answer_tokens,
+        latency_s=round(p.latency, 4),
+        option_votes=option_votes,
+    )
+    accepted = [vote for vote in option_votes if vote.accepted]
+    if accepted:
+        return decision(kind="match", target=accepted[0].iri, confidence=accepted[0].confidence)
+    nothing = [group for group in grouped if group[0].target == NONE]
+    if len(nothing) >= need:
+        probs = [math.exp(group[0].logprob) for group in nothing if group[0].logprob is not None]
+        confidence = len(nothing) / asked * (sum(probs) / len(probs) if probs else 1.0)
+        return decision(kind="none", target=None, confidence=round(confidence, 6))
+    best = max((vote.picked for vote in option_votes), default=0)
+    return decision(kind="uncertain", target=None, confidence=round(max(best, len(nothing)) / asked if asked else 0.0, 6))
 
 
 def _round(order: list[str], question: Question, answer: Answer) -> Round:

@@ -71,11 +71,20 @@ def render_decision(r: dict[str, Any]) -> str:
     lines.append(f"candidates (margin {r.get('margin', 0):.3f}, mutual NN: {r.get('mutual')}):")
     for c in r["candidates"]:
         lines.append(f"  {c['rank']:>2}. {c['score']:.4f}  {c['iri']}  {c.get('label', '')}")
-    for i, round_ in enumerate(r.get("rounds", []), start=1):
+    number = 0
+    for round_ in r.get("rounds", []):
+        step = round_.get("step") or 0
+        number += step == 0
         order = ", ".join(f"{option_letter(j)}={_short(iri)}" for j, iri in enumerate(round_["order"]))
         prob = f" p={2.718281828 ** round_['logprob']:.3f}" if round_.get("logprob") is not None else ""
         cached = " (cached)" if round_.get("cached") else ""
-        lines.append(f"  round {i}: [{order}] answer {round_['raw']!r} -> {_short(round_['target'])}{prob}{cached}")
+        label = f"round {number}" if step == 0 else f"  then {step}"
+        lines.append(f"  {label}: [{order}] answer {round_['raw']!r} -> {_short(round_['target'])}{prob}{cached}")
+    if r.get("option_votes"):
+        lines.append("judged set (picked in rounds, accepted with a strict majority):")
+        for vote in r["option_votes"]:
+            mark = "accepted" if vote["accepted"] else "not accepted"
+            lines.append(f"  {vote['iri']}: {vote['picked']}/{vote['rounds']} {mark} (confidence {vote['confidence']:.3f})")
     if r.get("explanation"):
         lines.append(f"{'reviewer note' if r.get('human') else 'explanation'}: {r['explanation']}")
     if r.get("prompt"):

@@ -57,6 +57,7 @@ def decision_record(
         "tokens": {"prompt": decision.prompt_tokens, "answer": decision.answer_tokens},
         "latency_s": decision.latency_s,
         "explanation": decision.explanation,
+        "option_votes": [asdict(vote) for vote in decision.option_votes],
     }
 
 
@@ -125,19 +126,20 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     invalid = 0
     none_votes = 0
     for record in judged:
-        targets = [round_["target"] for round_ in record["rounds"]]
+        # A judged set asks several steps a round; agreement is on the first answer of each.
+        targets = [round_["target"] for round_ in record["rounds"] if not round_.get("step")]
         valid = [t for t in targets if t is not None]
         invalid += len(targets) - len(valid)
         if valid:
             agreement.append(Counter(valid).most_common(1)[0][1] / len(targets))
-        for round_ in record["rounds"]:
+        for round_ in (r for r in record["rounds"] if not r.get("step")):
             order = round_["order"]
             target = round_["target"]
             if target == "none":
                 none_votes += 1
             elif target is not None and target in order:
                 position_wins[order.index(target)] += 1
-    total_rounds = sum(len(r["rounds"]) for r in judged)
+    total_rounds = sum(sum(1 for x in r["rounds"] if not x.get("step")) for r in judged)
     return {
         "entities": len(records),
         "decisions": dict(sorted(kinds.items())),
@@ -152,4 +154,6 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "position_wins": {option_letter(p): n for p, n in sorted(position_wins.items())},
         "conflicts": sum(1 for r in records if r.get("conflict_with")),
         "prompt_tokens": sum(r.get("tokens", {}).get("prompt", 0) for r in records),
+        "questions": sum(len(r["rounds"]) for r in judged),
+        "judged_sets": sum(1 for r in judged if r.get("option_votes")),
     }

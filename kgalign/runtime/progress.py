@@ -18,7 +18,9 @@ def set_enabled(enabled: bool) -> None:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` function; draws a bar on a terminal only."""
+    """Yield an ``advance(n)`` function; draws a bar on a terminal only. ``total`` is an
+    estimate where the work may grow (judged sets ask more than one question a round):
+    advancing past it raises the total."""
     if not _enabled or not sys.stderr.isatty() or total <= 0:
         yield lambda n: None
         return
@@ -31,4 +33,11 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(task, advance=n, total=max(total, done))
+
+        yield advance
