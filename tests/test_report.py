@@ -356,3 +356,41 @@ def test_untrusted_entity_text_is_shown_as_text(browser, run_dir, tmp_path: Path
     assert "<b>bold</b>" in detail.text and "<img src=y onerror=window.__pwned=2>" in detail.text
     assert browser.execute_script("return window.__pwned === undefined")
     assert [e for e in _severe(browser) if "Content Security Policy" in e["message"] or "pwned" in e["message"]] == []
+
+
+def test_a_judged_set_shows_its_steps_and_each_option(browser, persons, embedder, tmp_path: Path) -> None:
+    """A 1:n run whose judge accepts several records: the page numbers the steps of each
+    round and lists every option with the rounds it was picked in."""
+    import random
+    from collections import defaultdict
+
+    from bench.make_cardinality import add_copies, write_sorted
+    from kgalign.config import AlignConfig, VoteConfig
+    from kgalign.evaluation.metrics import read_pairs
+    from kgalign.judging.testing import ScriptedJudge, pick
+    from kgalign.pipeline import align
+    from kgalign.review.report import write_report
+    from tests.test_cardinality import PERSON2
+
+    right, records = add_copies(Graph().parse(persons["right"]), PERSON2, random.Random(3), 3, defaultdict(int))
+    write_sorted(right, tmp_path / "right.nt")
+    wanted = {a: set(records[b]) for a, b in read_pairs(persons["gold"])}
+
+    def oracle(question):
+        return pick(next((o.iri for o in question.options if o.iri in wanted.get(question.source.iri, ())), None))
+
+    result = align(persons["left"], tmp_path / "right.nt", AlignConfig(resolve="1:n", vote=VoteConfig(gate=False)), embedder=embedder, judge=ScriptedJudge(oracle))
+    out = tmp_path / "out"
+    result.save(out)
+    write_report(out, out / "report.html")
+    record = next(v for v in _votes(out) if sum(1 for o in v["option_votes"] if o["accepted"]) >= 2)
+    _open(browser, out / "report.html")
+    _row(browser, record["source"]).click()
+    detail = browser.find_element("css selector", "tr.detail-row")
+    steps = [int(li.get_attribute("data-step")) for li in detail.find_elements("css selector", "ol.rounds li")]
+    assert steps == [x["step"] for x in record["rounds"]] and steps.count(0) == sum(1 for x in record["rounds"] if x["step"] == 0)
+    assert "Judged set" in detail.text and "then (step 1)" in detail.text
+    shown = detail.find_elements("css selector", "ul.option-votes li")
+    assert len(shown) == len(record["option_votes"])
+    assert len(detail.find_elements("css selector", "ul.option-votes li.accepted")) == sum(1 for o in record["option_votes"] if o["accepted"])
+    assert _severe(browser) == []

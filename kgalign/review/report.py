@@ -223,10 +223,13 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
             "p": round(math.exp(x["logprob"]), 4) if x.get("logprob") is not None else None,
             "cached": bool(x.get("cached")),
             "error": x.get("error"),
+            "step": int(x.get("step") or 0),
         }
         for x in r.get("rounds", [])
     ]
-    tally = Counter(x["target"] if x["target"] is not None else "invalid" for x in rounds)
+    # A judged set asks several steps a round: the tally and agreement are of each round's first answer.
+    firsts = [x for x in rounds if x["step"] == 0]
+    tally = Counter(x["target"] if x["target"] is not None else "invalid" for x in firsts)
     target = r.get("target")
     candidates = r.get("candidates", [])
     return {
@@ -242,7 +245,12 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
         "mutual": r.get("mutual"),
         "rounds": rounds,
         "tally": [[name, n] for name, n in tally.most_common()],
-        "agreement": round(tally.most_common(1)[0][1] / len(rounds), 4) if rounds else None,
+        "agreement": round(tally.most_common(1)[0][1] / len(firsts), 4) if firsts else None,
+        "rounds_asked": len(firsts),
+        "option_votes": [
+            {"iri": v.get("iri"), "picked": v.get("picked"), "rounds": v.get("rounds"), "accepted": bool(v.get("accepted"))}
+            for v in r.get("option_votes", [])
+        ],
         "decision": r["decision"],
         "target": target,
         "target_label": (labels.get(target) or local_name(target)) if target else "",

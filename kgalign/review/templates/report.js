@@ -536,7 +536,7 @@
   function tallyText(d) {
     if (!d.rounds.length) { return "\u2013"; }
     var best = d.tally.length ? d.tally[0][1] : 0;
-    return best + "/" + d.rounds.length;
+    return best + "/" + d.rounds_asked;
   }
 
   function rowFor(d) {
@@ -650,7 +650,9 @@
 
     if (d.rounds.length) {
       right.appendChild(h("h3", { text: "Rounds" }));
-      right.appendChild(h("ol", { "class": "rounds" }, d.rounds.map(function (r, index) {
+      var roundNumber = 0;
+      right.appendChild(h("ol", { "class": "rounds" }, d.rounds.map(function (r) {
+        if (!r.step) { roundNumber += 1; }
         var letters = r.order.map(function (iri, k) { return String.fromCharCode(65 + k) + ": " + candidateLabel(d, iri); });
         letters.push(String.fromCharCode(65 + r.order.length) + ": none of these");
         var answer = "answer " + JSON.stringify(r.raw === null || r.raw === undefined ? "" : r.raw) + " \u2192 " + candidateLabel(d, r.target);
@@ -658,11 +660,18 @@
         if (r.p !== null && r.p !== undefined) { extra.push("p=" + fmt(r.p)); }
         if (r.cached) { extra.push("cached"); }
         if (r.error) { extra.push("error: " + r.error); }
-        return h("li", { "data-round": index + 1 }, [
-          h("div", { "class": "order", text: "shown " + letters.join(" \u00b7 ") }),
+        var shown = r.step ? "round " + roundNumber + ", then (step " + r.step + ") shown " : "round " + roundNumber + ": shown ";
+        return h("li", { "data-round": roundNumber, "data-step": r.step }, [
+          h("div", { "class": "order", text: shown + letters.join(" \u00b7 ") }),
           h("div", { text: answer + (extra.length ? " (" + extra.join(", ") + ")" : "") })
         ]);
       })));
+      if (d.option_votes.length) {
+        right.appendChild(h("h3", { text: "Judged set: each option picked in a strict majority of rounds is accepted" }));
+        right.appendChild(h("ul", { "class": "option-votes" }, d.option_votes.map(function (v) {
+          return h("li", { "class": v.accepted ? "accepted" : "", text: candidateLabel(d, v.iri) + ": picked in " + v.picked + " of " + v.rounds + " rounds, " + (v.accepted ? "accepted" : "not accepted") });
+        })));
+      }
     } else if (!d.human) {
       right.appendChild(h("p", { "class": "note", text: d.gated ? "Gated: retrieval was clear enough, the judge was not asked." : "The judge was not asked." }));
     }
