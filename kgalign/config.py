@@ -198,6 +198,23 @@ class SparqlConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Where ``--engine ray`` runs (kgalign.runtime.ray_engine); ignored by other engines."""
+
+    #: Address of a running Ray cluster (HOST:PORT, ray://HOST:PORT or "auto"); None: a
+    #: local Ray instance is started for the run and stopped after it.
+    address: str | None = None
+    #: Actors that embed and judge; 0: one per CPU the cluster has.
+    actors: int = number(0, 0, 4096)
+    #: CPUs each actor reserves (and the threads its models use).
+    cpus_per_actor: float = number(1.0, 0.01, 256.0)
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        _validate(self, "")
+
+
+@dataclass(frozen=True)
 class PushConfig:
     """Where the links (and the fused graph) are written back after a run (kgalign.io.sparql.push)."""
 
@@ -265,6 +282,8 @@ class AlignConfig:
     sparql: SparqlConfig = field(default_factory=SparqlConfig)
     #: Writing the links back to a triple store after the run.
     push: PushConfig = field(default_factory=PushConfig)
+    #: The Ray cluster of --engine ray.
+    ray: RayConfig = field(default_factory=RayConfig)
     #: How links are settled: auto detects the cardinality (1:1, 1:n, n:1, n:m) from the
     #: data (kgalign.resolution.cardinality); or a resolve mode by name.
     resolve: str = choice("auto", _resolvers)
@@ -335,7 +354,7 @@ class AlignConfig:
 
     def replace(self, **changes: Any) -> AlignConfig:
         """A copy with ``changes`` (validated again). Nested sections take dicts of changes."""
-        for name in ("retrieval", "vote", "sparql", "push"):
+        for name in ("retrieval", "vote", "sparql", "push", "ray"):
             if isinstance(changes.get(name), Mapping):
                 changes[name] = replace(getattr(self, name), **changes[name])
         return replace(self, **changes)

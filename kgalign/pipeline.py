@@ -20,7 +20,7 @@ from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, 
 from kgalign.io.entities import load_entities
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.judging.base import Judge, check_judge
-from kgalign.judging.build import build_judge, judge_id
+from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
 from kgalign.model import Link
 from kgalign.resolution.cardinality import detect_cardinality
@@ -75,8 +75,16 @@ def run_local(
 
 
 def _align(
-    left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None, old: OldRun | None = None
+    left: str | Path,
+    right: str | Path,
+    config: AlignConfig,
+    embedder: Embedder | None,
+    judge: Judge | None,
+    old: OldRun | None = None,
+    serve: Serve | None = None,
 ) -> AlignmentResult:
+    """The stages in order; ``serve`` (an engine's) makes the judge from its backend (see
+    :func:`kgalign.judging.build.build_judge`)."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
@@ -90,7 +98,7 @@ def _align(
         reused_answers = reuse_answers(old, config.cache_path)
 
     with timer.stage("judge"):
-        cached_judge, cache = build_judge(effective, judge)
+        cached_judge, cache = build_judge(effective, judge, serve)
         candidates, human = prepared.candidates, prepared.human
         several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
         questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in human)

@@ -97,6 +97,9 @@ class AlignmentResult:
     #: ``--since``: the records of changes.jsonl, and run.json's summary of them.
     changes: list[dict[str, Any]] | None = None
     since: dict[str, Any] | None = None
+    #: What ran the stages: {"name": "local"}, or an engine's description (``--engine ray``:
+    #: the cluster, its actors and the calls they took).
+    engine: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
     _hashes: tuple[dict[str, str], dict[str, str]] | None = field(default=None, repr=False)
 
     @property
@@ -214,6 +217,7 @@ class AlignmentResult:
             "counts": self.counts,
             "cardinality": self.cardinality_info(),
             "since": self.since,
+            "engine": self.engine,
             "selection": {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in self.prepared.selections.items()},
             "clusters": {"sizes": size_histogram(self.fusion.clusters), **(self.clusters or {})},
             "metrics": self.metrics,

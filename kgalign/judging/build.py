@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from kgalign.config import AlignConfig
@@ -9,18 +11,24 @@ from kgalign.judging.base import Judge, judge_spec, make_judge
 from kgalign.judging.cache import AnswerCache, CachedJudge
 from kgalign.judging.lazy import LazyJudge
 
+#: What makes the judge a run asks out of its name and a function that builds it: by default
+#: :class:`LazyJudge` (built in this process on first use); ``--engine ray`` serves it from actors.
+Serve = Callable[[str, Callable[[], Judge]], Judge]
 
-def build_judge(config: AlignConfig, judge: Judge | None = None) -> tuple[CachedJudge | None, AnswerCache | None]:
+
+def build_judge(config: AlignConfig, judge: Judge | None = None, serve: Serve | None = None) -> tuple[CachedJudge | None, AnswerCache | None]:
     """``judge`` (an object), else the backend ``config.judge`` with its options; None for "none".
 
     ``config`` is the run's effective config (device resolved). A registered backend is
-    built lazily: a run whose every source is gated loads no model.
+    built lazily: a run whose every source is gated loads no model. With ``serve``, the
+    backend (or ``judge``) is what ``serve`` makes of it; the answer cache stays here.
     """
     if judge is None and config.judge == "none":
         return None, None
     cache = AnswerCache(config.cache_path) if config.cache_path else None
     if judge is not None:
-        return CachedJudge(judge, cache), cache
+        given = judge
+        return CachedJudge(serve(given.name, lambda: given) if serve else given, cache), cache
     spec = judge_spec(config.judge)
     options = {key: value for key, value in config.judge_options.items() if value is not None}
     if config.model:
@@ -32,7 +40,7 @@ def build_judge(config: AlignConfig, judge: Judge | None = None) -> tuple[Cached
     if spec.takes_seed:
         options.setdefault("seed", config.seed)
     name = config.judge
-    inner = LazyJudge(name, lambda: make_judge(name, **options))
+    inner = (serve or LazyJudge)(name, partial(make_judge, name, **options))
     return CachedJudge(inner, cache), cache
 
 

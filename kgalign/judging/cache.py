@@ -102,6 +102,8 @@ class CachedJudge:
         self.prompt_tokens = 0
         self.answer_tokens = 0
         self.on_answered: Callable[[int], None] | None = None
+        # Several blocks of sources may be asked at once (a judge with ``parallel``).
+        self._count = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -123,6 +125,11 @@ class CachedJudge:
         """The backend's block of sources for :func:`~kgalign.judging.vote.decide` (its prefix cache), if any."""
         return getattr(self.inner, "source_block", None)
 
+    @property
+    def parallel(self) -> int | None:
+        """How many blocks of sources the backend answers at once (``--engine ray``), if more than one."""
+        return getattr(self.inner, "parallel", None)
+
     def cache_params(self) -> dict[str, Any]:
         return self.inner.cache_params()
 
@@ -135,20 +142,22 @@ class CachedJudge:
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
                 answers[i] = hit
-                self.hits += 1
             else:
                 misses.append(i)
+        with self._count:
+            self.hits += len(questions) - len(misses)
         if len(questions) - len(misses) and self.on_answered:
             self.on_answered(len(questions) - len(misses))
         for start in range(0, len(misses), self.chunk):
             batch = misses[start : start + self.chunk]
             got = self.inner.answer([questions[i] for i in batch])
-            self.sent += len(batch)
+            with self._count:
+                self.sent += len(batch)
+                self.prompt_tokens += sum(answer.prompt_tokens for answer in got)
+                self.answer_tokens += sum(answer.answer_tokens for answer in got)
             rows = []
             for i, answer in zip(batch, got):
                 answers[i] = answer
-                self.prompt_tokens += answer.prompt_tokens
-                self.answer_tokens += answer.answer_tokens
                 if answer.error is None:  # transport failures are asked again next run
                     rows.append((keys[i], self.inner.name, self.inner.model_id, answer))
             if self.cache is not None and rows:

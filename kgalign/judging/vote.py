@@ -122,14 +122,30 @@ def decide(
 
     if judge is not None and pending:
         block = _source_block(judge, len(pending))
-        ask = _ask_sets if several else _ask
-        for start in range(0, len(pending), block):
-            ask(pending[start : start + block], left_profiles, right_profiles, judge, config, on_question)
+        ask = partial(_ask_sets if several else _ask, left_profiles=left_profiles, right_profiles=right_profiles, judge=judge, config=config, on_question=on_question)
+        blocks = [pending[start : start + block] for start in range(0, len(pending), block)]
+        workers = min(_parallel(judge), len(blocks))
+        if workers <= 1:
+            for part in blocks:
+                ask(part)
+        else:
+            # A judge served by several workers (--engine ray) takes blocks at once; each block
+            # is asked exactly as one after the other would be, so the answers are the same.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="kgalign-judge") as pool:
+                list(pool.map(ask, blocks))
 
     tally = _tally_set if several else _tally
     for p in pending:
         decisions[p.cands.source] = tally(p, config)
     return [decisions[c.source] for c in candidates]
+
+
+def _parallel(judge: Judge) -> int:
+    """How many blocks of sources the judge answers at once: its ``parallel``, else 1."""
+    value = getattr(judge, "parallel", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
 def _source_block(judge: Judge, pending: int) -> int:
@@ -140,6 +156,7 @@ def _source_block(judge: Judge, pending: int) -> int:
 
 def _ask(
     pending: list[_Pending],
+    *,
     left_profiles: dict[str, EntityProfile],
     right_profiles: dict[str, EntityProfile],
     judge: Judge,
@@ -183,6 +200,7 @@ def _ask(
 
 def _ask_sets(
     pending: list[_Pending],
+    *,
     left_profiles: dict[str, EntityProfile],
     right_profiles: dict[str, EntityProfile],
     judge: Judge,

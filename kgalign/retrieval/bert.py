@@ -177,6 +177,14 @@ class NumpyBert:
     def count_tokens(self, texts: list[str]) -> int:
         return sum(len(e.ids) for e in self.tokenize(texts))
 
+    def batches(self, encodings: list) -> list[np.ndarray]:
+        """The rows :meth:`encode` runs together: sorted by word pieces, ``batch_size`` at a time.
+        Each batch's vectors depend on that batch alone, so an engine that spreads the
+        batches over workers (--engine ray) gets the vectors one process gets."""
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(lengths, kind="stable")
+        return [order[start : start + self.batch_size] for start in range(0, len(encodings), self.batch_size)]
+
     def encode(self, texts: list[str], encodings: list | None = None) -> np.ndarray:
         """Vectors of ``texts``; ``encodings`` is their :meth:`tokenize`, when already made."""
         if not texts:
@@ -185,7 +193,6 @@ class NumpyBert:
         if encodings is None:
             encodings = self.tokenize(texts)
         lengths = np.array([len(e.ids) for e in encodings])
-        order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
 
         def run(rows: np.ndarray) -> None:
@@ -201,21 +208,24 @@ class NumpyBert:
                 mask[j, :n] = 1.0
             out[rows] = self._forward(ids, types, mask)
 
-        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        batches = self.batches(encodings)
         # One batch per core, each on a single BLAS thread: numpy's element-wise steps
         # (GELU, softmax, layer norm) run on one core, so whole batches in parallel
         # keep every core busy where a multi-threaded BLAS alone would leave them idle.
-        workers = min(self.workers, len(batches))
-        if workers <= 1:
-            for rows in batches:
-                run(rows)
-            return out
-        from concurrent.futures import ThreadPoolExecutor
-
+        # One BLAS thread also when there is one batch or one core: a batch's vectors are
+        # then the same bits on any machine and in any process (--engine ray's actors).
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, batches))
+        workers = min(self.workers, len(batches))
+        with threadpool_limits(limits=1, user_api="blas"):
+            if workers <= 1:
+                for rows in batches:
+                    run(rows)
+                return out
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, batches))
         return out
 
     def _forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:

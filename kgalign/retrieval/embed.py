@@ -159,23 +159,39 @@ class SentenceTransformerEmbedder:
         log.info("embedding %d texts with the %s engine", len(texts), engine)
         if engine == "numpy":
             return self._numpy_encoder().encode(texts, encodings)
-        model = self._load()
+        batches = self.plan(texts)[1]
+        vectors = [self.encode_batch("torch", [texts[i] for i in rows]) for rows in batches]
+        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
+        for rows, part in zip(batches, vectors):
+            out[rows] = part
+        return out
+
+    def plan(self, texts: list[str]) -> tuple[str, list[np.ndarray]]:
+        """The engine that encodes ``texts`` and the rows it runs together (sorted by
+        length, a batch at a time; each batch's vectors depend on that batch alone).
+        :meth:`encode_batch` on each gives the vectors :meth:`encode` gives, wherever it
+        runs: ``--engine ray`` spreads the batches over its actors."""
+        engine, encodings = self._choose(texts)
+        if engine == "numpy":
+            numpy = self._numpy_encoder()
+            return engine, numpy.batches(encodings if encodings is not None else numpy.tokenize(texts))
         # Sorting by length keeps padding small; order is restored afterwards.
         order = np.argsort([len(t) for t in texts], kind="stable")
+        return engine, [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+
+    def encode_batch(self, engine: str, texts: list[str]) -> np.ndarray:
+        """Vectors of one batch of :meth:`plan`, by ``engine`` ("numpy" or "torch")."""
+        if engine == "numpy":
+            return self._numpy_encoder().encode(texts)
+        model = self._load()
         with precision_context(self.precision, self.device):
             vectors = model.encode(
-                [texts[i] for i in order],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
+                texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             ).astype(np.float32)
         if self.precision != "float32":
             # Renormalise: the norm was taken in the reduced precision.
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        out = np.empty_like(vectors)
-        out[order] = vectors
-        return out
+        return vectors
 
 
 def encode_sides(embedder: Embedder, left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:

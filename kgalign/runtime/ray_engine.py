@@ -1,0 +1,306 @@
+"""``--engine ray``: the pipeline with its model stages on the actors of a Ray cluster.
+
+The stages run as :func:`kgalign.pipeline.run_local` runs them, with two of them spread
+over a pool of Ray actors (each holds the models it needs, built on first use):
+
+- **embedding**: the embedder's batches (:meth:`SentenceTransformerEmbedder.plan`) go to
+  the actors several at a time, and the vectors come back in order. A batch's vectors
+  depend on that batch alone, so they are the vectors one process computes; the vector
+  cache stays in the driver;
+- **judging**: the sources are asked in blocks (the judge's ``source_block``), one block
+  per actor at a time, each block's questions in the batches one process would send, so
+  the answers are the same. The answer cache stays in the driver and is written as each
+  batch comes back: an actor killed mid-run is restarted by Ray and its batch asked
+  again, and every answer already given is kept.
+
+Loading, retrieval's index, resolution and fusion run in the driver, as with
+``local``: this engine spreads the model work, not yet the data (docs/scale.md).
+
+Without ``--ray-address`` a local Ray instance is started for the run (``ray.init``) and
+stopped after it; with one, the run joins that cluster and leaves it running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kgalign.config import AlignConfig, RayConfig
+from kgalign.errors import KgalignError
+from kgalign.judging.base import Answer, Judge
+from kgalign.judging.prompt import Question
+from kgalign.result import AlignmentResult
+
+log = logging.getLogger(__name__)
+
+#: Embedder batches sent to an actor in one call.
+EMBED_BATCHES_PER_CALL = 8
+#: Times Ray restarts an actor whose process died, and asks its call again.
+RESTARTS = 3
+
+
+def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: Any, judge: Judge | None, old: Any) -> AlignmentResult:
+    """The ``ray`` engine (see the module text)."""
+    from kgalign.pipeline import _align
+    from kgalign.retrieval.embed import CachedEmbedder
+    from kgalign.runtime.gctune import relaxed_gc
+
+    with ray_cluster(config.ray) as cluster:
+        pool = WorkerPool(cluster, config)
+        try:
+            own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
+            with relaxed_gc():
+                result = _align(left, right, config, own, judge, old, serve=pool.serve)
+            result.engine = pool.describe()
+            return result
+        finally:
+            pool.close()
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise KgalignError("--engine ray needs Ray: pip install 'kgalign[ray]'") from None
+    return ray
+
+
+@contextmanager
+def ray_cluster(settings: RayConfig) -> Iterator[dict[str, Any]]:
+    """Connected to the cluster at ``settings.address``, or to a local instance started
+    here (and stopped on leaving); yields what the run needs to know of it."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            if settings.address:
+                ray.init(address=settings.address, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                # A local instance for this run alone, on 127.0.0.1: no token to set up.
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = settings.address or "a local instance"
+            raise KgalignError(f"--engine ray: cannot connect to {where} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        started = True
+    try:
+        resources = ray.cluster_resources()
+        yield {"ray": ray, "cpus": float(resources.get("CPU", 1.0)), "gpus": float(resources.get("GPU", 0.0)), "nodes": len(ray.nodes()), "address": settings.address or "local"}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class KgalignWorker:
+    """What each Ray actor holds: the embedder and the judge, each built on first use."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self._embedders: dict[tuple, Any] = {}
+        self._judge: Judge | None = None
+        try:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
+        from kgalign.retrieval.embed import SentenceTransformerEmbedder
+        from kgalign.runtime.device import resolve_device
+
+        key = tuple(sorted(spec.items()))
+        embedder = self._embedders.get(key)
+        if embedder is None:
+            embedder = SentenceTransformerEmbedder(**{**spec, "device": resolve_device(spec["device"])})
+            self._embedders[key] = embedder
+        return [embedder.encode_batch(engine, texts) for texts in batches]
+
+    def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
+        if self._judge is None:
+            self._judge = build()
+        judge = self._judge
+        return {
+            "model_id": judge.model_id,
+            "params": judge.cache_params(),
+            "chunk_size": getattr(judge, "chunk_size", None),
+            "batch_size": getattr(judge, "batch_size", None),
+            "source_block": getattr(judge, "source_block", None),
+        }
+
+    def answer(self, build: Callable[[], Judge], questions: list[Question]) -> list[Answer]:
+        if self._judge is None:
+            self._judge = build()
+        return self._judge.answer(questions)
+
+
+class WorkerPool:
+    """The actors of a run, started when first needed; each thread that asks keeps its actor."""
+
+    def __init__(self, cluster: dict[str, Any], config: AlignConfig) -> None:
+        self.ray = cluster["ray"]
+        self.cluster = cluster
+        settings = config.ray
+        self.cpus = settings.cpus_per_actor
+        self.size = settings.actors or max(1, int(cluster["cpus"] // self.cpus))
+        self._actors: list[Any] = []
+        self._taken = 0  # threads given an actor so far, round robin
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.embed_calls = 0
+        self.judge_batches = 0
+
+    @property
+    def actors(self) -> list[Any]:
+        with self._lock:
+            if not self._actors:
+                remote = self.ray.remote(num_cpus=self.cpus, max_restarts=RESTARTS, max_task_retries=RESTARTS)(KgalignWorker)
+                self._actors = [remote.remote(max(1, int(self.cpus))) for _ in range(self.size)]
+                log.info("ray: %d actors of %g CPU each", self.size, self.cpus)
+            return self._actors
+
+    def mine(self) -> Any:
+        """The actor of the calling thread (a block of sources stays on one actor)."""
+        actor = getattr(self._local, "actor", None)
+        if actor is None:
+            self.actors  # noqa: B018 - starts them
+            with self._lock:
+                actor = self._actors[self._taken % len(self._actors)]
+                self._taken += 1
+            self._local.actor = actor
+        return actor
+
+    def map_embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
+        """Vectors of each batch, in order, the batches spread over the actors."""
+        actors = self.actors
+        calls = [batches[start : start + EMBED_BATCHES_PER_CALL] for start in range(0, len(batches), EMBED_BATCHES_PER_CALL)]
+        refs = [actors[i % len(actors)].embed.remote(spec, engine, part) for i, part in enumerate(calls)]
+        self.embed_calls += len(refs)
+        out: list[np.ndarray] = []
+        for part in self.ray.get(refs):
+            out.extend(part)
+        return out
+
+    def serve(self, name: str, build: Callable[[], Judge]) -> Judge:
+        """The judge ``build`` makes, served from the actors (see :class:`RayJudge`)."""
+        return RayJudge(self, name, build)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": "ray",
+            "address": self.cluster["address"],
+            "nodes": self.cluster["nodes"],
+            "cluster_cpus": self.cluster["cpus"],
+            "cluster_gpus": self.cluster["gpus"],
+            "actors": len(self._actors),
+            "cpus_per_actor": self.cpus,
+            "embed_calls": self.embed_calls,
+            "judge_batches": self.judge_batches,
+        }
+
+    def close(self) -> None:
+        for actor in self._actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already gone
+                pass
+        self._actors = []
+
+
+class RayJudge:
+    """A judge whose every batch is answered by an actor of the pool: the calling thread's,
+    so that each block of sources is asked on one actor, as one process asks it."""
+
+    def __init__(self, pool: WorkerPool, name: str, build: Callable[[], Judge]) -> None:
+        self.pool = pool
+        self.name = name
+        self._build = build
+        self._info: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._info is not None
+
+    def _about(self) -> dict[str, Any]:
+        with self._lock:
+            if self._info is None:
+                log.info("building the %s judge on the ray actors", self.name)
+                # One actor builds it now, for what the cache keys need; the others on their first batch.
+                self._info = self.pool.ray.get(self.pool.mine().build_judge.remote(self._build))
+            return self._info
+
+    @property
+    def model_id(self) -> str:
+        return str(self._about()["model_id"])
+
+    @property
+    def chunk_size(self) -> int | None:
+        return self._about()["chunk_size"]
+
+    @property
+    def batch_size(self) -> int | None:
+        return self._about()["batch_size"]
+
+    @property
+    def source_block(self) -> int | None:
+        return self._about()["source_block"]
+
+    @property
+    def parallel(self) -> int:
+        return self.pool.size
+
+    def cache_params(self) -> dict[str, Any]:
+        return dict(self._about()["params"])
+
+    def answer(self, questions: list[Question]) -> list[Answer]:
+        self._about()
+        actor = self.pool.mine()
+        started = time.perf_counter()
+        answers = self.pool.ray.get(actor.answer.remote(self._build, questions))
+        self.pool.judge_batches += 1
+        log.debug("ray: %d questions answered in %.2f s", len(questions), time.perf_counter() - started)
+        return answers
+
+
+class RayEmbedder:
+    """The run's embedder, its batches computed on the actors (see the module text)."""
+
+    def __init__(self, pool: WorkerPool, config: AlignConfig) -> None:
+        from kgalign.retrieval.embed import SentenceTransformerEmbedder
+
+        self.pool = pool
+        self.spec = {
+            "path": config.embedder,
+            "device": config.device,
+            "precision": config.embed_precision,
+            "max_tokens": config.embed_max_tokens,
+            "engine": config.embed_engine,
+        }
+        # The plan (engine, batches) is made here, from the same embedder the actors build.
+        self.local = SentenceTransformerEmbedder(
+            config.embedder, device="cpu" if config.device == "auto" else config.device, precision=config.embed_precision, max_tokens=config.embed_max_tokens, engine=config.embed_engine
+        )
+        self.model_id = self.local.model_id
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        engine, batches = self.local.plan(texts)
+        log.info("embedding %d texts with the %s engine on %d ray actors", len(texts), engine, self.pool.size)
+        vectors = self.pool.map_embed(self.spec, engine, [[texts[i] for i in rows] for rows in batches])
+        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
+        for rows, part in zip(batches, vectors):
+            out[rows] = part
+        return out

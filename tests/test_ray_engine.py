@@ -1,0 +1,171 @@
+"""``--engine ray`` on a real Ray cluster started here on 127.0.0.1 (``ray start --head``,
+two CPUs: two worker actors), against ``--engine local`` on the same inputs.
+
+The outputs must be the same files: the embedder's batches and the judge's blocks are
+computed on the actors exactly as one process computes them. A judge actor killed in the
+middle of a run is restarted by Ray; the run finishes with the same links and loses no
+answer given before the kill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+from helpers import cli, free_port  # noqa: E402
+from kgalign.config import AlignConfig, VoteConfig  # noqa: E402
+from kgalign.judging.testing import ScriptedJudge, pick  # noqa: E402
+from kgalign.pipeline import align  # noqa: E402
+
+SAME = ("links.ttl", "fused.ttl", "alignment.rdf", "votes.jsonl")
+
+
+def _ray_command() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray head on 127.0.0.1 with two CPUs, stopped after the module."""
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    temp = tmp_path_factory.mktemp("ray")
+    started = subprocess.run(
+        [
+            _ray_command(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+        ],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr[-2000:]
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([_ray_command(), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def _votes(folder: Path) -> list[dict]:
+    """The decision records, less the time each took (the one field a clock decides)."""
+    records = [json.loads(line) for line in (folder / "votes.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("latency_s")
+    return records
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for name in SAME:
+        if name != "votes.jsonl":
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert _votes(a) == _votes(b)
+    left, right = (json.loads((d / "run.json").read_text()) for d in (a, b))
+    for key in ("links", "matches", "llm_questions", "candidates", "embedded_entities", "clusters"):
+        assert left["counts"][key] == right["counts"][key], key
+
+
+def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_path, monkeypatch) -> None:
+    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache", "--retrieval", "full"]
+    # Each run with an empty vector cache: the actors compute every vector.
+    monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / "cache-local"))
+    local = cli(["run", *args, "-o", tmp_path / "local"])
+    assert local.exit_code == 0, local.output
+    monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / "cache-ray"))
+    ray = cli(["run", *args, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", cluster])
+    assert ray.exit_code == 0, ray.output
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert info["engine"]["name"] == "ray" and info["engine"]["actors"] == 2 and info["engine"]["embed_calls"] >= 1
+    assert info["engine"]["address"] == cluster and info["config"]["ray"]["address"] == cluster
+    assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}
+
+
+def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path) -> None:
+    pair = mini_persons(tmp_path, 12)
+    args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "3", "--quiet", "--dtype", "float32"]
+    local = cli(["run", *args, "-o", tmp_path / "local"])
+    assert local.exit_code == 0, local.output
+    ray = cli(["run", *args, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", cluster])
+    assert ray.exit_code == 0, ray.output
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert info["counts"]["llm_questions"] > 0 and info["engine"]["judge_batches"] > 0
+    assert info["judge"] == json.loads((tmp_path / "local" / "run.json").read_text())["judge"]
+
+
+def _by_value() -> None:
+    """Ship this module's classes to the actors by value (they cannot import tests/)."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class DyingJudge(ScriptedJudge):
+    """Picks the gold target; on its ``die_at``-th batch (counted across processes in
+    ``folder``) the process it runs in exits, once. Every batch asked is logged there."""
+
+    def __init__(self, gold: dict[str, str], folder: Path, die_at: int) -> None:
+        super().__init__(lambda q: pick(gold.get(q.source.iri)), params={"gold": sorted(gold.items())}, batch_size=4)
+        self.folder = str(folder)
+        self.die_at = die_at
+
+    def answer(self, questions):
+        folder = Path(self.folder)
+        with (folder / "asked.log").open("a") as log:
+            log.write(json.dumps([q.text() for q in questions]) + "\n")
+        calls = sum(1 for _ in (folder / "asked.log").open())
+        if self.die_at and calls >= self.die_at and not (folder / "died").exists():
+            (folder / "died").write_text(str(os.getpid()))
+            os._exit(1)
+        return super().answer(questions)
+
+
+def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path) -> None:
+    from kgalign.evaluation.metrics import read_pairs
+
+    _by_value()
+    gold = dict(read_pairs(persons["gold"]))
+    config = AlignConfig(vote=VoteConfig(gate=False), gold=str(persons["gold"]), cache_path=str(tmp_path / "ray" / "judge-cache.sqlite"))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    result = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=5))
+    assert (logs / "died").exists(), "the actor was not killed"
+    asked = [json.loads(line) for line in (logs / "asked.log").read_text().splitlines()]
+    # The batch in flight when its actor died was asked again; no other question twice.
+    texts = [text for batch in asked for text in batch]
+    seen: dict[str, int] = {}
+    for text in texts:
+        seen[text] = seen.get(text, 0) + 1
+    twice = {text for text, n in seen.items() if n > 1}
+    assert max(seen.values()) == 2 and any(set(batch) == twice for batch in asked[4:])
+    assert result.metrics is not None and result.metrics["f1"] == 1.0
+    local_logs = tmp_path / "local-logs"
+    local_logs.mkdir()
+    local = align(persons["left"], persons["right"], config.replace(cache_path=None), judge=DyingJudge(gold, local_logs, die_at=0))
+    assert [(l.left, l.right) for l in result.links] == [(l.left, l.right) for l in local.links]
+    assert result.counts["llm_questions"] == local.counts["llm_questions"] == len(set(texts))
+    # Every answer is in the driver's cache: the same run again asks nothing.
+    again = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=0))
+    assert again.counts["llm_questions"] == 0 and again.counts["cache_hits"] == len(set(texts))
+    assert [(l.left, l.right) for l in again.links] == [(l.left, l.right) for l in result.links]
+
+
+def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path) -> None:
+    """A Python without Ray: one line naming the extra, nothing written."""
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from kgalign.cli.main import main\n"
+        f"main(['run', {str(persons['left'])!r}, {str(persons['right'])!r}, '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray', '--quiet'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "pip install 'kgalign[ray]'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
