@@ -28,7 +28,7 @@ from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, 
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
 from kgalign.retrieval.embed import Embedder, configured_embedder
-from kgalign.retrieval.retrieve import AUTO_STRUCTURE_WEIGHT
+from kgalign.retrieval.retrieve import AUTO_STRUCTURE_WEIGHT, lexical_vectors
 from kgalign.retrieval.structure import has_structure
 from kgalign.review.corrections import read_human_decisions, with_human_targets
 from kgalign.runtime.device import resolve_device
@@ -219,9 +219,12 @@ def _prepare(
         right_texts = [p.text(with_neighbours) for p in right_profiles]
 
     cardinality = None
+    lexical = None
     if config.resolve == "auto":
         with timer.stage("cardinality"):
-            cardinality = detect_cardinality(left_texts, right_texts)
+            # The TF-IDF rows of every entity: the detection's, then retrieval's.
+            lexical = lexical_vectors(left_texts, right_texts)
+            cardinality = detect_cardinality(left_texts, right_texts, vectors=lexical)
             effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
         log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)
 
@@ -236,7 +239,9 @@ def _prepare(
     seeds = known_seeds(seed_pairs, left_table, right_table)
     if embedder is None:
         embedder = configured_embedder(effective)
-    candidates, stats = find_candidates(effective, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer)
+    candidates, stats = find_candidates(
+        effective, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical
+    )
     prepared = Prepared(
         left_graph,
         right_graph,

@@ -122,3 +122,25 @@ def test_close_clusters_links_every_record_of_a_component():
 def test_resolve_choices_are_checked():
     with pytest.raises(Exception, match="resolve: 'n:n' is not one of auto, "):
         AlignConfig(resolve="n:n")
+
+
+@pytest.mark.parametrize("kind", ["1:1", "1:n", "n:1", "n:m"])
+def test_a_sample_of_each_side_finds_what_all_of_it_finds(pairs, kind):
+    """Detection on 30 evenly spaced entities of each side (as a large graph is measured)
+    chooses what the whole sides give, with shares near the whole sides'."""
+    from kgalign.io.entities import load_entities
+    from kgalign.resolution.cardinality import detect_cardinality, sample_rows
+    from kgalign.selection.predicates import build_profiles, configured_selection
+
+    texts = []
+    for side in ("left", "right"):
+        _, table = load_entities(pairs[kind][side], side)
+        texts.append([p.text(True) for p in build_profiles(table, configured_selection(table, AlignConfig()))])
+    whole = detect_cardinality(*texts)
+    part = detect_cardinality(*texts, sample=30)
+    assert not whole.sampled and whole.left_measured == len(texts[0])
+    assert part.sampled and part.left_measured == 30 and part.right_measured == 30
+    assert part.choice == whole.choice == kind
+    assert abs(part.left_share - whole.left_share) < 0.25 and abs(part.right_share - whole.right_share) < 0.25
+    assert "measured on samples of 30 and 30 entities" in part.summary()
+    assert list(sample_rows(5, 10)) == [0, 1, 2, 3, 4] and list(sample_rows(10, 3)) == [0, 4, 9]

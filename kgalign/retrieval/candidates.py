@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from kgalign.config import AlignConfig, RetrievalConfig
 from kgalign.model import Candidates, EntityProfile, EntityTable
@@ -37,10 +38,16 @@ def find_candidates(
     right_texts: list[str],
     embedder: Embedder,
     timer: StageTimer,
+    lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
 ) -> tuple[list[Candidates], CascadeStats | None]:
-    """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them."""
+    """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them.
+
+    ``lexical``: :func:`lexical_vectors` of ``left_texts`` and ``right_texts``, when the
+    caller made them already (the cardinality detection), so they are not fitted twice."""
     if config.retrieval.mode == "cascade":
-        return _cascade_candidates(config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer)
+        return _cascade_candidates(
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical
+        )
     left_vectors = right_vectors = None
     with timer.stage("embed"):
         if config.retrieval.needs_embeddings:
@@ -49,7 +56,7 @@ def find_candidates(
             log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
     with timer.stage("retrieve"):
         candidates = _retrieve_candidates(
-            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors, lexical
         )
     return candidates, None
 
@@ -73,6 +80,7 @@ def _cascade_candidates(
     right_texts: list[str],
     embedder: Embedder,
     timer: StageTimer,
+    lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
 ) -> tuple[list[Candidates], CascadeStats]:
     """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
@@ -81,7 +89,7 @@ def _cascade_candidates(
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve not in SHARED_TARGETS)
     left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
     with timer.stage("retrieve"):
-        left_lex, right_lex = lexical_vectors(left_texts, right_texts)
+        left_lex, right_lex = lexical if lexical is not None else lexical_vectors(left_texts, right_texts)
         left_struct = right_struct = None
         if _uses_structure(retrieval, left_table, right_table):
             left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols)
@@ -120,6 +128,7 @@ def _retrieve_candidates(
     right_texts: list[str],
     left_vectors: np.ndarray | None,
     right_vectors: np.ndarray | None,
+    lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
 ) -> list[Candidates]:
     """Candidates for the sources that take part, among the targets that take part.
 
@@ -136,7 +145,7 @@ def _retrieve_candidates(
     lex: tuple = (None, None)
     if lexical_structure:
         # Neighbours may be any entity: fit and keep the TF-IDF rows of all of them.
-        everyone = lexical_vectors(left_texts, right_texts)
+        everyone = lexical if lexical is not None else lexical_vectors(left_texts, right_texts)
         name_vectors = everyone
         if retrieval.dense_weight < 1.0 or left_vectors is None:
             lex = (everyone[0][rows], everyone[1][cols])
