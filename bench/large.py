@@ -34,7 +34,7 @@ from bench.make_large_pair import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 
-STAGES = ("load", "select", "embed", "retrieve", "judge", "resolve", "fuse", "write")
+STAGES = ("load", "select", "cardinality", "embed", "retrieve", "judge", "resolve", "fuse", "write")
 
 
 def _pair(data: Path, triples: int, seed: int, compress: bool) -> dict[str, Path]:
