@@ -149,3 +149,13 @@ def test_dedup_auto_follows_the_detected_cardinality():
     assert dedup_sides("auto", evidence("n:m")) == ["left", "right"]
     assert dedup_sides("auto", evidence("1:1")) == [] and dedup_sides("auto", None) == []
     assert dedup_sides("both", None) == ["left", "right"] and dedup_sides("none", evidence("1:n")) == []
+
+
+@pytest.mark.parametrize("flags", [["--since", "."], ["--dedup", "both"], ["--resolve", "1:n"], ["--engine", "ray"], ["--push", "http://127.0.0.1:9/update"], ["--graph", "urn:g"]])
+def test_dedup_refuses_the_options_of_a_run_in_one_line(duplicates, tmp_path, flags):
+    out = tmp_path / "out"
+    result = cli(["dedup", duplicates["graph"], "-o", out, "--quiet", *flags])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and flags[0] in lines[0] and "kgalign run" in lines[0], result.output
+    assert not out.exists()

@@ -63,8 +63,29 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
     """
     from kgalign.cli.run_options import config_from_command_line
 
+    _refuse_run_only(ctx)
     quiet(opts["quiet"])
     _dedup(graph, outdir, _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"]), opts["force"])
+
+
+#: Options of `kgalign run` that mean nothing to `kgalign dedup` (one graph file, no
+#: earlier run, no second side, the local engine): given, they stop it in one line.
+DEDUP_REFUSES = (
+    "--since", "--dedup", "--resolve", "--seed-links", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
+    "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
+    "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol",
+)  # fmt: skip
+
+
+def _refuse_run_only(ctx: click.Context) -> None:
+    from click.core import ParameterSource
+
+    from kgalign.cli.run_options import RUN_OPTIONS
+
+    for option in RUN_OPTIONS:
+        flag = option.decls[0].split("/")[0]
+        if flag in DEDUP_REFUSES and ctx.get_parameter_source(option.name) == ParameterSource.COMMANDLINE:
+            raise KgalignError(f"kgalign dedup: {flag} is an option of `kgalign run` only (dedup reads one graph file, on this machine)")
 
 
 def _with_cache(config, outdir: Path, no_cache: bool):
