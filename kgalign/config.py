@@ -208,6 +208,8 @@ class RayConfig:
     actors: int = number(0, 0, 4096)
     #: CPUs each actor reserves (and the threads its models use).
     cpus_per_actor: float = number(1.0, 0.01, 256.0)
+    #: GPUs each actor reserves; above 0 the actors' models run on CUDA, else on the CPU.
+    gpus_per_actor: float = number(0.0, 0.0, 64.0)
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -151,7 +151,7 @@ def test_dedup_auto_follows_the_detected_cardinality():
     assert dedup_sides("both", None) == ["left", "right"] and dedup_sides("none", evidence("1:n")) == []
 
 
-@pytest.mark.parametrize("flags", [["--since", "."], ["--dedup", "both"], ["--resolve", "1:n"], ["--engine", "ray"], ["--push", "http://127.0.0.1:9/update"], ["--graph", "urn:g"]])
+@pytest.mark.parametrize("flags", [["--since", "."], ["--dedup", "both"], ["--explain"], ["--engine", "ray"], ["--push", "http://127.0.0.1:9/update"], ["--graph", "urn:g"]])
 def test_dedup_refuses_the_options_of_a_run_in_one_line(duplicates, tmp_path, flags):
     out = tmp_path / "out"
     result = cli(["dedup", duplicates["graph"], "-o", out, "--quiet", *flags])

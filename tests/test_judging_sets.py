@@ -185,3 +185,28 @@ def test_the_votes_log_and_inspect_show_each_option(one_to_many, tmp_path) -> No
     assert saved["counts"]["judged_sets"] == len(judged)
     shown = cli(["inspect", outdir / "votes.jsonl", "--entity", judged[0]["source"]])
     assert shown.exit_code == 0 and "judged set (picked in rounds" in shown.output
+
+
+def test_early_stop_keeps_a_none_that_one_more_round_would_give() -> None:
+    """Five rounds: A then none, B then none, none, none: the options are out of reach
+    after four rounds, but "none of these" first has 2 of the 3 it needs; the fifth round
+    (none again) decides it: "none", as without early stop."""
+    cands, left, right = _setup()
+    script = [pick("urn:r:0"), None, pick("urn:r:1"), None, None, None, None]
+    stopped = decide(cands, left, right, ScriptedJudge({"urn:l:1": script}), VoteConfig(rounds=5, gate=False), several=True)[0]
+    full = decide(cands, left, right, ScriptedJudge({"urn:l:1": script}), VoteConfig(rounds=5, gate=False, early_stop=False), several=True)[0]
+    assert stopped.kind == full.kind == "none"
+    assert len(set_rounds(stopped.rounds)) == 5
+
+
+def test_a_cluster_holding_a_judged_set_keeps_its_weak_links() -> None:
+    """L1 {R1, R2}, L2 {R2, R3}, judged, L1-R1 weak: neither split off nor closed (no L1-R3);
+    the same links from retrieval alone are checked and closed."""
+    from kgalign.model import Link
+    from kgalign.resolution.resolve import close_clusters
+
+    links = [Link("L1", "R1", 0.45), Link("L1", "R2", 0.9), Link("L2", "R2", 0.9), Link("L2", "R3", 0.9)]
+    kept = close_clusters(links, judged={"L1", "L2"})
+    assert [(x.left, x.right) for x in kept] == [(x.left, x.right) for x in links]
+    closed = {(x.left, x.right) for x in close_clusters(links)}
+    assert ("L1", "R1") not in closed and ("L1", "R3") in closed

@@ -169,3 +169,32 @@ def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path) -> N
     assert "pip install 'kgalign[ray]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_explanations_come_from_the_actors(cluster, persons, tmp_path) -> None:
+    _by_value()
+    from kgalign.evaluation.metrics import read_pairs
+
+    gold = dict(read_pairs(persons["gold"]))
+    judge = ScriptedJudge(lambda q: pick(gold.get(q.source.iri)), explanations="same name and birth date")
+    config = AlignConfig(vote=VoteConfig(gate=False), explain=True).replace(engine="ray", ray={"address": cluster})
+    result = align(persons["left"], persons["right"], config, judge=judge)
+    judged = [d for d in result.decisions if d.rounds and d.kind in ("match", "none")]
+    assert judged and all((d.explanation or "").startswith("same name and birth date") for d in judged)
+    assert result.counts["explained"] == len(judged)
+
+
+def test_gpus_the_cluster_lacks_stop_the_run_in_one_line(cluster, persons, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = cli(["run", persons["left"], persons["right"], "-o", out, "--quiet", "--engine", "ray", "--ray-address", cluster, "--ray-gpus", "1"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--ray-gpus 1" in lines[0] and "0 GPUs" in lines[0], result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_more_actors_than_the_cluster_holds_are_capped(cluster, persons, tmp_path, caplog) -> None:
+    config = AlignConfig().replace(engine="ray", ray={"address": cluster, "actors": 8})
+    with caplog.at_level("WARNING", logger="kgalign.runtime.ray_engine"):
+        result = align(persons["left"], persons["right"], config)
+    assert result.engine["actors"] <= 2 and "--ray-actors 8" in caplog.text

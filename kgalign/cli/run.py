@@ -70,8 +70,9 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
 
 #: Options of `kgalign run` that mean nothing to `kgalign dedup` (one graph file, no
 #: earlier run, no second side, the local engine): given, they stop it in one line.
+#: (--resolve has its own message in kgalign.dedup.)
 DEDUP_REFUSES = (
-    "--since", "--dedup", "--resolve", "--seed-links", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
+    "--since", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
     "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
     "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol",
 )  # fmt: skip

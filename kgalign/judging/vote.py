@@ -131,10 +131,16 @@ def decide(
         else:
             # A judge served by several workers (--engine ray) takes blocks at once; each block
             # is asked exactly as one after the other would be, so the answers are the same.
-            from concurrent.futures import ThreadPoolExecutor
+            from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-            with ThreadPoolExecutor(workers, thread_name_prefix="kgalign-judge") as pool:
-                list(pool.map(ask, blocks))
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="kgalign-judge")
+            try:
+                futures = [pool.submit(ask, part) for part in blocks]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # the first failure, at once: the blocks not started are cancelled below
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     tally = _tally_set if several else _tally
     for p in pending:
@@ -275,10 +281,21 @@ def _picks(shown: Sequence[str], rounds: Sequence[Round]) -> dict[str, list[Roun
 
 
 def _set_settled(p: _Pending, total: int) -> bool:
-    """True when every option shown is accepted already or can no longer be."""
-    done = len(set_rounds(p.rounds))
+    """True when every option shown is accepted already or can no longer be, and (for a
+    set with nothing accepted) whether "none of these" wins is decided too."""
+    grouped = set_rounds(p.rounds)
+    done = len(grouped)
     need = total // 2 + 1
-    return all(len(won) >= need or len(won) + total - done < need for won in _picks(p.shown, p.rounds).values())
+
+    def decided(count: int) -> bool:
+        return count >= need or count + total - done < need
+
+    picks = _picks(p.shown, p.rounds).values()
+    if not all(decided(len(won)) for won in picks):
+        return False
+    if any(len(won) >= need for won in picks):
+        return True
+    return decided(sum(1 for group in grouped if group[0].target == NONE))
 
 
 def _tally_set(p: _Pending, config: VoteConfig) -> Decision:

@@ -262,7 +262,7 @@ def close_clusters(links: Sequence[Link], judged: frozenset[str] | set[str] = fr
     the weakest confidence of its cluster.
 
     A cluster holding a source in ``judged`` (whose set the judge decided) keeps its
-    links as they are: the judge was shown each record's counterparts, and closing would
+    links as they are, neither checked nor closed: the judge was shown each record's counterparts, and closing would
     turn each wrong acceptance into the merge of two clusters (bench/judging_sets.py:
     with a judge right 90% of the time, F1 0.833 closed, 0.985 not)."""
     import networkx as nx
@@ -270,16 +270,22 @@ def close_clusters(links: Sequence[Link], judged: frozenset[str] | set[str] = fr
     from kgalign.resolution.clusters import check_clusters, graph_of, is_complete_bipartite
 
     edges = [(("L", link.left), ("R", link.right), link.confidence) for link in links]
-    checked = check_clusters(edges, is_complete_bipartite(lambda node: node[0]))
-    graph = graph_of(checked.edges)
     direct = {(link.left, link.right): link for link in links}
     closed: list[Link] = []
+    if judged:
+        # The clusters holding a judged set are kept whole, unchecked: an incomplete one is
+        # what the judge said, not a chain grown through weak links.
+        kept = set()
+        for component in nx.connected_components(graph_of(edges)):
+            if any(side == "L" and iri in judged for side, iri in component):
+                kept.update(component)
+        closed.extend(link for link in links if ("L", link.left) in kept)
+        edges = [edge for edge in edges if edge[0] not in kept]
+    checked = check_clusters(edges, is_complete_bipartite(lambda node: node[0]))
+    graph = graph_of(checked.edges)
     for component in nx.connected_components(graph):
         lefts = sorted(iri for side, iri in component if side == "L")
         rights = sorted(iri for side, iri in component if side == "R")
-        if judged.intersection(lefts):
-            closed.extend(direct[pair] for pair in ((a, b) for a in lefts for b in rights) if pair in direct)
-            continue
         weakest = min(data["confidence"] for _, _, data in graph.subgraph(component).edges(data=True))
         for left in lefts:
             for right in rights:

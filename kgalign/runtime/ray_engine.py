@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,32 +118,47 @@ class KgalignWorker:
         return os.getpid()
 
     def embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
-        from kgalign.retrieval.embed import SentenceTransformerEmbedder
-        from kgalign.runtime.device import resolve_device
-
-        key = tuple(sorted(spec.items()))
-        embedder = self._embedders.get(key)
-        if embedder is None:
-            embedder = SentenceTransformerEmbedder(**{**spec, "device": resolve_device(spec["device"])})
-            self._embedders[key] = embedder
+        embedder = self._embedder(spec)
         return [embedder.encode_batch(engine, texts) for texts in batches]
 
+    def embedder_id(self, spec: dict[str, Any]) -> str:
+        return str(self._embedder(spec).model_id)
+
+    def _embedder(self, spec: dict[str, Any]) -> Any:
+        from kgalign.retrieval.embed import SentenceTransformerEmbedder
+
+        key = tuple(sorted(spec.items()))
+        if key not in self._embedders:
+            self._embedders[key] = SentenceTransformerEmbedder(**spec)
+        return self._embedders[key]
+
     def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
-        if self._judge is None:
-            self._judge = build()
-        judge = self._judge
+        from kgalign.judging.base import explainer
+
+        judge = self._built(build)
         return {
             "model_id": judge.model_id,
             "params": judge.cache_params(),
             "chunk_size": getattr(judge, "chunk_size", None),
             "batch_size": getattr(judge, "batch_size", None),
             "source_block": getattr(judge, "source_block", None),
+            "explains": explainer(judge) is not None,
         }
 
-    def answer(self, build: Callable[[], Judge], questions: list[Question]) -> list[Answer]:
+    def _built(self, build: Callable[[], Judge]) -> Judge:
         if self._judge is None:
             self._judge = build()
-        return self._judge.answer(questions)
+        return self._judge
+
+    def answer(self, build: Callable[[], Judge], questions: list[Question]) -> list[Answer]:
+        return self._built(build).answer(questions)
+
+    def explain(self, build: Callable[[], Judge], questions: list[Question], chosen: list[str]) -> list[str]:
+        from kgalign.judging.base import explainer
+
+        explaining = explainer(self._built(build))
+        assert explaining is not None  # asked only of a judge that said it explains
+        return explaining.explain(questions, chosen)
 
 
 class WorkerPool:
@@ -153,7 +169,22 @@ class WorkerPool:
         self.cluster = cluster
         settings = config.ray
         self.cpus = settings.cpus_per_actor
-        self.size = settings.actors or max(1, int(cluster["cpus"] // self.cpus))
+        self.gpus = settings.gpus_per_actor
+        #: Where the actors' models run: their own GPU (Ray shows each actor the GPUs it reserved) or the CPU.
+        self.device = "cuda" if self.gpus > 0 else "cpu"
+        if self.gpus > 0 and cluster["gpus"] < self.gpus:
+            raise KgalignError(f"--ray-gpus {self.gpus:g}: the Ray cluster at {cluster['address']} has {cluster['gpus']:g} GPUs")
+        if self.gpus == 0 and config.device.startswith(("cuda", "mps")):
+            raise KgalignError(f"--engine ray --device {config.device}: give the actors GPUs with --ray-gpus N (they run on the CPU otherwise)")
+        room = int(cluster["cpus"] // self.cpus)
+        if self.gpus > 0:
+            room = min(room, int(cluster["gpus"] // self.gpus))
+        room = max(1, room)
+        self.size = settings.actors or room
+        if self.size > room:
+            # Actors beyond what the cluster holds would wait for resources, and the run with them.
+            log.warning("--ray-actors %d: the cluster holds %d actors of %g CPU (and %g GPU); using %d", self.size, room, self.cpus, self.gpus, room)
+            self.size = room
         self._actors: list[Any] = []
         self._taken = 0  # threads given an actor so far, round robin
         self._lock = threading.Lock()
@@ -165,7 +196,7 @@ class WorkerPool:
     def actors(self) -> list[Any]:
         with self._lock:
             if not self._actors:
-                remote = self.ray.remote(num_cpus=self.cpus, max_restarts=RESTARTS, max_task_retries=RESTARTS)(KgalignWorker)
+                remote = self.ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS)(KgalignWorker)
                 self._actors = [remote.remote(max(1, int(self.cpus))) for _ in range(self.size)]
                 log.info("ray: %d actors of %g CPU each", self.size, self.cpus)
             return self._actors
@@ -186,15 +217,23 @@ class WorkerPool:
         actors = self.actors
         calls = [batches[start : start + EMBED_BATCHES_PER_CALL] for start in range(0, len(batches), EMBED_BATCHES_PER_CALL)]
         refs = [actors[i % len(actors)].embed.remote(spec, engine, part) for i, part in enumerate(calls)]
-        self.embed_calls += len(refs)
+        with self._lock:
+            self.embed_calls += len(refs)
         out: list[np.ndarray] = []
         for part in self.ray.get(refs):
             out.extend(part)
         return out
 
     def serve(self, name: str, build: Callable[[], Judge]) -> Judge:
-        """The judge ``build`` makes, served from the actors (see :class:`RayJudge`)."""
+        """The judge ``build`` makes, served from the actors (see :class:`RayJudge`); a
+        registered backend is built there on the actors' device."""
+        if isinstance(build, partial) and "device" in build.keywords:
+            build = partial(build.func, *build.args, **{**build.keywords, "device": self.device})
         return RayJudge(self, name, build)
+
+    def count_batch(self) -> None:
+        with self._lock:
+            self.judge_batches += 1
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -205,6 +244,8 @@ class WorkerPool:
             "cluster_gpus": self.cluster["gpus"],
             "actors": len(self._actors),
             "cpus_per_actor": self.cpus,
+            "gpus_per_actor": self.gpus,
+            "device": self.device,
             "embed_calls": self.embed_calls,
             "judge_batches": self.judge_batches,
         }
@@ -239,6 +280,8 @@ class RayJudge:
                 log.info("building the %s judge on the ray actors", self.name)
                 # One actor builds it now, for what the cache keys need; the others on their first batch.
                 self._info = self.pool.ray.get(self.pool.mine().build_judge.remote(self._build))
+                if self._info.get("explains"):
+                    self.explain = self._explain  # as the backend: only a judge that explains has it
             return self._info
 
     @property
@@ -269,9 +312,13 @@ class RayJudge:
         actor = self.pool.mine()
         started = time.perf_counter()
         answers = self.pool.ray.get(actor.answer.remote(self._build, questions))
-        self.pool.judge_batches += 1
+        self.pool.count_batch()
         log.debug("ray: %d questions answered in %.2f s", len(questions), time.perf_counter() - started)
         return answers
+
+
+    def _explain(self, questions: list[Question], chosen: list[str]) -> list[str]:
+        return list(self.pool.ray.get(self.pool.mine().explain.remote(self._build, questions, chosen)))
 
 
 class RayEmbedder:
@@ -281,18 +328,20 @@ class RayEmbedder:
         from kgalign.retrieval.embed import SentenceTransformerEmbedder
 
         self.pool = pool
+        engine = config.embed_engine
+        if pool.device != "cpu" and engine == "auto":
+            engine = "torch"  # what auto picks on a GPU
         self.spec = {
             "path": config.embedder,
-            "device": config.device,
+            "device": pool.device,
             "precision": config.embed_precision,
             "max_tokens": config.embed_max_tokens,
-            "engine": config.embed_engine,
+            "engine": engine,
         }
-        # The plan (engine, batches) is made here, from the same embedder the actors build.
-        self.local = SentenceTransformerEmbedder(
-            config.embedder, device="cpu" if config.device == "auto" else config.device, precision=config.embed_precision, max_tokens=config.embed_max_tokens, engine=config.embed_engine
-        )
-        self.model_id = self.local.model_id
+        # The plan (engine, batches) is made here, without the model (word pieces or lengths only).
+        self.local = SentenceTransformerEmbedder(config.embedder, precision="float32", max_tokens=config.embed_max_tokens, engine=engine)
+        # The actors' embedder's id (its precision is the actors' device's): the vector cache's key.
+        self.model_id = str(self.pool.ray.get(self.pool.actors[0].embedder_id.remote(self.spec)))
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
