@@ -160,6 +160,40 @@ def _source_block(judge: Judge, pending: int) -> int:
     return block if isinstance(block, int) and not isinstance(block, bool) and block > 0 else max(pending, 1)
 
 
+def _ask_batch(
+    asking: list[_Pending],
+    orders: list[list[str]],
+    left_profiles: dict[str, EntityProfile],
+    right_profiles: dict[str, EntityProfile],
+    judge: Judge,
+    config: VoteConfig,
+    step: int = 0,
+) -> list[Round]:
+    """One question to the judge for each of ``asking`` (its options in ``orders``), in one
+    batch; each answer recorded as a round of its source (``step`` of a judged set's round)."""
+    questions = [
+        Question(source=left_profiles[p.cands.source], options=tuple(right_profiles[i] for i in order), datamark=config.datamark)
+        for p, order in zip(asking, orders)
+    ]
+    started = time.perf_counter()
+    answers = judge.answer(questions)
+    elapsed = (time.perf_counter() - started) / max(len(asking), 1)
+    if len(answers) != len(questions):
+        raise RuntimeError(f"judge {judge.name} returned {len(answers)} answers for {len(questions)} questions")
+    rounds = []
+    for p, order, question, answer in zip(asking, orders, questions, answers):
+        round_ = _round(order, question, answer)
+        round_.step = step
+        p.rounds.append(round_)
+        if p.prompt is None:
+            p.prompt = question.text()
+        p.latency += elapsed
+        p.prompt_tokens += answer.prompt_tokens
+        p.answer_tokens += answer.answer_tokens
+        rounds.append(round_)
+    return rounds
+
+
 def _ask(
     pending: list[_Pending],
     *,
@@ -174,30 +208,9 @@ def _ask(
         active = [p for p in pending if not p.done]
         if not active:
             break
-        questions = []
-        orders = []
+        orders = [round_order(p.shown, round_index, p.cands.source, config.seed) for p in active]
+        _ask_batch(active, orders, left_profiles, right_profiles, judge, config)
         for p in active:
-            order = round_order(p.shown, round_index, p.cands.source, config.seed)
-            orders.append(order)
-            questions.append(
-                Question(
-                    source=left_profiles[p.cands.source],
-                    options=tuple(right_profiles[i] for i in order),
-                    datamark=config.datamark,
-                )
-            )
-        started = time.perf_counter()
-        answers = judge.answer(questions)
-        elapsed = (time.perf_counter() - started) / max(len(active), 1)
-        if len(answers) != len(questions):
-            raise RuntimeError(f"judge {judge.name} returned {len(answers)} answers for {len(questions)} questions")
-        for p, order, question, answer in zip(active, orders, questions, answers):
-            p.rounds.append(_round(order, question, answer))
-            if p.prompt is None:
-                p.prompt = question.text()
-            p.latency += elapsed
-            p.prompt_tokens += answer.prompt_tokens
-            p.answer_tokens += answer.answer_tokens
             if config.early_stop and _settled(p.rounds, config.rounds):
                 p.done = True
         if on_question:
@@ -223,32 +236,11 @@ def _ask_sets(
         asking = active
         step = 0
         while asking:
-            questions = [
-                Question(
-                    source=left_profiles[p.cands.source],
-                    options=tuple(right_profiles[i] for i in remaining[id(p)]),
-                    datamark=config.datamark,
-                )
-                for p in asking
-            ]
-            started = time.perf_counter()
-            answers = judge.answer(questions)
-            elapsed = (time.perf_counter() - started) / max(len(asking), 1)
-            if len(answers) != len(questions):
-                raise RuntimeError(f"judge {judge.name} returned {len(answers)} answers for {len(questions)} questions")
+            rounds = _ask_batch(asking, [remaining[id(p)] for p in asking], left_profiles, right_profiles, judge, config, step)
             going_on = []
-            for p, question, answer in zip(asking, questions, answers):
-                order = remaining[id(p)]
-                round_ = _round(order, question, answer)
-                round_.step = step
-                p.rounds.append(round_)
-                if p.prompt is None:
-                    p.prompt = question.text()
-                p.latency += elapsed
-                p.prompt_tokens += answer.prompt_tokens
-                p.answer_tokens += answer.answer_tokens
+            for p, round_ in zip(asking, rounds):
                 if round_.target not in (None, NONE):
-                    left = [iri for iri in order if iri != round_.target]
+                    left = [iri for iri in remaining[id(p)] if iri != round_.target]
                     if left:
                         remaining[id(p)] = left
                         going_on.append(p)
