@@ -144,3 +144,26 @@ def test_a_sample_of_each_side_finds_what_all_of_it_finds(pairs, kind):
     assert abs(part.left_share - whole.left_share) < 0.25 and abs(part.right_share - whole.right_share) < 0.25
     assert "measured on samples of 30 and 30 entities" in part.summary()
     assert list(sample_rows(5, 10)) == [0, 1, 2, 3, 4] and list(sample_rows(10, 3)) == [0, 4, 9]
+
+
+@pytest.mark.parametrize("kind", ["1:n", "n:m"])
+def test_detection_scores_on_every_feature_when_the_search_prunes(pairs, kind, monkeypatch):
+    """Past PRUNE_FROM_TARGETS targets the lexical search ignores common features; the
+    detection scores what it finds on every feature, so it sees the same counterparts."""
+    import kgalign.retrieval.retrieve as retrieve
+    from kgalign.io.entities import load_entities
+    from kgalign.resolution.cardinality import detect_cardinality
+    from kgalign.selection.predicates import build_profiles, configured_selection
+
+    texts = []
+    for side in ("left", "right"):
+        _, table = load_entities(pairs[kind][side], side)
+        texts.append([p.text(True) for p in build_profiles(table, configured_selection(table, AlignConfig()))])
+    whole = detect_cardinality(*texts)
+    # At this scale, as on a large graph: the features of more than 3% of the targets ignored
+    # in the search (scored on those alone, a third of the several counterparts fell below the floor).
+    monkeypatch.setattr(retrieve, "PRUNE_FROM_TARGETS", 10)
+    monkeypatch.setattr(retrieve, "COMMON_FEATURE_SHARE", 0.03)
+    pruned = detect_cardinality(*texts)
+    assert pruned.choice == whole.choice == kind
+    assert abs(pruned.left_share - whole.left_share) < 0.05 and abs(pruned.right_share - whole.right_share) < 0.05

@@ -87,9 +87,17 @@ class CardinalityEvidence:
 
 
 def _sorted_topk(a, b, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from kgalign.retrieval.retrieve import lexical_topk
+    """The best ``k`` rows of ``b`` for each row of ``a``, by TF-IDF cosine, best first.
+
+    Past PRUNE_FROM_TARGETS rows of ``b`` the search ignores the most common features
+    (kgalign.retrieval.retrieve): the candidates it finds are then scored again on every
+    feature, as retrieval scores them, so the floor means the same at any size."""
+    from kgalign.retrieval.retrieve import _prunes, _row_dot, lexical_topk
 
     scores, ids = lexical_topk(a, b, k, 1024)
+    if _prunes(b.shape[0]):
+        rows = np.repeat(np.arange(a.shape[0]), ids.shape[1])
+        scores = _row_dot(a, b, rows, ids.ravel()).reshape(ids.shape)
     order = np.argsort(-scores, axis=1, kind="stable")
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
@@ -109,7 +117,10 @@ def _found(sources, targets, rows: np.ndarray, k: int, margin: float, floor: flo
     strong = np.unique(ids[scores >= floor])
     back_best = np.full(targets.shape[0], -1, dtype=np.int64)
     if len(strong):
-        _, best = _sorted_topk(targets[strong], sources, 1)
+        from kgalign.retrieval.retrieve import _prunes
+
+        # Past PRUNE_FROM_TARGETS the best by every feature is among the search's k, not its 1.
+        _, best = _sorted_topk(targets[strong], sources, k if _prunes(sources.shape[0]) else 1)
         back_best[strong] = best[:, 0]
     found: list[list[int]] = []
     for i, row in enumerate(rows):
