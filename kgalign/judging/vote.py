@@ -122,7 +122,7 @@ def decide(
 
     if judge is not None and pending:
         block = _source_block(judge, len(pending))
-        ask = partial(_ask_sets if several else _ask, left_profiles=left_profiles, right_profiles=right_profiles, judge=judge, config=config, on_question=on_question)
+        ask = partial(_ask, left_profiles=left_profiles, right_profiles=right_profiles, judge=judge, config=config, on_question=on_question, several=several)
         blocks = [pending[start : start + block] for start in range(0, len(pending), block)]
         workers = min(_parallel(judge), len(blocks))
         if workers <= 1:
@@ -202,55 +202,53 @@ def _ask(
     judge: Judge,
     config: VoteConfig,
     on_question: Callable[[int], None] | None,
+    several: bool = False,
 ) -> None:
-    """Every round of ``pending``, one batch a round, each source stopping early once settled."""
+    """Every round of ``pending``, each source stopping early once settled: one batch a
+    round, or with ``several`` (judged sets) one batch a step of the round."""
     for round_index in range(config.rounds):
         active = [p for p in pending if not p.done]
         if not active:
             break
         orders = [round_order(p.shown, round_index, p.cands.source, config.seed) for p in active]
-        _ask_batch(active, orders, left_profiles, right_profiles, judge, config)
+        if several:
+            _ask_steps(active, orders, left_profiles, right_profiles, judge, config, on_question)
+        else:
+            _ask_batch(active, orders, left_profiles, right_profiles, judge, config)
+            if on_question:
+                on_question(len(active))
         for p in active:
-            if config.early_stop and _settled(p.rounds, config.rounds):
+            if config.early_stop and (_set_settled(p, config.rounds) if several else _settled(p.rounds, config.rounds)):
                 p.done = True
-        if on_question:
-            on_question(len(active))
 
 
-def _ask_sets(
-    pending: list[_Pending],
-    *,
+def _ask_steps(
+    active: list[_Pending],
+    orders: list[list[str]],
     left_profiles: dict[str, EntityProfile],
     right_profiles: dict[str, EntityProfile],
     judge: Judge,
     config: VoteConfig,
     on_question: Callable[[int], None] | None,
 ) -> None:
-    """Every round of ``pending`` as sets: each round asked in steps, one batch a step,
-    each step without the options picked at the steps before."""
-    for round_index in range(config.rounds):
-        active = [p for p in pending if not p.done]
-        if not active:
-            break
-        remaining = {id(p): round_order(p.shown, round_index, p.cands.source, config.seed) for p in active}
-        asking = active
-        step = 0
-        while asking:
-            rounds = _ask_batch(asking, [remaining[id(p)] for p in asking], left_profiles, right_profiles, judge, config, step)
-            going_on = []
-            for p, round_ in zip(asking, rounds):
-                if round_.target not in (None, NONE):
-                    left = [iri for iri in remaining[id(p)] if iri != round_.target]
-                    if left:
-                        remaining[id(p)] = left
-                        going_on.append(p)
-            if on_question:
-                on_question(len(asking))
-            asking = going_on
-            step += 1
-        for p in active:
-            if config.early_stop and _set_settled(p, config.rounds):
-                p.done = True
+    """One round of a judged set: a batch a step, each step without the options picked
+    at the steps before, until a source's answer is "none of these" (or no option is left)."""
+    remaining = {id(p): order for p, order in zip(active, orders)}
+    asking = active
+    step = 0
+    while asking:
+        rounds = _ask_batch(asking, [remaining[id(p)] for p in asking], left_profiles, right_profiles, judge, config, step)
+        going_on = []
+        for p, round_ in zip(asking, rounds):
+            if round_.target not in (None, NONE):
+                left = [iri for iri in remaining[id(p)] if iri != round_.target]
+                if left:
+                    remaining[id(p)] = left
+                    going_on.append(p)
+        if on_question:
+            on_question(len(asking))
+        asking = going_on
+        step += 1
 
 
 def set_rounds(rounds: Sequence[Round]) -> list[list[Round]]:

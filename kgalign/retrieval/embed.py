@@ -159,7 +159,7 @@ class SentenceTransformerEmbedder:
         log.info("embedding %d texts with the %s engine", len(texts), engine)
         if engine == "numpy":
             return self._numpy_encoder().encode(texts, encodings)
-        batches = self.plan(texts)[1]
+        batches = self._batches(engine, texts, encodings)
         vectors = [self.encode_batch("torch", [texts[i] for i in rows]) for rows in batches]
         out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
         for rows, part in zip(batches, vectors):
@@ -172,12 +172,16 @@ class SentenceTransformerEmbedder:
         :meth:`encode_batch` on each gives the vectors :meth:`encode` gives, wherever it
         runs: ``--engine ray`` spreads the batches over its actors."""
         engine, encodings = self._choose(texts)
+        return engine, self._batches(engine, texts, encodings)
+
+    def _batches(self, engine: str, texts: list[str], encodings: list | None) -> list[np.ndarray]:
+        """:meth:`plan`'s batches for ``engine`` (``encodings``: the word pieces, when counted already)."""
         if engine == "numpy":
             numpy = self._numpy_encoder()
-            return engine, numpy.batches(encodings if encodings is not None else numpy.tokenize(texts))
+            return numpy.batches(encodings if encodings is not None else numpy.tokenize(texts))
         # Sorting by length keeps padding small; order is restored afterwards.
         order = np.argsort([len(t) for t in texts], kind="stable")
-        return engine, [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        return [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
 
     def encode_batch(self, engine: str, texts: list[str]) -> np.ndarray:
         """Vectors of one batch of :meth:`plan`, by ``engine`` ("numpy" or "torch")."""

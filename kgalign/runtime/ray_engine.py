@@ -104,18 +104,14 @@ class KgalignWorker:
     """What each Ray actor holds: the embedder and the judge, each built on first use."""
 
     def __init__(self, threads: int) -> None:
-        self.threads = max(1, threads)
         self._embedders: dict[tuple, Any] = {}
         self._judge: Judge | None = None
         try:
             import torch
 
-            torch.set_num_threads(self.threads)
+            torch.set_num_threads(max(1, threads))
         except ImportError:  # pragma: no cover - torch is a dependency
             pass
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
         embedder = self._embedder(spec)
