@@ -142,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {d['seed']} | {d['records']:,} | {d['gold_pairs']:,} | {d['clusters']:,} | {d['precision']:.4f} | {d['recall']:.4f} | {d['f1']:.4f} | {d['split']} | {d['flagged']} |"
             )
-    report = "\n".join(lines)
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cardinality.md").write_text(report + "\n")
-    (args.out / "cardinality.json").write_text(json.dumps({"runs": rows, "dedup": duplicates}, indent=2) + "\n")
+    table.publish(args.out, "cardinality", "\n".join(lines), {"runs": rows, "dedup": duplicates})
     return 0
 
 

@@ -189,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row['dataset']} | {row['judge']} | {change} | {row['equal_links_share']:.2%} | {row['f1']['since']:.4f} | {row['f1']['full']:.4f} | "
             f"{row['wall_s']['since']:.1f} | {row['wall_s']['full']:.1f} | {row['speedup']:.2f}x | {row['llm_questions']['since']} / {row['llm_questions']['full']} |"
         )
-    report = "\n".join(lines)
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "incremental.md").write_text(report + "\n")
-    (args.out / "incremental.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table.publish(args.out, "incremental", "\n".join(lines), rows)
     return 0
 
 

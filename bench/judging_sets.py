@@ -32,6 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench import table
 from bench.make_cardinality import build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row['data']} | {row['accuracy']:.2f} | {vote} | {row['resolve']} | {row['precision']:.4f} | {row['recall']:.4f} | "
             f"**{row['f1']:.4f}** | {row['links']} | {row['judged']} | {row['questions']} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "judging-sets.md").write_text(text)
-    (args.out / "judging-sets.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table.publish(args.out, "judging-sets", "\n".join(lines), rows)
     return 0
 
 

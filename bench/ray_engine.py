@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import large
+from bench import large, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         ratio = row["runs"][1]["wall_s"] / row["runs"][0]["wall_s"]
         lines.append(f"| | ray / local | {ratio:.2f}x | | | | | | | |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ray-engine.md").write_text(text)
-    (args.out / "ray-engine.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table.publish(args.out, "ray-engine", "\n".join(lines), rows)
     return 0
 
 

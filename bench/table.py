@@ -149,6 +149,14 @@ def _need(path: Path) -> None:
 _LOCK: list[Path | None] = [None]
 
 
+def publish(out: Path, stem: str, report: str, data: Any) -> None:
+    """Print ``report`` (markdown) and write it as OUT/STEM.md, ``data`` as OUT/STEM.json."""
+    print(report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(report + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
 @contextlib.contextmanager
 def heavy_lock() -> Iterator[None]:
     """Hold --lock (flock(2), the lock flock(1) takes) around one heavy command, if given."""
