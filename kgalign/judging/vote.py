@@ -6,7 +6,13 @@ Per source entity:
   ``min_score`` and the source is not contested (the cascade found its nearest target
   taken by a clear match, and no open target close to it);
 - gated: a mutual nearest neighbour whose margin over the runner-up reaches
-  ``gate_margin`` is accepted without asking (``gated`` in the log);
+  ``gate_margin`` is accepted without asking (``gated`` in the log); with ``several``
+  (below), such a source with another candidate strong enough to be linked as another
+  record on retrieval scores (:func:`has_other_strong`) is gated too, except for an
+  evenly spaced sample of up to SET_AUDIT of them, whose sets are judged: the judge's
+  answers there say whether retrieval's extra records are right, and a run whose
+  judged sets rarely hold several is made one-to-one
+  (:func:`kgalign.resolution.cardinality.with_judge`);
 - otherwise the judge is asked in rounds, each showing the candidates in another
   order (1: by score, 2: reversed, 3+: seeded shuffles). A candidate (or "none of
   these") wins with a strict majority of all rounds; otherwise the decision is
@@ -72,8 +78,32 @@ def retrieval_decision(cands: Candidates, config: VoteConfig, gated: bool = Fals
     return Decision(source=cands.source, kind="match", target=top.iri, confidence=round(max(0.0, min(1.0, top.score)), 6), gated=gated)
 
 
+#: Gated sources with another strong candidate whose sets are judged all the same (see the module text).
+SET_AUDIT = 50
+
+
 def is_gated(cands: Candidates, config: VoteConfig) -> bool:
     return config.gate and cands.mutual and cands.margin >= config.gate_margin and cands.contested_by is None
+
+
+def audited_sources(candidates: Sequence[Candidates], config: VoteConfig, decided: Mapping[str, Decision], size: int = SET_AUDIT) -> set[str]:
+    """The gated sources with another strong candidate whose sets are judged: up to
+    ``size`` of them, evenly spaced in the order of ``candidates``."""
+    gated = [c.source for c in candidates if c.source not in decided and c.items and is_gated(c, config) and has_other_strong(c)]
+    if len(gated) <= size:
+        return set(gated)
+    step = len(gated) / size
+    return {gated[int(i * step)] for i in range(size)}
+
+
+def has_other_strong(cands: Candidates) -> bool:
+    """Whether a candidate besides the top one scores as an extra record would be linked
+    in a 1:n or n:m run (kgalign.resolution.resolve.several_links)."""
+    from kgalign.resolution.resolve import SEVERAL_FLOOR, SEVERAL_WINDOW
+
+    if len(cands.items) < 2:
+        return False
+    return cands.items[1].score >= max(SEVERAL_FLOOR, cands.items[0].score - SEVERAL_WINDOW)
 
 
 @dataclass
@@ -107,6 +137,7 @@ def decide(
     decisions: dict[str, Decision] = {}
     pending: list[_Pending] = []
     decided = decided or {}
+    audited = audited_sources(candidates, config, decided) if several and judge is not None else set()
     for cands in candidates:
         if cands.source in decided:
             decisions[cands.source] = decided[cands.source]
@@ -114,7 +145,7 @@ def decide(
             decisions[cands.source] = Decision(source=cands.source, kind="none", target=None, confidence=0.0)
         elif judge is None:
             decisions[cands.source] = retrieval_decision(cands, config, gated=is_gated(cands, config))
-        elif is_gated(cands, config):
+        elif is_gated(cands, config) and cands.source not in audited:
             decisions[cands.source] = retrieval_decision(cands, config, gated=True)
         else:
             shown = [c.iri for c in cands.items[: config.options]]
