@@ -23,7 +23,7 @@ from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
 from kgalign.model import Link
-from kgalign.resolution.cardinality import detect_cardinality
+from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import find_candidates, known_seeds
@@ -108,6 +108,12 @@ def _align(
             decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several)
         if cache is not None:
             cache.close()
+
+    if prepared.cardinality is not None and cached_judge is not None:
+        # The judge's answers confirm or refute the "many" sides retrieval found.
+        prepared.cardinality = with_judge(prepared.cardinality, judge_evidence(decisions, several))
+        effective = effective.replace(resolve=MODE_OF_CARDINALITY[prepared.cardinality.choice])
+        log.info("%s; --resolve %s", prepared.cardinality.judge_summary(), effective.resolve)
 
     explained = 0
     if config.explain:

@@ -167,3 +167,107 @@ def test_detection_scores_on_every_feature_when_the_search_prunes(pairs, kind, m
     pruned = detect_cardinality(*texts)
     assert pruned.choice == whole.choice == kind
     assert abs(pruned.left_share - whole.left_share) < 0.05 and abs(pruned.right_share - whole.right_share) < 0.05
+
+
+# --- The judge's answers in the cardinality ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def namesakes(persons, tmp_path_factory) -> dict[str, Path]:
+    """The persons example (1:1) with, for half of the right persons, a relative of the same
+    name at the same address (bench/make_cardinality.py's namesakes): lexically one-to-many."""
+    from bench.make_cardinality import add_namesakes
+
+    folder = tmp_path_factory.mktemp("namesakes")
+    right, made = add_namesakes(Graph().parse(persons["right"]), PERSON2, random.Random(3), 0.5)
+    assert made >= 25
+    write_sorted(right, folder / "right.nt")
+    return {"left": persons["left"], "right": folder / "right.nt", "gold": persons["gold"]}
+
+
+def _oracle(gold_file: Path):
+    from kgalign.evaluation.metrics import read_pairs
+    from kgalign.judging.testing import ScriptedJudge, pick
+
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for a, b in read_pairs(gold_file):
+        wanted[a].add(b)
+    return ScriptedJudge(lambda q: pick(next((o.iri for o in q.options if o.iri in wanted[q.source.iri]), None)))
+
+
+def test_look_alikes_that_the_judge_refutes_make_the_run_one_to_one(namesakes, embedder, tmp_path):
+    """Retrieval alone takes the namesakes for records of the same person (1:n, precision
+    < 1); a judge that knows better accepts one option per set, so the run is revised to
+    1:1: every link right, the evidence in run.json, the log, inspect and the report."""
+    alone = align(namesakes["left"], namesakes["right"], AlignConfig(gold=str(namesakes["gold"])), embedder=embedder)
+    assert alone.effective.resolve == "1:n" and alone.prepared.cardinality.judge is None
+    assert alone.metrics is not None and alone.metrics["precision"] < 0.8
+
+    judged = align(namesakes["left"], namesakes["right"], AlignConfig(gold=str(namesakes["gold"])), embedder=embedder, judge=_oracle(namesakes["gold"]))
+    evidence = judged.prepared.cardinality
+    assert evidence.retrieval_choice == "1:n" and evidence.choice == "1:1" and judged.effective.resolve == "assignment"
+    assert evidence.judge is not None and evidence.judge.left_linked >= 20 and evidence.judge.left_several == 0
+    # Every source with a namesake has a strong second candidate: judged (fewer than SET_AUDIT here), not gated.
+    namesake_of = {str(link.left) for link in alone.links if str(link.right).endswith("-namesake")}
+    assert namesake_of and all(d.rounds for d in judged.decisions if d.source in namesake_of)
+    assert not [link for link in judged.links if link.right.endswith("-namesake")]
+    assert judged.metrics is not None and judged.metrics["recall"] == 1.0 and judged.metrics["f1"] >= 0.99, judged.metrics
+    info = judged.run_info()["cardinality"]
+    assert info["choice"] == "1:1" and info["retrieval_choice"] == "1:n" and info["judge"]["left_share"] == 0.0
+
+    judged.save(tmp_path / "out")
+    shown = cli(["inspect", tmp_path / "out" / "votes.jsonl"]).output
+    assert "judge: 0 of " in shown and "revised from 1:n (retrieval) to 1:1" in shown
+    assert cli(["report", tmp_path / "out"]).exit_code == 0
+    assert '"retrieval_choice":"1:n"' in (tmp_path / "out" / "report.html").read_text().replace(" ", "")
+
+    # Forced, the mode stays, and the judged sets alone decide the extras.
+    forced = align(namesakes["left"], namesakes["right"], AlignConfig(resolve="1:n", gold=str(namesakes["gold"])), embedder=embedder, judge=_oracle(namesakes["gold"]))
+    assert forced.prepared.cardinality is None and forced.effective.resolve == "1:n"
+
+
+def test_a_judge_confirming_several_records_keeps_one_to_many(pairs, embedder, caplog):
+    pair = pairs["1:n"]
+    with caplog.at_level("INFO", logger="kgalign.pipeline"):
+        result = align(pair["left"], pair["right"], AlignConfig(gold=str(pair["gold"])), embedder=embedder, judge=_oracle(pair["gold"]))
+    evidence = result.prepared.cardinality
+    assert evidence.choice == evidence.retrieval_choice == "1:n" and result.effective.resolve == "1:n"
+    assert evidence.judge is not None and evidence.judge.left_share is not None and evidence.judge.left_share >= 0.15
+    assert result.metrics is not None and result.metrics["f1"] == 1.0
+    assert any("the judge: " in r.message and "cardinality 1:n kept" in r.message for r in caplog.records)
+
+
+def _decision(source: str, target: str, judged: bool = True, gated: bool = False, accepted: tuple[str, ...] = ()) -> Decision:
+    from kgalign.model import OptionVote, Round
+
+    rounds = [Round(order=[target], raw="A", choice="A", target=target)] if judged else []
+    votes = [OptionVote(iri, 2, 3, True, 0.6) for iri in accepted]
+    return Decision(source, "match", target, 0.9, rounds=rounds, gated=gated, option_votes=votes)
+
+
+def test_judge_evidence_counts_the_judges_links_and_never_turns_a_side_many():
+    from kgalign.resolution.cardinality import JUDGE_MIN_LINKED, CardinalityEvidence, judge_evidence, with_judge
+
+    n = JUDGE_MIN_LINKED
+    # n:1 by one-winner answers: each right entity picked by one judged source, and by a gated one for half of them.
+    decisions = [_decision(f"l{i}", f"r{i}") for i in range(n)] + [_decision(f"g{i}", f"r{i}", judged=False, gated=True) for i in range(0, n, 2)]
+    decisions.append(Decision("h", "match", "r1", 1.0, human=True))
+    evidence = judge_evidence(decisions, sets=False)
+    assert (evidence.left_linked, evidence.right_linked, evidence.right_several) == (n, n, n // 2)
+    assert evidence.left_share is None and evidence.right_share == 0.5
+    n1 = CardinalityEvidence("n:1", 100, 0, 100, 40)
+    assert with_judge(n1, evidence).choice == "n:1"
+    # The judge linking each target once refutes n:1; the same evidence cannot make a 1:1 run many.
+    once = judge_evidence([_decision(f"l{i}", f"r{i}") for i in range(n)], sets=False)
+    assert with_judge(n1, once).choice == "1:1" and with_judge(n1, once).retrieval_choice == "n:1"
+    one = CardinalityEvidence("1:1", 100, 0, 100, 0)
+    assert with_judge(one, evidence).choice == "1:1"
+    # Judged sets: several accepted options measure the left side.
+    sets = judge_evidence([_decision(f"l{i}", f"r{i}", accepted=(f"r{i}", f"s{i}")) for i in range(n)], sets=True)
+    assert sets.left_share == 1.0 and sets.right_share == 0.0
+    nm = CardinalityEvidence("n:m", 100, 50, 100, 50)
+    assert with_judge(nm, sets).choice == "1:n"
+    # Too few judged links: the retrieval's choice stands.
+    few = judge_evidence([_decision("l0", "r0")], sets=True)
+    assert few.left_share is None and few.right_share is None and with_judge(nm, few).choice == "n:m"
+    assert "too few judged links" in with_judge(nm, few).judge_summary()

@@ -15,6 +15,15 @@ several right counterparts make the run one-to-many (1:n), right entities with s
 left ones many-to-one (n:1), both many-to-many (n:m); else it stays 1:1. The evidence
 and the choice go into run.json (``cardinality``) and one log line.
 
+Where a judge is asked, its answers are evidence too (:func:`judge_evidence`,
+:func:`with_judge`): a side retrieval found "many" stays so only if the judge, where its
+answers measured that side, also linked several counterparts to at least ``threshold``
+of the entities it linked. Look-alikes that are not the same thing (namesakes at one
+address, a series of one model) pass the lexical test but not the judge's. The judge
+only confirms or refutes: a one-winner question cannot show that a source has several
+counterparts, and two sources picking one target in a one-to-one run is as often a
+wrong answer as a real duplicate, so its answers never turn a side "many".
+
 The thresholds were chosen on the development pair of bench/make_cardinality.py (OAEI
 Person1 with one to four noisy records of each person on one side) and checked to leave
 the 1:1 benchmarks one-to-one (docs/cardinality.md).
@@ -23,10 +32,13 @@ the 1:1 benchmarks one-to-one (docs/cardinality.md).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from kgalign.model import Decision
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,38 @@ DETECT_THRESHOLD = 0.15
 #: within about one point of the whole side's (binomial standard error), far from the
 #: 15% threshold on every benchmark (docs/cardinality.md).
 DETECT_SAMPLE = 4000
+#: Entities of a side the judge must have linked before its share counts.
+JUDGE_MIN_LINKED = 20
+
+
+@dataclass(frozen=True)
+class JudgeEvidence:
+    """What the judge's answers say about several counterparts (:func:`judge_evidence`).
+
+    Left: the judged sets (1:n and n:m runs) that accepted at least one option, and those
+    that accepted several; measured only where sets were asked. Right: the targets the
+    judge linked, and those linked from several sources."""
+
+    left_linked: int
+    left_several: int
+    right_linked: int
+    right_several: int
+    sets: bool
+
+    @property
+    def left_share(self) -> float | None:
+        return self.left_several / self.left_linked if self.sets and self.left_linked >= JUDGE_MIN_LINKED else None
+
+    @property
+    def right_share(self) -> float | None:
+        return self.right_several / self.right_linked if self.right_linked >= JUDGE_MIN_LINKED else None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for side in ("left", "right"):
+            share = getattr(self, f"{side}_share")
+            data[f"{side}_share"] = None if share is None else round(share, 4)
+        return data
 
 
 @dataclass(frozen=True)
@@ -62,6 +106,9 @@ class CardinalityEvidence:
     left_measured: int = 0
     right_measured: int = 0
     sampled: bool = False
+    #: Where a judge was asked: its evidence, and the choice retrieval alone made.
+    judge: JudgeEvidence | None = None
+    retrieval_choice: str | None = None
 
     @property
     def left_share(self) -> float:
@@ -75,15 +122,31 @@ class CardinalityEvidence:
         data = asdict(self)
         data["left_share"] = round(self.left_share, 4)
         data["right_share"] = round(self.right_share, 4)
+        data["judge"] = self.judge.to_dict() if self.judge is not None else None
         return data
 
     def summary(self) -> str:
+        choice = self.retrieval_choice or self.choice
         return (
-            f"cardinality {self.choice}: {self.left_several} of {self.left_matched} left entities ({self.left_share:.0%}) and "
+            f"cardinality {choice}: {self.left_several} of {self.left_matched} left entities ({self.left_share:.0%}) and "
             f"{self.right_several} of {self.right_matched} right entities ({self.right_share:.0%}) have several strong, "
             f"mutually consistent counterparts (threshold {self.threshold:.0%})"
             + (f"; measured on samples of {self.left_measured:,} and {self.right_measured:,} entities" if self.sampled else "")
         )
+
+    def judge_summary(self) -> str:
+        """One line on what the judge's answers showed and what became of the choice."""
+        judged = self.judge
+        if judged is None:
+            return ""
+        parts = []
+        if judged.left_share is not None:
+            parts.append(f"{judged.left_several} of {judged.left_linked} judged left entities ({judged.left_share:.0%}) have several counterparts accepted")
+        if judged.right_share is not None:
+            parts.append(f"{judged.right_several} of {judged.right_linked} right entities the judge linked ({judged.right_share:.0%}) were linked from several sources")
+        said = "; ".join(parts) if parts else f"too few judged links to measure (fewer than {JUDGE_MIN_LINKED} a side)"
+        verdict = f"cardinality revised from {self.retrieval_choice} to {self.choice}" if self.retrieval_choice != self.choice else f"cardinality {self.choice} kept"
+        return f"the judge: {said}; {verdict}"
 
 
 def _sorted_topk(a, b, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,10 +224,52 @@ def detect_cardinality(
     right_matched = sum(1 for c in right_found if c)
     left_several = sum(1 for c in left_found if len(c) > 1)
     right_several = sum(1 for c in right_found if len(c) > 1)
-    left_many = left_matched and left_several / left_matched >= threshold
-    right_many = right_matched and right_several / right_matched >= threshold
-    choice = "n:m" if left_many and right_many else "1:n" if left_many else "n:1" if right_many else "1:1"
+    choice = _choice(bool(left_matched and left_several / left_matched >= threshold), bool(right_matched and right_several / right_matched >= threshold))
     sampled = len(left_rows) < left.shape[0] or len(right_rows) < right.shape[0]
     return CardinalityEvidence(
         choice, left_matched, left_several, right_matched, right_several, threshold, margin, floor, len(left_rows), len(right_rows), sampled
     )
+
+
+def _choice(left_many: bool, right_many: bool) -> str:
+    return "n:m" if left_many and right_many else "1:n" if left_many else "n:1" if right_many else "1:1"
+
+
+def judge_evidence(decisions: Sequence[Decision], sets: bool) -> JudgeEvidence:
+    """Count what the judge linked.
+
+    Left: per judged source, the options its set accepted (``sets``; one-winner answers
+    say nothing about several). Right: the targets a judged source linked, each counted
+    with every source that linked it, the gate's confident matches included: a gated
+    source is a mutual best match, so of several records of one thing at most one is
+    gated and the others are judged; leaving it out would hide that the target has
+    several. A person's decisions never count."""
+    judged_targets: set[str] = set()
+    sources_of: Counter[str] = Counter()
+    left_linked = left_several = 0
+    for decision in decisions:
+        if decision.human or decision.kind != "match" or decision.target is None:
+            continue
+        if decision.gated or not decision.rounds:
+            sources_of[decision.target] += 1
+            continue
+        linked = [vote.iri for vote in decision.accepted] if sets and decision.option_votes else [decision.target]
+        left_linked += 1
+        left_several += len(linked) > 1
+        sources_of.update(linked)
+        judged_targets.update(linked)
+    right_several = sum(1 for target in judged_targets if sources_of[target] > 1)
+    return JudgeEvidence(left_linked, left_several, len(judged_targets), right_several, sets)
+
+
+def with_judge(evidence: CardinalityEvidence, judged: JudgeEvidence) -> CardinalityEvidence:
+    """``evidence`` with the judge's, and the choice it leaves: a side retrieval found "many"
+    stays so unless the judge measured that side (at least JUDGE_MIN_LINKED links) and found
+    a share under the threshold. Never turns a side "many" (see the module text)."""
+    left_many = evidence.choice in ("1:n", "n:m")
+    right_many = evidence.choice in ("n:1", "n:m")
+    if judged.left_share is not None:
+        left_many = left_many and judged.left_share >= evidence.threshold
+    if judged.right_share is not None:
+        right_many = right_many and judged.right_share >= evidence.threshold
+    return replace(evidence, choice=_choice(left_many, right_many), judge=judged, retrieval_choice=evidence.retrieval_choice or evidence.choice)

@@ -26,6 +26,9 @@ def render_summary(summary: dict[str, Any]) -> str:
                 f"cardinality: {card['choice']} (detected; {card['left_share']:.0%} of left and {card['right_share']:.0%} of right entities "
                 f"with several counterparts; resolve {card['resolve']})"
             )
+            judged = card.get("judge")
+            if judged:
+                lines.append(f"  {_judge_line(judged, card)}")
         elif card.get("resolve") == "dedup":
             lines.append("cardinality: duplicates within one graph (kgalign dedup)")
         else:
@@ -91,3 +94,16 @@ def render_decision(r: dict[str, Any]) -> str:
         lines.append("prompt (round 1):")
         lines.extend("  | " + line for line in r["prompt"].splitlines())
     return "\n".join(lines)
+
+
+def _judge_line(judged: dict, card: dict) -> str:
+    """The judge's part in the cardinality (run.json ``cardinality.judge``)."""
+    parts = []
+    if judged.get("left_share") is not None:
+        parts.append(f"{judged['left_several']} of {judged['left_linked']} judged left entities with several accepted ({judged['left_share']:.0%})")
+    if judged.get("right_share") is not None:
+        parts.append(f"{judged['right_several']} of {judged['right_linked']} right entities linked from several sources ({judged['right_share']:.0%})")
+    said = "; ".join(parts) or "too few judged links to measure"
+    before = card.get("retrieval_choice")
+    verdict = f"revised from {before} (retrieval) to {card['choice']}" if before and before != card["choice"] else "choice kept"
+    return f"judge: {said}; {verdict}"
