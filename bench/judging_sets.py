@@ -1,4 +1,4 @@
-"""Benchmark judged sets against one-winner votes where a source has several counterparts.
+"""Benchmark judged sets against one-winner votes, and the judge's part in the cardinality.
 
     python -m bench.judging_sets [--data ../shared/data] [--work DIR] [--seeds 0,1]
                                  [--accuracy 1.0,0.9,0.8,0.7] [--out bench/results]
@@ -9,6 +9,12 @@ per seed), each run with default options (``--resolve auto``, gate on) and a jud
 these", an option accepted with a strict majority of rounds) and ``--no-sets`` (one
 winner a question; the extra records from retrieval scores, as before sets existed).
 
+On the namesakes pair (one-to-one, with a same-named relative at the same address for
+half of the persons, which the lexical detection takes for one-to-many), runs with no
+judge, with the judge and ``--resolve auto`` (the judge's answers may revise the
+cardinality retrieval chose) and with the judge and ``--resolve 1:n`` forced (the same
+judged sets, no revision).
+
 The judge is simulated, because no judge kgalign ships decides these questions better
 than chance yet (issue 19): it knows the gold and answers each question rightly (the
 first gold record shown, or "none of these" when none is left) with probability
@@ -16,8 +22,8 @@ ACCURACY, and otherwise gives one of the other letters at random; the draw is se
 the question's text, so a question asked twice gets the same answer. What this measures
 is the voting scheme under a judge of known accuracy, not an LLM.
 
-Prints the table (P, R, F1, sources judged, questions asked) and writes
-OUT/judging-sets.{md,json}.
+Prints the table (cardinality retrieval chose and the run's, P, R, F1, sources judged,
+questions asked) and writes OUT/judging-sets.{md,json}.
 """
 
 from __future__ import annotations
@@ -70,21 +76,26 @@ class NoisyOracle:
         return answers
 
 
-def measure(name: str, folder: Path, accuracy: float, sets: bool, embedder: Any) -> dict[str, Any]:
+def measure(name: str, folder: Path, accuracy: float | None, sets: bool, embedder: Any, resolve: str = "auto") -> dict[str, Any]:
+    """One run; ``accuracy`` None: no judge."""
     from kgalign.config import AlignConfig, VoteConfig
     from kgalign.evaluation.metrics import read_pairs
     from kgalign.pipeline import align
 
     gold = read_pairs(folder / "gold.tsv")
-    judge = NoisyOracle(gold, accuracy)
-    config = AlignConfig(gold=str(folder / "gold.tsv"), vote=VoteConfig(sets=sets))
+    judge = NoisyOracle(gold, accuracy) if accuracy is not None else None
+    config = AlignConfig(gold=str(folder / "gold.tsv"), vote=VoteConfig(sets=sets), resolve=resolve, judge="none" if judge is None else "local")
     started = time.perf_counter()
     result = align(folder / "left.nt", folder / "right.nt", config, embedder=embedder, judge=judge)
     metrics = result.metrics or {}
+    card = result.prepared.cardinality
     return {
         "data": name,
         "accuracy": accuracy,
         "sets": sets,
+        "resolve_given": resolve,
+        "retrieval_chose": (card.retrieval_choice or card.choice) if card is not None else None,
+        "judge_evidence": card.judge.to_dict() if card is not None and card.judge is not None else None,
         "resolve": result.effective.resolve,
         "precision": metrics.get("precision"),
         "recall": metrics.get("recall"),
@@ -109,26 +120,32 @@ def main(argv: list[str] | None = None) -> int:
 
     embedder = SentenceTransformerEmbedder()
     rows = []
+    accuracies = [float(a) for a in args.accuracy.split(",") if a]
     for seed in [int(s) for s in args.seeds.split(",") if s]:
         dev = args.work / f"dev-seed{seed}"
         build(args.data, dev, seed, 4)
         for kind, folder in (("1:n", dev / "one-to-many"), ("n:m", dev / "many-to-many")):
-            for accuracy in [float(a) for a in args.accuracy.split(",") if a]:
+            for accuracy in accuracies:
                 for sets in (True, False):
                     rows.append(measure(f"{kind} (seed {seed})", folder, accuracy, sets, embedder))
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        runs = [(None, "auto")] + [(accuracy, resolve) for accuracy in accuracies for resolve in ("auto", "1:n")]
+        for accuracy, resolve in runs:
+            rows.append(measure(f"namesakes (seed {seed})", dev / "namesakes", accuracy, True, embedder, resolve))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     lines = [
         f"`python -m bench.judging_sets --seeds {args.seeds} --accuracy {args.accuracy}` (simulated judge; default options otherwise)",
         "",
-        "| data | judge accuracy | vote | resolve | P | R | F1 | links | sources judged | questions |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| data | judge accuracy | vote | --resolve | retrieval chose | run chose | P | R | F1 | links | sources judged | questions |",
+        "|---|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        vote = "sets" if row["sets"] else "one winner"
+        vote = "no judge" if row["accuracy"] is None else "sets" if row["sets"] else "one winner"
+        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2f}"
         lines.append(
-            f"| {row['data']} | {row['accuracy']:.2f} | {vote} | {row['resolve']} | {row['precision']:.4f} | {row['recall']:.4f} | "
-            f"**{row['f1']:.4f}** | {row['links']} | {row['judged']} | {row['questions']} |"
+            f"| {row['data']} | {accuracy} | {vote} | {row['resolve_given']} | {row['retrieval_chose'] or '-'} | {row['resolve']} | "
+            f"{row['precision']:.4f} | {row['recall']:.4f} | **{row['f1']:.4f}** | {row['links']} | {row['judged']} | {row['questions']} |"
         )
     table.publish(args.out, "judging-sets", "\n".join(lines), rows)
     return 0

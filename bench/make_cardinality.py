@@ -21,6 +21,12 @@ A copy points to the original's address node (addresses are not duplicated). Wri
   the noise): each record of a person on the left linked to each of it on the right;
 - ``duplicates/persons.nt``, ``duplicates/gold.tsv``: the right graph alone, with the pairs
   of records of one person (the within-graph duplicate set);
+- ``namesakes/``: one-to-one, with look-alikes that are not the same person: Person1's
+  right graph plus, for half of its persons, a relative of the same name at the same
+  address with the same phone (IRI ``...-namesake``) and their own age, date of birth
+  and social security number. Lexically each such person has two strong, mutually
+  consistent counterparts; the gold links only the original (the pair on which a
+  judge's answers must revise the cardinality retrieval finds);
 - ``SUMMARY.json``: counts, seed, and how many copies of each kind.
 
 Only literals of persons are changed; the noise is seeded, so the same seed gives the
@@ -111,6 +117,30 @@ def add_copies(graph: Graph, person: URIRef, rng: random.Random, max_copies: int
     return written, records
 
 
+def add_namesakes(graph: Graph, person: URIRef, rng: random.Random, share: float) -> tuple[Graph, int]:
+    """``graph`` plus, for ``share`` of its subjects of type ``person``, a namesake: the same
+    literals and links except a new age, date of birth and social security number."""
+    written = Graph()
+    for triple in graph:
+        written.add(triple)
+    made = 0
+    for subject in sorted(set(graph.subjects(RDF.type, person)), key=str):
+        if rng.random() >= share:
+            continue
+        iri = URIRef(f"{subject}-namesake")
+        made += 1
+        for p, o in graph.predicate_objects(subject):
+            field = str(p).rsplit("#", 1)[-1]
+            if field == "age":
+                o = Literal(str(rng.randint(18, 90)))
+            elif field == "date_of_birth":
+                o = Literal(f"{rng.randint(1920, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}")
+            elif field == "soc_sec_id":
+                o = Literal(str(rng.randint(1_000_000, 9_999_999)))
+            written.add((iri, p, o))
+    return written, made
+
+
 def write_sorted(graph: Graph, path: Path) -> None:
     """``graph`` as N-Triples, lines sorted (the same file in every process, unlike rdflib's set order)."""
     lines = sorted(line for line in graph.serialize(format="nt", encoding="utf-8").decode("utf-8").splitlines() if line.strip())
@@ -143,6 +173,12 @@ def build(data: Path, out: Path, seed: int, max_copies: int) -> dict:
         write_sorted(written, path)
     pairs = [(a, r) for a, b in gold for r in records.get(b, [b])]
     (one_to_many / "gold.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in sorted(pairs)))
+    namesakes = out / "namesakes"
+    namesakes.mkdir(parents=True, exist_ok=True)
+    namesake_graph, namesake_count = add_namesakes(Graph().parse(right_file, format="nt"), PERSON2, random.Random(seed), 0.5)
+    (namesakes / "left.nt").write_bytes(left_file.read_bytes())
+    write_sorted(namesake_graph, namesakes / "right.nt")
+    (namesakes / "gold.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in sorted(gold)))
     duplicate_pairs = sorted((a, b) for names in records.values() for a, b in combinations(sorted(names), 2))
     (duplicates / "gold.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in duplicate_pairs))
     sizes: dict[int, int] = defaultdict(int)
@@ -158,6 +194,7 @@ def build(data: Path, out: Path, seed: int, max_copies: int) -> dict:
         "many_to_many_left_records": sum(len(v) for v in left_records.values()),
         "many_to_many_gold_links": len(cross),
         "duplicate_pairs": len(duplicate_pairs),
+        "namesakes": namesake_count,
         "changes": dict(counts),
     }
     (out / "SUMMARY.json").write_text(json.dumps(summary, indent=2) + "\n")
