@@ -82,8 +82,10 @@ def _align(
     judge: Judge | None,
     old: OldRun | None = None,
     serve: Serve | None = None,
+    judge_device: str | None = None,
 ) -> AlignmentResult:
-    """The stages in order; ``serve`` (an engine's) makes the judge from its backend (see
+    """The stages in order; ``serve`` (an engine's) makes the judge from its backend, built
+    for ``judge_device`` (the engine's workers') when given (see
     :func:`kgalign.judging.build.build_judge`)."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
@@ -98,20 +100,24 @@ def _align(
         reused_answers = reuse_answers(old, config.cache_path)
 
     with timer.stage("judge"):
-        cached_judge, cache = build_judge(effective, judge, serve)
+        cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         candidates, human = prepared.candidates, prepared.human
         several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
         questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in human)
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
                 cached_judge.on_answered = advance
-            decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several)
+            # In an auto run the judge also checks a sample of retrieval's confident extra records.
+            audit = several and prepared.cardinality is not None
+            decisions = decide(
+                candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several, audit=audit
+            )
         if cache is not None:
             cache.close()
 
     if prepared.cardinality is not None and cached_judge is not None:
         # The judge's answers confirm or refute the "many" sides retrieval found.
-        prepared.cardinality = with_judge(prepared.cardinality, judge_evidence(decisions, several))
+        prepared.cardinality = with_judge(prepared.cardinality, judge_evidence(decisions, candidates, several))
         effective = effective.replace(resolve=MODE_OF_CARDINALITY[prepared.cardinality.choice])
         log.info("%s; --resolve %s", prepared.cardinality.judge_summary(), effective.resolve)
 

@@ -206,24 +206,28 @@ def test_look_alikes_that_the_judge_refutes_make_the_run_one_to_one(namesakes, e
     judged = align(namesakes["left"], namesakes["right"], AlignConfig(gold=str(namesakes["gold"])), embedder=embedder, judge=_oracle(namesakes["gold"]))
     evidence = judged.prepared.cardinality
     assert evidence.retrieval_choice == "1:n" and evidence.choice == "1:1" and judged.effective.resolve == "assignment"
-    assert evidence.judge is not None and evidence.judge.left_linked >= 20 and evidence.judge.left_several == 0
-    # Every source with a namesake has a strong second candidate: judged (fewer than SET_AUDIT here), not gated.
+    assert evidence.judge is not None and evidence.judge.left_checked >= 20 and evidence.judge.left_confirmed == 0
+    # The sources with a namesake are gated (their original scores far ahead); fewer than
+    # SET_AUDIT here, so the audit judges all of their sets.
     namesake_of = {str(link.left) for link in alone.links if str(link.right).endswith("-namesake")}
     assert namesake_of and all(d.rounds for d in judged.decisions if d.source in namesake_of)
     assert not [link for link in judged.links if link.right.endswith("-namesake")]
     assert judged.metrics is not None and judged.metrics["recall"] == 1.0 and judged.metrics["f1"] >= 0.99, judged.metrics
     info = judged.run_info()["cardinality"]
-    assert info["choice"] == "1:1" and info["retrieval_choice"] == "1:n" and info["judge"]["left_share"] == 0.0
+    assert info["choice"] == "1:1" and info["retrieval_choice"] == "1:n"
+    assert info["judge"]["left_rate"] == 0.0 and info["judge"]["left_judged_share"] == 0.0
 
     judged.save(tmp_path / "out")
     shown = cli(["inspect", tmp_path / "out" / "votes.jsonl"]).output
-    assert "judge: 0 of " in shown and "revised from 1:n (retrieval) to 1:1" in shown
+    assert "judge: left: 0 of " in shown and "revised from 1:n (retrieval) to 1:1" in shown
     assert cli(["report", tmp_path / "out"]).exit_code == 0
     assert '"retrieval_choice":"1:n"' in (tmp_path / "out" / "report.html").read_text().replace(" ", "")
 
-    # Forced, the mode stays, and the judged sets alone decide the extras.
+    # Forced 1:n: no detection, so no audit: the gated sources keep retrieval's extras (the namesakes).
     forced = align(namesakes["left"], namesakes["right"], AlignConfig(resolve="1:n", gold=str(namesakes["gold"])), embedder=embedder, judge=_oracle(namesakes["gold"]))
     assert forced.prepared.cardinality is None and forced.effective.resolve == "1:n"
+    gated = {d.source for d in forced.decisions if d.gated and d.source in namesake_of}
+    assert gated and gated <= {link.left for link in forced.links if link.right.endswith("-namesake")}
 
 
 def test_a_judge_confirming_several_records_keeps_one_to_many(pairs, embedder, caplog):
@@ -232,42 +236,47 @@ def test_a_judge_confirming_several_records_keeps_one_to_many(pairs, embedder, c
         result = align(pair["left"], pair["right"], AlignConfig(gold=str(pair["gold"])), embedder=embedder, judge=_oracle(pair["gold"]))
     evidence = result.prepared.cardinality
     assert evidence.choice == evidence.retrieval_choice == "1:n" and result.effective.resolve == "1:n"
-    assert evidence.judge is not None and evidence.judge.left_share is not None and evidence.judge.left_share >= 0.15
+    assert evidence.judge is not None and evidence.judge.left_rate is not None and evidence.judge.left_rate >= 0.9
     assert result.metrics is not None and result.metrics["f1"] == 1.0
     assert any("the judge: " in r.message and "cardinality 1:n kept" in r.message for r in caplog.records)
 
 
-def _decision(source: str, target: str, judged: bool = True, gated: bool = False, accepted: tuple[str, ...] = ()) -> Decision:
+def _decision(source: str, target: str | None, judged: bool = True, gated: bool = False, accepted: tuple[str, ...] = ()) -> Decision:
     from kgalign.model import OptionVote, Round
 
-    rounds = [Round(order=[target], raw="A", choice="A", target=target)] if judged else []
+    rounds = [Round(order=[target or "none"], raw="A", choice="A", target=target)] if judged else []
     votes = [OptionVote(iri, 2, 3, True, 0.6) for iri in accepted]
-    return Decision(source, "match", target, 0.9, rounds=rounds, gated=gated, option_votes=votes)
+    return Decision(source, "match" if target else "none", target, 0.9, rounds=rounds, gated=gated, option_votes=votes)
 
 
-def test_judge_evidence_counts_the_judges_links_and_never_turns_a_side_many():
-    from kgalign.resolution.cardinality import JUDGE_MIN_LINKED, CardinalityEvidence, judge_evidence, with_judge
+def test_judge_evidence_checks_retrievals_claims_and_never_turns_a_side_many():
+    from kgalign.resolution.cardinality import JUDGE_MIN_CHECKED, CardinalityEvidence, judge_evidence, with_judge
 
-    n = JUDGE_MIN_LINKED
-    # n:1 by one-winner answers: each right entity picked by one judged source, and by a gated one for half of them.
-    decisions = [_decision(f"l{i}", f"r{i}") for i in range(n)] + [_decision(f"g{i}", f"r{i}", judged=False, gated=True) for i in range(0, n, 2)]
-    decisions.append(Decision("h", "match", "r1", 1.0, human=True))
-    evidence = judge_evidence(decisions, sets=False)
-    assert (evidence.left_linked, evidence.right_linked, evidence.right_several) == (n, n, n // 2)
-    assert evidence.left_share is None and evidence.right_share == 0.5
+    n = JUDGE_MIN_CHECKED
+    # n:1: r_i is strong for two sources, a_i (gated) and b_i (judged); b_i picks r_i for half of them.
+    candidates = [_candidates(f"a{i}", (f"r{i}", 0.9)) for i in range(n)] + [_candidates(f"b{i}", (f"r{i}", 0.8), (f"x{i}", 0.1)) for i in range(n)]
+    decisions = [_decision(f"a{i}", f"r{i}", judged=False, gated=True) for i in range(n)]
+    decisions += [_decision(f"b{i}", f"r{i}" if i % 2 == 0 else None) for i in range(n)]
+    evidence = judge_evidence(decisions, candidates, sets=False)
+    assert (evidence.right_checked, evidence.right_confirmed) == (n, n // 2) and evidence.right_rate == 0.5
+    assert evidence.left_rate is None  # one-winner questions say nothing about several per source
     n1 = CardinalityEvidence("n:1", 100, 0, 100, 40)
-    assert with_judge(n1, evidence).choice == "n:1"
-    # The judge linking each target once refutes n:1; the same evidence cannot make a 1:1 run many.
-    once = judge_evidence([_decision(f"l{i}", f"r{i}") for i in range(n)], sets=False)
-    assert with_judge(n1, once).choice == "1:1" and with_judge(n1, once).retrieval_choice == "n:1"
-    one = CardinalityEvidence("1:1", 100, 0, 100, 0)
-    assert with_judge(one, evidence).choice == "1:1"
-    # Judged sets: several accepted options measure the left side.
-    sets = judge_evidence([_decision(f"l{i}", f"r{i}", accepted=(f"r{i}", f"s{i}")) for i in range(n)], sets=True)
-    assert sets.left_share == 1.0 and sets.right_share == 0.0
-    nm = CardinalityEvidence("n:m", 100, 50, 100, 50)
-    assert with_judge(nm, sets).choice == "1:n"
-    # Too few judged links: the retrieval's choice stands.
-    few = judge_evidence([_decision("l0", "r0")], sets=True)
-    assert few.left_share is None and few.right_share is None and with_judge(nm, few).choice == "n:m"
-    assert "too few judged links" in with_judge(nm, few).judge_summary()
+    assert with_judge(n1, evidence).choice == "n:1"  # 40% x 0.5 = 20%
+    assert with_judge(CardinalityEvidence("n:1", 100, 0, 100, 20), evidence).choice == "1:1"  # 20% x 0.5 = 10%
+    # A person's decision is not the judge's: with b0..b9 decided by hand, too few claims checked.
+    human = [d if not d.source.startswith("b") or int(d.source[1:]) >= n // 2 else Decision(d.source, "match", d.target, 1.0, human=True) for d in decisions]
+    assert judge_evidence(human, candidates, sets=False).right_rate is None
+    # The judge never makes a side many.
+    assert with_judge(CardinalityEvidence("1:1", 100, 0, 100, 0), evidence).choice == "1:1"
+    # Judged sets: a source with two strong candidates is a claim; confirmed when both are accepted.
+    pairs = [_candidates(f"l{i}", (f"r{i}", 0.9), (f"s{i}", 0.8)) for i in range(n)]
+    sets = judge_evidence([_decision(f"l{i}", f"r{i}", accepted=(f"r{i}", f"s{i}") if i < n // 4 else (f"r{i}",)) for i in range(n)], pairs, sets=True)
+    assert (sets.left_checked, sets.left_confirmed) == (n, n // 4) and sets.right_rate is None
+    nm = CardinalityEvidence("n:m", 100, 80, 100, 50)
+    revised = with_judge(nm, sets)
+    assert revised.choice == "n:m" and revised.judged_shares()[0] == 0.8 * 0.25
+    assert with_judge(CardinalityEvidence("n:m", 100, 50, 100, 50), sets).choice == "n:1"
+    # Too few claims checked: the retrieval's choice stands.
+    few = judge_evidence([_decision("l0", "r0", accepted=("r0",))], pairs[:1], sets=True)
+    assert few.left_rate is None and with_judge(nm, few).choice == "n:m"
+    assert "too few of retrieval's claims" in with_judge(nm, few).judge_summary()

@@ -34,3 +34,21 @@ def test_local_engine_by_name_and_a_registered_one(persons, tmp_path):
         ENGINES.unregister("counting")
     with pytest.raises(ConfigError, match="engine: 'counting' is not one of local"):
         AlignConfig(engine="counting")
+
+
+def test_an_engine_builds_the_judge_backend_for_its_workers_device():
+    """build_judge(device=) (what --engine ray passes: its actors' device) overrides the run's
+    device in the backend's options; without it the run's device is used."""
+    from kgalign.judging.build import build_judge
+    from kgalign.judging.testing import ScriptedJudge
+
+    seen: list[dict] = []
+
+    def serve(name, build):
+        seen.append(dict(build.keywords))
+        return ScriptedJudge(lambda question: None)
+
+    config = AlignConfig(judge="local", device="cpu")
+    build_judge(config, None, serve, device="cuda")
+    build_judge(config, None, serve)
+    assert [options["device"] for options in seen] == ["cuda", "cpu"]

@@ -214,9 +214,10 @@ def test_a_cluster_holding_a_judged_set_keeps_its_weak_links() -> None:
 
 def test_confident_matches_with_another_strong_candidate_are_audited_when_sets_are() -> None:
     """The gate accepts a mutual best match far ahead of the rest without asking. Where a
-    source may have several counterparts, retrieval would link a second strong candidate
-    as another record: a sample of such sources (up to SET_AUDIT, evenly spaced) is judged
-    as sets all the same, so that the judge's answers can refute retrieval's extras."""
+    source may have several counterparts and the run checks its cardinality (``audit``),
+    retrieval would link a second strong candidate as another record: a sample of such
+    sources (up to SET_AUDIT, by IRI hash) is judged as sets all the same, so that the
+    judge's answers can refute retrieval's extras."""
     from kgalign.judging.vote import audited_sources
 
     source = EntityProfile("urn:l:1", "one")
@@ -224,12 +225,17 @@ def test_confident_matches_with_another_strong_candidate_are_audited_when_sets_a
     strong_second = [Candidates("urn:l:1", [Candidate("urn:r:0", 0.95, 1), Candidate("urn:r:1", 0.6, 2), Candidate("urn:r:2", 0.2, 3)], margin=0.35, mutual=True)]
     weak_second = [Candidates("urn:l:1", [Candidate("urn:r:0", 0.95, 1), Candidate("urn:r:1", 0.45, 2)], margin=0.5, mutual=True)]
     config = VoteConfig(rounds=3)
-    for several, cands, asked in ((False, strong_second, False), (True, strong_second, True), (True, weak_second, False)):
+    cases = ((False, True, strong_second, False), (True, False, strong_second, False), (True, True, strong_second, True), (True, True, weak_second, False))
+    for several, audit, cands, asked in cases:
         judge = ScriptedJudge(first_of({"urn:r:0"}))
-        decision = decide(cands, {"urn:l:1": source}, right, judge, config, several=several)[0]
-        assert decision.gated is not asked and bool(decision.rounds) is asked, (several, cands)
+        decision = decide(cands, {"urn:l:1": source}, right, judge, config, several=several, audit=audit)[0]
+        assert decision.gated is not asked and bool(decision.rounds) is asked, (several, audit, cands)
         assert decision.target == "urn:r:0"
     many = [Candidates(f"urn:l:{n}", strong_second[0].items, margin=0.35, mutual=True) for n in range(10)]
-    assert audited_sources(many, config, {}, size=4) == {"urn:l:0", "urn:l:2", "urn:l:5", "urn:l:7"}
+    sample = audited_sources(many, config, {}, size=4)
+    assert len(sample) == 4 and sample <= {c.source for c in many}
+    # Adding sources (a --since run) keeps the sample, but for the new ones that hash lower.
+    grown = audited_sources(many + [Candidates(f"urn:l:new{n}", strong_second[0].items, margin=0.35, mutual=True) for n in range(5)], config, {}, size=4)
+    assert {iri for iri in grown if "new" not in iri} <= sample and len(grown) == 4
     assert audited_sources(many, config, {"urn:l:0": None}, size=20) == {f"urn:l:{n}" for n in range(1, 10)}  # type: ignore[dict-item]
     assert audited_sources(many, VoteConfig(rounds=3, gate=False), {}) == set()

@@ -16,12 +16,15 @@ from kgalign.judging.lazy import LazyJudge
 Serve = Callable[[str, Callable[[], Judge]], Judge]
 
 
-def build_judge(config: AlignConfig, judge: Judge | None = None, serve: Serve | None = None) -> tuple[CachedJudge | None, AnswerCache | None]:
+def build_judge(
+    config: AlignConfig, judge: Judge | None = None, serve: Serve | None = None, device: str | None = None
+) -> tuple[CachedJudge | None, AnswerCache | None]:
     """``judge`` (an object), else the backend ``config.judge`` with its options; None for "none".
 
     ``config`` is the run's effective config (device resolved). A registered backend is
     built lazily: a run whose every source is gated loads no model. With ``serve``, the
     backend (or ``judge``) is what ``serve`` makes of it; the answer cache stays here.
+    ``device``: where an engine builds the backend (its workers'), instead of ``config.device``.
     """
     if judge is None and config.judge == "none":
         return None, None
@@ -36,7 +39,7 @@ def build_judge(config: AlignConfig, judge: Judge | None = None, serve: Serve | 
     if config.adapter:
         options["adapter"] = config.adapter
     if spec.takes_device:
-        options.setdefault("device", config.device)
+        options.setdefault("device", device or config.device)
     if spec.takes_seed:
         options.setdefault("seed", config.seed)
     name = config.judge

@@ -7,11 +7,11 @@ Per source entity:
   taken by a clear match, and no open target close to it);
 - gated: a mutual nearest neighbour whose margin over the runner-up reaches
   ``gate_margin`` is accepted without asking (``gated`` in the log); with ``several``
-  (below), such a source with another candidate strong enough to be linked as another
-  record on retrieval scores (:func:`has_other_strong`) is gated too, except for an
-  evenly spaced sample of up to SET_AUDIT of them, whose sets are judged: the judge's
-  answers there say whether retrieval's extra records are right, and a run whose
-  judged sets rarely hold several is made one-to-one
+  and ``audit`` (below), such a source with another candidate as strong as another
+  record would be (:func:`kgalign.resolution.resolve.strong_candidates`) is gated too,
+  except for a sample of up to SET_AUDIT of them (by IRI hash), whose sets are judged:
+  the judge's answers there say whether retrieval's extra records are right, and a
+  "many" side the judge does not confirm is revised
   (:func:`kgalign.resolution.cardinality.with_judge`);
 - otherwise the judge is asked in rounds, each showing the candidates in another
   order (1: by score, 2: reversed, 3+: seeded shuffles). A candidate (or "none of
@@ -47,6 +47,7 @@ from kgalign.config import VoteConfig
 from kgalign.judging.base import Answer, Judge, clean_explanation, explainer
 from kgalign.judging.prompt import Question
 from kgalign.model import Candidates, Decision, EntityProfile, OptionVote, Round
+from kgalign.resolution.resolve import strong_candidates
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +88,11 @@ def is_gated(cands: Candidates, config: VoteConfig) -> bool:
 
 
 def audited_sources(candidates: Sequence[Candidates], config: VoteConfig, decided: Mapping[str, Decision], size: int = SET_AUDIT) -> set[str]:
-    """The gated sources with another strong candidate whose sets are judged: up to
-    ``size`` of them, evenly spaced in the order of ``candidates``."""
-    gated = [c.source for c in candidates if c.source not in decided and c.items and is_gated(c, config) and has_other_strong(c)]
-    if len(gated) <= size:
-        return set(gated)
-    step = len(gated) / size
-    return {gated[int(i * step)] for i in range(size)}
-
-
-def has_other_strong(cands: Candidates) -> bool:
-    """Whether a candidate besides the top one scores as an extra record would be linked
-    in a 1:n or n:m run (kgalign.resolution.resolve.several_links)."""
-    from kgalign.resolution.resolve import SEVERAL_FLOOR, SEVERAL_WINDOW
-
-    if len(cands.items) < 2:
-        return False
-    return cands.items[1].score >= max(SEVERAL_FLOOR, cands.items[0].score - SEVERAL_WINDOW)
+    """The gated sources with another strong candidate whose sets are judged: the ``size``
+    of them whose IRIs hash lowest, so that adding or removing other entities (``--since``)
+    leaves the sample as it was but for those entities."""
+    gated = [c.source for c in candidates if c.source not in decided and is_gated(c, config) and len(strong_candidates(c)) > 1]
+    return set(sorted(gated, key=lambda iri: hashlib.sha256(iri.encode("utf-8")).digest())[:size])
 
 
 @dataclass
@@ -127,17 +116,18 @@ def decide(
     on_question: Callable[[int], None] | None = None,
     decided: Mapping[str, Decision] | None = None,
     several: bool = False,
+    audit: bool = False,
 ) -> list[Decision]:
     """One decision per source entity, in the order of ``candidates``.
 
     ``decided`` maps source IRIs to decisions made already (human corrections): those
     sources are taken as they are and never asked, gated or scored. ``several``: judge
-    sets (see the module text).
+    sets; ``audit``: and a sample of the gated sources' sets (see the module text).
     """
     decisions: dict[str, Decision] = {}
     pending: list[_Pending] = []
     decided = decided or {}
-    audited = audited_sources(candidates, config, decided) if several and judge is not None else set()
+    audited = audited_sources(candidates, config, decided) if several and audit and judge is not None else set()
     for cands in candidates:
         if cands.source in decided:
             decisions[cands.source] = decided[cands.source]

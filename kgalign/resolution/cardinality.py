@@ -16,17 +16,14 @@ left ones many-to-one (n:1), both many-to-many (n:m); else it stays 1:1. The evi
 and the choice go into run.json (``cardinality``) and one log line.
 
 Where a judge is asked, its answers are evidence too (:func:`judge_evidence`,
-:func:`with_judge`): a side retrieval found "many" stays so only if the judge, where its
-answers measured that side, also linked several counterparts to at least ``threshold``
-of the entities it linked. Look-alikes that are not the same thing (namesakes at one
-address, a series of one model) pass the lexical test but not the judge's. The judge
+:func:`with_judge`): of the sources (targets) that retrieval gives several strong
+counterparts and that the judge was asked about, the share where the judge linked
+several too is its *confirmation rate*; a side stays "many" only if its share times that
+rate still reaches ``threshold``. Look-alikes that are not the same thing (namesakes at
+one address, a series of one model) pass the lexical test but not the judge's. The judge
 only confirms or refutes: a one-winner question cannot show that a source has several
 counterparts, and two sources picking one target in a one-to-one run is as often a
 wrong answer as a real duplicate, so its answers never turn a side "many".
-
-The thresholds were chosen on the development pair of bench/make_cardinality.py (OAEI
-Person1 with one to four noisy records of each person on one side) and checked to leave
-the 1:1 benchmarks one-to-one (docs/cardinality.md).
 """
 
 from __future__ import annotations
@@ -38,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from kgalign.model import Decision
+from kgalign.model import Candidates, Decision
 
 log = logging.getLogger(__name__)
 
@@ -56,37 +53,37 @@ DETECT_THRESHOLD = 0.15
 #: within about one point of the whole side's (binomial standard error), far from the
 #: 15% threshold on every benchmark (docs/cardinality.md).
 DETECT_SAMPLE = 4000
-#: Entities of a side the judge must have linked before its share counts.
-JUDGE_MIN_LINKED = 20
+#: Claims of several counterparts on a side the judge must have checked before its rate counts.
+JUDGE_MIN_CHECKED = 20
 
 
 @dataclass(frozen=True)
 class JudgeEvidence:
-    """What the judge's answers say about several counterparts (:func:`judge_evidence`).
+    """How often the judge confirmed retrieval's claims of several counterparts (:func:`judge_evidence`).
 
-    Left: the judged sets (1:n and n:m runs) that accepted at least one option, and those
-    that accepted several; measured only where sets were asked. Right: the targets the
-    judge linked, and those linked from several sources."""
+    Left (judged sets only): the judged sources with another strong candidate, and those
+    whose set accepted several options. Right: the targets strong for two or more
+    sources, one of them judged at least, and those that two or more sources link."""
 
-    left_linked: int
-    left_several: int
-    right_linked: int
-    right_several: int
+    left_checked: int
+    left_confirmed: int
+    right_checked: int
+    right_confirmed: int
     sets: bool
 
     @property
-    def left_share(self) -> float | None:
-        return self.left_several / self.left_linked if self.sets and self.left_linked >= JUDGE_MIN_LINKED else None
+    def left_rate(self) -> float | None:
+        return self.left_confirmed / self.left_checked if self.sets and self.left_checked >= JUDGE_MIN_CHECKED else None
 
     @property
-    def right_share(self) -> float | None:
-        return self.right_several / self.right_linked if self.right_linked >= JUDGE_MIN_LINKED else None
+    def right_rate(self) -> float | None:
+        return self.right_confirmed / self.right_checked if self.right_checked >= JUDGE_MIN_CHECKED else None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         for side in ("left", "right"):
-            share = getattr(self, f"{side}_share")
-            data[f"{side}_share"] = None if share is None else round(share, 4)
+            rate = getattr(self, f"{side}_rate")
+            data[f"{side}_rate"] = None if rate is None else round(rate, 4)
         return data
 
 
@@ -118,11 +115,24 @@ class CardinalityEvidence:
     def right_share(self) -> float:
         return self.right_several / self.right_matched if self.right_matched else 0.0
 
+    def judged_shares(self) -> tuple[float | None, float | None]:
+        """Each side's share times the judge's confirmation rate (None: not measured)."""
+        if self.judge is None:
+            return None, None
+        left, right = self.judge.left_rate, self.judge.right_rate
+        return (None if left is None else self.left_share * left, None if right is None else self.right_share * right)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["left_share"] = round(self.left_share, 4)
         data["right_share"] = round(self.right_share, 4)
-        data["judge"] = self.judge.to_dict() if self.judge is not None else None
+        if self.judge is not None:
+            left, right = self.judged_shares()
+            data["judge"] = {
+                **self.judge.to_dict(),
+                "left_judged_share": None if left is None else round(left, 4),
+                "right_judged_share": None if right is None else round(right, 4),
+            }
         return data
 
     def summary(self) -> str:
@@ -139,12 +149,19 @@ class CardinalityEvidence:
         judged = self.judge
         if judged is None:
             return ""
+        left, right = self.judged_shares()
         parts = []
-        if judged.left_share is not None:
-            parts.append(f"{judged.left_several} of {judged.left_linked} judged left entities ({judged.left_share:.0%}) have several counterparts accepted")
-        if judged.right_share is not None:
-            parts.append(f"{judged.right_several} of {judged.right_linked} right entities the judge linked ({judged.right_share:.0%}) were linked from several sources")
-        said = "; ".join(parts) if parts else f"too few judged links to measure (fewer than {JUDGE_MIN_LINKED} a side)"
+        if judged.left_rate is not None and left is not None:
+            parts.append(
+                f"it accepted several counterparts for {judged.left_confirmed} of {judged.left_checked} left entities retrieval gives several "
+                f"({judged.left_rate:.0%}; left share {self.left_share:.0%} -> {left:.0%})"
+            )
+        if judged.right_rate is not None and right is not None:
+            parts.append(
+                f"{judged.right_confirmed} of {judged.right_checked} right entities strong for several sources were linked from several "
+                f"({judged.right_rate:.0%}; right share {self.right_share:.0%} -> {right:.0%})"
+            )
+        said = "; ".join(parts) if parts else f"too few of retrieval's claims of several counterparts checked to measure (fewer than {JUDGE_MIN_CHECKED} a side)"
         verdict = f"cardinality revised from {self.retrieval_choice} to {self.choice}" if self.retrieval_choice != self.choice else f"cardinality {self.choice} kept"
         return f"the judge: {said}; {verdict}"
 
@@ -235,41 +252,52 @@ def _choice(left_many: bool, right_many: bool) -> str:
     return "n:m" if left_many and right_many else "1:n" if left_many else "n:1" if right_many else "1:1"
 
 
-def judge_evidence(decisions: Sequence[Decision], sets: bool) -> JudgeEvidence:
-    """Count what the judge linked.
+def judge_evidence(decisions: Sequence[Decision], candidates: Sequence[Candidates], sets: bool) -> JudgeEvidence:
+    """Check retrieval's claims of several counterparts against the judge's answers.
 
-    Left: per judged source, the options its set accepted (``sets``; one-winner answers
-    say nothing about several). Right: the targets a judged source linked, each counted
-    with every source that linked it, the gate's confident matches included: a gated
-    source is a mutual best match, so of several records of one thing at most one is
-    gated and the others are judged; leaving it out would hide that the target has
-    several. A person's decisions never count."""
-    judged_targets: set[str] = set()
-    sources_of: Counter[str] = Counter()
-    left_linked = left_several = 0
-    for decision in decisions:
-        if decision.human or decision.kind != "match" or decision.target is None:
+    Left (``sets``): a judged source with another strong candidate
+    (:func:`kgalign.resolution.resolve.strong_candidates`) is a claim checked; confirmed
+    when its set accepted several options. Right: a target strong for two or more sources,
+    one of them judged, is a claim checked; confirmed when two or more sources link it
+    (the judge's answers, and the gate's matches: of several records of one thing at
+    most one is a mutual best match, so the gate takes one and the judge sees the
+    others). A person's decisions never count."""
+    from kgalign.resolution.resolve import strong_candidates
+
+    by_source = {d.source: d for d in decisions if not d.human}
+    claimed: dict[str, list[str]] = {}
+    left_checked = left_confirmed = 0
+    for cands in candidates:
+        decision = by_source.get(cands.source)
+        if decision is None:
             continue
-        if decision.gated or not decision.rounds:
-            sources_of[decision.target] += 1
+        strong = strong_candidates(cands)
+        for iri in strong:
+            claimed.setdefault(iri, []).append(cands.source)
+        if sets and decision.rounds and decision.option_votes and len(strong) > 1:
+            left_checked += 1
+            left_confirmed += len(decision.accepted) > 1
+    linked: Counter[str] = Counter()
+    for decision in by_source.values():
+        if decision.kind != "match" or decision.target is None:
             continue
-        linked = [vote.iri for vote in decision.accepted] if sets and decision.option_votes else [decision.target]
-        left_linked += 1
-        left_several += len(linked) > 1
-        sources_of.update(linked)
-        judged_targets.update(linked)
-    right_several = sum(1 for target in judged_targets if sources_of[target] > 1)
-    return JudgeEvidence(left_linked, left_several, len(judged_targets), right_several, sets)
+        targets = [vote.iri for vote in decision.accepted] if decision.rounds and decision.option_votes else [decision.target]
+        linked.update(targets)
+    right_checked = right_confirmed = 0
+    for target, sources in claimed.items():
+        if len(sources) > 1 and any(by_source[source].rounds for source in sources):
+            right_checked += 1
+            right_confirmed += linked[target] > 1
+    return JudgeEvidence(left_checked, left_confirmed, right_checked, right_confirmed, sets)
 
 
 def with_judge(evidence: CardinalityEvidence, judged: JudgeEvidence) -> CardinalityEvidence:
     """``evidence`` with the judge's, and the choice it leaves: a side retrieval found "many"
-    stays so unless the judge measured that side (at least JUDGE_MIN_LINKED links) and found
-    a share under the threshold. Never turns a side "many" (see the module text)."""
-    left_many = evidence.choice in ("1:n", "n:m")
-    right_many = evidence.choice in ("n:1", "n:m")
-    if judged.left_share is not None:
-        left_many = left_many and judged.left_share >= evidence.threshold
-    if judged.right_share is not None:
-        right_many = right_many and judged.right_share >= evidence.threshold
-    return replace(evidence, choice=_choice(left_many, right_many), judge=judged, retrieval_choice=evidence.retrieval_choice or evidence.choice)
+    stays so unless the judge checked enough of its claims (JUDGE_MIN_CHECKED) and the
+    side's share times the judge's confirmation rate falls under the threshold. Never
+    turns a side "many" (see the module text)."""
+    revised = replace(evidence, judge=judged, retrieval_choice=evidence.retrieval_choice or evidence.choice)
+    left, right = revised.judged_shares()
+    left_many = evidence.choice in ("1:n", "n:m") and (left is None or left >= evidence.threshold)
+    right_many = evidence.choice in ("n:1", "n:m") and (right is None or right >= evidence.threshold)
+    return replace(revised, choice=_choice(left_many, right_many))

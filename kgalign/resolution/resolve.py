@@ -156,6 +156,15 @@ SEVERAL_WINDOW = 0.4
 SEVERAL_FLOOR = 0.5
 
 
+def strong_candidates(cands: Candidates) -> list[str]:
+    """The candidates that score as another counterpart would in a 1:n or n:m run: within
+    SEVERAL_WINDOW of the source's best and at least SEVERAL_FLOOR (the best one first)."""
+    if not cands.items:
+        return []
+    cut = max(SEVERAL_FLOOR, cands.items[0].score - SEVERAL_WINDOW)
+    return [item.iri for item in cands.items if item.score >= cut]
+
+
 def _best_sources(candidates: Sequence[Candidates]) -> dict[str, tuple[float, str]]:
     """Each target's best-scoring source among the candidate lists (ties: the first source by IRI)."""
     best: dict[str, tuple[float, str]] = {}

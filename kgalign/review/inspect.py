@@ -99,11 +99,14 @@ def render_decision(r: dict[str, Any]) -> str:
 def _judge_line(judged: dict, card: dict) -> str:
     """The judge's part in the cardinality (run.json ``cardinality.judge``)."""
     parts = []
-    if judged.get("left_share") is not None:
-        parts.append(f"{judged['left_several']} of {judged['left_linked']} judged left entities with several accepted ({judged['left_share']:.0%})")
-    if judged.get("right_share") is not None:
-        parts.append(f"{judged['right_several']} of {judged['right_linked']} right entities linked from several sources ({judged['right_share']:.0%})")
-    said = "; ".join(parts) or "too few judged links to measure"
+    for side in ("left", "right"):
+        rate, share = judged.get(f"{side}_rate"), judged.get(f"{side}_judged_share")
+        if rate is not None and share is not None:
+            parts.append(
+                f"{side}: {judged[f'{side}_confirmed']} of {judged[f'{side}_checked']} claims of several confirmed ({rate:.0%}), "
+                f"share {card[f'{side}_share']:.0%} -> {share:.0%}"
+            )
+    said = "; ".join(parts) or "too few claims of several checked to measure"
     before = card.get("retrieval_choice")
     verdict = f"revised from {before} (retrieval) to {card['choice']}" if before and before != card["choice"] else "choice kept"
     return f"judge: {said}; {verdict}"

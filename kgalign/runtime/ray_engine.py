@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc():
-                result = _align(left, right, config, own, judge, old, serve=pool.serve)
+                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device)
             result.engine = pool.describe()
             return result
         finally:
@@ -221,10 +220,8 @@ class WorkerPool:
         return out
 
     def serve(self, name: str, build: Callable[[], Judge]) -> Judge:
-        """The judge ``build`` makes, served from the actors (see :class:`RayJudge`); a
-        registered backend is built there on the actors' device."""
-        if isinstance(build, partial) and "device" in build.keywords:
-            build = partial(build.func, *build.args, **{**build.keywords, "device": self.device})
+        """The judge ``build`` makes, served from the actors (see :class:`RayJudge`); the
+        run builds a registered backend for the actors' device (``_align(judge_device=)``)."""
         return RayJudge(self, name, build)
 
     def count_batch(self) -> None:
