@@ -171,3 +171,21 @@ def test_datamark_run_asks_datamarked_questions_and_caches_them_apart(mini_perso
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["vote"]["datamark"] is False
     assert run["counts"]["llm_questions"] == 4 and run["counts"]["cache_hits"] == 0
+
+
+def test_a_folder_as_left_gives_the_runs_outputs(tmp_path, persons):
+    """LEFT as a folder of RDF files (cut from the example's left file): the same links
+    as the file itself; an OUTDIR inside the input folder is refused before any work."""
+    from tests.test_load import _split_into_folder
+
+    folder = tmp_path / "left"
+    _split_into_folder(persons["left"], folder)
+    single, split = tmp_path / "single", tmp_path / "split"
+    assert _run(["run", persons["left"], persons["right"], "-o", single, "--quiet"]).exit_code == 0
+    result = _run(["run", folder, persons["right"], "-o", split, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (split / "links.ttl").read_bytes() == (single / "links.ttl").read_bytes()
+    assert json.loads((split / "run.json").read_text())["left"] == str(folder)
+    inside = _run(["run", folder, persons["right"], "-o", folder / "out", "--quiet"])
+    assert inside.exit_code != 0 and "is inside the input folder" in inside.output
+    assert not (folder / "out").exists()

@@ -179,3 +179,68 @@ def test_file_order_is_kept(tmp_path: Path) -> None:
     lines = [f'<http://e.org/a> <http://e.org/p> "v{i}" .' for i in (5, 3, 9, 1, 7)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert [str(o) for _, _, o in read_triples(path)] == ["v5", "v3", "v9", "v1", "v7"]
+
+
+def _split_into_folder(source: Path, folder: Path) -> str:
+    """``source`` (N-Triples) as a folder: its lines up to the middle of a person's triples
+    past line 300 in a.nt, the rest gzipped in sub/b.nt.gz, and files that are not RDF (a
+    README, a hidden file) beside them. Returns the person cut in two."""
+    lines = source.read_text().splitlines(keepends=True)
+    subject = [line.split(" ", 1)[0].strip("<>") for line in lines]
+    cut = next(i for i in range(300, len(lines)) if subject[i] == subject[i - 1] and "Person" in subject[i])
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.nt").write_text("".join(lines[:cut]))
+    (folder / "sub" / "b.nt.gz").write_bytes(gzip.compress("".join(lines[cut:]).encode()))
+    (folder / "README.txt").write_text("not RDF")
+    (folder / ".hidden.nt").write_text("not even N-Triples")
+    return subject[cut]
+
+
+def test_a_folder_is_read_as_one_graph(tmp_path: Path, persons) -> None:
+    """A folder's RDF files, subfolders included, make one graph: the same triples in the
+    same order as the file they were cut from, an entity described across two files
+    whole; files without an RDF extension and hidden ones skipped."""
+    from kgalign.io.parsers import read_triples
+
+    folder = tmp_path / "left"
+    cut_subject = _split_into_folder(persons["left"], folder)
+    whole = read_triples(persons["left"])
+    assert list(read_triples(folder)) == list(whole)
+    _, table = load_entities(folder)
+    _, single = load_entities(persons["left"])
+    assert table.entities[cut_subject].attributes == single.entities[cut_subject].attributes
+
+
+def test_folder_errors_name_the_file(tmp_path: Path) -> None:
+    from kgalign.io.parsers import read_triples
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match=r"empty: the folder holds no RDF file"):
+        read_triples(empty)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "a.nt").write_text('<urn:a> <urn:p> "x" .\n')
+    (tables / "b.csv").write_text("id,name\n1,x\n")
+    with pytest.raises(InputError, match=r"b\.csv: a CSV/TSV table cannot be read as part of the folder"):
+        read_triples(tables)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.nt").write_text('<urn:a> <urn:p> "x" .\n')
+    (broken / "b.ttl").write_text('@prefix ex: <urn:ex:> .\nex:a ex:p "x" .\nex:b ex:p "y\n')
+    with pytest.raises(InputError, match=r"b\.ttl:3\b"):
+        read_triples(broken)
+
+
+def test_blank_nodes_of_two_files_of_a_folder_stay_apart(tmp_path: Path) -> None:
+    from rdflib import BNode
+
+    from kgalign.io.parsers import read_triples
+
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "1.nt").write_text('<urn:a> <urn:p> _:b1 .\n_:b1 <urn:q> "one" .\n')
+    (folder / "2.nt").write_text('<urn:c> <urn:p> _:b1 .\n_:b1 <urn:q> "two" .\n')
+    blanks = {o for s, p, o in read_triples(folder) if isinstance(o, BNode)}
+    assert len(blanks) == 2

@@ -43,6 +43,9 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
                 f"{outdir}: directory holds other files ({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
                 "choose an empty directory or pass --force"
             )
+    for folder in (p for p in inputs or [] if p.is_dir()):
+        if outdir.resolve().is_relative_to(folder.resolve()):
+            raise KgalignError(f"{outdir}: the output directory is inside the input folder {folder}; its files would be read as input next time")
     if inputs and len(inputs) == 2:
         resolved = {p.resolve() for p in inputs}
         if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):

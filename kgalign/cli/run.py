@@ -29,7 +29,8 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     """Align LEFT and RIGHT and write the fused graph, links, alignment and log to OUTDIR.
 
     LEFT and RIGHT are RDF files (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD,
-    optionally gzipped), or CSV/TSV tables (.csv, .tsv, optionally gzipped; one entity
+    optionally gzipped), folders of such files (read as one graph: an entity's triples
+    may sit in several files), CSV/TSV tables (.csv, .tsv, optionally gzipped; one entity
     per row, see --id-column), or SPARQL endpoint URLs (http(s)://.../sparql, with --class;
     read once into OUTDIR/sources). Settings can come from --config FILE; options given
     here override it. Outputs are written atomically: a failed run leaves no partial file.

@@ -10,7 +10,8 @@ parsing (:func:`kgalign.io.reading.scan`) and its terms after
 
 A file ending in ``.csv`` or ``.tsv`` (optionally ``.gz``) is read as a table, one
 entity per row (see :mod:`kgalign.io.importers.tables`); its id column is the first
-column unless ``id_column`` names one.
+column unless ``id_column`` names one. A folder is read as one graph: its RDF files,
+subfolders included, in order of their paths.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rdflib.term import Node
 
 from kgalign.errors import InputError, one_line
 from kgalign.io.diagnostics import check_terms, parse_error_message, quiet_term_warnings, report_term_warnings
-from kgalign.io.formats import QUAD_FORMATS, is_table_input, rdf_format
+from kgalign.io.formats import QUAD_FORMATS, folder_files, is_table_input, rdf_format
 from kgalign.io.importers.tables import table_graph
 from kgalign.io.reading import open_input, read_bytes, scan
 from kgalign.io.triples import Triple, TripleSet, known_iri
@@ -54,6 +55,8 @@ def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | N
     RDF files.
     """
     path = Path(path)
+    if path.is_dir():
+        return _read_folder(path, fmt)
     if is_table_input(path, fmt):
         data = read_bytes(path)
         if not data.strip():
@@ -78,6 +81,24 @@ def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | N
     check_terms(path, triples, found.surrogate_line)
     log.info("loaded %s: %d triples", path, len(triples))
     return triples
+
+
+def _read_folder(folder: Path, fmt: str | None) -> TripleSet:
+    """The RDF files of ``folder`` (:func:`kgalign.io.formats.folder_files`) as one graph: the
+    triples of each file in turn, each triple once; an entity may be described across
+    files. Blank nodes stay apart between files, as RDF merges graphs; a prefix keeps the
+    first file's namespace."""
+    merged: dict[Triple, None] = {}
+    prefixes: dict[str, URIRef] = {}
+    files = folder_files(folder, fmt)
+    for path in files:
+        part = read_triples(path, fmt)
+        merged.update(dict.fromkeys(part))
+        for prefix, namespace in part.namespaces():
+            prefixes.setdefault(prefix, namespace)
+        del part
+    log.info("loaded %s: %d files, %d triples", folder, len(files), len(merged))
+    return TripleSet(merged, prefixes.items())
 
 
 def _parse_rdflib(path: Path, fmt: str) -> Graph:
