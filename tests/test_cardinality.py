@@ -241,6 +241,21 @@ def test_a_judge_confirming_several_records_keeps_one_to_many(pairs, embedder, c
     assert any("the judge: " in r.message and "cardinality 1:n kept" in r.message for r in caplog.records)
 
 
+def test_a_judge_that_rejects_everything_leaves_the_choice(pairs, embedder):
+    """An untuned model that answers "none of these" to every question says nothing about
+    how many records a person has: the detected 1:n stands, and the gated sources keep
+    their records."""
+    from kgalign.judging.testing import ScriptedJudge, pick
+
+    pair = pairs["1:n"]
+    result = align(pair["left"], pair["right"], AlignConfig(gold=str(pair["gold"])), embedder=embedder, judge=ScriptedJudge(lambda q: pick(None)))
+    evidence = result.prepared.cardinality
+    assert result.counts["judged"] > 0 and evidence.judge is not None
+    assert evidence.judge.left_rate is None and evidence.judge.right_rate is None
+    assert evidence.choice == "1:n" and result.effective.resolve == "1:n"
+    assert "too few of retrieval's claims" in evidence.judge_summary()
+
+
 def _decision(source: str, target: str | None, judged: bool = True, gated: bool = False, accepted: tuple[str, ...] = ()) -> Decision:
     from kgalign.model import OptionVote, Round
 
@@ -268,6 +283,9 @@ def test_judge_evidence_checks_retrievals_claims_and_never_turns_a_side_many():
     assert judge_evidence(human, candidates, sets=False).right_rate is None
     # The judge never makes a side many.
     assert with_judge(CardinalityEvidence("1:1", 100, 0, 100, 0), evidence).choice == "1:1"
+    # A judge that links fewer than half of the sources it is asked about is no evidence.
+    silent = judge_evidence(decisions[:n] + [_decision(f"b{i}", None) for i in range(n)], candidates, sets=False)
+    assert silent.right_checked == n and silent.right_rate is None and with_judge(n1, silent).choice == "n:1"
     # Judged sets: a source with two strong candidates is a claim; confirmed when both are accepted.
     pairs = [_candidates(f"l{i}", (f"r{i}", 0.9), (f"s{i}", 0.8)) for i in range(n)]
     sets = judge_evidence([_decision(f"l{i}", f"r{i}", accepted=(f"r{i}", f"s{i}") if i < n // 4 else (f"r{i}",)) for i in range(n)], pairs, sets=True)
@@ -276,6 +294,9 @@ def test_judge_evidence_checks_retrievals_claims_and_never_turns_a_side_many():
     revised = with_judge(nm, sets)
     assert revised.choice == "n:m" and revised.judged_shares()[0] == 0.8 * 0.25
     assert with_judge(CardinalityEvidence("n:m", 100, 50, 100, 50), sets).choice == "n:1"
+    # A set that accepted nothing is no check.
+    nothing = judge_evidence([_decision(f"l{i}", None, accepted=()) for i in range(n)], pairs, sets=True)
+    assert nothing.left_checked == 0 and nothing.left_rate is None
     # Too few claims checked: the retrieval's choice stands.
     few = judge_evidence([_decision("l0", "r0", accepted=("r0",))], pairs[:1], sets=True)
     assert few.left_rate is None and with_judge(nm, few).choice == "n:m"

@@ -55,21 +55,28 @@ DETECT_THRESHOLD = 0.15
 DETECT_SAMPLE = 4000
 #: Claims of several counterparts on a side the judge must have checked before its rate counts.
 JUDGE_MIN_CHECKED = 20
+#: Share of the sources it was asked about that the judge must link before its one-winner
+#: answers count against several sources sharing a target (see :func:`judge_evidence`).
+JUDGE_MIN_LINKED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class JudgeEvidence:
     """How often the judge confirmed retrieval's claims of several counterparts (:func:`judge_evidence`).
 
-    Left (judged sets only): the judged sources with another strong candidate, and those
-    whose set accepted several options. Right: the targets strong for two or more
-    sources, one of them judged at least, and those that two or more sources link."""
+    Left (judged sets only): the judged sources with another strong candidate whose set
+    accepted an option, and those whose set accepted several. Right: the targets strong
+    for two or more sources, one of them judged at least, and those that two or more
+    sources link; counted only when the judge linked at least JUDGE_MIN_LINKED_SHARE of
+    the sources it was asked about (``judged``, ``judged_linked``)."""
 
     left_checked: int
     left_confirmed: int
     right_checked: int
     right_confirmed: int
     sets: bool
+    judged: int = 0
+    judged_linked: int = 0
 
     @property
     def left_rate(self) -> float | None:
@@ -77,7 +84,8 @@ class JudgeEvidence:
 
     @property
     def right_rate(self) -> float | None:
-        return self.right_confirmed / self.right_checked if self.right_checked >= JUDGE_MIN_CHECKED else None
+        links_enough = self.judged_linked >= JUDGE_MIN_LINKED_SHARE * self.judged
+        return self.right_confirmed / self.right_checked if self.right_checked >= JUDGE_MIN_CHECKED and links_enough else None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -256,12 +264,15 @@ def judge_evidence(decisions: Sequence[Decision], candidates: Sequence[Candidate
     """Check retrieval's claims of several counterparts against the judge's answers.
 
     Left (``sets``): a judged source with another strong candidate
-    (:func:`kgalign.resolution.resolve.strong_candidates`) is a claim checked; confirmed
-    when its set accepted several options. Right: a target strong for two or more sources,
-    one of them judged, is a claim checked; confirmed when two or more sources link it
-    (the judge's answers, and the gate's matches: of several records of one thing at
-    most one is a mutual best match, so the gate takes one and the judge sees the
-    others). A person's decisions never count."""
+    (:func:`kgalign.resolution.resolve.strong_candidates`) whose set accepted an option
+    is a claim checked; confirmed when it accepted several. (A set with nothing accepted
+    says nothing about how many counterparts the source has.) Right: a target strong for
+    two or more sources, one of them judged, is a claim checked; confirmed when two or
+    more sources link it (the judge's answers, and the gate's matches: of several records
+    of one thing at most one is a mutual best match, so the gate takes one and the judge
+    sees the others). A judge that links fewer than JUDGE_MIN_LINKED_SHARE of the sources
+    it is asked about (as an untuned model answering "none of these" to everything) is
+    not taken as evidence on the right. A person's decisions never count."""
     from kgalign.resolution.resolve import strong_candidates
 
     by_source = {d.source: d for d in decisions if not d.human}
@@ -274,7 +285,7 @@ def judge_evidence(decisions: Sequence[Decision], candidates: Sequence[Candidate
         strong = strong_candidates(cands)
         for iri in strong:
             claimed.setdefault(iri, []).append(cands.source)
-        if sets and decision.rounds and decision.option_votes and len(strong) > 1:
+        if sets and decision.rounds and decision.accepted and len(strong) > 1:
             left_checked += 1
             left_confirmed += len(decision.accepted) > 1
     linked: Counter[str] = Counter()
@@ -288,7 +299,9 @@ def judge_evidence(decisions: Sequence[Decision], candidates: Sequence[Candidate
         if len(sources) > 1 and any(by_source[source].rounds for source in sources):
             right_checked += 1
             right_confirmed += linked[target] > 1
-    return JudgeEvidence(left_checked, left_confirmed, right_checked, right_confirmed, sets)
+    asked = [d for d in by_source.values() if d.rounds]
+    answered = sum(1 for d in asked if d.kind == "match")
+    return JudgeEvidence(left_checked, left_confirmed, right_checked, right_confirmed, sets, len(asked), answered)
 
 
 def with_judge(evidence: CardinalityEvidence, judged: JudgeEvidence) -> CardinalityEvidence:
