@@ -189,3 +189,5 @@ def test_a_folder_as_left_gives_the_runs_outputs(tmp_path, persons):
     inside = _run(["run", folder, persons["right"], "-o", folder / "out", "--quiet"])
     assert inside.exit_code != 0 and "is inside the input folder" in inside.output
     assert not (folder / "out").exists()
+    nested = _run(["run", folder, folder / "a.nt", "-o", tmp_path / "nested", "--quiet"])
+    assert nested.exit_code != 0 and "a.nt: is inside the other input, the folder" in nested.output

@@ -244,3 +244,35 @@ def test_blank_nodes_of_two_files_of_a_folder_stay_apart(tmp_path: Path) -> None
     (folder / "2.nt").write_text('<urn:c> <urn:p> _:b1 .\n_:b1 <urn:q> "two" .\n')
     blanks = {o for s, p, o in read_triples(folder) if isinstance(o, BNode)}
     assert len(blanks) == 2
+
+
+def test_a_folder_skips_what_is_not_its_graph_and_follows_linked_folders(tmp_path: Path, caplog) -> None:
+    """A .json file (metadata, not JSON-LD) and an empty file are skipped; a symlinked
+    subfolder is read once (a link back to the folder is no loop); a kgalign output
+    folder inside is refused, as is a folder whose files hold no triple."""
+    from kgalign.io.parsers import read_triples
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    elsewhere.mkdir()
+    (data / "a.nt").write_text('<urn:a> <urn:p> "x" .\n')
+    (data / "empty.ttl").write_text("")
+    (data / "metadata.json").write_text('{"source": "somewhere"}')
+    (elsewhere / "b.ttl").write_text('<urn:b> <urn:p> "y" .\n')
+    (data / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (data / "loop").symlink_to(data, target_is_directory=True)
+    with caplog.at_level("WARNING"):
+        triples = read_triples(data)
+    assert {str(s) for s, _, _ in triples} == {"urn:a", "urn:b"}
+    assert any("empty.ttl: the file is empty" in r.message for r in caplog.records)
+    run = data / "old-run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    (run / "links.ttl").write_text("")
+    with pytest.raises(InputError, match=r"old-run: a kgalign output folder inside the input folder"):
+        read_triples(data)
+    hollow = tmp_path / "hollow"
+    hollow.mkdir()
+    (hollow / "a.ttl").write_text("@prefix ex: <urn:ex:> .\n")
+    with pytest.raises(InputError, match=r"hollow: the folder's 1 RDF files hold no triples"):
+        read_triples(hollow)

@@ -47,6 +47,10 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
         if outdir.resolve().is_relative_to(folder.resolve()):
             raise KgalignError(f"{outdir}: the output directory is inside the input folder {folder}; its files would be read as input next time")
     if inputs and len(inputs) == 2:
+        first, second = (p.resolve() for p in inputs)
+        if first != second and (first.is_relative_to(second) or second.is_relative_to(first)):
+            inner, outer = (inputs[0], inputs[1]) if first.is_relative_to(second) else (inputs[1], inputs[0])
+            raise KgalignError(f"{inner}: is inside the other input, the folder {outer}; its entities would be on both sides")
         resolved = {p.resolve() for p in inputs}
         if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
             raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")

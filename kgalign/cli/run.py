@@ -54,7 +54,7 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
 def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
     """Find the records of one graph that describe the same thing, and merge them.
 
-    GRAPH is read as LEFT is by `kgalign run` (RDF file or CSV/TSV table). Each entity is
+    GRAPH is read as LEFT is by `kgalign run` (RDF file, folder of RDF files, or CSV/TSV table). Each entity is
     retrieved among the others and judged as in a run; the duplicates form clusters
     (a cluster grown through a weak link is split). links.ttl holds every pair of
     records within a cluster (owl:sameAs), fused.ttl the graph with each cluster under

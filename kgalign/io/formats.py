@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from kgalign.errors import InputError
@@ -75,29 +76,49 @@ def is_table_input(path: str | Path, fmt: str | None = None) -> bool:
     return is_table_path(path) or (fmt or "").lower() in TABLE_FORMATS
 
 
-def folder_files(folder: Path, fmt: str | None = None) -> list[Path]:
+#: Extensions a folder's files are read by: the RDF ones, less ``.json`` (a folder's
+#: metadata.json or an earlier run's run.json are not JSON-LD graphs).
+FOLDER_SUFFIXES = frozenset(FORMAT_BY_SUFFIX) - {".json"}
+#: Files that mark a folder as a kgalign output folder.
+OUTPUT_MARKERS = ("run.json", "links.ttl")
+
+
+def folder_files(folder: Path) -> list[Path]:
     """The RDF files of a folder input, in the order they are read: every file below it
-    (subfolders too) whose extension names an RDF syntax, or every file with ``fmt``; by
-    relative path, names starting with '.' skipped. A CSV/TSV table in it is an error (a
-    table is its own input), as is a folder with no RDF file."""
-    found: list[Path] = []
+    (subfolders, symlinked ones too, each folder once) whose extension names an RDF
+    syntax (FOLDER_SUFFIXES, optionally .gz), by relative path; names starting with '.'
+    skipped. A CSV/TSV table in it, a kgalign output folder in it, an unreadable
+    subfolder, and a folder with no RDF file are errors."""
+    found: list[tuple[str, Path]] = []
     skipped: list[Path] = []
-    try:
-        paths = sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix())
-    except OSError as exc:
-        raise InputError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from None
-    for path in paths:
-        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+    seen: set[tuple[int, int]] = set()
+
+    def fail(exc: OSError) -> None:
+        raise InputError(f"{exc.filename or folder}: cannot list the folder ({exc.strerror or exc})")
+
+    for root, dirs, files in os.walk(folder, onerror=fail, followlinks=True):
+        here = Path(root)
+        stat = here.stat()
+        if (stat.st_dev, stat.st_ino) in seen:  # a symlink loop, or a folder linked twice
+            dirs[:] = []
             continue
-        if is_table_path(path):
-            raise InputError(f"{path}: a CSV/TSV table cannot be read as part of the folder {folder}; give the table as LEFT or RIGHT itself")
-        suffixes = [s.lower() for s in Path(plain_name(path)).suffixes]
-        if fmt or (suffixes and suffixes[-1] in FORMAT_BY_SUFFIX):
-            found.append(path)
-        else:
-            skipped.append(path)
+        seen.add((stat.st_dev, stat.st_ino))
+        if here != folder and all(name in files for name in OUTPUT_MARKERS):
+            raise InputError(f"{here}: a kgalign output folder inside the input folder {folder}; move it out (its files would be read as input)")
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        for name in files:
+            path = here / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            if is_table_path(path):
+                raise InputError(f"{path}: a CSV/TSV table cannot be read as part of the folder {folder}; give the table as LEFT or RIGHT itself")
+            suffixes = [x.lower() for x in Path(plain_name(path)).suffixes]
+            if suffixes and suffixes[-1] in FOLDER_SUFFIXES:
+                found.append((path.relative_to(folder).as_posix(), path))
+            else:
+                skipped.append(path)
     if not found:
-        raise InputError(f"{folder}: the folder holds no RDF file (by extension: {', '.join(sorted(FORMAT_BY_SUFFIX))}, optionally .gz)")
+        raise InputError(f"{folder}: the folder holds no RDF file (by extension: {', '.join(sorted(FOLDER_SUFFIXES))}, optionally .gz)")
     if skipped:
         log.info("%s: %d files without an RDF extension skipped (%s%s)", folder, len(skipped), skipped[0].name, ", ..." if len(skipped) > 1 else "")
-    return found
+    return [path for _, path in sorted(found)]

@@ -19,7 +19,7 @@ def describe_input(value: str | Path) -> str:
 
 def input_name(value: str | Path) -> str:
     """How alignment.rdf names an input: an endpoint's URL (redacted), a file's name."""
-    return redact_url(str(value)) if is_endpoint(str(value)) else Path(value).name
+    return redact_url(str(value)) if is_endpoint(str(value)) else Path(value).name or Path(value).resolve().name
 
 
 def input_uri(value: str | Path) -> str:

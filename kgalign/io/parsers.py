@@ -57,6 +57,12 @@ def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | N
     path = Path(path)
     if path.is_dir():
         return _read_folder(path, fmt)
+    return _read_file(path, fmt, id_column)
+
+
+def _read_file(path: Path, fmt: str | None, id_column: str | None, in_folder: bool = False) -> TripleSet:
+    """One file's triples (see :func:`read_triples`); ``in_folder``: an empty file gives no
+    triples instead of an error, and the file is logged at debug level."""
     if is_table_input(path, fmt):
         data = read_bytes(path)
         if not data.strip():
@@ -66,6 +72,9 @@ def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | N
         return table
     fmt = rdf_format(path, fmt)
     found = scan(path, fmt)
+    if found.blank and in_folder:
+        log.warning("%s: the file is empty", path)
+        return TripleSet()
     if found.blank:
         raise InputError(f"{path}: the file is empty")
     triples: TripleSet | None = None
@@ -76,27 +85,33 @@ def read_triples(path: str | Path, fmt: str | None = None, *, id_column: str | N
         with quiet_term_warnings() as counter:
             triples = TripleSet.from_graph(_parse_rdflib(path, fmt))
     report_term_warnings(path, counter)
-    if len(triples) == 0:
+    if len(triples) == 0 and not in_folder:
         raise InputError(f"{path}: the graph has no triples")
     check_terms(path, triples, found.surrogate_line)
-    log.info("loaded %s: %d triples", path, len(triples))
+    log.log(logging.DEBUG if in_folder else logging.INFO, "loaded %s: %d triples", path, len(triples))
     return triples
 
 
 def _read_folder(folder: Path, fmt: str | None) -> TripleSet:
     """The RDF files of ``folder`` (:func:`kgalign.io.formats.folder_files`) as one graph: the
     triples of each file in turn, each triple once; an entity may be described across
-    files. Blank nodes stay apart between files, as RDF merges graphs; a prefix keeps the
-    first file's namespace."""
+    files. Each file is read by its extension (``fmt`` is for single files). Blank nodes
+    stay apart between files, as RDF merges graphs; a relative IRI is resolved against
+    its own file; a prefix keeps the first file's namespace. An empty file is skipped
+    with a warning; a folder with no triples at all is an error."""
+    if fmt:
+        log.warning("%s: --format is not used for a folder; its files are read by their extensions", folder)
     merged: dict[Triple, None] = {}
     prefixes: dict[str, URIRef] = {}
-    files = folder_files(folder, fmt)
+    files = folder_files(folder)
     for path in files:
-        part = read_triples(path, fmt)
+        part = _read_file(path, None, None, in_folder=True)
         merged.update(dict.fromkeys(part))
         for prefix, namespace in part.namespaces():
             prefixes.setdefault(prefix, namespace)
         del part
+    if not merged:
+        raise InputError(f"{folder}: the folder's {len(files)} RDF files hold no triples")
     log.info("loaded %s: %d files, %d triples", folder, len(files), len(merged))
     return TripleSet(merged, prefixes.items())
 
