@@ -177,6 +177,12 @@ class Decision:
     option_votes: list[OptionVote] = field(default_factory=list)
 
     @property
+    def by_judge(self) -> bool:
+        """Whether the judge's answers decided it (not the gate, retrieval or a person; a
+        gated match whose audit rounds accepted nothing stays the gate's)."""
+        return bool(self.rounds) and not self.gated and not self.human
+
+    @property
     def accepted(self) -> list[OptionVote]:
         """The options a judged set accepted (strongest first); empty for a one-winner vote."""
         return [vote for vote in self.option_votes if vote.accepted]

@@ -254,6 +254,9 @@ def test_a_judge_that_rejects_everything_leaves_the_choice(pairs, embedder):
     assert evidence.judge.left_rate is None and evidence.judge.right_rate is None
     assert evidence.choice == "1:n" and result.effective.resolve == "1:n"
     assert "too few of retrieval's claims" in evidence.judge_summary()
+    # The audited gated sources were asked, and keep the gate's match all the same.
+    audited = [d for d in result.decisions if d.gated and d.rounds]
+    assert audited and all(d.kind == "match" and not d.by_judge for d in audited)
 
 
 def _decision(source: str, target: str | None, judged: bool = True, gated: bool = False, accepted: tuple[str, ...] = ()) -> Decision:

@@ -231,6 +231,9 @@ def test_confident_matches_with_another_strong_candidate_are_audited_when_sets_a
         decision = decide(cands, {"urn:l:1": source}, right, judge, config, several=several, audit=audit)[0]
         assert decision.gated is not asked and bool(decision.rounds) is asked, (several, audit, cands)
         assert decision.target == "urn:r:0"
+    # An audited set that accepts nothing leaves the gate's match, the rounds kept in the log.
+    kept = decide(strong_second, {"urn:l:1": source}, right, ScriptedJudge(first_of(set())), config, several=True, audit=True)[0]
+    assert kept.gated and kept.kind == "match" and kept.target == "urn:r:0" and kept.rounds and not kept.by_judge
     many = [Candidates(f"urn:l:{n}", strong_second[0].items, margin=0.35, mutual=True) for n in range(10)]
     sample = audited_sources(many, config, {}, size=4)
     assert len(sample) == 4 and sample <= {c.source for c in many}

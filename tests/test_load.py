@@ -276,3 +276,5 @@ def test_a_folder_skips_what_is_not_its_graph_and_follows_linked_folders(tmp_pat
     (hollow / "a.ttl").write_text("@prefix ex: <urn:ex:> .\n")
     with pytest.raises(InputError, match=r"hollow: the folder's 1 RDF files hold no triples"):
         read_triples(hollow)
+    with pytest.raises(InputError, match=r"old-run: a kgalign output folder, not an input graph"):
+        read_triples(run)

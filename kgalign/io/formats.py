@@ -103,7 +103,9 @@ def folder_files(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        if here != folder and all(name in files for name in OUTPUT_MARKERS):
+        if here == folder and all(name in files for name in OUTPUT_MARKERS):
+            raise InputError(f"{folder}: a kgalign output folder, not an input graph (give its fused.ttl to align the fused graph)")
+        if all(name in files for name in OUTPUT_MARKERS):
             raise InputError(f"{here}: a kgalign output folder inside the input folder {folder}; move it out (its files would be read as input)")
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         for name in files:

@@ -85,7 +85,9 @@ def _read_file(path: Path, fmt: str | None, id_column: str | None, in_folder: bo
         with quiet_term_warnings() as counter:
             triples = TripleSet.from_graph(_parse_rdflib(path, fmt))
     report_term_warnings(path, counter)
-    if len(triples) == 0 and not in_folder:
+    if len(triples) == 0 and in_folder:
+        log.warning("%s: the graph has no triples", path)
+    elif len(triples) == 0:
         raise InputError(f"{path}: the graph has no triples")
     check_terms(path, triples, found.surrogate_line)
     log.log(logging.DEBUG if in_folder else logging.INFO, "loaded %s: %d triples", path, len(triples))

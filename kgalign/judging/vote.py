@@ -40,7 +40,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from kgalign.config import VoteConfig
@@ -89,8 +89,10 @@ def is_gated(cands: Candidates, config: VoteConfig) -> bool:
 
 def audited_sources(candidates: Sequence[Candidates], config: VoteConfig, decided: Mapping[str, Decision], size: int = SET_AUDIT) -> set[str]:
     """The gated sources with another strong candidate whose sets are judged: the ``size``
-    of them whose IRIs hash lowest, so that adding or removing other entities (``--since``)
-    leaves the sample as it was but for those entities."""
+    of them whose IRIs hash lowest, so that the sample does not depend on the order of
+    the sources (``--since``: it changes only where entities come, go, or change which
+    sources are gated with a strong second candidate). A set that accepts nothing leaves
+    the source its gated match (``gated``, with the audit's rounds in the log)."""
     gated = [c.source for c in candidates if c.source not in decided and is_gated(c, config) and len(strong_candidates(c)) > 1]
     return set(sorted(gated, key=lambda iri: hashlib.sha256(iri.encode("utf-8")).digest())[:size])
 
@@ -165,7 +167,12 @@ def decide(
 
     tally = _tally_set if several else _tally
     for p in pending:
-        decisions[p.cands.source] = tally(p, config)
+        decision = tally(p, config)
+        if p.cands.source in audited and not decision.accepted:
+            # The audit asks for evidence; it does not take back the gate's confident match.
+            kept = retrieval_decision(p.cands, config, gated=True)
+            decision = replace(kept, rounds=decision.rounds, option_votes=decision.option_votes, prompt=decision.prompt)
+        decisions[p.cands.source] = decision
     return [decisions[c.source] for c in candidates]
 
 

@@ -285,21 +285,21 @@ def judge_evidence(decisions: Sequence[Decision], candidates: Sequence[Candidate
         strong = strong_candidates(cands)
         for iri in strong:
             claimed.setdefault(iri, []).append(cands.source)
-        if sets and decision.rounds and decision.accepted and len(strong) > 1:
+        if sets and decision.by_judge and decision.accepted and len(strong) > 1:
             left_checked += 1
             left_confirmed += len(decision.accepted) > 1
     linked: Counter[str] = Counter()
     for decision in by_source.values():
         if decision.kind != "match" or decision.target is None:
             continue
-        targets = [vote.iri for vote in decision.accepted] if decision.rounds and decision.option_votes else [decision.target]
+        targets = [vote.iri for vote in decision.accepted] if decision.by_judge and decision.option_votes else [decision.target]
         linked.update(targets)
     right_checked = right_confirmed = 0
     for target, sources in claimed.items():
-        if len(sources) > 1 and any(by_source[source].rounds for source in sources):
+        if len(sources) > 1 and any(by_source[source].by_judge for source in sources):
             right_checked += 1
             right_confirmed += linked[target] > 1
-    asked = [d for d in by_source.values() if d.rounds]
+    asked = [d for d in by_source.values() if d.by_judge]
     answered = sum(1 for d in asked if d.kind == "match")
     return JudgeEvidence(left_checked, left_confirmed, right_checked, right_confirmed, sets, len(asked), answered)
 

@@ -114,7 +114,7 @@ def _assignment(
             continue  # the judge, a person or retrieval said no: do not link this source at all
         best = cands.items[0].score if cands.items else 0.0
         for item in cands.items:
-            judged = decision is not None and decision.target == item.iri and (decision.rounds or decision.human)
+            judged = decision is not None and decision.target == item.iri and (decision.by_judge or decision.human)
             if not judged and (item.score < min_score or item.score < best - window):
                 continue
             weight = item.score
@@ -157,8 +157,9 @@ SEVERAL_FLOOR = 0.5
 
 
 def strong_candidates(cands: Candidates) -> list[str]:
-    """The candidates that score as another counterpart would in a 1:n or n:m run: within
-    SEVERAL_WINDOW of the source's best and at least SEVERAL_FLOOR (the best one first)."""
+    """The candidates within SEVERAL_WINDOW of the source's best and at least SEVERAL_FLOOR
+    (the best one first): those a 1:n or n:m run may link as other records of the source
+    (:func:`several_links` also asks that the source be the target's best, or near it)."""
     if not cands.items:
         return []
     cut = max(SEVERAL_FLOOR, cands.items[0].score - SEVERAL_WINDOW)
@@ -180,7 +181,7 @@ def _taken_elsewhere(decision: Decision, score: float, best: dict[str, tuple[flo
     """Whether a match retrieval alone made goes to a target that another source scores far
     better with (by more than SEVERAL_WINDOW): that target is the other source's, and this
     source, a record with no counterpart, picked its nearest look-alike. A judged match stays."""
-    if decision.human or decision.rounds or decision.target not in best:
+    if decision.human or decision.by_judge or decision.target not in best:
         return False
     top_score, top_source = best[decision.target]
     return top_source != decision.source and score < top_score - SEVERAL_WINDOW
@@ -206,12 +207,12 @@ def several_links(decisions: Sequence[Decision], candidates: Sequence[Candidates
         top = cands.items[0].score
         scores = {item.iri: item.score for item in cands.items}
         score = scores.get(decision.target, decision.confidence)
-        judged = decision.human or bool(decision.rounds)
+        judged = decision.human or decision.by_judge
         if _taken_elsewhere(decision, score, best):
             continue
         if not judged and floor is not None and score < floor:
             continue
-        if decision.option_votes:
+        if decision.option_votes and decision.by_judge:
             # A judged set: the judge decided every option shown; its accepted ones are the links.
             wanted.extend((vote.confidence, cands.source, vote.iri) for vote in decision.accepted)
             continue
@@ -260,7 +261,7 @@ def _one_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates]
 
 def _many_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
     links, conflicts = several_links(decisions, candidates, shared_targets=True)
-    return close_clusters(links, judged={d.source for d in decisions if d.option_votes}), conflicts
+    return close_clusters(links, judged={d.source for d in decisions if d.option_votes and d.by_judge}), conflicts
 
 
 def close_clusters(links: Sequence[Link], judged: frozenset[str] | set[str] = frozenset()) -> list[Link]:

@@ -120,7 +120,7 @@
     var label = "Cardinality, detected: " + Math.round(100 * card.left_share) + "% left, " + Math.round(100 * card.right_share) + "% right with several";
     if (card.retrieval_choice && card.retrieval_choice !== card.choice) {
       label += "; the judge revised it from " + card.retrieval_choice;
-    } else if (card.judge && (card.judge.left_rate !== null || card.judge.right_rate !== null)) {
+    } else if (card.judge && (card.judge.left_rate != null || card.judge.right_rate != null)) {
       label += "; kept after the judge's answers";
     }
     return label;
