@@ -211,26 +211,24 @@ def test_a_folder_is_read_as_one_graph(tmp_path: Path, persons) -> None:
     assert table.entities[cut_subject].attributes == single.entities[cut_subject].attributes
 
 
-def test_folder_errors_name_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "files,error",
+    [
+        ({"notes.txt": "x"}, r"case: the folder holds no RDF file"),
+        ({"a.nt": '<urn:a> <urn:p> "x" .\n', "b.csv": "id,name\n1,x\n"}, r"b\.csv: a CSV/TSV table cannot be read as part of the folder"),
+        ({"a.nt": '<urn:a> <urn:p> "x" .\n', "b.ttl": '@prefix ex: <urn:ex:> .\nex:a ex:p "x" .\nex:b ex:p "y\n'}, r"b\.ttl:3\b"),
+    ],
+    ids=["no RDF file", "a table inside", "a syntax error in the second file"],
+)
+def test_folder_errors_name_the_file(tmp_path: Path, files: dict[str, str], error: str) -> None:
     from kgalign.io.parsers import read_triples
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "notes.txt").write_text("x")
-    with pytest.raises(InputError, match=r"empty: the folder holds no RDF file"):
-        read_triples(empty)
-    tables = tmp_path / "tables"
-    tables.mkdir()
-    (tables / "a.nt").write_text('<urn:a> <urn:p> "x" .\n')
-    (tables / "b.csv").write_text("id,name\n1,x\n")
-    with pytest.raises(InputError, match=r"b\.csv: a CSV/TSV table cannot be read as part of the folder"):
-        read_triples(tables)
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "a.nt").write_text('<urn:a> <urn:p> "x" .\n')
-    (broken / "b.ttl").write_text('@prefix ex: <urn:ex:> .\nex:a ex:p "x" .\nex:b ex:p "y\n')
-    with pytest.raises(InputError, match=r"b\.ttl:3\b"):
-        read_triples(broken)
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    with pytest.raises(InputError, match=error):
+        read_triples(folder)
 
 
 def test_blank_nodes_of_two_files_of_a_folder_stay_apart(tmp_path: Path) -> None:
