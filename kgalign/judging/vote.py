@@ -145,7 +145,7 @@ def decide(
 
     if judge is not None and pending:
         block = _source_block(judge, len(pending))
-        ask = partial(_ask, left_profiles=left_profiles, right_profiles=right_profiles, judge=judge, config=config, on_question=on_question, several=several)
+        ask = _Asking(left_profiles, right_profiles, judge, config, on_question, several)
         blocks = [pending[start : start + block] for start in range(0, len(pending), block)]
         workers = min(_parallel(judge), len(blocks))
         if workers <= 1:
@@ -188,95 +188,82 @@ def _source_block(judge: Judge, pending: int) -> int:
     return block if isinstance(block, int) and not isinstance(block, bool) and block > 0 else max(pending, 1)
 
 
-def _ask_batch(
-    asking: list[_Pending],
-    orders: list[list[str]],
-    left_profiles: dict[str, EntityProfile],
-    right_profiles: dict[str, EntityProfile],
-    judge: Judge,
-    config: VoteConfig,
-    step: int = 0,
-) -> list[Round]:
-    """One question to the judge for each of ``asking`` (its options in ``orders``), in one
-    batch; each answer recorded as a round of its source (``step`` of a judged set's round)."""
-    questions = [
-        Question(source=left_profiles[p.cands.source], options=tuple(right_profiles[i] for i in order), datamark=config.datamark)
-        for p, order in zip(asking, orders)
-    ]
-    started = time.perf_counter()
-    answers = judge.answer(questions)
-    elapsed = (time.perf_counter() - started) / max(len(asking), 1)
-    if len(answers) != len(questions):
-        raise RuntimeError(f"judge {judge.name} returned {len(answers)} answers for {len(questions)} questions")
-    rounds = []
-    for p, order, question, answer in zip(asking, orders, questions, answers):
-        round_ = _round(order, question, answer)
-        round_.step = step
-        p.rounds.append(round_)
-        if p.prompt is None:
-            p.prompt = question.text()
-        p.latency += elapsed
-        p.prompt_tokens += answer.prompt_tokens
-        p.answer_tokens += answer.answer_tokens
-        rounds.append(round_)
-    return rounds
+@dataclass(frozen=True)
+class _Asking:
+    """What asking the judge needs: the entities shown, the judge, the vote's settings and
+    the progress callback; ``several``: judged sets. Called on a block of sources, it asks
+    every round of them (:meth:`__call__`)."""
 
+    left_profiles: dict[str, EntityProfile]
+    right_profiles: dict[str, EntityProfile]
+    judge: Judge
+    config: VoteConfig
+    on_question: Callable[[int], None] | None
+    several: bool = False
 
-def _ask(
-    pending: list[_Pending],
-    *,
-    left_profiles: dict[str, EntityProfile],
-    right_profiles: dict[str, EntityProfile],
-    judge: Judge,
-    config: VoteConfig,
-    on_question: Callable[[int], None] | None,
-    several: bool = False,
-) -> None:
-    """Every round of ``pending``, each source stopping early once settled: one batch a
-    round, or with ``several`` (judged sets) one batch a step of the round."""
-    for round_index in range(config.rounds):
-        active = [p for p in pending if not p.done]
-        if not active:
-            break
-        orders = [round_order(p.shown, round_index, p.cands.source, config.seed) for p in active]
-        if several:
-            _ask_steps(active, orders, left_profiles, right_profiles, judge, config, on_question)
-        else:
-            _ask_batch(active, orders, left_profiles, right_profiles, judge, config)
-            if on_question:
-                on_question(len(active))
-        for p in active:
-            if config.early_stop and (_set_settled(p, config.rounds) if several else _settled(p.rounds, config.rounds)):
-                p.done = True
+    def __call__(self, pending: list[_Pending]) -> None:
+        """Every round of ``pending``, each source stopping early once settled: one batch a
+        round, or with ``several`` (judged sets) one batch a step of the round."""
+        config = self.config
+        for round_index in range(config.rounds):
+            active = [p for p in pending if not p.done]
+            if not active:
+                break
+            orders = [round_order(p.shown, round_index, p.cands.source, config.seed) for p in active]
+            if self.several:
+                self._steps(active, orders)
+            else:
+                self._batch(active, orders)
+                if self.on_question:
+                    self.on_question(len(active))
+            for p in active:
+                if config.early_stop and (_set_settled(p, config.rounds) if self.several else _settled(p.rounds, config.rounds)):
+                    p.done = True
 
+    def _batch(self, asking: list[_Pending], orders: list[list[str]], step: int = 0) -> list[Round]:
+        """One question to the judge for each of ``asking`` (its options in ``orders``), in one
+        batch; each answer recorded as a round of its source (``step`` of a judged set's round)."""
+        questions = [
+            Question(source=self.left_profiles[p.cands.source], options=tuple(self.right_profiles[i] for i in order), datamark=self.config.datamark)
+            for p, order in zip(asking, orders)
+        ]
+        started = time.perf_counter()
+        answers = self.judge.answer(questions)
+        elapsed = (time.perf_counter() - started) / max(len(asking), 1)
+        if len(answers) != len(questions):
+            raise RuntimeError(f"judge {self.judge.name} returned {len(answers)} answers for {len(questions)} questions")
+        rounds = []
+        for p, order, question, answer in zip(asking, orders, questions, answers):
+            round_ = _round(order, question, answer)
+            round_.step = step
+            p.rounds.append(round_)
+            if p.prompt is None:
+                p.prompt = question.text()
+            p.latency += elapsed
+            p.prompt_tokens += answer.prompt_tokens
+            p.answer_tokens += answer.answer_tokens
+            rounds.append(round_)
+        return rounds
 
-def _ask_steps(
-    active: list[_Pending],
-    orders: list[list[str]],
-    left_profiles: dict[str, EntityProfile],
-    right_profiles: dict[str, EntityProfile],
-    judge: Judge,
-    config: VoteConfig,
-    on_question: Callable[[int], None] | None,
-) -> None:
-    """One round of a judged set: a batch a step, each step without the options picked
-    at the steps before, until a source's answer is "none of these" (or no option is left)."""
-    remaining = {id(p): order for p, order in zip(active, orders)}
-    asking = active
-    step = 0
-    while asking:
-        rounds = _ask_batch(asking, [remaining[id(p)] for p in asking], left_profiles, right_profiles, judge, config, step)
-        going_on = []
-        for p, round_ in zip(asking, rounds):
-            if round_.target not in (None, NONE):
-                left = [iri for iri in remaining[id(p)] if iri != round_.target]
-                if left:
-                    remaining[id(p)] = left
-                    going_on.append(p)
-        if on_question:
-            on_question(len(asking))
-        asking = going_on
-        step += 1
+    def _steps(self, active: list[_Pending], orders: list[list[str]]) -> None:
+        """One round of a judged set: a batch a step, each step without the options picked
+        at the steps before, until a source's answer is "none of these" (or no option is left)."""
+        remaining = {id(p): order for p, order in zip(active, orders)}
+        asking = active
+        step = 0
+        while asking:
+            rounds = self._batch(asking, [remaining[id(p)] for p in asking], step)
+            going_on = []
+            for p, round_ in zip(asking, rounds):
+                if round_.target not in (None, NONE):
+                    left = [iri for iri in remaining[id(p)] if iri != round_.target]
+                    if left:
+                        remaining[id(p)] = left
+                        going_on.append(p)
+            if self.on_question:
+                self.on_question(len(asking))
+            asking = going_on
+            step += 1
 
 
 def set_rounds(rounds: Sequence[Round]) -> list[list[Round]]:
