@@ -183,6 +183,11 @@ class Decision:
         return bool(self.rounds) and not self.gated and not self.human
 
     @property
+    def judged_set(self) -> bool:
+        """Whether a judged set decided it: its accepted options are its links."""
+        return bool(self.option_votes) and self.by_judge
+
+    @property
     def accepted(self) -> list[OptionVote]:
         """The options a judged set accepted (strongest first); empty for a one-winner vote."""
         return [vote for vote in self.option_votes if vote.accepted]

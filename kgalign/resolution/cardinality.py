@@ -292,7 +292,7 @@ def judge_evidence(decisions: Sequence[Decision], candidates: Sequence[Candidate
     for decision in by_source.values():
         if decision.kind != "match" or decision.target is None:
             continue
-        targets = [vote.iri for vote in decision.accepted] if decision.by_judge and decision.option_votes else [decision.target]
+        targets = [vote.iri for vote in decision.accepted] if decision.judged_set else [decision.target]
         linked.update(targets)
     right_checked = right_confirmed = 0
     for target, sources in claimed.items():

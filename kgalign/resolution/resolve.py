@@ -162,8 +162,13 @@ def strong_candidates(cands: Candidates) -> list[str]:
     (:func:`several_links` also asks that the source be the target's best, or near it)."""
     if not cands.items:
         return []
-    cut = max(SEVERAL_FLOOR, cands.items[0].score - SEVERAL_WINDOW)
+    cut = _several_cut(cands.items[0].score)
     return [item.iri for item in cands.items if item.score >= cut]
+
+
+def _several_cut(top: float) -> float:
+    """The least score of another record of a source whose best candidate scores ``top``."""
+    return max(SEVERAL_FLOOR, top - SEVERAL_WINDOW)
 
 
 def _best_sources(candidates: Sequence[Candidates]) -> dict[str, tuple[float, str]]:
@@ -212,13 +217,13 @@ def several_links(decisions: Sequence[Decision], candidates: Sequence[Candidates
             continue
         if not judged and floor is not None and score < floor:
             continue
-        if decision.option_votes and decision.by_judge:
+        if decision.judged_set:
             # A judged set: the judge decided every option shown; its accepted ones are the links.
             wanted.extend((vote.confidence, cands.source, vote.iri) for vote in decision.accepted)
             continue
         wanted.append((decision.confidence if judged else score, cands.source, decision.target))
         for item in cands.items:
-            if item.iri == decision.target or item.score < max(SEVERAL_FLOOR, top - SEVERAL_WINDOW):
+            if item.iri == decision.target or item.score < _several_cut(top):
                 continue
             # 1:n: the target's best source is this one; n:m: this source is near the target's best.
             if best[item.iri][1] == cands.source or (shared_targets and item.score >= best[item.iri][0] - SEVERAL_WINDOW):
@@ -261,7 +266,7 @@ def _one_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates]
 
 def _many_to_many(decisions: Sequence[Decision], candidates: Sequence[Candidates] | None, min_score: float, window: float) -> Resolution:
     links, conflicts = several_links(decisions, candidates, shared_targets=True)
-    return close_clusters(links, judged={d.source for d in decisions if d.option_votes and d.by_judge}), conflicts
+    return close_clusters(links, judged={d.source for d in decisions if d.judged_set}), conflicts
 
 
 def close_clusters(links: Sequence[Link], judged: frozenset[str] | set[str] = frozenset()) -> list[Link]:
