@@ -51,8 +51,7 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
         if first != second and (first.is_relative_to(second) or second.is_relative_to(first)):
             inner, outer = (inputs[0], inputs[1]) if first.is_relative_to(second) else (inputs[1], inputs[0])
             raise KgalignError(f"{inner}: is inside the other input, the folder {outer}; its entities would be on both sides")
-        resolved = {p.resolve() for p in inputs}
-        if len(resolved) < len(inputs) or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs[:2])):
+        if first == second or (all(p.is_file() for p in inputs) and os.path.samefile(*inputs)):
             raise KgalignError(f"{inputs[0]}: the same file was given as LEFT and RIGHT")
     try:
         outdir.mkdir(parents=True, exist_ok=True)

@@ -103,9 +103,9 @@ def folder_files(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        if here == folder and all(name in files for name in OUTPUT_MARKERS):
-            raise InputError(f"{folder}: a kgalign output folder, not an input graph (give its fused.ttl to align the fused graph)")
         if all(name in files for name in OUTPUT_MARKERS):
+            if here == folder:
+                raise InputError(f"{folder}: a kgalign output folder, not an input graph (give its fused.ttl to align the fused graph)")
             raise InputError(f"{here}: a kgalign output folder inside the input folder {folder}; move it out (its files would be read as input)")
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         for name in files:
@@ -114,8 +114,7 @@ def folder_files(folder: Path) -> list[Path]:
                 continue
             if is_table_path(path):
                 raise InputError(f"{path}: a CSV/TSV table cannot be read as part of the folder {folder}; give the table as LEFT or RIGHT itself")
-            suffixes = [x.lower() for x in Path(plain_name(path)).suffixes]
-            if suffixes and suffixes[-1] in FOLDER_SUFFIXES:
+            if Path(plain_name(path)).suffix.lower() in FOLDER_SUFFIXES:
                 found.append((path.relative_to(folder).as_posix(), path))
             else:
                 skipped.append(path)

@@ -70,13 +70,18 @@ def _read_file(path: Path, fmt: str | None, id_column: str | None, in_folder: bo
         table = TripleSet.from_graph(table_graph(path, id_column, data=data))
         log.info("loaded %s: %d triples", path, len(table))
         return table
+
+    def nothing(what: str) -> None:
+        """A file with nothing in it: an error, or in a folder a warning."""
+        if not in_folder:
+            raise InputError(f"{path}: {what}")
+        log.warning("%s: %s", path, what)
+
     fmt = rdf_format(path, fmt)
     found = scan(path, fmt)
-    if found.blank and in_folder:
-        log.warning("%s: the file is empty", path)
-        return TripleSet()
     if found.blank:
-        raise InputError(f"{path}: the file is empty")
+        nothing("the file is empty")
+        return TripleSet()
     triples: TripleSet | None = None
     if fmt in OXIGRAPH_FORMATS:
         with quiet_term_warnings() as counter:
@@ -85,10 +90,8 @@ def _read_file(path: Path, fmt: str | None, id_column: str | None, in_folder: bo
         with quiet_term_warnings() as counter:
             triples = TripleSet.from_graph(_parse_rdflib(path, fmt))
     report_term_warnings(path, counter)
-    if len(triples) == 0 and in_folder:
-        log.warning("%s: the graph has no triples", path)
-    elif len(triples) == 0:
-        raise InputError(f"{path}: the graph has no triples")
+    if len(triples) == 0:
+        nothing("the graph has no triples")
     check_terms(path, triples, found.surrogate_line)
     log.log(logging.DEBUG if in_folder else logging.INFO, "loaded %s: %d triples", path, len(triples))
     return triples
