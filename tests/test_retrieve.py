@@ -275,6 +275,21 @@ def test_lexical_search_on_large_target_sets_ignores_common_features(monkeypatch
     assert [c.top.score for c in cands] == pytest.approx(list(full.max(axis=1)), abs=1e-5)
 
 
+def test_lexical_search_block_size_changes_memory_not_results(monkeypatch) -> None:
+    """A block of the lexical search holds at most BLOCK_CELLS scores (fewer sources
+    against many targets); its size changes neither the candidates nor their scores."""
+    import kgalign.retrieval.retrieve as retrieve_module
+
+    names = [f"{a} {b} {c}" for a in ("north", "south", "east", "west") for b in ("quarry", "vintner", "zephyr", "oxbow") for c in ("ltd", "inc", "co")]
+    left, right = lexical_vectors(names, [n.replace("o", "0", 1) for n in reversed(names)])
+    whole_scores, whole_ids = retrieve_module.lexical_topk(left, right, k=4, block_rows=1024)
+    monkeypatch.setattr(retrieve_module, "BLOCK_CELLS", right.shape[0])  # one source a block
+    seen: list[int] = []
+    one_scores, one_ids = retrieve_module.lexical_topk(left, right, k=4, block_rows=1024, progress=seen.append)
+    assert seen == [1] * len(names)
+    assert np.array_equal(one_ids, whole_ids) and np.array_equal(one_scores, whole_scores)
+
+
 @pytest.mark.parametrize("dense_weight", [0.0, 0.5, 1.0])
 def test_every_candidate_carries_its_exact_combined_score(dense_weight) -> None:
     """Whatever search found a pair (the lexical one, whose scores are reused, the dense

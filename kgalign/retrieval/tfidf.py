@@ -11,6 +11,7 @@ sorted order. tests/test_tfidf.py checks it equal to scikit-learn's on real text
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -55,9 +56,11 @@ def tfidf(corpus: Sequence[str], analyzer: Callable[[str], Iterable[str]], dtype
     Raises ValueError when no text has a feature (as scikit-learn does: "empty vocabulary").
     """
     vocabulary: dict[str, int] = {}
-    indices: list[int] = []
-    counts: list[int] = []
-    indptr = [0]
+    # Typed arrays, not lists: a list holds a Python int object per cell (about 36 bytes
+    # against 8 and 4), which made the lists four times the size of the matrix they build.
+    indices = array("q")
+    counts = array("i")
+    indptr = array("q", [0])
     for text in corpus:
         row: dict[int, int] = {}
         for feature in analyzer(text):
@@ -72,11 +75,13 @@ def tfidf(corpus: Sequence[str], analyzer: Callable[[str], Iterable[str]], dtype
     order = np.argsort(np.array(list(vocabulary), dtype=object), kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    cols = rank[np.asarray(indices, dtype=np.int64)]
-    tf = 1.0 + np.log(np.asarray(counts, dtype=np.float64))
+    cols = rank[np.frombuffer(indices, dtype=np.int64)]
+    del indices
+    tf = 1.0 + np.log(np.frombuffer(counts, dtype=np.int32).astype(np.float64))
+    del counts
     n = len(corpus)
     df = np.bincount(cols, minlength=len(vocabulary))
     idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-    matrix = sparse.csr_matrix((tf * idf[cols], cols, np.asarray(indptr, dtype=np.int64)), shape=(n, len(vocabulary)))
+    matrix = sparse.csr_matrix((tf * idf[cols], cols, np.frombuffer(indptr, dtype=np.int64)), shape=(n, len(vocabulary)))
     matrix.sort_indices()
     return normalize_rows(matrix.astype(dtype))
