@@ -149,6 +149,45 @@ def test_fast_parser_reads_what_rdflib_reads(tmp_path: Path) -> None:
     assert dict(fast.namespaces())["ex"] == __import__("rdflib").URIRef("http://example.org/")
 
 
+def test_repeated_values_are_shared_yet_every_spelling_is_kept(tmp_path: Path) -> None:
+    """A value repeated across the graph is one object after parsing and in the entity
+    table (large graphs repeat most values); one text under two datatypes stays two
+    values. A graph given as rdflib terms keeps what rdflib calls one term while it is
+    written two ways ("01" and "1" as integers, "@EN" and "@en") as written."""
+    from rdflib import Literal, URIRef
+    from rdflib.namespace import XSD
+
+    from kgalign.io.parsers import read_triples
+
+    path = tmp_path / "repeats.nt"
+    rows = []
+    for i in range(3):
+        rows.append(f'<http://e/p{i}> <http://e/city> "Lyon" .')
+        rows.append(f'<http://e/p{i}> <http://e/name> "Person {i}"@en .')
+    rows += ['<http://e/p0> <http://e/rank> "5"^^<http://www.w3.org/2001/XMLSchema#integer> .', '<http://e/p1> <http://e/rank> "5" .']
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cities = [o for s, p, o in read_triples(path) if str(p) == "http://e/city"]
+    assert len(cities) == 3 and cities[0] is cities[1] is cities[2]
+    _, table = load_entities(path, "t")
+    people = [table.entities[f"http://e/p{i}"] for i in range(3)]
+    assert people[0].attributes["http://e/city"][0] is people[2].attributes["http://e/city"][0]
+    ranks = [p.attributes["http://e/rank"][0] for p in people[:2]]
+    assert [r.text for r in ranks] == ["5", "5"] and [r.datatype for r in ranks] == [str(XSD.integer), None]
+
+    a, b, motto, rank = URIRef("http://e/a"), URIRef("http://e/b"), URIRef("http://e/motto"), URIRef("http://e/rank")
+    written = TripleSet(
+        [
+            (a, motto, Literal("Yes", lang="EN")),
+            (b, motto, Literal("Yes", lang="en")),
+            (a, rank, Literal("01", datatype=XSD.integer, normalize=False)),
+            (b, rank, Literal("1", datatype=XSD.integer)),
+        ]
+    )
+    rows_of = build_entity_table(written, "w").entities
+    assert [rows_of[str(e)].attributes[str(motto)][0].lang for e in (a, b)] == ["EN", "en"]
+    assert [rows_of[str(e)].attributes[str(rank)][0].text for e in (a, b)] == ["01", "1"]
+
+
 def test_blank_nodes_of_two_files_stay_apart(tmp_path: Path) -> None:
     """Both files label a node _:b1; parsed apart, the two nodes must not merge in a fusion."""
     from rdflib import BNode

@@ -13,6 +13,7 @@ and its relations alone (a warning says so).
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,7 +61,9 @@ class _Index:
     """One pass over a graph: literals, links, types and in-degree per node.
 
     Predicate, class and datatype IRIs repeat on every triple; each is turned into a
-    ``str`` once and shared, instead of once per triple.
+    ``str`` once and shared, instead of once per triple. So is each literal's
+    :class:`Value` (an immutable object) and each node's IRI string: on large graphs
+    most values repeat.
     """
 
     def __init__(self, graph: TripleSource) -> None:
@@ -74,15 +77,21 @@ class _Index:
         rdf_type = RDF.type  # a namespace attribute is a slow lookup: once, not per triple
         names: dict[object, str] = {}
         name = names.get
+        # Keyed by the exact text: rdflib's Literal equality takes "01" and "1" (integers)
+        # or "a"@EN and "a"@en for one term.
+        values: dict[tuple[str, str | None, object], Value] = {}
         for s, p, o in graph:
             self.subjects.add(s)
             if isinstance(o, Literal):
                 datatype = o.datatype
-                value = Value(
-                    text=str(o),
-                    lang=o.language,
-                    datatype=(name(datatype) or names.setdefault(datatype, str(datatype))) if datatype else None,
-                )
+                key = (str(o), o.language, datatype)
+                value = values.get(key)
+                if value is None:
+                    value = values[key] = Value(
+                        text=key[0],
+                        lang=o.language,
+                        datatype=(name(datatype) or names.setdefault(datatype, str(datatype))) if datatype else None,
+                    )
                 if p in label_set:
                     self.labels[s].append(value)
                 else:
@@ -123,14 +132,15 @@ def build_entity_table(
                 entity_nodes.append(node)
         elif not _is_schema_node(types) and (literal_free or node in index.labels or node not in index.referenced):
             entity_nodes.append(node)
-    entity_set = set(entity_nodes)
+    # One string per entity IRI, shared by its row and every relation pointing to it.
+    iri_of = {node: str(node) for node in entity_nodes}
     if wanted is not None and not entity_nodes:
         raise InputError(f"{origin or name}: no subject has rdf:type {', '.join(sorted(wanted))}")
 
     entities: dict[str, Entity] = {}
     for node in sorted(entity_nodes):
-        entity = Entity(iri=str(node), labels=list(index.labels.get(node, ())), types=list(index.types.get(node, ())))
-        _fold(index, node, entity, prefix="", depth=FOLD_DEPTH, entity_set=entity_set, seen={node})
+        entity = Entity(iri=iri_of[node], labels=list(index.labels.get(node, ())), types=list(index.types.get(node, ())))
+        _fold(index, node, entity, prefix="", depth=FOLD_DEPTH, entity_iris=iri_of, seen={node})
         entities[entity.iri] = entity
     log.info("%s: %d entities", name, len(entities))
     return EntityTable(name=name, entities=entities, triple_count=len(graph))
@@ -142,28 +152,31 @@ def _fold(
     entity: Entity,
     prefix: str,
     depth: int,
-    entity_set: set,
+    entity_iris: dict[object, str],
     seen: set,
 ) -> None:
-    """Copy ``node``'s literals into ``entity`` and follow links to non-entity nodes."""
+    """Copy ``node``'s literals into ``entity`` and follow links to non-entity nodes.
+    ``entity_iris`` maps each entity node to its IRI string. A folded path is interned:
+    every entity with an address spells out the same ones."""
     for predicate, values in index.literals.get(node, {}).items():
-        entity.attributes.setdefault(prefix + predicate, []).extend(values)
+        entity.attributes.setdefault(sys.intern(prefix + predicate) if prefix else predicate, []).extend(values)
     if prefix:
         # A folded node's own labels become attributes of the owner.
         labels = index.labels.get(node, ())
         if labels:
-            entity.attributes.setdefault(prefix + RDFS_LABEL, []).extend(labels)
+            entity.attributes.setdefault(sys.intern(prefix + RDFS_LABEL), []).extend(labels)
     for predicate, targets in index.links.get(node, {}).items():
         for target in targets:
-            if target in entity_set:
+            iri = entity_iris.get(target)
+            if iri is not None:
                 if not prefix:
-                    entity.relations.setdefault(predicate, []).append(str(target))
+                    entity.relations.setdefault(predicate, []).append(iri)
                 continue
             if depth <= 0 or target in seen:
                 continue
             if isinstance(target, (URIRef, BNode)) and (target in index.literals or target in index.links or target in index.labels):
                 seen.add(target)
-                _fold(index, target, entity, prefix + predicate + PATH_SEPARATOR, depth - 1, entity_set, seen)
+                _fold(index, target, entity, sys.intern(prefix + predicate + PATH_SEPARATOR), depth - 1, entity_iris, seen)
                 seen.discard(target)
 
 
