@@ -133,7 +133,7 @@ def build_entity_table(
         elif not _is_schema_node(types) and (literal_free or node in index.labels or node not in index.referenced):
             entity_nodes.append(node)
     # One string per entity IRI, shared by its row and every relation pointing to it.
-    iri_of = {node: str(node) for node in entity_nodes}
+    iri_of: dict[object, str] = {node: str(node) for node in entity_nodes}
     if wanted is not None and not entity_nodes:
         raise InputError(f"{origin or name}: no subject has rdf:type {', '.join(sorted(wanted))}")
 

@@ -181,7 +181,7 @@ def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
                 if language:
                     literal = Literal(key[0], lang=language)
                 else:
-                    datatype = key[2]
+                    datatype = node.datatype.value
                     if datatype not in datatypes:
                         datatypes[datatype] = URIRef(datatype)
                     literal = Literal(key[0], datatype=datatypes[datatype])
