@@ -204,7 +204,7 @@ class RayConfig:
     #: Address of a running Ray cluster (HOST:PORT, ray://HOST:PORT or "auto"); None: a
     #: local Ray instance is started for the run and stopped after it.
     address: str | None = None
-    #: Actors that embed and judge; 0: one per CPU the cluster has.
+    #: Actors that embed, search and judge; 0: one per CPU the cluster has.
     actors: int = number(0, 0, 4096)
     #: CPUs each actor reserves (and the threads its models use).
     cpus_per_actor: float = number(1.0, 0.01, 256.0)

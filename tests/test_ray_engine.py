@@ -87,6 +87,24 @@ def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_pa
     assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}
 
 
+def test_the_lexical_search_on_the_actors_finds_what_one_process_finds(cluster, persons, tmp_path, monkeypatch) -> None:
+    """Every lexical search of the run (the cardinality detection's, the cascade's two
+    passes) cut into one slice of the targets per actor, each slice's best merged: the
+    same candidates, votes and links as --engine local."""
+    import kgalign.runtime.ray_engine as ray_engine
+
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)  # the example is small: search it on the actors anyway
+    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache"]
+    local = cli(["run", *args, "-o", tmp_path / "local"])
+    assert local.exit_code == 0, local.output
+    ray = cli(["run", *args, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", cluster])
+    assert ray.exit_code == 0, ray.output
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert info["engine"]["search_calls"] >= 2 * 3  # two slices, three searches at least
+    assert info["counts"]["links"] > 0
+
+
 def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path) -> None:
     pair = mini_persons(tmp_path, 12)
     args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "3", "--quiet", "--dtype", "float32"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from kgalign.retrieval.embed import CachedEmbedder, SentenceTransformerEmbedder, encode_sides
 from kgalign.errors import KgalignError
@@ -288,6 +289,28 @@ def test_lexical_search_block_size_changes_memory_not_results(monkeypatch) -> No
     one_scores, one_ids = retrieve_module.lexical_topk(left, right, k=4, block_rows=1024, progress=seen.append)
     assert seen == [1] * len(names)
     assert np.array_equal(one_ids, whole_ids) and np.array_equal(one_scores, whole_scores)
+
+
+def test_block_topk_is_the_best_by_score_then_column_however_the_targets_are_cut() -> None:
+    """Scores with many ties (small integers, and rows with fewer positive scores than
+    k): each row's k best by score, then by column, exactly as a full sort gives them;
+    the best of slices of the columns, merged, are the same."""
+    from kgalign.retrieval.retrieve import block_topk, merge_topk
+
+    rng = np.random.default_rng(3)
+    dense = rng.integers(0, 4, size=(40, 57)).astype(np.float32)
+    dense[dense < 2] = 0  # sparse rows: some have fewer than k positive scores
+    dense[5] = 0  # a row with no score at all
+    scores = sparse.csr_matrix(dense)
+    for k in (1, 7, 20, 56, 57):
+        expected = np.lexsort((np.broadcast_to(np.arange(57), dense.shape), -dense), axis=-1)[:, :k]
+        top_scores, top_ids = block_topk(scores, k)
+        assert np.array_equal(top_ids, expected)
+        assert np.array_equal(top_scores, np.take_along_axis(dense, expected, axis=1))
+        cuts = [0, 13, 14, 40, 57]
+        parts = [block_topk(scores[:, lo:hi], min(k, hi - lo)) for lo, hi in zip(cuts, cuts[1:])]
+        merged = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i + lo for (_, i), lo in zip(parts, cuts)]), k)
+        assert np.array_equal(merged[1], top_ids) and np.array_equal(merged[0], top_scores)
 
 
 @pytest.mark.parametrize("dense_weight", [0.0, 0.5, 1.0])

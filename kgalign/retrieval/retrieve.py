@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol
 
 import numpy as np
 from scipy import sparse
@@ -157,40 +160,121 @@ def _search_features(right: sparse.csr_matrix) -> sparse.csr_matrix:
 BLOCK_CELLS = 16_000_000
 
 
+class LexicalSearch(Protocol):
+    """A lexical search spread elsewhere (``--engine ray``: over the actors, each
+    scoring a slice of the targets). ``topk`` gets the sources' rows and the searched
+    target features transposed (targets as columns, common features already dropped)
+    and gives :func:`lexical_topk`'s result, or None to leave a search to this process
+    (one too small to be worth shipping)."""
+
+    def topk(
+        self, left: sparse.csr_matrix, right_t: sparse.csc_matrix, k: int, progress: Progress | None
+    ) -> tuple[np.ndarray, np.ndarray] | None: ...
+
+
+_SEARCH: ContextVar[LexicalSearch | None] = ContextVar("kgalign_lexical_search", default=None)
+
+
+@contextmanager
+def lexical_search(search: LexicalSearch) -> Iterator[None]:
+    """Every :func:`lexical_topk` in this context (of this thread) asks ``search`` first."""
+    token = _SEARCH.set(search)
+    try:
+        yield
+    finally:
+        _SEARCH.reset(token)
+
+
 def lexical_topk(
     left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` right rows per left row by sparse cosine, computed block by block.
+    """Best ``k`` right rows per left row by sparse cosine, computed block by block; each
+    row's best first, equal scores by target order (:func:`block_topk`).
 
     Blocks run on a thread per core (scipy's sparse product and numpy's partition
     release the GIL); each thread takes half a block so that memory stays as for one.
     A thread's block also holds at most BLOCK_CELLS scores (fewer rows against many
     targets): a block's product, its dense scores and their partition's indices take
-    about 12 bytes a cell. The block size does not change the result.
+    about 12 bytes a cell. The block size does not change the result; nor does a
+    :class:`LexicalSearch` that cuts the targets into slices and merges their best.
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     k = min(k, right.shape[0])
     right_t = _search_features(right).T.tocsc()
+    search = _SEARCH.get()
+    if search is not None and k > 0:
+        found = search.topk(left, right_t, k, progress)
+        if found is not None:
+            return found
     all_ids = np.empty((left.shape[0], k), dtype=np.int64)
     all_scores = np.empty((left.shape[0], k), dtype=np.float32)
     workers = max(1, min(os.cpu_count() or 1, 4))
     step = max(1, min(block_rows // workers, BLOCK_CELLS // max(1, right.shape[0])))
 
     def one(start: int) -> int:
-        block = (left[start : start + step] @ right_t).toarray()
-        np.negative(block, out=block)
-        ids = np.argpartition(block, k - 1, axis=1)[:, :k]
-        all_ids[start : start + len(block)] = ids
-        all_scores[start : start + len(block)] = -np.take_along_axis(block, ids, axis=1)
-        return len(block)
+        scores, ids = block_topk(left[start : start + step] @ right_t, k)
+        all_ids[start : start + len(ids)] = ids
+        all_scores[start : start + len(ids)] = scores
+        return len(ids)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done in pool.map(one, range(0, left.shape[0], step)):
             if progress:
                 progress(done)
     return all_scores, all_ids
+
+
+def block_topk(product: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row of a block of scores (non-negative), best
+    first, equal scores by column: the same columns whichever partition of the columns
+    is searched (a slice's best, merged by :func:`merge_topk`, are the whole's best).
+
+    A row with fewer than ``k`` positive scores is filled with its first columns of
+    score 0; another tie across the k-th place keeps the first columns. The partition
+    takes one place more than it keeps: where that place ties with the k-th, the row is
+    settled by the rule above (about 0.05% of the rows on bench/large.py's pair, beside
+    those with fewer than k scores), without another pass over the block."""
+    if k <= 0:
+        return np.empty((product.shape[0], 0), dtype=np.float32), np.empty((product.shape[0], 0), dtype=np.int64)
+    block = product.toarray()
+    np.negative(block, out=block)
+    if block.shape[1] <= k:
+        ids = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+        values = block
+        crowded = np.zeros(block.shape[0], dtype=bool)
+    else:
+        part = np.argpartition(block, k, axis=1)[:, : k + 1]
+        ids, values = part[:, :k], np.take_along_axis(block, part[:, :k], axis=1)
+        # The (k+1)-th best is at place k; no better than the k-th, and equal when tied.
+        crowded = np.take_along_axis(block, part[:, k:], axis=1)[:, 0] == values.max(axis=1)
+    kth = values.max(axis=1)
+    # Fewer than k positive scores (the partition holds them all): those, then the first
+    # columns of score 0, which are among the first 2k columns.
+    empty = np.flatnonzero(crowded & (kth == 0))
+    if len(empty):
+        positive = values[empty] < 0
+        head = block[empty, : min(2 * k, block.shape[1])] == 0
+        head &= np.cumsum(head, axis=1) <= (k - positive.sum(axis=1))[:, None]
+        columns = np.broadcast_to(np.arange(head.shape[1]), head.shape)
+        chosen = np.hstack([ids[empty], columns])[np.hstack([positive, head])].reshape(len(empty), k)
+        ids[empty] = chosen
+        values[empty] = block[empty[:, None], chosen]
+    # Another tie across the k-th place (rare): the first columns of the tied score.
+    for r in np.flatnonzero(crowded & (kth != 0)).tolist():
+        better = np.flatnonzero(block[r] < kth[r])
+        ids[r] = np.concatenate([better, np.flatnonzero(block[r] == kth[r])[: k - len(better)]])
+        values[r] = block[r, ids[r]]
+    order = np.lexsort((ids, values), axis=-1)
+    return -np.take_along_axis(values, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each row of several slices' :func:`block_topk` side by side (their
+    ids already the whole's), in :func:`block_topk`'s order."""
+    order = np.lexsort((ids, -scores), axis=-1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def _pair_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:

@@ -7,14 +7,20 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   the actors several at a time, and the vectors come back in order. A batch's vectors
   depend on that batch alone, so they are the vectors one process computes; the vector
   cache stays in the driver;
+- **lexical search**: the targets' TF-IDF rows are cut into one slice per actor; every
+  block of sources goes to each slice, and each slice's best (by score, then target
+  order: :func:`kgalign.retrieval.retrieve.block_topk`) are merged in the driver into
+  the best of all, the candidates one process finds (searches below SHARD_FROM_CELLS
+  stay in the driver);
 - **judging**: the sources are asked in blocks (the judge's ``source_block``), one block
   per actor at a time, each block's questions in the batches one process would send, so
   the answers are the same. The answer cache stays in the driver and is written as each
   batch comes back: an actor killed mid-run is restarted by Ray and its batch asked
   again, and every answer already given is kept.
 
-Loading, retrieval's index, resolution and fusion run in the driver, as with
-``local``: this engine spreads the model work, not yet the data (docs/scale.md).
+Loading, the TF-IDF fit, the dense search, resolution and fusion run in the driver,
+as with ``local``: this engine spreads the model work and the lexical search, not yet
+the data (docs/scale.md).
 
 Without ``--ray-address`` a local Ray instance is started for the run (``ray.init``) and
 stopped after it; with one, the run joins that cluster and leaves it running.
@@ -45,19 +51,25 @@ log = logging.getLogger(__name__)
 EMBED_BATCHES_PER_CALL = 8
 #: Times Ray restarts an actor whose process died, and asks its call again.
 RESTARTS = 3
+#: A lexical search of fewer scores than this (sources x targets) runs in the driver:
+#: shipping it would cost more than it saves.
+SHARD_FROM_CELLS = 200_000_000
+#: Blocks of sources in flight at once in the sliced lexical search.
+SEARCH_WINDOW = 4
 
 
 def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: Any, judge: Judge | None, old: Any) -> AlignmentResult:
     """The ``ray`` engine (see the module text)."""
     from kgalign.pipeline import _align
     from kgalign.retrieval.embed import CachedEmbedder
+    from kgalign.retrieval.retrieve import lexical_search
     from kgalign.runtime.gctune import relaxed_gc
 
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
-            with relaxed_gc():
+            with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
                 result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device)
             result.engine = pool.describe()
             return result
@@ -127,6 +139,14 @@ class KgalignWorker:
             self._embedders[key] = SentenceTransformerEmbedder(**spec)
         return self._embedders[key]
 
+    def lexical_block(self, left: Any, start: int, stop: int, targets: Any, offset: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of one slice of the targets (``targets``: their features
+        transposed, the whole's columns from ``offset``) for sources ``start:stop``."""
+        from kgalign.retrieval.retrieve import block_topk
+
+        scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
+        return scores, ids + offset
+
     def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
         from kgalign.judging.base import explainer
 
@@ -186,6 +206,7 @@ class WorkerPool:
         self._local = threading.local()
         self.embed_calls = 0
         self.judge_batches = 0
+        self.search_calls = 0
 
     @property
     def actors(self) -> list[Any]:
@@ -228,6 +249,10 @@ class WorkerPool:
         with self._lock:
             self.judge_batches += 1
 
+    def count_search(self, calls: int) -> None:
+        with self._lock:
+            self.search_calls += calls
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": "ray",
@@ -241,6 +266,7 @@ class WorkerPool:
             "device": self.device,
             "embed_calls": self.embed_calls,
             "judge_batches": self.judge_batches,
+            "search_calls": self.search_calls,
         }
 
     def close(self) -> None:
@@ -346,3 +372,51 @@ class RayEmbedder:
         for rows, part in zip(batches, vectors):
             out[rows] = part
         return out
+
+
+class RayLexicalSearch:
+    """The lexical search on the actors (see the module text); a
+    :class:`kgalign.retrieval.retrieve.LexicalSearch`."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def topk(self, left: Any, right_t: Any, k: int, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        from collections import deque
+
+        from kgalign.retrieval.retrieve import BLOCK_CELLS, merge_topk
+
+        n = right_t.shape[1]
+        slices = min(self.pool.size, n)
+        if slices < 2 or left.shape[0] * n < SHARD_FROM_CELLS:
+            return None
+        ray, actors = self.pool.ray, self.pool.actors
+        cuts = np.linspace(0, n, slices + 1).round().astype(np.int64).tolist()
+        # Each slice goes to the object store once; its actor reads it from there on every call.
+        targets = [ray.put(right_t[:, lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
+        sources = ray.put(left)
+        step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in zip(cuts, cuts[1:])))
+        scores = np.empty((left.shape[0], k), dtype=np.float32)
+        ids = np.empty((left.shape[0], k), dtype=np.int64)
+        pending: deque[tuple[int, list[Any]]] = deque()
+
+        def collect() -> None:
+            start, refs = pending.popleft()
+            parts = ray.get(refs)
+            best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
+            scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
+            if progress:
+                progress(len(best[0]))
+
+        started = time.perf_counter()
+        blocks = range(0, left.shape[0], step)
+        for start in blocks:
+            refs = [actors[i].lexical_block.remote(sources, start, start + step, targets[i], cuts[i], k) for i in range(slices)]
+            pending.append((start, refs))
+            if len(pending) >= SEARCH_WINDOW:
+                collect()
+        while pending:
+            collect()
+        self.pool.count_search(len(blocks) * slices)
+        log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
+        return scores, ids
