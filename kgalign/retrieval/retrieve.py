@@ -163,12 +163,12 @@ BLOCK_CELLS = 16_000_000
 class LexicalSearch(Protocol):
     """A lexical search spread elsewhere (``--engine ray``: over the actors, each
     scoring a slice of the targets). ``topk`` gets the sources' rows and the searched
-    target features transposed (targets as columns, common features already dropped)
+    target features transposed (CSR, targets as columns, common features already dropped)
     and gives :func:`lexical_topk`'s result, or None to leave a search to this process
     (one too small to be worth shipping)."""
 
     def topk(
-        self, left: sparse.csr_matrix, right_t: sparse.csc_matrix, k: int, progress: Progress | None
+        self, left: sparse.csr_matrix, right_t: sparse.csr_matrix, k: int, progress: Progress | None
     ) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
@@ -202,7 +202,9 @@ def lexical_topk(
     from concurrent.futures import ThreadPoolExecutor
 
     k = min(k, right.shape[0])
-    right_t = _search_features(right).T.tocsc()
+    # Row-major once: a product with a column-major matrix converts it on every call
+    # (every block), which cost more than the product itself on large target sets.
+    right_t = _search_features(right).T.tocsr()
     search = _SEARCH.get()
     if search is not None and k > 0:
         found = search.topk(left, right_t, k, progress)
