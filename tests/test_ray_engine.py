@@ -71,17 +71,23 @@ def _same_outputs(a: Path, b: Path) -> None:
         assert left["counts"][key] == right["counts"][key], key
 
 
+def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine: None) -> dict:
+    """``kgalign run ARGS`` with --engine local into tmp_path/local, then with --engine ray
+    into tmp_path/ray (``before(engine)`` first); asserts the outputs equal and gives the
+    ray run's run.json."""
+    for engine in ("local", "ray"):
+        before(engine)
+        on_ray = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
+        done = cli(["run", *args, "-o", tmp_path / engine, *on_ray])
+        assert done.exit_code == 0, done.output
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    return json.loads((tmp_path / "ray" / "run.json").read_text())
+
+
 def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_path, monkeypatch) -> None:
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache", "--retrieval", "full"]
     # Each run with an empty vector cache: the actors compute every vector.
-    monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / "cache-local"))
-    local = cli(["run", *args, "-o", tmp_path / "local"])
-    assert local.exit_code == 0, local.output
-    monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / "cache-ray"))
-    ray = cli(["run", *args, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", cluster])
-    assert ray.exit_code == 0, ray.output
-    _same_outputs(tmp_path / "local", tmp_path / "ray")
-    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    info = _both_engines(args, tmp_path, cluster, lambda engine: monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / f"cache-{engine}")))
     assert info["engine"]["name"] == "ray" and info["engine"]["actors"] == 2 and info["engine"]["embed_calls"] >= 1
     assert info["engine"]["address"] == cluster and info["config"]["ray"]["address"] == cluster
     assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}
@@ -95,12 +101,7 @@ def test_the_lexical_search_on_the_actors_finds_what_one_process_finds(cluster, 
 
     monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)  # the example is small: search it on the actors anyway
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache"]
-    local = cli(["run", *args, "-o", tmp_path / "local"])
-    assert local.exit_code == 0, local.output
-    ray = cli(["run", *args, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", cluster])
-    assert ray.exit_code == 0, ray.output
-    _same_outputs(tmp_path / "local", tmp_path / "ray")
-    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    info = _both_engines(args, tmp_path, cluster)
     assert info["engine"]["search_calls"] >= 2 * 3  # two slices, three searches at least
     assert info["counts"]["links"] > 0
 
@@ -108,12 +109,7 @@ def test_the_lexical_search_on_the_actors_finds_what_one_process_finds(cluster, 
 def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path) -> None:
     pair = mini_persons(tmp_path, 12)
     args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "3", "--quiet", "--dtype", "float32"]
-    local = cli(["run", *args, "-o", tmp_path / "local"])
-    assert local.exit_code == 0, local.output
-    ray = cli(["run", *args, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", cluster])
-    assert ray.exit_code == 0, ray.output
-    _same_outputs(tmp_path / "local", tmp_path / "ray")
-    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    info = _both_engines(args, tmp_path, cluster)
     assert info["counts"]["llm_questions"] > 0 and info["engine"]["judge_batches"] > 0
     assert info["judge"] == json.loads((tmp_path / "local" / "run.json").read_text())["judge"]
 
