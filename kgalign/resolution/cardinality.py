@@ -182,10 +182,11 @@ def _sorted_topk(a, b, k: int) -> tuple[np.ndarray, np.ndarray]:
     feature, as retrieval scores them, so the floor means the same at any size."""
     from kgalign.retrieval.retrieve import _prunes, _row_dot, lexical_topk
 
-    scores, ids = lexical_topk(a, b, k, 1024)
-    if _prunes(b.shape[0]):
-        rows = np.repeat(np.arange(a.shape[0]), ids.shape[1])
-        scores = _row_dot(a, b, rows, ids.ravel()).reshape(ids.shape)
+    scores, ids = lexical_topk(a, b, k, 1024)  # best first already
+    if not _prunes(b.shape[0]):
+        return scores, ids
+    rows = np.repeat(np.arange(a.shape[0]), ids.shape[1])
+    scores = _row_dot(a, b, rows, ids.ravel()).reshape(ids.shape)
     order = np.argsort(-scores, axis=1, kind="stable")
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 

@@ -245,13 +245,14 @@ def block_topk(product: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarr
     if block.shape[1] <= k:
         ids = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
         values = block
+        kth = values.max(axis=1)
         crowded = np.zeros(block.shape[0], dtype=bool)
     else:
         part = np.argpartition(block, k, axis=1)[:, : k + 1]
         ids, values = part[:, :k], np.take_along_axis(block, part[:, :k], axis=1)
+        kth = values.max(axis=1)
         # The (k+1)-th best is at place k; no better than the k-th, and equal when tied.
-        crowded = np.take_along_axis(block, part[:, k:], axis=1)[:, 0] == values.max(axis=1)
-    kth = values.max(axis=1)
+        crowded = np.take_along_axis(block, part[:, k:], axis=1)[:, 0] == kth
     # Fewer than k positive scores (the partition holds them all): those, then the first
     # columns of score 0, which are among the first 2k columns.
     empty = np.flatnonzero(crowded & (kth == 0))

@@ -392,10 +392,11 @@ class RayLexicalSearch:
             return None
         ray, actors = self.pool.ray, self.pool.actors
         cuts = np.linspace(0, n, slices + 1).round().astype(np.int64).tolist()
+        bounds = list(zip(cuts, cuts[1:]))
         # Each slice goes to the object store once; its actor reads it from there on every call.
-        targets = [ray.put(right_t[:, lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
+        targets = [ray.put(right_t[:, lo:hi]) for lo, hi in bounds]
         sources = ray.put(left)
-        step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in zip(cuts, cuts[1:])))
+        step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in bounds))
         scores = np.empty((left.shape[0], k), dtype=np.float32)
         ids = np.empty((left.shape[0], k), dtype=np.int64)
         pending: deque[tuple[int, list[Any]]] = deque()
