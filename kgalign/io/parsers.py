@@ -17,6 +17,7 @@ subfolders included, in order of their paths.
 from __future__ import annotations
 
 import logging
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def _read_folder(folder: Path, fmt: str | None) -> TripleSet:
     files = folder_files(folder)
     for path in files:
         part = _read_file(path, None, None, in_folder=True)
-        merged.update(dict.fromkeys(part))
+        merged.update(zip(part, repeat(None)))  # no second dict of the file's triples
         for prefix, namespace in part.namespaces():
             prefixes.setdefault(prefix, namespace)
         del part
