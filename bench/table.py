@@ -41,7 +41,6 @@ import fcntl
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -61,9 +60,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
 STAGES = ("load", "select", "embed", "retrieve", "judge", "explain", "resolve", "fuse", "write")
-CACHE_HIT = re.compile(r"embeddings\s+of\s+(\d+)\s+texts\s+read\s+from\s+cache")
-
-
 # --------------------------------------------------------------------------- datasets
 
 
@@ -195,11 +191,6 @@ def judge_args(judge: str) -> list[str]:
     return args
 
 
-def _vector_files(cache: Path) -> set[str]:
-    folder = cache / "vectors"
-    return {p.name for p in folder.glob("*.npy")} if folder.is_dir() else set()
-
-
 def run_command(inputs: RunInputs, judge: str, outdir: Path) -> list[str]:
     """`kgalign run` as a user types it: defaults except the judge, the gold options of the protocol."""
     return [
@@ -237,12 +228,10 @@ def run_kgalign(inputs: RunInputs, judge: str, outdir: Path, vectors: str) -> di
     log_path = outdir.parent / f"{outdir.name}.log"
     with heavy_lock(), log_path.open("w") as log:
         print(f"running: {' '.join(command)}", file=sys.stderr, flush=True)
-        before = _vector_files(cache)
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
-        written = len(_vector_files(cache) - before) if vectors != "cold" else None
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     if vectors == "cold":
         shutil.rmtree(cache, ignore_errors=True)
@@ -259,10 +248,10 @@ def run_kgalign(inputs: RunInputs, judge: str, outdir: Path, vectors: str) -> di
     if code != 0:
         record["error"] = text.strip().splitlines()[-1] if text.strip() else f"exit {code}"
         return record
-    hits = len(CACHE_HIT.findall(" ".join(text.split())))
     run = json.loads((outdir / "run.json").read_text())
-    state = "none embedded" if run["counts"].get("embedded_entities") == 0 else _vector_state(hits, written, vectors)
-    record["vector_cache"] = {"mode": vectors, "hits": hits, "new_files": written, "state": state}
+    read, computed = run["counts"]["vectors_read"], run["counts"]["vectors_computed"]
+    state = "none embedded" if run["counts"].get("embedded_entities") == 0 else _vector_state(read, computed, vectors)
+    record["vector_cache"] = {"mode": vectors, "read": read, "computed": computed, "state": state}
     record["stages"] = {name: stage["seconds"] for name, stage in run["stages"].items()}
     record["stage_peak_rss_mb"] = {name: stage["peak_rss_mb"] for name, stage in run["stages"].items()}
     record["stages_total_s"] = run["total_seconds"]
@@ -275,16 +264,16 @@ def run_kgalign(inputs: RunInputs, judge: str, outdir: Path, vectors: str) -> di
     return record
 
 
-def _vector_state(hits: int, computed: int | None, mode: str) -> str:
-    """`cached`, `cold` or a mix, from the cache reads logged and the cache files written."""
+def _vector_state(read: int, computed: int, mode: str) -> str:
+    """`cached`, `cold` or a mix, from the texts whose vectors the run read from the cache and computed."""
     if mode == "cold":
         return "cold"
-    if hits and not computed:
+    if read and not computed:
         return "cached"
-    if computed and not hits:
+    if computed and not read:
         return "cold"
-    if hits and computed:
-        return f"{hits} cached, {computed} computed"
+    if read and computed:
+        return f"{read} cached, {computed} computed"
     return "unknown"
 
 

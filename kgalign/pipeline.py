@@ -173,7 +173,13 @@ def _align(
         result.evaluate(gold, gold_name)
     if old is not None:
         result.changes, result.since = compare(old, result)
-        result.since["reused"] = {"judge_answers": reused_answers, "cache_hits": result.counts["cache_hits"], "llm_questions": result.counts["llm_questions"]}
+        result.since["reused"] = {
+            "judge_answers": reused_answers,
+            "cache_hits": result.counts["cache_hits"],
+            "llm_questions": result.counts["llm_questions"],
+            "vectors_read": result.counts["vectors_read"],
+            "vectors_computed": result.counts["vectors_computed"],
+        }
         log.info("%s", summary_line(result.since, result.counts))
     return result
 
@@ -251,6 +257,7 @@ def _prepare(
     seeds = known_seeds(seed_pairs, left_table, right_table)
     if embedder is None:
         embedder = configured_embedder(effective)
+    read, computed = getattr(embedder, "read", 0), getattr(embedder, "computed", 0)
     candidates, stats = find_candidates(
         effective, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical
     )
@@ -268,6 +275,7 @@ def _prepare(
         seed_pairs=seed_pairs,
         cardinality=cardinality,
         selections=selections,
+        vectors={"read": getattr(embedder, "read", 0) - read, "computed": getattr(embedder, "computed", 0) - computed},
     )
     return prepared, effective
 

@@ -64,6 +64,8 @@ class Prepared:
     cardinality: CardinalityEvidence | None = None
     #: The predicates each side's profiles show, in order ("left", "right").
     selections: dict[str, Selection] = field(default_factory=dict)
+    #: Texts whose vectors the vector cache gave ("read") and the embedder computed ("computed").
+    vectors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,6 +155,8 @@ class AlignmentResult:
             "triples_right": prepared.right_table.triple_count,
             "candidates": sum(len(c.items) for c in prepared.candidates),
             "embedded_entities": self._embedded_entities(),
+            "vectors_read": prepared.vectors.get("read", 0),
+            "vectors_computed": prepared.vectors.get("computed", 0),
             "settled_lexically": prepared.cascade.settled if prepared.cascade else 0,
             "gated": sum(1 for d in decisions if d.gated),
             "judged": sum(1 for d in decisions if d.rounds),

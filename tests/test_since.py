@@ -81,7 +81,8 @@ def _links(outdir: Path) -> set[tuple[str, str]]:
     return {(str(s), str(o)) for s, _, o in graph}
 
 
-def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path):
+def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path, monkeypatch):
+    monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / "cache"))  # an empty vector cache
     p = versions["paths"]
     old, new, full = tmp_path / "old", tmp_path / "new", tmp_path / "full"
     assert cli(["run", p["left-base"], p["right-base"], "-o", old, "--quiet", *CLASSES]).exit_code == 0
@@ -111,6 +112,9 @@ def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path):
     removed_left = next(iter(versions["removed"]["left"]))
     assert any(r["change"] == "link_removed" and r["left"] == removed_left and r["reason"] == "left entity removed" for r in link_changes)
     since = json.loads((new / "run.json").read_text())["since"]
+    # Only texts the base run did not embed are embedded (the vector cache was empty before it).
+    base_counts = json.loads((old / "run.json").read_text())["counts"]
+    assert 0 < since["reused"]["vectors_computed"] < base_counts["vectors_computed"] and since["reused"]["vectors_read"] > 0
     assert since["old"] == str(old) and since["entities"]["left"]["added"] == 3 and since["links"]["kept"] == len(old_links & new_links)
     # The report has a changes section.
     assert cli(["report", new]).exit_code == 0

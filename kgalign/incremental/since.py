@@ -7,8 +7,8 @@ patched. What makes it cheap is what it reuses:
 - the judge's answers: OLD's answer cache is copied into the new folder before the judge
   runs, so a question asked before (same source, same candidates, same texts: the same
   prompt) is answered from it; only new or affected sources reach the LLM;
-- the sentence vectors, kept by content hash in the shared vector cache, so only new
-  or changed texts are embedded;
+- the sentence vectors, kept per text in the shared vector cache
+  (:mod:`kgalign.retrieval.vector_cache`), so only new or changed texts are embedded;
 - endpoint copies (OUTDIR/sources), carried over unless ``--refresh``.
 
 Then it compares with OLD: entities added, removed and changed on each side (by content
@@ -213,7 +213,8 @@ def summary_line(summary: dict[str, Any], counts: dict[str, int]) -> str:
     return (
         f"since {summary['old']}: entities {side('left')}, {side('right')}; links +{links['added']} -{links['removed']} ~{links['changed']} "
         f"({links['kept']} kept); clusters merged {summary['clusters']['merged']}, split {summary['clusters']['split']}; "
-        f"{counts.get('llm_questions', 0)} LLM questions, {counts.get('cache_hits', 0)} answers reused"
+        f"{counts.get('llm_questions', 0)} LLM questions, {counts.get('cache_hits', 0)} answers reused; "
+        f"{counts.get('vectors_computed', 0)} texts embedded, {counts.get('vectors_read', 0)} vectors reused"
     )
 
 

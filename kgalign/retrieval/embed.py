@@ -233,38 +233,53 @@ def _folder_fingerprint(path: str) -> str:
 
 
 class CachedEmbedder:
-    """Wraps an embedder; vectors of a list of texts are kept on disk by content hash."""
+    """Wraps an embedder; vectors are kept on disk per text (:mod:`kgalign.retrieval.vector_cache`).
+
+    Each call embeds only the texts the cache lacks, in one call of the inner embedder,
+    and stores them. ``read`` and ``computed`` count texts over the calls.
+    """
 
     def __init__(self, inner: Embedder, directory: Path | None = None) -> None:
+        from kgalign.retrieval.vector_cache import VectorStore
+
         self.inner = inner
         self.model_id = inner.model_id
         self.directory = directory or cache_root() / "vectors"
-        self.hits = 0
+        self.store = VectorStore(self.directory, self.model_id)
+        self.read = 0
+        self.computed = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        digest = hashlib.sha256(self.model_id.encode())
-        for text in texts:
-            digest.update(text.encode("utf-8", "replace"))
-            digest.update(b"\x00")
-        path = self.directory / f"{digest.hexdigest()}.npy"
-        if path.exists():
-            try:
-                vectors = np.load(path)
-                if vectors.shape[0] == len(texts):
-                    self.hits += 1
-                    log.info("embeddings of %d texts read from cache", len(texts))
-                    return vectors
-            except (OSError, ValueError):
-                log.warning("ignoring unreadable vector cache %s", path)
-        vectors = self.inner.encode(texts)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, vectors)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("could not write vector cache %s: %s", path, exc)
-        return vectors
+        from kgalign.retrieval.vector_cache import text_key
+
+        if not texts:
+            return self.inner.encode(texts)
+        keys = [text_key(text) for text in texts]
+        found, cached = self.store.get(keys)
+        read = int(found.sum())
+        if read:
+            log.info("embeddings of %d of %d texts read from cache", read, len(texts))
+        # The texts the cache lacks, each once (a text repeated in the call is embedded once).
+        missing: dict[bytes, int] = {}
+        for i in np.flatnonzero(~found):
+            missing.setdefault(keys[i], int(i))
+        fresh = None
+        if missing:
+            fresh = np.asarray(self.inner.encode([texts[i] for i in missing.values()]), dtype=np.float32)
+            self.store.put(list(missing), fresh)
+        widths = {part.shape[1] for part in (cached, fresh) if part is not None}
+        if len(widths) > 1:
+            raise KgalignError(f"{self.store.folder}: its vectors are not as wide as {self.model_id}'s; delete that folder")
+        out = np.empty((len(texts), widths.pop()), dtype=np.float32)
+        if cached is not None:
+            out[found] = cached
+        if fresh is not None:
+            row_of = {key: n for n, key in enumerate(missing)}
+            rest = np.flatnonzero(~found)
+            out[rest] = fresh[[row_of[keys[i]] for i in rest]]
+        self.read += read
+        self.computed += len(missing)
+        return out
 
 
 def configured_embedder(config: AlignConfig) -> CachedEmbedder:

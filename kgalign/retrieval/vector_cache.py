@@ -1,0 +1,150 @@
+"""The sentence-vector cache on disk: one vector per text, per model.
+
+A folder per embedder model (``$KGALIGN_CACHE/vectors/<model hash>/``) holding shards:
+each call that embeds texts the cache lacks writes one, two numpy files (the vectors,
+float32, and their keys: the first 16 bytes of each text's SHA-256, sorted). A run asks
+for all its texts at once and embeds only those no shard holds, so a run on slightly
+changed inputs (``--since``, or any rerun after an edit) embeds only the new and changed
+texts. Reading is a binary search in each shard's keys and a gather from its
+memory-mapped vectors. Past ``MAX_SHARDS`` shards, a write merges them all into one.
+
+What this trades: a text's vector depends, in the last bits, on the batch it was
+computed in (the padding and the matrix shapes of that batch). A text read from the
+cache keeps the bits of the run that first embedded it (the oldest shard wins), so two
+runs on the same inputs from different cache histories can differ in those bits.
+docs/retrieval.md measures what that changes.
+
+A shard is written to temporary names and renamed, its keys last: an interrupted run
+leaves no half shard that counts. An unreadable shard or folder is logged and passed
+over: the cache only ever saves time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Shards a model's folder holds before a write merges them into one.
+MAX_SHARDS = 16
+
+KEYS = ".keys.npy"
+VECTORS = ".vectors.npy"
+
+
+def text_key(text: str) -> bytes:
+    """The cache key of one text (16 bytes)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+def _as_words(keys: Sequence[bytes]) -> np.ndarray:
+    """Keys as rows of two uint64: the first sorted and searched, the second compared."""
+    return np.frombuffer(b"".join(keys), dtype=np.uint64).reshape(-1, 2) if keys else np.zeros((0, 2), dtype=np.uint64)
+
+
+class VectorStore:
+    """The cached vectors of one model's texts, under ``directory``."""
+
+    def __init__(self, directory: Path, model_id: str) -> None:
+        self.folder = directory / hashlib.sha256(model_id.encode()).hexdigest()[:32]
+        self.model_id = model_id
+
+    def shards(self) -> list[Path]:
+        """The complete shards, oldest first (their names start with the time they were written)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob(f"*{KEYS}"))
+
+    def get(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which of ``keys`` the cache holds (a boolean per key) and their vectors (rows of
+        the found keys, in order; None when none is found)."""
+        wanted = _as_words(keys)
+        found = np.zeros(len(keys), dtype=bool)
+        rows: list[tuple[np.ndarray, np.ndarray]] = []  # (positions in keys, vectors)
+        for shard in self.shards():
+            if found.all():
+                break
+            try:
+                stored = np.load(shard)
+                vectors = np.load(_vectors_of(shard), mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable vector cache shard %s: %s", shard, exc)
+                continue
+            if stored.ndim != 2 or stored.shape[1] != 2 or vectors.ndim != 2 or len(vectors) != len(stored):
+                log.warning("ignoring malformed vector cache shard %s", shard)
+                continue
+            open_rows = np.flatnonzero(~found)
+            query = wanted[open_rows]
+            at = np.searchsorted(stored[:, 0], query[:, 0])
+            at[at == len(stored)] = 0
+            hit = (stored[at, 0] == query[:, 0]) & (stored[at, 1] == query[:, 1]) if len(stored) else np.zeros(len(query), dtype=bool)
+            if hit.any():
+                rows.append((open_rows[hit], np.asarray(vectors[at[hit]], dtype=np.float32)))
+                found[open_rows[hit]] = True
+        if not rows:
+            return found, None
+        if len({part.shape[1] for _, part in rows}) > 1:
+            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
+            return np.zeros(len(keys), dtype=bool), None
+        out = np.empty((int(found.sum()), rows[0][1].shape[1]), dtype=np.float32)
+        rank = np.cumsum(found) - 1  # a found key's row in out
+        for positions, part in rows:
+            out[rank[positions]] = part
+        return found, out
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (a row per key, the keys distinct) as a new shard."""
+        if not keys:
+            return
+        words = _as_words(keys)
+        order = np.lexsort((words[:, 1], words[:, 0]))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._write(f"{time.time_ns():020d}-{os.getpid()}", words[order], np.asarray(vectors, dtype=np.float32)[order])
+            if len(self.shards()) > MAX_SHARDS:
+                self.compact()
+        except OSError as exc:
+            log.warning("could not write vector cache %s: %s", self.folder, exc)
+
+    def _write(self, name: str, words: np.ndarray, vectors: np.ndarray) -> None:
+        keys_path = self.folder / f"{name}{KEYS}"
+        for path, array in ((_vectors_of(keys_path), vectors), (keys_path, words)):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("wb") as handle:
+                np.save(handle, array)
+            os.replace(tmp, path)
+
+    def compact(self) -> None:
+        """Merge every shard into one (the oldest copy of a key kept), then remove the others."""
+        shards = self.shards()
+        words, vectors = [], []
+        for shard in shards:
+            try:
+                words.append(np.load(shard))
+                vectors.append(np.load(_vectors_of(shard)))
+            except (OSError, ValueError):
+                continue
+        if not words:
+            return
+        merged = np.concatenate(words)
+        order = np.lexsort((np.arange(len(merged)), merged[:, 1], merged[:, 0]))  # equal keys: oldest first
+        merged = merged[order]
+        first = np.ones(len(merged), dtype=bool)
+        first[1:] = np.any(merged[1:] != merged[:-1], axis=1)
+        # Named after the oldest shard, so that it still comes before any written meanwhile.
+        self._write(f"{shards[0].name[: -len(KEYS)]}-merged", merged[first], np.concatenate(vectors)[order][first])
+        for shard in shards[1:] if shards[0].name.endswith(f"-merged{KEYS}") else shards:
+            for path in (shard, _vectors_of(shard)):
+                path.unlink(missing_ok=True)
+        log.info("vector cache %s: %d shards merged into one", self.folder, len(shards))
+
+
+def _vectors_of(keys_path: Path) -> Path:
+    return keys_path.with_name(keys_path.name[: -len(KEYS)] + VECTORS)

@@ -1,0 +1,87 @@
+"""The per-text vector cache (kgalign/retrieval/vector_cache.py), with the real MiniLM embedder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kgalign.errors import KgalignError
+from kgalign.retrieval import vector_cache
+from kgalign.retrieval.embed import CachedEmbedder
+from kgalign.retrieval.vector_cache import VectorStore, text_key
+
+
+class _Counting:
+    """A real embedder that records the texts it was asked to encode."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.model_id, self.asked = inner, inner.model_id, []
+
+    def encode(self, texts):
+        self.asked.append(list(texts))
+        return self.inner.encode(texts)
+
+
+def test_only_texts_the_cache_lacks_are_embedded(embedder, tmp_path) -> None:
+    counting = _Counting(embedder)
+    first = CachedEmbedder(counting, tmp_path)
+    before = first.encode(["luke bakes", "anna sings", "tom runs"])
+    assert first.read == 0 and first.computed == 3
+    # A later run (a new embedder object): one new text, one repeated within the call.
+    later = CachedEmbedder(counting, tmp_path)
+    after = later.encode(["tom runs", "new text here", "luke bakes", "new text here"])
+    assert counting.asked[-1] == ["new text here"]
+    assert later.read == 2 and later.computed == 1
+    # Cached texts get exactly the bits stored; the new one what the embedder gives.
+    assert np.array_equal(after[0], before[2]) and np.array_equal(after[2], before[0])
+    assert np.array_equal(after[1], after[3])
+    assert np.allclose(after[1], embedder.encode(["new text here"])[0], atol=1e-5)
+    # Everything cached: the embedder is not asked at all.
+    again = CachedEmbedder(counting, tmp_path)
+    calls = len(counting.asked)
+    assert np.array_equal(again.encode(["luke bakes", "new text here"]), np.stack([before[0], after[1]]))
+    assert len(counting.asked) == calls and again.read == 2 and again.computed == 0
+
+
+def test_models_are_kept_apart(embedder, tmp_path) -> None:
+    CachedEmbedder(embedder, tmp_path).encode(["luke bakes"])
+    other = _Counting(embedder)
+    other.model_id = "another model"
+    CachedEmbedder(other, tmp_path).encode(["luke bakes"])
+    assert other.asked == [["luke bakes"]]
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_oldest_copy_wins_and_shards_are_merged(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(vector_cache, "MAX_SHARDS", 3)
+    store = VectorStore(tmp_path, "m")
+    keys = [text_key(f"text {i}") for i in range(10)]
+    store.put(keys[:5], np.full((5, 4), 1.0, dtype=np.float32))
+    store.put(keys[3:8], np.full((5, 4), 2.0, dtype=np.float32))  # keys 3 and 4 twice: the first shard's copy counts
+    store.put(keys[8:9], np.full((1, 4), 3.0, dtype=np.float32))
+    found, vectors = store.get(keys)
+    assert found.tolist() == [True] * 9 + [False]
+    assert vectors is not None and vectors[:, 0].tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 3]
+    store.put(keys[9:], np.full((1, 4), 4.0, dtype=np.float32))  # a fourth shard: all merged into one
+    assert len(store.shards()) == 1
+    found, vectors = store.get(list(reversed(keys)))
+    assert found.all() and vectors is not None and vectors[:, 0].tolist() == [4, 3, 2, 2, 2, 1, 1, 1, 1, 1]
+
+
+def test_a_broken_or_half_written_shard_is_passed_over(tmp_path) -> None:
+    store = VectorStore(tmp_path, "m")
+    keys = [text_key("a"), text_key("b")]
+    store.put(keys[:1], np.ones((1, 4), dtype=np.float32))
+    store.put(keys[1:], np.ones((1, 4), dtype=np.float32))
+    first, second = store.shards()
+    second.write_bytes(b"not numpy")
+    (tmp_path / store.folder.name / ".left-by-a-killed-run.vectors.npy.123.tmp").write_bytes(b"partial")
+    found, vectors = store.get(keys)
+    assert found.tolist() == [True, False] and vectors is not None and vectors.shape == (1, 4)
+
+
+def test_vectors_of_another_width_stop_the_run(embedder, tmp_path) -> None:
+    cached = CachedEmbedder(embedder, tmp_path)
+    cached.store.put([text_key("luke bakes")], np.ones((1, 8), dtype=np.float32))
+    with pytest.raises(KgalignError, match="not as wide"):
+        cached.encode(["luke bakes", "anna sings"])
