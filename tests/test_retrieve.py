@@ -291,16 +291,23 @@ def test_lexical_search_block_size_changes_memory_not_results(monkeypatch) -> No
     assert np.array_equal(one_ids, whole_ids) and np.array_equal(one_scores, whole_scores)
 
 
-def test_block_topk_is_the_best_by_score_then_column_however_the_targets_are_cut() -> None:
+@pytest.mark.parametrize("sparse_below", [0.0, 1.1])  # every block searched as dense, as sparse
+@pytest.mark.parametrize("zero_below", [1, 2, 3])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_block_topk_is_the_best_by_score_then_column_however_the_targets_are_cut(seed, zero_below, sparse_below, monkeypatch) -> None:
     """Scores with many ties (small integers, and rows with fewer positive scores than
     k): each row's k best by score, then by column, exactly as a full sort gives them;
     the best of slices of the columns, merged, are the same."""
+    from kgalign.retrieval import retrieve
     from kgalign.retrieval.retrieve import block_topk, merge_topk
 
-    rng = np.random.default_rng(3)
+    monkeypatch.setattr(retrieve, "SPARSE_TOPK_BELOW", sparse_below)
+
+    rng = np.random.default_rng(seed)
     dense = rng.integers(0, 4, size=(40, 57)).astype(np.float32)
-    dense[dense < 2] = 0  # sparse rows: some have fewer than k positive scores
+    dense[dense < zero_below] = 0  # sparse rows: some have fewer than k positive scores
     dense[5] = 0  # a row with no score at all
+    dense[6, :50] = 0  # one with a few, all in the last columns
     scores = sparse.csr_matrix(dense)
     for k in (1, 7, 20, 56, 57):
         expected = np.lexsort((np.broadcast_to(np.arange(57), dense.shape), -dense), axis=-1)[:, :k]
