@@ -19,7 +19,8 @@ The since and full runs each start from the sentence-vector cache the base run l
 
 Reported per dataset and judge: the share of source entities whose links in NEW equal
 those of the full run, F1 of both, wall time of both and their ratio, LLM questions of
-both, and what changes.jsonl lists. DBP15K and Abt-Buy run with --judge none (what the
+both, the texts each run embedded, the seconds of each stage, and what changes.jsonl
+lists. DBP15K and Abt-Buy run with --judge none (what the
 tables report); Restaurants with --judge local --no-gate (every source asked, where
 reusing the judge's answers is what --since is for) and --class Restaurant (see
 CLASSES). Writes OUT/incremental.{md,json}.
@@ -47,6 +48,7 @@ JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restau
 # pointing to it and becomes an entity of its own in the base version.
 RESTAURANT = "http://www.okkam.org/ontology_restaurant{}.owl#Restaurant"
 CLASSES = {"restaurants": ["--class", RESTAURANT.format(1), "--class", RESTAURANT.format(2)]}
+STAGES = ("load", "select", "cardinality", "embed", "retrieve", "judge", "resolve", "fuse", "write")
 
 
 def split(source: Path, base: Path, final: Path, rng: random.Random, classes: list[str] | None = None) -> dict[str, int]:
@@ -130,6 +132,8 @@ def bench(key: str, data: Path, work: Path, seed: int) -> dict[str, Any]:
         "f1": {name: records[name]["f1"] for name in records},
         "wall_s": {name: records[name]["wall_s"] for name in records},
         "llm_questions": {name: records[name]["llm_questions"] for name in records},
+        "vectors_computed": {name: records[name]["vectors_computed"] for name in records},
+        "stages": {name: records[name]["stages"] for name in records},
         "speedup": round(records["full"]["wall_s"] / records["since"]["wall_s"], 2),
         "since": since,
     }
@@ -161,7 +165,16 @@ def run(inputs: table.RunInputs, outdir: Path, extra: list[str], cache: Path) ->
     if done.returncode != 0:
         raise SystemExit(f"{outdir}: exit {done.returncode}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
     info = json.loads((outdir / "run.json").read_text())
-    return {"wall_s": round(wall, 2), "f1": info["metrics"]["f1"], "llm_questions": info["counts"]["llm_questions"], "cache_hits": info["counts"]["cache_hits"]}
+    counts = info["counts"]
+    return {
+        "wall_s": round(wall, 2),
+        "f1": info["metrics"]["f1"],
+        "llm_questions": counts["llm_questions"],
+        "cache_hits": counts["cache_hits"],
+        "vectors_computed": counts["vectors_computed"],
+        "vectors_read": counts["vectors_read"],
+        "stages": {name: stage["seconds"] for name, stage in info["stages"].items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,16 +192,29 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"`python -m bench.incremental --datasets {args.datasets} --seed {args.seed}`",
         "",
-        "| data | judge | added / changed / removed (left; right) | sources with equal links | F1 since | F1 full | s since | s full | full / since | LLM questions since / full |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| data | judge | added / changed / removed (left; right) | sources with equal links | F1 since | F1 full | s since | s full | full / since | LLM questions since / full | texts embedded base / since / full |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         s = row["split"]
         change = "; ".join(f"{s[side]['added']} / {s[side]['changed']} / {s[side]['removed']}" for side in ("left", "right"))
         lines.append(
             f"| {row['dataset']} | {row['judge']} | {change} | {row['equal_links_share']:.2%} | {row['f1']['since']:.4f} | {row['f1']['full']:.4f} | "
-            f"{row['wall_s']['since']:.1f} | {row['wall_s']['full']:.1f} | {row['speedup']:.2f}x | {row['llm_questions']['since']} / {row['llm_questions']['full']} |"
+            f"{row['wall_s']['since']:.1f} | {row['wall_s']['full']:.1f} | {row['speedup']:.2f}x | {row['llm_questions']['since']} / {row['llm_questions']['full']} "
+            f"| {' / '.join(str(row['vectors_computed'][name]) for name in ('base', 'since', 'full'))} |"
         )
+    lines += [
+        "",
+        "Seconds per stage (run.json) of the since and full runs; other: the rest of the wall time (the start of Python and the imports, reading the options, the comparison with OLD):",
+        "",
+        "| data | run | " + " | ".join(STAGES) + " | other | wall |",
+        "|---|---|" + "---:|" * (len(STAGES) + 2),
+    ]
+    for row in rows:
+        for name in ("since", "full"):
+            stages, wall = row["stages"][name], row["wall_s"][name]
+            cells = [f"{stages.get(stage, 0.0):.2f}" for stage in STAGES] + [f"{wall - sum(stages.values()):.2f}", f"{wall:.2f}"]
+            lines.append(f"| {row['dataset']} | {name} | " + " | ".join(cells) + " |")
     table.publish(args.out, "incremental", "\n".join(lines), rows)
     return 0
 

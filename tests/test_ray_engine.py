@@ -171,6 +171,45 @@ def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path) -> None:
     assert [(l.left, l.right) for l in again.links] == [(l.left, l.right) for l in result.links]
 
 
+class DyingSearchWorker:
+    """Made a subclass of the engine's worker in the test (the module imports no Ray
+    engine at load): logs every lexical search block it is asked, and on the ``DIE_AT``-th
+    (counted across processes in ``FOLDER``) exits, once."""
+
+    FOLDER = ""
+    DIE_AT = 0
+
+    def lexical_block(self, left, start, stop, targets, offset, k):
+        folder = Path(self.FOLDER)
+        with (folder / "searched.log").open("a") as log:
+            log.write(f"{offset} {start}\n")
+        calls = sum(1 for _ in (folder / "searched.log").open())
+        if calls >= self.DIE_AT and not (folder / "died").exists():
+            (folder / "died").write_text(str(os.getpid()))
+            os._exit(1)
+        return super().lexical_block(left, start, stop, targets, offset, k)
+
+
+def test_an_actor_killed_during_the_search_is_restarted_and_the_search_finishes(cluster, persons, tmp_path, monkeypatch) -> None:
+    """The search keeps no state in an actor: the block in flight when its actor died is
+    searched again by the restarted actor, and the outputs are those of one process."""
+    import kgalign.runtime.ray_engine as ray_engine
+
+    _by_value()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = type("Worker", (DyingSearchWorker, ray_engine.KgalignWorker), {"FOLDER": str(logs), "DIE_AT": 3})
+    monkeypatch.setattr(ray_engine, "KgalignWorker", worker)
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache"]
+    info = _both_engines(args, tmp_path, cluster)
+    assert (logs / "died").exists(), "the actor was not killed"
+    searched = (logs / "searched.log").read_text().splitlines()
+    # Every call the driver made ran once, and the one in flight at the kill once more.
+    assert len(searched) == info["engine"]["search_calls"] + 1
+    assert searched[2] in searched[3:]
+
+
 def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path) -> None:
     """A Python without Ray: one line naming the extra, nothing written."""
     code = (
