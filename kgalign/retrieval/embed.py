@@ -260,8 +260,9 @@ class CachedEmbedder:
         if read:
             log.info("embeddings of %d of %d texts read from cache", read, len(texts))
         # The texts the cache lacks, each once (a text repeated in the call is embedded once).
+        absent = np.flatnonzero(~found)
         missing: dict[bytes, int] = {}
-        for i in np.flatnonzero(~found):
+        for i in absent:
             missing.setdefault(keys[i], int(i))
         fresh = None
         if missing:
@@ -275,8 +276,7 @@ class CachedEmbedder:
             out[found] = cached
         if fresh is not None:
             row_of = {key: n for n, key in enumerate(missing)}
-            rest = np.flatnonzero(~found)
-            out[rest] = fresh[[row_of[keys[i]] for i in rest]]
+            out[absent] = fresh[[row_of[keys[i]] for i in absent]]
         self.read += read
         self.computed += len(missing)
         return out

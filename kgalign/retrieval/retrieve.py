@@ -149,11 +149,12 @@ def _search_features(right: sparse.csr_matrix) -> sparse.csr_matrix:
     if not _prunes(n):
         return right
     df = np.bincount(right.indices, minlength=right.shape[1])
-    keep = df <= _common_from(n)
+    limit = _common_from(n)
+    keep = df <= limit
     mask = sparse.diags(keep.astype(right.dtype))
     pruned = (right @ mask).tocsr()
     pruned.eliminate_zeros()
-    log.info("lexical search: %d of %d features shared by more than %d of %d targets ignored", int((~keep).sum()), len(keep), _common_from(n), n)
+    log.info("lexical search: %d of %d features shared by more than %d of %d targets ignored", int((~keep).sum()), len(keep), limit, n)
     return pruned
 
 
