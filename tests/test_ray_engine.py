@@ -121,6 +121,18 @@ def _by_value() -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+def _die_once(folder: Path) -> None:
+    """Exit this process unless one has already died here: FOLDER/died is created
+    exclusively, so two actors past the count at once cannot both die."""
+    try:
+        handle = os.open(folder / "died", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(handle, str(os.getpid()).encode())
+    os.close(handle)
+    os._exit(1)
+
+
 class DyingJudge(ScriptedJudge):
     """Picks the gold target; on its ``die_at``-th batch (counted across processes in
     ``folder``) the process it runs in exits, once. Every batch asked is logged there."""
@@ -135,9 +147,8 @@ class DyingJudge(ScriptedJudge):
         with (folder / "asked.log").open("a") as log:
             log.write(json.dumps([q.text() for q in questions]) + "\n")
         calls = sum(1 for _ in (folder / "asked.log").open())
-        if self.die_at and calls >= self.die_at and not (folder / "died").exists():
-            (folder / "died").write_text(str(os.getpid()))
-            os._exit(1)
+        if self.die_at and calls >= self.die_at:
+            _die_once(folder)
         return super().answer(questions)
 
 
@@ -182,11 +193,10 @@ class DyingSearchWorker:
     def lexical_block(self, left, start, stop, targets, offset, k):
         folder = Path(self.FOLDER)
         with (folder / "searched.log").open("a") as log:
-            log.write(f"{offset} {start}\n")
+            log.write(f"{os.getpid()} {offset} {start}\n")
         calls = sum(1 for _ in (folder / "searched.log").open())
-        if calls >= self.DIE_AT and not (folder / "died").exists():
-            (folder / "died").write_text(str(os.getpid()))
-            os._exit(1)
+        if calls >= self.DIE_AT:
+            _die_once(folder)
         return super().lexical_block(left, start, stop, targets, offset, k)
 
 
@@ -204,10 +214,12 @@ def test_an_actor_killed_during_the_search_is_restarted_and_the_search_finishes(
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache"]
     info = _both_engines(args, tmp_path, cluster)
     assert (logs / "died").exists(), "the actor was not killed"
-    searched = (logs / "searched.log").read_text().splitlines()
+    searched = [line.split(" ", 1) for line in (logs / "searched.log").read_text().splitlines()]
     # Every call the driver made ran once, and the one in flight at the kill once more.
     assert len(searched) == info["engine"]["search_calls"] + 1
-    assert searched[2] in searched[3:]
+    dead = (logs / "died").read_text()
+    last = max(i for i, (pid, _) in enumerate(searched) if pid == dead)
+    assert any(block == searched[last][1] and pid != dead for pid, block in searched[last + 1 :])
 
 
 def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path) -> None:
