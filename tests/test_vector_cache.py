@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -66,6 +69,30 @@ def test_oldest_copy_wins_and_shards_are_merged(tmp_path, monkeypatch) -> None:
     assert len(store.shards()) == 1
     found, vectors = store.get(list(reversed(keys)))
     assert found.all() and vectors is not None and vectors[:, 0].tolist() == [4, 3, 2, 2, 2, 1, 1, 1, 1, 1]
+    # A second merge replaces the first one's shard: one shard again, the oldest copies kept.
+    more = [text_key(f"more {i}") for i in range(3)]
+    for i, key in enumerate(more):
+        store.put([key, keys[0]], np.full((2, 4), 5.0 + i, dtype=np.float32))
+    assert len(store.shards()) == 1
+    found, vectors = store.get(keys + more)
+    assert found.all() and vectors is not None and vectors[:, 0].tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_merge_removes_what_killed_runs_left(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(vector_cache, "MAX_SHARDS", 1)
+    store = VectorStore(tmp_path, "m")
+    store.put([text_key("a")], np.ones((1, 4), dtype=np.float32))
+    old_orphan = store.folder / "00000000000000000001-99.vectors.npy"  # killed between its two renames
+    old_tmp = store.folder / ".00000000000000000002-99.keys.npy.99.tmp"
+    young_orphan = store.folder / "00000000000000000003-98.vectors.npy"  # maybe a running write's
+    for path in (old_orphan, old_tmp, young_orphan):
+        path.write_bytes(b"x")
+    stale = time.time() - vector_cache.ORPHAN_AGE_S - 10
+    os.utime(old_orphan, (stale, stale))
+    os.utime(old_tmp, (stale, stale))
+    store.put([text_key("b")], np.ones((1, 4), dtype=np.float32))  # a second shard: merged
+    assert not old_orphan.exists() and not old_tmp.exists() and young_orphan.exists()
+    assert len(store.shards()) == 1 and store.get([text_key("a"), text_key("b")])[0].all()
 
 
 def test_a_broken_or_half_written_shard_is_passed_over(tmp_path) -> None:

@@ -15,7 +15,7 @@ runs on the same inputs from different cache histories can differ in those bits.
 docs/retrieval.md measures what that changes.
 
 A shard is written to temporary names and renamed, its keys last: an interrupted run
-leaves no half shard that counts. An unreadable shard or folder is logged and passed
+leaves no half shard that counts (and the next merge removes what it left). An unreadable shard or folder is logged and passed
 over: the cache only ever saves time.
 """
 
@@ -37,6 +37,9 @@ MAX_SHARDS = 16
 
 KEYS = ".keys.npy"
 VECTORS = ".vectors.npy"
+MERGED = "-merged"
+#: Age past which a merge removes a vectors file without keys, or a temporary file.
+ORPHAN_AGE_S = 3600
 
 
 def text_key(text: str) -> bytes:
@@ -138,12 +141,32 @@ class VectorStore:
         merged = merged[order]
         first = np.ones(len(merged), dtype=bool)
         first[1:] = np.any(merged[1:] != merged[:-1], axis=1)
-        # Named after the oldest shard, so that it still comes before any written meanwhile.
-        self._write(f"{shards[0].name[: -len(KEYS)]}-merged", merged[first], np.concatenate(vectors)[order][first])
-        for shard in shards[1:] if shards[0].name.endswith(f"-merged{KEYS}") else shards:
-            for path in (shard, _vectors_of(shard)):
-                path.unlink(missing_ok=True)
+        # Named after the oldest shard, so that it still comes before any written meanwhile;
+        # an earlier merge's shard is replaced in place (a reader between the two renames
+        # finds keys and vectors of different lengths and passes the shard over).
+        oldest = shards[0].name[: -len(KEYS)]
+        name = oldest if oldest.endswith(MERGED) else oldest + MERGED
+        self._write(name, merged[first], np.concatenate(vectors)[order][first])
+        for shard in shards:
+            if shard.name != name + KEYS:
+                for path in (shard, _vectors_of(shard)):
+                    path.unlink(missing_ok=True)
+        self._remove_orphans()
         log.info("vector cache %s: %d shards merged into one", self.folder, len(shards))
+
+    def _remove_orphans(self) -> None:
+        """Remove what killed runs left: vectors whose keys never came, temporary files.
+        Only those older than ``ORPHAN_AGE_S``: a younger one may be a running write's."""
+        complete = {shard.name[: -len(KEYS)] for shard in self.shards()}
+        now = time.time()
+        for path in self.folder.iterdir():
+            orphan = path.name.endswith(".tmp") or (path.name.endswith(VECTORS) and path.name[: -len(VECTORS)] not in complete)
+            try:
+                if orphan and now - path.stat().st_mtime > ORPHAN_AGE_S:
+                    path.unlink()
+                    log.info("vector cache: removed %s, left by an interrupted run", path.name)
+            except OSError:
+                continue
 
 
 def _vectors_of(keys_path: Path) -> Path:
