@@ -46,6 +46,7 @@ from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 from kgalign.retrieval.embed import cache_root
 from kgalign.runtime.precision import precision_context, resolve_precision
+from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class LocalJudge:
         """``calibrate`` None: as the adapter's training chose (its kgalign-finetune.json), else on."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        limit_kernel_cache()
         import torch
         from transformers import AutoModelForCausalLM
 

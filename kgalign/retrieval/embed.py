@@ -12,6 +12,7 @@ import numpy as np
 
 from kgalign.errors import KgalignError
 from kgalign.runtime.precision import precision_context, resolve_precision
+from kgalign.runtime.torch_env import limit_kernel_cache
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -93,6 +94,7 @@ class SentenceTransformerEmbedder:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        limit_kernel_cache()
         self.path = path or default_model_path()
         if not Path(self.path).is_dir():
             raise KgalignError(f"{self.path}: embedder model folder not found")
