@@ -44,11 +44,15 @@ from kgalign.errors import KgalignError
 from kgalign.judging.base import Answer, Judge
 from kgalign.judging.prompt import Question
 from kgalign.result import AlignmentResult
+from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
 
 #: Embedder batches sent to an actor in one call.
 EMBED_BATCHES_PER_CALL = 8
+#: Embedding calls in flight per actor: results are read in order as they come, so the
+#: object store holds a window of vectors, not all of them.
+EMBED_WINDOW = 4
 #: Times Ray restarts an actor whose process died, and asks its call again.
 RESTARTS = 3
 #: A lexical search of fewer scores than this (sources x targets) runs in the driver:
@@ -117,6 +121,7 @@ class KgalignWorker:
     def __init__(self, threads: int) -> None:
         self._embedders: dict[tuple, Any] = {}
         self._judge: Judge | None = None
+        limit_kernel_cache()
         try:
             import torch
 
@@ -230,14 +235,26 @@ class WorkerPool:
 
     def map_embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
         """Vectors of each batch, in order, the batches spread over the actors."""
+        from collections import deque
+
         actors = self.actors
         calls = [batches[start : start + EMBED_BATCHES_PER_CALL] for start in range(0, len(batches), EMBED_BATCHES_PER_CALL)]
-        refs = [actors[i % len(actors)].embed.remote(spec, engine, part) for i, part in enumerate(calls)]
         with self._lock:
-            self.embed_calls += len(refs)
+            self.embed_calls += len(calls)
         out: list[np.ndarray] = []
-        for part in self.ray.get(refs):
-            out.extend(part)
+        pending: deque[Any] = deque()
+
+        def collect() -> None:
+            # Copied out of the object store, so that each call's vectors leave it as
+            # soon as they are read, not at the end of the whole embedding.
+            out.extend(np.array(vectors) for vectors in self.ray.get(pending.popleft()))
+
+        for i, part in enumerate(calls):
+            pending.append(actors[i % len(actors)].embed.remote(spec, engine, part))
+            if len(pending) >= EMBED_WINDOW * len(actors):
+                collect()
+        while pending:
+            collect()
         return out
 
     def serve(self, name: str, build: Callable[[], Judge]) -> Judge:
