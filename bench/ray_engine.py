@@ -5,7 +5,8 @@
 1. The synthetic pairs of bench/make_large_pair.py at each size of --triples, `--judge
    none`: the real command in a child process per engine (bench/large.py's runner, peak
    memory polled over the whole process tree: the driver, Ray's own processes and its
-   actors), each run with an empty vector cache so that every vector is computed.
+   actors; the sum of PSS, each shared page counted once, and of RSS), each run with an
+   empty vector cache so that every vector is computed.
 2. With --judged: the persons example with the local judge asked about every source
    (`--judge local --no-gate`), where the actors answer the questions.
 
@@ -49,9 +50,12 @@ def measure(files: dict[str, Path], work: Path, engine: str, extra: list[str]) -
     return {
         "engine": engine,
         "wall_s": measured["wall_s"],
-        "peak_mb": measured["peak_rss_mb_polled"],  # the process tree: Ray's processes are not children /usr/bin/time waits for
+        # The process tree (Ray's processes are not children /usr/bin/time waits for): the
+        # sum of proportional memory (PSS), each shared page counted once, and of resident
+        # memory (RSS), which counts the object store and libraries in every process.
+        "peak_mb": measured["peak_pss_mb_polled"],
+        "peak_rss_mb": measured["peak_rss_mb_polled"],
         "peak_mb_time": measured.get("peak_rss_mb_time"),
-        "peak_mb_polled": measured["peak_rss_mb_polled"],
         "stages": {name: stage["seconds"] for name, stage in run["stages"].items()},
         "links": run["counts"]["links"],
         "llm_questions": run["counts"]["llm_questions"],
@@ -88,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         f"`python -m bench.ray_engine --triples {args.triples}{' --judged' if args.judged else ''}` on {os.cpu_count()} CPUs "
         "(ray: a local instance started by the run, one actor per CPU)",
         "",
-        "| data | engine | wall s | embed s | retrieve s | judge s | peak MB (all processes) | links | F1 | same links, fused graph, votes as local |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| data | engine | wall s | embed s | retrieve s | judge s | peak MB, all processes (PSS) | peak MB (RSS sum) | links | F1 | same links, fused graph, votes as local |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         local = row["runs"][0]
@@ -99,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             f1 = f"{run['f1']:.4f}" if run["f1"] is not None else "-"
             lines.append(
                 f"| {row['data']} | {run['engine']} | {run['wall_s']:.1f} | {stages.get('embed', 0):.1f} | {stages.get('retrieve', 0):.1f} | "
-                f"{stages.get('judge', 0):.1f} | {run['peak_mb']:,} | {run['links']:,} | {f1} | {'-' if run is local else same} |"
+                f"{stages.get('judge', 0):.1f} | {run['peak_mb']:,} | {run['peak_rss_mb']:,} | {run['links']:,} | {f1} | {'-' if run is local else same} |"
             )
         ratio = row["runs"][1]["wall_s"] / row["runs"][0]["wall_s"]
-        lines.append(f"| | ray / local | {ratio:.2f}x | | | | | | | |")
+        lines.append(f"| | ray / local | {ratio:.2f}x | | | | | | | | |")
     table.publish(args.out, "ray-engine", "\n".join(lines), rows)
     return 0
 
