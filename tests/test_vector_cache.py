@@ -69,7 +69,7 @@ def test_oldest_copy_wins_and_shards_are_merged(tmp_path, monkeypatch) -> None:
     assert len(store.shards()) == 1
     found, vectors = store.get(list(reversed(keys)))
     assert found.all() and vectors is not None and vectors[:, 0].tolist() == [4, 3, 2, 2, 2, 1, 1, 1, 1, 1]
-    # A second merge replaces the first one's shard: one shard again, the oldest copies kept.
+    # A second merge takes the first one's shard in: one shard again, the oldest copies kept.
     more = [text_key(f"more {i}") for i in range(3)]
     for i, key in enumerate(more):
         store.put([key, keys[0]], np.full((2, 4), 5.0 + i, dtype=np.float32))
@@ -90,9 +90,45 @@ def test_a_merge_removes_what_killed_runs_left(tmp_path, monkeypatch) -> None:
     stale = time.time() - vector_cache.ORPHAN_AGE_S - 10
     os.utime(old_orphan, (stale, stale))
     os.utime(old_tmp, (stale, stale))
+    complete = store.shards()[0]
+    for path in (complete, complete.with_name(complete.name.replace(".keys.", ".vectors."))):
+        os.utime(path, (stale, stale))  # a complete shard, however old, is no orphan
     store.put([text_key("b")], np.ones((1, 4), dtype=np.float32))  # a second shard: merged
     assert not old_orphan.exists() and not old_tmp.exists() and young_orphan.exists()
     assert len(store.shards()) == 1 and store.get([text_key("a"), text_key("b")])[0].all()
+
+
+def test_a_merge_killed_midway_or_a_shard_whose_files_disagree_serves_no_wrong_vector(tmp_path, monkeypatch) -> None:
+    """A merge writes a shard of its own name, keys last: killed after its vectors, it
+    leaves the cache as it was. A shard whose keys and vectors differ in length (another
+    process's files mixed) is passed over by the reader and by the next merge alike."""
+    monkeypatch.setattr(vector_cache, "MAX_SHARDS", 2)
+    store = VectorStore(tmp_path, "m")
+    keys = [text_key(f"k{i}") for i in range(4)]
+    for i, key in enumerate(keys[:2]):
+        store.put([key], np.full((1, 4), float(i), dtype=np.float32))
+
+    real_write = store._write
+
+    def killed_after_the_vectors(name, words, vectors):
+        if vector_cache.MERGED not in name:
+            return real_write(name, words, vectors)  # the new shard is written whole
+        np.save(store.folder / f"{name}{vector_cache.VECTORS}", vectors)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_write", killed_after_the_vectors)
+    with pytest.raises(KeyboardInterrupt):
+        store.put([keys[2]], np.full((1, 4), 2.0, dtype=np.float32))  # the third shard: a merge, killed
+    monkeypatch.setattr(store, "_write", real_write)
+    found, vectors = store.get(keys[:3])
+    assert found.tolist() == [True, True, True] and vectors is not None and vectors[:, 0].tolist() == [0, 1, 2]
+
+    # One shard's vectors swapped for a longer array: its keys no longer say which row is whose.
+    first = store.shards()[0]
+    np.save(first.with_name(first.name.replace(".keys.", ".vectors.")), np.full((3, 4), 9.0, dtype=np.float32))
+    store.put([keys[3]], np.full((1, 4), 3.0, dtype=np.float32))  # a merge
+    found, vectors = store.get(keys)
+    assert found.tolist() == [False, True, True, True] and vectors is not None and vectors[:, 0].tolist() == [1, 2, 3]
 
 
 def test_a_broken_or_half_written_shard_is_passed_over(tmp_path) -> None:

@@ -14,9 +14,11 @@ cache keeps the bits of the run that first embedded it (the oldest shard wins), 
 runs on the same inputs from different cache histories can differ in those bits.
 docs/retrieval.md measures what that changes.
 
-A shard is written to temporary names and renamed, its keys last: an interrupted run
-leaves no half shard that counts (and the next merge removes what it left). An unreadable shard or folder is logged and passed
-over: the cache only ever saves time.
+A shard, merged ones too, is written under a name no other shard has, to temporary
+files renamed into place, its keys last: an interrupted run leaves no half shard that
+counts, and a merge removes what such runs left once it is an hour old. A shard whose
+files are unreadable or do not belong together is logged and passed over, and so is an
+unreadable folder: the cache only ever saves time.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ MAX_SHARDS = 16
 KEYS = ".keys.npy"
 VECTORS = ".vectors.npy"
 MERGED = "-merged"
+#: Length of the time at the start of a shard's name (nanoseconds, zero-padded).
+STAMP = 20
 #: Age past which a merge removes a vectors file without keys, or a temporary file.
 ORPHAN_AGE_S = 3600
 
@@ -74,15 +78,10 @@ class VectorStore:
         for shard in self.shards():
             if found.all():
                 break
-            try:
-                stored = np.load(shard)
-                vectors = np.load(_vectors_of(shard), mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                log.warning("ignoring unreadable vector cache shard %s: %s", shard, exc)
+            read = _read_shard(shard, mmap=True)
+            if read is None:
                 continue
-            if stored.ndim != 2 or stored.shape[1] != 2 or vectors.ndim != 2 or len(vectors) != len(stored):
-                log.warning("ignoring malformed vector cache shard %s", shard)
-                continue
+            stored, vectors = read
             open_rows = np.flatnonzero(~found)
             query = wanted[open_rows]
             at = np.searchsorted(stored[:, 0], query[:, 0])
@@ -110,7 +109,7 @@ class VectorStore:
         order = np.lexsort((words[:, 1], words[:, 0]))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._write(f"{time.time_ns():020d}-{os.getpid()}", words[order], np.asarray(vectors, dtype=np.float32)[order])
+            self._write(f"{time.time_ns():0{STAMP}d}-{os.getpid()}", words[order], np.asarray(vectors, dtype=np.float32)[order])
             if len(self.shards()) > MAX_SHARDS:
                 self.compact()
         except OSError as exc:
@@ -125,41 +124,45 @@ class VectorStore:
             os.replace(tmp, path)
 
     def compact(self) -> None:
-        """Merge every shard into one (the oldest copy of a key kept), then remove the others."""
+        """Merge every shard into one (the oldest copy of a key kept), then remove the others.
+
+        The merged shard gets a name of its own, so that it appears whole (its keys
+        renamed last) and no reader or other merge ever sees it half replaced; the name
+        starts with the oldest shard's time, so that it still comes before any shard
+        written meanwhile by another run."""
         shards = self.shards()
-        words, vectors = [], []
+        words, vectors, merged_shards = [], [], []
         for shard in shards:
-            try:
-                words.append(np.load(shard))
-                vectors.append(np.load(_vectors_of(shard)))
-            except (OSError, ValueError):
-                continue
-        if not words:
+            read = _read_shard(shard, mmap=False)
+            if read is not None:
+                words.append(read[0])
+                vectors.append(read[1])
+                merged_shards.append(shard)
+        if not words or len({part.shape[1] for part in vectors}) > 1:
             return
         merged = np.concatenate(words)
         order = np.lexsort((np.arange(len(merged)), merged[:, 1], merged[:, 0]))  # equal keys: oldest first
         merged = merged[order]
         first = np.ones(len(merged), dtype=bool)
         first[1:] = np.any(merged[1:] != merged[:-1], axis=1)
-        # Named after the oldest shard, so that it still comes before any written meanwhile;
-        # an earlier merge's shard is replaced in place (a reader between the two renames
-        # finds keys and vectors of different lengths and passes the shard over).
-        oldest = shards[0].name[: -len(KEYS)]
-        name = oldest if oldest.endswith(MERGED) else oldest + MERGED
+        name = f"{shards[0].name[:STAMP]}{MERGED}-{time.time_ns():0{STAMP}d}-{os.getpid()}"
         self._write(name, merged[first], np.concatenate(vectors)[order][first])
-        for shard in shards:
-            if shard.name != name + KEYS:
-                for path in (shard, _vectors_of(shard)):
-                    path.unlink(missing_ok=True)
+        for shard in merged_shards:
+            for path in (shard, _vectors_of(shard)):
+                path.unlink(missing_ok=True)
         self._remove_orphans()
-        log.info("vector cache %s: %d shards merged into one", self.folder, len(shards))
+        log.info("vector cache %s: %d shards merged into one", self.folder, len(merged_shards))
 
     def _remove_orphans(self) -> None:
         """Remove what killed runs left: vectors whose keys never came, temporary files.
         Only those older than ``ORPHAN_AGE_S``: a younger one may be a running write's."""
         complete = {shard.name[: -len(KEYS)] for shard in self.shards()}
         now = time.time()
-        for path in self.folder.iterdir():
+        try:
+            paths = list(self.folder.iterdir())
+        except OSError:  # the folder went away meanwhile: nothing to remove
+            return
+        for path in paths:
             orphan = path.name.endswith(".tmp") or (path.name.endswith(VECTORS) and path.name[: -len(VECTORS)] not in complete)
             try:
                 if orphan and now - path.stat().st_mtime > ORPHAN_AGE_S:
@@ -167,6 +170,21 @@ class VectorStore:
                     log.info("vector cache: removed %s, left by an interrupted run", path.name)
             except OSError:
                 continue
+
+
+def _read_shard(shard: Path, mmap: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """A shard's keys and vectors (memory-mapped with ``mmap``), or None, logged, when
+    either is unreadable or they do not belong together (other lengths, other shapes)."""
+    try:
+        stored = np.load(shard)
+        vectors = np.load(_vectors_of(shard), mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable vector cache shard %s: %s", shard, exc)
+        return None
+    if stored.ndim != 2 or stored.shape[1] != 2 or vectors.ndim != 2 or len(vectors) != len(stored):
+        log.warning("ignoring malformed vector cache shard %s", shard)
+        return None
+    return stored, vectors
 
 
 def _vectors_of(keys_path: Path) -> Path:
