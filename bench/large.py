@@ -64,7 +64,8 @@ class PeakMemory:
     several processes (Ray's actors, which share the object store, its libraries and
     its read-only model files) its sum counts the same memory several times; PSS shares
     each page out among the processes mapping it, and its sum is the memory the job
-    holds. For one process the two differ only by its shared libraries.
+    holds. For one process the two differ only by its shared libraries. Polled at
+    intervals, either can miss a peak shorter than its interval.
     """
 
     def __init__(self, pid: int, interval: float = 0.05, pss_interval: float = 0.5) -> None:
@@ -97,9 +98,14 @@ class PeakMemory:
                 break
             self.peak_mb = max(self.peak_mb, _sum_of(tree, lambda p: p.memory_info().rss) / 2**20)
             if time.monotonic() >= next_pss:
-                self.peak_pss_mb = max(self.peak_pss_mb, _sum_of(tree, lambda p: p.memory_full_info().pss) / 2**20)
+                # PSS is Linux's (smaps_rollup); elsewhere USS, each process's own pages only.
+                self.peak_pss_mb = max(self.peak_pss_mb, _sum_of(tree, lambda p: _proportional(p.memory_full_info())) / 2**20)
                 next_pss = time.monotonic() + self.pss_interval
             self._stop.wait(self.interval)
+
+
+def _proportional(info: Any) -> int:
+    return int(getattr(info, "pss", getattr(info, "uss", 0)))
 
 
 def _sum_of(tree: list[psutil.Process], measure: Any) -> int:

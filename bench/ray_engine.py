@@ -53,7 +53,7 @@ def measure(files: dict[str, Path], work: Path, engine: str, extra: list[str]) -
         # The process tree (Ray's processes are not children /usr/bin/time waits for): the
         # sum of proportional memory (PSS), each shared page counted once, and of resident
         # memory (RSS), which counts the object store and libraries in every process.
-        "peak_mb": measured["peak_pss_mb_polled"],
+        "peak_pss_mb": measured["peak_pss_mb_polled"],
         "peak_rss_mb": measured["peak_rss_mb_polled"],
         "peak_mb_time": measured.get("peak_rss_mb_time"),
         "stages": {name: stage["seconds"] for name, stage in run["stages"].items()},
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             f1 = f"{run['f1']:.4f}" if run["f1"] is not None else "-"
             lines.append(
                 f"| {row['data']} | {run['engine']} | {run['wall_s']:.1f} | {stages.get('embed', 0):.1f} | {stages.get('retrieve', 0):.1f} | "
-                f"{stages.get('judge', 0):.1f} | {run['peak_mb']:,} | {run['peak_rss_mb']:,} | {run['links']:,} | {f1} | {'-' if run is local else same} |"
+                f"{stages.get('judge', 0):.1f} | {run['peak_pss_mb']:,} | {run['peak_rss_mb']:,} | {run['links']:,} | {f1} | {'-' if run is local else same} |"
             )
         ratio = row["runs"][1]["wall_s"] / row["runs"][0]["wall_s"]
         lines.append(f"| | ray / local | {ratio:.2f}x | | | | | | | | |")

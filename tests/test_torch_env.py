@@ -15,10 +15,10 @@ SCRIPT = """
 import os
 from kgalign.retrieval.embed import SentenceTransformerEmbedder
 embedder = SentenceTransformerEmbedder(engine="torch")
-before = os.environ.get("{variable}")
+capacity = os.environ.get("{variable}")  # as the model's first kernel will read it
 vectors = embedder.encode(["Marie Curie", "Pierre Curie | Paris"])
 assert vectors.shape == (2, 384)
-print(before)
+print(capacity)
 """
 
 
