@@ -5,9 +5,11 @@ the kernels it has built in a cache of 1,024 by default, and each kernel holds i
 own copy of the weights laid out for one input shape. The embedder's batches are
 sorted by length, so many batches have a new width and a new set of kernels:
 embedding 100,000 entity texts of the 1M synthetic pair with MiniLM under bfloat16 took
-a process to 1,149 MB with the default, 917 MB with 4 kernels, the same vectors, in
-133 s and 139 s (``python -m bench.embed_memory --texts 100000 --triples 1000000``,
-bench/results/embed-memory.md); the local judge answered as fast either way. oneDNN
+a process to 1,150 MB with the default, 964 MB with 16 kernels, the same vectors
+(``python -m bench.embed_memory --texts 100000 --triples 1000000``,
+bench/results/embed-memory.md). A smaller cache saves a little more, but below the
+kernels one batch uses (ONEDNN_VERBOSE=2 shows them) oneDNN builds them again and
+again. oneDNN
 reads the setting once per process, when it builds its first kernel, so it is made
 before kgalign's embedder, judge or Ray actor runs anything; a value set by the user
 (or by torch code that ran first) stays.
@@ -18,8 +20,8 @@ from __future__ import annotations
 import os
 
 ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
-#: Kernels oneDNN keeps: those of the batch at hand and the one before it.
-ONEDNN_CACHE_CAPACITY = 4
+#: Kernels oneDNN keeps: as many as a batch of the embedder or a step of the judge uses.
+ONEDNN_CACHE_CAPACITY = 16
 
 
 def limit_kernel_cache() -> None:
