@@ -93,8 +93,11 @@ def test_a_merge_removes_what_killed_runs_left(tmp_path, monkeypatch) -> None:
     complete = store.shards()[0]
     for path in (complete, complete.with_name(complete.name.replace(".keys.", ".vectors."))):
         os.utime(path, (stale, stale))  # a complete shard, however old, is no orphan
+    broken = store.folder / "00000000000000000004-97.keys.npy"  # keys an hour old, vectors never written
+    broken.write_bytes(b"not numpy")
+    os.utime(broken, (stale, stale))
     store.put([text_key("b")], np.ones((1, 4), dtype=np.float32))  # a second shard: merged
-    assert not old_orphan.exists() and not old_tmp.exists() and young_orphan.exists()
+    assert not old_orphan.exists() and not old_tmp.exists() and young_orphan.exists() and not broken.exists()
     assert len(store.shards()) == 1 and store.get([text_key("a"), text_key("b")])[0].all()
 
 

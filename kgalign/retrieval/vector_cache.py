@@ -17,8 +17,9 @@ docs/retrieval.md measures what that changes.
 A shard, merged ones too, is written under a name no other shard has, to temporary
 files renamed into place, its keys last: an interrupted run leaves no half shard that
 counts, and a merge removes what such runs left once it is an hour old. A shard whose
-files are unreadable or do not belong together is logged and passed over, and so is an
-unreadable folder: the cache only ever saves time.
+files are unreadable or do not belong together is logged and passed over (and removed
+by a merge once an hour old), and so is an unreadable folder: the cache only ever saves
+time.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ class VectorStore:
                 words.append(read[0])
                 vectors.append(read[1])
                 merged_shards.append(shard)
+            elif _older_than(shard, ORPHAN_AGE_S):
+                for path in (shard, _vectors_of(shard)):  # broken for an hour: for good
+                    path.unlink(missing_ok=True)
         if not words or len({part.shape[1] for part in vectors}) > 1:
             return
         merged = np.concatenate(words)
@@ -157,19 +161,23 @@ class VectorStore:
         """Remove what killed runs left: vectors whose keys never came, temporary files.
         Only those older than ``ORPHAN_AGE_S``: a younger one may be a running write's."""
         complete = {shard.name[: -len(KEYS)] for shard in self.shards()}
-        now = time.time()
         try:
             paths = list(self.folder.iterdir())
         except OSError:  # the folder went away meanwhile: nothing to remove
             return
         for path in paths:
             orphan = path.name.endswith(".tmp") or (path.name.endswith(VECTORS) and path.name[: -len(VECTORS)] not in complete)
-            try:
-                if orphan and now - path.stat().st_mtime > ORPHAN_AGE_S:
-                    path.unlink()
-                    log.info("vector cache: removed %s, left by an interrupted run", path.name)
-            except OSError:
-                continue
+            if orphan and _older_than(path, ORPHAN_AGE_S):
+                path.unlink(missing_ok=True)
+                log.info("vector cache: removed %s, left by an interrupted run", path.name)
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    """Whether ``path`` was last written more than ``seconds`` ago (False if it is gone)."""
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _read_shard(shard: Path, mmap: bool) -> tuple[np.ndarray, np.ndarray] | None:
