@@ -32,10 +32,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from kgalign.result import AlignmentResult
 from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Embedder batches sent to an actor in one call.
 EMBED_BATCHES_PER_CALL = 8
@@ -113,6 +115,21 @@ def ray_cluster(settings: RayConfig) -> Iterator[dict[str, Any]]:
     finally:
         if started:
             ray.shutdown()
+
+
+def in_order(ray: Any, submitted: Iterable[tuple[T, Any]], window: int) -> Iterator[tuple[T, Any]]:
+    """``(tag, refs)`` pairs drawn from ``submitted`` (a generator that makes the remote
+    calls as it is drawn), at most ``window`` awaited at once; yields ``(tag, ray.get(refs))``
+    in the order submitted, so the calls run ahead while the results are used."""
+    pending: deque[tuple[T, Any]] = deque()
+    for item in submitted:
+        pending.append(item)
+        if len(pending) >= window:
+            tag, refs = pending.popleft()
+            yield tag, ray.get(refs)
+    while pending:
+        tag, refs = pending.popleft()
+        yield tag, ray.get(refs)
 
 
 class KgalignWorker:
@@ -235,26 +252,16 @@ class WorkerPool:
 
     def map_embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
         """Vectors of each batch, in order, the batches spread over the actors."""
-        from collections import deque
-
         actors = self.actors
         calls = [batches[start : start + EMBED_BATCHES_PER_CALL] for start in range(0, len(batches), EMBED_BATCHES_PER_CALL)]
         with self._lock:
             self.embed_calls += len(calls)
+        submitted = ((None, actors[i % len(actors)].embed.remote(spec, engine, part)) for i, part in enumerate(calls))
         out: list[np.ndarray] = []
-        pending: deque[Any] = deque()
-
-        def collect() -> None:
+        for _, part in in_order(self.ray, submitted, EMBED_WINDOW * len(actors)):
             # Copied out of the object store, so that each call's vectors leave it as
             # soon as they are read, not at the end of the whole embedding.
-            out.extend(np.array(vectors) for vectors in self.ray.get(pending.popleft()))
-
-        for i, part in enumerate(calls):
-            pending.append(actors[i % len(actors)].embed.remote(spec, engine, part))
-            if len(pending) >= EMBED_WINDOW * len(actors):
-                collect()
-        while pending:
-            collect()
+            out.extend(np.array(vectors) for vectors in part)
         return out
 
     def serve(self, name: str, build: Callable[[], Judge]) -> Judge:
@@ -399,8 +406,6 @@ class RayLexicalSearch:
         self.pool = pool
 
     def topk(self, left: Any, right_t: Any, k: int, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray] | None:
-        from collections import deque
-
         from kgalign.retrieval.retrieve import BLOCK_CELLS, merge_topk
 
         n = right_t.shape[1]
@@ -416,25 +421,14 @@ class RayLexicalSearch:
         step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in bounds))
         scores = np.empty((left.shape[0], k), dtype=np.float32)
         ids = np.empty((left.shape[0], k), dtype=np.int64)
-        pending: deque[tuple[int, list[Any]]] = deque()
-
-        def collect() -> None:
-            start, refs = pending.popleft()
-            parts = ray.get(refs)
+        started = time.perf_counter()
+        blocks = range(0, left.shape[0], step)
+        submitted = ((start, [actors[i].lexical_block.remote(sources, start, start + step, targets[i], cuts[i], k) for i in range(slices)]) for start in blocks)
+        for start, parts in in_order(ray, submitted, SEARCH_WINDOW):
             best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
             scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
             if progress:
                 progress(len(best[0]))
-
-        started = time.perf_counter()
-        blocks = range(0, left.shape[0], step)
-        for start in blocks:
-            refs = [actors[i].lexical_block.remote(sources, start, start + step, targets[i], cuts[i], k) for i in range(slices)]
-            pending.append((start, refs))
-            if len(pending) >= SEARCH_WINDOW:
-                collect()
-        while pending:
-            collect()
         self.pool.count_search(len(blocks) * slices)
         log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
         return scores, ids

@@ -9,10 +9,9 @@ a process to 1,150 MB with the default, 964 MB with 16 kernels, the same vectors
 (``python -m bench.embed_memory --texts 100000 --triples 1000000``,
 bench/results/embed-memory.md). A smaller cache saves a little more, but below the
 kernels one batch uses (ONEDNN_VERBOSE=2 shows them) oneDNN builds them again and
-again. oneDNN
-reads the setting once per process, when it builds its first kernel, so it is made
-before kgalign's embedder, judge or Ray actor runs anything; a value set by the user
-(or by torch code that ran first) stays.
+again. oneDNN reads the setting once per process, when it builds its first kernel, so
+it is made before kgalign's embedder, judge or Ray actor runs anything; a value set by
+the user (or by torch code that ran first) stays.
 """
 
 from __future__ import annotations
