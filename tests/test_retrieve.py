@@ -40,6 +40,25 @@ def test_vector_cache_returns_identical_vectors(embedder, tmp_path) -> None:
     assert len(cached.store.shards()) == 1
 
 
+def test_vector_cache_puts_read_new_and_repeated_texts_each_at_its_row(embedder, tmp_path, monkeypatch) -> None:
+    """The cached and the new vectors are put together a slice at a time (2 rows here),
+    and a first call with no text twice returns the model's vectors as they are: every
+    row equals the vector of its own text, computed alone."""
+    import kgalign.retrieval.embed as embed
+
+    monkeypatch.setattr(embed, "COPY_ROWS", 2)
+    texts = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    alone = {text: embedder.encode([text])[0] for text in texts}
+    cached = CachedEmbedder(embedder, tmp_path)
+    first = cached.encode(texts[:2])
+    mixed = ["gamma", "alpha", "delta", "gamma", "beta", "epsilon", "delta"]
+    second = cached.encode(mixed)
+    assert cached.read == 2 and cached.computed == 5  # gamma, delta, epsilon computed once each
+    for row, text in zip(second, mixed):
+        assert np.allclose(row, alone[text], atol=1e-5), text
+    assert np.array_equal(first, second[[1, 4]])
+
+
 class _Counting:
     """A real embedder that records how many texts it was asked to encode."""
 

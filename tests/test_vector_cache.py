@@ -113,10 +113,10 @@ def test_a_merge_killed_midway_or_a_shard_whose_files_disagree_serves_no_wrong_v
 
     real_write = store._write
 
-    def killed_after_the_vectors(name, words, vectors):
+    def killed_after_the_vectors(name, words, vectors, rows):
         if vector_cache.MERGED not in name:
-            return real_write(name, words, vectors)  # the new shard is written whole
-        np.save(store.folder / f"{name}{vector_cache.VECTORS}", vectors)
+            return real_write(name, words, vectors, rows)  # the new shard is written whole
+        np.save(store.folder / f"{name}{vector_cache.VECTORS}", vectors[rows])
         raise KeyboardInterrupt
 
     monkeypatch.setattr(store, "_write", killed_after_the_vectors)
@@ -151,3 +151,18 @@ def test_vectors_of_another_width_stop_the_run(embedder, tmp_path) -> None:
     cached.store.put([text_key("luke bakes")], np.ones((1, 8), dtype=np.float32))
     with pytest.raises(KgalignError, match="not as wide"):
         cached.encode(["luke bakes", "anna sings"])
+
+
+def test_a_shard_is_written_a_slice_at_a_time_in_key_order(tmp_path, monkeypatch) -> None:
+    """put() gathers and writes its vectors in slices (no second copy of them all): with
+    slices of 3 rows, 10 vectors given in any order are read back each under its key."""
+    monkeypatch.setattr(vector_cache, "WRITE_ROWS", 3)
+    store = VectorStore(tmp_path, "m")
+    keys = [text_key(f"t{i}") for i in range(10)]
+    vectors = np.arange(40, dtype=np.float64).reshape(10, 4)  # float64 given: stored as float32
+    store.put(keys, vectors)
+    (shard,) = store.shards()
+    stored = np.load(shard.with_name(shard.name.replace(".keys.", ".vectors.")))
+    assert stored.dtype == np.float32 and stored.shape == (10, 4)
+    found, back = store.get(list(reversed(keys)))
+    assert found.all() and back is not None and back.tolist() == vectors[::-1].tolist()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -63,6 +64,8 @@ ENGINES = ("auto", "numpy", "torch")
 #: start only past a few hundred thousand pieces. The cascade embeds a few thousand
 #: on the benchmark pairs.
 AUTO_NUMPY_MAX_TOKENS = 200_000
+#: Rows copied at a time when the cache's and the new vectors are put together.
+COPY_ROWS = 65_536
 
 
 class SentenceTransformerEmbedder:
@@ -162,11 +165,7 @@ class SentenceTransformerEmbedder:
         if engine == "numpy":
             return self._numpy_encoder().encode(texts, encodings)
         batches = self._batches(engine, texts, encodings)
-        vectors = [self.encode_batch("torch", [texts[i] for i in rows]) for rows in batches]
-        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
-        for rows, part in zip(batches, vectors):
-            out[rows] = part
-        return out
+        return place(batches, (self.encode_batch("torch", [texts[i] for i in rows]) for rows in batches), len(texts))
 
     def plan(self, texts: list[str]) -> tuple[str, list[np.ndarray]]:
         """The engine that encodes ``texts`` and the rows it runs together (sorted by
@@ -273,15 +272,34 @@ class CachedEmbedder:
         widths = {part.shape[1] for part in (cached, fresh) if part is not None}
         if len(widths) > 1:
             raise KgalignError(f"{self.store.folder}: its vectors are not as wide as {self.model_id}'s; delete that folder")
+        self.read += read
+        self.computed += len(missing)
+        if fresh is not None and len(missing) == len(texts):
+            return fresh  # nothing read and no text twice: the vectors are in order already
         out = np.empty((len(texts), widths.pop()), dtype=np.float32)
         if cached is not None:
             out[found] = cached
         if fresh is not None:
             row_of = {key: n for n, key in enumerate(missing)}
-            out[absent] = fresh[[row_of[keys[i]] for i in absent]]
-        self.read += read
-        self.computed += len(missing)
+            source = np.fromiter((row_of[keys[i]] for i in absent), dtype=np.int64, count=len(absent))
+            # A slice at a time: one fancy index of them all would be a second copy of ``fresh``.
+            for start in range(0, len(absent), COPY_ROWS):
+                out[absent[start : start + COPY_ROWS]] = fresh[source[start : start + COPY_ROWS]]
         return out
+
+
+def place(batches: Sequence[np.ndarray], parts: Iterable[np.ndarray], n: int) -> np.ndarray:
+    """The vectors of ``n`` texts: each batch's ``part`` (drawn from ``parts`` in the order
+    of ``batches``) put at its rows as it comes, so that no list of every batch's vectors
+    is held beside the result (on a large graph that list is as big as the result)."""
+    out: np.ndarray | None = None
+    for rows, part in zip(batches, parts):
+        if out is None:
+            out = np.empty((n, part.shape[1]), dtype=np.float32)
+        out[rows] = part
+    if out is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    return out
 
 
 def configured_embedder(config: AlignConfig) -> CachedEmbedder:

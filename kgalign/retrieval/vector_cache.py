@@ -45,6 +45,8 @@ MERGED = "-merged"
 STAMP = 20
 #: Age past which a merge removes a vectors file without keys, or a temporary file.
 ORPHAN_AGE_S = 3600
+#: Vectors gathered and written at a time.
+WRITE_ROWS = 65_536
 
 
 def text_key(text: str) -> bytes:
@@ -110,19 +112,29 @@ class VectorStore:
         order = np.lexsort((words[:, 1], words[:, 0]))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._write(f"{time.time_ns():0{STAMP}d}-{os.getpid()}", words[order], np.asarray(vectors, dtype=np.float32)[order])
+            self._write(f"{time.time_ns():0{STAMP}d}-{os.getpid()}", words[order], vectors, order)
             if len(self.shards()) > MAX_SHARDS:
                 self.compact()
         except OSError as exc:
             log.warning("could not write vector cache %s: %s", self.folder, exc)
 
-    def _write(self, name: str, words: np.ndarray, vectors: np.ndarray) -> None:
+    def _write(self, name: str, words: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """A shard of ``words`` and ``vectors[rows]`` (the row of each key), the vectors
+        gathered and written a slice at a time: gathering them all at once would hold a
+        second copy of every vector (a gigabyte on a graph of a few million triples)."""
         keys_path = self.folder / f"{name}{KEYS}"
-        for path, array in ((_vectors_of(keys_path), vectors), (keys_path, words)):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with tmp.open("wb") as handle:
-                np.save(handle, array)
-            os.replace(tmp, path)
+        vectors_path = _vectors_of(keys_path)
+        tmp = vectors_path.with_name(f".{vectors_path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (len(rows), vectors.shape[1])}
+            np.lib.format.write_array_header_1_0(handle, header)
+            for start in range(0, len(rows), WRITE_ROWS):
+                handle.write(np.ascontiguousarray(vectors[rows[start : start + WRITE_ROWS]], dtype=np.float32).tobytes())
+        os.replace(tmp, vectors_path)
+        tmp = keys_path.with_name(f".{keys_path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            np.save(handle, words)
+        os.replace(tmp, keys_path)  # the keys last: a shard counts once they are in place
 
     def compact(self) -> None:
         """Merge every shard into one (the oldest copy of a key kept), then remove the others.
@@ -150,7 +162,7 @@ class VectorStore:
         first = np.ones(len(merged), dtype=bool)
         first[1:] = np.any(merged[1:] != merged[:-1], axis=1)
         name = f"{shards[0].name[:STAMP]}{MERGED}-{time.time_ns():0{STAMP}d}-{os.getpid()}"
-        self._write(name, merged[first], np.concatenate(vectors)[order][first])
+        self._write(name, merged[first], np.concatenate(vectors), order[first])
         for shard in merged_shards:
             for path in (shard, _vectors_of(shard)):
                 path.unlink(missing_ok=True)

@@ -250,19 +250,18 @@ class WorkerPool:
             self._local.actor = actor
         return actor
 
-    def map_embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
-        """Vectors of each batch, in order, the batches spread over the actors."""
+    def map_embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> Iterator[np.ndarray]:
+        """Vectors of each batch, yielded in order as they come, the batches spread over
+        the actors (the caller puts each in place: no list of them all is kept)."""
         actors = self.actors
         calls = [batches[start : start + EMBED_BATCHES_PER_CALL] for start in range(0, len(batches), EMBED_BATCHES_PER_CALL)]
         with self._lock:
             self.embed_calls += len(calls)
         submitted = ((None, actors[i % len(actors)].embed.remote(spec, engine, part)) for i, part in enumerate(calls))
-        out: list[np.ndarray] = []
         for _, part in in_order(self.ray, submitted, EMBED_WINDOW * len(actors)):
-            # Copied out of the object store, so that each call's vectors leave it as
-            # soon as they are read, not at the end of the whole embedding.
-            out.extend(np.array(vectors) for vectors in part)
-        return out
+            # Each call's vectors are read out of the object store and put in place by
+            # the caller before the next is read: the store holds a window of them.
+            yield from part
 
     def serve(self, name: str, build: Callable[[], Judge]) -> Judge:
         """The judge ``build`` makes, served from the actors (see :class:`RayJudge`); the
@@ -391,11 +390,9 @@ class RayEmbedder:
             return np.zeros((0, 0), dtype=np.float32)
         engine, batches = self.local.plan(texts)
         log.info("embedding %d texts with the %s engine on %d ray actors", len(texts), engine, self.pool.size)
-        vectors = self.pool.map_embed(self.spec, engine, [[texts[i] for i in rows] for rows in batches])
-        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
-        for rows, part in zip(batches, vectors):
-            out[rows] = part
-        return out
+        from kgalign.retrieval.embed import place
+
+        return place(batches, self.pool.map_embed(self.spec, engine, [[texts[i] for i in rows] for rows in batches]), len(texts))
 
 
 class RayLexicalSearch:
