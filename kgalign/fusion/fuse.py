@@ -153,8 +153,11 @@ def fuse(
     functional_values: dict[tuple[Node, Node], dict[str, list[Triple]]] = defaultdict(lambda: defaultdict(list))
     for name, graph in (("left", left), ("right", right)):
         alone = _SOURCES[name]
-        for s, p, o in graph:
-            triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
+        for triple in graph:
+            s, p, o = triple
+            if s in rewrite or (type(o) is URIRef and o in rewrite):
+                triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
+            # else the input's own tuple is kept: a new one per triple would cost 64 bytes each
             known = get(triple)
             provenance[triple] = alone if known is None or known is alone else _SOURCES["both"]
             if p in functional and isinstance(o, Literal) and s in rewrite:

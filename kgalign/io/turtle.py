@@ -8,10 +8,11 @@ beyond the sort. :func:`write_turtle` picks one by size (``PRETTY_LIMIT``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import numpy as np
 from rdflib.term import Node, URIRef
 
 from kgalign.io.atomic import atomic_open
@@ -43,15 +44,38 @@ class Rendered(list):
     the writers take them as they are."""
 
 
+class RankedRows:
+    """Sorted rows held as numbers: ``forms`` are distinct N-Triples forms, ``ranks`` an
+    ``(n, 3)`` integer array of indexes into them, a row per triple in the order to
+    write. It iterates as the rows of forms themselves, a slice at a time, so that no
+    tuple per triple is ever held (see :class:`kgalign.fusion.export.FusedRows`)."""
+
+    __slots__ = ("forms", "ranks")
+    SLICE = 65_536
+
+    def __init__(self, forms: list[str], ranks: np.ndarray) -> None:
+        self.forms = forms
+        self.ranks = ranks
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        forms = self.forms
+        for start in range(0, len(self.ranks), self.SLICE):
+            for s, p, o in self.ranks[start : start + self.SLICE].tolist():
+                yield forms[s], forms[p], forms[o]
+
+
 def render(triples: Iterable[Triple], n3: N3 | None = None) -> Rendered:
     """The triples as sorted rows of N-Triples forms; sorting groups them by subject."""
     n3 = n3 or N3()
     return Rendered(sorted((n3(s), n3(p), n3(o)) for s, p, o in triples))
 
 
-def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered, indent: str = "") -> int:
+def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered | RankedRows, indent: str = "") -> int:
     """Write triples grouped by subject (``s p o ; p o .``); returns how many were written."""
-    rows = triples if isinstance(triples, Rendered) else render(triples)
+    rows = triples if isinstance(triples, (Rendered, RankedRows)) else render(triples)
     current = None
     chunk: list[str] = []
     for subject, predicate, obj in rows:
@@ -71,7 +95,7 @@ def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered, indent:
     return len(rows)
 
 
-def write_turtle(path: Path, triples: Iterable[Triple] | Rendered, *, count: int, graph: Callable[[], Graph]) -> None:
+def write_turtle(path: Path, triples: Iterable[Triple] | Rendered | RankedRows, *, count: int, graph: Callable[[], Graph]) -> None:
     """A Turtle file of ``count`` triples: rdflib's pretty form of ``graph()`` (prefixes
     bound) up to ``PRETTY_LIMIT`` triples, else ``triples`` by the fast grouped writer
     (no rdflib graph of them is ever built)."""
@@ -84,7 +108,7 @@ def write_turtle(path: Path, triples: Iterable[Triple] | Rendered, *, count: int
         handle.write(data)
 
 
-def write_trig(handle: IO[str], default: Iterable[Triple], graphs: Mapping[URIRef, Iterable[Triple] | Rendered]) -> int:
+def write_trig(handle: IO[str], default: Iterable[Triple], graphs: Mapping[URIRef, Iterable[Triple] | Rendered | RankedRows]) -> int:
     """Default-graph triples first, then one ``GRAPH <g> { ... }`` block per named graph."""
     count = write_triples(handle, default)
     for name, triples in graphs.items():
