@@ -119,11 +119,17 @@ def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str]) -> tu
             parts.append(tfidf(corpus, analyzer))
         except ValueError:  # no text has such a feature (all empty, or punctuation only)
             continue
+    del corpus
     if not parts:
         return sparse.csr_matrix((len(left_texts), 1), dtype=np.float32), sparse.csr_matrix((len(right_texts), 1), dtype=np.float32)
-    matrix = normalize_rows(sparse.hstack(parts).tocsr())
+    # Stacked as CSR directly (not through a COO copy of every cell), the parts let go at once.
+    matrix = sparse.hstack(parts, format="csr")
+    del parts
+    matrix = normalize_rows(matrix)
     n = len(left_texts)
-    return matrix[:n], matrix[n:]
+    left = matrix[:n]
+    matrix = matrix[n:]  # the whole goes as soon as its second half is cut
+    return left, matrix
 
 
 #: Above this many targets the lexical candidate search ignores the n-grams and words

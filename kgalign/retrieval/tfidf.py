@@ -40,13 +40,18 @@ def words(text: str) -> list[str]:
 
 
 def normalize_rows(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Each row scaled to unit Euclidean length (empty rows stay empty)."""
-    matrix = sparse.csr_matrix(matrix)
-    squares = np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()
+    """Each row scaled to unit Euclidean length (empty rows stay empty), in place when
+    ``matrix`` is a CSR matrix already (no copy of a matrix that may hold gigabytes)."""
+    if not sparse.isspmatrix_csr(matrix):
+        matrix = sparse.csr_matrix(matrix)
+    # The squares as a matrix sharing ``matrix``'s indices: the sums are those of
+    # ``matrix.multiply(matrix)``, without its copy of the indices.
+    squared = sparse.csr_matrix((matrix.data * matrix.data, matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
+    squares = np.asarray(squared.sum(axis=1)).ravel()
+    del squared
     norms = np.sqrt(squares)
     norms[norms == 0] = 1.0
-    scale = np.repeat((1.0 / norms).astype(matrix.dtype), np.diff(matrix.indptr))
-    matrix.data = matrix.data * scale
+    matrix.data *= np.repeat((1.0 / norms).astype(matrix.dtype), np.diff(matrix.indptr))
     return matrix
 
 
@@ -57,8 +62,9 @@ def tfidf(corpus: Sequence[str], analyzer: Callable[[str], Iterable[str]], dtype
     """
     vocabulary: dict[str, int] = {}
     # Typed arrays, not lists: a list holds a Python int object per cell (about 36 bytes
-    # against 8 and 4), which made the lists four times the size of the matrix they build.
-    indices = array("q")
+    # against 4), which made the lists four times the size of the matrix they build.
+    # 32-bit columns: a vocabulary has fewer than 2**31 features.
+    indices = array("i")
     counts = array("i")
     indptr = array("q", [0])
     for text in corpus:
@@ -73,15 +79,24 @@ def tfidf(corpus: Sequence[str], analyzer: Callable[[str], Iterable[str]], dtype
         raise ValueError("empty vocabulary; no text has a feature")
     # Columns in sorted feature order, as scikit-learn numbers them.
     order = np.argsort(np.array(list(vocabulary), dtype=object), kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    cols = rank[np.frombuffer(indices, dtype=np.int64)]
-    del indices
-    tf = 1.0 + np.log(np.frombuffer(counts, dtype=np.int32).astype(np.float64))
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    del order
+    cols = rank[np.frombuffer(indices, dtype=np.int32)]
+    del indices, rank
+    # Each step in place where it can be: the cells of a large graph's matrix number tens
+    # of millions, and every temporary array of them costs 4 or 8 bytes a cell.
+    tf = np.log(np.frombuffer(counts, dtype=np.int32).astype(np.float64))
     del counts
+    tf += 1.0
     n = len(corpus)
     df = np.bincount(cols, minlength=len(vocabulary))
     idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-    matrix = sparse.csr_matrix((tf * idf[cols], cols, np.frombuffer(indptr, dtype=np.int64)), shape=(n, len(vocabulary)))
+    data = idf[cols]
+    data *= tf
+    del tf
+    matrix = sparse.csr_matrix((data, cols, np.frombuffer(indptr, dtype=np.int64)), shape=(n, len(vocabulary)), copy=False)
+    del data, cols
     matrix.sort_indices()
-    return normalize_rows(matrix.astype(dtype))
+    matrix.data = matrix.data.astype(dtype)  # the values only: astype() would copy the indices too
+    return normalize_rows(matrix)
