@@ -18,11 +18,14 @@ from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import fuse
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.io.entities import load_entities
+from kgalign.io.inputs import is_endpoint
+from kgalign.io.reloaded import ReloadedTriples
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
+from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
-from kgalign.model import Link
+from kgalign.model import EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
@@ -85,16 +88,19 @@ def _align(
     old: OldRun | None = None,
     serve: Serve | None = None,
     judge_device: str | None = None,
+    reload_graphs: bool = False,
 ) -> AlignmentResult:
     """The stages in order; ``serve`` (an engine's) makes the judge from its backend, built
     for ``judge_device`` (the engine's workers') when given (see
-    :func:`kgalign.judging.build.build_judge`)."""
+    :func:`kgalign.judging.build.build_judge`). With ``reload_graphs`` an input file's
+    triples are not kept after its entity table is built: fusion reads the file again
+    (:class:`kgalign.io.reloaded.ReloadedTriples`)."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
     gold, gold_name = _gold(config)
     timer = StageTimer()
-    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None)
+    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, reload_graphs)
     vote = effective.vote
     reused_answers = False
     if old is not None:
@@ -212,14 +218,12 @@ def _prepare(
     retrieve_candidates: bool,
     gold: list[Pair] | None,
     earlier_selection: dict[str, dict[str, list[str]]] | None = None,
+    reload_graphs: bool = False,
 ) -> tuple[Prepared, AlignConfig]:
     classes = list(config.classes) or None
     with timer.stage("load"):
-        # An endpoint input is read into a local copy first (kgalign.io.sparql), then loaded as a file.
-        with local_input(left, "left", config) as (left_file, left_format):
-            left_graph, left_table = load_entities(left_file, "left", left_format, classes, id_column=config.id_column)
-        with local_input(right, "right", config) as (right_file, right_format):
-            right_graph, right_table = load_entities(right_file, "right", right_format, classes, id_column=config.id_column)
+        left_graph, left_table = _load(left, "left", config, classes, reload_graphs)
+        right_graph, right_table = _load(right, "right", config, classes, reload_graphs)
         human = read_human_decisions(config.corrections, left_table, right_table)
 
     effective = _resolve_auto(config, has_structure(left_table) and has_structure(right_table), retrieve_candidates and embedder is None, gold)
@@ -280,6 +284,18 @@ def _prepare(
         vectors={"read": getattr(embedder, "read", 0) - read, "computed": getattr(embedder, "computed", 0) - computed},
     )
     return prepared, effective
+
+
+def _load(value: str | Path, side: str, config: AlignConfig, classes: list[str] | None, reload_graph: bool) -> tuple[TripleSource, EntityTable]:
+    """One input's triples and entity table. An endpoint input is read into a local copy
+    first (kgalign.io.sparql), then loaded as a file; with ``reload_graph`` a file input's
+    triples are dropped once its table is built, to be read again by fusion (an
+    endpoint's copy is temporary: its triples are kept)."""
+    with local_input(value, side, config) as (file, fmt):
+        graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
+        if reload_graph and not is_endpoint(value):
+            return ReloadedTriples(file, fmt, config.id_column, graph), table
+        return graph, table
 
 
 def keep_earlier_order(selection: Selection, earlier: dict[str, list[str]] | None, side: str) -> Selection:

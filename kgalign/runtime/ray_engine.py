@@ -20,7 +20,8 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
 
 Loading, the TF-IDF fit, the dense search, resolution and fusion run in the driver,
 as with ``local``: this engine spreads the model work and the lexical search, not yet
-the data (docs/scale.md).
+the data (docs/scale.md). The driver keeps no input triples between loading and
+fusion: an input file is read again when fused (:mod:`kgalign.io.reloaded`).
 
 Without ``--ray-address`` a local Ray instance is started for the run (``ray.init``) and
 stopped after it; with one, the run joins that cluster and leaves it running.
@@ -78,7 +79,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
-                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device)
+                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, reload_graphs=True)
             result.engine = pool.describe()
             return result
         finally:
