@@ -36,7 +36,6 @@ from kgalign.retrieval.structure import has_structure
 from kgalign.review.corrections import read_human_decisions, with_human_targets
 from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
-from kgalign.runtime.heap import return_freed_memory
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
 from kgalign.selection.predicates import Selection, build_profiles, configured_selection
@@ -74,7 +73,6 @@ def run_local(
     left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None, old: OldRun | None
 ) -> AlignmentResult:
     """The ``local`` engine: every stage in this process."""
-    return_freed_memory()
     with relaxed_gc():
         return _align(left, right, config, embedder, judge, old)
 

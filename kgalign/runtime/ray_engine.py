@@ -46,7 +46,6 @@ from kgalign.errors import KgalignError
 from kgalign.judging.base import Answer, Judge
 from kgalign.judging.prompt import Question
 from kgalign.result import AlignmentResult
-from kgalign.runtime.heap import return_freed_memory
 from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,6 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
     from kgalign.retrieval.retrieve import lexical_search
     from kgalign.runtime.gctune import relaxed_gc
 
-    return_freed_memory()
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
         try:
@@ -142,7 +140,6 @@ class KgalignWorker:
         self._embedders: dict[tuple, Any] = {}
         self._judge: Judge | None = None
         limit_kernel_cache()
-        return_freed_memory()
         try:
             import torch
 

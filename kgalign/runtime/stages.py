@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from kgalign.runtime.heap import release_free_memory
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,7 @@ class StageTimer:
             stop.set()
             sampler.join()
             peak[0] = max(peak[0], _rss_mb())
+            release_free_memory()  # what the stage freed, back to the system before the next
             elapsed = time.perf_counter() - started
             # A stage entered again (the cascade retrieves, embeds, retrieves) adds up.
             earlier = self.stages.get(name, {"seconds": 0.0, "peak_rss_mb": 0.0})
