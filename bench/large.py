@@ -74,6 +74,10 @@ class PeakMemory:
         self.pss_interval = pss_interval
         self.peak_mb = 0.0
         self.peak_pss_mb = 0.0
+        #: At the peak of the PSS sum: seconds since polling began, and each process's PSS in MB.
+        self.peak_pss_at = 0.0
+        self.peak_pss_parts: dict[str, float] = {}
+        self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -99,7 +103,11 @@ class PeakMemory:
             self.peak_mb = max(self.peak_mb, _sum_of(tree, lambda p: p.memory_info().rss) / 2**20)
             if time.monotonic() >= next_pss:
                 # PSS is Linux's (smaps_rollup); elsewhere USS, each process's own pages only.
-                self.peak_pss_mb = max(self.peak_pss_mb, _sum_of(tree, lambda p: _proportional(p.memory_full_info())) / 2**20)
+                parts = _each_of(tree, lambda p: _proportional(p.memory_full_info()))
+                total = sum(parts.values()) / 2**20
+                if total > self.peak_pss_mb:
+                    self.peak_pss_mb, self.peak_pss_at = total, time.monotonic() - self._started
+                    self.peak_pss_parts = {name: round(size / 2**20) for name, size in parts.items()}
                 next_pss = time.monotonic() + self.pss_interval
             self._stop.wait(self.interval)
 
@@ -117,6 +125,23 @@ def _sum_of(tree: list[psutil.Process], measure: Any) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def _each_of(tree: list[psutil.Process], measure: Any) -> dict[str, int]:
+    """``measure`` of each process of ``tree`` still running, by a short name
+    (``ray::KgalignWorker 1234``, ``raylet 99``, ``kgalign 42``)."""
+    parts: dict[str, int] = {}
+    for process in tree:
+        try:
+            value = measure(process)
+            line = process.cmdline()
+        except psutil.Error:
+            continue
+        name = "kgalign" if "kgalign.cli.main" in line else Path(line[0]).name.split()[0] if line else process.name()
+        if name.startswith("python") and len(line) > 1:
+            name = Path(line[1]).name  # one of Ray's helper scripts
+        parts[f"{name} {process.pid}"] = value
+    return parts
 
 
 def run_kgalign(files: dict[str, Path], out: Path, extra: list[str]) -> dict[str, Any]:
@@ -141,6 +166,8 @@ def run_kgalign(files: dict[str, Path], out: Path, extra: list[str]) -> dict[str
         "exit": child.returncode,
         "peak_rss_mb_polled": round(peak.peak_mb),
         "peak_pss_mb_polled": round(peak.peak_pss_mb),
+        "peak_pss_at_s": round(peak.peak_pss_at, 1),
+        "peak_pss_parts_mb": dict(sorted(peak.peak_pss_parts.items(), key=lambda item: -item[1])),
     }
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
     if match:
@@ -149,6 +176,15 @@ def run_kgalign(files: dict[str, Path], out: Path, extra: list[str]) -> dict[str
         tail = "\n".join(line for line in stderr.splitlines() if not line.startswith("\t"))[-2000:]
         raise SystemExit(f"kgalign failed with exit code {child.returncode}:\n{stdout}\n{tail}")
     return result
+
+
+def _peak_parts(measured: dict[str, Any]) -> list[str]:
+    """The processes' shares of the proportional peak, largest first (those of 50 MB or more)."""
+    parts = measured.get("peak_pss_parts_mb") or {}
+    if len(parts) < 2:
+        return []
+    shown = ", ".join(f"{name.rsplit(' ', 1)[0]} {mb:,}" for name, mb in parts.items() if mb >= 50)
+    return [f"at the proportional peak ({measured['peak_pss_at_s']:,.0f} s in), MB: {shown}"]
 
 
 def report(run: dict[str, Any], metrics: dict[str, Any], measured: dict[str, Any]) -> str:
@@ -170,6 +206,7 @@ def report(run: dict[str, Any], metrics: dict[str, Any], measured: dict[str, Any
         f"wall time of the command: {measured['wall_s']:.1f} s (process start and imports included)",
         f"peak memory: {measured['peak_rss_mb_polled']:,} MB resident ({measured.get('peak_pss_mb_polled', 0):,} MB proportional) polled"
         + (f", {measured['peak_rss_mb_time']:,} MB by /usr/bin/time" if "peak_rss_mb_time" in measured else ""),
+        *_peak_parts(measured),
         "",
         "| P | R | F1 | Hits@1 | Hits@10 | MRR | gold pairs not in graphs |",
         "|---:|---:|---:|---:|---:|---:|---:|",
