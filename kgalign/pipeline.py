@@ -19,7 +19,7 @@ from kgalign.fusion.fuse import fuse
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.io.entities import load_entities
 from kgalign.io.inputs import is_endpoint
-from kgalign.io.reloaded import ReloadedTriples
+from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
@@ -69,9 +69,7 @@ def align(
     return ENGINES.get(config.engine)(left, right, config, embedder, judge, old)
 
 
-def run_local(
-    left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None, old: OldRun | None
-) -> AlignmentResult:
+def run_local(left: str | Path, right: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None, old: OldRun | None) -> AlignmentResult:
     """The ``local`` engine: every stage in this process."""
     with relaxed_gc():
         return _align(left, right, config, embedder, judge, old)
@@ -115,9 +113,7 @@ def _align(
                 cached_judge.on_answered = advance
             # In an auto run the judge also checks a sample of retrieval's confident extra records.
             audit = several and prepared.cardinality is not None
-            decisions = decide(
-                candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several, audit=audit
-            )
+            decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several, audit=audit)
         if cache is not None:
             cache.close()
 
@@ -290,9 +286,11 @@ def _load(value: str | Path, side: str, config: AlignConfig, classes: list[str] 
     triples are dropped once its table is built, to be read again by fusion (an
     endpoint's copy is temporary: its triples are kept)."""
     with local_input(value, side, config) as (file, fmt):
+        reloaded = reload_graph and not is_endpoint(value)
+        taken = fingerprint(Path(file)) if reloaded else None
         graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
-        if reload_graph and not is_endpoint(value):
-            return ReloadedTriples(file, fmt, config.id_column, graph), table
+        if reloaded:
+            return ReloadedTriples(file, fmt, config.id_column, graph, taken), table
         return graph, table
 
 
@@ -343,4 +341,3 @@ def _seed_pairs(config: AlignConfig) -> list[tuple[str, str]]:
     if isinstance(config.seed_links, str):
         return read_pairs(config.seed_links)
     return list(config.seed_links)  # validated: (left, right) tuples
-

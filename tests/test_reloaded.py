@@ -10,7 +10,7 @@ import pytest
 from kgalign.config import AlignConfig
 from kgalign.errors import InputError
 from kgalign.io.parsers import read_triples
-from kgalign.io.reloaded import ReloadedTriples
+from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.pipeline import _align
 
 
@@ -26,7 +26,7 @@ def test_a_file_changed_after_loading_stops_the_read_in_one_line(persons: dict[s
     path = tmp_path / "left.ttl"
     path.write_bytes(persons["left"].read_bytes())
     again = ReloadedTriples(path, None, None, read_triples(path))
-    path.write_bytes(path.read_bytes() + b"\n<http://example.org/x> <http://example.org/p> \"added\" .\n")
+    path.write_bytes(path.read_bytes() + b'\n<http://example.org/x> <http://example.org/p> "added" .\n')
     with pytest.raises(InputError) as error:
         list(again)
     assert str(error.value) == f"{path}: the file changed while kgalign was running; run again"
@@ -35,6 +35,16 @@ def test_a_file_changed_after_loading_stops_the_read_in_one_line(persons: dict[s
     os.utime(path, ns=(1, 1))
     with pytest.raises(InputError):
         list(again)
+
+
+def test_a_change_during_the_first_read_is_caught_too(persons: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "left.ttl"
+    path.write_bytes(persons["left"].read_bytes())
+    taken = fingerprint(path)  # as the pipeline takes it, before the first parse
+    first = read_triples(path)
+    path.write_bytes(path.read_bytes() + b'\n<http://example.org/x> <http://example.org/p> "added" .\n')  # meanwhile
+    with pytest.raises(InputError, match="the file changed while kgalign was running"):
+        list(ReloadedTriples(path, None, None, first, taken))
 
 
 def test_a_run_that_reads_its_graphs_again_fuses_the_same_graph(persons: dict[str, Path], embedder, tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ table is built from the parse, the parse is dropped, and fusion reads the file a
 (:class:`ReloadedTriples`), one side at a time. On the 1M synthetic pair the two parses
 held about 360 MB through every stage in between (docs/scale.md).
 
-The file must not change meanwhile: its size and modification time are taken when it
-is loaded and checked at each later read, and a changed file stops the run in one line
+The file must not change meanwhile: its size and modification time are taken before
+it is first parsed (:func:`fingerprint`) and checked at each later read, and a changed file stops the run in one line
 (the outputs would otherwise mix two versions of the graph). Blank nodes get new labels
 at each read, as they do in each run.
 """
@@ -25,7 +25,7 @@ from kgalign.io.triples import Triple, TripleSource
 log = logging.getLogger(__name__)
 
 
-def _fingerprint(path: Path) -> tuple[int, int]:
+def fingerprint(path: Path) -> tuple[int, int]:
     """The sizes and modification times of ``path`` (a folder: of every file in it)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     size = mtime = 0
@@ -40,14 +40,16 @@ class ReloadedTriples:
     """The triples of ``path`` (as :func:`kgalign.io.parsers.read_triples` reads them),
     parsed again on each iteration; a :class:`kgalign.io.triples.TripleSource`."""
 
-    def __init__(self, path: Path, fmt: str | None, id_column: str | None, first: TripleSource) -> None:
-        """``first``: the triples of the first read, whose size and prefixes are kept."""
+    def __init__(self, path: Path, fmt: str | None, id_column: str | None, first: TripleSource, taken: tuple[int, int] | None = None) -> None:
+        """``first``: the triples of the first read, whose size and prefixes are kept;
+        ``taken``: :func:`fingerprint` of ``path`` before that read (None: now), so that a
+        change during the first parse is caught too."""
         self.path = Path(path)
         self.fmt = fmt
         self.id_column = id_column
         self._count = len(first)
         self._namespaces = list(first.namespaces())
-        self._fingerprint = _fingerprint(self.path)
+        self._fingerprint = taken if taken is not None else fingerprint(self.path)
 
     def __len__(self) -> int:
         return self._count
@@ -58,7 +60,7 @@ class ReloadedTriples:
     def __iter__(self) -> Iterator[Triple]:
         from kgalign.io.parsers import read_triples
 
-        if _fingerprint(self.path) != self._fingerprint:
+        if fingerprint(self.path) != self._fingerprint:
             raise InputError(f"{self.path}: the file changed while kgalign was running; run again")
         log.info("reading %s again", self.path)
         triples = read_triples(self.path, self.fmt, id_column=self.id_column)
