@@ -59,8 +59,8 @@ def search(left: Any, right: Any, pool: int, variant: str, bound: int | None) ->
     retrieve.SPARSE_TOPK_BELOW = 0.0 if variant == "dense" else saved[0]
     retrieve.COMMON_FEATURE_TARGETS = bound
     try:
-        searched = retrieve._search_features(right)
-        sample = left[: min(2000, left.shape[0])] @ searched.T.tocsr()
+        searched = retrieve.searched_targets(right, retrieve.search_keep(right))
+        sample = left[: min(2000, left.shape[0])] @ searched
         started = time.perf_counter()
         scores, ids = retrieve.lexical_topk(left, right, pool, 1024)
         seconds = time.perf_counter() - started

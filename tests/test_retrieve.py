@@ -278,10 +278,21 @@ def test_lexical_search_on_large_target_sets_ignores_common_features(monkeypatch
     left, right = lexical_vectors(names, list(reversed(names)))
     monkeypatch.setattr(retrieve_module, "PRUNE_FROM_TARGETS", 10)
     monkeypatch.setattr(retrieve_module, "COMMON_FEATURE_SHARE", 0.2)  # df > 8 of 42: "holdings company"
-    pruned = retrieve_module._search_features(right)
-    assert pruned.nnz < right.nnz
-    common = retrieve_module._search_features(right[:5])  # small: untouched
+    keep = retrieve_module.search_keep(right)
+    pruned = retrieve_module.searched_targets(right, keep)
+    assert keep is not None and pruned.nnz < right.nnz and pruned.shape == (right.shape[1], right.shape[0])
+    assert retrieve_module.search_keep(right[:5]) is None  # small: untouched
+    common = retrieve_module.searched_targets(right[:5], None)
     assert common.nnz == right[:5].nnz
+    # Slices made from their own targets are the whole's columns, cell for cell and in order.
+    cuts = [0, 7, 20, 42]
+    slices = [retrieve_module.searched_targets(right, keep, lo, hi) for lo, hi in zip(cuts, cuts[1:])]
+    whole = pruned.tocsr()
+    for (lo, hi), part in zip(zip(cuts, cuts[1:]), slices):
+        expected = whole[:, lo:hi].tocsr()
+        assert part.shape == expected.shape and part.has_sorted_indices
+        assert np.array_equal(part.indptr, expected.indptr) and np.array_equal(part.indices, expected.indices)
+        assert np.array_equal(part.data, expected.data)
     scores, ids = retrieve_module.lexical_topk(left, right, k=3, block_rows=4)
     n = len(names)
     best = ids[np.arange(n), np.argmax(scores, axis=1)]

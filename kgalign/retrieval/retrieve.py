@@ -149,19 +149,32 @@ def _prunes(n_targets: int) -> bool:
     return n_targets >= PRUNE_FROM_TARGETS
 
 
-def _search_features(right: sparse.csr_matrix) -> sparse.csr_matrix:
-    """``right`` without its common features when it is large (see PRUNE_FROM_TARGETS)."""
+def search_keep(right: sparse.csr_matrix) -> np.ndarray | None:
+    """The features the lexical search keeps for the targets ``right`` (a mask over its
+    columns), or None for all of them: when ``right`` is large its common features go
+    (see PRUNE_FROM_TARGETS)."""
     n = right.shape[0]
     if not _prunes(n):
-        return right
+        return None
     df = np.bincount(right.indices, minlength=right.shape[1])
     limit = _common_from(n)
     keep = df <= limit
-    mask = sparse.diags(keep.astype(right.dtype))
-    pruned = (right @ mask).tocsr()
-    pruned.eliminate_zeros()
     log.info("lexical search: %d of %d features shared by more than %d of %d targets ignored", int((~keep).sum()), len(keep), limit, n)
-    return pruned
+    return keep
+
+
+def searched_targets(right: sparse.csr_matrix, keep: np.ndarray | None, start: int = 0, stop: int | None = None) -> sparse.csr_matrix:
+    """The targets ``start:stop`` of ``right`` as the search reads them: their ``keep``
+    features (:func:`search_keep`), transposed to row-major CSR (features as rows, those
+    targets as columns from 0). A slice is made from its own rows alone, so a search
+    cut into slices never holds the whole transposed set."""
+    part = right if start == 0 and stop is None else right[start:stop]
+    if keep is not None:
+        part = (part @ sparse.diags(keep.astype(part.dtype))).tocsr()
+        part.eliminate_zeros()
+    # Row-major once: a product with a column-major matrix converts it on every call
+    # (every block), which cost more than the product itself on large target sets.
+    return part.T.tocsr()
 
 
 def _common_from(n_targets: int) -> int:
@@ -179,13 +192,14 @@ BLOCK_CELLS = 16_000_000
 
 class LexicalSearch(Protocol):
     """A lexical search spread elsewhere (``--engine ray``: over the actors, each
-    scoring a slice of the targets). ``topk`` gets the sources' rows and the searched
-    target features transposed (CSR, targets as columns, common features already dropped)
-    and gives :func:`lexical_topk`'s result, or None to leave a search to this process
-    (one too small to be worth shipping)."""
+    scoring a slice of the targets). ``topk`` gets the sources' rows, the targets' rows
+    and the features to search (:func:`search_keep`; :func:`searched_targets` makes a
+    slice of the targets as the search reads them) and gives :func:`lexical_topk`'s
+    result, or None to leave a search to this process (one too small to be worth
+    shipping)."""
 
     def topk(
-        self, left: sparse.csr_matrix, right_t: sparse.csr_matrix, k: int, progress: Progress | None
+        self, left: sparse.csr_matrix, right: sparse.csr_matrix, keep: np.ndarray | None, k: int, progress: Progress | None
     ) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
@@ -202,9 +216,7 @@ def lexical_search(search: LexicalSearch) -> Iterator[None]:
         _SEARCH.reset(token)
 
 
-def lexical_topk(
-    left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def lexical_topk(left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` right rows per left row by sparse cosine, computed block by block; each
     row's best first, equal scores by target order (:func:`block_topk`).
 
@@ -219,14 +231,13 @@ def lexical_topk(
     from concurrent.futures import ThreadPoolExecutor
 
     k = min(k, right.shape[0])
-    # Row-major once: a product with a column-major matrix converts it on every call
-    # (every block), which cost more than the product itself on large target sets.
-    right_t = _search_features(right).T.tocsr()
+    keep = search_keep(right)
     search = _SEARCH.get()
     if search is not None and k > 0:
-        found = search.topk(left, right_t, k, progress)
+        found = search.topk(left, right, keep, k, progress)
         if found is not None:
             return found
+    right_t = searched_targets(right, keep)
     all_ids = np.empty((left.shape[0], k), dtype=np.int64)
     all_scores = np.empty((left.shape[0], k), dtype=np.float32)
     workers = max(1, min(os.cpu_count() or 1, 4))
