@@ -376,3 +376,20 @@ def test_every_candidate_carries_its_exact_combined_score(dense_weight) -> None:
         assert c.margin == pytest.approx(c.items[0].score - c.items[1].score, abs=2e-6)
     if dense_weight == 0.0:
         assert [c.top.iri for c in cands] == [n.replace("2000", "2000 pro") for n in left_names]
+
+
+def test_taking_every_row_in_order_keeps_the_matrix_itself_instead_of_a_copy() -> None:
+    """Without seed links every entity takes part: its TF-IDF rows and vectors are
+    passed on as they are, not copied (a second copy of both sides' rows on large pairs)."""
+    from kgalign.retrieval.candidates import taken_rows
+
+    dense = np.arange(12, dtype=np.float32).reshape(4, 3)
+    rows = sparse.csr_matrix(dense)
+    for matrix in (dense, rows):
+        assert taken_rows(matrix, np.arange(4)) is matrix
+        for index in (np.array([0, 1, 3]), np.array([1, 0, 2, 3]), np.array([0, 1, 2, 2])):
+            taken = taken_rows(matrix, index)
+            assert taken is not matrix
+            expected = dense[index]
+            assert np.array_equal(taken.toarray() if sparse.issparse(taken) else taken, expected)
+    assert taken_rows(dense, np.arange(0)).shape == (0, 3)

@@ -45,9 +45,7 @@ def find_candidates(
     ``lexical``: :func:`lexical_vectors` of ``left_texts`` and ``right_texts``, when the
     caller made them already (the cardinality detection), so they are not fitted twice."""
     if config.retrieval.mode == "cascade":
-        return _cascade_candidates(
-            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical
-        )
+        return _cascade_candidates(config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical)
     left_vectors = right_vectors = None
     with timer.stage("embed"):
         if config.retrieval.needs_embeddings:
@@ -103,8 +101,8 @@ def _cascade_candidates(
             [right_iris[j] for j in cols],
             [left_texts[i] for i in rows],
             [right_texts[j] for j in cols],
-            left_lex[rows],
-            right_lex[cols],
+            taken_rows(left_lex, rows),
+            taken_rows(right_lex, cols),
             encode,
             retrieval,
             left_struct,
@@ -148,7 +146,7 @@ def _retrieve_candidates(
         everyone = lexical if lexical is not None else lexical_vectors(left_texts, right_texts)
         name_vectors = everyone
         if retrieval.dense_weight < 1.0 or left_vectors is None:
-            lex = (everyone[0][rows], everyone[1][cols])
+            lex = (taken_rows(everyone[0], rows), taken_rows(everyone[1], cols))
     else:
         name_vectors = (left_vectors, right_vectors)
         if retrieval.dense_weight < 1.0 or left_vectors is None:
@@ -160,8 +158,8 @@ def _retrieve_candidates(
         return retrieve(
             [left_iris[i] for i in rows],
             [right_iris[j] for j in cols],
-            None if left_vectors is None else left_vectors[rows],
-            None if right_vectors is None else right_vectors[cols],
+            None if left_vectors is None else taken_rows(left_vectors, rows),
+            None if right_vectors is None else taken_rows(right_vectors, cols),
             lex[0],
             lex[1],
             retrieval,
@@ -201,9 +199,20 @@ def _neighbour_channel(
     neighbours' name vectors (dense or TF-IDF rows, of every entity), seed targets
     carrying their left partner's names."""
     propagated = propagate_seeds(left_names, right_names, left_iris, right_iris, seeds)
-    left_struct = neighbour_vectors(adjacency(left_table, left_iris), left_names)[rows]
-    right_struct = neighbour_vectors(adjacency(right_table, right_iris), propagated)[cols]
+    left_struct = taken_rows(neighbour_vectors(adjacency(left_table, left_iris), left_names), rows)
+    right_struct = taken_rows(neighbour_vectors(adjacency(right_table, right_iris), propagated), cols)
     return left_struct, right_struct
+
+
+def taken_rows(matrix: Any, index: np.ndarray) -> Any:
+    """``matrix[index]`` (an array or a sparse matrix), or ``matrix`` itself when
+    ``index`` takes every row in order: indexing by an array copies, and without seed
+    links or ``--only`` every entity takes part. On the 4M synthetic pair that copy was
+    the TF-IDF rows of both sides held twice from the lexical pass to the end of the
+    retrieval."""
+    if len(index) == matrix.shape[0] and np.array_equal(index, np.arange(len(index))):
+        return matrix
+    return matrix[index]
 
 
 def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:
