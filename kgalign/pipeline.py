@@ -10,6 +10,7 @@ The config is never changed: values left to "auto" are resolved into a copy
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from kgalign.config import AlignConfig
@@ -85,12 +86,15 @@ def _align(
     serve: Serve | None = None,
     judge_device: str | None = None,
     reload_graphs: bool = False,
+    models_done: Callable[[], None] | None = None,
 ) -> AlignmentResult:
     """The stages in order; ``serve`` (an engine's) makes the judge from its backend, built
     for ``judge_device`` (the engine's workers') when given (see
     :func:`kgalign.judging.build.build_judge`). With ``reload_graphs`` an input file's
     triples are not kept after its entity table is built: fusion reads the file again
-    (:class:`kgalign.io.reloaded.ReloadedTriples`)."""
+    (:class:`kgalign.io.reloaded.ReloadedTriples`). ``models_done`` is called once no
+    later stage asks the embedder or the judge (before fusion): an engine lets its model
+    workers go there."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
@@ -145,6 +149,8 @@ def _align(
                 duplicates[side], duplicate_checks[side] = side_duplicates(table, profiles, effective, own_embedder, cached_judge)
                 log.info("%s graph: %d duplicate pairs", side, len(duplicates[side]))
 
+    if models_done is not None:
+        models_done()
     with timer.stage("fuse"):
         fusion = fuse(prepared.left_graph, prepared.right_graph, links, config.canonical, config.conflicts, duplicates)
 

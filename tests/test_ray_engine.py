@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,27 @@ def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_pa
     monkeypatch.setattr(ray_engine, "EMBED_BATCHES_PER_CALL", 1)
     monkeypatch.setattr(ray_engine, "EMBED_WINDOW", 1)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache", "--retrieval", "full"]
+    # Fusion runs in the driver alone: the actors' CPUs are back in the cluster by then.
+    import kgalign.pipeline as pipeline
+
+    free_at_fusion = []
+
+    def fuse(*args, **kwargs):
+        import ray
+
+        if ray.is_initialized():
+            deadline = time.monotonic() + 30
+            while ray.available_resources().get("CPU", 0.0) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            free_at_fusion.append(ray.available_resources().get("CPU", 0.0))
+        return real_fuse(*args, **kwargs)
+
+    real_fuse = pipeline.fuse
+    monkeypatch.setattr(pipeline, "fuse", fuse)
     # Each run with an empty vector cache: the actors compute every vector.
     info = _both_engines(args, tmp_path, cluster, lambda engine: monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / f"cache-{engine}")))
     assert info["engine"]["name"] == "ray" and info["engine"]["actors"] == 2 and info["engine"]["embed_calls"] > 2
+    assert free_at_fusion == [2.0]
     assert info["engine"]["address"] == cluster and info["config"]["ray"]["address"] == cluster
     assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}
 

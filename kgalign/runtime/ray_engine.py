@@ -21,7 +21,9 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
 Loading, the TF-IDF fit, the dense search, resolution and fusion run in the driver,
 as with ``local``: this engine spreads the model work and the lexical search, not yet
 the data (docs/scale.md). The driver keeps no input triples between loading and
-fusion: an input file is read again when fused (:mod:`kgalign.io.reloaded`).
+fusion: an input file is read again when fused (:mod:`kgalign.io.reloaded`). The actors
+are let go before fusion, which needs no model; each gives its heap's free pages back
+after every call.
 
 Without ``--ray-address`` a local Ray instance is started for the run (``ray.init``) and
 stopped after it; with one, the run joins that cluster and leaves it running.
@@ -78,7 +80,8 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
-                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, reload_graphs=True)
+                # The actors go once the judge is done: fusion runs in the driver alone.
+                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, reload_graphs=True, models_done=pool.close)
             result.engine = pool.describe()
             return result
         finally:
@@ -248,6 +251,8 @@ class WorkerPool:
             log.warning("--ray-actors %d: the cluster holds %d actors of %g CPU (and %g GPU); using %d", self.size, room, self.cpus, self.gpus, room)
             self.size = room
         self._actors: list[Any] = []
+        #: The most actors the run had at once (they are let go before fusion).
+        self.started = 0
         self._taken = 0  # threads given an actor so far, round robin
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -261,6 +266,7 @@ class WorkerPool:
             if not self._actors:
                 remote = self.ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS)(KgalignWorker)
                 self._actors = [remote.remote(max(1, int(self.cpus))) for _ in range(self.size)]
+                self.started = max(self.started, len(self._actors))
                 log.info("ray: %d actors of %g CPU each", self.size, self.cpus)
             return self._actors
 
@@ -308,7 +314,7 @@ class WorkerPool:
             "nodes": self.cluster["nodes"],
             "cluster_cpus": self.cluster["cpus"],
             "cluster_gpus": self.cluster["gpus"],
-            "actors": len(self._actors),
+            "actors": self.started,
             "cpus_per_actor": self.cpus,
             "gpus_per_actor": self.gpus,
             "device": self.device,
@@ -318,12 +324,15 @@ class WorkerPool:
         }
 
     def close(self) -> None:
-        for actor in self._actors:
+        """Let the actors go (a later call starts new ones)."""
+        with self._lock:
+            actors, self._actors = self._actors, []
+            self._local = threading.local()  # no thread keeps a released actor
+        for actor in actors:
             try:
                 self.ray.kill(actor)
             except Exception:  # already gone
                 pass
-        self._actors = []
 
 
 class RayJudge:
