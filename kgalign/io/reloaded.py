@@ -6,9 +6,9 @@ table is built from the parse, the parse is dropped, and fusion reads the file a
 held about 360 MB through every stage in between (docs/scale.md).
 
 The file must not change meanwhile: its size and modification time are taken before
-it is first parsed (:func:`fingerprint`) and checked at each later read, and a changed file stops the run in one line
-(the outputs would otherwise mix two versions of the graph). Blank nodes get new labels
-at each read, as they do in each run.
+it is first parsed (:func:`fingerprint`) and checked at each later read, and a changed
+file stops the run in one line (the outputs would otherwise mix two versions of the
+graph). Blank nodes get new labels at each read, as they do in each run.
 """
 
 from __future__ import annotations
