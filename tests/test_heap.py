@@ -36,3 +36,18 @@ def _freed_mb(mode: str) -> int:
 def test_a_stage_gives_back_the_heap_pages_freed_before_its_end() -> None:
     assert _freed_mb("none") < 20  # glibc keeps the 190 MB freed under the kept block
     assert _freed_mb("stage") > 150
+
+
+def test_a_releasing_call_gives_its_result_and_its_errors_unchanged() -> None:
+    from kgalign.runtime.heap import releasing
+
+    @releasing
+    def double(x: int) -> int:
+        """Twice x."""
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        return 2 * x
+
+    assert double(21) == 42 and double.__name__ == "double" and double.__doc__ == "Twice x."
+    with pytest.raises(ValueError, match="negative: -1"):
+        double(-1)

@@ -48,7 +48,7 @@ from kgalign.errors import KgalignError
 from kgalign.judging.base import Answer, Judge
 from kgalign.judging.prompt import Question
 from kgalign.result import AlignmentResult
-from kgalign.runtime.heap import release_free_memory
+from kgalign.runtime.heap import releasing
 from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
@@ -165,12 +165,10 @@ class KgalignWorker:
         except ImportError:  # pragma: no cover - torch is a dependency
             pass
 
+    @releasing
     def embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
         embedder = self._embedder(spec)
-        try:
-            return [embedder.encode_batch(engine, texts) for texts in batches]
-        finally:
-            release_free_memory()
+        return [embedder.encode_batch(engine, texts) for texts in batches]
 
     def embedder_id(self, spec: dict[str, Any]) -> str:
         return str(self._embedder(spec).model_id)
@@ -183,16 +181,14 @@ class KgalignWorker:
             self._embedders[key] = SentenceTransformerEmbedder(**spec)
         return self._embedders[key]
 
+    @releasing
     def lexical_block(self, left: Any, start: int, stop: int, targets: Any, offset: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The best ``k`` of one slice of the targets (``targets``: their features
         transposed, the whole's columns from ``offset``) for sources ``start:stop``."""
         from kgalign.retrieval.retrieve import block_topk
 
-        try:
-            scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
-            return scores, ids + offset
-        finally:
-            release_free_memory()
+        scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
+        return scores, ids + offset
 
     def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
         from kgalign.judging.base import explainer
@@ -212,11 +208,9 @@ class KgalignWorker:
             self._judge = build()
         return self._judge
 
+    @releasing
     def answer(self, build: Callable[[], Judge], questions: list[Question]) -> list[Answer]:
-        try:
-            return self._built(build).answer(questions)
-        finally:
-            release_free_memory()
+        return self._built(build).answer(questions)
 
     def explain(self, build: Callable[[], Judge], questions: list[Question], chosen: list[str]) -> list[str]:
         from kgalign.judging.base import explainer
