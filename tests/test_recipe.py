@@ -186,3 +186,63 @@ def test_the_cross_domain_recipe_reads_only_training_splits() -> None:
     recipe = load_recipe(path)
     assert {s.name for s in recipe.sources} >= {"dbp15k", "abt-buy", "beer"}
     assert all(Path(s.options.get("file", "train.txt")).name in ("train.txt",) for s in recipe.sources)
+
+
+def test_saved_questions_read_back_as_built(data, tmp_path: Path) -> None:
+    from kgalign.finetune.store import load_questions, save_questions
+
+    path = save_questions(data, tmp_path / "q.jsonl.gz", {"max_steps": 2, "batch_size": 2})
+    back, train = load_questions(path)
+    assert back.train == data.train and back.val == data.val  # every question, answer, source and group
+    assert back.fingerprint() == data.fingerprint() and back.config == data.config
+    assert [e.question.messages() for e in back.train] == [e.question.messages() for e in data.train]
+    assert train == {"max_steps": 2, "batch_size": 2}
+    assert back.inputs["sources"] == data.inputs["sources"] and back.inputs["questions_file"] == str(path)
+
+
+def test_a_damaged_question_file_stops_in_one_line(data, tmp_path: Path) -> None:
+    import gzip
+
+    from kgalign.errors import InputError
+    from kgalign.finetune.store import load_questions, save_questions
+
+    path = save_questions(data, tmp_path / "q.jsonl.gz")
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    cases = {
+        "truncated": ("\n".join(lines[:-1]) + "\n", "differ from those written"),
+        "bad-json": ("\n".join([*lines[:3], "{oops", *lines[4:]]) + "\n", ":4: not JSON"),
+        "bad-answer": ("\n".join([*lines[:-1], lines[-1].replace('"answer": "', '"answer": "Z', 1)]) + "\n", "is not one of the question's letters"),
+        "not-ours": ('{"format": "something"}\n', ":1: not a kgalign question file"),
+    }
+    for name, (text, message) in cases.items():
+        bad = tmp_path / f"{name}.jsonl.gz"
+        bad.write_bytes(gzip.compress(text.encode()))
+        with pytest.raises(InputError) as caught:
+            load_questions(bad)
+        assert str(bad) in str(caught.value) and message in str(caught.value), name
+        assert "\n" not in str(caught.value)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not gzip")
+    with pytest.raises(InputError, match="not a readable question file"):
+        load_questions(plain)
+
+
+def test_questions_built_here_train_elsewhere(persons, tmp_path: Path) -> None:
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    path = _write(tmp_path, _recipe_text(persons))
+    saved = tmp_path / "q.jsonl.gz"
+    built = cli(["finetune", "--recipe", path, "--save-questions", saved, "--quiet"])
+    assert built.exit_code == 0, built.output
+    assert f"-> {saved}" in built.output and saved.is_file()
+    assert not (tmp_path / "adapter").exists()
+    out = tmp_path / "adapter"
+    result = cli(["finetune", "--questions", saved, "-o", out, "--threads", "1", "--quiet", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["steps"] == 1 and meta["train"]["batch_size"] == 2 and meta["train"]["lora_layers"] == 2  # the recipe's [train]
+    assert set(meta["after"]["accuracy_by_source"]) == {"persons", "abt-buy", "beer"}
+    assert meta["data"]["inputs"]["questions_file"] == str(saved)
+    refused = cli(["finetune", "--questions", saved, "--recipe", path, "-o", tmp_path / "b"])
+    assert refused.exit_code == 2 and "--questions is a built question set" in refused.output
+    no_output = cli(["finetune", "--recipe", path])
+    assert no_output.exit_code == 2 and "give -o ADAPTER_DIR" in no_output.output

@@ -23,8 +23,10 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.command()
 @click.argument("left", required=False, type=click.Path(path_type=Path))
 @click.argument("right", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", "adapter_dir", type=click.Path(path_type=Path), required=True, help="Adapter directory: the best adapter (for `kgalign run --adapter`), kgalign-finetune.json, best/ and the last checkpoint-N/ folders.")
+@click.option("-o", "--output", "adapter_dir", type=click.Path(path_type=Path), help="(Required unless --save-questions.) Adapter directory: the best adapter (for `kgalign run --adapter`), kgalign-finetune.json, best/ and the last checkpoint-N/ folders.")
 @click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), help="Multi-dataset recipe (TOML): [[source]] tables of graphs + gold links, labelled pair files and teacher votes, each with a cap and a weight; [questions] and [train] settings (options given here override them). See docs/judge.md.")
+@click.option("--questions", "questions_file", type=click.Path(path_type=Path, dir_okay=False), help="Train on a question set saved by --save-questions (no graphs, pair files or embedder needed: build where the data is, train where the GPU is). Its recipe's [train] settings apply unless given here.")
+@click.option("--save-questions", "save_file", type=click.Path(path_type=Path, dir_okay=False), help="Build the questions (any recipe), write them to FILE (gzipped JSON lines) and stop before loading any model; train on them later with --questions FILE.")
 @click.option("--without", "left_out", multiple=True, metavar="NAME", help="Leave the recipe's source NAME out (repeatable): the leave-one-dataset-out protocol, one recipe for every run.")
 @click.option("--links", type=click.Path(path_type=Path), help="Gold recipe: gold links of LEFT and RIGHT (any format of `kgalign eval`); the questions show each source's real retrieval candidates.")
 @click.option("--from-votes", "votes", type=click.Path(path_type=Path), help="Teacher recipe: the votes.jsonl of an earlier run, whose confident decisions become the labels. The graphs are those named in the run.json beside it, unless LEFT and RIGHT are given.")
@@ -65,13 +67,15 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True, help="Arithmetic of training. auto: float32 weights under bfloat16 autocast where the CPU or GPU computes bfloat16 natively (about twice as fast), float32 otherwise. bfloat16: bfloat16 weights too (half the memory; auto's float32 weights are what was measured on a GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_dir: Path, **opts: Any) -> None:
+def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_dir: Path | None, **opts: Any) -> None:
     """Fine-tune the judge model with LoRA on questions asked exactly as a run asks them.
 
     \b
     Gold recipe:    kgalign finetune LEFT RIGHT --links GOLD -o ADAPTER_DIR
     Teacher recipe: kgalign finetune --from-votes OUTDIR/votes.jsonl -o ADAPTER_DIR
     Many datasets:  kgalign finetune --recipe RECIPE.toml -o ADAPTER_DIR
+    Saved set:      kgalign finetune --recipe RECIPE.toml --save-questions Q.jsonl.gz
+                    kgalign finetune --questions Q.jsonl.gz -o ADAPTER_DIR
 
     Prints validation accuracy (per recipe source too) and where the answers fall
     (position bias) before and after training, and writes them to
@@ -89,27 +93,53 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
 
     quiet(opts["quiet"])
     recipe_given = opts["recipe"] is not None
+    saved_given = opts["questions_file"] is not None
+    if saved_given and (recipe_given or left is not None or opts["links"] or opts["votes"] or opts["corrections"]):
+        raise click.UsageError("--questions is a built question set: give no LEFT RIGHT, --recipe, --links, --from-votes or --corrections with it")
+    if saved_given and opts["save_file"]:
+        raise click.UsageError("--questions and --save-questions exclude each other")
     if recipe_given and (left is not None or opts["links"] or opts["votes"]):
         raise click.UsageError("--recipe names its own sources: give no LEFT RIGHT, --links or --from-votes with it")
     if opts["left_out"] and not recipe_given:
         raise click.UsageError("--without names sources of a --recipe")
-    if not recipe_given:
+    if not recipe_given and not saved_given:
         _check_single_source(left, right, opts)
-    check_output(adapter_dir, opts["resume"], opts["force"])
+    if opts["save_file"] is None:
+        if adapter_dir is None:
+            raise click.UsageError("give -o ADAPTER_DIR (or --save-questions FILE to only build the questions)")
+        check_output(adapter_dir, opts["resume"], opts["force"])
     device = resolve_device(opts["device"])
     train_values = {name: opts[name] for name in TRAIN_OPTIONS}
-    if recipe_given:
+    saved_train: dict[str, Any] = {}
+    if saved_given:
+        from kgalign.finetune.store import load_questions
+
+        data, saved_train = load_questions(opts["questions_file"])
+        train_values = {**train_values, **{k: v for k, v in saved_train.items() if not given(k)}}
+    elif recipe_given:
         from kgalign.finetune.recipe import load_recipe, recipe_data
 
         recipe = load_recipe(opts["recipe"]).without(opts["left_out"])
         questions = replace(recipe.questions, **{f: opts[o] for o, f in QUESTION_OPTIONS.items() if given(o)})
         recipe = replace(recipe, questions=questions)
+        saved_train = dict(recipe.train)
         train_values = {**train_values, **{k: v for k, v in recipe.train.items() if not given(k)}}
         data = recipe_data(recipe, device)
     else:
         data = _single_source_data(left, right, opts, device)
     if opts["max_train"]:
         data = replace(data, train=data.train[: opts["max_train"]])
+    if opts["save_file"] is not None:
+        from kgalign.finetune.store import save_questions
+
+        path = save_questions(data, opts["save_file"], saved_train)
+        summary = data.summary()
+        click.echo(
+            f"{summary['train']['questions']} training and {summary['val']['questions']} validation questions "
+            f"({summary['train']['sources']} + {summary['val']['sources']} sources) -> {path}"
+        )
+        return
+    assert adapter_dir is not None
     recipe_model = train_values.pop("model", None)  # a recipe's [train] may name the base model
     model = opts["model"] or recipe_model
     train_config = TrainConfig(
