@@ -373,8 +373,11 @@ def check_judge(name: str, model: str | None = None, adapter: str | None = None)
     for requirement in spec.requires:
         _require(requirement, f"--judge {name}")
     if adapter:
+        from kgalign.judging.adapters import resolve_adapter
+
         for requirement in spec.adapter_requires:
             _require(requirement, f"--adapter with --judge {name}")
+        adapter = resolve_adapter(adapter)
     if spec.preflight:
         preflight: Callable[..., None] = getattr(importlib.import_module(spec.module), spec.preflight)
         preflight(model=model, adapter=adapter)

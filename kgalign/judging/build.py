@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from kgalign.config import AlignConfig
+from kgalign.judging.adapters import resolve_adapter
 from kgalign.judging.base import Judge, judge_spec, make_judge
 from kgalign.judging.cache import AnswerCache, CachedJudge
 from kgalign.judging.lazy import LazyJudge
@@ -37,7 +38,7 @@ def build_judge(
     if config.model:
         options["model"] = config.model
     if config.adapter:
-        options["adapter"] = config.adapter
+        options["adapter"] = resolve_adapter(config.adapter)
     if spec.takes_device:
         options.setdefault("device", device or config.device)
     if spec.takes_seed:

@@ -161,8 +161,9 @@ class LocalJudge:
                 from peft import PeftModel
             except ImportError:
                 raise KgalignError("--adapter needs the 'peft' package: pip install 'kgalign[finetune]'") from None
-            if not Path(adapter).is_dir():
-                raise KgalignError(f"{adapter}: adapter folder not found")
+            from kgalign.judging.adapters import adapter_folder
+
+            adapter = adapter_folder(adapter)
             loaded = PeftModel.from_pretrained(loaded, adapter)
         if calibrate is None:
             calibrate = adapter_calibrates(adapter) if adapter else True

@@ -97,8 +97,10 @@ class VLLMJudge:
     ) -> None:
         if not model:
             raise KgalignError("--judge vllm needs --model (a model folder, or a model name already in the local cache)")
-        if adapter and not Path(adapter).is_dir():
-            raise KgalignError(f"{adapter}: adapter folder not found")
+        if adapter:
+            from kgalign.judging.adapters import adapter_folder
+
+            adapter = adapter_folder(adapter)
         vllm = import_vllm()
         try:
             from vllm.sampling_params import StructuredOutputsParams

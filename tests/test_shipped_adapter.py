@@ -1,0 +1,72 @@
+"""The adapter shipped in the package (``--adapter cross-domain``).
+
+It is found by name (a folder of that name in the working directory wins), loads
+offline with the bundled SmolLM2 and answers questions of kinds it was trained on; an
+unknown name stops before any work with one line; the model card and training record
+travel with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import cli
+
+from kgalign.errors import KgalignError
+from kgalign.judging.adapters import SHIPPED, resolve_adapter, shipped_adapter
+from kgalign.judging.prompt import Question
+from kgalign.model import EntityProfile
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_the_shipped_adapter_is_found_by_name_with_its_card(tmp_path: Path, monkeypatch) -> None:
+    folder = Path(resolve_adapter("cross-domain") or "")
+    assert folder == shipped_adapter("cross-domain") and folder.parent.name == "adapters"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "kgalign-finetune.json", "README.md"):
+        assert (folder / name).is_file(), name
+    record = json.loads((folder / "kgalign-finetune.json").read_text())
+    assert record["after"]["accuracy"] > record["before"]["accuracy"]
+    card = (folder / "README.md").read_text()
+    assert str(record["steps"]) in card and "test" in card
+    # A folder of the same name where the user works is theirs, and wins.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cross-domain").mkdir()
+    assert resolve_adapter("cross-domain") == "cross-domain"
+    with pytest.raises(KgalignError, match=f"not a shipped adapter: {', '.join(SHIPPED)}"):
+        resolve_adapter("no-such-adapter")
+
+
+def _person(iri: str, name: str, born: str, town: str) -> EntityProfile:
+    return EntityProfile(iri, name, [("birth date", born), ("town", town)])
+
+
+def test_the_shipped_adapter_answers_offline() -> None:
+    from kgalign.judging.local import LocalJudge
+
+    judge = LocalJudge(adapter="cross-domain", batch_size=4)
+    source = _person("l:1", "Margaret Holloway", "1961-03-14", "Wollongong")
+    match = _person("r:7", "Margaret Holloway", "1961-03-14", "Wollongong")
+    others = [
+        _person("r:2", "Marcus Holland", "1975-09-02", "Perth"),
+        _person("r:3", "Margot Galloway", "1988-11-30", "Cairns"),
+        _person("r:4", "Peter Hollis", "1961-07-01", "Hobart"),
+    ]
+    questions = [
+        Question(source, (match, *others)),  # A
+        Question(source, (*others, match)),  # D
+        Question(source, tuple(others)),  # none of these: D
+    ]
+    answers = judge.answer(questions)
+    assert [a.choice for a in answers] == ["A", "D", "D"]
+    assert judge.model_id.startswith("local:") and judge.adapter and judge.adapter.endswith("cross_domain")
+
+
+def test_an_unknown_adapter_stops_the_run_before_any_work(persons, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli(["run", persons["left"], persons["right"], "-o", out, "--judge", "local", "--adapter", "no-such-adapter"])
+    assert result.exit_code == 1
+    assert "no-such-adapter: adapter folder not found (and not a shipped adapter: cross-domain)" in result.output
+    assert not out.exists()
