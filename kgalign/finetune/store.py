@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 from kgalign.errors import InputError
 from kgalign.finetune.data import DataConfig, Example, TrainingData
+from kgalign.io.atomic import atomic_open
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 
@@ -73,16 +72,9 @@ def save_questions(data: TrainingData, path: str | Path, train: Mapping[str, Any
         "entities": len(entity_lines),
         "questions": len(question_lines),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-            for line in [json.dumps(header, ensure_ascii=False, default=str), *entity_lines, *question_lines]:
-                out.write(line.encode("utf-8") + b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+        for line in [json.dumps(header, ensure_ascii=False, default=str), *entity_lines, *question_lines]:
+            out.write(line.encode("utf-8") + b"\n")
     return path
 
 
