@@ -2,7 +2,7 @@
 
     python -m bench.table [--data ../shared/data] [--work DIR] [--judges none,local]
                           [--datasets dbp15k,srprs,person1,restaurants,abt-buy] [--out bench/results]
-                          [--lock /tmp/kgalign-heavy.lock] [--reuse]
+                          [--lock /tmp/kgalign-heavy.lock] [--reuse] [--adapter DIR] [--stem NAME]
 
 Each dataset is converted with kgalign's own importers where needed (those of `kgalign
 convert dbp15k` and `kgalign convert tables`, by kgalign.io.importers.convert_cached in a
@@ -183,11 +183,17 @@ def kgalign_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from kgalign.cli.main import main; sys.exit(main())"]
 
 
+#: `--adapter` of this invocation: given to every run whose judge is an LLM.
+_ADAPTER: list[Path | None] = [None]
+
+
 def judge_args(judge: str) -> list[str]:
     spec = dict(oaei.JUDGES[judge])
     args = ["--judge", spec.pop("judge")]
     if spec.pop("gate", True) is False:
         args.append("--no-gate")
+    if args[1] != "none" and _ADAPTER[0] is not None:
+        args += ["--adapter", str(_ADAPTER[0])]
     return args
 
 
@@ -613,6 +619,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reuse", action="store_true", help="take finished runs from --work instead of running them again")
     parser.add_argument("--peers", type=Path, default=BENCH / "results" / "peers.json", help="peers' figures written by bench/peers.py")
     parser.add_argument("--quoted", type=Path, default=BENCH / "quoted.json", help="published figures of other systems, with sources")
+    parser.add_argument("--adapter", type=Path, help="LoRA adapter folder for the runs with an LLM judge (`kgalign run --adapter`)")
+    parser.add_argument("--stem", default="table", help="name of the written files: OUT/STEM.md and OUT/STEM.json")
     parser.add_argument("--run-peers", action="store_true", help="run bench/peers.py in this invocation, each dataset's peers just before kgalign on that dataset, so that both are timed side by side (needs bench/peers-setup.sh once)")
     args = parser.parse_args(argv)
 
@@ -624,6 +632,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = (args.work or Path(os.environ.get("TMPDIR", "/tmp")) / "kgalign-table").resolve()
     work.mkdir(parents=True, exist_ok=True)
     _LOCK[0] = args.lock
+    _ADAPTER[0] = args.adapter.resolve() if args.adapter else None
     started = time.perf_counter()
     version = {
         "version": __version__,
@@ -683,8 +692,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     text = render(report, args.peers)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text(text)
-    (args.out / "table.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (args.out / f"{args.stem}.md").write_text(text)
+    (args.out / f"{args.stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(text)
     return report
 
