@@ -90,7 +90,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--seed-links",), "seed_links", "Known matches (a train split, any gold format): linked as given, left out of retrieval and of the metrics, and propagated through relations by the structure channel.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--judge",), "judge", "Who decides what retrieval cannot settle: an LLM backend (local, openai, vllm) or retrieval alone (none; the bundled untuned model does worse, docs/judge.md).", kwargs={"type": LiveChoice(_judges)}),
     RunOption(("--model",), "model", "Judge model folder (local, vllm) or served model name (openai). Default: SmolLM2-135M."),
-    RunOption(("--adapter",), "adapter", "LoRA adapter for the judge model: a PEFT folder, or the name of an adapter shipped in the package (cross-domain: SmolLM2 trained on public benchmarks, docs/judge.md).", kwargs={"type": PATH}, convert=_path_str),
+    RunOption(("--adapter",), "adapter", "LoRA adapter for the judge model: a PEFT folder, or the name of an adapter shipped in the package (cross-domain: SmolLM2 trained on public benchmarks, docs/judge.md).", kwargs={"type": PATH, "metavar": "DIR|NAME"}, convert=_path_str),
     RunOption(("--class", "classes"), "classes", "Align only subjects of this rdf:type (IRI); repeatable.", kwargs={"multiple": True}, convert=list),
     RunOption(("--graph",), "sparql.graph", "Endpoint inputs: read the entities from this named graph (IRI) instead of the default graph.", kwargs={"metavar": "IRI"}),
     RunOption(("--where",), "sparql.where", "Endpoint inputs: a SPARQL group pattern on ?entity that the entities must also match, e.g. '?entity <http://x/country> <http://x/France>'.", kwargs={"metavar": "PATTERN"}),
