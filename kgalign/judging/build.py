@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from kgalign.config import AlignConfig
-from kgalign.judging.adapters import resolve_adapter
+from kgalign.judging.adapters import judge_adapter
 from kgalign.judging.base import Judge, judge_spec, make_judge
 from kgalign.judging.cache import AnswerCache, CachedJudge
 from kgalign.judging.lazy import LazyJudge
@@ -37,8 +37,9 @@ def build_judge(
     options = {key: value for key, value in config.judge_options.items() if value is not None}
     if config.model:
         options["model"] = config.model
-    if config.adapter:
-        options["adapter"] = resolve_adapter(config.adapter)
+    adapter = judge_adapter(config.judge, config.model, config.adapter)
+    if adapter:
+        options["adapter"] = adapter
     if spec.takes_device:
         options.setdefault("device", device or config.device)
     if spec.takes_seed:

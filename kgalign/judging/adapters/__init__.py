@@ -1,5 +1,9 @@
 """LoRA adapters shipped inside the package, found by name (``--adapter cross-domain``).
 
+``--judge local`` on its default model (no ``--model``) loads ``cross-domain`` unless
+``--adapter`` names another folder, or ``none`` for the bare model: the bare
+SmolLM2-135M is near chance on kgalign's questions.
+
 ``cross-domain`` is SmolLM2-135M-Instruct's adapter trained on every public training
 split of the benchmarks beside the project (two knowledge graphs, five product-offer
 sets, one non-product table); its model card is ``cross_domain/README.md`` and its
@@ -14,6 +18,10 @@ from kgalign.errors import KgalignError
 
 #: Name -> folder beside this module.
 SHIPPED = {"cross-domain": "cross_domain"}
+#: The adapter of ``--judge local`` on its default model.
+DEFAULT_LOCAL = "cross-domain"
+#: ``--adapter none``: the bare model.
+NO_ADAPTER = "none"
 
 
 def shipped_adapter(name: str) -> Path:
@@ -25,10 +33,27 @@ def shipped_adapter(name: str) -> Path:
 
 
 def resolve_adapter(value: str | Path | None) -> str | None:
-    """:func:`adapter_folder` of ``value``; None for no adapter (None or empty)."""
-    if value is None or value == "":
+    """:func:`adapter_folder` of ``value``; None for no adapter (None, empty or ``none``)."""
+    if value is None or value == "" or value == NO_ADAPTER:
         return None
     return adapter_folder(value)
+
+
+def adapter_name(judge: str, model: str | None, adapter: str | None) -> str | None:
+    """The adapter a judge backend loads, as the user would name it: ``--adapter`` as given,
+    :data:`DEFAULT_LOCAL` for the local judge on its default model, None for none."""
+    if adapter == NO_ADAPTER or judge == "none":
+        return None
+    if adapter:
+        return adapter
+    if judge == "local" and not model:
+        return DEFAULT_LOCAL
+    return None
+
+
+def judge_adapter(judge: str, model: str | None, adapter: str | None) -> str | None:
+    """The folder of :func:`adapter_name`; one line for a name that is neither a folder nor shipped."""
+    return resolve_adapter(adapter_name(judge, model, adapter))
 
 
 def adapter_folder(value: str | Path) -> str:
