@@ -160,11 +160,13 @@ class LocalJudge:
             try:
                 from peft import PeftModel
             except ImportError:
-                raise KgalignError("--adapter needs the 'peft' package: pip install 'kgalign[finetune]'") from None
+                raise KgalignError("--adapter needs the 'peft' package: pip install peft") from None
             from kgalign.judging.adapters import adapter_folder
 
             adapter = adapter_folder(adapter)
-            loaded = PeftModel.from_pretrained(loaded, adapter)
+            # Folded into the weights (W + scale * B @ A, in float32): the judge then runs the
+            # plain model, without the adapter's extra products and module calls in every layer.
+            loaded = PeftModel.from_pretrained(loaded, adapter).merge_and_unload()
         if calibrate is None:
             calibrate = adapter_calibrates(adapter) if adapter else True
         loaded.eval()
