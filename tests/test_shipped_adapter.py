@@ -16,7 +16,7 @@ import pytest
 from helpers import cli
 
 from kgalign.errors import KgalignError
-from kgalign.judging.adapters import SHIPPED, adapter_name, judge_adapter, resolve_adapter, shipped_adapter
+from kgalign.judging.adapters import SHIPPED, adapter_folder, adapter_name, judge_adapter, shipped_adapter
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def test_the_shipped_adapter_is_found_by_name_with_its_card(tmp_path: Path, monkeypatch) -> None:
-    folder = Path(resolve_adapter("cross-domain") or "")
+    folder = Path(adapter_folder("cross-domain"))
     assert folder == shipped_adapter("cross-domain") and folder.parent.name == "adapters"
     for name in ("adapter_config.json", "adapter_model.safetensors", "kgalign-finetune.json", "README.md"):
         assert (folder / name).is_file(), name
@@ -35,9 +35,9 @@ def test_the_shipped_adapter_is_found_by_name_with_its_card(tmp_path: Path, monk
     # A folder of the same name where the user works is theirs, and wins.
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cross-domain").mkdir()
-    assert resolve_adapter("cross-domain") == "cross-domain"
+    assert adapter_folder("cross-domain") == "cross-domain"
     with pytest.raises(KgalignError, match=f"not a shipped adapter: {', '.join(SHIPPED)}"):
-        resolve_adapter("no-such-adapter")
+        adapter_folder("no-such-adapter")
 
 
 def _person(iri: str, name: str, born: str, town: str) -> EntityProfile:

@@ -32,13 +32,6 @@ def shipped_adapter(name: str) -> Path:
         raise KgalignError(f"no shipped adapter named {name!r} (shipped: {', '.join(SHIPPED)})") from None
 
 
-def resolve_adapter(value: str | Path | None) -> str | None:
-    """:func:`adapter_folder` of ``value``; None for no adapter (None, empty or ``none``)."""
-    if value is None or value == "" or value == NO_ADAPTER:
-        return None
-    return adapter_folder(value)
-
-
 def adapter_name(judge: str, model: str | None, adapter: str | None) -> str | None:
     """The adapter a judge backend loads, as the user would name it: ``--adapter`` as given,
     :data:`DEFAULT_LOCAL` for the local judge on its default model, None for none."""
@@ -52,8 +45,9 @@ def adapter_name(judge: str, model: str | None, adapter: str | None) -> str | No
 
 
 def judge_adapter(judge: str, model: str | None, adapter: str | None) -> str | None:
-    """The folder of :func:`adapter_name`; one line for a name that is neither a folder nor shipped."""
-    return resolve_adapter(adapter_name(judge, model, adapter))
+    """The folder of :func:`adapter_name` (None for none); one line for a name that is neither a folder nor shipped."""
+    name = adapter_name(judge, model, adapter)
+    return adapter_folder(name) if name else None
 
 
 def adapter_folder(value: str | Path) -> str:
