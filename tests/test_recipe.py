@@ -210,7 +210,7 @@ def test_a_damaged_question_file_stops_in_one_line(data, tmp_path: Path) -> None
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     cases = {
         "truncated": ("\n".join(lines[:-1]) + "\n", "differ from those written"),
-        "bad-json": ("\n".join([*lines[:3], "{oops", *lines[4:]]) + "\n", ":4: not JSON"),
+        "bad-json": ("\n".join([*lines[:3], "{oops", *lines[4:]]) + "\n", ":4: not valid JSON"),
         "bad-answer": ("\n".join([*lines[:-1], lines[-1].replace('"answer": "', '"answer": "Z', 1)]) + "\n", "is not one of the question's letters"),
         "not-ours": ('{"format": "something"}\n', ":1: not a kgalign question file"),
     }

@@ -26,6 +26,7 @@ from typing import Any
 from kgalign.errors import InputError
 from kgalign.finetune.data import DataConfig, Example, TrainingData
 from kgalign.io.atomic import atomic_open
+from kgalign.io.reading import json_object
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 
@@ -91,7 +92,7 @@ def load_questions(path: str | Path) -> tuple[TrainingData, dict[str, Any]]:
 
 
 def _read(path: Path, lines: Any) -> tuple[TrainingData, dict[str, Any]]:
-    header = _line(path, 1, next(lines, ""))
+    header = json_object(next(lines, ""), f"{path}:1")
     if header.get("format") != FORMAT:
         raise InputError(f"{path}:1: not a kgalign question file (made by `kgalign finetune --save-questions`)")
     if header.get("version") != VERSION:
@@ -101,7 +102,7 @@ def _read(path: Path, lines: Any) -> tuple[TrainingData, dict[str, Any]]:
     entities: list[EntityProfile] = []
     split: dict[str, list[Example]] = {name: [] for name in _SPLITS}
     for number, text in enumerate(lines, start=2):
-        record = _line(path, number, text)
+        record = json_object(text, f"{path}:{number}")
         try:
             if "e" in record:
                 iri, label, attributes, neighbours = record["e"]
@@ -123,12 +124,3 @@ def _read(path: Path, lines: Any) -> tuple[TrainingData, dict[str, Any]]:
         raise InputError(f"{path}: the questions read back differ from those written (truncated or edited file)")
     return data, dict(header.get("train_settings", {}))
 
-
-def _line(path: Path, number: int, text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-    if not isinstance(value, dict):
-        raise InputError(f"{path}:{number}: expected a JSON object")
-    return value

@@ -13,12 +13,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import gzip
+import json
 import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from kgalign.errors import InputError
 
@@ -186,3 +187,14 @@ def _utf8_error(path: Path, exc: UnicodeDecodeError, lines_before: int) -> None:
         f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
         "RDF text formats must be UTF-8, re-encode the file"
     ) from None
+
+
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """One line of a JSON-lines file as an object; one :class:`InputError` line naming ``where`` (file:line) else."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected a JSON object, found {type(value).__name__}")
+    return value

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from kgalign.errors import InputError
 from kgalign.io.atomic import atomic_open
+from kgalign.io.reading import json_object
 from kgalign.model import Candidate, Candidates, Decision, EntityTable
 
 log = logging.getLogger(__name__)
@@ -111,12 +112,7 @@ def read_corrections(path: str | Path) -> list[Correction]:
 
 
 def _parse_line(text: str, where: str, number: int) -> Correction:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object, found {type(data).__name__}")
+    data = json_object(text, where)
     version = data.get("version")
     if version is None:
         raise InputError(f"{where}: missing \"version\" (expected {CORRECTIONS_VERSION})")
