@@ -1,7 +1,7 @@
 """Benchmark `kgalign run --since OLD` against a full run on the same final inputs.
 
     python -m bench.incremental [--data ../shared/data] [--work DIR] [--datasets dbp15k,abt-buy,restaurants]
-                                [--seed 0] [--out bench/results]
+                                [--seed 0] [--judge "local"] [--out bench/results] [--stem incremental]
 
 Each dataset's two graphs (converted as bench/table.py does) are split by entity, with
 a seed: the base holds 90% of each side's entities; the final inputs hold the base
@@ -23,7 +23,9 @@ both, the texts each run embedded, the seconds of each stage, and what changes.j
 lists. DBP15K and Abt-Buy run with --judge none (what the
 tables report); Restaurants with --judge local --no-gate (every source asked, where
 reusing the judge's answers is what --since is for) and --class Restaurant (see
-CLASSES). Writes OUT/incremental.{md,json}.
+CLASSES). `--judge` gives every dataset the same judge options instead (for instance
+"local": the shipped cross-domain adapter, asked about contested sources only). Writes
+OUT/STEM.{md,json}.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def links_by_source(outdir: Path) -> dict[str, set[str]]:
     return found
 
 
-def bench(key: str, data: Path, work: Path, seed: int) -> dict[str, Any]:
+def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None = None) -> dict[str, Any]:
     dataset = {d.key: d for d in table.DATASETS}[key]
     inputs = dataset.prepare(data, work)
     folder = work / "incremental" / key
@@ -101,7 +103,8 @@ def bench(key: str, data: Path, work: Path, seed: int) -> dict[str, Any]:
     for side, path in (("left", inputs.left), ("right", inputs.right)):
         classes = CLASSES.get(key, [])[1::2] or None
         counts[side] = split(path, folder / f"{side}-base.nt", folder / f"{side}-final.nt", rng, classes)
-    args = [*inputs.args, *JUDGES[key], *CLASSES.get(key, [])]
+    judge = judge or JUDGES[key]
+    args = [*inputs.args, *judge, *CLASSES.get(key, [])]
     base = table.RunInputs(folder / "left-base.nt", folder / "right-base.nt", [a for a in args], inputs.golds)
     final = table.RunInputs(folder / "left-final.nt", folder / "right-final.nt", args, inputs.golds)
     old, new, full = folder / "old", folder / "new", folder / "full"
@@ -124,7 +127,7 @@ def bench(key: str, data: Path, work: Path, seed: int) -> dict[str, Any]:
     since = json.loads((new / "run.json").read_text())["since"]
     return {
         "dataset": dataset.title,
-        "judge": " ".join(JUDGES[key]),
+        "judge": " ".join(judge),
         "split": counts,
         "sources_with_links": len(sources),
         "equal_links_share": round(equal / len(sources), 6) if sources else 1.0,
@@ -183,14 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "kgalign-incremental-bench", help="Working folder.")
     parser.add_argument("--datasets", default="dbp15k,abt-buy,restaurants", help="Datasets of bench/table.py (default: dbp15k,abt-buy,restaurants).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split (default: 0).")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Where incremental.md and .json go.")
+    parser.add_argument("--judge", default=None, help='Judge options for every dataset, as one string (e.g. "local" or "local --no-gate"; default: each dataset\'s own, see the module text).')
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Where STEM.md and STEM.json go.")
+    parser.add_argument("--stem", default="incremental", help="Name of the result files (default: incremental).")
     args = parser.parse_args(argv)
     rows = []
     for key in [k for k in args.datasets.split(",") if k]:
-        rows.append(bench(key, args.data, args.work, args.seed))
+        rows.append(bench(key, args.data, args.work, args.seed, ["--judge", *args.judge.split()] if args.judge else None))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     lines = [
-        f"`python -m bench.incremental --datasets {args.datasets} --seed {args.seed}`",
+        f"`python -m bench.incremental --datasets {args.datasets} --seed {args.seed}"
+        + (f" --judge \"{args.judge}\" --stem {args.stem}`" if args.judge else "`"),
         "",
         "| data | judge | added / changed / removed (left; right) | sources with equal links | F1 since | F1 full | s since | s full | full / since | LLM questions since / full | texts embedded base / since / full |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             stages, wall = row["stages"][name], row["wall_s"][name]
             cells = [f"{stages.get(stage, 0.0):.2f}" for stage in STAGES] + [f"{wall - sum(stages.values()):.2f}", f"{wall:.2f}"]
             lines.append(f"| {row['dataset']} | {name} | " + " | ".join(cells) + " |")
-    table.publish(args.out, "incremental", "\n".join(lines), rows)
+    table.publish(args.out, args.stem, "\n".join(lines), rows)
     return 0
 
 
