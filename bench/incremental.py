@@ -194,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in [k for k in args.datasets.split(",") if k]:
         rows.append(bench(key, args.data, args.work, args.seed, ["--judge", *args.judge.split()] if args.judge else None))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    publish(rows, args)
+    return 0
+
+
+def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Write OUT/STEM.md (the tables) and OUT/STEM.json (``rows``)."""
     lines = [
         f"`python -m bench.incremental --datasets {args.datasets} --seed {args.seed}"
         + (f" --judge \"{args.judge}\" --stem {args.stem}`" if args.judge else "`"),
@@ -222,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
             cells = [f"{stages.get(stage, 0.0):.2f}" for stage in STAGES] + [f"{wall - sum(stages.values()):.2f}", f"{wall:.2f}"]
             lines.append(f"| {row['dataset']} | {name} | " + " | ".join(cells) + " |")
     table.publish(args.out, args.stem, "\n".join(lines), rows)
-    return 0
 
 
 if __name__ == "__main__":
