@@ -83,7 +83,7 @@ class PredicateStats:
         return self.coverage * self.distinctiveness
 
 
-@dataclass
+@dataclass(slots=True)
 class EntityProfile:
     """What is shown of an entity to the embedder and to the judge."""
 
@@ -101,14 +101,14 @@ class EntityProfile:
         return " | ".join(parts)
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     iri: str
     score: float
     rank: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidates:
     """Top-k candidates of one source entity, best first."""
 
@@ -126,7 +126,7 @@ class Candidates:
         return self.items[0] if self.items else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Round:
     """One question of the multiple-choice vote: the order shown and the answer.
 
@@ -145,7 +145,7 @@ class Round:
     step: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OptionVote:
     """How one option fared in a judged set (see :class:`Round`): the rounds in which the
     judge picked it before "none of these", out of the rounds asked; accepted with a
@@ -158,7 +158,7 @@ class OptionVote:
     confidence: float
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     source: str
     kind: DecisionKind
@@ -193,7 +193,7 @@ class Decision:
         return [vote for vote in self.option_votes if vote.accepted]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     left: str
     right: str
