@@ -57,6 +57,10 @@ class EntityTable:
     name: str
     entities: dict[str, Entity]
     triple_count: int = 0
+    #: Each entity's content hash once the contents were let go (a lean run's driver,
+    #: after retrieval: :func:`kgalign.incremental.state.release_contents`); None while
+    #: ``entities`` holds them.
+    hashes: dict[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.entities)

@@ -18,6 +18,7 @@ from kgalign.dedup import dedup_sides, side_duplicates
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import fuse
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
+from kgalign.incremental.state import release_contents
 from kgalign.io.entities import load_entities
 from kgalign.io.inputs import is_endpoint
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
@@ -85,22 +86,24 @@ def _align(
     old: OldRun | None = None,
     serve: Serve | None = None,
     judge_device: str | None = None,
-    reload_graphs: bool = False,
+    lean: bool = False,
     models_done: Callable[[], None] | None = None,
 ) -> AlignmentResult:
     """The stages in order; ``serve`` (an engine's) makes the judge from its backend, built
     for ``judge_device`` (the engine's workers') when given (see
-    :func:`kgalign.judging.build.build_judge`). With ``reload_graphs`` an input file's
-    triples are not kept after its entity table is built: fusion reads the file again
-    (:class:`kgalign.io.reloaded.ReloadedTriples`). ``models_done`` is called once no
-    later stage asks the embedder or the judge (before fusion): an engine lets its model
-    workers go there."""
+    :func:`kgalign.judging.build.build_judge`). A ``lean`` run holds only what the later
+    stages read: an input file's triples are not kept after its entity table is built
+    (fusion reads the file again: :class:`kgalign.io.reloaded.ReloadedTriples`), and,
+    unless duplicates are searched, the tables' entity contents are let go once the
+    retrieval has read them (:func:`kgalign.incremental.state.release_contents`).
+    ``models_done`` is called once no later stage asks the embedder or the judge
+    (before fusion): an engine lets its model workers go there."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
     gold, gold_name = _gold(config)
     timer = StageTimer()
-    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, reload_graphs)
+    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, lean)
     vote = effective.vote
     reused_answers = False
     if old is not None:
@@ -218,12 +221,12 @@ def _prepare(
     retrieve_candidates: bool,
     gold: list[Pair] | None,
     earlier_selection: dict[str, dict[str, list[str]]] | None = None,
-    reload_graphs: bool = False,
+    lean: bool = False,
 ) -> tuple[Prepared, AlignConfig]:
     classes = list(config.classes) or None
     with timer.stage("load"):
-        left_graph, left_table = _load(left, "left", config, classes, reload_graphs)
-        right_graph, right_table = _load(right, "right", config, classes, reload_graphs)
+        left_graph, left_table = _load(left, "left", config, classes, lean)
+        right_graph, right_table = _load(right, "right", config, classes, lean)
         human = read_human_decisions(config.corrections, left_table, right_table)
 
     effective = _resolve_auto(config, has_structure(left_table) and has_structure(right_table), retrieve_candidates and embedder is None, gold)
@@ -264,8 +267,24 @@ def _prepare(
     if embedder is None:
         embedder = configured_embedder(effective)
     read, computed = getattr(embedder, "read", 0), getattr(embedder, "computed", 0)
+
+    def release() -> None:
+        for table in (left_table, right_table):
+            release_contents(table)
+
     candidates, stats = find_candidates(
-        effective, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical
+        effective,
+        seeds,
+        left_table,
+        right_table,
+        left_profiles,
+        right_profiles,
+        left_texts,
+        right_texts,
+        embedder,
+        timer,
+        lexical,
+        release if lean and config.dedup == "none" else None,
     )
     prepared = Prepared(
         left_graph,

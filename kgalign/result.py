@@ -76,6 +76,9 @@ class AlignmentResult:
     ``config`` is the config as given, ``effective`` the same with every "auto" value
     resolved (what the run used). ``left_graph``, ``left_table``, ``left_profiles`` and
     ``candidates`` (and their right counterparts) are read-only views of ``prepared``.
+    After ``engine="ray"`` (a lean run) the tables hold each entity's IRI and content
+    hash only (``left_table.hashes``), unless duplicates were searched: the profiles
+    keep what the run showed of each entity.
     """
 
     config: AlignConfig

@@ -9,6 +9,7 @@ import pytest
 
 from kgalign.config import AlignConfig
 from kgalign.errors import InputError
+from kgalign.incremental.state import RELEASED, table_hashes
 from kgalign.io.parsers import read_triples
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.pipeline import _align
@@ -50,11 +51,22 @@ def test_a_change_during_the_first_read_is_caught_too(persons: dict[str, Path], 
 def test_a_run_that_reads_its_graphs_again_fuses_the_same_graph(persons: dict[str, Path], embedder, tmp_path: Path) -> None:
     config = AlignConfig(judge="none")
     kept = _align(persons["left"], persons["right"], config, embedder, None)
-    reloaded = _align(persons["left"], persons["right"], config, embedder, None, reload_graphs=True)
+    reloaded = _align(persons["left"], persons["right"], config, embedder, None, lean=True)
     assert isinstance(reloaded.left_graph, ReloadedTriples) and isinstance(reloaded.right_graph, ReloadedTriples)
     assert reloaded.fusion.provenance == kept.fusion.provenance and reloaded.links == kept.links
     assert reloaded.counts == kept.counts
     for name, result in (("kept", kept), ("reloaded", reloaded)):
         result.save(tmp_path / name)
-    for file in ("fused.ttl", "links.ttl", "votes.jsonl"):
+    for file in ("fused.ttl", "links.ttl", "votes.jsonl", "entities.json.gz", "alignment.rdf"):
         assert (tmp_path / "kept" / file).read_bytes() == (tmp_path / "reloaded" / file).read_bytes(), file
+    # The lean run let the entity contents go after retrieval, keeping the IRIs and hashes.
+    assert kept.left_table.hashes is None
+    assert reloaded.left_table.hashes == table_hashes(kept.left_table) and reloaded.right_table.hashes == table_hashes(kept.right_table)
+    assert set(reloaded.left_table.entities) == set(kept.left_table.entities)
+    assert all(entity is RELEASED for entity in reloaded.left_table.entities.values())
+
+
+def test_a_lean_run_that_searches_duplicates_keeps_the_entity_contents(persons: dict[str, Path], embedder) -> None:
+    result = _align(persons["left"], persons["right"], AlignConfig(judge="none", dedup="left"), embedder, None, lean=True)
+    assert result.left_table.hashes is None
+    assert any(entity.attributes for entity in result.left_table.entities.values())

@@ -31,8 +31,24 @@ def entity_hash(entity: Entity) -> str:
     return hashlib.sha1(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()[:20]
 
 
+#: What a table whose contents were let go holds for each of its IRIs.
+RELEASED = Entity(iri="")
+
+
 def table_hashes(table: EntityTable) -> dict[str, str]:
+    if table.hashes is not None:
+        return table.hashes
     return {iri: entity_hash(entity) for iri, entity in table.entities.items()}
+
+
+def release_contents(table: EntityTable) -> None:
+    """Keep each entity's IRI and content hash, and let its labels, attributes and
+    relations go: what a run needs of a table once its candidates are being retrieved
+    (the IRIs for the counts, the scores and ``--since``; the hashes for the entity
+    state). The driver of ``--engine ray`` does this to hold less while it searches;
+    every entity then maps to :data:`RELEASED`."""
+    table.hashes = table_hashes(table)
+    table.entities = dict.fromkeys(table.entities, RELEASED)
 
 
 def write_state(path: Path, left: dict[str, str], right: dict[str, str]) -> None:

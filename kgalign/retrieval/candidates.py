@@ -9,6 +9,7 @@ propagated, and the closed-world restriction (``only_left``/``only_right``) appl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -39,13 +40,18 @@ def find_candidates(
     embedder: Embedder,
     timer: StageTimer,
     lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+    tables_read: Callable[[], None] | None = None,
 ) -> tuple[list[Candidates], CascadeStats | None]:
     """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them.
 
     ``lexical``: :func:`lexical_vectors` of ``left_texts`` and ``right_texts``, when the
-    caller made them already (the cardinality detection), so they are not fitted twice."""
+    caller made them already (the cardinality detection), so they are not fitted twice.
+    ``tables_read`` is called once nothing here reads the tables any more (the neighbour
+    channel is built), before the search."""
     if config.retrieval.mode == "cascade":
-        return _cascade_candidates(config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical)
+        return _cascade_candidates(
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical, tables_read
+        )
     left_vectors = right_vectors = None
     with timer.stage("embed"):
         if config.retrieval.needs_embeddings:
@@ -54,7 +60,7 @@ def find_candidates(
             log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
     with timer.stage("retrieve"):
         candidates = _retrieve_candidates(
-            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors, lexical
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors, lexical, tables_read
         )
     return candidates, None
 
@@ -79,6 +85,7 @@ def _cascade_candidates(
     embedder: Embedder,
     timer: StageTimer,
     lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+    tables_read: Callable[[], None] | None = None,
 ) -> tuple[list[Candidates], CascadeStats]:
     """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
@@ -91,6 +98,8 @@ def _cascade_candidates(
         left_struct = right_struct = None
         if _uses_structure(retrieval, left_table, right_table):
             left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols)
+        if tables_read is not None:
+            tables_read()
 
     def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return encode_sides(embedder, left, right)
@@ -127,6 +136,7 @@ def _retrieve_candidates(
     left_vectors: np.ndarray | None,
     right_vectors: np.ndarray | None,
     lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+    tables_read: Callable[[], None] | None = None,
 ) -> list[Candidates]:
     """Candidates for the sources that take part, among the targets that take part.
 
@@ -154,6 +164,8 @@ def _retrieve_candidates(
     left_struct = right_struct = None
     if structure:
         left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, *name_vectors, seeds, rows, cols)
+    if tables_read is not None:
+        tables_read()
     with progress_bar("retrieve", len(rows)) as advance:
         return retrieve(
             [left_iris[i] for i in rows],

@@ -81,7 +81,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
                 # The actors go once the judge is done: fusion runs in the driver alone.
-                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, reload_graphs=True, models_done=pool.close)
+                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, lean=True, models_done=pool.close)
             result.engine = pool.describe()
             return result
         finally:
