@@ -202,7 +202,9 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Write OUT/STEM.md (the tables) and OUT/STEM.json (``rows``)."""
     lines = [
         f"`python -m bench.incremental --datasets {args.datasets} --seed {args.seed}"
-        + (f" --judge \"{args.judge}\" --stem {args.stem}`" if args.judge else "`"),
+        + (f' --judge "{args.judge}"' if args.judge else "")
+        + (f" --stem {args.stem}" if args.stem != "incremental" else "")
+        + "`",
         "",
         "| data | judge | added / changed / removed (left; right) | sources with equal links | F1 since | F1 full | s since | s full | full / since | LLM questions since / full | texts embedded base / since / full |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -31,7 +31,8 @@ def entity_hash(entity: Entity) -> str:
     return hashlib.sha1(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()[:20]
 
 
-#: What a table whose contents were let go holds for each of its IRIs.
+#: What a table whose contents were let go holds for each of its IRIs (one shared
+#: object: never edited).
 RELEASED = Entity(iri="")
 
 

@@ -60,7 +60,6 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
     if right.shape[0] > hnsw_threshold:
         # The quantizer type is an int in FAISS; its stubs name the class.
         index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
-        index.train(right[:1])  # float16 needs no statistics; FAISS asks for the call
         index.hnsw.efSearch = max(64, 2 * k)
     else:
         index = faiss.IndexFlatIP(dim)
