@@ -8,7 +8,7 @@ the pool's pairs are then scored with the float32 vectors. This measures what ke
 the graph's copy of the targets as float16 changes: the real MiniLM vectors of one
 dataset of bench/table.py (every entity's text, as the full retrieval embeds it; the
 vector cache is used), the best ``k`` of every source by an exact search, by a float32
-graph and by a float16 graph (M 32, efSearch max(64, 2k), as kgalign builds them). Reported:
+graph and by a float16 graph (kgalign's ``hnsw_graph``, as ``dense_topk`` builds it). Reported:
 recall at ``k`` against the exact search, the share of sources whose best target is
 the exact one's, the seconds to build and search, and the bytes the graph holds per
 target. Writes OUT/hnsw-storage.{md,json}.
@@ -25,20 +25,9 @@ from typing import Any
 import numpy as np
 
 from bench import table
+from kgalign.retrieval.retrieve import hnsw_graph
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def graph(kind: str, dim: int, k: int) -> Any:
-    """An empty HNSW graph of kgalign's settings (dense_topk's), holding its targets as ``kind``."""
-    import faiss
-
-    if kind == "float32":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    else:
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efSearch = max(64, 2 * k)
-    return index
 
 
 def measure(left: np.ndarray, right: np.ndarray, k: int) -> list[dict[str, Any]]:
@@ -49,7 +38,7 @@ def measure(left: np.ndarray, right: np.ndarray, k: int) -> list[dict[str, Any]]
     _, truth = exact.search(left, k)
     rows = []
     for kind in ("float32", "float16"):
-        index = graph(kind, right.shape[1], k)
+        index = hnsw_graph(right.shape[1], k, float16=kind == "float16")
         started = time.perf_counter()
         index.add(right)
         built = time.perf_counter() - started

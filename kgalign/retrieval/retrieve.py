@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -56,16 +56,25 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
     k = min(k, right.shape[0])
     dim = right.shape[1]
     right = np.ascontiguousarray(right, dtype=np.float32)
-    index: faiss.Index
-    if right.shape[0] > hnsw_threshold:
-        # The quantizer type is an int in FAISS; its stubs name the class.
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
-        index.hnsw.efSearch = max(64, 2 * k)
-    else:
-        index = faiss.IndexFlatIP(dim)
+    index: faiss.Index = hnsw_graph(dim, k) if right.shape[0] > hnsw_threshold else faiss.IndexFlatIP(dim)
     index.add(right)
     scores, ids = index.search(np.ascontiguousarray(left, dtype=np.float32), k)
     return scores, ids
+
+
+def hnsw_graph(dim: int, k: int, float16: bool = True) -> Any:
+    """The empty HNSW graph :func:`dense_topk` searches for the best ``k`` (inner product,
+    32 links a node), its targets held as float16 (or float32: bench/hnsw_storage.py)."""
+    import faiss
+
+    index: Any
+    if float16:
+        # The quantizer type is an int in FAISS; its stubs name the class.
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = max(64, 2 * k)
+    return index
 
 
 # A run of letters and digits split by hyphens or slashes: "PS-LX350H", "KDL-40/V41".
