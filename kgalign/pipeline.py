@@ -44,6 +44,11 @@ from kgalign.selection.predicates import Selection, build_profiles, configured_s
 
 log = logging.getLogger(__name__)
 
+#: An engine's load of one input file: ``(path, side, format, classes)`` to its entity
+#: table (the table of :func:`kgalign.io.entities.load_entities`, its ``triple_count``
+#: the file's distinct triples), or None where the run must load the file itself.
+Loader = Callable[[Path, str, str | None, list[str] | None], EntityTable | None]
+
 
 def align(
     left: str | Path,
@@ -88,6 +93,7 @@ def _align(
     judge_device: str | None = None,
     lean: bool = False,
     models_done: Callable[[], None] | None = None,
+    loader: Loader | None = None,
 ) -> AlignmentResult:
     """The stages in order; ``serve`` (an engine's) makes the judge from its backend, built
     for ``judge_device`` (the engine's workers') when given (see
@@ -97,13 +103,15 @@ def _align(
     unless duplicates are searched, the tables' entity contents are let go once the
     retrieval has read them (:func:`kgalign.incremental.state.release_contents`).
     ``models_done`` is called once no later stage asks the embedder or the judge
-    (before fusion): an engine lets its model workers go there."""
+    (before fusion): an engine lets its model workers go there. A lean run's
+    ``loader`` (an engine's) builds an input file's entity table where it can, without
+    the driver parsing the file (:class:`Loader`)."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
     gold, gold_name = _gold(config)
     timer = StageTimer()
-    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, lean)
+    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, lean, loader)
     vote = effective.vote
     reused_answers = False
     if old is not None:
@@ -222,11 +230,12 @@ def _prepare(
     gold: list[Pair] | None,
     earlier_selection: dict[str, dict[str, list[str]]] | None = None,
     lean: bool = False,
+    loader: Loader | None = None,
 ) -> tuple[Prepared, AlignConfig]:
     classes = list(config.classes) or None
     with timer.stage("load"):
-        left_graph, left_table = _load(left, "left", config, classes, lean)
-        right_graph, right_table = _load(right, "right", config, classes, lean)
+        left_graph, left_table = _load(left, "left", config, classes, lean, loader)
+        right_graph, right_table = _load(right, "right", config, classes, lean, loader)
         human = read_human_decisions(config.corrections, left_table, right_table)
 
     effective = _resolve_auto(config, has_structure(left_table) and has_structure(right_table), retrieve_candidates and embedder is None, gold)
@@ -305,14 +314,21 @@ def _prepare(
     return prepared, effective
 
 
-def _load(value: str | Path, side: str, config: AlignConfig, classes: list[str] | None, reload_graph: bool) -> tuple[TripleSource, EntityTable]:
+def _load(
+    value: str | Path, side: str, config: AlignConfig, classes: list[str] | None, reload_graph: bool, loader: Loader | None = None
+) -> tuple[TripleSource, EntityTable]:
     """One input's triples and entity table. An endpoint input is read into a local copy
     first (kgalign.io.sparql), then loaded as a file; with ``reload_graph`` a file input's
     triples are dropped once its table is built, to be read again by fusion (an
-    endpoint's copy is temporary: its triples are kept)."""
+    endpoint's copy is temporary: its triples are kept), and ``loader`` may build the
+    table instead of this process."""
     with local_input(value, side, config) as (file, fmt):
         reloaded = reload_graph and not is_endpoint(value)
         taken = fingerprint(Path(file)) if reloaded else None
+        if reloaded and loader is not None:
+            table = loader(Path(file), side, fmt, classes)
+            if table is not None:
+                return ReloadedTriples(file, fmt, config.id_column, table.triple_count, taken), table
         graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
         if reloaded:
             return ReloadedTriples(file, fmt, config.id_column, graph, taken), table

@@ -87,11 +87,14 @@ def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine
 
 def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_path, monkeypatch) -> None:
     import kgalign.runtime.ray_engine as ray_engine
+    import kgalign.runtime.ray_load as ray_load
 
     # A batch a call and a call in flight per actor: the vectors are read back in order
     # while later calls are still being sent.
     monkeypatch.setattr(ray_engine, "EMBED_BATCHES_PER_CALL", 1)
     monkeypatch.setattr(ray_engine, "EMBED_WINDOW", 1)
+    # The N-Triples input is loaded by partitions, in blocks of about 2 KB (a dozen of them).
+    monkeypatch.setattr(ray_load, "BLOCK_BYTES", 2048)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache", "--retrieval", "full"]
     # Fusion runs in the driver alone: the actors' CPUs are back in the cluster by then.
     import kgalign.pipeline as pipeline
@@ -113,6 +116,8 @@ def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_pa
     # Each run with an empty vector cache: the actors compute every vector.
     info = _both_engines(args, tmp_path, cluster, lambda engine: monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / f"cache-{engine}")))
     assert info["engine"]["name"] == "ray" and info["engine"]["actors"] == 2 and info["engine"]["embed_calls"] > 2
+    # left.nt by the two partitions; right.ttl (Turtle) by the driver.
+    assert info["engine"]["partitions"] == 2 and info["engine"]["partitioned_inputs"] == 1
     assert free_at_fusion == [2.0]
     assert info["engine"]["address"] == cluster and info["config"]["ray"]["address"] == cluster
     assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}
@@ -288,3 +293,48 @@ def test_more_actors_than_the_cluster_holds_are_capped(cluster, persons, tmp_pat
     with caplog.at_level("WARNING", logger="kgalign.runtime.ray_engine"):
         result = align(persons["left"], persons["right"], config)
     assert result.engine["actors"] <= 2 and "--ray-actors 8" in caplog.text
+
+
+def test_inputs_split_in_blocks_and_partitions_give_the_tables_of_one_process(cluster, persons, tmp_path, monkeypatch) -> None:
+    """A folder of N-Triples files (an entity described in two of them) and a gzipped
+    file, loaded by three partitions on the actors in blocks of about 1 KB: the same
+    entity tables as the driver's own load, and the same outputs as --engine local."""
+    import gzip
+
+    import kgalign.runtime.ray_load as ray_load
+    from kgalign.io.entities import load_entities
+
+    monkeypatch.setattr(ray_load, "BLOCK_BYTES", 1024)
+    lines = persons["left"].read_text().splitlines(keepends=True)
+    folder = tmp_path / "left"
+    folder.mkdir()
+    (folder / "a.nt").write_text("".join(lines[::2]))
+    (folder / "b.nt").write_text("".join(lines[1::2]))
+    right = tmp_path / "right.nt.gz"
+    from rdflib import Graph
+
+    right.write_bytes(gzip.compress(Graph().parse(persons["right"]).serialize(format="nt").encode()))
+    args = [folder, right, "--gold", persons["gold"], "--quiet", "--ray-partitions", "3"]
+    info = _both_engines(args, tmp_path, cluster)
+    assert info["engine"]["partitions"] == 3 and info["engine"]["partitioned_inputs"] == 2
+    config = AlignConfig().replace(engine="ray", ray={"address": cluster, "partitions": 3})
+    result = align(folder, right, config)
+    for side, path in (("left", folder), ("right", right)):
+        _, expected = load_entities(path, side)
+        table = result.prepared.left_table if side == "left" else result.prepared.right_table
+        assert table.triple_count == expected.triple_count
+        assert list(table.hashes or {}) == list(expected.entities)
+
+
+def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, tmp_path) -> None:
+    """The partitions cannot parse it: the driver loads the file, and its error names the line."""
+    bad = tmp_path / "bad.nt"
+    bad.write_text(persons["left"].read_text() + '<http://ex/a> <http://ex/p> "unterminated .\n')
+    outputs = {}
+    for engine in ("local", "ray"):
+        on_ray = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
+        done = cli(["run", bad, persons["right"], "-o", tmp_path / engine, "--quiet", *on_ray])
+        assert done.exit_code != 0
+        outputs[engine] = [line for line in done.output.splitlines() if line.strip()]
+        assert not (tmp_path / engine).exists() or not any((tmp_path / engine).iterdir())
+    assert outputs["ray"] == outputs["local"] and len(outputs["local"]) == 1 and f"{bad}:1081" in outputs["local"][0], outputs

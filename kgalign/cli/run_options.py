@@ -112,6 +112,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--ray-address",), "ray.address", "--engine ray: address of a running Ray cluster (HOST:PORT, ray://HOST:PORT or auto). Default: a local Ray instance started for the run.", kwargs={"metavar": "ADDR"}),
     RunOption(("--ray-actors",), "ray.actors", "--engine ray: actors that embed, search and judge (0: as many as the cluster's CPUs, or GPUs with --ray-gpus, hold).", True, {"type": click.IntRange(0, 4096)}),
     RunOption(("--ray-gpus",), "ray.gpus_per_actor", "--engine ray: GPUs each actor reserves (e.g. 1, or 0.5 to share one); above 0 the actors' embedder and judge run on CUDA. Default 0: on the CPU.", True, {"type": click.FloatRange(0, 64)}),
+    RunOption(("--ray-partitions",), "ray.partitions", "--engine ray: partitions an N-Triples or N-Quads input is loaded in, grouped by subject on Ray actors, so that no process holds all its triples (0: one per actor). Other formats are loaded by the driver.", True, {"type": click.IntRange(0, 4096)}),
     RunOption(("--device",), "device", "Where the models run: auto, cpu, cuda, cuda:N or mps.", kwargs={"metavar": "DEVICE"}),
     RunOption(("--corrections",), "corrections", "Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision and is never asked to the judge.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--seed",), "seed", "Seed for the shuffled rounds and anything random.", expert=True, kwargs={"type": int}),

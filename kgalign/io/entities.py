@@ -57,7 +57,7 @@ PATH_SEPARATOR = " / "
 FOLD_DEPTH = 3
 
 
-class _Index:
+class Index:
     """One pass over a graph: literals, links, types and in-degree per node.
 
     Predicate, class and datatype IRIs repeat on every triple; each is turned into a
@@ -118,10 +118,26 @@ def build_entity_table(
 
     ``origin`` (the file, by default ``name``) is what error messages name.
     """
-    index = _Index(graph)
+    index = Index(graph)
     wanted = {str(c) for c in classes} if classes else None
     # Without any literal there is nothing to fold: every IRI subject is an entity.
-    literal_free = not index.literals and not index.labels
+    entity_nodes = find_entity_nodes(index, wanted, literal_free=not index.literals and not index.labels)
+    if wanted is not None and not entity_nodes:
+        raise InputError(no_subject_of_class(origin or name, wanted))
+    # One string per entity IRI, shared by its row and every relation pointing to it.
+    iri_of: dict[object, str] = {node: str(node) for node in entity_nodes}
+    entities = {entity.iri: entity for entity in build_entities(index, entity_nodes, iri_of)}
+    log.info("%s: %d entities", name, len(entities))
+    return EntityTable(name=name, entities=entities, triple_count=len(graph))
+
+
+def no_subject_of_class(origin: str, wanted: Iterable[str]) -> str:
+    return f"{origin}: no subject has rdf:type {', '.join(sorted(wanted))}"
+
+
+def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool) -> list[URIRef]:
+    """The subjects of ``index`` that are entities (see the module text); ``literal_free``:
+    the whole graph has no literal (a partition of it may lack them alone)."""
     entity_nodes: list[URIRef] = []
     for node in index.subjects:
         if not isinstance(node, URIRef):
@@ -132,22 +148,22 @@ def build_entity_table(
                 entity_nodes.append(node)
         elif not _is_schema_node(types) and (literal_free or node in index.labels or node not in index.referenced):
             entity_nodes.append(node)
-    # One string per entity IRI, shared by its row and every relation pointing to it.
-    iri_of: dict[object, str] = {node: str(node) for node in entity_nodes}
-    if wanted is not None and not entity_nodes:
-        raise InputError(f"{origin or name}: no subject has rdf:type {', '.join(sorted(wanted))}")
+    return entity_nodes
 
-    entities: dict[str, Entity] = {}
+
+def build_entities(index: Index, entity_nodes: Iterable[URIRef], iri_of: dict[object, str]) -> list[Entity]:
+    """The entities of ``entity_nodes``, in IRI order, their descriptions folded in from
+    ``index``; ``iri_of``: every entity node a relation may point to, with its IRI."""
+    entities = []
     for node in sorted(entity_nodes):
         entity = Entity(iri=iri_of[node], labels=list(index.labels.get(node, ())), types=list(index.types.get(node, ())))
         _fold(index, node, entity, prefix="", depth=FOLD_DEPTH, entity_iris=iri_of, seen={node})
-        entities[entity.iri] = entity
-    log.info("%s: %d entities", name, len(entities))
-    return EntityTable(name=name, entities=entities, triple_count=len(graph))
+        entities.append(entity)
+    return entities
 
 
 def _fold(
-    index: _Index,
+    index: Index,
     node: object,
     entity: Entity,
     prefix: str,
@@ -196,6 +212,13 @@ def load_entities(
     path = Path(path)
     graph = read_triples(path, fmt, id_column=id_column)
     table = build_entity_table(graph, name=name or str(path), classes=classes, origin=str(path))
+    check_table(path, table)
+    return graph, table
+
+
+def check_table(path: Path, table: EntityTable) -> None:
+    """Fail clearly if ``table`` (read from ``path``) has nothing to align; warn if its
+    entities hold no literal."""
     if not table.entities:
         raise InputError(
             f"{path}: no entities found (every IRI subject is referenced by another and has no label); "
@@ -203,4 +226,3 @@ def load_entities(
         )
     if not any(entity.attributes or entity.labels for entity in table.entities.values()):
         log.warning("%s: no entity has a literal; only IRIs and relations can be compared", path)
-    return graph, table

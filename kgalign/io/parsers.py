@@ -17,6 +17,7 @@ subfolders included, in order of their paths.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -142,26 +143,29 @@ def _parse_rdflib(path: Path, fmt: str) -> Graph:
     return graph
 
 
-def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
-    """pyoxigraph's streaming parse of ``path`` as rdflib terms; None if it cannot parse it.
+def oxigraph_format(fmt: str) -> Any:
+    """pyoxigraph's name of one of OXIGRAPH_FORMATS."""
+    import pyoxigraph as ox
 
-    None (pyoxigraph missing, a syntax error, an RDF 1.2 triple term, an unreadable
-    stream) sends the file to rdflib, which either parses it or names the error the way
-    every other input error is named. Each IRI becomes one shared ``URIRef``; blank node
-    labels are renamed apart, so two files' ``_:b1`` stay two nodes.
+    return {"nt": ox.RdfFormat.N_TRIPLES, "turtle": ox.RdfFormat.TURTLE, "nquads": ox.RdfFormat.N_QUADS, "trig": ox.RdfFormat.TRIG}[fmt]
+
+
+def oxigraph_terms(blank_node: Callable[[str], BNode]) -> Callable[[Any], Node]:
+    """The converter of pyoxigraph's terms into rdflib's used by every oxigraph parse.
+
+    Each IRI becomes one shared ``URIRef`` (pyoxigraph checked it); each distinct literal
+    one ``Literal``: values repeat (a city, a year, a genre; 18% of the 627,640 literals
+    of bench/large.py's 1M-triple graph are distinct), and an rdflib Literal with its
+    converted value takes about 200 bytes; ``"x"^^xsd:string`` is the plain ``"x"``. A
+    blank node's label goes to ``blank_node``, which decides its identity. A triple term
+    (RDF 1.2) raises ValueError. The converter keeps its caches between calls: one
+    parse's terms are shared by the next (:mod:`kgalign.io.partitioned`).
     """
-    try:
-        import pyoxigraph as ox
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
-    formats = {"nt": ox.RdfFormat.N_TRIPLES, "turtle": ox.RdfFormat.TURTLE, "nquads": ox.RdfFormat.N_QUADS, "trig": ox.RdfFormat.TRIG}
-    named_node, blank_node, literal_type = ox.NamedNode, ox.BlankNode, ox.Literal
+    import pyoxigraph as ox
+
+    named_node, blank_node_type, literal_type = ox.NamedNode, ox.BlankNode, ox.Literal
     iris: dict[str, URIRef] = {}
-    blanks: dict[str, BNode] = {}
     datatypes: dict[str, URIRef | None] = {_XSD_STRING: None}
-    # One Literal per distinct value: values repeat (a city, a year, a genre; 18% of the
-    # 627,640 literals of bench/large.py's 1M-triple graph are distinct), and an rdflib
-    # Literal with its converted value takes about 200 bytes.
     literals: dict[tuple[str, str | None, str | None], Literal] = {}
 
     # ``node`` is a pyoxigraph term, told apart by its exact type (faster than isinstance
@@ -172,7 +176,7 @@ def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
             value = node.value
             iri = iris.get(value)
             if iri is None:
-                iri = iris[value] = known_iri(value)  # pyoxigraph checked it
+                iri = iris[value] = known_iri(value)
             return iri
         if kind is literal_type:
             language = node.language
@@ -188,18 +192,38 @@ def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
                     literal = Literal(key[0], datatype=datatypes[datatype])
                 literals[key] = literal
             return literal
-        if kind is blank_node:
-            label = node.value
-            blank = blanks.get(label)
-            if blank is None:
-                blank = blanks[label] = BNode()
-            return blank
+        if kind is blank_node_type:
+            return blank_node(node.value)
         raise ValueError(f"unsupported term {node!r}")  # an RDF 1.2 triple term: rdflib decides
 
+    return term
+
+
+def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
+    """pyoxigraph's streaming parse of ``path`` as rdflib terms; None if it cannot parse it.
+
+    None (pyoxigraph missing, a syntax error, an RDF 1.2 triple term, an unreadable
+    stream) sends the file to rdflib, which either parses it or names the error the way
+    every other input error is named. Each IRI becomes one shared ``URIRef``; blank node
+    labels are renamed apart, so two files' ``_:b1`` stay two nodes.
+    """
+    try:
+        import pyoxigraph as ox
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    blanks: dict[str, BNode] = {}
+
+    def fresh(label: str) -> BNode:
+        blank = blanks.get(label)
+        if blank is None:
+            blank = blanks[label] = BNode()
+        return blank
+
+    term = oxigraph_terms(fresh)
     triples: dict[Triple, None] = {}
     try:
         with open_input(path) as handle:
-            parser = ox.parse(handle, format=formats[fmt], base_iri=path.resolve().as_uri())
+            parser = ox.parse(handle, format=oxigraph_format(fmt), base_iri=path.resolve().as_uri())
             for quad in parser:
                 triples[(term(quad.subject), term(quad.predicate), term(quad.object))] = None
             prefixes = dict(parser.prefixes)

@@ -74,15 +74,21 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
     from kgalign.retrieval.embed import CachedEmbedder
     from kgalign.retrieval.retrieve import lexical_search
     from kgalign.runtime.gctune import relaxed_gc
+    from kgalign.runtime.ray_load import RayLoader
 
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
+        loader = RayLoader(cluster["ray"], config.ray.partitions or pool.size)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
                 # The actors go once the judge is done: fusion runs in the driver alone.
-                result = _align(left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, lean=True, models_done=pool.close)
+                result = _align(
+                    left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, lean=True, models_done=pool.close, loader=loader
+                )
             result.engine = pool.describe()
+            result.engine["partitions"] = loader.parts
+            result.engine["partitioned_inputs"] = loader.used
             return result
         finally:
             pool.close()

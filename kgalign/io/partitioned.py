@@ -1,0 +1,374 @@
+"""An entity table built in partitions: no process holds all the triples of a graph.
+
+A line-based input (N-Triples or N-Quads, gzipped or not; a folder of them) is read in
+blocks cut at line ends (:func:`blocks`). Each block's lines are routed by their subject
+(:func:`route`) to one of ``n`` partitions (a hash of the subject; a shuffle: all of an
+entity's triples meet in one partition, whichever file or block they came from). A
+:class:`Partition` parses its lines as one process parses the whole file (the same
+term conversion, triples in file order, each once) and indexes them
+(:class:`kgalign.io.entities.Index`).
+
+What one process reads of the whole graph, the partitions exchange in rounds
+(:func:`build_table`), the caller carrying the messages (:class:`Exchange`: direct calls
+here, Ray actors in :mod:`kgalign.runtime.ray_load`):
+
+1. which nodes are referenced by another subject (the owner of each node learns it);
+2. whether the graph has a literal at all;
+3. the entities of each partition (:func:`kgalign.io.entities.find_entity_nodes`);
+4. up to FOLD_DEPTH rounds: each partition asks the owners of the nodes its entities
+   link to (and, through label-less nodes, up to FOLD_DEPTH links away) whether they
+   are entities and, if not, for their literals and links, which are folded in;
+5. each partition's entities, in IRI order, merged by IRI into the table.
+
+The table is the one :func:`kgalign.io.entities.build_entity_table` builds from the
+whole graph, entity for entity (tests/test_partitioned.py). Blank node labels are kept
+per file (``_:b1`` of two files stays two nodes, as in one process). Whatever a
+partition cannot parse or check (a syntax error, an RDF 1.2 triple term, a bad IRI)
+makes the caller load the file in one process instead, whose error names the line.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import sys
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rdflib import BNode, URIRef
+
+from kgalign.io.diagnostics import check_terms, quiet_term_warnings
+from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes
+from kgalign.io.reading import chunks, open_input
+from kgalign.io.triples import Triple, TripleSet
+from kgalign.model import Entity, EntityTable, Value
+
+log = logging.getLogger(__name__)
+
+#: The formats whose every line is one triple (or quad), and can be routed by its first term.
+LINE_FORMATS = frozenset({"nt", "nquads"})
+_ESCAPE = re.compile(rb"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
+_LABEL_END = re.compile(rb"[ \t<\r\n]")
+
+
+def blocks(path: Path, size: int) -> Iterator[bytes]:
+    """The bytes of ``path`` (decompressed when it ends in ``.gz``) in blocks of about
+    ``size`` bytes, each ending at a line end (a line longer than ``size`` is one block)."""
+    carry = b""
+    with open_input(path) as handle:
+        for chunk in chunks(path, handle):
+            carry += chunk
+            if len(carry) < size:
+                continue
+            cut = carry.rfind(b"\n") + 1
+            if cut:
+                yield carry[:cut]
+                carry = carry[cut:]
+    if carry:
+        yield carry
+
+
+def blank_id(tag: int, label: str) -> str:
+    """The identifier of blank node ``_:label`` of the input's ``tag``-th file."""
+    return f"f{tag}b{label}"
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    return chr(int(match.group(1) or match.group(2), 16)).encode("utf-8", "surrogatepass")
+
+
+def line_key(line: bytes, tag: int) -> bytes | None:
+    """The subject of one N-Triples/N-Quads line as :func:`node_key` spells it; None for a
+    blank or comment line. A line that starts otherwise gets an empty key: its partition
+    fails to parse it, and the file is loaded in one process (which names the error)."""
+    text = line.lstrip()
+    if not text or text[:1] == b"#":
+        return None
+    if text[:1] == b"<" and text[1:2] != b"<":
+        end = text.find(b">")
+        iri = text[1:end] if end > 0 else b""
+        return _ESCAPE.sub(_unescape, iri) if b"\\" in iri else iri
+    if text[:2] == b"_:":
+        stop = _LABEL_END.search(text, 2)
+        label = text[2 : stop.start() if stop else len(text)]
+        return b"_:" + blank_id(tag, label.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
+    return b""
+
+
+def node_key(node: object) -> bytes:
+    """What decides a node's partition: its IRI, or ``_:`` and its identifier."""
+    text = f"_:{node}" if isinstance(node, BNode) else str(node)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def owner(key: bytes, parts: int) -> int:
+    """The partition of a key: the same in every process (unlike ``hash``)."""
+    return zlib.crc32(key) % parts
+
+
+def route(data: bytes, parts: int, tag: int) -> list[bytes]:
+    """The lines of ``data`` (one block of the ``tag``-th file) grouped by the partition
+    of their subject, each group in the order of the lines."""
+    groups: list[list[bytes]] = [[] for _ in range(parts)]
+    for line in data.splitlines(keepends=True):
+        key = line_key(line, tag)
+        if key is not None:
+            groups[owner(key, parts)].append(line)
+    return [b"".join(group) for group in groups]
+
+
+class Partition:
+    """The triples of the subjects one partition owns, their index, and what it learns
+    from the others (see the module text). Every method is one step of
+    :func:`build_table`, called in that order."""
+
+    def __init__(self, number: int, parts: int, fmt: str, origin: str) -> None:
+        from kgalign.io.parsers import oxigraph_format, oxigraph_terms
+
+        self.number = number
+        self.parts = parts
+        self.origin = origin
+        self._format = oxigraph_format(fmt)
+        self._tag = 0
+        self._term = oxigraph_terms(lambda label: BNode(blank_id(self._tag, label)))
+        self._triples: dict[Triple, None] = {}
+        self.failed: str | None = None
+        self.ill_typed = 0
+        self.datatypes: set[str] = set()
+        self.index: Index | None = None
+        self.count = 0
+        self._entities: list[URIRef] = []
+        self._iri_of: dict[object, str] = {}
+        self._fetched: set[object] = set()
+        self._frontier: set[object] = set()
+        self._done: set[object] = set()
+
+    def take(self, lines: bytes, tag: int) -> None:
+        """Parse some lines of the ``tag``-th file (all of one subject's are in this partition)."""
+        if self.failed is not None or not lines:
+            return
+        import pyoxigraph as ox
+
+        self._tag = tag
+        term, triples = self._term, self._triples
+        try:
+            with quiet_term_warnings() as counter:
+                for quad in ox.parse(lines, format=self._format):
+                    triples[(term(quad.subject), term(quad.predicate), term(quad.object))] = None
+        except Exception as exc:  # a syntax error, a triple term: the one-process load names it
+            self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return
+        self.ill_typed += counter.ill_typed
+        self.datatypes |= counter.datatypes
+
+    def close(self) -> list[list[object]]:
+        """Index the triples (and let them go); the nodes they reference, by owner."""
+        referenced: list[list[object]] = [[] for _ in range(self.parts)]
+        if self.failed is None:
+            try:
+                check_terms(Path(self.origin), TripleSet(self._triples), None)
+            except Exception as exc:
+                self.failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if self.failed is not None:
+            self._triples = {}
+            return referenced
+        self.count = len(self._triples)
+        self.index = Index(TripleSet(self._triples))
+        self._triples = {}
+        for node in self.index.referenced:
+            referenced[owner(node_key(node), self.parts)].append(node)
+        return referenced
+
+    def state(self) -> dict[str, Any]:
+        """What the caller gathers after :meth:`close`."""
+        index = self.index
+        return {
+            "failed": self.failed,
+            "count": self.count,
+            "literals": index is not None and bool(index.literals or index.labels),
+            "ill_typed": self.ill_typed,
+            "datatypes": sorted(self.datatypes),
+        }
+
+    def mark_referenced(self, *groups: list[object]) -> None:
+        """The nodes of this partition that any subject references (every partition's list)."""
+        assert self.index is not None
+        self.index.referenced = {node for group in groups for node in group}
+
+    def find(self, wanted: list[str] | None, literal_free: bool) -> int:
+        """This partition's entities; the first nodes to look up are the ones they link to."""
+        assert self.index is not None
+        self._entities = find_entity_nodes(self.index, set(wanted) if wanted is not None else None, literal_free)
+        self._iri_of = {node: str(node) for node in self._entities}
+        self._frontier = {target for node in self._entities for targets in self.index.links.get(node, {}).values() for target in targets}
+        return len(self._entities)
+
+    def asks(self) -> list[list[object]]:
+        """The nodes of this round's frontier that other partitions own and were not yet
+        looked up, by owner."""
+        asked: list[list[object]] = [[] for _ in range(self.parts)]
+        for node in self._frontier:
+            where = owner(node_key(node), self.parts)
+            if where != self.number and node not in self._fetched:
+                asked[where].append(node)
+        return asked
+
+    def answer(self, *asked: list[object]) -> list[list[tuple]]:
+        """For each partition's nodes: ``(node, None)`` for an entity, else the node's
+        labels, literals and links (empty for a node that is no subject)."""
+        assert self.index is not None
+        index, entities = self.index, self._iri_of
+        answers: list[list[tuple]] = []
+        for nodes in asked:
+            records: list[tuple] = []
+            for node in nodes:
+                if node in entities:
+                    records.append((node, None))
+                else:
+                    records.append((node, (list(index.labels.get(node, ())), dict(index.literals.get(node, {})), dict(index.links.get(node, {})))))
+            answers.append(records)
+        return answers
+
+    def absorb(self, *answers: list[tuple]) -> None:
+        """Keep what the owners said of the nodes asked."""
+        assert self.index is not None
+        index = self.index
+        for records in answers:
+            for node, record in records:
+                self._fetched.add(node)
+                if record is None:
+                    self._iri_of[node] = str(node)
+                    continue
+                labels, literals, links = record
+                if labels:
+                    index.labels[node] = labels
+                if literals:
+                    index.literals[node].update(literals)
+                if links:
+                    index.links[node].update(links)
+
+    def advance(self) -> None:
+        """The next frontier: the nodes that the frontier's label-less nodes link to."""
+        assert self.index is not None
+        links = self.index.links
+        self._done |= self._frontier
+        following = {
+            target
+            for node in self._frontier
+            if node not in self._iri_of and node in links
+            for targets in links[node].values()
+            for target in targets
+        }
+        self._frontier = following - self._done
+
+    def entities(self) -> list[Entity]:
+        """This partition's entities, in IRI order, descriptions folded in."""
+        assert self.index is not None
+        return build_entities(self.index, self._entities, self._iri_of)
+
+
+class Exchange(Protocol):
+    """How :func:`build_table` reaches the partitions: a call gives a future (``split``:
+    the method returns one value per partition, and the call a list of their futures),
+    which :meth:`get` turns into its value; a future may be passed to a later call as
+    an argument, and :meth:`route` gives one future per partition."""
+
+    parts: int
+
+    def route(self, data: bytes, tag: int) -> list[Any]: ...
+
+    def call(self, number: int, method: str, *args: Any, split: bool = False) -> Any: ...
+
+    def get(self, futures: list[Any]) -> list[Any]: ...
+
+
+class InProcess:
+    """:class:`Exchange` over :class:`Partition` objects of this process."""
+
+    def __init__(self, parts: int, fmt: str, origin: str) -> None:
+        self.parts = parts
+        self.partitions = [Partition(number, parts, fmt, origin) for number in range(parts)]
+
+    def route(self, data: bytes, tag: int) -> list[Any]:
+        return route(data, self.parts, tag)
+
+    def call(self, number: int, method: str, *args: Any, split: bool = False) -> Any:
+        return getattr(self.partitions[number], method)(*args)
+
+    def get(self, futures: list[Any]) -> list[Any]:
+        return list(futures)
+
+
+class PartitionFailed(Exception):
+    """A partition could not parse or check its lines (the message says what it saw)."""
+
+
+def build_table(
+    files: Sequence[Path],
+    name: str,
+    classes: Iterable[str] | None,
+    exchange: Exchange,
+    block_bytes: int,
+    window: int = 4,
+) -> EntityTable:
+    """The entity table of ``files`` read as one graph (see the module text), and the
+    number of its distinct triples in ``table.triple_count``. ``window``: blocks whose
+    lines are in flight at once. Raises :class:`PartitionFailed` where one process
+    must load the input instead."""
+    n = exchange.parts
+    pending: deque[list[Any]] = deque()
+    for tag, path in enumerate(files):
+        for data in blocks(path, block_bytes):
+            pieces = exchange.route(data, tag)
+            del data
+            pending.append([exchange.call(k, "take", pieces[k], tag) for k in range(n)])
+            if len(pending) > window:
+                exchange.get(pending.popleft())
+    while pending:
+        exchange.get(pending.popleft())
+
+    referenced = [exchange.call(j, "close", split=True) for j in range(n)]
+    states = exchange.get([exchange.call(j, "state") for j in range(n)])
+    failed = [state["failed"] for state in states if state["failed"]]
+    if failed:
+        raise PartitionFailed(failed[0])
+    count = sum(state["count"] for state in states)
+    if count == 0:
+        raise PartitionFailed("no triples")
+    exchange.get([exchange.call(k, "mark_referenced", *(referenced[j][k] for j in range(n))) for k in range(n)])
+    del referenced
+    literal_free = not any(state["literals"] for state in states)
+    wanted = sorted({str(c) for c in classes}) if classes else None
+    found = sum(exchange.get([exchange.call(k, "find", wanted, literal_free) for k in range(n)]))
+    if found:
+        for level in range(1, FOLD_DEPTH + 1):
+            asked = [exchange.call(j, "asks", split=True) for j in range(n)]
+            answers = [exchange.call(k, "answer", *(asked[j][k] for j in range(n)), split=True) for k in range(n)]
+            exchange.get([exchange.call(j, "absorb", *(answers[k][j] for k in range(n))) for j in range(n)])
+            if level < FOLD_DEPTH:
+                exchange.get([exchange.call(j, "advance") for j in range(n)])
+    parts = exchange.get([exchange.call(k, "entities") for k in range(n)])
+    ill_typed = sum(state["ill_typed"] for state in states)
+    if ill_typed:
+        datatypes = sorted({d for state in states for d in state["datatypes"]})
+        log.warning("%s: %d literals do not fit their datatype (%s); kept as text", name, ill_typed, ", ".join(datatypes) or "?")
+    return EntityTable(name=name, entities=_merged(parts), triple_count=count)
+
+
+def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:
+    """The partitions' entities in IRI order, their values and attribute paths shared
+    again (each partition had its own copies), as one process shares them."""
+    values: dict[Value, Value] = {}
+    strings: dict[str, str] = {}
+    entities: dict[str, Entity] = {}
+    for entity in heapq.merge(*parts, key=lambda e: e.iri):
+        entity.labels = [values.setdefault(v, v) for v in entity.labels]
+        entity.attributes = {sys.intern(path): [values.setdefault(v, v) for v in found] for path, found in entity.attributes.items()}
+        entity.relations = {strings.setdefault(p, p): found for p, found in entity.relations.items()}
+        entities[entity.iri] = entity
+    return entities
+

@@ -1,0 +1,140 @@
+"""``--engine ray``'s load stage: an input's entity table built by partitions on Ray actors.
+
+An N-Triples or N-Quads input (a file, gzipped or not, or a folder of them) is read by
+the driver in blocks cut at line ends; one actor per partition routes every n-th
+block's lines by subject to the partitions (the shuffle), then parses, indexes and
+folds its own subjects (:mod:`kgalign.io.partitioned`). The driver never holds more
+than a window of blocks, and receives the entity table, which is the one a single
+process builds. The partition actors reserve no CPU: the model actors, which may
+already hold the cluster's CPUs, would otherwise keep them from starting. They are
+let go once the table is built.
+
+Other inputs (Turtle, RDF/XML, tables, an endpoint's copy) are loaded in the driver,
+as are inputs a partition cannot parse or check: the one-process load then names the
+error as ``--engine local`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from kgalign.errors import InputError
+from kgalign.io.entities import check_table, no_subject_of_class
+from kgalign.io.formats import folder_files, is_table_input, rdf_format
+from kgalign.io.partitioned import LINE_FORMATS, Partition, PartitionFailed, build_table, route
+from kgalign.io.reading import scan
+from kgalign.model import EntityTable
+
+log = logging.getLogger(__name__)
+
+#: Bytes of input a routing task gets at once (cut at a line end).
+BLOCK_BYTES = 16 << 20
+#: Blocks whose lines are in flight at once per partition.
+WINDOW = 4
+
+
+class RemotePartition(Partition):
+    """A partition as a Ray actor: :meth:`split` gives a method's per-partition list as
+    that many return values, so each goes straight to the partition it is for."""
+
+    def split(self, method: str, *args: Any) -> Any:
+        values = getattr(self, method)(*args)
+        return values[0] if len(values) == 1 else values
+
+    def route(self, data: bytes, tag: int) -> list[bytes]:
+        """A block's lines by partition (the blocks are routed by the partitions in turn)."""
+        return route(data, self.parts, tag)
+
+
+class RayExchange:
+    """:class:`kgalign.io.partitioned.Exchange` over the actors of a Ray cluster."""
+
+    def __init__(self, ray: Any, parts: int, fmt: str, origin: str) -> None:
+        self.ray = ray
+        self.parts = parts
+        actor = ray.remote(num_cpus=0)(RemotePartition)
+        self.actors = [actor.options(scheduling_strategy="SPREAD").remote(k, parts, fmt, origin) for k in range(parts)]
+        self._routed = 0
+
+    def route(self, data: bytes, tag: int) -> list[Any]:
+        self._routed += 1
+        return self.call(self._routed % self.parts, "route", data, tag, split=True)
+
+    def call(self, number: int, method: str, *args: Any, split: bool = False) -> Any:
+        actor = self.actors[number]
+        if not split:
+            return getattr(actor, method).remote(*args)
+        refs = actor.split.options(num_returns=self.parts).remote(method, *args)
+        return refs if self.parts > 1 else [refs]
+
+    def get(self, futures: list[Any]) -> list[Any]:
+        return list(self.ray.get(futures))
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already gone
+                pass
+
+
+def partitioned_files(path: Path, fmt: str | None) -> list[Path] | None:
+    """The files of an input the partitions can read, in order; None where one process
+    must load it (another format, a blank file, a surrogate escape, no file)."""
+    if is_table_input(path, fmt):
+        return None
+    if path.is_dir():
+        files = folder_files(path)
+        if any(rdf_format(file) not in LINE_FORMATS for file in files):
+            return None
+        fmts = {rdf_format(file) for file in files}
+    elif path.is_file():
+        files = [path]
+        fmts = {rdf_format(path, fmt)}
+    else:
+        return None
+    if len(fmts) != 1 or not fmts <= LINE_FORMATS:
+        return None
+    kept = []
+    for file in files:
+        found = scan(file, rdf_format(file, fmt))
+        if found.surrogate_line is not None or (found.blank and not path.is_dir()):
+            return None
+        if found.blank:
+            log.warning("%s: the file is empty", file)
+        else:
+            kept.append(file)
+    return kept or None
+
+
+class RayLoader:
+    """Builds an input's entity table on the partitions of a Ray cluster (see the module text)."""
+
+    def __init__(self, ray: Any, parts: int) -> None:
+        self.ray = ray
+        self.parts = max(1, parts)
+        self.used = 0  # inputs loaded by partitions
+
+    def __call__(self, path: Path, name: str, fmt: str | None, classes: list[str] | None) -> EntityTable | None:
+        """The table of ``path``, or None where the driver must load it."""
+        files = partitioned_files(path, fmt)
+        if files is None:
+            return None
+        line_format = rdf_format(files[0], fmt if not path.is_dir() else None)
+        exchange = RayExchange(self.ray, self.parts, line_format, str(path))
+        try:
+            table = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts)
+        except PartitionFailed as failed:
+            log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
+            return None
+        finally:
+            exchange.close()
+        if classes and not table.entities:
+            raise InputError(no_subject_of_class(str(path), {str(c) for c in classes}))
+        check_table(path, table)
+        log.info("loaded %s: %d triples, in %d partitions", path, table.triple_count, self.parts)
+        log.info("%s: %d entities", name, len(table.entities))
+        self.used += 1
+        return table

@@ -1,0 +1,160 @@
+"""The entity table built by partitions (kgalign.io.partitioned) is the one a single
+process builds from the whole graph: entity for entity, values in file order, folded
+paths, relations, types and the count of distinct triples, whatever the number of
+partitions and the size of the blocks. The partitions here are objects of this process
+(InProcess); tests/test_ray_engine.py runs them as Ray actors."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from kgalign.io.entities import build_entity_table
+from kgalign.io.parsers import read_triples
+from kgalign.io.partitioned import InProcess, PartitionFailed, blocks, build_table, line_key, node_key, owner, route
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _same_table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None, fmt: str = "nt") -> int:
+    """Asserts the partitioned table of ``path`` equals the one-process table; gives its size."""
+    expected = build_entity_table(read_triples(path), "x", classes)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    got = build_table(files, "x", classes, InProcess(parts, fmt, str(path)), block_bytes)
+    assert list(got.entities) == list(expected.entities)
+    assert got.triple_count == expected.triple_count
+    for iri, entity in expected.entities.items():
+        assert got.entities[iri] == entity, iri
+        # Attribute paths keep their order too (a profile lists them in this order).
+        assert list(got.entities[iri].attributes) == list(entity.attributes), iri
+    return len(expected.entities)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+def test_the_persons_example_folds_its_addresses_the_same_in_any_number_of_partitions(parts) -> None:
+    path = EXAMPLES / "persons" / "left.nt"
+    assert _same_table(path, parts, 1024) == 60
+    table = build_table([path], "x", None, InProcess(parts, "nt", str(path)), 1024)
+    # Two hops of label-less nodes folded into each person (address, then suburb).
+    assert any(" / " in attribute for entity in table.entities.values() for attribute in entity.attributes)
+
+
+def test_the_oaei_benchmarks_in_partitions(shared_data) -> None:
+    for name in ("oaei2010_persons1/person11.nt", "oaei2010_persons1/person12.nt", "oaei2010_restaurants/restaurant1.nt"):
+        assert _same_table(shared_data / name, 3, 1 << 14) > 100
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BLANKS = """\
+<http://ex/a> <http://www.w3.org/2000/01/rdf-schema#label> "Ann" .
+<http://ex/a> <http://ex/address> _:addr .
+_:addr <http://ex/street> "1 Main St" .
+_:addr <http://ex/city> _:city .
+_:city <http://ex/name> "Paris" .
+_:city <http://ex/in> _:country .
+_:country <http://ex/name> "France" .
+_:country <http://ex/next> _:far .
+_:far <http://ex/name> "too deep" .
+<http://ex/b> <http://www.w3.org/2000/01/rdf-schema#label> "Bob" .
+<http://ex/b> <http://ex/knows> <http://ex/a> .
+<http://ex/b> <http://ex/address> _:addr .
+<http://ex/b> <http://ex/street> "2 Side St" .
+<http://ex/b> <http://ex/street> "2 Side St" .
+<http://ex/c> <http://ex/knows> <http://ex/b> .
+<http://ex/c> <http://ex/sameAddressAs> _:city .
+<http://ex/a> <http://ex/age> "41"^^<http://www.w3.org/2001/XMLSchema#integer> .
+<http://ex/a> <http://ex/age> "041"^^<http://www.w3.org/2001/XMLSchema#integer> .
+<http://ex/a> <http://ex/name> "Anne"@fr .
+<http://ex/\\u00E9t\\u00E9> <http://ex/name> "summer" .
+<http://ex/\u00e9t\u00e9> <http://ex/name> "été"@fr .
+"""
+
+
+@pytest.mark.parametrize("parts", [1, 2, 4, 7])
+def test_blank_nodes_fold_across_partitions_up_to_the_depth_one_process_folds(tmp_path, parts) -> None:
+    path = _write(tmp_path / "g.nt", BLANKS)
+    # Blocks of one line or two: every subject's triples come from several blocks.
+    _same_table(path, parts, 64)
+    table = build_table([path], "x", None, InProcess(parts, "nt", str(path)), 64)
+    a = table.entities["http://ex/a"]
+    assert [v.text for v in a.attributes["http://ex/address / http://ex/city / http://ex/in / http://ex/name"]] == ["France"]
+    assert not any("too deep" == v.text for values in a.attributes.values() for v in values)
+    assert table.entities["http://ex/c"].relations == {"http://ex/knows": ["http://ex/b"]}
+    # The escaped and the plain spelling are one subject: both its values, in file order.
+    assert [v.text for v in table.entities["http://ex/été"].attributes["http://ex/name"]] == ["summer", "été"]
+    # The repeated triple counts once, and so do "41" and "041" as integers (one rdflib
+    # term, as in one process).
+    assert table.triple_count == len(BLANKS.splitlines()) - 2
+
+
+def test_a_folder_keeps_each_files_blank_nodes_apart_and_merges_its_subjects(tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write(folder / "1.nt", '<http://ex/a> <http://ex/p> _:b1 .\n_:b1 <http://ex/v> "first" .\n<http://ex/a> <http://ex/q> "x" .\n')
+    _write(folder / "2.nt", '<http://ex/z> <http://ex/p> _:b1 .\n_:b1 <http://ex/v> "second" .\n<http://ex/a> <http://ex/q> "y" .\n<http://ex/a> <http://ex/q> "x" .\n')
+    for parts in (1, 2, 3):
+        _same_table(folder, parts, 32)
+    table = build_table(sorted(folder.iterdir()), "x", None, InProcess(2, "nt", str(folder)), 32)
+    assert [v.text for v in table.entities["http://ex/a"].attributes["http://ex/p / http://ex/v"]] == ["first"]
+    assert [v.text for v in table.entities["http://ex/z"].attributes["http://ex/p / http://ex/v"]] == ["second"]
+    assert [v.text for v in table.entities["http://ex/a"].attributes["http://ex/q"]] == ["x", "y"]
+
+
+def test_n_quads_merge_their_graphs(tmp_path) -> None:
+    path = _write(
+        tmp_path / "g.nq",
+        '<http://ex/a> <http://ex/p> "v" <http://ex/g1> .\n<http://ex/a> <http://ex/p> "v" <http://ex/g2> .\n<http://ex/b> <http://ex/p> "w" .\n',
+    )
+    assert _same_table(path, 2, 16, fmt="nquads") == 2
+
+
+def test_classes_and_a_literal_free_graph(tmp_path) -> None:
+    typed = _write(
+        tmp_path / "typed.nt",
+        "".join(
+            f'<http://ex/e{i}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://ex/{"Person" if i % 3 else "Place"}> .\n'
+            f'<http://ex/e{i}> <http://ex/near> <http://ex/e{(i + 1) % 20}> .\n<http://ex/e{i}> <http://ex/n> "{i}" .\n'
+            for i in range(20)
+        ),
+    )
+    assert _same_table(typed, 3, 100, classes=["http://ex/Person"]) == 13
+    bare = _write(tmp_path / "bare.nt", "".join(f"<http://ex/n{i}> <http://ex/next> <http://ex/n{(i + 1) % 9}> .\n" for i in range(9)))
+    # No literal in any partition: every IRI subject is an entity, even where one partition alone has none.
+    assert _same_table(bare, 4, 40) == 9
+
+
+def test_a_gzipped_input_is_read_in_blocks(tmp_path) -> None:
+    text = (EXAMPLES / "persons" / "left.nt").read_bytes()
+    path = tmp_path / "left.nt.gz"
+    path.write_bytes(gzip.compress(text))
+    assert b"".join(blocks(path, 500)) == text
+    assert all(block.endswith(b"\n") for block in blocks(path, 500))
+    assert _same_table(path, 2, 500) == 60
+
+
+def test_lines_go_to_the_partition_of_their_subject() -> None:
+    lines = b'<http://ex/a> <http://ex/p> "1" .\n# a comment\n\n_:x <http://ex/p> "2" .\n  <http://ex/a> <http://ex/q> "3" .\n'
+    groups = route(lines, 3, 0)
+    assert sum(group.count(b"\n") for group in groups) == 3
+    a = owner(b"http://ex/a", 3)
+    assert groups[a].count(b"<http://ex/a>") == 2
+    assert line_key(b"_:x <http://ex/p> <http://ex/o> .\n", 4) == b"_:f4bx"
+    from rdflib import BNode, URIRef
+
+    assert node_key(BNode("f4bx")) == b"_:f4bx" and node_key(URIRef("http://ex/a")) == b"http://ex/a"
+    assert line_key(b"# note\n", 0) is None
+
+
+def test_a_line_no_partition_can_parse_makes_the_caller_load_it_in_one_process(tmp_path) -> None:
+    path = _write(tmp_path / "bad.nt", '<http://ex/a> <http://ex/p> "1" .\n<http://ex/b> <http://ex/p> "2" \n')
+    with pytest.raises(PartitionFailed):
+        build_table([path], "x", None, InProcess(2, "nt", str(path)), 16)
+    bad_iri = _write(tmp_path / "iri.nt", '<http://ex/a> <http://ex/p> <no-scheme> .\n')
+    with pytest.raises(PartitionFailed):
+        build_table([bad_iri], "x", None, InProcess(2, "nt", str(bad_iri)), 16)
