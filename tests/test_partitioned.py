@@ -158,3 +158,17 @@ def test_a_line_no_partition_can_parse_makes_the_caller_load_it_in_one_process(t
     bad_iri = _write(tmp_path / "iri.nt", '<http://ex/a> <http://ex/p> <no-scheme> .\n')
     with pytest.raises(PartitionFailed):
         build_table([bad_iri], "x", None, InProcess(2, "nt", str(bad_iri)), 16)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"\x0c\n", b"\x0b# not a comment to N-Triples\n", b'<http://ex/\\U00110000> <http://ex/p> "x" .\n'],
+    ids=["form feed", "vertical tab", "escape past U+10FFFF"],
+)
+def test_a_line_one_process_rejects_is_rejected_by_the_partitions_too(tmp_path, line) -> None:
+    path = tmp_path / "odd.nt"
+    path.write_bytes(b'<http://ex/a> <http://www.w3.org/2000/01/rdf-schema#label> "Ann" .\n' + line)
+    with pytest.raises(Exception):  # noqa: B017 - whichever error the one-process load raises
+        read_triples(path)
+    with pytest.raises(PartitionFailed):
+        build_table([path], "x", None, InProcess(2, "nt", str(path)), 16)

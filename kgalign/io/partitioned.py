@@ -85,13 +85,16 @@ def line_key(line: bytes, tag: int) -> bytes | None:
     """The subject of one N-Triples/N-Quads line as :func:`node_key` spells it; None for a
     blank or comment line. A line that starts otherwise gets an empty key: its partition
     fails to parse it, and the file is loaded in one process (which names the error)."""
-    text = line.lstrip()
-    if not text or text[:1] == b"#":
+    text = line.lstrip(b" \t")  # N-Triples' white space; any other byte is the parser's to judge
+    if not text.rstrip(b"\r\n") or text[:1] == b"#":
         return None
     if text[:1] == b"<" and text[1:2] != b"<":
         end = text.find(b">")
         iri = text[1:end] if end > 0 else b""
-        return _ESCAPE.sub(_unescape, iri) if b"\\" in iri else iri
+        try:
+            return _ESCAPE.sub(_unescape, iri) if b"\\" in iri else iri
+        except ValueError:  # an escape past U+10FFFF: the parser names it
+            return b""
     if text[:2] == b"_:":
         stop = _LABEL_END.search(text, 2)
         label = text[2 : stop.start() if stop else len(text)]

@@ -18,12 +18,15 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   batch comes back: an actor killed mid-run is restarted by Ray and its batch asked
   again, and every answer already given is kept.
 
-Loading, the TF-IDF fit, the dense search, resolution and fusion run in the driver,
-as with ``local``: this engine spreads the model work and the lexical search, not yet
-the data (docs/scale.md). The driver keeps no input triples between loading and
-fusion: an input file is read again when fused (:mod:`kgalign.io.reloaded`). The actors
-are let go before fusion, which needs no model; each gives its heap's free pages back
-after every call.
+- **loading** of an N-Triples or N-Quads input: by partitions on actors, grouped by
+  subject (:mod:`kgalign.runtime.ray_load`); the driver reads the file in blocks and
+  receives the entity table, never its triples.
+
+The TF-IDF fit, the dense search, resolution and fusion run in the driver, as with
+``local``, and so does the load of other formats (docs/scale.md). The driver keeps no
+input triples between loading and fusion: an input file is read again when fused
+(:mod:`kgalign.io.reloaded`). The actors are let go before fusion, which needs no
+model; each gives its heap's free pages back after every call.
 
 Without ``--ray-address`` a local Ray instance is started for the run (``ray.init``) and
 stopped after it; with one, the run joins that cluster and leaves it running.

@@ -55,7 +55,13 @@ class RayExchange:
         self.ray = ray
         self.parts = parts
         actor = ray.remote(num_cpus=0)(RemotePartition)
-        self.actors = [actor.options(scheduling_strategy="SPREAD").remote(k, parts, fmt, origin) for k in range(parts)]
+        self.actors: list[Any] = []
+        try:
+            for k in range(parts):
+                self.actors.append(actor.options(scheduling_strategy="SPREAD").remote(k, parts, fmt, origin))
+        except BaseException:
+            self.close()
+            raise
         self._routed = 0
 
     def route(self, data: bytes, tag: int) -> list[Any]:
@@ -128,6 +134,9 @@ class RayLoader:
             table = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts)
         except PartitionFailed as failed:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
+            return None
+        except self.ray.exceptions.RayError as exc:  # an actor died (out of memory, a lost node)
+            log.warning("%s: a partition failed (%s); loading it in the driver", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return None
         finally:
             exchange.close()
