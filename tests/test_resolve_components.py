@@ -1,7 +1,7 @@
 """The 1:1 assignment solved per connected component is the assignment of the whole.
 
-The whole problem is solved here as it was before the split (scipy's sparse solver on
-every source at once, a dummy target per source); with distinct weights the optimum is
+The whole problem is solved as it was before the split (scipy's sparse solver on every
+source at once, a dummy target per source: bench/resolve_components.whole); with distinct weights the optimum is
 unique, so both must give the same matching. With ties they must give the same total.
 """
 
@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+from bench.resolve_components import whole
 from kgalign.model import Candidate, Candidates, Decision
 from kgalign.resolution.resolve import matching_by_component, resolve
-
-
-def _whole(rows, cols, weights, n_sources, n_targets) -> np.ndarray:
-    rows = np.concatenate([rows, np.arange(n_sources)])
-    cols = np.concatenate([cols, n_targets + np.arange(n_sources)])
-    values = np.concatenate([weights, np.zeros(n_sources)])
-    cost = csr_matrix((values.max() + 1.0 - values, (rows, cols)), shape=(n_sources, n_targets + n_sources))
-    _, chosen = min_weight_full_bipartite_matching(cost)
-    return np.where(chosen < n_targets, chosen, -1)
 
 
 def _problem(seed: int, n_sources: int, n_targets: int, per_source: int, ties: bool):
@@ -39,12 +29,12 @@ def _total(matched, rows, cols, weights) -> float:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_the_matching_by_component_is_the_matching_of_the_whole(seed) -> None:
+def test_the_matching_by_component_is_the_matching_of_thewhole(seed) -> None:
     # Sparse (many small components) and dense (a few large ones) problems.
     n_sources, n_targets, per_source = [(300, 900, 2), (300, 400, 3), (200, 150, 4)][seed % 3]
     rows, cols, weights = _problem(seed, n_sources, n_targets, per_source, ties=False)
     got = matching_by_component(rows, cols, weights, n_sources, n_targets)
-    assert np.array_equal(got, _whole(rows, cols, weights, n_sources, n_targets))
+    assert np.array_equal(got, whole(rows, cols, weights, n_sources, n_targets))
     taken = got[got >= 0]
     assert len(set(taken.tolist())) == len(taken)  # each target once
 
@@ -53,7 +43,7 @@ def test_the_matching_by_component_is_the_matching_of_the_whole(seed) -> None:
 def test_with_ties_the_total_weight_is_the_optimum(seed) -> None:
     rows, cols, weights = _problem(100 + seed, 250, 300, 3, ties=True)
     got = matching_by_component(rows, cols, weights, 250, 300)
-    assert _total(got, rows, cols, weights) == pytest.approx(_total(_whole(rows, cols, weights, 250, 300), rows, cols, weights))
+    assert _total(got, rows, cols, weights) == pytest.approx(_total(whole(rows, cols, weights, 250, 300), rows, cols, weights))
 
 
 def test_a_lone_edge_of_no_weight_stays_unmatched() -> None:
