@@ -210,7 +210,7 @@ class RayConfig:
     cpus_per_actor: float = number(1.0, 0.01, 256.0)
     #: GPUs each actor reserves; above 0 the actors' models run on CUDA, else on the CPU.
     gpus_per_actor: float = number(0.0, 0.0, 64.0)
-    #: Partitions an N-Triples/N-Quads input is loaded in (by subject); 0: one per actor.
+    #: Partitions an input (N-Triples, N-Quads, Turtle, TriG) is loaded in, by subject; 0: one per actor.
     partitions: int = number(0, 0, 4096)
 
     def __post_init__(self) -> None:

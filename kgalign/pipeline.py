@@ -44,10 +44,11 @@ from kgalign.selection.predicates import Selection, build_profiles, configured_s
 
 log = logging.getLogger(__name__)
 
-#: An engine's load of one input file: ``(path, side, format, classes)`` to its entity
-#: table (the table of :func:`kgalign.io.entities.load_entities`, its ``triple_count``
-#: the file's distinct triples), or None where the run must load the file itself.
-Loader = Callable[[Path, str, str | None, list[str] | None], EntityTable | None]
+#: An engine's load of one input file: ``(path, side, format, classes)`` to the number
+#: and prefixes of its triples (a TripleSource that fusion does not iterate: the file
+#: is read again) and its entity table (the table of
+#: :func:`kgalign.io.entities.load_entities`), or None where the run must load the file itself.
+Loader = Callable[[Path, str, str | None, list[str] | None], tuple[TripleSource, EntityTable] | None]
 
 
 def align(
@@ -326,9 +327,9 @@ def _load(
         reloaded = reload_graph and not is_endpoint(value)
         taken = fingerprint(Path(file)) if reloaded else None
         if reloaded and loader is not None:
-            table = loader(Path(file), side, fmt, classes)
-            if table is not None:
-                return ReloadedTriples(file, fmt, config.id_column, table.triple_count, taken), table
+            loaded = loader(Path(file), side, fmt, classes)
+            if loaded is not None:
+                return ReloadedTriples(file, fmt, config.id_column, loaded[0], taken), loaded[1]
         graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
         if reloaded:
             return ReloadedTriples(file, fmt, config.id_column, graph, taken), table

@@ -12,17 +12,26 @@ from pathlib import Path
 import pytest
 
 from kgalign.io.entities import build_entity_table
+from kgalign.io.formats import folder_files, rdf_format
 from kgalign.io.parsers import read_triples
 from kgalign.io.partitioned import InProcess, PartitionFailed, blocks, build_table, line_key, node_key, owner, route
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _same_table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None, fmt: str = "nt") -> int:
-    """Asserts the partitioned table of ``path`` equals the one-process table; gives its size."""
-    expected = build_entity_table(read_triples(path), "x", classes)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    got = build_table(files, "x", classes, InProcess(parts, fmt, str(path)), block_bytes)
+def _table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None):
+    """The partitioned table of ``path`` (a file or a folder, each file read by its extension) and its prefixes."""
+    files = [(p, rdf_format(p)) for p in folder_files(path)] if path.is_dir() else [(path, rdf_format(path))]
+    return build_table(files, "x", classes, InProcess(parts, str(path)), block_bytes)
+
+
+def _same_table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None) -> int:
+    """Asserts the partitioned table of ``path`` equals the one-process table, and the
+    prefixes those the one-process parse keeps; gives the table's size."""
+    triples = read_triples(path)
+    expected = build_entity_table(triples, "x", classes)
+    got, prefixes = _table(path, parts, block_bytes, classes)
+    assert [(prefix, str(namespace)) for prefix, namespace in triples.namespaces()] == list(prefixes.items())
     assert list(got.entities) == list(expected.entities)
     assert got.triple_count == expected.triple_count
     for iri, entity in expected.entities.items():
@@ -36,9 +45,13 @@ def _same_table(path: Path, parts: int, block_bytes: int, classes: list[str] | N
 def test_the_persons_example_folds_its_addresses_the_same_in_any_number_of_partitions(parts) -> None:
     path = EXAMPLES / "persons" / "left.nt"
     assert _same_table(path, parts, 1024) == 60
-    table = build_table([path], "x", None, InProcess(parts, "nt", str(path)), 1024)
+    table = _table(path, parts, 1024)[0]
     # Two hops of label-less nodes folded into each person (address, then suburb).
     assert any(" / " in attribute for entity in table.entities.values() for attribute in entity.attributes)
+
+
+def test_the_persons_example_in_turtle(tmp_path) -> None:
+    assert _same_table(EXAMPLES / "persons" / "right.ttl", 3, 2048) == 60
 
 
 def test_the_oaei_benchmarks_in_partitions(shared_data) -> None:
@@ -81,7 +94,7 @@ def test_blank_nodes_fold_across_partitions_up_to_the_depth_one_process_folds(tm
     path = _write(tmp_path / "g.nt", BLANKS)
     # Blocks of one line or two: every subject's triples come from several blocks.
     _same_table(path, parts, 64)
-    table = build_table([path], "x", None, InProcess(parts, "nt", str(path)), 64)
+    table = _table(path, parts, 64)[0]
     a = table.entities["http://ex/a"]
     assert [v.text for v in a.attributes["http://ex/address / http://ex/city / http://ex/in / http://ex/name"]] == ["France"]
     assert not any("too deep" == v.text for values in a.attributes.values() for v in values)
@@ -100,7 +113,7 @@ def test_a_folder_keeps_each_files_blank_nodes_apart_and_merges_its_subjects(tmp
     _write(folder / "2.nt", '<http://ex/z> <http://ex/p> _:b1 .\n_:b1 <http://ex/v> "second" .\n<http://ex/a> <http://ex/q> "y" .\n<http://ex/a> <http://ex/q> "x" .\n')
     for parts in (1, 2, 3):
         _same_table(folder, parts, 32)
-    table = build_table(sorted(folder.iterdir()), "x", None, InProcess(2, "nt", str(folder)), 32)
+    table, _ = _table(folder, 2, 32)
     assert [v.text for v in table.entities["http://ex/a"].attributes["http://ex/p / http://ex/v"]] == ["first"]
     assert [v.text for v in table.entities["http://ex/z"].attributes["http://ex/p / http://ex/v"]] == ["second"]
     assert [v.text for v in table.entities["http://ex/a"].attributes["http://ex/q"]] == ["x", "y"]
@@ -111,7 +124,7 @@ def test_n_quads_merge_their_graphs(tmp_path) -> None:
         tmp_path / "g.nq",
         '<http://ex/a> <http://ex/p> "v" <http://ex/g1> .\n<http://ex/a> <http://ex/p> "v" <http://ex/g2> .\n<http://ex/b> <http://ex/p> "w" .\n',
     )
-    assert _same_table(path, 2, 16, fmt="nquads") == 2
+    assert _same_table(path, 2, 16) == 2
 
 
 def test_classes_and_a_literal_free_graph(tmp_path) -> None:
@@ -154,10 +167,10 @@ def test_lines_go_to_the_partition_of_their_subject() -> None:
 def test_a_line_no_partition_can_parse_makes_the_caller_load_it_in_one_process(tmp_path) -> None:
     path = _write(tmp_path / "bad.nt", '<http://ex/a> <http://ex/p> "1" .\n<http://ex/b> <http://ex/p> "2" \n')
     with pytest.raises(PartitionFailed):
-        build_table([path], "x", None, InProcess(2, "nt", str(path)), 16)
+        _table(path, 2, 16)[0]
     bad_iri = _write(tmp_path / "iri.nt", '<http://ex/a> <http://ex/p> <no-scheme> .\n')
     with pytest.raises(PartitionFailed):
-        build_table([bad_iri], "x", None, InProcess(2, "nt", str(bad_iri)), 16)
+        _table(bad_iri, 2, 16)[0]
 
 
 @pytest.mark.parametrize(
@@ -171,4 +184,45 @@ def test_a_line_one_process_rejects_is_rejected_by_the_partitions_too(tmp_path, 
     with pytest.raises(Exception):  # noqa: B017 - whichever error the one-process load raises
         read_triples(path)
     with pytest.raises(PartitionFailed):
-        build_table([path], "x", None, InProcess(2, "nt", str(path)), 16)
+        _table(path, 2, 16)[0]
+
+
+TURTLE = """\
+@prefix ex: <http://ex/> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+ex:a rdfs:label "Ann", "Anne"@fr ; ex:address [ ex:street "1 Main St" ; ex:city [ ex:name "Paris" ] ] ; ex:knows ex:b .
+ex:b rdfs:label "Bob" ; ex:age 41 ; ex:home <relative/home> ; ex:note \"\"\"two
+lines\"\"\" .
+<relative/home> ex:name "home" ; ex:score "1.5"^^<http://www.w3.org/2001/XMLSchema#decimal> .
+ex:a ex:same "x"^^<http://www.w3.org/2001/XMLSchema#string> .
+"""
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_turtle_is_parsed_as_a_stream_into_lines_and_partitioned_the_same(tmp_path, parts) -> None:
+    path = _write(tmp_path / "g.ttl", TURTLE)
+    assert _same_table(path, parts, 40) == 2
+    table, prefixes = _table(path, parts, 40)
+    assert prefixes == {"ex": "http://ex/", "rdfs": "http://www.w3.org/2000/01/rdf-schema#"}
+    # Anonymous nodes fold, and so does the node of a relative IRI; a long string keeps its line break.
+    a, b = table.entities["http://ex/a"], table.entities["http://ex/b"]
+    assert [v.text for v in a.attributes["http://ex/address / http://ex/city / http://ex/name"]] == ["Paris"]
+    assert [v.text for v in b.attributes["http://ex/home / http://ex/name"]] == ["home"]
+    assert [v.text for v in b.attributes["http://ex/note"]] == ["two\nlines"]
+
+
+def test_a_folder_of_turtle_trig_and_n_triples(tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write(folder / "1.ttl", TURTLE)
+    _write(folder / "2.trig", "@prefix ex: <http://other/> .\nex:g { <http://ex/a> <http://ex/q> [ <http://ex/v> \"in a graph\" ] . }\n")
+    _write(folder / "3.nt", '<http://ex/b> <http://ex/q> "plain" .\n')
+    assert _same_table(folder, 2, 64) == 2
+    # The first file's namespace for a prefix, as one process keeps it.
+    assert _table(folder, 2, 64)[1]["ex"] == "http://ex/"
+
+
+def test_turtle_no_parser_accepts_makes_the_caller_load_it_in_one_process(tmp_path) -> None:
+    path = _write(tmp_path / "bad.ttl", "@prefix ex: <http://ex/> .\nex:a ex:p ex:b .\nex:c ex:p \"open .\n")
+    with pytest.raises(PartitionFailed):
+        _table(path, 2, 16)

@@ -93,7 +93,7 @@ def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_pa
     # while later calls are still being sent.
     monkeypatch.setattr(ray_engine, "EMBED_BATCHES_PER_CALL", 1)
     monkeypatch.setattr(ray_engine, "EMBED_WINDOW", 1)
-    # The N-Triples input is loaded by partitions, in blocks of about 2 KB (a dozen of them).
+    # The inputs are loaded by partitions, in blocks of about 2 KB (a dozen or more each).
     monkeypatch.setattr(ray_load, "BLOCK_BYTES", 2048)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache", "--retrieval", "full"]
     # Fusion runs in the driver alone: the actors' CPUs are back in the cluster by then.
@@ -116,8 +116,8 @@ def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_pa
     # Each run with an empty vector cache: the actors compute every vector.
     info = _both_engines(args, tmp_path, cluster, lambda engine: monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / f"cache-{engine}")))
     assert info["engine"]["name"] == "ray" and info["engine"]["actors"] == 2 and info["engine"]["embed_calls"] > 2
-    # left.nt by the two partitions; right.ttl (Turtle) by the driver.
-    assert info["engine"]["partitions"] == 2 and info["engine"]["partitioned_inputs"] == 1
+    # left.nt and right.ttl (parsed by the driver as a stream of lines) by the two partitions.
+    assert info["engine"]["partitions"] == 2 and info["engine"]["partitioned_inputs"] == 2
     assert free_at_fusion == [2.0]
     assert info["engine"]["address"] == cluster and info["config"]["ray"]["address"] == cluster
     assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}

@@ -51,8 +51,33 @@ log = logging.getLogger(__name__)
 
 #: The formats whose every line is one triple (or quad), and can be routed by its first term.
 LINE_FORMATS = frozenset({"nt", "nquads"})
+#: The formats the driver parses as a stream into N-Triples lines (:func:`parsed_blocks`).
+PARSED_FORMATS = frozenset({"turtle", "trig"})
 _ESCAPE = re.compile(rb"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
 _LABEL_END = re.compile(rb"[ \t<\r\n]")
+
+
+class PartitionFailed(Exception):
+    """A partition could not parse or check its lines (the message says what it saw)."""
+
+
+class Counted:
+    """What the pipeline keeps of an input loaded by partitions (a
+    :class:`kgalign.io.triples.TripleSource` without its triples): their number and the
+    file's prefixes; fusion reads the file again (:class:`kgalign.io.reloaded.ReloadedTriples`)."""
+
+    def __init__(self, count: int, prefixes: dict[str, str]) -> None:
+        self.count = count
+        self.prefixes = [(prefix, URIRef(namespace)) for prefix, namespace in prefixes.items()]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def namespaces(self) -> list[tuple[str, URIRef]]:
+        return list(self.prefixes)
+
+    def __iter__(self) -> Iterator[Triple]:
+        raise TypeError("the triples of an input loaded by partitions are read again from its file")
 
 
 def blocks(path: Path, size: int) -> Iterator[bytes]:
@@ -70,6 +95,38 @@ def blocks(path: Path, size: int) -> Iterator[bytes]:
                 carry = carry[cut:]
     if carry:
         yield carry
+
+
+def parsed_blocks(path: Path, fmt: str, size: int, prefixes: dict[str, str]) -> Iterator[bytes]:
+    """A Turtle or TriG file (``fmt``), parsed as a stream (the whole file is never held),
+    as N-Triples lines in blocks of about ``size`` bytes; the file's prefixes are added
+    to ``prefixes`` at the end. A file pyoxigraph cannot parse raises
+    :class:`PartitionFailed` (the one-process load names the error)."""
+    import pyoxigraph as ox
+
+    from kgalign.io.parsers import oxigraph_format
+
+    lines: list[str] = []
+    held = 0
+    try:
+        with open_input(path) as handle:
+            parser = ox.parse(handle, format=oxigraph_format(fmt), base_iri=path.resolve().as_uri())
+            for quad in parser:
+                line = f"{quad.subject} {quad.predicate} {quad.object} .\n"
+                lines.append(line)
+                held += len(line)
+                if held >= size:
+                    yield "".join(lines).encode("utf-8", "surrogatepass")
+                    lines.clear()
+                    held = 0
+            for prefix, namespace in parser.prefixes.items():
+                prefixes.setdefault(prefix, namespace)
+    except PartitionFailed:
+        raise
+    except Exception as exc:  # a syntax error, an unreadable stream
+        raise PartitionFailed(f"{path}: {type(exc).__name__}") from None
+    if lines:
+        yield "".join(lines).encode("utf-8", "surrogatepass")
 
 
 def blank_id(tag: int, label: str) -> str:
@@ -129,13 +186,12 @@ class Partition:
     from the others (see the module text). Every method is one step of
     :func:`build_table`, called in that order."""
 
-    def __init__(self, number: int, parts: int, fmt: str, origin: str) -> None:
-        from kgalign.io.parsers import oxigraph_format, oxigraph_terms
+    def __init__(self, number: int, parts: int, origin: str) -> None:
+        from kgalign.io.parsers import oxigraph_terms
 
         self.number = number
         self.parts = parts
         self.origin = origin
-        self._format = oxigraph_format(fmt)
         self._tag = 0
         self._term = oxigraph_terms(lambda label: BNode(blank_id(self._tag, label)))
         self._triples: dict[Triple, None] = {}
@@ -150,17 +206,20 @@ class Partition:
         self._frontier: set[object] = set()
         self._done: set[object] = set()
 
-    def take(self, lines: bytes, tag: int) -> None:
-        """Parse some lines of the ``tag``-th file (all of one subject's are in this partition)."""
+    def take(self, lines: bytes, tag: int, fmt: str) -> None:
+        """Parse some lines (``fmt``: nt or nquads) of the ``tag``-th file (all of one
+        subject's are in this partition)."""
         if self.failed is not None or not lines:
             return
         import pyoxigraph as ox
+
+        from kgalign.io.parsers import oxigraph_format
 
         self._tag = tag
         term, triples = self._term, self._triples
         try:
             with quiet_term_warnings() as counter:
-                for quad in ox.parse(lines, format=self._format):
+                for quad in ox.parse(lines, format=oxigraph_format(fmt)):
                     triples[(term(quad.subject), term(quad.predicate), term(quad.object))] = None
         except Exception as exc:  # a syntax error, a triple term: the one-process load names it
             self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -292,9 +351,9 @@ class Exchange(Protocol):
 class InProcess:
     """:class:`Exchange` over :class:`Partition` objects of this process."""
 
-    def __init__(self, parts: int, fmt: str, origin: str) -> None:
+    def __init__(self, parts: int, origin: str) -> None:
         self.parts = parts
-        self.partitions = [Partition(number, parts, fmt, origin) for number in range(parts)]
+        self.partitions = [Partition(number, parts, origin) for number in range(parts)]
 
     def route(self, data: bytes, tag: int) -> list[Any]:
         return route(data, self.parts, tag)
@@ -306,29 +365,29 @@ class InProcess:
         return list(futures)
 
 
-class PartitionFailed(Exception):
-    """A partition could not parse or check its lines (the message says what it saw)."""
-
-
 def build_table(
-    files: Sequence[Path],
+    files: Sequence[tuple[Path, str]],
     name: str,
     classes: Iterable[str] | None,
     exchange: Exchange,
     block_bytes: int,
     window: int = 4,
-) -> EntityTable:
-    """The entity table of ``files`` read as one graph (see the module text), and the
-    number of its distinct triples in ``table.triple_count``. ``window``: blocks whose
-    lines are in flight at once. Raises :class:`PartitionFailed` where one process
-    must load the input instead."""
+) -> tuple[EntityTable, dict[str, str]]:
+    """The entity table of ``files`` (each with its format: LINE_FORMATS or
+    PARSED_FORMATS) read as one graph (see the module text), the number of its distinct
+    triples in ``table.triple_count``, and the prefixes the files declared (the first
+    file's namespace for each). ``window``: blocks whose lines are in flight at once.
+    Raises :class:`PartitionFailed` where one process must load the input instead."""
     n = exchange.parts
+    prefixes: dict[str, str] = {}
     pending: deque[list[Any]] = deque()
-    for tag, path in enumerate(files):
-        for data in blocks(path, block_bytes):
+    for tag, (path, fmt) in enumerate(files):
+        lines_format = fmt if fmt in LINE_FORMATS else "nt"
+        read = blocks(path, block_bytes) if fmt in LINE_FORMATS else parsed_blocks(path, fmt, block_bytes, prefixes)
+        for data in read:
             pieces = exchange.route(data, tag)
             del data
-            pending.append([exchange.call(k, "take", pieces[k], tag) for k in range(n)])
+            pending.append([exchange.call(k, "take", pieces[k], tag, lines_format) for k in range(n)])
             if len(pending) > window:
                 exchange.get(pending.popleft())
     while pending:
@@ -359,7 +418,7 @@ def build_table(
     if ill_typed:
         datatypes = sorted({d for state in states for d in state["datatypes"]})
         log.warning("%s: %d literals do not fit their datatype (%s); kept as text", name, ill_typed, ", ".join(datatypes) or "?")
-    return EntityTable(name=name, entities=_merged(parts), triple_count=count)
+    return EntityTable(name=name, entities=_merged(parts), triple_count=count), prefixes
 
 
 def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:

@@ -40,16 +40,16 @@ class ReloadedTriples:
     """The triples of ``path`` (as :func:`kgalign.io.parsers.read_triples` reads them),
     parsed again on each iteration; a :class:`kgalign.io.triples.TripleSource`."""
 
-    def __init__(self, path: Path, fmt: str | None, id_column: str | None, first: TripleSource | int, taken: tuple[int, int] | None = None) -> None:
-        """``first``: the triples of the first read, whose size and prefixes are kept (or
-        their number alone: a line-based file, which declares no prefix, read by
-        :mod:`kgalign.io.partitioned`); ``taken``: :func:`fingerprint` of ``path`` before
-        that read (None: now), so that a change during the first parse is caught too."""
+    def __init__(self, path: Path, fmt: str | None, id_column: str | None, first: TripleSource, taken: tuple[int, int] | None = None) -> None:
+        """``first``: the triples of the first read (or what partitions kept of them:
+        :class:`kgalign.io.partitioned.Counted`), whose size and prefixes are kept;
+        ``taken``: :func:`fingerprint` of ``path`` before that read (None: now), so that a
+        change during the first parse is caught too."""
         self.path = Path(path)
         self.fmt = fmt
         self.id_column = id_column
-        self._count = first if isinstance(first, int) else len(first)
-        self._namespaces = [] if isinstance(first, int) else list(first.namespaces())
+        self._count = len(first)
+        self._namespaces = list(first.namespaces())
         self._fingerprint = taken if taken is not None else fingerprint(self.path)
 
     def __len__(self) -> int:

@@ -18,9 +18,9 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   batch comes back: an actor killed mid-run is restarted by Ray and its batch asked
   again, and every answer already given is kept.
 
-- **loading** of an N-Triples or N-Quads input: by partitions on actors, grouped by
-  subject (:mod:`kgalign.runtime.ray_load`); the driver reads the file in blocks and
-  receives the entity table, never its triples.
+- **loading** of an N-Triples, N-Quads, Turtle or TriG input: by partitions on actors,
+  grouped by subject (:mod:`kgalign.runtime.ray_load`); the driver reads the file in
+  blocks and receives the entity table, never all of its triples.
 
 The TF-IDF fit, the dense search, resolution and fusion run in the driver, as with
 ``local``, and so does the load of other formats (docs/scale.md). The driver keeps no

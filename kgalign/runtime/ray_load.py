@@ -1,7 +1,8 @@
 """``--engine ray``'s load stage: an input's entity table built by partitions on Ray actors.
 
 An N-Triples or N-Quads input (a file, gzipped or not, or a folder of them) is read by
-the driver in blocks cut at line ends; one actor per partition routes every n-th
+the driver in blocks cut at line ends (a Turtle or TriG file is parsed by the driver as
+a stream, into blocks of N-Triples lines); one actor per partition routes every n-th
 block's lines by subject to the partitions (the shuffle), then parses, indexes and
 folds its own subjects (:mod:`kgalign.io.partitioned`). The driver never holds more
 than a window of blocks, and receives the entity table, which is the one a single
@@ -9,7 +10,7 @@ process builds. The partition actors reserve no CPU: the model actors, which may
 already hold the cluster's CPUs, would otherwise keep them from starting. They are
 let go once the table is built.
 
-Other inputs (Turtle, RDF/XML, tables, an endpoint's copy) are loaded in the driver,
+Other inputs (RDF/XML, tables, an endpoint's copy) are loaded in the driver,
 as are inputs a partition cannot parse or check: the one-process load then names the
 error as ``--engine local`` does.
 """
@@ -23,7 +24,7 @@ from typing import Any
 from kgalign.errors import InputError
 from kgalign.io.entities import check_table, no_subject_of_class
 from kgalign.io.formats import folder_files, is_table_input, rdf_format
-from kgalign.io.partitioned import LINE_FORMATS, Partition, PartitionFailed, build_table, route
+from kgalign.io.partitioned import LINE_FORMATS, PARSED_FORMATS, Counted, Partition, PartitionFailed, build_table, route
 from kgalign.io.reading import scan
 from kgalign.model import EntityTable
 
@@ -51,14 +52,14 @@ class RemotePartition(Partition):
 class RayExchange:
     """:class:`kgalign.io.partitioned.Exchange` over the actors of a Ray cluster."""
 
-    def __init__(self, ray: Any, parts: int, fmt: str, origin: str) -> None:
+    def __init__(self, ray: Any, parts: int, origin: str) -> None:
         self.ray = ray
         self.parts = parts
         actor = ray.remote(num_cpus=0)(RemotePartition)
         self.actors: list[Any] = []
         try:
             for k in range(parts):
-                self.actors.append(actor.options(scheduling_strategy="SPREAD").remote(k, parts, fmt, origin))
+                self.actors.append(actor.options(scheduling_strategy="SPREAD").remote(k, parts, origin))
         except BaseException:
             self.close()
             raise
@@ -86,32 +87,29 @@ class RayExchange:
                 pass
 
 
-def partitioned_files(path: Path, fmt: str | None) -> list[Path] | None:
-    """The files of an input the partitions can read, in order; None where one process
-    must load it (another format, a blank file, a surrogate escape, no file)."""
+def partitioned_files(path: Path, fmt: str | None) -> list[tuple[Path, str]] | None:
+    """The files of an input the partitions can read, in order, each with its format;
+    None where one process must load it (RDF/XML, a table, a blank single file, a
+    surrogate escape)."""
     if is_table_input(path, fmt):
         return None
     if path.is_dir():
-        files = folder_files(path)
-        if any(rdf_format(file) not in LINE_FORMATS for file in files):
-            return None
-        fmts = {rdf_format(file) for file in files}
+        files = [(file, rdf_format(file)) for file in folder_files(path)]
     elif path.is_file():
-        files = [path]
-        fmts = {rdf_format(path, fmt)}
+        files = [(path, rdf_format(path, fmt))]
     else:
         return None
-    if len(fmts) != 1 or not fmts <= LINE_FORMATS:
+    if any(found not in LINE_FORMATS | PARSED_FORMATS for _, found in files):
         return None
     kept = []
-    for file in files:
-        found = scan(file, rdf_format(file, fmt))
+    for file, found_format in files:
+        found = scan(file, found_format)
         if found.surrogate_line is not None or (found.blank and not path.is_dir()):
             return None
         if found.blank:
             log.warning("%s: the file is empty", file)
         else:
-            kept.append(file)
+            kept.append((file, found_format))
     return kept or None
 
 
@@ -123,15 +121,15 @@ class RayLoader:
         self.parts = max(1, parts)
         self.used = 0  # inputs loaded by partitions
 
-    def __call__(self, path: Path, name: str, fmt: str | None, classes: list[str] | None) -> EntityTable | None:
-        """The table of ``path``, or None where the driver must load it."""
+    def __call__(self, path: Path, name: str, fmt: str | None, classes: list[str] | None) -> tuple[Counted, EntityTable] | None:
+        """The number and prefixes of ``path``'s triples and its entity table, or None
+        where the driver must load it."""
         files = partitioned_files(path, fmt)
         if files is None:
             return None
-        line_format = rdf_format(files[0], fmt if not path.is_dir() else None)
-        exchange = RayExchange(self.ray, self.parts, line_format, str(path))
+        exchange = RayExchange(self.ray, self.parts, str(path))
         try:
-            table = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts)
+            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts)
         except PartitionFailed as failed:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
             return None
@@ -146,4 +144,4 @@ class RayLoader:
         log.info("loaded %s: %d triples, in %d partitions", path, table.triple_count, self.parts)
         log.info("%s: %d entities", name, len(table.entities))
         self.used += 1
-        return table
+        return Counted(table.triple_count, prefixes), table
