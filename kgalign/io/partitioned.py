@@ -378,20 +378,27 @@ def build_table(
     triples in ``table.triple_count``, and the prefixes the files declared (the first
     file's namespace for each). ``window``: blocks whose lines are in flight at once.
     Raises :class:`PartitionFailed` where one process must load the input instead."""
+    from kgalign.runtime.progress import progress_bar
+
     n = exchange.parts
     prefixes: dict[str, str] = {}
     pending: deque[list[Any]] = deque()
-    for tag, (path, fmt) in enumerate(files):
-        lines_format = fmt if fmt in LINE_FORMATS else "nt"
-        read = blocks(path, block_bytes) if fmt in LINE_FORMATS else parsed_blocks(path, fmt, block_bytes, prefixes)
-        for data in read:
-            pieces = exchange.route(data, tag)
-            del data
-            pending.append([exchange.call(k, "take", pieces[k], tag, lines_format) for k in range(n)])
-            if len(pending) > window:
-                exchange.get(pending.popleft())
-    while pending:
-        exchange.get(pending.popleft())
+    # MB of the files (a gzipped file's lines are more: the bar's total then grows).
+    with progress_bar(f"load {name} (MB)", sum(path.stat().st_size for path, _ in files) >> 20) as advance:
+        sent = 0
+        for tag, (path, fmt) in enumerate(files):
+            lines_format = fmt if fmt in LINE_FORMATS else "nt"
+            read = blocks(path, block_bytes) if fmt in LINE_FORMATS else parsed_blocks(path, fmt, block_bytes, prefixes)
+            for data in read:
+                before, sent = sent, sent + len(data)
+                advance((sent >> 20) - (before >> 20))
+                pieces = exchange.route(data, tag)
+                del data
+                pending.append([exchange.call(k, "take", pieces[k], tag, lines_format) for k in range(n)])
+                if len(pending) > window:
+                    exchange.get(pending.popleft())
+        while pending:
+            exchange.get(pending.popleft())
 
     referenced = [exchange.call(j, "close", split=True) for j in range(n)]
     states = exchange.get([exchange.call(j, "state") for j in range(n)])
