@@ -16,7 +16,7 @@ from pathlib import Path
 from kgalign.config import AlignConfig
 from kgalign.dedup import dedup_sides, side_duplicates
 from kgalign.evaluation.metrics import Pair, read_pairs
-from kgalign.fusion.fuse import fuse
+from kgalign.fusion.fuse import FusionResult, fuse
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.incremental.state import release_contents
 from kgalign.io.entities import load_entities
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 #: is read again) and its entity table (the table of
 #: :func:`kgalign.io.entities.load_entities`), or None where the run must load the file itself.
 Loader = Callable[[Path, str, str | None, list[str] | None], tuple[TripleSource, EntityTable] | None]
+#: An engine's fusion: the arguments of :func:`kgalign.fusion.fuse.fuse` to its result,
+#: or None where the run must fuse in this process.
+Fuser = Callable[[TripleSource, TripleSource, list[Link], str, str, dict[str, list[Link]]], FusionResult | None]
 
 
 def align(
@@ -95,6 +98,7 @@ def _align(
     lean: bool = False,
     models_done: Callable[[], None] | None = None,
     loader: Loader | None = None,
+    fuser: Fuser | None = None,
 ) -> AlignmentResult:
     """The stages in order; ``serve`` (an engine's) makes the judge from its backend, built
     for ``judge_device`` (the engine's workers') when given (see
@@ -106,7 +110,8 @@ def _align(
     ``models_done`` is called once no later stage asks the embedder or the judge
     (before fusion): an engine lets its model workers go there. A lean run's
     ``loader`` (an engine's) builds an input file's entity table where it can, without
-    the driver parsing the file (:class:`Loader`)."""
+    the driver parsing the file (:class:`Loader`), and its ``fuser`` the fusion
+    (:class:`Fuser`)."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
         check_judge(config.judge, config.model, config.adapter)
@@ -164,7 +169,8 @@ def _align(
     if models_done is not None:
         models_done()
     with timer.stage("fuse"):
-        fusion = fuse(prepared.left_graph, prepared.right_graph, links, config.canonical, config.conflicts, duplicates)
+        fused = fuser(prepared.left_graph, prepared.right_graph, links, config.canonical, config.conflicts, duplicates) if fuser is not None else None
+        fusion = fused if fused is not None else fuse(prepared.left_graph, prepared.right_graph, links, config.canonical, config.conflicts, duplicates)
 
     result = AlignmentResult(
         config=config,

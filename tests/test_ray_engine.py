@@ -338,3 +338,21 @@ def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, 
         outputs[engine] = [line for line in done.output.splitlines() if line.strip()]
         assert not (tmp_path / engine).exists() or not any((tmp_path / engine).iterdir())
     assert outputs["ray"] == outputs["local"] and len(outputs["local"]) == 1 and f"{bad}:1081" in outputs["local"][0], outputs
+
+
+def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, persons, tmp_path, monkeypatch) -> None:
+    """Past rdflib's pretty Turtle (lowered here to 100 triples) the ray engine fuses by
+    partitions: fused.ttl, provenance.trig and the rest are the local run's files. Another
+    conflict policy is fused in the driver."""
+    import kgalign.io.turtle as turtle
+    import kgalign.runtime.ray_load as ray_load
+
+    monkeypatch.setattr(turtle, "PRETTY_LIMIT", 100)
+    monkeypatch.setattr(ray_load, "BLOCK_BYTES", 4096)
+    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--ray-partitions", "3"]
+    info = _both_engines(args, tmp_path, cluster)
+    assert info["engine"]["partitioned_fusion"] is True
+    assert (tmp_path / "local" / "provenance.trig").read_bytes() == (tmp_path / "ray" / "provenance.trig").read_bytes()
+    assert json.loads((tmp_path / "ray" / "run.json").read_text())["counts"]["fused_triples"] > 1900
+    info = _both_engines([*args, "--conflicts", "most-specific"], tmp_path / "specific", cluster)
+    assert info["engine"]["partitioned_fusion"] is False

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import count, repeat
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -50,8 +52,32 @@ class FusedRows:
     ranks: np.ndarray
     sources: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    @classmethod
+    def merged(cls, parts: Sequence[FusedRows]) -> FusedRows:
+        """The rows of several fusions of disjoint triples (the partitions of
+        :mod:`kgalign.fusion.partitioned`) as one: the forms of all, each once, sorted,
+        and the rows ranked by them, as :meth:`of` renders the triples of all at once."""
+        forms: list[str] = []
+        ranks_of = [np.empty(len(part.forms), dtype=np.int32) for part in parts]
+        merged = heapq.merge(*(zip(part.forms, repeat(k), count()) for k, part in enumerate(parts)))
+        for form, k, i in merged:
+            if not forms or forms[-1] != form:
+                forms.append(form)
+            ranks_of[k][i] = len(forms) - 1
+        if not parts:
+            return cls(forms, np.empty((0, 3), dtype=np.int32), np.empty(0, dtype=np.uint8))
+        ranks = np.concatenate([ranks_of[k][part.ranks] for k, part in enumerate(parts)])
+        sources = np.concatenate([part.sources for part in parts])
+        order = np.lexsort((ranks[:, 2], ranks[:, 1], ranks[:, 0]))
+        return cls(forms, ranks[order], sources[order])
+
     @classmethod
     def of(cls, fusion: FusionResult) -> FusedRows:
+        if fusion.rows is not None:
+            return fusion.rows
         ids: dict[Node, int] = {}
         number = ids.setdefault
         # Each term gets the next number the first time it is seen (len(ids) before the insert).

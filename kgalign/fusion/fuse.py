@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL
@@ -44,20 +45,25 @@ MINT_BASE = "urn:kgalign:entity:"
 class FusionResult:
     """The fused triples are the keys of ``provenance``; ``graph`` builds an rdflib
     graph of them on first use (building one costs seconds on big pairs, and the
-    writers do not need it)."""
+    writers do not need it). A fusion by partitions (:mod:`kgalign.fusion.partitioned`)
+    holds them as rendered ``rows`` instead (a :class:`kgalign.fusion.export.FusedRows`),
+    ``provenance`` empty: only the writers read them."""
 
     canonical: dict[str, str]
     clusters: list[list[str]]
     provenance: dict[Triple, frozenset[str]] = field(default_factory=dict)
     dropped: list[tuple[Triple, str, str]] = field(default_factory=list)  # (triple, source, reason)
     namespaces: list[tuple[str, URIRef]] = field(default_factory=list)
+    rows: Any = None
 
     @property
     def triples(self) -> Iterable[Triple]:
+        if self.rows is not None:
+            raise TypeError("a fusion by partitions holds rendered rows, not triples")
         return self.provenance.keys()
 
     def __len__(self) -> int:
-        return len(self.provenance)
+        return len(self.rows) if self.rows is not None else len(self.provenance)
 
     @cached_property
     def graph(self) -> Graph:

@@ -170,15 +170,24 @@ def owner(key: bytes, parts: int) -> int:
     return zlib.crc32(key) % parts
 
 
-def route(data: bytes, parts: int, tag: int) -> list[bytes]:
+def route(data: bytes, parts: int, tag: int, renamed: dict[bytes, bytes] | None = None) -> list[bytes]:
     """The lines of ``data`` (one block of the ``tag``-th file) grouped by the partition
-    of their subject, each group in the order of the lines."""
+    of their subject (``renamed``: of the subject's new key where it has one, as fusion
+    routes a triple by its canonical subject), each group in the order of the lines."""
     groups: list[list[bytes]] = [[] for _ in range(parts)]
     for line in data.splitlines(keepends=True):
         key = line_key(line, tag)
         if key is not None:
+            if renamed:
+                key = renamed.get(key, key)
             groups[owner(key, parts)].append(line)
     return [b"".join(group) for group in groups]
+
+
+def read_blocks(path: Path, fmt: str, size: int, prefixes: dict[str, str]) -> Iterator[bytes]:
+    """The lines of one input file in blocks: :func:`blocks` for LINE_FORMATS, else
+    :func:`parsed_blocks` (whose prefixes go into ``prefixes``)."""
+    return blocks(path, size) if fmt in LINE_FORMATS else parsed_blocks(path, fmt, size, prefixes)
 
 
 class Partition:
@@ -205,6 +214,10 @@ class Partition:
         self._fetched: set[object] = set()
         self._frontier: set[object] = set()
         self._done: set[object] = set()
+
+    def route(self, data: bytes, tag: int) -> list[bytes]:
+        """A block's lines by partition (the blocks are routed by the partitions in turn)."""
+        return route(data, self.parts, tag)
 
     def take(self, lines: bytes, tag: int, fmt: str) -> None:
         """Parse some lines (``fmt``: nt or nquads) of the ``tag``-th file (all of one
@@ -349,14 +362,17 @@ class Exchange(Protocol):
 
 
 class InProcess:
-    """:class:`Exchange` over :class:`Partition` objects of this process."""
+    """:class:`Exchange` over partition objects of this process (by default
+    :class:`Partition` objects reading ``origin``)."""
 
-    def __init__(self, parts: int, origin: str) -> None:
+    def __init__(self, parts: int, origin: str = "", partitions: list[Any] | None = None) -> None:
         self.parts = parts
-        self.partitions = [Partition(number, parts, origin) for number in range(parts)]
+        self.partitions = partitions if partitions is not None else [Partition(number, parts, origin) for number in range(parts)]
+        self._routed = 0
 
     def route(self, data: bytes, tag: int) -> list[Any]:
-        return route(data, self.parts, tag)
+        self._routed += 1
+        return list(self.partitions[self._routed % self.parts].route(data, tag))
 
     def call(self, number: int, method: str, *args: Any, split: bool = False) -> Any:
         return getattr(self.partitions[number], method)(*args)
@@ -388,8 +404,7 @@ def build_table(
         sent = 0
         for tag, (path, fmt) in enumerate(files):
             lines_format = fmt if fmt in LINE_FORMATS else "nt"
-            read = blocks(path, block_bytes) if fmt in LINE_FORMATS else parsed_blocks(path, fmt, block_bytes, prefixes)
-            for data in read:
+            for data in read_blocks(path, fmt, block_bytes, prefixes):
                 before, sent = sent, sent + len(data)
                 advance((sent >> 20) - (before >> 20))
                 pieces = exchange.route(data, tag)

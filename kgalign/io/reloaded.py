@@ -50,7 +50,8 @@ class ReloadedTriples:
         self.id_column = id_column
         self._count = len(first)
         self._namespaces = list(first.namespaces())
-        self._fingerprint = taken if taken is not None else fingerprint(self.path)
+        #: The file's :func:`fingerprint` when first read.
+        self.taken = taken if taken is not None else fingerprint(self.path)
 
     def __len__(self) -> int:
         return self._count
@@ -61,7 +62,7 @@ class ReloadedTriples:
     def __iter__(self) -> Iterator[Triple]:
         from kgalign.io.parsers import read_triples
 
-        if fingerprint(self.path) != self._fingerprint:
+        if fingerprint(self.path) != self.taken:
             raise InputError(f"{self.path}: the file changed while kgalign was running; run again")
         log.info("reading %s again", self.path)
         triples = read_triples(self.path, self.fmt, id_column=self.id_column)

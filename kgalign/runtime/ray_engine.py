@@ -22,8 +22,13 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   grouped by subject (:mod:`kgalign.runtime.ray_load`); the driver reads the file in
   blocks and receives the entity table, never all of its triples.
 
-The TF-IDF fit, the dense search, resolution and fusion run in the driver, as with
-``local``, and so does the load of other formats (docs/scale.md). The driver keeps no
+- **fusion** (with the ``keep-all`` conflict policy, of inputs loaded by partitions):
+  the triples rewritten onto canonical IRIs by partitions grouped by canonical subject
+  (:mod:`kgalign.runtime.ray_fuse`); the driver merges their rendered rows.
+
+The TF-IDF fit, the dense search and resolution run in the driver, as with ``local``,
+and so do the load of other formats and the fusion the partitions do not take
+(docs/scale.md). The driver keeps no
 input triples between loading and fusion: an input file is read again when fused
 (:mod:`kgalign.io.reloaded`). The actors are let go before fusion, which needs no
 model; each gives its heap's free pages back after every call.
@@ -77,21 +82,35 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
     from kgalign.retrieval.embed import CachedEmbedder
     from kgalign.retrieval.retrieve import lexical_search
     from kgalign.runtime.gctune import relaxed_gc
+    from kgalign.runtime.ray_fuse import RayFuser
     from kgalign.runtime.ray_load import RayLoader
 
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
         loader = RayLoader(cluster["ray"], config.ray.partitions or pool.size)
+        fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
                 # The actors go once the judge is done: fusion runs in the driver alone.
                 result = _align(
-                    left, right, config, own, judge, old, serve=pool.serve, judge_device=pool.device, lean=True, models_done=pool.close, loader=loader
+                    left,
+                    right,
+                    config,
+                    own,
+                    judge,
+                    old,
+                    serve=pool.serve,
+                    judge_device=pool.device,
+                    lean=True,
+                    models_done=pool.close,
+                    loader=loader,
+                    fuser=fuser,
                 )
             result.engine = pool.describe()
             result.engine["partitions"] = loader.parts
             result.engine["partitioned_inputs"] = loader.used
+            result.engine["partitioned_fusion"] = fuser.used
             return result
         finally:
             pool.close()

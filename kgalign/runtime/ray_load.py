@@ -24,7 +24,7 @@ from typing import Any
 from kgalign.errors import InputError
 from kgalign.io.entities import check_table, no_subject_of_class
 from kgalign.io.formats import folder_files, is_table_input, rdf_format
-from kgalign.io.partitioned import LINE_FORMATS, PARSED_FORMATS, Counted, Partition, PartitionFailed, build_table, route
+from kgalign.io.partitioned import LINE_FORMATS, PARSED_FORMATS, Counted, Partition, PartitionFailed, build_table
 from kgalign.io.reading import scan
 from kgalign.model import EntityTable
 
@@ -36,30 +36,32 @@ BLOCK_BYTES = 16 << 20
 WINDOW = 4
 
 
-class RemotePartition(Partition):
-    """A partition as a Ray actor: :meth:`split` gives a method's per-partition list as
-    that many return values, so each goes straight to the partition it is for."""
+class Splitting:
+    """What a partition needs as a Ray actor: :meth:`split` gives a method's
+    per-partition list as that many return values, so each goes straight to the
+    partition it is for."""
 
     def split(self, method: str, *args: Any) -> Any:
         values = getattr(self, method)(*args)
         return values[0] if len(values) == 1 else values
 
-    def route(self, data: bytes, tag: int) -> list[bytes]:
-        """A block's lines by partition (the blocks are routed by the partitions in turn)."""
-        return route(data, self.parts, tag)
+
+class RemotePartition(Partition, Splitting):
+    """A partition of the load (:class:`kgalign.io.partitioned.Partition`) as a Ray actor."""
 
 
 class RayExchange:
-    """:class:`kgalign.io.partitioned.Exchange` over the actors of a Ray cluster."""
+    """:class:`kgalign.io.partitioned.Exchange` over Ray actors of ``kind`` (a partition
+    class with :class:`Splitting`), each made as ``kind(number, parts, *args)``."""
 
-    def __init__(self, ray: Any, parts: int, origin: str) -> None:
+    def __init__(self, ray: Any, parts: int, kind: type, *args: Any) -> None:
         self.ray = ray
         self.parts = parts
-        actor = ray.remote(num_cpus=0)(RemotePartition)
+        actor = ray.remote(num_cpus=0)(kind)
         self.actors: list[Any] = []
         try:
             for k in range(parts):
-                self.actors.append(actor.options(scheduling_strategy="SPREAD").remote(k, parts, origin))
+                self.actors.append(actor.options(scheduling_strategy="SPREAD").remote(k, parts, *args))
         except BaseException:
             self.close()
             raise
@@ -127,7 +129,7 @@ class RayLoader:
         files = partitioned_files(path, fmt)
         if files is None:
             return None
-        exchange = RayExchange(self.ray, self.parts, str(path))
+        exchange = RayExchange(self.ray, self.parts, RemotePartition, str(path))
         try:
             table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts)
         except PartitionFailed as failed:

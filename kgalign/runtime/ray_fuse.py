@@ -1,0 +1,89 @@
+"""``--engine ray``'s fusion: the input files rewritten onto canonical IRIs by partitions
+on Ray actors (:mod:`kgalign.fusion.partitioned`).
+
+The driver reads the files again in blocks, as the load did (:mod:`kgalign.runtime.ray_load`),
+and the partition actors, each holding the canonical map, route each line to the
+partition of its canonical subject, rewrite and keep their triples, and send back
+their rows rendered as numbers; the driver merges them for the writers. The driver
+never holds the fused triples as Python objects (on one process they are the largest
+thing fusion holds). A run fuses in the driver instead where this does not apply: a
+conflict policy other than ``keep-all``, an input the partitions did not load, a
+fusion small enough for rdflib's pretty Turtle, or a line a partition cannot parse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rdflib import URIRef
+from rdflib.namespace import OWL
+
+from kgalign.errors import InputError
+from kgalign.fusion.fuse import FusionResult, choose_canonical, cluster_links
+from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
+from kgalign.io import turtle
+from kgalign.io.partitioned import PartitionFailed
+from kgalign.io.reloaded import ReloadedTriples, fingerprint
+from kgalign.io.triples import TripleSource
+from kgalign.model import Link
+from kgalign.runtime.ray_load import BLOCK_BYTES, WINDOW, RayExchange, Splitting, partitioned_files
+
+log = logging.getLogger(__name__)
+
+
+class RemoteFusePartition(FusePartition, Splitting):
+    """A partition of the fusion as a Ray actor."""
+
+
+class RayFuser:
+    """Fuses two inputs on the partitions of a Ray cluster (see the module text)."""
+
+    def __init__(self, ray: Any, parts: int) -> None:
+        self.ray = ray
+        self.parts = max(1, parts)
+        self.used = False
+
+    def __call__(
+        self,
+        left: TripleSource,
+        right: TripleSource,
+        links: Sequence[Link],
+        canonical: str,
+        conflicts: str,
+        same_side: Mapping[str, Sequence[Link]] | None = None,
+    ) -> FusionResult | None:
+        """The fusion :func:`kgalign.fusion.fuse.fuse` gives, or None where the driver must fuse."""
+        if conflicts != "keep-all" or len(left) + len(right) <= turtle.PRETTY_LIMIT:
+            return None
+        sides = []
+        for side, graph in (("left", left), ("right", right)):
+            if not isinstance(graph, ReloadedTriples):
+                return None
+            files = partitioned_files(graph.path, graph.fmt)
+            if files is None:
+                return None
+            if fingerprint(graph.path) != graph.taken:
+                raise InputError(f"{graph.path}: the file changed while kgalign was running; run again")
+            sides.append((side, files))
+        clusters = cluster_links(links, same_side)
+        mapping = choose_canonical(clusters, links, canonical, same_side)
+        namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
+        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping))
+        try:
+            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, BLOCK_BYTES, WINDOW * self.parts)
+        except PartitionFailed as failed:
+            log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
+            return None
+        except self.ray.exceptions.RayError as exc:  # an actor died (out of memory, a lost node)
+            log.warning("a fusion partition failed (%s); fusing in the driver", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return None
+        finally:
+            exchange.close()
+        if len(fusion) <= turtle.PRETTY_LIMIT:
+            return None  # rdflib's pretty Turtle needs the triples: the driver fuses them
+        log.info("fused %d triples in %d partitions", len(fusion), self.parts)
+        self.used = True
+        return fusion
+

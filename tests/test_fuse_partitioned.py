@@ -1,0 +1,103 @@
+"""Fusion by partitions (kgalign.fusion.partitioned) renders the rows one process
+renders (kgalign.fusion.fuse + FusedRows.of): the same forms, the same rows in the same
+order with the same sources, so fused.ttl and provenance.trig are the same files. The
+partitions are objects of this process here; tests/test_ray_engine.py runs them as
+Ray actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdflib import URIRef
+
+from kgalign.evaluation.metrics import read_pairs
+from kgalign.fusion.export import FusedRows, provenance_dataset, write_dataset
+from kgalign.fusion.fuse import choose_canonical, cluster_links, fuse
+from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
+from kgalign.io.formats import rdf_format
+from kgalign.io.parsers import read_triples
+from kgalign.io.partitioned import InProcess, PartitionFailed
+from kgalign.io.turtle import write_triples
+from kgalign.model import Link
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+RUN = URIRef("urn:kgalign:run/test")
+
+
+def _both(left: Path, right: Path, links: list[Link], parts: int, canonical: str = "left", same_side=None):
+    """One process's fusion and the partitions' fusion of the two files."""
+    expected = fuse(read_triples(left), read_triples(right), links, canonical, "keep-all", same_side)
+    clusters = cluster_links(links, same_side)
+    mapping = choose_canonical(clusters, links, canonical, same_side)
+    exchange = InProcess(parts, partitions=[FusePartition(k, parts, mapping) for k in range(parts)])
+    sides = [("left", [(left, rdf_format(left))]), ("right", [(right, rdf_format(right))])]
+    got = fuse_partitioned(sides, mapping, clusters, expected.namespaces, exchange, 4096)
+    return expected, got
+
+
+def _assert_same(expected, got, tmp_path: Path) -> None:
+    rows = FusedRows.of(expected)
+    assert got.rows.forms == rows.forms
+    assert np.array_equal(got.rows.ranks, rows.ranks) and np.array_equal(got.rows.sources, rows.sources)
+    assert len(got) == len(expected) and got.clusters == expected.clusters and got.canonical == expected.canonical
+    texts = []
+    for fusion, name in ((expected, "one"), (got, "parts")):
+        with open(tmp_path / f"{name}.ttl", "w") as handle:
+            write_triples(handle, FusedRows.of(fusion).rows)
+        write_dataset(provenance_dataset(fusion, RUN, "left", "right"), tmp_path / f"{name}.trig")
+        texts.append(((tmp_path / f"{name}.ttl").read_bytes(), (tmp_path / f"{name}.trig").read_bytes()))
+    assert texts[0] == texts[1]
+
+
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("canonical", ["left", "right", "mint"])
+def test_the_persons_example_fuses_the_same_in_partitions(tmp_path, parts, canonical) -> None:
+    folder = EXAMPLES / "persons"
+    links = [Link(a, b, 1.0) for a, b in read_pairs(folder / "gold.tsv")]
+    expected, got = _both(folder / "left.nt", folder / "right.ttl", links, parts, canonical)
+    # Rows from the left, the right and kgalign (the sameAs links).
+    assert {1, 2, 4} <= set(got.rows.sources.tolist())
+    assert sum(1 for form in got.rows.forms if form == "<http://www.w3.org/2002/07/owl#sameAs>") == 1
+    _assert_same(expected, got, tmp_path)
+
+
+def test_duplicates_within_a_graph_join_the_clusters(tmp_path) -> None:
+    folder = EXAMPLES / "persons"
+    pairs = read_pairs(folder / "gold.tsv")
+    links = [Link(a, b, 1.0) for a, b in pairs[:40]]
+    # Two left persons taken as one record: their cluster holds both and the right one.
+    same_side = {"left": [Link(pairs[0][0], pairs[1][0], 1.0)]}
+    expected, got = _both(folder / "left.nt", folder / "right.ttl", links, 3, "left", same_side)
+    assert max(len(cluster) for cluster in got.clusters) == 4
+    _assert_same(expected, got, tmp_path)
+
+
+def test_the_oaei_restaurants_fuse_the_same(shared_data, tmp_path) -> None:
+    folder = shared_data / "oaei2010_restaurants"
+    links = [Link(a, b, 1.0) for a, b in read_pairs(folder / "goldstandard_repaired.tsv")]
+    expected, got = _both(folder / "restaurant1.nt", folder / "restaurant2.nt", links, 4)
+    assert len(got) > 8000
+    _assert_same(expected, got, tmp_path)
+
+
+def test_blank_nodes_of_the_two_graphs_stay_apart(tmp_path) -> None:
+    left = tmp_path / "l.nt"
+    right = tmp_path / "r.nt"
+    left.write_text('<http://l/a> <http://ex/addr> _:b1 .\n_:b1 <http://ex/city> "Paris" .\n')
+    right.write_text('<http://r/a> <http://ex/addr> _:b1 .\n_:b1 <http://ex/city> "Lyon" .\n')
+    expected, got = _both(left, right, [Link("http://l/a", "http://r/a", 1.0)], 2)
+    # Two blank nodes (one per graph), as in one process, whose labels are new in each read.
+    assert len(got) == len(expected) == 5
+    assert sum(1 for form in got.rows.forms if form.startswith("_:")) == 2
+
+
+def test_a_line_no_partition_can_parse_makes_the_caller_fuse_in_one_process(tmp_path) -> None:
+    left = tmp_path / "l.nt"
+    left.write_text('<http://l/a> <http://ex/p> "x" .\n<http://l/b> <http://ex/p> "open .\n')
+    exchange = InProcess(2, partitions=[FusePartition(k, 2, {}) for k in range(2)])
+    with pytest.raises(PartitionFailed):
+        fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096)
