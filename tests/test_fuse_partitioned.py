@@ -14,7 +14,7 @@ from rdflib import URIRef
 
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.fusion.export import FusedRows, provenance_dataset, write_dataset
-from kgalign.fusion.fuse import choose_canonical, cluster_links, fuse
+from kgalign.fusion.fuse import choose_canonical, cluster_links, fuse, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
 from kgalign.io.formats import rdf_format
 from kgalign.io.parsers import read_triples
@@ -31,7 +31,8 @@ def _both(left: Path, right: Path, links: list[Link], parts: int, canonical: str
     expected = fuse(read_triples(left), read_triples(right), links, canonical, "keep-all", same_side)
     clusters = cluster_links(links, same_side)
     mapping = choose_canonical(clusters, links, canonical, same_side)
-    exchange = InProcess(parts, partitions=[FusePartition(k, parts, mapping) for k in range(parts)])
+    pairs = same_as_pairs(clusters, mapping)
+    exchange = InProcess(parts, partitions=[FusePartition(k, parts, mapping, pairs) for k in range(parts)])
     sides = [("left", [(left, rdf_format(left))]), ("right", [(right, rdf_format(right))])]
     got = fuse_partitioned(sides, mapping, clusters, expected.namespaces, exchange, 4096)
     return expected, got
@@ -98,6 +99,29 @@ def test_blank_nodes_of_the_two_graphs_stay_apart(tmp_path) -> None:
 def test_a_line_no_partition_can_parse_makes_the_caller_fuse_in_one_process(tmp_path) -> None:
     left = tmp_path / "l.nt"
     left.write_text('<http://l/a> <http://ex/p> "x" .\n<http://l/b> <http://ex/p> "open .\n')
-    exchange = InProcess(2, partitions=[FusePartition(k, 2, {}) for k in range(2)])
+    exchange = InProcess(2, partitions=[FusePartition(k, 2, {}, []) for k in range(2)])
     with pytest.raises(PartitionFailed):
         fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096)
+
+
+@pytest.mark.parametrize("canonical", ["left", "right", "mint"])
+def test_an_iri_of_both_graphs_in_two_clusters_gets_the_same_links(tmp_path, canonical) -> None:
+    """cluster_links keeps a left and a right IRI of one spelling apart, so ``b`` is in two
+    clusters; the sameAs triples must be those one process writes."""
+    left = tmp_path / "l.nt"
+    right = tmp_path / "r.nt"
+    left.write_text('<http://b> <http://p> "1" .\n<http://c> <http://p> "2" .\n')
+    right.write_text('<http://a> <http://p> "3" .\n<http://b> <http://p> "4" .\n<http://b> <http://www.w3.org/2002/07/owl#sameAs> <http://a> .\n')
+    links = [Link("http://b", "http://a", 1.0), Link("http://c", "http://b", 1.0)]
+    for parts in (1, 2, 3):
+        expected, got = _both(left, right, links, parts, canonical)
+        _assert_same(expected, got, tmp_path)
+
+
+def test_ill_typed_literals_are_not_reported_again_by_fusion(tmp_path, caplog) -> None:
+    left = tmp_path / "l.nt"
+    left.write_text('<http://l/a> <http://ex/n> "abc"^^<http://www.w3.org/2001/XMLSchema#integer> .\n')
+    exchange = InProcess(1, partitions=[FusePartition(0, 1, {}, [])])
+    with caplog.at_level("WARNING"):
+        fusion = fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096)
+    assert len(fusion) == 1 and "abc" not in caplog.text

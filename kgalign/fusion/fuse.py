@@ -67,6 +67,8 @@ class FusionResult:
 
     @cached_property
     def graph(self) -> Graph:
+        if self.rows is not None:
+            raise TypeError("a fusion by partitions holds rendered rows, not triples")
         fused = Graph()
         for prefix, namespace in self.namespaces:
             fused.bind(prefix, namespace, override=False)
@@ -184,13 +186,21 @@ def fuse(
 
     namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
     same_as = OWL.sameAs
+    for target, member in same_as_pairs(clusters, mapping):
+        link = (known_iri(target), same_as, known_iri(member))
+        provenance[link] = provenance.get(link, frozenset()) | _SOURCES["kgalign"]
+    return FusionResult(canonical=mapping, clusters=clusters, provenance=provenance, dropped=dropped, namespaces=namespaces)
+
+
+def same_as_pairs(clusters: Sequence[list[str]], mapping: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(canonical, member)`` of each ``owl:sameAs`` triple the fused graph gets: each
+    member of a cluster but the canonical IRI (an IRI of both graphs may be in two
+    clusters, and holds the canonical IRI of the last one)."""
+    pairs: list[tuple[str, str]] = []
     for members in clusters:
         target = mapping[members[0]]
-        for member in members:
-            if member != target:
-                link = (known_iri(target), same_as, known_iri(member))
-                provenance[link] = provenance.get(link, frozenset()) | _SOURCES["kgalign"]
-    return FusionResult(canonical=mapping, clusters=clusters, provenance=provenance, dropped=dropped, namespaces=namespaces)
+        pairs.extend((target, member) for member in members if member != target)
+    return pairs
 
 
 _SOURCES = {

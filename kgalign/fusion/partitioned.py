@@ -28,6 +28,7 @@ from rdflib.term import Node
 
 from kgalign.fusion.export import FusedRows
 from kgalign.fusion.fuse import _SOURCES, FusionResult
+from kgalign.io.diagnostics import quiet_term_warnings
 from kgalign.io.partitioned import LINE_FORMATS, Exchange, PartitionFailed, blank_id, node_key, owner, read_blocks, route
 from kgalign.io.triples import Triple, known_iri
 
@@ -38,12 +39,16 @@ RIGHT_TAGS = 1 << 20
 class FusePartition:
     """The fused triples whose canonical subject one partition owns (see the module text)."""
 
-    def __init__(self, number: int, parts: int, canonical: Mapping[str, str]) -> None:
+    def __init__(self, number: int, parts: int, canonical: Mapping[str, str], same_as: Sequence[tuple[str, str]]) -> None:
+        """``canonical``: every clustered IRI to its canonical IRI; ``same_as``: the
+        ``(canonical, member)`` pairs of the fused graph's ``owl:sameAs`` triples
+        (:func:`kgalign.fusion.fuse.same_as_pairs`)."""
         from kgalign.io.parsers import oxigraph_terms
 
         self.number = number
         self.parts = parts
-        self._canonical = dict(canonical)
+        # Only the sameAs triples whose subject this partition owns.
+        self._same_as = [(target, member) for target, member in same_as if owner(node_key(URIRef(target)), parts) == number]
         self._keys = {node_key(URIRef(member)): node_key(URIRef(target)) for member, target in canonical.items()}
         self._rewrite: dict[Node, Node] = {known_iri(member): known_iri(target) for member, target in canonical.items()}
         self._tag = 0
@@ -64,19 +69,24 @@ class FusePartition:
         from kgalign.io.parsers import oxigraph_format
 
         self._tag = tag
-        term, rewrite, provenance = self._term, self._rewrite, self.provenance
-        get = provenance.get
         alone, both = _SOURCES[side], _SOURCES["both"]
         try:
-            for quad in ox.parse(lines, format=oxigraph_format(fmt)):
-                s, p, o = term(quad.subject), term(quad.predicate), term(quad.object)
-                triple = (s, p, o)
-                if s in rewrite or (type(o) is URIRef and o in rewrite):
-                    triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
-                known = get(triple)
-                provenance[triple] = alone if known is None or known is alone else both
+            # rdflib's per-literal warnings are the load's to report (once), not fusion's.
+            with quiet_term_warnings():
+                self._rewrite_lines(ox.parse(lines, format=oxigraph_format(fmt)), alone, both)
         except Exception as exc:  # the caller fuses in one process, which names the error
             self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+    def _rewrite_lines(self, quads: Any, alone: frozenset[str], both: frozenset[str]) -> None:
+        term, rewrite, provenance = self._term, self._rewrite, self.provenance
+        get = provenance.get
+        for quad in quads:
+            s, p, o = term(quad.subject), term(quad.predicate), term(quad.object)
+            triple = (s, p, o)
+            if s in rewrite or (type(o) is URIRef and o in rewrite):
+                triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
+            known = get(triple)
+            provenance[triple] = alone if known is None or known is alone else both
 
     def rows(self) -> FusedRows | str:
         """This partition's rows with the ``owl:sameAs`` of the clusters whose canonical IRI
@@ -84,10 +94,9 @@ class FusePartition:
         if self.failed is not None:
             return self.failed
         provenance, same_as, kgalign = self.provenance, OWL.sameAs, _SOURCES["kgalign"]
-        for member, target in self._canonical.items():
-            if member != target and owner(node_key(URIRef(target)), self.parts) == self.number:
-                link = (known_iri(target), same_as, known_iri(member))
-                provenance[link] = provenance.get(link, frozenset()) | kgalign
+        for target, member in self._same_as:
+            link = (known_iri(target), same_as, known_iri(member))
+            provenance[link] = provenance.get(link, frozenset()) | kgalign
         rows = FusedRows.of(FusionResult(canonical={}, clusters=[], provenance=provenance))
         self.provenance = {}
         return rows

@@ -7,8 +7,11 @@ partition of its canonical subject, rewrite and keep their triples, and send bac
 their rows rendered as numbers; the driver merges them for the writers. The driver
 never holds the fused triples as Python objects (on one process they are the largest
 thing fusion holds). A run fuses in the driver instead where this does not apply: a
-conflict policy other than ``keep-all``, an input the partitions did not load, a
-fusion small enough for rdflib's pretty Turtle, or a line a partition cannot parse.
+conflict policy other than ``keep-all``, an input of a format the partitions do not
+read (RDF/XML, a table), a fusion small enough for rdflib's pretty Turtle, or a line a
+partition cannot parse. The files must
+not change meanwhile: their size and modification time are checked before they are
+read again (as :class:`kgalign.io.reloaded.ReloadedTriples` checks them).
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from rdflib import URIRef
 from rdflib.namespace import OWL
 
 from kgalign.errors import InputError
-from kgalign.fusion.fuse import FusionResult, choose_canonical, cluster_links
+from kgalign.fusion.fuse import FusionResult, choose_canonical, cluster_links, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
 from kgalign.io import turtle
 from kgalign.io.partitioned import PartitionFailed
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.io.triples import TripleSource
 from kgalign.model import Link
-from kgalign.runtime.ray_load import BLOCK_BYTES, WINDOW, RayExchange, Splitting, partitioned_files
+from kgalign.runtime import ray_load
+from kgalign.runtime.ray_load import RayExchange, Splitting, partitioned_files
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +74,9 @@ class RayFuser:
         clusters = cluster_links(links, same_side)
         mapping = choose_canonical(clusters, links, canonical, same_side)
         namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
-        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping))
+        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping), self.ray.put(same_as_pairs(clusters, mapping)))
         try:
-            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, BLOCK_BYTES, WINDOW * self.parts)
+            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts)
         except PartitionFailed as failed:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
             return None
