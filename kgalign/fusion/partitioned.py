@@ -29,7 +29,7 @@ from rdflib.term import Node
 from kgalign.fusion.export import FusedRows
 from kgalign.fusion.fuse import _SOURCES, FusionResult
 from kgalign.io.diagnostics import quiet_term_warnings
-from kgalign.io.partitioned import LINE_FORMATS, Exchange, PartitionFailed, blank_id, node_key, owner, read_blocks, route
+from kgalign.io.partitioned import Exchange, PartitionFailed, blank_id, node_key, owner, route, send_lines
 from kgalign.io.triples import Triple, known_iri
 
 #: File tags of the right graph start here (a blank node of each file stays its own).
@@ -115,22 +115,9 @@ def fuse_partitioned(
     along ``canonical`` (every clustered IRI to its cluster's canonical IRI), its rows
     merged from the partitions of ``exchange`` (:class:`FusePartition` objects).
     Raises :class:`kgalign.io.partitioned.PartitionFailed` where one process must fuse."""
-    from collections import deque
-
     n = exchange.parts
-    pending: deque[list[Any]] = deque()
-    for number, (side, files) in enumerate(sides):
-        for index, (path, fmt) in enumerate(files):
-            tag = number * RIGHT_TAGS + index
-            lines_format = fmt if fmt in LINE_FORMATS else "nt"
-            for data in read_blocks(path, fmt, block_bytes, {}):
-                pieces = exchange.route(data, tag)
-                del data
-                pending.append([exchange.call(k, "take", pieces[k], tag, lines_format, side) for k in range(n)])
-                if len(pending) > window:
-                    exchange.get(pending.popleft())
-    while pending:
-        exchange.get(pending.popleft())
+    files = [(number * RIGHT_TAGS + index, path, fmt, (side,)) for number, (side, paths) in enumerate(sides) for index, (path, fmt) in enumerate(paths)]
+    send_lines(exchange, files, block_bytes, window, {})
     parts = exchange.get([exchange.call(k, "rows") for k in range(n)])
     failed = [part for part in parts if isinstance(part, str)]
     if failed:

@@ -35,7 +35,7 @@ import re
 import sys
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -398,22 +398,9 @@ def build_table(
 
     n = exchange.parts
     prefixes: dict[str, str] = {}
-    pending: deque[list[Any]] = deque()
     # MB of the files (a gzipped file's lines are more: the bar's total then grows).
     with progress_bar(f"load {name} (MB)", sum(path.stat().st_size for path, _ in files) >> 20) as advance:
-        sent = 0
-        for tag, (path, fmt) in enumerate(files):
-            lines_format = fmt if fmt in LINE_FORMATS else "nt"
-            for data in read_blocks(path, fmt, block_bytes, prefixes):
-                before, sent = sent, sent + len(data)
-                advance((sent >> 20) - (before >> 20))
-                pieces = exchange.route(data, tag)
-                del data
-                pending.append([exchange.call(k, "take", pieces[k], tag, lines_format) for k in range(n)])
-                if len(pending) > window:
-                    exchange.get(pending.popleft())
-        while pending:
-            exchange.get(pending.popleft())
+        send_lines(exchange, [(tag, path, fmt, ()) for tag, (path, fmt) in enumerate(files)], block_bytes, window, prefixes, advance)
 
     referenced = [exchange.call(j, "close", split=True) for j in range(n)]
     states = exchange.get([exchange.call(j, "state") for j in range(n)])
@@ -441,6 +428,36 @@ def build_table(
         datatypes = sorted({d for state in states for d in state["datatypes"]})
         log.warning("%s: %d literals do not fit their datatype (%s); kept as text", name, ill_typed, ", ".join(datatypes) or "?")
     return EntityTable(name=name, entities=_merged(parts), triple_count=count), prefixes
+
+
+def send_lines(
+    exchange: Exchange,
+    files: Iterable[tuple[int, Path, str, tuple[Any, ...]]],
+    block_bytes: int,
+    window: int,
+    prefixes: dict[str, str],
+    advance: Callable[[int], None] | None = None,
+) -> None:
+    """Every line of the files ``(tag, path, format, extra)`` to its partition: each block
+    (:func:`read_blocks`; a parsed file's prefixes go into ``prefixes``) routed by a
+    partition, each partition's lines given to it as ``take(lines, tag, lines' format,
+    *extra)``, at most ``window`` blocks in flight; ``advance`` gets the MB sent."""
+    n = exchange.parts
+    pending: deque[list[Any]] = deque()
+    sent = 0
+    for tag, path, fmt, extra in files:
+        lines_format = fmt if fmt in LINE_FORMATS else "nt"
+        for data in read_blocks(path, fmt, block_bytes, prefixes):
+            before, sent = sent, sent + len(data)
+            if advance is not None:
+                advance((sent >> 20) - (before >> 20))
+            pieces = exchange.route(data, tag)
+            del data
+            pending.append([exchange.call(k, "take", pieces[k], tag, lines_format, *extra) for k in range(n)])
+            if len(pending) > window:
+                exchange.get(pending.popleft())
+    while pending:
+        exchange.get(pending.popleft())
 
 
 def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:
