@@ -348,6 +348,9 @@ def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, perso
     import kgalign.io.turtle as turtle
     import kgalign.runtime.ray_load as ray_load
 
+    import kgalign.runtime.ray_engine as ray_engine
+
+    monkeypatch.setattr(ray_engine, "PARTITIONED_FUSION", True)
     monkeypatch.setattr(turtle, "PRETTY_LIMIT", 100)
     monkeypatch.setattr(ray_load, "BLOCK_BYTES", 4096)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--ray-partitions", "3"]
