@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from rdflib import BNode, URIRef
 
-from kgalign.io.diagnostics import check_terms, quiet_term_warnings
+from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes
 from kgalign.io.reading import chunks, open_input
 from kgalign.io.triples import Triple, TripleSet
@@ -423,10 +423,11 @@ def build_table(
             if level < FOLD_DEPTH:
                 exchange.get([exchange.call(j, "advance") for j in range(n)])
     parts = exchange.get([exchange.call(k, "entities") for k in range(n)])
-    ill_typed = sum(state["ill_typed"] for state in states)
-    if ill_typed:
-        datatypes = sorted({d for state in states for d in state["datatypes"]})
-        log.warning("%s: %d literals do not fit their datatype (%s); kept as text", name, ill_typed, ", ".join(datatypes) or "?")
+    # The one-process load's warning, for the input (a file, or the folder of its files).
+    counter = TermWarnings()
+    counter.ill_typed = sum(state["ill_typed"] for state in states)
+    counter.datatypes = {d for state in states for d in state["datatypes"]}
+    report_term_warnings(files[0][0] if len(files) == 1 else files[0][0].parent, counter)
     return EntityTable(name=name, entities=_merged(parts), triple_count=count), prefixes
 
 
