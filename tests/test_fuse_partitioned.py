@@ -125,3 +125,32 @@ def test_ill_typed_literals_are_not_reported_again_by_fusion(tmp_path, caplog) -
     with caplog.at_level("WARNING"):
         fusion = fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096)
     assert len(fusion) == 1 and "abc" not in caplog.text
+
+
+def test_literals_of_one_term_in_two_spellings_are_one_row(tmp_path) -> None:
+    """A partition numbers a term by the form rdflib renders, after rdflib normalises it:
+    ``"01"`` and ``"1"`` as integers, ``"x"^^xsd:string`` and ``"x"``, a language tag in
+    two cases, are one term each in one process too; a literal with a line break renders
+    in long quotes; the same triple from both sides is one row of both sources."""
+    xsd = "http://www.w3.org/2001/XMLSchema#"
+    left = tmp_path / "l.nt"
+    right = tmp_path / "r.nt"
+    left.write_text(
+        f'<http://l/a> <http://ex/n> "01"^^<{xsd}integer> .\n'
+        f'<http://l/a> <http://ex/s> "x"^^<{xsd}string> .\n'
+        '<http://l/a> <http://ex/t> "Bonjour"@FR .\n'
+        '<http://l/a> <http://ex/d> "two\\nlines \\"quoted\\"" .\n'
+        '<http://ex/shared> <http://ex/p> <http://l/a> .\n'
+    )
+    right.write_text(
+        f'<http://r/a> <http://ex/n> "1"^^<{xsd}integer> .\n'
+        '<http://r/a> <http://ex/s> "x" .\n'
+        '<http://r/a> <http://ex/t> "Bonjour"@fr .\n'
+        '<http://ex/shared> <http://ex/p> <http://r/a> .\n'
+    )
+    for parts in (1, 2):
+        expected, got = _both(left, right, [Link("http://l/a", "http://r/a", 1.0)], parts)
+        _assert_same(expected, got, tmp_path)
+        # n, s, t, shared -> a: each from both sides; the long literal from the left; sameAs.
+        assert sorted(got.rows.sources.tolist()) == [1, 3, 3, 3, 3, 4]
+        assert any(form.startswith('"""two') for form in got.rows.forms)

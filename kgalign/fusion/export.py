@@ -87,24 +87,34 @@ class FusedRows:
         bits = np.fromiter(
             (sum(SOURCE_BITS[source] for source in sources) for sources in fusion.provenance.values()), dtype=np.uint8, count=len(fusion)
         )
-        terms = list(ids)
+        forms = [term.n3() for term in ids]
         del ids
-        # Terms of one form (if any) share a rank: the ranks then compare as the strings do.
-        rendered = [term.n3() for term in terms]
-        del terms
-        by_form = sorted(range(len(rendered)), key=rendered.__getitem__)
-        rank = np.empty(len(rendered), dtype=np.int32)
-        forms: list[str] = []
-        for term in by_form:
-            form = rendered[term]
-            if not forms or forms[-1] != form:
-                forms.append(form)
-            rank[term] = len(forms) - 1
-        del rendered, by_form
-        ranks = rank[flat]
-        del flat
+        return cls.numbered(forms, flat, bits)
+
+    @classmethod
+    def numbered(cls, forms: list[str], triples: np.ndarray, sources: np.ndarray) -> FusedRows:
+        """The rows of ``triples``, an ``(n, 3)`` array of numbers of terms (term ``i``
+        renders as ``forms[i]``), each row's source bits in ``sources``; a row given twice
+        is one row with the sources of both."""
+        order = np.argsort(np.array(forms, dtype=object), kind="stable")
+        rank = np.empty(len(forms), dtype=np.int32)
+        sorted_forms: list[str] = []
+        for term in order.tolist():  # terms of one form (if any) share a rank
+            form = forms[term]
+            if not sorted_forms or sorted_forms[-1] != form:
+                sorted_forms.append(form)
+            rank[term] = len(sorted_forms) - 1
+        del order
+        ranks = rank[triples]
         order = np.lexsort((ranks[:, 2], ranks[:, 1], ranks[:, 0]))
-        return cls(forms, ranks[order], bits[order])
+        ranks, bits = ranks[order], sources[order]
+        del order
+        first = np.ones(len(ranks), dtype=bool)
+        first[1:] = np.any(ranks[1:] != ranks[:-1], axis=1)
+        starts = np.flatnonzero(first)
+        if len(starts) == len(ranks):
+            return cls(sorted_forms, ranks, bits)
+        return cls(sorted_forms, ranks[starts], np.bitwise_or.reduceat(bits, starts))
 
     @property
     def rows(self) -> RankedRows:

@@ -18,42 +18,54 @@ otherwise.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rdflib import BNode, URIRef
 from rdflib.namespace import OWL
-from rdflib.term import Node
 
-from kgalign.fusion.export import FusedRows
-from kgalign.fusion.fuse import _SOURCES, FusionResult
+from kgalign.fusion.export import SOURCE_BITS, FusedRows
+from kgalign.fusion.fuse import FusionResult
 from kgalign.io.diagnostics import quiet_term_warnings
+from kgalign.io.parsers import oxigraph_literal
 from kgalign.io.partitioned import Exchange, PartitionFailed, blank_id, node_key, owner, route, send_lines
-from kgalign.io.triples import Triple, known_iri
+from kgalign.io.triples import known_iri
 
 #: File tags of the right graph start here (a blank node of each file stays its own).
 RIGHT_TAGS = 1 << 20
 
 
 class FusePartition:
-    """The fused triples whose canonical subject one partition owns (see the module text)."""
+    """The fused triples whose canonical subject one partition owns (see the module text).
+
+    The triples are held as numbers, not as rdflib terms (an rdflib triple with its terms
+    took about 600 bytes; a 4M-triple pair's fusion partitions held 2.5 GB each): each
+    distinct term is numbered by its N-Triples form as rdflib renders it (the form
+    fused.ttl writes; two terms rdflib holds equal render alike here, pyoxigraph having
+    lowercased language tags), and each triple is three numbers and the bits of its
+    sources (:data:`kgalign.fusion.export.SOURCE_BITS`). :meth:`rows` sorts and dedupes them.
+    """
 
     def __init__(self, number: int, parts: int, canonical: Mapping[str, str], same_as: Sequence[tuple[str, str]]) -> None:
         """``canonical``: every clustered IRI to its canonical IRI; ``same_as``: the
         ``(canonical, member)`` pairs of the fused graph's ``owl:sameAs`` triples
         (:func:`kgalign.fusion.fuse.same_as_pairs`)."""
-        from kgalign.io.parsers import oxigraph_terms
+        from kgalign.io.parsers import oxigraph_datatypes
 
         self.number = number
         self.parts = parts
         # Only the sameAs triples whose subject this partition owns.
         self._same_as = [(target, member) for target, member in same_as if owner(node_key(URIRef(target)), parts) == number]
         self._keys = {node_key(URIRef(member)): node_key(URIRef(target)) for member, target in canonical.items()}
-        self._rewrite: dict[Node, Node] = {known_iri(member): known_iri(target) for member, target in canonical.items()}
-        self._tag = 0
-        self._term = oxigraph_terms(lambda label: BNode(blank_id(self._tag, label)))
-        self.provenance: dict[Triple, frozenset[str]] = {}
+        self._rewrite = canonical
+        self._forms: dict[str, int] = {}  # a term's form -> its number
+        self._literals: dict[str, int] = {}  # a literal as pyoxigraph writes it -> its number
+        self._datatypes = oxigraph_datatypes()
+        self._triples = array("i")  # three numbers a triple, in the order taken
+        self._sources = array("B")  # the source bits of each
         self.failed: str | None = None
 
     def route(self, data: bytes, tag: int) -> list[bytes]:
@@ -68,37 +80,81 @@ class FusePartition:
 
         from kgalign.io.parsers import oxigraph_format
 
-        self._tag = tag
-        alone, both = _SOURCES[side], _SOURCES["both"]
         try:
             # rdflib's per-literal warnings are the load's to report (once), not fusion's.
             with quiet_term_warnings():
-                self._rewrite_lines(ox.parse(lines, format=oxigraph_format(fmt)), alone, both)
+                self._number_lines(ox.parse(lines, format=oxigraph_format(fmt)), tag, SOURCE_BITS[side])
         except Exception as exc:  # the caller fuses in one process, which names the error
             self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
-    def _rewrite_lines(self, quads: Any, alone: frozenset[str], both: frozenset[str]) -> None:
-        term, rewrite, provenance = self._term, self._rewrite, self.provenance
-        get = provenance.get
+    def _iri(self, value: str) -> int:
+        forms = self._forms
+        form = f"<{value}>"
+        number = forms.get(form)
+        if number is None:
+            number = forms[form] = len(forms)
+            if known_iri(value).n3() != form:  # rdflib refuses some IRIs pyoxigraph takes
+                raise ValueError(f"rdflib renders <{value}> otherwise")
+        return number
+
+    def _number_lines(self, quads: Any, tag: int, bits: int) -> None:
+        import pyoxigraph as ox
+
+        named_node, literal_type = ox.NamedNode, ox.Literal
+        forms, literals, rewrite, iri = self._forms, self._literals, self._rewrite, self._iri
+        triples, sources = self._triples, self._sources
         for quad in quads:
-            s, p, o = term(quad.subject), term(quad.predicate), term(quad.object)
-            triple = (s, p, o)
-            if s in rewrite or (type(o) is URIRef and o in rewrite):
-                triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
-            known = get(triple)
-            provenance[triple] = alone if known is None or known is alone else both
+            subject, obj = quad.subject, quad.object
+            if type(subject) is named_node:
+                value = subject.value
+                s = iri(rewrite.get(value, value))
+            else:
+                s = self._blank(subject, tag)
+            p = iri(quad.predicate.value)
+            kind = type(obj)
+            if kind is named_node:
+                value = obj.value
+                o = iri(rewrite.get(value, value))
+            elif kind is literal_type:
+                key = str(obj)
+                number = literals.get(key)
+                if number is None:
+                    form = oxigraph_literal(obj, self._datatypes).n3()
+                    number = forms.get(form)
+                    if number is None:
+                        number = forms[form] = len(forms)
+                    literals[key] = number
+                o = number
+            else:
+                o = self._blank(obj, tag)
+            triples.extend((s, p, o))
+            sources.append(bits)
+
+    def _blank(self, node: Any, tag: int) -> int:
+        if type(node).__name__ != "BlankNode":  # an RDF 1.2 triple term: one process decides
+            raise ValueError(f"unsupported term {node!r}")
+        form = BNode(blank_id(tag, node.value)).n3()
+        forms = self._forms
+        number = forms.get(form)
+        if number is None:
+            number = forms[form] = len(forms)
+        return number
 
     def rows(self) -> FusedRows | str:
         """This partition's rows with the ``owl:sameAs`` of the clusters whose canonical IRI
         it owns; or what made it fail."""
         if self.failed is not None:
             return self.failed
-        provenance, same_as, kgalign = self.provenance, OWL.sameAs, _SOURCES["kgalign"]
+        same_as, kgalign = self._iri(str(OWL.sameAs)), SOURCE_BITS["kgalign"]
         for target, member in self._same_as:
-            link = (known_iri(target), same_as, known_iri(member))
-            provenance[link] = provenance.get(link, frozenset()) | kgalign
-        rows = FusedRows.of(FusionResult(canonical={}, clusters=[], provenance=provenance))
-        self.provenance = {}
+            self._triples.extend((self._iri(target), same_as, self._iri(member)))
+            self._sources.append(kgalign)
+        forms = list(self._forms)  # in the order numbered
+        self._forms, self._literals = {}, {}
+        triples = np.frombuffer(self._triples, dtype=np.intc).reshape(-1, 3)
+        sources = np.frombuffer(self._sources, dtype=np.uint8)
+        rows = FusedRows.numbered(forms, triples, sources)
+        self._triples, self._sources = array("i"), array("B")
         return rows
 
 

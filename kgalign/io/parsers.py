@@ -165,7 +165,7 @@ def oxigraph_terms(blank_node: Callable[[str], BNode]) -> Callable[[Any], Node]:
 
     named_node, blank_node_type, literal_type = ox.NamedNode, ox.BlankNode, ox.Literal
     iris: dict[str, URIRef] = {}
-    datatypes: dict[str, URIRef | None] = {_XSD_STRING: None}
+    datatypes = oxigraph_datatypes()
     literals: dict[tuple[str, str | None, str | None], Literal] = {}
 
     # ``node`` is a pyoxigraph term, told apart by its exact type (faster than isinstance
@@ -183,20 +183,30 @@ def oxigraph_terms(blank_node: Callable[[str], BNode]) -> Callable[[Any], Node]:
             key = (node.value, language, None if language else node.datatype.value)
             literal = literals.get(key)
             if literal is None:
-                if language:
-                    literal = Literal(key[0], lang=language)
-                else:
-                    datatype = node.datatype.value
-                    if datatype not in datatypes:
-                        datatypes[datatype] = URIRef(datatype)
-                    literal = Literal(key[0], datatype=datatypes[datatype])
-                literals[key] = literal
+                literal = literals[key] = oxigraph_literal(node, datatypes)
             return literal
         if kind is blank_node_type:
             return blank_node(node.value)
         raise ValueError(f"unsupported term {node!r}")  # an RDF 1.2 triple term: rdflib decides
 
     return term
+
+
+def oxigraph_literal(node: Any, datatypes: dict[str, URIRef | None]) -> Literal:
+    """rdflib's ``Literal`` of a pyoxigraph literal, ``"x"^^xsd:string`` the plain ``"x"``;
+    ``datatypes`` holds each datatype's ``URIRef`` once (``{XSD string: None}`` at first)."""
+    language = node.language
+    if language:
+        return Literal(node.value, lang=language)
+    datatype = node.datatype.value
+    if datatype not in datatypes:
+        datatypes[datatype] = URIRef(datatype)
+    return Literal(node.value, datatype=datatypes[datatype])
+
+
+def oxigraph_datatypes() -> dict[str, URIRef | None]:
+    """The start of :func:`oxigraph_literal`'s ``datatypes``."""
+    return {_XSD_STRING: None}
 
 
 def _parse_oxigraph(path: Path, fmt: str) -> TripleSet | None:
