@@ -30,6 +30,15 @@ class ConfigError(KgalignError, ValueError):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def first_line(exc: BaseException, named: bool = False) -> str:
+    """The first line of an exception's text (a Ray error's holds a traceback), its type's
+    name where it has none; ``named``: after its type's name."""
+    text = str(exc).splitlines()[0] if str(exc).strip() else ""
+    if named:
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__
+
+
 def one_line(text: str) -> str:
     """``text`` as one line: runs of whitespace made one space, control characters escaped."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", " ".join(text.split()))

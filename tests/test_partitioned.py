@@ -226,3 +226,13 @@ def test_turtle_no_parser_accepts_makes_the_caller_load_it_in_one_process(tmp_pa
     path = _write(tmp_path / "bad.ttl", "@prefix ex: <http://ex/> .\nex:a ex:p ex:b .\nex:c ex:p \"open .\n")
     with pytest.raises(PartitionFailed):
         _table(path, 2, 16)
+
+
+def test_a_partition_reports_the_first_line_of_its_error() -> None:
+    """What a partition (or a Ray error, which carries a traceback) reports is one line."""
+    from kgalign.errors import first_line
+
+    traced = RuntimeError("the actor died\nTraceback (most recent call last):\n  File ...")
+    assert first_line(traced) == "the actor died"
+    assert first_line(traced, named=True) == "RuntimeError: the actor died"
+    assert first_line(ValueError()) == "ValueError" and first_line(ValueError("\n"), named=True) == "ValueError"

@@ -27,6 +27,7 @@ import numpy as np
 from rdflib import BNode, URIRef
 from rdflib.namespace import OWL
 
+from kgalign.errors import first_line
 from kgalign.fusion.export import SOURCE_BITS, FusedRows
 from kgalign.fusion.fuse import FusionResult
 from kgalign.io.diagnostics import quiet_term_warnings
@@ -85,7 +86,7 @@ class FusePartition:
             with quiet_term_warnings():
                 self._number_lines(ox.parse(lines, format=oxigraph_format(fmt)), tag, SOURCE_BITS[side])
         except Exception as exc:  # the caller fuses in one process, which names the error
-            self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.failed = first_line(exc, named=True)
 
     def _iri(self, value: str) -> int:
         forms = self._forms

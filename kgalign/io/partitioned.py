@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from rdflib import BNode, URIRef
 
+from kgalign.errors import first_line
 from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes
 from kgalign.io.reading import chunks, open_input
@@ -235,7 +236,7 @@ class Partition:
                 for quad in ox.parse(lines, format=oxigraph_format(fmt)):
                     triples[(term(quad.subject), term(quad.predicate), term(quad.object))] = None
         except Exception as exc:  # a syntax error, a triple term: the one-process load names it
-            self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.failed = first_line(exc, named=True)
             return
         self.ill_typed += counter.ill_typed
         self.datatypes |= counter.datatypes
@@ -247,7 +248,7 @@ class Partition:
             try:
                 check_terms(Path(self.origin), TripleSet(self._triples), None)
             except Exception as exc:
-                self.failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.failed = first_line(exc)
         if self.failed is not None:
             self._triples = {}
             return referenced

@@ -52,11 +52,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kgalign.config import AlignConfig, RayConfig
-from kgalign.errors import KgalignError
+from kgalign.errors import KgalignError, first_line
 from kgalign.judging.base import Answer, Judge
 from kgalign.judging.prompt import Question
 from kgalign.result import AlignmentResult
 from kgalign.runtime.heap import releasing
+from kgalign.runtime.ray_load import kill_all
 from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def ray_cluster(settings: RayConfig) -> Iterator[dict[str, Any]]:
                 ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = settings.address or "a local instance"
-            raise KgalignError(f"--engine ray: cannot connect to {where} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise KgalignError(f"--engine ray: cannot connect to {where} ({first_line(exc)})") from None
         started = True
     try:
         resources = ray.cluster_resources()
@@ -356,11 +357,7 @@ class WorkerPool:
         with self._lock:
             actors, self._actors = self._actors, []
             self._local = threading.local()  # no thread keeps a released actor
-        for actor in actors:
-            try:
-                self.ray.kill(actor)
-            except Exception:  # already gone
-                pass
+        kill_all(self.ray, actors)
 
 
 class RayJudge:

@@ -23,7 +23,7 @@ from typing import Any
 from rdflib import URIRef
 from rdflib.namespace import OWL
 
-from kgalign.errors import InputError
+from kgalign.errors import InputError, first_line
 from kgalign.fusion.fuse import FusionResult, choose_canonical, cluster_links, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
 from kgalign.io import turtle
@@ -81,7 +81,7 @@ class RayFuser:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
             return None
         except self.ray.exceptions.RayError as exc:  # an actor died (out of memory, a lost node)
-            log.warning("a fusion partition failed (%s); fusing in the driver", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning("a fusion partition failed (%s); fusing in the driver", first_line(exc))
             return None
         finally:
             exchange.close()

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kgalign.errors import InputError
+from kgalign.errors import InputError, first_line
 from kgalign.io.entities import check_table, no_subject_of_class
 from kgalign.io.formats import folder_files, is_table_input, rdf_format
 from kgalign.io.partitioned import LINE_FORMATS, PARSED_FORMATS, Counted, Partition, PartitionFailed, build_table
@@ -82,11 +82,16 @@ class RayExchange:
         return list(self.ray.get(futures))
 
     def close(self) -> None:
-        for actor in self.actors:
-            try:
-                self.ray.kill(actor)
-            except Exception:  # already gone
-                pass
+        kill_all(self.ray, self.actors)
+
+
+def kill_all(ray: Any, actors: list[Any]) -> None:
+    """Kill the actors, those already gone (killed, or their node lost) silently."""
+    for actor in actors:
+        try:
+            ray.kill(actor)
+        except Exception:  # already gone
+            pass
 
 
 def partitioned_files(path: Path, fmt: str | None) -> list[tuple[Path, str]] | None:
@@ -136,7 +141,7 @@ class RayLoader:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
             return None
         except self.ray.exceptions.RayError as exc:  # an actor died (out of memory, a lost node)
-            log.warning("%s: a partition failed (%s); loading it in the driver", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning("%s: a partition failed (%s); loading it in the driver", path, first_line(exc))
             return None
         finally:
             exchange.close()
