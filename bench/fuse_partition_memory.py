@@ -9,7 +9,7 @@ both files routed as ``--engine ray`` routes them, the partition's lines rewritt
 kept, then its rows rendered (``rows()``). Prints each way's peak resident memory
 (ru_maxrss of its process, the input's blocks and the interpreter included), its time
 and whether the rows are the same. The baseline holds each fused triple as rdflib terms
-in a provenance dict and renders it with FusedRows.of, as kgalign did before 2026-11-25
+in a provenance dict and renders it with FusedRows.of, as kgalign's partitions did before 2026-11-25
 (the 4M run's two partitions took 2.5 GB each: bench/results/ray-engine-4m-partitioned.md).
 """
 
@@ -52,14 +52,21 @@ class TermPartition(FusePartition):
 
     def take(self, lines: bytes, tag: int, fmt: str, side: str) -> None:
         import pyoxigraph as ox
-        from rdflib import URIRef
 
+        from kgalign.io.diagnostics import quiet_term_warnings
         from kgalign.io.parsers import oxigraph_format
 
         self._tag = tag
         term, rewrite, provenance = self._term, self._term_rewrite, self.provenance
         alone, both = _SOURCES[side], _SOURCES["both"]
-        for quad in ox.parse(lines, format=oxigraph_format(fmt)):
+        with quiet_term_warnings():
+            self._keep(ox.parse(lines, format=oxigraph_format(fmt)), term, rewrite, provenance, alone, both)
+
+    @staticmethod
+    def _keep(quads: Any, term: Any, rewrite: Any, provenance: Any, alone: Any, both: Any) -> None:
+        from rdflib import URIRef
+
+        for quad in quads:
             s, p, o = term(quad.subject), term(quad.predicate), term(quad.object)
             triple = (rewrite.get(s, s), p, rewrite.get(o, o) if type(o) is URIRef else o)
             known = provenance.get(triple)
@@ -131,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _pair(folder, args.triples, args.seed, False)
     print(f"synthetic pair {folder}: partition {args.part} of {args.parts}")
+    for name in ("left.nt", "right.nt"):  # into the page cache, for both ways alike
+        with open(folder / name, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
     results = []
     for way in WAYS:
         command = [sys.executable, "-m", "bench.fuse_partition_memory", "--triples", str(args.triples), "--seed", str(args.seed)]

@@ -31,9 +31,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def first_line(exc: BaseException, named: bool = False) -> str:
-    """The first line of an exception's text (a Ray error's holds a traceback), its type's
-    name where it has none; ``named``: after its type's name."""
-    text = str(exc).splitlines()[0] if str(exc).strip() else ""
+    """The first non-blank line of an exception's text (a Ray error's holds a traceback),
+    its type's name where it has none; ``named``: after its type's name."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     if named:
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text or type(exc).__name__

@@ -154,3 +154,12 @@ def test_literals_of_one_term_in_two_spellings_are_one_row(tmp_path) -> None:
         # n, s, t, shared -> a: each from both sides; the long literal from the left; sameAs.
         assert sorted(got.rows.sources.tolist()) == [1, 3, 3, 3, 3, 4]
         assert any(form.startswith('"""two') for form in got.rows.forms)
+
+
+def test_without_links_the_partitions_render_the_forms_one_process_renders(tmp_path) -> None:
+    """No cluster, no owl:sameAs row: the form is not numbered either."""
+    folder = EXAMPLES / "persons"
+    for parts in (1, 3):
+        expected, got = _both(folder / "left.nt", folder / "right.ttl", [], parts)
+        assert "<http://www.w3.org/2002/07/owl#sameAs>" not in got.rows.forms
+        _assert_same(expected, got, tmp_path)

@@ -236,3 +236,4 @@ def test_a_partition_reports_the_first_line_of_its_error() -> None:
     assert first_line(traced) == "the actor died"
     assert first_line(traced, named=True) == "RuntimeError: the actor died"
     assert first_line(ValueError()) == "ValueError" and first_line(ValueError("\n"), named=True) == "ValueError"
+    assert first_line(ValueError("\n  the line\nmore")) == "the line"

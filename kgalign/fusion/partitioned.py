@@ -146,10 +146,14 @@ class FusePartition:
         it owns; or what made it fail."""
         if self.failed is not None:
             return self.failed
-        same_as, kgalign = self._iri(str(OWL.sameAs)), SOURCE_BITS["kgalign"]
-        for target, member in self._same_as:
-            self._triples.extend((self._iri(target), same_as, self._iri(member)))
-            self._sources.append(kgalign)
+        if self._same_as:  # owl:sameAs is a form here only where a row holds it
+            try:
+                same_as, kgalign = self._iri(str(OWL.sameAs)), SOURCE_BITS["kgalign"]
+                for target, member in self._same_as:
+                    self._triples.extend((self._iri(target), same_as, self._iri(member)))
+                    self._sources.append(kgalign)
+            except Exception as exc:  # a canonical IRI rdflib cannot render: one process names it
+                return first_line(exc, named=True)
         forms = list(self._forms)  # in the order numbered
         self._forms, self._literals = {}, {}
         triples = np.frombuffer(self._triples, dtype=np.intc).reshape(-1, 3)
