@@ -123,7 +123,8 @@ class FusePartition:
                     form = oxigraph_literal(obj, self._datatypes).n3()
                     number = forms.get(form)
                     if number is None:
-                        number = forms[form] = len(forms)
+                        # Mostly pyoxigraph and rdflib write a literal alike: one string then.
+                        number = forms[key if form == key else form] = len(forms)
                     literals[key] = number
                 o = number
             else:
