@@ -343,14 +343,11 @@ def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, 
 
 def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, persons, tmp_path, monkeypatch) -> None:
     """Past rdflib's pretty Turtle (lowered here to 100 triples) the ray engine fuses by
-    partitions: fused.ttl, provenance.trig and the rest are the local run's files. Another
+    partitions (its default): fused.ttl, provenance.trig and the rest are the local run's files. Another
     conflict policy is fused in the driver."""
     import kgalign.io.turtle as turtle
     import kgalign.runtime.ray_load as ray_load
 
-    import kgalign.runtime.ray_engine as ray_engine
-
-    monkeypatch.setattr(ray_engine, "PARTITIONED_FUSION", True)
     monkeypatch.setattr(turtle, "PRETTY_LIMIT", 100)
     monkeypatch.setattr(ray_load, "BLOCK_BYTES", 4096)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--ray-partitions", "3"]

@@ -74,7 +74,7 @@ RESTARTS = 3
 #: shipping it would cost more than it saves.
 SHARD_FROM_CELLS = 200_000_000
 #: Whether fusion runs by partitions on the actors (kgalign.runtime.ray_fuse).
-PARTITIONED_FUSION = False
+PARTITIONED_FUSION = True
 #: Blocks of sources in flight at once in the sliced lexical search.
 SEARCH_WINDOW = 4
 
@@ -91,10 +91,9 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
         loader = RayLoader(cluster["ray"], config.ray.partitions or pool.size)
-        # Off by default: on one machine the partitions' share of the fused triples sits
-        # beside the driver's state (4M pair: 8,695 MB PSS at the peak, against 6,953 MB
-        # fusing in the driver; docs/scale.md). On a cluster of several nodes it moves
-        # fusion's memory off the driver.
+        # The partitions hold their share of the fused triples as numbers (992 MB each on
+        # the 4M pair, bench/results/fuse-partition-memory.md); the driver never holds
+        # them as rdflib terms.
         fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size) if PARTITIONED_FUSION else None
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
