@@ -30,8 +30,12 @@ from kgalign.model import EntityTable
 
 log = logging.getLogger(__name__)
 
-#: Bytes of input a routing task gets at once (cut at a line end).
-BLOCK_BYTES = 16 << 20
+#: Bytes of input a routing task gets at once (cut at a line end). The driver puts each
+#: block in Ray's object store, whose pages it writes stay in its resident memory (and
+#: in the store) for the whole run: with 16 MB blocks, the window of blocks in flight
+#: kept 248 MB of them in the driver of the 4M run; with 4 MB blocks 116 MB, the load as
+#: fast (133 s against 132 s; the driver's /proc status polled, 2026-11-25).
+BLOCK_BYTES = 4 << 20
 #: Blocks whose lines are in flight at once per partition.
 WINDOW = 4
 
