@@ -91,7 +91,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
         loader = RayLoader(cluster["ray"], config.ray.partitions or pool.size)
-        # The partitions hold their share of the fused triples as numbers (992 MB each on
+        # The partitions hold their share of the fused triples as numbers (866 MB each on
         # the 4M pair, bench/results/fuse-partition-memory.md); the driver never holds
         # them as rdflib terms.
         fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size) if PARTITIONED_FUSION else None
