@@ -93,9 +93,8 @@ class FusePartition:
         form = f"<{value}>"
         number = forms.get(form)
         if number is None:
+            known_iri(value).n3()  # raises for an IRI rdflib refuses (pyoxigraph takes a few)
             number = forms[form] = len(forms)
-            if known_iri(value).n3() != form:  # rdflib refuses some IRIs pyoxigraph takes
-                raise ValueError(f"rdflib renders <{value}> otherwise")
         return number
 
     def _number_lines(self, quads: Any, tag: int, bits: int) -> None:
@@ -121,11 +120,8 @@ class FusePartition:
                 number = literals.get(key)
                 if number is None:
                     form = oxigraph_literal(obj, self._datatypes).n3()
-                    number = forms.get(form)
-                    if number is None:
-                        # Mostly pyoxigraph and rdflib write a literal alike: one string then.
-                        number = forms[key if form == key else form] = len(forms)
-                    literals[key] = number
+                    # Mostly pyoxigraph and rdflib write a literal alike: one string then.
+                    number = literals[key] = forms.setdefault(key if form == key else form, len(forms))
                 o = number
             else:
                 o = self._blank(obj, tag)
@@ -133,14 +129,11 @@ class FusePartition:
             sources.append(bits)
 
     def _blank(self, node: Any, tag: int) -> int:
-        if type(node).__name__ != "BlankNode":  # an RDF 1.2 triple term: one process decides
+        import pyoxigraph as ox
+
+        if type(node) is not ox.BlankNode:  # an RDF 1.2 triple term: one process decides
             raise ValueError(f"unsupported term {node!r}")
-        form = BNode(blank_id(tag, node.value)).n3()
-        forms = self._forms
-        number = forms.get(form)
-        if number is None:
-            number = forms[form] = len(forms)
-        return number
+        return self._forms.setdefault(BNode(blank_id(tag, node.value)).n3(), len(self._forms))
 
     def rows(self) -> FusedRows | str:
         """This partition's rows with the ``owl:sameAs`` of the clusters whose canonical IRI

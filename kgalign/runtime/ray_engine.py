@@ -73,8 +73,6 @@ RESTARTS = 3
 #: A lexical search of fewer scores than this (sources x targets) runs in the driver:
 #: shipping it would cost more than it saves.
 SHARD_FROM_CELLS = 200_000_000
-#: Whether fusion runs by partitions on the actors (kgalign.runtime.ray_fuse).
-PARTITIONED_FUSION = True
 #: Blocks of sources in flight at once in the sliced lexical search.
 SEARCH_WINDOW = 4
 
@@ -94,7 +92,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         # The partitions hold their share of the fused triples as numbers (866 MB each on
         # the 4M pair, bench/results/fuse-partition-memory.md); the driver never holds
         # them as rdflib terms.
-        fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size) if PARTITIONED_FUSION else None
+        fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
@@ -116,7 +114,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
             result.engine = pool.describe()
             result.engine["partitions"] = loader.parts
             result.engine["partitioned_inputs"] = loader.used
-            result.engine["partitioned_fusion"] = bool(fuser and fuser.used)
+            result.engine["partitioned_fusion"] = fuser.used
             return result
         finally:
             pool.close()
