@@ -72,7 +72,7 @@ class TermPartition(FusePartition):
             known = provenance.get(triple)
             provenance[triple] = alone if known is None or known is alone else both
 
-    def rows(self) -> FusedRows | str:
+    def finish(self) -> dict[str, int] | str:
         from rdflib.namespace import OWL
 
         from kgalign.io.triples import known_iri
@@ -80,7 +80,10 @@ class TermPartition(FusePartition):
         for target, member in self._same_as:
             link = (known_iri(target), OWL.sameAs, known_iri(member))
             self.provenance[link] = self.provenance.get(link, frozenset()) | _SOURCES["kgalign"]
-        return FusedRows.of(FusionResult(canonical={}, clusters=[], provenance=self.provenance))
+        rows = FusedRows.of(FusionResult(canonical={}, clusters=[], provenance=self.provenance))
+        assert isinstance(rows, FusedRows)
+        self.rendered = rows
+        return {"rows": len(rows)}
 
 
 def _digest(rows: FusedRows) -> str:
@@ -110,8 +113,9 @@ def one_way(way: str, folder: Path, parts: int, part: int) -> dict[str, Any]:
     for tag, (side, name) in enumerate((("left", "left.nt"), ("right", "right.nt"))):
         for data in read_blocks(folder / name, "nt", BLOCK_BYTES, {}):
             partition.take(partition.route(data, tag)[part], tag, "nt", side)
-    rows = partition.rows()
-    assert isinstance(rows, FusedRows), rows
+    state = partition.finish()
+    rows = partition.rendered
+    assert isinstance(rows, FusedRows), state
     return {
         "way": way,
         "seconds": time.perf_counter() - start,

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from rdflib import URIRef
 
+from kgalign.errors import KgalignError
 from kgalign.evaluation.metrics import read_pairs
-from kgalign.fusion.export import FusedRows, provenance_dataset, write_dataset
+from kgalign.fusion.export import SOURCE_BITS, FusedRows, provenance_dataset, write_dataset
 from kgalign.fusion.fuse import choose_canonical, cluster_links, fuse, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
 from kgalign.io.formats import rdf_format
@@ -34,14 +35,28 @@ def _both(left: Path, right: Path, links: list[Link], parts: int, canonical: str
     pairs = same_as_pairs(clusters, mapping)
     exchange = InProcess(parts, partitions=[FusePartition(k, parts, mapping, pairs) for k in range(parts)])
     sides = [("left", [(left, rdf_format(left))]), ("right", [(right, rdf_format(right))])]
-    got = fuse_partitioned(sides, mapping, clusters, expected.namespaces, exchange, 4096)
+    # Chunks of 7 rows: every partition's rows come in several, merged again when written.
+    got = fuse_partitioned(sides, mapping, clusters, expected.namespaces, exchange, 4096, chunk_rows=7)
     return expected, got
+
+
+def _terms(fusion) -> set[str]:
+    """The N-Triples forms of the terms of a fusion by partitions' rows."""
+    return {term for row in fusion.rows.rows for term in row}
+
+
+def _bits(fusion) -> list[int]:
+    """The source bits of each of a fusion by partitions' rows, in order."""
+    of_source = {SOURCE_BITS[source]: set(fusion.rows.of_source(source)) for source in SOURCE_BITS}
+    return [sum(bit for bit, rows in of_source.items() if row in rows) for row in fusion.rows.rows]
 
 
 def _assert_same(expected, got, tmp_path: Path) -> None:
     rows = FusedRows.of(expected)
-    assert got.rows.forms == rows.forms
-    assert np.array_equal(got.rows.ranks, rows.ranks) and np.array_equal(got.rows.sources, rows.sources)
+    assert list(got.rows.rows) == list(rows.rows)
+    for source in SOURCE_BITS:
+        assert list(got.rows.of_source(source)) == list(rows.of_source(source))
+        assert len(got.rows.of_source(source)) == len(rows.of_source(source))
     assert len(got) == len(expected) and got.clusters == expected.clusters and got.canonical == expected.canonical
     texts = []
     for fusion, name in ((expected, "one"), (got, "parts")):
@@ -61,8 +76,8 @@ def test_the_persons_example_fuses_the_same_in_partitions(tmp_path, parts, canon
     links = [Link(a, b, 1.0) for a, b in read_pairs(folder / "gold.tsv")]
     expected, got = _both(folder / "left.nt", folder / "right.ttl", links, parts, canonical)
     # Rows from the left, the right and kgalign (the sameAs links).
-    assert {1, 2, 4} <= set(got.rows.sources.tolist())
-    assert sum(1 for form in got.rows.forms if form == "<http://www.w3.org/2002/07/owl#sameAs>") == 1
+    assert {1, 2, 4} <= set(_bits(got))
+    assert "<http://www.w3.org/2002/07/owl#sameAs>" in _terms(got)
     _assert_same(expected, got, tmp_path)
 
 
@@ -93,7 +108,7 @@ def test_blank_nodes_of_the_two_graphs_stay_apart(tmp_path) -> None:
     expected, got = _both(left, right, [Link("http://l/a", "http://r/a", 1.0)], 2)
     # Two blank nodes (one per graph), as in one process, whose labels are new in each read.
     assert len(got) == len(expected) == 5
-    assert sum(1 for form in got.rows.forms if form.startswith("_:")) == 2
+    assert sum(1 for form in _terms(got) if form.startswith("_:")) == 2
 
 
 def test_a_line_no_partition_can_parse_makes_the_caller_fuse_in_one_process(tmp_path) -> None:
@@ -152,8 +167,8 @@ def test_literals_of_one_term_in_two_spellings_are_one_row(tmp_path) -> None:
         expected, got = _both(left, right, [Link("http://l/a", "http://r/a", 1.0)], parts)
         _assert_same(expected, got, tmp_path)
         # n, s, t, shared -> a: each from both sides; the long literal from the left; sameAs.
-        assert sorted(got.rows.sources.tolist()) == [1, 3, 3, 3, 3, 4]
-        assert any(form.startswith('"""two') for form in got.rows.forms)
+        assert sorted(_bits(got)) == [1, 3, 3, 3, 3, 4]
+        assert any(form.startswith('"""two') for form in _terms(got))
 
 
 def test_without_links_the_partitions_render_the_forms_one_process_renders(tmp_path) -> None:
@@ -161,5 +176,27 @@ def test_without_links_the_partitions_render_the_forms_one_process_renders(tmp_p
     folder = EXAMPLES / "persons"
     for parts in (1, 3):
         expected, got = _both(folder / "left.nt", folder / "right.ttl", [], parts)
-        assert "<http://www.w3.org/2002/07/owl#sameAs>" not in got.rows.forms
+        assert "<http://www.w3.org/2002/07/owl#sameAs>" not in _terms(got)
         _assert_same(expected, got, tmp_path)
+
+
+def test_the_spilled_rows_are_removed_with_the_fusion(tmp_path) -> None:
+    folder = EXAMPLES / "persons"
+    links = [Link(a, b, 1.0) for a, b in read_pairs(folder / "gold.tsv")]
+    _, got = _both(folder / "left.nt", folder / "right.ttl", links, 2)
+    spilled = got.rows.folder
+    assert sorted(path.name for path in spilled.iterdir()) == ["part-00000.pickle", "part-00001.pickle"]
+    del got
+    import gc
+
+    gc.collect()
+    assert not spilled.exists()
+
+
+def test_a_spill_folder_that_cannot_be_written_stops_in_one_line(tmp_path) -> None:
+    left = tmp_path / "l.nt"
+    left.write_text('<http://l/a> <http://ex/p> "x" .\n')
+    exchange = InProcess(1, partitions=[FusePartition(0, 1, {}, [])])
+    with pytest.raises(KgalignError) as caught:
+        fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096, spill_dir=str(tmp_path / "absent"))
+    assert "absent" in str(caught.value) and "\n" not in str(caught.value)

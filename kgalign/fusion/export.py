@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import count, repeat
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -17,9 +16,12 @@ from rdflib.term import Node
 from kgalign.fusion.fuse import FusionResult, Triple
 from kgalign.io.atomic import atomic_open
 from kgalign.io.inputs import input_uri
-from kgalign.io.turtle import RankedRows, write_trig, write_turtle
+from kgalign.io.turtle import RankedRows, StreamedRows, write_trig, write_turtle
 from kgalign.model import Link
 from kgalign.vocab import KGA
+
+if TYPE_CHECKING:
+    from kgalign.fusion.spilled import SpilledRows
 
 ALIGN_NS = "http://knowledgeweb.semanticweb.org/heterogeneity/alignment#"
 
@@ -56,26 +58,8 @@ class FusedRows:
         return len(self.ranks)
 
     @classmethod
-    def merged(cls, parts: Sequence[FusedRows]) -> FusedRows:
-        """The rows of several fusions of disjoint triples (the partitions of
-        :mod:`kgalign.fusion.partitioned`) as one: the forms of all, each once, sorted,
-        and the rows ranked by them, as :meth:`of` renders the triples of all at once."""
-        forms: list[str] = []
-        ranks_of = [np.empty(len(part.forms), dtype=np.int32) for part in parts]
-        merged = heapq.merge(*(zip(part.forms, repeat(k), count()) for k, part in enumerate(parts)))
-        for form, k, i in merged:
-            if not forms or forms[-1] != form:
-                forms.append(form)
-            ranks_of[k][i] = len(forms) - 1
-        if not parts:
-            return cls(forms, np.empty((0, 3), dtype=np.int32), np.empty(0, dtype=np.uint8))
-        ranks = np.concatenate([ranks_of[k][part.ranks] for k, part in enumerate(parts)])
-        sources = np.concatenate([part.sources for part in parts])
-        order = np.lexsort((ranks[:, 2], ranks[:, 1], ranks[:, 0]))
-        return cls(forms, ranks[order], sources[order])
-
-    @classmethod
-    def of(cls, fusion: FusionResult) -> FusedRows:
+    def of(cls, fusion: FusionResult) -> FusedRows | SpilledRows:
+        """The fusion's rows: rendered here, or as the partitions rendered them."""
         if fusion.rows is not None:
             return fusion.rows
         ids: dict[Node, int] = {}
@@ -124,7 +108,7 @@ class FusedRows:
         return RankedRows(self.forms, self.ranks[(self.sources & SOURCE_BITS[source]) != 0])
 
 
-def write_fused(fusion: FusionResult, path: Path, rendered: FusedRows | None = None) -> None:
+def write_fused(fusion: FusionResult, path: Path, rendered: FusedRows | SpilledRows | None = None) -> None:
     """fused.ttl (see :func:`kgalign.io.turtle.write_turtle`); ``rendered``: the fused
     triples already rendered."""
     triples = rendered.rows if rendered is not None else fusion.triples
@@ -190,16 +174,16 @@ class ProvenanceDocument:
     (one named graph per source), the dropped ones (reified), and the run."""
 
     default: list[Triple]
-    graphs: dict[URIRef, list[Triple] | RankedRows]
+    graphs: dict[URIRef, list[Triple] | RankedRows | StreamedRows]
 
 
 def provenance_dataset(
-    result: FusionResult, run_iri: URIRef, left_path: str, right_path: str, rendered: FusedRows | None = None
+    result: FusionResult, run_iri: URIRef, left_path: str, right_path: str, rendered: FusedRows | SpilledRows | None = None
 ) -> ProvenanceDocument:
     """The document of :class:`ProvenanceDocument`; ``rendered`` is the fused triples
     already rendered (:meth:`FusedRows.of`), made here when not given."""
     rendered = rendered if rendered is not None else FusedRows.of(result)
-    graphs: dict[URIRef, list[Triple] | RankedRows] = {iri: rendered.of_source(source) for source, iri in SOURCE_GRAPHS.items()}
+    graphs: dict[URIRef, list[Triple] | RankedRows | StreamedRows] = {iri: rendered.of_source(source) for source, iri in SOURCE_GRAPHS.items()}
     dropped: list[Triple] = []
     for index, (triple, source, reason) in enumerate(result.dropped):
         node = URIRef(f"{DROPPED_GRAPH}/{index}")

@@ -46,8 +46,8 @@ class FusionResult:
     """The fused triples are the keys of ``provenance``; ``graph`` builds an rdflib
     graph of them on first use (building one costs seconds on big pairs, and the
     writers do not need it). A fusion by partitions (:mod:`kgalign.fusion.partitioned`)
-    holds them as rendered ``rows`` instead (a :class:`kgalign.fusion.export.FusedRows`),
-    ``provenance`` empty: only the writers read them."""
+    holds them as rendered ``rows`` instead (a :class:`kgalign.fusion.spilled.SpilledRows`,
+    on disk), ``provenance`` empty: only the writers read them."""
 
     canonical: dict[str, str]
     clusters: list[list[str]]

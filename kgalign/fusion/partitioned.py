@@ -7,9 +7,10 @@ the partition of its *canonical* subject (the canonical map is given to every
 partition), and each partition rewrites and keeps its own triples, adds the
 ``owl:sameAs`` triples of the clusters whose canonical IRI it owns, and renders them as
 sorted rows of numbers (:class:`kgalign.fusion.export.FusedRows`). A triple has one
-canonical subject, so it is in one partition, with all its sources. The rows of the
-partitions, merged (:meth:`FusedRows.merged`), are the rows one process renders:
-fused.ttl and provenance.trig are the same files.
+canonical subject, so it is in one partition, with all its sources. The driver takes
+the partitions' rows a chunk at a time into files (:mod:`kgalign.fusion.spilled`), and
+the writers merge them: the rows one process renders, so fused.ttl and provenance.trig
+are the same files, and no process holds all the fused rows.
 
 Only the ``keep-all`` conflict policy is fused this way (the others compare the values
 of one attribute across the whole graph first); the caller fuses in one process
@@ -30,6 +31,7 @@ from rdflib.namespace import OWL
 from kgalign.errors import first_line
 from kgalign.fusion.export import SOURCE_BITS, FusedRows
 from kgalign.fusion.fuse import FusionResult
+from kgalign.fusion.spilled import CHUNK_ROWS, Chunk, spill
 from kgalign.io.diagnostics import quiet_term_warnings
 from kgalign.io.parsers import oxigraph_literal
 from kgalign.io.partitioned import Exchange, PartitionFailed, blank_id, node_key, owner, route, send_lines
@@ -47,7 +49,7 @@ class FusePartition:
     distinct term is numbered by its N-Triples form as rdflib renders it (the form
     fused.ttl writes; two terms rdflib holds equal render alike here, pyoxigraph having
     lowercased language tags), and each triple is three numbers and the bits of its
-    sources (:data:`kgalign.fusion.export.SOURCE_BITS`). :meth:`rows` sorts and dedupes them.
+    sources (:data:`kgalign.fusion.export.SOURCE_BITS`). :meth:`finish` sorts and dedupes them.
     """
 
     def __init__(self, number: int, parts: int, canonical: Mapping[str, str], same_as: Sequence[tuple[str, str]]) -> None:
@@ -68,6 +70,7 @@ class FusePartition:
         self._triples = array("i")  # three numbers a triple, in the order taken
         self._sources = array("B")  # the source bits of each
         self.failed: str | None = None
+        self.rendered: FusedRows | None = None  # the rows, once finish() has rendered them
 
     def route(self, data: bytes, tag: int) -> list[bytes]:
         """A block's lines by the partition of their canonical subject."""
@@ -135,9 +138,10 @@ class FusePartition:
             raise ValueError(f"unsupported term {node!r}")
         return self._forms.setdefault(BNode(blank_id(tag, node.value)).n3(), len(self._forms))
 
-    def rows(self) -> FusedRows | str:
-        """This partition's rows with the ``owl:sameAs`` of the clusters whose canonical IRI
-        it owns; or what made it fail."""
+    def finish(self) -> dict[str, int] | str:
+        """Render this partition's rows, with the ``owl:sameAs`` of the clusters whose
+        canonical IRI it owns, and keep them for :meth:`chunk`: their number in all and
+        by source (``rows``, ``left``, ``right``, ``kgalign``); or what made it fail."""
         if self.failed is not None:
             return self.failed
         if self._same_as:  # owl:sameAs is a form here only where a row holds it
@@ -152,9 +156,17 @@ class FusePartition:
         self._forms, self._literals = {}, {}
         triples = np.frombuffer(self._triples, dtype=np.intc).reshape(-1, 3)
         sources = np.frombuffer(self._sources, dtype=np.uint8)
-        rows = FusedRows.numbered(forms, triples, sources)
+        self.rendered = FusedRows.numbered(forms, triples, sources)
         self._triples, self._sources = array("i"), array("B")
-        return rows
+        counts = {source: int(np.count_nonzero(self.rendered.sources & bit)) for source, bit in SOURCE_BITS.items()}
+        return {"rows": len(self.rendered), **counts}
+
+    def chunk(self, start: int, stop: int) -> Chunk:
+        """Rows ``start`` to ``stop`` of :meth:`finish`'s, rendered, and their source bits."""
+        rows = self.rendered
+        assert rows is not None, "chunk() before finish()"
+        forms = rows.forms
+        return [(forms[s], forms[p], forms[o]) for s, p, o in rows.ranks[start:stop].tolist()], rows.sources[start:stop].tobytes()
 
 
 def fuse_partitioned(
@@ -165,6 +177,8 @@ def fuse_partitioned(
     exchange: Exchange,
     block_bytes: int,
     window: int = 4,
+    chunk_rows: int = CHUNK_ROWS,
+    spill_dir: str | None = None,
 ) -> FusionResult:
     """The fusion of the ``(side, files)`` given (left first, each file with its format)
     along ``canonical`` (every clustered IRI to its cluster's canonical IRI), its rows
@@ -173,9 +187,9 @@ def fuse_partitioned(
     n = exchange.parts
     files = [(number * RIGHT_TAGS + index, path, fmt, (side,)) for number, (side, paths) in enumerate(sides) for index, (path, fmt) in enumerate(paths)]
     send_lines(exchange, files, block_bytes, window, {})
-    parts = exchange.get([exchange.call(k, "rows") for k in range(n)])
-    failed = [part for part in parts if isinstance(part, str)]
+    states = exchange.get([exchange.call(k, "finish") for k in range(n)])
+    failed = [state for state in states if isinstance(state, str)]
     if failed:
         raise PartitionFailed(failed[0])
-    rows = FusedRows.merged(parts)
+    rows = spill(exchange, states, window, chunk_rows, spill_dir)
     return FusionResult(canonical=dict(canonical), clusters=clusters, namespaces=namespaces, rows=rows)

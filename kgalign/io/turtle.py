@@ -67,15 +67,36 @@ class RankedRows:
                 yield forms[s], forms[p], forms[o]
 
 
+class StreamedRows:
+    """Sorted rows made afresh by ``produce()`` each time they are iterated (rows read
+    back from disk: :class:`kgalign.fusion.spilled.SpilledRows`), ``count`` of them."""
+
+    __slots__ = ("produce", "count")
+
+    def __init__(self, produce: Callable[[], Iterator[tuple[str, str, str]]], count: int) -> None:
+        self.produce = produce
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return self.produce()
+
+
+#: Rows the writers take as they are: rendered and sorted.
+SORTED_ROWS = (Rendered, RankedRows, StreamedRows)
+
+
 def render(triples: Iterable[Triple], n3: N3 | None = None) -> Rendered:
     """The triples as sorted rows of N-Triples forms; sorting groups them by subject."""
     n3 = n3 or N3()
     return Rendered(sorted((n3(s), n3(p), n3(o)) for s, p, o in triples))
 
 
-def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered | RankedRows, indent: str = "") -> int:
+def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered | RankedRows | StreamedRows, indent: str = "") -> int:
     """Write triples grouped by subject (``s p o ; p o .``); returns how many were written."""
-    rows = triples if isinstance(triples, (Rendered, RankedRows)) else render(triples)
+    rows = triples if isinstance(triples, SORTED_ROWS) else render(triples)
     current = None
     chunk: list[str] = []
     for subject, predicate, obj in rows:
@@ -95,7 +116,7 @@ def write_triples(handle: IO[str], triples: Iterable[Triple] | Rendered | Ranked
     return len(rows)
 
 
-def write_turtle(path: Path, triples: Iterable[Triple] | Rendered | RankedRows, *, count: int, graph: Callable[[], Graph]) -> None:
+def write_turtle(path: Path, triples: Iterable[Triple] | Rendered | RankedRows | StreamedRows, *, count: int, graph: Callable[[], Graph]) -> None:
     """A Turtle file of ``count`` triples: rdflib's pretty form of ``graph()`` (prefixes
     bound) up to ``PRETTY_LIMIT`` triples, else ``triples`` by the fast grouped writer
     (no rdflib graph of them is ever built)."""
@@ -108,7 +129,7 @@ def write_turtle(path: Path, triples: Iterable[Triple] | Rendered | RankedRows, 
         handle.write(data)
 
 
-def write_trig(handle: IO[str], default: Iterable[Triple], graphs: Mapping[URIRef, Iterable[Triple] | Rendered | RankedRows]) -> int:
+def write_trig(handle: IO[str], default: Iterable[Triple], graphs: Mapping[URIRef, Iterable[Triple] | Rendered | RankedRows | StreamedRows]) -> int:
     """Default-graph triples first, then one ``GRAPH <g> { ... }`` block per named graph."""
     count = write_triples(handle, default)
     for name, triples in graphs.items():

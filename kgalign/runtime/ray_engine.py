@@ -24,7 +24,8 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
 
 - **fusion** (with the ``keep-all`` conflict policy, of inputs loaded by partitions):
   the triples rewritten onto canonical IRIs by partitions grouped by canonical subject
-  (:mod:`kgalign.runtime.ray_fuse`); the driver merges their rendered rows.
+  (:mod:`kgalign.runtime.ray_fuse`); the driver spills their sorted rows to local disk
+  a chunk at a time, and the writers merge them.
 
 The TF-IDF fit, the dense search and resolution run in the driver, as with ``local``,
 and so do the load of other formats and the fusion the partitions do not take

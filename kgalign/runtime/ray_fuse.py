@@ -3,10 +3,10 @@ on Ray actors (:mod:`kgalign.fusion.partitioned`).
 
 The driver reads the files again in blocks, as the load did (:mod:`kgalign.runtime.ray_load`),
 and the partition actors, each holding the canonical map, route each line to the
-partition of its canonical subject, rewrite and keep their triples, and send back
-their rows rendered as numbers; the driver merges them for the writers. The driver
-never holds the fused triples as Python objects (on one process they are the largest
-thing fusion holds). A run fuses in the driver instead where this does not apply: a
+partition of its canonical subject, rewrite and keep their triples, and render them
+as sorted rows. The driver takes the rows a chunk at a time into files on local disk,
+and the writers merge them (:mod:`kgalign.fusion.spilled`): no process holds all the
+fused triples (on one process they are the largest thing fusion holds). A run fuses in the driver instead where this does not apply: a
 conflict policy other than ``keep-all``, an input of a format the partitions do not
 read (RDF/XML, a table), a fusion small enough for rdflib's pretty Turtle, or a line a
 partition cannot parse. The files must
