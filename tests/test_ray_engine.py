@@ -73,15 +73,17 @@ def _same_outputs(a: Path, b: Path) -> None:
         assert left["counts"][key] == right["counts"][key], key
 
 
-def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine: None) -> dict:
+def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine: None, logs: dict | None = None) -> dict:
     """``kgalign run ARGS`` with --engine local into tmp_path/local, then with --engine ray
     into tmp_path/ray (``before(engine)`` first); asserts the outputs equal and gives the
-    ray run's run.json."""
+    ray run's run.json (and each run's log in ``logs``)."""
     for engine in ("local", "ray"):
         before(engine)
         on_ray = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
         done = cli(["run", *args, "-o", tmp_path / engine, *on_ray])
         assert done.exit_code == 0, done.output
+        if logs is not None:
+            logs[engine] = done.output
     _same_outputs(tmp_path / "local", tmp_path / "ray")
     return json.loads((tmp_path / "ray" / "run.json").read_text())
 
@@ -135,6 +137,35 @@ def test_the_lexical_search_on_the_actors_finds_what_one_process_finds(cluster, 
     info = _both_engines(args, tmp_path, cluster)
     assert info["engine"]["search_calls"] >= 2 * 3  # two slices, three searches at least
     assert info["counts"]["links"] > 0
+
+
+@pytest.mark.parametrize("index", ["exact", "hnsw"])
+def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, persons, tmp_path, monkeypatch, index) -> None:
+    """Every entity embedded (--retrieval full), the targets' vectors cut into one slice per
+    actor, each actor indexing its own, each slice's best merged: the same candidates, votes
+    and links as --engine local. Exact indexes give exactly the best of all; HNSW graphs
+    (past hnsw_threshold, lowered here) one per slice, which on a few hundred targets also
+    find the best."""
+    import kgalign.runtime.ray_engine as ray_engine
+
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    monkeypatch.setattr(ray_engine, "DENSE_BLOCK_ROWS", 16)  # several blocks of sources
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f"[retrieval]\nhnsw_threshold = {10 if index == 'hnsw' else 200_000}\n")
+    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--retrieval", "full", "--config", settings]
+    dense = []
+    real = ray_engine.RayDenseSearch.topk
+
+    def topk(self, left, right, k, hnsw):
+        found = real(self, left, right, k, hnsw)
+        dense.append((hnsw, found is not None))
+        return found
+
+    monkeypatch.setattr(ray_engine.RayDenseSearch, "topk", topk)
+    info = _both_engines(args, tmp_path, cluster)
+    assert dense == [(index == "hnsw", True)]
+    assert info["engine"]["dense_calls"] == 2 * 4  # two slices, the 60 sources in four blocks of 16
+    assert info["counts"]["links"] > 0 and info["counts"]["embedded_entities"] == 120
 
 
 def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path) -> None:
@@ -251,6 +282,43 @@ def test_an_actor_killed_during_the_search_is_restarted_and_the_search_finishes(
     dead = (logs / "died").read_text()
     last = max(i for i, (pid, _) in enumerate(searched) if pid == dead)
     assert any(block == searched[last][1] and pid != dead for pid, block in searched[last + 1 :])
+
+
+class DyingDenseWorker:
+    """As :class:`DyingSearchWorker`, for the blocks of the dense search: its restarted
+    actor holds no slice of the search any more."""
+
+    FOLDER = ""
+    DIE_AT = 0
+
+    def dense_block(self, key, sources, start, stop, k):
+        folder = Path(self.FOLDER)
+        with (folder / "dense.log").open("a") as log:
+            log.write(f"{os.getpid()} {start}\n")
+        if sum(1 for _ in (folder / "dense.log").open()) >= self.DIE_AT:
+            _die_once(folder)
+        return super().dense_block(key, sources, start, stop, k)
+
+
+def test_an_actor_killed_during_the_dense_search_leaves_it_to_the_driver(cluster, persons, tmp_path, monkeypatch) -> None:
+    """An actor holds its slice's index: restarted, it has none, so the search is done
+    again in the driver (one warning), and the outputs are those of one process."""
+    import kgalign.runtime.ray_engine as ray_engine
+
+    _by_value()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = type("Worker", (DyingDenseWorker, ray_engine.KgalignWorker), {"FOLDER": str(logs), "DIE_AT": 3})
+    monkeypatch.setattr(ray_engine, "KgalignWorker", worker)
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    monkeypatch.setattr(ray_engine, "DENSE_BLOCK_ROWS", 16)
+    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--retrieval", "full"]
+    output: dict[str, str] = {}
+    info = _both_engines(args, tmp_path, cluster, logs=output)
+    assert (logs / "died").exists(), "the actor was not killed"
+    assert "the dense search on the actors failed" in output["ray"] and "searching in the driver" in output["ray"]
+    assert "Unhandled error" not in output["ray"]  # every block's error was read
+    assert info["engine"]["dense_calls"] == 0 and info["counts"]["links"] > 0
 
 
 def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path) -> None:

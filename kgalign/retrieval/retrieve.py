@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from scipy import sparse
@@ -31,6 +31,7 @@ from kgalign.model import Candidate, Candidates
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 AUTO_STRUCTURE_WEIGHT = 0.5
@@ -49,17 +50,37 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
     vectors), and no slower. It only chooses the pool: the scores that rank it are
     computed afterwards from the float32 vectors (:func:`retrieve`). On DBP15K fr-en's
     MiniLM vectors its best 30 have the recall of a float32 graph against an exact
-    search (0.9777 and 0.9779; bench/hnsw_storage.py).
+    search (0.9777 and 0.9779; bench/hnsw_storage.py). A :class:`DenseSearch` in
+    context (:func:`dense_search`) is asked first.
     """
-    import faiss
-
     k = min(k, right.shape[0])
-    dim = right.shape[1]
-    right = np.ascontiguousarray(right, dtype=np.float32)
-    index: faiss.Index = hnsw_graph(dim, k) if right.shape[0] > hnsw_threshold else faiss.IndexFlatIP(dim)
-    index.add(right)
+    search = _DENSE.get()
+    if search is not None and k > 0:
+        found = search.topk(left, right, k, right.shape[0] > hnsw_threshold)
+        if found is not None:
+            return found
+    index = dense_index(right, k, right.shape[0] > hnsw_threshold)
     scores, ids = index.search(np.ascontiguousarray(left, dtype=np.float32), k)
     return scores, ids
+
+
+def dense_index(right: np.ndarray, k: int, hnsw: bool) -> Any:
+    """A FAISS index of ``right``'s rows searched for the best ``k`` by inner product:
+    exact, or an HNSW graph (:func:`hnsw_graph`)."""
+    import faiss
+
+    index = hnsw_graph(right.shape[1], k) if hnsw else faiss.IndexFlatIP(right.shape[1])
+    index.add(np.ascontiguousarray(right, dtype=np.float32))
+    return index
+
+
+class DenseSearch(Protocol):
+    """A dense search spread elsewhere (``--engine ray``: over the actors, each holding
+    the index of a slice of the targets). ``topk`` gets the sources' and the targets'
+    vectors, ``k`` and whether the index is an HNSW graph (:func:`dense_index`), and gives
+    :func:`dense_topk`'s result, or None to leave the search to this process."""
+
+    def topk(self, left: np.ndarray, right: np.ndarray, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
 def hnsw_graph(dim: int, k: int, float16: bool = True) -> Any:
@@ -224,16 +245,30 @@ class LexicalSearch(Protocol):
 
 
 _SEARCH: ContextVar[LexicalSearch | None] = ContextVar("kgalign_lexical_search", default=None)
+_DENSE: ContextVar[DenseSearch | None] = ContextVar("kgalign_dense_search", default=None)
 
 
 @contextmanager
 def lexical_search(search: LexicalSearch) -> Iterator[None]:
     """Every :func:`lexical_topk` in this context (of this thread) asks ``search`` first."""
-    token = _SEARCH.set(search)
+    with _set(_SEARCH, search):
+        yield
+
+
+@contextmanager
+def dense_search(search: DenseSearch) -> Iterator[None]:
+    """Every :func:`dense_topk` in this context (of this thread) asks ``search`` first."""
+    with _set(_DENSE, search):
+        yield
+
+
+@contextmanager
+def _set(variable: ContextVar[T], value: T) -> Iterator[None]:
+    token = variable.set(value)
     try:
         yield
     finally:
-        _SEARCH.reset(token)
+        variable.reset(token)
 
 
 def lexical_topk(left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,13 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   order: :func:`kgalign.retrieval.retrieve.block_topk`) are merged in the driver into
   the best of all, the candidates one process finds (searches below SHARD_FROM_CELLS
   stay in the driver);
+- **dense search**: the targets' vectors are cut into one slice per actor, each put in
+  the object store once and indexed by its actor (an exact index, or past
+  ``hnsw_threshold`` targets an HNSW graph of the slice); every block of sources goes to
+  each actor, and the slices' best are merged in the driver as the lexical ones are.
+  Exact indexes give the candidates one process finds; HNSW graphs, one per slice, are
+  approximate as one graph of all the targets is, and may differ from it in a few
+  candidates (a small search stays in the driver, and so does one an actor lost);
 - **judging**: the sources are asked in blocks (the judge's ``source_block``), one block
   per actor at a time, each block's questions in the batches one process would send, so
   the answers are the same. The answer cache stays in the driver and is written as each
@@ -27,7 +34,7 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   (:mod:`kgalign.runtime.ray_fuse`); the driver spills their sorted rows to local disk
   a chunk at a time, and the writers merge them.
 
-The TF-IDF fit, the dense search and resolution run in the driver, as with ``local``,
+The TF-IDF fit and resolution run in the driver, as with ``local``,
 and so do the load of other formats and the fusion the partitions do not take
 (docs/scale.md). The driver keeps no
 input triples between loading and fusion: an input file is read again when fused
@@ -74,15 +81,17 @@ RESTARTS = 3
 #: A lexical search of fewer scores than this (sources x targets) runs in the driver:
 #: shipping it would cost more than it saves.
 SHARD_FROM_CELLS = 200_000_000
-#: Blocks of sources in flight at once in the sliced lexical search.
+#: Blocks of sources in flight at once in the sliced lexical and dense searches.
 SEARCH_WINDOW = 4
+#: Sources a block of the sliced dense search (FAISS searches a block at once).
+DENSE_BLOCK_ROWS = 4096
 
 
 def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: Any, judge: Judge | None, old: Any) -> AlignmentResult:
     """The ``ray`` engine (see the module text)."""
     from kgalign.pipeline import _align
     from kgalign.retrieval.embed import CachedEmbedder
-    from kgalign.retrieval.retrieve import lexical_search
+    from kgalign.retrieval.retrieve import dense_search, lexical_search
     from kgalign.runtime.gctune import relaxed_gc
     from kgalign.runtime.ray_fuse import RayFuser
     from kgalign.runtime.ray_load import RayLoader
@@ -96,7 +105,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
-            with relaxed_gc(), lexical_search(RayLexicalSearch(pool)):
+            with relaxed_gc(), lexical_search(RayLexicalSearch(pool)), dense_search(RayDenseSearch(pool)):
                 # The actors go once the judge is done: fusion runs in the driver alone.
                 result = _align(
                     left,
@@ -190,6 +199,8 @@ class KgalignWorker:
     def __init__(self, threads: int) -> None:
         self._embedders: dict[tuple, Any] = {}
         self._judge: Judge | None = None
+        self._threads = max(1, threads)
+        self._dense: dict[int, tuple[Any, int]] = {}  # a dense search's key -> its slice's index and first target
         limit_kernel_cache()
         try:
             import torch
@@ -222,6 +233,31 @@ class KgalignWorker:
 
         scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
         return scores, ids + offset
+
+    @releasing
+    def dense_build(self, key: int, targets: np.ndarray, offset: int, k: int, hnsw: bool) -> int:
+        """Index one slice of the targets' vectors (the whole's rows from ``offset``) for
+        the dense search ``key`` (:func:`kgalign.retrieval.retrieve.dense_index`)."""
+        import faiss
+
+        from kgalign.retrieval.retrieve import dense_index
+
+        faiss.omp_set_num_threads(self._threads)
+        self._dense[key] = (dense_index(targets, k, hnsw), offset)
+        return int(targets.shape[0])
+
+    @releasing
+    def dense_block(self, key: int, sources: np.ndarray, start: int, stop: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of this actor's slice for sources ``start:stop``, as the whole's rows."""
+        if key not in self._dense:  # the actor was restarted since it built its slice
+            raise LookupError(f"dense search {key}: this actor holds no slice of it")
+        index, offset = self._dense[key]
+        scores, ids = index.search(np.ascontiguousarray(sources[start:stop], dtype=np.float32), min(k, index.ntotal))
+        return scores, np.where(ids >= 0, ids + offset, -1)
+
+    @releasing
+    def dense_drop(self, key: int) -> None:
+        self._dense.pop(key, None)
 
     def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
         from kgalign.judging.base import explainer
@@ -286,6 +322,7 @@ class WorkerPool:
         self.embed_calls = 0
         self.judge_batches = 0
         self.search_calls = 0
+        self.dense_calls = 0
 
     @property
     def actors(self) -> list[Any]:
@@ -330,9 +367,12 @@ class WorkerPool:
         with self._lock:
             self.judge_batches += 1
 
-    def count_search(self, calls: int) -> None:
+    def count_search(self, calls: int, dense: bool = False) -> None:
         with self._lock:
-            self.search_calls += calls
+            if dense:
+                self.dense_calls += calls
+            else:
+                self.search_calls += calls
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -348,6 +388,7 @@ class WorkerPool:
             "embed_calls": self.embed_calls,
             "judge_batches": self.judge_batches,
             "search_calls": self.search_calls,
+            "dense_calls": self.dense_calls,
         }
 
     def close(self) -> None:
@@ -487,3 +528,69 @@ class RayLexicalSearch:
         self.pool.count_search(len(blocks) * slices)
         log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
         return scores, ids
+
+
+class RayDenseSearch:
+    """The dense search on the actors (see the module text); a
+    :class:`kgalign.retrieval.retrieve.DenseSearch`."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self._searches = 0
+
+    def topk(self, left: np.ndarray, right: np.ndarray, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        from kgalign.retrieval.retrieve import merge_topk
+
+        n = right.shape[0]
+        slices = min(self.pool.size, n)
+        if slices < 2 or left.shape[0] * n < SHARD_FROM_CELLS:
+            return None
+        ray, actors = self.pool.ray, self.pool.actors[:slices]
+        self._searches += 1
+        key = self._searches
+        cuts = np.linspace(0, n, slices + 1).round().astype(np.int64).tolist()
+        started = time.perf_counter()
+        # The latest calls (those that may be in flight), to read after a failure.
+        sent: deque[Any] = deque(maxlen=(SEARCH_WINDOW + 2) * slices)
+        try:
+            # Each slice goes to the object store once, and is let go once its actor has
+            # indexed it: the actors hold the indexes, the driver none.
+            sent.extend(actor.dense_build.remote(key, ray.put(right[lo:hi]), lo, k, hnsw) for actor, lo, hi in zip(actors, cuts, cuts[1:]))
+            ray.get(list(sent))
+            sources = ray.put(left)
+            scores = np.empty((left.shape[0], k), dtype=np.float32)
+            ids = np.empty((left.shape[0], k), dtype=np.int64)
+            blocks = range(0, left.shape[0], DENSE_BLOCK_ROWS)
+
+            def block(start: int) -> list[Any]:
+                calls = [actor.dense_block.remote(key, sources, start, start + DENSE_BLOCK_ROWS, k) for actor in actors]
+                sent.extend(calls)
+                return calls
+
+            for start, parts in in_order(ray, ((start, block(start)) for start in blocks), SEARCH_WINDOW):
+                best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
+                scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
+        except ray.exceptions.RayError as exc:  # an actor lost its slice (restarted) or died
+            log.warning("the dense search on the actors failed (%s); searching in the driver", first_line(exc))
+            _settle(ray, sent)
+            return None
+        finally:
+            for actor in actors:
+                try:
+                    actor.dense_drop.remote(key)
+                except Exception:  # an actor already gone holds nothing
+                    pass
+        self.pool.count_search(len(blocks) * slices, dense=True)
+        kind = "HNSW graphs" if hnsw else "exact indexes"
+        log.info("dense search of %d sources against %d targets in %d %s on ray actors: %.1f s", left.shape[0], n, slices, kind, time.perf_counter() - started)
+        return scores, ids
+
+
+def _settle(ray: Any, futures: Iterable[Any]) -> None:
+    """Wait for the calls still in flight and read their results, errors included, so that
+    Ray does not report them later as unhandled."""
+    for future in futures:
+        try:
+            ray.get(future)
+        except Exception:  # the error the caller has already reported, or another of the same
+            pass
