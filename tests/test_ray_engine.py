@@ -150,6 +150,7 @@ def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, pe
 
     monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
     monkeypatch.setattr(ray_engine, "DENSE_BLOCK_ROWS", 16)  # several blocks of sources
+    monkeypatch.setattr(ray_engine, "DENSE_PART_ROWS", 7)  # each slice indexed in several parts
     settings = tmp_path / "settings.toml"
     settings.write_text(f"[retrieval]\nhnsw_threshold = {10 if index == 'hnsw' else 200_000}\n")
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--retrieval", "full", "--config", settings]
@@ -291,13 +292,13 @@ class DyingDenseWorker:
     FOLDER = ""
     DIE_AT = 0
 
-    def dense_block(self, key, sources, start, stop, k):
+    def dense_block(self, key, sources, k):
         folder = Path(self.FOLDER)
         with (folder / "dense.log").open("a") as log:
-            log.write(f"{os.getpid()} {start}\n")
+            log.write(f"{os.getpid()} {len(sources)}\n")
         if sum(1 for _ in (folder / "dense.log").open()) >= self.DIE_AT:
             _die_once(folder)
-        return super().dense_block(key, sources, start, stop, k)
+        return super().dense_block(key, sources, k)
 
 
 def test_an_actor_killed_during_the_dense_search_leaves_it_to_the_driver(cluster, persons, tmp_path, monkeypatch) -> None:

@@ -54,6 +54,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,6 +86,8 @@ SHARD_FROM_CELLS = 200_000_000
 SEARCH_WINDOW = 4
 #: Sources a block of the sliced dense search (FAISS searches a block at once).
 DENSE_BLOCK_ROWS = 4096
+#: Targets' vectors sent to an actor's index in one call (24 MB of 384 dimensions).
+DENSE_PART_ROWS = 16_384
 
 
 def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: Any, judge: Judge | None, old: Any) -> AlignmentResult:
@@ -185,6 +188,17 @@ def in_order(ray: Any, submitted: Iterable[tuple[T, Any]], window: int) -> Itera
         yield tag, ray.get(refs)
 
 
+@dataclass
+class DenseSlice:
+    """An actor's slice of a dense search: its first target's row in the whole, and its
+    index (made by the first rows added)."""
+
+    offset: int
+    k: int
+    hnsw: bool
+    index: Any = None
+
+
 class KgalignWorker:
     """What each Ray actor holds: the embedder and the judge, each built on first use.
 
@@ -200,7 +214,7 @@ class KgalignWorker:
         self._embedders: dict[tuple, Any] = {}
         self._judge: Judge | None = None
         self._threads = max(1, threads)
-        self._dense: dict[int, tuple[Any, int]] = {}  # a dense search's key -> its slice's index and first target
+        self._dense: dict[int, DenseSlice] = {}  # a dense search's key -> this actor's slice of it
         limit_kernel_cache()
         try:
             import torch
@@ -234,26 +248,36 @@ class KgalignWorker:
         scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
         return scores, ids + offset
 
-    @releasing
-    def dense_build(self, key: int, targets: np.ndarray, offset: int, k: int, hnsw: bool) -> int:
-        """Index one slice of the targets' vectors (the whole's rows from ``offset``) for
-        the dense search ``key`` (:func:`kgalign.retrieval.retrieve.dense_index`)."""
+    def dense_build(self, key: int, offset: int, k: int, hnsw: bool) -> None:
+        """Start the index of one slice of the targets' vectors (the whole's rows from
+        ``offset``) for the dense search ``key``; :meth:`dense_add` fills it."""
         import faiss
 
-        from kgalign.retrieval.retrieve import dense_index
-
         faiss.omp_set_num_threads(self._threads)
-        self._dense[key] = (dense_index(targets, k, hnsw), offset)
-        return int(targets.shape[0])
+        self._dense[key] = DenseSlice(offset, k, hnsw)
 
     @releasing
-    def dense_block(self, key: int, sources: np.ndarray, start: int, stop: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The best ``k`` of this actor's slice for sources ``start:stop``, as the whole's rows."""
-        if key not in self._dense:  # the actor was restarted since it built its slice
+    def dense_add(self, key: int, targets: np.ndarray) -> None:
+        """Add the next rows of this actor's slice to its index (:func:`kgalign.retrieval.retrieve.dense_index`)."""
+        part = self._slice(key)
+        if part.index is None:
+            from kgalign.retrieval.retrieve import dense_index
+
+            part.index = dense_index(targets, part.k, part.hnsw)
+        else:
+            part.index.add(np.ascontiguousarray(targets, dtype=np.float32))
+
+    @releasing
+    def dense_block(self, key: int, sources: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of this actor's slice for ``sources``, as the whole's rows."""
+        part = self._slice(key)
+        scores, ids = part.index.search(np.ascontiguousarray(sources, dtype=np.float32), min(k, part.index.ntotal))
+        return scores, np.where(ids >= 0, ids + part.offset, -1)
+
+    def _slice(self, key: int) -> DenseSlice:
+        if key not in self._dense:  # the actor was restarted since it started its slice
             raise LookupError(f"dense search {key}: this actor holds no slice of it")
-        index, offset = self._dense[key]
-        scores, ids = index.search(np.ascontiguousarray(sources[start:stop], dtype=np.float32), min(k, index.ntotal))
-        return scores, np.where(ids >= 0, ids + offset, -1)
+        return self._dense[key]
 
     @releasing
     def dense_drop(self, key: int) -> None:
@@ -551,24 +575,31 @@ class RayDenseSearch:
         cuts = np.linspace(0, n, slices + 1).round().astype(np.int64).tolist()
         started = time.perf_counter()
         # The latest calls (those that may be in flight), to read after a failure.
-        sent: deque[Any] = deque(maxlen=(SEARCH_WINDOW + 2) * slices)
+        sent: deque[Any] = deque(maxlen=(SEARCH_WINDOW + 1) * slices)
         try:
-            # Each slice goes to the object store once, and is let go once its actor has
-            # indexed it: the actors hold the indexes, the driver none.
-            sent.extend(actor.dense_build.remote(key, ray.put(right[lo:hi]), lo, k, hnsw) for actor, lo, hi in zip(actors, cuts, cuts[1:]))
-            ray.get(list(sent))
-            sources = ray.put(left)
+            # Each actor indexes its slice, sent in parts of DENSE_PART_ROWS: the object
+            # store holds a window of parts, and the driver no index.
+            sent.extend(actor.dense_build.remote(key, lo, k, hnsw) for actor, lo in zip(actors, cuts))
+            # The actors' parts in turn, so that they index at once.
+            turns = max(hi - lo for lo, hi in zip(cuts, cuts[1:]))
+            parts = (
+                (lo + step, [actor.dense_add.remote(key, right[lo + step : min(lo + step + DENSE_PART_ROWS, hi)])])
+                for step in range(0, turns, DENSE_PART_ROWS)
+                for actor, lo, hi in zip(actors, cuts, cuts[1:])
+                if lo + step < hi
+            )
+            for _ in in_order(ray, _sending(parts, sent), SEARCH_WINDOW * slices):
+                pass
             scores = np.empty((left.shape[0], k), dtype=np.float32)
             ids = np.empty((left.shape[0], k), dtype=np.int64)
             blocks = range(0, left.shape[0], DENSE_BLOCK_ROWS)
 
             def block(start: int) -> list[Any]:
-                calls = [actor.dense_block.remote(key, sources, start, start + DENSE_BLOCK_ROWS, k) for actor in actors]
-                sent.extend(calls)
-                return calls
+                sources = ray.put(left[start : start + DENSE_BLOCK_ROWS])  # once for all the actors
+                return [actor.dense_block.remote(key, sources, k) for actor in actors]
 
-            for start, parts in in_order(ray, ((start, block(start)) for start in blocks), SEARCH_WINDOW):
-                best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
+            for start, found in in_order(ray, _sending(((start, block(start)) for start in blocks), sent), SEARCH_WINDOW):
+                best = merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
                 scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
         except ray.exceptions.RayError as exc:  # an actor lost its slice (restarted) or died
             log.warning("the dense search on the actors failed (%s); searching in the driver", first_line(exc))
@@ -584,6 +615,13 @@ class RayDenseSearch:
         kind = "HNSW graphs" if hnsw else "exact indexes"
         log.info("dense search of %d sources against %d targets in %d %s on ray actors: %.1f s", left.shape[0], n, slices, kind, time.perf_counter() - started)
         return scores, ids
+
+
+def _sending(calls: Iterable[tuple[T, list[Any]]], sent: deque[Any]) -> Iterator[tuple[T, list[Any]]]:
+    """``calls`` as they are made, each call's futures also kept in ``sent``."""
+    for tag, futures in calls:
+        sent.extend(futures)
+        yield tag, futures
 
 
 def _settle(ray: Any, futures: Iterable[Any]) -> None:
