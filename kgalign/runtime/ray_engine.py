@@ -12,10 +12,10 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   order: :func:`kgalign.retrieval.retrieve.block_topk`) are merged in the driver into
   the best of all, the candidates one process finds (searches below SHARD_FROM_CELLS
   stay in the driver);
-- **dense search**: the targets' vectors are cut into one slice per actor, each put in
-  the object store once and indexed by its actor (an exact index, or past
-  ``hnsw_threshold`` targets an HNSW graph of the slice); every block of sources goes to
-  each actor, and the slices' best are merged in the driver as the lexical ones are.
+- **dense search**: the targets' vectors are cut into one slice per actor, sent to it
+  in parts and indexed there (an exact index, or past ``hnsw_threshold`` targets an
+  HNSW graph of the slice); every block of sources goes to each actor, and the slices'
+  best are merged in the driver as the lexical ones are.
   Exact indexes give the candidates one process finds; HNSW graphs, one per slice, are
   approximate as one graph of all the targets is, and may differ from it in a few
   candidates (a small search stays in the driver, and so does one an actor lost);
