@@ -48,7 +48,7 @@ def measure(left: np.ndarray, right: np.ndarray, k: int) -> list[dict[str, Any]]
         built = time.perf_counter() - started
         started = time.perf_counter()
         found = [index.search(left, k) for index in graphs]
-        _, ids = merge_topk(np.hstack([s for s, _ in found]), np.hstack([i + lo for (_, i), lo in zip(found, cuts)]), k)
+        _, ids = merge_topk(np.hstack([s for s, _ in found]), np.hstack([np.where(i >= 0, i + lo, -1) for (_, i), lo in zip(found, cuts)]), k)
         searched = time.perf_counter() - started
         stored = sum(faiss.serialize_index(index).nbytes for index in graphs)
         rows.append(

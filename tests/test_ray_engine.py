@@ -152,7 +152,8 @@ def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, pe
     monkeypatch.setattr(ray_engine, "DENSE_BLOCK_ROWS", 16)  # several blocks of sources
     monkeypatch.setattr(ray_engine, "DENSE_PART_ROWS", 7)  # each slice indexed in several parts
     settings = tmp_path / "settings.toml"
-    settings.write_text(f"[retrieval]\nhnsw_threshold = {10 if index == 'hnsw' else 200_000}\n")
+    # A pool of 45 (FAISS finds 53): more than a slice of 30 targets holds.
+    settings.write_text(f"[retrieval]\npool = 45\nhnsw_threshold = {10 if index == 'hnsw' else 200_000}\n")
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--retrieval", "full", "--config", settings]
     dense = []
     real = ray_engine.RayDenseSearch.topk
@@ -317,7 +318,8 @@ def test_an_actor_killed_during_the_dense_search_leaves_it_to_the_driver(cluster
     output: dict[str, str] = {}
     info = _both_engines(args, tmp_path, cluster, logs=output)
     assert (logs / "died").exists(), "the actor was not killed"
-    assert "the dense search on the actors failed" in output["ray"] and "searching in the driver" in output["ray"]
+    said = " ".join(output["ray"].split())  # the log's lines are wrapped
+    assert "the dense search on the actors failed" in said and "searching in the driver" in said
     assert "Unhandled error" not in output["ray"]  # every block's error was read
     assert info["engine"]["dense_calls"] == 0 and info["counts"]["links"] > 0
 
@@ -428,3 +430,12 @@ def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, perso
     assert json.loads((tmp_path / "ray" / "run.json").read_text())["counts"]["fused_triples"] > 1900
     info = _both_engines([*args, "--conflicts", "most-specific"], tmp_path / "specific", cluster)
     assert info["engine"]["partitioned_fusion"] is False
+    # No room to spill the partitions' rows (a temporary directory that is not there): the driver fuses.
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
+    logs: dict[str, str] = {}
+    info = _both_engines(args, tmp_path / "no-spill", cluster, logs=logs)
+    assert info["engine"]["partitioned_fusion"] is False
+    said = " ".join(logs["ray"].split())  # the log's lines are wrapped
+    assert "cannot spill the fused triples there" in said and "fusing in the driver" in said

@@ -393,3 +393,41 @@ def test_taking_every_row_in_order_keeps_the_matrix_itself_instead_of_a_copy() -
             expected = dense[index]
             assert np.array_equal(taken.toarray() if sparse.issparse(taken) else taken, expected)
     assert taken_rows(dense, np.arange(0)).shape == (0, 3)
+
+
+class SlicedDenseSearch:
+    """A dense search cut into slices of the targets in this process, each slice's best
+    merged (as --engine ray's actors do), for :func:`dense_search`."""
+
+    def __init__(self, slices: int) -> None:
+        self.slices = slices
+
+    def topk(self, left, right, k, hnsw):
+        from kgalign.retrieval.retrieve import dense_index, merge_topk
+
+        cuts = np.linspace(0, right.shape[0], self.slices + 1).round().astype(int).tolist()
+        found = [dense_index(right[lo:hi], k, hnsw).search(left, min(k, hi - lo)) for lo, hi in zip(cuts, cuts[1:])]
+        return merge_topk(np.hstack([s for s, _ in found]), np.hstack([np.where(i >= 0, i + lo, -1) for (_, i), lo in zip(found, cuts)]), k)
+
+
+@pytest.mark.parametrize("slices", [2, 3, 4])
+def test_a_dense_search_cut_in_slices_keeps_the_targets_one_search_keeps(slices) -> None:
+    """FAISS scores a pair a little differently by where its target sits in the search, so
+    the slices alone can keep another of the targets tied at the k-th place (targets
+    repeated here make such ties); the k chosen again by each pair's own score are the same."""
+    from kgalign.retrieval.retrieve import dense_search, dense_topk
+
+    rng = np.random.default_rng(0)
+    right = rng.standard_normal((3000, 384)).astype(np.float32)
+    right[1500:1600] = right[:100]  # each of the first hundred targets twice
+    right /= np.linalg.norm(right, axis=1, keepdims=True)
+    left = (right[rng.integers(0, 3000, 700)] + 0.05 * rng.standard_normal((700, 384))).astype(np.float32)
+    left /= np.linalg.norm(left, axis=1, keepdims=True)
+    _, one = dense_topk(left, right, 30, hnsw_threshold=10_000)
+    with dense_search(SlicedDenseSearch(slices)):
+        _, sliced = dense_topk(left, right, 30, hnsw_threshold=10_000)
+    assert np.array_equal(one, sliced)
+    # The exact best 30 (by each pair's own score; ties by target).
+    scores = left @ right.T
+    truth = np.lexsort((np.broadcast_to(np.arange(3000), scores.shape), -scores), axis=1)[:, :30]
+    assert np.mean(np.sort(one, axis=1) == np.sort(truth, axis=1)) > 0.999

@@ -164,7 +164,8 @@ class FusePartition:
     def chunk(self, start: int, stop: int) -> Chunk:
         """Rows ``start`` to ``stop`` of :meth:`finish`'s, rendered, and their source bits."""
         rows = self.rendered
-        assert rows is not None, "chunk() before finish()"
+        if rows is None:
+            raise RuntimeError("chunk() before finish()")
         forms = rows.forms
         return [(forms[s], forms[p], forms[o]) for s, p, o in rows.ranks[start:stop].tolist()], rows.sources[start:stop].tobytes()
 

@@ -22,8 +22,9 @@ import tempfile
 import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kgalign.errors import KgalignError
 from kgalign.fusion.export import SOURCE_BITS
@@ -85,35 +86,33 @@ def _read(path: Path, wanted: int) -> Iterator[tuple[str, str, str]]:
                 yield from (row for row, bit in zip(rows, bits) if bit & wanted)
 
 
+class SpillFailed(KgalignError):
+    """The rows could not be written to local disk (the caller may fuse in one process)."""
+
+
 def spill(exchange: Exchange, states: Sequence[Mapping[str, int]], window: int, chunk_rows: int = CHUNK_ROWS, directory: str | None = None) -> SpilledRows:
     """Fetch the rows of every partition of ``exchange`` (``states``: what each one's
-    ``finish`` counted) in chunks of ``chunk_rows``, at most ``window`` in flight, into
-    one file per partition in a new folder of ``directory`` (default: the temporary
-    directory)."""
+    ``finish`` counted) in chunks of ``chunk_rows``, the partitions in turn, at most
+    ``window`` chunks in flight, into one file per partition in a new folder of
+    ``directory`` (default: the temporary directory). Raises :class:`SpillFailed`."""
     try:
         folder = Path(tempfile.mkdtemp(prefix="kgalign-fused-", dir=directory))
     except OSError as exc:
         raise _cannot_spill(exc, directory or tempfile.gettempdir()) from None
     files = [folder / f"part-{k:05d}.pickle" for k in range(len(states))]
     try:
-        handles = [open(path, "wb") for path in files]
-        try:
+        with ExitStack() as stack:
+            handles = [stack.enter_context(open(path, "wb")) for path in files]
             pending: deque[tuple[int, Any]] = deque()
-
-            def write_oldest() -> None:
-                k, future = pending.popleft()
-                pickle.dump(exchange.get([future])[0], handles[k], protocol=pickle.HIGHEST_PROTOCOL)
-
-            for k, state in enumerate(states):
-                for start in range(0, state["rows"], chunk_rows):
-                    pending.append((k, exchange.call(k, "chunk", start, start + chunk_rows)))
+            turns = max((state["rows"] for state in states), default=0)
+            for start in range(0, turns, chunk_rows):
+                for k, state in enumerate(states):
+                    if start < state["rows"]:
+                        pending.append((k, exchange.call(k, "chunk", start, start + chunk_rows)))
                     if len(pending) > window:
-                        write_oldest()
+                        _write(exchange, pending.popleft(), handles)
             while pending:
-                write_oldest()
-        finally:
-            for handle in handles:
-                handle.close()
+                _write(exchange, pending.popleft(), handles)
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise _cannot_spill(exc, folder) from None
@@ -125,5 +124,12 @@ def spill(exchange: Exchange, states: Sequence[Mapping[str, int]], window: int, 
     return SpilledRows(folder, files, counts)
 
 
-def _cannot_spill(exc: OSError, where: str | Path) -> KgalignError:
-    return KgalignError(f"{exc.filename or where}: cannot spill the fused triples there ({exc.strerror or exc}); set TMPDIR to a folder with room")
+def _write(exchange: Exchange, call: tuple[int, Any], handles: Sequence[BinaryIO]) -> None:
+    """A chunk, once it has come, appended to its partition's file (a partition's chunks
+    are asked, and so come, in order)."""
+    k, future = call
+    pickle.dump(exchange.get([future])[0], handles[k], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _cannot_spill(exc: OSError, where: str | Path) -> SpillFailed:
+    return SpillFailed(f"{exc.filename or where}: cannot spill the fused triples there ({exc.strerror or exc}); set TMPDIR to a folder with room")

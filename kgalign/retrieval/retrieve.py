@@ -41,8 +41,22 @@ STRUCTURE_VECTORS = ("dense", "lexical")
 MODES = ("full", "cascade")
 
 
+#: Targets a dense search finds beyond its ``k``: the ``k`` are then chosen among them by
+#: scores computed again pair by pair (:func:`dense_topk`).
+DENSE_MARGIN = 8
+
+
 def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` right rows for each left row by inner product (FAISS).
+    """Best ``k`` right rows for each left row by inner product (FAISS), best first,
+    equal scores by row; -1 where fewer were found.
+
+    FAISS finds ``k + DENSE_MARGIN`` and the ``k`` are the best of those by the pairs'
+    scores computed again one by one (:func:`_pair_dots`). FAISS's own score of a pair
+    depends on where the target sits in the search (its blocking of the product), so
+    searches of the same vectors cut otherwise (``--engine ray``'s slices) could keep
+    another of two targets whose scores tie at the ``k``-th place; the pair's own score
+    does not, so both keep the same ones (unless more than ``DENSE_MARGIN`` targets tie
+    there).
 
     Past ``hnsw_threshold`` targets the search is an HNSW graph whose copy of the
     targets is kept as float16: 1,040 bytes a target instead of 1,808 (384 dimensions;
@@ -53,15 +67,28 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
     search (0.9777 and 0.9779; bench/hnsw_storage.py). A :class:`DenseSearch` in
     context (:func:`dense_search`) is asked first.
     """
-    k = min(k, right.shape[0])
+    n = right.shape[0]
+    k = min(k, n)
+    wide = min(k + DENSE_MARGIN, n)
+    hnsw = n > hnsw_threshold
     search = _DENSE.get()
-    if search is not None and k > 0:
-        found = search.topk(left, right, k, right.shape[0] > hnsw_threshold)
-        if found is not None:
-            return found
-    index = dense_index(right, k, right.shape[0] > hnsw_threshold)
-    scores, ids = index.search(np.ascontiguousarray(left, dtype=np.float32), k)
-    return scores, ids
+    found = search.topk(left, right, wide, hnsw) if search is not None and k > 0 else None
+    if found is None:
+        found = dense_index(right, wide, hnsw).search(np.ascontiguousarray(left, dtype=np.float32), wide)
+    return rescored_topk(left, right, found[1], k)
+
+
+def rescored_topk(left: np.ndarray, right: np.ndarray, ids: np.ndarray, k: int, rows_a_step: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row's ``ids`` (right rows; -1: none) by the pairs' inner
+    products, each computed on its own (:func:`_pair_dots`), best first, equal scores
+    by row."""
+    scores = np.full(ids.shape, -np.inf, dtype=np.float32)
+    for start in range(0, len(ids), rows_a_step):
+        block = ids[start : start + rows_a_step]
+        found = block >= 0
+        rows, places = np.nonzero(found)
+        scores[start + rows, places] = _pair_dots(left, right, rows + start, block[found])
+    return merge_topk(scores, ids, k)
 
 
 def dense_index(right: np.ndarray, k: int, hnsw: bool) -> Any:

@@ -257,9 +257,13 @@ class KgalignWorker:
         self._dense[key] = DenseSlice(offset, k, hnsw)
 
     @releasing
-    def dense_add(self, key: int, targets: np.ndarray) -> None:
-        """Add the next rows of this actor's slice to its index (:func:`kgalign.retrieval.retrieve.dense_index`)."""
+    def dense_add(self, key: int, start: int, targets: np.ndarray) -> None:
+        """Add the next rows of this actor's slice, the whole's from ``start``, to its index
+        (:func:`kgalign.retrieval.retrieve.dense_index`)."""
         part = self._slice(key)
+        if start != part.offset + (0 if part.index is None else part.index.ntotal):
+            # Ray retries the calls of a restarted actor in no set order: no row may take another's place.
+            raise LookupError(f"dense search {key}: rows from {start} came out of order")
         if part.index is None:
             from kgalign.retrieval.retrieve import dense_index
 
@@ -579,11 +583,11 @@ class RayDenseSearch:
         try:
             # Each actor indexes its slice, sent in parts of DENSE_PART_ROWS: the object
             # store holds a window of parts, and the driver no index.
-            sent.extend(actor.dense_build.remote(key, lo, k, hnsw) for actor, lo in zip(actors, cuts))
+            ray.get([actor.dense_build.remote(key, lo, k, hnsw) for actor, lo in zip(actors, cuts)])
             # The actors' parts in turn, so that they index at once.
             turns = max(hi - lo for lo, hi in zip(cuts, cuts[1:]))
             parts = (
-                (lo + step, [actor.dense_add.remote(key, right[lo + step : min(lo + step + DENSE_PART_ROWS, hi)])])
+                (lo + step, [actor.dense_add.remote(key, lo + step, right[lo + step : min(lo + step + DENSE_PART_ROWS, hi)])])
                 for step in range(0, turns, DENSE_PART_ROWS)
                 for actor, lo, hi in zip(actors, cuts, cuts[1:])
                 if lo + step < hi
@@ -606,11 +610,7 @@ class RayDenseSearch:
             _settle(ray, sent)
             return None
         finally:
-            for actor in actors:
-                try:
-                    actor.dense_drop.remote(key)
-                except Exception:  # an actor already gone holds nothing
-                    pass
+            _settle(ray, [actor.dense_drop.remote(key) for actor in actors])  # an actor gone holds nothing
         self.pool.count_search(len(blocks) * slices, dense=True)
         kind = "HNSW graphs" if hnsw else "exact indexes"
         log.info("dense search of %d sources against %d targets in %d %s on ray actors: %.1f s", left.shape[0], n, slices, kind, time.perf_counter() - started)

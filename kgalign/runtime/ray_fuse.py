@@ -8,8 +8,8 @@ as sorted rows. The driver takes the rows a chunk at a time into files on local 
 and the writers merge them (:mod:`kgalign.fusion.spilled`): no process holds all the
 fused triples (on one process they are the largest thing fusion holds). A run fuses in the driver instead where this does not apply: a
 conflict policy other than ``keep-all``, an input of a format the partitions do not
-read (RDF/XML, a table), a fusion small enough for rdflib's pretty Turtle, or a line a
-partition cannot parse. The files must
+read (RDF/XML, a table), a fusion small enough for rdflib's pretty Turtle, a line a
+partition cannot parse, or rows that cannot be spilled (a full disk). The files must
 not change meanwhile: their size and modification time are checked before they are
 read again (as :class:`kgalign.io.reloaded.ReloadedTriples` checks them).
 """
@@ -26,6 +26,7 @@ from rdflib.namespace import OWL
 from kgalign.errors import InputError, first_line
 from kgalign.fusion.fuse import FusionResult, choose_canonical, cluster_links, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
+from kgalign.fusion.spilled import SpillFailed
 from kgalign.io import turtle
 from kgalign.io.partitioned import PartitionFailed
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
@@ -79,6 +80,9 @@ class RayFuser:
             fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts)
         except PartitionFailed as failed:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
+            return None
+        except SpillFailed as failed:
+            log.warning("%s; fusing in the driver", failed)
             return None
         except self.ray.exceptions.RayError as exc:  # an actor died (out of memory, a lost node)
             log.warning("a fusion partition failed (%s); fusing in the driver", first_line(exc))
