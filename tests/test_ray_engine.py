@@ -267,14 +267,7 @@ class DyingSearchWorker:
 def test_an_actor_killed_during_the_search_is_restarted_and_the_search_finishes(cluster, persons, tmp_path, monkeypatch) -> None:
     """The search keeps no state in an actor: the block in flight when its actor died is
     searched again by the restarted actor, and the outputs are those of one process."""
-    import kgalign.runtime.ray_engine as ray_engine
-
-    _by_value()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    worker = type("Worker", (DyingSearchWorker, ray_engine.KgalignWorker), {"FOLDER": str(logs), "DIE_AT": 3})
-    monkeypatch.setattr(ray_engine, "KgalignWorker", worker)
-    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    logs = _dying_at_third_block(DyingSearchWorker, tmp_path, monkeypatch)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--no-cache"]
     info = _both_engines(args, tmp_path, cluster)
     assert (logs / "died").exists(), "the actor was not killed"
@@ -284,6 +277,20 @@ def test_an_actor_killed_during_the_search_is_restarted_and_the_search_finishes(
     dead = (logs / "died").read_text()
     last = max(i for i, (pid, _) in enumerate(searched) if pid == dead)
     assert any(block == searched[last][1] and pid != dead for pid, block in searched[last + 1 :])
+
+
+def _dying_at_third_block(dying: type, tmp_path: Path, monkeypatch) -> Path:
+    """The run's actors made of ``dying`` (a Dying*Worker) and the engine's worker, every
+    search shipped to them; the folder of their logs."""
+    import kgalign.runtime.ray_engine as ray_engine
+
+    _by_value()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = type("Worker", (dying, ray_engine.KgalignWorker), {"FOLDER": str(logs), "DIE_AT": 3})
+    monkeypatch.setattr(ray_engine, "KgalignWorker", worker)
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    return logs
 
 
 class DyingDenseWorker:
@@ -307,12 +314,7 @@ def test_an_actor_killed_during_the_dense_search_leaves_it_to_the_driver(cluster
     again in the driver (one warning), and the outputs are those of one process."""
     import kgalign.runtime.ray_engine as ray_engine
 
-    _by_value()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    worker = type("Worker", (DyingDenseWorker, ray_engine.KgalignWorker), {"FOLDER": str(logs), "DIE_AT": 3})
-    monkeypatch.setattr(ray_engine, "KgalignWorker", worker)
-    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    logs = _dying_at_third_block(DyingDenseWorker, tmp_path, monkeypatch)
     monkeypatch.setattr(ray_engine, "DENSE_BLOCK_ROWS", 16)
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--retrieval", "full"]
     output: dict[str, str] = {}
