@@ -528,14 +528,14 @@ class RayLexicalSearch:
         self.pool = pool
 
     def topk(self, left: Any, right: Any, keep: Any, k: int, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray] | None:
-        from kgalign.retrieval.retrieve import BLOCK_CELLS, merge_topk, searched_targets
+        from kgalign.retrieval.retrieve import BLOCK_CELLS, searched_targets
 
         n = right.shape[0]
-        slices = min(self.pool.size, n)
-        if slices < 2 or left.shape[0] * n < SHARD_FROM_CELLS:
+        cuts = _cuts(self.pool, left.shape[0], n)
+        if cuts is None:
             return None
-        ray, actors = self.pool.ray, self.pool.actors
-        cuts = np.linspace(0, n, slices + 1).round().astype(np.int64).tolist()
+        slices = len(cuts) - 1
+        ray, actors = self.pool.ray, self.pool.actors[:slices]
         bounds = list(zip(cuts, cuts[1:]))
         # Each slice is made from its own targets and goes to the object store once (the
         # driver never holds the whole transposed set); its actor reads it from there on
@@ -543,19 +543,13 @@ class RayLexicalSearch:
         targets = [ray.put(searched_targets(right, keep, lo, hi)) for lo, hi in bounds]
         sources = ray.put(left)
         step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in bounds))
-        scores = np.empty((left.shape[0], k), dtype=np.float32)
-        ids = np.empty((left.shape[0], k), dtype=np.int64)
         started = time.perf_counter()
         blocks = range(0, left.shape[0], step)
-        submitted = ((start, [actors[i].lexical_block.remote(sources, start, start + step, targets[i], cuts[i], k) for i in range(slices)]) for start in blocks)
-        for start, parts in in_order(ray, submitted, SEARCH_WINDOW):
-            best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
-            scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
-            if progress:
-                progress(len(best[0]))
+        submitted = ((start, [actor.lexical_block.remote(sources, start, start + step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)]) for start in blocks)
+        found = _merged(ray, submitted, left.shape[0], k, progress)
         self.pool.count_search(len(blocks) * slices)
         log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
-        return scores, ids
+        return found
 
 
 class RayDenseSearch:
@@ -567,16 +561,14 @@ class RayDenseSearch:
         self._searches = 0
 
     def topk(self, left: np.ndarray, right: np.ndarray, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None:
-        from kgalign.retrieval.retrieve import merge_topk
-
         n = right.shape[0]
-        slices = min(self.pool.size, n)
-        if slices < 2 or left.shape[0] * n < SHARD_FROM_CELLS:
+        cuts = _cuts(self.pool, left.shape[0], n)
+        if cuts is None:
             return None
+        slices = len(cuts) - 1
         ray, actors = self.pool.ray, self.pool.actors[:slices]
         self._searches += 1
         key = self._searches
-        cuts = np.linspace(0, n, slices + 1).round().astype(np.int64).tolist()
         started = time.perf_counter()
         # The latest calls (those that may be in flight), to read after a failure.
         sent: deque[Any] = deque(maxlen=(SEARCH_WINDOW + 1) * slices)
@@ -594,17 +586,13 @@ class RayDenseSearch:
             )
             for _ in in_order(ray, _sending(parts, sent), SEARCH_WINDOW * slices):
                 pass
-            scores = np.empty((left.shape[0], k), dtype=np.float32)
-            ids = np.empty((left.shape[0], k), dtype=np.int64)
             blocks = range(0, left.shape[0], DENSE_BLOCK_ROWS)
 
             def block(start: int) -> list[Any]:
                 sources = ray.put(left[start : start + DENSE_BLOCK_ROWS])  # once for all the actors
                 return [actor.dense_block.remote(key, sources, k) for actor in actors]
 
-            for start, found in in_order(ray, _sending(((start, block(start)) for start in blocks), sent), SEARCH_WINDOW):
-                best = merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
-                scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
+            found = _merged(ray, _sending(((start, block(start)) for start in blocks), sent), left.shape[0], k)
         except ray.exceptions.RayError as exc:  # an actor lost its slice (restarted) or died
             log.warning("the dense search on the actors failed (%s); searching in the driver", first_line(exc))
             _settle(ray, sent)
@@ -614,7 +602,32 @@ class RayDenseSearch:
         self.pool.count_search(len(blocks) * slices, dense=True)
         kind = "HNSW graphs" if hnsw else "exact indexes"
         log.info("dense search of %d sources against %d targets in %d %s on ray actors: %.1f s", left.shape[0], n, slices, kind, time.perf_counter() - started)
-        return scores, ids
+        return found
+
+
+def _cuts(pool: WorkerPool, sources: int, targets: int) -> list[int] | None:
+    """Where the targets are cut into one slice per actor (first rows, then the end), or
+    None where the search (sources x targets) is too small to ship, or one actor has all."""
+    slices = min(pool.size, targets)
+    if slices < 2 or sources * targets < SHARD_FROM_CELLS:
+        return None
+    return np.linspace(0, targets, slices + 1).round().astype(np.int64).tolist()
+
+
+def _merged(ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of ``rows`` sources: each block's slices' best (``submitted``: its
+    first source and its calls, one per slice) merged into the best of all, the blocks
+    read in order, at most SEARCH_WINDOW in flight; ``progress`` gets the sources done."""
+    from kgalign.retrieval.retrieve import merge_topk
+
+    scores = np.empty((rows, k), dtype=np.float32)
+    ids = np.empty((rows, k), dtype=np.int64)
+    for start, parts in in_order(ray, submitted, SEARCH_WINDOW):
+        best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
+        scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
+        if progress:
+            progress(len(best[0]))
+    return scores, ids
 
 
 def _sending(calls: Iterable[tuple[T, list[Any]]], sent: deque[Any]) -> Iterator[tuple[T, list[Any]]]:
