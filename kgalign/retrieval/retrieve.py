@@ -27,6 +27,7 @@ from scipy import sparse
 
 from kgalign.config import RetrievalConfig
 from kgalign.model import Candidate, Candidates
+from kgalign.retrieval.vector_file import Vectors
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ MODES = ("full", "cascade")
 DENSE_MARGIN = 8
 
 
-def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
+def dense_topk(left: Vectors, right: Vectors, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` right rows for each left row by inner product (FAISS), best first,
     equal scores by row; -1 where fewer were found.
 
@@ -78,7 +79,7 @@ def dense_topk(left: np.ndarray, right: np.ndarray, k: int, hnsw_threshold: int)
     return rescored_topk(left, right, found[1], k)
 
 
-def rescored_topk(left: np.ndarray, right: np.ndarray, ids: np.ndarray, k: int, rows_a_step: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def rescored_topk(left: Vectors, right: Vectors, ids: np.ndarray, k: int, rows_a_step: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` of each row's ``ids`` (right rows; -1: none) by the pairs' inner
     products, each computed on its own (:func:`_pair_dots`), best first, equal scores
     by row."""
@@ -91,7 +92,7 @@ def rescored_topk(left: np.ndarray, right: np.ndarray, ids: np.ndarray, k: int, 
     return merge_topk(scores, ids, k)
 
 
-def dense_index(right: np.ndarray, k: int, hnsw: bool) -> Any:
+def dense_index(right: Vectors, k: int, hnsw: bool) -> Any:
     """A FAISS index of ``right``'s rows searched for the best ``k`` by inner product:
     exact, or an HNSW graph (:func:`hnsw_graph`)."""
     import faiss
@@ -107,7 +108,7 @@ class DenseSearch(Protocol):
     vectors, ``k`` and whether the index is an HNSW graph (:func:`dense_index`), and gives
     :func:`dense_topk`'s result, or None to leave the search to this process."""
 
-    def topk(self, left: np.ndarray, right: np.ndarray, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None: ...
+    def topk(self, left: Vectors, right: Vectors, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
 def hnsw_graph(dim: int, k: int, float16: bool = True) -> Any:
@@ -434,8 +435,9 @@ def merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray,
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def _pair_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
-    """Dot products a[rows[i]] . b[cols[i]], in slices so no big gathered copy is held."""
+def _pair_dots(a: Vectors, b: Vectors, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
+    """Dot products a[rows[i]] . b[cols[i]], in slices so no big gathered copy is held
+    (each slice's rows read from the file of a spilled side)."""
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), step):
         r, c = rows[start : start + step], cols[start : start + step]
@@ -452,8 +454,8 @@ def _row_dot(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols:
 def retrieve(
     left_iris: Sequence[str],
     right_iris: Sequence[str],
-    left_dense: np.ndarray | None,
-    right_dense: np.ndarray | None,
+    left_dense: Vectors | None,
+    right_dense: Vectors | None,
     left_lex: sparse.csr_matrix | None,
     right_lex: sparse.csr_matrix | None,
     config: RetrievalConfig,

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kgalign.retrieval.vector_file import Vectors
+
 log = logging.getLogger(__name__)
 
 #: Shards a model's folder holds before a write merges them into one.
@@ -104,8 +106,8 @@ class VectorStore:
             out[rank[positions]] = part
         return found, out
 
-    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Store ``vectors`` (a row per key, the keys distinct) as a new shard."""
+    def put(self, keys: Sequence[bytes], vectors: Vectors) -> None:
+        """Store ``vectors`` (a row per key, the keys distinct; in memory or a file) as a new shard."""
         if not keys:
             return
         words = _as_words(keys)
@@ -118,7 +120,7 @@ class VectorStore:
         except OSError as exc:
             log.warning("could not write vector cache %s: %s", self.folder, exc)
 
-    def _write(self, name: str, words: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
+    def _write(self, name: str, words: np.ndarray, vectors: Vectors, rows: np.ndarray) -> None:
         """A shard of ``words`` and ``vectors[rows]`` (the row of each key), the vectors
         gathered and written a slice at a time: gathering them all at once would hold a
         second copy of every vector (a gigabyte on a graph of a few million triples)."""

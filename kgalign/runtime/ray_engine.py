@@ -65,6 +65,7 @@ from kgalign.errors import KgalignError, first_line
 from kgalign.judging.base import Answer, Judge
 from kgalign.judging.prompt import Question
 from kgalign.result import AlignmentResult
+from kgalign.retrieval.vector_file import VectorFile, Vectors
 from kgalign.runtime.heap import releasing
 from kgalign.runtime.ray_load import kill_all
 from kgalign.runtime.torch_env import limit_kernel_cache
@@ -511,13 +512,22 @@ class RayEmbedder:
         self.model_id = str(self.pool.ray.get(self.pool.actors[0].embedder_id.remote(self.spec)))
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._encode(texts, False)
+        assert isinstance(vectors, np.ndarray)  # not spilled
+        return vectors
+
+    def encode_spilled(self, texts: list[str]) -> np.ndarray | VectorFile:
+        """:meth:`encode`, each batch's vectors written to a :class:`VectorFile` as they come."""
+        return self._encode(texts, True)
+
+    def _encode(self, texts: list[str], spill: bool) -> np.ndarray | VectorFile:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         engine, batches = self.local.plan(texts)
         log.info("embedding %d texts with the %s engine on %d ray actors", len(texts), engine, self.pool.size)
         from kgalign.retrieval.embed import place
 
-        return place(batches, self.pool.map_embed(self.spec, engine, [[texts[i] for i in rows] for rows in batches]), len(texts))
+        return place(batches, self.pool.map_embed(self.spec, engine, [[texts[i] for i in rows] for rows in batches]), len(texts), spill)
 
 
 class RayLexicalSearch:
@@ -545,7 +555,10 @@ class RayLexicalSearch:
         step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in bounds))
         started = time.perf_counter()
         blocks = range(0, left.shape[0], step)
-        submitted = ((start, [actor.lexical_block.remote(sources, start, start + step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)]) for start in blocks)
+        submitted = (
+            (start, [actor.lexical_block.remote(sources, start, start + step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)])
+            for start in blocks
+        )
         found = _merged(ray, submitted, left.shape[0], k, progress)
         self.pool.count_search(len(blocks) * slices)
         log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
@@ -560,7 +573,7 @@ class RayDenseSearch:
         self.pool = pool
         self._searches = 0
 
-    def topk(self, left: np.ndarray, right: np.ndarray, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    def topk(self, left: Vectors, right: Vectors, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None:
         n = right.shape[0]
         cuts = _cuts(self.pool, left.shape[0], n)
         if cuts is None:
@@ -614,7 +627,9 @@ def _cuts(pool: WorkerPool, sources: int, targets: int) -> list[int] | None:
     return np.linspace(0, targets, slices + 1).round().astype(np.int64).tolist()
 
 
-def _merged(ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _merged(
+    ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` of ``rows`` sources: each block's slices' best (``submitted``: its
     first source and its calls, one per slice) merged into the best of all, the blocks
     read in order, at most SEARCH_WINDOW in flight; ``progress`` gets the sources done."""

@@ -94,4 +94,3 @@ class RayFuser:
         log.info("fused %d triples in %d partitions", len(fusion), self.parts)
         self.used = True
         return fusion
-

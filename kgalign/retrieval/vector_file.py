@@ -1,0 +1,129 @@
+"""Vectors kept in a file of the temporary directory instead of a process's memory.
+
+Under ``--engine ray`` the driver does not hold the embedding's vectors: they are
+written to a file as the actors' batches come back (and as the vector cache's shards
+are read), and every later step reads the rows it needs, a slice at a time: the dense
+search sends the targets' slices and the sources' blocks to the actors, and the pooled
+pairs are scored from the rows they name. Each read maps the file, copies the rows and
+unmaps it, so the process keeps none of its pages; the kernel's page cache holds what
+it can, and gives it up under pressure as it would any file.
+
+The file is unlinked as soon as it is open (nothing is left behind by a crash) and its
+blocks are reserved when it is made (``posix_fallocate``): a full disk is then an
+``OSError`` at once, and :func:`new_vectors` falls back to memory with a warning,
+rather than a write into a mapped page failing later (``SIGBUS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class VectorFile:
+    """``n`` rows of ``dim`` float32 in an unlinked temporary file; indexed like an array
+    (a slice, an int array or a boolean mask of rows), each read a copy."""
+
+    def __init__(self, n: int, dim: int, directory: str | None = None) -> None:
+        self.shape = (n, dim)
+        self.dtype = np.dtype(np.float32)
+        fd, path = tempfile.mkstemp(prefix="kgalign-vectors-", suffix=".f32", dir=directory)
+        os.unlink(path)
+        self._file = os.fdopen(fd, "r+b")
+        try:
+            if n * dim:
+                os.posix_fallocate(fd, 0, n * dim * self.dtype.itemsize)
+        except OSError:
+            self._file.close()
+            raise
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _mapped(self, writable: bool) -> np.ndarray:
+        if not self.shape[0] * self.shape[1]:
+            return np.zeros(self.shape, dtype=self.dtype)
+        return np.memmap(self._file, dtype=self.dtype, mode="r+" if writable else "r", shape=self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        mapped = self._mapped(False)
+        try:
+            return np.array(mapped[key], dtype=self.dtype)
+        finally:
+            del mapped  # unmapped: the rows read stay in the page cache, not in this process
+
+    def __setitem__(self, key: Any, values: np.ndarray) -> None:
+        mapped = self._mapped(True)
+        try:
+            mapped[key] = values
+        finally:
+            del mapped
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """Every row in memory (what a search in this process needs: the fallbacks)."""
+        return self[:] if dtype is None else self[:].astype(dtype, copy=False)
+
+    def rows(self, index: np.ndarray) -> VectorRows:
+        """The rows ``index`` of this file, read when indexed (no copy now)."""
+        return VectorRows(self, np.asarray(index, dtype=np.int64))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class VectorRows:
+    """Some rows of a :class:`VectorFile`, in a given order, indexed like an array."""
+
+    def __init__(self, base: VectorFile, index: np.ndarray) -> None:
+        self.base = base
+        self.index = index
+        self.shape = (len(index), base.shape[1])
+        self.dtype = base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.base[self.index[key]]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype, copy=False)
+
+    def rows(self, index: np.ndarray) -> VectorRows:
+        return VectorRows(self.base, self.index[np.asarray(index, dtype=np.int64)])
+
+
+#: Vectors as retrieval takes them: in memory, or in a file read a slice at a time.
+Vectors = np.ndarray | VectorFile | VectorRows
+
+
+def new_vectors(n: int, dim: int, spill: bool) -> np.ndarray | VectorFile:
+    """Room for ``n`` vectors of ``dim``: a :class:`VectorFile` with ``spill`` (in memory,
+    with a warning, when the temporary directory cannot hold it), else an array."""
+    if spill:
+        try:
+            return VectorFile(n, dim)
+        except OSError as exc:
+            log.warning("could not keep %d vectors in %s (%s); holding them in memory", n, tempfile.gettempdir(), exc)
+    return np.empty((n, dim), dtype=np.float32)
+
+
+def subset(vectors: Vectors, index: np.ndarray) -> Vectors:
+    """The rows ``index`` of ``vectors``: a copy in memory, a view of a file."""
+    if isinstance(vectors, (VectorFile, VectorRows)):
+        return vectors.rows(index)
+    return vectors[index]
