@@ -126,3 +126,15 @@ def test_the_file_reserves_its_blocks(tmp_path, monkeypatch) -> None:
     stored = VectorFile(1000, 384)
     assert os.fstat(stored._file.fileno()).st_blocks * 512 >= 1000 * 384 * 4
     stored.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="posix_fallocate reserves the file's blocks")
+def test_a_file_larger_than_the_disk_fails_at_once_and_leaves_nothing_open(tmp_path, monkeypatch) -> None:
+    """26 TB of vectors: the reservation fails when the file is made (not a write into a
+    mapped page later), and neither the file nor its descriptor is left behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError):
+        VectorFile(2**34, 384)
+    assert list(tmp_path.iterdir()) == []
+    assert len(os.listdir("/proc/self/fd")) == open_before

@@ -9,9 +9,10 @@ unmaps it, so the process keeps none of its pages; the kernel's page cache holds
 it can, and gives it up under pressure as it would any file.
 
 The file is unlinked as soon as it is open (nothing is left behind by a crash) and its
-blocks are reserved when it is made (``posix_fallocate``): a full disk is then an
-``OSError`` at once, and :func:`new_vectors` falls back to memory with a warning,
-rather than a write into a mapped page failing later (``SIGBUS``).
+blocks are reserved when it is made (``posix_fallocate``, where the system has it):
+a full disk is then an ``OSError`` at once, and :func:`new_vectors` falls back to
+memory with a warning, rather than a write into a mapped page failing later
+(``SIGBUS``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,14 +36,18 @@ class VectorFile:
         self.shape = (n, dim)
         self.dtype = np.dtype(np.float32)
         fd, path = tempfile.mkstemp(prefix="kgalign-vectors-", suffix=".f32", dir=directory)
-        os.unlink(path)
-        self._file = os.fdopen(fd, "r+b")
         try:
-            if n * dim:
-                os.posix_fallocate(fd, 0, n * dim * self.dtype.itemsize)
+            os.unlink(path)  # (where an open file cannot be unlinked: an OSError, vectors in memory)
+            size = n * dim * self.dtype.itemsize
+            if size and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            elif size:  # no posix_fallocate (macOS): a sparse file, its blocks taken as it is written
+                os.ftruncate(fd, size)
         except OSError:
-            self._file.close()
+            os.close(fd)
+            Path(path).unlink(missing_ok=True)
             raise
+        self._file = os.fdopen(fd, "r+b")
 
     @property
     def ndim(self) -> int:
