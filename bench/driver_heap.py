@@ -1,5 +1,5 @@
-"""What the driver of a run holds while the cascade's second pass searches, by the line
-of kgalign that allocated it.
+"""What the driver of a run holds as the cascade's second pass starts (its vectors made),
+by the line of kgalign that allocated it.
 
     python -m bench.driver_heap --data DIR [--engine ray] [--frames 8] [--top 25]
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     for trace in snapshot.traces:
         held[_site(trace)] += trace.size
     total = sum(held.values())
-    print(f"`python -m bench.driver_heap --data {args.data} --engine {args.engine}`: at the second pass's search, the process")
+    print(f"`python -m bench.driver_heap --data {args.data} --engine {args.engine}`: as the second pass starts, the process")
     print(f"held {total / 2**20:,.0f} MB traced, {taken['rss_mb']:,.0f} MB resident (tracemalloc's own bookkeeping included)\n")
     print("| allocated at | MB |\n|---|---:|")
     for site, size in held.most_common(args.top):

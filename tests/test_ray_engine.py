@@ -171,6 +171,51 @@ def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, pe
     assert info["counts"]["links"] > 0 and info["counts"]["embedded_entities"] == 120
 
 
+def _related_pair(folder: Path) -> dict[str, Path]:
+    """Two small graphs whose persons live in cities that are entities (labelled): the
+    neighbour channel is on. The right side misspells a third of the names."""
+    folder.mkdir()
+    names = ["ada", "bo", "cy", "di", "ed", "flo", "gus", "hal", "ivy", "jo", "kim", "lu"]
+    sides = {}
+    for side, base in (("left", "http://l.example/"), ("right", "http://r.example/")):
+        lines = []
+        for i in range(36):
+            name = f"{names[i % 12]} {names[(i * 5) % 12]}son {i}"
+            if side == "right" and i % 3 == 0:
+                name = name.replace("son", "sen")
+            lines.append(f'<{base}p{i}> <{base}name> "{name}" .')
+            lines.append(f"<{base}p{i}> <{base}livesIn> <{base}c{i % 6}> .")
+        lines += [f'<{base}c{j}> <http://www.w3.org/2000/01/rdf-schema#label> "city {j}" .' for j in range(6)]
+        sides[side] = folder / f"{side}.nt"
+        sides[side].write_text("\n".join(lines) + "\n")
+    gold = folder / "gold.tsv"
+    gold.write_text("".join(f"http://l.example/p{i}\thttp://r.example/p{i}\n" for i in range(36)))
+    return {**sides, "gold": gold}
+
+
+def test_full_retrieval_with_neighbours_reads_the_vectors_once(cluster, tmp_path, monkeypatch) -> None:
+    """--retrieval full on related graphs: the neighbour channel averages every entity's
+    vectors, so the driver reads them from the file into memory once, and the dense search
+    gets those arrays (not the file's rows again); the outputs are --engine local's."""
+    import kgalign.runtime.ray_engine as ray_engine
+
+    pair = _related_pair(tmp_path / "pair")
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    seen = []
+    real = ray_engine.RayDenseSearch.topk
+
+    def topk(self, left, right, k, hnsw):
+        seen.append((type(left).__name__, type(right).__name__))
+        return real(self, left, right, k, hnsw)
+
+    monkeypatch.setattr(ray_engine.RayDenseSearch, "topk", topk)
+    args = [pair["left"], pair["right"], "--gold", pair["gold"], "--quiet", "--retrieval", "full"]
+    info = _both_engines(args, tmp_path, cluster)
+    assert seen == [("ndarray", "ndarray")]
+    assert info["effective"]["retrieval"]["structure_weight"] > 0 and info["effective"]["retrieval"]["structure_vectors"] == "dense"
+    assert info["counts"]["links"] > 0
+
+
 def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path) -> None:
     pair = mini_persons(tmp_path, 12)
     args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "3", "--quiet", "--dtype", "float32"]

@@ -13,6 +13,7 @@ import pytest
 
 from kgalign.config import RetrievalConfig
 from kgalign.retrieval import embed as embed_module
+from kgalign.retrieval import vector_cache
 from kgalign.retrieval.embed import CachedEmbedder, encode_sides
 from kgalign.retrieval.retrieve import lexical_vectors, retrieve
 from kgalign.retrieval.vector_file import VectorFile, VectorRows, new_vectors, subset
@@ -23,8 +24,11 @@ def _unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def _mapped_vector_files() -> list[str]:
-    return [line for line in Path("/proc/self/maps").read_text().splitlines() if "kgalign-vectors-" in line]
+def _mappings_of(stored: VectorFile) -> list[str]:
+    """The lines of /proc/self/maps that map ``stored``'s file (by device and inode)."""
+    info = os.fstat(stored._file.fileno())
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}"
+    return [line for line in Path("/proc/self/maps").read_text().splitlines() if line.split()[3:5] == [device, str(info.st_ino)]]
 
 
 def test_a_file_of_vectors_is_indexed_as_an_array_and_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
@@ -50,8 +54,11 @@ def test_a_file_of_vectors_is_indexed_as_an_array_and_leaves_nothing_behind(tmp_
     again = view.rows(np.array([4, 0]))
     assert np.array_equal(np.asarray(again), data[[3, 49]])
     assert np.array_equal(np.ascontiguousarray(again, dtype=np.float32), data[[3, 49]])
-    # Every read copied its rows and unmapped the file.
-    assert _mapped_vector_files() == []
+    # Every read copied its rows and unmapped the file (while mapped, the map names it).
+    mapped = stored._mapped(False)
+    assert len(_mappings_of(stored)) == 1
+    del mapped
+    assert _mappings_of(stored) == []
     stored.close()
 
 
@@ -74,8 +81,9 @@ class _Counting:
 
 
 def test_spilled_embeddings_are_the_cached_and_computed_bits(embedder, tmp_path, monkeypatch) -> None:
-    """encode_spilled reads the cache a few texts at a time (here 2) into a file, embeds
+    """encode_spilled reads the cache a few vectors at a time (here 2) into a file, embeds
     what it lacks (each text once) and gives the rows encode gives."""
+    monkeypatch.setattr(vector_cache, "WRITE_ROWS", 2)
     monkeypatch.setattr(embed_module, "COPY_ROWS", 2)
     warm = CachedEmbedder(embedder, tmp_path / "cache")
     warm.encode(["luke bakes", "tom runs", "anna sings"])
@@ -115,7 +123,7 @@ def test_retrieval_from_spilled_vectors_finds_the_same_candidates(embedder, tmp_
     assert [(c.source, [(i.iri, i.score) for i in c.items], c.mutual, c.margin) for c in got] == [
         (c.source, [(i.iri, i.score) for i in c.items], c.mutual, c.margin) for c in expected
     ]
-    assert _mapped_vector_files() == []
+    assert _mappings_of(spilled[0].base) == []
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="posix_fallocate reserves the file's blocks")
@@ -128,13 +136,14 @@ def test_the_file_reserves_its_blocks(tmp_path, monkeypatch) -> None:
     stored.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="posix_fallocate reserves the file's blocks")
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts the open descriptors in /proc")
 def test_a_file_larger_than_the_disk_fails_at_once_and_leaves_nothing_open(tmp_path, monkeypatch) -> None:
-    """26 TB of vectors: the reservation fails when the file is made (not a write into a
-    mapped page later), and neither the file nor its descriptor is left behind."""
+    """26 TB of vectors: refused when the file is made, by the folder's free space (not a
+    write into a mapped page later, nor a reservation that fills the disk first), and
+    neither a file nor a descriptor is left behind."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     open_before = len(os.listdir("/proc/self/fd"))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="MB of vectors"):
         VectorFile(2**34, 384)
     assert list(tmp_path.iterdir()) == []
     assert len(os.listdir("/proc/self/fd")) == open_before

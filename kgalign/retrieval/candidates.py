@@ -162,8 +162,11 @@ def _retrieve_candidates(
         if retrieval.dense_weight < 1.0 or left_vectors is None:
             lex = (taken_rows(everyone[0], rows), taken_rows(everyone[1], cols))
     else:
-        # The neighbour channel averages every entity's vectors: in memory, even when spilled.
-        name_vectors = (None if left_vectors is None else np.asarray(left_vectors), None if right_vectors is None else np.asarray(right_vectors))
+        if structure and left_vectors is not None and right_vectors is not None:
+            # The neighbour channel averages every entity's vectors: read into memory, even
+            # when spilled, and the search then reads these arrays (no second copy).
+            left_vectors, right_vectors = np.asarray(left_vectors), np.asarray(right_vectors)
+        name_vectors = (left_vectors, right_vectors)
         if retrieval.dense_weight < 1.0 or left_vectors is None:
             lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
     left_struct = right_struct = None

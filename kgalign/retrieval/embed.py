@@ -308,20 +308,7 @@ class CachedEmbedder:
         when none is found."""
         if not spill:
             return self.store.get(keys)
-        found = np.zeros(len(keys), dtype=bool)
-        out: VectorFile | np.ndarray | None = None
-        for start in range(0, len(keys), COPY_ROWS):
-            part, vectors = self.store.get(keys[start : start + COPY_ROWS])
-            if vectors is None:
-                continue
-            if out is None:
-                out = new_vectors(len(keys), vectors.shape[1], True)
-            elif vectors.shape[1] != out.shape[1]:
-                log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.store.folder)
-                return np.zeros(len(keys), dtype=bool), None
-            found[start : start + COPY_ROWS] = part
-            out[np.flatnonzero(part) + start] = vectors
-        return found, out
+        return self.store.get_into(keys, lambda width: new_vectors(len(keys), width, True))
 
     def _fresh(self, texts: list[str], spill: bool) -> np.ndarray | VectorFile:
         """The inner embedder's vectors of ``texts``, kept in a file with ``spill``."""

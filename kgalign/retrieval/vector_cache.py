@@ -28,12 +28,12 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from kgalign.retrieval.vector_file import Vectors
+from kgalign.retrieval.vector_file import VectorFile, Vectors
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,49 @@ class VectorStore:
     def get(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
         """Which of ``keys`` the cache holds (a boolean per key) and their vectors (rows of
         the found keys, in order; None when none is found)."""
-        wanted = _as_words(keys)
         found = np.zeros(len(keys), dtype=bool)
         rows: list[tuple[np.ndarray, np.ndarray]] = []  # (positions in keys, vectors)
+        for positions, vectors, at, _ in self._hits(keys):
+            rows.append((positions, np.asarray(vectors[at], dtype=np.float32)))
+            found[positions] = True
+        if not rows:
+            return found, None
+        if len({part.shape[1] for _, part in rows}) > 1:
+            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
+            return np.zeros(len(keys), dtype=bool), None
+        out = np.empty((int(found.sum()), rows[0][1].shape[1]), dtype=np.float32)
+        rank = np.cumsum(found) - 1  # a found key's row in out
+        for positions, part in rows:
+            out[rank[positions]] = part
+        return found, out
+
+    def get_into(self, keys: Sequence[bytes], make: Callable[[int], np.ndarray | VectorFile]) -> tuple[np.ndarray, np.ndarray | VectorFile | None]:
+        """:meth:`get`, the vectors put at their keys' rows of ``make(width)`` (a row per
+        key; those not found left as they are), ``WRITE_ROWS`` at a time, each slice read
+        through a map of its own: no copy of them all is held, and no page of a shard
+        stays mapped (:mod:`kgalign.retrieval.vector_file`)."""
+        found = np.zeros(len(keys), dtype=bool)
+        hits = list(self._hits(keys))  # where each found key is; its vector not read yet
+        if not hits:
+            return found, None
+        if len({vectors.shape[1] for _, vectors, _, _ in hits}) > 1:
+            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
+            return found, None
+        out = make(hits[0][1].shape[1])
+        for positions, _, at, path in hits:
+            for start in range(0, len(positions), WRITE_ROWS):
+                mapped = np.load(path, mmap_mode="r")
+                out[positions[start : start + WRITE_ROWS]] = np.asarray(mapped[at[start : start + WRITE_ROWS]], dtype=np.float32)
+                del mapped
+            found[positions] = True
+        return found, out
+
+    def _hits(self, keys: Sequence[bytes]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, Path]]:
+        """For each shard holding some of ``keys`` not found in an older one, oldest first:
+        their positions in ``keys``, the shard's vectors (memory-mapped), their rows there
+        and the file of the vectors."""
+        wanted = _as_words(keys)
+        found = np.zeros(len(keys), dtype=bool)
         for shard in self.shards():
             if found.all():
                 break
@@ -93,18 +133,8 @@ class VectorStore:
             at[at == len(stored)] = 0
             hit = (stored[at, 0] == query[:, 0]) & (stored[at, 1] == query[:, 1]) if len(stored) else np.zeros(len(query), dtype=bool)
             if hit.any():
-                rows.append((open_rows[hit], np.asarray(vectors[at[hit]], dtype=np.float32)))
+                yield open_rows[hit], vectors, at[hit], _vectors_of(shard)
                 found[open_rows[hit]] = True
-        if not rows:
-            return found, None
-        if len({part.shape[1] for _, part in rows}) > 1:
-            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
-            return np.zeros(len(keys), dtype=bool), None
-        out = np.empty((int(found.sum()), rows[0][1].shape[1]), dtype=np.float32)
-        rank = np.cumsum(found) - 1  # a found key's row in out
-        for positions, part in rows:
-            out[rank[positions]] = part
-        return found, out
 
     def put(self, keys: Sequence[bytes], vectors: Vectors) -> None:
         """Store ``vectors`` (a row per key, the keys distinct; in memory or a file) as a new shard."""

@@ -8,24 +8,29 @@ pairs are scored from the rows they name. Each read maps the file, copies the ro
 unmaps it, so the process keeps none of its pages; the kernel's page cache holds what
 it can, and gives it up under pressure as it would any file.
 
-The file is unlinked as soon as it is open (nothing is left behind by a crash) and its
-blocks are reserved when it is made (``posix_fallocate``, where the system has it):
-a full disk is then an ``OSError`` at once, and :func:`new_vectors` falls back to
-memory with a warning, rather than a write into a mapped page failing later
-(``SIGBUS``).
+The file has no name once open (``tempfile.TemporaryFile``: nothing is left behind by a
+crash). Its size is checked against the folder's free space and its blocks reserved
+when it is made (``posix_fallocate``, where the system has it): a full disk is then
+an ``OSError`` at once, and :func:`new_vectors` falls back to memory with a warning,
+rather than a write into a mapped page failing later (``SIGBUS``). On a temporary
+directory in memory (a tmpfs ``/tmp``) the file is in memory too: point ``TMPDIR``
+at a disk.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+#: Free space a file of vectors leaves in its folder (the rest of the run writes there too).
+FREE_MARGIN = 256 * 2**20
 
 
 class VectorFile:
@@ -35,19 +40,24 @@ class VectorFile:
     def __init__(self, n: int, dim: int, directory: str | None = None) -> None:
         self.shape = (n, dim)
         self.dtype = np.dtype(np.float32)
-        fd, path = tempfile.mkstemp(prefix="kgalign-vectors-", suffix=".f32", dir=directory)
+        size = n * dim * self.dtype.itemsize
+        folder = directory or tempfile.gettempdir()
+        stats = os.statvfs(folder) if hasattr(os, "statvfs") else None
+        free = stats.f_bavail * stats.f_frsize if stats is not None else None
+        if free is not None and size + FREE_MARGIN > free:
+            # Checked first: a reservation past the free space may take every free block
+            # before it fails, and Ray spills its object store to the same folder.
+            raise OSError(errno.ENOSPC, f"{size / 2**20:,.0f} MB of vectors, {free / 2**20:,.0f} MB free", folder)
+        # Unlinked as it is opened, where the system allows (no name at all under Linux).
+        self._file = tempfile.TemporaryFile(prefix="kgalign-vectors-", suffix=".f32", dir=directory)
         try:
-            os.unlink(path)  # (where an open file cannot be unlinked: an OSError, vectors in memory)
-            size = n * dim * self.dtype.itemsize
             if size and hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(fd, 0, size)
+                os.posix_fallocate(self._file.fileno(), 0, size)
             elif size:  # no posix_fallocate (macOS): a sparse file, its blocks taken as it is written
-                os.ftruncate(fd, size)
+                os.ftruncate(self._file.fileno(), size)
         except OSError:
-            os.close(fd)
-            Path(path).unlink(missing_ok=True)
+            self._file.close()
             raise
-        self._file = os.fdopen(fd, "r+b")
 
     @property
     def ndim(self) -> int:
@@ -64,7 +74,9 @@ class VectorFile:
     def __getitem__(self, key: Any) -> np.ndarray:
         mapped = self._mapped(False)
         try:
-            return np.array(mapped[key], dtype=self.dtype)
+            rows = mapped[key]
+            # A slice is a view of the map: copied. Rows picked by an array or a mask are a copy already.
+            return np.array(rows) if isinstance(rows, np.memmap) else np.asarray(rows)
         finally:
             del mapped  # unmapped: the rows read stay in the page cache, not in this process
 
