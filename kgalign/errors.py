@@ -17,7 +17,10 @@ class MissingDependencyError(KgalignError, ImportError):
     """An optional backend was asked for, but its package is not installed."""
 
     def __init__(self, feature: str, package: str, extra: str) -> None:
-        super().__init__(f"{feature} needs the '{package}' package: install it with pip install 'kgalign[{extra}]'")
+        super().__init__(
+            f"{feature} needs the '{package}' package: install it with "
+            f"pip install 'kgalign[{extra}]'"
+        )
 
 
 class ConfigError(KgalignError, ValueError):

@@ -206,12 +206,9 @@ def match_pairs(
     beyond = sum(1 for c in capped for i in scored.by_left[c.source] if test.pairs[i].right not in {x.iri for x in c.items[: vote.options]})
     if judged and capped:
         log.info(
-            "%d of %d questions have more than %d right records: the judge is shown the %d best by retrieval score, and the other %d pairs are predicted 0",
-            len(capped),
-            len(scored.candidates),
-            vote.options,
-            vote.options,
-            beyond,
+            "%d of %d questions have more than %d right records: the judge is shown the %d best by retrieval score, "
+            "and the other %d pairs are predicted 0",
+            len(capped), len(scored.candidates), vote.options, vote.options, beyond,
         )
 
     with timer.stage("judge"):

@@ -39,6 +39,7 @@ from kgalign.vocab import KGA
 log = logging.getLogger(__name__)
 
 
+
 @dataclass
 class Prepared:
     """What a run builds before the judge: input triples, entity tables, profiles and candidates.

@@ -21,21 +21,8 @@ def convert() -> None:
 
 @convert.command(name="dbp15k")
 @click.argument("indir", metavar="DIR", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "outdir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Directory for left.ttl (ent_ids_1, triples_1), right.ttl (ent_ids_2, triples_2), gold_train.tsv, gold_test.tsv and gold.tsv; created if missing, those files overwritten.",
-)
-@click.option(
-    "--train-share",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=0.3,
-    show_default=True,
-    help="Share of ref_ent_ids, taken from the top, that becomes gold_train.tsv when DIR has no sup_ent_ids (the DBP15K protocol); the rest becomes gold_test.tsv. With sup_ent_ids (SRPRS), sup_ent_ids is the train split and ref_ent_ids the test split.",
-)
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for left.ttl (ent_ids_1, triples_1), right.ttl (ent_ids_2, triples_2), gold_train.tsv, gold_test.tsv and gold.tsv; created if missing, those files overwritten.")
+@click.option("--train-share", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True, help="Share of ref_ent_ids, taken from the top, that becomes gold_train.tsv when DIR has no sup_ent_ids (the DBP15K protocol); the rest becomes gold_test.tsv. With sup_ent_ids (SRPRS), sup_ent_ids is the train split and ref_ent_ids the test split.")
 def convert_dbp15k(indir: Path, outdir: Path, train_share: float) -> None:
     """Convert a DBP15K / SRPRS folder (DIR) into two Turtle graphs and gold TSV files.
 
@@ -52,20 +39,9 @@ def convert_dbp15k(indir: Path, outdir: Path, train_share: float) -> None:
 @convert.command(name="tables")
 @click.argument("left_table", metavar="A", type=click.Path(path_type=Path))
 @click.argument("right_table", metavar="B", type=click.Path(path_type=Path))
-@click.option(
-    "--mapping",
-    type=click.Path(path_type=Path),
-    help="Gold mapping table (CSV/TSV) whose first two columns are ids of A and B; a header row is skipped. Written as OUTDIR/gold.tsv of IRIs. Without it no gold file is written.",
-)
+@click.option("--mapping", type=click.Path(path_type=Path), help="Gold mapping table (CSV/TSV) whose first two columns are ids of A and B; a header row is skipped. Written as OUTDIR/gold.tsv of IRIs. Without it no gold file is written.")
 @click.option("--id-column", help="Name of the id column in both tables. Default: each table's first column.")
-@click.option(
-    "-o",
-    "--output",
-    "outdir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Directory for left.ttl (A), right.ttl (B) and gold.tsv; created if missing, those files overwritten.",
-)
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for left.ttl (A), right.ttl (B) and gold.tsv; created if missing, those files overwritten.")
 def convert_tables(left_table: Path, right_table: Path, mapping: Path | None, id_column: str | None, outdir: Path) -> None:
     """Convert two CSV/TSV tables A and B, such as Leipzig Abt-Buy, into Turtle graphs.
 

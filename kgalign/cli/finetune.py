@@ -13,221 +13,58 @@ from kgalign.runtime.device import resolve_device
 
 #: Command-line options that are :class:`kgalign.finetune.TrainConfig` fields of the same name.
 TRAIN_OPTIONS = (
-    "max_steps",
-    "batch_size",
-    "lr",
-    "warmup_steps",
-    "lora_r",
-    "lora_alpha",
-    "lora_layers",
-    "eval_every",
-    "patience",
-    "save_every",
-    "max_val",
-    "minutes",
-    "seed",
-    "dtype",
-    "token_budget",
-    "gradient_checkpointing",
+    "max_steps", "batch_size", "lr", "warmup_steps", "lora_r", "lora_alpha", "lora_layers", "eval_every",
+    "patience", "save_every", "max_val", "minutes", "seed", "dtype", "token_budget", "gradient_checkpointing",
 )
 #: Command-line options that are :class:`kgalign.finetune.DataConfig` fields (option name -> field).
-QUESTION_OPTIONS = {
-    "n_options": "options",
-    "permutations": "permutations",
-    "none_share": "none_share",
-    "val_share": "val_share",
-    "seed": "seed",
-    "datamark": "datamark",
-}
+QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "none_share": "none_share", "val_share": "val_share", "seed": "seed", "datamark": "datamark"}
 
 
 @click.command()
 @click.argument("left", required=False, type=click.Path(path_type=Path))
 @click.argument("right", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "adapter_dir",
-    type=click.Path(path_type=Path),
-    help="(Required unless --save-questions.) Adapter directory: the best adapter (for `kgalign run --adapter`), kgalign-finetune.json, best/ and the last checkpoint-N/ folders.",
-)
-@click.option(
-    "--recipe",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Multi-dataset recipe (TOML): [[source]] tables of graphs + gold links, labelled pair files and teacher votes, each with a cap and a weight; [questions] and [train] settings (options given here override them). See docs/judge.md.",
-)
-@click.option(
-    "--questions",
-    "questions_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Train on a question set saved by --save-questions (no graphs, pair files or embedder needed: build where the data is, train where the GPU is). Its recipe's [train] settings apply unless given here.",
-)
-@click.option(
-    "--save-questions",
-    "save_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Build the questions (any recipe), write them to FILE (gzipped JSON lines) and stop before loading any model; train on them later with --questions FILE.",
-)
-@click.option(
-    "--without",
-    "left_out",
-    multiple=True,
-    metavar="NAME",
-    help="Leave the recipe's source NAME out (repeatable): the leave-one-dataset-out protocol, one recipe for every run.",
-)
-@click.option(
-    "--links",
-    type=click.Path(path_type=Path),
-    help="Gold recipe: gold links of LEFT and RIGHT (any format of `kgalign eval`); the questions show each source's real retrieval candidates.",
-)
-@click.option(
-    "--from-votes",
-    "votes",
-    type=click.Path(path_type=Path),
-    help="Teacher recipe: the votes.jsonl of an earlier run, whose confident decisions become the labels. The graphs are those named in the run.json beside it, unless LEFT and RIGHT are given.",
-)
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=0.8,
-    show_default=True,
-    help="Teacher recipe: decisions below this confidence are not used (human decisions always are).",
-)
+@click.option("-o", "--output", "adapter_dir", type=click.Path(path_type=Path), help="(Required unless --save-questions.) Adapter directory: the best adapter (for `kgalign run --adapter`), kgalign-finetune.json, best/ and the last checkpoint-N/ folders.")
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), help="Multi-dataset recipe (TOML): [[source]] tables of graphs + gold links, labelled pair files and teacher votes, each with a cap and a weight; [questions] and [train] settings (options given here override them). See docs/judge.md.")
+@click.option("--questions", "questions_file", type=click.Path(path_type=Path, dir_okay=False), help="Train on a question set saved by --save-questions (no graphs, pair files or embedder needed: build where the data is, train where the GPU is). Its recipe's [train] settings apply unless given here.")
+@click.option("--save-questions", "save_file", type=click.Path(path_type=Path, dir_okay=False), help="Build the questions (any recipe), write them to FILE (gzipped JSON lines) and stop before loading any model; train on them later with --questions FILE.")
+@click.option("--without", "left_out", multiple=True, metavar="NAME", help="Leave the recipe's source NAME out (repeatable): the leave-one-dataset-out protocol, one recipe for every run.")
+@click.option("--links", type=click.Path(path_type=Path), help="Gold recipe: gold links of LEFT and RIGHT (any format of `kgalign eval`); the questions show each source's real retrieval candidates.")
+@click.option("--from-votes", "votes", type=click.Path(path_type=Path), help="Teacher recipe: the votes.jsonl of an earlier run, whose confident decisions become the labels. The graphs are those named in the run.json beside it, unless LEFT and RIGHT are given.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Teacher recipe: decisions below this confidence are not used (human decisions always are).")
 @click.option("--include-none", is_flag=True, help="Teacher recipe: also learn the teacher's confident 'none' decisions (answer 'none of these').")
-@click.option(
-    "--corrections",
-    type=click.Path(path_type=Path),
-    help="A reviewer's corrections file (from `kgalign report`): its verdicts are extra gold labels that override the recipe's.",
-)
-@click.option(
-    "--model", type=click.Path(path_type=Path), help="Base model folder (any local transformers causal LM). Default: SmolLM2-135M-Instruct, as the local judge."
-)
-@click.option(
-    "--options",
-    "n_options",
-    type=click.IntRange(1, 20),
-    help="Candidates shown per question (plus 'none of these'); use the --options of the runs that will load the adapter. Default: 5, or the teacher run's.",
-)
+@click.option("--corrections", type=click.Path(path_type=Path), help="A reviewer's corrections file (from `kgalign report`): its verdicts are extra gold labels that override the recipe's.")
+@click.option("--model", type=click.Path(path_type=Path), help="Base model folder (any local transformers causal LM). Default: SmolLM2-135M-Instruct, as the local judge.")
+@click.option("--options", "n_options", type=click.IntRange(1, 20), help="Candidates shown per question (plus 'none of these'); use the --options of the runs that will load the adapter. Default: 5, or the teacher run's.")
 @click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Gold recipe: candidates retrieved per source entity.")
 @click.option("--attributes", multiple=True, help="Gold recipe: attribute predicates to show, as `kgalign run --attributes` (pass the same to the runs).")
 @click.option("--format", "fmt", help="Gold recipe: RDF format of both inputs; default: from the extension.")
 @click.option("--id-column", help="Id column of CSV/TSV inputs, as `kgalign run --id-column`.")
 @click.option("--embedder", help="Gold recipe: sentence-transformers model folder for retrieval, as `kgalign run --embedder`.")
-@click.option(
-    "--permutations",
-    type=click.IntRange(1, 24),
-    default=4,
-    show_default=True,
-    help="Candidate orders per question (by score, reversed, then seeded shuffles), so the answer is seen at every position.",
-)
-@click.option(
-    "--none-share",
-    type=click.FloatRange(0, 0.9),
-    default=0.2,
-    show_default=True,
-    help="Share of the sources with a match whose match is removed from the candidates (answer 'none of these'). A recipe's pair files default to 0 (they hold their own negatives).",
-)
-@click.option(
-    "--val-share",
-    type=click.FloatRange(0, 0.9),
-    default=0.2,
-    show_default=True,
-    help="Share of the labelled sources held out for validation (split by source).",
-)
+@click.option("--permutations", type=click.IntRange(1, 24), default=4, show_default=True, help="Candidate orders per question (by score, reversed, then seeded shuffles), so the answer is seen at every position.")
+@click.option("--none-share", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="Share of the sources with a match whose match is removed from the candidates (answer 'none of these'). A recipe's pair files default to 0 (they hold their own negatives).")
+@click.option("--val-share", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="Share of the labelled sources held out for validation (split by source).")
 @click.option("--max-train", type=click.IntRange(1, None), help="Use at most this many training questions (a quick trial).")
-@click.option(
-    "--max-val",
-    type=click.IntRange(0, None),
-    default=256,
-    show_default=True,
-    help="Validation questions evaluated (the first of the held-out ones; a recipe takes them from every source in turn).",
-)
-@click.option(
-    "--max-steps", type=click.IntRange(0, None), default=300, show_default=True, help="Optimizer steps in all (a resumed run counts the steps already done)."
-)
+@click.option("--max-val", type=click.IntRange(0, None), default=256, show_default=True, help="Validation questions evaluated (the first of the held-out ones; a recipe takes them from every source in turn).")
+@click.option("--max-steps", type=click.IntRange(0, None), default=300, show_default=True, help="Optimizer steps in all (a resumed run counts the steps already done).")
 @click.option("--minutes", type=click.FloatRange(0, None, min_open=True), help="Stop training after this many minutes (then evaluate and save).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True, help="Questions per optimizer step.")
-@click.option(
-    "--token-budget",
-    type=click.IntRange(64, None),
-    default=1024,
-    show_default=True,
-    help="Most prompt tokens (questions x longest) in one forward pass: a step's questions are cut into micro-batches within it and their gradients summed, so memory does not grow with --batch-size.",
-)
-@click.option(
-    "--gradient-checkpointing",
-    type=click.Choice(["auto", "on", "off"]),
-    default="auto",
-    show_default=True,
-    help="Recompute each layer's activations in the backward pass instead of keeping them (less memory, about a third more compute). auto: on a CPU, off on a GPU.",
-)
+@click.option("--token-budget", type=click.IntRange(64, None), default=1024, show_default=True, help="Most prompt tokens (questions x longest) in one forward pass: a step's questions are cut into micro-batches within it and their gradients summed, so memory does not grow with --batch-size.")
+@click.option("--gradient-checkpointing", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="Recompute each layer's activations in the backward pass instead of keeping them (less memory, about a third more compute). auto: on a CPU, off on a GPU.")
 @click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=2e-4, show_default=True, help="Learning rate (AdamW, after a linear warm-up).")
 @click.option("--warmup-steps", type=click.IntRange(0, None), default=10, show_default=True, help="Steps of linear learning-rate warm-up.")
 @click.option("--lora-r", type=click.IntRange(1, 256), default=8, show_default=True, help="LoRA rank (vLLM loads ranks up to 512; keep it small).")
 @click.option("--lora-alpha", type=click.IntRange(1, 1024), default=16, show_default=True, help="LoRA scaling numerator (the update is scaled by alpha / r).")
-@click.option(
-    "--lora-layers",
-    type=click.IntRange(0, None),
-    default=0,
-    show_default=True,
-    help="Put adapters in the top N transformer layers only (0: all). Fewer layers train faster and in less memory (on a CPU, top 8 of SmolLM2's 30 halve the time of a step); vLLM loads either.",
-)
-@click.option(
-    "--eval-every",
-    type=click.IntRange(0, None),
-    default=50,
-    show_default=True,
-    help="Evaluate on the validation questions every N steps (0: only before and after).",
-)
-@click.option(
-    "--patience",
-    type=click.IntRange(0, None),
-    default=3,
-    show_default=True,
-    help="Stop after this many evaluations without a better validation accuracy (0: never stop early).",
-)
-@click.option(
-    "--save-every",
-    type=click.IntRange(0, None),
-    default=50,
-    show_default=True,
-    help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.",
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.",
-)
+@click.option("--lora-layers", type=click.IntRange(0, None), default=0, show_default=True, help="Put adapters in the top N transformer layers only (0: all). Fewer layers train faster and in less memory (on a CPU, top 8 of SmolLM2's 30 halve the time of a step); vLLM loads either.")
+@click.option("--eval-every", type=click.IntRange(0, None), default=50, show_default=True, help="Evaluate on the validation questions every N steps (0: only before and after).")
+@click.option("--patience", type=click.IntRange(0, None), default=3, show_default=True, help="Stop after this many evaluations without a better validation accuracy (0: never stop early).")
+@click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
-@click.option(
-    "--datamark",
-    is_flag=True,
-    help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.",
-)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    metavar="DEVICE",
-    help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.",
-)
-@click.option(
-    "--threads", type=click.IntRange(1, 1024), help="CPU threads of torch. Default: torch's (one per core); 1 is faster on a machine busy with other work."
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "bfloat16", "float32"]),
-    default="auto",
-    show_default=True,
-    help="Arithmetic of training. auto: float32 weights under bfloat16 autocast where the CPU or GPU computes bfloat16 natively (about twice as fast), float32 otherwise. bfloat16: bfloat16 weights too (half the memory; auto's float32 weights are what was measured on a GPU).",
-)
+@click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads of torch. Default: torch's (one per core); 1 is faster on a machine busy with other work.")
+@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True, help="Arithmetic of training. auto: float32 weights under bfloat16 autocast where the CPU or GPU computes bfloat16 natively (about twice as fast), float32 otherwise. bfloat16: bfloat16 weights too (half the memory; auto's float32 weights are what was measured on a GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_dir: Path | None, **opts: Any) -> None:
@@ -342,15 +179,11 @@ def _single_source_data(left: Path | None, right: Path | None, opts: dict[str, A
     )
     if opts["votes"]:
         return teacher_data(
-            opts["votes"],
-            data_config,
-            left,
-            right,
-            opts["min_confidence"],
-            opts["include_none"],
-            opts["corrections"],
+            opts["votes"], data_config, left, right, opts["min_confidence"], opts["include_none"], opts["corrections"],
             id_column=opts["id_column"],
         )
     assert left is not None and right is not None  # the gold recipe needs both (checked before)
-    align_config = gold_align_config(device, opts["fmt"], opts["id_column"], opts["attributes"], opts["top_k"], opts["seed"], opts["embedder"])
+    align_config = gold_align_config(
+        device, opts["fmt"], opts["id_column"], opts["attributes"], opts["top_k"], opts["seed"], opts["embedder"]
+    )
     return gold_data(left, right, opts["links"], data_config, align_config, opts["corrections"])

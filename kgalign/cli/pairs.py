@@ -19,22 +19,8 @@ log = logging.getLogger("kgalign")
 
 #: The options of `kgalign run` that `kgalign pairs` takes too (by their config field), all shown in --help.
 PAIRS_RUN_OPTIONS = (
-    "judge",
-    "model",
-    "adapter",
-    "vote.rounds",
-    "vote.options",
-    "seed",
-    "device",
-    "retrieval.dense_weight",
-    "embedder",
-    "embed_precision",
-    "embed_engine",
-    "embed_max_tokens",
-    "vote.gate_margin",
-    "vote.early_stop",
-    "vote.plurality",
-    "vote.datamark",
+    "judge", "model", "adapter", "vote.rounds", "vote.options", "seed", "device", "retrieval.dense_weight", "embedder",
+    "embed_precision", "embed_engine", "embed_max_tokens", "vote.gate_margin", "vote.early_stop", "vote.plurality", "vote.datamark",
 )
 
 
@@ -52,42 +38,15 @@ def _pairs_options(function):
 
 @click.command(cls=RunCommand)
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "--valid",
-    type=click.Path(path_type=Path),
-    help="Labelled pair file (same layouts as FILE) on which --judge none chooses its threshold: the one with the best F1 there. FILE's labels are never used to choose anything.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(-1, 1),
-    help="Least retrieval score the best pair of a question needs to be a match without the judge (instead of choosing it on --valid). With a judge it applies to gated questions only.",
-)
-@click.option(
-    "-o",
-    "--output",
-    "outdir",
-    type=click.Path(path_type=Path),
-    help="Directory for predictions.tsv (index, prediction, confidence per pair), votes.jsonl (one decision per question) and metrics.json, and the judge's answer cache. Default: print the scores only.",
-)
-@click.option(
-    "--gate/--no-gate",
-    "pairs_gate",
-    default=False,
-    show_default=True,
-    help="Accept a question's best pair without asking the judge when it is its right record's best left record too and leads the runner-up by --gate-margin (off: the judge is asked every question).",
-)
+@click.option("--valid", type=click.Path(path_type=Path), help="Labelled pair file (same layouts as FILE) on which --judge none chooses its threshold: the one with the best F1 there. FILE's labels are never used to choose anything.")
+@click.option("--threshold", type=click.FloatRange(-1, 1), help="Least retrieval score the best pair of a question needs to be a match without the judge (instead of choosing it on --valid). With a judge it applies to gated questions only.")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), help="Directory for predictions.tsv (index, prediction, confidence per pair), votes.jsonl (one decision per question) and metrics.json, and the judge's answer cache. Default: print the scores only.")
+@click.option("--gate/--no-gate", "pairs_gate", default=False, show_default=True, help="Accept a question's best pair without asking the judge when it is its right record's best left record too and leads the runner-up by --gate-margin (off: the judge is asked every question).")
 @_pairs_options
 @click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
 @click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option(
-    "--help-all",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=help_all,
-    help="Show every option, the judge backends' expert ones included, and exit.",
-)
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the judge backends' expert ones included, and exit.")
 @click.pass_context
 def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float | None, outdir: Path | None, pairs_gate: bool, **opts) -> None:
     """Label the candidate pairs of FILE as matches or not, and score them (the DeepMatcher/Ditto protocol).

@@ -113,11 +113,7 @@ def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | Non
 @click.command()
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML file to write. Default: OUTDIR/report.html.")
-@click.option(
-    "--gold",
-    type=click.Path(path_type=Path),
-    help="Gold links (any format of `kgalign eval`): marks each decision correct or wrong and draws precision and recall against a confidence threshold.",
-)
+@click.option("--gold", type=click.Path(path_type=Path), help="Gold links (any format of `kgalign eval`): marks each decision correct or wrong and draws precision and recall against a confidence threshold.")
 @click.option("--png", "png_dir", type=click.Path(path_type=Path), help="Also write the charts as PNG files into this directory.")
 @click.option("--title", help="Title of the page. Default: the name of OUTDIR.")
 def report(outdir: Path, output: Path | None, gold: Path | None, png_dir: Path | None, title: str | None) -> None:

@@ -21,14 +21,7 @@ log = logging.getLogger("kgalign")
 @click.command(cls=RunCommand)
 @click.argument("left", type=INPUT)
 @click.argument("right", type=INPUT)
-@click.option(
-    "-o",
-    "--output",
-    "outdir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).",
-)
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
 @run_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
 @click.pass_context
@@ -54,14 +47,7 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
 
 @click.command(cls=RunCommand)
 @click.argument("graph", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "outdir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Directory for fused.ttl, links.ttl, votes.jsonl, run.json (and metrics.json).",
-)
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, votes.jsonl, run.json (and metrics.json).")
 @run_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
 @click.pass_context
@@ -129,9 +115,7 @@ def _dedup(graph: Path, outdir: Path, config, force: bool) -> None:
 
 @click.command()
 @click.argument("olddir", metavar="OUTDIR", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for the new run's outputs (as `kgalign run` writes them)."
-)
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for the new run's outputs (as `kgalign run` writes them).")
 @click.option("--force", is_flag=True, help="Write into the new directory even if it holds other files.")
 @click.option("--quiet", "no_bars", is_flag=True, help="No progress bars.")
 def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
@@ -151,7 +135,9 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
     _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force, olddir)
 
 
-def _start(left: str | Path, right: str | Path, outdir: Path, config, force: bool, olddir: Path | None = None, since: Path | None = None) -> None:
+def _start(
+    left: str | Path, right: str | Path, outdir: Path, config, force: bool, olddir: Path | None = None, since: Path | None = None
+) -> None:
     """Check everything that can fail before work starts, then run and write OUTDIR."""
     from kgalign.io.sparql.source import check_endpoint_inputs
 

@@ -109,7 +109,6 @@ class TrainingData:
 
     def summary(self) -> dict[str, Any]:
         """Sizes and provenance, for kgalign-finetune.json."""
-
         def describe(examples: list[Example]) -> dict[str, int]:
             return {
                 "questions": len(examples),
@@ -197,7 +196,9 @@ def build_examples(
                 orders.append(order)
         examples = []
         for order in orders:
-            question = Question(source=source, options=tuple(right_profiles[iri] for iri in order), datamark=config.datamark)
+            question = Question(
+                source=source, options=tuple(right_profiles[iri] for iri in order), datamark=config.datamark
+            )
             letter = question.none_letter if answer_target is None else question.letters[order.index(answer_target)]
             examples.append(Example(question=question, answer=letter, source=cands.source, target=answer_target))
         by_source[cands.source] = examples
@@ -428,7 +429,8 @@ def teacher_data(
 def _check_not_empty(data: TrainingData) -> None:
     if not data.train:
         raise KgalignError(
-            f"no training questions ({data.recipe} recipe): no labelled source has candidates to show (counts: {json.dumps(data.counts, sort_keys=True)})"
+            f"no training questions ({data.recipe} recipe): no labelled source has candidates to show "
+            f"(counts: {json.dumps(data.counts, sort_keys=True)})"
         )
     log.info(
         "%s recipe: %d training and %d validation questions from %d and %d sources",

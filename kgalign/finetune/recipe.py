@@ -279,7 +279,9 @@ def _source_data(source: RecipeSource, config: DataConfig, device: str, embedder
         converted = convert_cached("dbp15k", [folder], cache_root() / "conversions" / f"dbp15k-{folder.name}")
         opts = {**opts, "left": converted.outdir / "left.ttl", "right": converted.outdir / "right.ttl", "links": converted.outdir / "gold_train.tsv"}
     if source.kind in ("graphs", "dbp15k"):
-        align_config = gold_align_config(device, opts.get("format"), opts.get("id_column"), opts.get("attributes", ()), int(opts.get("top_k", 10)), config.seed)
+        align_config = gold_align_config(
+            device, opts.get("format"), opts.get("id_column"), opts.get("attributes", ()), int(opts.get("top_k", 10)), config.seed
+        )
         return gold_data(opts["left"], opts["right"], opts.get("links"), config, align_config, opts.get("corrections"), embedder)
     if source.kind == "votes":
         return teacher_data(

@@ -117,13 +117,10 @@ def _read(path: Path, lines: Any) -> tuple[TrainingData, dict[str, Any]]:
         if example.answer not in question.letters:
             raise InputError(f"{path}:{number}: answer {example.answer!r} is not one of the question's letters")
     data = TrainingData(
-        train=split["train"],
-        val=split["val"],
-        recipe=header["recipe"],
-        config=config,
-        counts=dict(header.get("counts", {})),
-        inputs={**header.get("inputs", {}), "questions_file": str(path)},
+        train=split["train"], val=split["val"], recipe=header["recipe"], config=config,
+        counts=dict(header.get("counts", {})), inputs={**header.get("inputs", {}), "questions_file": str(path)},
     )
     if len(data.train) + len(data.val) != header.get("questions") or data.fingerprint() != header.get("fingerprint"):
         raise InputError(f"{path}: the questions read back differ from those written (truncated or edited file)")
     return data, dict(header.get("train_settings", {}))
+

@@ -331,7 +331,8 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
         if state["fingerprint"] != data.fingerprint():
             raise KgalignError(
-                f"{checkpoint}: the training questions differ from the checkpoint's (other inputs or options); pass the same ones, or start over with --force"
+                f"{checkpoint}: the training questions differ from the checkpoint's (other inputs or options); "
+                "pass the same ones, or start over with --force"
             )
         log.info("resuming from %s (step %d)", checkpoint, state["step"])
     else:
@@ -626,7 +627,8 @@ def summary_lines(result: FinetuneResult) -> list[str]:
         f"{after.questions} validation questions ({data['val']['sources']} sources)",
         f"steps: {result.steps} ({result.stopped}), best at step {result.best_step}"
         + (f", resumed from step {result.resumed_from}" if result.resumed_from is not None else ""),
-        f"validation accuracy: before {before.accuracy:.4f}  after {after.accuracy:.4f}  (uncalibrated: {before.accuracy_raw:.4f} -> {after.accuracy_raw:.4f})",
+        f"validation accuracy: before {before.accuracy:.4f}  after {after.accuracy:.4f}  "
+        f"(uncalibrated: {before.accuracy_raw:.4f} -> {after.accuracy_raw:.4f})",
     ]
     lines.append(f"the judge decodes {'calibrated' if result.metadata.get('calibrate', True) else 'uncalibrated'} with this adapter (the better on validation)")
     positions = list(dict.fromkeys([*after.gold_positions, *before.position_wins, *after.position_wins]))

@@ -65,8 +65,12 @@ class FusedRows:
         ids: dict[Node, int] = {}
         number = ids.setdefault
         # Each term gets the next number the first time it is seen (len(ids) before the insert).
-        flat = np.fromiter((number(term, len(ids)) for triple in fusion.provenance for term in triple), dtype=np.int32, count=3 * len(fusion)).reshape(-1, 3)
-        bits = np.fromiter((sum(SOURCE_BITS[source] for source in sources) for sources in fusion.provenance.values()), dtype=np.uint8, count=len(fusion))
+        flat = np.fromiter(
+            (number(term, len(ids)) for triple in fusion.provenance for term in triple), dtype=np.int32, count=3 * len(fusion)
+        ).reshape(-1, 3)
+        bits = np.fromiter(
+            (sum(SOURCE_BITS[source] for source in sources) for sources in fusion.provenance.values()), dtype=np.uint8, count=len(fusion)
+        )
         forms = [term.n3() for term in ids]
         del ids
         return cls.numbered(forms, flat, bits)

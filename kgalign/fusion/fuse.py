@@ -41,7 +41,6 @@ CANONICAL_POLICIES: Registry[CanonicalPolicy] = Registry("canonical policy", "kg
 CONFLICT_POLICIES: Registry[ConflictPolicy] = Registry("conflict policy", "kgalign.conflict_policies")
 MINT_BASE = "urn:kgalign:entity:"
 
-
 @dataclass
 class FusionResult:
     """The fused triples are the keys of ``provenance``; ``graph`` builds an rdflib
@@ -93,9 +92,7 @@ def cluster_links(links: Iterable[Link], same_side: Mapping[str, Sequence[Link]]
     return sorted([iri for _, iri in sorted(component)] for component in nx.connected_components(graph))
 
 
-def choose_canonical(
-    clusters: Sequence[list[str]], links: Iterable[Link], policy: str, same_side: Mapping[str, Sequence[Link]] | None = None
-) -> dict[str, str]:
+def choose_canonical(clusters: Sequence[list[str]], links: Iterable[Link], policy: str, same_side: Mapping[str, Sequence[Link]] | None = None) -> dict[str, str]:
     """Map every clustered IRI to its cluster's canonical IRI."""
     choose = CANONICAL_POLICIES.get(policy)
     links = list(links)

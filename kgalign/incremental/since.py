@@ -182,7 +182,9 @@ def compare(old: OldRun, result: AlignmentResult) -> tuple[list[dict[str, Any]],
     return records, summary
 
 
-def _cluster_changes(old: list[set[str]], new: list[set[str]], present: set[str]) -> tuple[list[tuple[list[str], int]], list[tuple[list[str], int]]]:
+def _cluster_changes(
+    old: list[set[str]], new: list[set[str]], present: set[str]
+) -> tuple[list[tuple[list[str], int]], list[tuple[list[str], int]]]:
     """New clusters made of members of several old ones (merged), and old clusters whose
     members still ``present`` went to several new ones or were left alone (split)."""
     old_of = {member: i for i, cluster in enumerate(old) for member in cluster}

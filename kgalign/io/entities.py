@@ -220,6 +220,9 @@ def check_table(path: Path, table: EntityTable) -> None:
     """Fail clearly if ``table`` (read from ``path``) has nothing to align; warn if its
     entities hold no literal."""
     if not table.entities:
-        raise InputError(f"{path}: no entities found (every IRI subject is referenced by another and has no label); choose the entities' type with --class")
+        raise InputError(
+            f"{path}: no entities found (every IRI subject is referenced by another and has no label); "
+            "choose the entities' type with --class"
+        )
     if not any(entity.attributes or entity.labels for entity in table.entities.values()):
         log.warning("%s: no entity has a literal; only IRIs and relations can be compared", path)

@@ -54,7 +54,10 @@ def guess_format(path: Path) -> str:
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     if not suffixes or suffixes[-1] not in FORMAT_BY_SUFFIX:
-        raise InputError(f"{path}: cannot tell the RDF format from the extension; pass --format (one of {', '.join(sorted(set(FORMAT_BY_SUFFIX.values())))})")
+        raise InputError(
+            f"{path}: cannot tell the RDF format from the extension; "
+            f"pass --format (one of {', '.join(sorted(set(FORMAT_BY_SUFFIX.values())))})"
+        )
     return FORMAT_BY_SUFFIX[suffixes[-1]]
 
 

@@ -101,11 +101,7 @@ def read_pair_file(path: str | Path) -> PairFile:
         raise InputError(f"{path}: no labelled pairs (the file is empty)")
     log.info(
         "read %s: %d pairs (%d labelled 1), %d left and %d right records",
-        path,
-        len(pairs.pairs),
-        pairs.positives,
-        len(pairs.left),
-        len(pairs.right),
+        path, len(pairs.pairs), pairs.positives, len(pairs.left), len(pairs.right),
     )
     return pairs
 

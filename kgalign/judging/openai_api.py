@@ -187,7 +187,8 @@ class OpenAIJudge:
             names = [m.id for m in self._client.models.list()]
         except self._openai.OpenAIError as exc:
             raise KgalignError(
-                f"--judge openai: no --llm-model given and listing the models at {self.server} failed ({self._describe(exc)}); pass --llm-model NAME"
+                f"--judge openai: no --llm-model given and listing the models at {self.server} failed "
+                f"({self._describe(exc)}); pass --llm-model NAME"
             ) from None
         if len(names) != 1:
             listed = ", ".join(names[:5]) or "none"
@@ -221,7 +222,9 @@ class OpenAIJudge:
             if cancelled.is_set():
                 return Answer(raw="", choice=None, error="cancelled", retries=retries)
             try:
-                response = self._client.chat.completions.create(**self._request_args(question, structured, logprobs, max_tokens))
+                response = self._client.chat.completions.create(
+                    **self._request_args(question, structured, logprobs, max_tokens)
+                )
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
                 raise KgalignError(
                     f"--judge openai: the server at {self.server} refused the request for model "
@@ -254,7 +257,12 @@ class OpenAIJudge:
             self._remember(structured, logprobs)
             choice_obj = response.choices[0] if response.choices else None
             raw = (choice_obj.message.content or "") if choice_obj is not None else ""
-            if not raw.strip() and choice_obj is not None and choice_obj.finish_reason == "length" and max_tokens == self.max_tokens:
+            if (
+                not raw.strip()
+                and choice_obj is not None
+                and choice_obj.finish_reason == "length"
+                and max_tokens == self.max_tokens
+            ):
                 max_tokens = self.max_tokens + WIDEN_TOKENS
                 continue
             usage = response.usage

@@ -69,7 +69,6 @@ def option_letter(position: int) -> str:
     """The letter of the option shown at ``position`` (0 is ``A``); past ``Z``, its 1-based number."""
     return LETTERS[position] if position < len(LETTERS) else str(position + 1)
 
-
 SYSTEM_PROMPT = (
     "You are an entity-matching judge. You compare one SOURCE entity from one knowledge graph "
     "with candidate entities from another knowledge graph and pick the candidate that describes "
@@ -117,7 +116,9 @@ def sanitise(text: str, limit: int = MAX_PROMPT_VALUE_CHARS) -> str:
 # letters: "kkkkkk" is cut in pairs), a digit (each its own token), a non-ASCII character
 # (up to 2 byte tokens), spaces before a non-letter (a token; before a letter they join
 # the word), and a run of other ASCII characters (a token per 2).
-_PIECES = re.compile(r"(?P<word>[A-Za-z]+)|(?P<digit>[0-9])|(?P<wide>[^\x00-\x7f])|(?P<gap> +(?=[A-Za-z]))|(?P<space>\s+)|(?P<punct>[!-/:-@\[-`{-~]+)")
+_PIECES = re.compile(
+    r"(?P<word>[A-Za-z]+)|(?P<digit>[0-9])|(?P<wide>[^\x00-\x7f])|(?P<gap> +(?=[A-Za-z]))|(?P<space>\s+)|(?P<punct>[!-/:-@\[-`{-~]+)"
+)
 #: Characters per estimated token of a run of letters, of punctuation.
 _RUN = {"word": 3, "punct": 2}
 
@@ -187,7 +188,9 @@ def short_keys(keys: Sequence[str]) -> dict[str, str]:
             depth[key] += 1
 
 
-def render_entity(profile: EntityProfile, datamark: bool = False, compact: bool = True, max_tokens: int = MAX_OPTION_TOKENS) -> str:
+def render_entity(
+    profile: EntityProfile, datamark: bool = False, compact: bool = True, max_tokens: int = MAX_OPTION_TOKENS
+) -> str:
     """An entity as one line of JSON: {"name": ..., "field": value, ...}; with ``datamark``, words joined by ``^``.
 
     ``compact`` (the default) writes the compact layout within ``max_tokens`` estimated

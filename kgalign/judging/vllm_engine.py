@@ -106,7 +106,10 @@ class VLLMJudge:
             from vllm.sampling_params import StructuredOutputsParams
         except ImportError:
             version = getattr(vllm, "__version__", "?")
-            raise KgalignError(f"--judge vllm needs vLLM 0.11 or later (structured outputs); found {version}: pip install -U 'kgalign[vllm]'") from None
+            raise KgalignError(
+                f"--judge vllm needs vLLM 0.11 or later (structured outputs); found {version}: "
+                "pip install -U 'kgalign[vllm]'"
+            ) from None
 
         self._vllm = vllm
         self._structured = StructuredOutputsParams

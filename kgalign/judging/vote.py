@@ -434,7 +434,9 @@ def explain_decisions(
     letters: list[str] = []
     for d in wanted:
         order = d.rounds[0].order
-        question = Question(source=left_profiles[d.source], options=tuple(right_profiles[i] for i in order), datamark=datamark)
+        question = Question(
+            source=left_profiles[d.source], options=tuple(right_profiles[i] for i in order), datamark=datamark
+        )
         if d.kind == "match" and d.target in order:
             letter = question.letters[order.index(d.target)]
         else:

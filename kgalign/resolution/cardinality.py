@@ -169,12 +169,8 @@ class CardinalityEvidence:
                 f"{judged.right_confirmed} of {judged.right_checked} right entities strong for several sources were linked from several "
                 f"({judged.right_rate:.0%}; right share {self.right_share:.0%} -> {right:.0%})"
             )
-        said = (
-            "; ".join(parts) if parts else f"too few of retrieval's claims of several counterparts checked to measure (fewer than {JUDGE_MIN_CHECKED} a side)"
-        )
-        verdict = (
-            f"cardinality revised from {self.retrieval_choice} to {self.choice}" if self.retrieval_choice != self.choice else f"cardinality {self.choice} kept"
-        )
+        said = "; ".join(parts) if parts else f"too few of retrieval's claims of several counterparts checked to measure (fewer than {JUDGE_MIN_CHECKED} a side)"
+        verdict = f"cardinality revised from {self.retrieval_choice} to {self.choice}" if self.retrieval_choice != self.choice else f"cardinality {self.choice} kept"
         return f"the judge: {said}; {verdict}"
 
 

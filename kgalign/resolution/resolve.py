@@ -97,7 +97,9 @@ def _greedy(matches: list[Decision]) -> Resolution:
     return links, conflicts
 
 
-def _assignment(decisions: Sequence[Decision], candidates: Sequence[Candidates], min_score: float, window: float) -> tuple[list[Link], list[Conflict]]:
+def _assignment(
+    decisions: Sequence[Decision], candidates: Sequence[Candidates], min_score: float, window: float
+) -> tuple[list[Link], list[Conflict]]:
     """The maximum-weight matching of the eligible candidate pairs, solved per connected
     component of their graph (:func:`matching_by_component`)."""
     by_source = {d.source: d for d in decisions}
@@ -122,9 +124,7 @@ def _assignment(decisions: Sequence[Decision], candidates: Sequence[Candidates],
             weights.append(weight)
     if not rows:
         return [], []
-    matched = matching_by_component(
-        np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), np.asarray(weights, dtype=np.float64), len(sources), len(targets)
-    )
+    matched = matching_by_component(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), np.asarray(weights, dtype=np.float64), len(sources), len(targets))
     links = []
     conflicts = []
     for i, j in enumerate(matched.tolist()):

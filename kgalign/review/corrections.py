@@ -102,7 +102,9 @@ def read_corrections(path: str | Path) -> list[Correction]:
             continue
         correction = _parse_line(stripped, f"{path}:{number}", number)
         if correction.source in seen:
-            raise InputError(f"{path}:{number}: second correction for {correction.source} (first on line {seen[correction.source]})")
+            raise InputError(
+                f"{path}:{number}: second correction for {correction.source} (first on line {seen[correction.source]})"
+            )
         seen[correction.source] = number
         corrections.append(correction)
     log.info("%s: %d corrections", path, len(corrections))
@@ -113,23 +115,23 @@ def _parse_line(text: str, where: str, number: int) -> Correction:
     data = json_object(text, where)
     version = data.get("version")
     if version is None:
-        raise InputError(f'{where}: missing "version" (expected {CORRECTIONS_VERSION})')
+        raise InputError(f"{where}: missing \"version\" (expected {CORRECTIONS_VERSION})")
     if version != CORRECTIONS_VERSION or isinstance(version, bool):
         raise InputError(f"{where}: unsupported corrections version {version!r} (expected {CORRECTIONS_VERSION})")
     source = data.get("source")
     if not isinstance(source, str) or not source.strip():
-        raise InputError(f'{where}: "source" must be a non-empty IRI string')
+        raise InputError(f"{where}: \"source\" must be a non-empty IRI string")
     action = data.get("action")
     if action not in ACTIONS:
-        raise InputError(f'{where}: "action" must be one of {", ".join(ACTIONS)}, found {action!r}')
+        raise InputError(f"{where}: \"action\" must be one of {', '.join(ACTIONS)}, found {action!r}")
     target = data.get("target")
     if target is not None and (not isinstance(target, str) or not target.strip()):
-        raise InputError(f'{where}: "target" must be an IRI string or null')
+        raise InputError(f"{where}: \"target\" must be an IRI string or null")
     if action == "pick" and target is None:
-        raise InputError(f'{where}: action "pick" needs a "target" IRI')
+        raise InputError(f"{where}: action \"pick\" needs a \"target\" IRI")
     note = data.get("note")
     if note is not None and not isinstance(note, str):
-        raise InputError(f'{where}: "note" must be a string')
+        raise InputError(f"{where}: \"note\" must be a string")
     if note is not None:
         note = " ".join(note.split())[:MAX_NOTE_CHARS] or None
     return Correction(source=source.strip(), action=action, target=target.strip() if target else None, note=note, line=number)
@@ -146,7 +148,7 @@ def check_corrections(
         if c.source not in left_iris:
             raise InputError(f"{path}:{c.line}: source {c.source} is not an entity of the left graph")
         if c.match is not None and c.match not in right_iris:
-            raise InputError(f'{path}:{c.line}: target {c.match} of action "{c.action}" is not an entity of the right graph')
+            raise InputError(f"{path}:{c.line}: target {c.match} of action \"{c.action}\" is not an entity of the right graph")
 
 
 def human_decisions(corrections: Iterable[Correction]) -> dict[str, Decision]:

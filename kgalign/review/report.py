@@ -237,7 +237,9 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
         "source": r["source"],
         "source_label": r.get("source_label") or local_name(r["source"]),
         "source_attributes": [[str(a[0]), str(a[1])] for a in r.get("source_attributes", []) if len(a) >= 2],
-        "candidates": [{"iri": c["iri"], "label": c.get("label") or "", "score": c.get("score"), "rank": c.get("rank")} for c in candidates],
+        "candidates": [
+            {"iri": c["iri"], "label": c.get("label") or "", "score": c.get("score"), "rank": c.get("rank")} for c in candidates
+        ],
         "top_score": candidates[0].get("score") if candidates else None,
         "margin": r.get("margin"),
         "mutual": r.get("mutual"),
@@ -246,7 +248,8 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
         "agreement": round(tally.most_common(1)[0][1] / len(firsts), 4) if firsts else None,
         "rounds_asked": len(firsts),
         "option_votes": [
-            {"iri": v.get("iri"), "picked": v.get("picked"), "rounds": v.get("rounds"), "accepted": bool(v.get("accepted"))} for v in r.get("option_votes", [])
+            {"iri": v.get("iri"), "picked": v.get("picked"), "rounds": v.get("rounds"), "accepted": bool(v.get("accepted"))}
+            for v in r.get("option_votes", [])
         ],
         "decision": r["decision"],
         "target": target,
@@ -372,7 +375,12 @@ def render_html(data: dict[str, Any]) -> str:
     for code, closing in ((css, "</style"), (script, "</script")):
         if closing in code.lower():
             raise ValueError(f"report template contains {closing}>")
-    csp = f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(css)}; img-src data:; base-uri 'none'; form-action 'none'"
+    csp = (
+        "default-src 'none'; "
+        f"script-src {_csp_hash(script)}; "
+        f"style-src {_csp_hash(css)}; "
+        "img-src data:; base-uri 'none'; form-action 'none'"
+    )
     page = _template("report.html")
     replacements = {
         "{{CSP}}": html.escape(csp, quote=True),
@@ -470,3 +478,4 @@ def _plot_lines(axes: Any, chart: dict[str, Any]) -> None:
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, frameon=False)
+

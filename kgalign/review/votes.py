@@ -99,7 +99,10 @@ def record_candidates(record: Mapping[str, Any]) -> Candidates:
     :func:`decision_record` writes; a field missing from a hand-made record takes a
     neutral value (score 0, rank by position, margin 0, not mutual).
     """
-    items = [Candidate(iri=c["iri"], score=float(c.get("score", 0.0)), rank=int(c.get("rank", i + 1))) for i, c in enumerate(record.get("candidates", []))]
+    items = [
+        Candidate(iri=c["iri"], score=float(c.get("score", 0.0)), rank=int(c.get("rank", i + 1)))
+        for i, c in enumerate(record.get("candidates", []))
+    ]
     return Candidates(
         source=record["source"],
         items=items,

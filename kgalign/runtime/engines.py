@@ -23,6 +23,4 @@ def register_engine(name: str, engine: Engine | str, description: str = "") -> N
 
 
 register_engine("local", "kgalign.pipeline:run_local", "every stage in this process (one machine)")
-register_engine(
-    "ray", "kgalign.runtime.ray_engine:run_ray", "embedding, the lexical search and judging on the actors of a Ray cluster (pip install 'kgalign[ray]')"
-)
+register_engine("ray", "kgalign.runtime.ray_engine:run_ray", "embedding, the lexical search and judging on the actors of a Ray cluster (pip install 'kgalign[ray]')")

@@ -555,10 +555,7 @@ class RayLexicalSearch:
         step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in bounds))
         started = time.perf_counter()
         blocks = range(0, left.shape[0], step)
-        submitted = (
-            (start, [actor.lexical_block.remote(sources, start, start + step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)])
-            for start in blocks
-        )
+        submitted = ((start, [actor.lexical_block.remote(sources, start, start + step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)]) for start in blocks)
         found = _merged(ray, submitted, left.shape[0], k, progress)
         self.pool.count_search(len(blocks) * slices)
         log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
@@ -627,9 +624,7 @@ def _cuts(pool: WorkerPool, sources: int, targets: int) -> list[int] | None:
     return np.linspace(0, targets, slices + 1).round().astype(np.int64).tolist()
 
 
-def _merged(
-    ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def _merged(ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` of ``rows`` sources: each block's slices' best (``submitted``: its
     first source and its calls, one per slice) merged into the best of all, the blocks
     read in order, at most SEARCH_WINDOW in flight; ``progress`` gets the sources done."""

@@ -94,3 +94,4 @@ class RayFuser:
         log.info("fused %d triples in %d partitions", len(fusion), self.parts)
         self.used = True
         return fusion
+

@@ -40,9 +40,9 @@ def predicate_stats(table: EntityTable) -> list[PredicateStats]:
             if targets:
                 rel_entities[predicate] = rel_entities.get(predicate, 0) + 1
                 rel_values.setdefault(predicate, []).extend(targets)
-    stats = [_stats(path, "attribute", attr_entities[path], attr_values[path], n) for path in attr_entities] + [
-        _stats(pred, "relation", rel_entities[pred], rel_values[pred], n) for pred in rel_entities
-    ]
+    stats = [
+        _stats(path, "attribute", attr_entities[path], attr_values[path], n) for path in attr_entities
+    ] + [_stats(pred, "relation", rel_entities[pred], rel_values[pred], n) for pred in rel_entities]
     stats.sort(key=lambda s: (-s.importance, s.predicate))
     return stats
 

@@ -216,7 +216,9 @@ def convert_dbp15k(indir: str | Path, outdir: str | Path, train_share: float = D
         rel_path = indir / f"rel_ids_{side}"
         relations_path = rel_path if rel_path.is_file() else None
         relations = _relation_iris(relations_path, triples)
-        counts = write_graph_file(outdir / out_name, indir.name, entities[side], triples, triples_path, relations, relations_path, names, side)
+        counts = write_graph_file(
+            outdir / out_name, indir.name, entities[side], triples, triples_path, relations, relations_path, names, side
+        )
         report.files[out_name] = outdir / out_name
         which = "left" if side == "1" else "right"
         report.counts.update({f"{which}_{key}": value for key, value in counts.items()})

@@ -177,7 +177,9 @@ def read_table(path: str | Path, id_column: str | None = None, name: str | None 
     first_seen: dict[str, int] = {}
     for line, cells in records[1:]:
         if len(cells) != len(columns):
-            raise InputError(f"{path}:{line}: expected {len(columns)} cells as in the header (line {header_line}), found {len(cells)}")
+            raise InputError(
+                f"{path}:{line}: expected {len(columns)} cells as in the header (line {header_line}), found {len(cells)}"
+            )
         row_id = cells[id_index].strip()
         if not row_id:
             raise InputError(f"{path}:{line}: empty id in column {id_column!r}")
@@ -193,12 +195,7 @@ def read_table(path: str | Path, id_column: str | None = None, name: str | None 
         raise InputError(f"{path}: the table has a header but no rows")
     log.info(
         "read %s: %d rows, %d columns, id column %r, %s, delimiter %r",
-        path,
-        len(table.rows),
-        len(columns),
-        id_column,
-        encoding,
-        delimiter,
+        path, len(table.rows), len(columns), id_column, encoding, delimiter,
     )
     return table
 
@@ -262,11 +259,7 @@ def read_mapping(path: Path, left: Table, right: Table) -> list[tuple[str, str]]
     if unknown:
         log.warning(
             "%s: %d pairs name ids not in %s/%s (first on line %d); skipped",
-            path,
-            len(unknown),
-            left.path.name,
-            right.path.name,
-            unknown[0],
+            path, len(unknown), left.path.name, right.path.name, unknown[0],
         )
     if not pairs:
         raise InputError(

@@ -107,13 +107,7 @@ def fetch_copy(query: EndpointQuery, path: Path, settings: Any, *, label: str = 
     write_text_atomic(info_path(path), json.dumps(asdict(info), indent=2) + "\n")
     log.info(
         "%s: %d entities, %d triples read in %.1f s (%d requests, %d tried again) -> %s",
-        info.endpoint,
-        info.entities,
-        info.triples,
-        info.seconds,
-        info.requests,
-        info.retried,
-        path,
+        info.endpoint, info.entities, info.triples, info.seconds, info.requests, info.retried, path,
     )
     return info
 
@@ -215,10 +209,7 @@ def describe(client: SparqlClient, roots: list[str], graph: str | None) -> list[
     if len(roots) == 1:
         log.warning(
             "%s: <%s> has %d triples, but the server answers at most %d rows a query (a limit of its own); the rest is left out",
-            client.shown,
-            roots[0],
-            total,
-            len(rows),
+            client.shown, roots[0], total, len(rows),
         )
         return [rows]
     half = len(roots) // 2

@@ -118,7 +118,9 @@ class SparqlClient:
 
     def put_graph(self, graph: str, body: bytes, url: str | None = None) -> None:
         """Replace named graph ``graph`` with ``body`` (N-Triples) by the Graph Store HTTP Protocol."""
-        self._send("PUT", url or self.url, params={"graph": graph}, content=body, headers={"Content-Type": "application/n-triples"}, what="graph upload")
+        self._send(
+            "PUT", url or self.url, params={"graph": graph}, content=body, headers={"Content-Type": "application/n-triples"}, what="graph upload"
+        )
 
     # ----- retries -----
 
@@ -207,3 +209,4 @@ def parse_results(response: httpx.Response, shown: str) -> list[dict[str, dict[s
     if not isinstance(bindings, list) or not all(isinstance(row, dict) for row in bindings):
         raise EndpointError(f"{shown}: the answer is not SPARQL JSON results (bindings are not a list of rows)")
     return bindings
+

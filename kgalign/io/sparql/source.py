@@ -23,7 +23,6 @@ from kgalign.runtime.redact import redact_url
 
 log = logging.getLogger(__name__)
 
-
 def check_endpoint_inputs(left: str | Path, right: str | Path, config: Any) -> None:
     """Fail in one line, before any work, on an endpoint input the run cannot read."""
     endpoints = [(side, value) for side, value in (("LEFT", left), ("RIGHT", right)) if is_endpoint(value)]
