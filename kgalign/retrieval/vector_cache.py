@@ -84,8 +84,7 @@ class VectorStore:
             found[positions] = True
         if not rows:
             return found, None
-        if len({part.shape[1] for _, part in rows}) > 1:
-            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
+        if not self._one_width({part.shape[1] for _, part in rows}):
             return np.zeros(len(keys), dtype=bool), None
         out = np.empty((int(found.sum()), rows[0][1].shape[1]), dtype=np.float32)
         rank = np.cumsum(found) - 1  # a found key's row in out
@@ -102,8 +101,7 @@ class VectorStore:
         hits = list(self._hits(keys))  # where each found key is; its vector not read yet
         if not hits:
             return found, None
-        if len({vectors.shape[1] for _, vectors, _, _ in hits}) > 1:
-            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
+        if not self._one_width({vectors.shape[1] for _, vectors, _, _ in hits}):
             return found, None
         out = make(hits[0][1].shape[1])
         for positions, _, at, path in hits:
@@ -113,6 +111,13 @@ class VectorStore:
                 del mapped
             found[positions] = True
         return found, out
+
+    def _one_width(self, widths: set[int]) -> bool:
+        """Whether the shards read hold vectors of one width (else the cache is ignored, logged)."""
+        if len(widths) > 1:
+            log.warning("ignoring vector cache %s: its shards hold vectors of several widths", self.folder)
+            return False
+        return True
 
     def _hits(self, keys: Sequence[bytes]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, Path]]:
         """For each shard holding some of ``keys`` not found in an older one, oldest first:

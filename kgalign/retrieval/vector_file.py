@@ -33,7 +33,29 @@ log = logging.getLogger(__name__)
 FREE_MARGIN = 256 * 2**20
 
 
-class VectorFile:
+class _FileRows:
+    """What :class:`VectorFile` and :class:`VectorRows` share: a 2-d ``shape`` and
+    ``dtype``, and the array protocol (every row in memory, read through ``__getitem__``)."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """Every row in memory (what a search in this process needs: the fallbacks)."""
+        return self[:] if dtype is None else self[:].astype(dtype, copy=False)
+
+
+class VectorFile(_FileRows):
     """``n`` rows of ``dim`` float32 in an unlinked temporary file; indexed like an array
     (a slice, an int array or a boolean mask of rows), each read a copy."""
 
@@ -59,13 +81,6 @@ class VectorFile:
             self._file.close()
             raise
 
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def _mapped(self, writable: bool) -> np.ndarray:
         if not self.shape[0] * self.shape[1]:
             return np.zeros(self.shape, dtype=self.dtype)
@@ -87,10 +102,6 @@ class VectorFile:
         finally:
             del mapped
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """Every row in memory (what a search in this process needs: the fallbacks)."""
-        return self[:] if dtype is None else self[:].astype(dtype, copy=False)
-
     def rows(self, index: np.ndarray) -> VectorRows:
         """The rows ``index`` of this file, read when indexed (no copy now)."""
         return VectorRows(self, np.asarray(index, dtype=np.int64))
@@ -99,7 +110,7 @@ class VectorFile:
         self._file.close()
 
 
-class VectorRows:
+class VectorRows(_FileRows):
     """Some rows of a :class:`VectorFile`, in a given order, indexed like an array."""
 
     def __init__(self, base: VectorFile, index: np.ndarray) -> None:
@@ -108,18 +119,8 @@ class VectorRows:
         self.shape = (len(index), base.shape[1])
         self.dtype = base.dtype
 
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.base[self.index[key]]
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self[:] if dtype is None else self[:].astype(dtype, copy=False)
 
     def rows(self, index: np.ndarray) -> VectorRows:
         return VectorRows(self.base, self.index[np.asarray(index, dtype=np.int64)])
@@ -142,6 +143,6 @@ def new_vectors(n: int, dim: int, spill: bool) -> np.ndarray | VectorFile:
 
 def subset(vectors: Vectors, index: np.ndarray) -> Vectors:
     """The rows ``index`` of ``vectors``: a copy in memory, a view of a file."""
-    if isinstance(vectors, (VectorFile, VectorRows)):
+    if isinstance(vectors, _FileRows):
         return vectors.rows(index)
     return vectors[index]
