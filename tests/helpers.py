@@ -55,3 +55,19 @@ def read_rounds(outdir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 def round_letters(round_record: Mapping[str, Any]) -> list[str]:
     """The letters a round could be answered with: one per option shown, plus 'none of these'."""
     return [chr(ord("A") + i) for i in range(len(round_record["order"]) + 1)]
+
+
+class CountingEmbedder:
+    """A real embedder that records the texts it was asked to encode, call by call."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.model_id, self.asked = inner, inner.model_id, []
+
+    @property
+    def seen(self) -> int:
+        """How many texts it was asked to encode, over all calls."""
+        return sum(len(texts) for texts in self.asked)
+
+    def encode(self, texts: list[str]) -> Any:
+        self.asked.append(list(texts))
+        return self.inner.encode(texts)

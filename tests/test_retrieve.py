@@ -13,6 +13,7 @@ from kgalign.io.entities import load_entities
 from kgalign.config import RetrievalConfig
 from kgalign.retrieval.retrieve import dense_topk, lexical_vectors, retrieve
 from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats
+from helpers import CountingEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -59,21 +60,10 @@ def test_vector_cache_puts_read_new_and_repeated_texts_each_at_its_row(embedder,
     assert np.array_equal(first, second[[1, 4]])
 
 
-class _Counting:
-    """A real embedder that records how many texts it was asked to encode."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.model_id, self.seen = inner, inner.model_id, 0
-
-    def encode(self, texts):
-        self.seen += len(texts)
-        return self.inner.encode(texts)
-
-
 def test_encode_sides_encodes_each_distinct_text_once(embedder) -> None:
     left = ["luke bakes", "anna sings", "luke bakes"]
     right = ["anna sings", "tom runs"]
-    counting = _Counting(embedder)
+    counting = CountingEmbedder(embedder)
     lv, rv = encode_sides(counting, left, right)
     assert counting.seen == 3
     assert lv.shape == (3, 384) and rv.shape == (2, 384)
@@ -152,8 +142,8 @@ def test_cascade_embeds_only_what_the_lexical_pass_leaves_open(persons, embedder
     from kgalign.pipeline import align
 
     gold = read_pairs(persons["gold"])
-    full = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="full")), embedder=_Counting(embedder))
-    counting = _Counting(embedder)
+    full = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="full")), embedder=CountingEmbedder(embedder))
+    counting = CountingEmbedder(embedder)
     cascade = align(persons["left"], persons["right"], AlignConfig(retrieval=RetrievalConfig(mode="cascade", settle_margin=0.1)), embedder=counting)
     assert ranking_metrics(cascade.candidates, gold)["hits@1"] >= ranking_metrics(full.candidates, gold)["hits@1"] - 0.02
     assert 0 < cascade.counts["settled_lexically"] <= len(cascade.candidates)

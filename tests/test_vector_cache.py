@@ -12,21 +12,11 @@ from kgalign.errors import KgalignError
 from kgalign.retrieval import vector_cache
 from kgalign.retrieval.embed import CachedEmbedder
 from kgalign.retrieval.vector_cache import VectorStore, text_key
-
-
-class _Counting:
-    """A real embedder that records the texts it was asked to encode."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.model_id, self.asked = inner, inner.model_id, []
-
-    def encode(self, texts):
-        self.asked.append(list(texts))
-        return self.inner.encode(texts)
+from helpers import CountingEmbedder
 
 
 def test_only_texts_the_cache_lacks_are_embedded(embedder, tmp_path) -> None:
-    counting = _Counting(embedder)
+    counting = CountingEmbedder(embedder)
     first = CachedEmbedder(counting, tmp_path)
     before = first.encode(["luke bakes", "anna sings", "tom runs"])
     assert first.read == 0 and first.computed == 3
@@ -48,7 +38,7 @@ def test_only_texts_the_cache_lacks_are_embedded(embedder, tmp_path) -> None:
 
 def test_models_are_kept_apart(embedder, tmp_path) -> None:
     CachedEmbedder(embedder, tmp_path).encode(["luke bakes"])
-    other = _Counting(embedder)
+    other = CountingEmbedder(embedder)
     other.model_id = "another model"
     CachedEmbedder(other, tmp_path).encode(["luke bakes"])
     assert other.asked == [["luke bakes"]]

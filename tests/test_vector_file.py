@@ -17,6 +17,7 @@ from kgalign.retrieval import vector_cache
 from kgalign.retrieval.embed import CachedEmbedder, encode_sides
 from kgalign.retrieval.retrieve import lexical_vectors, retrieve
 from kgalign.retrieval.vector_file import VectorFile, VectorRows, new_vectors, subset
+from helpers import CountingEmbedder
 
 
 def _unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -71,15 +72,6 @@ def test_a_temporary_directory_that_cannot_hold_the_vectors_leaves_them_in_memor
     assert isinstance(new_vectors(4, 3, spill=False), np.ndarray)
 
 
-class _Counting:
-    def __init__(self, inner) -> None:
-        self.inner, self.model_id, self.asked = inner, inner.model_id, []
-
-    def encode(self, texts):
-        self.asked.append(list(texts))
-        return self.inner.encode(texts)
-
-
 def test_spilled_embeddings_are_the_cached_and_computed_bits(embedder, tmp_path, monkeypatch) -> None:
     """encode_spilled reads the cache a few vectors at a time (here 2) into a file, embeds
     what it lacks (each text once) and gives the rows encode gives."""
@@ -88,7 +80,7 @@ def test_spilled_embeddings_are_the_cached_and_computed_bits(embedder, tmp_path,
     warm = CachedEmbedder(embedder, tmp_path / "cache")
     warm.encode(["luke bakes", "tom runs", "anna sings"])
     texts = ["tom runs", "new one", "luke bakes", "new one", "anna sings", "another", "tom runs"]
-    counting = _Counting(embedder)
+    counting = CountingEmbedder(embedder)
     spilled = CachedEmbedder(counting, tmp_path / "cache")
     got = spilled.encode_spilled(texts)
     assert isinstance(got, VectorFile)
