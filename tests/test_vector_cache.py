@@ -156,3 +156,31 @@ def test_a_shard_is_written_a_slice_at_a_time_in_key_order(tmp_path, monkeypatch
     assert stored.dtype == np.float32 and stored.shape == (10, 4)
     found, back = store.get(list(reversed(keys)))
     assert found.all() and back is not None and back.tolist() == vectors[::-1].tolist()
+
+
+def test_a_merge_reads_and_writes_the_vectors_a_slice_at_a_time(tmp_path, monkeypatch) -> None:
+    """Merging 6 MB of vectors in 17 shards, 250 rows a slice, allocates under 2 MB: the
+    keys and a slice, never the vectors of all the shards; every key keeps its vector."""
+    import tracemalloc
+
+    monkeypatch.setattr(vector_cache, "WRITE_ROWS", 250)
+    store = VectorStore(tmp_path, "m")
+    rng = np.random.default_rng(0)
+    keys = [text_key(f"text {i}") for i in range(17 * 240)]
+    vectors = rng.standard_normal((len(keys), 384)).astype(np.float32)
+    monkeypatch.setattr(vector_cache, "MAX_SHARDS", 100)
+    for shard in range(17):
+        part = slice(shard * 240, (shard + 1) * 240)
+        store.put(keys[part], vectors[part])
+    assert len(store.shards()) == 17
+    tracemalloc.start()
+    try:
+        store.compact()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(store.shards()) == 1 and vectors.nbytes > 6_000_000
+    assert peak < 2_000_000, peak
+    order = rng.permutation(len(keys))
+    found, back = store.get([keys[i] for i in order])
+    assert found.all() and back is not None and np.array_equal(back, vectors[order])

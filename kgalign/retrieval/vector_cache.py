@@ -6,7 +6,9 @@ float32, and their keys: the first 16 bytes of each text's SHA-256, sorted). A r
 for all its texts at once and embeds only those no shard holds, so a run on slightly
 changed inputs (``--since``, or any rerun after an edit) embeds only the new and changed
 texts. Reading is a binary search in each shard's keys and a gather from its
-memory-mapped vectors. Past ``MAX_SHARDS`` shards, a write merges them all into one.
+memory-mapped vectors. Past ``MAX_SHARDS`` shards, a write merges them all into one,
+reading and writing the vectors a slice at a time (the cache of a large graph is
+gigabytes; only the keys are held whole).
 
 What this trades: a text's vector depends, in the last bits, on the batch it was
 computed in (the padding and the matrix shapes of that batch). A text read from the
@@ -128,7 +130,7 @@ class VectorStore:
         for shard in self.shards():
             if found.all():
                 break
-            read = _read_shard(shard, mmap=True)
+            read = _read_shard(shard)
             if read is None:
                 continue
             stored, vectors = read
@@ -155,7 +157,7 @@ class VectorStore:
         except OSError as exc:
             log.warning("could not write vector cache %s: %s", self.folder, exc)
 
-    def _write(self, name: str, words: np.ndarray, vectors: Vectors, rows: np.ndarray) -> None:
+    def _write(self, name: str, words: np.ndarray, vectors: Vectors | ShardRows, rows: np.ndarray) -> None:
         """A shard of ``words`` and ``vectors[rows]`` (the row of each key), the vectors
         gathered and written a slice at a time: gathering them all at once would hold a
         second copy of every vector (a gigabyte on a graph of a few million triples)."""
@@ -181,25 +183,27 @@ class VectorStore:
         starts with the oldest shard's time, so that it still comes before any shard
         written meanwhile by another run."""
         shards = self.shards()
-        words, vectors, merged_shards = [], [], []
+        words, shapes, merged_shards = [], [], []
         for shard in shards:
-            read = _read_shard(shard, mmap=False)
+            read = _read_shard(shard)
             if read is not None:
                 words.append(read[0])
-                vectors.append(read[1])
+                shapes.append(read[1].shape)
                 merged_shards.append(shard)
             elif _older_than(shard, ORPHAN_AGE_S):
                 for path in (shard, _vectors_of(shard)):  # broken for an hour: for good
                     path.unlink(missing_ok=True)
-        if not words or len({part.shape[1] for part in vectors}) > 1:
+            del read
+        if not words or len({width for _, width in shapes}) > 1:
             return
+        vectors = ShardRows([_vectors_of(shard) for shard in merged_shards], [length for length, _ in shapes], shapes[0][1])
         merged = np.concatenate(words)
         order = np.lexsort((np.arange(len(merged)), merged[:, 1], merged[:, 0]))  # equal keys: oldest first
         merged = merged[order]
         first = np.ones(len(merged), dtype=bool)
         first[1:] = np.any(merged[1:] != merged[:-1], axis=1)
         name = f"{shards[0].name[:STAMP]}{MERGED}-{time.time_ns():0{STAMP}d}-{os.getpid()}"
-        self._write(name, merged[first], np.concatenate(vectors), order[first])
+        self._write(name, merged[first], vectors, order[first])
         for shard in merged_shards:
             for path in (shard, _vectors_of(shard)):
                 path.unlink(missing_ok=True)
@@ -221,6 +225,28 @@ class VectorStore:
                 log.info("vector cache: removed %s, left by an interrupted run", path.name)
 
 
+class ShardRows:
+    """The vectors of several shards as the rows of one array (the first shard's first),
+    for a merge: each gather maps the files it reads from, copies the rows and unmaps
+    them, so no copy of them all is held and no page stays mapped."""
+
+    def __init__(self, paths: Sequence[Path], lengths: Sequence[int], width: int) -> None:
+        self.paths = list(paths)
+        self.starts = np.cumsum([0, *lengths])
+        self.shape = (int(self.starts[-1]), width)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        for k in np.unique(shard).tolist():
+            mine = shard == k
+            mapped = np.load(self.paths[k], mmap_mode="r")
+            out[mine] = mapped[rows[mine] - self.starts[k]]
+            del mapped
+        return out
+
+
 def _older_than(path: Path, seconds: float) -> bool:
     """Whether ``path`` was last written more than ``seconds`` ago (False if it is gone)."""
     try:
@@ -229,12 +255,12 @@ def _older_than(path: Path, seconds: float) -> bool:
         return False
 
 
-def _read_shard(shard: Path, mmap: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """A shard's keys and vectors (memory-mapped with ``mmap``), or None, logged, when
+def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A shard's keys and vectors (memory-mapped), or None, logged, when
     either is unreadable or they do not belong together (other lengths, other shapes)."""
     try:
         stored = np.load(shard)
-        vectors = np.load(_vectors_of(shard), mmap_mode="r" if mmap else None)
+        vectors = np.load(_vectors_of(shard), mmap_mode="r")
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable vector cache shard %s: %s", shard, exc)
         return None
