@@ -27,16 +27,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RUN = URIRef("urn:kgalign:run/test")
 
 
-def _both(left: Path, right: Path, links: list[Link], parts: int, canonical: str = "left", same_side=None):
+def _both(left: Path, right: Path, links: list[Link], parts: int, canonical: str = "left", same_side=None, conflicts: str = "keep-all"):
     """One process's fusion and the partitions' fusion of the two files."""
-    expected = fuse(read_triples(left), read_triples(right), links, canonical, "keep-all", same_side)
+    expected = fuse(read_triples(left), read_triples(right), links, canonical, conflicts, same_side)
     clusters = cluster_links(links, same_side)
     mapping = choose_canonical(clusters, links, canonical, same_side)
     pairs = same_as_pairs(clusters, mapping)
-    exchange = InProcess(parts, partitions=[FusePartition(k, parts, mapping, pairs) for k in range(parts)])
+    exchange = InProcess(parts, partitions=[FusePartition(k, parts, mapping, pairs, conflicts) for k in range(parts)])
     sides = [("left", [(left, rdf_format(left))]), ("right", [(right, rdf_format(right))])]
     # Chunks of 7 rows: every partition's rows come in several, merged again when written.
-    got = fuse_partitioned(sides, mapping, clusters, expected.namespaces, exchange, 4096, chunk_rows=7)
+    got = fuse_partitioned(sides, mapping, clusters, expected.namespaces, exchange, 4096, chunk_rows=7, conflicts=conflicts)
     return expected, got
 
 
@@ -58,6 +58,7 @@ def _assert_same(expected, got, tmp_path: Path) -> None:
         assert list(got.rows.of_source(source)) == list(rows.of_source(source))
         assert len(got.rows.of_source(source)) == len(rows.of_source(source))
     assert len(got) == len(expected) and got.clusters == expected.clusters and got.canonical == expected.canonical
+    assert got.dropped == expected.dropped
     texts = []
     for fusion, name in ((expected, "one"), (got, "parts")):
         with open(tmp_path / f"{name}.ttl", "w") as handle:
@@ -202,3 +203,68 @@ def test_a_spill_folder_that_cannot_be_written_stops_in_one_line(tmp_path) -> No
     with pytest.raises(KgalignError) as caught:
         fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096, spill_dir=str(tmp_path / "absent"))
     assert "absent" in str(caught.value) and "\n" not in str(caught.value)
+
+
+POLICIES = ["prefer-left", "prefer-right", "most-specific"]
+
+
+@pytest.mark.parametrize("conflicts", POLICIES)
+@pytest.mark.parametrize("parts", [1, 3])
+def test_each_conflict_policy_fuses_the_same_in_partitions(shared_data, tmp_path, conflicts, parts) -> None:
+    """The restaurants of the second graph described in the first one's vocabulary: names
+    and phones are functional in both and spelled apart on linked restaurants (142
+    values dropped); the values dropped and the rows kept are one process's."""
+    folder = shared_data / "oaei2010_restaurants"
+    right = tmp_path / "restaurant2.nt"
+    right.write_text((folder / "restaurant2.nt").read_text().replace("ontology_restaurant2.owl", "ontology_restaurant1.owl"))
+    links = [Link(a, b, 1.0) for a, b in read_pairs(folder / "goldstandard_repaired.tsv")]
+    expected, got = _both(folder / "restaurant1.nt", right, links, parts, conflicts=conflicts)
+    assert len(expected.dropped) > 100
+    _assert_same(expected, got, tmp_path)
+
+
+@pytest.mark.parametrize("conflicts", POLICIES)
+@pytest.mark.parametrize("parts", [1, 2, 4])
+def test_conflicts_within_clusters_settle_as_in_one_process(tmp_path, conflicts, parts) -> None:
+    """Two left records of one cluster with two names, and the right one with a third;
+    a tie most-specific breaks by the N-Triples order; a value both sides give (kept or
+    dropped from both); a predicate with two values on a subject (not functional); a
+    predicate one side lacks (not functional); an unlinked subject (never settled)."""
+    left = tmp_path / "l.nt"
+    right = tmp_path / "r.nt"
+    left.write_text(
+        '<http://l/a> <http://ex/name> "Anne"@fr .\n'
+        '<http://l/a2> <http://ex/name> "Anne B."@en .\n'
+        '<http://l/a> <http://ex/city> "Lyon" .\n'
+        '<http://l/a> <http://ex/tag> "x" .\n<http://l/a> <http://ex/tag> "y" .\n'
+        '<http://l/a> <http://ex/only> "left" .\n'
+        '<http://l/b> <http://ex/name> "Bob" .\n<http://l/b> <http://ex/city> "Nice" .\n'
+        '<http://l/c> <http://ex/name> "Carl" .\n'
+    )
+    right.write_text(
+        '<http://r/a> <http://ex/name> "Anne"@de .\n'
+        '<http://r/a> <http://ex/city> "Lyon" .\n'
+        '<http://r/a> <http://ex/tag> "z" .\n'
+        '<http://r/b> <http://ex/name> "Robert" .\n<http://r/b> <http://ex/city> "Nice"@fr .\n'
+        '<http://r/d> <http://ex/name> "Dora" .\n'
+    )
+    links = [Link("http://l/a", "http://r/a", 1.0), Link("http://l/b", "http://r/b", 1.0)]
+    same_side = {"left": [Link("http://l/a", "http://l/a2", 1.0)]}
+    expected, got = _both(left, right, links, parts, "left", same_side, conflicts)
+    reasons = {reason for _, _, reason in got.dropped}
+    assert reasons == {f"functional-conflict:{conflicts}"}
+    dropped = {(str(triple[1]).rsplit("/", 1)[1], triple[2].n3(), source) for triple, source, _ in got.dropped}
+    # name and city settle; tag (two values on l/a) and only (absent on the right) do not.
+    assert {name for name, _, _ in dropped} == {"name", "city"}
+    if conflicts == "prefer-left":
+        # The left values in N-Triples order: "Anne B."@en comes before "Anne"@fr.
+        assert ("name", '"Anne"@fr', "left") in dropped and ("name", '"Anne B."@en', "left") not in dropped
+    _assert_same(expected, got, tmp_path)
+
+
+def test_a_partition_that_failed_is_named_before_any_conflict_is_settled(tmp_path) -> None:
+    left = tmp_path / "l.nt"
+    left.write_text('<http://l/a> <http://ex/p> "x" .\n<http://l/b> <http://ex/p> "open .\n')
+    exchange = InProcess(2, partitions=[FusePartition(k, 2, {}, [], "prefer-left") for k in range(2)])
+    with pytest.raises(PartitionFailed):
+        fuse_partitioned([("left", [(left, "nt")])], {}, [], [], exchange, 4096, conflicts="prefer-left")

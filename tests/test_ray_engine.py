@@ -462,8 +462,8 @@ def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, 
 
 def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, persons, tmp_path, monkeypatch) -> None:
     """Past rdflib's pretty Turtle (lowered here to 100 triples) the ray engine fuses by
-    partitions (its default): fused.ttl, provenance.trig and the rest are the local run's files. Another
-    conflict policy is fused in the driver."""
+    partitions (its default): fused.ttl, provenance.trig and the rest are the local run's
+    files, under the default policy and under one that drops conflicting values."""
     import kgalign.io.turtle as turtle
     import kgalign.runtime.ray_load as ray_load
 
@@ -476,8 +476,14 @@ def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, perso
     local, ray = (re.sub(rb"run/\d+", b"run/N", (tmp_path / engine / "provenance.trig").read_bytes()) for engine in ("local", "ray"))
     assert local == ray and local.count(b"\n") > 1900
     assert json.loads((tmp_path / "ray" / "run.json").read_text())["counts"]["fused_triples"] > 1900
+    # The right graph in the left one's vocabulary: names, birth dates and phones conflict.
+    right = tmp_path / "right.ttl"
+    right.write_text(persons["right"].read_text().replace("ontology_person2.owl", "ontology_person1.owl"))
+    args = [persons["left"], right, *args[2:]]
     info = _both_engines([*args, "--conflicts", "most-specific"], tmp_path / "specific", cluster)
-    assert info["engine"]["partitioned_fusion"] is False
+    assert info["engine"]["partitioned_fusion"] is True
+    local, ray = (re.sub(rb"run/\d+", b"run/N", (tmp_path / "specific" / engine / "provenance.trig").read_bytes()) for engine in ("local", "ray"))
+    assert local == ray and local.count(b"DroppedTriple") > 10
     # No room to spill the partitions' rows (a temporary directory that is not there): the driver fuses.
     import tempfile
 

@@ -8,7 +8,9 @@
   ends up with two different literal values on one canonical subject is a conflict,
   settled by a policy: ``prefer-left``, ``prefer-right``, ``keep-all`` or
   ``most-specific`` (a language tag or datatype beats a plain literal, then the longer
-  text). Dropped triples are recorded, never silently lost.
+  text); a side's values reach the policy once each, in the order of their N-Triples
+  forms (:func:`settled`). Dropped triples are recorded (sorted by triple, then
+  source), never silently lost.
 - Provenance: for each fused triple, the input graphs it came from.
 Invariant (property-tested): each input triple, rewritten, is in the fused graph or
 in the dropped record.
@@ -177,12 +179,13 @@ def fuse(
         if len(values) < 2:
             continue
         assert policy is not None  # functional is empty under keep-all
-        keep = _keep(by_source, policy)
+        keep = settled({name: [t[2] for t in triples] for name, triples in by_source.items()}, policy)
         for triples in by_source.values():
             for triple in triples:
                 if triple[2] != keep and triple in provenance:
                     for source in sorted(provenance.pop(triple)):
-                        dropped.append((triple, source, f"functional-conflict:{conflicts}"))
+                        dropped.append((triple, source, conflict_reason(conflicts)))
+    dropped.sort(key=dropped_order)
 
     namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
     same_as = OWL.sameAs
@@ -211,8 +214,27 @@ _SOURCES = {
 }
 
 
-def _keep(by_source: dict[str, list[Triple]], policy: Callable[[list[Node], list[Node]], Node]) -> Node:
-    return policy([t[2] for t in by_source.get("left", [])], [t[2] for t in by_source.get("right", [])])
+def settled(values: Mapping[str, Iterable[Node]], policy: Callable[[list[Node], list[Node]], Node]) -> Node:
+    """The value ``policy`` keeps of a functional attribute's values on one merged subject
+    (``values``: those of each side). Each side's values come once each and in the order
+    of their N-Triples forms: the order the input files list them in is not a fact of the
+    graphs, and a fusion by partitions (:mod:`kgalign.fusion.partitioned`) does not see it."""
+
+    def ordered(side: str) -> list[Node]:
+        return sorted(set(values.get(side, ())), key=lambda node: node.n3())
+
+    return policy(ordered("left"), ordered("right"))
+
+
+def conflict_reason(conflicts: str) -> str:
+    """The reason recorded with a triple a conflict policy dropped."""
+    return f"functional-conflict:{conflicts}"
+
+
+def dropped_order(entry: tuple[Triple, str, str]) -> tuple[str, str, str, str]:
+    """The order of the dropped record (by triple, then source), the same however it was fused."""
+    (s, p, o), source, _ = entry
+    return s.n3(), p.n3(), o.n3(), source
 
 
 CONFLICT_POLICIES.register("keep-all", None, "keep every value")

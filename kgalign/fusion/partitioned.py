@@ -12,30 +12,35 @@ the partitions' rows a chunk at a time into files (:mod:`kgalign.fusion.spilled`
 the writers merge them: the rows one process renders, so fused.ttl and provenance.trig
 are the same files, and no process holds all the fused rows.
 
-Only the ``keep-all`` conflict policy is fused this way (the others compare the values
-of one attribute across the whole graph first); the caller fuses in one process
-otherwise.
+A conflict policy other than ``keep-all`` needs the *functional* predicates first (at
+most one literal value per subject in each graph, :func:`kgalign.fusion.fuse.fuse`), a
+fact of the whole graphs. An input subject's triples all go to the partition of its
+canonical subject, so each partition counts its own subjects' values
+(:meth:`FusePartition.predicates`) and the driver joins the counts
+(:func:`functional_forms`). Each partition then settles the conflicts of the merged
+subjects it owns and drops the values the policy does not keep before rendering its
+rows; the dropped record is merged and sorted as one process sorts it.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rdflib import BNode, URIRef
+from rdflib import BNode, Literal, URIRef
 from rdflib.namespace import OWL
 
 from kgalign.errors import first_line
 from kgalign.fusion.export import SOURCE_BITS, FusedRows
-from kgalign.fusion.fuse import FusionResult
+from kgalign.fusion.fuse import CONFLICT_POLICIES, FusionResult, conflict_reason, dropped_order, settled
 from kgalign.fusion.spilled import CHUNK_ROWS, Chunk, spill
 from kgalign.io.diagnostics import quiet_term_warnings
 from kgalign.io.parsers import oxigraph_literal
 from kgalign.io.partitioned import Exchange, PartitionFailed, blank_id, node_key, owner, route, send_lines
-from kgalign.io.triples import known_iri
+from kgalign.io.triples import Triple, known_iri
 
 #: File tags of the right graph start here (a blank node of each file stays its own).
 RIGHT_TAGS = 1 << 20
@@ -52,10 +57,10 @@ class FusePartition:
     sources (:data:`kgalign.fusion.export.SOURCE_BITS`). :meth:`finish` sorts and dedupes them.
     """
 
-    def __init__(self, number: int, parts: int, canonical: Mapping[str, str], same_as: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, number: int, parts: int, canonical: Mapping[str, str], same_as: Sequence[tuple[str, str]], conflicts: str = "keep-all") -> None:
         """``canonical``: every clustered IRI to its canonical IRI; ``same_as``: the
         ``(canonical, member)`` pairs of the fused graph's ``owl:sameAs`` triples
-        (:func:`kgalign.fusion.fuse.same_as_pairs`)."""
+        (:func:`kgalign.fusion.fuse.same_as_pairs`); ``conflicts``: the conflict policy."""
         from kgalign.io.parsers import oxigraph_datatypes
 
         self.number = number
@@ -69,6 +74,13 @@ class FusePartition:
         self._datatypes = oxigraph_datatypes()
         self._triples = array("i")  # three numbers a triple, in the order taken
         self._sources = array("B")  # the source bits of each
+        self._conflicts = conflicts
+        self._policy = CONFLICT_POLICIES.get(conflicts)
+        # With a policy: five numbers a literal triple (source bits, input subject, subject,
+        # predicate, object), an input subject merged into a cluster numbered below 0.
+        self._literal_rows: array[int] | None = array("i") if self._policy is not None else None
+        self._merged_subjects: dict[str, int] = {}
+        self._dropped: list[tuple[Triple, str, str]] = []
         self.failed: str | None = None
         self.rendered: FusedRows | None = None  # the rows, once finish() has rendered them
 
@@ -106,11 +118,14 @@ class FusePartition:
         named_node, literal_type = ox.NamedNode, ox.Literal
         forms, literals, rewrite, iri = self._forms, self._literals, self._rewrite, self._iri
         triples, sources = self._triples, self._sources
+        literal_rows, merged = self._literal_rows, self._merged_subjects
         for quad in quads:
             subject, obj = quad.subject, quad.object
+            target = None
             if type(subject) is named_node:
-                value = subject.value
-                s = iri(rewrite.get(value, value))
+                subject_iri = subject.value
+                target = rewrite.get(subject_iri)
+                s = iri(subject_iri if target is None else target)
             else:
                 s = self._blank(subject, tag)
             p = iri(quad.predicate.value)
@@ -126,6 +141,9 @@ class FusePartition:
                     # Mostly pyoxigraph and rdflib write a literal alike: one string then.
                     number = literals[key] = forms.setdefault(key if form == key else form, len(forms))
                 o = number
+                if literal_rows is not None:
+                    origin = s if target is None else -1 - merged.setdefault(subject_iri, len(merged))
+                    literal_rows.extend((bits, origin, s, p, o))
             else:
                 o = self._blank(obj, tag)
             triples.extend((s, p, o))
@@ -138,10 +156,30 @@ class FusePartition:
             raise ValueError(f"unsupported term {node!r}")
         return self._forms.setdefault(BNode(blank_id(tag, node.value)).n3(), len(self._forms))
 
-    def finish(self) -> dict[str, int] | str:
+    def predicates(self) -> dict[str, tuple[set[str], set[str]]] | str:
+        """For each side, the predicates of this partition's literal triples, and those of
+        them with two values or more on one input subject; or what made it fail. Every
+        triple of an input subject is here or in no partition: :func:`functional_forms`
+        joins the partitions' answers into the graphs' functional predicates."""
+        if self.failed is not None:
+            return self.failed
+        assert self._literal_rows is not None, "predicates() is for a conflict policy other than keep-all"
+        rows = np.frombuffer(self._literal_rows, dtype=np.intc).reshape(-1, 5)
+        found: dict[str, tuple[set[int], set[int]]] = {}
+        for side in ("left", "right"):
+            distinct = np.unique(rows[(rows[:, 0] & SOURCE_BITS[side]) != 0][:, [1, 3, 4]], axis=0)  # (input subject, p, o)
+            pairs, counts = np.unique(distinct[:, :2], axis=0, return_counts=True)
+            found[side] = set(pairs[:, 1].tolist()), set(pairs[counts > 1, 1].tolist())
+        wanted = {number for present, multi in found.values() for number in present}
+        form_of = {number: form for form, number in self._forms.items() if number in wanted}
+        return {side: ({form_of[n] for n in present}, {form_of[n] for n in multi}) for side, (present, multi) in found.items()}
+
+    def finish(self, functional: Collection[str] = ()) -> dict[str, int] | str:
         """Render this partition's rows, with the ``owl:sameAs`` of the clusters whose
-        canonical IRI it owns, and keep them for :meth:`chunk`: their number in all and
-        by source (``rows``, ``left``, ``right``, ``kgalign``); or what made it fail."""
+        canonical IRI it owns, the values the conflict policy does not keep of the
+        ``functional`` predicates (their N-Triples forms) left out, and keep them for
+        :meth:`chunk`: their number in all and by source (``rows``, ``left``, ``right``,
+        ``kgalign``); or what made it fail."""
         if self.failed is not None:
             return self.failed
         if self._same_as:  # owl:sameAs is a form here only where a row holds it
@@ -153,13 +191,69 @@ class FusePartition:
             except Exception as exc:  # a canonical IRI rdflib cannot render: one process names it
                 return first_line(exc, named=True)
         forms = list(self._forms)  # in the order numbered
-        self._forms, self._literals = {}, {}
         triples = np.frombuffer(self._triples, dtype=np.intc).reshape(-1, 3)
         sources = np.frombuffer(self._sources, dtype=np.uint8)
+        if functional and self._literal_rows is not None:
+            try:
+                kept = self._settle(functional, forms, triples, sources)
+            except Exception as exc:  # a value rdflib cannot take: one process names it
+                return first_line(exc, named=True)
+            triples, sources = triples[kept], sources[kept]
+        self._forms, self._literals, self._literal_rows = {}, {}, None
         self.rendered = FusedRows.numbered(forms, triples, sources)
         self._triples, self._sources = array("i"), array("B")
         counts = {source: int(np.count_nonzero(self.rendered.sources & bit)) for source, bit in SOURCE_BITS.items()}
         return {"rows": len(self.rendered), **counts}
+
+    def _settle(self, functional: Collection[str], forms: list[str], triples: np.ndarray, sources: np.ndarray) -> np.ndarray:
+        """Settle the conflicts of the merged subjects here (as :func:`kgalign.fusion.fuse.fuse`
+        does): which of ``triples`` are kept (a boolean per row), and the dropped ones
+        recorded for :meth:`dropped`, once per source."""
+        assert self._policy is not None and self._literal_rows is not None
+        numbers = [self._forms[form] for form in functional if form in self._forms]
+        rows = np.frombuffer(self._literal_rows, dtype=np.intc).reshape(-1, 5)
+        rows = rows[(rows[:, 1] < 0) & np.isin(rows[:, 3], numbers)]  # merged subjects' functional values
+        values = np.unique(rows[:, 2:], axis=0)  # (s, p, o), each once
+        pairs, counts = np.unique(values[:, :2], axis=0, return_counts=True)
+        conflicts: dict[tuple[int, int], dict[str, set[int]]] = {(s, p): {"left": set(), "right": set()} for s, p in pairs[counts > 1].tolist()}
+        kept = np.ones(len(triples), dtype=bool)
+        if not conflicts:
+            return kept
+        for bits, _, s, p, o in rows.tolist():
+            by_side = conflicts.get((s, p))
+            if by_side is not None:
+                by_side["left" if bits & SOURCE_BITS["left"] else "right"].add(o)
+        nodes = self._literal_nodes({o for by_side in conflicts.values() for found in by_side.values() for o in found})
+        drop: set[tuple[int, int, int]] = set()
+        for (s, p), by_side in conflicts.items():
+            keep = settled({side: [nodes[o] for o in found] for side, found in by_side.items()}, self._policy)
+            drop.update((s, p, o) for found in by_side.values() for o in found if nodes[o] != keep)
+        near = np.flatnonzero(np.isin(triples[:, 0], [s for s, _, _ in drop]) & np.isin(triples[:, 1], [p for _, p, _ in drop]))
+        bits_of: dict[tuple[int, ...], int] = {}
+        for row in near.tolist():
+            triple = tuple(triples[row].tolist())
+            if triple in drop:
+                kept[row] = False
+                bits_of[triple] = bits_of.get(triple, 0) | int(sources[row])
+        reason = conflict_reason(self._conflicts)
+        for (s, p, o), bits in bits_of.items():
+            triple = (known_iri(forms[s][1:-1]), known_iri(forms[p][1:-1]), nodes[o])
+            self._dropped.extend((triple, source, reason) for source, bit in SOURCE_BITS.items() if bits & bit)
+        return kept
+
+    def _literal_nodes(self, numbers: set[int]) -> dict[int, Literal]:
+        """rdflib's literal of each of ``numbers`` (literals' numbers), as the load makes it."""
+        import pyoxigraph as ox
+
+        from kgalign.io.parsers import oxigraph_literal
+
+        spelled = {number: key for key, number in self._literals.items() if number in numbers}
+        text = "".join(f"<urn:x:{number}> <urn:x:p> {key} .\n" for number, key in spelled.items())
+        return {int(quad.subject.value[6:]): oxigraph_literal(quad.object, self._datatypes) for quad in ox.parse(text.encode(), format=ox.RdfFormat.N_TRIPLES)}
+
+    def dropped(self) -> list[tuple[Triple, str, str]]:
+        """The triples :meth:`finish` left out, each with a source it came from and why."""
+        return self._dropped
 
     def chunk(self, start: int, stop: int) -> Chunk:
         """Rows ``start`` to ``stop`` of :meth:`finish`'s, rendered, and their source bits."""
@@ -180,17 +274,40 @@ def fuse_partitioned(
     window: int = 4,
     chunk_rows: int = CHUNK_ROWS,
     spill_dir: str | None = None,
+    conflicts: str = "keep-all",
 ) -> FusionResult:
     """The fusion of the ``(side, files)`` given (left first, each file with its format)
-    along ``canonical`` (every clustered IRI to its cluster's canonical IRI), its rows
-    merged from the partitions of ``exchange`` (:class:`FusePartition` objects).
+    along ``canonical`` (every clustered IRI to its cluster's canonical IRI) under the
+    conflict policy ``conflicts``, its rows merged from the partitions of ``exchange``
+    (:class:`FusePartition` objects made with that policy).
     Raises :class:`kgalign.io.partitioned.PartitionFailed` where one process must fuse."""
     n = exchange.parts
     files = [(number * RIGHT_TAGS + index, path, fmt, (side,)) for number, (side, paths) in enumerate(sides) for index, (path, fmt) in enumerate(paths)]
     send_lines(exchange, files, block_bytes, window, {})
-    states = exchange.get([exchange.call(k, "finish") for k in range(n)])
-    failed = [state for state in states if isinstance(state, str)]
+    functional: list[str] = []
+    if CONFLICT_POLICIES.get(conflicts) is not None:
+        functional = sorted(functional_forms(_succeeded(exchange.get([exchange.call(k, "predicates") for k in range(n)]))))
+    states = _succeeded(exchange.get([exchange.call(k, "finish", functional) for k in range(n)]))
+    dropped = sorted((entry for part in exchange.get([exchange.call(k, "dropped") for k in range(n)]) for entry in part), key=dropped_order)
+    rows = spill(exchange, states, window, chunk_rows, spill_dir)
+    return FusionResult(canonical=dict(canonical), clusters=clusters, namespaces=namespaces, rows=rows, dropped=dropped)
+
+
+def _succeeded(answers: list[Any]) -> list[Any]:
+    """The partitions' answers, or :class:`PartitionFailed` with the first failure (a string)."""
+    failed = [answer for answer in answers if isinstance(answer, str)]
     if failed:
         raise PartitionFailed(failed[0])
-    rows = spill(exchange, states, window, chunk_rows, spill_dir)
-    return FusionResult(canonical=dict(canonical), clusters=clusters, namespaces=namespaces, rows=rows)
+    return answers
+
+
+def functional_forms(found: Sequence[Mapping[str, tuple[set[str], set[str]]]]) -> set[str]:
+    """The predicates functional in both graphs (see :func:`kgalign.fusion.fuse.fuse`), from
+    each partition's :meth:`FusePartition.predicates`: present in a side's literal
+    triples and never with two values on one subject of it."""
+    functional: set[str] | None = None
+    for side in ("left", "right"):
+        present = set().union(*(part[side][0] for part in found))
+        multi = set().union(*(part[side][1] for part in found))
+        functional = present - multi if functional is None else functional & (present - multi)
+    return functional or set()

@@ -6,10 +6,12 @@ and the partition actors, each holding the canonical map, route each line to the
 partition of its canonical subject, rewrite and keep their triples, and render them
 as sorted rows. The driver takes the rows a chunk at a time into files on local disk,
 and the writers merge them (:mod:`kgalign.fusion.spilled`): no process holds all the
-fused triples (on one process they are the largest thing fusion holds). A run fuses in the driver instead where this does not apply: a
-conflict policy other than ``keep-all``, an input of a format the partitions do not
-read (RDF/XML, a table), a fusion small enough for rdflib's pretty Turtle, a line a
-partition cannot parse, or rows that cannot be spilled (a full disk). The files must
+fused triples (on one process they are the largest thing fusion holds). Every
+conflict policy is settled there too (the partitions find the functional predicates
+together first). A run fuses in the driver instead where this does not apply: an input
+of a format the partitions do not read (RDF/XML, a table), a fusion small enough for
+rdflib's pretty Turtle, a line a partition cannot parse, or rows that cannot be spilled
+(a full disk). The files must
 not change meanwhile: their size and modification time are checked before they are
 read again (as :class:`kgalign.io.reloaded.ReloadedTriples` checks them).
 """
@@ -60,7 +62,7 @@ class RayFuser:
         same_side: Mapping[str, Sequence[Link]] | None = None,
     ) -> FusionResult | None:
         """The fusion :func:`kgalign.fusion.fuse.fuse` gives, or None where the driver must fuse."""
-        if conflicts != "keep-all" or len(left) + len(right) <= turtle.PRETTY_LIMIT:
+        if len(left) + len(right) <= turtle.PRETTY_LIMIT:
             return None
         sides = []
         for side, graph in (("left", left), ("right", right)):
@@ -75,9 +77,9 @@ class RayFuser:
         clusters = cluster_links(links, same_side)
         mapping = choose_canonical(clusters, links, canonical, same_side)
         namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
-        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping), self.ray.put(same_as_pairs(clusters, mapping)))
+        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping), self.ray.put(same_as_pairs(clusters, mapping)), conflicts)
         try:
-            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts)
+            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts, conflicts=conflicts)
         except PartitionFailed as failed:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
             return None
