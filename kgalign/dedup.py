@@ -23,6 +23,7 @@ duplicates), the judge where one is asked, then:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from itertools import combinations
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def retrieve_and_decide(
 ) -> tuple[list[Candidates], CascadeStats | None, list[Decision]]:
     """Candidates of every entity among the others (``config`` from :func:`self_join`), and the decisions on them."""
     texts = [profile.text(True) for profile in profiles]
-    candidates, stats = find_candidates(config, [], table, table, profiles, profiles, texts, texts, embedder, timer)
+    iris = [profile.iri for profile in profiles]
+    candidates, stats = find_candidates(config, [], table, table, iris, iris, texts, texts, embedder, timer)
     by_iri = {profile.iri: profile for profile in profiles}
     with timer.stage("judge"), progress_bar("judge", config.vote.rounds * len(candidates) if judge else 0) as advance:
         if judge is not None:
@@ -150,7 +152,7 @@ def retrieve_and_decide(
 
 
 def side_duplicates(
-    table: EntityTable, profiles: dict[str, EntityProfile], config: AlignConfig, embedder: Embedder, judge: Judge | None
+    table: EntityTable, profiles: Mapping[str, EntityProfile], config: AlignConfig, embedder: Embedder, judge: Judge | None
 ) -> tuple[list[Link], ClusterCheck]:
     """The duplicate pairs among one graph's entities, as ``kgalign run --dedup`` finds them."""
     ordered = [profiles[iri] for iri in table.entities if iri in profiles]

@@ -41,6 +41,7 @@ from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
 from kgalign.selection.predicates import Selection, build_profiles, configured_selection
+from kgalign.selection.profile_file import profile_map
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,10 @@ def _prepare(
             effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
         log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)
 
-    left_by_iri = {p.iri: p for p in left_profiles}
-    right_by_iri = {p.iri: p for p in right_profiles}
+    # The profiles by IRI; in a file where the run is lean (only a few are read at a time from here on).
+    left_by_iri = profile_map(left_profiles, lean)
+    right_by_iri = profile_map(right_profiles, lean)
+    del profiles, left_profiles, right_profiles
     if not retrieve_candidates:
         return Prepared(
             left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections
@@ -293,8 +296,8 @@ def _prepare(
         seeds,
         left_table,
         right_table,
-        left_profiles,
-        right_profiles,
+        list(left_by_iri),
+        list(right_by_iri),
         left_texts,
         right_texts,
         embedder,

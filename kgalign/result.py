@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ class Prepared:
     right_graph: TripleSource
     left_table: EntityTable
     right_table: EntityTable
-    left_profiles: dict[str, EntityProfile]
-    right_profiles: dict[str, EntityProfile]
+    left_profiles: Mapping[str, EntityProfile]
+    right_profiles: Mapping[str, EntityProfile]
     candidates: list[Candidates]
     human: dict[str, Decision]
     seeds: list[tuple[str, str]] = field(default_factory=list)
@@ -125,11 +126,11 @@ class AlignmentResult:
         return self.prepared.right_table
 
     @property
-    def left_profiles(self) -> dict[str, EntityProfile]:
+    def left_profiles(self) -> Mapping[str, EntityProfile]:
         return self.prepared.left_profiles
 
     @property
-    def right_profiles(self) -> dict[str, EntityProfile]:
+    def right_profiles(self) -> Mapping[str, EntityProfile]:
         return self.prepared.right_profiles
 
     @property

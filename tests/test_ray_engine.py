@@ -26,6 +26,7 @@ from helpers import cli, free_port  # noqa: E402
 from kgalign.config import AlignConfig, VoteConfig  # noqa: E402
 from kgalign.judging.testing import ScriptedJudge, pick  # noqa: E402
 from kgalign.pipeline import align  # noqa: E402
+from kgalign.selection.profile_file import ProfileFile  # noqa: E402
 
 SAME = ("links.ttl", "fused.ttl", "alignment.rdf", "votes.jsonl")
 
@@ -444,6 +445,11 @@ def test_inputs_split_in_blocks_and_partitions_give_the_tables_of_one_process(cl
         table = result.prepared.left_table if side == "left" else result.prepared.right_table
         assert table.triple_count == expected.triple_count
         assert list(table.hashes or {}) == list(expected.entities)
+    # The driver keeps the profiles in a file, read back by IRI (kgalign/selection/profile_file.py).
+    local = align(folder, right, AlignConfig())
+    for ray_side, local_side in ((result.prepared.left_profiles, local.prepared.left_profiles), (result.prepared.right_profiles, local.prepared.right_profiles)):
+        assert isinstance(ray_side, ProfileFile) and type(local_side) is dict
+        assert list(ray_side) == list(local_side) and all(ray_side[iri] == profile for iri, profile in local_side.items())
 
 
 def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, tmp_path) -> None:

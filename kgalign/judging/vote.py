@@ -111,8 +111,8 @@ class _Pending:
 
 def decide(
     candidates: Sequence[Candidates],
-    left_profiles: dict[str, EntityProfile],
-    right_profiles: dict[str, EntityProfile],
+    left_profiles: Mapping[str, EntityProfile],
+    right_profiles: Mapping[str, EntityProfile],
     judge: Judge | None,
     config: VoteConfig,
     on_question: Callable[[int], None] | None = None,
@@ -194,8 +194,8 @@ class _Asking:
     the progress callback; ``several``: judged sets. Called on a block of sources, it asks
     every round of them (:meth:`__call__`)."""
 
-    left_profiles: dict[str, EntityProfile]
-    right_profiles: dict[str, EntityProfile]
+    left_profiles: Mapping[str, EntityProfile]
+    right_profiles: Mapping[str, EntityProfile]
     judge: Judge
     config: VoteConfig
     on_question: Callable[[int], None] | None
@@ -409,8 +409,8 @@ def _tally(p: _Pending, config: VoteConfig) -> Decision:
 
 def explain_decisions(
     decisions: Sequence[Decision],
-    left_profiles: dict[str, EntityProfile],
-    right_profiles: dict[str, EntityProfile],
+    left_profiles: Mapping[str, EntityProfile],
+    right_profiles: Mapping[str, EntityProfile],
     judge: object | None,
     datamark: bool = False,
 ) -> int:

@@ -9,7 +9,7 @@ propagated, and the closed-world restriction (``only_left``/``only_right``) appl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from kgalign.config import AlignConfig, RetrievalConfig
-from kgalign.model import Candidates, EntityProfile, EntityTable
+from kgalign.model import Candidates, EntityTable
 from kgalign.retrieval.cascade import CascadeStats, cascade
 from kgalign.retrieval.embed import Embedder, encode_sides
 from kgalign.retrieval.retrieve import lexical_vectors, retrieve
@@ -34,8 +34,8 @@ def find_candidates(
     seeds: list[tuple[str, str]],
     left_table: EntityTable,
     right_table: EntityTable,
-    left_profiles: list[EntityProfile],
-    right_profiles: list[EntityProfile],
+    left_iris: Sequence[str],
+    right_iris: Sequence[str],
     left_texts: list[str],
     right_texts: list[str],
     embedder: Embedder,
@@ -53,7 +53,7 @@ def find_candidates(
     not in memory (:mod:`kgalign.retrieval.vector_file`; ``--engine ray``'s driver)."""
     if config.retrieval.mode == "cascade":
         return _cascade_candidates(
-            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, embedder, timer, lexical, tables_read, spill
+            config, seeds, left_table, right_table, left_iris, right_iris, left_texts, right_texts, embedder, timer, lexical, tables_read, spill
         )
     left_vectors = right_vectors = None
     with timer.stage("embed"):
@@ -63,7 +63,7 @@ def find_candidates(
             log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
     with timer.stage("retrieve"):
         candidates = _retrieve_candidates(
-            config, seeds, left_table, right_table, left_profiles, right_profiles, left_texts, right_texts, left_vectors, right_vectors, lexical, tables_read
+            config, seeds, left_table, right_table, left_iris, right_iris, left_texts, right_texts, left_vectors, right_vectors, lexical, tables_read
         )
     return candidates, None
 
@@ -81,8 +81,8 @@ def _cascade_candidates(
     seeds: list[tuple[str, str]],
     left_table: EntityTable,
     right_table: EntityTable,
-    left_profiles: list[EntityProfile],
-    right_profiles: list[EntityProfile],
+    left_iris: Sequence[str],
+    right_iris: Sequence[str],
     left_texts: list[str],
     right_texts: list[str],
     embedder: Embedder,
@@ -96,7 +96,7 @@ def _cascade_candidates(
     from kgalign.resolution.resolve import SHARED_TARGETS
 
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve not in SHARED_TARGETS)
-    left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left_iris, right_iris)
     with timer.stage("retrieve"):
         left_lex, right_lex = lexical if lexical is not None else lexical_vectors(left_texts, right_texts)
         left_struct = right_struct = None
@@ -133,8 +133,8 @@ def _retrieve_candidates(
     seeds: list[tuple[str, str]],
     left_table: EntityTable,
     right_table: EntityTable,
-    left_profiles: list[EntityProfile],
-    right_profiles: list[EntityProfile],
+    left_iris: Sequence[str],
+    right_iris: Sequence[str],
     left_texts: list[str],
     right_texts: list[str],
     left_vectors: Vectors | None,
@@ -151,7 +151,7 @@ def _retrieve_candidates(
     (``structure_vectors="lexical"``).
     """
     retrieval = config.retrieval
-    left_iris, right_iris, rows, cols = _participants(config, seeds, left_profiles, right_profiles)
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left_iris, right_iris)
     structure = _uses_structure(retrieval, left_table, right_table)
     lexical_structure = structure and retrieval.structure_vectors == "lexical"
     lex: tuple = (None, None)
@@ -190,11 +190,10 @@ def _retrieve_candidates(
 
 
 def _participants(
-    config: AlignConfig, seeds: list[tuple[str, str]], left_profiles: list[EntityProfile], right_profiles: list[EntityProfile]
+    config: AlignConfig, seeds: list[tuple[str, str]], left: Sequence[str], right: Sequence[str]
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """Both sides' IRIs, and the rows (sources) and columns (targets) that take part."""
-    left_iris = [p.iri for p in left_profiles]
-    right_iris = [p.iri for p in right_profiles]
+    """Both sides' IRIs (as lists), and the rows (sources) and columns (targets) that take part."""
+    left_iris, right_iris = list(left), list(right)
     rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
     cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
     return left_iris, right_iris, rows, cols

@@ -21,7 +21,7 @@ def decision_record(
     decision: Decision,
     candidates: Candidates,
     source: EntityProfile,
-    right_profiles: dict[str, EntityProfile],
+    right_profiles: Mapping[str, EntityProfile],
     conflict_with: str | None = None,
     linked: str | None = None,
 ) -> dict[str, Any]:
