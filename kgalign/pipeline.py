@@ -261,6 +261,10 @@ def _prepare(
         with_neighbours = (retrieval.structure_weight or 0.0) <= 0
         left_texts = [p.text(with_neighbours) for p in left_profiles]
         right_texts = [p.text(with_neighbours) for p in right_profiles]
+        # The profiles by IRI; in a file where the run is lean (only a few are read at a time from here on).
+        left_by_iri = profile_map(left_profiles, lean)
+        right_by_iri = profile_map(right_profiles, lean)
+        del profiles, left_profiles, right_profiles
 
     cardinality = None
     lexical = None
@@ -272,10 +276,6 @@ def _prepare(
             effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
         log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)
 
-    # The profiles by IRI; in a file where the run is lean (only a few are read at a time from here on).
-    left_by_iri = profile_map(left_profiles, lean)
-    right_by_iri = profile_map(right_profiles, lean)
-    del profiles, left_profiles, right_profiles
     if not retrieve_candidates:
         return Prepared(
             left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections
