@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 class Prepared:
     """What a run builds before the judge: input triples, entity tables, profiles and candidates.
 
-    ``left_profiles`` and ``right_profiles`` map IRIs to what the judge is shown;
+    ``left_profiles`` and ``right_profiles`` map IRIs to what the judge is shown (read
+    only; with ``--engine ray`` a :class:`kgalign.selection.profile_file.ProfileFile`,
+    which reads a new profile object on each lookup);
     ``human`` holds the decisions of the corrections file, by source IRI; ``seeds``
     the seed links naming entities of the inputs.
     """

@@ -184,3 +184,29 @@ def test_a_merge_reads_and_writes_the_vectors_a_slice_at_a_time(tmp_path, monkey
     order = rng.permutation(len(keys))
     found, back = store.get([keys[i] for i in order])
     assert found.all() and back is not None and np.array_equal(back, vectors[order])
+
+
+def test_a_merge_whose_shard_goes_away_leaves_no_temporary_file(tmp_path, monkeypatch, caplog) -> None:
+    """Another run's merge may remove a shard this merge reads: the merge stops, logged,
+    with no half-written vectors left behind and every shard that remains readable."""
+    monkeypatch.setattr(vector_cache, "MAX_SHARDS", 100)
+    store = VectorStore(tmp_path, "m")
+    keys = [text_key(f"t{i}") for i in range(6)]
+    for i in range(3):
+        store.put(keys[2 * i : 2 * i + 2], np.full((2, 4), float(i), dtype=np.float32))
+    first = store.shards()[0]
+    gather = vector_cache.ShardRows.__getitem__
+
+    def removed_meanwhile(self, rows):
+        first.with_name(first.name.replace(".keys.", ".vectors.")).unlink()
+        first.unlink()
+        return gather(self, rows)
+
+    monkeypatch.setattr(vector_cache.ShardRows, "__getitem__", removed_meanwhile)
+    monkeypatch.setattr(vector_cache, "MAX_SHARDS", 2)
+    with caplog.at_level("WARNING"):
+        store.put([text_key("t6")], np.full((1, 4), 9.0, dtype=np.float32))
+    assert "could not write vector cache" in caplog.text
+    assert not [path for path in store.folder.iterdir() if path.name.endswith(".tmp")]
+    found, vectors = store.get(keys[2:] + [text_key("t6")])
+    assert found.all() and vectors is not None and vectors[:, 0].tolist() == [1, 1, 2, 2, 9]

@@ -35,8 +35,9 @@ from kgalign.registry import Registry
 
 #: A canonical policy: (a cluster's members, the left IRIs, the right IRIs) -> its canonical IRI.
 CanonicalPolicy = Callable[[list[str], set[str], set[str]], str]
-#: A conflict policy: (left values, right values) of a functional attribute -> the value kept;
-#: None keeps them all.
+#: A conflict policy: (left values, right values) of a functional attribute on one merged
+#: subject, each side's distinct values in the order of their N-Triples forms -> the
+#: value kept; None keeps them all.
 ConflictPolicy = Callable[[list[Node], list[Node]], Node] | None
 
 CANONICAL_POLICIES: Registry[CanonicalPolicy] = Registry("canonical policy", "kgalign.canonical_policies")

@@ -35,7 +35,7 @@ from rdflib.namespace import OWL
 
 from kgalign.errors import first_line
 from kgalign.fusion.export import SOURCE_BITS, FusedRows
-from kgalign.fusion.fuse import CONFLICT_POLICIES, FusionResult, conflict_reason, dropped_order, settled
+from kgalign.fusion.fuse import CONFLICT_POLICIES, ConflictPolicy, FusionResult, conflict_reason, dropped_order, settled
 from kgalign.fusion.spilled import CHUNK_ROWS, Chunk, spill
 from kgalign.io.diagnostics import quiet_term_warnings
 from kgalign.io.parsers import oxigraph_literal
@@ -57,10 +57,20 @@ class FusePartition:
     sources (:data:`kgalign.fusion.export.SOURCE_BITS`). :meth:`finish` sorts and dedupes them.
     """
 
-    def __init__(self, number: int, parts: int, canonical: Mapping[str, str], same_as: Sequence[tuple[str, str]], conflicts: str = "keep-all") -> None:
+    def __init__(
+        self,
+        number: int,
+        parts: int,
+        canonical: Mapping[str, str],
+        same_as: Sequence[tuple[str, str]],
+        conflicts: str = "keep-all",
+        policy: ConflictPolicy = None,
+    ) -> None:
         """``canonical``: every clustered IRI to its canonical IRI; ``same_as``: the
         ``(canonical, member)`` pairs of the fused graph's ``owl:sameAs`` triples
-        (:func:`kgalign.fusion.fuse.same_as_pairs`); ``conflicts``: the conflict policy."""
+        (:func:`kgalign.fusion.fuse.same_as_pairs`); ``conflicts``: the conflict
+        policy's name, ``policy`` the policy itself where the caller has it (one
+        registered in the driver alone is not in a Ray actor's registry)."""
         from kgalign.io.parsers import oxigraph_datatypes
 
         self.number = number
@@ -75,7 +85,7 @@ class FusePartition:
         self._triples = array("i")  # three numbers a triple, in the order taken
         self._sources = array("B")  # the source bits of each
         self._conflicts = conflicts
-        self._policy = CONFLICT_POLICIES.get(conflicts)
+        self._policy = policy if policy is not None else CONFLICT_POLICIES.get(conflicts)
         # With a policy: five numbers a literal triple (source bits, input subject, subject,
         # predicate, object), an input subject merged into a cluster numbered below 0.
         self._literal_rows: array[int] | None = array("i") if self._policy is not None else None
@@ -156,14 +166,16 @@ class FusePartition:
             raise ValueError(f"unsupported term {node!r}")
         return self._forms.setdefault(BNode(blank_id(tag, node.value)).n3(), len(self._forms))
 
-    def predicates(self) -> dict[str, tuple[set[str], set[str]]] | str:
+    def predicates(self) -> dict[str, tuple[set[str], set[str]]] | str | None:
         """For each side, the predicates of this partition's literal triples, and those of
-        them with two values or more on one input subject; or what made it fail. Every
-        triple of an input subject is here or in no partition: :func:`functional_forms`
-        joins the partitions' answers into the graphs' functional predicates."""
+        them with two values or more on one input subject; or what made it fail; None
+        under ``keep-all`` (nothing to settle). Every triple of an input subject is here
+        or in no partition: :func:`functional_forms` joins the partitions' answers into
+        the graphs' functional predicates."""
         if self.failed is not None:
             return self.failed
-        assert self._literal_rows is not None, "predicates() is for a conflict policy other than keep-all"
+        if self._literal_rows is None:
+            return None
         rows = np.frombuffer(self._literal_rows, dtype=np.intc).reshape(-1, 5)
         found: dict[str, tuple[set[int], set[int]]] = {}
         for side in ("left", "right"):
@@ -198,17 +210,18 @@ class FusePartition:
                 kept = self._settle(functional, forms, triples, sources)
             except Exception as exc:  # a value rdflib cannot take: one process names it
                 return first_line(exc, named=True)
-            triples, sources = triples[kept], sources[kept]
-        self._forms, self._literals, self._literal_rows = {}, {}, None
+            if kept is not None:
+                triples, sources = triples[kept], sources[kept]
+        self._forms, self._literals, self._literal_rows, self._merged_subjects = {}, {}, None, {}
         self.rendered = FusedRows.numbered(forms, triples, sources)
         self._triples, self._sources = array("i"), array("B")
         counts = {source: int(np.count_nonzero(self.rendered.sources & bit)) for source, bit in SOURCE_BITS.items()}
         return {"rows": len(self.rendered), **counts}
 
-    def _settle(self, functional: Collection[str], forms: list[str], triples: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    def _settle(self, functional: Collection[str], forms: list[str], triples: np.ndarray, sources: np.ndarray) -> np.ndarray | None:
         """Settle the conflicts of the merged subjects here (as :func:`kgalign.fusion.fuse.fuse`
-        does): which of ``triples`` are kept (a boolean per row), and the dropped ones
-        recorded for :meth:`dropped`, once per source."""
+        does): which of ``triples`` are kept (a boolean per row; None: all of them), and
+        the dropped ones recorded for :meth:`dropped`, once per source."""
         assert self._policy is not None and self._literal_rows is not None
         numbers = [self._forms[form] for form in functional if form in self._forms]
         rows = np.frombuffer(self._literal_rows, dtype=np.intc).reshape(-1, 5)
@@ -216,9 +229,8 @@ class FusePartition:
         values = np.unique(rows[:, 2:], axis=0)  # (s, p, o), each once
         pairs, counts = np.unique(values[:, :2], axis=0, return_counts=True)
         conflicts: dict[tuple[int, int], dict[str, set[int]]] = {(s, p): {"left": set(), "right": set()} for s, p in pairs[counts > 1].tolist()}
-        kept = np.ones(len(triples), dtype=bool)
         if not conflicts:
-            return kept
+            return None
         for bits, _, s, p, o in rows.tolist():
             by_side = conflicts.get((s, p))
             if by_side is not None:
@@ -228,6 +240,7 @@ class FusePartition:
         for (s, p), by_side in conflicts.items():
             keep = settled({side: [nodes[o] for o in found] for side, found in by_side.items()}, self._policy)
             drop.update((s, p, o) for found in by_side.values() for o in found if nodes[o] != keep)
+        kept = np.ones(len(triples), dtype=bool)
         near = np.flatnonzero(np.isin(triples[:, 0], [s for s, _, _ in drop]) & np.isin(triples[:, 1], [p for _, p, _ in drop]))
         bits_of: dict[tuple[int, ...], int] = {}
         for row in near.tolist():
@@ -244,8 +257,6 @@ class FusePartition:
     def _literal_nodes(self, numbers: set[int]) -> dict[int, Literal]:
         """rdflib's literal of each of ``numbers`` (literals' numbers), as the load makes it."""
         import pyoxigraph as ox
-
-        from kgalign.io.parsers import oxigraph_literal
 
         spelled = {number: key for key, number in self._literals.items() if number in numbers}
         text = "".join(f"<urn:x:{number}> <urn:x:p> {key} .\n" for number, key in spelled.items())
@@ -274,19 +285,17 @@ def fuse_partitioned(
     window: int = 4,
     chunk_rows: int = CHUNK_ROWS,
     spill_dir: str | None = None,
-    conflicts: str = "keep-all",
 ) -> FusionResult:
     """The fusion of the ``(side, files)`` given (left first, each file with its format)
-    along ``canonical`` (every clustered IRI to its cluster's canonical IRI) under the
-    conflict policy ``conflicts``, its rows merged from the partitions of ``exchange``
-    (:class:`FusePartition` objects made with that policy).
+    along ``canonical`` (every clustered IRI to its cluster's canonical IRI), its rows
+    merged from the partitions of ``exchange`` (:class:`FusePartition` objects, which
+    hold the conflict policy).
     Raises :class:`kgalign.io.partitioned.PartitionFailed` where one process must fuse."""
     n = exchange.parts
     files = [(number * RIGHT_TAGS + index, path, fmt, (side,)) for number, (side, paths) in enumerate(sides) for index, (path, fmt) in enumerate(paths)]
     send_lines(exchange, files, block_bytes, window, {})
-    functional: list[str] = []
-    if CONFLICT_POLICIES.get(conflicts) is not None:
-        functional = sorted(functional_forms(_succeeded(exchange.get([exchange.call(k, "predicates") for k in range(n)]))))
+    found = _succeeded(exchange.get([exchange.call(k, "predicates") for k in range(n)]))
+    functional = sorted(functional_forms(found)) if all(part is not None for part in found) else []
     states = _succeeded(exchange.get([exchange.call(k, "finish", functional) for k in range(n)]))
     dropped = sorted((entry for part in exchange.get([exchange.call(k, "dropped") for k in range(n)]) for entry in part), key=dropped_order)
     rows = spill(exchange, states, window, chunk_rows, spill_dir)

@@ -193,7 +193,8 @@ def _participants(
     config: AlignConfig, seeds: list[tuple[str, str]], left: Sequence[str], right: Sequence[str]
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Both sides' IRIs (as lists), and the rows (sources) and columns (targets) that take part."""
-    left_iris, right_iris = list(left), list(right)
+    left_iris = left if isinstance(left, list) else list(left)
+    right_iris = right if isinstance(right, list) else list(right)
     rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
     cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
     return left_iris, right_iris, rows, cols

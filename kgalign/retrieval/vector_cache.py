@@ -164,11 +164,15 @@ class VectorStore:
         keys_path = self.folder / f"{name}{KEYS}"
         vectors_path = _vectors_of(keys_path)
         tmp = vectors_path.with_name(f".{vectors_path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as handle:
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (len(rows), vectors.shape[1])}
-            np.lib.format.write_array_header_1_0(handle, header)
-            for start in range(0, len(rows), WRITE_ROWS):
-                handle.write(np.ascontiguousarray(vectors[rows[start : start + WRITE_ROWS]], dtype=np.float32).tobytes())
+        try:
+            with tmp.open("wb") as handle:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (len(rows), vectors.shape[1])}
+                np.lib.format.write_array_header_1_0(handle, header)
+                for start in range(0, len(rows), WRITE_ROWS):
+                    handle.write(np.ascontiguousarray(vectors[rows[start : start + WRITE_ROWS]], dtype=np.float32).tobytes())
+        except BaseException:  # a full disk, or a merge's shard removed by another run's merge
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, vectors_path)
         tmp = keys_path.with_name(f".{keys_path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as handle:
@@ -228,7 +232,9 @@ class VectorStore:
 class ShardRows:
     """The vectors of several shards as the rows of one array (the first shard's first),
     for a merge: each gather maps the files it reads from, copies the rows and unmaps
-    them, so no copy of them all is held and no page stays mapped."""
+    them, so no copy of them all is held and no page stays mapped. A shard removed
+    meanwhile (another run's merge, which then holds its vectors) fails this merge with
+    an OSError: :meth:`VectorStore.put` logs it, and the shards stay as they are."""
 
     def __init__(self, paths: Sequence[Path], lengths: Sequence[int], width: int) -> None:
         self.paths = list(paths)

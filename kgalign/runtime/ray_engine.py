@@ -29,7 +29,7 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   grouped by subject (:mod:`kgalign.runtime.ray_load`); the driver reads the file in
   blocks and receives the entity table, never all of its triples.
 
-- **fusion** (with the ``keep-all`` conflict policy, of inputs loaded by partitions):
+- **fusion** (of inputs loaded by partitions, under every conflict policy):
   the triples rewritten onto canonical IRIs by partitions grouped by canonical subject
   (:mod:`kgalign.runtime.ray_fuse`); the driver spills their sorted rows to local disk
   a chunk at a time, and the writers merge them.

@@ -26,7 +26,7 @@ from rdflib import URIRef
 from rdflib.namespace import OWL
 
 from kgalign.errors import InputError, first_line
-from kgalign.fusion.fuse import FusionResult, choose_canonical, cluster_links, same_as_pairs
+from kgalign.fusion.fuse import CONFLICT_POLICIES, FusionResult, choose_canonical, cluster_links, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
 from kgalign.fusion.spilled import SpillFailed
 from kgalign.io import turtle
@@ -77,9 +77,9 @@ class RayFuser:
         clusters = cluster_links(links, same_side)
         mapping = choose_canonical(clusters, links, canonical, same_side)
         namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
-        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping), self.ray.put(same_as_pairs(clusters, mapping)), conflicts)
+        exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping), self.ray.put(same_as_pairs(clusters, mapping)), conflicts, CONFLICT_POLICIES.get(conflicts))
         try:
-            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts, conflicts=conflicts)
+            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts)
         except PartitionFailed as failed:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
             return None

@@ -63,11 +63,6 @@ class ProfileFile(Mapping[str, EntityProfile]):
     def __len__(self) -> int:
         return len(self._rows)
 
-    @property
-    def nbytes(self) -> int:
-        """The size of the file."""
-        return self._ends[-1]
-
 
 def profile_map(profiles: Sequence[EntityProfile], spill: bool) -> Mapping[str, EntityProfile]:
     """``profiles`` by IRI: in a :class:`ProfileFile` with ``spill``, else (or where the
@@ -75,6 +70,6 @@ def profile_map(profiles: Sequence[EntityProfile], spill: bool) -> Mapping[str, 
     if spill:
         try:
             return ProfileFile(profiles)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
             log.warning("cannot keep the entity profiles in a temporary file (%s); they stay in memory", exc)
     return {profile.iri: profile for profile in profiles}
