@@ -490,6 +490,16 @@ def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, perso
     assert info["engine"]["partitioned_fusion"] is True
     local, ray = (re.sub(rb"run/\d+", b"run/N", (tmp_path / "specific" / engine / "provenance.trig").read_bytes()) for engine in ("local", "ray"))
     assert local == ray and local.count(b"DroppedTriple") > 10
+    # A policy registered in this process alone is sent to the actors with the work.
+    from kgalign.fusion.fuse import CONFLICT_POLICIES
+
+    CONFLICT_POLICIES.register("shortest", lambda left, right: min(left + right, key=lambda value: (len(value), value.n3())), "the shortest value")
+    try:
+        info = _both_engines([*args, "--conflicts", "shortest"], tmp_path / "shortest", cluster)
+    finally:
+        CONFLICT_POLICIES.unregister("shortest")
+    assert info["engine"]["partitioned_fusion"] is True
+    assert b"functional-conflict:shortest" in (tmp_path / "shortest" / "ray" / "provenance.trig").read_bytes()
     # No room to spill the partitions' rows (a temporary directory that is not there): the driver fuses.
     import tempfile
 
