@@ -108,9 +108,7 @@ class VectorStore:
         out = make(hits[0][1].shape[1])
         for positions, _, at, path in hits:
             for start in range(0, len(positions), WRITE_ROWS):
-                mapped = np.load(path, mmap_mode="r")
-                out[positions[start : start + WRITE_ROWS]] = np.asarray(mapped[at[start : start + WRITE_ROWS]], dtype=np.float32)
-                del mapped
+                out[positions[start : start + WRITE_ROWS]] = _read_rows(path, at[start : start + WRITE_ROWS])
             found[positions] = True
         return found, out
 
@@ -247,10 +245,18 @@ class ShardRows:
         shard = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(shard).tolist():
             mine = shard == k
-            mapped = np.load(self.paths[k], mmap_mode="r")
-            out[mine] = mapped[rows[mine] - self.starts[k]]
-            del mapped
+            out[mine] = _read_rows(self.paths[k], rows[mine] - self.starts[k])
         return out
+
+
+def _read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
+    """The vectors ``rows`` of a shard's vectors file, as float32, through a map of their
+    own: the map is let go before this returns, so no page of the file stays mapped."""
+    mapped = np.load(path, mmap_mode="r")
+    try:
+        return np.asarray(mapped[rows], dtype=np.float32)
+    finally:
+        del mapped
 
 
 def _older_than(path: Path, seconds: float) -> bool:

@@ -23,6 +23,7 @@ import errno
 import logging
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 FREE_MARGIN = 256 * 2**20
 
 
-class _FileRows:
+class _FileRows(ABC):
     """What :class:`VectorFile` and :class:`VectorRows` share: a 2-d ``shape`` and
     ``dtype``, and the array protocol (every row in memory, read through ``__getitem__``)."""
 
@@ -47,8 +48,9 @@ class _FileRows:
     def __len__(self) -> int:
         return self.shape[0]
 
+    @abstractmethod
     def __getitem__(self, key: Any) -> np.ndarray:
-        raise NotImplementedError
+        """The rows ``key`` picks (a slice, an int array or a boolean mask), in memory."""
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """Every row in memory (what a search in this process needs: the fallbacks)."""
