@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import cli
@@ -246,3 +247,72 @@ def test_questions_built_here_train_elsewhere(persons, tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "--questions is a built question set" in refused.output
     no_output = cli(["finetune", "--recipe", path])
     assert no_output.exit_code == 2 and "give -o ADAPTER_DIR" in no_output.output
+
+
+def test_max_none_share_rebalances_a_pair_source(persons, tmp_path: Path, embedder) -> None:
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    base = _recipe_text(persons)
+    plain = recipe_data(load_recipe(_write(tmp_path, base)), embedder=embedder)
+    text = base.replace("weight = 1.5\n", "weight = 1.5\nmax_none_share = 0.2\n")
+    text = text.replace('file = "beer_tiny.txt"\n', 'file = "beer_tiny.txt"\nmax_none_share = 0.0\n')
+    rebalanced = recipe_data(load_recipe(_write(tmp_path, text)), embedder=embedder)
+
+    def share(examples: list, group: str) -> tuple[int, int]:
+        mine = [e for e in examples if e.group == group]
+        return sum(1 for e in mine if e.target is None), len(mine)
+
+    for part in ("train", "val"):  # validation too, so that the best step is chosen on the same mix
+        none, total = share(getattr(plain, part), "abt-buy")
+        assert none / total > 0.2  # the file as built: more "none" than the cap (else the test shows nothing)
+        kept_none, kept = share(getattr(rebalanced, part), "abt-buy")
+        assert 0 < kept_none and kept_none / kept <= 0.2
+        answered = [{e.source for e in getattr(r, part) if e.group == "abt-buy" and e.target is not None} for r in (plain, rebalanced)]
+        assert answered[0] == answered[1]  # every answered source kept (the weight's extra copies are drawn anew)
+        # Whole source entities: every order of a kept "none" source stays.
+        sources = {e.source for e in getattr(rebalanced, part) if e.group == "abt-buy" and e.target is None}
+        assert kept_none == sum(1 for e in getattr(plain, part) if e.group == "abt-buy" and e.source in sources)
+    assert share(plain.train, "beer")[0] > 0 and share(rebalanced.train, "beer")[0] == 0
+    # Other sources untouched: the same questions (the recipe's shuffle of all sources moves them).
+    def persons_questions(data: Any) -> list:
+        return sorted((repr(e.question), e.target or "") for e in data.train if e.group == "persons")
+
+    assert persons_questions(rebalanced) == persons_questions(plain)
+    sources = rebalanced.inputs["sources"]
+    assert sources["abt-buy"]["max_none_share"] == 0.2 and sources["persons"]["max_none_share"] is None
+    assert 0 < sources["abt-buy"]["none_answers"] <= share(rebalanced.train, "abt-buy")[0]  # before the weight's copies
+    # Seeded: the same questions again.
+    again = recipe_data(load_recipe(_write(tmp_path, text)), embedder=embedder)
+    assert again.fingerprint() == rebalanced.fingerprint()
+    bad = _write(tmp_path, base.replace("weight = 1.5\n", "weight = 1.5\nmax_none_share = 1.5\n"))
+    with pytest.raises(ConfigError, match="max_none_share must be a number from 0 to 1"):
+        load_recipe(bad)
+
+
+def test_training_can_start_from_an_adapter(persons, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    path = _write(tmp_path, _recipe_text(persons))
+    saved = tmp_path / "q.jsonl.gz"
+    assert cli(["finetune", "--recipe", path, "--save-questions", saved, "--quiet"]).exit_code == 0
+    first = tmp_path / "first"
+    # Seed 1: its LoRA weights start elsewhere than those of a fresh seed-0 run below.
+    result = cli(["finetune", "--questions", saved, "-o", first, "--threads", "1", "--quiet", "--max-steps", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "second"
+    args = ["finetune", "--questions", saved, "-o", second, "--threads", "1", "--quiet", "--max-steps", "0"]
+    result = cli([*args, "--init-adapter", first])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((second / METADATA_FILE).read_text())
+    first_meta = json.loads((first / METADATA_FILE).read_text())
+    # No step taken: the adapter saved is the one started from, and it scores as it did.
+    assert meta["train"]["init_adapter"] == str(first)
+    assert meta["before"]["accuracy_raw"] == pytest.approx(first_meta["after"]["accuracy_raw"], abs=1e-6)
+    a, b = load_file(str(first / "adapter_model.safetensors")), load_file(str(second / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    fresh = cli([*args, "--force", "-o", tmp_path / "fresh"])
+    assert fresh.exit_code == 0
+    c = load_file(str(tmp_path / "fresh" / "adapter_model.safetensors"))
+    assert any((a[k] != c[k]).any() for k in a)  # fresh LoRA weights differ
+    missing = cli([*args, "--force", "--init-adapter", tmp_path / "nowhere"])
+    assert missing.exit_code != 0 and "adapter folder not found" in missing.output

@@ -9,6 +9,7 @@ import click
 from click.core import ParameterSource
 
 from kgalign.cli.common import quiet
+from kgalign.errors import KgalignError
 from kgalign.runtime.device import resolve_device
 
 #: Command-line options that are :class:`kgalign.finetune.TrainConfig` fields of the same name.
@@ -60,6 +61,7 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
+@click.option("--init-adapter", metavar="ADAPTER", help="Start from this adapter's weights instead of fresh ones: a folder, or a shipped adapter's name ('cross-domain'). Use it to go on training the shipped judge on your own data. Its LoRA settings (rank, alpha, layers) replace --lora-r, --lora-alpha and --lora-layers; its base model must be --model's.")
 @click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.")
@@ -146,12 +148,25 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
         model=str(model) if model else None,
         resume=opts["resume"],
         force=opts["force"],
+        init_adapter=_init_adapter(opts["init_adapter"]),
         threads=opts["threads"],
         device=device,
         **train_values,
     )
     result = train_adapter(data, train_config, adapter_dir)
     click.echo("\n".join(summary_lines(result)))
+
+
+def _init_adapter(value: str | None) -> str | None:
+    """--init-adapter's folder (a folder, or a shipped adapter's name); one line if it is neither."""
+    if not value:
+        return None
+    from kgalign.judging.adapters import adapter_folder
+
+    folder = adapter_folder(value)
+    if not (Path(folder) / "adapter_config.json").is_file():
+        raise KgalignError(f"{folder}: not a LoRA adapter folder (no adapter_config.json)")
+    return folder
 
 
 def _check_single_source(left: Path | None, right: Path | None, opts: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ orders and datamark setting), and optionally the options of training::
     valid = "beer/valid.txt"   # optional: validation questions from this file instead of a share of the train file
     cap = 2000                 # at most this many training questions from this source
     weight = 2.0               # each training question of this source seen twice per epoch
+    max_none_share = 0.25      # at most a quarter of its questions answer "none of these"
 
     [[source]]             # a teacher run's confident decisions (its votes.jsonl and run.json)
     name = "teacher"
@@ -51,6 +52,13 @@ first (:func:`kgalign.pairs.score_pairs`), as ``kgalign pairs`` asks it; the ans
 its right record labelled 1, or "none of these" where there is none. A left record with
 several right records labelled 1 (WDC's test sets have some) is left out. The
 ``none_share`` of a pairs source defaults to 0: such files hold their own negatives.
+
+A blocker's negatives make most of a pair file's questions answer "none of these" (55
+to 65% in the WDC and DeepMatcher files), while the sources a run asks the judge about
+mostly have their match among the candidates. ``max_none_share`` rebalances a source:
+whole source entities answering "none" are dropped, in a seeded order, until they make
+at most that share of its training questions, and likewise of its validation questions
+(so that the best step is chosen on the same mix).
 """
 
 from __future__ import annotations
@@ -70,14 +78,14 @@ log = logging.getLogger(__name__)
 
 KINDS = ("graphs", "dbp15k", "pairs", "votes")
 _PATHS = {"left", "right", "links", "corrections", "file", "valid", "folder"}
-#: Keys each kind of source takes (besides name, kind, cap, weight, none_share).
+#: Keys each kind of source takes (besides name, kind, cap, weight, none_share, max_none_share).
 _KEYS: dict[str, set[str]] = {
     "graphs": {"left", "right", "links", "corrections", "top_k", "attributes", "format", "id_column"},
     "dbp15k": {"folder", "top_k"},
     "pairs": {"file", "valid"},
     "votes": {"file", "left", "right", "min_confidence", "include_none", "corrections", "id_column"},
 }
-_COMMON = {"name", "kind", "cap", "weight", "none_share"}
+_COMMON = {"name", "kind", "cap", "weight", "none_share", "max_none_share"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class RecipeSource:
     cap: int | None = None
     weight: float = 1.0
     none_share: float | None = None
+    #: At most this share of the source's questions answer "none of these" (None: as built).
+    max_none_share: float | None = None
 
     def path(self, key: str) -> Path | None:
         value = self.options.get(key)
@@ -193,6 +203,9 @@ def _source(path: Path, index: int, raw: Any) -> RecipeSource:
         raise ConfigError(f"{where}: weight must be a number above 0 and at most 100")
     if none_share is not None and (not isinstance(none_share, (int, float)) or not 0 <= none_share <= 0.9):
         raise ConfigError(f"{where}: none_share must be a number from 0 to 0.9")
+    max_none = raw.get("max_none_share")
+    if max_none is not None and (not isinstance(max_none, (int, float)) or isinstance(max_none, bool) or not 0 <= max_none <= 1):
+        raise ConfigError(f"{where}: max_none_share must be a number from 0 to 1")
     options = {key: value for key, value in raw.items() if key not in _COMMON}
     for key in _PATHS & set(options):
         if not isinstance(options[key], str) or not options[key]:
@@ -214,6 +227,7 @@ def _source(path: Path, index: int, raw: Any) -> RecipeSource:
         cap=cap,
         weight=float(weight),
         none_share=float(none_share) if none_share is not None else None,
+        max_none_share=float(max_none) if max_none is not None else None,
     )
 
 
@@ -233,10 +247,11 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
             config = replace(config, none_share=0.0)
         log.info("recipe source '%s' (%s)", source.name, source.kind)
         data = _source_data(source, config, device, embedder)
-        kept = _cap(data.train, source.cap)
-        weighted = _weight(kept, source.weight, recipe.questions.seed, source.name)
+        seed = recipe.questions.seed
+        kept = _cap(_limit_none(data.train, source.max_none_share, seed, source.name), source.cap)
+        weighted = _weight(kept, source.weight, seed, source.name)
         tagged_train = [replace(e, group=source.name) for e in weighted]
-        tagged_val = [replace(e, group=source.name) for e in data.val]
+        tagged_val = [replace(e, group=source.name) for e in _limit_none(data.val, source.max_none_share, seed, source.name)]
         train.extend(tagged_train)
         val_by_source.append(tagged_val)
         per_source[source.name] = {
@@ -248,6 +263,8 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
             "cap": source.cap,
             "weight": source.weight,
             "none_share": config.none_share,
+            "max_none_share": source.max_none_share,
+            "none_answers": sum(1 for e in kept if e.target is None),
             "counts": data.counts,
         }
         for key, value in data.counts.items():
@@ -341,6 +358,34 @@ def _pair_examples(file: str | Path, config: DataConfig, device: str, embedder: 
     counts = {"pairs": len(pair_file.pairs), "left_records": len(positives), "skipped_several_matches": len(positives) - len(labels)}
     by_source = build_examples(labels, scored.candidates, pair_file.left, pair_file.right, config, counts)
     return by_source, counts
+
+
+def _limit_none(examples: list[Example], share: float | None, seed: int, name: str) -> list[Example]:
+    """``examples`` less whole source entities answering "none", seeded, until "none" is at most ``share``.
+
+    The questions kept stay in their order. With ``share`` None, or already within it,
+    ``examples`` is returned as it is.
+    """
+    if share is None or not examples:
+        return examples
+    none_sources: dict[str, int] = {}
+    for example in examples:
+        if example.target is None:
+            none_sources[example.source] = none_sources.get(example.source, 0) + 1
+    answered = len(examples) - sum(none_sources.values())
+    # The most "none" questions n with n / (answered + n) <= share.
+    allowed = len(examples) if share >= 1 else int(share * answered / (1 - share) + 1e-9)
+    order = sorted(none_sources)
+    random.Random(f"{seed}:{name}:none").shuffle(order)
+    kept_sources: set[str] = set()
+    total = 0
+    for source in order:
+        if total + none_sources[source] <= allowed:
+            kept_sources.add(source)
+            total += none_sources[source]
+    if total == sum(none_sources.values()):
+        return examples
+    return [e for e in examples if e.target is not None or e.source in kept_sources]
 
 
 def _cap(examples: list[Example], cap: int | None) -> list[Example]:

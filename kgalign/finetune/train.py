@@ -85,6 +85,8 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     force: bool = False
+    #: An adapter folder whose weights training starts from (its LoRA settings replace lora_*).
+    init_adapter: str | None = None
     device: str | None = None  # None or "auto": the first CUDA GPU when torch sees one, else the CPU
     dtype: str = "auto"
     threads: int | None = None
@@ -174,6 +176,19 @@ def add_lora(base: Any, config: TrainConfig) -> Any:
         **options,
     )
     return get_peft_model(base, lora)
+
+
+def _from_adapter(base: Any, folder: str) -> Any:
+    """``base`` with the LoRA adapter in ``folder`` loaded as trainable weights (one line if it does not fit)."""
+    from peft import PeftModel
+
+    try:
+        model = PeftModel.from_pretrained(base, folder, is_trainable=True)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KgalignError(f"{folder}: this adapter does not fit the base model ({first})") from None
+    log.info("starting from the adapter in %s", folder)
+    return model
 
 
 def _linear_names(model: Any) -> list[str]:
@@ -336,7 +351,7 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
             )
         log.info("resuming from %s (step %d)", checkpoint, state["step"])
     else:
-        model = add_lora(base, config)
+        model = add_lora(base, config) if not config.init_adapter else _from_adapter(base, config.init_adapter)
         state = {"step": 0, "best_step": 0, "best_accuracy": -1.0, "bad_evals": 0, "history": [], "fingerprint": data.fingerprint()}
     if _checkpointing(config.gradient_checkpointing, device):
         # Non-reentrant checkpointing needs no gradient on the inputs (the base weights are frozen).
