@@ -140,6 +140,21 @@ def test_the_lexical_search_on_the_actors_finds_what_one_process_finds(cluster, 
     assert info["counts"]["links"] > 0
 
 
+def test_the_assignments_components_are_solved_on_the_actors(cluster, tmp_path, monkeypatch) -> None:
+    import kgalign.resolution.resolve as resolve
+    import kgalign.runtime.ray_engine as ray_engine
+
+    # The Abt-Buy excerpt's assignment has three components that need the solver (3, 10
+    # and 3 edges): all are shipped, each alone, one call each.
+    monkeypatch.setattr(resolve, "SHIP_FROM_EDGES", 1)
+    monkeypatch.setattr(resolve, "GROUP_SOURCES", 1)
+    monkeypatch.setattr(ray_engine, "COMPONENT_CALL_EDGES", 1)
+    tables = Path(__file__).parent / "data" / "abt_buy_mini"
+    info = _both_engines([tables / "Abt.csv", tables / "Buy.csv", "--quiet"], tmp_path, cluster)
+    assert info["engine"]["resolve_calls"] == 3
+    assert info["counts"]["links"] >= 25
+
+
 @pytest.mark.parametrize("index", ["exact", "hnsw"])
 def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, persons, tmp_path, monkeypatch, index) -> None:
     """Every entity embedded (--retrieval full), the targets' vectors cut into one slice per

@@ -12,7 +12,7 @@ import pytest
 
 from bench.resolve_components import whole
 from kgalign.model import Candidate, Candidates, Decision
-from kgalign.resolution.resolve import matching_by_component, resolve
+from kgalign.resolution.resolve import component_matching, component_solver, matching_by_component, resolve
 
 
 def _problem(seed: int, n_sources: int, n_targets: int, per_source: int, ties: bool):
@@ -28,8 +28,13 @@ def _total(matched, rows, cols, weights) -> float:
     return sum(weight[(i, int(j))] for i, j in enumerate(matched) if j >= 0)
 
 
+@pytest.mark.parametrize("group", [1, 7, 200])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_matching_by_component_is_the_matching_of_thewhole(seed) -> None:
+def test_the_matching_by_component_is_the_matching_of_thewhole(seed, group, monkeypatch) -> None:
+    import kgalign.resolution.resolve as module
+
+    # Components solved one at a time, or side by side in groups of up to `group` sources.
+    monkeypatch.setattr(module, "GROUP_SOURCES", group)
     # Sparse (many small components) and dense (a few large ones) problems.
     n_sources, n_targets, per_source = [(300, 900, 2), (300, 400, 3), (200, 150, 4)][seed % 3]
     rows, cols, weights = _problem(seed, n_sources, n_targets, per_source, ties=False)
@@ -70,3 +75,37 @@ def test_a_repeated_pair_counts_once_at_its_heaviest() -> None:
     got = matching_by_component(rows, cols, np.array([0.9, 0.9, 0.8, 0.1]), 2, 2)
     assert got.tolist() == [0, 1]
     assert matching_by_component(np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([]), 3, 2).tolist() == [-1, -1, -1]
+
+
+class _Elsewhere:
+    """A component solver that solves what it is given as another process would (each
+    component alone, the calls in any order), or declines (``decline``)."""
+
+    def __init__(self, decline: bool = False) -> None:
+        self.decline = decline
+        self.asked: list[int] = []
+
+    def solve(self, components):
+        self.asked.append(len(components))
+        if self.decline:
+            return None
+        solved = {i: component_matching(*component) for i, component in reversed(list(enumerate(components)))}
+        return [solved[i] for i in range(len(components))]
+
+
+@pytest.mark.parametrize("decline", [False, True])
+def test_components_solved_elsewhere_give_the_same_matching(monkeypatch, decline) -> None:
+    import kgalign.resolution.resolve as module
+
+    monkeypatch.setattr(module, "GROUP_SOURCES", 5)  # several groups
+    rows, cols, weights = _problem(7, 300, 400, 3, ties=False)
+    here = matching_by_component(rows, cols, weights, 300, 400)
+    solver = _Elsewhere(decline)
+    with component_solver(solver):
+        assert np.array_equal(matching_by_component(rows, cols, weights, 300, 400), here)  # too small to ship
+        assert solver.asked == []
+        monkeypatch.setattr(module, "SHIP_FROM_EDGES", 1)
+        assert np.array_equal(matching_by_component(rows, cols, weights, 300, 400), here)
+    assert len(solver.asked) == 1 and solver.asked[0] > 1  # every group that needs the solver, at once
+    assert np.array_equal(matching_by_component(rows, cols, weights, 300, 400), here)  # outside the context
+    assert len(solver.asked) == 1

@@ -89,11 +89,14 @@ SEARCH_WINDOW = 4
 DENSE_BLOCK_ROWS = 4096
 #: Targets' vectors sent to an actor's index in one call (24 MB of 384 dimensions).
 DENSE_PART_ROWS = 16_384
+#: Edges of the assignment's components in one call of :class:`RayComponentSolver`.
+COMPONENT_CALL_EDGES = 200_000
 
 
 def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: Any, judge: Judge | None, old: Any) -> AlignmentResult:
     """The ``ray`` engine (see the module text)."""
     from kgalign.pipeline import _align
+    from kgalign.resolution.resolve import component_solver
     from kgalign.retrieval.embed import CachedEmbedder
     from kgalign.retrieval.retrieve import dense_search, lexical_search
     from kgalign.runtime.gctune import relaxed_gc
@@ -109,7 +112,12 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
-            with relaxed_gc(), lexical_search(RayLexicalSearch(pool)), dense_search(RayDenseSearch(pool)):
+            with (
+                relaxed_gc(),
+                lexical_search(RayLexicalSearch(pool)),
+                dense_search(RayDenseSearch(pool)),
+                component_solver(RayComponentSolver(pool)),
+            ):
                 # The actors go once the judge is done: fusion runs in the driver alone.
                 result = _align(
                     left,
@@ -288,6 +296,13 @@ class KgalignWorker:
     def dense_drop(self, key: int) -> None:
         self._dense.pop(key, None)
 
+    @releasing
+    def solve_components(self, components: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each component's maximum-weight matching (:func:`kgalign.resolution.resolve.component_matching`)."""
+        from kgalign.resolution.resolve import component_matching
+
+        return [component_matching(*component) for component in components]
+
     def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
         from kgalign.judging.base import explainer
 
@@ -352,6 +367,7 @@ class WorkerPool:
         self.judge_batches = 0
         self.search_calls = 0
         self.dense_calls = 0
+        self.resolve_calls = 0
 
     @property
     def actors(self) -> list[Any]:
@@ -403,6 +419,10 @@ class WorkerPool:
             else:
                 self.search_calls += calls
 
+    def count_resolve(self, calls: int) -> None:
+        with self._lock:
+            self.resolve_calls += calls
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": "ray",
@@ -418,6 +438,7 @@ class WorkerPool:
             "judge_batches": self.judge_batches,
             "search_calls": self.search_calls,
             "dense_calls": self.dense_calls,
+            "resolve_calls": self.resolve_calls,
         }
 
     def close(self) -> None:
@@ -613,6 +634,44 @@ class RayDenseSearch:
         kind = "HNSW graphs" if hnsw else "exact indexes"
         log.info("dense search of %d sources against %d targets in %d %s on ray actors: %.1f s", left.shape[0], n, slices, kind, time.perf_counter() - started)
         return found
+
+
+class RayComponentSolver:
+    """The assignment's connected components solved on the actors; a
+    :class:`kgalign.resolution.resolve.ComponentSolver`. Their groups go in calls of
+    about COMPONENT_CALL_EDGES edges, spread over the actors in turn, at most
+    SEARCH_WINDOW per actor in flight: the matching one process finds (the solver is
+    deterministic, and the groups are the same)."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def solve(self, components: Any) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        if self.pool.size < 2:
+            return None  # one actor solves no faster than the driver
+        ray, actors = self.pool.ray, self.pool.actors
+        calls: list[list[Any]] = [[]]
+        edges = 0
+        for component in components:
+            if edges >= COMPONENT_CALL_EDGES:
+                calls.append([])
+                edges = 0
+            calls[-1].append(component)
+            edges += len(component[0])
+        started = time.perf_counter()
+        sent: deque[Any] = deque(maxlen=SEARCH_WINDOW * len(actors) + 1)
+        solved: list[tuple[np.ndarray, np.ndarray]] = []
+        try:
+            submitted = ((i, [actors[i % len(actors)].solve_components.remote(part)]) for i, part in enumerate(calls))
+            for _, (part,) in in_order(ray, _sending(submitted, sent), SEARCH_WINDOW * len(actors)):
+                solved.extend(part)
+        except ray.exceptions.RayError as exc:  # an actor died
+            log.warning("solving the assignment's components on the actors failed (%s); solving them in the driver", first_line(exc))
+            _settle(ray, sent)
+            return None
+        self.pool.count_resolve(len(calls))
+        log.info("%d groups of the assignment's components solved in %d calls on %d ray actors: %.1f s", len(solved), len(calls), len(actors), time.perf_counter() - started)
+        return solved
 
 
 def _cuts(pool: WorkerPool, sources: int, targets: int) -> list[int] | None:
