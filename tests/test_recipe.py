@@ -74,6 +74,7 @@ file = "beer_tiny.txt"
     ("text", "message"),
     [
         ("[trian]\nmax_steps = 1\n", "unknown section 'trian'"),
+        ("[train]\ninit_adapter = 'cross-domain'\n[[source]]\nkind='pairs'\nfile='beer_tiny.txt'\n", "unknown setting 'train.init_adapter'"),
         ("[train]\nmax_step = 1\n[[source]]\nkind='pairs'\nfile='beer_tiny.txt'\n", "unknown setting 'train.max_step'; did you mean 'train.max_steps'?"),
         ("[questions]\noptions = 40\n[[source]]\nkind='pairs'\nfile='beer_tiny.txt'\n", "questions.options must be an integer from 1 to 20"),
         ("[train]\nmax_steps = 1\n", "at least one [[source]]"),
@@ -280,6 +281,10 @@ def test_max_none_share_rebalances_a_pair_source(persons, tmp_path: Path, embedd
     sources = rebalanced.inputs["sources"]
     assert sources["abt-buy"]["max_none_share"] == 0.2 and sources["persons"]["max_none_share"] is None
     assert 0 < sources["abt-buy"]["none_answers"] <= share(rebalanced.train, "abt-buy")[0]  # before the weight's copies
+    # With a cap too, the share holds for the questions kept (the cap takes the first ones).
+    capped = recipe_data(load_recipe(_write(tmp_path, text.replace("max_none_share = 0.2\n", "max_none_share = 0.2\ncap = 9\n"))), embedder=embedder)
+    counts = capped.inputs["sources"]["abt-buy"]
+    assert 0 < counts["train_questions"] <= 9 and counts["none_answers"] <= 0.2 * counts["train_questions"]
     # Seeded: the same questions again.
     again = recipe_data(load_recipe(_write(tmp_path, text)), embedder=embedder)
     assert again.fingerprint() == rebalanced.fingerprint()
@@ -316,3 +321,9 @@ def test_training_can_start_from_an_adapter(persons, tmp_path: Path) -> None:
     assert any((a[k] != c[k]).any() for k in a)  # fresh LoRA weights differ
     missing = cli([*args, "--force", "--init-adapter", tmp_path / "nowhere"])
     assert missing.exit_code != 0 and "adapter folder not found" in missing.output
+    # An adapter inside ADAPTER_DIR would be emptied with it before being read: refused, kept.
+    inside = cli([*args, "--force", "--init-adapter", second / "best"])
+    assert inside.exit_code == 1 and "lies in ADAPTER_DIR" in inside.output
+    assert (second / "best" / "adapter_model.safetensors").is_file()
+    resumed = cli([*args, "--resume", "--init-adapter", first])
+    assert resumed.exit_code == 2 and "give one of them" in resumed.output

@@ -109,3 +109,10 @@ def test_components_solved_elsewhere_give_the_same_matching(monkeypatch, decline
     assert len(solver.asked) == 1 and solver.asked[0] > 1  # every group that needs the solver, at once
     assert np.array_equal(matching_by_component(rows, cols, weights, 300, 400), here)  # outside the context
     assert len(solver.asked) == 1
+
+
+def test_an_edge_of_unknown_weight_is_never_chosen() -> None:
+    rows, cols = np.array([0, 0, 1, 2, 2, 3, 3]), np.array([0, 1, 1, 2, 3, 2, 3])
+    weights = np.array([np.nan, 0.4, np.nan, 0.9, 0.5, 0.8, np.nan])
+    # s2-t3 and s3-t2 (1.3) outweigh s2-t2 alone (0.9); s1 has no edge of known weight.
+    assert matching_by_component(rows, cols, weights, 4, 4).tolist() == [1, -1, 3, 2]

@@ -61,7 +61,7 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
-@click.option("--init-adapter", metavar="ADAPTER", help="Start from this adapter's weights instead of fresh ones: a folder, or a shipped adapter's name ('cross-domain'). Use it to go on training the shipped judge on your own data. Its LoRA settings (rank, alpha, layers) replace --lora-r, --lora-alpha and --lora-layers; its base model must be --model's.")
+@click.option("--init-adapter", metavar="ADAPTER", help="Start from this adapter's weights instead of fresh ones: a folder, or a shipped adapter's name ('cross-domain'). Use it to go on training the shipped judge on your own data. Its LoRA settings (rank, alpha, dropout, layers) replace --lora-r, --lora-alpha and --lora-layers (kgalign-finetune.json's \"lora\" records them); its base model should be --model's (a warning if it names another). Not with --resume, nor a folder inside ADAPTER_DIR.")
 @click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.")
@@ -148,7 +148,7 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
         model=str(model) if model else None,
         resume=opts["resume"],
         force=opts["force"],
-        init_adapter=_init_adapter(opts["init_adapter"]),
+        init_adapter=_init_adapter(opts["init_adapter"], adapter_dir, opts["resume"]),
         threads=opts["threads"],
         device=device,
         **train_values,
@@ -157,15 +157,20 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
     click.echo("\n".join(summary_lines(result)))
 
 
-def _init_adapter(value: str | None) -> str | None:
-    """--init-adapter's folder (a folder, or a shipped adapter's name); one line if it is neither."""
+def _init_adapter(value: str | None, adapter_dir: Path, resume: bool) -> str | None:
+    """--init-adapter's folder (a folder, or a shipped adapter's name); one line if it is
+    neither, or if it lies in ADAPTER_DIR (which training empties first)."""
     if not value:
         return None
+    if resume:
+        raise click.UsageError("--init-adapter starts a training; --resume goes on with the one in ADAPTER_DIR: give one of them")
     from kgalign.judging.adapters import adapter_folder
 
     folder = adapter_folder(value)
     if not (Path(folder) / "adapter_config.json").is_file():
         raise KgalignError(f"{folder}: not a LoRA adapter folder (no adapter_config.json)")
+    if Path(folder).resolve().is_relative_to(adapter_dir.resolve()):
+        raise KgalignError(f"{folder}: --init-adapter lies in ADAPTER_DIR {adapter_dir}, which training empties first; copy it elsewhere")
     return folder
 
 

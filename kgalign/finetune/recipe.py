@@ -145,7 +145,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ConfigError(f"{path}: [questions]: {exc}") from None
     _check_questions(path, question_config)
     train = _table(path, data.get("train", {}), "train")
-    _no_unknown(path, train, {f.name for f in fields(TrainConfig)} - {"resume", "force", "device", "threads"}, "train.")
+    _no_unknown(path, train, {f.name for f in fields(TrainConfig)} - {"resume", "force", "device", "threads", "init_adapter"}, "train.")
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list) or not raw_sources:
         raise ConfigError(f"{path}: a recipe needs at least one [[source]]")
@@ -248,7 +248,8 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
         log.info("recipe source '%s' (%s)", source.name, source.kind)
         data = _source_data(source, config, device, embedder)
         seed = recipe.questions.seed
-        kept = _cap(_limit_none(data.train, source.max_none_share, seed, source.name), source.cap)
+        # The "none" share holds after the cap too (the cap keeps the first questions).
+        kept = _limit_none(_cap(_limit_none(data.train, source.max_none_share, seed, source.name), source.cap), source.max_none_share, seed, source.name)
         weighted = _weight(kept, source.weight, seed, source.name)
         tagged_train = [replace(e, group=source.name) for e in weighted]
         tagged_val = [replace(e, group=source.name) for e in _limit_none(data.val, source.max_none_share, seed, source.name)]

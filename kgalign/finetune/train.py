@@ -178,10 +178,17 @@ def add_lora(base: Any, config: TrainConfig) -> Any:
     return get_peft_model(base, lora)
 
 
-def _from_adapter(base: Any, folder: str) -> Any:
-    """``base`` with the LoRA adapter in ``folder`` loaded as trainable weights (one line if it does not fit)."""
+def _from_adapter(base: Any, folder: str, model_path: Path) -> Any:
+    """``base`` with the LoRA adapter in ``folder`` loaded as trainable weights (one line
+    if it does not fit; a warning where it names another base model)."""
     from peft import PeftModel
 
+    try:
+        named = json.loads((Path(folder) / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        named = None
+    if named and Path(str(named)).name != model_path.name:
+        log.warning("%s was trained on %s, not on %s: its weights may not suit this model", folder, named, model_path.name)
     try:
         model = PeftModel.from_pretrained(base, folder, is_trainable=True)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
@@ -351,7 +358,7 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
             )
         log.info("resuming from %s (step %d)", checkpoint, state["step"])
     else:
-        model = add_lora(base, config) if not config.init_adapter else _from_adapter(base, config.init_adapter)
+        model = add_lora(base, config) if not config.init_adapter else _from_adapter(base, config.init_adapter, model_path)
         state = {"step": 0, "best_step": 0, "best_accuracy": -1.0, "bad_evals": 0, "history": [], "fingerprint": data.fingerprint()}
     if _checkpointing(config.gradient_checkpointing, device):
         # Non-reentrant checkpointing needs no gradient on the inputs (the base weights are frozen).
@@ -441,7 +448,14 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         "base_model": {"path": str(model_path), "name": model_path.name},
         "device": device,
         "train": asdict(config),
-        "lora": {"r": lora.r, "alpha": lora.lora_alpha, "target_modules": sorted(target_modules)},
+        # The adapter's own settings (an --init-adapter's replace the lora_* of "train").
+        "lora": {
+            "r": lora.r,
+            "alpha": lora.lora_alpha,
+            "dropout": lora.lora_dropout,
+            "layers": sorted(lora.layers_to_transform) if isinstance(lora.layers_to_transform, list) else "all",
+            "target_modules": sorted(target_modules),
+        },
         "steps": step,
         "best_step": state["best_step"],
         # How the local judge decodes with this adapter: calibrated against the content-free prompt, or not.

@@ -189,6 +189,8 @@ def matching_by_component(rows: np.ndarray, cols: np.ndarray, weights: np.ndarra
     from scipy.sparse.csgraph import connected_components
 
     matched = np.full(n_sources, -1, dtype=np.int64)
+    known = ~np.isnan(weights)  # an edge of no known weight cannot be chosen
+    rows, cols, weights = rows[known], cols[known], weights[known]
     if len(rows) == 0:
         return matched
     # One edge per pair, the heaviest (a hand-written decision log may repeat a candidate;

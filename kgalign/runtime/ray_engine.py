@@ -649,6 +649,8 @@ class RayComponentSolver:
     def solve(self, components: Any) -> list[tuple[np.ndarray, np.ndarray]] | None:
         if self.pool.size < 2:
             return None  # one actor solves no faster than the driver
+        if not components:
+            return []
         ray, actors = self.pool.ray, self.pool.actors
         calls: list[list[Any]] = [[]]
         edges = 0
