@@ -70,6 +70,12 @@ file = "beer_tiny.txt"
 """
 
 
+def _persons_recipe(persons: dict[str, Path], tmp_path: Path) -> Path:
+    """The recipe of :func:`_recipe_text`, written in ``tmp_path`` beside its Beer excerpt."""
+    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
+    return _write(tmp_path, _recipe_text(persons))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -148,8 +154,7 @@ def test_pair_sources_ask_as_kgalign_pairs_asks(data, embedder) -> None:
 
 
 def test_recipe_training_reports_each_source(persons, tmp_path: Path) -> None:
-    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
-    path = _write(tmp_path, _recipe_text(persons))
+    path = _persons_recipe(persons, tmp_path)
     out = tmp_path / "adapter"
     result = cli(["finetune", "--recipe", path, "-o", out, "--threads", "1", "--quiet", "--max-steps", "1"])
     assert result.exit_code == 0, result.output
@@ -164,8 +169,7 @@ def test_recipe_training_reports_each_source(persons, tmp_path: Path) -> None:
 
 
 def test_recipe_excludes_single_source_arguments(persons, tmp_path: Path) -> None:
-    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
-    path = _write(tmp_path, _recipe_text(persons))
+    path = _persons_recipe(persons, tmp_path)
     result = cli(["finetune", persons["left"], persons["right"], "--recipe", path, "-o", tmp_path / "a"])
     assert result.exit_code == 2 and "--recipe names its own sources" in result.output
 
@@ -230,8 +234,7 @@ def test_a_damaged_question_file_stops_in_one_line(data, tmp_path: Path) -> None
 
 
 def test_questions_built_here_train_elsewhere(persons, tmp_path: Path) -> None:
-    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
-    path = _write(tmp_path, _recipe_text(persons))
+    path = _persons_recipe(persons, tmp_path)
     saved = tmp_path / "q.jsonl.gz"
     built = cli(["finetune", "--recipe", path, "--save-questions", saved, "--quiet"])
     assert built.exit_code == 0, built.output
@@ -296,8 +299,7 @@ def test_max_none_share_rebalances_a_pair_source(persons, tmp_path: Path, embedd
 def test_training_can_start_from_an_adapter(persons, tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
-    (tmp_path / "beer_tiny.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
-    path = _write(tmp_path, _recipe_text(persons))
+    path = _persons_recipe(persons, tmp_path)
     saved = tmp_path / "q.jsonl.gz"
     assert cli(["finetune", "--recipe", path, "--save-questions", saved, "--quiet"]).exit_code == 0
     first = tmp_path / "first"

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from kgalign import __version__
-from kgalign.errors import KgalignError
+from kgalign.errors import KgalignError, first_line
 from kgalign.finetune.data import Example, TrainingData, position_name
 from kgalign.io.atomic import write_text_atomic
 from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
@@ -192,8 +192,7 @@ def _from_adapter(base: Any, folder: str, model_path: Path) -> Any:
     try:
         model = PeftModel.from_pretrained(base, folder, is_trainable=True)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KgalignError(f"{folder}: this adapter does not fit the base model ({first})") from None
+        raise KgalignError(f"{folder}: this adapter does not fit the base model ({first_line(exc)})") from None
     log.info("starting from the adapter in %s", folder)
     return model
 

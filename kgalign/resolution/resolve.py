@@ -30,6 +30,7 @@ import numpy as np
 
 from kgalign.model import Candidates, Decision, Link
 from kgalign.registry import Registry
+from kgalign.runtime.hooks import hooked
 
 # Chosen on the DBP15K fr-en train split and the OAEI pairs (see README, Results).
 ASSIGNMENT_WINDOW = 0.1
@@ -164,11 +165,8 @@ _SOLVER: ContextVar[ComponentSolver | None] = ContextVar("kgalign_component_solv
 @contextmanager
 def component_solver(solver: ComponentSolver) -> Iterator[None]:
     """Every :func:`matching_by_component` in this context (of this thread) asks ``solver`` first."""
-    token = _SOLVER.set(solver)
-    try:
+    with hooked(_SOLVER, solver):
         yield
-    finally:
-        _SOLVER.reset(token)
 
 
 def matching_by_component(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n_sources: int, n_targets: int) -> np.ndarray:
@@ -206,8 +204,9 @@ def matching_by_component(rows: np.ndarray, cols: np.ndarray, weights: np.ndarra
     order = np.lexsort((cols, rows, component))
     rows, cols, weights, component = rows[order], cols[order], weights[order], component[order]
     starts = np.flatnonzero(np.r_[True, component[1:] != component[:-1]])
-    last = np.r_[starts[1:], len(rows)] - 1
-    segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
+    sizes = np.diff(np.r_[starts, len(rows)])  # edges a component
+    last = starts + sizes - 1
+    segment = np.repeat(np.arange(len(starts)), sizes)
     # One source (its edges are consecutive), or one target: the heaviest edge (the first
     # of equal ones), if it weighs more than staying unmatched.
     trivial = (rows[starts] == rows[last]) | (np.minimum.reduceat(cols, starts) == np.maximum.reduceat(cols, starts))
@@ -221,9 +220,8 @@ def matching_by_component(rows: np.ndarray, cols: np.ndarray, weights: np.ndarra
     sources = np.add.reduceat(new_source.astype(np.int64), starts)[~trivial]
     group = (np.cumsum(sources) - sources) // GROUP_SOURCES  # by the sources before each
     hard = ~trivial[segment]
-    edges_group = np.repeat(group, np.diff(np.r_[starts, len(rows)])[~trivial])
-    cuts = np.flatnonzero(np.diff(edges_group)) + 1
-    groups = [(r, c, w) for r, c, w in zip(np.split(rows[hard], cuts), np.split(cols[hard], cuts), np.split(weights[hard], cuts))] if hard.any() else []
+    cuts = np.flatnonzero(np.diff(np.repeat(group, sizes[~trivial]))) + 1
+    groups = list(zip(np.split(rows[hard], cuts), np.split(cols[hard], cuts), np.split(weights[hard], cuts))) if hard.any() else []
     for matched_sources, targets in _solved(groups):
         matched[matched_sources] = targets
     return matched
@@ -247,6 +245,11 @@ def _solved(components: list[Component]) -> list[tuple[np.ndarray, np.ndarray]]:
         solved = solver.solve(components)
         if solved is not None:
             return solved
+    return solve_components(components)
+
+
+def solve_components(components: Sequence[Component]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`component_matching` of each of ``components``, in their order."""
     return [component_matching(*component) for component in components]
 
 

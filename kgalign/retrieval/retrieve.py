@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -28,11 +28,11 @@ from scipy import sparse
 from kgalign.config import RetrievalConfig
 from kgalign.model import Candidate, Candidates
 from kgalign.retrieval.vector_file import Vectors
+from kgalign.runtime.hooks import hooked
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-T = TypeVar("T")
 
 
 AUTO_STRUCTURE_WEIGHT = 0.5
@@ -279,24 +279,16 @@ _DENSE: ContextVar[DenseSearch | None] = ContextVar("kgalign_dense_search", defa
 @contextmanager
 def lexical_search(search: LexicalSearch) -> Iterator[None]:
     """Every :func:`lexical_topk` in this context (of this thread) asks ``search`` first."""
-    with _set(_SEARCH, search):
+    with hooked(_SEARCH, search):
         yield
 
 
 @contextmanager
 def dense_search(search: DenseSearch) -> Iterator[None]:
     """Every :func:`dense_topk` in this context (of this thread) asks ``search`` first."""
-    with _set(_DENSE, search):
+    with hooked(_DENSE, search):
         yield
 
-
-@contextmanager
-def _set(variable: ContextVar[T], value: T) -> Iterator[None]:
-    token = variable.set(value)
-    try:
-        yield
-    finally:
-        variable.reset(token)
 
 
 def lexical_topk(left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:

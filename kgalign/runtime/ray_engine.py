@@ -298,10 +298,10 @@ class KgalignWorker:
 
     @releasing
     def solve_components(self, components: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each component's maximum-weight matching (:func:`kgalign.resolution.resolve.component_matching`)."""
-        from kgalign.resolution.resolve import component_matching
+        """Each component's maximum-weight matching (:func:`kgalign.resolution.resolve.solve_components`)."""
+        from kgalign.resolution.resolve import solve_components
 
-        return [component_matching(*component) for component in components]
+        return solve_components(components)
 
     def build_judge(self, build: Callable[[], Judge]) -> dict[str, Any]:
         from kgalign.judging.base import explainer
