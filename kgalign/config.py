@@ -212,6 +212,17 @@ class RayConfig:
     gpus_per_actor: float = number(0.0, 0.0, 64.0)
     #: Partitions an input (N-Triples, N-Quads, Turtle, TriG) is loaded in, by subject; 0: one per actor.
     partitions: int = number(0, 0, 4096)
+    #: Where the inputs are fused by partitions, each also writes its share of the fused
+    #: graph and of its provenance: OUTDIR/fused/part-NNNNN.ttl, OUTDIR/provenance/part-NNNNN.trig.
+    shards: bool = True
+    #: A folder every node of the cluster can write (a shared filesystem), where the
+    #: partitions write the shards before they are moved into OUTDIR; None: OUTDIR from the
+    #: command line, the temporary directory from align(). A partition that does not see
+    #: it leaves its shards to the driver.
+    shard_folder: str | None = None
+    #: With shards, fused.ttl and provenance.trig are written too up to this many fused
+    #: triples; past it the shards alone hold them (0: never the single files).
+    single_files_limit: int = number(100_000_000, 0, None)
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -11,7 +11,9 @@ OPTIONAL_OUTPUTS = ("duplicates.ttl", "changes.jsonl")
 CACHE_FILE = "judge-cache.sqlite"
 #: The folder of endpoint inputs' local copies (kgalign.io.sparql.source).
 SOURCES_DIR = "sources"
+#: The folders of the fused graph's and provenance's shards (``--engine ray``, kgalign.fusion.shards).
+SHARD_DIRS = ("fused", "provenance")
 #: Every file kgalign may leave in an output folder (the report and SQLite's side files too).
-KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, *OPTIONAL_OUTPUTS, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR})
+KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, *OPTIONAL_OUTPUTS, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR, *SHARD_DIRS})
 #: Version of run.json's layout: 2 added the config as given plus ``effective``.
 RUN_SCHEMA = 2

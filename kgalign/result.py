@@ -16,8 +16,9 @@ from kgalign import __version__
 from kgalign.config import AlignConfig
 from kgalign.errors import KgalignError
 from kgalign.evaluation.metrics import Pair, score_alignment
-from kgalign.fusion.export import FusedRows, provenance_dataset, write_alignment, write_dataset, write_fused, write_links
+from kgalign.fusion.export import DROPPED_GRAPH, FusedRows, provenance_dataset, provenance_header, write_alignment, write_dataset, write_fused, write_links
 from kgalign.fusion.fuse import FusionResult
+from kgalign.fusion.shards import remove_stale
 from kgalign.incremental.since import write_changes
 from kgalign.incremental.state import table_hashes, write_state
 from kgalign.io.atomic import deferred_renames, write_text_atomic
@@ -38,7 +39,6 @@ from kgalign.selection.predicates import Selection
 from kgalign.vocab import KGA
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -266,17 +266,26 @@ class AlignmentResult:
             paths.pop("duplicates.ttl")
         if self.changes is None:
             paths.pop("changes.jsonl")
+        fusion, single = self.fusion, self.fusion.single_files
+        if not single:  # the fused graph is in the shards alone
+            paths.pop("fused.ttl")
+            paths.pop("provenance.trig")
         try:
             outdir.mkdir(parents=True, exist_ok=True)
             with relaxed_gc(), deferred_renames():
                 with self.timer.stage("write"):
-                    rendered = FusedRows.of(self.fusion)  # for fused.ttl (when large) and provenance.trig
-                    write_fused(self.fusion, paths["fused.ttl"], rendered)
+                    run_iri = URIRef(f"{KGA}run/{int(self.started)}")
+                    if single:
+                        rendered = FusedRows.of(fusion)  # for fused.ttl (when large) and provenance.trig
+                        write_fused(fusion, paths["fused.ttl"], rendered)
+                        write_dataset(provenance_dataset(fusion, run_iri, self.left_path, self.right_path, rendered), paths["provenance.trig"])
+                        del rendered
+                    if fusion.shards is not None:
+                        default, dropped = provenance_header(fusion, run_iri, self.left_path, self.right_path)
+                        fusion.shards.save(outdir, default, dropped, DROPPED_GRAPH)
                     write_links(self.links, paths["links.ttl"])
                     write_alignment(self.links, paths["alignment.rdf"], input_name(self.left_path), input_name(self.right_path))
                     write_votes(self.vote_records(), paths["votes.jsonl"])
-                    run_iri = URIRef(f"{KGA}run/{int(self.started)}")
-                    write_dataset(provenance_dataset(self.fusion, run_iri, self.left_path, self.right_path, rendered), paths["provenance.trig"])
                     if self.metrics is not None:
                         write_json(paths["metrics.json"], self.metrics)
                     if self.duplicates:
@@ -285,6 +294,14 @@ class AlignmentResult:
                         write_changes(paths["changes.jsonl"], self.changes)
                     write_state(paths["entities.json.gz"], *self.entity_hashes())
                 write_json(paths["run.json"], self.run_info())
+            if fusion.shards is not None:
+                fusion.shards.saved(outdir)
+            else:
+                remove_stale(outdir)
+            for name in () if single else ("fused.ttl", "provenance.trig"):
+                if (outdir / name).is_file():
+                    (outdir / name).unlink()
+                    log.info("%s: removed the %s of an earlier run (this run's fused graph is in the shards alone)", outdir, name)
             if self.metrics is None and (outdir / "metrics.json").is_file():
                 (outdir / "metrics.json").unlink()
                 log.info("%s: removed the metrics.json of an earlier run (this run has no gold)", outdir)

@@ -524,3 +524,40 @@ def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, perso
     assert info["engine"]["partitioned_fusion"] is False
     said = " ".join(logs["ray"].split())  # the log's lines are wrapped
     assert "cannot spill the fused triples there" in said and "fusing in the driver" in said
+
+
+def test_the_fusion_partitions_write_the_fused_graph_as_shards(cluster, persons, tmp_path, monkeypatch) -> None:
+    """Each fusion actor writes its share of fused.ttl and provenance.trig into OUTDIR
+    (fused/, provenance/); past --ray-single-files-limit the shards alone are written,
+    and a later run without shards removes them."""
+    import kgalign.io.turtle as turtle
+
+    monkeypatch.setattr(turtle, "PRETTY_LIMIT", 100)
+    out = tmp_path / "out"
+    args = ["run", persons["left"], persons["right"], "--quiet", "--ray-partitions", "3", "--engine", "ray", "--ray-address", cluster, "-o", out]
+    done = cli(args)
+    assert done.exit_code == 0, done.output
+    engine = json.loads((out / "run.json").read_text())["engine"]
+    assert engine["shards"] == {"files": 3, "folders": ["fused", "provenance"], "written_by_partitions": 3, "written_by_driver": 0, "single_files": True}
+    shards = sorted((out / "fused").iterdir())
+    assert [p.name for p in shards] == ["part-00000.ttl", "part-00001.ttl", "part-00002.ttl"]
+
+    def blocks(text: str) -> list[str]:
+        return sorted(block for block in text.split(" .\n") if block.strip())
+
+    fused = (out / "fused.ttl").read_text()
+    assert blocks("".join(p.read_text() for p in shards)) == blocks(fused) and len(blocks(fused)) > 300
+    assert sorted(p.name for p in (out / "provenance").iterdir())[-1] == "run.trig"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
+    # The shards alone: fused.ttl and provenance.trig of the run before are removed.
+    done = cli([*args, "--ray-single-files-limit", "0"])
+    assert done.exit_code == 0, done.output
+    assert not (out / "fused.ttl").exists() and not (out / "provenance.trig").exists()
+    assert blocks("".join(p.read_text() for p in sorted((out / "fused").iterdir()))) == blocks(fused)
+    assert json.loads((out / "run.json").read_text())["engine"]["shards"]["single_files"] is False
+    # No shards: those of the run before go.
+    done = cli([*args, "--no-ray-shards"])
+    assert done.exit_code == 0, done.output
+    assert (out / "fused.ttl").read_text() == fused
+    assert not (out / "fused").exists() and not (out / "provenance").exists()
+    assert json.loads((out / "run.json").read_text())["engine"]["shards"] is None

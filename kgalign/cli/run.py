@@ -194,11 +194,14 @@ def check_judge_settings(config) -> None:
 
 def _run(left: str | Path, right: str | Path, outdir: Path, config, old=None) -> None:
     """Align, write OUTDIR, print the summary line (and the metrics)."""
+    from kgalign.fusion.shards import STAGING
     from kgalign.io.importers.tables import check_table_inputs
     from kgalign.pipeline import align
+    from kgalign.runtime.hooks import hooked
 
     check_table_inputs(left, right)
-    result = align(left, right, config, since=old)
+    with hooked(STAGING, outdir):  # shards are staged in OUTDIR, so that they move in by a rename
+        result = align(left, right, config, since=old)
     paths = result.save(outdir)
     counts = result.counts
     click.echo(

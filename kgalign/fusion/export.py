@@ -184,6 +184,14 @@ def provenance_dataset(
     already rendered (:meth:`FusedRows.of`), made here when not given."""
     rendered = rendered if rendered is not None else FusedRows.of(result)
     graphs: dict[URIRef, list[Triple] | RankedRows | StreamedRows] = {iri: rendered.of_source(source) for source, iri in SOURCE_GRAPHS.items()}
+    default, graphs[DROPPED_GRAPH] = provenance_header(result, run_iri, left_path, right_path)
+    return ProvenanceDocument(default=default, graphs=graphs)
+
+
+def provenance_header(result: FusionResult, run_iri: URIRef, left_path: str, right_path: str) -> tuple[list[Triple], list[Triple]]:
+    """The provenance beside the fused triples: the default graph's triples (the sources
+    and the run) and the dropped graph's (each dropped triple reified, with its source
+    and reason)."""
     dropped: list[Triple] = []
     for index, (triple, source, reason) in enumerate(result.dropped):
         node = URIRef(f"{DROPPED_GRAPH}/{index}")
@@ -195,7 +203,6 @@ def provenance_dataset(
             (node, PROV.wasDerivedFrom, SOURCE_GRAPHS[source]),
             (node, KGA.reason, Literal(reason)),
         ]
-    graphs[DROPPED_GRAPH] = dropped
     default: list[Triple] = [
         (SOURCE_GRAPHS["left"], PROV.wasDerivedFrom, URIRef(input_uri(left_path))),
         (SOURCE_GRAPHS["right"], PROV.wasDerivedFrom, URIRef(input_uri(right_path))),
@@ -204,7 +211,7 @@ def provenance_dataset(
         (run_iri, RDF.type, PROV.Activity),
         (run_iri, KGA.clusters, Literal(len(result.clusters), datatype=XSD.integer)),
     ]
-    return ProvenanceDocument(default=default, graphs=graphs)
+    return default, dropped
 
 
 def write_dataset(document: ProvenanceDocument, path: Path) -> None:

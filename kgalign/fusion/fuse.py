@@ -44,13 +44,16 @@ CANONICAL_POLICIES: Registry[CanonicalPolicy] = Registry("canonical policy", "kg
 CONFLICT_POLICIES: Registry[ConflictPolicy] = Registry("conflict policy", "kgalign.conflict_policies")
 MINT_BASE = "urn:kgalign:entity:"
 
+
 @dataclass
 class FusionResult:
     """The fused triples are the keys of ``provenance``; ``graph`` builds an rdflib
     graph of them on first use (building one costs seconds on big pairs, and the
     writers do not need it). A fusion by partitions (:mod:`kgalign.fusion.partitioned`)
     holds them as rendered ``rows`` instead (a :class:`kgalign.fusion.spilled.SpilledRows`,
-    on disk), ``provenance`` empty: only the writers read them."""
+    on disk), ``provenance`` empty: only the writers read them; and may hold them as
+    ``shards`` too (a :class:`kgalign.fusion.shards.ShardFolder`), or there only (``rows``
+    None: fused.ttl and provenance.trig are not written)."""
 
     canonical: dict[str, str]
     clusters: list[list[str]]
@@ -58,19 +61,32 @@ class FusionResult:
     dropped: list[tuple[Triple, str, str]] = field(default_factory=list)  # (triple, source, reason)
     namespaces: list[tuple[str, URIRef]] = field(default_factory=list)
     rows: Any = None
+    shards: Any = None
+
+    @property
+    def partitioned(self) -> bool:
+        """Fused by partitions: the triples are rows on disk or in shards, not objects."""
+        return self.rows is not None or self.shards is not None
+
+    @property
+    def single_files(self) -> bool:
+        """Whether fused.ttl and provenance.trig are written (not the shards alone)."""
+        return self.rows is not None or self.shards is None
 
     @property
     def triples(self) -> Iterable[Triple]:
-        if self.rows is not None:
+        if self.partitioned:
             raise TypeError("a fusion by partitions holds rendered rows, not triples")
         return self.provenance.keys()
 
     def __len__(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.provenance)
+        if self.rows is not None:
+            return len(self.rows)
+        return len(self.shards) if self.shards is not None else len(self.provenance)
 
     @cached_property
     def graph(self) -> Graph:
-        if self.rows is not None:
+        if self.partitioned:
             raise TypeError("a fusion by partitions holds rendered rows, not triples")
         fused = Graph()
         for prefix, namespace in self.namespaces:

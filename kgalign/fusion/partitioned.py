@@ -10,7 +10,9 @@ sorted rows of numbers (:class:`kgalign.fusion.export.FusedRows`). A triple has 
 canonical subject, so it is in one partition, with all its sources. The driver takes
 the partitions' rows a chunk at a time into files (:mod:`kgalign.fusion.spilled`), and
 the writers merge them: the rows one process renders, so fused.ttl and provenance.trig
-are the same files, and no process holds all the fused rows.
+are the same files, and no process holds all the fused rows. Given a staging folder,
+each partition also writes its rows as shards (:mod:`kgalign.fusion.shards`); past a
+number of rows only the shards are written, and the rows are not spilled at all.
 
 A conflict policy other than ``keep-all`` needs the *functional* predicates first (at
 most one literal value per subject in each graph, :func:`kgalign.fusion.fuse.fuse`), a
@@ -24,6 +26,7 @@ rows; the dropped record is merged and sorted as one process sorts it.
 
 from __future__ import annotations
 
+import logging
 from array import array
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -36,11 +39,14 @@ from rdflib.namespace import OWL
 from kgalign.errors import first_line
 from kgalign.fusion.export import SOURCE_BITS, FusedRows
 from kgalign.fusion.fuse import CONFLICT_POLICIES, ConflictPolicy, FusionResult, conflict_reason, dropped_order, settled
+from kgalign.fusion.shards import ShardFolder, sees, write_shard
 from kgalign.fusion.spilled import CHUNK_ROWS, Chunk, spill
 from kgalign.io.diagnostics import quiet_term_warnings
 from kgalign.io.parsers import oxigraph_literal
 from kgalign.io.partitioned import Exchange, PartitionFailed, blank_id, node_key, owner, route, send_lines
 from kgalign.io.triples import Triple, known_iri
+
+log = logging.getLogger(__name__)
 
 #: File tags of the right graph start here (a blank node of each file stays its own).
 RIGHT_TAGS = 1 << 20
@@ -266,6 +272,21 @@ class FusePartition:
         """The triples :meth:`finish` left out, each with a source it came from and why."""
         return self._dropped
 
+    def write_shard(self, folder: str, token: str) -> bool:
+        """Write this partition's rows (after :meth:`finish`) as shards into the staging
+        ``folder`` (:mod:`kgalign.fusion.shards`); False where this process does not see
+        it, or cannot write there: the driver writes them then."""
+        if self.rendered is None:
+            raise RuntimeError("write_shard() before finish()")
+        if not sees(folder, token):
+            return False
+        try:
+            write_shard(self.rendered, folder, self.number)
+        except OSError as exc:
+            log.warning("partition %d cannot write its shards into %s (%s); the driver writes them", self.number, folder, exc.strerror or exc)
+            return False
+        return True
+
     def chunk(self, start: int, stop: int) -> Chunk:
         """Rows ``start`` to ``stop`` of :meth:`finish`'s, rendered, and their source bits."""
         rows = self.rendered
@@ -285,11 +306,15 @@ def fuse_partitioned(
     window: int = 4,
     chunk_rows: int = CHUNK_ROWS,
     spill_dir: str | None = None,
+    shards: ShardFolder | None = None,
+    single_files_limit: int | None = None,
 ) -> FusionResult:
     """The fusion of the ``(side, files)`` given (left first, each file with its format)
     along ``canonical`` (every clustered IRI to its cluster's canonical IRI), its rows
     merged from the partitions of ``exchange`` (:class:`FusePartition` objects, which
-    hold the conflict policy).
+    hold the conflict policy). With ``shards`` each partition writes its rows there too
+    (the driver writes those of a partition that cannot); past ``single_files_limit``
+    rows (None: no limit) the rows are not spilled: ``rows`` is None, the shards hold them.
     Raises :class:`kgalign.io.partitioned.PartitionFailed` where one process must fuse."""
     n = exchange.parts
     files = [(number * RIGHT_TAGS + index, path, fmt, (side,)) for number, (side, paths) in enumerate(sides) for index, (path, fmt) in enumerate(paths)]
@@ -298,8 +323,24 @@ def fuse_partitioned(
     functional = sorted(functional_forms(found)) if all(part is not None for part in found) else []
     states = _succeeded(exchange.get([exchange.call(k, "finish", functional) for k in range(n)]))
     dropped = sorted((entry for part in exchange.get([exchange.call(k, "dropped") for k in range(n)]) for entry in part), key=dropped_order)
-    rows = spill(exchange, states, window, chunk_rows, spill_dir)
-    return FusionResult(canonical=dict(canonical), clusters=clusters, namespaces=namespaces, rows=rows, dropped=dropped)
+    total = sum(state["rows"] for state in states)
+    single = shards is None or single_files_limit is None or total <= single_files_limit
+    unseen: list[int] = []
+    if shards is not None:
+        shards.rows = total
+        wrote = exchange.get([exchange.call(k, "write_shard", str(shards.path), shards.token) for k in range(n)])
+        unseen = [k for k, done in enumerate(wrote) if not done]
+    rows = spill(exchange, states, window, chunk_rows, spill_dir, None if single else unseen) if single or unseen else None
+    if shards is not None and rows is not None:
+        for k in unseen:
+            write_shard(rows.part(k), shards.path, k)
+        shards.by_driver = unseen
+        if unseen:
+            log.info("the driver wrote the shards of %d partitions that do not see %s", len(unseen), shards.path)
+    if not single and rows is not None:
+        rows.close()
+        rows = None
+    return FusionResult(canonical=dict(canonical), clusters=clusters, namespaces=namespaces, rows=rows, dropped=dropped, shards=shards)
 
 
 def _succeeded(answers: list[Any]) -> list[Any]:

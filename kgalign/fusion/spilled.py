@@ -48,11 +48,21 @@ class SpilledRows:
     ``of_source(source)`` are the rows to write, made afresh from the files each time
     they are iterated."""
 
-    def __init__(self, folder: Path, files: Sequence[Path], counts: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        files: Sequence[Path],
+        counts: Mapping[str, int],
+        parts: Mapping[int, tuple[Path, Mapping[str, int]]] | None = None,
+        owner: bool = True,
+    ) -> None:
+        """``parts``: each partition's file and counts, by its number (:meth:`part`);
+        ``owner``: the folder is removed when this object goes."""
         self.folder = folder
         self.files = list(files)
         self.counts = dict(counts)
-        self._remove = weakref.finalize(self, shutil.rmtree, folder, True)
+        self._parts = dict(parts or {})
+        self._remove = weakref.finalize(self, shutil.rmtree, folder, True) if owner else None
 
     def __len__(self) -> int:
         return self.counts["rows"]
@@ -64,9 +74,15 @@ class SpilledRows:
     def of_source(self, source: str) -> StreamedRows:
         return StreamedRows(lambda: self._merged(SOURCE_BITS[source]), self.counts[source])
 
+    def part(self, number: int) -> SpilledRows:
+        """The rows of the ``number``-th partition alone (valid while this object is)."""
+        path, counts = self._parts[number]
+        return SpilledRows(self.folder, [path], counts, owner=False)
+
     def close(self) -> None:
         """Remove the files now (they are removed anyway when this object goes)."""
-        self._remove()
+        if self._remove is not None:
+            self._remove()
 
     def _merged(self, wanted: int) -> Iterator[tuple[str, str, str]]:
         return heapq.merge(*(_read(path, wanted) for path in self.files))
@@ -90,24 +106,33 @@ class SpillFailed(KgalignError):
     """The rows could not be written to local disk (the caller may fuse in one process)."""
 
 
-def spill(exchange: Exchange, states: Sequence[Mapping[str, int]], window: int, chunk_rows: int = CHUNK_ROWS, directory: str | None = None) -> SpilledRows:
+def spill(
+    exchange: Exchange,
+    states: Sequence[Mapping[str, int]],
+    window: int,
+    chunk_rows: int = CHUNK_ROWS,
+    directory: str | None = None,
+    parts: Sequence[int] | None = None,
+) -> SpilledRows:
     """Fetch the rows of every partition of ``exchange`` (``states``: what each one's
-    ``finish`` counted) in chunks of ``chunk_rows``, the partitions in turn, at most
-    ``window`` chunks in flight, into one file per partition in a new folder of
-    ``directory`` (default: the temporary directory). Raises :class:`SpillFailed`."""
+    ``finish`` counted; ``parts``: only those partitions) in chunks of ``chunk_rows``,
+    the partitions in turn, at most ``window`` chunks in flight, into one file per
+    partition in a new folder of ``directory`` (default: the temporary directory).
+    Raises :class:`SpillFailed`."""
+    numbers = list(range(len(states))) if parts is None else list(parts)
     try:
         folder = Path(tempfile.mkdtemp(prefix="kgalign-fused-", dir=directory))
     except OSError as exc:
         raise _cannot_spill(exc, directory or tempfile.gettempdir()) from None
-    files = [folder / f"part-{k:05d}.pickle" for k in range(len(states))]
+    files = {k: folder / f"part-{k:05d}.pickle" for k in numbers}
     try:
         with ExitStack() as stack:
-            handles = [stack.enter_context(open(path, "wb")) for path in files]
+            handles = {k: stack.enter_context(open(path, "wb")) for k, path in files.items()}
             pending: deque[tuple[int, Any]] = deque()
-            turns = max((state["rows"] for state in states), default=0)
+            turns = max((states[k]["rows"] for k in numbers), default=0)
             for start in range(0, turns, chunk_rows):
-                for k, state in enumerate(states):
-                    if start < state["rows"]:
+                for k in numbers:
+                    if start < states[k]["rows"]:
                         pending.append((k, exchange.call(k, "chunk", start, start + chunk_rows)))
                     if len(pending) > window:
                         _write(exchange, pending.popleft(), handles)
@@ -119,12 +144,13 @@ def spill(exchange: Exchange, states: Sequence[Mapping[str, int]], window: int, 
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    counts = {name: sum(state[name] for state in states) for name in ("rows", *SOURCE_BITS)}
-    log.info("spilled %d fused triples of %d partitions to %s", counts["rows"], len(states), folder)
-    return SpilledRows(folder, files, counts)
+    names = ("rows", *SOURCE_BITS)
+    counts = {name: sum(states[k][name] for k in numbers) for name in names}
+    log.info("spilled %d fused triples of %d partitions to %s", counts["rows"], len(numbers), folder)
+    return SpilledRows(folder, list(files.values()), counts, {k: (files[k], {name: states[k][name] for name in names}) for k in numbers})
 
 
-def _write(exchange: Exchange, call: tuple[int, Any], handles: Sequence[BinaryIO]) -> None:
+def _write(exchange: Exchange, call: tuple[int, Any], handles: Mapping[int, BinaryIO]) -> None:
     """A chunk, once it has come, appended to its partition's file (a partition's chunks
     are asked, and so come, in order)."""
     k, future = call

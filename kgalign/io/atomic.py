@@ -4,6 +4,7 @@
 the renames wait until the whole block has succeeded, so a set of files (the outputs of
 one run) appears together or not at all: if anything in the block fails, every
 temporary file is removed and no file of the set replaces an earlier one.
+:func:`replace_later` adds a finished folder (or file) to such a set.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -65,8 +67,7 @@ def deferred_renames() -> Iterator[None]:
     except BaseException:
         _PENDING.reset(token)
         for tmp, _ in pending:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _discard(tmp)
         raise
     _PENDING.reset(token)
     if outer is not None:
@@ -75,14 +76,50 @@ def deferred_renames() -> Iterator[None]:
     done = 0
     try:
         for tmp, path in pending:
-            os.replace(tmp, path)
+            _replace(tmp, path)
             done += 1
     except BaseException:
         for tmp, _ in pending[done:]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _discard(tmp)
         raise
     log.debug("wrote %d files together", len(pending))
+
+
+def replace_later(tmp: str | Path, path: str | Path) -> None:
+    """Move the finished ``tmp`` (a file, or a folder) onto ``path`` at the end of the
+    enclosing :func:`deferred_renames` block, with the files written in it (now, outside
+    one). A folder replaces a folder ``path`` whole; ``tmp`` must be on ``path``'s
+    filesystem. If the block fails, ``tmp`` is removed."""
+    pending = _PENDING.get()
+    if pending is None:
+        _replace(str(tmp), Path(path))
+    else:
+        pending.append((str(tmp), Path(path)))
+
+
+def _replace(tmp: str, path: Path) -> None:
+    """``os.replace``, and for a folder onto an existing one: the old one moved aside
+    first, then removed."""
+    if not os.path.isdir(tmp) or not path.is_dir():
+        os.replace(tmp, path)
+        return
+    aside = tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)
+    os.replace(path, os.path.join(aside, path.name))
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(os.path.join(aside, path.name), path)  # the old one back
+        os.rmdir(aside)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _discard(tmp: str) -> None:
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -109,7 +109,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
         # The partitions hold their share of the fused triples as numbers (866 MB each on
         # the 4M pair, bench/results/fuse-partition-memory.md); the driver never holds
         # them as rdflib terms.
-        fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size)
+        fuser = RayFuser(cluster["ray"], config.ray.partitions or pool.size, config.ray)
         try:
             own = embedder if embedder is not None else CachedEmbedder(RayEmbedder(pool, config))
             with (
@@ -137,6 +137,7 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
             result.engine["partitions"] = loader.parts
             result.engine["partitioned_inputs"] = loader.used
             result.engine["partitioned_fusion"] = fuser.used
+            result.engine["shards"] = fuser.shards
             return result
         finally:
             pool.close()

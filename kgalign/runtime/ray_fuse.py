@@ -11,7 +11,8 @@ conflict policy is settled there too (the partitions find the functional predica
 together first). A run fuses in the driver instead where this does not apply: an input
 of a format the partitions do not read (RDF/XML, a table), a fusion small enough for
 rdflib's pretty Turtle, a line a partition cannot parse, or rows that cannot be spilled
-(a full disk). The files must
+(a full disk). The partitions also write their rows as shards (:mod:`kgalign.fusion.shards`,
+``RayConfig.shards``). The files must
 not change meanwhile: their size and modification time are checked before they are
 read again (as :class:`kgalign.io.reloaded.ReloadedTriples` checks them).
 """
@@ -25,9 +26,11 @@ from typing import Any
 from rdflib import URIRef
 from rdflib.namespace import OWL
 
+from kgalign.config import RayConfig
 from kgalign.errors import InputError, first_line
 from kgalign.fusion.fuse import CONFLICT_POLICIES, FusionResult, choose_canonical, cluster_links, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
+from kgalign.fusion.shards import ShardFolder
 from kgalign.fusion.spilled import SpillFailed
 from kgalign.io import turtle
 from kgalign.io.partitioned import PartitionFailed
@@ -47,10 +50,12 @@ class RemoteFusePartition(FusePartition, Splitting):
 class RayFuser:
     """Fuses two inputs on the partitions of a Ray cluster (see the module text)."""
 
-    def __init__(self, ray: Any, parts: int) -> None:
+    def __init__(self, ray: Any, parts: int, settings: RayConfig | None = None) -> None:
         self.ray = ray
         self.parts = max(1, parts)
+        self.settings = settings or RayConfig()
         self.used = False
+        self.shards: dict[str, Any] | None = None  # what run.json records of the shards written
 
     def __call__(
         self,
@@ -77,23 +82,33 @@ class RayFuser:
         clusters = cluster_links(links, same_side)
         mapping = choose_canonical(clusters, links, canonical, same_side)
         namespaces = list(left.namespaces()) + list(right.namespaces()) + [("owl", URIRef(str(OWL)))]
+        settings = self.settings
+        shards = ShardFolder(settings.shard_folder, self.parts) if settings.shards else None
         exchange = RayExchange(self.ray, self.parts, RemoteFusePartition, self.ray.put(mapping), self.ray.put(same_as_pairs(clusters, mapping)), conflicts, CONFLICT_POLICIES.get(conflicts))
+        fusion = None
         try:
-            fusion = fuse_partitioned(sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts)
+            fusion = fuse_partitioned(
+                sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts,
+                shards=shards, single_files_limit=settings.single_files_limit if shards is not None else None,
+            )  # fmt: skip
         except PartitionFailed as failed:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
-            return None
         except SpillFailed as failed:
             log.warning("%s; fusing in the driver", failed)
-            return None
         except self.ray.exceptions.RayError as exc:  # an actor died (out of memory, a lost node)
             log.warning("a fusion partition failed (%s); fusing in the driver", first_line(exc))
-            return None
         finally:
             exchange.close()
+            if fusion is None and shards is not None:
+                shards.close()
+        if fusion is None:
+            return None
         if len(fusion) <= turtle.PRETTY_LIMIT:
+            if shards is not None:
+                shards.close()
             return None  # rdflib's pretty Turtle needs the triples: the driver fuses them
         log.info("fused %d triples in %d partitions", len(fusion), self.parts)
         self.used = True
+        if shards is not None:
+            self.shards = {**shards.describe(), "single_files": fusion.single_files}
         return fusion
-

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from kgalign.errors import InputError
+from kgalign.errors import InputError, KgalignError
 from kgalign.io.sparql import queries
 from kgalign.io.sparql.http import HttpSettings, SparqlClient
 
@@ -45,6 +45,11 @@ def push_outputs(outdir: Path, push: Any, sparql: Any) -> list[Pushed]:
     """Send ``outdir``'s links.ttl (and fused.ttl when ``push.fused_graph`` is set) to ``push.url``."""
     jobs = [(push.links_graph, outdir / "links.ttl")]
     if push.fused_graph:
+        if not (outdir / "fused.ttl").is_file() and (outdir / "fused").is_dir():
+            raise KgalignError(
+                f"{outdir / 'fused.ttl'}: not written (past --ray-single-files-limit the fused graph is in the shards of {outdir / 'fused'}); "
+                "load those with the store's bulk loader, or push the links alone"
+            )
         jobs.append((push.fused_graph, outdir / "fused.ttl"))
     done = []
     with SparqlClient(push.url, HttpSettings.of(sparql), pool=1) as client:
