@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         for name in ("fused.ttl", "links.ttl", "alignment.rdf", "votes.jsonl", "provenance.trig"):
             (out / name).unlink(missing_ok=True)
+        for name in ("fused", "provenance"):  # the shards of --engine ray
+            shutil.rmtree(out / name, ignore_errors=True)
     (out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 

@@ -21,7 +21,7 @@ from kgalign.fusion.fuse import FusionResult
 from kgalign.fusion.shards import remove_stale
 from kgalign.incremental.since import write_changes
 from kgalign.incremental.state import table_hashes, write_state
-from kgalign.io.atomic import deferred_renames, write_text_atomic
+from kgalign.io.atomic import deferred_renames, remove_later, write_text_atomic
 from kgalign.io.inputs import describe_input, input_name
 from kgalign.io.triples import TripleSource
 from kgalign.judging.adapters import adapter_name
@@ -283,6 +283,12 @@ class AlignmentResult:
                     if fusion.shards is not None:
                         default, dropped = provenance_header(fusion, run_iri, self.left_path, self.right_path)
                         fusion.shards.save(outdir, default, dropped, DROPPED_GRAPH)
+                    else:
+                        remove_stale(outdir)
+                    for name in () if single else ("fused.ttl", "provenance.trig"):
+                        if (outdir / name).is_file():
+                            remove_later(outdir / name)
+                            log.info("%s: removed the %s of an earlier run (this run's fused graph is in the shards alone)", outdir, name)
                     write_links(self.links, paths["links.ttl"])
                     write_alignment(self.links, paths["alignment.rdf"], input_name(self.left_path), input_name(self.right_path))
                     write_votes(self.vote_records(), paths["votes.jsonl"])
@@ -296,12 +302,6 @@ class AlignmentResult:
                 write_json(paths["run.json"], self.run_info())
             if fusion.shards is not None:
                 fusion.shards.saved(outdir)
-            else:
-                remove_stale(outdir)
-            for name in () if single else ("fused.ttl", "provenance.trig"):
-                if (outdir / name).is_file():
-                    (outdir / name).unlink()
-                    log.info("%s: removed the %s of an earlier run (this run's fused graph is in the shards alone)", outdir, name)
             if self.metrics is None and (outdir / "metrics.json").is_file():
                 (outdir / "metrics.json").unlink()
                 log.info("%s: removed the metrics.json of an earlier run (this run has no gold)", outdir)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from rdflib import Dataset, URIRef
 
+from kgalign.errors import KgalignError
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.fusion.export import DROPPED_GRAPH, provenance_dataset, provenance_header, write_dataset, write_fused
 from kgalign.fusion.fuse import choose_canonical, cluster_links, same_as_pairs
 from kgalign.fusion.partitioned import FusePartition, fuse_partitioned
-from kgalign.fusion.shards import TOKEN_FILE, ShardFolder, remove_stale
+from kgalign.fusion.shards import TOKEN_FILE, ShardFolder, remove_stale, sees
 from kgalign.io.atomic import deferred_renames, replace_later
 from kgalign.io.formats import rdf_format
 from kgalign.io.partitioned import InProcess
@@ -134,11 +135,11 @@ def test_saved_twice_the_second_folder_gets_a_copy(tmp_path) -> None:
             assert (tmp_path / "one" / folder / name).read_bytes() == (tmp_path / "two" / folder / name).read_bytes()
 
 
-def test_a_failed_save_leaves_the_earlier_shards_and_removes_the_new(tmp_path) -> None:
+def test_a_failed_save_leaves_the_earlier_shards_and_can_be_tried_again(tmp_path) -> None:
     out = tmp_path / "out"
     (out / "fused").mkdir(parents=True)
     (out / "fused" / "part-00000.ttl").write_text("<urn:old> <urn:p> <urn:o> .\n")
-    fusion, shards = _fuse(tmp_path, 2)
+    fusion, shards = _fuse(tmp_path, 2, limit=0)  # the shards are the only copy of the rows
     with pytest.raises(RuntimeError), deferred_renames():
         default, dropped = provenance_header(fusion, RUN, "left", "right")
         shards.save(out, default, dropped, DROPPED_GRAPH)
@@ -147,12 +148,48 @@ def test_a_failed_save_leaves_the_earlier_shards_and_removes_the_new(tmp_path) -
     assert "urn:old" in (out / "fused" / "part-00000.ttl").read_text()
     assert not (out / "provenance").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    # Saved, the new folder replaces the old one whole.
-    fusion, shards = _fuse(tmp_path / "again", 2)
+    # The staged shards are still there: saved again, they replace the old folder whole.
     _saved(fusion, shards, out)
     assert sorted(p.name for p in (out / "fused").iterdir()) == ["part-00000.ttl", "part-00001.ttl"]
     assert "urn:old" not in (out / "fused" / "part-00000.ttl").read_text()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "provenance" / "run.trig").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")] and not shards.path.exists()
+
+
+def test_a_folder_of_that_name_with_other_files_is_not_replaced(tmp_path) -> None:
+    out = tmp_path / "out"
+    (out / "provenance").mkdir(parents=True)
+    (out / "provenance" / "notes.txt").write_text("mine")
+    fusion, shards = _fuse(tmp_path, 2)
+    with pytest.raises(KgalignError, match=r"provenance: holds files kgalign did not write") as caught, deferred_renames():
+        default, dropped = provenance_header(fusion, RUN, "left", "right")
+        shards.save(out, default, dropped, DROPPED_GRAPH)
+    assert "\n" not in str(caught.value)
+    assert [p.name for p in out.iterdir()] == ["provenance"] and (out / "provenance" / "notes.txt").read_text() == "mine"
+
+
+def test_the_shards_share_blank_node_labels_and_concatenated_are_the_fused_graph(tmp_path) -> None:
+    """A blank node's own rows are in the partition of its label, the rows naming it in
+    their subject's: one label, in several shards. Concatenated (no prefixes, so plain
+    concatenation is a Turtle document), they are fused.ttl's graph."""
+    from rdflib import Graph
+    from rdflib.compare import isomorphic
+
+    left, right = tmp_path / "l.nt", tmp_path / "r.nt"
+    left.write_text("".join(f'<http://l/{i}> <http://ex/addr> _:a{i} .\n_:a{i} <http://ex/city> "City {i}" .\n_:a{i} <http://ex/zip> "{i:05d}" .\n' for i in range(60)))
+    right.write_text("".join(f'<http://r/{i}> <http://ex/addr> _:a{i} .\n_:a{i} <http://ex/city> "Town {i}" .\n' for i in range(60)))
+    links = [Link(f"http://l/{i}", f"http://r/{i}", 1.0) for i in range(60)]
+    clusters = cluster_links(links)
+    mapping = choose_canonical(clusters, links, "left")
+    exchange = InProcess(3, partitions=[FusePartition(k, 3, mapping, same_as_pairs(clusters, mapping)) for k in range(3)])
+    shards = ShardFolder(tmp_path / "stage", 3)
+    fusion = fuse_partitioned([("left", [(left, "nt")]), ("right", [(right, "nt")])], mapping, clusters, [], exchange, 4096, shards=shards)
+    write_fused(fusion, tmp_path / "fused.ttl", fusion.rows)
+    parts = sorted((shards.path / "fused").iterdir())
+    labels = [{line.split()[0] for line in part.read_text().splitlines() if line.startswith("_:")} | set(re.findall(r"_:\w+", part.read_text())) for part in parts]
+    assert sum(len(found) for found in labels) > len(set().union(*labels)) == 120  # labels shared between shards
+    whole = Graph().parse(data="".join(part.read_text() for part in parts), format="turtle")
+    assert len(whole) == len(fusion) and isomorphic(whole, Graph().parse(tmp_path / "fused.ttl", format="turtle"))
 
 
 def test_a_staging_folder_that_cannot_be_made_stops_in_one_line(tmp_path) -> None:
@@ -203,3 +240,29 @@ def test_a_folder_replaces_a_folder_only_when_the_block_succeeds(tmp_path) -> No
         assert (target / "old").exists()  # not before the block ends
     assert [p.name for p in target.iterdir()] == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
+def test_a_relative_staging_folder_is_made_absolute(tmp_path, monkeypatch) -> None:
+    """Actors resolve a path from their own working directory: the token's path is absolute."""
+    monkeypatch.chdir(tmp_path)
+    shards = ShardFolder("relative/stage", 1)
+    assert shards.path.is_absolute() and shards.path.parent == tmp_path / "relative" / "stage"
+    assert sees(str(shards.path), shards.token) and not sees(str(shards.path), "another")
+
+
+def test_an_output_folder_with_a_foreign_fused_folder_stops_before_any_work(tmp_path) -> None:
+    from helpers import cli
+
+    out = tmp_path / "out"
+    (out / "fused").mkdir(parents=True)
+    (out / "fused" / "notes.txt").write_text("mine")
+    folder = EXAMPLES / "persons"
+    done = cli(["run", folder / "left.nt", folder / "right.ttl", "-o", out, "--quiet"])
+    assert done.exit_code != 0 and "holds other files (fused)" in done.output
+    assert sorted(p.name for p in out.iterdir()) == ["fused"]
+    # A folder of shards an earlier run wrote is kgalign's own: a run without shards removes it.
+    (out / "fused" / "notes.txt").unlink()
+    (out / "fused" / "part-00000.ttl").write_text("<urn:a> <urn:p> <urn:o> .\n")
+    done = cli(["run", folder / "left.nt", folder / "right.ttl", "-o", out, "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert not (out / "fused").exists() and (out / "fused.ttl").is_file()

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from kgalign.errors import KgalignError
-from kgalign.outputs import KNOWN_OUTPUTS
+from kgalign.outputs import KNOWN_OUTPUTS, SHARD_DIRS, is_shard_folder
 
 log = logging.getLogger("kgalign")
 
@@ -37,7 +37,11 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
     if outdir.exists() and not outdir.is_dir():
         raise KgalignError(f"{outdir}: exists and is not a directory")
     if outdir.is_dir() and not force:
-        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in known and not p.name.startswith("."))
+        foreign = sorted(
+            p.name
+            for p in outdir.iterdir()
+            if (p.name not in known and not p.name.startswith(".")) or (p.name in SHARD_DIRS and p.is_dir() and not is_shard_folder(p))
+        )
         if foreign:
             raise KgalignError(
                 f"{outdir}: directory holds other files ({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "

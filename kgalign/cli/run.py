@@ -173,7 +173,8 @@ def _output_folder(outdir: Path, force: bool, inputs: list[Path]) -> Iterator[No
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
-                if {p.name for p in outdir.iterdir()} <= {SOURCES_DIR}:
+                # The shards' staging folder goes anyway (kgalign.fusion.shards).
+                if {p.name for p in outdir.iterdir() if not p.name.startswith(".kgalign-shards-")} <= {SOURCES_DIR}:
                     shutil.rmtree(outdir)
         raise
 

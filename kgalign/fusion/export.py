@@ -62,6 +62,8 @@ class FusedRows:
         """The fusion's rows: rendered here, or as the partitions rendered them."""
         if fusion.rows is not None:
             return fusion.rows
+        if fusion.partitioned:
+            raise TypeError("a fusion by partitions past the single files' limit is in its shards alone")
         ids: dict[Node, int] = {}
         number = ids.setdefault
         # Each term gets the next number the first time it is seen (len(ids) before the insert).

@@ -36,7 +36,7 @@ import numpy as np
 from rdflib import BNode, Literal, URIRef
 from rdflib.namespace import OWL
 
-from kgalign.errors import first_line
+from kgalign.errors import KgalignError, first_line
 from kgalign.fusion.export import SOURCE_BITS, FusedRows
 from kgalign.fusion.fuse import CONFLICT_POLICIES, ConflictPolicy, FusionResult, conflict_reason, dropped_order, settled
 from kgalign.fusion.shards import ShardFolder, sees, write_shard
@@ -308,13 +308,15 @@ def fuse_partitioned(
     spill_dir: str | None = None,
     shards: ShardFolder | None = None,
     single_files_limit: int | None = None,
-) -> FusionResult:
+    at_least: int = 0,
+) -> FusionResult | None:
     """The fusion of the ``(side, files)`` given (left first, each file with its format)
     along ``canonical`` (every clustered IRI to its cluster's canonical IRI), its rows
     merged from the partitions of ``exchange`` (:class:`FusePartition` objects, which
     hold the conflict policy). With ``shards`` each partition writes its rows there too
     (the driver writes those of a partition that cannot); past ``single_files_limit``
     rows (None: no limit) the rows are not spilled: ``rows`` is None, the shards hold them.
+    None where the fusion has ``at_least`` rows or fewer (the caller fuses them itself).
     Raises :class:`kgalign.io.partitioned.PartitionFailed` where one process must fuse."""
     n = exchange.parts
     files = [(number * RIGHT_TAGS + index, path, fmt, (side,)) for number, (side, paths) in enumerate(sides) for index, (path, fmt) in enumerate(paths)]
@@ -324,6 +326,8 @@ def fuse_partitioned(
     states = _succeeded(exchange.get([exchange.call(k, "finish", functional) for k in range(n)]))
     dropped = sorted((entry for part in exchange.get([exchange.call(k, "dropped") for k in range(n)]) for entry in part), key=dropped_order)
     total = sum(state["rows"] for state in states)
+    if total <= at_least:
+        return None
     single = shards is None or single_files_limit is None or total <= single_files_limit
     unseen: list[int] = []
     if shards is not None:
@@ -333,7 +337,10 @@ def fuse_partitioned(
     rows = spill(exchange, states, window, chunk_rows, spill_dir, None if single else unseen) if single or unseen else None
     if shards is not None and rows is not None:
         for k in unseen:
-            write_shard(rows.part(k), shards.path, k)
+            try:
+                write_shard(rows.part(k), shards.path, k)
+            except OSError as exc:
+                raise KgalignError(f"{exc.filename or shards.path}: cannot write the shards there ({exc.strerror or exc})") from None
         shards.by_driver = unseen
         if unseen:
             log.info("the driver wrote the shards of %d partitions that do not see %s", len(unseen), shards.path)

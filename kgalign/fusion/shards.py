@@ -9,6 +9,12 @@ partition holds the sorted rows of the subjects it owns, and writes them itself:
   came from; with ``provenance/run.trig`` (the run and the dropped triples, written by
   the driver) they are provenance.trig's dataset.
 
+The shards carry no prefixes, so concatenating them makes one Turtle (TriG) document.
+A blank node's label is the same in every shard that names it (its own rows are in
+the partition of its label, the rows that point at it in those of their subjects):
+load the shards as one document, or with a loader that keeps labels across files;
+loaded file by file, such a node would become several.
+
 The partitions write into a staging folder the driver makes (:class:`ShardFolder`:
 inside the output folder from the command line, so that the move into place is a
 rename), holding a token: a partition on a node that does not see the folder (no
@@ -34,10 +40,10 @@ from typing import Any, Protocol
 
 from kgalign.errors import KgalignError
 from kgalign.fusion.export import SOURCE_GRAPHS
-from kgalign.io.atomic import atomic_open, replace_later
+from kgalign.io.atomic import atomic_open, in_deferred_block, remove_later, replace_later
 from kgalign.io.triples import Triple
 from kgalign.io.turtle import RankedRows, StreamedRows, write_trig, write_triples
-from kgalign.outputs import SHARD_DIRS
+from kgalign.outputs import RUN_SHARD, SHARD_DIRS, is_shard_folder
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +52,6 @@ FUSED_DIR, PROVENANCE_DIR = SHARD_DIRS
 #: Where a staging folder is made when the settings name none: the command line sets
 #: its output folder here, so that the shards move into it by a rename.
 STAGING: ContextVar[Path | None] = ContextVar("kgalign_shard_staging", default=None)
-#: The provenance shard the driver writes: the run and the dropped triples.
-RUN_SHARD = "run.trig"
 #: The staging folder's token file (a partition that reads the driver's token sees the folder).
 TOKEN_FILE = ".token"
 
@@ -90,7 +94,8 @@ class ShardFolder:
         """A new staging folder in ``base`` (default: :data:`STAGING`, else the temporary directory), for
         ``parts`` partitions. Raises :class:`KgalignError` where it cannot be made."""
         base = base if base is not None else STAGING.get()
-        where = Path(base) if base is not None else Path(tempfile.gettempdir())
+        # Absolute: a relative folder would be read from each actor's own working directory.
+        where = (Path(base) if base is not None else Path(tempfile.gettempdir())).resolve()
         try:
             where.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=".kgalign-shards-", dir=where))
@@ -126,15 +131,20 @@ class ShardFolder:
         """Write the driver's provenance shard (the run's triples in ``default``, the
         ``dropped`` ones in ``dropped_graph``) and move the shard folders into ``outdir``
         with the other outputs (inside :func:`kgalign.io.atomic.deferred_renames`): a
-        rename where the staging folder is on ``outdir``'s filesystem, else a copy made
-        there first. Saved before, they are copied from where they went."""
+        rename where the staging folder is on ``outdir``'s filesystem (left in the
+        staging folder if the outputs fail), else a copy made there first. Saved
+        before, they are copied from where they went. A folder of that name holding
+        files kgalign did not write stops the save in one line."""
+        for name in SHARD_DIRS:
+            if (outdir / name).is_dir() and not is_shard_folder(outdir / name):
+                raise KgalignError(f"{outdir / name}: holds files kgalign did not write; move them, or write into another folder")
         source = self.saved_to or self.path
         if self.saved_to is None:
             with open(self.path / PROVENANCE_DIR / RUN_SHARD, "w", encoding="utf-8") as handle:
                 write_trig(handle, default, {dropped_graph: dropped})
         for name in SHARD_DIRS:
             if source == self.path and os.stat(self.path).st_dev == os.stat(outdir).st_dev:
-                replace_later(self.path / name, outdir / name)
+                replace_later(self.path / name, outdir / name, keep=True)
                 continue
             copy = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=outdir))
             try:
@@ -145,7 +155,11 @@ class ShardFolder:
             replace_later(copy, outdir / name)
 
     def saved(self, outdir: Path) -> None:
-        """The outputs are in ``outdir`` (its deferred renames done): the staging folder goes."""
+        """The outputs are in ``outdir`` (its deferred renames done): the staging folder
+        goes (inside an outer block, whose renames are still to come, it stays until
+        this object goes)."""
+        if in_deferred_block():
+            return
         if self.saved_to is None:
             self.saved_to = outdir
         self.close()
@@ -156,14 +170,15 @@ class ShardFolder:
 
 
 def remove_stale(outdir: Path) -> None:
-    """Remove shard folders an earlier run left in ``outdir`` (this run wrote none), so
-    that they cannot be read as this run's; a folder holding anything else is kept."""
+    """Remove, with the outputs (:func:`kgalign.io.atomic.remove_later`), shard folders
+    an earlier run left in ``outdir`` (this run wrote none), so that they cannot be read
+    as this run's; a folder holding anything else is kept."""
     for name in SHARD_DIRS:
         folder = outdir / name
         if not folder.is_dir():
             continue
-        if all(path.is_file() and (path.name.startswith("part-") or path.name == RUN_SHARD) for path in folder.iterdir()):
-            shutil.rmtree(folder)
+        if is_shard_folder(folder):
+            remove_later(folder)
             log.info("%s: removed the shards of an earlier run (this run wrote none)", folder)
         else:
             log.warning("%s: holds files kgalign did not write; left as it is (it is not this run's fused graph)", folder)

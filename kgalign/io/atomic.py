@@ -4,7 +4,8 @@
 the renames wait until the whole block has succeeded, so a set of files (the outputs of
 one run) appears together or not at all: if anything in the block fails, every
 temporary file is removed and no file of the set replaces an earlier one.
-:func:`replace_later` adds a finished folder (or file) to such a set.
+:func:`replace_later` adds a finished folder (or file) to such a set, and
+:func:`remove_later` the removal of an earlier run's file or folder.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 log = logging.getLogger(__name__)
 
-# The (temporary file, final path) pairs waiting for the end of a deferred_renames block.
-_PENDING: ContextVar[list[tuple[str, Path]] | None] = ContextVar("kgalign_pending_renames", default=None)
+
+@dataclass(frozen=True)
+class _Step:
+    """A step waiting for the end of a deferred_renames block: ``tmp`` moved onto
+    ``path`` (``tmp`` None: ``path`` removed); ``keep``: ``tmp`` is left where it is if
+    the block fails (not a temporary file: the only copy of something)."""
+
+    tmp: str | None
+    path: Path
+    keep: bool = False
+
+
+_PENDING: ContextVar[list[_Step] | None] = ContextVar("kgalign_pending_renames", default=None)
 
 
 @contextlib.contextmanager
@@ -43,7 +56,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         if pending is None:
             os.replace(tmp, path)
         else:
-            pending.append((tmp, path))
+            pending.append(_Step(tmp, path))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -60,14 +73,14 @@ def deferred_renames() -> Iterator[None]:
     the outer one.
     """
     outer = _PENDING.get()
-    pending: list[tuple[str, Path]] = []
+    pending: list[_Step] = []
     token = _PENDING.set(pending)
     try:
         yield
     except BaseException:
         _PENDING.reset(token)
-        for tmp, _ in pending:
-            _discard(tmp)
+        for step in pending:
+            _discard(step)
         raise
     _PENDING.reset(token)
     if outer is not None:
@@ -75,26 +88,51 @@ def deferred_renames() -> Iterator[None]:
         return
     done = 0
     try:
-        for tmp, path in pending:
-            _replace(tmp, path)
+        for step in pending:
+            _carry_out(step)
             done += 1
     except BaseException:
-        for tmp, _ in pending[done:]:
-            _discard(tmp)
+        for step in pending[done:]:
+            _discard(step)
         raise
     log.debug("wrote %d files together", len(pending))
 
 
-def replace_later(tmp: str | Path, path: str | Path) -> None:
+def in_deferred_block() -> bool:
+    """Whether a :func:`deferred_renames` block is open here."""
+    return _PENDING.get() is not None
+
+
+def replace_later(tmp: str | Path, path: str | Path, keep: bool = False) -> None:
     """Move the finished ``tmp`` (a file, or a folder) onto ``path`` at the end of the
     enclosing :func:`deferred_renames` block, with the files written in it (now, outside
     one). A folder replaces a folder ``path`` whole; ``tmp`` must be on ``path``'s
-    filesystem. If the block fails, ``tmp`` is removed."""
+    filesystem. If the block fails, ``tmp`` is removed, unless ``keep``."""
+    _later(_Step(str(tmp), Path(path), keep))
+
+
+def remove_later(path: str | Path) -> None:
+    """Remove the file or folder ``path`` (if there) at the end of the enclosing
+    :func:`deferred_renames` block, with its renames (now, outside one)."""
+    _later(_Step(None, Path(path)))
+
+
+def _later(step: _Step) -> None:
     pending = _PENDING.get()
     if pending is None:
-        _replace(str(tmp), Path(path))
+        _carry_out(step)
     else:
-        pending.append((str(tmp), Path(path)))
+        pending.append(step)
+
+
+def _carry_out(step: _Step) -> None:
+    if step.tmp is not None:
+        _replace(step.tmp, step.path)
+    elif step.path.is_dir() and not step.path.is_symlink():
+        shutil.rmtree(step.path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            step.path.unlink()
 
 
 def _replace(tmp: str, path: Path) -> None:
@@ -114,7 +152,11 @@ def _replace(tmp: str, path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _discard(tmp: str) -> None:
+def _discard(step: _Step) -> None:
+    """Undo a step that will not be carried out: remove its temporary file or folder."""
+    tmp = step.tmp
+    if tmp is None or step.keep:
+        return
     if os.path.isdir(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
     else:

@@ -90,6 +90,7 @@ class RayFuser:
             fusion = fuse_partitioned(
                 sides, mapping, clusters, namespaces, exchange, ray_load.BLOCK_BYTES, ray_load.WINDOW * self.parts,
                 shards=shards, single_files_limit=settings.single_files_limit if shards is not None else None,
+                at_least=turtle.PRETTY_LIMIT,
             )  # fmt: skip
         except PartitionFailed as failed:
             log.info("the partitions could not fuse the inputs (%s); fusing in the driver", failed)
@@ -101,12 +102,8 @@ class RayFuser:
             exchange.close()
             if fusion is None and shards is not None:
                 shards.close()
-        if fusion is None:
+        if fusion is None:  # failed, or small enough for rdflib's pretty Turtle: the driver fuses
             return None
-        if len(fusion) <= turtle.PRETTY_LIMIT:
-            if shards is not None:
-                shards.close()
-            return None  # rdflib's pretty Turtle needs the triples: the driver fuses them
         log.info("fused %d triples in %d partitions", len(fusion), self.parts)
         self.used = True
         if shards is not None:
