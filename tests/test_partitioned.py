@@ -10,11 +10,13 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kgalign.io.entities import build_entity_table
 from kgalign.io.formats import folder_files, rdf_format
 from kgalign.io.parsers import read_triples
-from kgalign.io.partitioned import InProcess, PartitionFailed, blocks, build_table, line_key, node_key, owner, route
+from kgalign.io.partitioned import InProcess, Partition, PartitionFailed, blocks, build_table, line_key, node_key, owner, ranged, read_range, route
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -237,3 +239,48 @@ def test_a_partition_reports_the_first_line_of_its_error() -> None:
     assert first_line(traced, named=True) == "RuntimeError: the actor died"
     assert first_line(ValueError()) == "ValueError" and first_line(ValueError("\n"), named=True) == "ValueError"
     assert first_line(ValueError("\n  the line\nmore")) == "the line"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="ab <>\"\r\t.é", min_size=0, max_size=30), max_size=30),
+    last_newline=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=1200), max_size=12),
+)
+def test_byte_ranges_hold_each_line_once_in_file_order(tmp_path_factory, lines, last_newline, cuts) -> None:
+    """Ranges cut anywhere: each line is read by the range its first byte is in, whole."""
+    data = "\n".join(lines).encode("utf-8") + (b"\n" if last_newline and lines else b"")
+    path = tmp_path_factory.mktemp("ranges") / "f.nt"
+    path.write_bytes(data)
+    bounds = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
+    pieces = [read_range(path, start, stop) for start, stop in zip(bounds, bounds[1:])]
+    assert b"".join(pieces) == data
+    begin = 0
+    for (start, stop), piece in zip(zip(bounds, bounds[1:]), pieces):
+        if piece:  # whole lines, the first beginning inside the range
+            assert start <= begin < stop and (begin == 0 or data[begin - 1 : begin] == b"\n")
+            assert piece.endswith(b"\n") or begin + len(piece) == len(data)
+        begin += len(piece)
+
+
+@pytest.mark.parametrize("block_bytes", [256, 4096])
+def test_partitions_reading_byte_ranges_build_the_table_the_driver_blocks_build(tmp_path, block_bytes) -> None:
+    """The persons' N-Triples read by the partitions themselves (ranges) and sent by the
+    driver (blocks): the same table, the same as one process's."""
+    path = EXAMPLES / "persons" / "left.nt"
+    files = [(path, "nt")]
+    by_ranges, _ = build_table(files, "x", None, InProcess(3, str(path)), block_bytes)
+    by_blocks, _ = build_table(files, "x", None, InProcess(3, str(path)), block_bytes, by_ranges=False)
+    assert list(by_ranges.entities.items()) == list(by_blocks.entities.items()) and by_ranges.triple_count == by_blocks.triple_count
+    _same_table(path, 3, block_bytes)
+
+
+def test_a_partition_sees_a_file_only_as_the_driver_sees_it(tmp_path) -> None:
+    path = tmp_path / "g.nt"
+    path.write_text("<http://a> <http://p> <http://b> .\n")
+    found = path.stat()
+    part = Partition(0, 1, str(path))
+    assert part.sees_file(str(path), found.st_size, found.st_mtime_ns)
+    assert not part.sees_file(str(path), found.st_size + 1, found.st_mtime_ns)  # changed since
+    assert not part.sees_file(str(tmp_path / "elsewhere.nt"), found.st_size, found.st_mtime_ns)  # another node
+    assert ranged(path, "nt") and not ranged(tmp_path / "g.nt.gz", "nt") and not ranged(path, "turtle")

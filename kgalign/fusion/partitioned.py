@@ -43,7 +43,7 @@ from kgalign.fusion.shards import ShardFolder, sees, write_shard
 from kgalign.fusion.spilled import CHUNK_ROWS, Chunk, spill
 from kgalign.io.diagnostics import quiet_term_warnings
 from kgalign.io.parsers import oxigraph_literal
-from kgalign.io.partitioned import Exchange, PartitionFailed, blank_id, node_key, owner, route, send_lines
+from kgalign.io.partitioned import Exchange, PartitionFailed, RangeReading, blank_id, node_key, owner, route, send_lines
 from kgalign.io.triples import Triple, known_iri
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 RIGHT_TAGS = 1 << 20
 
 
-class FusePartition:
+class FusePartition(RangeReading):
     """The fused triples whose canonical subject one partition owns (see the module text).
 
     The triples are held as numbers, not as rdflib terms (an rdflib triple with its terms

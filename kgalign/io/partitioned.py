@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import re
 import sys
 import zlib
@@ -130,6 +131,48 @@ def parsed_blocks(path: Path, fmt: str, size: int, prefixes: dict[str, str]) -> 
         yield "".join(lines).encode("utf-8", "surrogatepass")
 
 
+def read_range(path: str | Path, start: int, stop: int) -> bytes:
+    """The lines of the uncompressed file ``path`` that begin at a byte in ``start:stop``
+    (the last one read to its end): ranges cut a file anywhere, and each line is in
+    exactly one of them."""
+    with open(path, "rb") as handle:
+        if start > 0:
+            handle.seek(start - 1)
+            start += len(handle.readline()) - 1  # the rest of a line begun before ``start``
+            if start >= stop:
+                return b""
+        data = handle.read(stop - start)
+        if data and not data.endswith(b"\n"):
+            data += handle.readline()
+        return data
+
+
+def ranged(path: Path, fmt: str) -> bool:
+    """Whether partitions may read ``path`` by byte ranges themselves: a file of lines
+    (N-Triples, N-Quads), not compressed."""
+    return fmt in LINE_FORMATS and path.suffix.lower() != ".gz"
+
+
+class RangeReading:
+    """What lets a partition read its share of a file itself (:func:`send_lines`), where
+    it sees the file the driver sees, instead of being sent its bytes."""
+
+    def route(self, data: bytes, tag: int) -> list[bytes]:
+        raise NotImplementedError
+
+    def sees_file(self, path: str, size: int, mtime_ns: int) -> bool:
+        """Whether this process sees ``path`` with the driver's size and modification time."""
+        try:
+            found = os.stat(path)
+        except OSError:
+            return False
+        return found.st_size == size and found.st_mtime_ns == mtime_ns
+
+    def route_range(self, path: str, start: int, stop: int, tag: int) -> list[bytes]:
+        """:meth:`route` of the lines of ``path`` that begin in ``start:stop`` (:func:`read_range`)."""
+        return self.route(read_range(path, start, stop), tag)
+
+
 def blank_id(tag: int, label: str) -> str:
     """The identifier of blank node ``_:label`` of the input's ``tag``-th file."""
     return f"f{tag}b{label}"
@@ -191,7 +234,7 @@ def read_blocks(path: Path, fmt: str, size: int, prefixes: dict[str, str]) -> It
     return blocks(path, size) if fmt in LINE_FORMATS else parsed_blocks(path, fmt, size, prefixes)
 
 
-class Partition:
+class Partition(RangeReading):
     """The triples of the subjects one partition owns, their index, and what it learns
     from the others (see the module text). Every method is one step of
     :func:`build_table`, called in that order."""
@@ -389,11 +432,13 @@ def build_table(
     exchange: Exchange,
     block_bytes: int,
     window: int = 4,
+    by_ranges: bool = True,
 ) -> tuple[EntityTable, dict[str, str]]:
     """The entity table of ``files`` (each with its format: LINE_FORMATS or
     PARSED_FORMATS) read as one graph (see the module text), the number of its distinct
     triples in ``table.triple_count``, and the prefixes the files declared (the first
-    file's namespace for each). ``window``: blocks whose lines are in flight at once.
+    file's namespace for each). ``window``: blocks whose lines are in flight at once;
+    ``by_ranges``: see :func:`send_lines`.
     Raises :class:`PartitionFailed` where one process must load the input instead."""
     from kgalign.runtime.progress import progress_bar
 
@@ -401,7 +446,7 @@ def build_table(
     prefixes: dict[str, str] = {}
     # MB of the files (a gzipped file's lines are more: the bar's total then grows).
     with progress_bar(f"load {name} (MB)", sum(path.stat().st_size for path, _ in files) >> 20) as advance:
-        send_lines(exchange, [(tag, path, fmt, ()) for tag, (path, fmt) in enumerate(files)], block_bytes, window, prefixes, advance)
+        send_lines(exchange, [(tag, path, fmt, ()) for tag, (path, fmt) in enumerate(files)], block_bytes, window, prefixes, advance, by_ranges)
 
     referenced = [exchange.call(j, "close", split=True) for j in range(n)]
     states = exchange.get([exchange.call(j, "state") for j in range(n)])
@@ -439,27 +484,50 @@ def send_lines(
     window: int,
     prefixes: dict[str, str],
     advance: Callable[[int], None] | None = None,
+    by_ranges: bool = True,
 ) -> None:
     """Every line of the files ``(tag, path, format, extra)`` to its partition: each block
-    (:func:`read_blocks`; a parsed file's prefixes go into ``prefixes``) routed by a
-    partition, each partition's lines given to it as ``take(lines, tag, lines' format,
-    *extra)``, at most ``window`` blocks in flight; ``advance`` gets the MB sent."""
+    routed by a partition, each partition's lines given to it as ``take(lines, tag,
+    lines' format, *extra)``, at most ``window`` blocks in flight; ``advance`` gets the
+    MB sent. A file of lines the partitions see as the driver does (``by_ranges``,
+    :func:`ranged`) is cut into byte ranges that they read and route themselves: the
+    driver reads none of it. Any other block is read by the driver (:func:`read_blocks`;
+    a parsed file's prefixes go into ``prefixes``) and sent. Either way the partitions
+    take each file's lines in file order."""
     n = exchange.parts
     pending: deque[list[Any]] = deque()
     sent = 0
     for tag, path, fmt, extra in files:
         lines_format = fmt if fmt in LINE_FORMATS else "nt"
-        for data in read_blocks(path, fmt, block_bytes, prefixes):
-            before, sent = sent, sent + len(data)
+        readers = _range_readers(exchange, path) if by_ranges and ranged(path, fmt) else []
+        if readers:
+            size = path.stat().st_size
+            routed = (
+                (stop - start, exchange.call(readers[i % len(readers)], "route_range", str(path), start, stop, tag, split=True))
+                for i, (start, stop) in enumerate((start, min(start + block_bytes, size)) for start in range(0, size, block_bytes))
+            )
+        else:
+            routed = ((len(data), exchange.route(data, tag)) for data in read_blocks(path, fmt, block_bytes, prefixes))
+        for length, pieces in routed:
+            before, sent = sent, sent + length
             if advance is not None:
                 advance((sent >> 20) - (before >> 20))
-            pieces = exchange.route(data, tag)
-            del data
             pending.append([exchange.call(k, "take", pieces[k], tag, lines_format, *extra) for k in range(n)])
+            del pieces
             if len(pending) > window:
                 exchange.get(pending.popleft())
     while pending:
         exchange.get(pending.popleft())
+
+
+def _range_readers(exchange: Exchange, path: Path) -> list[int]:
+    """The partitions that see ``path`` as this process does (same size and modification time)."""
+    found = path.stat()
+    answers = exchange.get([exchange.call(k, "sees_file", str(path), found.st_size, found.st_mtime_ns) for k in range(exchange.parts)])
+    readers = [k for k, sees in enumerate(answers) if sees]
+    if len(readers) < exchange.parts:
+        log.info("%s: %d of %d partitions see the file; they read it for all", path, len(readers), exchange.parts)
+    return readers
 
 
 def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:

@@ -1,10 +1,13 @@
 """``--engine ray``'s load stage: an input's entity table built by partitions on Ray actors.
 
-An N-Triples or N-Quads input (a file, gzipped or not, or a folder of them) is read by
-the driver in blocks cut at line ends (a Turtle or TriG file is parsed by the driver as
-a stream, into blocks of N-Triples lines); one actor per partition routes every n-th
-block's lines by subject to the partitions (the shuffle), then parses, indexes and
-folds its own subjects (:mod:`kgalign.io.partitioned`). The driver never holds more
+An uncompressed N-Triples or N-Quads file is cut into byte ranges of 4 MB that the
+partition actors read themselves, each range's lines those that begin in it, where
+they see the file as the driver does (the same size and modification time; on a
+cluster, a shared filesystem); a gzipped one, or one they do not see, is read by the
+driver in blocks cut at line ends (a Turtle or TriG file is parsed by the driver as a
+stream, into blocks of N-Triples lines). One actor per partition routes every n-th
+range's or block's lines by subject to the partitions (the shuffle), then parses,
+indexes and folds its own subjects (:mod:`kgalign.io.partitioned`). The driver never holds more
 than a window of blocks, and receives the entity table, which is the one a single
 process builds. The partition actors reserve no CPU: the model actors, which may
 already hold the cluster's CPUs, would otherwise keep them from starting. They are
@@ -127,9 +130,10 @@ def partitioned_files(path: Path, fmt: str | None) -> list[tuple[Path, str]] | N
 class RayLoader:
     """Builds an input's entity table on the partitions of a Ray cluster (see the module text)."""
 
-    def __init__(self, ray: Any, parts: int) -> None:
+    def __init__(self, ray: Any, parts: int, by_ranges: bool = True) -> None:
         self.ray = ray
         self.parts = max(1, parts)
+        self.by_ranges = by_ranges  # files of lines read by the partitions themselves, where they see them
         self.used = 0  # inputs loaded by partitions
 
     def __call__(self, path: Path, name: str, fmt: str | None, classes: list[str] | None) -> tuple[Counted, EntityTable] | None:
@@ -140,7 +144,7 @@ class RayLoader:
             return None
         exchange = RayExchange(self.ray, self.parts, RemotePartition, str(path))
         try:
-            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts)
+            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts, self.by_ranges)
         except PartitionFailed as failed:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
             return None
