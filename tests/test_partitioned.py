@@ -284,3 +284,37 @@ def test_a_partition_sees_a_file_only_as_the_driver_sees_it(tmp_path) -> None:
     assert not part.sees_file(str(path), found.st_size + 1, found.st_mtime_ns)  # changed since
     assert not part.sees_file(str(tmp_path / "elsewhere.nt"), found.st_size, found.st_mtime_ns)  # another node
     assert ranged(path, "nt") and not ranged(tmp_path / "g.nt.gz", "nt") and not ranged(path, "turtle")
+
+
+class _Counting(Partition):
+    """A partition that counts the byte ranges it reads, and may append a line to the
+    file after reading its first (another process writing the input meanwhile)."""
+
+    def __init__(self, number: int, parts: int, origin: str, append: bool = False) -> None:
+        super().__init__(number, parts, origin)
+        self.ranges = 0
+        self.append = append
+
+    def route_range(self, path: str, start: int, stop: int, tag: int, seen=None) -> list[bytes]:
+        self.ranges += 1
+        routed = super().route_range(path, start, stop, tag, seen)
+        if self.append and self.ranges == 1:
+            with open(path, "ab") as handle:
+                handle.write(b"<http://x/new> <http://x/p> \"added\" .\n")
+        return routed
+
+
+def test_the_partitions_read_the_ranges_and_a_file_changed_meanwhile_is_refused(tmp_path) -> None:
+    path = tmp_path / "left.nt"
+    path.write_bytes((EXAMPLES / "persons" / "left.nt").read_bytes())
+    parts = [_Counting(k, 2, str(path)) for k in range(2)]
+    table, _ = build_table([(path, "nt")], "x", None, InProcess(2, str(path), parts), 1024)
+    assert sum(part.ranges for part in parts) == -(-path.stat().st_size // 1024)  # every range, once
+    assert len(table.entities) == len(_table(path, 2, 1024)[0].entities)
+    # Written to while the partitions read it: not a table of two versions of the file.
+    parts = [_Counting(k, 2, str(path), append=True) for k in range(2)]
+    with pytest.raises(PartitionFailed, match="the file changed while it was read"):
+        build_table([(path, "nt")], "x", None, InProcess(2, str(path), parts), 1024)
+    found = path.stat()
+    with pytest.raises(PartitionFailed, match="changed"):
+        read_range(path, 0, 10, (found.st_size - 1, found.st_mtime_ns))

@@ -131,11 +131,16 @@ def parsed_blocks(path: Path, fmt: str, size: int, prefixes: dict[str, str]) -> 
         yield "".join(lines).encode("utf-8", "surrogatepass")
 
 
-def read_range(path: str | Path, start: int, stop: int) -> bytes:
+def read_range(path: str | Path, start: int, stop: int, seen: tuple[int, int] | None = None) -> bytes:
     """The lines of the uncompressed file ``path`` that begin at a byte in ``start:stop``
     (the last one read to its end): ranges cut a file anywhere, and each line is in
-    exactly one of them."""
+    exactly one of them. ``seen``: the file's size and modification time (ns) when the
+    ranges were cut; a file that is no longer so raises :class:`PartitionFailed`."""
     with open(path, "rb") as handle:
+        if seen is not None:
+            found = os.fstat(handle.fileno())
+            if (found.st_size, found.st_mtime_ns) != seen:
+                raise PartitionFailed(f"{path}: the file changed while it was read")
         if start > 0:
             handle.seek(start - 1)
             start += len(handle.readline()) - 1  # the rest of a line begun before ``start``
@@ -161,16 +166,17 @@ class RangeReading:
         raise NotImplementedError
 
     def sees_file(self, path: str, size: int, mtime_ns: int) -> bool:
-        """Whether this process sees ``path`` with the driver's size and modification time."""
+        """Whether this process can read ``path`` and sees it with the driver's size and
+        modification time."""
         try:
             found = os.stat(path)
         except OSError:
             return False
-        return found.st_size == size and found.st_mtime_ns == mtime_ns
+        return found.st_size == size and found.st_mtime_ns == mtime_ns and os.access(path, os.R_OK)
 
-    def route_range(self, path: str, start: int, stop: int, tag: int) -> list[bytes]:
+    def route_range(self, path: str, start: int, stop: int, tag: int, seen: tuple[int, int] | None = None) -> list[bytes]:
         """:meth:`route` of the lines of ``path`` that begin in ``start:stop`` (:func:`read_range`)."""
-        return self.route(read_range(path, start, stop), tag)
+        return self.route(read_range(path, start, stop, seen), tag)
 
 
 def blank_id(tag: int, label: str) -> str:
@@ -495,15 +501,18 @@ def send_lines(
     a parsed file's prefixes go into ``prefixes``) and sent. Either way the partitions
     take each file's lines in file order."""
     n = exchange.parts
+    files = list(files)
+    # Asked of every file first: an actor answers after the work queued before the question.
+    readers = _range_readers(exchange, [path for _, path, fmt, _ in files if ranged(path, fmt)]) if by_ranges else {}
     pending: deque[list[Any]] = deque()
     sent = 0
     for tag, path, fmt, extra in files:
         lines_format = fmt if fmt in LINE_FORMATS else "nt"
-        readers = _range_readers(exchange, path) if by_ranges and ranged(path, fmt) else []
-        if readers:
-            size = path.stat().st_size
+        those, seen = readers.get(path, ([], (0, 0)))
+        if those:
+            size, name = seen[0], str(path.resolve())
             routed = (
-                (stop - start, exchange.call(readers[i % len(readers)], "route_range", str(path), start, stop, tag, split=True))
+                (stop - start, exchange.call(those[i % len(those)], "route_range", name, start, stop, tag, seen, split=True))
                 for i, (start, stop) in enumerate((start, min(start + block_bytes, size)) for start in range(0, size, block_bytes))
             )
         else:
@@ -518,15 +527,27 @@ def send_lines(
                 exchange.get(pending.popleft())
     while pending:
         exchange.get(pending.popleft())
+    for path, (_, seen) in readers.items():  # the ranges of a file that changed meanwhile may mix two versions
+        found = path.stat()
+        if (found.st_size, found.st_mtime_ns) != seen:
+            raise PartitionFailed(f"{path}: the file changed while it was read")
 
 
-def _range_readers(exchange: Exchange, path: Path) -> list[int]:
-    """The partitions that see ``path`` as this process does (same size and modification time)."""
-    found = path.stat()
-    answers = exchange.get([exchange.call(k, "sees_file", str(path), found.st_size, found.st_mtime_ns) for k in range(exchange.parts)])
-    readers = [k for k, sees in enumerate(answers) if sees]
-    if len(readers) < exchange.parts:
-        log.info("%s: %d of %d partitions see the file; they read it for all", path, len(readers), exchange.parts)
+def _range_readers(exchange: Exchange, paths: Sequence[Path]) -> dict[Path, tuple[list[int], tuple[int, int]]]:
+    """For each of ``paths``, the partitions that see it as this process does, and its
+    size and modification time (ns) then."""
+    seen = {}
+    for path in paths:
+        found = path.stat()
+        seen[path] = (found.st_size, found.st_mtime_ns)
+    calls = [exchange.call(k, "sees_file", str(path.resolve()), *seen[path]) for path in paths for k in range(exchange.parts)]
+    answers = exchange.get(calls) if calls else []
+    readers: dict[Path, tuple[list[int], tuple[int, int]]] = {}
+    for i, path in enumerate(paths):
+        those = [k for k in range(exchange.parts) if answers[i * exchange.parts + k]]
+        if len(those) < exchange.parts:
+            log.info("%s: %d of %d partitions see the file; they read it for all", path, len(those), exchange.parts)
+        readers[path] = (those, seen[path])
     return readers
 
 
