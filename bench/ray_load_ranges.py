@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.make_large_pair import generate
+from bench import large
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kgalign.runtime.ray_load import RayLoader
 
-    data = Path(tempfile.gettempdir()) / f"kgalign-large-{args.triples}-s0"
-    if not (data / "left.nt").is_file():
-        print(f"generating the pair into {data} ...", file=sys.stderr, flush=True)
-        generate(data, args.triples, 0, False)
-    path = data / "left.nt"
+    path = large._pair(Path(tempfile.gettempdir()) / f"kgalign-large-{args.triples}-s0", args.triples, 0, False)["left"]
     ray.init(num_cpus=args.parts, include_dashboard=False, log_to_driver=False)
     seconds: dict[str, list[float]] = {"ranges": [], "blocks": []}
     cpu: dict[str, list[float]] = {"ranges": [], "blocks": []}

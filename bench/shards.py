@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.make_large_pair import generate
+from bench import large
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from kgalign.model import Link
 
     data = Path(tempfile.gettempdir()) / f"kgalign-large-{args.triples}-s0"
-    if not (data / "gold.tsv").is_file():
-        print(f"generating the pair into {data} ...", file=sys.stderr, flush=True)
-        generate(data, args.triples, 0, False)
+    large._pair(data, args.triples, 0, False)
     links = [Link(a, b, 1.0) for a, b in read_pairs(data / "gold.tsv")]
     clusters = cluster_links(links)
     mapping = choose_canonical(clusters, links, "left")

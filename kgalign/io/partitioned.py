@@ -162,8 +162,8 @@ class RangeReading:
     """What lets a partition read its share of a file itself (:func:`send_lines`), where
     it sees the file the driver sees, instead of being sent its bytes."""
 
-    def route(self, data: bytes, tag: int) -> list[bytes]:
-        raise NotImplementedError
+    #: The partition's own routing of a block of lines (:class:`Partition`, :class:`kgalign.fusion.partitioned.FusePartition`).
+    route: Callable[[bytes, int], list[bytes]]
 
     def sees_file(self, path: str, size: int, mtime_ns: int) -> bool:
         """Whether this process can read ``path`` and sees it with the driver's size and
