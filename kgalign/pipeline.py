@@ -271,7 +271,7 @@ def _prepare(
     if config.resolve == "auto":
         with timer.stage("cardinality"):
             # The TF-IDF rows of every entity: the detection's, then retrieval's.
-            lexical = lexical_vectors(left_texts, right_texts)
+            lexical = lexical_vectors(left_texts, right_texts, spill=lean)
             cardinality = detect_cardinality(left_texts, right_texts, vectors=lexical)
             effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
         log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)

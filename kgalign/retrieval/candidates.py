@@ -14,15 +14,15 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 from kgalign.config import AlignConfig, RetrievalConfig
 from kgalign.model import Candidates, EntityTable
 from kgalign.retrieval.cascade import CascadeStats, cascade
 from kgalign.retrieval.embed import Embedder, encode_sides
 from kgalign.retrieval.retrieve import lexical_vectors, retrieve
+from kgalign.retrieval.sparse_file import SparseRows, some_rows
 from kgalign.retrieval.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
-from kgalign.retrieval.vector_file import Vectors, subset
+from kgalign.retrieval.vector_file import Vectors
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
 
@@ -40,7 +40,7 @@ def find_candidates(
     right_texts: list[str],
     embedder: Embedder,
     timer: StageTimer,
-    lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+    lexical: tuple[SparseRows, SparseRows] | None = None,
     tables_read: Callable[[], None] | None = None,
     spill: bool = False,
 ) -> tuple[list[Candidates], CascadeStats | None]:
@@ -63,7 +63,7 @@ def find_candidates(
             log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
     with timer.stage("retrieve"):
         candidates = _retrieve_candidates(
-            config, seeds, left_table, right_table, left_iris, right_iris, left_texts, right_texts, left_vectors, right_vectors, lexical, tables_read
+            config, seeds, left_table, right_table, left_iris, right_iris, left_texts, right_texts, left_vectors, right_vectors, lexical, tables_read, spill
         )
     return candidates, None
 
@@ -87,7 +87,7 @@ def _cascade_candidates(
     right_texts: list[str],
     embedder: Embedder,
     timer: StageTimer,
-    lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+    lexical: tuple[SparseRows, SparseRows] | None = None,
     tables_read: Callable[[], None] | None = None,
     spill: bool = False,
 ) -> tuple[list[Candidates], CascadeStats]:
@@ -98,10 +98,12 @@ def _cascade_candidates(
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve not in SHARED_TARGETS)
     left_iris, right_iris, rows, cols = _participants(config, seeds, left_iris, right_iris)
     with timer.stage("retrieve"):
-        left_lex, right_lex = lexical if lexical is not None else lexical_vectors(left_texts, right_texts)
+        left_lex, right_lex = lexical if lexical is not None else lexical_vectors(left_texts, right_texts, spill)
         left_struct = right_struct = None
         if _uses_structure(retrieval, left_table, right_table):
-            left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols)
+            left_struct, right_struct = _neighbour_channel(
+                left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols, spill
+            )
         if tables_read is not None:
             tables_read()
 
@@ -139,8 +141,9 @@ def _retrieve_candidates(
     right_texts: list[str],
     left_vectors: Vectors | None,
     right_vectors: Vectors | None,
-    lexical: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+    lexical: tuple[SparseRows, SparseRows] | None = None,
     tables_read: Callable[[], None] | None = None,
+    spill: bool = False,
 ) -> list[Candidates]:
     """Candidates for the sources that take part, among the targets that take part.
 
@@ -157,7 +160,7 @@ def _retrieve_candidates(
     lex: tuple = (None, None)
     if lexical_structure:
         # Neighbours may be any entity: fit and keep the TF-IDF rows of all of them.
-        everyone = lexical if lexical is not None else lexical_vectors(left_texts, right_texts)
+        everyone = lexical if lexical is not None else lexical_vectors(left_texts, right_texts, spill)
         name_vectors = everyone
         if retrieval.dense_weight < 1.0 or left_vectors is None:
             lex = (taken_rows(everyone[0], rows), taken_rows(everyone[1], cols))
@@ -168,10 +171,10 @@ def _retrieve_candidates(
             left_vectors, right_vectors = np.asarray(left_vectors), np.asarray(right_vectors)
         name_vectors = (left_vectors, right_vectors)
         if retrieval.dense_weight < 1.0 or left_vectors is None:
-            lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols])
+            lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols], spill)
     left_struct = right_struct = None
     if structure:
-        left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, *name_vectors, seeds, rows, cols)
+        left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, *name_vectors, seeds, rows, cols, spill)
     if tables_read is not None:
         tables_read()
     with progress_bar("retrieve", len(rows)) as advance:
@@ -214,13 +217,15 @@ def _neighbour_channel(
     seeds: list[tuple[str, str]],
     rows: np.ndarray,
     cols: np.ndarray,
+    spill: bool = False,
 ) -> tuple[Any, Any]:
     """Neighbour vectors of the taking-part sources and targets: the mean of each entity's
     neighbours' name vectors (dense or TF-IDF rows, of every entity), seed targets
-    carrying their left partner's names."""
+    carrying their left partner's names. With ``spill`` (or names in files) the rows
+    are made into files (:func:`kgalign.retrieval.structure.neighbour_vectors`)."""
     propagated = propagate_seeds(left_names, right_names, left_iris, right_iris, seeds)
-    left_struct = taken_rows(neighbour_vectors(adjacency(left_table, left_iris), left_names), rows)
-    right_struct = taken_rows(neighbour_vectors(adjacency(right_table, right_iris), propagated), cols)
+    left_struct = taken_rows(neighbour_vectors(adjacency(left_table, left_iris), left_names, spill), rows)
+    right_struct = taken_rows(neighbour_vectors(adjacency(right_table, right_iris), propagated, spill), cols)
     return left_struct, right_struct
 
 
@@ -232,7 +237,7 @@ def taken_rows(matrix: Any, index: np.ndarray) -> Any:
     retrieval."""
     if len(index) == matrix.shape[0] and np.array_equal(index, np.arange(len(index))):
         return matrix
-    return subset(matrix, index)  # an array's or a sparse matrix's rows copied, a file's viewed
+    return some_rows(matrix, index)  # an array's or a sparse matrix's rows copied, a file's viewed
 
 
 def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:

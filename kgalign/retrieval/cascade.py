@@ -36,11 +36,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import sparse
 
 from kgalign.config import RetrievalConfig
 from kgalign.model import Candidates
 from kgalign.retrieval.retrieve import Progress, code_tokens, retrieve, sparse_pair_dots
+from kgalign.retrieval.sparse_file import SparseRows, some_rows
 from kgalign.retrieval.vector_file import Vectors
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,12 @@ def cascade(
     right_iris: Sequence[str],
     left_texts: Sequence[str],
     right_texts: Sequence[str],
-    left_lex: sparse.csr_matrix,
-    right_lex: sparse.csr_matrix,
+    left_lex: SparseRows,
+    right_lex: SparseRows,
     encode: Encode,
     config: RetrievalConfig,
-    left_struct: sparse.csr_matrix | None = None,
-    right_struct: sparse.csr_matrix | None = None,
+    left_struct: SparseRows | None = None,
+    right_struct: SparseRows | None = None,
     stage: Stage | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[Candidates], CascadeStats]:
@@ -126,10 +126,10 @@ class _Sides:
 
     left_iris: Sequence[str]
     right_iris: Sequence[str]
-    left_lex: sparse.csr_matrix
-    right_lex: sparse.csr_matrix
-    left_struct: sparse.csr_matrix | None
-    right_struct: sparse.csr_matrix | None
+    left_lex: SparseRows
+    right_lex: SparseRows
+    left_struct: SparseRows | None
+    right_struct: SparseRows | None
 
     def retrieve(
         self,
@@ -146,12 +146,12 @@ class _Sides:
             [self.right_iris[j] for j in cols],
             left_dense,
             right_dense,
-            self.left_lex[rows],
-            self.right_lex[cols],
+            some_rows(self.left_lex, rows),
+            some_rows(self.right_lex, cols),
             config,
             None,
-            None if self.left_struct is None else self.left_struct[rows],
-            None if self.right_struct is None else self.right_struct[cols],
+            None if self.left_struct is None else some_rows(self.left_struct, rows),
+            None if self.right_struct is None else some_rows(self.right_struct, cols),
         )
 
 

@@ -27,6 +27,7 @@ from scipy import sparse
 
 from kgalign.config import RetrievalConfig
 from kgalign.model import Candidate, Candidates
+from kgalign.retrieval.sparse_file import SparseRows, column_counts, is_sparse
 from kgalign.retrieval.vector_file import Vectors
 from kgalign.runtime.hooks import hooked
 
@@ -177,28 +178,19 @@ def code_tokens(text: str) -> set[str]:
     return set(_CODE.findall(lexical_text(text)))
 
 
-def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """TF-IDF of character 3-grams within words plus whole words, fitted on both sides."""
-    from kgalign.retrieval.tfidf import char_wb_ngrams, normalize_rows, tfidf, words
+def lexical_vectors(left_texts: Sequence[str], right_texts: Sequence[str], spill: bool = False) -> tuple[SparseRows, SparseRows]:
+    """TF-IDF of character 3-grams within words plus whole words, fitted on both sides.
 
-    corpus = [lexical_text(t) for t in left_texts] + [lexical_text(t) for t in right_texts]
-    parts = []
-    for analyzer in (char_wb_ngrams, words):
-        try:
-            parts.append(tfidf(corpus, analyzer))
-        except ValueError:  # no text has such a feature (all empty, or punctuation only)
-            continue
-    del corpus
-    if not parts:
-        return sparse.csr_matrix((len(left_texts), 1), dtype=np.float32), sparse.csr_matrix((len(right_texts), 1), dtype=np.float32)
-    # Stacked as CSR directly (not through a COO copy of every cell), the parts let go at once.
-    matrix = sparse.hstack(parts, format="csr")
-    del parts
-    matrix = normalize_rows(matrix)
+    With ``spill`` the rows are made a block at a time into files
+    (:mod:`kgalign.retrieval.sparse_file`: ``--engine ray``'s driver), the same rows."""
+    from itertools import chain
+
+    from kgalign.retrieval.tfidf import char_wb_ngrams, lexical_rows, words
+
+    texts = (lexical_text(t) for t in chain(left_texts, right_texts))
     n = len(left_texts)
-    left = matrix[:n]
-    matrix = matrix[n:]  # the whole goes as soon as its second half is cut
-    return left, matrix
+    left, right = lexical_rows(texts, [0, n, n + len(right_texts)], [char_wb_ngrams, words], spill)
+    return left, right
 
 
 #: Above this many targets the lexical candidate search ignores the n-grams and words
@@ -218,26 +210,26 @@ def _prunes(n_targets: int) -> bool:
     return n_targets >= PRUNE_FROM_TARGETS
 
 
-def search_keep(right: sparse.csr_matrix) -> np.ndarray | None:
+def search_keep(right: SparseRows) -> np.ndarray | None:
     """The features the lexical search keeps for the targets ``right`` (a mask over its
     columns), or None for all of them: when ``right`` is large its common features go
     (see PRUNE_FROM_TARGETS)."""
     n = right.shape[0]
     if not _prunes(n):
         return None
-    df = np.bincount(right.indices, minlength=right.shape[1])
+    df = column_counts(right)
     limit = _common_from(n)
     keep = df <= limit
     log.info("lexical search: %d of %d features shared by more than %d of %d targets ignored", int((~keep).sum()), len(keep), limit, n)
     return keep
 
 
-def searched_targets(right: sparse.csr_matrix, keep: np.ndarray | None, start: int = 0, stop: int | None = None) -> sparse.csr_matrix:
+def searched_targets(right: SparseRows, keep: np.ndarray | None, start: int = 0, stop: int | None = None) -> sparse.csr_matrix:
     """The targets ``start:stop`` of ``right`` as the search reads them: their ``keep``
     features (:func:`search_keep`), transposed to row-major CSR (features as rows, those
     targets as columns from 0). A slice is made from its own rows alone, so a search
     cut into slices never holds the whole transposed set."""
-    part = right if start == 0 and stop is None else right[start:stop]
+    part: sparse.csr_matrix = right if start == 0 and stop is None and sparse.issparse(right) else right[start:stop]
     if keep is not None:
         part = (part @ sparse.diags(keep.astype(part.dtype))).tocsr()
         part.eliminate_zeros()
@@ -267,9 +259,7 @@ class LexicalSearch(Protocol):
     result, or None to leave a search to this process (one too small to be worth
     shipping)."""
 
-    def topk(
-        self, left: sparse.csr_matrix, right: sparse.csr_matrix, keep: np.ndarray | None, k: int, progress: Progress | None
-    ) -> tuple[np.ndarray, np.ndarray] | None: ...
+    def topk(self, left: SparseRows, right: SparseRows, keep: np.ndarray | None, k: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
 _SEARCH: ContextVar[LexicalSearch | None] = ContextVar("kgalign_lexical_search", default=None)
@@ -291,7 +281,7 @@ def dense_search(search: DenseSearch) -> Iterator[None]:
 
 
 
-def lexical_topk(left: sparse.csr_matrix, right: sparse.csr_matrix, k: int, block_rows: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+def lexical_topk(left: SparseRows, right: SparseRows, k: int, block_rows: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` right rows per left row by sparse cosine, computed block by block; each
     row's best first, equal scores by target order (:func:`block_topk`).
 
@@ -437,7 +427,7 @@ def _pair_dots(a: Vectors, b: Vectors, rows: np.ndarray, cols: np.ndarray, step:
     return out
 
 
-def _row_dot(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _row_dot(a: SparseRows, b: SparseRows, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Sparse dot products a[rows[i]] . b[cols[i]] without forming a full product."""
     product = a[rows].multiply(b[cols])
     return np.asarray(product.sum(axis=1)).ravel().astype(np.float32)
@@ -448,12 +438,12 @@ def retrieve(
     right_iris: Sequence[str],
     left_dense: Vectors | None,
     right_dense: Vectors | None,
-    left_lex: sparse.csr_matrix | None,
-    right_lex: sparse.csr_matrix | None,
+    left_lex: SparseRows | None,
+    right_lex: SparseRows | None,
     config: RetrievalConfig,
     progress: Progress | None = None,
-    left_struct: np.ndarray | sparse.csr_matrix | None = None,
-    right_struct: np.ndarray | sparse.csr_matrix | None = None,
+    left_struct: np.ndarray | SparseRows | None = None,
+    right_struct: np.ndarray | SparseRows | None = None,
 ) -> list[Candidates]:
     """Candidates for every left entity, combining dense, lexical and neighbour scores.
 
@@ -496,9 +486,10 @@ def retrieve(
         scores = dense if dense is not None else lex
     structure_weight = config.resolved_structure_weight
     if left_struct is not None and right_struct is not None and structure_weight > 0:
-        if sparse.issparse(left_struct):
+        if is_sparse(left_struct):
             struct = sparse_pair_dots(left_struct, right_struct, rows, cols)
         else:
+            assert isinstance(left_struct, np.ndarray) and isinstance(right_struct, np.ndarray)  # dense neighbour vectors are arrays
             struct = _pair_dots(left_struct, right_struct, rows, cols)
         scores = (1.0 - structure_weight) * scores + structure_weight * struct
     return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
@@ -516,7 +507,7 @@ def _pooled(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return np.nonzero(kept)[0], ordered[kept].astype(np.int64), order, kept
 
 
-def sparse_pair_dots(a: sparse.csr_matrix, b: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
+def sparse_pair_dots(a: SparseRows, b: SparseRows, rows: np.ndarray, cols: np.ndarray, step: int = 8192) -> np.ndarray:
     """Sparse dot products a[rows[i]] . b[cols[i]], slice by slice."""
     # Small slices: the gathered rows of a large slice are fresh memory every time, and
     # its page faults cost more than the products (1.7 s against 0.7 s on DBP15K).

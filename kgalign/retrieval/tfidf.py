@@ -10,12 +10,17 @@ sorted order. tests/test_tfidf.py checks it equal to scikit-learn's on real text
 
 from __future__ import annotations
 
+import logging
 import re
+import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import sparse
+
+log = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s\s+")
 _WORD = re.compile(r"(?u)\b\w+\b")
@@ -55,48 +60,191 @@ def normalize_rows(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     return matrix
 
 
+#: Rows of TF-IDF made at a time once the features are counted (their cells in float64
+#: while they are made: about 20 bytes a cell with the columns and the counts).
+BLOCK_ROWS = 65_536
+
+
+#: Cells an analyzer's spool holds in memory before it writes them to its file (with ``spill``).
+SPOOL_CELLS = 4 * 2**20
+
+
+class _Spool:
+    """32-bit ints appended a row at a time, read back by position: in memory, or with
+    ``spill`` written to an unlinked temporary file every :data:`SPOOL_CELLS`. A file
+    that cannot be made or written (no such folder, a full disk) leaves them in memory,
+    with a warning."""
+
+    def __init__(self, spill: bool) -> None:
+        self.buffer = array("i")
+        self.file: Any = None
+        self.written = 0
+        if spill:
+            try:
+                self.file = tempfile.TemporaryFile(prefix="kgalign-spool-", suffix=".i32")
+            except OSError as exc:
+                log.warning("could not spool TF-IDF counts in %s (%s); holding them in memory", tempfile.gettempdir(), exc)
+
+    def extend(self, values: Iterable[int]) -> None:
+        self.buffer.extend(values)
+        if self.file is not None and len(self.buffer) >= SPOOL_CELLS:
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self.file.seek(self.written * 4)
+            self.file.write(self.buffer.tobytes())
+            self.file.flush()
+        except OSError as exc:
+            log.warning("could not spool more TF-IDF counts in %s (%s); holding them in memory", tempfile.gettempdir(), exc)
+            self.file.seek(0)
+            held = array("i")
+            held.frombytes(self.file.read(self.written * 4))
+            held.extend(self.buffer)
+            self.file.close()
+            self.file, self.buffer, self.written = None, held, 0
+            return
+        self.written += len(self.buffer)
+        self.buffer = array("i")
+
+    def __len__(self) -> int:
+        return self.written + len(self.buffer)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Cells ``start:stop`` (a view of the memory, or a copy of the file's cells)."""
+        if self.file is not None and self.buffer:  # everything in the file from here on (reading starts once all is added)
+            self._flush()
+        if self.file is None:
+            return np.frombuffer(self.buffer, dtype=np.int32)[start:stop]
+        if stop <= start:
+            return np.zeros(0, dtype=np.int32)
+        mapped = np.memmap(self.file, dtype=np.int32, mode="r", shape=(self.written,))
+        try:
+            return np.array(mapped[start:stop])
+        finally:
+            del mapped
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class _Features:
+    """One analyzer's pass over the texts: its vocabulary (in the order features are
+    first seen) and each text's features and counts, as typed arrays (a list holds a
+    Python int object per cell, about 36 bytes against 4) with 32-bit columns (a
+    vocabulary has fewer than 2**31 features). Once :meth:`fit` has turned the
+    vocabulary into sorted columns and their idf, :meth:`block` makes any rows."""
+
+    def __init__(self, analyzer: Callable[[str], Iterable[str]], spill: bool = False) -> None:
+        self.analyzer = analyzer
+        self.vocabulary: dict[str, int] = {}
+        self._ids = _Spool(spill)
+        self._counts = _Spool(spill)
+        self._indptr = array("q", [0])
+        self.rank = np.zeros(0, dtype=np.int32)
+        self.idf = np.zeros(0, dtype=np.float64)
+
+    def add(self, text: str) -> None:
+        vocabulary = self.vocabulary
+        row: dict[int, int] = {}
+        for feature in self.analyzer(text):
+            column = vocabulary.setdefault(feature, len(vocabulary))
+            row[column] = row.get(column, 0) + 1
+        self._ids.extend(row)
+        self._counts.extend(row.values())
+        self._indptr.append(len(self._ids))
+
+    def fit(self) -> None:
+        """Columns in sorted feature order, as scikit-learn numbers them, and each one's
+        smoothed idf over the texts added. Raises ValueError on an empty vocabulary."""
+        if not self.vocabulary:
+            raise ValueError("empty vocabulary; no text has a feature")
+        order = np.argsort(np.array(list(self.vocabulary), dtype=object), kind="stable")
+        self.rank = np.empty(len(order), dtype=np.int32)
+        self.rank[order] = np.arange(len(order), dtype=np.int32)
+        del order
+        n = len(self._indptr) - 1
+        df = np.zeros(len(self.vocabulary), dtype=np.int64)
+        for start in range(0, len(self._ids), SPOOL_CELLS):
+            df += np.bincount(self.rank[self._ids.read(start, start + SPOOL_CELLS)], minlength=len(df))
+        self.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+
+    @property
+    def n_features(self) -> int:
+        return len(self.vocabulary)
+
+    def block(self, start: int, stop: int, dtype: type = np.float32) -> sparse.csr_matrix:
+        """Rows ``start:stop``: sublinear tf times idf, scaled to unit length."""
+        indptr = np.frombuffer(self._indptr, dtype=np.int64)[start : stop + 1]
+        lo, hi = int(indptr[0]), int(indptr[-1])
+        cols = self.rank[self._ids.read(lo, hi)]
+        # Each step in place where it can be: every temporary array costs 4 or 8 bytes a cell.
+        tf = np.log(self._counts.read(lo, hi).astype(np.float64))
+        tf += 1.0
+        data = self.idf[cols]
+        data *= tf
+        del tf
+        matrix = sparse.csr_matrix((data, cols, indptr - lo), shape=(stop - start, self.n_features), copy=False)
+        matrix.sort_indices()
+        matrix.data = matrix.data.astype(dtype)  # the values only: astype() would copy the indices too
+        return normalize_rows(matrix)
+
+    def close(self) -> None:
+        self._ids.close()
+        self._counts.close()
+
+
 def tfidf(corpus: Sequence[str], analyzer: Callable[[str], Iterable[str]], dtype: type = np.float32) -> sparse.csr_matrix:
     """Rows of sublinear-tf, smooth-idf, unit-length TF-IDF; columns are the sorted features.
 
     Raises ValueError when no text has a feature (as scikit-learn does: "empty vocabulary").
     """
-    vocabulary: dict[str, int] = {}
-    # Typed arrays, not lists: a list holds a Python int object per cell (about 36 bytes
-    # against 4), which made the lists four times the size of the matrix they build.
-    # 32-bit columns: a vocabulary has fewer than 2**31 features.
-    indices = array("i")
-    counts = array("i")
-    indptr = array("q", [0])
+    features = _Features(analyzer)
     for text in corpus:
-        row: dict[int, int] = {}
-        for feature in analyzer(text):
-            column = vocabulary.setdefault(feature, len(vocabulary))
-            row[column] = row.get(column, 0) + 1
-        indices.extend(row)
-        counts.extend(row.values())
-        indptr.append(len(indices))
-    if not vocabulary:
-        raise ValueError("empty vocabulary; no text has a feature")
-    # Columns in sorted feature order, as scikit-learn numbers them.
-    order = np.argsort(np.array(list(vocabulary), dtype=object), kind="stable")
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    del order
-    cols = rank[np.frombuffer(indices, dtype=np.int32)]
-    del indices, rank
-    # Each step in place where it can be: the cells of a large graph's matrix number tens
-    # of millions, and every temporary array of them costs 4 or 8 bytes a cell.
-    tf = np.log(np.frombuffer(counts, dtype=np.int32).astype(np.float64))
-    del counts
-    tf += 1.0
-    n = len(corpus)
-    df = np.bincount(cols, minlength=len(vocabulary))
-    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-    data = idf[cols]
-    data *= tf
-    del tf
-    matrix = sparse.csr_matrix((data, cols, np.frombuffer(indptr, dtype=np.int64)), shape=(n, len(vocabulary)), copy=False)
-    del data, cols
-    matrix.sort_indices()
-    matrix.data = matrix.data.astype(dtype)  # the values only: astype() would copy the indices too
-    return normalize_rows(matrix)
+        features.add(text)
+    features.fit()
+    return features.block(0, len(corpus), dtype)
+
+
+def lexical_rows(
+    texts: Iterable[str], cuts: Sequence[int], analyzers: Sequence[Callable[[str], Iterable[str]]], spill: bool = False
+) -> list[Any]:
+    """TF-IDF rows of ``texts`` for each analyzer, side by side (each analyzer's part
+    scaled to unit length, then the whole row), fitted on all the texts, and cut at
+    ``cuts`` (row numbers, from 0 to the number of texts): one matrix per cut.
+
+    The texts are read once; the rows are made :data:`BLOCK_ROWS` at a time, so that
+    with ``spill`` (``--engine ray``'s driver) they go to files
+    (:class:`kgalign.retrieval.sparse_file.SparseFile`) and the process never holds
+    them all. An analyzer that finds no feature in any text is left out; with none
+    left, every row is empty (one column)."""
+    from kgalign.retrieval.sparse_file import SparseSink
+
+    every = [_Features(analyzer, spill) for analyzer in analyzers]
+    for text in texts:
+        for features in every:
+            features.add(text)
+    fitted = []
+    for features in every:
+        try:
+            features.fit()
+        except ValueError:  # no text has such a feature (all empty, or punctuation only)
+            continue
+        fitted.append(features)
+    n_cols = sum(features.n_features for features in fitted) if fitted else 1
+    out = []
+    for start, stop in zip(cuts, cuts[1:]):
+        sink = SparseSink(n_cols, spill)
+        for lo in range(start, stop, BLOCK_ROWS):
+            hi = min(lo + BLOCK_ROWS, stop)
+            if not fitted:
+                sink.append(sparse.csr_matrix((hi - lo, 1), dtype=np.float32))
+                continue
+            parts = [features.block(lo, hi) for features in fitted]
+            # Stacked as CSR directly (not through a COO copy of every cell).
+            sink.append(normalize_rows(sparse.hstack(parts, format="csr")))
+        out.append(sink.finish())
+    for features in every:
+        features.close()
+    return out

@@ -573,11 +573,17 @@ class RayLexicalSearch:
         # driver never holds the whole transposed set); its actor reads it from there on
         # every call.
         targets = [ray.put(searched_targets(right, keep, lo, hi)) for lo, hi in bounds]
-        sources = ray.put(left)
         step = max(1, BLOCK_CELLS // max(hi - lo for lo, hi in bounds))
         started = time.perf_counter()
         blocks = range(0, left.shape[0], step)
-        submitted = ((start, [actor.lexical_block.remote(sources, start, start + step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)]) for start in blocks)
+
+        def block(start: int) -> list[Any]:
+            # Each block of sources is read (from the driver's memory or its file) as it is
+            # sent, and goes to the object store once for all the slices.
+            sources = ray.put(left[start : start + step])
+            return [actor.lexical_block.remote(sources, 0, step, part, lo, k) for actor, part, lo in zip(actors, targets, cuts)]
+
+        submitted = ((start, block(start)) for start in blocks)
         found = _merged(ray, submitted, left.shape[0], k, progress)
         self.pool.count_search(len(blocks) * slices)
         log.info("lexical search of %d sources against %d targets on %d ray actors: %.1f s", left.shape[0], n, slices, time.perf_counter() - started)
