@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def _same(a: sparse.csr_matrix, b: sparse.csr_matrix) -> None:
     assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
 
 
+def _mappings_of(file) -> list[str]:
+    """The lines of /proc/self/maps that map ``file`` (by device and inode)."""
+    info = os.fstat(file.fileno())
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}"
+    return [line for line in Path("/proc/self/maps").read_text().splitlines() if line.split()[3:5] == [device, str(info.st_ino)]]
+
+
 def _random_rows(n: int, n_cols: int, seed: int = 0) -> sparse.csr_matrix:
     rng = np.random.default_rng(seed)
     matrix = sparse.random(n, n_cols, density=0.05, format="csr", dtype=np.float32, random_state=rng)
@@ -71,6 +79,11 @@ def test_rows_in_a_file_are_indexed_as_a_csr_matrix_and_leave_nothing_behind(tmp
     _same(view.rows(np.array([4, 0]))[:], matrix[[3, 59]])
     assert np.array_equal(column_counts(stored), np.bincount(matrix.indices, minlength=40))
     assert np.array_equal(column_counts(view), np.bincount(matrix[[59, 0, 25, 3, 3]].indices, minlength=40))
+    # Every read copied its cells and let the maps go (while mapped, the map names the file).
+    assert _mappings_of(stored._data) == [] and _mappings_of(stored._indices) == []
+    held = np.memmap(stored._data, dtype=np.float32, mode="r", shape=(stored.nnz,))
+    assert len(_mappings_of(stored._data)) == 1
+    del held
     with pytest.raises(ValueError, match="rows of 41 columns"):
         stored.append(sparse.csr_matrix((1, 41), dtype=np.float32))
     stored.close()

@@ -104,6 +104,8 @@ class SparseFile(_SparseRows):
         self._indices = tempfile.TemporaryFile(prefix="kgalign-rows-", suffix=".i32", dir=self.directory)
         self._offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
         self._indptr: np.ndarray | None = None
+        self._offsets32: np.ndarray | None = None  # the offsets as 32 bits, for scipy's gather
+        self._sorted = True
         self.nnz = 0
 
     def append(self, block: sparse.csr_matrix) -> None:
@@ -131,6 +133,7 @@ class SparseFile(_SparseRows):
                 file.truncate(self.nnz * 4)  # nothing of the failed block stays
             raise
         self._offsets.append(self.nnz + np.asarray(block.indptr[1:], dtype=np.int64))
+        self._sorted = self._sorted and bool(block.has_sorted_indices)
         self.nnz += len(data)
         self.shape = (self.shape[0] + block.shape[0], self.shape[1])
         self._indptr = None
@@ -154,18 +157,41 @@ class SparseFile(_SparseRows):
 
     def take(self, index: np.ndarray) -> sparse.csr_matrix:
         indptr = self.indptr
-        starts = indptr[index]
-        lengths = indptr[index + 1] - starts
-        out_indptr = np.zeros(len(index) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=out_indptr[1:])
-        positions: np.ndarray | slice
-        if len(index) and np.all(np.diff(index) == 1):
-            positions = slice(int(starts[0]), int(starts[0]) + int(out_indptr[-1]))  # consecutive rows: one range
+        if len(index) and np.all(np.diff(index) == 1):  # consecutive rows: one range of cells
+            lo, hi = int(indptr[index[0]]), int(indptr[index[-1] + 1])
+            data = self._cells(self._data, np.float32, slice(lo, hi))
+            indices = self._cells(self._indices, np.int32, slice(lo, hi))
+            out_indptr = indptr[index[0] : index[-1] + 2] - lo
+        elif self.nnz and self.nnz < 2**31:
+            # Scattered rows: scipy's own row gather (compiled) reads them through maps of
+            # the files into new arrays, the maps let go after.
+            data_map = np.memmap(self._data, dtype=np.float32, mode="r", shape=(self.nnz,))
+            indices_map = np.memmap(self._indices, dtype=np.int32, mode="r", shape=(self.nnz,))
+            try:
+                whole = sparse.csr_matrix((data_map, indices_map, self._indptr32()), shape=self.shape, copy=False)
+                picked = whole[index]  # new arrays: nothing of the maps is kept
+                data, indices, out_indptr = picked.data, picked.indices, picked.indptr
+            finally:
+                del data_map, indices_map, whole
         else:
+            starts = indptr[index]
+            lengths = indptr[index + 1] - starts
+            out_indptr = np.zeros(len(index) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=out_indptr[1:])
             positions = np.repeat(starts - out_indptr[:-1], lengths) + np.arange(out_indptr[-1], dtype=np.int64)
-        data = self._cells(self._data, np.float32, positions)
-        indices = self._cells(self._indices, np.int32, positions)
-        return sparse.csr_matrix((data, indices, out_indptr), shape=(len(index), self.shape[1]), copy=False)
+            data = self._cells(self._data, np.float32, positions)
+            indices = self._cells(self._indices, np.int32, positions)
+        if out_indptr[-1] < 2**31:
+            out_indptr = out_indptr.astype(np.int32, copy=False)  # 32-bit offsets, as scipy makes rows of this size
+        matrix = sparse.csr_matrix((data, indices, out_indptr), shape=(len(index), self.shape[1]), copy=False)
+        if self._sorted:
+            matrix.has_sorted_indices = True  # as every block appended (scipy would check each row)
+        return matrix
+
+    def _indptr32(self) -> np.ndarray:
+        if self._offsets32 is None or len(self._offsets32) != self.shape[0] + 1:
+            self._offsets32 = self.indptr.astype(np.int32)
+        return self._offsets32
 
     def rows(self, index: np.ndarray) -> SparseRowsView:
         return SparseRowsView(self, np.asarray(index, dtype=np.int64))
