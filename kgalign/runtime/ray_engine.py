@@ -34,9 +34,11 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   (:mod:`kgalign.runtime.ray_fuse`); the driver spills their sorted rows to local disk
   a chunk at a time, and the writers merge them.
 
-The TF-IDF fit and resolution run in the driver, as with ``local``,
-and so do the load of other formats and the fusion the partitions do not take
-(docs/scale.md). The driver keeps no
+The TF-IDF fit and resolution run in the driver, as with ``local``, and so do the load
+of other formats and the fusion the partitions do not take (docs/scale.md). The
+TF-IDF and neighbour rows are kept in files (:mod:`kgalign.retrieval.sparse_file`), as
+are the vectors, and each block of sources of the lexical search is read from them as
+it is sent. The driver keeps no
 input triples between loading and fusion: an input file is read again when fused
 (:mod:`kgalign.io.reloaded`). The actors are let go before fusion, which needs no
 model; each gives its heap's free pages back after every call.
