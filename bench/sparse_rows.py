@@ -74,18 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | in memory s | in files s |\n|---|---:|---:|")
     built = {}
     for spill in (False, True):
-        built[spill] = _best(args.repeat, lambda: lexical_vectors(left, right, spill))
+        built[spill] = _best(args.repeat, lambda spill=spill: lexical_vectors(left, right, spill))
     memory, files = built[False][1], built[True][1]
     same &= all(np.array_equal(a[:].data, b.data) and np.array_equal(a[:].indices, b.indices) for a, b in zip(files, memory))
     print(f"| build ({memory[0].nnz + memory[1].nnz:,} cells) | {built[False][0]:.2f} | {built[True][0]:.2f} |")
-    scored = {spill: _best(args.repeat, lambda: sparse_pair_dots(*sides, rows, cols)) for spill, sides in ((False, memory), (True, files))}
+    scored = {spill: _best(args.repeat, lambda sides=sides: sparse_pair_dots(*sides, rows, cols)) for spill, sides in ((False, memory), (True, files))}
     same &= np.array_equal(scored[False][1], scored[True][1])
     print(f"| pair scores ({len(rows):,} pairs) | {scored[False][0]:.2f} | {scored[True][0]:.2f} |")
 
     def blocks(sides: Any) -> int:
         return sum(sides[0][start : start + step].nnz for start in range(0, sides[0].shape[0], step))
 
-    read = {spill: _best(args.repeat, lambda: blocks(sides)) for spill, sides in ((False, memory), (True, files))}
+    read = {spill: _best(args.repeat, lambda sides=sides: blocks(sides)) for spill, sides in ((False, memory), (True, files))}
     print(f"| source blocks ({step} rows each) | {read[False][0]:.2f} | {read[True][0]:.2f} |")
     print(f"same rows and scores: {'yes' if same else 'NO'}")
     return 0 if same else 1
