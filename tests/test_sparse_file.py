@@ -271,3 +271,43 @@ def test_a_spool_whose_file_fails_keeps_what_it_wrote(tmp_path, monkeypatch, cap
     assert "could not spool more TF-IDF counts" in caplog.text
     assert spool.file is None and list(spool.read(0, len(spool))) == list(range(10))
     written.close()
+
+
+FILLED_DISK = """
+import logging, resource, signal, sys
+import numpy as np
+from kgalign.retrieval import tfidf
+from kgalign.retrieval.retrieve import lexical_vectors
+left, right = eval(sys.stdin.read())
+expected = lexical_vectors(left, right)
+tfidf.BLOCK_ROWS, tfidf.SPOOL_CELLS = 7, 1000
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+got = lexical_vectors(left, right, spill=True)
+for a, b in zip(got, expected):
+    a = a[:]
+    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
+print("same rows")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "pwrite"), reason="a file size limit of the process (POSIX)")
+def test_writes_that_fail_midway_keep_every_row(texts, tmp_path) -> None:
+    """Files that may not grow past 20 kB (the process's file size limit): the spools' and
+    the rows' writes fail partway, at the write itself, not at a later flush; what they
+    wrote is read back and the rest kept in memory, and every row is the same."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FILLED_DISK],
+        input=repr(texts),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "same rows"
+    assert "could not spool more TF-IDF counts" in done.stderr and "could not keep more sparse rows" in done.stderr

@@ -78,6 +78,14 @@ class _SparseRows(ABC):
         return counts
 
 
+def write_at(fd: int, values: np.ndarray, offset: int) -> None:
+    """``values``' bytes written at ``offset`` of the file ``fd``, however many writes it takes."""
+    view = np.ascontiguousarray(values).data.cast("B")
+    while len(view):
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
 def _row_numbers(key: Any, n: int) -> np.ndarray:
     if isinstance(key, slice):
         return np.arange(*key.indices(n), dtype=np.int64)
@@ -100,8 +108,13 @@ class SparseFile(_SparseRows):
         self.dtype = np.dtype(np.float32)
         self.shape = (0, n_cols)
         self.directory = directory or tempfile.gettempdir()
-        self._data = tempfile.TemporaryFile(prefix="kgalign-rows-", suffix=".f32", dir=self.directory)
-        self._indices = tempfile.TemporaryFile(prefix="kgalign-rows-", suffix=".i32", dir=self.directory)
+        # Unbuffered: a write that fails fails at once, with nothing left to flush later.
+        self._data = tempfile.TemporaryFile(prefix="kgalign-rows-", suffix=".f32", dir=self.directory, buffering=0)
+        try:
+            self._indices = tempfile.TemporaryFile(prefix="kgalign-rows-", suffix=".i32", dir=self.directory, buffering=0)
+        except OSError:
+            self._data.close()
+            raise
         self._offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
         self._indptr: np.ndarray | None = None
         self._offsets32: np.ndarray | None = None  # the offsets as 32 bits, for scipy's gather
@@ -122,15 +135,11 @@ class SparseFile(_SparseRows):
             if size + FREE_MARGIN > free:
                 raise OSError(errno.ENOSPC, f"{size / 2**20:,.0f} MB of rows, {free / 2**20:,.0f} MB free", self.directory)
         try:
-            self._data.seek(self.nnz * 4)
-            self._data.write(data.tobytes())
-            self._indices.seek(self.nnz * 4)
-            self._indices.write(indices.tobytes())
-            self._data.flush()
-            self._indices.flush()
+            write_at(self._data.fileno(), data, self.nnz * 4)
+            write_at(self._indices.fileno(), indices, self.nnz * 4)
         except OSError:
             for file in (self._data, self._indices):
-                file.truncate(self.nnz * 4)  # nothing of the failed block stays
+                os.ftruncate(file.fileno(), self.nnz * 4)  # nothing of the failed block stays
             raise
         self._offsets.append(self.nnz + np.asarray(block.indptr[1:], dtype=np.int64))
         self._sorted = self._sorted and bool(block.has_sorted_indices)
@@ -165,6 +174,7 @@ class SparseFile(_SparseRows):
         elif self.nnz and self.nnz < 2**31:
             # Scattered rows: scipy's own row gather (compiled) reads them through maps of
             # the files into new arrays, the maps let go after.
+            whole = None
             data_map = np.memmap(self._data, dtype=np.float32, mode="r", shape=(self.nnz,))
             indices_map = np.memmap(self._indices, dtype=np.int32, mode="r", shape=(self.nnz,))
             try:
@@ -194,7 +204,7 @@ class SparseFile(_SparseRows):
         return self._offsets32
 
     def rows(self, index: np.ndarray) -> SparseRowsView:
-        return SparseRowsView(self, np.asarray(index, dtype=np.int64))
+        return SparseRowsView(self, _row_numbers(index, self.shape[0]))
 
     def column_counts(self) -> np.ndarray:
         """How many rows have each column, read a scan at a time."""
@@ -221,7 +231,7 @@ class SparseRowsView(_SparseRows):
         return self.base.take(self.index[index])
 
     def rows(self, index: np.ndarray) -> SparseRowsView:
-        return SparseRowsView(self.base, self.index[np.asarray(index, dtype=np.int64)])
+        return SparseRowsView(self.base, self.index[_row_numbers(index, self.shape[0])])
 
 
 class StackedRows(_SparseRows):
@@ -243,7 +253,7 @@ class StackedRows(_SparseRows):
         return stacked[np.argsort(order, kind="stable")]
 
     def rows(self, index: np.ndarray) -> StackedRows:
-        return StackedRows(self.first, self.second, self.source[np.asarray(index, dtype=np.int64)])
+        return StackedRows(self.first, self.second, self.source[_row_numbers(index, self.shape[0])])
 
 
 #: Sparse rows as retrieval takes them: a CSR matrix in memory, or rows of a file.

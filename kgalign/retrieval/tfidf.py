@@ -11,6 +11,7 @@ sorted order. tests/test_tfidf.py checks it equal to scikit-learn's on real text
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 from array import array
@@ -81,7 +82,8 @@ class _Spool:
         self.written = 0
         if spill:
             try:
-                self.file = tempfile.TemporaryFile(prefix="kgalign-spool-", suffix=".i32")
+                # Unbuffered: a write that fails fails at once, with nothing left to flush later.
+                self.file = tempfile.TemporaryFile(prefix="kgalign-spool-", suffix=".i32", buffering=0)
             except OSError as exc:
                 log.warning("could not spool TF-IDF counts in %s (%s); holding them in memory", tempfile.gettempdir(), exc)
 
@@ -91,15 +93,14 @@ class _Spool:
             self._flush()
 
     def _flush(self) -> None:
+        from kgalign.retrieval.sparse_file import write_at
+
         try:
-            self.file.seek(self.written * 4)
-            self.file.write(self.buffer.tobytes())
-            self.file.flush()
+            write_at(self.file.fileno(), np.frombuffer(self.buffer, dtype=np.int32), self.written * 4)
         except OSError as exc:
             log.warning("could not spool more TF-IDF counts in %s (%s); holding them in memory", tempfile.gettempdir(), exc)
-            self.file.seek(0)
             held = array("i")
-            held.frombytes(self.file.read(self.written * 4))
+            held.frombytes(os.pread(self.file.fileno(), self.written * 4, 0) if self.written else b"")
             held.extend(self.buffer)
             self.file.close()
             self.file, self.buffer, self.written = None, held, 0
@@ -127,6 +128,8 @@ class _Spool:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+            self.file = None
+        self.buffer = array("i")
 
 
 class _Features:
@@ -144,6 +147,7 @@ class _Features:
         self._indptr = array("q", [0])
         self.rank = np.zeros(0, dtype=np.int32)
         self.idf = np.zeros(0, dtype=np.float64)
+        self.n_features = 0
 
     def add(self, text: str) -> None:
         vocabulary = self.vocabulary
@@ -161,18 +165,16 @@ class _Features:
         if not self.vocabulary:
             raise ValueError("empty vocabulary; no text has a feature")
         order = np.argsort(np.array(list(self.vocabulary), dtype=object), kind="stable")
+        self.n_features = len(order)
+        self.vocabulary = {}  # the columns are all the rows need from here on
         self.rank = np.empty(len(order), dtype=np.int32)
         self.rank[order] = np.arange(len(order), dtype=np.int32)
         del order
         n = len(self._indptr) - 1
-        df = np.zeros(len(self.vocabulary), dtype=np.int64)
+        df = np.zeros(self.n_features, dtype=np.int64)
         for start in range(0, len(self._ids), SPOOL_CELLS):
             df += np.bincount(self.rank[self._ids.read(start, start + SPOOL_CELLS)], minlength=len(df))
         self.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-
-    @property
-    def n_features(self) -> int:
-        return len(self.vocabulary)
 
     def block(self, start: int, stop: int, dtype: type = np.float32) -> sparse.csr_matrix:
         """Rows ``start:stop``: sublinear tf times idf, scaled to unit length."""
@@ -233,7 +235,7 @@ def lexical_rows(
             continue
         fitted.append(features)
     n_cols = sum(features.n_features for features in fitted) if fitted else 1
-    out = []
+    sinks = []
     for start, stop in zip(cuts, cuts[1:]):
         sink = SparseSink(n_cols, spill)
         for lo in range(start, stop, BLOCK_ROWS):
@@ -244,7 +246,8 @@ def lexical_rows(
             parts = [features.block(lo, hi) for features in fitted]
             # Stacked as CSR directly (not through a COO copy of every cell).
             sink.append(normalize_rows(sparse.hstack(parts, format="csr")))
-        out.append(sink.finish())
+        sinks.append(sink)
     for features in every:
-        features.close()
-    return out
+        features.close()  # the counts go before the blocks in memory are stacked
+    del every, fitted
+    return [sink.finish() for sink in sinks]
