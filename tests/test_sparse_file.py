@@ -18,8 +18,9 @@ from kgalign.config import AlignConfig
 from kgalign.pipeline import _align
 from kgalign.retrieval import candidates, sparse_file, structure, tfidf
 from kgalign.retrieval.retrieve import lexical_text, lexical_vectors, retrieve, search_keep, sparse_pair_dots
-from kgalign.retrieval.sparse_file import SparseFile, SparseRowsView, SparseSink, StackedRows, column_counts, is_sparse, some_rows
+from kgalign.retrieval.sparse_file import SparseFile, SparseRowsView, SparseSink, StackedRows, column_counts, is_sparse
 from kgalign.retrieval.structure import neighbour_vectors, propagate_seeds
+from kgalign.retrieval.vector_file import subset
 
 ABT = Path(__file__).parent / "data" / "abt_buy_mini"
 DBP = Path(__file__).parent / "data" / "dbp15k_mini" / "dbp_fr_en"
@@ -73,7 +74,7 @@ def test_rows_in_a_file_are_indexed_as_a_csr_matrix_and_leave_nothing_behind(tmp
     with pytest.raises(IndexError):
         stored[np.array([60])]
     # Views of views: the rows of the rows, read when indexed.
-    view = some_rows(stored, np.array([59, 0, 25, 3, 3]))
+    view = subset(stored, np.array([59, 0, 25, 3, 3]))
     assert isinstance(view, SparseRowsView) and view.shape == (5, 40)
     _same(view[1:4], matrix[[0, 25, 3]])
     _same(view.rows(np.array([4, 0]))[:], matrix[[3, 59]])

@@ -20,9 +20,9 @@ from kgalign.model import Candidates, EntityTable
 from kgalign.retrieval.cascade import CascadeStats, cascade
 from kgalign.retrieval.embed import Embedder, encode_sides
 from kgalign.retrieval.retrieve import lexical_vectors, retrieve
-from kgalign.retrieval.sparse_file import SparseRows, some_rows
+from kgalign.retrieval.sparse_file import SparseRows
 from kgalign.retrieval.structure import adjacency, has_structure, neighbour_vectors, propagate_seeds
-from kgalign.retrieval.vector_file import Vectors
+from kgalign.retrieval.vector_file import Vectors, subset
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
 
@@ -237,7 +237,7 @@ def taken_rows(matrix: Any, index: np.ndarray) -> Any:
     retrieval."""
     if len(index) == matrix.shape[0] and np.array_equal(index, np.arange(len(index))):
         return matrix
-    return some_rows(matrix, index)  # an array's or a sparse matrix's rows copied, a file's viewed
+    return subset(matrix, index)  # an array's or a sparse matrix's rows copied, a file's viewed
 
 
 def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:

@@ -40,8 +40,8 @@ import numpy as np
 from kgalign.config import RetrievalConfig
 from kgalign.model import Candidates
 from kgalign.retrieval.retrieve import Progress, code_tokens, retrieve, sparse_pair_dots
-from kgalign.retrieval.sparse_file import SparseRows, some_rows
-from kgalign.retrieval.vector_file import Vectors
+from kgalign.retrieval.sparse_file import SparseRows
+from kgalign.retrieval.vector_file import Vectors, subset
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +146,12 @@ class _Sides:
             [self.right_iris[j] for j in cols],
             left_dense,
             right_dense,
-            some_rows(self.left_lex, rows),
-            some_rows(self.right_lex, cols),
+            subset(self.left_lex, rows),
+            subset(self.right_lex, cols),
             config,
             None,
-            None if self.left_struct is None else some_rows(self.left_struct, rows),
-            None if self.right_struct is None else some_rows(self.right_struct, cols),
+            None if self.left_struct is None else subset(self.left_struct, rows),
+            None if self.right_struct is None else subset(self.right_struct, cols),
         )
 
 

@@ -27,14 +27,13 @@ import errno
 import logging
 import os
 import tempfile
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from abc import abstractmethod
 from typing import Any, TypeAlias
 
 import numpy as np
 from scipy import sparse
 
-from kgalign.retrieval.vector_file import FREE_MARGIN, subset
+from kgalign.retrieval.vector_file import FREE_MARGIN, FileBackedRows
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +43,13 @@ SCAN_CELLS = 16 * 2**20
 SCAN_ROWS = 65_536
 
 
-class _SparseRows(ABC):
-    """What :class:`SparseFile` and :class:`SparseRowsView` share: a 2-d ``shape``, a
-    ``dtype``, indexing into CSR matrices and views of some rows."""
-
-    shape: tuple[int, int]
-    dtype: np.dtype
-
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
+class _SparseRows(FileBackedRows):
+    """What :class:`SparseFile` and its views share beside :class:`FileBackedRows`:
+    indexing into CSR matrices."""
 
     @abstractmethod
     def take(self, index: np.ndarray) -> sparse.csr_matrix:
         """The rows ``index`` (an int64 array of row numbers, any order, repeats allowed)."""
-
-    @abstractmethod
-    def rows(self, index: np.ndarray) -> _SparseRows:
-        """The rows ``index``, read when indexed (no copy now)."""
 
     def __getitem__(self, key: Any) -> sparse.csr_matrix:
         """The rows ``key`` picks (an int, a slice, an int array or a boolean mask), in memory."""
@@ -274,13 +259,6 @@ def column_counts(rows: SparseRows) -> np.ndarray:
     if isinstance(rows, _SparseRows):
         return rows.column_counts()
     return np.bincount(rows.indices, minlength=rows.shape[1])
-
-
-def some_rows(rows: Any, index: np.ndarray | Sequence[int]) -> Any:
-    """The rows ``index`` of sparse rows or vectors: a view of a file's, a copy of memory's."""
-    if isinstance(rows, _SparseRows):
-        return rows.rows(np.asarray(index, dtype=np.int64))
-    return subset(rows, np.asarray(index, dtype=np.int64))
 
 
 def in_memory(rows: SparseRows) -> sparse.csr_matrix:

@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,10 @@ log = logging.getLogger(__name__)
 FREE_MARGIN = 256 * 2**20
 
 
-class _FileRows(ABC):
-    """What :class:`VectorFile` and :class:`VectorRows` share: a 2-d ``shape`` and
-    ``dtype``, and the array protocol (every row in memory, read through ``__getitem__``)."""
+class FileBackedRows(ABC):
+    """Rows kept in a file and read when indexed (vectors here, sparse rows in
+    :mod:`kgalign.retrieval.sparse_file`): a 2-d ``shape`` and ``dtype``, and views of
+    some rows (:meth:`rows`, what :func:`subset` gives)."""
 
     shape: tuple[int, int]
     dtype: np.dtype
@@ -47,6 +49,15 @@ class _FileRows(ABC):
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    @abstractmethod
+    def rows(self, index: np.ndarray) -> FileBackedRows:
+        """The rows ``index``, read when indexed (no copy now)."""
+
+
+class _FileRows(FileBackedRows):
+    """What :class:`VectorFile` and :class:`VectorRows` share beside :class:`FileBackedRows`:
+    the array protocol (every row in memory, read through ``__getitem__``)."""
 
     @abstractmethod
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -143,8 +154,9 @@ def new_vectors(n: int, dim: int, spill: bool) -> np.ndarray | VectorFile:
     return np.empty((n, dim), dtype=np.float32)
 
 
-def subset(vectors: Vectors, index: np.ndarray) -> Vectors:
-    """The rows ``index`` of ``vectors``: a copy in memory, a view of a file."""
-    if isinstance(vectors, _FileRows):
+def subset(vectors: Any, index: np.ndarray | Sequence[int]) -> Any:
+    """The rows ``index`` of vectors or sparse rows: a copy of memory's, a view of a file's."""
+    index = np.asarray(index, dtype=np.int64)
+    if isinstance(vectors, FileBackedRows):
         return vectors.rows(index)
     return vectors[index]
