@@ -6,6 +6,7 @@ replaced on its own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
 
@@ -55,7 +56,8 @@ class EntityTable:
     """The entities of one graph that take part in the alignment."""
 
     name: str
-    entities: dict[str, Entity]
+    #: A dict, or an :class:`kgalign.io.entity_file.EntityFile` in a lean run's driver.
+    entities: Mapping[str, Entity]
     triple_count: int = 0
     #: Each entity's content hash once the contents were let go (a lean run's driver,
     #: after retrieval: :func:`kgalign.incremental.state.release_contents`); None while

@@ -20,6 +20,7 @@ from kgalign.fusion.fuse import FusionResult, fuse
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.incremental.state import release_contents
 from kgalign.io.entities import load_entities
+from kgalign.io.entity_file import entity_map
 from kgalign.io.inputs import is_endpoint
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
@@ -331,7 +332,8 @@ def _load(
     """One input's triples and entity table. An endpoint input is read into a local copy
     first (kgalign.io.sparql), then loaded as a file; with ``reload_graph`` a file input's
     triples are dropped once its table is built, to be read again by fusion (an
-    endpoint's copy is temporary: its triples are kept), and ``loader`` may build the
+    endpoint's copy is temporary: its triples are kept) and the table's entities kept in
+    a temporary file (:mod:`kgalign.io.entity_file`), and ``loader`` may build the
     table instead of this process."""
     with local_input(value, side, config) as (file, fmt):
         reloaded = reload_graph and not is_endpoint(value)
@@ -341,6 +343,8 @@ def _load(
             if loaded is not None:
                 return ReloadedTriples(file, fmt, config.id_column, loaded[0], taken), loaded[1]
         graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
+        if reload_graph:  # a lean run: the entities in a file, as the partitions' loader gives them
+            table.entities = entity_map(table.entities, True, side)
         if reloaded:
             return ReloadedTriples(file, fmt, config.id_column, graph, taken), table
         return graph, table

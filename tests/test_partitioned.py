@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kgalign.io import partitioned
 from kgalign.io.entities import build_entity_table
+from kgalign.io.entity_file import EntityFile
 from kgalign.io.formats import folder_files, rdf_format
 from kgalign.io.parsers import read_triples
 from kgalign.io.partitioned import InProcess, Partition, PartitionFailed, blocks, build_table, line_key, node_key, owner, ranged, read_range, route
@@ -21,25 +23,30 @@ from kgalign.io.partitioned import InProcess, Partition, PartitionFailed, blocks
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None):
+def _table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None, spill: bool = False):
     """The partitioned table of ``path`` (a file or a folder, each file read by its extension) and its prefixes."""
     files = [(p, rdf_format(p)) for p in folder_files(path)] if path.is_dir() else [(path, rdf_format(path))]
-    return build_table(files, "x", classes, InProcess(parts, str(path)), block_bytes)
+    return build_table(files, "x", classes, InProcess(parts, str(path)), block_bytes, spill=spill)
 
 
 def _same_table(path: Path, parts: int, block_bytes: int, classes: list[str] | None = None) -> int:
     """Asserts the partitioned table of ``path`` equals the one-process table, and the
-    prefixes those the one-process parse keeps; gives the table's size."""
+    prefixes those the one-process parse keeps, held in memory and taken into a file in
+    pages of 7 entities; gives the table's size."""
     triples = read_triples(path)
     expected = build_entity_table(triples, "x", classes)
-    got, prefixes = _table(path, parts, block_bytes, classes)
-    assert [(prefix, str(namespace)) for prefix, namespace in triples.namespaces()] == list(prefixes.items())
-    assert list(got.entities) == list(expected.entities)
-    assert got.triple_count == expected.triple_count
-    for iri, entity in expected.entities.items():
-        assert got.entities[iri] == entity, iri
-        # Attribute paths keep their order too (a profile lists them in this order).
-        assert list(got.entities[iri].attributes) == list(entity.attributes), iri
+    for spill in (False, True):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(partitioned, "PAGE_ENTITIES", 7)
+            got, prefixes = _table(path, parts, block_bytes, classes, spill)
+        assert isinstance(got.entities, EntityFile) == spill
+        assert [(prefix, str(namespace)) for prefix, namespace in triples.namespaces()] == list(prefixes.items())
+        assert list(got.entities) == list(expected.entities)
+        assert got.triple_count == expected.triple_count
+        for iri, entity in expected.entities.items():
+            assert got.entities[iri] == entity, iri
+            # Attribute paths keep their order too (a profile lists them in this order).
+            assert list(got.entities[iri].attributes) == list(entity.attributes), iri
     return len(expected.entities)
 
 

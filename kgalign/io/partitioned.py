@@ -36,7 +36,7 @@ import re
 import sys
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +45,7 @@ from rdflib import BNode, URIRef
 from kgalign.errors import first_line
 from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes
+from kgalign.io.entity_file import EntitySink
 from kgalign.io.reading import chunks, open_input
 from kgalign.io.triples import Triple, TripleSet
 from kgalign.model import Entity, EntityTable, Value
@@ -57,6 +58,8 @@ LINE_FORMATS = frozenset({"nt", "nquads"})
 PARSED_FORMATS = frozenset({"turtle", "trig"})
 _ESCAPE = re.compile(rb"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
 _LABEL_END = re.compile(rb"[ \t<\r\n]")
+#: The entities a partition hands over at once when the table goes to a file.
+PAGE_ENTITIES = 16_384
 
 
 class PartitionFailed(Exception):
@@ -264,6 +267,7 @@ class Partition(RangeReading):
         self._fetched: set[object] = set()
         self._frontier: set[object] = set()
         self._done: set[object] = set()
+        self._built: list[Entity] = []
 
     def route(self, data: bytes, tag: int) -> list[bytes]:
         """A block's lines by partition (the blocks are routed by the partitions in turn)."""
@@ -395,6 +399,20 @@ class Partition(RangeReading):
         assert self.index is not None
         return build_entities(self.index, self._entities, self._iri_of)
 
+    def count_entities(self) -> int:
+        """Builds this partition's entities (:meth:`entities`) to be taken a page at a
+        time (:meth:`entity_page`); their number."""
+        self._built = self.entities()
+        return len(self._built)
+
+    def entity_page(self, start: int, stop: int) -> list[Entity]:
+        """The entities ``start:stop`` of those :meth:`count_entities` built; the last
+        page lets them go."""
+        page = self._built[start:stop]
+        if stop >= len(self._built):
+            self._built = []
+        return page
+
 
 class Exchange(Protocol):
     """How :func:`build_table` reaches the partitions: a call gives a future (``split``:
@@ -439,12 +457,14 @@ def build_table(
     block_bytes: int,
     window: int = 4,
     by_ranges: bool = True,
+    spill: bool = False,
 ) -> tuple[EntityTable, dict[str, str]]:
     """The entity table of ``files`` (each with its format: LINE_FORMATS or
     PARSED_FORMATS) read as one graph (see the module text), the number of its distinct
     triples in ``table.triple_count``, and the prefixes the files declared (the first
     file's namespace for each). ``window``: blocks whose lines are in flight at once;
-    ``by_ranges``: see :func:`send_lines`.
+    ``by_ranges``: see :func:`send_lines`; ``spill``: the table's entities in a
+    temporary file, taken from the partitions a page at a time (:func:`_taken_by_pages`).
     Raises :class:`PartitionFailed` where one process must load the input instead."""
     from kgalign.runtime.progress import progress_bar
 
@@ -474,13 +494,16 @@ def build_table(
             exchange.get([exchange.call(j, "absorb", *(answers[k][j] for k in range(n))) for j in range(n)])
             if level < FOLD_DEPTH:
                 exchange.get([exchange.call(j, "advance") for j in range(n)])
-    parts = exchange.get([exchange.call(k, "entities") for k in range(n)])
+    if spill:
+        entities = _taken_by_pages(exchange, name)
+    else:
+        entities = _merged(exchange.get([exchange.call(k, "entities") for k in range(n)]))
     # The one-process load's warning, for the input (a file, or the folder of its files).
     counter = TermWarnings()
     counter.ill_typed = sum(state["ill_typed"] for state in states)
     counter.datatypes = {d for state in states for d in state["datatypes"]}
     report_term_warnings(files[0][0] if len(files) == 1 else files[0][0].parent, counter)
-    return EntityTable(name=name, entities=_merged(parts), triple_count=count), prefixes
+    return EntityTable(name=name, entities=entities, triple_count=count), prefixes
 
 
 def send_lines(
@@ -549,6 +572,30 @@ def _range_readers(exchange: Exchange, paths: Sequence[Path]) -> dict[Path, tupl
             log.info("%s: %d of %d partitions see the file; they read it for all", path, len(those), exchange.parts)
         readers[path] = (those, seen[path])
     return readers
+
+
+def _taken_by_pages(exchange: Exchange, name: str) -> Mapping[str, Entity]:
+    """The partitions' entities taken PAGE_ENTITIES at a time into an
+    :class:`kgalign.io.entity_file.EntityFile` (this process holds one page, not a
+    table), iterating in the order :func:`_merged` gives them."""
+    n = exchange.parts
+    counts = exchange.get([exchange.call(k, "count_entities") for k in range(n)])
+    sink = EntitySink(True, name)
+    orders: list[list[str]] = []
+    for k, count in enumerate(counts):
+        iris: list[str] = []
+        asked = exchange.call(k, "entity_page", 0, PAGE_ENTITIES) if count else None
+        for start in range(0, count, PAGE_ENTITIES):
+            (page,) = exchange.get([asked])
+            following = start + PAGE_ENTITIES
+            # The next page is made while this one is written.
+            asked = exchange.call(k, "entity_page", following, following + PAGE_ENTITIES) if following < count else None
+            iris.extend(entity.iri for entity in page)
+            sink.extend(page)
+            del page
+        orders.append(iris)
+    # Each partition's entities come in IRI order: merged as _merged merges them.
+    return sink.finish(heapq.merge(*orders))
 
 
 def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:

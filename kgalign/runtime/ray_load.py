@@ -144,7 +144,7 @@ class RayLoader:
             return None
         exchange = RayExchange(self.ray, self.parts, RemotePartition, str(path))
         try:
-            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts, self.by_ranges)
+            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts, self.by_ranges, spill=True)
         except PartitionFailed as failed:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
             return None

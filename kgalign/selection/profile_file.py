@@ -8,60 +8,40 @@ to it, or when the process ends) and reads it back by IRI: the process keeps onl
 row number per IRI and an offset per row. On a 4M-triple pair the profiles were about
 a gigabyte of the driver's memory from the select stage to the end of the run.
 
-A profile is stored with :mod:`marshal` (the file is this process's own, never read
-from elsewhere), read with ``os.pread`` (no shared file position: threads may read at
-once). Where the file cannot be written (a full disk), :func:`profile_map` keeps the
-profiles in memory, with a warning.
+The file is a :class:`kgalign.io.record_file.RecordFile` (marshal, ``os.pread``).
+Where it cannot be written (a full disk), :func:`profile_map` keeps the profiles in
+memory, with a warning.
 """
 
 from __future__ import annotations
 
 import logging
-import marshal
-import os
-import tempfile
-from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from kgalign.io.record_file import RecordFile
 from kgalign.model import EntityProfile
 
 log = logging.getLogger(__name__)
 
 
-class ProfileFile(Mapping[str, EntityProfile]):
+class ProfileFile(RecordFile[EntityProfile]):
     """The profiles given, by IRI, in a temporary file (see the module text)."""
 
     def __init__(self, profiles: Sequence[EntityProfile], directory: str | None = None) -> None:
-        self._file = tempfile.TemporaryFile(dir=directory)
+        super().__init__(directory)
         try:
-            self._rows: dict[str, int] = {}
-            self._ends = array("q", [0])
-            write, end = self._file.write, 0
-            for profile in profiles:
-                record = marshal.dumps((profile.label, profile.attributes, profile.neighbours))
-                write(record)
-                end += len(record)
-                self._rows[profile.iri] = len(self._ends) - 1
-                self._ends.append(end)
-            self._file.flush()
+            self.extend((profile.iri, profile) for profile in profiles)
         except BaseException:
-            self._file.close()
+            self.close()
             raise
 
-    def __getitem__(self, iri: str) -> EntityProfile:
-        row = self._rows[iri]
-        start = self._ends[row]
-        label, attributes, neighbours = marshal.loads(os.pread(self._file.fileno(), self._ends[row + 1] - start, start))
-        return EntityProfile(iri=iri, label=label, attributes=attributes, neighbours=neighbours)
+    def encode(self, value: EntityProfile) -> Any:
+        return (value.label, value.attributes, value.neighbours)
 
-    def __contains__(self, iri: object) -> bool:
-        return iri in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
+    def decode(self, key: str, data: Any) -> EntityProfile:
+        label, attributes, neighbours = data
+        return EntityProfile(iri=key, label=label, attributes=attributes, neighbours=neighbours)
 
 
 def profile_map(profiles: Sequence[EntityProfile], spill: bool) -> Mapping[str, EntityProfile]:

@@ -1,0 +1,104 @@
+"""An entity table's entities kept in a file instead of memory (``--engine ray``'s driver).
+
+The driver of a lean run reads each entity a few times, one at a time: to rank the
+predicates, to build the profiles (and the labels of their neighbours), the relations
+of the structure channel, the content hashes. None of these needs every entity in
+memory at once, and on large inputs the tables were the largest thing the driver held
+from the load to the retrieval. :class:`EntityFile` keeps them in a nameless temporary
+file (a :class:`kgalign.io.record_file.RecordFile`): the process keeps only a row
+number per IRI and an offset per row, and an entity is made again when it is read.
+
+Keys iterate in the table's order (IRI order, as :func:`kgalign.io.entities.build_entity_table`
+and the partitioned load give it). Entities come in batches (:class:`EntitySink`): a
+folder that cannot hold them (missing, full) leaves them in memory, with a warning, the
+entities written so far read back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kgalign.io.record_file import RecordFile
+from kgalign.model import Entity, Value
+
+log = logging.getLogger(__name__)
+
+
+def _values(values: list[Value]) -> list[tuple[str, str | None, str | None]]:
+    return [(v.text, v.lang, v.datatype) for v in values]
+
+
+class EntityFile(RecordFile[Entity]):
+    """Entities by IRI in a temporary file (see the module text)."""
+
+    def encode(self, value: Entity) -> Any:
+        return (
+            _values(value.labels),
+            {path: _values(found) for path, found in value.attributes.items()},
+            value.relations,
+            value.types,
+        )
+
+    def decode(self, key: str, data: Any) -> Entity:
+        labels, attributes, relations, types = data
+        return Entity(
+            iri=key,
+            labels=[Value(*v) for v in labels],
+            attributes={path: [Value(*v) for v in found] for path, found in attributes.items()},
+            relations=relations,
+            types=types,
+        )
+
+
+class EntitySink:
+    """Where a table's entities go as they come: an :class:`EntityFile` with ``spill``,
+    else a dict. A batch the file cannot take (a full disk) turns the sink to memory,
+    the entities written so far read back, with a warning."""
+
+    def __init__(self, spill: bool, name: str = "") -> None:
+        self.name = name
+        self.file: EntityFile | None = None
+        self.held: dict[str, Entity] = {}
+        if spill:
+            try:
+                self.file = EntityFile()
+            except OSError as exc:
+                log.warning("%s: cannot keep the entities in a temporary file (%s); they stay in memory", name, exc)
+
+    def extend(self, entities: Iterable[Entity]) -> None:
+        entities = list(entities)
+        if self.file is not None:
+            try:
+                self.file.extend((entity.iri, entity) for entity in entities)
+                return
+            except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
+                log.warning(
+                    "%s: cannot keep more entities in %s (%s); the %d so far and the rest stay in memory", self.name, self.file.directory, exc, len(self.file)
+                )
+                self.held = self.file.read_back()
+                self.file.close()
+                self.file = None
+        for entity in entities:
+            self.held[entity.iri] = entity
+
+    def finish(self, order: Iterable[str] | None = None) -> Mapping[str, Entity]:
+        """The entities by IRI, iterating in ``order`` (every IRI once) when given, else as they came."""
+        if self.file is not None:
+            if order is not None:
+                self.file.reorder(order)
+            return self.file
+        if order is not None:
+            held = self.held
+            return {iri: held[iri] for iri in order}
+        return self.held
+
+
+def entity_map(entities: Mapping[str, Entity], spill: bool, name: str = "") -> Mapping[str, Entity]:
+    """``entities`` in an :class:`EntityFile` with ``spill`` (their order kept), else as they are."""
+    if not spill or isinstance(entities, EntityFile):
+        return entities
+    sink = EntitySink(True, name)
+    sink.extend(entities.values())
+    return sink.finish()

@@ -1,0 +1,110 @@
+"""Records by key kept in a file instead of memory (``--engine ray``'s driver).
+
+A :class:`RecordFile` is a read-only mapping whose values live in a nameless temporary
+file (``tempfile.TemporaryFile`` in ``TMPDIR``: gone with the last reference to it, or
+when the process ends); the process keeps a row number per key and an offset per row.
+Each value is stored with :mod:`marshal` (the file is this process's own, never read
+from elsewhere) and read back with ``os.pread`` (no shared file position: threads may
+read at once). Records are appended a batch at a time, unbuffered, each batch written
+until done (``os.pwrite``): a batch that fails (a full disk) is not indexed, and every
+batch before it stays readable, so a caller can fall back to memory with what it had
+written (:meth:`RecordFile.read_back`).
+
+Subclasses say how a value becomes a record and back (:meth:`RecordFile.encode`,
+:meth:`RecordFile.decode`): :class:`kgalign.selection.profile_file.ProfileFile`,
+:class:`kgalign.io.entity_file.EntityFile`.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import tempfile
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
+
+#: The bytes of records gathered before one write.
+BATCH_BYTES = 8 << 20
+
+
+class RecordFile(Mapping[str, V], Generic[V]):
+    """Values by key in a temporary file (see the module text); keys iterate in the
+    order they were appended, or the order given to :meth:`reorder`."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory, buffering=0)
+        self.directory = directory or tempfile.gettempdir()
+        self._rows: dict[str, int] = {}
+        self._starts = array("q")
+        self._ends = array("q")
+        self._size = 0
+
+    # How a value is stored: subclasses override both.
+    def encode(self, value: V) -> Any:
+        """What :mod:`marshal` writes for ``value`` (its key is kept apart)."""
+        raise NotImplementedError
+
+    def decode(self, key: str, data: Any) -> V:
+        """The value of ``key`` from what :meth:`encode` gave."""
+        raise NotImplementedError
+
+    def extend(self, items: Iterable[tuple[str, V]]) -> None:
+        """Append ``(key, value)`` pairs, written BATCH_BYTES at a time; a key given again
+        is replaced (its old record stays in the file, unread). Raises OSError where the
+        file cannot take a batch: that batch is not indexed, those before it are."""
+        records = bytearray()
+        placed: list[tuple[str, int]] = []
+        for key, value in items:
+            record = marshal.dumps(self.encode(value))
+            records += record
+            placed.append((key, len(records)))
+            if len(records) >= BATCH_BYTES:
+                self._write(records, placed)
+                records, placed = bytearray(), []
+        if placed:
+            self._write(records, placed)
+
+    def _write(self, records: bytearray, placed: list[tuple[str, int]]) -> None:
+        view, offset = memoryview(records), self._size
+        while len(view):
+            done = os.pwrite(self._file.fileno(), view, offset)
+            view, offset = view[done:], offset + done
+        rows, starts, ends, start = self._rows, self._starts, self._ends, self._size
+        for key, end in placed:
+            rows[key] = len(starts)
+            starts.append(start)
+            ends.append(self._size + end)
+            start = self._size + end
+        self._size += len(records)
+
+    def reorder(self, keys: Iterable[str]) -> None:
+        """Iterate the keys in the order of ``keys`` (the same keys, each once)."""
+        rows = self._rows
+        ordered = {key: rows[key] for key in keys}
+        if len(ordered) != len(rows):
+            raise ValueError(f"reorder: {len(ordered)} keys given for {len(rows)}")
+        self._rows = ordered
+
+    def read_back(self) -> dict[str, V]:
+        """Every value, in memory, in key order: where a caller gives up on the file."""
+        return {key: self[key] for key in self._rows}
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __getitem__(self, key: str) -> V:
+        row = self._rows[key]
+        start = self._starts[row]
+        return self.decode(key, marshal.loads(os.pread(self._file.fileno(), self._ends[row] - start, start)))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)

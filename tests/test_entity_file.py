@@ -1,0 +1,107 @@
+"""Entity tables kept in a temporary file (``--engine ray``'s driver): the same entities
+by IRI, in the same order, as the dict of a one-process load; a dict again where no
+file can be written, or where the disk fills midway."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from kgalign.io import record_file
+from kgalign.io.entities import load_entities
+from kgalign.io.entity_file import EntityFile, EntitySink, entity_map
+from kgalign.model import Entity, Value
+
+ODD = Entity(
+    iri="http://ex/odd\udc80é",
+    labels=[Value("Ève \"quoted\"\n| pipe", "fr"), Value("", None, None)],
+    attributes={"http://ex/born / http://ex/year": [Value("1901", None, "http://www.w3.org/2001/XMLSchema#gYear")], "http://ex/empty": []},
+    relations={"http://ex/knows": ["http://ex/a", "http://ex/b"]},
+    types=["http://ex/Person"],
+)
+
+
+@pytest.fixture(scope="module")
+def entities(persons, shared_data) -> dict[str, Entity]:
+    """Real tables (the persons' folded addresses; the OAEI restaurants' typed values) and an odd entity."""
+    found: dict[str, Entity] = {}
+    for path in (persons["left"], shared_data / "oaei2010_restaurants" / "restaurant1.nt"):
+        found.update(load_entities(path, "x", None, None)[1].entities)
+    found[ODD.iri] = ODD
+    return found
+
+
+def test_the_file_gives_the_entities_a_dict_gives(entities, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(record_file, "BATCH_BYTES", 500)  # many writes
+    stored = entity_map(entities, spill=True)
+    assert isinstance(stored, EntityFile) and list(tmp_path.iterdir()) == []  # no name in the folder
+    assert list(stored) == list(entities) and len(stored) == len(entities) > 100
+    assert all(stored[iri] == entity for iri, entity in entities.items())
+    # Attribute paths keep their order (a profile lists them in this order).
+    assert all(list(stored[iri].attributes) == list(entity.attributes) for iri, entity in entities.items())
+    assert stored.get("http://ex/absent") is None and "http://ex/absent" not in stored and ODD.iri in stored
+    with pytest.raises(KeyError):
+        stored["http://ex/absent"]
+    assert any(v.lang for e in stored.values() for v in e.labels) and stored[ODD.iri].attributes["http://ex/born / http://ex/year"][0].datatype
+    assert entity_map(entities, spill=False) is entities and entity_map(stored, spill=True) is stored
+
+
+def test_a_sink_orders_its_entities_as_told(entities) -> None:
+    sink = EntitySink(True)
+    values = list(entities.values())
+    sink.extend(values[1::2])
+    sink.extend(values[::2])
+    stored = sink.finish(sorted(entities))
+    assert list(stored) == sorted(entities) and all(stored[iri] == entities[iri] for iri in stored)
+    with pytest.raises(ValueError, match="keys given"):
+        stored.reorder(sorted(entities)[1:])
+
+
+def test_without_a_usable_folder_the_entities_stay_in_memory(entities, tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
+    with caplog.at_level(logging.WARNING):
+        stored = entity_map(entities, spill=True, name="left")
+    assert type(stored) is dict and stored == entities and list(stored) == list(entities)
+    assert "left: cannot keep the entities in a temporary file" in caplog.text
+
+
+FILLED_DISK = """
+import logging, resource, signal, sys
+from kgalign.io import record_file
+from kgalign.io.entities import load_entities
+from kgalign.io.entity_file import EntityFile, EntitySink
+record_file.BATCH_BYTES = 2_000
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+table = load_entities(sys.argv[1], "x", None, None)[1]
+expected = list(table.entities.values())
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+sink = EntitySink(True, "left")
+for start in range(0, len(expected), 10):
+    sink.extend(expected[start:start + 10])
+got = sink.finish([e.iri for e in expected])
+assert not isinstance(got, EntityFile) and list(got.values()) == expected, "not the same entities"
+print("same entities", len(expected))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "pwrite"), reason="a file size limit of the process (POSIX)")
+def test_writes_that_fail_midway_keep_every_entity(persons, tmp_path) -> None:
+    """A file that may not grow past 20 kB: a batch fails at its write; the entities
+    written before it are read back and the rest kept in memory, all of them the same."""
+    done = subprocess.run(
+        [sys.executable, "-c", FILLED_DISK, str(persons["left"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "same entities 60"
+    assert "left: cannot keep more entities in" in done.stderr and "stay in memory" in done.stderr
