@@ -41,3 +41,24 @@ def test_corresponding_predicates_are_suggested(persons) -> None:
     assert ("date_of_birth", "date_of_birth") in pairs
     # The suburb name sits three hops away on the left and on the address node on the right.
     assert ("has_address/is_in_suburb/name", "has_address/suburb") in pairs
+
+
+def test_the_counts_behind_coverage_and_distinctiveness() -> None:
+    """Every value counts towards distinctiveness, each distinct one once (after
+    normalising case and spaces); an entity counts towards coverage once per predicate;
+    empty values are missing. The same from a table in a file (a lean run's driver)."""
+    from kgalign.io.entity_file import entity_map
+    from kgalign.model import Entity, EntityTable, Value
+
+    colour, knows = "http://ex/colour", "http://ex/knows"
+    entities = {
+        "http://ex/a": Entity("http://ex/a", attributes={colour: [Value("Red"), Value("red  "), Value("blue")]}, relations={knows: ["http://ex/b"]}),
+        "http://ex/b": Entity("http://ex/b", attributes={colour: [Value("RED")]}, relations={knows: ["http://ex/b", "http://ex/c"]}),
+        "http://ex/c": Entity("http://ex/c", attributes={colour: [Value(" ")]}, relations={knows: []}),
+        "http://ex/d": Entity("http://ex/d"),
+    }
+    for stored in (entities, entity_map(entities, spill=True)):
+        stats = {s.predicate: s for s in predicate_stats(EntityTable("x", stored))}
+        assert (stats[colour].entities_with, stats[colour].distinct_values) == (2, 2)
+        assert stats[colour].coverage == 0.5 and stats[colour].distinctiveness == 2 / 4
+        assert (stats[knows].entities_with, stats[knows].distinct_values, stats[knows].distinctiveness) == (2, 2, 2 / 3)

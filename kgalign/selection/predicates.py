@@ -24,39 +24,53 @@ MAX_VALUE_CHARS = 300
 
 
 def predicate_stats(table: EntityTable) -> list[PredicateStats]:
-    """Coverage and distinctiveness of every attribute path and relation, best first."""
+    """Coverage and distinctiveness of every attribute path and relation, best first.
+
+    One pass over the entities (read one at a time where the table is in a file), each
+    predicate's distinct values kept, not every value."""
     n = max(len(table.entities), 1)
-    attr_entities: dict[str, int] = {}
-    attr_values: dict[str, list[str]] = {}
-    rel_entities: dict[str, int] = {}
-    rel_values: dict[str, list[str]] = {}
+    attr: dict[str, _Tally] = {}
+    rel: dict[str, _Tally] = {}
     for entity in table.entities.values():
         for path, values in entity.attributes.items():
             texts = [normalise(v.text) for v in values if v.text.strip()]
             if texts:
-                attr_entities[path] = attr_entities.get(path, 0) + 1
-                attr_values.setdefault(path, []).extend(texts)
+                tally = attr.get(path) or attr.setdefault(path, _Tally())
+                tally.add(texts)
         for predicate, targets in entity.relations.items():
             if targets:
-                rel_entities[predicate] = rel_entities.get(predicate, 0) + 1
-                rel_values.setdefault(predicate, []).extend(targets)
-    stats = [
-        _stats(path, "attribute", attr_entities[path], attr_values[path], n) for path in attr_entities
-    ] + [_stats(pred, "relation", rel_entities[pred], rel_values[pred], n) for pred in rel_entities]
+                tally = rel.get(predicate) or rel.setdefault(predicate, _Tally())
+                tally.add(targets)
+    stats = [tally.stats(path, "attribute", n) for path, tally in attr.items()] + [tally.stats(pred, "relation", n) for pred, tally in rel.items()]
     stats.sort(key=lambda s: (-s.importance, s.predicate))
     return stats
 
 
-def _stats(predicate: str, kind: Literal["attribute", "relation"], with_value: int, values: list[str], n: int) -> PredicateStats:
-    distinct = len(set(values))
-    return PredicateStats(
-        predicate=predicate,
-        kind=kind,
-        coverage=with_value / n,
-        distinctiveness=distinct / max(len(values), 1),
-        entities_with=with_value,
-        distinct_values=distinct,
-    )
+class _Tally:
+    """One predicate's entities with a value, values and distinct values."""
+
+    __slots__ = ("entities", "values", "distinct")
+
+    def __init__(self) -> None:
+        self.entities = 0
+        self.values = 0
+        self.distinct: set[str] = set()
+
+    def add(self, values: list[str]) -> None:
+        self.entities += 1
+        self.values += len(values)
+        self.distinct.update(values)
+
+    def stats(self, predicate: str, kind: Literal["attribute", "relation"], n: int) -> PredicateStats:
+        distinct = len(self.distinct)
+        return PredicateStats(
+            predicate=predicate,
+            kind=kind,
+            coverage=self.entities / n,
+            distinctiveness=distinct / max(self.values, 1),
+            entities_with=self.entities,
+            distinct_values=distinct,
+        )
 
 
 _SPACES = re.compile(r"\s+")
