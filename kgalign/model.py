@@ -59,9 +59,10 @@ class EntityTable:
     #: A dict, or an :class:`kgalign.io.entity_file.EntityFile` in a lean run's driver.
     entities: Mapping[str, Entity]
     triple_count: int = 0
-    #: Each entity's content hash once the contents were let go (a lean run's driver,
-    #: after retrieval: :func:`kgalign.incremental.state.release_contents`); None while
-    #: ``entities`` holds them.
+    #: Each entity's content hash, in table order, where known: once the contents were
+    #: let go (a lean run's driver, after retrieval:
+    #: :func:`kgalign.incremental.state.release_contents`), or from the load where the
+    #: entities went to a file (:mod:`kgalign.io.entity_file`); else None.
     hashes: dict[str, str] | None = None
 
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ from kgalign.fusion.fuse import FusionResult, fuse
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.incremental.state import release_contents
 from kgalign.io.entities import load_entities
-from kgalign.io.entity_file import entity_map
+from kgalign.io.entity_file import spill_table
 from kgalign.io.inputs import is_endpoint
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
@@ -344,7 +344,7 @@ def _load(
                 return ReloadedTriples(file, fmt, config.id_column, loaded[0], taken), loaded[1]
         graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
         if reload_graph:  # a lean run: the entities in a file, as the partitions' loader gives them
-            table.entities = entity_map(table.entities, True, side)
+            spill_table(table)
         if reloaded:
             return ReloadedTriples(file, fmt, config.id_column, graph, taken), table
         return graph, table

@@ -12,10 +12,11 @@ import tempfile
 
 import pytest
 
+from kgalign.incremental.state import table_hashes
 from kgalign.io import record_file
 from kgalign.io.entities import load_entities
-from kgalign.io.entity_file import EntityFile, EntitySink, entity_map
-from kgalign.model import Entity, Value
+from kgalign.io.entity_file import EntityFile, EntitySink, entity_map, spill_table
+from kgalign.model import Entity, EntityTable, Value
 
 ODD = Entity(
     iri="http://ex/odd\udc80é",
@@ -52,13 +53,24 @@ def test_the_file_gives_the_entities_a_dict_gives(entities, tmp_path, monkeypatc
     assert entity_map(entities, spill=False) is entities and entity_map(stored, spill=True) is stored
 
 
+def test_a_table_spilled_keeps_its_content_hashes(entities) -> None:
+    table = EntityTable("left", dict(entities))
+    expected = table_hashes(table)
+    spill_table(table)
+    assert isinstance(table.entities, EntityFile) and list(table.entities) == list(entities)
+    assert table.hashes == expected and list(table.hashes) == list(entities)
+    assert table_hashes(table) is table.hashes  # not read back from the file
+
+
 def test_a_sink_orders_its_entities_as_told(entities) -> None:
     sink = EntitySink(True)
     values = list(entities.values())
-    sink.extend(values[1::2])
-    sink.extend(values[::2])
+    sink.extend(values[1::2], [f"h{i}" for i in range(1, len(values), 2)])
+    sink.extend(values[::2], [f"h{i}" for i in range(0, len(values), 2)])
     stored = sink.finish(sorted(entities))
     assert list(stored) == sorted(entities) and all(stored[iri] == entities[iri] for iri in stored)
+    position = {iri: i for i, iri in enumerate(entities)}
+    assert sink.hashes == {iri: f"h{position[iri]}" for iri in sorted(entities)} and list(sink.hashes) == sorted(entities)
     with pytest.raises(ValueError, match="keys given"):
         stored.reorder(sorted(entities)[1:])
 

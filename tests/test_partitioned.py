@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kgalign.incremental.state import table_hashes
 from kgalign.io import partitioned
 from kgalign.io.entities import build_entity_table
 from kgalign.io.entity_file import EntityFile
@@ -40,6 +41,9 @@ def _same_table(path: Path, parts: int, block_bytes: int, classes: list[str] | N
             patch.setattr(partitioned, "PAGE_ENTITIES", 7)
             got, prefixes = _table(path, parts, block_bytes, classes, spill)
         assert isinstance(got.entities, EntityFile) == spill
+        # Taken into a file, the entities come with their content hashes, made by the partitions.
+        assert got.hashes == (table_hashes(expected) if spill else None)
+        assert list(got.hashes or expected.entities) == list(expected.entities)
         assert [(prefix, str(namespace)) for prefix, namespace in triples.namespaces()] == list(prefixes.items())
         assert list(got.entities) == list(expected.entities)
         assert got.triple_count == expected.triple_count

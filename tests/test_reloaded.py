@@ -10,8 +10,10 @@ import pytest
 from kgalign.config import AlignConfig
 from kgalign.errors import InputError
 from kgalign.incremental.state import RELEASED, table_hashes
+from kgalign.io.entity_file import EntityFile
 from kgalign.io.parsers import read_triples
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
+from kgalign.model import EntityTable
 from kgalign.pipeline import _align
 
 
@@ -68,5 +70,7 @@ def test_a_run_that_reads_its_graphs_again_fuses_the_same_graph(persons: dict[st
 
 def test_a_lean_run_that_searches_duplicates_keeps_the_entity_contents(persons: dict[str, Path], embedder) -> None:
     result = _align(persons["left"], persons["right"], AlignConfig(judge="none", dedup="left"), embedder, None, lean=True)
-    assert result.left_table.hashes is None
+    # In a file (a lean run's tables are), with the content hashes made as they were written.
+    assert isinstance(result.left_table.entities, EntityFile) and result.left_table.hashes is not None
     assert any(entity.attributes for entity in result.left_table.entities.values())
+    assert result.left_table.hashes == table_hashes(EntityTable("left", dict(result.left_table.entities)))

@@ -17,11 +17,11 @@ entities written so far read back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kgalign.io.record_file import RecordFile
-from kgalign.model import Entity, Value
+from kgalign.model import Entity, EntityTable, Value
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +54,26 @@ class EntityFile(RecordFile[Entity]):
 
 class EntitySink:
     """Where a table's entities go as they come: an :class:`EntityFile` with ``spill``,
-    else a dict. A batch the file cannot take (a full disk) turns the sink to memory,
-    the entities written so far read back, with a warning."""
+    else a dict; with their content hashes where given (:attr:`hashes`). A batch the file
+    cannot take (a full disk) turns the sink to memory, the entities written so far read
+    back, with a warning."""
 
     def __init__(self, spill: bool, name: str = "") -> None:
         self.name = name
         self.file: EntityFile | None = None
         self.held: dict[str, Entity] = {}
+        self.hashes: dict[str, str] = {}
         if spill:
             try:
                 self.file = EntityFile()
             except OSError as exc:
                 log.warning("%s: cannot keep the entities in a temporary file (%s); they stay in memory", name, exc)
 
-    def extend(self, entities: Iterable[Entity]) -> None:
+    def extend(self, entities: Iterable[Entity], hashes: Sequence[str] | None = None) -> None:
+        """Take ``entities`` (and their ``hashes``, :func:`kgalign.incremental.state.entity_hash`, in the same order)."""
         entities = list(entities)
+        if hashes is not None:
+            self.hashes.update(zip((entity.iri for entity in entities), hashes, strict=True))
         if self.file is not None:
             try:
                 self.file.extend((entity.iri, entity) for entity in entities)
@@ -84,7 +89,13 @@ class EntitySink:
             self.held[entity.iri] = entity
 
     def finish(self, order: Iterable[str] | None = None) -> Mapping[str, Entity]:
-        """The entities by IRI, iterating in ``order`` (every IRI once) when given, else as they came."""
+        """The entities by IRI, iterating in ``order`` (every IRI once) when given, else
+        as they came; :attr:`hashes` in the same order."""
+        if order is not None:
+            order = list(order)
+            if self.hashes:
+                hashes = self.hashes
+                self.hashes = {iri: hashes[iri] for iri in order}
         if self.file is not None:
             if order is not None:
                 self.file.reorder(order)
@@ -102,3 +113,18 @@ def entity_map(entities: Mapping[str, Entity], spill: bool, name: str = "") -> M
     sink = EntitySink(True, name)
     sink.extend(entities.values())
     return sink.finish()
+
+
+def spill_table(table: EntityTable) -> None:
+    """``table``'s entities into an :class:`EntityFile`, their content hashes into
+    ``table.hashes`` (what a lean run keeps of them once retrieval has read them), made
+    while the entities are in memory rather than read back later."""
+    from kgalign.incremental.state import entity_hash
+
+    if isinstance(table.entities, EntityFile):
+        return
+    entities = list(table.entities.values())
+    sink = EntitySink(True, table.name)
+    sink.extend(entities, [entity_hash(entity) for entity in entities])
+    del entities
+    table.entities, table.hashes = sink.finish(), sink.hashes

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from rdflib import BNode, URIRef
 
 from kgalign.errors import first_line
+from kgalign.incremental.state import entity_hash
 from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes
 from kgalign.io.entity_file import EntitySink
@@ -405,13 +406,14 @@ class Partition(RangeReading):
         self._built = self.entities()
         return len(self._built)
 
-    def entity_page(self, start: int, stop: int) -> list[Entity]:
-        """The entities ``start:stop`` of those :meth:`count_entities` built; the last
-        page lets them go."""
+    def entity_page(self, start: int, stop: int) -> tuple[list[Entity], list[str]]:
+        """The entities ``start:stop`` of those :meth:`count_entities` built, and their
+        content hashes (:func:`kgalign.incremental.state.entity_hash`, made here, in
+        parallel, rather than read back by the driver); the last page lets them go."""
         page = self._built[start:stop]
         if stop >= len(self._built):
             self._built = []
-        return page
+        return page, [entity_hash(entity) for entity in page]
 
 
 class Exchange(Protocol):
@@ -494,8 +496,9 @@ def build_table(
             exchange.get([exchange.call(j, "absorb", *(answers[k][j] for k in range(n))) for j in range(n)])
             if level < FOLD_DEPTH:
                 exchange.get([exchange.call(j, "advance") for j in range(n)])
+    hashes = None
     if spill:
-        entities = _taken_by_pages(exchange, name)
+        entities, hashes = _taken_by_pages(exchange, name)
     else:
         entities = _merged(exchange.get([exchange.call(k, "entities") for k in range(n)]))
     # The one-process load's warning, for the input (a file, or the folder of its files).
@@ -503,7 +506,7 @@ def build_table(
     counter.ill_typed = sum(state["ill_typed"] for state in states)
     counter.datatypes = {d for state in states for d in state["datatypes"]}
     report_term_warnings(files[0][0] if len(files) == 1 else files[0][0].parent, counter)
-    return EntityTable(name=name, entities=entities, triple_count=count), prefixes
+    return EntityTable(name=name, entities=entities, triple_count=count, hashes=hashes), prefixes
 
 
 def send_lines(
@@ -574,10 +577,11 @@ def _range_readers(exchange: Exchange, paths: Sequence[Path]) -> dict[Path, tupl
     return readers
 
 
-def _taken_by_pages(exchange: Exchange, name: str) -> Mapping[str, Entity]:
+def _taken_by_pages(exchange: Exchange, name: str) -> tuple[Mapping[str, Entity], dict[str, str]]:
     """The partitions' entities taken PAGE_ENTITIES at a time into an
     :class:`kgalign.io.entity_file.EntityFile` (this process holds one page, not a
-    table), iterating in the order :func:`_merged` gives them."""
+    table), iterating in the order :func:`_merged` gives them, and their content hashes
+    in that order."""
     n = exchange.parts
     counts = exchange.get([exchange.call(k, "count_entities") for k in range(n)])
     sink = EntitySink(True, name)
@@ -586,16 +590,16 @@ def _taken_by_pages(exchange: Exchange, name: str) -> Mapping[str, Entity]:
         iris: list[str] = []
         asked = exchange.call(k, "entity_page", 0, PAGE_ENTITIES) if count else None
         for start in range(0, count, PAGE_ENTITIES):
-            (page,) = exchange.get([asked])
+            ((page, hashes),) = exchange.get([asked])
             following = start + PAGE_ENTITIES
             # The next page is made while this one is written.
             asked = exchange.call(k, "entity_page", following, following + PAGE_ENTITIES) if following < count else None
             iris.extend(entity.iri for entity in page)
-            sink.extend(page)
+            sink.extend(page, hashes)
             del page
         orders.append(iris)
     # Each partition's entities come in IRI order: merged as _merged merges them.
-    return sink.finish(heapq.merge(*orders))
+    return sink.finish(heapq.merge(*orders)), sink.hashes
 
 
 def _merged(parts: list[list[Entity]]) -> dict[str, Entity]:
