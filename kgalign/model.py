@@ -42,13 +42,7 @@ class Entity:
     @property
     def label(self) -> str:
         """The best display label: an English or untagged label first, else the IRI's local name."""
-        for value in self.labels:
-            if value.lang in (None, "", "en") and value.text.strip():
-                return value.text
-        for value in self.labels:
-            if value.text.strip():
-                return value.text
-        return local_name(self.iri)
+        return best_label(self.iri, [(value.text, value.lang) for value in self.labels])
 
 
 @dataclass
@@ -205,6 +199,18 @@ class Link:
     left: str
     right: str
     confidence: float
+
+
+def best_label(iri: str, labels: list[tuple[str, str | None]]) -> str:
+    """:attr:`Entity.label` of ``iri`` from its labels' ``(text, language)`` pairs: an
+    English or untagged one first, else any other, else the IRI's local name."""
+    for text, lang in labels:
+        if lang in (None, "", "en") and text.strip():
+            return text
+    for text, _ in labels:
+        if text.strip():
+            return text
+    return local_name(iri)
 
 
 def local_name(iri: str) -> str:

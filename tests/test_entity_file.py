@@ -51,6 +51,9 @@ def test_the_file_gives_the_entities_a_dict_gives(entities, tmp_path, monkeypatc
         stored["http://ex/absent"]
     assert any(v.lang for e in stored.values() for v in e.labels) and stored[ODD.iri].attributes["http://ex/born / http://ex/year"][0].datatype
     assert entity_map(entities, spill=False) is entities and entity_map(stored, spill=True) is stored
+    # A label read alone (a profile's neighbours) is the entity's.
+    assert all(stored.label(iri) == entity.label for iri, entity in entities.items()) and stored.label("http://ex/absent") is None
+    assert stored.label(ODD.iri) == "Ève \"quoted\"\n| pipe"
 
 
 def test_a_table_spilled_keeps_its_content_hashes(entities) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kgalign.io.record_file import RecordFile
-from kgalign.model import Entity, EntityTable, Value
+from kgalign.model import Entity, EntityTable, Value, best_label
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ class EntityFile(RecordFile[Entity]):
             relations=relations,
             types=types,
         )
+
+
+    def label(self, iri: str) -> str | None:
+        """:attr:`kgalign.model.Entity.label` of ``iri`` (None where it is not here),
+        read without making the entity: a profile's neighbours need only that."""
+        row = self._rows.get(iri)
+        if row is None:
+            return None
+        labels = self._record(row)[0]
+        return best_label(iri, [(text, lang) for text, lang, _ in labels])
 
 
 class EntitySink:

@@ -95,10 +95,13 @@ class RecordFile(Mapping[str, V], Generic[V]):
     def close(self) -> None:
         self._file.close()
 
-    def __getitem__(self, key: str) -> V:
-        row = self._rows[key]
+    def _record(self, row: int) -> Any:
+        """What :meth:`encode` gave for the value of ``row``, read back."""
         start = self._starts[row]
-        return self.decode(key, marshal.loads(os.pread(self._file.fileno(), self._ends[row] - start, start)))
+        return marshal.loads(os.pread(self._file.fileno(), self._ends[row] - start, start))
+
+    def __getitem__(self, key: str) -> V:
+        return self.decode(key, self._record(self._rows[key]))
 
     def __contains__(self, key: object) -> bool:
         return key in self._rows

@@ -26,8 +26,9 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   again, and every answer already given is kept.
 
 - **loading** of an N-Triples, N-Quads, Turtle or TriG input: by partitions on actors,
-  grouped by subject (:mod:`kgalign.runtime.ray_load`); the driver reads the file in
-  blocks and receives the entity table, never all of its triples.
+  grouped by subject (:mod:`kgalign.runtime.ray_load`); the driver receives the entity
+  table a page at a time into a file (:mod:`kgalign.io.entity_file`), with each
+  entity's content hash made by the partitions, never all of its triples.
 
 - **fusion** (of inputs loaded by partitions, under every conflict policy):
   the triples rewritten onto canonical IRIs by partitions grouped by canonical subject

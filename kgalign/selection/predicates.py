@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from kgalign.io.entities import PATH_SEPARATOR
+from kgalign.io.entity_file import EntityFile
 from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
 
 if TYPE_CHECKING:
@@ -178,12 +179,22 @@ def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> 
         for target in entity.relations.get(predicate, ()):
             if len(neighbours) >= selection.max_neighbours:
                 break
-            other = table.entities.get(target)
-            name = other.label if other is not None else local_name(target)
+            name = _label(table, target)
             neighbours.append((local_name(predicate), _clip(name)))
     has_label = any(v.text.strip() for v in entity.labels)
     label = _clip(entity.label) if (has_label or not attributes) else ""
     return EntityProfile(iri=entity.iri, label=label, attributes=attributes, neighbours=neighbours)
+
+
+def _label(table: EntityTable, iri: str) -> str:
+    """The label of the entity ``iri`` of ``table``, else the IRI's local name; read
+    without making the entity where the table is in a file."""
+    entities = table.entities
+    if isinstance(entities, EntityFile):
+        found = entities.label(iri)
+        return found if found is not None else local_name(iri)
+    other = entities.get(iri)
+    return other.label if other is not None else local_name(iri)
 
 
 def _clip(text: str) -> str:
