@@ -80,7 +80,8 @@ class AlignmentResult:
     resolved (what the run used). ``left_graph``, ``left_table``, ``left_profiles`` and
     ``candidates`` (and their right counterparts) are read-only views of ``prepared``.
     After ``engine="ray"`` (a lean run) the tables hold each entity's IRI and content
-    hash only (``left_table.hashes``), unless duplicates were searched: the profiles
+    hash only (``left_table.hashes``), unless duplicates were searched (then they are in
+    a temporary file, :mod:`kgalign.io.entity_file`, with their hashes): the profiles
     keep what the run showed of each entity.
     """
 

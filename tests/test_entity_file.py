@@ -76,6 +76,9 @@ def test_a_sink_orders_its_entities_as_told(entities) -> None:
     assert sink.hashes == {iri: f"h{position[iri]}" for iri in sorted(entities)} and list(sink.hashes) == sorted(entities)
     with pytest.raises(ValueError, match="keys given"):
         stored.reorder(sorted(entities)[1:])
+    with pytest.raises(ValueError, match="is not a key of the file"):
+        stored.reorder([*sorted(entities), "http://ex/absent"])
+    assert list(stored) == sorted(entities)  # as it was
 
 
 def test_without_a_usable_folder_the_entities_stay_in_memory(entities, tmp_path, monkeypatch, caplog) -> None:

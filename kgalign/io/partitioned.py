@@ -269,6 +269,7 @@ class Partition(RangeReading):
         self._frontier: set[object] = set()
         self._done: set[object] = set()
         self._built: list[Entity] = []
+        self._hashes: list[str] = []
 
     def route(self, data: bytes, tag: int) -> list[bytes]:
         """A block's lines by partition (the blocks are routed by the partitions in turn)."""
@@ -401,19 +402,21 @@ class Partition(RangeReading):
         return build_entities(self.index, self._entities, self._iri_of)
 
     def count_entities(self) -> int:
-        """Builds this partition's entities (:meth:`entities`) to be taken a page at a
-        time (:meth:`entity_page`); their number."""
+        """Builds this partition's entities (:meth:`entities`) and their content hashes
+        (:func:`kgalign.incremental.state.entity_hash`: made here, every partition at once,
+        rather than by the driver), to be taken a page at a time (:meth:`entity_page`);
+        their number."""
         self._built = self.entities()
+        self._hashes = [entity_hash(entity) for entity in self._built]
         return len(self._built)
 
     def entity_page(self, start: int, stop: int) -> tuple[list[Entity], list[str]]:
         """The entities ``start:stop`` of those :meth:`count_entities` built, and their
-        content hashes (:func:`kgalign.incremental.state.entity_hash`, made here, in
-        parallel, rather than read back by the driver); the last page lets them go."""
-        page = self._built[start:stop]
+        content hashes; the last page lets them go."""
+        page, hashes = self._built[start:stop], self._hashes[start:stop]
         if stop >= len(self._built):
-            self._built = []
-        return page, [entity_hash(entity) for entity in page]
+            self._built, self._hashes = [], []
+        return page, hashes
 
 
 class Exchange(Protocol):

@@ -83,7 +83,10 @@ class RecordFile(Mapping[str, V], Generic[V]):
     def reorder(self, keys: Iterable[str]) -> None:
         """Iterate the keys in the order of ``keys`` (the same keys, each once)."""
         rows = self._rows
-        ordered = {key: rows[key] for key in keys}
+        try:
+            ordered = {key: rows[key] for key in keys}
+        except KeyError as exc:
+            raise ValueError(f"reorder: {exc.args[0]!r} is not a key of the file") from None
         if len(ordered) != len(rows):
             raise ValueError(f"reorder: {len(ordered)} keys given for {len(rows)}")
         self._rows = ordered
