@@ -27,11 +27,24 @@ ODD = Entity(
 )
 
 
+TYPED = """\
+<http://ex/r1> <http://www.w3.org/2000/01/rdf-schema#label> "Chez Ève"@fr .
+<http://ex/r1> <http://www.w3.org/2000/01/rdf-schema#label> "At Eve's"@en .
+<http://ex/r1> <http://ex/stars> "4"^^<http://www.w3.org/2001/XMLSchema#integer> .
+<http://ex/r1> <http://ex/near> <http://ex/r2> .
+<http://ex/r2> <http://www.w3.org/2000/01/rdf-schema#label> "Le Coin" .
+<http://ex/r2> <http://ex/opened> "1999-05-01"^^<http://www.w3.org/2001/XMLSchema#date> .
+<http://ex/r2> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://ex/Restaurant> .
+"""
+
+
 @pytest.fixture(scope="module")
-def entities(persons, shared_data) -> dict[str, Entity]:
-    """Real tables (the persons' folded addresses; the OAEI restaurants' typed values) and an odd entity."""
+def entities(persons, tmp_path_factory) -> dict[str, Entity]:
+    """Real tables (the persons' folded addresses), typed and tagged values, and an odd entity."""
+    typed = tmp_path_factory.mktemp("typed") / "typed.nt"
+    typed.write_text(TYPED, encoding="utf-8")
     found: dict[str, Entity] = {}
-    for path in (persons["left"], shared_data / "oaei2010_restaurants" / "restaurant1.nt"):
+    for path in (persons["left"], persons["right"], typed):
         found.update(load_entities(path, "x", None, None)[1].entities)
     found[ODD.iri] = ODD
     return found
@@ -50,6 +63,8 @@ def test_the_file_gives_the_entities_a_dict_gives(entities, tmp_path, monkeypatc
     with pytest.raises(KeyError):
         stored["http://ex/absent"]
     assert any(v.lang for e in stored.values() for v in e.labels) and stored[ODD.iri].attributes["http://ex/born / http://ex/year"][0].datatype
+    assert stored["http://ex/r1"].relations == {"http://ex/near": ["http://ex/r2"]} and stored["http://ex/r1"].label == "At Eve's"
+    assert stored["http://ex/r2"].types == ["http://ex/Restaurant"] and any(v.datatype for vs in stored["http://ex/r2"].attributes.values() for v in vs)
     assert entity_map(entities, spill=False) is entities and entity_map(stored, spill=True) is stored
     # A label read alone (a profile's neighbours) is the entity's.
     assert all(stored.label(iri) == entity.label for iri, entity in entities.items()) and stored.label("http://ex/absent") is None
