@@ -28,15 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import large
-
-
-def _best(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    best, value = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        value = run()
-        best = min(best, time.perf_counter() - start)
-    return best, value
+from bench.timing import best_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         ("hashes", lambda t: [entity_hash(entity) for entity in t.entities.values()]),
     ]
     for name, step in steps:
-        timed = [_best(args.repeat, lambda t=t, step=step: step(t)) for t in (table, stored)]
+        timed = [best_of(args.repeat, lambda t=t, step=step: step(t)) for t in (table, stored)]
         results[name] = [value for _, value in timed]
         print(f"| {name} | {timed[0][0]:.2f} | {timed[1][0]:.2f} |")
     same = all(a == b for a, b in results.values())

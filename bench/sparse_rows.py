@@ -21,15 +21,14 @@ import argparse
 import re
 import sys
 import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import large
+from bench.timing import best_of
 
 _LITERAL = re.compile(r'^(<[^>]*>) <[^>]*> "((?:[^"\\]|\\.)*)"')
 
@@ -43,15 +42,6 @@ def _texts(path: Path) -> list[str]:
             if match:
                 by_subject[match.group(1)].append(match.group(2))
     return [" ".join(values) for values in by_subject.values()]
-
-
-def _best(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,18 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | in memory s | in files s |\n|---|---:|---:|")
     built = {}
     for spill in (False, True):
-        built[spill] = _best(args.repeat, lambda spill=spill: lexical_vectors(left, right, spill))
+        built[spill] = best_of(args.repeat, lambda spill=spill: lexical_vectors(left, right, spill))
     memory, files = built[False][1], built[True][1]
     same &= all(np.array_equal(a[:].data, b.data) and np.array_equal(a[:].indices, b.indices) for a, b in zip(files, memory))
     print(f"| build ({memory[0].nnz + memory[1].nnz:,} cells) | {built[False][0]:.2f} | {built[True][0]:.2f} |")
-    scored = {spill: _best(args.repeat, lambda sides=sides: sparse_pair_dots(*sides, rows, cols)) for spill, sides in ((False, memory), (True, files))}
+    scored = {spill: best_of(args.repeat, lambda sides=sides: sparse_pair_dots(*sides, rows, cols)) for spill, sides in ((False, memory), (True, files))}
     same &= np.array_equal(scored[False][1], scored[True][1])
     print(f"| pair scores ({len(rows):,} pairs) | {scored[False][0]:.2f} | {scored[True][0]:.2f} |")
 
     def blocks(sides: Any) -> int:
         return sum(sides[0][start : start + step].nnz for start in range(0, sides[0].shape[0], step))
 
-    read = {spill: _best(args.repeat, lambda sides=sides: blocks(sides)) for spill, sides in ((False, memory), (True, files))}
+    read = {spill: best_of(args.repeat, lambda sides=sides: blocks(sides)) for spill, sides in ((False, memory), (True, files))}
     print(f"| source blocks ({step} rows each) | {read[False][0]:.2f} | {read[True][0]:.2f} |")
     print(f"same rows and scores: {'yes' if same else 'NO'}")
     return 0 if same else 1
