@@ -2,7 +2,8 @@
 
 The driver of a lean run reads each entity a few times, one at a time: to rank the
 predicates, to build the profiles (and the labels of their neighbours), the relations
-of the structure channel, the content hashes. None of these needs every entity in
+of the structure channel (the content hashes are made as the entities are written, by
+the load partitions or :func:`spill_table`). None of these needs every entity in
 memory at once, and on large inputs the tables were the largest thing the driver held
 from the load to the retrieval. :class:`EntityFile` keeps them in a nameless temporary
 file (a :class:`kgalign.io.record_file.RecordFile`): the process keeps only a row
