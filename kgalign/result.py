@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,12 +195,16 @@ class AlignmentResult:
         return len(prepared.left_table) + len(prepared.right_table) if self.effective.retrieval.needs_embeddings else 0
 
     def vote_records(self) -> list[dict[str, Any]]:
+        """Every decision's record of votes.jsonl, in memory (:meth:`iter_vote_records`)."""
+        return list(self.iter_vote_records())
+
+    def iter_vote_records(self) -> Iterator[dict[str, Any]]:
+        """Each decision's record of votes.jsonl, made as it is read: the writer holds one
+        at a time, not a record (its profiles, candidates and rounds) per source."""
         lost = {c.source: c.winner for c in self.conflicts}
         linked = {link.left: link.right for link in self.links}
-        return [
-            decision_record(d, c, self.left_profiles[d.source], self.right_profiles, lost.get(d.source), linked.get(d.source))
-            for d, c in zip(self.decisions, self.candidates)
-        ]
+        for d, c in zip(self.decisions, self.candidates):
+            yield decision_record(d, c, self.left_profiles[d.source], self.right_profiles, lost.get(d.source), linked.get(d.source))
 
     def run_info(self) -> dict[str, Any]:
         """run.json: the config as given, what "auto" resolved to, versions, timings and counts."""
@@ -292,7 +296,7 @@ class AlignmentResult:
                             log.info("%s: removed the %s of an earlier run (this run's fused graph is in the shards alone)", outdir, name)
                     write_links(self.links, paths["links.ttl"])
                     write_alignment(self.links, paths["alignment.rdf"], input_name(self.left_path), input_name(self.right_path))
-                    write_votes(self.vote_records(), paths["votes.jsonl"])
+                    write_votes(self.iter_vote_records(), paths["votes.jsonl"])
                     if self.metrics is not None:
                         write_json(paths["metrics.json"], self.metrics)
                     if self.duplicates:

@@ -171,6 +171,10 @@ def test_corrections_override_the_judge_which_never_sees_them(mini, embedder, tm
     assert "cannot explain" in caplog.text and result.counts["explained"] == 0
     records = {r["source"]: r for r in result.vote_records()}
     assert records[a1]["human"] is True and records[a1]["decision"] == "match" and records[a1]["rounds"] == []
+    # votes.jsonl, written a record at a time, holds the same records in decision order.
+    result.save(tmp_path / "out")
+    written = [json.loads(line) for line in (tmp_path / "out" / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert written == json.loads(json.dumps(result.vote_records())) and [r["source"] for r in written] == [d.source for d in result.decisions]
 
 
 def test_cli_applies_corrections_and_reports_bad_files(mini, tmp_path: Path) -> None:
