@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,3 +74,16 @@ class CountingEmbedder:
     def encode(self, texts: list[str]) -> Any:
         self.asked.append(list(texts))
         return self.inner.encode(texts)
+
+
+def python_script(script: str, *args: str, tmpdir: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``script`` run by this Python in a child process with ``args``, its temporary files
+    in ``tmpdir`` (``TMPDIR``); its exit status, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )

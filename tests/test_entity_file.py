@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -17,6 +15,7 @@ from kgalign.io import record_file
 from kgalign.io.entities import load_entities
 from kgalign.io.entity_file import EntityFile, EntitySink, entity_map, spill_table
 from kgalign.model import Entity, EntityTable, Value
+from tests.helpers import python_script
 
 ODD = Entity(
     iri="http://ex/odd\udc80é",
@@ -128,13 +127,7 @@ print("same entities", len(expected))
 def test_writes_that_fail_midway_keep_every_entity(persons, tmp_path) -> None:
     """A file that may not grow past 20 kB: a batch fails at its write; the entities
     written before it are read back and the rest kept in memory, all of them the same."""
-    done = subprocess.run(
-        [sys.executable, "-c", FILLED_DISK, str(persons["left"])],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
+    done = python_script(FILLED_DISK, str(persons["left"]), tmpdir=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "same entities 60"
     assert "left: cannot keep more entities in" in done.stderr and "stay in memory" in done.stderr

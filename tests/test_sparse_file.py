@@ -21,6 +21,7 @@ from kgalign.retrieval.retrieve import lexical_text, lexical_vectors, retrieve, 
 from kgalign.retrieval.sparse_file import SparseFile, SparseRowsView, SparseSink, StackedRows, column_counts, is_sparse
 from kgalign.retrieval.structure import neighbour_vectors, propagate_seeds
 from kgalign.retrieval.vector_file import subset
+from tests.helpers import python_script
 
 ABT = Path(__file__).parent / "data" / "abt_buy_mini"
 DBP = Path(__file__).parent / "data" / "dbp15k_mini" / "dbp_fr_en"
@@ -298,17 +299,7 @@ def test_writes_that_fail_midway_keep_every_row(texts, tmp_path) -> None:
     """Files that may not grow past 20 kB (the process's file size limit): the spools' and
     the rows' writes fail partway, at the write itself, not at a later flush; what they
     wrote is read back and the rest kept in memory, and every row is the same."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", FILLED_DISK],
-        input=repr(texts),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
+    done = python_script(FILLED_DISK, tmpdir=tmp_path, stdin=repr(texts))
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "same rows"
     assert "could not spool more TF-IDF counts" in done.stderr and "could not keep more sparse rows" in done.stderr

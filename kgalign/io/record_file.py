@@ -20,6 +20,7 @@ from __future__ import annotations
 import marshal
 import os
 import tempfile
+from abc import abstractmethod
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -42,14 +43,14 @@ class RecordFile(Mapping[str, V], Generic[V]):
         self._ends = array("q")
         self._size = 0
 
-    # How a value is stored: subclasses override both.
+    # How a value is stored: each subclass says.
+    @abstractmethod
     def encode(self, value: V) -> Any:
         """What :mod:`marshal` writes for ``value`` (its key is kept apart)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, key: str, data: Any) -> V:
         """The value of ``key`` from what :meth:`encode` gave."""
-        raise NotImplementedError
 
     def extend(self, items: Iterable[tuple[str, V]]) -> None:
         """Append ``(key, value)`` pairs, written BATCH_BYTES at a time; a key given again
