@@ -10,7 +10,7 @@ The config is never changed: values left to "auto" are resolved into a copy
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from kgalign.config import AlignConfig
@@ -28,7 +28,7 @@ from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
-from kgalign.model import EntityTable, Link
+from kgalign.model import EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
@@ -41,7 +41,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
-from kgalign.selection.predicates import Selection, build_profiles, configured_selection
+from kgalign.selection.predicates import Selection, configured_selection, iter_profiles
 from kgalign.selection.profile_file import profile_map
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,20 @@ def prepare(
     return prepared
 
 
+def _profiled(table: EntityTable, selection: Selection, with_neighbours: bool, spill: bool) -> tuple[Mapping[str, EntityProfile], list[str]]:
+    """``table``'s profiles by IRI (:func:`profile_map`: in a file with ``spill``) and
+    their texts to embed, in the table's order; each profile is made, its text taken,
+    and it is written, one batch at a time."""
+    texts: list[str] = []
+
+    def profiles() -> Iterator[EntityProfile]:
+        for profile in iter_profiles(table, selection):
+            texts.append(profile.text(with_neighbours))
+            yield profile
+
+    return profile_map(profiles(), spill), texts
+
+
 def _prepare(
     left: str | Path,
     right: str | Path,
@@ -250,22 +264,18 @@ def _prepare(
     effective = _resolve_auto(config, has_structure(left_table) and has_structure(right_table), retrieve_candidates and embedder is None, gold)
     retrieval = effective.retrieval
     with timer.stage("select"):
-        profiles = []
         selections = {}
-        for side, table in (("left", left_table), ("right", right_table)):
-            selection = keep_earlier_order(configured_selection(table, config), (earlier_selection or {}).get(side), side)
-            selections[side] = selection
-            profiles.append(build_profiles(table, selection))
-        left_profiles, right_profiles = profiles
         # With the structure channel on, neighbours are compared through their own
         # vectors, so the embedded text keeps to the entity's name and attributes.
         with_neighbours = (retrieval.structure_weight or 0.0) <= 0
-        left_texts = [p.text(with_neighbours) for p in left_profiles]
-        right_texts = [p.text(with_neighbours) for p in right_profiles]
-        # The profiles by IRI; in a file where the run is lean (only a few are read at a time from here on).
-        left_by_iri = profile_map(left_profiles, lean)
-        right_by_iri = profile_map(right_profiles, lean)
-        del profiles, left_profiles, right_profiles
+        sides = []
+        for side, table in (("left", left_table), ("right", right_table)):
+            selection = keep_earlier_order(configured_selection(table, config), (earlier_selection or {}).get(side), side)
+            selections[side] = selection
+            # The profiles by IRI, each text to embed taken as its profile is made; in a
+            # file where the run is lean (only a few are read at a time from here on).
+            sides.append(_profiled(table, selection, with_neighbours, lean))
+        (left_by_iri, left_texts), (right_by_iri, right_texts) = sides
 
     cardinality = None
     lexical = None

@@ -10,7 +10,7 @@ the names of its neighbours through its most important relations.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -156,7 +156,13 @@ def configured_selection(table: EntityTable, config: AlignConfig) -> Selection:
 
 def build_profiles(table: EntityTable, selection: Selection) -> list[EntityProfile]:
     """One profile per entity: label, top attributes, top neighbours' labels."""
-    return [profile_entity(entity, table, selection) for entity in table.entities.values()]
+    return list(iter_profiles(table, selection))
+
+
+def iter_profiles(table: EntityTable, selection: Selection) -> Iterator[EntityProfile]:
+    """:func:`build_profiles`, one profile at a time (a lean run writes each to a file as it is made)."""
+    for entity in table.entities.values():
+        yield profile_entity(entity, table, selection)
 
 
 def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> EntityProfile:

@@ -9,14 +9,17 @@ row number per IRI and an offset per row. On a 4M-triple pair the profiles were 
 a gigabyte of the driver's memory from the select stage to the end of the run.
 
 The file is a :class:`kgalign.io.record_file.RecordFile` (marshal, ``os.pread``).
-Where it cannot be written (a full disk), :func:`profile_map` keeps the profiles in
-memory, with a warning.
+:func:`profile_map` takes the profiles as they are made, a batch at a time, so the
+select stage never holds a side's profiles at once. Where the file cannot be written
+(a folder that is missing or full) the profiles stay in memory, with a warning, those
+written so far read back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from itertools import islice
 from typing import Any
 
 from kgalign.io.record_file import RecordFile
@@ -24,11 +27,14 @@ from kgalign.model import EntityProfile
 
 log = logging.getLogger(__name__)
 
+#: The profiles :func:`profile_map` takes from its iterable before each write.
+BATCH_PROFILES = 16_384
+
 
 class ProfileFile(RecordFile[EntityProfile]):
     """The profiles given, by IRI, in a temporary file (see the module text)."""
 
-    def __init__(self, profiles: Sequence[EntityProfile], directory: str | None = None) -> None:
+    def __init__(self, profiles: Iterable[EntityProfile] = (), directory: str | None = None) -> None:
         super().__init__(directory)
         try:
             self.extend((profile.iri, profile) for profile in profiles)
@@ -44,12 +50,28 @@ class ProfileFile(RecordFile[EntityProfile]):
         return EntityProfile(iri=key, label=label, attributes=attributes, neighbours=neighbours)
 
 
-def profile_map(profiles: Sequence[EntityProfile], spill: bool) -> Mapping[str, EntityProfile]:
-    """``profiles`` by IRI: in a :class:`ProfileFile` with ``spill``, else (or where the
-    file cannot be written, with a warning) a dict."""
+def profile_map(profiles: Iterable[EntityProfile], spill: bool) -> Mapping[str, EntityProfile]:
+    """``profiles`` by IRI, in the order given: in a :class:`ProfileFile` with ``spill``,
+    else a dict. They are taken from ``profiles`` :data:`BATCH_PROFILES` at a time (a
+    generator's profiles are made as the file takes them); where the file cannot be made
+    or cannot take a batch (a full disk), that batch and the rest stay in a dict, with a
+    warning, the profiles written before it read back."""
+    profiles = iter(profiles)
     if spill:
         try:
-            return ProfileFile(profiles)
-        except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
+            stored = ProfileFile()
+        except OSError as exc:
             log.warning("cannot keep the entity profiles in a temporary file (%s); they stay in memory", exc)
+        else:
+            while batch := list(islice(profiles, BATCH_PROFILES)):
+                try:
+                    stored.extend((profile.iri, profile) for profile in batch)
+                except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
+                    log.warning("cannot keep more entity profiles in %s (%s); the %d so far and the rest stay in memory", stored.directory, exc, len(stored))
+                    held = stored.read_back()
+                    stored.close()
+                    held.update((profile.iri, profile) for profile in batch)
+                    held.update((profile.iri, profile) for profile in profiles)
+                    return held
+            return stored
     return {profile.iri: profile for profile in profiles}
