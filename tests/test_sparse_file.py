@@ -15,6 +15,7 @@ import pytest
 from scipy import sparse
 
 from kgalign.config import AlignConfig
+from kgalign.io import pread
 from kgalign.pipeline import _align
 from kgalign.retrieval import candidates, sparse_file, structure, tfidf
 from kgalign.retrieval.retrieve import lexical_text, lexical_vectors, retrieve, search_keep, sparse_pair_dots
@@ -81,13 +82,39 @@ def test_rows_in_a_file_are_indexed_as_a_csr_matrix_and_leave_nothing_behind(tmp
     _same(view.rows(np.array([4, 0]))[:], matrix[[3, 59]])
     assert np.array_equal(column_counts(stored), np.bincount(matrix.indices, minlength=40))
     assert np.array_equal(column_counts(view), np.bincount(matrix[[59, 0, 25, 3, 3]].indices, minlength=40))
-    # Every read copied its cells and let the maps go (while mapped, the map names the file).
+    # Every read copied its cells from the files, not through a map (a map would name the file).
     assert _mappings_of(stored._data) == [] and _mappings_of(stored._indices) == []
     held = np.memmap(stored._data, dtype=np.float32, mode="r", shape=(stored.nnz,))
     assert len(_mappings_of(stored._data)) == 1
     del held
     with pytest.raises(ValueError, match="rows of 41 columns"):
         stored.append(sparse.csr_matrix((1, 41), dtype=np.float32))
+    stored.close()
+
+
+@pytest.mark.parametrize("window", [4, 200, 64 << 20])
+def test_many_scattered_rows_are_gathered_through_windows(tmp_path, monkeypatch, window) -> None:
+    """Past ``pread.MAX_READS`` rows a scattered read maps the files a window at a time
+    (a window of 4 bytes: every row alone; empty rows, repeats, any order): the rows in
+    memory's order, and no map left."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(pread, "MAX_READS", 3)
+    monkeypatch.setattr(pread, "WINDOW_BYTES", window)
+    keep = np.ones(300, dtype=np.float32)
+    keep[[10, 11, 200]] = 0  # rows without cells
+    matrix = (sparse.diags(keep) @ _random_rows(300, 50, 7)).tocsr()
+    matrix.eliminate_zeros()
+    assert matrix[10].nnz == 0
+    stored = SparseFile(50)
+    stored.append(matrix[:120])
+    stored.append(matrix[120:])
+    rng = np.random.default_rng(window)
+    for picked in (rng.integers(0, 300, 500), np.array([299, 11, 10, 0, 0, 200, 5]), np.arange(300)[::-1]):
+        _same(stored[picked], matrix[picked])
+    assert sparse_pair_dots(stored, stored, picked, picked[::-1]).tolist() == pytest.approx(
+        np.asarray(matrix[picked].multiply(matrix[picked[::-1]]).sum(axis=1)).ravel().tolist()
+    )
+    assert _mappings_of(stored._data) == [] and _mappings_of(stored._indices) == []
     stored.close()
 
 

@@ -55,11 +55,14 @@ def test_a_file_of_vectors_is_indexed_as_an_array_and_leaves_nothing_behind(tmp_
     again = view.rows(np.array([4, 0]))
     assert np.array_equal(np.asarray(again), data[[3, 49]])
     assert np.array_equal(np.ascontiguousarray(again, dtype=np.float32), data[[3, 49]])
-    # Every read copied its rows and unmapped the file (while mapped, the map names it).
-    mapped = stored._mapped(False)
+    # Every read and write went through the file, not a map of it (a map would name the file).
+    assert _mappings_of(stored) == []
+    mapped = np.memmap(stored._file, dtype=np.float32, mode="r", shape=stored.shape)
     assert len(_mappings_of(stored)) == 1
     del mapped
-    assert _mappings_of(stored) == []
+    assert np.array_equal(stored[7], data[7]) and np.array_equal(stored[-1], data[49])
+    with pytest.raises(IndexError):
+        stored[np.array([50])]
     stored.close()
 
 

@@ -7,8 +7,8 @@ they are computed (:func:`kgalign.retrieval.tfidf.lexical_rows`,
 rows it needs: the lexical search a block of sources and a slice of targets at a time,
 the pooled pairs' scores their two rows. The process keeps one offset per row (8
 bytes); a row's cells (a float32 value and a 32-bit column each) are in two unlinked
-temporary files, each read mapping the file, copying the cells and unmapping it, as
-:mod:`kgalign.retrieval.vector_file` reads vectors.
+temporary files, each read copying the cells it names from the files
+(:mod:`kgalign.io.pread`), as :mod:`kgalign.retrieval.vector_file` reads vectors.
 
 Rows are appended (a write, never a write through a map: a full disk is an ``OSError``
 at the write, not a ``SIGBUS`` later); :class:`SparseSink` turns a failed write into
@@ -33,6 +33,8 @@ from typing import Any, TypeAlias
 import numpy as np
 from scipy import sparse
 
+from kgalign.io import pread
+from kgalign.io.pread import Spans, read_range, row_numbers, write_at
 from kgalign.retrieval.vector_file import FREE_MARGIN, FileBackedRows
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class _SparseRows(FileBackedRows):
 
     def __getitem__(self, key: Any) -> sparse.csr_matrix:
         """The rows ``key`` picks (an int, a slice, an int array or a boolean mask), in memory."""
-        return self.take(_row_numbers(key, self.shape[0]))
+        return self.take(row_numbers(key, self.shape[0]))
 
     def column_counts(self) -> np.ndarray:
         """How many rows have each column, read a block of rows at a time."""
@@ -61,28 +63,6 @@ class _SparseRows(FileBackedRows):
         for start in range(0, self.shape[0], SCAN_ROWS):
             counts += np.bincount(self[start : start + SCAN_ROWS].indices, minlength=self.shape[1])
         return counts
-
-
-def write_at(fd: int, values: np.ndarray, offset: int) -> None:
-    """``values``' bytes written at ``offset`` of the file ``fd``, however many writes it takes."""
-    view = np.ascontiguousarray(values).data.cast("B")
-    while len(view):
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
-
-
-def _row_numbers(key: Any, n: int) -> np.ndarray:
-    if isinstance(key, slice):
-        return np.arange(*key.indices(n), dtype=np.int64)
-    index = np.asarray(key)
-    if index.dtype == bool:
-        if index.shape != (n,):
-            raise IndexError(f"a mask of {index.shape} for {n} rows")
-        return np.flatnonzero(index)
-    index = np.atleast_1d(index).astype(np.int64, copy=False)
-    if len(index) and (index.min() < -n or index.max() >= n):
-        raise IndexError(f"row out of range for {n} rows")
-    return np.where(index < 0, index + n, index)
 
 
 class SparseFile(_SparseRows):
@@ -102,7 +82,6 @@ class SparseFile(_SparseRows):
             raise
         self._offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
         self._indptr: np.ndarray | None = None
-        self._offsets32: np.ndarray | None = None  # the offsets as 32 bits, for scipy's gather
         self._sorted = True
         self.nnz = 0
 
@@ -140,42 +119,23 @@ class SparseFile(_SparseRows):
             self._offsets = [self._indptr]
         return self._indptr
 
-    def _cells(self, file: Any, dtype: type, positions: np.ndarray | slice) -> np.ndarray:
-        if not self.nnz:
-            return np.zeros(0, dtype=dtype)[positions]
-        mapped = np.memmap(file, dtype=dtype, mode="r", shape=(self.nnz,))
-        try:
-            return np.array(mapped[positions])  # a copy, so no page stays mapped
-        finally:
-            del mapped
-
     def take(self, index: np.ndarray) -> sparse.csr_matrix:
         indptr = self.indptr
         if len(index) and np.all(np.diff(index) == 1):  # consecutive rows: one range of cells
             lo, hi = int(indptr[index[0]]), int(indptr[index[-1] + 1])
-            data = self._cells(self._data, np.float32, slice(lo, hi))
-            indices = self._cells(self._indices, np.int32, slice(lo, hi))
+            data = read_range(self._data.fileno(), np.float32, lo, hi)
+            indices = read_range(self._indices.fileno(), np.int32, lo, hi)
             out_indptr = indptr[index[0] : index[-1] + 2] - lo
-        elif self.nnz and self.nnz < 2**31:
-            # Scattered rows: scipy's own row gather (compiled) reads them through maps of
-            # the files into new arrays, the maps let go after.
-            whole = None
-            data_map = np.memmap(self._data, dtype=np.float32, mode="r", shape=(self.nnz,))
-            indices_map = np.memmap(self._indices, dtype=np.int32, mode="r", shape=(self.nnz,))
-            try:
-                whole = sparse.csr_matrix((data_map, indices_map, self._indptr32()), shape=self.shape, copy=False)
-                picked = whole[index]  # new arrays: nothing of the maps is kept
-                data, indices, out_indptr = picked.data, picked.indices, picked.indptr
-            finally:
-                del data_map, indices_map, whole
         else:
             starts = indptr[index]
             lengths = indptr[index + 1] - starts
+            if len(index) > pread.MAX_READS:
+                return self._gathered(index)
             out_indptr = np.zeros(len(index) + 1, dtype=np.int64)
             np.cumsum(lengths, out=out_indptr[1:])
-            positions = np.repeat(starts - out_indptr[:-1], lengths) + np.arange(out_indptr[-1], dtype=np.int64)
-            data = self._cells(self._data, np.float32, positions)
-            indices = self._cells(self._indices, np.int32, positions)
+            spans = Spans(starts, lengths, 4)  # the values and the columns: 4 bytes a cell each
+            data = spans.read(self._data.fileno(), np.float32)
+            indices = spans.read(self._indices.fileno(), np.int32)
         if out_indptr[-1] < 2**31:
             out_indptr = out_indptr.astype(np.int32, copy=False)  # 32-bit offsets, as scipy makes rows of this size
         matrix = sparse.csr_matrix((data, indices, out_indptr), shape=(len(index), self.shape[1]), copy=False)
@@ -183,19 +143,53 @@ class SparseFile(_SparseRows):
             matrix.has_sorted_indices = True  # as every block appended (scipy would check each row)
         return matrix
 
-    def _indptr32(self) -> np.ndarray:
-        if self._offsets32 is None or len(self._offsets32) != self.shape[0] + 1:
-            self._offsets32 = self.indptr.astype(np.int32)
-        return self._offsets32
+    def _gathered(self, index: np.ndarray) -> sparse.csr_matrix:
+        """Many scattered rows: scipy's compiled row gather over windows of maps of the
+        files, about ``pread.WINDOW_BYTES`` of cells at a time in row order, each window
+        let go before the next (the process holds one window's pages, not the pages
+        around every row read), the pieces then put in the order asked."""
+        indptr = self.indptr
+        order = np.argsort(index, kind="stable")
+        ordered = index[order]
+        begins = indptr[ordered]
+        window = max(pread.WINDOW_BYTES // 8, 1)  # cells: 4 bytes in each file
+        pieces = []
+        first = 0
+        while first < len(ordered):
+            last = max(int(np.searchsorted(begins, begins[first] + window, side="left")), first + 1)
+            top, bottom = int(ordered[first]), int(ordered[last - 1])
+            lo, hi = int(indptr[top]), int(indptr[bottom + 1])
+            offsets = (indptr[top : bottom + 2] - lo).astype(np.int32 if hi - lo < 2**31 else np.int64)
+            pieces.append(self._window_rows(lo, hi, offsets, ordered[first:last] - top))
+            first = last
+        gathered = sparse.vstack(pieces, format="csr")
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        matrix = gathered[inverse]
+        if self._sorted:
+            matrix.has_sorted_indices = True
+        return matrix
+
+    def _window_rows(self, lo: int, hi: int, offsets: np.ndarray, picked: np.ndarray) -> sparse.csr_matrix:
+        """The rows ``picked`` of the rows whose cells are ``lo:hi`` (``offsets``: theirs
+        from ``lo``), gathered by scipy over maps of that range of the two files."""
+
+        def pick(data: np.ndarray, indices: np.ndarray) -> sparse.csr_matrix:
+            part = sparse.csr_matrix((data, indices, offsets), shape=(len(offsets) - 1, self.shape[1]), copy=False)
+            return part[picked]  # new arrays: nothing of the maps is kept
+
+        return pread.over_map(
+            self._data.fileno(), np.float32, lo, hi, lambda data: pread.over_map(self._indices.fileno(), np.int32, lo, hi, lambda indices: pick(data, indices))
+        )
 
     def rows(self, index: np.ndarray) -> SparseRowsView:
-        return SparseRowsView(self, _row_numbers(index, self.shape[0]))
+        return SparseRowsView(self, row_numbers(index, self.shape[0]))
 
     def column_counts(self) -> np.ndarray:
         """How many rows have each column, read a scan at a time."""
         counts = np.zeros(self.shape[1], dtype=np.int64)
         for start in range(0, self.nnz, SCAN_CELLS):
-            counts += np.bincount(self._cells(self._indices, np.int32, slice(start, start + SCAN_CELLS)), minlength=self.shape[1])
+            counts += np.bincount(read_range(self._indices.fileno(), np.int32, start, min(start + SCAN_CELLS, self.nnz)), minlength=self.shape[1])
         return counts
 
     def close(self) -> None:
@@ -216,7 +210,7 @@ class SparseRowsView(_SparseRows):
         return self.base.take(self.index[index])
 
     def rows(self, index: np.ndarray) -> SparseRowsView:
-        return SparseRowsView(self.base, self.index[_row_numbers(index, self.shape[0])])
+        return SparseRowsView(self.base, self.index[row_numbers(index, self.shape[0])])
 
 
 class StackedRows(_SparseRows):
@@ -238,7 +232,7 @@ class StackedRows(_SparseRows):
         return stacked[np.argsort(order, kind="stable")]
 
     def rows(self, index: np.ndarray) -> StackedRows:
-        return StackedRows(self.first, self.second, self.source[_row_numbers(index, self.shape[0])])
+        return StackedRows(self.first, self.second, self.source[row_numbers(index, self.shape[0])])
 
 
 #: Sparse rows as retrieval takes them: a CSR matrix in memory, or rows of a file.

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from kgalign.io.pread import read_range, write_at
+
 log = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s\s+")
@@ -93,8 +95,6 @@ class _Spool:
             self._flush()
 
     def _flush(self) -> None:
-        from kgalign.retrieval.sparse_file import write_at
-
         try:
             write_at(self.file.fileno(), np.frombuffer(self.buffer, dtype=np.int32), self.written * 4)
         except OSError as exc:
@@ -119,11 +119,7 @@ class _Spool:
             return np.frombuffer(self.buffer, dtype=np.int32)[start:stop]
         if stop <= start:
             return np.zeros(0, dtype=np.int32)
-        mapped = np.memmap(self.file, dtype=np.int32, mode="r", shape=(self.written,))
-        try:
-            return np.array(mapped[start:stop])
-        finally:
-            del mapped
+        return read_range(self.file.fileno(), np.int32, start, min(stop, self.written))
 
     def close(self) -> None:
         if self.file is not None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kgalign.io.pread import read_spans
 from kgalign.retrieval.vector_file import VectorFile, Vectors
 
 log = logging.getLogger(__name__)
@@ -250,13 +251,22 @@ class ShardRows:
 
 
 def _read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
-    """The vectors ``rows`` of a shard's vectors file, as float32, through a map of their
-    own: the map is let go before this returns, so no page of the file stays mapped."""
-    mapped = np.load(path, mmap_mode="r")
-    try:
-        return np.asarray(mapped[rows], dtype=np.float32)
-    finally:
-        del mapped
+    """The vectors ``rows`` of a shard's vectors file (an ``.npy`` of 2-d rows), as
+    float32, read from the file without mapping it (:mod:`kgalign.io.pread`)."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"{path}: an .npy file of version {version}")
+        shape, fortran, dtype = read_header(handle)
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path}: not an array of rows")
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= shape[0]):
+            raise IndexError(f"{path}: row out of range for {shape[0]} rows")
+        offset = handle.tell() // dtype.itemsize
+        found = read_spans(handle.fileno(), dtype, offset + rows * shape[1], np.full(len(rows), shape[1], dtype=np.int64))
+    return found.reshape(len(rows), shape[1]).astype(np.float32, copy=False)
 
 
 def _older_than(path: Path, seconds: float) -> bool:

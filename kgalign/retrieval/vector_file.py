@@ -4,17 +4,17 @@ Under ``--engine ray`` the driver does not hold the embedding's vectors: they ar
 written to a file as the actors' batches come back (and as the vector cache's shards
 are read), and every later step reads the rows it needs, a slice at a time: the dense
 search sends the targets' slices and the sources' blocks to the actors, and the pooled
-pairs are scored from the rows they name. Each read maps the file, copies the rows and
-unmaps it, so the process keeps none of its pages; the kernel's page cache holds what
-it can, and gives it up under pressure as it would any file.
+pairs are scored from the rows they name. Each read copies the rows it names straight
+from the file (:mod:`kgalign.io.pread`: no map, so the process holds none of the file's
+pages); the kernel's page cache holds what it can, and gives it up under pressure as it
+would any file.
 
 The file has no name once open (``tempfile.TemporaryFile``: nothing is left behind by a
 crash). Its size is checked against the folder's free space and its blocks reserved
 when it is made (``posix_fallocate``, where the system has it): a full disk is then
 an ``OSError`` at once, and :func:`new_vectors` falls back to memory with a warning,
-rather than a write into a mapped page failing later (``SIGBUS``). On a temporary
-directory in memory (a tmpfs ``/tmp``) the file is in memory too: point ``TMPDIR``
-at a disk.
+rather than a write failing later. On a temporary directory in memory (a tmpfs
+``/tmp``) the file is in memory too: point ``TMPDIR`` at a disk.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from kgalign.io.pread import read_rows, row_numbers, write_rows
 
 log = logging.getLogger(__name__)
 
@@ -94,26 +96,15 @@ class VectorFile(_FileRows):
             self._file.close()
             raise
 
-    def _mapped(self, writable: bool) -> np.ndarray:
-        if not self.shape[0] * self.shape[1]:
-            return np.zeros(self.shape, dtype=self.dtype)
-        return np.memmap(self._file, dtype=self.dtype, mode="r+" if writable else "r", shape=self.shape)
-
     def __getitem__(self, key: Any) -> np.ndarray:
-        mapped = self._mapped(False)
-        try:
-            rows = mapped[key]
-            # A slice is a view of the map: copied. Rows picked by an array or a mask are a copy already.
-            return np.array(rows) if isinstance(rows, np.memmap) else np.asarray(rows)
-        finally:
-            del mapped  # unmapped: the rows read stay in the page cache, not in this process
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        return read_rows(self._file.fileno(), self.dtype, self.shape[1], row_numbers(key, self.shape[0]))
 
     def __setitem__(self, key: Any, values: np.ndarray) -> None:
-        mapped = self._mapped(True)
-        try:
-            mapped[key] = values
-        finally:
-            del mapped
+        rows = row_numbers(key, self.shape[0])
+        values = np.broadcast_to(np.asarray(values, dtype=self.dtype), (len(rows), self.shape[1]))
+        write_rows(self._file.fileno(), values, self.shape[1], rows)
 
     def rows(self, index: np.ndarray) -> VectorRows:
         """The rows ``index`` of this file, read when indexed (no copy now)."""
