@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kgalign.io import pread
-from kgalign.io.pread import Spans, read_range, read_rows, read_spans, row_numbers, write_at, write_rows
+from kgalign.io.pread import Spans, over_map, read_range, read_rows, read_spans, row_numbers, write_at, write_rows
 
 
 @pytest.fixture()
@@ -104,3 +104,18 @@ def test_threads_read_at_once(stored) -> None:
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda starts: read_spans(fd, np.float32, starts, np.full(len(starts), 9)), asks))
     assert all(np.array_equal(g, _expected(items, s, np.full(len(s), 9))) for g, s in zip(got, asks))
+
+
+def test_a_view_still_referenced_leaves_the_map_to_go_with_it(stored) -> None:
+    """A map whose view is still referenced when the read ends (kept by the caller, or
+    by the traceback of an error inside) is let go with the view, not an error then."""
+    fd, items = stored
+    kept: list[np.ndarray] = []
+    got = over_map(fd, np.float32, 10, 20, lambda view: (kept.append(view), view.copy())[1])
+    assert np.array_equal(got, items[10:20]) and np.array_equal(kept[0], items[10:20])
+
+    def fails(view: np.ndarray) -> None:
+        raise ValueError(f"inside, {len(view)} items")
+
+    with pytest.raises(ValueError, match="inside, 10 items"):
+        over_map(fd, np.float32, 10, 20, fails)

@@ -164,7 +164,7 @@ class Spans:
                 self._place(out, view, lo // self.itemsize, first, last)
                 del view
             finally:
-                mapped.close()
+                _let_go(mapped)
             first = last
 
 
@@ -185,7 +185,16 @@ def over_map(fd: int, dtype: Any, start: int, stop: int, use: Callable[[np.ndarr
     try:
         return use(np.frombuffer(region, dtype=dtype, count=stop - start, offset=start * dtype.itemsize - lo))
     finally:
+        _let_go(region)
+
+
+def _let_go(region: mmap.mmap) -> None:
+    """Unmap ``region`` now, or, where a view of it is still referenced (a traceback
+    being handled, a profiler holding a frame), when the last view goes."""
+    try:
         region.close()
+    except BufferError:
+        pass
 
 
 def read_rows(fd: int, dtype: Any, width: int, rows: np.ndarray) -> np.ndarray:
