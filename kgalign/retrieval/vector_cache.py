@@ -98,8 +98,8 @@ class VectorStore:
     def get_into(self, keys: Sequence[bytes], make: Callable[[int], np.ndarray | VectorFile]) -> tuple[np.ndarray, np.ndarray | VectorFile | None]:
         """:meth:`get`, the vectors put at their keys' rows of ``make(width)`` (a row per
         key; those not found left as they are), ``WRITE_ROWS`` at a time, each slice read
-        through a map of its own: no copy of them all is held, and no page of a shard
-        stays mapped (:mod:`kgalign.retrieval.vector_file`)."""
+        from its shard's file (:mod:`kgalign.io.pread`): no copy of them all is held, and
+        no page of a shard is mapped whole."""
         found = np.zeros(len(keys), dtype=bool)
         hits = list(self._hits(keys))  # where each found key is; its vector not read yet
         if not hits:
@@ -230,8 +230,8 @@ class VectorStore:
 
 class ShardRows:
     """The vectors of several shards as the rows of one array (the first shard's first),
-    for a merge: each gather maps the files it reads from, copies the rows and unmaps
-    them, so no copy of them all is held and no page stays mapped. A shard removed
+    for a merge: each gather reads the rows from the files (:mod:`kgalign.io.pread`),
+    so no copy of them all is held and no shard is mapped whole. A shard removed
     meanwhile (another run's merge, which then holds its vectors) fails this merge with
     an OSError: :meth:`VectorStore.put` logs it, and the shards stay as they are."""
 
