@@ -7,7 +7,9 @@ through a memory map would cost the same copy, but the pages it touches count in
 process's resident memory until the map is let go, and more than it reads: the kernel
 maps the pages around each one it faults in (64 kB on Linux), so 8,192 vectors picked
 at random from a 900 MB file mapped nearly all of it (+880 MB resident during the
-read) where ``preadv`` takes 1.5 kB a vector and 13 ms.
+read) where ``preadv`` takes 1.5 kB a vector and 13 ms. Many short rows picked at
+random (sparse rows) are gathered through windows of a map instead (:func:`over_map`,
+one window at a time): the process holds a window's pages, not the file's.
 
 Offsets and lengths are in items of the array's dtype. The calls have no shared file
 position, so threads may read at once.
@@ -27,16 +29,27 @@ T = TypeVar("T")
 #: Spans of a scattered read closer than this (in bytes) are read as one range: a
 #: system call costs about what copying a few kilobytes does.
 MERGE_GAP_BYTES = 4096
-#: The ranges a scattered read reads with a call each; past it, through windows of a map.
+#: Spans of one range copied to their places one slice each (more: by index arrays).
+FEW_SPANS = 32
+#: Rows of a scattered read of sparse rows past which they are gathered through windows
+#: of a map (:func:`over_map`) rather than read a range each: sparse rows are short,
+#: and a call each costs more than the copy.
 MAX_READS = 64
-#: The bytes of a file a scattered read maps at a time.
+#: The bytes of a file such a gather maps at a time.
 WINDOW_BYTES = 64 << 20
 
 
 def read_into(fd: int, out: np.ndarray, offset: int) -> np.ndarray:
     """``out`` filled from the bytes at ``offset`` of the file ``fd`` (however many reads
     it takes); an ``OSError`` if the file ends first."""
-    view = out.data.cast("B") if out.size else memoryview(b"")
+    if out.size:
+        _read_bytes(fd, out.data.cast("B"), offset)
+    return out
+
+
+def _read_bytes(fd: int, view: memoryview, offset: int) -> None:
+    """The bytes of ``view`` read from ``offset`` of the file ``fd``, however many reads it
+    takes; an ``OSError`` if the file ends first."""
     while len(view):
         if hasattr(os, "preadv"):
             done = os.preadv(fd, [view], offset)
@@ -47,7 +60,6 @@ def read_into(fd: int, out: np.ndarray, offset: int) -> np.ndarray:
         if done <= 0:
             raise OSError(f"the file ends at byte {offset}, {len(view)} bytes short")
         view, offset = view[done:], offset + done
-    return out
 
 
 def write_at(fd: int, values: np.ndarray, offset: int) -> None:
@@ -77,12 +89,10 @@ class Spans:
     the spans ``starts[i] : starts[i] + lengths[i]``, one after the other in the order
     given.
 
-    Spans closer than :data:`MERGE_GAP_BYTES` are read as one range. Up to
-    :data:`MAX_READS` ranges are read with a call each; past that (thousands of rows
-    picked at random, where a call each would cost more than the copy) the file is mapped
-    a window of :data:`WINDOW_BYTES` at a time, each window's items copied out and the
-    window let go before the next: the process then holds one window's pages, not the
-    pages around every item of the file."""
+    Spans closer than :data:`MERGE_GAP_BYTES` are read as one range, each range with a
+    call: 8,192 vectors of 1.5 kB picked at random from a 921 MB file in 13 ms. (Many
+    short spans, such as sparse rows, cost more in calls than in copies: see
+    :func:`over_map`.)"""
 
     def __init__(self, starts: np.ndarray, lengths: np.ndarray, itemsize: int) -> None:
         starts = np.asarray(starts, dtype=np.int64)
@@ -105,8 +115,6 @@ class Spans:
         opens = np.ones(n, dtype=bool)
         opens[1:] = self.begin[1:] > self.reach[:-1] + MERGE_GAP_BYTES // itemsize
         self.firsts = np.flatnonzero(opens)
-        #: The spans' one length, where they have one (rows of a file of rows), else 0.
-        self.width = int(lengths[0]) if n and bool(np.all(lengths == lengths[0])) else 0
 
     def read(self, fd: int, dtype: Any) -> np.ndarray:
         """The spans' items of the file ``fd``, in a new array."""
@@ -116,56 +124,37 @@ class Spans:
         out = np.empty(self.total, dtype=dtype)
         if not self.total:
             return out
-        if len(self.firsts) > MAX_READS:
-            self._read_mapped(fd, out)
-            return out
-        ends = self.reach[np.append(self.firsts[1:] - 1, len(self.begin) - 1)]
-        for first, last, end in zip(self.firsts.tolist(), np.append(self.firsts[1:], len(self.begin)).tolist(), ends.tolist()):
-            start = int(self.begin[first])
-            if last - first == 1 and end - start == self.lengths[first]:  # one span: read in place
-                at = int(self.out_starts[self.order[first]])
-                read_into(fd, out[at : at + end - start], start * self.itemsize)
-                continue
-            buffer = read_range(fd, dtype, start, end)
-            self._place(out, buffer, start, first, last)
+        lasts = np.append(self.firsts[1:], len(self.begin))
+        starts = self.begin[self.firsts]
+        ends = self.reach[lasts - 1]
+        alone = (lasts - self.firsts == 1) & (ends - starts == self.lengths[self.firsts])  # one span: read in place
+        at = self.out_starts[self.order[self.firsts]]
+        view = out.data.cast("B")
+        size = self.itemsize
+        preadv = getattr(os, "preadv", None)
+        for first, last, start, end, whole, place in zip(self.firsts.tolist(), lasts.tolist(), starts.tolist(), ends.tolist(), alone.tolist(), at.tolist()):
+            if whole:
+                piece = view[place * size : (place + end - start) * size]
+                if preadv is None or preadv(fd, [piece], start * size) != len(piece):  # one call, mostly
+                    _read_bytes(fd, piece, start * size)
+            else:
+                self._place(out, read_range(fd, dtype, start, end), start, first, last)
         return out
 
     def _place(self, out: np.ndarray, source: np.ndarray, origin: int, first: int, last: int) -> None:
         """Copy the sorted spans ``first:last`` from ``source`` (the file's items from
         item ``origin`` on) to their places in ``out``."""
         lengths = self.lengths[first:last]
-        if self.width:  # spans of one length (rows): copied a row at a time
-            rows = np.lib.stride_tricks.sliding_window_view(source, self.width)
-            out.reshape(-1, self.width)[self.out_starts[self.order[first:last]] // self.width] = rows[self.begin[first:last] - origin]
+        if last - first <= FEW_SPANS:  # a slice each costs less than the index arrays below
+            targets = self.out_starts[self.order[first:last]].tolist()
+            for at, begin, length in zip(targets, (self.begin[first:last] - origin).tolist(), lengths.tolist()):
+                out[at : at + length] = source[begin : begin + length]
             return
         within = np.arange(int(lengths.sum()), dtype=np.int64)
         skip = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=skip[1:])
         within -= np.repeat(skip, lengths)
         out[np.repeat(self.out_starts[self.order[first:last]], lengths) + within] = source[np.repeat(self.begin[first:last] - origin, lengths) + within]
-
-    def _read_mapped(self, fd: int, out: np.ndarray) -> None:
-        """Every span copied from windows of a map of the file (see the class text)."""
-        granule = mmap.ALLOCATIONGRANULARITY
-        window = max(WINDOW_BYTES // self.itemsize, 1)
-        size = os.fstat(fd).st_size
-        if int(self.reach[-1]) * self.itemsize > size:
-            raise OSError(f"the file ends at byte {size}, before the items read")
-        first, n = 0, len(self.begin)
-        while first < n:
-            # The window's spans: those that begin within WINDOW_BYTES of the first's start.
-            last = int(np.searchsorted(self.begin, self.begin[first] + window, side="left"))
-            last = max(last, first + 1)
-            lo = int(self.begin[first]) * self.itemsize // granule * granule
-            hi = int(self.reach[last - 1]) * self.itemsize
-            mapped = mmap.mmap(fd, hi - lo, access=mmap.ACCESS_READ, offset=lo)
-            try:
-                view = np.frombuffer(mapped, dtype=out.dtype, count=(hi - lo) // self.itemsize)
-                self._place(out, view, lo // self.itemsize, first, last)
-                del view
-            finally:
-                _let_go(mapped)
-            first = last
 
 
 def over_map(fd: int, dtype: Any, start: int, stop: int, use: Callable[[np.ndarray], T]) -> T:
