@@ -53,13 +53,17 @@ def test_near_spans_are_one_read_far_ones_several(monkeypatch) -> None:
     assert Spans(np.array([0, 100]), np.array([5, 5]), 4).firsts.tolist() == [0, 1]
 
 
-def test_ranges_rows_and_writes(stored) -> None:
+def test_ranges_rows_and_writes(stored, monkeypatch) -> None:
     fd, items = stored
     assert np.array_equal(read_range(fd, np.float32, 17, 42), items[17:42])
     assert read_range(fd, np.float32, 5, 5).shape == (0,)
     matrix = items.reshape(1_000, 10)
-    for rows in (np.array([3, 4, 5]), np.array([999, 0, 7, 7]), np.array([], dtype=np.int64)):
+    many = np.random.default_rng(3).integers(0, 1_000, 300)  # repeats; one range with the gap below
+    for rows in (np.array([3, 4, 5]), np.array([999, 0, 7, 7]), np.array([], dtype=np.int64), many):
         assert np.array_equal(read_rows(fd, np.float32, 10, rows), matrix[rows])
+        with monkeypatch.context() as patch:
+            patch.setattr(pread, "MERGE_GAP_BYTES", 1 << 20)
+            assert np.array_equal(read_rows(fd, np.float32, 10, rows), matrix[rows])
     # Writes at rows, runs of consecutive rows and single ones, then read back.
     new = -np.arange(40, dtype=np.float32).reshape(4, 10)
     write_rows(fd, new, 10, np.array([10, 11, 12, 500]))

@@ -115,6 +115,8 @@ class Spans:
         opens = np.ones(n, dtype=bool)
         opens[1:] = self.begin[1:] > self.reach[:-1] + MERGE_GAP_BYTES // itemsize
         self.firsts = np.flatnonzero(opens)
+        #: The spans' one length, where they have one (rows of a file of rows), else 0.
+        self.width = int(lengths[0]) if bool(np.all(lengths == lengths[0])) else 0
 
     def read(self, fd: int, dtype: Any) -> np.ndarray:
         """The spans' items of the file ``fd``, in a new array."""
@@ -149,6 +151,10 @@ class Spans:
             targets = self.out_starts[self.order[first:last]].tolist()
             for at, begin, length in zip(targets, (self.begin[first:last] - origin).tolist(), lengths.tolist()):
                 out[at : at + length] = source[begin : begin + length]
+            return
+        if self.width:  # spans of one length (rows, often repeated): copied a row at a time
+            rows = np.lib.stride_tricks.sliding_window_view(source, self.width)
+            out.reshape(-1, self.width)[self.out_starts[self.order[first:last]] // self.width] = rows[self.begin[first:last] - origin]
             return
         within = np.arange(int(lengths.sum()), dtype=np.int64)
         skip = np.zeros(len(lengths), dtype=np.int64)
