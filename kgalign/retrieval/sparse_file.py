@@ -126,11 +126,11 @@ class SparseFile(_SparseRows):
             data = read_range(self._data.fileno(), np.float32, lo, hi)
             indices = read_range(self._indices.fileno(), np.int32, lo, hi)
             out_indptr = indptr[index[0] : index[-1] + 2] - lo
+        elif len(index) > pread.MAX_READS:  # many short rows: a call each would cost more than the copy
+            return self._gathered(index)
         else:
             starts = indptr[index]
             lengths = indptr[index + 1] - starts
-            if len(index) > pread.MAX_READS:
-                return self._gathered(index)
             out_indptr = np.zeros(len(index) + 1, dtype=np.int64)
             np.cumsum(lengths, out=out_indptr[1:])
             spans = Spans(starts, lengths, 4)  # the values and the columns: 4 bytes a cell each
