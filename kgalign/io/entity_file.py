@@ -17,14 +17,11 @@ entities written so far read back.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kgalign.io.record_file import RecordFile
+from kgalign.io.record_file import RecordFile, RecordSink
 from kgalign.model import Entity, EntityTable, Value, best_label
-
-log = logging.getLogger(__name__)
 
 
 def _values(values: list[Value]) -> list[tuple[str, str | None, str | None]]:
@@ -52,7 +49,6 @@ class EntityFile(RecordFile[Entity]):
             types=types,
         )
 
-
     def label(self, iri: str) -> str | None:
         """:attr:`kgalign.model.Entity.label` of ``iri`` (None where it is not here),
         read without making the entity: a profile's neighbours need only that."""
@@ -65,56 +61,35 @@ class EntityFile(RecordFile[Entity]):
 
 class EntitySink:
     """Where a table's entities go as they come: an :class:`EntityFile` with ``spill``,
-    else a dict; with their content hashes where given (:attr:`hashes`). A batch the file
-    cannot take (a full disk) turns the sink to memory, the entities written so far read
-    back, with a warning."""
+    else a dict (:class:`kgalign.io.record_file.RecordSink`: a batch the file cannot take
+    turns it to memory); with their content hashes where given (:attr:`hashes`)."""
 
     def __init__(self, spill: bool, name: str = "") -> None:
         self.name = name
-        self.file: EntityFile | None = None
-        self.held: dict[str, Entity] = {}
+        self.sink: RecordSink[Entity] = RecordSink(EntityFile if spill else None, "entities", name)
         self.hashes: dict[str, str] = {}
-        if spill:
-            try:
-                self.file = EntityFile()
-            except OSError as exc:
-                log.warning("%s: cannot keep the entities in a temporary file (%s); they stay in memory", name, exc)
 
     def extend(self, entities: Iterable[Entity], hashes: Sequence[str] | None = None) -> None:
         """Take ``entities`` (and their ``hashes``, :func:`kgalign.incremental.state.entity_hash`, in the same order)."""
         entities = list(entities)
         if hashes is not None:
             self.hashes.update(zip((entity.iri for entity in entities), hashes, strict=True))
-        if self.file is not None:
-            try:
-                self.file.extend((entity.iri, entity) for entity in entities)
-                return
-            except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
-                log.warning(
-                    "%s: cannot keep more entities in %s (%s); the %d so far and the rest stay in memory", self.name, self.file.directory, exc, len(self.file)
-                )
-                self.held = self.file.read_back()
-                self.file.close()
-                self.file = None
-        for entity in entities:
-            self.held[entity.iri] = entity
+        self.sink.extend([(entity.iri, entity) for entity in entities])
 
     def finish(self, order: Iterable[str] | None = None) -> Mapping[str, Entity]:
         """The entities by IRI, iterating in ``order`` (every IRI once) when given, else
         as they came; :attr:`hashes` in the same order."""
-        if order is not None:
-            order = list(order)
-            if self.hashes:
-                hashes = self.hashes
-                self.hashes = {iri: hashes[iri] for iri in order}
-        if self.file is not None:
-            if order is not None:
-                self.file.reorder(order)
-            return self.file
-        if order is not None:
-            held = self.held
-            return {iri: held[iri] for iri in order}
-        return self.held
+        found = self.sink.finish()
+        if order is None:
+            return found
+        order = list(order)
+        if self.hashes:
+            hashes = self.hashes
+            self.hashes = {iri: hashes[iri] for iri in order}
+        if isinstance(found, EntityFile):
+            found.reorder(order)
+            return found
+        return {iri: found[iri] for iri in order}
 
 
 def entity_map(entities: Mapping[str, Entity], spill: bool, name: str = "") -> Mapping[str, Entity]:

@@ -17,15 +17,18 @@ Subclasses say how a value becomes a record and back (:meth:`RecordFile.encode`,
 
 from __future__ import annotations
 
+import logging
 import marshal
 import os
 import tempfile
 from abc import abstractmethod
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
+
+log = logging.getLogger(__name__)
 
 #: The bytes of records gathered before one write.
 BATCH_BYTES = 8 << 20
@@ -115,3 +118,46 @@ class RecordFile(Mapping[str, V], Generic[V]):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+class RecordSink(Generic[V]):
+    """Values by key as they come, a batch at a time: into the :class:`RecordFile` that
+    ``make`` gives, else (``make`` None, or a file that cannot be made) a dict. A batch
+    the file cannot take (a full disk, a value marshal cannot write) turns the sink to
+    memory, with a warning, the values written so far read back. ``what`` names the
+    values in the warnings, after ``name: `` where a ``name`` is given."""
+
+    def __init__(self, make: Callable[[], RecordFile[V]] | None, what: str, name: str = "") -> None:
+        self.what = what
+        self.prefix = f"{name}: " if name else ""
+        self.file: RecordFile[V] | None = None
+        self.held: dict[str, V] = {}
+        if make is not None:
+            try:
+                self.file = make()
+            except OSError as exc:
+                log.warning("%scannot keep the %s in a temporary file (%s); they stay in memory", self.prefix, what, exc)
+
+    def extend(self, items: list[tuple[str, V]]) -> None:
+        """Take ``items`` (``(key, value)`` pairs)."""
+        if self.file is not None:
+            try:
+                self.file.extend(items)
+                return
+            except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
+                log.warning(
+                    "%scannot keep more %s in %s (%s); the %d so far and the rest stay in memory",
+                    self.prefix,
+                    self.what,
+                    self.file.directory,
+                    exc,
+                    len(self.file),
+                )
+                self.held = self.file.read_back()
+                self.file.close()
+                self.file = None
+        self.held.update(items)
+
+    def finish(self) -> Mapping[str, V]:
+        """The values by key, in the order they came: the file, or the dict."""
+        return self.file if self.file is not None else self.held

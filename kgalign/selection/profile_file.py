@@ -17,15 +17,12 @@ written so far read back.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
 
-from kgalign.io.record_file import RecordFile
+from kgalign.io.record_file import RecordFile, RecordSink
 from kgalign.model import EntityProfile
-
-log = logging.getLogger(__name__)
 
 #: The profiles :func:`profile_map` takes from its iterable before each write.
 BATCH_PROFILES = 16_384
@@ -55,23 +52,9 @@ def profile_map(profiles: Iterable[EntityProfile], spill: bool) -> Mapping[str, 
     else a dict. They are taken from ``profiles`` :data:`BATCH_PROFILES` at a time (a
     generator's profiles are made as the file takes them); where the file cannot be made
     or cannot take a batch (a full disk), that batch and the rest stay in a dict, with a
-    warning, the profiles written before it read back."""
+    warning, the profiles written before it read back (:class:`RecordSink`)."""
+    sink: RecordSink[EntityProfile] = RecordSink(ProfileFile if spill else None, "entity profiles")
     profiles = iter(profiles)
-    if spill:
-        try:
-            stored = ProfileFile()
-        except OSError as exc:
-            log.warning("cannot keep the entity profiles in a temporary file (%s); they stay in memory", exc)
-        else:
-            while batch := list(islice(profiles, BATCH_PROFILES)):
-                try:
-                    stored.extend((profile.iri, profile) for profile in batch)
-                except (OSError, ValueError) as exc:  # ValueError: a value marshal cannot write
-                    log.warning("cannot keep more entity profiles in %s (%s); the %d so far and the rest stay in memory", stored.directory, exc, len(stored))
-                    held = stored.read_back()
-                    stored.close()
-                    held.update((profile.iri, profile) for profile in batch)
-                    held.update((profile.iri, profile) for profile in profiles)
-                    return held
-            return stored
-    return {profile.iri: profile for profile in profiles}
+    while batch := [(profile.iri, profile) for profile in islice(profiles, BATCH_PROFILES)]:
+        sink.extend(batch)
+    return sink.finish()
