@@ -64,6 +64,10 @@ def test_ranges_rows_and_writes(stored, monkeypatch) -> None:
         with monkeypatch.context() as patch:
             patch.setattr(pread, "MERGE_GAP_BYTES", 1 << 20)
             assert np.array_equal(read_rows(fd, np.float32, 10, rows), matrix[rows])
+    # Rows that begin after a header of 3 items, consecutive and scattered.
+    after = items[3:9_993].reshape(999, 10)
+    for rows in (np.array([0, 1, 2]), np.array([998, 4, 4])):
+        assert np.array_equal(read_rows(fd, np.float32, 10, rows, offset=3), after[rows])
     # Writes at rows, runs of consecutive rows and single ones, then read back.
     new = -np.arange(40, dtype=np.float32).reshape(4, 10)
     write_rows(fd, new, 10, np.array([10, 11, 12, 500]))

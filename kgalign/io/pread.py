@@ -192,14 +192,14 @@ def _let_go(region: mmap.mmap) -> None:
         pass
 
 
-def read_rows(fd: int, dtype: Any, width: int, rows: np.ndarray) -> np.ndarray:
-    """Rows ``rows`` (any order, repeats allowed) of a file of rows of ``width`` items, as
-    a ``(len(rows), width)`` array."""
+def read_rows(fd: int, dtype: Any, width: int, rows: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Rows ``rows`` (any order, repeats allowed) of a file of rows of ``width`` items
+    that begin ``offset`` items in (after a header), as a ``(len(rows), width)`` array."""
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) and np.all(np.diff(rows) == 1):  # consecutive rows: one range
-        flat = read_range(fd, dtype, int(rows[0]) * width, (int(rows[-1]) + 1) * width)
+        flat = read_range(fd, dtype, offset + int(rows[0]) * width, offset + (int(rows[-1]) + 1) * width)
     else:
-        flat = read_spans(fd, dtype, rows * width, np.full(len(rows), width, dtype=np.int64))
+        flat = read_spans(fd, dtype, offset + rows * width, np.full(len(rows), width, dtype=np.int64))
     return flat.reshape(len(rows), width)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kgalign.io.pread import read_spans
+from kgalign.io.pread import read_rows
 from kgalign.retrieval.vector_file import VectorFile, Vectors
 
 log = logging.getLogger(__name__)
@@ -264,9 +264,8 @@ def _read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= shape[0]):
             raise IndexError(f"{path}: row out of range for {shape[0]} rows")
-        offset = handle.tell() // dtype.itemsize
-        found = read_spans(handle.fileno(), dtype, offset + rows * shape[1], np.full(len(rows), shape[1], dtype=np.int64))
-    return found.reshape(len(rows), shape[1]).astype(np.float32, copy=False)
+        found = read_rows(handle.fileno(), dtype, shape[1], rows, handle.tell() // dtype.itemsize)
+    return found.astype(np.float32, copy=False)
 
 
 def _older_than(path: Path, seconds: float) -> bool:
