@@ -114,6 +114,9 @@ class RetrievalConfig:
     structure_vectors: Literal["auto", "dense", "lexical"] = choice("auto", ("auto", "dense", "lexical"))
     #: Targets past which FAISS uses an HNSW index instead of an exact one.
     hnsw_threshold: int = number(200_000, 1, None)
+    #: Past hnsw_threshold, the targets are cut into equal slices of at most this many,
+    #: each searched on its own HNSW graph (the same slices on every engine).
+    hnsw_slice: int = number(250_000, 1, None)
     #: Sources scored per block of the exact search (memory against speed).
     block_rows: int = number(1024, 1, 1_000_000)
     #: One graph against itself (kgalign dedup): an entity is never its own candidate.

@@ -155,35 +155,39 @@ def test_the_assignments_components_are_solved_on_the_actors(cluster, tmp_path, 
     assert info["counts"]["links"] >= 25
 
 
-@pytest.mark.parametrize("index", ["exact", "hnsw"])
-def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, persons, tmp_path, monkeypatch, index) -> None:
-    """Every entity embedded (--retrieval full), the targets' vectors cut into one slice per
-    actor, each actor indexing its own, each slice's best merged: the same candidates, votes
-    and links as --engine local. Exact indexes give exactly the best of all; HNSW graphs
-    (past hnsw_threshold, lowered here) one per slice, which on a few hundred targets also
-    find the best."""
+@pytest.mark.parametrize(("index", "graph"), [("exact", 0), ("hnsw", 30), ("hnsw", 20)])
+def test_the_dense_search_on_the_actors_finds_what_one_process_finds(cluster, persons, tmp_path, monkeypatch, index, graph) -> None:
+    """Every entity embedded (--retrieval full), the targets' vectors indexed on the
+    actors, each slice's best merged: the same candidates, votes and links as --engine
+    local. Exact indexes: one slice per actor, the best of all. HNSW graphs (past
+    hnsw_threshold, lowered here): the graphs of at most hnsw_slice targets one process
+    builds, each on one thread from the same parts, two (one an actor) or three (two on
+    the first actor, one on the second)."""
+    import kgalign.retrieval.retrieve as retrieve
     import kgalign.runtime.ray_engine as ray_engine
 
     monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
     monkeypatch.setattr(ray_engine, "DENSE_BLOCK_ROWS", 16)  # several blocks of sources
-    monkeypatch.setattr(ray_engine, "DENSE_PART_ROWS", 7)  # each slice indexed in several parts
+    monkeypatch.setattr(retrieve, "GRAPH_PART_ROWS", 7)  # each slice indexed in several parts, in both engines
     settings = tmp_path / "settings.toml"
     # A pool of 45 (FAISS finds 53): more than a slice of 30 targets holds.
-    settings.write_text(f"[retrieval]\npool = 45\nhnsw_threshold = {10 if index == 'hnsw' else 200_000}\n")
+    threshold = 10 if index == "hnsw" else 200_000
+    settings.write_text(f"[retrieval]\npool = 45\nhnsw_threshold = {threshold}\nhnsw_slice = {graph or 250_000}\n")
     args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--retrieval", "full", "--config", settings]
     dense = []
     real = ray_engine.RayDenseSearch.topk
 
-    def topk(self, left, right, k, hnsw):
-        found = real(self, left, right, k, hnsw)
-        dense.append((hnsw, found is not None, type(left).__name__, type(right).__name__))
+    def topk(self, left, right, k, graphs):
+        found = real(self, left, right, k, graphs)
+        dense.append((graphs, found is not None, type(left).__name__, type(right).__name__))
         return found
 
     monkeypatch.setattr(ray_engine.RayDenseSearch, "topk", topk)
     info = _both_engines(args, tmp_path, cluster)
     # The driver's vectors are views of a temporary file (kgalign.retrieval.vector_file), not arrays.
-    assert dense == [(index == "hnsw", True, "VectorRows", "VectorRows")]
-    assert info["engine"]["dense_calls"] == 2 * 4  # two slices, the 60 sources in four blocks of 16
+    graphs = {0: None, 30: [0, 30, 60], 20: [0, 20, 40, 60]}[graph]
+    assert dense == [(graphs, True, "VectorRows", "VectorRows")]
+    assert info["engine"]["dense_calls"] == 2 * 4  # two actors, the 60 sources in four blocks of 16
     assert info["counts"]["links"] > 0 and info["counts"]["embedded_entities"] == 120
 
 

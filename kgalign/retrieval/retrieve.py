@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -48,7 +48,12 @@ MODES = ("full", "cascade")
 DENSE_MARGIN = 8
 
 
-def dense_topk(left: Vectors, right: Vectors, k: int, hnsw_threshold: int) -> tuple[np.ndarray, np.ndarray]:
+#: Rows added to an index at a time. An HNSW graph depends on how its rows were added
+#: (FAISS inserts each call's rows highest level first), so both engines add the same parts.
+GRAPH_PART_ROWS = 16_384
+
+
+def dense_topk(left: Vectors, right: Vectors, k: int, hnsw_threshold: int, hnsw_slice: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` right rows for each left row by inner product (FAISS), best first,
     equal scores by row; -1 where fewer were found.
 
@@ -60,23 +65,27 @@ def dense_topk(left: Vectors, right: Vectors, k: int, hnsw_threshold: int) -> tu
     does not, so both keep the same ones (unless more than ``DENSE_MARGIN`` targets tie
     there).
 
-    Past ``hnsw_threshold`` targets the search is an HNSW graph whose copy of the
-    targets is kept as float16: 1,040 bytes a target instead of 1,808 (384 dimensions;
-    500,000 targets: 520 MB instead of 904 MB, beside the caller's own float32
-    vectors), and no slower. It only chooses the pool: the scores that rank it are
-    computed afterwards from the float32 vectors (:func:`retrieve`). On DBP15K fr-en's
-    MiniLM vectors its best 30 have the recall of a float32 graph against an exact
-    search (0.9777 and 0.9779; bench/hnsw_storage.py). A :class:`DenseSearch` in
-    context (:func:`dense_search`) is asked first.
+    Past ``hnsw_threshold`` targets the search is approximate: the targets are cut into
+    equal slices of at most ``hnsw_slice`` (:func:`graph_cuts`), each searched on its own
+    HNSW graph, and the slices' best merged. The slices depend on the data alone, and
+    each graph is built on one thread from the same parts (:class:`SliceIndex`), so a
+    run finds the same candidates every time and on either engine (a graph built on
+    several threads depends on their timing). The graphs are built side by side, one a
+    thread. A graph keeps its copy of the targets as float16: 1,040 bytes a target
+    instead of 1,808 (384 dimensions), and no slower. It only chooses the pool: the
+    scores that rank it are computed afterwards from the float32 vectors
+    (:func:`retrieve`). On DBP15K fr-en's MiniLM vectors its best 30 have the recall of
+    a float32 graph against an exact search (0.9777 and 0.9779; bench/hnsw_storage.py).
+    A :class:`DenseSearch` in context (:func:`dense_search`) is asked first.
     """
     n = right.shape[0]
     k = min(k, n)
     wide = min(k + DENSE_MARGIN, n)
-    hnsw = n > hnsw_threshold
+    graphs = graph_cuts(n, hnsw_slice) if n > hnsw_threshold else None
     search = _DENSE.get()
-    found = search.topk(left, right, wide, hnsw) if search is not None and k > 0 else None
+    found = search.topk(left, right, wide, graphs) if search is not None and k > 0 else None
     if found is None:
-        found = dense_index(right, wide, hnsw).search(np.ascontiguousarray(left, dtype=np.float32), wide)
+        found = sliced_search(left, right, wide, graphs)
     return rescored_topk(left, right, found[1], k)
 
 
@@ -93,23 +102,104 @@ def rescored_topk(left: Vectors, right: Vectors, ids: np.ndarray, k: int, rows_a
     return merge_topk(scores, ids, k)
 
 
-def dense_index(right: Vectors, k: int, hnsw: bool) -> Any:
-    """A FAISS index of ``right``'s rows searched for the best ``k`` by inner product:
-    exact, or an HNSW graph (:func:`hnsw_graph`)."""
+def graph_cuts(targets: int, slice_targets: int) -> list[int]:
+    """Where ``targets`` are cut into the HNSW graphs of a dense search: equal slices of
+    at most ``slice_targets`` (first rows, then the end)."""
+    slices = max(1, -(-targets // max(1, slice_targets)))
+    return [int(cut) for cut in np.linspace(0, targets, slices + 1).round()]
+
+
+def sliced_search(left: Vectors, right: Vectors, k: int, graphs: Sequence[int] | None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's best ``k`` right rows for each left row: one exact index of all the targets
+    (``graphs`` None), or an HNSW graph of each slice ``graphs`` cut, built and searched
+    ``workers`` at a time (default: one per thread FAISS uses), their best merged
+    (:func:`merge_topk`). Nothing but the graphs' own threads decide what is found."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import faiss
 
-    index = hnsw_graph(right.shape[1], k) if hnsw else faiss.IndexFlatIP(right.shape[1])
-    index.add(np.ascontiguousarray(right, dtype=np.float32))
-    return index
+    queries = np.ascontiguousarray(left, dtype=np.float32)
+    bounds = list(zip(graphs, graphs[1:])) if graphs is not None else [(0, right.shape[0])]
+    threads = faiss.omp_get_max_threads()
+    workers = max(1, min(len(bounds), threads if workers is None else workers))
+
+    def one(bound: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        index = SliceIndex(*bound, k, graphs is not None)
+        for start in range(bound[0], bound[1], GRAPH_PART_ROWS):
+            index.add(start, right[start : min(start + GRAPH_PART_ROWS, bound[1])])
+        with omp_threads(max(1, threads // workers)):
+            return index.search(queries, k)
+
+    if workers == 1:
+        found = [one(bound) for bound in bounds]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            found = list(pool.map(one, bounds))
+    if len(found) == 1:
+        return found[0]
+    return merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
+
+
+@contextmanager
+def omp_threads(threads: int) -> Iterator[None]:
+    """FAISS's OpenMP threads for the calls of this thread in the context (the setting is
+    each thread's own)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+class SliceIndex:
+    """The index of the targets' rows ``lo:hi`` for a search of the best ``k``: exact, or
+    an HNSW graph (:func:`hnsw_graph`) built on one thread, so that the same parts added
+    in the same order make the same graph. Filled a part at a time in order (``add``);
+    ``search`` gives the whole's rows."""
+
+    def __init__(self, lo: int, hi: int, k: int, hnsw: bool) -> None:
+        self.lo, self.hi, self.k, self.hnsw = lo, hi, k, hnsw
+        self.index: Any = None
+
+    @property
+    def filled(self) -> int:
+        """The next row of the whole this index takes."""
+        return self.lo + (0 if self.index is None else self.index.ntotal)
+
+    def add(self, start: int, rows: Vectors) -> None:
+        if start != self.filled or start + rows.shape[0] > self.hi:
+            # Ray retries the calls of a restarted actor in no set order: no row may take another's place.
+            raise LookupError(f"rows {start}:{start + rows.shape[0]} do not come next in the slice {self.lo}:{self.hi} (filled to {self.filled})")
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if self.index is None:
+            self.index = dense_index(rows.shape[1], self.k, self.hnsw)
+        with omp_threads(1) if self.hnsw else nullcontext():
+            self.index.add(rows)
+
+    def search(self, sources: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index.search(np.ascontiguousarray(sources, dtype=np.float32), min(k, self.index.ntotal))
+        return scores, np.where(ids >= 0, ids + self.lo, -1)
+
+
+def dense_index(dim: int, k: int, hnsw: bool) -> Any:
+    """An empty FAISS index of ``dim`` dimensions searched for the best ``k`` by inner
+    product: exact, or an HNSW graph (:func:`hnsw_graph`)."""
+    import faiss
+
+    return hnsw_graph(dim, k) if hnsw else faiss.IndexFlatIP(dim)
 
 
 class DenseSearch(Protocol):
     """A dense search spread elsewhere (``--engine ray``: over the actors, each holding
-    the index of a slice of the targets). ``topk`` gets the sources' and the targets'
-    vectors, ``k`` and whether the index is an HNSW graph (:func:`dense_index`), and gives
-    :func:`dense_topk`'s result, or None to leave the search to this process."""
+    the indexes of a slice of the targets). ``topk`` gets the sources' and the targets'
+    vectors, ``k`` and the cuts of the HNSW graphs (:func:`graph_cuts`; None: an exact
+    search), and gives :func:`sliced_search`'s result, or None to leave the search to this
+    process."""
 
-    def topk(self, left: Vectors, right: Vectors, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None: ...
+    def topk(self, left: Vectors, right: Vectors, k: int, graphs: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
 def hnsw_graph(dim: int, k: int, float16: bool = True) -> Any:
@@ -278,7 +368,6 @@ def dense_search(search: DenseSearch) -> Iterator[None]:
     """Every :func:`dense_topk` in this context (of this thread) asks ``search`` first."""
     with hooked(_DENSE, search):
         yield
-
 
 
 def lexical_topk(left: SparseRows, right: SparseRows, k: int, block_rows: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -462,7 +551,7 @@ def retrieve(
     found: list[np.ndarray] = []
     lex = None
     if dense_sides is not None:
-        found.append(dense_topk(*dense_sides, pool, config.hnsw_threshold)[1])
+        found.append(dense_topk(*dense_sides, pool, config.hnsw_threshold, config.hnsw_slice)[1])
     if lex_sides is not None:
         lex_scores, lex_ids = lexical_topk(*lex_sides, pool, config.block_rows, progress)
         found.append(lex_ids)

@@ -12,13 +12,14 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   order: :func:`kgalign.retrieval.retrieve.block_topk`) are merged in the driver into
   the best of all, the candidates one process finds (searches below SHARD_FROM_CELLS
   stay in the driver);
-- **dense search**: the targets' vectors are cut into one slice per actor, sent to it
-  in parts and indexed there (an exact index, or past ``hnsw_threshold`` targets an
-  HNSW graph of the slice); every block of sources goes to each actor, and the slices'
-  best are merged in the driver as the lexical ones are.
-  Exact indexes give the candidates one process finds; HNSW graphs, one per slice, are
-  approximate as one graph of all the targets is, and may differ from it in a few
-  candidates (a small search stays in the driver, and so does one an actor lost);
+- **dense search**: the targets' vectors are sent to the actors in parts and indexed
+  there: cut into one slice per actor for an exact index, or past ``hnsw_threshold``
+  targets into the HNSW graphs one process builds (of at most ``hnsw_slice`` targets
+  each, built on one thread from the same parts: :func:`kgalign.retrieval.retrieve.dense_topk`),
+  a run of whole graphs per actor. Every block of sources goes to each actor, and the
+  slices' best are merged in the driver as the lexical ones are: the candidates one
+  process finds, either way (a small search stays in the driver, and so does one an
+  actor lost);
 - **judging**: the sources are asked in blocks (the judge's ``source_block``), one block
   per actor at a time, each block's questions in the batches one process would send, so
   the answers are the same. The answer cache stays in the driver and is written as each
@@ -55,9 +56,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,8 +92,6 @@ SHARD_FROM_CELLS = 200_000_000
 SEARCH_WINDOW = 4
 #: Sources a block of the sliced dense search (FAISS searches a block at once).
 DENSE_BLOCK_ROWS = 4096
-#: Targets' vectors sent to an actor's index in one call (24 MB of 384 dimensions).
-DENSE_PART_ROWS = 16_384
 #: Edges of the assignment's components in one call of :class:`RayComponentSolver`.
 COMPONENT_CALL_EDGES = 200_000
 
@@ -202,14 +202,26 @@ def in_order(ray: Any, submitted: Iterable[tuple[T, Any]], window: int) -> Itera
 
 
 @dataclass
-class DenseSlice:
-    """An actor's slice of a dense search: its first target's row in the whole, and its
-    index (made by the first rows added)."""
+class DenseShard:
+    """An actor's share of a dense search: the indexes of its slices of the targets
+    (:class:`kgalign.retrieval.retrieve.SliceIndex`), filled in order."""
 
-    offset: int
-    k: int
-    hnsw: bool
-    index: Any = None
+    slices: list[Any]
+
+    def add(self, start: int, targets: np.ndarray) -> None:
+        for part in self.slices:
+            if part.filled < part.hi:
+                part.add(start, targets)  # raises unless these rows come next
+                return
+        raise LookupError(f"rows from {start} are past this actor's slices")
+
+    def search(self, sources: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from kgalign.retrieval.retrieve import merge_topk
+
+        found = [part.search(sources, k) for part in self.slices]
+        if len(found) == 1:
+            return found[0]
+        return merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
 
 
 class KgalignWorker:
@@ -227,7 +239,7 @@ class KgalignWorker:
         self._embedders: dict[tuple, Any] = {}
         self._judge: Judge | None = None
         self._threads = max(1, threads)
-        self._dense: dict[int, DenseSlice] = {}  # a dense search's key -> this actor's slice of it
+        self._dense: dict[int, DenseShard] = {}  # a dense search's key -> this actor's slices of it
         limit_kernel_cache()
         try:
             import torch
@@ -261,38 +273,30 @@ class KgalignWorker:
         scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
         return scores, ids + offset
 
-    def dense_build(self, key: int, offset: int, k: int, hnsw: bool) -> None:
-        """Start the index of one slice of the targets' vectors (the whole's rows from
-        ``offset``) for the dense search ``key``; :meth:`dense_add` fills it."""
+    def dense_build(self, key: int, bounds: list[tuple[int, int]], k: int, hnsw: bool) -> None:
+        """Start the indexes of this actor's slices of the targets' vectors (the whole's
+        rows ``lo:hi`` each; exact, or HNSW graphs) for the dense search ``key``;
+        :meth:`dense_add` fills them."""
         import faiss
 
+        from kgalign.retrieval.retrieve import SliceIndex
+
         faiss.omp_set_num_threads(self._threads)
-        self._dense[key] = DenseSlice(offset, k, hnsw)
+        self._dense[key] = DenseShard([SliceIndex(lo, hi, k, hnsw) for lo, hi in bounds])
 
     @releasing
     def dense_add(self, key: int, start: int, targets: np.ndarray) -> None:
-        """Add the next rows of this actor's slice, the whole's from ``start``, to its index
-        (:func:`kgalign.retrieval.retrieve.dense_index`)."""
-        part = self._slice(key)
-        if start != part.offset + (0 if part.index is None else part.index.ntotal):
-            # Ray retries the calls of a restarted actor in no set order: no row may take another's place.
-            raise LookupError(f"dense search {key}: rows from {start} came out of order")
-        if part.index is None:
-            from kgalign.retrieval.retrieve import dense_index
-
-            part.index = dense_index(targets, part.k, part.hnsw)
-        else:
-            part.index.add(np.ascontiguousarray(targets, dtype=np.float32))
+        """Add the next rows of this actor's slices, the whole's from ``start``, to the
+        index of their slice (an HNSW graph on one thread: the graph one process builds)."""
+        self._slice(key).add(start, targets)
 
     @releasing
     def dense_block(self, key: int, sources: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The best ``k`` of this actor's slice for ``sources``, as the whole's rows."""
-        part = self._slice(key)
-        scores, ids = part.index.search(np.ascontiguousarray(sources, dtype=np.float32), min(k, part.index.ntotal))
-        return scores, np.where(ids >= 0, ids + part.offset, -1)
+        """The best ``k`` of this actor's slices for ``sources``, as the whole's rows."""
+        return self._slice(key).search(sources, k)
 
-    def _slice(self, key: int) -> DenseSlice:
-        if key not in self._dense:  # the actor was restarted since it started its slice
+    def _slice(self, key: int) -> DenseShard:
+        if key not in self._dense:  # the actor was restarted since it started its slices
             raise LookupError(f"dense search {key}: this actor holds no slice of it")
         return self._dense[key]
 
@@ -601,31 +605,35 @@ class RayDenseSearch:
         self.pool = pool
         self._searches = 0
 
-    def topk(self, left: Vectors, right: Vectors, k: int, hnsw: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    def topk(self, left: Vectors, right: Vectors, k: int, graphs: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        from kgalign.retrieval.retrieve import GRAPH_PART_ROWS
+
         n = right.shape[0]
-        cuts = _cuts(self.pool, left.shape[0], n)
-        if cuts is None:
+        shards = _dense_shards(self.pool, left.shape[0], n, graphs)
+        if shards is None:
             return None
-        slices = len(cuts) - 1
-        ray, actors = self.pool.ray, self.pool.actors[:slices]
+        ray, actors = self.pool.ray, self.pool.actors[: len(shards)]
         self._searches += 1
         key = self._searches
         started = time.perf_counter()
         # The latest calls (those that may be in flight), to read after a failure.
-        sent: deque[Any] = deque(maxlen=(SEARCH_WINDOW + 1) * slices)
+        sent: deque[Any] = deque(maxlen=(SEARCH_WINDOW + 1) * len(actors))
         try:
-            # Each actor indexes its slice, sent in parts of DENSE_PART_ROWS: the object
-            # store holds a window of parts, and the driver no index.
-            ray.get([actor.dense_build.remote(key, lo, k, hnsw) for actor, lo in zip(actors, cuts)])
+            # Each actor indexes its slices, sent in parts of GRAPH_PART_ROWS from each
+            # slice's first row (the parts one process adds): the object store holds a
+            # window of parts, and the driver no index.
+            ray.get([actor.dense_build.remote(key, bounds, k, graphs is not None) for actor, bounds in zip(actors, shards)])
             # The actors' parts in turn, so that they index at once.
-            turns = max(hi - lo for lo, hi in zip(cuts, cuts[1:]))
-            parts = (
-                (lo + step, [actor.dense_add.remote(key, lo + step, right[lo + step : min(lo + step + DENSE_PART_ROWS, hi)])])
-                for step in range(0, turns, DENSE_PART_ROWS)
-                for actor, lo, hi in zip(actors, cuts, cuts[1:])
-                if lo + step < hi
-            )
-            for _ in in_order(ray, _sending(parts, sent), SEARCH_WINDOW * slices):
+            own = [[(start, min(start + GRAPH_PART_ROWS, hi)) for lo, hi in bounds for start in range(lo, hi, GRAPH_PART_ROWS)] for bounds in shards]
+
+            def parts() -> Iterator[tuple[int, list[Any]]]:
+                for turn in zip_longest(*own):
+                    for actor, part in zip(actors, turn):
+                        if part is not None:
+                            start, stop = part
+                            yield start, [actor.dense_add.remote(key, start, right[start:stop])]
+
+            for _ in in_order(ray, _sending(parts(), sent), SEARCH_WINDOW * len(actors)):
                 pass
             blocks = range(0, left.shape[0], DENSE_BLOCK_ROWS)
 
@@ -634,15 +642,17 @@ class RayDenseSearch:
                 return [actor.dense_block.remote(key, sources, k) for actor in actors]
 
             found = _merged(ray, _sending(((start, block(start)) for start in blocks), sent), left.shape[0], k)
-        except ray.exceptions.RayError as exc:  # an actor lost its slice (restarted) or died
+        except ray.exceptions.RayError as exc:  # an actor lost its slices (restarted) or died
             log.warning("the dense search on the actors failed (%s); searching in the driver", first_line(exc))
             _settle(ray, sent)
             return None
         finally:
             _settle(ray, [actor.dense_drop.remote(key) for actor in actors])  # an actor gone holds nothing
-        self.pool.count_search(len(blocks) * slices, dense=True)
-        kind = "HNSW graphs" if hnsw else "exact indexes"
-        log.info("dense search of %d sources against %d targets in %d %s on ray actors: %.1f s", left.shape[0], n, slices, kind, time.perf_counter() - started)
+        self.pool.count_search(len(blocks) * len(actors), dense=True)
+        kind = f"{len(graphs) - 1} HNSW graphs" if graphs is not None else f"{len(actors)} exact indexes"
+        log.info(
+            "dense search of %d sources against %d targets in %s on %d ray actors: %.1f s", left.shape[0], n, kind, len(actors), time.perf_counter() - started
+        )
         return found
 
 
@@ -682,7 +692,13 @@ class RayComponentSolver:
             _settle(ray, sent)
             return None
         self.pool.count_resolve(len(calls))
-        log.info("%d groups of the assignment's components solved in %d calls on %d ray actors: %.1f s", len(solved), len(calls), len(actors), time.perf_counter() - started)
+        log.info(
+            "%d groups of the assignment's components solved in %d calls on %d ray actors: %.1f s",
+            len(solved),
+            len(calls),
+            len(actors),
+            time.perf_counter() - started,
+        )
         return solved
 
 
@@ -695,7 +711,24 @@ def _cuts(pool: WorkerPool, sources: int, targets: int) -> list[int] | None:
     return np.linspace(0, targets, slices + 1).round().astype(np.int64).tolist()
 
 
-def _merged(ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _dense_shards(pool: WorkerPool, sources: int, targets: int, graphs: Sequence[int] | None) -> list[list[tuple[int, int]]] | None:
+    """Each actor's slices of a dense search's targets: for an exact search one slice per
+    actor (:func:`_cuts`; any cut finds the same), for HNSW graphs (cut by ``graphs``, as
+    in one process) a run of whole graphs per actor; None where the search stays in the
+    driver."""
+    if graphs is None:
+        cuts = _cuts(pool, sources, targets)
+        return None if cuts is None else [[bound] for bound in zip(cuts, cuts[1:])]
+    if pool.size < 2 or sources * targets < SHARD_FROM_CELLS:
+        return None
+    bounds = list(zip(graphs, graphs[1:]))
+    runs = np.linspace(0, len(bounds), min(pool.size, len(bounds)) + 1).round().astype(np.int64).tolist()
+    return [bounds[a:b] for a, b in zip(runs, runs[1:])]
+
+
+def _merged(
+    ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` of ``rows`` sources: each block's slices' best (``submitted``: its
     first source and its calls, one per slice) merged into the best of all, the blocks
     read in order, at most SEARCH_WINDOW in flight; ``progress`` gets the sources done."""
