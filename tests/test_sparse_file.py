@@ -15,7 +15,6 @@ import pytest
 from scipy import sparse
 
 from kgalign.config import AlignConfig
-from kgalign.io import pread
 from kgalign.pipeline import _align
 from kgalign.retrieval import candidates, sparse_file, structure, tfidf
 from kgalign.retrieval.retrieve import lexical_text, lexical_vectors, retrieve, search_keep, sparse_pair_dots
@@ -94,12 +93,12 @@ def test_rows_in_a_file_are_indexed_as_a_csr_matrix_and_leave_nothing_behind(tmp
 
 @pytest.mark.parametrize("window", [4, 200, 64 << 20])
 def test_many_scattered_rows_are_gathered_through_windows(tmp_path, monkeypatch, window) -> None:
-    """Past ``pread.MAX_READS`` rows a scattered read maps the files a window at a time
+    """Past ``MAX_READS`` rows a scattered read maps the files a window at a time
     (a window of 4 bytes: every row alone; empty rows, repeats, any order): the rows in
     memory's order, and no map left."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(pread, "MAX_READS", 3)
-    monkeypatch.setattr(pread, "WINDOW_BYTES", window)
+    monkeypatch.setattr(sparse_file, "MAX_READS", 3)
+    monkeypatch.setattr(sparse_file, "WINDOW_BYTES", window)
     keep = np.ones(300, dtype=np.float32)
     keep[[10, 11, 200]] = 0  # rows without cells
     matrix = (sparse.diags(keep) @ _random_rows(300, 50, 7)).tocsr()

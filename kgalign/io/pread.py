@@ -31,12 +31,6 @@ T = TypeVar("T")
 MERGE_GAP_BYTES = 4096
 #: Spans of one range copied to their places one slice each (more: by index arrays).
 FEW_SPANS = 32
-#: Rows of a scattered read of sparse rows past which they are gathered through windows
-#: of a map (:func:`over_map`) rather than read a range each: sparse rows are short,
-#: and a call each costs more than the copy.
-MAX_READS = 64
-#: The bytes of a file such a gather maps at a time.
-WINDOW_BYTES = 64 << 20
 
 
 def read_into(fd: int, out: np.ndarray, offset: int) -> np.ndarray:

@@ -39,6 +39,13 @@ from kgalign.retrieval.vector_file import FREE_MARGIN, FileBackedRows
 
 log = logging.getLogger(__name__)
 
+#: Rows of a scattered read of sparse rows past which they are gathered through windows
+#: of a map (:func:`kgalign.io.pread.over_map`) rather than read a range each: sparse rows are short,
+#: and a call each costs more than the copy.
+MAX_READS = 64
+#: The bytes of a file such a gather maps at a time.
+WINDOW_BYTES = 64 << 20
+
 #: Cells read at a time where a whole file is scanned (:func:`column_counts`): 64 MB of columns.
 SCAN_CELLS = 16 * 2**20
 #: Rows read at a time where rows picked from a file are scanned.
@@ -126,7 +133,7 @@ class SparseFile(_SparseRows):
             data = read_range(self._data.fileno(), np.float32, lo, hi)
             indices = read_range(self._indices.fileno(), np.int32, lo, hi)
             out_indptr = indptr[index[0] : index[-1] + 2] - lo
-        elif len(index) > pread.MAX_READS:  # many short rows: a call each would cost more than the copy
+        elif len(index) > MAX_READS:  # many short rows: a call each would cost more than the copy
             return self._gathered(index)
         else:
             starts = indptr[index]
@@ -145,14 +152,14 @@ class SparseFile(_SparseRows):
 
     def _gathered(self, index: np.ndarray) -> sparse.csr_matrix:
         """Many scattered rows: scipy's compiled row gather over windows of maps of the
-        files, about ``pread.WINDOW_BYTES`` of cells at a time in row order, each window
+        files, about ``WINDOW_BYTES`` of cells at a time in row order, each window
         let go before the next (the process holds one window's pages, not the pages
         around every row read), the pieces then put in the order asked."""
         indptr = self.indptr
         order = np.argsort(index, kind="stable")
         ordered = index[order]
         begins = indptr[ordered]
-        window = max(pread.WINDOW_BYTES // 8, 1)  # cells: 4 bytes in each file
+        window = max(WINDOW_BYTES // 8, 1)  # cells: 4 bytes in each file
         pieces = []
         first = 0
         while first < len(ordered):
