@@ -224,9 +224,9 @@ def test_full_retrieval_with_neighbours_reads_the_vectors_once(cluster, tmp_path
     seen = []
     real = ray_engine.RayDenseSearch.topk
 
-    def topk(self, left, right, k, hnsw):
+    def topk(self, left, right, k, graphs):
         seen.append((type(left).__name__, type(right).__name__))
-        return real(self, left, right, k, hnsw)
+        return real(self, left, right, k, graphs)
 
     monkeypatch.setattr(ray_engine.RayDenseSearch, "topk", topk)
     args = [pair["left"], pair["right"], "--gold", pair["gold"], "--quiet", "--retrieval", "full"]

@@ -440,13 +440,19 @@ def _clustered(rows: int, seed: int) -> np.ndarray:
 def test_hnsw_graphs_find_the_same_candidates_however_many_threads_build_them(monkeypatch) -> None:
     """Past hnsw_threshold the targets are cut into graphs of at most hnsw_slice, each
     built on one thread from parts of GRAPH_PART_ROWS: the same candidates from graphs
-    built one after the other or side by side, run after run; a graph built on two
-    threads at once would depend on their timing, and one of all the targets finds
-    others (an approximate search of another graph)."""
-    import faiss
-
+    built one after the other or side by side, run after run, each part added on one
+    thread; one graph of all the targets (another graph) finds others."""
     from kgalign.retrieval import retrieve as module
     from kgalign.retrieval.retrieve import graph_cuts, sliced_search
+
+    threads = []
+    real = module.omp_threads
+
+    def recorded(count):
+        threads.append(count)
+        return real(count)
+
+    monkeypatch.setattr(module, "omp_threads", recorded)
 
     monkeypatch.setattr(module, "GRAPH_PART_ROWS", 1000)  # each graph in several parts
     right = _clustered(9000, 0)
@@ -459,7 +465,7 @@ def test_hnsw_graphs_find_the_same_candidates_however_many_threads_build_them(mo
         assert np.array_equal(ids, alone[1]) and np.array_equal(scores, alone[1 - 1])
     # Each slice's rows are found where they are: the whole's row numbers.
     assert ids.min() >= 0 and ids.max() < 9000 and len(np.unique(ids // 3000)) == 3
-    faiss.omp_set_num_threads(2)
+    assert threads == [1] * 9 * 3  # three runs of three graphs of three parts
     _, one_graph = sliced_search(left, right, 20, [0, 9000])
     assert not np.array_equal(np.sort(one_graph, axis=1), np.sort(alone[1], axis=1))
     # The sliced graphs find the exact best as often as one graph of all (DBP15K: more).
@@ -469,18 +475,68 @@ def test_hnsw_graphs_find_the_same_candidates_however_many_threads_build_them(mo
 
 
 def test_graph_cuts_and_a_slice_index_that_gets_rows_out_of_order() -> None:
-    from kgalign.retrieval.retrieve import SliceIndex, graph_cuts
+    from kgalign.retrieval.retrieve import SliceIndex, graph_cuts, graph_parts
 
     assert graph_cuts(488_763, 250_000) == [0, 244_382, 488_763]
     assert graph_cuts(250_000, 250_000) == [0, 250_000]
     assert graph_cuts(7, 2) == [0, 2, 4, 5, 7]
-    index = SliceIndex(10, 20, 3, hnsw=True)
+    assert graph_parts(10, 20, 4) == [(10, 14), (14, 18), (18, 20)]
+    index = SliceIndex(10, 20, 3, hnsw=True, part_rows=4)
     rows = _clustered(40, 2)
     index.add(10, rows[:4])
-    with pytest.raises(LookupError, match="rows 15:17 do not come next in the slice 10:20"):
+    with pytest.raises(LookupError, match=r"rows 15:17 are not the next part of the slice 10:20 \(filled to 14\)"):
         index.add(15, rows[5:7])
     with pytest.raises(LookupError, match="rows 14:25"):
         index.add(14, rows[4:15])  # past the slice's end
-    index.add(14, rows[4:10])
+    with pytest.raises(LookupError, match="rows 14:20"):
+        index.add(14, rows[4:10])  # the next rows, but not the next part: another graph
+    index.add(14, rows[4:8])
+    index.add(18, rows[8:10])
     scores, ids = index.search(rows[:10], 3)
     assert ids[:, 0].tolist() == list(range(10, 20))  # each row finds itself, as the whole's row
+    exact = SliceIndex(0, 10, 3, hnsw=False, part_rows=4)
+    exact.add(0, rows[:3])  # an exact index takes any next rows
+    exact.add(3, rows[3:10])
+    assert exact.search(rows[:10], 1)[1][:, 0].tolist() == list(range(10))
+
+
+def test_the_graphs_an_actor_holds_are_those_one_process_builds(monkeypatch) -> None:
+    """--engine ray's dense search past hnsw_threshold in one process: each actor's run of
+    the graphs (:func:`_dense_shards`), filled with the parts the driver sends
+    (:func:`graph_parts`), searched and merged by the actor, then by the driver: the
+    candidates and scores :func:`sliced_search` finds. Graphs of other parts differ (so
+    this could tell), and an actor refuses such parts."""
+    from kgalign.retrieval import retrieve as module
+    from kgalign.retrieval.retrieve import SliceIndex, graph_cuts, graph_parts, merge_topk, sliced_search
+    from kgalign.runtime import ray_engine
+    from kgalign.runtime.ray_engine import DenseShard, _dense_shards
+
+    monkeypatch.setattr(module, "GRAPH_PART_ROWS", 1000)
+    monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)
+    right = _clustered(9000, 0)
+    left = _clustered(600, 1)
+    graphs = graph_cuts(len(right), 4000)
+
+    class Pool:
+        size = 2
+
+    shards = _dense_shards(Pool(), len(left), len(right), graphs)
+    assert shards == [[(0, 3000), (3000, 6000)], [(6000, 9000)]]
+
+    def on_actors(part_rows):
+        found = []
+        for bounds in shards:
+            shard = DenseShard([SliceIndex(lo, hi, 20, True, part_rows) for lo, hi in bounds])
+            for lo, hi in bounds:
+                for start, stop in graph_parts(lo, hi, part_rows):
+                    shard.add(start, right[start:stop])
+            found.append(shard.search(left, 20))
+        return merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), 20)
+
+    scores, ids = sliced_search(left, right, 20, graphs)
+    on_two = on_actors(1000)
+    assert np.array_equal(on_two[1], ids) and np.array_equal(on_two[0], scores)
+    other = on_actors(700)
+    assert (np.sort(other[1], axis=1) != np.sort(ids, axis=1)).any(axis=1).sum() > 10
+    with pytest.raises(LookupError, match="not the next part"):
+        SliceIndex(0, 3000, 20, True, 1000).add(0, right[:700])

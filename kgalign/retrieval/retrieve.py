@@ -80,10 +80,12 @@ def dense_topk(left: Vectors, right: Vectors, k: int, hnsw_threshold: int, hnsw_
     """
     n = right.shape[0]
     k = min(k, n)
+    if k == 0:
+        return np.zeros((left.shape[0], 0), dtype=np.float32), np.zeros((left.shape[0], 0), dtype=np.int64)
     wide = min(k + DENSE_MARGIN, n)
     graphs = graph_cuts(n, hnsw_slice) if n > hnsw_threshold else None
     search = _DENSE.get()
-    found = search.topk(left, right, wide, graphs) if search is not None and k > 0 else None
+    found = search.topk(left, right, wide, graphs) if search is not None else None
     if found is None:
         found = sliced_search(left, right, wide, graphs)
     return rescored_topk(left, right, found[1], k)
@@ -109,35 +111,51 @@ def graph_cuts(targets: int, slice_targets: int) -> list[int]:
     return [int(cut) for cut in np.linspace(0, targets, slices + 1).round()]
 
 
+#: Sources searched at a time in one process (:func:`sliced_search`): a block's
+#: vectors and each graph's results for it are what the search holds beside its output.
+SEARCH_BLOCK_ROWS = 65_536
+
+
+def graph_parts(lo: int, hi: int, part_rows: int) -> list[tuple[int, int]]:
+    """The parts, ``(start, stop)``, that the index of the targets' rows ``lo:hi`` is
+    filled with (in one process as on an actor: the parts make an HNSW graph)."""
+    return [(start, min(start + part_rows, hi)) for start in range(lo, hi, part_rows)]
+
+
 def sliced_search(left: Vectors, right: Vectors, k: int, graphs: Sequence[int] | None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """FAISS's best ``k`` right rows for each left row: one exact index of all the targets
-    (``graphs`` None), or an HNSW graph of each slice ``graphs`` cut, built and searched
-    ``workers`` at a time (default: one per thread FAISS uses), their best merged
-    (:func:`merge_topk`). Nothing but the graphs' own threads decide what is found."""
+    (``graphs`` None), or an HNSW graph of each slice ``graphs`` cut, built ``workers``
+    at a time (default: one per thread FAISS uses; the graphs are the same however many),
+    then searched on every thread a block of sources at a time, their best merged
+    (:func:`merge_topk`). It holds the indexes (those of all the targets, as one index
+    would), a block of sources and its results, and the output."""
     from concurrent.futures import ThreadPoolExecutor
 
     import faiss
 
-    queries = np.ascontiguousarray(left, dtype=np.float32)
     bounds = list(zip(graphs, graphs[1:])) if graphs is not None else [(0, right.shape[0])]
-    threads = faiss.omp_get_max_threads()
-    workers = max(1, min(len(bounds), threads if workers is None else workers))
+    workers = max(1, min(len(bounds), faiss.omp_get_max_threads() if workers is None else workers))
 
-    def one(bound: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def filled(bound: tuple[int, int]) -> SliceIndex:
         index = SliceIndex(*bound, k, graphs is not None)
-        for start in range(bound[0], bound[1], GRAPH_PART_ROWS):
-            index.add(start, right[start : min(start + GRAPH_PART_ROWS, bound[1])])
-        with omp_threads(max(1, threads // workers)):
-            return index.search(queries, k)
+        index.fill(right)
+        return index
 
     if workers == 1:
-        found = [one(bound) for bound in bounds]
+        indexes = [filled(bound) for bound in bounds]
     else:
         with ThreadPoolExecutor(workers) as pool:
-            found = list(pool.map(one, bounds))
-    if len(found) == 1:
-        return found[0]
-    return merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
+            indexes = list(pool.map(filled, bounds))
+    rows = left.shape[0]
+    scores = np.empty((rows, k), dtype=np.float32)
+    ids = np.empty((rows, k), dtype=np.int64)
+    for start in range(0, rows, SEARCH_BLOCK_ROWS):
+        stop = min(start + SEARCH_BLOCK_ROWS, rows)
+        sources = np.ascontiguousarray(left[start:stop], dtype=np.float32)
+        found = [index.search(sources, k) for index in indexes]
+        best = found[0] if len(found) == 1 else merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
+        scores[start:stop], ids[start:stop] = best
+    return scores, ids
 
 
 @contextmanager
@@ -156,12 +174,14 @@ def omp_threads(threads: int) -> Iterator[None]:
 
 class SliceIndex:
     """The index of the targets' rows ``lo:hi`` for a search of the best ``k``: exact, or
-    an HNSW graph (:func:`hnsw_graph`) built on one thread, so that the same parts added
-    in the same order make the same graph. Filled a part at a time in order (``add``);
-    ``search`` gives the whole's rows."""
+    an HNSW graph (:func:`hnsw_graph`) built on one thread from the parts
+    :func:`graph_parts` cuts (``part_rows`` each), so that it is the same graph in any
+    process. Filled in order, a part at a time (``add``, which refuses any other part)
+    or from the whole (``fill``); ``search`` gives the whole's rows."""
 
-    def __init__(self, lo: int, hi: int, k: int, hnsw: bool) -> None:
+    def __init__(self, lo: int, hi: int, k: int, hnsw: bool, part_rows: int | None = None) -> None:
         self.lo, self.hi, self.k, self.hnsw = lo, hi, k, hnsw
+        self.part_rows = GRAPH_PART_ROWS if part_rows is None else part_rows
         self.index: Any = None
 
     @property
@@ -170,14 +190,23 @@ class SliceIndex:
         return self.lo + (0 if self.index is None else self.index.ntotal)
 
     def add(self, start: int, rows: Vectors) -> None:
-        if start != self.filled or start + rows.shape[0] > self.hi:
-            # Ray retries the calls of a restarted actor in no set order: no row may take another's place.
-            raise LookupError(f"rows {start}:{start + rows.shape[0]} do not come next in the slice {self.lo}:{self.hi} (filled to {self.filled})")
+        stop = start + rows.shape[0]
+        # A graph takes the next part and no other (an exact index any next rows): Ray
+        # retries the calls of a restarted actor in no set order, and other parts would
+        # make another graph.
+        expected = min(start + self.part_rows, self.hi) if self.hnsw else self.hi
+        if start != self.filled or stop > self.hi or (self.hnsw and stop != expected):
+            raise LookupError(f"rows {start}:{stop} are not the next part of the slice {self.lo}:{self.hi} (filled to {self.filled})")
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         if self.index is None:
             self.index = dense_index(rows.shape[1], self.k, self.hnsw)
         with omp_threads(1) if self.hnsw else nullcontext():
             self.index.add(rows)
+
+    def fill(self, right: Vectors) -> None:
+        """Add this slice's rows of ``right``: a graph's parts, an exact index's at once."""
+        for start, stop in graph_parts(self.lo, self.hi, self.part_rows) if self.hnsw else [(self.lo, self.hi)]:
+            self.add(start, right[start:stop])
 
     def search(self, sources: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, ids = self.index.search(np.ascontiguousarray(sources, dtype=np.float32), min(k, self.index.ntotal))
@@ -194,7 +223,7 @@ def dense_index(dim: int, k: int, hnsw: bool) -> Any:
 
 class DenseSearch(Protocol):
     """A dense search spread elsewhere (``--engine ray``: over the actors, each holding
-    the indexes of a slice of the targets). ``topk`` gets the sources' and the targets'
+    the indexes of a run of slices of the targets). ``topk`` gets the sources' and the targets'
     vectors, ``k`` and the cuts of the HNSW graphs (:func:`graph_cuts`; None: an exact
     search), and gives :func:`sliced_search`'s result, or None to leave the search to this
     process."""

@@ -273,16 +273,16 @@ class KgalignWorker:
         scores, ids = block_topk(left[start:stop] @ targets, min(k, targets.shape[1]))
         return scores, ids + offset
 
-    def dense_build(self, key: int, bounds: list[tuple[int, int]], k: int, hnsw: bool) -> None:
+    def dense_build(self, key: int, bounds: list[tuple[int, int]], k: int, hnsw: bool, part_rows: int) -> None:
         """Start the indexes of this actor's slices of the targets' vectors (the whole's
-        rows ``lo:hi`` each; exact, or HNSW graphs) for the dense search ``key``;
-        :meth:`dense_add` fills them."""
+        rows ``lo:hi`` each; exact, or HNSW graphs filled by parts of ``part_rows``) for
+        the dense search ``key``; :meth:`dense_add` fills them."""
         import faiss
 
         from kgalign.retrieval.retrieve import SliceIndex
 
         faiss.omp_set_num_threads(self._threads)
-        self._dense[key] = DenseShard([SliceIndex(lo, hi, k, hnsw) for lo, hi in bounds])
+        self._dense[key] = DenseShard([SliceIndex(lo, hi, k, hnsw, part_rows) for lo, hi in bounds])
 
     @releasing
     def dense_add(self, key: int, start: int, targets: np.ndarray) -> None:
@@ -606,7 +606,7 @@ class RayDenseSearch:
         self._searches = 0
 
     def topk(self, left: Vectors, right: Vectors, k: int, graphs: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray] | None:
-        from kgalign.retrieval.retrieve import GRAPH_PART_ROWS
+        from kgalign.retrieval.retrieve import GRAPH_PART_ROWS, graph_parts
 
         n = right.shape[0]
         shards = _dense_shards(self.pool, left.shape[0], n, graphs)
@@ -622,9 +622,9 @@ class RayDenseSearch:
             # Each actor indexes its slices, sent in parts of GRAPH_PART_ROWS from each
             # slice's first row (the parts one process adds): the object store holds a
             # window of parts, and the driver no index.
-            ray.get([actor.dense_build.remote(key, bounds, k, graphs is not None) for actor, bounds in zip(actors, shards)])
+            ray.get([actor.dense_build.remote(key, bounds, k, graphs is not None, GRAPH_PART_ROWS) for actor, bounds in zip(actors, shards)])
             # The actors' parts in turn, so that they index at once.
-            own = [[(start, min(start + GRAPH_PART_ROWS, hi)) for lo, hi in bounds for start in range(lo, hi, GRAPH_PART_ROWS)] for bounds in shards]
+            own = [[part for lo, hi in bounds for part in graph_parts(lo, hi, GRAPH_PART_ROWS)] for bounds in shards]
 
             def parts() -> Iterator[tuple[int, list[Any]]]:
                 for turn in zip_longest(*own):
@@ -692,13 +692,7 @@ class RayComponentSolver:
             _settle(ray, sent)
             return None
         self.pool.count_resolve(len(calls))
-        log.info(
-            "%d groups of the assignment's components solved in %d calls on %d ray actors: %.1f s",
-            len(solved),
-            len(calls),
-            len(actors),
-            time.perf_counter() - started,
-        )
+        log.info("%d groups of the assignment's components solved in %d calls on %d ray actors: %.1f s", len(solved), len(calls), len(actors), time.perf_counter() - started)
         return solved
 
 
@@ -726,11 +720,9 @@ def _dense_shards(pool: WorkerPool, sources: int, targets: int, graphs: Sequence
     return [bounds[a:b] for a, b in zip(runs, runs[1:])]
 
 
-def _merged(
-    ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``k`` of ``rows`` sources: each block's slices' best (``submitted``: its
-    first source and its calls, one per slice) merged into the best of all, the blocks
+def _merged(ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of ``rows`` sources: each block's best on each actor (``submitted``:
+    its first source and its calls, one per actor) merged into the best of all, the blocks
     read in order, at most SEARCH_WINDOW in flight; ``progress`` gets the sources done."""
     from kgalign.retrieval.retrieve import merge_topk
 
