@@ -116,7 +116,7 @@ class RetrievalConfig:
     hnsw_threshold: int = number(200_000, 1, None)
     #: Past hnsw_threshold, the targets are cut into equal slices of at most this many,
     #: each searched on its own HNSW graph (the same slices on every engine).
-    hnsw_slice: int = number(250_000, 1, None)
+    hnsw_slice: int = number(125_000, 1, None)
     #: Sources scored per block of the exact search (memory against speed).
     block_rows: int = number(1024, 1, 1_000_000)
     #: One graph against itself (kgalign dedup): an entity is never its own candidate.
