@@ -1,7 +1,7 @@
 """The dense search past ``hnsw_threshold``: one HNSW graph built on every thread, against
 graphs of at most ``hnsw_slice`` targets each built on one thread (side by side).
 
-    python -m bench.hnsw_slices [--cache DIR] [--targets 300000] [--sources 50000] [--slice 250000] [--k 38] [--out bench/results]
+    python -m bench.hnsw_slices [--cache DIR] [--targets 300000] [--sources 50000] [--slice 250000[,N...]] [--k 38] [--out bench/results]
 
 Reads real MiniLM vectors from kgalign's vector cache (every shard of DIR, default the
 user's cache of all-MiniLM-L6-v2; fill it with a run of ``bench.large``), takes
@@ -11,11 +11,11 @@ searches the best ``--k`` of every source (kgalign's pool of 30, plus the 8 it f
 - **one graph**: what ``dense_topk`` did before: one float16 HNSW graph of all the
   targets, built on all of FAISS's threads, twice;
 - **graphs of a slice**: what it does now (:func:`kgalign.retrieval.retrieve.sliced_search`),
-  twice.
+  twice for each ``--slice`` (``hnsw_slice``) given.
 
 Reported for each: seconds to build and search, recall at ``k`` against an exact search,
 and how many sources the second build finds other targets for than the first. Writes
-OUT/hnsw-slices.{md,json}.
+OUT/STEM.{md,json}.
 """
 
 from __future__ import annotations
@@ -63,6 +63,13 @@ def one_graph(left: np.ndarray, right: np.ndarray, k: int) -> tuple[np.ndarray, 
     return ids, built, time.perf_counter() - started
 
 
+def _commit() -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "an unknown commit"
+
+
 def recall(ids: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(ids.tolist(), truth.tolist())]))
 
@@ -73,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help=f"A folder of vector cache shards (default: the only model folder under {default_cache}).")
     parser.add_argument("--targets", type=int, default=300_000, help="Targets searched (default 300,000).")
     parser.add_argument("--sources", type=int, default=50_000, help="Sources searched for (default 50,000).")
-    parser.add_argument("--slice", type=int, default=250_000, help="hnsw_slice: targets in a graph at most (default 250,000).")
+    parser.add_argument("--slice", default="250000", help="hnsw_slice: targets in a graph at most; several, comma-separated (default 250,000).")
     parser.add_argument("--k", type=int, default=38, help="Best targets found per source (default 38: the pool of 30 and 8 more).")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Where hnsw-slices.md and .json go.")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Where STEM.md and .json go.")
+    parser.add_argument("--stem", default="hnsw-slices", help="Name of the result files (default hnsw-slices).")
     args = parser.parse_args(argv)
     import faiss
 
@@ -97,16 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(ids)
         rows.append({"search": f"one graph, {faiss.omp_get_max_threads()} threads", "build_s": built, "search_s": searched, "recall": recall(ids, truth)})
     rows[-1]["other_targets_than_first"] = int((np.sort(runs[0], axis=1) != np.sort(runs[1], axis=1)).any(axis=1).sum())
-    cuts = graph_cuts(len(right), args.slice)
-    runs = []
-    for _ in range(2):
-        started = time.perf_counter()
-        ids = sliced_search(left, right, args.k, cuts)[1]
-        runs.append(ids)
-        rows.append({"search": f"{len(cuts) - 1} graphs of a slice, one thread each", "build_s": None, "search_s": time.perf_counter() - started, "recall": recall(ids, truth)})
-    rows[-1]["other_targets_than_first"] = int((np.sort(runs[0], axis=1) != np.sort(runs[1], axis=1)).any(axis=1).sum())
+    slices = [int(value) for value in args.slice.split(",")]
+    for slice_targets in slices:
+        cuts = graph_cuts(len(right), slice_targets)
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            ids = sliced_search(left, right, args.k, cuts)[1]
+            runs.append(ids)
+            label = f"{len(cuts) - 1} graph{'s' if len(cuts) > 2 else ''} of at most {slice_targets:,}, one thread each"
+            rows.append({"search": label, "build_s": None, "search_s": time.perf_counter() - started, "recall": recall(ids, truth)})
+        rows[-1]["other_targets_than_first"] = int((np.sort(runs[0], axis=1) != np.sort(runs[1], axis=1)).any(axis=1).sum())
     lines = [
-        f"`python -m bench.hnsw_slices --targets {args.targets} --sources {args.sources} --slice {args.slice} --k {args.k}`: "
+        f"`python -m bench.hnsw_slices --targets {args.targets} --sources {args.sources} --slice {args.slice} --k {args.k}` at {_commit()}: "
         f"real MiniLM vectors of the vector cache ({folder.name}), {len(left):,} sources against {len(right):,} targets, "
         f"{os.cpu_count()} CPUs",
         "",
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         differ = row.get("other_targets_than_first")
         lines.append(f"| {row['search']} | {build} | {total:.1f} | {row['recall']:.4f} | {'' if differ is None else f'{differ:,}'} |")
     text = "\n".join(lines)
-    table.publish(args.out, "hnsw-slices", text, {"targets": len(right), "sources": len(left), "slice": args.slice, "k": args.k, "rows": rows})
+    table.publish(args.out, args.stem, text, {"targets": len(right), "sources": len(left), "slices": slices, "k": args.k, "rows": rows})
     return 0
 
 
