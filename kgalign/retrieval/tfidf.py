@@ -117,9 +117,7 @@ class _Spool:
             self._flush()
         if self.file is None:
             return np.frombuffer(self.buffer, dtype=np.int32)[start:stop]
-        if stop <= start:
-            return np.zeros(0, dtype=np.int32)
-        return read_range(self.file.fileno(), np.int32, start, min(stop, self.written))
+        return read_range(self.file.fileno(), np.int32, start, min(stop, self.written))  # empty where stop <= start
 
     def close(self) -> None:
         if self.file is not None:
