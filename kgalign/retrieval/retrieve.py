@@ -107,8 +107,13 @@ def rescored_topk(left: Vectors, right: Vectors, ids: np.ndarray, k: int, rows_a
 def graph_cuts(targets: int, slice_targets: int) -> list[int]:
     """Where ``targets`` are cut into the HNSW graphs of a dense search: equal slices of
     at most ``slice_targets`` (first rows, then the end)."""
-    slices = max(1, -(-targets // max(1, slice_targets)))
-    return [int(cut) for cut in np.linspace(0, targets, slices + 1).round()]
+    return even_cuts(targets, max(1, -(-targets // max(1, slice_targets))))
+
+
+def even_cuts(total: int, parts: int) -> list[int]:
+    """Where ``total`` rows are cut into ``parts`` runs of sizes as equal as may be (first
+    row, then each run's end)."""
+    return [int(cut) for cut in np.linspace(0, total, parts + 1).round()]
 
 
 #: Sources searched at a time in one process (:func:`sliced_search`): a block's
@@ -152,9 +157,7 @@ def sliced_search(left: Vectors, right: Vectors, k: int, graphs: Sequence[int] |
     for start in range(0, rows, SEARCH_BLOCK_ROWS):
         stop = min(start + SEARCH_BLOCK_ROWS, rows)
         sources = np.ascontiguousarray(left[start:stop], dtype=np.float32)
-        found = [index.search(sources, k) for index in indexes]
-        best = found[0] if len(found) == 1 else merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
-        scores[start:stop], ids[start:stop] = best
+        scores[start:stop], ids[start:stop] = merged_topk([index.search(sources, k) for index in indexes], k)
     return scores, ids
 
 
@@ -526,6 +529,14 @@ def _top_places(laid: np.ndarray, columns: np.ndarray | None, k: int, short: np.
     ids = places if columns is None else np.take_along_axis(columns, places, axis=1)
     order = np.lexsort((ids, values), axis=-1)
     return -np.take_along_axis(values, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def merged_topk(found: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each row of several searches' ``(scores, ids)`` (their ids already
+    the whole's, :func:`merge_topk`); one search's as it is."""
+    if len(found) == 1:
+        return found[0]
+    return merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
 
 
 def merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

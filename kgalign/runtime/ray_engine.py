@@ -216,12 +216,9 @@ class DenseShard:
         raise LookupError(f"rows from {start} are past this actor's slices")
 
     def search(self, sources: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from kgalign.retrieval.retrieve import merge_topk
+        from kgalign.retrieval.retrieve import merged_topk
 
-        found = [part.search(sources, k) for part in self.slices]
-        if len(found) == 1:
-            return found[0]
-        return merge_topk(np.hstack([s for s, _ in found]), np.hstack([i for _, i in found]), k)
+        return merged_topk([part.search(sources, k) for part in self.slices], k)
 
 
 class KgalignWorker:
@@ -650,9 +647,7 @@ class RayDenseSearch:
             _settle(ray, [actor.dense_drop.remote(key) for actor in actors])  # an actor gone holds nothing
         self.pool.count_search(len(blocks) * len(actors), dense=True)
         kind = f"{len(graphs) - 1} HNSW graphs" if graphs is not None else f"{len(actors)} exact indexes"
-        log.info(
-            "dense search of %d sources against %d targets in %s on %d ray actors: %.1f s", left.shape[0], n, kind, len(actors), time.perf_counter() - started
-        )
+        log.info("dense search of %d sources against %d targets in %s on %d ray actors: %.1f s", left.shape[0], n, kind, len(actors), time.perf_counter() - started)
         return found
 
 
@@ -702,7 +697,9 @@ def _cuts(pool: WorkerPool, sources: int, targets: int) -> list[int] | None:
     slices = min(pool.size, targets)
     if slices < 2 or sources * targets < SHARD_FROM_CELLS:
         return None
-    return np.linspace(0, targets, slices + 1).round().astype(np.int64).tolist()
+    from kgalign.retrieval.retrieve import even_cuts
+
+    return even_cuts(targets, slices)
 
 
 def _dense_shards(pool: WorkerPool, sources: int, targets: int, graphs: Sequence[int] | None) -> list[list[tuple[int, int]]] | None:
@@ -715,8 +712,10 @@ def _dense_shards(pool: WorkerPool, sources: int, targets: int, graphs: Sequence
         return None if cuts is None else [[bound] for bound in zip(cuts, cuts[1:])]
     if pool.size < 2 or sources * targets < SHARD_FROM_CELLS:
         return None
+    from kgalign.retrieval.retrieve import even_cuts
+
     bounds = list(zip(graphs, graphs[1:]))
-    runs = np.linspace(0, len(bounds), min(pool.size, len(bounds)) + 1).round().astype(np.int64).tolist()
+    runs = even_cuts(len(bounds), min(pool.size, len(bounds)))
     return [bounds[a:b] for a, b in zip(runs, runs[1:])]
 
 
@@ -724,12 +723,12 @@ def _merged(ray: Any, submitted: Iterable[tuple[int, list[Any]]], rows: int, k: 
     """The best ``k`` of ``rows`` sources: each block's best on each actor (``submitted``:
     its first source and its calls, one per actor) merged into the best of all, the blocks
     read in order, at most SEARCH_WINDOW in flight; ``progress`` gets the sources done."""
-    from kgalign.retrieval.retrieve import merge_topk
+    from kgalign.retrieval.retrieve import merged_topk
 
     scores = np.empty((rows, k), dtype=np.float32)
     ids = np.empty((rows, k), dtype=np.int64)
     for start, parts in in_order(ray, submitted, SEARCH_WINDOW):
-        best = merge_topk(np.hstack([s for s, _ in parts]), np.hstack([i for _, i in parts]), k)
+        best = merged_topk(parts, k)
         scores[start : start + len(best[0])], ids[start : start + len(best[0])] = best
         if progress:
             progress(len(best[0]))
