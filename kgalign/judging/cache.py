@@ -11,8 +11,9 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,16 @@ def question_key(backend: str, model_id: str, params: dict[str, Any], question: 
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+#: Keys looked up in one query (SQLite allows at least 999 parameters).
+LOOKUP_KEYS = 500
+
+
+def _answer(stored: str) -> Answer:
+    answer = Answer(**json.loads(stored))
+    answer.cached = True
+    return answer
+
+
 class AnswerCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -53,14 +64,17 @@ class AnswerCache:
         self._db.commit()
 
     def get(self, key: str) -> Answer | None:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[str]) -> list[Answer | None]:
+        """The answer stored under each key, None where there is none."""
+        found: dict[str, str] = {}
         with self._lock:
-            row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        answer = Answer(**data)
-        answer.cached = True
-        return answer
+            for start in range(0, len(keys), LOOKUP_KEYS):
+                part = keys[start : start + LOOKUP_KEYS]
+                marks = ",".join("?" * len(part))
+                found.update(self._db.execute(f"SELECT key, answer FROM answers WHERE key IN ({marks})", part).fetchall())
+        return [_answer(found[key]) if key in found else None for key in keys]
 
     def put_many(self, rows: list[tuple[str, str, str, Answer]]) -> None:
         with self._lock:
@@ -77,6 +91,36 @@ class AnswerCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass
+class Counts:
+    """Questions a judge answered: asked of the backend (``sent``, with their tokens) or
+    found in the cache (``hits``); ``batches`` sent to the backend."""
+
+    sent: int = 0
+    hits: int = 0
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    batches: int = 0
+
+    @classmethod
+    def of(cls, answers: list[Answer]) -> Counts:
+        """A batch of answers the backend gave."""
+        return cls(
+            sent=len(answers),
+            prompt_tokens=sum(a.prompt_tokens for a in answers),
+            answer_tokens=sum(a.answer_tokens for a in answers),
+            batches=1,
+        )
+
+    def add(self, other: Counts) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def less(self, before: Counts) -> Counts:
+        """What was counted since ``before``."""
+        return Counts(**{item.name: getattr(self, item.name) - getattr(before, item.name) for item in fields(self)})
 
 
 class CachedJudge:
@@ -126,9 +170,12 @@ class CachedJudge:
         return getattr(self.inner, "source_block", None)
 
     @property
-    def parallel(self) -> int | None:
-        """How many blocks of sources the backend answers at once (``--engine ray``), if more than one."""
-        return getattr(self.inner, "parallel", None)
+    def ask_blocks(self) -> Callable[[list[Any]], Iterator[tuple[int, list[Any]]]] | None:
+        """The backend's own way of asking whole blocks of sources (``--engine ray``: on its
+        workers, behind this cache and counting here), if it has one; see
+        :func:`kgalign.judging.vote.decide`."""
+        elsewhere = getattr(self.inner, "ask_blocks", None)
+        return None if elsewhere is None else partial(elsewhere, answered=self)
 
     def cache_params(self) -> dict[str, Any]:
         return self.inner.cache_params()
@@ -136,32 +183,34 @@ class CachedJudge:
     def answer(self, questions: list[Question]) -> list[Answer]:
         params = self.inner.cache_params()
         keys = [question_key(self.inner.name, self.inner.model_id, params, q) for q in questions]
-        answers: list[Answer | None] = [None] * len(questions)
-        misses: list[int] = []
-        for i, key in enumerate(keys):
-            hit = self.cache.get(key) if self.cache is not None else None
-            if hit is not None:
-                answers[i] = hit
-            else:
-                misses.append(i)
-        with self._count:
-            self.hits += len(questions) - len(misses)
-        if len(questions) - len(misses) and self.on_answered:
-            self.on_answered(len(questions) - len(misses))
+        answers: list[Answer | None] = self.cache.get_many(keys) if self.cache is not None else [None] * len(questions)
+        misses = [i for i, answer in enumerate(answers) if answer is None]
+        if len(questions) - len(misses):
+            self.counted(Counts(hits=len(questions) - len(misses)))
         for start in range(0, len(misses), self.chunk):
             batch = misses[start : start + self.chunk]
             got = self.inner.answer([questions[i] for i in batch])
-            with self._count:
-                self.sent += len(batch)
-                self.prompt_tokens += sum(answer.prompt_tokens for answer in got)
-                self.answer_tokens += sum(answer.answer_tokens for answer in got)
             rows = []
             for i, answer in zip(batch, got):
                 answers[i] = answer
                 if answer.error is None:  # transport failures are asked again next run
                     rows.append((keys[i], self.inner.name, self.inner.model_id, answer))
-            if self.cache is not None and rows:
-                self.cache.put_many(rows)
-            if self.on_answered:
-                self.on_answered(len(batch))
+            self.stored(rows, Counts.of(got))
         return [a for a in answers if a is not None]
+
+    def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts) -> None:
+        """A batch the backend answered: its answers (``rows``, less the failed) committed
+        to the cache, and counted."""
+        if self.cache is not None and rows:
+            self.cache.put_many(rows)
+        self.counted(counts)
+
+    def counted(self, counts: Counts) -> None:
+        """Questions answered (from the cache, or asked: ``counts``) added to the run's."""
+        with self._count:
+            self.sent += counts.sent
+            self.hits += counts.hits
+            self.prompt_tokens += counts.prompt_tokens
+            self.answer_tokens += counts.answer_tokens
+        if self.on_answered and counts.sent + counts.hits:
+            self.on_answered(counts.sent + counts.hits)
