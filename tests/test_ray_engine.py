@@ -251,6 +251,7 @@ def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_p
     finally:
         torch.set_num_threads(threads)
     assert info["counts"]["llm_questions"] > 0 and info["engine"]["judge_batches"] > 0
+    assert info["engine"]["judge_blocks"] == 1  # asked as a Ray dataset: 12 sources, one block
     assert info["judge"] == json.loads((tmp_path / "local" / "run.json").read_text())["judge"]
 
 
@@ -275,12 +276,16 @@ def _die_once(folder: Path) -> None:
 
 class DyingJudge(ScriptedJudge):
     """Picks the gold target; on its ``die_at``-th batch (counted across processes in
-    ``folder``) the process it runs in exits, once. Every batch asked is logged there."""
+    ``folder``) the process it runs in exits, once. Every batch asked is logged there.
+    It asks its sources in blocks of BLOCK (as the local judge does, of its prefix cache's size)."""
+
+    BLOCK = 25
 
     def __init__(self, gold: dict[str, str], folder: Path, die_at: int) -> None:
         super().__init__(lambda q: pick(gold.get(q.source.iri)), params={"gold": sorted(gold.items())}, batch_size=4)
         self.folder = str(folder)
         self.die_at = die_at
+        self.source_block = self.BLOCK
 
     def answer(self, questions):
         folder = Path(self.folder)
@@ -311,6 +316,9 @@ def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path) -> None:
     twice = {text for text, n in seen.items() if n > 1}
     assert max(seen.values()) == 2 and any(set(batch) == twice for batch in asked[4:])
     assert result.metrics is not None and result.metrics["f1"] == 1.0
+    # Asked as a Ray dataset of blocks of BLOCK sources, on both actors.
+    judged = sum(1 for d in result.decisions if d.rounds)
+    assert result.engine["judge_blocks"] == -(-judged // DyingJudge.BLOCK) >= 2
     local_logs = tmp_path / "local-logs"
     local_logs.mkdir()
     local = align(persons["left"], persons["right"], config.replace(cache_path=None), judge=DyingJudge(gold, local_logs, die_at=0))
@@ -320,6 +328,23 @@ def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path) -> None:
     again = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=0))
     assert again.counts["llm_questions"] == 0 and again.counts["cache_hits"] == len(set(texts))
     assert [(l.left, l.right) for l in again.links] == [(l.left, l.right) for l in result.links]
+
+
+class AlwaysDying(DyingJudge):
+    """Ends the process it runs in on its first batch, every time."""
+
+    def answer(self, questions):
+        os._exit(1)
+
+
+def test_a_block_that_kills_every_actor_stops_the_run(cluster, persons, tmp_path) -> None:
+    from kgalign.errors import KgalignError
+    from kgalign.runtime.ray_judging import ATTEMPTS
+
+    _by_value()
+    config = AlignConfig(vote=VoteConfig(gate=False), cache_path=None).replace(engine="ray", ray={"address": cluster})
+    with pytest.raises(KgalignError, match=f"judging stopped: RuntimeError: block \\d+ of the sources was started {ATTEMPTS + 1} times; its actors died each time$"):
+        align(persons["left"], persons["right"], config, judge=AlwaysDying({}, tmp_path, die_at=0))
 
 
 class DyingSearchWorker:

@@ -134,3 +134,49 @@ def test_local_judge_calibrates_datamarked_questions_on_a_datamarked_blank(local
     for datamark, prior in ((False, plain), (True, marked)):
         question = Question(source=EntityProfile("urn:s", "Some One"), options=options, datamark=datamark)
         assert local_judge.choose(question, flat) == min(prior, key=prior.get)
+
+
+class _Elsewhere(ScriptedJudge):
+    """Asks decide's blocks "on another worker": each block pickled, asked there by
+    :meth:`BlockAsk.run`, and given back pickled, the last block first (an engine's blocks
+    come back as they finish)."""
+
+    def __init__(self, script, block: int) -> None:
+        super().__init__(script, logprob=LOGPROB, prompt_tokens=10, batch_size=3)
+        self.source_block = block
+        self.shipped: list[int] = []
+
+    def ask_blocks(self, blocks):
+        import pickle
+
+        for index in reversed(range(len(blocks))):
+            block = pickle.loads(pickle.dumps(blocks[index]))
+            self.shipped.append(len(block.right_profiles))
+            yield index, pickle.loads(pickle.dumps(block.run(self)))
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_blocks_asked_elsewhere_decide_as_in_one_process(several) -> None:
+    n_sources, n_right = 7, 12
+    left = {f"urn:l:{s}": EntityProfile(f"urn:l:{s}", f"l{s}") for s in range(n_sources)}
+    right = {f"urn:r:{i}": EntityProfile(f"urn:r:{i}", f"r{i}") for i in range(n_right)}
+    cands = [
+        Candidates(f"urn:l:{s}", [Candidate(f"urn:r:{(s + j) % n_right}", 0.9 - j * 0.01, j + 1) for j in range(4)], margin=0.01, mutual=False)
+        for s in range(n_sources)
+    ]
+
+    def script(q: Question) -> str:  # a source picks a candidate by its number, or none
+        s = int(q.source.iri.rsplit(":", 1)[1])
+        return pick(f"urn:r:{(s + s % 4) % n_right}")(q) if s % 3 else q.none_letter
+
+    config = VoteConfig(rounds=3, gate=False)
+    here = decide(cands, left, right, ScriptedJudge(script, logprob=LOGPROB, prompt_tokens=10, batch_size=3), config, several=several)
+    judge = _Elsewhere(script, block=3)
+    asked: list[int] = []
+    elsewhere = decide(cands, left, right, judge, config, on_question=asked.append, several=several)
+    assert [(d.source, d.kind, d.target, d.confidence, d.rounds) for d in elsewhere] == [
+        (d.source, d.kind, d.target, d.confidence, d.rounds) for d in here
+    ]
+    assert any(d.kind == "match" for d in here) and any(d.kind == "none" for d in here)
+    # Three blocks (3, 3 and 1 sources), each shipped with the targets its questions show only.
+    assert judge.shipped == [4, 6, 6] and sum(asked) == sum(len(d.rounds) for d in here)

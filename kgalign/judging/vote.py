@@ -28,7 +28,9 @@ ends the rounds once every option is accepted or out of reach.
 All questions of a round (of a step of a round, for sets) go to the judge as one batch. A judge with a ``source_block``
 (the local judge, which keeps the prompt prefix of that many sources) is asked about
 the sources in blocks of that size, every round of a block before the next block, so
-that a source's later rounds come while its prefix is still cached.
+that a source's later rounds come while its prefix is still cached. A judge with an
+``ask_blocks`` (``--engine ray``) asks the blocks on its workers, each as here
+(:class:`BlockAsk`), and gives them back with their rounds.
 """
 
 from __future__ import annotations
@@ -146,24 +148,18 @@ def decide(
     if judge is not None and pending:
         block = _source_block(judge, len(pending))
         ask = _Asking(left_profiles, right_profiles, judge, config, on_question, several)
-        blocks = [pending[start : start + block] for start in range(0, len(pending), block)]
-        workers = min(_parallel(judge), len(blocks))
-        if workers <= 1:
-            for part in blocks:
-                ask(part)
+        starts = range(0, len(pending), block)
+        elsewhere = getattr(judge, "ask_blocks", None)
+        if elsewhere is None:
+            for start in starts:
+                ask(pending[start : start + block])
         else:
-            # A judge served by several workers (--engine ray) takes blocks at once; each block
-            # is asked exactly as one after the other would be, so the answers are the same.
-            from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="kgalign-judge")
-            try:
-                futures = [pool.submit(ask, part) for part in blocks]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    future.result()  # the first failure, at once: the blocks not started are cancelled below
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+            # An engine asks the blocks on its workers (--engine ray), each as it is asked here,
+            # and gives each back with its rounds.
+            for index, asked in elsewhere([ask.block(pending[start : start + block]) for start in starts]):
+                pending[starts[index] : starts[index] + len(asked)] = asked
+                if on_question:
+                    on_question(sum(len(p.rounds) for p in asked))
 
     tally = _tally_set if several else _tally
     for p in pending:
@@ -174,12 +170,6 @@ def decide(
             decision = replace(kept, rounds=decision.rounds, option_votes=decision.option_votes, prompt=decision.prompt)
         decisions[p.cands.source] = decision
     return [decisions[c.source] for c in candidates]
-
-
-def _parallel(judge: Judge) -> int:
-    """How many blocks of sources the judge answers at once: its ``parallel``, else 1."""
-    value = getattr(judge, "parallel", None)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
 def _source_block(judge: Judge, pending: int) -> int:
@@ -200,6 +190,11 @@ class _Asking:
     config: VoteConfig
     on_question: Callable[[int], None] | None
     several: bool = False
+
+    def block(self, pending: list[_Pending]) -> BlockAsk:
+        """``pending`` with just the entities its questions show, to be asked elsewhere."""
+        right = {iri: self.right_profiles[iri] for p in pending for iri in p.shown}
+        return BlockAsk(pending, {p.cands.source: self.left_profiles[p.cands.source] for p in pending}, right, self.config, self.several)
 
     def __call__(self, pending: list[_Pending]) -> None:
         """Every round of ``pending``, each source stopping early once settled: one batch a
@@ -264,6 +259,23 @@ class _Asking:
                 self.on_question(len(asking))
             asking = going_on
             step += 1
+
+
+@dataclass
+class BlockAsk:
+    """A block of sources to ask on an engine's worker (:meth:`_Asking.block`): their votes
+    so far and the entities their questions show; :meth:`run` asks every round of them as
+    :func:`decide` does in one process."""
+
+    pending: list[_Pending]
+    left_profiles: dict[str, EntityProfile]
+    right_profiles: dict[str, EntityProfile]
+    config: VoteConfig
+    several: bool
+
+    def run(self, judge: Judge) -> list[_Pending]:
+        _Asking(self.left_profiles, self.right_profiles, judge, self.config, None, self.several)(self.pending)
+        return self.pending
 
 
 def set_rounds(rounds: Sequence[Round]) -> list[list[Round]]:

@@ -20,11 +20,11 @@ over a pool of Ray actors (each holds the models it needs, built on first use):
   slices' best are merged in the driver as the lexical ones are: the candidates one
   process finds, either way (a small search stays in the driver, and so does one an
   actor lost);
-- **judging**: the sources are asked in blocks (the judge's ``source_block``), one block
-  per actor at a time, each block's questions in the batches one process would send, so
-  the answers are the same. The answer cache stays in the driver and is written as each
-  batch comes back: an actor killed mid-run is restarted by Ray and its batch asked
-  again, and every answer already given is kept.
+- **judging**: the blocks of sources (the judge's ``source_block``) as a Ray dataset,
+  each block asked on an actor of Ray Data in the batches one process would send, so the
+  answers are the same (:mod:`kgalign.runtime.ray_judging`). The answer cache stays on the
+  driver's node and is written as each batch is answered: an actor killed mid-run is
+  restarted by Ray Data and its block asked again, and every answer already given is kept.
 
 - **loading** of an N-Triples, N-Quads, Turtle or TriG input: by partitions on actors,
   grouped by subject (:mod:`kgalign.runtime.ray_load`); the driver receives the entity
@@ -68,7 +68,9 @@ import numpy as np
 from kgalign.config import AlignConfig, RayConfig
 from kgalign.errors import KgalignError, first_line
 from kgalign.judging.base import Answer, Judge
+from kgalign.judging.cache import CachedJudge, Counts
 from kgalign.judging.prompt import Question
+from kgalign.judging.vote import BlockAsk
 from kgalign.result import AlignmentResult
 from kgalign.retrieval.vector_file import VectorFile, Vectors
 from kgalign.runtime.heap import releasing
@@ -370,6 +372,7 @@ class WorkerPool:
         self._local = threading.local()
         self.embed_calls = 0
         self.judge_batches = 0
+        self.judge_blocks = 0
         self.search_calls = 0
         self.dense_calls = 0
         self.resolve_calls = 0
@@ -413,9 +416,10 @@ class WorkerPool:
         run builds a registered backend for the actors' device (``_align(judge_device=)``)."""
         return RayJudge(self, name, build)
 
-    def count_batch(self) -> None:
+    def count_judged(self, batches: int = 0, blocks: int = 0) -> None:
         with self._lock:
-            self.judge_batches += 1
+            self.judge_batches += batches
+            self.judge_blocks += blocks
 
     def count_search(self, calls: int, dense: bool = False) -> None:
         with self._lock:
@@ -441,6 +445,7 @@ class WorkerPool:
             "device": self.device,
             "embed_calls": self.embed_calls,
             "judge_batches": self.judge_batches,
+            "judge_blocks": self.judge_blocks,
             "search_calls": self.search_calls,
             "dense_calls": self.dense_calls,
             "resolve_calls": self.resolve_calls,
@@ -495,10 +500,6 @@ class RayJudge:
     def source_block(self) -> int | None:
         return self._about()["source_block"]
 
-    @property
-    def parallel(self) -> int:
-        return self.pool.size
-
     def cache_params(self) -> dict[str, Any]:
         return dict(self._about()["params"])
 
@@ -507,9 +508,27 @@ class RayJudge:
         actor = self.pool.mine()
         started = time.perf_counter()
         answers = self.pool.ray.get(actor.answer.remote(self._build, questions))
-        self.pool.count_batch()
+        self.pool.count_judged(batches=1)
         log.debug("ray: %d questions answered in %.2f s", len(questions), time.perf_counter() - started)
         return answers
+
+    def ask_blocks(self, blocks: list[BlockAsk], answered: CachedJudge) -> Iterator[tuple[int, list[Any]]]:
+        """The blocks of sources asked as a Ray dataset (:mod:`kgalign.runtime.ray_judging`),
+        behind ``answered``'s cache and counted there; the pool's actors are let go first."""
+        from kgalign.runtime.ray_judging import ask_blocks
+
+        self._about()
+        self.pool.close()
+
+        def counted(counts: Counts) -> None:
+            answered.counted(counts)
+            self.pool.count_judged(batches=counts.batches)
+
+        cache = str(answered.cache.path) if answered.cache is not None else None
+        pool = self.pool
+        for index, asked in ask_blocks(pool.ray, self._build, blocks, cache, counted, pool.size, pool.cpus, pool.gpus):
+            pool.count_judged(blocks=1)
+            yield index, asked
 
     def _explain(self, questions: list[Question], chosen: list[str]) -> list[str]:
         return list(self.pool.ray.get(self.pool.mine().explain.remote(self._build, questions, chosen)))

@@ -1,0 +1,195 @@
+"""``--engine ray``'s judging: the blocks of sources as a Ray dataset, asked on actors.
+
+:func:`kgalign.judging.vote.decide` cuts the sources to ask into blocks (the judge's
+``source_block``). Here they become the rows of a Ray dataset (``ray.data.from_items``,
+a row a block), mapped by a pool of Ray Data actors (``map_batches`` with
+:class:`BlockAsker`), each of which builds the run's backend once and asks every round of
+its block as one process asks it (:meth:`kgalign.judging.vote.BlockAsk.run`): the same
+batches, so the same answers. The rows come back as they are done, in any order; the
+driver puts each block's votes in place.
+
+The answer cache stays the source of truth. An :class:`AnswerStore` actor, on the
+driver's node, holds the run's cache file; an actor reads its block's cached answers from
+it and writes each batch's answers there as soon as the backend gives them. Ray Data
+restarts an actor killed mid-block and asks the block again (a block is started at most
+ATTEMPTS times): the batches answered before the kill are cache hits, and only the batch
+in flight is asked twice. The store also counts what was asked, so the run's counts
+include the killed actor's questions. A run stopped outright resumes from the cache file
+like any other.
+
+The engine's own actors are let go first: the dataset's actors take their CPUs (and
+GPUs).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from kgalign.errors import KgalignError, first_line
+from kgalign.judging.base import Answer, Judge
+from kgalign.judging.cache import AnswerCache, CachedJudge, Counts
+from kgalign.judging.vote import BlockAsk
+from kgalign.runtime.heap import releasing
+from kgalign.runtime.torch_env import limit_kernel_cache
+
+log = logging.getLogger(__name__)
+
+#: Times a block is asked at most: Ray Data restarts a dead actor and asks its block
+#: again without limit, so a block that kills every actor it goes to stops the run here.
+ATTEMPTS = 4
+
+
+class AnswerStore:
+    """The run's answer cache (None: ``--no-cache``) and the counts of what was asked, for
+    the actors of the dataset (a Ray actor on the driver's node)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._cache = AnswerCache(path) if path else None
+        self._counts = Counts()
+        self._attempts: dict[int, int] = {}
+        self._failure: str | None = None
+
+    def fail(self, reason: str) -> None:
+        """Why a block could not be asked (the first reason given is kept)."""
+        self._failure = self._failure or reason
+
+    def failure(self) -> str | None:
+        return self._failure
+
+    def attempt(self, block: int) -> int:
+        """How many times block ``block`` has been started, this time included."""
+        self._attempts[block] = self._attempts.get(block, 0) + 1
+        return self._attempts[block]
+
+    def get_many(self, keys: list[str]) -> list[Answer | None]:
+        return self._cache.get_many(keys) if self._cache is not None else [None] * len(keys)
+
+    def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts) -> None:
+        """One batch's answers committed and counted, in one call: an actor killed after it
+        returns has lost neither."""
+        if self._cache is not None and rows:
+            self._cache.put_many(rows)
+        self._counts.add(counts)
+
+    def counted(self, counts: Counts) -> None:
+        self._counts.add(counts)
+
+    def totals(self) -> Counts:
+        return self._counts
+
+
+class _StoreCache:
+    """The store, seen from an actor of the dataset as the cache :class:`CachedJudge` reads."""
+
+    def __init__(self, ray: Any, store: Any) -> None:
+        self._ray = ray
+        self._store = store
+
+    def get_many(self, keys: list[str]) -> list[Answer | None]:
+        return list(self._ray.get(self._store.get_many.remote(keys)))
+
+
+class StoredJudge(CachedJudge):
+    """The backend behind the run's store: cached answers read from it, each batch's new
+    answers written and counted there."""
+
+    def __init__(self, inner: Judge, ray: Any, store: Any) -> None:
+        super().__init__(inner, _StoreCache(ray, store))  # type: ignore[arg-type]
+        self._ray = ray
+        self._store = store
+
+    def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts) -> None:
+        self._ray.get(self._store.stored.remote(rows, counts))
+
+    def counted(self, counts: Counts) -> None:
+        self._ray.get(self._store.counted.remote(counts))
+
+
+class BlockAsker:
+    """The map of the dataset, one per actor: the backend ``build`` makes, behind the store;
+    each row's block asked, its votes given back (both pickled)."""
+
+    def __init__(self, build: Callable[[], Judge], store: Any, threads: int) -> None:
+        import ray
+
+        limit_kernel_cache()
+        try:
+            import torch
+
+            torch.set_num_threads(max(1, threads))  # as the engine's actors: the CPUs reserved
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        self._ray = ray
+        self._store = store
+        self._judge = StoredJudge(build(), ray, store)
+
+    @releasing
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        asked = []
+        for index, block in zip(batch["index"], batch["block"]):
+            try:
+                tries = self._ray.get(self._store.attempt.remote(int(index)))
+                if tries > ATTEMPTS:
+                    raise RuntimeError(f"block {index} of the sources was started {tries} times; its actors died each time")
+                asked.append(pickle.dumps(pickle.loads(block).run(self._judge)))
+            except Exception as exc:  # the driver reads it from the store: Ray wraps it deep
+                self._ray.get(self._store.fail.remote(first_line(exc, named=True)))
+                raise
+        return {"index": batch["index"], "block": np.array(asked, dtype=object)}
+
+
+def ask_blocks(
+    ray: Any,
+    build: Callable[[], Judge],
+    blocks: list[BlockAsk],
+    cache: str | None,
+    counted: Callable[[Counts], None],
+    actors: int,
+    cpus: float,
+    gpus: float,
+) -> Iterator[tuple[int, list[Any]]]:
+    """Each block's index and its votes, asked as a Ray dataset on ``actors`` actors of
+    ``cpus`` CPUs and ``gpus`` GPUs each, as they are done, behind the answer cache file
+    ``cache``; ``counted`` is given what was asked as it is (see the module text)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    store = ray.remote(num_cpus=0, scheduling_strategy=here)(AnswerStore).remote(cache)
+    rows = [{"index": index, "block": pickle.dumps(block)} for index, block in enumerate(blocks)]
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        BlockAsker,
+        fn_constructor_args=(build, store, max(1, int(cpus))),
+        batch_size=1,
+        batch_format="numpy",
+        concurrency=max(1, min(actors, len(rows))),
+        num_cpus=cpus,
+        num_gpus=gpus,
+    )
+    log.info("ray: %d blocks of sources to ask, as a dataset on %d actors", len(rows), min(actors, len(rows)))
+    before = Counts()
+    try:
+        for row in _rows(ray, dataset, store):
+            counts = ray.get(store.totals.remote())
+            counted(counts.less(before))
+            before = counts
+            yield int(row["index"]), pickle.loads(row["block"])
+    finally:
+        ray.kill(store)
+
+
+def _rows(ray: Any, dataset: Any, store: Any) -> Iterator[dict[str, Any]]:
+    """The dataset's rows; a failure stops the run in one line: the map's error as the
+    store has it, else Ray's."""
+    try:
+        yield from dataset.iter_rows()
+    except Exception as exc:
+        reason = ray.get(store.failure.remote()) or first_line(exc, named=True)
+        raise KgalignError(f"--engine ray: judging stopped: {reason}") from exc
