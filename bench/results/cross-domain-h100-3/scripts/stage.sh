@@ -1,0 +1,7 @@
+#!/bin/bash
+# Call A on the GPU machine: the first part of the GGUF weights and the two wheels go to /tmp; check the software.
+set -euo pipefail
+mkdir -p /tmp/st && cp .dev/a/gg.aa /tmp/st/
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/a/*.whl
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+PYTHONPATH=$PWD:/tmp/site python3 -c "import torch,transformers,peft,kgalign.cli.main;print('torch',torch.__version__,'transformers',transformers.__version__,'peft',peft.__version__,'cuda',torch.cuda.is_available())"
