@@ -460,8 +460,11 @@ class WorkerPool:
 
 
 class RayJudge:
-    """A judge whose every batch is answered by an actor of the pool: the calling thread's,
-    so that each block of sources is asked on one actor, as one process asks it."""
+    """The run's judge on the cluster: :func:`~kgalign.judging.vote.decide` gives it the
+    blocks of sources to ask, and they are asked as a Ray dataset (:meth:`ask_blocks`);
+    a batch asked directly (:meth:`answer`) and ``--explain`` go to an actor of the pool.
+    The backend is built on one actor first, for what the cache keys and the blocks need
+    (its model id, parameters and ``source_block``)."""
 
     def __init__(self, pool: WorkerPool, name: str, build: Callable[[], Judge]) -> None:
         self.pool = pool
