@@ -141,13 +141,27 @@ class CachedJudge:
         self.name = inner.name
         self.cache = cache
         self._chunk = chunk  # asked of the backend when first needed: it may be built lazily
-        self.sent = 0
-        self.hits = 0
-        self.prompt_tokens = 0
-        self.answer_tokens = 0
+        #: What was answered so far (by the backend or from the cache).
+        self.counts = Counts()
         self.on_answered: Callable[[int], None] | None = None
-        # Several blocks of sources may be asked at once (a judge with ``parallel``).
-        self._count = threading.Lock()
+
+    @property
+    def sent(self) -> int:
+        """Questions asked of the backend."""
+        return self.counts.sent
+
+    @property
+    def hits(self) -> int:
+        """Questions answered from the cache."""
+        return self.counts.hits
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.counts.prompt_tokens
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.counts.answer_tokens
 
     @property
     def model_id(self) -> str:
@@ -207,10 +221,6 @@ class CachedJudge:
 
     def counted(self, counts: Counts) -> None:
         """Questions answered (from the cache, or asked: ``counts``) added to the run's."""
-        with self._count:
-            self.sent += counts.sent
-            self.hits += counts.hits
-            self.prompt_tokens += counts.prompt_tokens
-            self.answer_tokens += counts.answer_tokens
+        self.counts.add(counts)
         if self.on_answered and counts.sent + counts.hits:
             self.on_answered(counts.sent + counts.hits)

@@ -520,15 +520,15 @@ class RayJudge:
         behind ``answered``'s cache and counted there; the pool's actors are let go first."""
         from kgalign.runtime.ray_judging import ask_blocks
 
+        pool = self.pool
         self._about()
-        self.pool.close()
+        pool.close()
 
         def counted(counts: Counts) -> None:
             answered.counted(counts)
-            self.pool.count_judged(batches=counts.batches)
+            pool.count_judged(batches=counts.batches)
 
         cache = str(answered.cache.path) if answered.cache is not None else None
-        pool = self.pool
         for index, asked in ask_blocks(pool.ray, self._build, blocks, cache, counted, pool.size, pool.cpus, pool.gpus):
             pool.count_judged(blocks=1)
             yield index, asked
