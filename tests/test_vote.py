@@ -180,3 +180,20 @@ def test_blocks_asked_elsewhere_decide_as_in_one_process(several) -> None:
     assert any(d.kind == "match" for d in here) and any(d.kind == "none" for d in here)
     # Three blocks (3, 3 and 1 sources), each shipped with the targets its questions show only.
     assert judge.shipped == [4, 6, 6] and sum(asked) == sum(len(d.rounds) for d in here)
+
+
+class _Losing(_Elsewhere):
+    """An engine that gives back every block but the first."""
+
+    def ask_blocks(self, blocks):
+        return ((index, asked) for index, asked in super().ask_blocks(blocks) if index != 0)
+
+
+def test_a_block_the_engine_does_not_give_back_stops_the_vote() -> None:
+    """No source is left without its rounds as if the judge had been unsure."""
+    left = {f"urn:l:{s}": EntityProfile(f"urn:l:{s}", f"l{s}") for s in range(5)}
+    right = {f"urn:r:{i}": EntityProfile(f"urn:r:{i}", f"r{i}") for i in range(5)}
+    cands = [Candidates(f"urn:l:{s}", [Candidate(f"urn:r:{s}", 0.9, 1), Candidate(f"urn:r:{(s + 1) % 5}", 0.8, 2)], margin=0.1, mutual=False) for s in range(5)]
+    config = VoteConfig(gate=False, rounds=3)
+    with pytest.raises(RuntimeError, match="no votes for 1 of 3 blocks of sources"):
+        decide(cands, left, right, _Losing(lambda q: "A", block=2), config)

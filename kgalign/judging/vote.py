@@ -156,10 +156,17 @@ def decide(
         else:
             # An engine asks the blocks on its workers (--engine ray), each as it is asked here,
             # and gives each back with its rounds.
+            left = set(range(len(starts)))
             for index, asked in elsewhere([ask.block(pending[start : start + block]) for start in starts]):
+                expected = len(pending[starts[index] : starts[index] + block])
+                if index not in left or len(asked) != expected:
+                    raise RuntimeError(f"the judge's engine gave back block {index} twice or with {len(asked)} sources of {expected}")
+                left.discard(index)
                 pending[starts[index] : starts[index] + len(asked)] = asked
                 if on_question:
                     on_question(sum(len(p.rounds) for p in asked))
+            if left:
+                raise RuntimeError(f"the judge's engine gave back no votes for {len(left)} of {len(starts)} blocks of sources")
 
     tally = _tally_set if several else _tally
     for p in pending:
