@@ -74,14 +74,15 @@ def _same_outputs(a: Path, b: Path) -> None:
         assert left["counts"][key] == right["counts"][key], key
 
 
-def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine: None, logs: dict | None = None) -> dict:
+def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine: None, logs: dict | None = None, relative: bool = False) -> dict:
     """``kgalign run ARGS`` with --engine local into tmp_path/local, then with --engine ray
-    into tmp_path/ray (``before(engine)`` first); asserts the outputs equal and gives the
-    ray run's run.json (and each run's log in ``logs``)."""
+    into tmp_path/ray (``before(engine)`` first; ``relative``: named relative to tmp_path,
+    the working folder); asserts the outputs equal and gives the ray run's run.json (and
+    each run's log in ``logs``)."""
     for engine in ("local", "ray"):
         before(engine)
         on_ray = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
-        done = cli(["run", *args, "-o", tmp_path / engine, *on_ray])
+        done = cli(["run", *args, "-o", Path(engine) if relative else tmp_path / engine, *on_ray])
         assert done.exit_code == 0, done.output
         if logs is not None:
             logs[engine] = done.output
@@ -237,20 +238,27 @@ def test_full_retrieval_with_neighbours_reads_the_vectors_once(cluster, tmp_path
     assert info["counts"]["links"] > 0
 
 
-def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path) -> None:
+def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path, monkeypatch) -> None:
     """The same answers, log-probabilities included. Each actor's model runs on the one
     thread its CPU gives it, so the local run's does too: on some CPUs torch's float32
-    products are cut by thread, and their sums then differ in the last bits."""
+    products are cut by thread, and their sums then differ in the last bits. The output
+    folder is named relative to the working folder, which the actors do not share: the
+    answers still go to its cache."""
+    import sqlite3
+
     import torch
 
     pair = mini_persons(tmp_path, 12)
     args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "3", "--quiet", "--dtype", "float32"]
     threads = torch.get_num_threads()
     try:
-        info = _both_engines(args, tmp_path, cluster, before=lambda engine: torch.set_num_threads(1 if engine == "local" else threads))
+        monkeypatch.chdir(tmp_path)
+        info = _both_engines(args, tmp_path, cluster, before=lambda engine: torch.set_num_threads(1 if engine == "local" else threads), relative=True)
     finally:
         torch.set_num_threads(threads)
     assert info["counts"]["llm_questions"] > 0 and info["engine"]["judge_batches"] > 0
+    with sqlite3.connect(tmp_path / "ray" / "judge-cache.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == info["counts"]["llm_questions"]
     assert info["engine"]["judge_blocks"] == 1  # asked as a Ray dataset: 12 sources, one block
     assert info["judge"] == json.loads((tmp_path / "local" / "run.json").read_text())["judge"]
 
@@ -297,12 +305,16 @@ class DyingJudge(ScriptedJudge):
         return super().answer(questions)
 
 
-def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path) -> None:
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path, cached) -> None:
+    """With the cache file or without it (the store keeps what the run was given), the
+    restarted block asks only the batch in flight again, and counts as one process does."""
     from kgalign.evaluation.metrics import read_pairs
 
     _by_value()
     gold = dict(read_pairs(persons["gold"]))
-    config = AlignConfig(vote=VoteConfig(gate=False), gold=str(persons["gold"]), cache_path=str(tmp_path / "ray" / "judge-cache.sqlite"))
+    cache = str(tmp_path / "ray" / "judge-cache.sqlite") if cached else None
+    config = AlignConfig(vote=VoteConfig(gate=False), gold=str(persons["gold"]), cache_path=cache)
     logs = tmp_path / "logs"
     logs.mkdir()
     result = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=5))
@@ -319,11 +331,16 @@ def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path) -> None:
     # Asked as a Ray dataset of blocks of BLOCK sources, on both actors.
     judged = sum(1 for d in result.decisions if d.rounds)
     assert result.engine["judge_blocks"] == -(-judged // DyingJudge.BLOCK) >= 2
+    # The answers read back after the restart were given in this run: neither hits nor cached.
+    assert result.counts["llm_questions"] == len(set(texts)) and result.counts["cache_hits"] == 0
+    assert not any(r.cached for d in result.decisions for r in d.rounds)
+    if not cached:
+        return
     local_logs = tmp_path / "local-logs"
     local_logs.mkdir()
     local = align(persons["left"], persons["right"], config.replace(cache_path=None), judge=DyingJudge(gold, local_logs, die_at=0))
     assert [(l.left, l.right) for l in result.links] == [(l.left, l.right) for l in local.links]
-    assert result.counts["llm_questions"] == local.counts["llm_questions"] == len(set(texts))
+    assert result.counts["llm_questions"] == local.counts["llm_questions"]
     # Every answer is in the driver's cache: the same run again asks nothing.
     again = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=0))
     assert again.counts["llm_questions"] == 0 and again.counts["cache_hits"] == len(set(texts))
@@ -427,16 +444,18 @@ def test_an_actor_killed_during_the_dense_search_leaves_it_to_the_driver(cluster
     assert info["engine"]["dense_calls"] == 0 and info["counts"]["links"] > 0
 
 
-def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path) -> None:
-    """A Python without Ray: one line naming the extra, nothing written."""
+@pytest.mark.parametrize(("missing", "judge", "said"), [("ray", "none", "needs Ray"), ("ray.data", "local", "through Ray Data")])
+def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path, missing, judge, said) -> None:
+    """A Python without Ray (or, for a run that asks a judge, without Ray Data): one line
+    naming the extra, before the cluster starts; nothing written."""
     code = (
-        "import sys; sys.modules['ray'] = None\n"
+        f"import sys; sys.modules[{missing!r}] = None\n"
         "from kgalign.cli.main import main\n"
-        f"main(['run', {str(persons['left'])!r}, {str(persons['right'])!r}, '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray', '--quiet'])\n"
+        f"main(['run', {str(persons['left'])!r}, {str(persons['right'])!r}, '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray', '--judge', {judge!r}, '--quiet'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
-    assert "pip install 'kgalign[ray]'" in done.stderr and "Traceback" not in done.stderr
+    assert said in done.stderr and "pip install 'kgalign[ray]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
 

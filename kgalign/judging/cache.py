@@ -196,11 +196,14 @@ class CachedJudge:
 
     def answer(self, questions: list[Question]) -> list[Answer]:
         params = self.inner.cache_params()
-        keys = [question_key(self.inner.name, self.inner.model_id, params, q) for q in questions]
+        keys = [question_key(self.name, self.inner.model_id, params, q) for q in questions]
         answers: list[Answer | None] = self.cache.get_many(keys) if self.cache is not None else [None] * len(questions)
         misses = [i for i, answer in enumerate(answers) if answer is None]
-        if len(questions) - len(misses):
-            self.counted(Counts(hits=len(questions) - len(misses)))
+        # An answer found but not ``cached`` was given in this run already, and counted then
+        # (a block asked again after its actor died: kgalign.runtime.ray_judging).
+        hits = sum(1 for answer in answers if answer is not None and answer.cached)
+        if hits:
+            self.counted(Counts(hits=hits))
         for start in range(0, len(misses), self.chunk):
             batch = misses[start : start + self.chunk]
             got = self.inner.answer([questions[i] for i in batch])
@@ -208,7 +211,7 @@ class CachedJudge:
             for i, answer in zip(batch, got):
                 answers[i] = answer
                 if answer.error is None:  # transport failures are asked again next run
-                    rows.append((keys[i], self.inner.name, self.inner.model_id, answer))
+                    rows.append((keys[i], self.name, self.inner.model_id, answer))
             self.stored(rows, Counts.of(got))
         return [a for a in answers if a is not None]
 

@@ -75,7 +75,7 @@ from kgalign.result import AlignmentResult
 from kgalign.retrieval.vector_file import VectorFile, Vectors
 from kgalign.runtime.heap import releasing
 from kgalign.runtime.ray_load import kill_all
-from kgalign.runtime.torch_env import limit_kernel_cache
+from kgalign.runtime.torch_env import actor_process
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,6 +108,11 @@ def run_ray(left: str | Path, right: str | Path, config: AlignConfig, embedder: 
     from kgalign.runtime.ray_fuse import RayFuser
     from kgalign.runtime.ray_load import RayLoader
 
+    if judge is not None or config.judge != "none":
+        try:
+            import ray.data  # noqa: F401  (the questions are asked as a Ray dataset)
+        except ImportError:
+            raise KgalignError("--engine ray asks the judge through Ray Data, which is missing: pip install 'kgalign[ray]'") from None
     with ray_cluster(config.ray) as cluster:
         pool = WorkerPool(cluster, config)
         loader = RayLoader(cluster["ray"], config.ray.partitions or pool.size)
@@ -239,13 +244,7 @@ class KgalignWorker:
         self._judge: Judge | None = None
         self._threads = max(1, threads)
         self._dense: dict[int, DenseShard] = {}  # a dense search's key -> this actor's slices of it
-        limit_kernel_cache()
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, threads))
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
+        actor_process(threads)
 
     @releasing
     def embed(self, spec: dict[str, Any], engine: str, batches: list[list[str]]) -> list[np.ndarray]:
@@ -528,8 +527,8 @@ class RayJudge:
             answered.counted(counts)
             pool.count_judged(batches=counts.batches)
 
-        cache = str(answered.cache.path) if answered.cache is not None else None
-        for index, asked in ask_blocks(pool.ray, self._build, blocks, cache, counted, pool.size, pool.cpus, pool.gpus):
+        cache = str(answered.cache.path.absolute()) if answered.cache is not None else None
+        for index, asked in ask_blocks(pool.ray, self._build, answered.name, blocks, cache, counted, pool.size, pool.cpus, pool.gpus):
             pool.count_judged(blocks=1)
             yield index, asked
 

@@ -12,10 +12,11 @@ The answer cache stays the source of truth. An :class:`AnswerStore` actor, on th
 driver's node, holds the run's cache file; an actor reads its block's cached answers from
 it and writes each batch's answers there as soon as the backend gives them. Ray Data
 restarts an actor killed mid-block and asks the block again (a block is started at most
-ATTEMPTS times): the batches answered before the kill are cache hits, and only the batch
-in flight is asked twice. The store also counts what was asked, so the run's counts
-include the killed actor's questions. A run stopped outright resumes from the cache file
-like any other.
+ATTEMPTS times): the batches answered before the kill are read back from the store (with
+``--no-cache`` too: it keeps what this run was given), counted neither as asked again nor
+as cache hits, and only the batch in flight is asked twice. The store also counts what was
+asked, so the run's counts include the killed actor's questions. A run stopped outright
+resumes from the cache file like any other.
 
 The engine's own actors are let go first: the dataset's actors take their CPUs (and
 GPUs).
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ from kgalign.judging.base import Answer, Judge
 from kgalign.judging.cache import AnswerCache, CachedJudge, Counts
 from kgalign.judging.vote import BlockAsk
 from kgalign.runtime.heap import releasing
-from kgalign.runtime.torch_env import limit_kernel_cache
+from kgalign.runtime.torch_env import actor_process
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class AnswerStore:
 
     def __init__(self, path: str | None) -> None:
         self._cache = AnswerCache(path) if path else None
+        #: The keys answered in this run; their answers too where there is no cache file.
+        self._given: dict[str, Answer | None] = {}
         self._counts = Counts()
         self._attempts: dict[int, int] = {}
         self._failure: str | None = None
@@ -67,13 +71,22 @@ class AnswerStore:
         return self._attempts[block]
 
     def get_many(self, keys: list[str]) -> list[Answer | None]:
-        return self._cache.get_many(keys) if self._cache is not None else [None] * len(keys)
+        """The answer to each key, None where there is none; one given in this run is not
+        ``cached`` (it was counted when it was given)."""
+        found: list[Answer | None] = self._cache.get_many(keys) if self._cache is not None else [None] * len(keys)
+        for i, key in enumerate(keys):
+            if key in self._given:
+                answer = self._given[key] or found[i]
+                found[i] = None if answer is None else replace(answer, cached=False)
+        return found
 
     def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts) -> None:
         """One batch's answers committed and counted, in one call: an actor killed after it
         returns has lost neither."""
         if self._cache is not None and rows:
             self._cache.put_many(rows)
+        for key, _backend, _model, answer in rows:
+            self._given[key] = None if self._cache is not None else answer
         self._counts.add(counts)
 
     def counted(self, counts: Counts) -> None:
@@ -96,10 +109,12 @@ class _StoreCache:
 
 class StoredJudge(CachedJudge):
     """The backend behind the run's store: cached answers read from it, each batch's new
-    answers written and counted there."""
+    answers written and counted there. ``name``: the driver's name of the backend, that
+    its cache keys are the driver's."""
 
-    def __init__(self, inner: Judge, ray: Any, store: Any) -> None:
+    def __init__(self, inner: Judge, name: str, ray: Any, store: Any) -> None:
         super().__init__(inner, _StoreCache(ray, store))  # type: ignore[arg-type]
+        self.name = name
         self._ray = ray
         self._store = store
 
@@ -114,19 +129,13 @@ class BlockAsker:
     """The map of the dataset, one per actor: the backend ``build`` makes, behind the store;
     each row's block asked, its votes given back (both pickled)."""
 
-    def __init__(self, build: Callable[[], Judge], store: Any, threads: int) -> None:
+    def __init__(self, build: Callable[[], Judge], name: str, store: Any, threads: int) -> None:
         import ray
 
-        limit_kernel_cache()
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, threads))  # as the engine's actors: the CPUs reserved
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
+        actor_process(threads)  # as the engine's actors: torch on the CPUs reserved
         self._ray = ray
         self._store = store
-        self._judge = StoredJudge(build(), ray, store)
+        self._judge = StoredJudge(build(), name, ray, store)
 
     @releasing
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,6 +155,7 @@ class BlockAsker:
 def ask_blocks(
     ray: Any,
     build: Callable[[], Judge],
+    name: str,
     blocks: list[BlockAsk],
     cache: str | None,
     counted: Callable[[Counts], None],
@@ -155,41 +165,57 @@ def ask_blocks(
 ) -> Iterator[tuple[int, list[Any]]]:
     """Each block's index and its votes, asked as a Ray dataset on ``actors`` actors of
     ``cpus`` CPUs and ``gpus`` GPUs each, as they are done, behind the answer cache file
-    ``cache``; ``counted`` is given what was asked as it is (see the module text)."""
+    ``cache`` (an absolute path: the actors' working folder is not the driver's); ``name``
+    is the backend's in the cache keys; ``counted`` is given what was asked as it is (see
+    the module text)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     store = ray.remote(num_cpus=0, scheduling_strategy=here)(AnswerStore).remote(cache)
-    rows = [{"index": index, "block": pickle.dumps(block)} for index, block in enumerate(blocks)]
+    rows: Generator[dict[str, Any]] | None = None
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        BlockAsker,
-        fn_constructor_args=(build, store, max(1, int(cpus))),
-        batch_size=1,
-        batch_format="numpy",
-        concurrency=max(1, min(actors, len(rows))),
-        num_cpus=cpus,
-        num_gpus=gpus,
-    )
-    log.info("ray: %d blocks of sources to ask, as a dataset on %d actors", len(rows), min(actors, len(rows)))
-    before = Counts()
+    quiet = {"enable_progress_bars": False, "print_on_execution_start": False}  # the run has its own bar
+    was = {key: getattr(context, key) for key in quiet}
     try:
-        for row in _rows(ray, dataset, store):
+        items = [{"index": index, "block": pickle.dumps(block)} for index, block in enumerate(blocks)]
+        for key, value in quiet.items():
+            setattr(context, key, value)
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            BlockAsker,
+            fn_constructor_args=(build, name, store, max(1, int(cpus))),
+            batch_size=1,
+            batch_format="numpy",
+            concurrency=max(1, min(actors, len(items))),
+            num_cpus=cpus,
+            num_gpus=gpus,
+        )
+        del items
+        log.info("ray: %d blocks of sources to ask, as a dataset on %d actors", len(blocks), min(actors, len(blocks)))
+        before = Counts()
+        rows = _rows(ray, dataset, store)
+        for row in rows:
             counts = ray.get(store.totals.remote())
             counted(counts.less(before))
             before = counts
             yield int(row["index"]), pickle.loads(row["block"])
+    except ray.exceptions.RayError as exc:  # the store itself lost, or the dataset not made
+        raise KgalignError(f"--engine ray: judging stopped: {first_line(exc, named=True)}") from exc
     finally:
+        if rows is not None:
+            rows.close()  # the dataset's actors stopped before the store they write to
         ray.kill(store)
+        for key, value in was.items():
+            setattr(context, key, value)
 
 
-def _rows(ray: Any, dataset: Any, store: Any) -> Iterator[dict[str, Any]]:
+def _rows(ray: Any, dataset: Any, store: Any) -> Generator[dict[str, Any]]:
     """The dataset's rows; a failure stops the run in one line: the map's error as the
     store has it, else Ray's."""
     try:
         yield from dataset.iter_rows()
     except Exception as exc:
-        reason = ray.get(store.failure.remote()) or first_line(exc, named=True)
-        raise KgalignError(f"--engine ray: judging stopped: {reason}") from exc
+        try:
+            reason = ray.get(store.failure.remote())
+        except ray.exceptions.RayError:
+            reason = None
+        raise KgalignError(f"--engine ray: judging stopped: {reason or first_line(exc, named=True)}") from exc

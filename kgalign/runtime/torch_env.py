@@ -26,3 +26,15 @@ ONEDNN_CACHE_CAPACITY = 16
 def limit_kernel_cache() -> None:
     """Cap oneDNN's kernel cache at :data:`ONEDNN_CACHE_CAPACITY`, unless already set."""
     os.environ.setdefault(ONEDNN_CACHE_VARIABLE, str(ONEDNN_CACHE_CAPACITY))
+
+
+def actor_process(threads: int) -> None:
+    """A Ray actor's process set up for torch: the kernel cache capped, and torch's threads
+    the CPUs the actor reserved (at least one)."""
+    limit_kernel_cache()
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
