@@ -40,7 +40,7 @@ from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.clusters import ClusterCheck, check_clusters, components
 from kgalign.resolution.resolve import several_links
 from kgalign.result import AlignmentResult, Prepared
-from kgalign.retrieval.candidates import find_candidates
+from kgalign.retrieval.candidates import Side, find_candidates
 from kgalign.retrieval.cascade import CascadeStats
 from kgalign.retrieval.embed import Embedder, configured_embedder
 from kgalign.runtime.device import resolve_device
@@ -142,7 +142,8 @@ def retrieve_and_decide(
     """Candidates of every entity among the others (``config`` from :func:`self_join`), and the decisions on them."""
     texts = [profile.text(True) for profile in profiles]
     iris = [profile.iri for profile in profiles]
-    candidates, stats = find_candidates(config, [], table, table, iris, iris, texts, texts, embedder, timer)
+    side = Side(table, iris, texts)
+    candidates, stats = find_candidates(config, [], side, side, embedder, timer)
     by_iri = {profile.iri: profile for profile in profiles}
     with timer.stage("judge"), progress_bar("judge", config.vote.rounds * len(candidates) if judge else 0) as advance:
         if judge is not None:

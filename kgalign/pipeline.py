@@ -32,7 +32,7 @@ from kgalign.model import EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
-from kgalign.retrieval.candidates import find_candidates, known_seeds
+from kgalign.retrieval.candidates import Side, find_candidates, known_seeds
 from kgalign.retrieval.embed import Embedder, configured_embedder
 from kgalign.retrieval.retrieve import AUTO_STRUCTURE_WEIGHT, lexical_vectors
 from kgalign.retrieval.structure import has_structure
@@ -305,12 +305,8 @@ def _prepare(
     candidates, stats = find_candidates(
         effective,
         seeds,
-        left_table,
-        right_table,
-        list(left_by_iri),
-        list(right_by_iri),
-        left_texts,
-        right_texts,
+        Side(left_table, list(left_by_iri), left_texts),
+        Side(right_table, list(right_by_iri), right_texts),
         embedder,
         timer,
         lexical,

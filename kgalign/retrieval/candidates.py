@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,15 +29,21 @@ from kgalign.runtime.stages import StageTimer
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side as retrieval reads it: its entity table, and its entities' IRIs and the
+    texts embedded for them, in one order."""
+
+    table: EntityTable
+    iris: Sequence[str]
+    texts: list[str]
+
+
 def find_candidates(
     config: AlignConfig,
     seeds: list[tuple[str, str]],
-    left_table: EntityTable,
-    right_table: EntityTable,
-    left_iris: Sequence[str],
-    right_iris: Sequence[str],
-    left_texts: list[str],
-    right_texts: list[str],
+    left: Side,
+    right: Side,
     embedder: Embedder,
     timer: StageTimer,
     lexical: tuple[SparseRows, SparseRows] | None = None,
@@ -46,25 +52,21 @@ def find_candidates(
 ) -> tuple[list[Candidates], CascadeStats | None]:
     """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them.
 
-    ``lexical``: :func:`lexical_vectors` of ``left_texts`` and ``right_texts``, when the
+    ``lexical``: :func:`lexical_vectors` of both sides' texts, when the
     caller made them already (the cardinality detection), so they are not fitted twice.
     ``tables_read`` is called once nothing here reads the tables any more (the neighbour
     channel is built), before the search. With ``spill`` the vectors are kept in a file,
     not in memory (:mod:`kgalign.retrieval.vector_file`; ``--engine ray``'s driver)."""
     if config.retrieval.mode == "cascade":
-        return _cascade_candidates(
-            config, seeds, left_table, right_table, left_iris, right_iris, left_texts, right_texts, embedder, timer, lexical, tables_read, spill
-        )
+        return _cascade_candidates(config, seeds, left, right, embedder, timer, lexical, tables_read, spill)
     left_vectors = right_vectors = None
     with timer.stage("embed"):
         if config.retrieval.needs_embeddings:
-            left_vectors, right_vectors = encode_sides(embedder, left_texts, right_texts, spill)
+            left_vectors, right_vectors = encode_sides(embedder, left.texts, right.texts, spill)
         else:
             log.info("no embeddings: candidates from the lexical channel alone (--dense-weight 0)")
     with timer.stage("retrieve"):
-        candidates = _retrieve_candidates(
-            config, seeds, left_table, right_table, left_iris, right_iris, left_texts, right_texts, left_vectors, right_vectors, lexical, tables_read, spill
-        )
+        candidates = _retrieve_candidates(config, seeds, left, right, left_vectors, right_vectors, lexical, tables_read, spill)
     return candidates, None
 
 
@@ -79,12 +81,8 @@ def known_seeds(seeds: list[tuple[str, str]], left: EntityTable, right: EntityTa
 def _cascade_candidates(
     config: AlignConfig,
     seeds: list[tuple[str, str]],
-    left_table: EntityTable,
-    right_table: EntityTable,
-    left_iris: Sequence[str],
-    right_iris: Sequence[str],
-    left_texts: list[str],
-    right_texts: list[str],
+    left: Side,
+    right: Side,
     embedder: Embedder,
     timer: StageTimer,
     lexical: tuple[SparseRows, SparseRows] | None = None,
@@ -96,14 +94,13 @@ def _cascade_candidates(
     from kgalign.resolution.resolve import SHARED_TARGETS
 
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve not in SHARED_TARGETS)
-    left_iris, right_iris, rows, cols = _participants(config, seeds, left_iris, right_iris)
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left.iris, right.iris)
+    left_texts, right_texts = left.texts, right.texts
     with timer.stage("retrieve"):
         left_lex, right_lex = lexical if lexical is not None else lexical_vectors(left_texts, right_texts, spill)
         left_struct = right_struct = None
-        if _uses_structure(retrieval, left_table, right_table):
-            left_struct, right_struct = _neighbour_channel(
-                left_table, right_table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols, spill
-            )
+        if _uses_structure(retrieval, left.table, right.table):
+            left_struct, right_struct = _neighbour_channel(left.table, right.table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols, spill)
         if tables_read is not None:
             tables_read()
 
@@ -133,12 +130,8 @@ def _cascade_candidates(
 def _retrieve_candidates(
     config: AlignConfig,
     seeds: list[tuple[str, str]],
-    left_table: EntityTable,
-    right_table: EntityTable,
-    left_iris: Sequence[str],
-    right_iris: Sequence[str],
-    left_texts: list[str],
-    right_texts: list[str],
+    left: Side,
+    right: Side,
     left_vectors: Vectors | None,
     right_vectors: Vectors | None,
     lexical: tuple[SparseRows, SparseRows] | None = None,
@@ -154,8 +147,9 @@ def _retrieve_candidates(
     (``structure_vectors="lexical"``).
     """
     retrieval = config.retrieval
-    left_iris, right_iris, rows, cols = _participants(config, seeds, left_iris, right_iris)
-    structure = _uses_structure(retrieval, left_table, right_table)
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left.iris, right.iris)
+    left_texts, right_texts = left.texts, right.texts
+    structure = _uses_structure(retrieval, left.table, right.table)
     lexical_structure = structure and retrieval.structure_vectors == "lexical"
     lex: tuple = (None, None)
     if lexical_structure:
@@ -174,7 +168,7 @@ def _retrieve_candidates(
             lex = lexical_vectors([left_texts[i] for i in rows], [right_texts[j] for j in cols], spill)
     left_struct = right_struct = None
     if structure:
-        left_struct, right_struct = _neighbour_channel(left_table, right_table, left_iris, right_iris, *name_vectors, seeds, rows, cols, spill)
+        left_struct, right_struct = _neighbour_channel(left.table, right.table, left_iris, right_iris, *name_vectors, seeds, rows, cols, spill)
     if tables_read is not None:
         tables_read()
     with progress_bar("retrieve", len(rows)) as advance:
