@@ -47,3 +47,23 @@ def test_counts_add_and_subtract_field_by_field() -> None:
     total.add(Counts.of([Answer(raw="A", choice="A", prompt_tokens=7, answer_tokens=1)]))
     assert total == Counts(sent=3, hits=1, prompt_tokens=27, answer_tokens=3, batches=2)
     assert total.less(Counts(sent=1, batches=1)) == Counts(sent=2, hits=1, prompt_tokens=27, answer_tokens=3, batches=1)
+
+
+def test_the_ray_store_reads_back_a_restarted_blocks_answers_as_not_cached(tmp_path) -> None:
+    """--engine ray's store (kgalign.runtime.ray_judging): what a block answered before its
+    actor died is read back, not cached and so not a hit, by that block's next start only;
+    anything else is what the cache file holds, as in one process. Without a cache file
+    the store keeps the answers for that replay alone."""
+    from kgalign.runtime.ray_judging import AnswerStore
+
+    for path in (tmp_path / "cache.sqlite", None):
+        store = AnswerStore(str(path) if path else None)
+        store.stored([("k", "b", "m", Answer(raw="A", choice="A"))], Counts(sent=1), (3, 1))
+        [replayed] = store.get_many(["k"], (3, 2))
+        assert replayed is not None and replayed.choice == "A" and not replayed.cached
+        elsewhere, again = store.get_many(["k"], (4, 1)), store.get_many(["k"], (3, 1))
+        if path:  # a hit, as a question asked twice in one process is
+            assert elsewhere[0].cached and again[0].cached
+        else:  # asked again, as in one process without a cache
+            assert elsewhere == again == [None]
+        assert store.get_many(["other"], (3, 2)) == [None] and store.totals().sent == 1

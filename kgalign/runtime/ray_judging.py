@@ -12,9 +12,9 @@ The answer cache stays the source of truth. An :class:`AnswerStore` actor, on th
 driver's node, holds the run's cache file; an actor reads its block's cached answers from
 it and writes each batch's answers there as soon as the backend gives them. Ray Data
 restarts an actor killed mid-block and asks the block again (a block is started at most
-ATTEMPTS times): the batches answered before the kill are read back from the store (with
-``--no-cache`` too: it keeps what this run was given), counted neither as asked again nor
-as cache hits, and only the batch in flight is asked twice. The store also counts what was
+ATTEMPTS times): the batches that block answered before the kill are read back from the
+store (with ``--no-cache`` too: it keeps what this run was given), counted neither as
+asked again nor as cache hits, and only the batch in flight is asked twice. The store also counts what was
 asked, so the run's counts include the killed actor's questions. A run stopped outright
 resumes from the cache file like any other.
 
@@ -52,8 +52,9 @@ class AnswerStore:
 
     def __init__(self, path: str | None) -> None:
         self._cache = AnswerCache(path) if path else None
-        #: The keys answered in this run; their answers too where there is no cache file.
-        self._given: dict[str, Answer | None] = {}
+        #: The keys answered in this run: the block and the start of it that asked each, and
+        #: its answer where there is no cache file.
+        self._given: dict[str, tuple[int, int, Answer | None]] = {}
         self._counts = Counts()
         self._attempts: dict[int, int] = {}
         self._failure: str | None = None
@@ -70,23 +71,27 @@ class AnswerStore:
         self._attempts[block] = self._attempts.get(block, 0) + 1
         return self._attempts[block]
 
-    def get_many(self, keys: list[str]) -> list[Answer | None]:
-        """The answer to each key, None where there is none; one given in this run is not
-        ``cached`` (it was counted when it was given)."""
+    def get_many(self, keys: list[str], start: tuple[int, int]) -> list[Answer | None]:
+        """The answer to each key for ``start`` (a block and its start), None where there is
+        none. One given to an earlier start of the same block is that block's replay after
+        its actor died: read back (with ``--no-cache`` too) but not ``cached``, since it
+        was counted when it was given. Any other is what the cache file holds, as in one
+        process (a question asked twice in a run is a cache hit the second time)."""
         found: list[Answer | None] = self._cache.get_many(keys) if self._cache is not None else [None] * len(keys)
         for i, key in enumerate(keys):
-            if key in self._given:
-                answer = self._given[key] or found[i]
+            block, began, kept = self._given.get(key, (-1, 0, None))
+            if block == start[0] and began < start[1]:
+                answer = kept or found[i]
                 found[i] = None if answer is None else replace(answer, cached=False)
         return found
 
-    def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts) -> None:
-        """One batch's answers committed and counted, in one call: an actor killed after it
-        returns has lost neither."""
+    def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts, start: tuple[int, int]) -> None:
+        """One batch's answers (asked by ``start``) committed and counted, in one call: an
+        actor killed after it returns has lost neither."""
         if self._cache is not None and rows:
             self._cache.put_many(rows)
         for key, _backend, _model, answer in rows:
-            self._given[key] = None if self._cache is not None else answer
+            self._given[key] = (*start, None if self._cache is not None else answer)
         self._counts.add(counts)
 
     def counted(self, counts: Counts) -> None:
@@ -102,9 +107,10 @@ class _StoreCache:
     def __init__(self, ray: Any, store: Any) -> None:
         self._ray = ray
         self._store = store
+        self.start = (-1, 0)  # the block being asked, and its start (see AnswerStore.get_many)
 
     def get_many(self, keys: list[str]) -> list[Answer | None]:
-        return list(self._ray.get(self._store.get_many.remote(keys)))
+        return list(self._ray.get(self._store.get_many.remote(keys, self.start)))
 
 
 class StoredJudge(CachedJudge):
@@ -113,13 +119,18 @@ class StoredJudge(CachedJudge):
     its cache keys are the driver's."""
 
     def __init__(self, inner: Judge, name: str, ray: Any, store: Any) -> None:
-        super().__init__(inner, _StoreCache(ray, store))  # type: ignore[arg-type]
+        self._reads = _StoreCache(ray, store)
+        super().__init__(inner, self._reads)  # type: ignore[arg-type]
         self.name = name
         self._ray = ray
         self._store = store
 
+    def asking(self, block: int, began: int) -> None:
+        """What follows is asked for block ``block``, started for the ``began``-th time."""
+        self._reads.start = (block, began)
+
     def stored(self, rows: list[tuple[str, str, str, Answer]], counts: Counts) -> None:
-        self._ray.get(self._store.stored.remote(rows, counts))
+        self._ray.get(self._store.stored.remote(rows, counts, self._reads.start))
 
     def counted(self, counts: Counts) -> None:
         self._ray.get(self._store.counted.remote(counts))
@@ -145,6 +156,7 @@ class BlockAsker:
                 tries = self._ray.get(self._store.attempt.remote(int(index)))
                 if tries > ATTEMPTS:
                     raise RuntimeError(f"block {index} of the sources was started {tries} times; its actors died each time")
+                self._judge.asking(int(index), tries)
                 asked.append(pickle.dumps(pickle.loads(block).run(self._judge)))
             except Exception as exc:  # the driver reads it from the store: Ray wraps it deep
                 self._ray.get(self._store.fail.remote(first_line(exc, named=True)))
