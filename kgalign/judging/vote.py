@@ -158,9 +158,11 @@ def decide(
             # and gives each back with its rounds.
             left = set(range(len(starts)))
             for index, asked in elsewhere([ask.block(pending[start : start + block]) for start in starts]):
-                expected = len(pending[starts[index] : starts[index] + block])
-                if index not in left or len(asked) != expected:
-                    raise RuntimeError(f"the judge's engine gave back block {index} twice or with {len(asked)} sources of {expected}")
+                if index not in left:
+                    raise RuntimeError(f"the judge's engine gave back block {index} twice, or a block it was not given")
+                expected = min(block, len(pending) - starts[index])
+                if len(asked) != expected:
+                    raise RuntimeError(f"the judge's engine gave back block {index} with {len(asked)} sources of {expected}")
                 left.discard(index)
                 pending[starts[index] : starts[index] + len(asked)] = asked
                 if on_question:
