@@ -43,6 +43,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from bench import table
+from kgalign.incremental.since import ASKED_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restaurants": ["--judge", "local", "--no-gate"]}
@@ -229,6 +230,18 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             stages, wall = row["stages"][name], row["wall_s"][name]
             cells = [f"{stages.get(stage, 0.0):.2f}" for stage in STAGES] + [f"{wall - sum(stages.values()):.2f}", f"{wall:.2f}"]
             lines.append(f"| {row['dataset']} | {name} | " + " | ".join(cells) + " |")
+    asked_rows = [row for row in rows if row["since"].get("asked")]
+    if asked_rows:
+        lines += [
+            "",
+            "Sources the since run asked the judge about (a round not answered from OLD's answers), by the first reason that applies (run.json `since.asked`):",
+            "",
+            "| data | " + " | ".join(ASKED_REASONS) + " | sources asked |",
+            "|---|" + "---:|" * (len(ASKED_REASONS) + 1),
+        ]
+        for row in asked_rows:
+            asked = row["since"]["asked"]
+            lines.append(f"| {row['dataset']} | " + " | ".join(str(asked.get(reason, 0)) for reason in ASKED_REASONS) + f" | {sum(asked.values())} |")
     table.publish(args.out, args.stem, "\n".join(lines), rows)
 
 

@@ -19,6 +19,7 @@ from rdflib import Graph, Literal, URIRef
 from bench.make_cardinality import add_copies, write_sorted
 from kgalign.config import AlignConfig
 from kgalign.evaluation.metrics import read_pairs
+from kgalign.incremental.since import ASKED_REASONS, summary_line
 from kgalign.judging.testing import ScriptedJudge, pick
 from kgalign.pipeline import align
 from tests.helpers import cli
@@ -204,3 +205,59 @@ def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen
     other = keep_earlier_order(new, {"attributes": ["street", "name"], "relations": ["in_city"]}, "left")
     assert other is new
     assert keep_earlier_order(new, None, "left") is new
+
+
+def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, embedder, tmp_path):
+    """With a judge on every source, the since run asks only about sources an entity's
+    change explains (added, changed, or shown an added or changed candidate), and says so
+    per source; a source whose prompt the updated statistics alone changed is named as such."""
+    gold = dict(read_pairs(versions["gold"]))
+    p = versions["paths"]
+    script = {a: pick(b) for a, b in gold.items()}
+    base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
+    align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None)).save(tmp_path / "old")
+    judge = ScriptedJudge(script, default=None)
+    config = base.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite"))
+    result = align(p["left-final"], p["right-final"], config, embedder=embedder, judge=judge, since=tmp_path / "old")
+    assert result.since is not None and result.changes is not None
+    reasons = {r["left"]: r["reason"] for r in result.changes if r["change"] == "judge_asked"}
+    assert set(reasons) == set(judge.sources) and result.counts["llm_questions"] > 0
+    assert sum(result.since["asked"].values()) == len(reasons)
+    for source in versions["added"]["left"]:
+        assert reasons[source] == "source added"
+    assert [reasons[s] for s in versions["changed"]["left"]] == ["source changed"]
+    shown = {d.source: {iri for r in d.rounds for iri in r.order} for d in result.decisions}
+    fresh = versions["added"]["right"] | versions["changed"]["right"]
+    for source, reason in reasons.items():
+        assert reason in ASKED_REASONS
+        if reason == "candidate added or changed":
+            assert shown[source] & fresh
+        elif reason not in ("source added", "source changed"):
+            assert not shown[source] & fresh and source not in versions["added"]["left"] | versions["changed"]["left"]
+    # Every source shown an added candidate was asked again: none is left out. (One shown
+    # a changed candidate may be answered from the earlier answers: where the change is in
+    # what the prompt does not show, the prompt is the same.)
+    for source, options in shown.items():
+        if options & versions["added"]["right"]:
+            assert source in reasons
+    # The summary line and the report name them.
+    assert f"about {len(reasons)} sources (" in summary_line(result.since, result.counts)
+    result.save(tmp_path / "new")
+    assert cli(["report", tmp_path / "new"]).exit_code == 0
+    page = (tmp_path / "new" / "report.html").read_text().replace(" ", "")
+    assert '"asked":{' in page
+
+
+def test_an_unreadable_earlier_decision_log_leaves_the_reason_open_not_the_run(versions, embedder, tmp_path, caplog):
+    gold = dict(read_pairs(versions["gold"]))
+    p = versions["paths"]
+    script = {a: pick(b) for a, b in gold.items()}
+    base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
+    align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None)).save(tmp_path / "old")
+    (tmp_path / "old" / "votes.jsonl").write_text('{"source": "x", "decision": \n')
+    config = base.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite"))
+    result = align(p["left-final"], p["right-final"], config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
+    assert result.since is not None
+    assert "earlier decisions unreadable" in result.since["asked"]
+    assert set(result.since["asked"]) <= set(ASKED_REASONS) | {"earlier decisions unreadable"}
+    assert any("the earlier decisions cannot be read" in r.getMessage() and "votes.jsonl:1" in r.getMessage() for r in caplog.records)

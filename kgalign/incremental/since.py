@@ -13,8 +13,9 @@ patched. What makes it cheap is what it reuses:
 
 Then it compares with OLD: entities added, removed and changed on each side (by content
 hash, OLD/entities.json.gz), links added, removed and changed, clusters merged and split,
-each with its reason, into ``changes.jsonl``, a summary in run.json (``since``), one line
-on stderr and a section of the report.
+and the sources the judge was asked about, each with its reason (:data:`ASKED_REASONS`),
+into ``changes.jsonl``, a summary in run.json (``since``), one line on stderr and a
+section of the report.
 """
 
 from __future__ import annotations
@@ -32,11 +33,29 @@ from kgalign.incremental.state import STATE_FILE, read_state
 from kgalign.outputs import CACHE_FILE
 
 if TYPE_CHECKING:
+    from kgalign.model import Decision
     from kgalign.result import AlignmentResult
 
 log = logging.getLogger(__name__)
 
 SINCE_FILE = "changes.jsonl"
+
+#: Why a run asked the judge about a source again rather than reusing the earlier run's
+#: answers, the first that applies (changes.jsonl ``judge_asked``, run.json
+#: ``since.asked``). The last is the only one that no change of the source or of an option
+#: explains: they are unchanged and were shown before, but the prompt is another (the
+#: updated statistics re-ranked the candidates or brought other unchanged ones in, the
+#: attributes come in another order, or a related entity shown by name changed).
+ASKED_REASONS = (
+    "source added",
+    "source changed",
+    "candidate added or changed",
+    "not asked before",
+    "earlier candidate removed or changed",
+    "statistics or neighbours moved the prompt",
+)
+#: The reason given when OLD's decision log cannot be read (the run goes on; a warning says why).
+UNKNOWN_BEFORE = "earlier decisions unreadable"
 
 
 @dataclass
@@ -49,6 +68,10 @@ class OldRun:
     links: set[tuple[str, str]]
     folder: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: The options the earlier run's judge was shown, per source it asked about; read
+    #: from OLD/votes.jsonl on first use (:meth:`asked_before`).
+    shown: dict[str, set[str]] | None = None
+    shown_unreadable: bool = False
 
     @property
     def selection(self) -> dict[str, dict[str, list[str]]] | None:
@@ -60,7 +83,26 @@ class OldRun:
     def from_result(cls, result: AlignmentResult) -> OldRun:
         left, right = result.entity_hashes()
         selection = {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in result.prepared.selections.items()}
-        return cls(name="(previous result)", left=left, right=right, links={(link.left, link.right) for link in result.links}, info={"selection": selection})
+        shown = {d.source: {iri for r in d.rounds for iri in r.order} for d in result.decisions if d.rounds}
+        return cls(
+            name="(previous result)",
+            left=left,
+            right=right,
+            links={(link.left, link.right) for link in result.links},
+            info={"selection": selection},
+            shown=shown,
+        )
+
+    def asked_before(self) -> dict[str, set[str]] | None:
+        """The options the earlier run's judge was shown, per source it asked about; None
+        (and a warning) when OLD's decision log cannot be read."""
+        if self.shown is None and self.folder is not None and not self.shown_unreadable:
+            try:
+                self.shown = _read_shown(self.folder / "votes.jsonl")
+            except (KgalignError, OSError, ValueError) as exc:
+                log.warning("%s: the earlier decisions cannot be read (%s); why each source was asked again is given in part", self.name, exc)
+                self.shown_unreadable = True
+        return self.shown
 
 
 def read_old(folder: str | Path) -> OldRun:
@@ -88,6 +130,18 @@ def _read_links(path: Path) -> set[tuple[str, str]]:
         raise KgalignError(f"{path}: missing; the earlier run's folder is incomplete") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise KgalignError(f"{path}: cannot read the earlier run's links ({exc})") from None
+
+
+def _read_shown(path: Path) -> dict[str, set[str]]:
+    """Per source of a votes.jsonl that the judge was asked about, the options it was shown."""
+    from kgalign.review.votes import read_votes
+
+    shown: dict[str, set[str]] = {}
+    for record in read_votes(path):
+        rounds = record.get("rounds")
+        if isinstance(rounds, list) and rounds:
+            shown[str(record.get("source"))] = {str(iri) for r in rounds if isinstance(r, dict) for iri in r.get("order") or ()}
+    return shown
 
 
 def check_overlap(old: OldRun, left: Iterable[str], right: Iterable[str]) -> None:
@@ -173,18 +227,49 @@ def compare(old: OldRun, result: AlignmentResult) -> tuple[list[dict[str, Any]],
     merged, split = _cluster_changes(_clusters(old.links), _clusters(new_links), present)
     records += [{"change": "clusters_merged", "members": members, "from": parts} for members, parts in merged]
     records += [{"change": "cluster_split", "members": members, "into": parts} for members, parts in split]
+    asked = why_asked(old, result.decisions, entities)
+    records += [{"change": "judge_asked", "left": source, "reason": reason} for source, reason in asked]
     summary = {
         "old": old.name,
         "entities": {side: {kind: len(iris) for kind, iris in diff.items()} for side, diff in entities.items()},
         "links": {key: counts[key] for key in ("added", "removed", "changed", "kept")},
         "clusters": {"merged": len(merged), "split": len(split)},
+        "asked": dict(Counter(reason for _, reason in asked).most_common()),
     }
     return records, summary
 
 
-def _cluster_changes(
-    old: list[set[str]], new: list[set[str]], present: set[str]
-) -> tuple[list[tuple[list[str], int]], list[tuple[list[str], int]]]:
+def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, dict[str, set[str]]]) -> list[tuple[str, str]]:
+    """Each source the judge was asked about in this run (a round not answered from the
+    cache), with the first of :data:`ASKED_REASONS` that applies, by source."""
+    asked = sorted((d for d in decisions if any(not r.cached for r in d.rounds)), key=lambda d: d.source)
+    if not asked:
+        return []
+    left, right = entities["left"], entities["right"]
+    fresh, gone = right["added"] | right["changed"], right["removed"] | right["changed"]
+    before = old.asked_before()
+    reasons = []
+    for decision in asked:
+        source = decision.source
+        if source in left["added"]:
+            reason = "source added"
+        elif source in left["changed"]:
+            reason = "source changed"
+        elif any(iri in fresh for r in decision.rounds for iri in r.order):
+            reason = "candidate added or changed"
+        elif before is None:
+            reason = UNKNOWN_BEFORE
+        elif source not in before:
+            reason = "not asked before"
+        elif before[source] & gone:
+            reason = "earlier candidate removed or changed"
+        else:
+            reason = "statistics or neighbours moved the prompt"
+        reasons.append((source, reason))
+    return reasons
+
+
+def _cluster_changes(old: list[set[str]], new: list[set[str]], present: set[str]) -> tuple[list[tuple[list[str], int]], list[tuple[list[str], int]]]:
     """New clusters made of members of several old ones (merged), and old clusters whose
     members still ``present`` went to several new ones or were left alone (split)."""
     old_of = {member: i for i, cluster in enumerate(old) for member in cluster}
@@ -210,10 +295,12 @@ def summary_line(summary: dict[str, Any], counts: dict[str, int]) -> str:
         e = entities[name]
         return f"{name} +{e['added']} -{e['removed']} ~{e['changed']}"
 
+    asked = summary.get("asked") or {}
+    why = f" about {sum(asked.values())} sources ({', '.join(f'{n} {reason}' for reason, n in asked.items())})" if asked else ""
     return (
         f"since {summary['old']}: entities {side('left')}, {side('right')}; links +{links['added']} -{links['removed']} ~{links['changed']} "
         f"({links['kept']} kept); clusters merged {summary['clusters']['merged']}, split {summary['clusters']['split']}; "
-        f"{counts.get('llm_questions', 0)} LLM questions, {counts.get('cache_hits', 0)} answers reused; "
+        f"{counts.get('llm_questions', 0)} LLM questions{why}, {counts.get('cache_hits', 0)} answers reused; "
         f"{counts.get('vectors_computed', 0)} texts embedded, {counts.get('vectors_read', 0)} vectors reused"
     )
 

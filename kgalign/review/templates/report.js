@@ -138,6 +138,12 @@
     return "left +" + e.left.added + " \u2212" + e.left.removed + " ~" + e.left.changed + ", right +" + e.right.added + " \u2212" + e.right.removed + " ~" + e.right.changed;
   }
 
+  function sinceAsked() {
+    var asked = DATA.run && DATA.run.since && DATA.run.since.asked;
+    if (!asked) { return null; }
+    return Object.keys(asked).reduce(function (sum, reason) { return sum + asked[reason]; }, 0);
+  }
+
   function largestCluster() {
     var sizes = DATA.run && DATA.run.clusters && DATA.run.clusters.sizes;
     if (!sizes) { return null; }
@@ -173,7 +179,8 @@
       ["Links added since OLD", sinceLinks("added")],
       ["Links removed since OLD", sinceLinks("removed")],
       ["Links changed since OLD", sinceLinks("changed")],
-      ["Entities changed since OLD", sinceEntities()]
+      ["Entities changed since OLD", sinceEntities()],
+      ["Sources asked since OLD", sinceAsked()]
     ];
     var box = document.getElementById("cards");
     cards.forEach(function (card) {
