@@ -31,6 +31,10 @@ class Entity:
     IRI, or several joined by ``" / "`` when the literal sits on a label-less node
     folded into this entity (a person's address, a blank node).
     ``relations`` maps a predicate IRI to the IRIs of the *entities* it points to.
+    ``outside`` stands for the IRIs its own triples point to that are not entities (nor
+    folded in): an order-free sum of :func:`kgalign.incremental.state.link_digest` over
+    those (predicate, IRI) pairs. Nothing reads it but the content hash, which thus does
+    not change when such an IRI becomes an entity of the graph, or stops being one.
     """
 
     iri: str
@@ -38,6 +42,7 @@ class Entity:
     attributes: dict[str, list[Value]] = field(default_factory=dict)
     relations: dict[str, list[str]] = field(default_factory=dict)
     types: list[str] = field(default_factory=list)
+    outside: int = 0
 
     @property
     def label(self) -> str:

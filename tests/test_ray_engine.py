@@ -28,7 +28,7 @@ from kgalign.judging.testing import ScriptedJudge, pick  # noqa: E402
 from kgalign.pipeline import align  # noqa: E402
 from kgalign.selection.profile_file import ProfileFile  # noqa: E402
 
-SAME = ("links.ttl", "fused.ttl", "alignment.rdf", "votes.jsonl")
+SAME = ("links.ttl", "fused.ttl", "alignment.rdf", "votes.jsonl", "entities.json.gz")
 
 
 def _ray_command() -> str:

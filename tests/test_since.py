@@ -20,6 +20,8 @@ from bench.make_cardinality import add_copies, write_sorted
 from kgalign.config import AlignConfig
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.incremental.since import ASKED_REASONS, summary_line
+from kgalign.incremental.state import STATE_VERSION, entity_hash
+from kgalign.io.entities import load_entities
 from kgalign.judging.testing import ScriptedJudge, pick
 from kgalign.pipeline import align
 from tests.helpers import cli
@@ -182,8 +184,15 @@ def test_bad_old_folders_fail_in_one_line_writing_nothing(persons, tmp_path):
     for name in ("run.json", "links.ttl"):
         (foreign / name).write_bytes((old / name).read_bytes())
     with gzip.open(foreign / "entities.json.gz", "wt") as handle:
-        json.dump({"version": 1, "left": {"urn:x:1": "a"}, "right": {"urn:y:1": "b"}}, handle)
+        json.dump({"version": STATE_VERSION, "left": {"urn:x:1": "a"}, "right": {"urn:y:1": "b"}}, handle)
     cases.append((foreign, "no entity in common with these inputs"))
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    for name in ("run.json", "links.ttl"):
+        (earlier / name).write_bytes((old / name).read_bytes())
+    with gzip.open(earlier / "entities.json.gz", "wt") as handle:
+        json.dump({"version": 1, "left": {}, "right": {}}, handle)
+    cases.append((earlier, "written by an earlier kgalign (entity state version 1"))
     for folder, message in cases:
         new = tmp_path / f"new-{folder.name}"
         result = cli(["run", persons["left"], persons["right"], "-o", new, "--since", folder, "--quiet"])
@@ -261,3 +270,26 @@ def test_an_unreadable_earlier_decision_log_leaves_the_reason_open_not_the_run(v
     assert "earlier decisions unreadable" in result.since["asked"]
     assert set(result.since["asked"]) <= set(ASKED_REASONS) | {"earlier decisions unreadable"}
     assert any("the earlier decisions cannot be read" in r.getMessage() and "votes.jsonl:1" in r.getMessage() for r in caplog.records)
+
+
+def test_an_entity_is_changed_by_its_own_triples_not_by_a_neighbour_coming_or_going(tmp_path):
+    """X links to H and K. H gets a description (becomes an entity) and K loses its own:
+    X's triples are the same, so its content hash is too; a link of X's own that points
+    elsewhere, or a new one, changes it."""
+    head = "@prefix : <http://example.org/> .\n@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
+    versions = {
+        "before": ':x rdfs:label "X" ; :knows :h , :k .\n:k rdfs:label "K" .\n',
+        "after": ':x rdfs:label "X" ; :knows :h , :k .\n:h rdfs:label "H" .\n',
+        "retargeted": ':x rdfs:label "X" ; :knows :h , :j .\n:h rdfs:label "H" .\n',
+        "more": ':x rdfs:label "X" ; :knows :h , :k ; :likes :k .\n:h rdfs:label "H" .\n',
+    }
+    hashes, tables = {}, {}
+    for name, body in versions.items():
+        path = tmp_path / f"{name}.ttl"
+        path.write_text(head + body)
+        _, tables[name] = load_entities(path, name)
+        hashes[name] = entity_hash(tables[name].entities["http://example.org/x"])
+    assert set(tables["before"].entities["http://example.org/x"].relations["http://example.org/knows"]) == {"http://example.org/k"}
+    assert set(tables["after"].entities["http://example.org/x"].relations["http://example.org/knows"]) == {"http://example.org/h"}
+    assert hashes["after"] == hashes["before"]
+    assert hashes["retargeted"] != hashes["after"] and hashes["more"] != hashes["after"]

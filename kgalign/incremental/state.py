@@ -13,20 +13,40 @@ from kgalign.io.atomic import atomic_open
 from kgalign.model import Entity, EntityTable
 
 STATE_FILE = "entities.json.gz"
-STATE_VERSION = 1
+#: 2: a link counts by the IRI it points to, whether that is an entity or not (1: links
+#: to entities only, so an entity whose neighbour was added or removed was "changed").
+STATE_VERSION = 2
+_MASK = (1 << 64) - 1
+
+
+def link_digest(predicate: str, iri: str) -> int:
+    """A 64-bit hash of one (predicate, IRI) link; an entity's links are summed (order-free)."""
+    return int.from_bytes(hashlib.blake2b(f"{predicate}\x00{iri}".encode(), digest_size=8).digest(), "little")
+
+
+def add_link(total: int, predicate: str, iri: str) -> int:
+    """``total`` with one more link (modulo 2**64)."""
+    return (total + link_digest(predicate, iri)) & _MASK
 
 
 def entity_hash(entity: Entity) -> str:
-    """A hash of everything a run reads of an entity: labels, types, attributes, relations (order-free)."""
+    """A hash of what an entity's own triples say: labels, types, attributes (folded
+    nodes included), and the IRIs it links to, whether those are entities of the graph
+    or not (order-free). So an entity is changed when its own description is, not when an
+    entity it links to is added or removed (that shows in its prompt, not in its data)."""
 
     def values(items) -> list:
         return sorted([v.text, v.lang or "", v.datatype or ""] for v in items)
 
+    links = entity.outside
+    for predicate, targets in entity.relations.items():
+        for target in targets:
+            links = add_link(links, predicate, target)
     payload = [
         values(entity.labels),
         sorted(entity.types),
         sorted([path, values(items)] for path, items in entity.attributes.items()),
-        sorted([predicate, sorted(targets)] for predicate, targets in entity.relations.items()),
+        format(links, "016x"),
     ]
     return hashlib.sha1(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()[:20]
 
@@ -67,6 +87,9 @@ def read_state(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         raise KgalignError(f"{path}: missing; the folder was written by an older kgalign or is not a run's output (run it again without --since)") from None
     except (OSError, EOFError, ValueError) as exc:
         raise KgalignError(f"{path}: not a readable entity state ({exc})") from None
-    if not isinstance(data, dict) or data.get("version") != STATE_VERSION or not all(isinstance(data.get(side), dict) for side in ("left", "right")):
-        raise KgalignError(f"{path}: not an entity state of this kgalign (version {data.get('version') if isinstance(data, dict) else '?'})")
+    version = data.get("version") if isinstance(data, dict) else None
+    if isinstance(version, int) and 0 < version < STATE_VERSION:
+        raise KgalignError(f"{path}: written by an earlier kgalign (entity state version {version}, this one reads {STATE_VERSION}); run the earlier inputs again without --since")
+    if not isinstance(data, dict) or version != STATE_VERSION or not all(isinstance(data.get(side), dict) for side in ("left", "right")):
+        raise KgalignError(f"{path}: not an entity state of this kgalign (version {version if version is not None else '?'})")
     return data["left"], data["right"]

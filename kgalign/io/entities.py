@@ -22,6 +22,7 @@ from rdflib import BNode, Literal, URIRef
 from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
 
 from kgalign.errors import InputError
+from kgalign.incremental.state import add_link
 from kgalign.io.importers.terms import RDFS_LABEL
 from kgalign.io.parsers import read_triples
 from kgalign.io.triples import TripleSet, TripleSource
@@ -194,6 +195,10 @@ def _fold(
                 seen.add(target)
                 _fold(index, target, entity, sys.intern(prefix + predicate + PATH_SEPARATOR), depth - 1, entity_iris, seen)
                 seen.discard(target)
+            elif not prefix and isinstance(target, URIRef):
+                # An IRI that is no entity here (not in the graph, or not of the classes):
+                # remembered for the content hash only.
+                entity.outside = add_link(entity.outside, predicate, str(target))
 
 
 def load_entities(

@@ -37,16 +37,18 @@ class EntityFile(RecordFile[Entity]):
             {path: _values(found) for path, found in value.attributes.items()},
             value.relations,
             value.types,
+            value.outside,
         )
 
     def decode(self, key: str, data: Any) -> Entity:
-        labels, attributes, relations, types = data
+        labels, attributes, relations, types, outside = data
         return Entity(
             iri=key,
             labels=[Value(*v) for v in labels],
             attributes={path: [Value(*v) for v in found] for path, found in attributes.items()},
             relations=relations,
             types=types,
+            outside=outside,
         )
 
     def label(self, iri: str) -> str | None:
