@@ -219,12 +219,14 @@ def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen
 def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, embedder, tmp_path):
     """With a judge on every source, the since run asks only about sources an entity's
     change explains (added, changed, or shown an added or changed candidate), and says so
-    per source; a source whose prompt the updated statistics alone changed is named as such."""
+    per source; a source whose prompt the updated statistics alone changed is named as such
+    (other candidates, or the same ones shown otherwise)."""
     gold = dict(read_pairs(versions["gold"]))
     p = versions["paths"]
     script = {a: pick(b) for a, b in gold.items()}
     base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
-    align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None)).save(tmp_path / "old")
+    earlier = align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None))
+    earlier.save(tmp_path / "old")
     judge = ScriptedJudge(script, default=None)
     config = base.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite"))
     result = align(p["left-final"], p["right-final"], config, embedder=embedder, judge=judge, since=tmp_path / "old")
@@ -243,6 +245,12 @@ def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, em
             assert shown[source] & fresh
         elif reason not in ("source added", "source changed"):
             assert not shown[source] & fresh and source not in versions["added"]["left"] | versions["changed"]["left"]
+    shown_before = {d.source: {iri for r in d.rounds for iri in r.order} for d in earlier.decisions}
+    for source, reason in reasons.items():
+        if reason == "other candidates":
+            assert shown[source] != shown_before[source]
+        elif reason == "same candidates shown otherwise":
+            assert shown[source] == shown_before[source]
     # Every source shown an added candidate was asked again: none is left out. (One shown
     # a changed candidate may be answered from the earlier answers: where the change is in
     # what the prompt does not show, the prompt is the same.)

@@ -42,17 +42,18 @@ SINCE_FILE = "changes.jsonl"
 
 #: Why a run asked the judge about a source again rather than reusing the earlier run's
 #: answers, the first that applies (changes.jsonl ``judge_asked``, run.json
-#: ``since.asked``). The last is the only one that no change of the source or of an option
-#: explains: they are unchanged and were shown before, but the prompt is another (the
-#: updated statistics re-ranked the candidates or brought other unchanged ones in, the
-#: attributes come in another order, or a related entity shown by name changed).
+#: ``since.asked``). The last two are those no change of the source or of an option
+#: explains: both are unchanged, but the updated statistics showed other unchanged
+#: candidates, or showed the same ones in another order or described otherwise (a
+#: related entity added or removed, whose name the prompt shows; another attribute order).
 ASKED_REASONS = (
     "source added",
     "source changed",
     "candidate added or changed",
     "not asked before",
     "earlier candidate removed or changed",
-    "statistics or neighbours moved the prompt",
+    "other candidates",
+    "same candidates shown otherwise",
 )
 #: The reason given when OLD's decision log cannot be read (the run goes on; a warning says why).
 UNKNOWN_BEFORE = "earlier decisions unreadable"
@@ -263,8 +264,10 @@ def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, di
             reason = "not asked before"
         elif before[source] & gone:
             reason = "earlier candidate removed or changed"
+        elif {iri for r in decision.rounds for iri in r.order} != before[source]:
+            reason = "other candidates"
         else:
-            reason = "statistics or neighbours moved the prompt"
+            reason = "same candidates shown otherwise"
         reasons.append((source, reason))
     return reasons
 
