@@ -218,13 +218,11 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{row['wall_s']['since']:.1f} | {row['wall_s']['full']:.1f} | {row['speedup']:.2f}x | {row['llm_questions']['since']} / {row['llm_questions']['full']} "
             f"| {' / '.join(str(row['vectors_computed'][name]) for name in ('base', 'since', 'full'))} |"
         )
-    lines += [
-        "",
+    lines += _head(
         "Seconds per stage (run.json) of the since and full runs; other: the rest of the wall time (the start of Python and the imports, reading the options, the comparison with OLD):",
-        "",
-        "| data | run | " + " | ".join(STAGES) + " | other | wall |",
-        "|---|---|" + "---:|" * (len(STAGES) + 2),
-    ]
+        ["data", "run"],
+        [*STAGES, "other", "wall"],
+    )
     for row in rows:
         for name in ("since", "full"):
             stages, wall = row["stages"][name], row["wall_s"][name]
@@ -232,17 +230,20 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             lines.append(f"| {row['dataset']} | {name} | " + " | ".join(cells) + " |")
     asked_rows = [row for row in rows if row["since"].get("asked")]
     if asked_rows:
-        lines += [
-            "",
+        lines += _head(
             "Sources the since run asked the judge about (a round not answered from OLD's answers), by the first reason that applies (run.json `since.asked`):",
-            "",
-            "| data | " + " | ".join(ASKED_REASONS) + " | sources asked |",
-            "|---|" + "---:|" * (len(ASKED_REASONS) + 1),
-        ]
+            ["data"],
+            [*ASKED_REASONS, "sources asked"],
+        )
         for row in asked_rows:
             asked = row["since"]["asked"]
             lines.append(f"| {row['dataset']} | " + " | ".join(str(asked.get(reason, 0)) for reason in ASKED_REASONS) + f" | {sum(asked.values())} |")
     table.publish(args.out, args.stem, "\n".join(lines), rows)
+
+
+def _head(caption: str, names: list[str], numbers: list[str]) -> list[str]:
+    """A blank line, ``caption``, and the head of a table: ``names`` columns, then right-aligned ``numbers`` columns."""
+    return ["", caption, "", "| " + " | ".join([*names, *numbers]) + " |", "|" + "---|" * len(names) + "---:|" * len(numbers)]
 
 
 if __name__ == "__main__":
