@@ -6,6 +6,7 @@ replaced on its own.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
@@ -23,6 +24,16 @@ class Value:
     datatype: str | None = None
 
 
+_LINK_MASK = (1 << 64) - 1
+
+
+def link_digest(predicate: str, iri: str) -> int:
+    """A 64-bit hash of one (predicate, IRI) link: an entity's links are summed modulo
+    2**64 (order-free, :meth:`Entity.links_digest`) into its content hash
+    (:func:`kgalign.incremental.state.entity_hash`)."""
+    return int.from_bytes(hashlib.blake2b(f"{predicate}\x00{iri}".encode(), digest_size=8).digest(), "little")
+
+
 @dataclass(slots=True)
 class Entity:
     """One entity of a graph, with its description folded in.
@@ -32,8 +43,8 @@ class Entity:
     folded into this entity (a person's address, a blank node).
     ``relations`` maps a predicate IRI to the IRIs of the *entities* it points to.
     ``outside`` stands for the IRIs its own triples point to that are not entities (nor
-    folded in): an order-free sum of :func:`kgalign.incremental.state.link_digest` over
-    those (predicate, IRI) pairs. Nothing reads it but the content hash, which thus does
+    folded in): an order-free sum of :func:`link_digest` over those (predicate, IRI)
+    pairs (:meth:`link_outside`). Nothing reads it but the content hash, which thus does
     not change when such an IRI becomes an entity of the graph, or stops being one.
     """
 
@@ -43,6 +54,19 @@ class Entity:
     relations: dict[str, list[str]] = field(default_factory=dict)
     types: list[str] = field(default_factory=list)
     outside: int = 0
+
+    def link_outside(self, predicate: str, iri: str) -> None:
+        """Count one link of its own to an IRI that is no entity (see ``outside``)."""
+        self.outside = (self.outside + link_digest(predicate, iri)) & _LINK_MASK
+
+    def links_digest(self) -> int:
+        """All its own links, to entities (``relations``) or not (``outside``), as one
+        order-free 64-bit number: the same whichever of the IRIs are entities."""
+        total = self.outside
+        for predicate, targets in self.relations.items():
+            for target in targets:
+                total = (total + link_digest(predicate, target)) & _LINK_MASK
+        return total
 
     @property
     def label(self) -> str:
@@ -181,6 +205,11 @@ class Decision:
     explanation: str | None = None
     #: Judged sets only: every option shown, with its votes, accepted ones first.
     option_votes: list[OptionVote] = field(default_factory=list)
+
+    @property
+    def shown(self) -> set[str]:
+        """Every option its rounds showed the judge (any order, any step)."""
+        return {iri for r in self.rounds for iri in r.order}
 
     @property
     def by_judge(self) -> bool:

@@ -216,20 +216,26 @@ def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen
     assert keep_earlier_order(new, None, "left") is new
 
 
+def _judged_base(versions, embedder, tmp_path):
+    """The base versions run with a scripted judge asked about every source, saved into
+    tmp_path/old: the script, the config of the run after it (its own answer cache), and
+    the base result."""
+    script = {a: pick(b) for a, b in dict(read_pairs(versions["gold"])).items()}
+    base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
+    p = versions["paths"]
+    earlier = align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None))
+    earlier.save(tmp_path / "old")
+    return script, base.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite")), earlier
+
+
 def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, embedder, tmp_path):
     """With a judge on every source, the since run asks only about sources an entity's
     change explains (added, changed, or shown an added or changed candidate), and says so
     per source; a source whose prompt the updated statistics alone changed is named as such
     (other candidates, or the same ones shown otherwise)."""
-    gold = dict(read_pairs(versions["gold"]))
-    p = versions["paths"]
-    script = {a: pick(b) for a, b in gold.items()}
-    base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
-    earlier = align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None))
-    earlier.save(tmp_path / "old")
+    script, config, earlier = _judged_base(versions, embedder, tmp_path)
     judge = ScriptedJudge(script, default=None)
-    config = base.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite"))
-    result = align(p["left-final"], p["right-final"], config, embedder=embedder, judge=judge, since=tmp_path / "old")
+    result = align(versions["paths"]["left-final"], versions["paths"]["right-final"], config, embedder=embedder, judge=judge, since=tmp_path / "old")
     assert result.since is not None and result.changes is not None
     reasons = {r["left"]: r["reason"] for r in result.changes if r["change"] == "judge_asked"}
     assert set(reasons) == set(judge.sources) and result.counts["llm_questions"] > 0
@@ -237,7 +243,7 @@ def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, em
     for source in versions["added"]["left"]:
         assert reasons[source] == "source added"
     assert [reasons[s] for s in versions["changed"]["left"]] == ["source changed"]
-    shown = {d.source: {iri for r in d.rounds for iri in r.order} for d in result.decisions}
+    shown = {d.source: d.shown for d in result.decisions}
     fresh = versions["added"]["right"] | versions["changed"]["right"]
     for source, reason in reasons.items():
         assert reason in ASKED_REASONS
@@ -245,7 +251,7 @@ def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, em
             assert shown[source] & fresh
         elif reason not in ("source added", "source changed"):
             assert not shown[source] & fresh and source not in versions["added"]["left"] | versions["changed"]["left"]
-    shown_before = {d.source: {iri for r in d.rounds for iri in r.order} for d in earlier.decisions}
+    shown_before = {d.source: d.shown for d in earlier.decisions}
     for source, reason in reasons.items():
         if reason == "other candidates":
             assert shown[source] != shown_before[source]
@@ -266,13 +272,9 @@ def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, em
 
 
 def test_an_unreadable_earlier_decision_log_leaves_the_reason_open_not_the_run(versions, embedder, tmp_path, caplog):
-    gold = dict(read_pairs(versions["gold"]))
-    p = versions["paths"]
-    script = {a: pick(b) for a, b in gold.items()}
-    base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
-    align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None)).save(tmp_path / "old")
+    script, config, _ = _judged_base(versions, embedder, tmp_path)
     (tmp_path / "old" / "votes.jsonl").write_text('{"source": "x", "decision": \n')
-    config = base.replace(cache_path=str(tmp_path / "new" / "judge-cache.sqlite"))
+    p = versions["paths"]
     result = align(p["left-final"], p["right-final"], config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
     assert result.since is not None
     assert "earlier decisions unreadable" in result.since["asked"]

@@ -84,7 +84,7 @@ class OldRun:
     def from_result(cls, result: AlignmentResult) -> OldRun:
         left, right = result.entity_hashes()
         selection = {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in result.prepared.selections.items()}
-        shown = {d.source: {iri for r in d.rounds for iri in r.order} for d in result.decisions if d.rounds}
+        shown = {d.source: d.shown for d in result.decisions if d.rounds}
         return cls(
             name="(previous result)",
             left=left,
@@ -251,12 +251,12 @@ def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, di
     before = old.asked_before()
     reasons = []
     for decision in asked:
-        source = decision.source
+        source, shown = decision.source, decision.shown
         if source in left["added"]:
             reason = "source added"
         elif source in left["changed"]:
             reason = "source changed"
-        elif any(iri in fresh for r in decision.rounds for iri in r.order):
+        elif shown & fresh:
             reason = "candidate added or changed"
         elif before is None:
             reason = UNKNOWN_BEFORE
@@ -264,7 +264,7 @@ def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, di
             reason = "not asked before"
         elif before[source] & gone:
             reason = "earlier candidate removed or changed"
-        elif {iri for r in decision.rounds for iri in r.order} != before[source]:
+        elif shown != before[source]:
             reason = "other candidates"
         else:
             reason = "same candidates shown otherwise"

@@ -16,17 +16,6 @@ STATE_FILE = "entities.json.gz"
 #: 2: a link counts by the IRI it points to, whether that is an entity or not (1: links
 #: to entities only, so an entity whose neighbour was added or removed was "changed").
 STATE_VERSION = 2
-_MASK = (1 << 64) - 1
-
-
-def link_digest(predicate: str, iri: str) -> int:
-    """A 64-bit hash of one (predicate, IRI) link; an entity's links are summed (order-free)."""
-    return int.from_bytes(hashlib.blake2b(f"{predicate}\x00{iri}".encode(), digest_size=8).digest(), "little")
-
-
-def add_link(total: int, predicate: str, iri: str) -> int:
-    """``total`` with one more link (modulo 2**64)."""
-    return (total + link_digest(predicate, iri)) & _MASK
 
 
 def entity_hash(entity: Entity) -> str:
@@ -38,15 +27,11 @@ def entity_hash(entity: Entity) -> str:
     def values(items) -> list:
         return sorted([v.text, v.lang or "", v.datatype or ""] for v in items)
 
-    links = entity.outside
-    for predicate, targets in entity.relations.items():
-        for target in targets:
-            links = add_link(links, predicate, target)
     payload = [
         values(entity.labels),
         sorted(entity.types),
         sorted([path, values(items)] for path, items in entity.attributes.items()),
-        format(links, "016x"),
+        format(entity.links_digest(), "016x"),
     ]
     return hashlib.sha1(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()[:20]
 

@@ -22,7 +22,6 @@ from rdflib import BNode, Literal, URIRef
 from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
 
 from kgalign.errors import InputError
-from kgalign.incremental.state import add_link
 from kgalign.io.importers.terms import RDFS_LABEL
 from kgalign.io.parsers import read_triples
 from kgalign.io.triples import TripleSet, TripleSource
@@ -198,7 +197,7 @@ def _fold(
             elif not prefix and isinstance(target, URIRef):
                 # An IRI that is no entity here (not in the graph, or not of the classes):
                 # remembered for the content hash only.
-                entity.outside = add_link(entity.outside, predicate, str(target))
+                entity.link_outside(predicate, str(target))
 
 
 def load_entities(
