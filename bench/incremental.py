@@ -126,6 +126,7 @@ def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None =
     sources = set(new_links) | set(full_links)
     equal = sum(1 for s in sources if new_links.get(s, set()) == full_links.get(s, set()))
     since = json.loads((new / "run.json").read_text())["since"]
+    moved = statistics_only(old, new, full)
     return {
         "dataset": dataset.title,
         "judge": " ".join(judge),
@@ -140,6 +141,41 @@ def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None =
         "stages": {name: records[name]["stages"] for name in records},
         "speedup": round(records["full"]["wall_s"] / records["since"]["wall_s"], 2),
         "since": since,
+        "statistics_only": moved,
+    }
+
+
+#: The reasons of ``judge_asked`` that no change of the source or of an option explains.
+STATISTICS_ONLY = ASKED_REASONS[-2:]
+
+
+def _votes(outdir: Path) -> dict[str, dict[str, Any]]:
+    from kgalign.review.votes import read_votes
+
+    return {record["source"]: record for record in read_votes(outdir / "votes.jsonl")}
+
+
+def statistics_only(old: Path, new: Path, full: Path) -> dict[str, int]:
+    """What keeping the earlier decisions of the sources asked again for the statistics
+    alone (:data:`STATISTICS_ONLY`) would have saved and cost: those sources, the
+    update's LLM questions about them, and how many of them the full run decided
+    otherwise than the earlier run (another kind or target), or linked otherwise (the
+    target after resolution; a link resolution would move elsewhere is not counted)."""
+    reasons = {}
+    with (new / "changes.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["change"] == "judge_asked" and record["reason"] in STATISTICS_ONLY:
+                reasons[record["left"]] = record["reason"]
+    if not reasons:
+        return {"sources": 0, "questions": 0, "decided_otherwise": 0, "linked_otherwise": 0}
+    before, now, after = _votes(old), _votes(new), _votes(full)
+    sources = [s for s in reasons if s in before and s in after]
+    return {
+        "sources": len(sources),
+        "questions": sum(1 for s in sources for r in now[s]["rounds"] if not r.get("cached")),
+        "decided_otherwise": sum(1 for s in sources if (before[s]["decision"], before[s]["target"]) != (after[s]["decision"], after[s]["target"])),
+        "linked_otherwise": sum(1 for s in sources if before[s]["linked"] != after[s]["linked"]),
     }
 
 
@@ -238,6 +274,19 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         for row in asked_rows:
             asked = row["since"]["asked"]
             lines.append(f"| {row['dataset']} | " + " | ".join(str(asked.get(reason, 0)) for reason in ASKED_REASONS) + f" | {sum(asked.values())} |")
+        lines += _head(
+            "The sources asked again for the statistics alone (the last two reasons): had the update kept their earlier decisions, it would have saved their questions, "
+            "and left these sources decided or linked otherwise than the full run decides and links them (decided: kind or target of the vote; linked: the target after resolution):",
+            ["data"],
+            ["sources", "LLM questions", "of the update's", "decided otherwise", "linked otherwise", "of all sources with links"],
+        )
+        for row in asked_rows:
+            moved = row.get("statistics_only") or {}
+            if moved.get("sources"):
+                lines.append(
+                    f"| {row['dataset']} | {moved['sources']} | {moved['questions']} | {moved['questions'] / max(1, row['llm_questions']['since']):.0%} | "
+                    f"{moved['decided_otherwise']} | {moved['linked_otherwise']} | {moved['linked_otherwise'] / max(1, row['sources_with_links']):.2%} |"
+                )
     table.publish(args.out, args.stem, "\n".join(lines), rows)
 
 
