@@ -1,12 +1,13 @@
 """Benchmark `kgalign run --since OLD` against a full run on the same final inputs.
 
     python -m bench.incremental [--data ../shared/data] [--work DIR] [--datasets dbp15k,abt-buy,restaurants]
-                                [--seed 0] [--judge "local"] [--out bench/results] [--stem incremental]
+                                [--seed 0] [--added 0.1] [--edited 0.01] [--judge "local"]
+                                [--out bench/results] [--stem incremental]
 
 Each dataset's two graphs (converted as bench/table.py does) are split by entity, with
 a seed: the base holds 90% of each side's entities; the final inputs hold the base
 plus the other 10%, with 1% of the base entities changed (one literal value edited)
-and 1% removed. Three runs of the real command in child processes, with the options of
+and 1% removed (the issue's split; `--added` and `--edited` give other shares). Three runs of the real command in child processes, with the options of
 bench/table.py's protocol:
 
 1. base: the base inputs, into OLD;
@@ -54,8 +55,14 @@ CLASSES = {"restaurants": ["--class", RESTAURANT.format(1), "--class", RESTAURAN
 STAGES = ("load", "select", "cardinality", "embed", "retrieve", "judge", "resolve", "fuse", "write")
 
 
-def split(source: Path, base: Path, final: Path, rng: random.Random, classes: list[str] | None = None) -> dict[str, int]:
-    """Write the base and final versions of one graph (see the module text); return the counts."""
+def _part(count: int, share: float) -> int:
+    return int(count * share + 1e-9)
+
+
+def split(source: Path, base: Path, final: Path, rng: random.Random, classes: list[str] | None = None, added: float = 0.1, edited: float = 0.01) -> dict[str, int]:
+    """Write the base and final versions of one graph (see the module text): the final
+    version adds a share ``added`` of the entities to the base, changes a share ``edited``
+    of the base's and removes as many; return the counts."""
     triples = [ox.Triple(q.subject, q.predicate, q.object) for q in ox.parse(path=str(source))]
     by_subject: dict[Any, list[ox.Triple]] = defaultdict(list)
     for triple in triples:
@@ -67,10 +74,10 @@ def split(source: Path, base: Path, final: Path, rng: random.Random, classes: li
     _, entity_table = load_entities(source, "split", classes=classes)
     entities = sorted((ox.NamedNode(iri) for iri in entity_table.entities), key=str)
     rng.shuffle(entities)
-    held = set(entities[: len(entities) // 10])
-    rest = entities[len(entities) // 10 :]
-    changed = set(rest[: max(1, len(rest) // 100)])
-    removed = set(rest[len(changed) : len(changed) + max(1, len(rest) // 100)])
+    held = set(entities[: _part(len(entities), added)])
+    rest = entities[len(held) :]
+    changed = set(rest[: max(1, _part(len(rest), edited))])
+    removed = set(rest[len(changed) : len(changed) + len(changed)])
     base_triples = [t for t in triples if t.subject not in held]
     final_triples = []
     edited: set[Any] = set()
@@ -94,7 +101,7 @@ def links_by_source(outdir: Path) -> dict[str, set[str]]:
     return found
 
 
-def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None = None) -> dict[str, Any]:
+def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None = None, added: float = 0.1, edited: float = 0.01) -> dict[str, Any]:
     dataset = {d.key: d for d in table.DATASETS}[key]
     inputs = dataset.prepare(data, work)
     folder = work / "incremental" / key
@@ -103,7 +110,7 @@ def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None =
     counts = {}
     for side, path in (("left", inputs.left), ("right", inputs.right)):
         classes = CLASSES.get(key, [])[1::2] or None
-        counts[side] = split(path, folder / f"{side}-base.nt", folder / f"{side}-final.nt", rng, classes)
+        counts[side] = split(path, folder / f"{side}-base.nt", folder / f"{side}-final.nt", rng, classes, added, edited)
     judge = judge or JUDGES[key]
     args = [*inputs.args, *judge, *CLASSES.get(key, [])]
     base = table.RunInputs(folder / "left-base.nt", folder / "right-base.nt", [a for a in args], inputs.golds)
@@ -223,13 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "kgalign-incremental-bench", help="Working folder.")
     parser.add_argument("--datasets", default="dbp15k,abt-buy,restaurants", help="Datasets of bench/table.py (default: dbp15k,abt-buy,restaurants).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split (default: 0).")
+    parser.add_argument("--added", type=float, default=0.1, help="Share of each side's entities the final inputs add to the base (default: 0.1).")
+    parser.add_argument("--edited", type=float, default=0.01, help="Share of the base's entities the final inputs change, and as many they remove (default: 0.01).")
     parser.add_argument("--judge", default=None, help='Judge options for every dataset, as one string (e.g. "local" or "local --no-gate"; default: each dataset\'s own, see the module text).')
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Where STEM.md and STEM.json go.")
     parser.add_argument("--stem", default="incremental", help="Name of the result files (default: incremental).")
     args = parser.parse_args(argv)
     rows = []
     for key in [k for k in args.datasets.split(",") if k]:
-        rows.append(bench(key, args.data, args.work, args.seed, ["--judge", *args.judge.split()] if args.judge else None))
+        rows.append(bench(key, args.data, args.work, args.seed, ["--judge", *args.judge.split()] if args.judge else None, args.added, args.edited))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     publish(rows, args)
     return 0
@@ -239,6 +248,8 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Write OUT/STEM.md (the tables) and OUT/STEM.json (``rows``)."""
     lines = [
         f"`python -m bench.incremental --datasets {args.datasets} --seed {args.seed}"
+        + (f" --added {args.added:g}" if args.added != 0.1 else "")
+        + (f" --edited {args.edited:g}" if args.edited != 0.01 else "")
         + (f' --judge "{args.judge}"' if args.judge else "")
         + (f" --stem {args.stem}" if args.stem != "incremental" else "")
         + "`",
