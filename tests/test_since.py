@@ -303,3 +303,43 @@ def test_an_entity_is_changed_by_its_own_triples_not_by_a_neighbour_coming_or_go
     assert set(tables["after"].entities["http://example.org/x"].relations["http://example.org/knows"]) == {"http://example.org/h"}
     assert hashes["after"] == hashes["before"]
     assert hashes["retargeted"] != hashes["after"] and hashes["more"] != hashes["after"]
+
+
+def test_the_benchmark_split_adds_changes_and_removes_the_shares_asked(persons, tmp_path):
+    """bench/incremental.py's split: the base lacks the added share, the final inputs lack
+    the removed entities and carry one edited literal per changed entity."""
+    from bench.incremental import split
+
+    base, final = tmp_path / "base.nt", tmp_path / "final.nt"
+    counts = split(Path(persons["left"]), base, final, random.Random(0), CLASSES[1:2], added=0.2, edited=0.05)
+    assert counts == {"entities": 60, "added": 12, "changed": 2, "removed": 2}
+    _, before = load_entities(base, "left", classes=CLASSES[1:2])
+    _, after = load_entities(final, "left", classes=CLASSES[1:2])
+    assert len(before.entities) == 48 and len(after.entities) == 48 + 12 - 2
+    revised = {iri for iri, entity in after.entities.items() if any(v.text.endswith(" (revised)") for values in entity.attributes.values() for v in values)}
+    assert len(revised) == 2 and revised <= before.entities.keys()
+
+
+def test_the_benchmark_counts_what_keeping_the_decisions_the_statistics_moved_would_save(versions, embedder, tmp_path):
+    """bench/incremental.py's ``statistics_only``, read from the three folders, against
+    the runs themselves: the sources asked again for the statistics alone, their questions
+    in the update, and those the full run decides otherwise than the earlier run."""
+    from bench.incremental import STATISTICS_ONLY, statistics_only
+
+    script, config, earlier = _judged_base(versions, embedder, tmp_path)
+    p = versions["paths"]
+    since = align(p["left-final"], p["right-final"], config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
+    since.save(tmp_path / "new")
+    full = align(p["left-final"], p["right-final"], config.replace(cache_path=str(tmp_path / "full" / "judge-cache.sqlite")), embedder=embedder, judge=ScriptedJudge(script, default=None))
+    full.save(tmp_path / "full")
+
+    moved = statistics_only(tmp_path / "old", tmp_path / "new", tmp_path / "full")
+
+    assert since.changes is not None
+    expected = sorted(r["left"] for r in since.changes if r["change"] == "judge_asked" and r["reason"] in STATISTICS_ONLY)
+    assert expected and moved["sources"] == len(expected)
+    rounds = {d.source: d.rounds for d in since.decisions}
+    assert moved["questions"] == sum(1 for s in expected for r in rounds[s] if not r.cached) > 0
+    before, after = ({d.source: (d.kind, d.target) for d in run.decisions} for run in (earlier, full))
+    assert moved["decided_otherwise"] == sum(1 for s in expected if before[s] != after[s])
+    assert 0 <= moved["linked_otherwise"] <= moved["sources"]
