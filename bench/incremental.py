@@ -52,7 +52,7 @@ JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restau
 # pointing to it and becomes an entity of its own in the base version.
 RESTAURANT = "http://www.okkam.org/ontology_restaurant{}.owl#Restaurant"
 CLASSES = {"restaurants": ["--class", RESTAURANT.format(1), "--class", RESTAURANT.format(2)]}
-STAGES = ("load", "select", "cardinality", "embed", "retrieve", "judge", "resolve", "fuse", "write")
+STAGES = ("load", "select", "cardinality", "embed", "retrieve", "judge", "resolve", "fuse", "since", "write")
 
 
 def _part(count: int, share: float) -> int:
@@ -266,7 +266,7 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"| {' / '.join(str(row['vectors_computed'][name]) for name in ('base', 'since', 'full'))} |"
         )
     lines += _head(
-        "Seconds per stage (run.json) of the since and full runs; other: the rest of the wall time (the start of Python and the imports, reading the options, the comparison with OLD):",
+        "Seconds per stage (run.json) of the since and full runs; since: the comparison with OLD (entities, links, clusters, why each source was asked); other: the rest of the wall time (the start of Python and the imports, reading the options and OLD's run.json, entity state and links):",
         ["data", "run"],
         [*STAGES, "other", "wall"],
     )

@@ -200,7 +200,8 @@ def _align(
     if gold is not None:
         result.evaluate(gold, gold_name)
     if old is not None:
-        result.changes, result.since = compare(old, result)
+        with timer.stage("since"):
+            result.changes, result.since = compare(old, result)
         result.since["reused"] = {
             "judge_answers": reused_answers,
             "cache_hits": result.counts["cache_hits"],
