@@ -206,6 +206,27 @@ def test_prefix_reuse_with_datamarks_and_the_prior(float32_judges, persons_profi
     assert [a.choice for a in whole.answer(marked)] == [a.choice for a in reusing.answer(marked)]
 
 
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_a_question_gets_the_same_scores_in_any_batch(float32_judges, persons_profiles, prefix_cache: bool) -> None:
+    """Each prompt is laid out by its own lengths, so its letter scores are those it gets
+    asked alone, to the last bit, in whatever batch and order: in the judge's default
+    precision (bfloat16 where the CPU has it, where padding to the batch's longest moved
+    them), with and without prefix reuse."""
+    from kgalign.judging.local import LocalJudge
+
+    whole, _ = float32_judges
+    judge = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=4, prefix_cache=prefix_cache)
+    questions = [q for batch in _round_questions(persons_profiles, sources=4) for q in batch]
+    together = judge.letter_scores(questions)
+    judge.clear_prefixes()
+    alone = [judge.letter_scores([q])[0] for q in questions]
+    judge.clear_prefixes()
+    reversed_ = judge.letter_scores(questions[::-1])[::-1]
+    assert together == alone == reversed_
+    assert len({len(whole.tokenizer(whole.prompt_text(q))["input_ids"]) for q in questions}) > 1  # the batches mix lengths
+
+
 def test_the_full_entity_format_is_part_of_the_cache_key(float32_judges) -> None:
     from kgalign.judging.local import LocalJudge
 

@@ -169,28 +169,19 @@ def test_killed_run_resumes_to_the_same_result(persons, tmp_path):
     assert resumed["llm_questions"] == total - answered_at_kill
     assert resumed["cache_hits"] >= answered_at_kill
 
-    # The same links and answers. The numbers of the questions asked after the kill may
-    # differ a little: under bfloat16 the local judge's log-probabilities depend on the
-    # batch a prompt is computed in (its prefix padded to its batch's longest: -3.17
-    # against -3.29 alone for one answer, 3e-6 under float32), and a resumed run asks
-    # some sources beside others than the first run did.
+    # The same links, answers and numbers, to the last bit: the local judge lays each prompt
+    # out by its own lengths, so a question's log-probabilities do not depend on the batch
+    # it is computed in (under bfloat16, padding to a batch's longest moved them by about
+    # 0.1), and the questions asked after the kill, beside other sources than in the first
+    # run, get the numbers they got there.
     assert (outdir / "links.ttl").read_bytes() == (reference / "links.ttl").read_bytes()
-    resumed_cells, resumed_measures = _cells(outdir)
-    reference_cells, reference_measures = _cells(reference)
-    assert resumed_cells == reference_cells and resumed_measures == pytest.approx(reference_measures, abs=CONFIDENCE_TOLERANCE)
+    assert _cells(outdir) == _cells(reference)
     fused = [Graph().parse(d / "fused.ttl", format="turtle") for d in (outdir, reference)]
     assert len(fused[0]) > 0 and isomorphic(fused[0], fused[1])
     got, expected = decisions(outdir), decisions(reference)
-    assert [_words(d) for d in got] == [_words(d) for d in expected]
-    assert [d[3] for d in got] == pytest.approx([d[3] for d in expected], abs=CONFIDENCE_TOLERANCE)
-    assert _logprobs(got) == pytest.approx(_logprobs(expected), abs=LOGPROB_TOLERANCE)
-    assert len(expected) == N_SOURCES
+    assert got == expected
+    assert len(expected) == N_SOURCES and any(logprob is not None for d in expected for *_, logprob in d[4])
 
-
-#: How far a resumed run's confidences (at most 0.005 apart in a failed run of this test)
-#: and answers' log-probabilities may be from the first run's (see above).
-CONFIDENCE_TOLERANCE = 0.02
-LOGPROB_TOLERANCE = 0.2
 
 _MEASURE = re.compile(r"<measure [^>]*>([^<]*)</measure>")
 
@@ -199,12 +190,3 @@ def _cells(outdir: Path) -> tuple[str, list[float]]:
     """alignment.rdf without its measures, and the measures."""
     text = (outdir / "alignment.rdf").read_text(encoding="utf-8")
     return _MEASURE.sub("<measure/>", text), [float(m) for m in _MEASURE.findall(text)]
-
-
-def _words(decision: tuple) -> tuple:
-    source, kind, target, _, rounds = decision
-    return source, kind, target, [(order, raw, choice, chosen) for order, raw, choice, chosen, _ in rounds]
-
-
-def _logprobs(decisions: list[tuple]) -> list[float]:
-    return [logprob if logprob is not None else 0.0 for decision in decisions for *_, logprob in decision[4]]

@@ -16,13 +16,14 @@ own candidates and question on top of them. Rows of a batch are laid out as
 ``[pad, prefix | pad, suffix]`` with an attention mask over the pads and explicit
 position ids, so every row reads exactly the tokens and positions of its own prompt:
 the letter scores equal those of the full prompt up to float rounding (tested). A source
-part is computed right-padded to a width set by its own length, so its numbers do not
-depend on the batch it was computed in. The rest of a prompt is computed beside the
-other prompts of its batch, on top of prefixes padded to the batch's longest: under
-float32 that moves a log-probability by about 3e-6, under bfloat16 by up to about 0.1
-(one answer of SmolLM2-135M: -3.17 beside another prompt, -3.29 alone). A resumed run
-gets the same answers as an uninterrupted one, with log-probabilities and confidences
-that may differ that much where it batches a question otherwise (tests/test_resume.py).
+part is computed right-padded to a width set by its own length; the rest of a prompt
+on top of its prefix, each padded to a width set by its own length (a multiple of
+:data:`WIDTH_STEP`), in batches of prompts of the same widths. So a prompt's numbers do
+not depend on the other prompts of its batch, under bfloat16 too (where padding to the
+batch's longest moved a log-probability by about 0.1): a resumed run, or a ``--since``
+run that asks fewer questions, gets the answers a whole run gets, to the last bit
+(tests/test_judge_prefix.py, tests/test_resume.py). Whole prompts (``prefix_cache``
+off) are padded the same way.
 :func:`kgalign.judging.vote.decide` asks the sources in blocks of ``source_block``
 (the LRU's size), all rounds of a block before the next, so that a source's prefix is
 still cached when its later rounds come.
@@ -62,8 +63,9 @@ EXPLAIN_TOKENS = 40
 PREFIX_CACHE_SOURCES = 128
 PREFIX_CACHE_BYTES = 1 << 30
 ENTITY_FORMATS = ("compact", "full")
-#: Source parts are computed right-padded to a multiple of this many tokens (see LocalJudge._source_parts).
-SOURCE_WIDTH_STEP = 16
+#: A prompt's parts are padded to a multiple of this many tokens, whatever the batch (see
+#: LocalJudge._source_parts and _next_token_logprobs_reusing_prefixes).
+WIDTH_STEP = 16
 # Where a chat prompt's shared part ends (the source line starts) and its source part
 # ends (the candidates start); see kgalign.judging.prompt.Question.messages.
 _SOURCE_LINE = "\nSOURCE: "
@@ -275,16 +277,21 @@ class LocalJudge:
         import torch
 
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        # Batches of similar lengths waste little on padding; answers keep the questions' order.
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        # Each prompt left-padded to a width set by its own length, in batches of prompts of
+        # that width: its numbers do not depend on its batch. Answers keep the questions' order.
+        groups: dict[int, list[int]] = {}
+        for i, row_ids in enumerate(ids):
+            groups.setdefault(_width(len(row_ids)), []).append(i)
         out: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            encoded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.device)
-            logprobs = torch.log_softmax(self._next_token_logits(encoded), dim=-1)
-            self.computed_tokens += sum(len(ids[i]) for i in batch)
-            for row, index in enumerate(batch):
-                out[index] = logprobs[row]
+        for width, members in sorted(groups.items()):
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                rows = {"input_ids": [ids[i] for i in batch]}
+                encoded = self.tokenizer.pad(rows, padding="max_length", max_length=width, return_tensors="pt").to(self.device)
+                logprobs = torch.log_softmax(self._next_token_logits(encoded), dim=-1)
+                self.computed_tokens += sum(len(ids[i]) for i in batch)
+                for row, index in enumerate(batch):
+                    out[index] = logprobs[row]
         return ids, out
 
     def _next_token_logprobs_reusing_prefixes(self, texts: list[str]) -> tuple[list[list[int]], list[Any]]:
@@ -327,23 +334,28 @@ class LocalJudge:
         for key, made in self._source_parts(missing).items():
             parts[key] = (key[: missing[key]], made)
             self._prefixes.put_source(key, key[: missing[key]], made)
-        # 3. The rest of every prompt on top of its prefix; similar lengths together waste little on padding.
-        rows.sort(key=lambda i: len(ids[i]) - splits[i][1])
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start : start + self.batch_size]
-            plan: list[tuple[tuple[Any, ...], tuple[int, ...], int]] = []
-            for i in batch:
-                shared_key, source_block = parts[tuple(ids[i][: splits[i][1]])]
-                plan.append(((self._prefixes.shared(shared_key), source_block), tuple(ids[i][splits[i][1] :]), 0))
-            for i, (_, logits) in zip(batch, self._extend(plan)):
-                out[i] = torch.log_softmax(logits, dim=-1)
+        # 3. The rest of every prompt on top of its prefix, laid out by its own lengths: the
+        #    prefix and the rest each padded to a multiple of WIDTH_STEP, in batches of prompts
+        #    with the same two widths, so a prompt's numbers do not depend on its batch.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in rows:
+            groups.setdefault((_width(splits[i][1]), _width(len(ids[i]) - splits[i][1])), []).append(i)
+        for (past, new), members in sorted(groups.items()):
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                plan: list[tuple[tuple[Any, ...], tuple[int, ...], int]] = []
+                for i in batch:
+                    shared_key, source_block = parts[tuple(ids[i][: splits[i][1]])]
+                    plan.append(((self._prefixes.shared(shared_key), source_block), tuple(ids[i][splits[i][1] :]), 0))
+                for i, (_, logits) in zip(batch, self._extend(plan, past, new)):
+                    out[i] = torch.log_softmax(logits, dim=-1)
         return ids, out
 
     def _source_parts(self, missing: dict[tuple[int, ...], int]) -> dict[tuple[int, ...], Any]:
         """The keys and values of source parts (prompt prefix -> length of its shared part), in batches.
 
         Each is computed on top of its shared part, right-padded to a width that depends on
-        its own length only (a multiple of ``SOURCE_WIDTH_STEP``), with sources of the same
+        its own length only (a multiple of ``WIDTH_STEP``), with sources of the same
         width and shared part: a source part's numbers then do not depend on the other
         sources of its batch (a resumed run, whose batches differ, computes the same ones).
         """
@@ -352,7 +364,7 @@ class LocalJudge:
 
         groups: dict[tuple[tuple[int, ...], int], list[tuple[int, ...]]] = {}
         for key, shared_len in missing.items():
-            width = -(-(len(key) - shared_len) // SOURCE_WIDTH_STEP) * SOURCE_WIDTH_STEP
+            width = _width(len(key) - shared_len)
             groups.setdefault((key[:shared_len], width), []).append(key)
         made: dict[tuple[int, ...], Any] = {}
         for (shared_key, width), keys in groups.items():
@@ -399,7 +411,7 @@ class LocalJudge:
             except TypeError:  # a model class without logits_to_keep computes every position
                 return self.model(**inputs)
 
-    def _extend(self, rows: list[tuple[tuple[Any, ...], tuple[int, ...], int]]) -> list[tuple[Any, Any]]:
+    def _extend(self, rows: list[tuple[tuple[Any, ...], tuple[int, ...], int]], past: int = 0, new: int = 0) -> list[tuple[Any, Any]]:
         """Run each row's new tokens on top of its cached blocks, in one forward pass.
 
         A row is (blocks, new token ids, kept): blocks are keys/values ``(keys, values)``,
@@ -413,7 +425,7 @@ class LocalJudge:
         from transformers import DynamicCache
 
         lengths = [sum(int(block[0].shape[2]) for block in blocks) for blocks, _, _ in rows]
-        past, new = max(lengths), max(len(tokens) for _, tokens, _ in rows)
+        past, new = max(past, *lengths), max(new, *(len(tokens) for _, tokens, _ in rows))
         size = len(rows)
         input_ids = torch.full((size, new), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((size, past + new), dtype=torch.long)
@@ -586,6 +598,11 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._sources)
+
+
+def _width(tokens: int) -> int:
+    """``tokens`` rounded up to a multiple of :data:`WIDTH_STEP`: a part's padded width."""
+    return -(-tokens // WIDTH_STEP) * WIDTH_STEP
 
 
 def _row_block(cache: Any, row: int, start: int, stop: int) -> tuple[Any, Any]:
