@@ -21,9 +21,10 @@ equal while the values it must show change and the model answers by noise, and a
 30-minute CPU fine-tune did not make the judge read the data
 (bench/results/finetune-dbp15k.md). What the layout can and must do is keep data from
 acting as instructions (tested here) and from spelling special tokens (tested in (a)).
-(b) runs the judge in float32: in bfloat16 the untuned model's near ties fall either
-way with the batch a question is in, which on this sample lifted the rounds answering A
-from 0.008 to 0.096 under injection while the mean P(A) pull stayed -0.002 (float32,
+(b) runs the judge in float32, as it was measured: in bfloat16, when a question's
+numbers still depended on its batch (the judge now lays each prompt out by its own
+lengths), the untuned model's near ties fell either way with the batch, which on this
+sample lifted the rounds answering A from 0.008 to 0.096 under injection while the mean P(A) pull stayed -0.002 (float32,
 compact layout: 0.000 and 0.007).
 The per-round shuffles and the majority vote keep an "answer A" injection from
 carrying a decision, since A names another candidate in every round. A model that does
