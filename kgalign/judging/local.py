@@ -418,8 +418,11 @@ class LocalJudge:
         each a tensor [layers, kv heads, tokens, head dim], laid end to end; ``kept`` how
         many of the new tokens' keys and values to return. Rows are laid out
         ``[pad, blocks | pad, new tokens]`` (pads masked out), with position ids counting
-        real tokens only. Returns per row the kept tokens' block (None when ``kept`` is 0)
-        and the float32 logits after its last token.
+        real tokens only. ``past`` and ``new`` are the widths of the two parts, at least
+        the longest row's (0: the longest row's); given by the rows' own lengths, they make
+        every row's numbers independent of the others in the batch. Returns per row the
+        kept tokens' block (None when ``kept`` is 0) and the float32 logits after its last
+        token.
         """
         import torch
         from transformers import DynamicCache
