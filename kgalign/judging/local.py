@@ -42,8 +42,9 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kgalign.errors import KgalignError
 from kgalign.judging.base import Answer, clean_explanation, explanation_prompt
@@ -70,6 +71,8 @@ WIDTH_STEP = 16
 # ends (the candidates start); see kgalign.judging.prompt.Question.messages.
 _SOURCE_LINE = "\nSOURCE: "
 _CANDIDATES_LINE = "\nCANDIDATES:"
+_T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 def smollm2_gguf() -> Path:
@@ -279,19 +282,14 @@ class LocalJudge:
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         # Each prompt left-padded to a width set by its own length, in batches of prompts of
         # that width: its numbers do not depend on its batch. Answers keep the questions' order.
-        groups: dict[int, list[int]] = {}
-        for i, row_ids in enumerate(ids):
-            groups.setdefault(_width(len(row_ids)), []).append(i)
         out: list[Any] = [None] * len(texts)
-        for width, members in sorted(groups.items()):
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start : start + self.batch_size]
-                rows = {"input_ids": [ids[i] for i in batch]}
-                encoded = self.tokenizer.pad(rows, padding="max_length", max_length=width, return_tensors="pt").to(self.device)
-                logprobs = torch.log_softmax(self._next_token_logits(encoded), dim=-1)
-                self.computed_tokens += sum(len(ids[i]) for i in batch)
-                for row, index in enumerate(batch):
-                    out[index] = logprobs[row]
+        for width, batch in _batches(range(len(ids)), lambda i: _width(len(ids[i])), self.batch_size):
+            rows = {"input_ids": [ids[i] for i in batch]}
+            encoded = self.tokenizer.pad(rows, padding="max_length", max_length=width, return_tensors="pt").to(self.device)
+            logprobs = torch.log_softmax(self._next_token_logits(encoded), dim=-1)
+            self.computed_tokens += sum(len(ids[i]) for i in batch)
+            for row, index in enumerate(batch):
+                out[index] = logprobs[row]
         return ids, out
 
     def _next_token_logprobs_reusing_prefixes(self, texts: list[str]) -> tuple[list[list[int]], list[Any]]:
@@ -337,18 +335,13 @@ class LocalJudge:
         # 3. The rest of every prompt on top of its prefix, laid out by its own lengths: the
         #    prefix and the rest each padded to a multiple of WIDTH_STEP, in batches of prompts
         #    with the same two widths, so a prompt's numbers do not depend on its batch.
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i in rows:
-            groups.setdefault((_width(splits[i][1]), _width(len(ids[i]) - splits[i][1])), []).append(i)
-        for (past, new), members in sorted(groups.items()):
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start : start + self.batch_size]
-                plan: list[tuple[tuple[Any, ...], tuple[int, ...], int]] = []
-                for i in batch:
-                    shared_key, source_block = parts[tuple(ids[i][: splits[i][1]])]
-                    plan.append(((self._prefixes.shared(shared_key), source_block), tuple(ids[i][splits[i][1] :]), 0))
-                for i, (_, logits) in zip(batch, self._extend(plan, past, new)):
-                    out[i] = torch.log_softmax(logits, dim=-1)
+        for (past, new), batch in _batches(rows, lambda i: (_width(splits[i][1]), _width(len(ids[i]) - splits[i][1])), self.batch_size):
+            plan: list[tuple[tuple[Any, ...], tuple[int, ...], int]] = []
+            for i in batch:
+                shared_key, source_block = parts[tuple(ids[i][: splits[i][1]])]
+                plan.append(((self._prefixes.shared(shared_key), source_block), tuple(ids[i][splits[i][1] :]), 0))
+            for i, (_, logits) in zip(batch, self._extend(plan, past, new)):
+                out[i] = torch.log_softmax(logits, dim=-1)
         return ids, out
 
     def _source_parts(self, missing: dict[tuple[int, ...], int]) -> dict[tuple[int, ...], Any]:
@@ -362,32 +355,25 @@ class LocalJudge:
         import torch
         from transformers import DynamicCache
 
-        groups: dict[tuple[tuple[int, ...], int], list[tuple[int, ...]]] = {}
-        for key, shared_len in missing.items():
-            width = _width(len(key) - shared_len)
-            groups.setdefault((key[:shared_len], width), []).append(key)
         made: dict[tuple[int, ...], Any] = {}
-        for (shared_key, width), keys in groups.items():
+        for (shared_key, width), batch in _batches(missing, lambda key: (key[: missing[key]], _width(len(key) - missing[key])), self.batch_size):
             shared_keys, shared_values = self._prefixes.shared(shared_key)
-            past = len(shared_key)
-            for start in range(0, len(keys), self.batch_size):
-                batch = keys[start : start + self.batch_size]
-                size = len(batch)
-                input_ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((size, past + width), dtype=torch.long)
-                mask[:, :past] = 1
-                for row, key in enumerate(batch):
-                    tokens = key[past:]
-                    input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-                    mask[row, past : past + len(tokens)] = 1
-                positions = torch.arange(past, past + width).expand(size, -1)
-                cache = DynamicCache(
-                    [(shared_keys[layer].expand(size, -1, -1, -1).contiguous(), shared_values[layer].expand(size, -1, -1, -1).contiguous()) for layer in range(len(shared_keys))]
-                )
-                output = self._forward(input_ids, mask, positions, cache)
-                self.computed_tokens += sum(len(key) - past for key in batch)
-                for row, key in enumerate(batch):
-                    made[key] = _row_block(output.past_key_values, row, past, len(key))
+            past, size = len(shared_key), len(batch)
+            input_ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((size, past + width), dtype=torch.long)
+            mask[:, :past] = 1
+            for row, key in enumerate(batch):
+                tokens = key[past:]
+                input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                mask[row, past : past + len(tokens)] = 1
+            positions = torch.arange(past, past + width).expand(size, -1)
+            cache = DynamicCache(
+                [(shared_keys[layer].expand(size, -1, -1, -1).contiguous(), shared_values[layer].expand(size, -1, -1, -1).contiguous()) for layer in range(len(shared_keys))]
+            )
+            output = self._forward(input_ids, mask, positions, cache)
+            self.computed_tokens += sum(len(key) - past for key in batch)
+            for row, key in enumerate(batch):
+                made[key] = _row_block(output.past_key_values, row, past, len(key))
         return made
 
     def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
@@ -606,6 +592,18 @@ class PrefixCache:
 def _width(tokens: int) -> int:
     """``tokens`` rounded up to a multiple of :data:`WIDTH_STEP`: a part's padded width."""
     return -(-tokens // WIDTH_STEP) * WIDTH_STEP
+
+
+def _batches(items: Iterable[_T], layout: Callable[[_T], _K], size: int) -> Iterator[tuple[_K, list[_T]]]:
+    """``items`` in batches of at most ``size`` that share a ``layout`` (the padded widths
+    of their parts), each with it: every row of a batch is then laid out by its own
+    lengths, so its numbers do not depend on the others."""
+    groups: dict[_K, list[_T]] = {}
+    for item in items:
+        groups.setdefault(layout(item), []).append(item)
+    for key, members in groups.items():
+        for start in range(0, len(members), size):
+            yield key, members[start : start + size]
 
 
 def _row_block(cache: Any, row: int, start: int, stop: int) -> tuple[Any, Any]:
