@@ -7,8 +7,9 @@
 Each dataset's two graphs (converted as bench/table.py does) are split by entity, with
 a seed: the base holds 90% of each side's entities; the final inputs hold the base
 plus the other 10%, with 1% of the base entities changed (one literal value edited)
-and 1% removed (the issue's split; `--added` and `--edited` give other shares). Three runs of the real command in child processes, with the options of
-bench/table.py's protocol:
+and 1% removed (the issue's split; `--added` and `--edited` give other shares). Three
+runs of the real command in child processes, with the options of bench/table.py's
+protocol:
 
 1. base: the base inputs, into OLD;
 2. since: the final inputs with --since OLD, into NEW;
@@ -44,7 +45,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from bench import table
-from kgalign.incremental.since import ASKED_REASONS
+from kgalign.incremental.since import ASKED_REASONS, SINCE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restaurants": ["--judge", "local", "--no-gate"]}
@@ -168,16 +169,16 @@ def statistics_only(old: Path, new: Path, full: Path) -> dict[str, int]:
     update's LLM questions about them, and how many of them the full run decided
     otherwise than the earlier run (another kind or target), or linked otherwise (the
     target after resolution; a link resolution would move elsewhere is not counted)."""
-    reasons = {}
-    with (new / "changes.jsonl").open(encoding="utf-8") as handle:
+    asked = set()
+    with (new / SINCE_FILE).open(encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
             if record["change"] == "judge_asked" and record["reason"] in STATISTICS_ONLY:
-                reasons[record["left"]] = record["reason"]
-    if not reasons:
+                asked.add(record["left"])
+    if not asked:
         return {"sources": 0, "questions": 0, "decided_otherwise": 0, "linked_otherwise": 0}
     before, now, after = _votes(old), _votes(new), _votes(full)
-    sources = [s for s in reasons if s in before and s in after]
+    sources = [s for s in asked if s in before and s in after]
     return {
         "sources": len(sources),
         "questions": sum(1 for s in sources for r in now[s]["rounds"] if not r.get("cached")),

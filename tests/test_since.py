@@ -114,9 +114,10 @@ def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path, monk
             assert r["reason"] == "left entity added"
     removed_left = next(iter(versions["removed"]["left"]))
     assert any(r["change"] == "link_removed" and r["left"] == removed_left and r["reason"] == "left entity removed" for r in link_changes)
-    since = json.loads((new / "run.json").read_text())["since"]
+    run = json.loads((new / "run.json").read_text())
+    since = run["since"]
     # The comparison is timed as a stage of its own, which a run without --since has not.
-    assert "since" in json.loads((new / "run.json").read_text())["stages"] and "since" not in json.loads((full / "run.json").read_text())["stages"]
+    assert "since" in run["stages"] and "since" not in json.loads((full / "run.json").read_text())["stages"]
     # Only texts the base run did not embed are embedded (the vector cache was empty before it).
     base_counts = json.loads((old / "run.json").read_text())["counts"]
     assert 0 < since["reused"]["vectors_computed"] < base_counts["vectors_computed"] and since["reused"]["vectors_read"] > 0
