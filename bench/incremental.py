@@ -53,7 +53,7 @@ JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restau
 # pointing to it and becomes an entity of its own in the base version.
 RESTAURANT = "http://www.okkam.org/ontology_restaurant{}.owl#Restaurant"
 CLASSES = {"restaurants": ["--class", RESTAURANT.format(1), "--class", RESTAURANT.format(2)]}
-STAGES = ("load", "select", "cardinality", "embed", "retrieve", "judge", "resolve", "fuse", "since", "write")
+STAGES = ("load", "select", "cardinality", "embed", "retrieve", "keep", "judge", "resolve", "fuse", "since", "write")
 
 
 def _part(count: int, share: float) -> int:
@@ -102,7 +102,9 @@ def links_by_source(outdir: Path) -> dict[str, set[str]]:
     return found
 
 
-def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None = None, added: float = 0.1, edited: float = 0.01) -> dict[str, Any]:
+def bench(
+    key: str, data: Path, work: Path, seed: int, judge: list[str] | None = None, added: float = 0.1, edited: float = 0.01, keep: list[float] | None = None
+) -> dict[str, Any]:
     dataset = {d.key: d for d in table.DATASETS}[key]
     inputs = dataset.prepare(data, work)
     folder = work / "incremental" / key
@@ -130,18 +132,35 @@ def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None =
     records["since"] = run(final, new, ["--since", str(old)], cache)
     fresh_cache(cache, after_base)
     records["full"] = run(final, full, [], cache)
-    new_links, full_links = links_by_source(new), links_by_source(full)
-    sources = set(new_links) | set(full_links)
-    equal = sum(1 for s in sources if new_links.get(s, set()) == full_links.get(s, set()))
+    kept = []
+    for value in keep or []:
+        outdir = folder / f"kept-{value:g}"
+        fresh_cache(cache, after_base)
+        record = run(final, outdir, ["--since", str(old), "--keep-earlier", str(value)], cache)
+        share, differing, _ = equal_links(outdir, full)
+        kept.append(
+            {
+                "keep_earlier": value,
+                "kept": json.loads((outdir / "run.json").read_text())["counts"]["kept"],
+                "equal_links_share": share,
+                "differing_sources_all": differing,
+                "f1": record["f1"],
+                "wall_s": record["wall_s"],
+                "speedup": round(records["full"]["wall_s"] / record["wall_s"], 2),
+                "llm_questions": record["llm_questions"],
+                "stages": record["stages"],
+            }
+        )
+    share, differing, sources = equal_links(new, full)
     since = json.loads((new / "run.json").read_text())["since"]
     moved = statistics_only(old, new, full)
     return {
         "dataset": dataset.title,
         "judge": " ".join(judge),
         "split": counts,
-        "sources_with_links": len(sources),
-        "equal_links_share": round(equal / len(sources), 6) if sources else 1.0,
-        "differing_sources": sorted(s for s in sources if new_links.get(s, set()) != full_links.get(s, set()))[:20],
+        "sources_with_links": sources,
+        "equal_links_share": share,
+        "differing_sources": differing[:20],
         "f1": {name: records[name]["f1"] for name in records},
         "wall_s": {name: records[name]["wall_s"] for name in records},
         "llm_questions": {name: records[name]["llm_questions"] for name in records},
@@ -150,7 +169,17 @@ def bench(key: str, data: Path, work: Path, seed: int, judge: list[str] | None =
         "speedup": round(records["full"]["wall_s"] / records["since"]["wall_s"], 2),
         "since": since,
         "statistics_only": moved,
+        "kept": kept,
     }
+
+
+def equal_links(outdir: Path, full: Path) -> tuple[float, list[str], int]:
+    """The share of sources (with a link in either folder) linked alike in both, the
+    others, and how many sources have a link in either."""
+    mine, theirs = links_by_source(outdir), links_by_source(full)
+    sources = set(mine) | set(theirs)
+    differing = sorted(s for s in sources if mine.get(s, set()) != theirs.get(s, set()))
+    return (round(1 - len(differing) / len(sources), 6) if sources else 1.0), differing, len(sources)
 
 
 #: The reasons of ``judge_asked`` that no change of the source or of an option explains.
@@ -234,12 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--added", type=float, default=0.1, help="Share of each side's entities the final inputs add to the base (default: 0.1).")
     parser.add_argument("--edited", type=float, default=0.01, help="Share of the base's entities the final inputs change, and as many they remove (default: 0.01).")
     parser.add_argument("--judge", default=None, help='Judge options for every dataset, as one string (e.g. "local" or "local --no-gate"; default: each dataset\'s own, see the module text).')
+    parser.add_argument(
+        "--keep-earlier",
+        default="",
+        help="Comma-separated confidences: for each, one more since run with --keep-earlier CONFIDENCE, compared with the same full run (default: none).",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Where STEM.md and STEM.json go.")
     parser.add_argument("--stem", default="incremental", help="Name of the result files (default: incremental).")
     args = parser.parse_args(argv)
+    keep = [float(value) for value in args.keep_earlier.split(",") if value]
     rows = []
     for key in [k for k in args.datasets.split(",") if k]:
-        rows.append(bench(key, args.data, args.work, args.seed, ["--judge", *args.judge.split()] if args.judge else None, args.added, args.edited))
+        rows.append(bench(key, args.data, args.work, args.seed, ["--judge", *args.judge.split()] if args.judge else None, args.added, args.edited, keep))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     publish(rows, args)
     return 0
@@ -252,6 +287,7 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         + (f" --added {args.added:g}" if args.added != 0.1 else "")
         + (f" --edited {args.edited:g}" if args.edited != 0.01 else "")
         + (f' --judge "{args.judge}"' if args.judge else "")
+        + (f" --keep-earlier {args.keep_earlier}" if args.keep_earlier else "")
         + (f" --stem {args.stem}" if args.stem != "incremental" else "")
         + "`",
         "",
@@ -299,6 +335,20 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                     f"| {row['dataset']} | {moved['sources']} | {moved['questions']} | {moved['questions'] / max(1, row['llm_questions']['since']):.0%} | "
                     f"{moved['decided_otherwise']} | {moved['linked_otherwise']} | {moved['linked_otherwise'] / max(1, row['sources_with_links']):.2%} |"
                 )
+    kept_rows = [(row, kept) for row in rows for kept in row.get("kept", [])]
+    if kept_rows:
+        lines += _head(
+            "Since runs with --keep-earlier (kgalign.incremental.keep) against the same full run: the decisions only the updated statistics moved, "
+            "kept without a question where the judge made them with at least that confidence:",
+            ["data", "--keep-earlier"],
+            ["decisions kept", "sources with equal links", "linked otherwise", "F1 since", "F1 full", "s since", "s full", "full / since", "LLM questions since / full"],
+        )
+        for row, kept in kept_rows:
+            lines.append(
+                f"| {row['dataset']} | {kept['keep_earlier']:g} | {kept['kept']} | {kept['equal_links_share']:.2%} | {len(kept['differing_sources_all'])} | "
+                f"{kept['f1']:.4f} | {row['f1']['full']:.4f} | {kept['wall_s']:.1f} | {row['wall_s']['full']:.1f} | {kept['speedup']:.2f}x | "
+                f"{kept['llm_questions']} / {row['llm_questions']['full']} |"
+            )
     table.publish(args.out, args.stem, "\n".join(lines), rows)
 
 

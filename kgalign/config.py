@@ -325,6 +325,10 @@ class AlignConfig:
     only_right: tuple[str, ...] = ()
     #: A reviewer's corrections file (from `kgalign report`).
     corrections: str | None = None
+    #: With --since: keep an earlier decision of the judge's, instead of asking again,
+    #: where only the updated statistics moved its question and its confidence was at
+    #: least this (kgalign.incremental.keep); None: ask again (links equal a full run's).
+    keep_earlier: float | None = number(None, 0.0, 1.0)
     #: Ask the judge for one sentence of reason per voted decision.
     explain: bool = False
 

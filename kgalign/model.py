@@ -205,6 +205,9 @@ class Decision:
     explanation: str | None = None
     #: Judged sets only: every option shown, with its votes, accepted ones first.
     option_votes: list[OptionVote] = field(default_factory=list)
+    #: Taken over from an earlier run (``--since`` with ``keep_earlier``) with its votes,
+    #: not asked in this run (:mod:`kgalign.incremental.keep`).
+    kept: bool = False
 
     @property
     def shown(self) -> set[str]:

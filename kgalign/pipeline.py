@@ -17,6 +17,7 @@ from kgalign.config import AlignConfig
 from kgalign.dedup import dedup_sides, side_duplicates
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import FusionResult, fuse
+from kgalign.incremental.keep import kept_decisions
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.incremental.state import release_contents
 from kgalign.io.entities import load_entities
@@ -28,7 +29,7 @@ from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import decide, explain_decisions
-from kgalign.model import EntityProfile, EntityTable, Link
+from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
@@ -126,17 +127,24 @@ def _align(
         check_overlap(old, prepared.left_table.entities, prepared.right_table.entities)
         reused_answers = reuse_answers(old, config.cache_path)
 
+    kept: dict[str, tuple[Decision, str]] = {}
+    if old is not None and config.keep_earlier is not None and (judge is not None or config.judge != "none"):
+        with timer.stage("keep"):
+            left_side, right_side = (prepared.left_table, prepared.left_profiles), (prepared.right_table, prepared.right_profiles)
+            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, prepared.selections, config.keep_earlier, prepared.human)
+
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         candidates, human = prepared.candidates, prepared.human
+        decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
         several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
-        questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in human)
+        questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in decided)
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
                 cached_judge.on_answered = advance
             # In an auto run the judge also checks a sample of retrieval's confident extra records.
             audit = several and prepared.cardinality is not None
-            decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=human, several=several, audit=audit)
+            decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=decided, several=several, audit=audit)
         if cache is not None:
             cache.close()
 
@@ -201,11 +209,12 @@ def _align(
         result.evaluate(gold, gold_name)
     if old is not None:
         with timer.stage("since"):
-            result.changes, result.since = compare(old, result)
+            result.changes, result.since = compare(old, result, {source: reason for source, (_, reason) in kept.items()})
         result.since["reused"] = {
             "judge_answers": reused_answers,
             "cache_hits": result.counts["cache_hits"],
             "llm_questions": result.counts["llm_questions"],
+            "decisions_kept": result.counts["kept"],
             "vectors_read": result.counts["vectors_read"],
             "vectors_computed": result.counts["vectors_computed"],
         }

@@ -178,6 +178,7 @@ class AlignmentResult:
             "uncertain": sum(1 for d in decisions if d.kind == "uncertain"),
             "none": sum(1 for d in decisions if d.kind == "none"),
             "human": sum(1 for d in decisions if d.human),
+            "kept": sum(1 for d in decisions if d.kept),
             "explained": explained,
             "links": len(self.links),
             "seed_links": seed_links,

@@ -18,6 +18,7 @@ from rdflib import Graph, Literal, URIRef
 
 from bench.make_cardinality import add_copies, write_sorted
 from kgalign.config import AlignConfig
+from kgalign.errors import ConfigError
 from kgalign.evaluation.metrics import read_pairs
 from kgalign.incremental.since import ASKED_REASONS, summary_line
 from kgalign.incremental.state import STATE_VERSION, entity_hash
@@ -346,3 +347,92 @@ def test_the_benchmark_counts_what_keeping_the_decisions_the_statistics_moved_wo
     before, after = ({d.source: (d.kind, d.target) for d in run.decisions} for run in (earlier, full))
     assert moved["decided_otherwise"] == sum(1 for s in expected if before[s] != after[s])
     assert 0 <= moved["linked_otherwise"] <= moved["sources"]
+
+
+def _since_with(versions, embedder, tmp_path, config, name: str, script):
+    """A since run of the final versions against tmp_path/old, with its own answer cache
+    (a copy of OLD's) in tmp_path/NAME; the result and its judge."""
+    judge = ScriptedJudge(script, default=None)
+    p = versions["paths"]
+    result = align(p["left-final"], p["right-final"], config.replace(cache_path=str(tmp_path / name / "judge-cache.sqlite")), embedder=embedder, judge=judge, since=tmp_path / "old")
+    return result, judge
+
+
+def test_keep_earlier_keeps_the_decisions_only_the_statistics_moved_and_asks_the_rest(versions, embedder, tmp_path):
+    """With keep_earlier, a source asked again in an exact since run for the statistics
+    alone keeps its earlier decision, with its votes, and is not asked; every other
+    source is asked as in the exact run, and changes.jsonl, run.json, votes.jsonl and the
+    summary line say which decisions were kept and why."""
+    from kgalign.incremental.keep import KEPT_REASONS
+
+    script, config, earlier = _judged_base(versions, embedder, tmp_path)
+    exact, exact_judge = _since_with(versions, embedder, tmp_path, config, "exact", script)
+    kept_run, judge = _since_with(versions, embedder, tmp_path, config.replace(keep_earlier=0.0), "kept", script)
+    assert exact.changes is not None and kept_run.changes is not None and kept_run.since is not None
+    moved = {r["left"] for r in exact.changes if r["change"] == "judge_asked" and r["reason"] in KEPT_REASONS}
+    kept = {r["left"]: r["reason"] for r in kept_run.changes if r["change"] == "decision_kept"}
+    assert kept and set(kept) <= moved
+    # Not asked, and asked about nothing else than the exact run beside them.
+    assert not set(judge.sources) & set(kept)
+    assert set(judge.sources) == set(exact_judge.sources) - set(kept)
+    asked = {r["left"] for r in kept_run.changes if r["change"] == "judge_asked"}
+    assert asked == {r["left"] for r in exact.changes if r["change"] == "judge_asked"} - set(kept)
+    # Each kept decision is the earlier one, votes and all, marked kept.
+    before = {d.source: d for d in earlier.decisions}
+    now = {d.source: d for d in kept_run.decisions}
+    shown_now = {c.source: c for c in kept_run.candidates}
+    for source, reason in kept.items():
+        assert now[source].kept and (now[source].kind, now[source].target, now[source].rounds) == (before[source].kind, before[source].target, before[source].rounds)
+        # The reason: the options shown now are the earlier ones (in another order), or not.
+        options_now = {c.iri for c in shown_now[source].items[: config.vote.options]}
+        assert (reason == "same candidates shown otherwise") == (now[source].shown == options_now)
+    assert sum(1 for d in kept_run.decisions if d.kept) == len(kept) == kept_run.counts["kept"]
+    exact_rounds = {d.source: d.rounds for d in exact.decisions}
+    assert kept_run.counts["llm_questions"] == exact.counts["llm_questions"] - sum(1 for s in kept for r in exact_rounds[s] if not r.cached)
+    assert sum(kept_run.since["kept"].values()) == len(kept) and kept_run.since["reused"]["decisions_kept"] == len(kept)
+    assert f"{len(kept)} earlier decisions kept" in summary_line(kept_run.since, kept_run.counts)
+    kept_run.save(tmp_path / "kept")
+    records = {json.loads(line)["source"]: json.loads(line) for line in (tmp_path / "kept" / "votes.jsonl").read_text().splitlines()}
+    assert {s for s, r in records.items() if r["kept"]} == set(kept)
+    # The earlier run's decisions as the pipeline holds them (the Python API) keep the same ones.
+    p = versions["paths"]
+    api_config = config.replace(keep_earlier=0.0, cache_path=str(tmp_path / "api" / "judge-cache.sqlite"))
+    from_result = align(p["left-final"], p["right-final"], api_config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=earlier)
+    assert {d.source for d in from_result.decisions if d.kept} == set(kept)
+
+
+def test_keep_earlier_asks_again_below_the_confidence_where_the_question_looks_otherwise_and_after_a_settings_change(versions, embedder, tmp_path, caplog):
+    """The rules of kgalign.incremental.keep, one at a time, on the earlier decision log:
+    a decision made with less confidence than asked is asked again; one whose earlier
+    question does not read as it would today (here: its logged prompt edited) is asked
+    again; a run with other vote settings keeps nothing and says why."""
+    script, config, _ = _judged_base(versions, embedder, tmp_path)
+    first, _ = _since_with(versions, embedder, tmp_path, config.replace(keep_earlier=0.5), "first", script)
+    kept = sorted(d.source for d in first.decisions if d.kept)
+    assert len(kept) >= 2
+    log = tmp_path / "old" / "votes.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for record in records:
+        if record["source"] == kept[0]:
+            record["confidence"] = 0.4
+        if record["source"] == kept[1]:
+            record["prompt"] = record["prompt"].replace("SOURCE:", "SOURCE: ")
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    again, judge = _since_with(versions, embedder, tmp_path, config.replace(keep_earlier=0.5), "again", script)
+    assert {d.source for d in again.decisions if d.kept} == set(kept) - {kept[0], kept[1]}
+    assert {kept[0], kept[1]} <= set(judge.sources)
+    other_vote = config.replace(keep_earlier=0.0, vote={"rounds": 5})
+    caplog.clear()
+    changed, _ = _since_with(versions, embedder, tmp_path, other_vote, "changed", script)
+    assert not any(d.kept for d in changed.decisions)
+    assert any("no earlier decision is kept: the vote's rounds changed" in r.getMessage() for r in caplog.records)
+
+
+def test_keep_earlier_needs_since_and_a_confidence_between_0_and_1(persons, tmp_path):
+    result = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "out", "--keep-earlier", "0.5"])
+    assert result.exit_code == 2 and "--keep-earlier keeps decisions of an earlier run: it needs --since OLD" in result.output
+    assert not (tmp_path / "out").exists()
+    result = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "out", "--since", tmp_path, "--keep-earlier", "1.5"])
+    assert result.exit_code == 2 and "1.5" in result.output
+    with pytest.raises(ConfigError, match="keep_earlier"):
+        AlignConfig.from_dict({"keep_earlier": -0.1})

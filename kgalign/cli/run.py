@@ -39,6 +39,8 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     from kgalign.cli.run_options import config_from_command_line
 
     quiet(opts["quiet"])
+    if opts["keep_earlier"] is not None and opts["since"] is None:
+        raise click.UsageError("--keep-earlier keeps decisions of an earlier run: it needs --since OLD")
     config = _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"])
     if is_endpoint(left) or is_endpoint(right):
         config = config.replace(sparql={"cache_dir": str(outdir / SOURCES_DIR)})
@@ -73,7 +75,7 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
 #: earlier run, no second side, the local engine): given, they stop it in one line.
 #: (--resolve has its own message in kgalign.dedup.)
 DEDUP_REFUSES = (
-    "--since", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
+    "--since", "--keep-earlier", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
     "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
     "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol",
 )  # fmt: skip

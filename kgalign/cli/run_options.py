@@ -120,6 +120,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--corrections",), "corrections", "Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision and is never asked to the judge.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--seed",), "seed", "Seed for the shuffled rounds and anything random.", expert=True, kwargs={"type": int}),
     RunOption(("--since",), None, "OLD: the output folder of an earlier run on earlier versions of the inputs. Its judge answers are reused (only new or affected sources are asked), and changes.jsonl lists the entities, links and clusters that changed since.", kwargs={"type": PATH, "metavar": "OLD"}),
+    RunOption(("--keep-earlier",), "keep_earlier", "With --since: an unchanged source whose question only the updated statistics changed (other unchanged candidates ranked into its options, or the same ones in another order) keeps OLD's decision, with its votes, when the judge made it with at least this confidence (0 to 1), instead of being asked again. Faster updates; links may then differ from a full run's (docs/incremental.md measures how much). Default: ask again.", expert=True, kwargs={"type": click.FloatRange(0, 1), "metavar": "MIN_CONFIDENCE"}),
     RunOption(("--force",), None, "Write into OUTDIR even if it holds other files.", kwargs={"is_flag": True}),
     RunOption(("--quiet",), None, "No progress bars.", kwargs={"is_flag": True}),
     # ----- expert: --help-all -----

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +73,10 @@ class OldRun:
     #: from OLD/votes.jsonl on first use (:meth:`asked_before`).
     shown: dict[str, set[str]] | None = None
     shown_unreadable: bool = False
+    #: The decisions the earlier run's judge made, per source, with the IRIs of the
+    #: candidates it ranked (best first); read from OLD/votes.jsonl on first use
+    #: (:meth:`judged_before`).
+    judged: dict[str, tuple[Decision, list[str]]] | None = None
 
     @property
     def selection(self) -> dict[str, dict[str, list[str]]] | None:
@@ -85,14 +89,37 @@ class OldRun:
         left, right = result.entity_hashes()
         selection = {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in result.prepared.selections.items()}
         shown = {d.source: d.shown for d in result.decisions if d.rounds}
+        judged = {d.source: (d, [c.iri for c in cands.items]) for d, cands in zip(result.decisions, result.candidates) if d.by_judge}
+        info = {"selection": selection, "judge": result.judge_id, "config": result.config.to_dict(), "effective": result.config.diff(result.effective)}
         return cls(
             name="(previous result)",
             left=left,
             right=right,
             links={(link.left, link.right) for link in result.links},
-            info={"selection": selection},
+            info=info,
             shown=shown,
+            judged=judged,
         )
+
+    def judged_before(self) -> dict[str, tuple[Decision, list[str]]]:
+        """The decisions the earlier run's judge made (not the gate, retrieval or a
+        person), per source, each with its ranked candidates' IRIs; read from
+        OLD/votes.jsonl once. A log that cannot be read stops the run (one line)."""
+        if self.judged is None:
+            from kgalign.review.votes import read_votes, record_decision
+
+            judged = {}
+            path = Path(self.folder or ".") / "votes.jsonl"
+            for record in read_votes(path):
+                if record.get("rounds") and not record.get("gated") and not record.get("human"):
+                    try:
+                        decision = record_decision(record)
+                        ranked = [str(c["iri"]) for c in record.get("candidates") or ()]
+                    except (KgalignError, KeyError, TypeError) as exc:
+                        raise KgalignError(f"{path}: {exc}") from None
+                    judged[decision.source] = (decision, ranked)
+            self.judged = judged
+        return self.judged
 
     def asked_before(self) -> dict[str, set[str]] | None:
         """The options the earlier run's judge was shown, per source it asked about; None
@@ -194,8 +221,9 @@ def _clusters(pairs: Iterable[tuple[str, str]]) -> list[set[str]]:
     return [{f"{side}:{iri}" for side, iri in component} for component in nx.connected_components(graph)]
 
 
-def compare(old: OldRun, result: AlignmentResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The records of changes.jsonl and the ``since`` summary of run.json."""
+def compare(old: OldRun, result: AlignmentResult, kept: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The records of changes.jsonl and the ``since`` summary of run.json; ``kept``: the
+    sources whose earlier decision the run kept, with the reason (:mod:`kgalign.incremental.keep`)."""
     left, right = result.entity_hashes()
     entities = {"left": _diff(old.left, left), "right": _diff(old.right, right)}
     records: list[dict[str, Any]] = []
@@ -230,12 +258,15 @@ def compare(old: OldRun, result: AlignmentResult) -> tuple[list[dict[str, Any]],
     records += [{"change": "cluster_split", "members": members, "into": parts} for members, parts in split]
     asked = why_asked(old, result.decisions, entities)
     records += [{"change": "judge_asked", "left": source, "reason": reason} for source, reason in asked]
+    kept = kept or {}
+    records += [{"change": "decision_kept", "left": source, "reason": kept[source]} for source in sorted(kept)]
     summary = {
         "old": old.name,
         "entities": {side: {kind: len(iris) for kind, iris in diff.items()} for side, diff in entities.items()},
         "links": {key: counts[key] for key in ("added", "removed", "changed", "kept")},
         "clusters": {"merged": len(merged), "split": len(split)},
         "asked": dict(Counter(reason for _, reason in asked).most_common()),
+        "kept": dict(Counter(kept.values()).most_common()),
     }
     return records, summary
 
@@ -243,7 +274,7 @@ def compare(old: OldRun, result: AlignmentResult) -> tuple[list[dict[str, Any]],
 def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, dict[str, set[str]]]) -> list[tuple[str, str]]:
     """Each source the judge was asked about in this run (a round not answered from the
     cache), with the first of :data:`ASKED_REASONS` that applies, by source."""
-    asked = sorted((d for d in decisions if any(not r.cached for r in d.rounds)), key=lambda d: d.source)
+    asked = sorted((d for d in decisions if not d.kept and any(not r.cached for r in d.rounds)), key=lambda d: d.source)
     if not asked:
         return []
     left, right = entities["left"], entities["right"]
@@ -300,6 +331,8 @@ def summary_line(summary: dict[str, Any], counts: dict[str, int]) -> str:
 
     asked = summary.get("asked") or {}
     why = f" about {sum(asked.values())} sources ({', '.join(f'{n} {reason}' for reason, n in asked.items())})" if asked else ""
+    kept = summary.get("kept") or {}
+    why += f", {sum(kept.values())} earlier decisions kept" if kept else ""
     return (
         f"since {summary['old']}: entities {side('left')}, {side('right')}; links +{links['added']} -{links['removed']} ~{links['changed']} "
         f"({links['kept']} kept); clusters merged {summary['clusters']['merged']}, split {summary['clusters']['split']}; "

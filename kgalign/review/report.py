@@ -259,6 +259,7 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
         "gated": bool(r.get("gated")),
         "early_stopped": bool(r.get("early_stopped")),
         "human": bool(r.get("human")),
+        "kept": bool(r.get("kept")),
         "conflict_with": r.get("conflict_with"),
         "explanation": r.get("explanation"),
         "link": link,

@@ -12,7 +12,7 @@ from typing import Any
 from kgalign.errors import InputError
 from kgalign.io.atomic import atomic_open
 from kgalign.judging.prompt import option_letter
-from kgalign.model import Candidate, Candidates, Decision, EntityProfile
+from kgalign.model import Candidate, Candidates, Decision, EntityProfile, OptionVote, Round
 
 SCHEMA_VERSION = 1
 
@@ -51,6 +51,7 @@ def decision_record(
         "gated": decision.gated,
         "early_stopped": decision.early_stopped,
         "human": decision.human,
+        "kept": decision.kept,
         "conflict_with": conflict_with,
         "linked": linked,
         "prompt": decision.prompt,
@@ -110,6 +111,38 @@ def record_candidates(record: Mapping[str, Any]) -> Candidates:
         mutual=bool(record.get("mutual")),
         contested_by=record.get("contested_by"),
     )
+
+
+def record_decision(record: Mapping[str, Any]) -> Decision:
+    """The decision one record of votes.jsonl logged, with its rounds and option votes.
+
+    The inverse of the decision fields :func:`decision_record` writes (a field missing
+    from an older record takes its default); a record it cannot read raises
+    :class:`~kgalign.errors.InputError` naming the source."""
+    try:
+        kind = record["decision"]
+        if kind not in ("match", "none", "uncertain"):
+            raise ValueError(f"unknown decision {kind!r}")
+        tokens = record.get("tokens") or {}
+        return Decision(
+            source=str(record["source"]),
+            kind=kind,
+            target=record.get("target"),
+            confidence=float(record.get("confidence", 0.0)),
+            rounds=[Round(**{**r, "order": list(r["order"])}) for r in record.get("rounds") or ()],
+            gated=bool(record.get("gated")),
+            early_stopped=bool(record.get("early_stopped")),
+            human=bool(record.get("human")),
+            prompt=record.get("prompt"),
+            prompt_tokens=int(tokens.get("prompt", 0)),
+            answer_tokens=int(tokens.get("answer", 0)),
+            latency_s=float(record.get("latency_s", 0.0)),
+            explanation=record.get("explanation"),
+            option_votes=[OptionVote(**vote) for vote in record.get("option_votes") or ()],
+            kept=bool(record.get("kept")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"decision of {record.get('source')!r}: not a kgalign decision record ({exc})") from None
 
 
 def read_candidates(path: str | Path) -> list[Candidates]:

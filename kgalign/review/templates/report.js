@@ -469,6 +469,7 @@
   function flags(d) {
     var out = [d.origin];
     if (d.early_stopped) { out.push("early-stop"); }
+    if (d.kept) { out.push("kept"); }
     if (d.conflict_with) { out.push("lost-conflict"); }
     if (d.explanation && !d.human) { out.push("explained"); }
     return out;
@@ -613,7 +614,7 @@
       badge(d.decision), " ",
       d.target ? h("span", { text: d.target_label + " " }) : null,
       d.target ? h("span", { "class": "iri", text: d.target }) : null,
-      h("div", { text: "confidence " + fmt(d.confidence) + " \u00b7 decided by " + (ORIGIN_NAMES[d.origin] || d.origin) + (d.early_stopped ? " \u00b7 stopped early" : "") })
+      h("div", { text: "confidence " + fmt(d.confidence) + " \u00b7 decided by " + (ORIGIN_NAMES[d.origin] || d.origin) + (d.early_stopped ? " \u00b7 stopped early" : "") + (d.kept ? " \u00b7 kept from the earlier run, not asked again" : "") })
     ]);
     if (d.tally.length) {
       final.appendChild(h("div", { text: "votes: " + d.tally.map(function (t) { return candidateLabel(d, t[0]) + " \u00d7" + t[1]; }).join(", ") }));

@@ -1,0 +1,136 @@
+"""Keeping an earlier decision that only the updated statistics moved (``keep_earlier``).
+
+A ``--since`` run is a whole run: the global statistics retrieval depends on (TF-IDF
+document frequencies, attribute ranking) are recomputed, and a source whose question
+they changed (other unchanged candidates shown, or the same ones in another order) is
+asked again, so that the links equal a full run's. With ``keep_earlier`` (a confidence
+from 0 to 1), such a source keeps its earlier decision instead, with its votes, without
+a question, where all of these hold:
+
+- the earlier run's judge decided it (not the gate, retrieval or a person), with at
+  least that confidence;
+- the source is unchanged (content hash), and so is every option shown, then and now;
+- the source and the options shown before look to the judge as they did: the earlier
+  first question, rebuilt from this run's profiles, is the same text (a related
+  entity added, removed or renamed changes it);
+- the options it chose are among those this run would show;
+- the judge (backend, model, adapter) and the vote's settings are the earlier run's,
+  and so are the attributes and relations shown.
+
+What stays approximate: an unchanged candidate the new statistics rank into the
+options may be the better match, and the earlier vote did not see it; a decision
+whose earlier confidence was low is the most likely to change (docs/incremental.md
+measures both). A source whose question is the same as before is not kept here: its
+answers come from the earlier run's answer cache, exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+from kgalign.config import AlignConfig
+from kgalign.incremental.since import OldRun
+from kgalign.incremental.state import entity_hash
+from kgalign.judging.prompt import Question
+from kgalign.judging.vote import is_gated
+from kgalign.model import Candidates, Decision, EntityProfile, EntityTable
+
+log = logging.getLogger(__name__)
+
+#: The reasons a decision is kept (changes.jsonl ``decision_kept``): the question moved
+#: for the statistics alone, to other candidates or to the same ones in another order.
+KEPT_REASONS = ("other candidates", "same candidates shown otherwise")
+
+#: The settings that make a judge's answers: a run with other values keeps nothing.
+JUDGE_FIELDS = ("judge", "model", "adapter")
+
+
+def earlier_settings_differ(old: OldRun, effective: AlignConfig, selections: Mapping[str, Any]) -> str | None:
+    """What differs between the earlier run and this one that makes its decisions another
+    judge's (the judge, the vote's settings, the attributes shown), or None."""
+    config, changed = old.info.get("config"), old.info.get("effective") or {}
+    if not isinstance(config, dict):
+        return "the earlier run's settings are unknown"
+    for name in JUDGE_FIELDS:
+        if changed.get(name, config.get(name)) != getattr(effective, name):
+            return f"the judge's {name}"
+    earlier_model = (changed.get("judge_options") or config.get("judge_options") or {}).get("llm_model")
+    if earlier_model != effective.judge_options.get("llm_model"):
+        return "the judge's llm_model"
+    vote = {**(config.get("vote") or {}), **(changed.get("vote") or {})}
+    now = asdict(effective.vote)
+    if vote != now:
+        return "the vote's " + ", ".join(sorted(key for key in now if vote.get(key) != now[key]))
+    shown = {side: {"attributes": list(sel.attributes), "relations": list(sel.relations)} for side, sel in selections.items()}
+    if old.selection is not None and old.selection != shown:
+        return "the attributes or relations shown"
+    return None
+
+
+def _hash(table: EntityTable, iri: str, cache: dict[str, str | None]) -> str | None:
+    if iri not in cache:
+        if table.hashes is not None:
+            cache[iri] = table.hashes.get(iri)
+        else:
+            entity = table.entities.get(iri)
+            cache[iri] = entity_hash(entity) if entity is not None else None
+    return cache[iri]
+
+
+def kept_decisions(
+    old: OldRun,
+    candidates: Sequence[Candidates],
+    left: tuple[EntityTable, Mapping[str, EntityProfile]],
+    right: tuple[EntityTable, Mapping[str, EntityProfile]],
+    effective: AlignConfig,
+    selections: Mapping[str, Any],
+    min_confidence: float,
+    decided: Mapping[str, Decision],
+) -> dict[str, tuple[Decision, str]]:
+    """The earlier decisions this run keeps (see the module text), per source, each
+    marked ``kept`` and with its reason (:data:`KEPT_REASONS`). ``decided``: sources
+    decided already (a reviewer's corrections), never kept."""
+    differ = earlier_settings_differ(old, effective, selections)
+    if differ is not None:
+        log.warning("%s: no earlier decision is kept: %s changed since", old.name, differ)
+        return {}
+    vote = effective.vote
+    judged = old.judged_before()
+    (left_table, left_profiles), (right_table, right_profiles) = left, right
+    left_hashes: dict[str, str | None] = {}
+    right_hashes: dict[str, str | None] = {}
+
+    def unchanged(iris: Sequence[str]) -> bool:
+        return all(old.right.get(iri) is not None and old.right.get(iri) == _hash(right_table, iri, right_hashes) for iri in iris)
+
+    kept: dict[str, tuple[Decision, str]] = {}
+    for cands in candidates:
+        source = cands.source
+        earlier = judged.get(source)
+        if earlier is None or source in decided or not cands.items or is_gated(cands, vote):
+            continue
+        decision, ranked = earlier
+        if decision.confidence < min_confidence or not decision.rounds:
+            continue
+        if old.left.get(source) is None or old.left.get(source) != _hash(left_table, source, left_hashes):
+            continue
+        shown, shown_before = [c.iri for c in cands.items[: vote.options]], ranked[: vote.options]
+        chosen = {v.iri for v in decision.accepted} if decision.option_votes else {decision.target} if decision.kind == "match" else set()
+        if not chosen <= set(shown) or not unchanged(shown) or not unchanged(shown_before):
+            continue
+        first = decision.rounds[0].order
+        if decision.prompt is None or not set(first) <= set(shown_before):
+            continue
+        question = Question(source=left_profiles[source], options=tuple(right_profiles[iri] for iri in first), datamark=vote.datamark)
+        if question.text() != decision.prompt:
+            continue  # the source or an earlier option looks otherwise (a related entity changed)
+        if shown == shown_before:
+            continue  # the same question: its answers are in the earlier run's cache
+        reason = KEPT_REASONS[0] if set(shown) != set(shown_before) else KEPT_REASONS[1]
+        kept[source] = (replace(decision, kept=True), reason)
+    if kept:
+        log.info("kept %d earlier decisions that only the updated statistics moved (confidence at least %g)", len(kept), min_confidence)
+    return kept
