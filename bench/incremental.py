@@ -207,13 +207,34 @@ def statistics_only(old: Path, new: Path, full: Path) -> dict[str, int]:
     if not asked:
         return {"sources": 0, "questions": 0, "decided_otherwise": 0, "linked_otherwise": 0}
     before, now, after = _votes(old), _votes(new), _votes(full)
-    sources = [s for s in asked if s in before and s in after]
+    sources = sorted(s for s in asked if s in before and s in after)
+    otherwise = {s for s in sources if (before[s]["decision"], before[s]["target"]) != (after[s]["decision"], after[s]["target"])}
+    options = json.loads((old / "run.json").read_text())["config"]["vote"]["options"]
+    shifts: dict[str, list[float]] = {"otherwise": [], "alike": []}
+    for s in sources:
+        shifts["otherwise" if s in otherwise else "alike"].append(score_shift(before[s]["candidates"], now[s]["candidates"], options))
+    confident = [s for s in sources if before[s]["confidence"] >= CONFIDENT]
     return {
         "sources": len(sources),
         "questions": sum(1 for s in sources for r in now[s]["rounds"] if not r.get("cached")),
-        "decided_otherwise": sum(1 for s in sources if (before[s]["decision"], before[s]["target"]) != (after[s]["decision"], after[s]["target"])),
+        "decided_otherwise": len(otherwise),
         "linked_otherwise": sum(1 for s in sources if before[s]["linked"] != after[s]["linked"]),
+        "confident": len(confident),
+        "confident_decided_otherwise": len(otherwise.intersection(confident)),
+        "score_shift": {kind: sorted(values) for kind, values in shifts.items()},
     }
+
+
+#: The earlier confidence statistics_only splits the sources at.
+CONFIDENT = 0.5
+
+
+def score_shift(before: list[dict[str, Any]], now: list[dict[str, Any]], options: int) -> float:
+    """The largest change of a retrieval score among the options shown before or now
+    (the first ``options`` candidates) that both runs retrieved (0.0 where none)."""
+    earlier, later = ({c["iri"]: float(c["score"]) for c in items} for items in (before, now))
+    shown = {c["iri"] for c in before[:options]} | {c["iri"] for c in now[:options]}
+    return round(max((abs(later[iri] - earlier[iri]) for iri in shown if iri in earlier and iri in later), default=0.0), 6)
 
 
 def fresh_cache(cache: Path, vectors: Path | None) -> None:
@@ -335,6 +356,20 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                     f"| {row['dataset']} | {moved['sources']} | {moved['questions']} | {moved['questions'] / max(1, row['llm_questions']['since']):.0%} | "
                     f"{moved['decided_otherwise']} | {moved['linked_otherwise']} | {moved['linked_otherwise'] / max(1, row['sources_with_links']):.2%} |"
                 )
+        lines += _head(
+            f"What tells those the full run decides otherwise: the earlier decision's confidence (below or at least {CONFIDENT:g}), or the largest change of a retrieval score "
+            "among the options shown before or now (median and largest, of the sources decided alike and of those decided otherwise):",
+            ["data"],
+            [f"confidence < {CONFIDENT:g}: otherwise / sources", f"confidence >= {CONFIDENT:g}: otherwise / sources", "score shift, alike: median / max", "score shift, otherwise: median / max"],
+        )
+        for row in asked_rows:
+            moved = row.get("statistics_only") or {}
+            if moved.get("sources") and "score_shift" in moved:
+                low, low_otherwise = moved["sources"] - moved["confident"], moved["decided_otherwise"] - moved["confident_decided_otherwise"]
+                lines.append(
+                    f"| {row['dataset']} | {low_otherwise} / {low} | {moved['confident_decided_otherwise']} / {moved['confident']} | "
+                    f"{_spread(moved['score_shift']['alike'])} | {_spread(moved['score_shift']['otherwise'])} |"
+                )
     kept_rows = [(row, kept) for row in rows for kept in row.get("kept", [])]
     if kept_rows:
         lines += _head(
@@ -350,6 +385,11 @@ def publish(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 f"{kept['llm_questions']} / {row['llm_questions']['full']} |"
             )
     table.publish(args.out, args.stem, "\n".join(lines), rows)
+
+
+def _spread(values: list[float]) -> str:
+    """The median and largest of sorted ``values``, or a dash."""
+    return f"{values[len(values) // 2]:.4f} / {values[-1]:.4f}" if values else "-"
 
 
 def _head(caption: str, names: list[str], numbers: list[str]) -> list[str]:

@@ -347,6 +347,20 @@ def test_the_benchmark_counts_what_keeping_the_decisions_the_statistics_moved_wo
     before, after = ({d.source: (d.kind, d.target) for d in run.decisions} for run in (earlier, full))
     assert moved["decided_otherwise"] == sum(1 for s in expected if before[s] != after[s])
     assert 0 <= moved["linked_otherwise"] <= moved["sources"]
+    confidence = {d.source: d.confidence for d in earlier.decisions}
+    assert moved["confident"] == sum(1 for s in expected if confidence[s] >= 0.5)
+    assert moved["confident_decided_otherwise"] == sum(1 for s in expected if confidence[s] >= 0.5 and before[s] != after[s])
+    assert len(moved["score_shift"]["otherwise"]) == moved["decided_otherwise"]
+    assert len(moved["score_shift"]["alike"]) == moved["sources"] - moved["decided_otherwise"]
+    # The shift is that of the scores the runs logged, over the options shown before or now.
+    scores = {name: {c.source: {i.iri: i.score for i in c.items} for c in run.candidates} for name, run in (("before", earlier), ("now", since))}
+    options = config.vote.options
+    shifts = []
+    for s in expected:
+        earlier_c, now_c = scores["before"][s], scores["now"][s]
+        shown = set(list(earlier_c)[:options]) | set(list(now_c)[:options])
+        shifts.append(round(max((abs(now_c[i] - earlier_c[i]) for i in shown if i in earlier_c and i in now_c), default=0.0), 6))
+    assert sorted(shifts) == sorted(moved["score_shift"]["otherwise"] + moved["score_shift"]["alike"])
 
 
 def _since_with(versions, embedder, tmp_path, config, name: str, script):
