@@ -127,17 +127,17 @@ def _align(
         check_overlap(old, prepared.left_table.entities, prepared.right_table.entities)
         reused_answers = reuse_answers(old, config.cache_path)
 
+    several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
     kept: dict[str, tuple[Decision, str]] = {}
     if old is not None and config.keep_earlier is not None and (judge is not None or config.judge != "none"):
         with timer.stage("keep"):
             left_side, right_side = (prepared.left_table, prepared.left_profiles), (prepared.right_table, prepared.right_profiles)
-            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, prepared.selections, config.keep_earlier, prepared.human)
+            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, prepared.selections, config.keep_earlier, prepared.human, several)
 
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         candidates, human = prepared.candidates, prepared.human
         decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
-        several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
         questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in decided)
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:

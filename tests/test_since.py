@@ -440,6 +440,10 @@ def test_keep_earlier_asks_again_below_the_confidence_where_the_question_looks_o
     changed, _ = _since_with(versions, embedder, tmp_path, other_vote, "changed", script)
     assert not any(d.kept for d in changed.decisions)
     assert any("no earlier decision is kept: the vote's rounds changed" in r.getMessage() for r in caplog.records)
+    # The earlier run chose one winner a source (1:1): a run that judges sets keeps none of those votes.
+    assert not any(d.option_votes for d in first.decisions)
+    sets, _ = _since_with(versions, embedder, tmp_path, config.replace(keep_earlier=0.0, resolve="1:n"), "sets", script)
+    assert any(d.option_votes for d in sets.decisions) and not any(d.kept for d in sets.decisions)
 
 
 def test_keep_earlier_needs_since_and_a_confidence_between_0_and_1(persons, tmp_path):

@@ -13,7 +13,8 @@ a question, where all of these hold:
 - the source and the options shown before look to the judge as they did: the earlier
   first question, rebuilt from this run's profiles, is the same text (a related
   entity added, removed or renamed changes it);
-- the options it chose are among those this run would show;
+- the options it chose are among those this run would show, and it is a judged set
+  where this run judges sets (and a one-winner vote where it does not);
 - the judge (backend, model, adapter) and the vote's settings are the earlier run's,
   and so are the attributes and relations shown.
 
@@ -89,10 +90,12 @@ def kept_decisions(
     selections: Mapping[str, Any],
     min_confidence: float,
     decided: Mapping[str, Decision],
+    several: bool,
 ) -> dict[str, tuple[Decision, str]]:
     """The earlier decisions this run keeps (see the module text), per source, each
     marked ``kept`` and with its reason (:data:`KEPT_REASONS`). ``decided``: sources
-    decided already (a reviewer's corrections), never kept."""
+    decided already (a reviewer's corrections), never kept; ``several``: this run judges
+    sets (a one-winner vote of the earlier run is not kept there, nor a set elsewhere)."""
     differ = earlier_settings_differ(old, effective, selections)
     if differ is not None:
         log.warning("%s: no earlier decision is kept: %s changed since", old.name, differ)
@@ -113,7 +116,7 @@ def kept_decisions(
         if earlier is None or source in decided or not cands.items or is_gated(cands, vote):
             continue
         decision, ranked = earlier
-        if decision.confidence < min_confidence or not decision.rounds:
+        if decision.confidence < min_confidence or not decision.rounds or bool(decision.option_votes) != several:
             continue
         if old.left.get(source) is None or old.left.get(source) != _hash(left_table, source, left_hashes):
             continue

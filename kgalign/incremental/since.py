@@ -11,6 +11,9 @@ patched. What makes it cheap is what it reuses:
   (:mod:`kgalign.retrieval.vector_cache`), so only new or changed texts are embedded;
 - endpoint copies (OUTDIR/sources), carried over unless ``--refresh``.
 
+With ``keep_earlier`` it also keeps OLD's decisions of the sources whose questions only
+the updated statistics changed, instead of asking again (:mod:`kgalign.incremental.keep`).
+
 Then it compares with OLD: entities added, removed and changed on each side (by content
 hash, OLD/entities.json.gz), links added, removed and changed, clusters merged and split,
 and the sources the judge was asked about, each with its reason (:data:`ASKED_REASONS`),
