@@ -78,6 +78,10 @@ def align(
     old = None
     if since is not None:
         old = since if isinstance(since, OldRun) else OldRun.from_result(since) if isinstance(since, AlignmentResult) else read_old(since)
+        if config.keep_earlier is not None:
+            old.judged_before()  # a log that cannot be read stops the run now, not after retrieval
+    elif config.keep_earlier is not None:
+        log.warning("keep_earlier keeps decisions of an earlier run: without since it does nothing")
     from kgalign.runtime.engines import ENGINES
 
     return ENGINES.get(config.engine)(left, right, config, embedder, judge, old)
@@ -132,7 +136,7 @@ def _align(
     if old is not None and config.keep_earlier is not None and (judge is not None or config.judge != "none"):
         with timer.stage("keep"):
             left_side, right_side = (prepared.left_table, prepared.left_profiles), (prepared.right_table, prepared.right_profiles)
-            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, prepared.selections, config.keep_earlier, prepared.human, several)
+            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, config.keep_earlier, prepared.human, several)
 
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)

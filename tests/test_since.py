@@ -220,12 +220,13 @@ def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen
     assert keep_earlier_order(new, None, "left") is new
 
 
-def _judged_base(versions, embedder, tmp_path):
+def _judged_base(versions, embedder, tmp_path, resolve="auto"):
     """The base versions run with a scripted judge asked about every source, saved into
     tmp_path/old: the script, the config of the run after it (its own answer cache), and
     the base result."""
     script = {a: pick(b) for a, b in dict(read_pairs(versions["gold"])).items()}
-    base = AlignConfig.from_dict({"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
+    settings = {"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite"), "resolve": resolve}
+    base = AlignConfig.from_dict(settings)
     p = versions["paths"]
     earlier = align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None))
     earlier.save(tmp_path / "old")
@@ -363,12 +364,13 @@ def test_the_benchmark_counts_what_keeping_the_decisions_the_statistics_moved_wo
     assert sorted(shifts) == sorted(moved["score_shift"]["otherwise"] + moved["score_shift"]["alike"])
 
 
-def _since_with(versions, embedder, tmp_path, config, name: str, script):
-    """A since run of the final versions against tmp_path/old, with its own answer cache
-    (a copy of OLD's) in tmp_path/NAME; the result and its judge."""
+def _since_with(versions, embedder, tmp_path, config, name: str, script, since: str = "old"):
+    """A since run of the final versions against tmp_path/SINCE (default: old), with its
+    own answer cache (a copy of SINCE's) in tmp_path/NAME; the result and its judge."""
     judge = ScriptedJudge(script, default=None)
     p = versions["paths"]
-    result = align(p["left-final"], p["right-final"], config.replace(cache_path=str(tmp_path / name / "judge-cache.sqlite")), embedder=embedder, judge=judge, since=tmp_path / "old")
+    cache = str(tmp_path / name / "judge-cache.sqlite")
+    result = align(p["left-final"], p["right-final"], config.replace(cache_path=cache), embedder=embedder, judge=judge, since=tmp_path / since)
     return result, judge
 
 
@@ -413,6 +415,38 @@ def test_keep_earlier_keeps_the_decisions_only_the_statistics_moved_and_asks_the
     api_config = config.replace(keep_earlier=0.0, cache_path=str(tmp_path / "api" / "judge-cache.sqlite"))
     from_result = align(p["left-final"], p["right-final"], api_config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=earlier)
     assert {d.source for d in from_result.decisions if d.kept} == set(kept)
+    # The next update keeps them again (against the questions first asked, which its
+    # answers come from), and asks about nothing else: every other answer is in the cache.
+    again, again_judge = _since_with(versions, embedder, tmp_path, config.replace(keep_earlier=0.0), "again", script, since="kept")
+    assert {d.source for d in again.decisions if d.kept} == set(kept)
+    assert again_judge.sources == [] and again.counts["llm_questions"] == 0
+    assert {d.source: d.rounds for d in again.decisions if d.kept} == {s: before[s].rounds for s in kept}
+
+
+def test_keep_earlier_keeps_judged_sets_where_the_run_judges_sets(versions, embedder, tmp_path):
+    script, config, earlier = _judged_base(versions, embedder, tmp_path, resolve="1:n")
+    assert any(d.option_votes for d in earlier.decisions)
+    result, judge = _since_with(versions, embedder, tmp_path, config.replace(keep_earlier=0.0), "sets", script)
+    kept = [d for d in result.decisions if d.kept]
+    assert kept and all(d.option_votes for d in kept) and not {d.source for d in kept} & set(judge.sources)
+    # Its links follow the kept sets: each accepted option of a kept decision is linked.
+    links = {(link.left, link.right) for link in result.links}
+    assert all((d.source, vote.iri) in links for d in kept for vote in d.accepted)
+
+
+def test_an_earlier_decision_log_keep_earlier_cannot_read_stops_the_run_before_anything_is_written(versions, embedder, tmp_path):
+    _judged_base(versions, embedder, tmp_path)
+    log = tmp_path / "old" / "votes.jsonl"
+    lines = log.read_text().splitlines()
+    number, record = next((i, json.loads(line)) for i, line in enumerate(lines, start=1) if json.loads(line)["rounds"] and not json.loads(line)["gated"])
+    record["rounds"][0]["order"] = [1, 2]
+    lines[number - 1] = json.dumps(record)
+    log.write_text("\n".join(lines) + "\n")
+    p = versions["paths"]
+    result = cli(["run", p["left-final"], p["right-final"], "-o", tmp_path / "new", "--since", tmp_path / "old", "--keep-earlier", "0.5", "--quiet", *CLASSES])
+    assert result.exit_code == 1
+    assert f"votes.jsonl:{number}: not a decision record kgalign can keep (rounds: an order that is not a list of IRIs)" in result.output
+    assert not (tmp_path / "new").exists()
 
 
 def test_keep_earlier_asks_again_below_the_confidence_where_the_question_looks_otherwise_and_after_a_settings_change(versions, embedder, tmp_path, caplog):

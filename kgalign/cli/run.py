@@ -152,6 +152,8 @@ def _start(
         if outdir.exists() and since.resolve() == outdir.resolve():
             raise KgalignError(f"{outdir}: --since names the output folder itself; write the new run into another folder")
         old = read_old(since)  # a corrupt or foreign OLD stops here, before OUTDIR is touched
+        if config.keep_earlier is not None:
+            old.judged_before()  # and so does a decision log that cannot be kept from
         olddir = olddir or since
     with _output_folder(outdir, force, [p for p in (left, right) if isinstance(p, Path)]):
         if olddir is not None:

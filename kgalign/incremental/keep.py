@@ -15,8 +15,10 @@ a question, where all of these hold:
   entity added, removed or renamed changes it);
 - the options it chose are among those this run would show, and it is a judged set
   where this run judges sets (and a one-winner vote where it does not);
-- the judge (backend, model, adapter) and the vote's settings are the earlier run's,
-  and so are the attributes and relations shown.
+- the judge (backend, model, adapter) and the vote's settings are the earlier run's.
+
+(Where the attributes shown changed, the rebuilt question reads otherwise, and the source
+is asked again.)
 
 What stays approximate: an unchanged candidate the new statistics rank into the
 options may be the better match, and the earlier vote did not see it; a decision
@@ -30,7 +32,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any
 
 from kgalign.config import AlignConfig
 from kgalign.incremental.since import OldRun
@@ -49,9 +50,9 @@ KEPT_REASONS = ("other candidates", "same candidates shown otherwise")
 JUDGE_FIELDS = ("judge", "model", "adapter")
 
 
-def earlier_settings_differ(old: OldRun, effective: AlignConfig, selections: Mapping[str, Any]) -> str | None:
+def earlier_settings_differ(old: OldRun, effective: AlignConfig) -> str | None:
     """What differs between the earlier run and this one that makes its decisions another
-    judge's (the judge, the vote's settings, the attributes shown), or None."""
+    judge's (the judge, the vote's settings), or None."""
     config, changed = old.info.get("config"), old.info.get("effective") or {}
     if not isinstance(config, dict):
         return "the earlier run's settings are unknown"
@@ -65,9 +66,6 @@ def earlier_settings_differ(old: OldRun, effective: AlignConfig, selections: Map
     now = asdict(effective.vote)
     if vote != now:
         return "the vote's " + ", ".join(sorted(key for key in now if vote.get(key) != now[key]))
-    shown = {side: {"attributes": list(sel.attributes), "relations": list(sel.relations)} for side, sel in selections.items()}
-    if old.selection is not None and old.selection != shown:
-        return "the attributes or relations shown"
     return None
 
 
@@ -87,7 +85,6 @@ def kept_decisions(
     left: tuple[EntityTable, Mapping[str, EntityProfile]],
     right: tuple[EntityTable, Mapping[str, EntityProfile]],
     effective: AlignConfig,
-    selections: Mapping[str, Any],
     min_confidence: float,
     decided: Mapping[str, Decision],
     several: bool,
@@ -96,7 +93,7 @@ def kept_decisions(
     marked ``kept`` and with its reason (:data:`KEPT_REASONS`). ``decided``: sources
     decided already (a reviewer's corrections), never kept; ``several``: this run judges
     sets (a one-winner vote of the earlier run is not kept there, nor a set elsewhere)."""
-    differ = earlier_settings_differ(old, effective, selections)
+    differ = earlier_settings_differ(old, effective)
     if differ is not None:
         log.warning("%s: no earlier decision is kept: %s changed since", old.name, differ)
         return {}
@@ -115,19 +112,20 @@ def kept_decisions(
         earlier = judged.get(source)
         if earlier is None or source in decided or not cands.items or is_gated(cands, vote):
             continue
-        decision, ranked = earlier
+        decision = earlier
         if decision.confidence < min_confidence or not decision.rounds or bool(decision.option_votes) != several:
             continue
         if old.left.get(source) is None or old.left.get(source) != _hash(left_table, source, left_hashes):
             continue
-        shown, shown_before = [c.iri for c in cands.items[: vote.options]], ranked[: vote.options]
+        # The options as the earlier question showed them: its first round is in rank order
+        # (a decision kept before keeps the rounds of the run that asked them).
+        shown, shown_before = [c.iri for c in cands.items[: vote.options]], decision.rounds[0].order
         chosen = {v.iri for v in decision.accepted} if decision.option_votes else {decision.target} if decision.kind == "match" else set()
         if not chosen <= set(shown) or not unchanged(shown) or not unchanged(shown_before):
             continue
-        first = decision.rounds[0].order
-        if decision.prompt is None or not set(first) <= set(shown_before):
+        if decision.prompt is None:
             continue
-        question = Question(source=left_profiles[source], options=tuple(right_profiles[iri] for iri in first), datamark=vote.datamark)
+        question = Question(source=left_profiles[source], options=tuple(right_profiles[iri] for iri in shown_before), datamark=vote.datamark)
         if question.text() != decision.prompt:
             continue  # the source or an earlier option looks otherwise (a related entity changed)
         if shown == shown_before:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgalign.errors import KgalignError
+from kgalign.errors import InputError, KgalignError
 from kgalign.incremental.state import STATE_FILE, read_state
 from kgalign.outputs import CACHE_FILE
 
@@ -76,10 +76,9 @@ class OldRun:
     #: from OLD/votes.jsonl on first use (:meth:`asked_before`).
     shown: dict[str, set[str]] | None = None
     shown_unreadable: bool = False
-    #: The decisions the earlier run's judge made, per source, with the IRIs of the
-    #: candidates it ranked (best first); read from OLD/votes.jsonl on first use
-    #: (:meth:`judged_before`).
-    judged: dict[str, tuple[Decision, list[str]]] | None = None
+    #: The decisions the earlier run's judge made, per source; read from OLD/votes.jsonl
+    #: on first use (:meth:`judged_before`).
+    judged: dict[str, Decision] | None = None
 
     @property
     def selection(self) -> dict[str, dict[str, list[str]]] | None:
@@ -92,7 +91,7 @@ class OldRun:
         left, right = result.entity_hashes()
         selection = {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in result.prepared.selections.items()}
         shown = {d.source: d.shown for d in result.decisions if d.rounds}
-        judged = {d.source: (d, [c.iri for c in cands.items]) for d, cands in zip(result.decisions, result.candidates) if d.by_judge}
+        judged = {d.source: d for d in result.decisions if d.by_judge}
         info = {"selection": selection, "judge": result.judge_id, "config": result.config.to_dict(), "effective": result.config.diff(result.effective)}
         return cls(
             name="(previous result)",
@@ -104,23 +103,22 @@ class OldRun:
             judged=judged,
         )
 
-    def judged_before(self) -> dict[str, tuple[Decision, list[str]]]:
+    def judged_before(self) -> dict[str, Decision]:
         """The decisions the earlier run's judge made (not the gate, retrieval or a
-        person), per source, each with its ranked candidates' IRIs; read from
-        OLD/votes.jsonl once. A log that cannot be read stops the run (one line)."""
+        person), per source; read from OLD/votes.jsonl once. A log that cannot be read
+        stops the run in one line naming the file and line."""
         if self.judged is None:
-            from kgalign.review.votes import read_votes, record_decision
+            from kgalign.review.votes import numbered_votes, record_decision
 
             judged = {}
             path = Path(self.folder or ".") / "votes.jsonl"
-            for record in read_votes(path):
+            for number, record in numbered_votes(path):
                 if record.get("rounds") and not record.get("gated") and not record.get("human"):
                     try:
                         decision = record_decision(record)
-                        ranked = [str(c["iri"]) for c in record.get("candidates") or ()]
-                    except (KgalignError, KeyError, TypeError) as exc:
-                        raise KgalignError(f"{path}: {exc}") from None
-                    judged[decision.source] = (decision, ranked)
+                    except ValueError as exc:
+                        raise InputError(f"{path}:{number}: not a decision record kgalign can keep ({exc})") from None
+                    judged[decision.source] = decision
             self.judged = judged
         return self.judged
 

@@ -75,6 +75,13 @@ def write_votes(records: Iterable[dict[str, Any]], path: Path) -> None:
 
 
 def read_votes(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Each decision record of a votes.jsonl, in order; one-line errors naming the file and line."""
+    for _, record in numbered_votes(path):
+        yield record
+
+
+def numbered_votes(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each decision record of a votes.jsonl with its line number (from 1)."""
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8")
@@ -90,7 +97,7 @@ def read_votes(path: str | Path) -> Iterator[dict[str, Any]]:
                 raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
             if not isinstance(record, dict) or "source" not in record or "decision" not in record:
                 raise InputError(f"{path}:{number}: not a kgalign decision record")
-            yield record
+            yield number, record
 
 
 def record_candidates(record: Mapping[str, Any]) -> Candidates:
@@ -117,32 +124,81 @@ def record_decision(record: Mapping[str, Any]) -> Decision:
     """The decision one record of votes.jsonl logged, with its rounds and option votes.
 
     The inverse of the decision fields :func:`decision_record` writes (a field missing
-    from an older record takes its default); a record it cannot read raises
-    :class:`~kgalign.errors.InputError` naming the source."""
+    from an older record takes its default); the IRIs, answers and numbers are checked
+    for their types, and a record that fails raises a :class:`ValueError` saying which
+    field (:func:`numbered_votes` gives the line to name)."""
+    kind = record.get("decision")
+    if kind not in ("match", "none", "uncertain"):
+        raise ValueError(f"unknown decision {kind!r}")
+    tokens = record.get("tokens") or {}
+    if not isinstance(tokens, dict):
+        raise ValueError("tokens: not an object")
     try:
-        kind = record["decision"]
-        if kind not in ("match", "none", "uncertain"):
-            raise ValueError(f"unknown decision {kind!r}")
-        tokens = record.get("tokens") or {}
         return Decision(
-            source=str(record["source"]),
+            source=_text(record.get("source"), "source"),
             kind=kind,
-            target=record.get("target"),
+            target=_text(record.get("target"), "target", optional=True),
             confidence=float(record.get("confidence", 0.0)),
-            rounds=[Round(**{**r, "order": list(r["order"])}) for r in record.get("rounds") or ()],
+            rounds=[_round(r) for r in _list(record.get("rounds"), "rounds")],
             gated=bool(record.get("gated")),
             early_stopped=bool(record.get("early_stopped")),
             human=bool(record.get("human")),
-            prompt=record.get("prompt"),
+            prompt=_text(record.get("prompt"), "prompt", optional=True),
             prompt_tokens=int(tokens.get("prompt", 0)),
             answer_tokens=int(tokens.get("answer", 0)),
             latency_s=float(record.get("latency_s", 0.0)),
-            explanation=record.get("explanation"),
-            option_votes=[OptionVote(**vote) for vote in record.get("option_votes") or ()],
+            explanation=_text(record.get("explanation"), "explanation", optional=True),
+            option_votes=[_option_vote(v) for v in _list(record.get("option_votes"), "option_votes")],
             kept=bool(record.get("kept")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"decision of {record.get('source')!r}: not a kgalign decision record ({exc})") from None
+    except TypeError as exc:  # a number field holding a list or an object
+        raise ValueError(str(exc)) from None
+
+
+def _text(value: Any, name: str, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: not a string")
+    return value
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"{name}: not a list of objects")
+    return value
+
+
+def _round(data: dict[str, Any]) -> Round:
+    order = data.get("order")
+    if not isinstance(order, list) or not all(isinstance(iri, str) for iri in order):
+        raise ValueError("rounds: an order that is not a list of IRIs")
+    unknown = set(data) - set(Round.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"rounds: unknown field {sorted(unknown)[0]!r}")
+    return Round(
+        order=list(order),
+        raw=_text(data.get("raw", ""), "rounds: raw"),
+        choice=_text(data.get("choice"), "rounds: choice", optional=True),
+        target=_text(data.get("target"), "rounds: target", optional=True),
+        logprob=None if data.get("logprob") is None else float(data["logprob"]),
+        cached=bool(data.get("cached")),
+        error=_text(data.get("error"), "rounds: error", optional=True),
+        retries=int(data.get("retries", 0)),
+        step=int(data.get("step", 0)),
+    )
+
+
+def _option_vote(data: dict[str, Any]) -> OptionVote:
+    return OptionVote(
+        iri=_text(data.get("iri"), "option_votes: iri"),
+        picked=int(data.get("picked", 0)),
+        rounds=int(data.get("rounds", 0)),
+        accepted=bool(data.get("accepted")),
+        confidence=float(data.get("confidence", 0.0)),
+    )
 
 
 def read_candidates(path: str | Path) -> list[Candidates]:
