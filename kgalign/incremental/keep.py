@@ -109,11 +109,10 @@ def kept_decisions(
     kept: dict[str, tuple[Decision, str]] = {}
     for cands in candidates:
         source = cands.source
-        earlier = judged.get(source)
-        if earlier is None or source in decided or not cands.items or is_gated(cands, vote):
+        decision = judged.get(source)
+        if decision is None or source in decided or not cands.items or is_gated(cands, vote):
             continue
-        decision = earlier
-        if decision.confidence < min_confidence or not decision.rounds or bool(decision.option_votes) != several:
+        if decision.confidence < min_confidence or not decision.rounds or decision.prompt is None or bool(decision.option_votes) != several:
             continue
         if old.left.get(source) is None or old.left.get(source) != _hash(left_table, source, left_hashes):
             continue
@@ -122,8 +121,6 @@ def kept_decisions(
         shown, shown_before = [c.iri for c in cands.items[: vote.options]], decision.rounds[0].order
         chosen = {v.iri for v in decision.accepted} if decision.option_votes else {decision.target} if decision.kind == "match" else set()
         if not chosen <= set(shown) or not unchanged(shown) or not unchanged(shown_before):
-            continue
-        if decision.prompt is None:
             continue
         question = Question(source=left_profiles[source], options=tuple(right_profiles[iri] for iri in shown_before), datamark=vote.datamark)
         if question.text() != decision.prompt:
