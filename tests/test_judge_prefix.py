@@ -227,6 +227,32 @@ def test_a_question_gets_the_same_scores_in_any_batch(float32_judges, persons_pr
     assert len({len(whole.tokenizer(whole.prompt_text(q))["input_ids"]) for q in questions}) > 1  # the batches mix lengths
 
 
+def test_the_answer_cache_hands_the_local_judge_several_batches_at_once(float32_judges, persons_profiles) -> None:
+    """The answer cache hands the local judge ``chunk_size`` questions a call (several
+    batches, so that prompts of one padded width fill a batch together): the answers are
+    those of the questions asked one at a time."""
+    from kgalign.judging.cache import CachedJudge
+    from kgalign.judging.local import LocalJudge
+
+    whole, _ = float32_judges
+    judge = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=2)
+    calls: list[int] = []
+    answer = judge.answer
+
+    def counted(questions):
+        calls.append(len(questions))
+        return answer(questions)
+
+    judge.answer = counted  # type: ignore[method-assign]
+    questions = [q for batch in _round_questions(persons_profiles, sources=12) for q in batch]
+    assert judge.chunk_size > judge.batch_size and len(questions) > judge.chunk_size
+    chunked = CachedJudge(judge, None).answer(questions)
+    assert calls[0] == judge.chunk_size and sum(calls) == len(questions)
+    judge.clear_prefixes()
+    alone = [answer([q])[0] for q in questions]
+    assert [(a.choice, a.logprob) for a in chunked] == [(a.choice, a.logprob) for a in alone]
+
+
 def test_the_full_entity_format_is_part_of_the_cache_key(float32_judges) -> None:
     from kgalign.judging.local import LocalJudge
 

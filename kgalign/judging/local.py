@@ -132,6 +132,10 @@ def default_model_path() -> Path:
     return folder
 
 
+#: Batches' worth of questions :attr:`LocalJudge.chunk_size` takes at once.
+CHUNK_BATCHES = 8
+
+
 class LocalJudge:
     """Judge backend ``local``: any local transformers causal LM, on the CPU or a GPU (``device``)."""
 
@@ -238,6 +242,14 @@ class LocalJudge:
         self._prefixes = PrefixCache(PREFIX_CACHE_SOURCES, PREFIX_CACHE_BYTES)
         #: Prompt tokens run through the model (a prefix read from the cache is not), for benchmarks.
         self.computed_tokens = 0
+
+    @property
+    def chunk_size(self) -> int:
+        """Questions the answer cache hands over at once (:class:`~kgalign.judging.cache.CachedJudge`):
+        :data:`CHUNK_BATCHES` batches, so that questions of the same padded widths fill a
+        batch together rather than each running in one nearly empty (a question's scores
+        do not depend on its batch, so nothing else changes)."""
+        return self.batch_size * CHUNK_BATCHES
 
     @property
     def source_block(self) -> int | None:
