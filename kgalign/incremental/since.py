@@ -106,20 +106,10 @@ class OldRun:
     def judged_before(self) -> dict[str, Decision]:
         """The decisions the earlier run's judge made (not the gate, retrieval or a
         person), per source; read from OLD/votes.jsonl once. A log that cannot be read
-        stops the run in one line naming the file and line."""
+        stops the run in one line naming the file and line. The same reading gives
+        :meth:`asked_before` its options shown."""
         if self.judged is None:
-            from kgalign.review.votes import numbered_votes, record_decision
-
-            judged = {}
-            path = Path(self.folder or ".") / "votes.jsonl"
-            for number, record in numbered_votes(path):
-                if record.get("rounds") and not record.get("gated") and not record.get("human"):
-                    try:
-                        decision = record_decision(record)
-                    except ValueError as exc:
-                        raise InputError(f"{path}:{number}: not a decision record kgalign can keep ({exc})") from None
-                    judged[decision.source] = decision
-            self.judged = judged
+            self.shown, self.judged = _read_votes(Path(self.folder or ".") / "votes.jsonl", decisions=True)
         return self.judged
 
     def asked_before(self) -> dict[str, set[str]] | None:
@@ -127,7 +117,7 @@ class OldRun:
         (and a warning) when OLD's decision log cannot be read."""
         if self.shown is None and self.folder is not None and not self.shown_unreadable:
             try:
-                self.shown = _read_shown(self.folder / "votes.jsonl")
+                self.shown, _ = _read_votes(self.folder / "votes.jsonl", decisions=False)
             except (KgalignError, OSError, ValueError) as exc:
                 log.warning("%s: the earlier decisions cannot be read (%s); why each source was asked again is given in part", self.name, exc)
                 self.shown_unreadable = True
@@ -161,16 +151,26 @@ def _read_links(path: Path) -> set[tuple[str, str]]:
         raise KgalignError(f"{path}: cannot read the earlier run's links ({exc})") from None
 
 
-def _read_shown(path: Path) -> dict[str, set[str]]:
-    """Per source of a votes.jsonl that the judge was asked about, the options it was shown."""
-    from kgalign.review.votes import read_votes
+def _read_votes(path: Path, decisions: bool) -> tuple[dict[str, set[str]], dict[str, Decision]]:
+    """In one reading of a votes.jsonl: per source the judge was asked about, the options
+    it was shown; with ``decisions``, also the decisions its judge made (not the gate's
+    or a person's; else none), a record that cannot be read back failing on its line."""
+    from kgalign.review.votes import numbered_votes, record_decision
 
     shown: dict[str, set[str]] = {}
-    for record in read_votes(path):
+    judged: dict[str, Decision] = {}
+    for number, record in numbered_votes(path):
         rounds = record.get("rounds")
-        if isinstance(rounds, list) and rounds:
-            shown[str(record.get("source"))] = {str(iri) for r in rounds if isinstance(r, dict) for iri in r.get("order") or ()}
-    return shown
+        if not isinstance(rounds, list) or not rounds:
+            continue
+        shown[str(record.get("source"))] = {str(iri) for r in rounds if isinstance(r, dict) for iri in r.get("order") or ()}
+        if decisions and not record.get("gated") and not record.get("human"):
+            try:
+                decision = record_decision(record)
+            except ValueError as exc:
+                raise InputError(f"{path}:{number}: not a decision record kgalign can keep ({exc})") from None
+            judged[decision.source] = decision
+    return shown, judged
 
 
 def check_overlap(old: OldRun, left: Iterable[str], right: Iterable[str]) -> None:
