@@ -29,7 +29,6 @@ import platform
 import random
 import re
 import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -39,7 +38,7 @@ from typing import Any, cast
 from kgalign import __version__
 from kgalign.errors import KgalignError, first_line
 from kgalign.finetune.data import Example, TrainingData, position_name
-from kgalign.io.atomic import write_text_atomic
+from kgalign.io.atomic import check_output_path, make_output_dir, write_text_atomic
 from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
 from kgalign.runtime.device import resolve_device
 from kgalign.runtime.precision import precision_context, resolve_precision
@@ -542,7 +541,7 @@ def _record_eval(state: dict[str, Any], evaluation: Evaluation, output: Path, mo
 
 def _save_adapter(model: Any, folder: Path) -> None:
     """Save the adapter into ``folder``, replacing it only once written."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    tmp = make_output_dir(f".{folder.name}-", folder.parent)
     try:
         model.save_pretrained(tmp)
         old = folder.with_name(f".{folder.name}-old")
@@ -560,7 +559,7 @@ def _save_checkpoint(output: Path, model: Any, optimizer: Any, scheduler: Any, s
     import torch
 
     folder = output / f"checkpoint-{state['step']}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=output))
+    tmp = make_output_dir(f".{folder.name}-", output)
     try:
         model.save_pretrained(tmp)
         saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
@@ -604,6 +603,7 @@ def check_output(output: str | Path, resume: bool = False, force: bool = False) 
     if output.exists() and not output.is_dir():
         raise KgalignError(f"{output}: exists and is not a directory")
     if not output.is_dir():
+        check_output_path(output, folder=True)  # a file where a parent folder should be
         return
     entries = [p for p in output.iterdir() if not p.name.startswith(".")]
     others = [p.name for p in entries if p.name not in ADAPTER_FILES and p.name != BEST_DIR and not _CHECKPOINT.match(p.name)]

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from kgalign.errors import KgalignError
 from kgalign.fusion.export import SOURCE_GRAPHS
-from kgalign.io.atomic import atomic_open, in_deferred_block, remove_later, replace_later
+from kgalign.io.atomic import atomic_open, in_deferred_block, make_output_dir, remove_later, replace_later
 from kgalign.io.triples import Triple
 from kgalign.io.turtle import RankedRows, StreamedRows, write_trig, write_triples
 from kgalign.outputs import RUN_SHARD, SHARD_DIRS, is_shard_folder
@@ -146,7 +146,7 @@ class ShardFolder:
             if source == self.path and os.stat(self.path).st_dev == os.stat(outdir).st_dev:
                 replace_later(self.path / name, outdir / name, keep=True)
                 continue
-            copy = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=outdir))
+            copy = make_output_dir(f".{name}.", outdir)
             try:
                 shutil.copytree(source / name, copy, dirs_exist_ok=True)
             except BaseException:
