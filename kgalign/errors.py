@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 
@@ -25,6 +26,15 @@ class MissingDependencyError(KgalignError, ImportError):
 
 class ConfigError(KgalignError, ValueError):
     """A setting of a run is unknown, of the wrong type or out of range. The message names it."""
+
+
+def error_filename(exc: OSError, default: object = None) -> str | None:
+    """The file an OSError is about: the destination of a rename or link (``filename2``),
+    else ``filename``, else ``default`` (as text; None if that is None too)."""
+    for name in (exc.filename2, exc.filename, default):
+        if name is not None:
+            return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+    return None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

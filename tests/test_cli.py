@@ -191,3 +191,141 @@ def test_a_folder_as_left_gives_the_runs_outputs(tmp_path, persons):
     assert not (folder / "out").exists()
     nested = _run(["run", folder, folder / "a.nt", "-o", tmp_path / "nested", "--quiet"])
     assert nested.exit_code != 0 and "a.nt: is inside the other input, the folder" in nested.output
+
+
+def test_outputs_are_as_readable_as_any_new_file(tmp_path: Path, persons) -> None:
+    """A run's files get the umask's permissions (0644 under 022), also where they replace
+    earlier ones, not mkstemp's owner-only 0600."""
+    import os
+    import stat
+
+    before = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        args = ["run", persons["left"], persons["right"], "-o", out, "--judge", "none", "--gold", persons["gold"], "--quiet"]
+        for _ in range(2):  # the second run replaces every file
+            assert _run(args).exit_code == 0
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+            assert set(modes.values()) == {0o644}, modes
+        os.umask(0o027)
+        assert _run(["report", out]).exit_code == 0
+        assert stat.S_IMODE((out / "report.html").stat().st_mode) == 0o640
+    finally:
+        os.umask(before)
+
+
+def _one_error_line(result, *names: object) -> str:
+    """The one error line of a failed command (exit 1, no traceback), naming ``names``."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kgalign: error: "), result.output
+    for name in names:
+        assert str(name) in lines[0], lines[0]
+    return lines[0]
+
+
+def test_an_os_error_no_command_handled_is_one_line_naming_its_file(tmp_path: Path) -> None:
+    """The group's safety net: an OSError a command let through is one line naming its
+    file (a rename's destination), exit code 1, no traceback."""
+    import os
+
+    import click
+    from click.testing import CliRunner
+
+    from kgalign.cli.main import KgalignGroup
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+
+    @click.group(cls=KgalignGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def under_a_file() -> None:
+        (tmp_path / "file" / "x.html").write_text("x")
+
+    @group.command()
+    def onto_a_folder() -> None:
+        os.replace(tmp_path / "file", tmp_path / "folder")
+
+    line = _one_error_line(CliRunner().invoke(group, ["under-a-file"]))
+    assert line == f"kgalign: error: {tmp_path / 'file' / 'x.html'}: Not a directory"
+    line = _one_error_line(CliRunner().invoke(group, ["onto-a-folder"]))
+    assert line == f"kgalign: error: {tmp_path / 'folder'}: Is a directory"
+
+
+def test_an_interrupt_while_options_are_parsed_exits_130_without_a_traceback() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from kgalign.cli.main import KgalignGroup
+
+    def interrupt(ctx: click.Context, param: click.Parameter, value: object) -> object:
+        if value:
+            raise KeyboardInterrupt
+        return value
+
+    @click.group(cls=KgalignGroup)
+    @click.option("--stop", is_flag=True, callback=interrupt)
+    def group(stop: bool) -> None:
+        pass
+
+    @group.command()
+    @click.option("--stop", is_flag=True, callback=interrupt)
+    def inspect(stop: bool) -> None:
+        pass
+
+    for args in (["--stop", "inspect"], ["inspect", "--stop"]):
+        result = CliRunner().invoke(group, args)
+        assert result.exit_code == 130, (args, result.output)
+        assert result.output == "kgalign: interrupted\n", result.output
+
+
+def test_an_interrupt_while_the_commands_are_built_exits_130(tmp_path: Path) -> None:
+    """Ctrl-C while `kgalign` starts (importing the commands builds their options, a good
+    part of a second): exit code 130 and one line, no traceback. SIGALRM stands in for
+    the terminal's SIGINT, at a moment that falls in that building."""
+    from helpers import python_script
+
+    script = (
+        "import signal\n"
+        "import click, rich.console, kgalign.errors  # the group's own imports; the commands' follow\n"
+        "def interrupt(*_):\n"
+        "    raise KeyboardInterrupt\n"
+        "signal.signal(signal.SIGALRM, interrupt)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.02)\n"
+        "from kgalign.cli.main import main\n"
+        "main(['--help'])\n"
+    )
+    done = python_script(script, tmpdir=tmp_path)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert done.stderr == "kgalign: interrupted\n" and "Traceback" not in done.stdout
+
+
+def test_votes_logs_that_are_not_utf8_text_or_empty_are_one_line(tmp_path: Path, none_run) -> None:
+    import gzip
+
+    votes = none_run / "votes.jsonl"
+    packed = tmp_path / "votes.jsonl.gz"
+    packed.write_bytes(gzip.compress(votes.read_bytes()))
+    line = _one_error_line(_run(["inspect", packed]), f"{packed}:1: not UTF-8 text")
+    assert "gzip" in line
+    broken = tmp_path / "votes.jsonl"
+    lines = votes.read_bytes().splitlines(keepends=True)
+    broken.write_bytes(b"".join(lines[:2]) + b'{"source": "caf\xe9"}\n' + b"".join(lines[2:]))
+    _one_error_line(_run(["inspect", broken]), f"{broken}:3: not UTF-8 text (byte 0xe9)")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    _one_error_line(_run(["inspect", empty]), f"{empty}: the file is empty")
+
+
+def test_negative_counts_are_usage_errors(none_run, persons) -> None:
+    votes = none_run / "votes.jsonl"
+    for args in (["inspect", votes, "--limit", "-1"], ["profile", persons["left"], persons["right"], "--top", "-2"]):
+        result = _run(args)
+        assert result.exit_code == 2 and "is not in the range x>=0" in result.output, result.output
+    counted = _run(["inspect", votes, "--uncertain", "--limit", "0"])
+    assert counted.exit_code == 0 and "(showing 0)" in counted.output
+

@@ -242,6 +242,27 @@ def test_teacher_recipe_on_the_command_line(teacher_run, tmp_path) -> None:
     assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
 
 
+def test_teacher_recipe_errors_are_one_line_before_any_work(teacher_run, tmp_path) -> None:
+    """A votes log that is not UTF-8 text (gzipped), and an output under a file, stop in
+    one line (exit 1, no traceback) before any question is built."""
+    import gzip
+
+    def failed(result, *names: object) -> None:
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kgalign: error: "), result.output
+        assert all(str(name) in lines[0] for name in names), lines[0]
+
+    packed = tmp_path / "votes.jsonl.gz"
+    packed.write_bytes(gzip.compress((teacher_run / "votes.jsonl").read_bytes()))
+    failed(_cli(["finetune", "--from-votes", packed, "-o", tmp_path / "adapter", "--quiet"]), f"{packed}:1: not UTF-8 text")
+    run_json = teacher_run / "run.json"
+    votes = teacher_run / "votes.jsonl"
+    failed(_cli(["finetune", "--from-votes", votes, "--save-questions", run_json / "q.jsonl.gz", "--quiet"]), run_json, "--save-questions")
+    failed(_cli(["finetune", "--from-votes", votes, "-o", run_json / "adapter", "--quiet"]), run_json)
+    assert not (tmp_path / "adapter").exists()
+
+
 def test_every_finetune_option_has_help() -> None:
     command = main.get_command(None, "finetune")
     missing = [p.name for p in command.params if getattr(p, "help", "x") in (None, "") and p.param_type_name == "option"]

@@ -394,3 +394,65 @@ def test_a_judged_set_shows_its_steps_and_each_option(browser, persons, embedder
     assert len(shown) == len(record["option_votes"])
     assert len(detail.find_elements("css selector", "ul.option-votes li.accepted")) == sum(1 for o in record["option_votes"] if o["accepted"])
     assert _severe(browser) == []
+
+
+# ---------- where the page goes, and failures that write nothing ----------
+
+
+@pytest.fixture(scope="module")
+def plain_run(persons, tmp_path_factory) -> Path:
+    """A retrieval-only run on the whole persons example (no model loaded)."""
+    out = tmp_path_factory.mktemp("plain") / "out"
+    result = _cli(["run", str(persons["left"]), str(persons["right"]), "-o", str(out), "--judge", "none", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _failed_in_one_line(result, *names: object) -> str:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kgalign: error: "), result.output
+    assert all(str(name) in lines[0] for name in names), lines[0]
+    return lines[0]
+
+
+def test_output_folder_gets_its_report_html(plain_run, tmp_path: Path) -> None:
+    """-o an existing folder, or a new name ending in a slash: FOLDER/report.html."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    made = _cli(["report", str(plain_run), "-o", str(existing)])
+    assert made.exit_code == 0, made.output
+    assert [p.name for p in existing.iterdir()] == ["report.html"]
+    assert [p.name for p in tmp_path.iterdir()] == ["existing"]  # no temporary file beside the folder
+    made = _cli(["report", str(plain_run), "-o", f"{tmp_path / 'new'}/"])
+    assert made.exit_code == 0, made.output
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["report.html"]
+    assert made.output.startswith(str(tmp_path / "new" / "report.html"))
+
+
+def test_unwritable_places_fail_in_one_line_and_write_nothing(plain_run, tmp_path: Path) -> None:
+    (plain_run / "report.html").unlink(missing_ok=True)
+    before = sorted(p.name for p in plain_run.iterdir())
+    run_json = plain_run / "run.json"
+    _failed_in_one_line(_cli(["report", str(plain_run), "-o", str(run_json / "x.html")]), run_json)
+    _failed_in_one_line(_cli(["report", str(plain_run), "--png", str(run_json)]), run_json, "--png")
+    taken = tmp_path / "pngs"
+    (taken / "decisions.png").mkdir(parents=True)  # a folder where a chart goes
+    _failed_in_one_line(_cli(["report", str(plain_run), "--png", str(taken)]), taken / "decisions.png")
+    if Path("/proc/self").is_dir():  # nothing can be made in /proc, by root either
+        _failed_in_one_line(_cli(["report", str(plain_run), "-o", "/proc/x.html"]), "/proc")
+        _failed_in_one_line(_cli(["report", str(plain_run), "--png", "/proc/pngs"]), "/proc")
+    assert sorted(p.name for p in plain_run.iterdir()) == before  # no report.html, no temporary file
+    assert sorted(p.name for p in taken.iterdir()) == ["decisions.png"]
+
+
+def test_a_votes_log_that_is_not_utf8_is_one_line(plain_run, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(plain_run, copy)
+    (copy / "report.html").unlink(missing_ok=True)
+    with (copy / "votes.jsonl").open("ab") as handle:
+        handle.write(b'{"source": "\xff"}\n')
+    lines = len((copy / "votes.jsonl").read_bytes().splitlines())
+    _failed_in_one_line(_cli(["report", str(copy)]), f"{copy / 'votes.jsonl'}:{lines}: not UTF-8 text")
+    assert not (copy / "report.html").exists()

@@ -10,6 +10,7 @@ from click.core import ParameterSource
 
 from kgalign.cli.common import quiet
 from kgalign.errors import KgalignError
+from kgalign.io.atomic import check_output_path
 from kgalign.runtime.device import resolve_device
 
 #: Command-line options that are :class:`kgalign.finetune.TrainConfig` fields of the same name.
@@ -110,6 +111,8 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
         if adapter_dir is None:
             raise click.UsageError("give -o ADAPTER_DIR (or --save-questions FILE to only build the questions)")
         check_output(adapter_dir, opts["resume"], opts["force"])
+    else:
+        check_output_path(opts["save_file"], what="--save-questions")  # before the questions are built
     device = resolve_device(opts["device"])
     train_values = {name: opts[name] for name in TRAIN_OPTIONS}
     saved_train: dict[str, Any] = {}

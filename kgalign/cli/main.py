@@ -5,14 +5,16 @@ Exit codes: 0 success, 1 error (a one-line message), 2 usage error.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
+from typing import Any, NoReturn
 
 import click
 
 from kgalign import __version__
-from kgalign.errors import KgalignError, one_line
+from kgalign.errors import KgalignError, error_filename, one_line
 
 log = logging.getLogger("kgalign")
 
@@ -32,8 +34,39 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
 
 
+def _fail(message: str) -> NoReturn:
+    from kgalign.runtime.redact import redact_text
+
+    click.echo(f"kgalign: error: {one_line(redact_text(message))}", err=True)
+    sys.exit(1)
+
+
+def _interrupted(message: str = "kgalign: interrupted") -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(130)
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError no command turned into a message, as one line naming its file (see
+    :func:`~kgalign.errors.error_filename`)."""
+    name = error_filename(exc)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{name}: {reason}" if name is not None else reason
+
+
+#: The commands whose judge keeps its answers in a cache (an interrupt says so).
+JUDGING_COMMANDS = frozenset({"run", "rerun", "dedup", "pairs"})
+
+
 class KgalignGroup(click.Group):
-    """Turns library errors into one line on stderr and exit code 1."""
+    """Turns library errors into one line on stderr and exit code 1, and an interrupt
+    (Ctrl-C) into exit code 130, without a traceback."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:  # while the group's options are parsed
+            _interrupted()
 
     def invoke(self, ctx: click.Context):
         from kgalign.runtime.gctune import relaxed_gc
@@ -42,13 +75,17 @@ class KgalignGroup(click.Group):
             with relaxed_gc():  # every command builds large graphs or tables
                 return super().invoke(ctx)
         except KgalignError as exc:
-            from kgalign.runtime.redact import redact_text
-
-            click.echo(f"kgalign: error: {one_line(redact_text(str(exc)))}", err=True)
-            sys.exit(1)
+            _fail(str(exc))
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click quiets a closed stdout (kgalign ... | head)
+            # A safety net: a reader or writer that let an OSError through.
+            log.debug("unhandled OSError", exc_info=True)
+            _fail(os_error_line(exc))
         except KeyboardInterrupt:
-            click.echo("kgalign: interrupted; answered questions are kept in the judge cache", err=True)
-            sys.exit(130)
+            if ctx.invoked_subcommand in JUDGING_COMMANDS:
+                _interrupted("kgalign: interrupted; answered questions are kept in the judge cache")
+            _interrupted()
 
 
 @click.group(cls=KgalignGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -73,11 +110,16 @@ def main(log_level: str) -> None:
     _setup_logging(log_level)
 
 
-from kgalign.cli.convert import convert  # noqa: E402  (the group above must exist first)
-from kgalign.cli.finetune import finetune  # noqa: E402
-from kgalign.cli.pairs import pairs  # noqa: E402
-from kgalign.cli.review import evaluate, inspect, profile, report  # noqa: E402
-from kgalign.cli.run import dedup, rerun, run  # noqa: E402
+# The group above must exist first. Building the commands' options takes a moment:
+# Ctrl-C then is no traceback either.
+try:
+    from kgalign.cli.convert import convert
+    from kgalign.cli.finetune import finetune
+    from kgalign.cli.pairs import pairs
+    from kgalign.cli.review import evaluate, inspect, profile, report
+    from kgalign.cli.run import dedup, rerun, run
+except KeyboardInterrupt:
+    _interrupted()
 
 for _command in (run, rerun, dedup, pairs, finetune, profile, inspect, report, evaluate, convert):
     main.add_command(_command)

@@ -18,7 +18,7 @@ log = logging.getLogger("kgalign")
 @click.argument("right", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", help="RDF format of both inputs; default: from the extension.")
 @click.option("--class", "classes", multiple=True, help="Profile only subjects of this rdf:type; repeatable.")
-@click.option("--top", type=int, default=15, show_default=True, help="Predicates shown per graph.")
+@click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help="Predicates shown per graph.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def profile(left: Path, right: Path, fmt: str | None, classes: tuple[str, ...], top: int, as_json: bool) -> None:
     """Rank each graph's predicates by coverage and distinctiveness, and suggest predicate pairs.
@@ -71,7 +71,7 @@ def profile(left: Path, right: Path, fmt: str | None, classes: tuple[str, ...], 
 @click.option("--uncertain", is_flag=True, help="List only uncertain decisions.")
 @click.option("--disagreements", is_flag=True, help="List only decisions whose rounds did not all agree.")
 @click.option("--entity", help="Show the decision of this source IRI in full, every round included.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Rows listed.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows listed (0: only the count).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | None, limit: int, as_json: bool) -> None:
     """Summarise a votes.jsonl log, list decisions by filter, or show one in full.
@@ -84,6 +84,8 @@ def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | Non
     from kgalign.review.votes import read_votes, summarise
 
     records = list(read_votes(votes))
+    if not records:
+        raise KgalignError(f"{votes}: the file is empty (no decision records)")
     if entity:
         chosen = [r for r in records if r["source"] == entity]
         if not chosen:
@@ -112,11 +114,11 @@ def inspect(votes: Path, uncertain: bool, disagreements: bool, entity: str | Non
 
 @click.command()
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML file to write. Default: OUTDIR/report.html.")
+@click.option("-o", "--output", type=click.Path(), help="HTML file to write; a folder (existing, or named with a trailing slash): its report.html. Default: OUTDIR/report.html.")
 @click.option("--gold", type=click.Path(path_type=Path), help="Gold links (any format of `kgalign eval`): marks each decision correct or wrong and draws precision and recall against a confidence threshold.")
 @click.option("--png", "png_dir", type=click.Path(path_type=Path), help="Also write the charts as PNG files into this directory.")
 @click.option("--title", help="Title of the page. Default: the name of OUTDIR.")
-def report(outdir: Path, output: Path | None, gold: Path | None, png_dir: Path | None, title: str | None) -> None:
+def report(outdir: Path, output: str | None, gold: Path | None, png_dir: Path | None, title: str | None) -> None:
     """Write one self-contained HTML page about the run in OUTDIR, for reading and reviewing.
 
     The page (no network, everything inlined) shows summary numbers, charts (decisions,

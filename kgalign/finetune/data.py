@@ -340,7 +340,7 @@ def run_config(votes: str | Path) -> dict[str, Any]:
         return {}
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
         raise InputError(f"{path}: cannot read the run's settings ({exc})") from None
 
 

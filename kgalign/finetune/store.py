@@ -23,7 +23,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from kgalign.errors import InputError
+from kgalign.errors import InputError, KgalignError, error_filename
 from kgalign.finetune.data import DataConfig, Example, TrainingData
 from kgalign.io.atomic import atomic_open
 from kgalign.io.reading import json_object
@@ -73,9 +73,12 @@ def save_questions(data: TrainingData, path: str | Path, train: Mapping[str, Any
         "entities": len(entity_lines),
         "questions": len(question_lines),
     }
-    with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-        for line in [json.dumps(header, ensure_ascii=False, default=str), *entity_lines, *question_lines]:
-            out.write(line.encode("utf-8") + b"\n")
+    try:
+        with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            for line in [json.dumps(header, ensure_ascii=False, default=str), *entity_lines, *question_lines]:
+                out.write(line.encode("utf-8") + b"\n")
+    except OSError as exc:
+        raise KgalignError(f"{error_filename(exc, path)}: cannot write the questions ({exc.strerror or exc})") from None
     return path
 
 

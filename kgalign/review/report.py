@@ -18,11 +18,13 @@ files with matplotlib.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import json
 import logging
 import math
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -32,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from kgalign import __version__
-from kgalign.errors import InputError
+from kgalign.errors import InputError, KgalignError, error_filename
 from kgalign.evaluation.metrics import Pair, read_pairs
-from kgalign.io.atomic import atomic_open, write_text_atomic
+from kgalign.io.atomic import atomic_open, check_output_path, deferred_renames, write_text_atomic
 from kgalign.judging.prompt import option_letter
 from kgalign.model import local_name
 from kgalign.review.corrections import CORRECTIONS_VERSION
@@ -49,6 +51,7 @@ CONFIDENCE_BINS = 10
 THRESHOLD_STEPS = 50
 TEMPLATES = "templates"
 PNG_CHARTS = ("decisions", "confidence", "positions", "threshold")
+REPORT_FILE = "report.html"
 
 # Okabe-Ito colours: told apart with every common colour-vision deficiency.
 COLOURS = {
@@ -411,13 +414,51 @@ def write_report(
     png_dir: str | Path | None = None,
     title: str | None = None,
 ) -> ReportResult:
-    """Write the HTML report of the run in ``outdir`` (default ``outdir/report.html``), and PNG charts if asked."""
+    """Write the HTML report of the run in ``outdir`` (:func:`report_path`: default
+    ``outdir/report.html``), and PNG charts into ``png_dir`` if asked.
+
+    Where the page or the charts cannot be written, that is found before the run is
+    read where it can be, and otherwise no file is written: the page and the charts
+    appear together or not at all.
+    """
+    target = report_path(outdir, output)
+    check_output_path(target)
+    if png_dir:
+        check_output_path(png_dir, folder=True, what="--png")
+        for name in PNG_CHARTS:
+            check_output_path(Path(png_dir) / f"{name}.png", what="--png")
     data = build_report_data(outdir, gold, title)
-    target = Path(output) if output else Path(outdir) / "report.html"
-    write_text_atomic(target, render_html(data))
+    new_png_dir = Path(png_dir) if png_dir and not Path(png_dir).exists() else None
+    try:
+        with deferred_renames():
+            write_text_atomic(target, render_html(data))
+            pngs = write_pngs(data, png_dir) if png_dir else []
+    except OSError as exc:
+        _remove_empty(new_png_dir)
+        raise KgalignError(f"{error_filename(exc, target)}: cannot write the report ({exc.strerror or exc})") from None
+    except BaseException:
+        _remove_empty(new_png_dir)
+        raise
     log.info("wrote %s (%d decisions)", target, len(data["decisions"]))
-    pngs = write_pngs(data, png_dir) if png_dir else []
     return ReportResult(html=target, pngs=pngs, decisions=len(data["decisions"]))
+
+
+def report_path(outdir: str | Path, output: str | Path | None = None) -> Path:
+    """Where the page goes: ``output``; its ``report.html`` where ``output`` is an existing
+    folder or a name ending in a slash; ``outdir/report.html`` without ``output``."""
+    if output is None or not str(output):
+        return Path(outdir) / REPORT_FILE
+    text = os.fspath(output)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return Path(text) / REPORT_FILE
+    return Path(text)
+
+
+def _remove_empty(folder: Path | None) -> None:
+    """Remove ``folder`` (one this call made) if nothing is in it."""
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def write_pngs(data: dict[str, Any], directory: str | Path) -> list[Path]:

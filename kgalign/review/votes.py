@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from kgalign.errors import InputError
 from kgalign.io.atomic import atomic_open
@@ -15,6 +15,7 @@ from kgalign.judging.prompt import option_letter
 from kgalign.model import Candidate, Candidates, Decision, EntityProfile, OptionVote, Round
 
 SCHEMA_VERSION = 1
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def decision_record(
@@ -84,11 +85,18 @@ def numbered_votes(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each decision record of a votes.jsonl with its line number (from 1)."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a votes.jsonl") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, raw in enumerate(_lines(path, handle), start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                why = "gzip-compressed: decompress it first" if number == 1 and raw.startswith(GZIP_MAGIC) else f"byte 0x{raw[exc.start]:02x}"
+                raise InputError(f"{path}:{number}: not UTF-8 text ({why})") from None
             if not line.strip():
                 continue
             try:
@@ -98,6 +106,14 @@ def numbered_votes(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(record, dict) or "source" not in record or "decision" not in record:
                 raise InputError(f"{path}:{number}: not a kgalign decision record")
             yield number, record
+
+
+def _lines(path: Path, handle: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a file opened in binary mode; an error while reading is one line."""
+    try:
+        yield from handle
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def record_candidates(record: Mapping[str, Any]) -> Candidates:
