@@ -329,3 +329,20 @@ def test_negative_counts_are_usage_errors(none_run, persons) -> None:
     counted = _run(["inspect", votes, "--uncertain", "--limit", "0"])
     assert counted.exit_code == 0 and "(showing 0)" in counted.output
 
+
+def test_eval_says_what_it_wants(none_run, persons, tmp_path: Path) -> None:
+    """A missing file is missing; an output folder is pointed to its links.ttl; an unknown
+    extension lists the formats (eval has no --format to advise)."""
+    gold = persons["gold"]
+    line = _one_error_line(_run(["eval", "--gold", gold, tmp_path / "nope.ttl"]), tmp_path / "nope.ttl")
+    assert line.endswith(": no such file")
+    line = _one_error_line(_run(["eval", "--gold", gold, "/nonexistent"]), "/nonexistent")
+    assert line.endswith(": no such file") and "--format" not in line
+    line = _one_error_line(_run(["eval", "--gold", gold, none_run]), none_run)
+    assert "give its links.ttl" in line and "fused.ttl" not in line
+    odd = tmp_path / "links.data"
+    odd.write_text("a b\n")
+    line = _one_error_line(_run(["eval", "--gold", gold, odd]), odd)
+    assert "--format" not in line and ".csv/.tsv" in line
+
+

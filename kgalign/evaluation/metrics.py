@@ -19,6 +19,7 @@ from rdflib import Graph, Namespace, URIRef
 from rdflib.namespace import OWL
 
 from kgalign.errors import InputError
+from kgalign.io.formats import FORMAT_BY_SUFFIX, OUTPUT_MARKERS
 from kgalign.io.parsers import load_graph
 from kgalign.model import Candidates, Link
 
@@ -28,14 +29,24 @@ ALIGN = Namespace("http://knowledgeweb.semanticweb.org/heterogeneity/alignment#"
 ALIGN_NO_HASH = Namespace("http://knowledgeweb.semanticweb.org/heterogeneity/alignment")
 
 Pair = tuple[str, str]
+#: What a links or gold file may be, by its extension (optionally .gz).
+LINK_FORMATS = (
+    "give an OAEI alignment (.rdf, .xml), owl:sameAs triples in an RDF file (.ttl, .nt, ...) or a two-column .csv/.tsv/.txt file"
+)
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
     """Pairs (left IRI, right IRI) from an alignment, sameAs or CSV/TSV file."""
     path = Path(path)
     name = path.name.lower().removesuffix(".gz")
+    if path.is_dir() and all((path / marker).is_file() for marker in OUTPUT_MARKERS):
+        raise InputError(f"{path}: a kgalign output folder, not a links file (give its links.ttl)")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
     if name.endswith((".csv", ".tsv", ".txt")):
         return _read_table(path)
+    if not path.is_dir() and Path(name).suffix.lower() not in FORMAT_BY_SUFFIX:  # a folder of RDF files is read whole
+        raise InputError(f"{path}: cannot tell the format of the links from the extension; {LINK_FORMATS}")
     graph = load_graph(path)
     pairs = _alignment_cells(graph)
     if not pairs:
