@@ -171,7 +171,7 @@ def test_dbp15k_errors_name_file_and_line(tmp_path: Path, file: str, old: str | 
     path.write_text(text + new if old is None else text.replace(old, new, 1), encoding="utf-8")
     with pytest.raises(InputError, match=message):
         convert_dbp15k(src, tmp_path / "out")
-    assert not (tmp_path / "out" / "gold.tsv").exists()
+    assert not (tmp_path / "out").exists()  # every input is checked before anything is written
 
 
 def test_cli_convert_dbp15k(tmp_path: Path) -> None:
@@ -182,6 +182,24 @@ def test_cli_convert_dbp15k(tmp_path: Path) -> None:
     missing = _cli(["convert", "dbp15k", str(tmp_path), "-o", str(tmp_path / "x")])
     assert missing.exit_code == 1
     assert missing.stderr.strip().count("\n") == 0 and "ent_ids_1: no such file" in missing.stderr
+
+
+def test_cli_convert_dbp15k_with_a_bad_gold_line_writes_nothing(tmp_path: Path) -> None:
+    """A pair naming an unknown id (checked last) stops the conversion before left.ttl
+    and right.ttl are written: into a new folder or over an earlier conversion."""
+    src = tmp_path / "src"
+    shutil.copytree(DBP, src)
+    with (src / "ref_ent_ids").open("a", encoding="utf-8") as handle:
+        handle.write("0\t99\n")
+    lines = len((src / "ref_ent_ids").read_text(encoding="utf-8").splitlines())
+    for out in (tmp_path / "new", tmp_path / "earlier"):
+        if out.name == "earlier":
+            assert _cli(["convert", "dbp15k", str(DBP), "-o", str(out)]).exit_code == 0
+        before = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else None
+        result = _cli(["convert", "dbp15k", str(src), "-o", str(out)])
+        assert result.exit_code == 1
+        assert result.stderr.strip() == f"kgalign: error: {src / 'ref_ent_ids'}:{lines}: id 99 is not in ent_ids_2 (pairs are 'id1<TAB>id2')"
+        assert ({p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else None) == before
 
 
 # --- tables -----------------------------------------------------------------------
@@ -291,6 +309,29 @@ def test_cli_convert_tables(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "30 left entities" in result.output and "30 gold pairs" in result.output
     assert len(read_pairs(tmp_path / "gold.tsv")) == 30
+
+
+def test_convert_tables_leaves_no_stale_gold_and_no_partial_output(tmp_path: Path) -> None:
+    """Converting again without --mapping removes the earlier conversion's gold.tsv (it
+    would be read as the gold of the new tables); a bad mapping writes nothing."""
+    out = tmp_path / "out"
+    mapped = ["convert", "tables", str(ABT / "Abt.csv"), str(ABT / "Buy.csv"), "--mapping", str(ABT / "abt_buy_perfectMapping.csv"), "-o", str(out)]
+    assert _cli(mapped).exit_code == 0
+    other = tmp_path / "Other.csv"
+    shutil.copy(ABT / "Buy.csv", other)
+    result = _cli(["convert", "tables", str(ABT / "Abt.csv"), str(other), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["left.ttl", "right.ttl"]
+    assert "urn:kgalign:table:Other:" in (out / "right.ttl").read_text(encoding="utf-8")
+    (out / "notes.txt").write_text("mine")  # not a file the converter names: kept
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("nothing,known\n")
+    failed = _cli(["convert", "tables", str(ABT / "Abt.csv"), str(ABT / "Buy.csv"), "--mapping", str(bad), "-o", str(out)])
+    assert failed.exit_code == 1 and "no pair names an id" in failed.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _cli(["convert", "tables", str(ABT / "Abt.csv"), str(other), "-o", str(out)]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["left.ttl", "notes.txt", "right.ttl"]
 
 
 # --- CSV input to `kgalign run` -----------------------------------------------------

@@ -16,6 +16,7 @@ def convert() -> None:
 
     Each subcommand writes OUTDIR/left.ttl, OUTDIR/right.ttl and gold pairs as
     two-column TSV files of IRIs (for --gold of `kgalign run` and `kgalign eval`).
+    Every input is read and checked first; the files then appear together, or none.
     """
 
 
@@ -39,7 +40,7 @@ def convert_dbp15k(indir: Path, outdir: Path, train_share: float) -> None:
 @convert.command(name="tables")
 @click.argument("left_table", metavar="A", type=click.Path(path_type=Path))
 @click.argument("right_table", metavar="B", type=click.Path(path_type=Path))
-@click.option("--mapping", type=click.Path(path_type=Path), help="Gold mapping table (CSV/TSV) whose first two columns are ids of A and B; a header row is skipped. Written as OUTDIR/gold.tsv of IRIs. Without it no gold file is written.")
+@click.option("--mapping", type=click.Path(path_type=Path), help="Gold mapping table (CSV/TSV) whose first two columns are ids of A and B; a header row is skipped. Written as OUTDIR/gold.tsv of IRIs. Without it no gold file is written (and one an earlier conversion left in OUTDIR is removed).")
 @click.option("--id-column", help="Name of the id column in both tables. Default: each table's first column.")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for left.ttl (A), right.ttl (B) and gold.tsv; created if missing, those files overwritten.")
 def convert_tables(left_table: Path, right_table: Path, mapping: Path | None, id_column: str | None, outdir: Path) -> None:

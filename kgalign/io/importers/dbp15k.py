@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 from kgalign.errors import InputError
 from kgalign.io.atomic import atomic_open
-from kgalign.io.importers.common import ConversionReport, prepare_outdir, write_pairs
+from kgalign.io.importers.common import ConversionReport, check_outdir, write_pairs, writing
 from kgalign.io.importers.terms import RDFS_LABEL, escape_iri, iri_term, literal_term, mint_iri, write_prefixes, write_subject
 from kgalign.runtime.progress import progress_bar
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 NAMES_FILE = "translated_names.json"
 NAMES_LANG = "en"
 DEFAULT_TRAIN_SHARE = 0.3
+#: The files :func:`convert_dbp15k` writes into its output folder.
+OUTPUTS = ("left.ttl", "right.ttl", "gold_train.tsv", "gold_test.tsv", "gold.tsv")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -138,18 +140,16 @@ def _relation_iris(path: Path | None, rows: list[tuple[int, tuple[int, ...]]]) -
     return {rel: mint_iri("relation", str(rel)) for rel in sorted({row[1] for _, row in rows})}
 
 
-def write_graph_file(
-    out: Path,
-    source: str,
+def graph_edges(
     entities: dict[int, str],
     triples: list[tuple[int, tuple[int, ...]]],
     triples_path: Path,
     relations: dict[int, str],
     relations_path: Path | None,
-    names: dict[int, str] | None,
     side: str,
-) -> dict[str, int]:
-    """Write one graph as Turtle, grouped by subject; returns counts."""
+) -> dict[int, dict[str, list[str]]]:
+    """Each head's outgoing edges (predicate term -> object terms), every id checked:
+    a triple naming an unknown entity or relation is an error naming its line."""
     terms = {key: iri_term(iri) for key, iri in entities.items()}
     relation_terms = {key: iri_term(iri) for key, iri in relations.items()}
     outgoing: dict[int, dict[str, list[str]]] = {}
@@ -165,6 +165,20 @@ def write_graph_file(
             if index % 10000 == 0:
                 advance(10000)
         advance(len(triples) % 10000)
+    return outgoing
+
+
+def write_graph_file(
+    out: Path,
+    source: str,
+    entities: dict[int, str],
+    outgoing: dict[int, dict[str, list[str]]],
+    relation_count: int,
+    names: dict[int, str] | None,
+    side: str,
+) -> dict[str, int]:
+    """Write one graph (its edges checked by :func:`graph_edges`) as Turtle, grouped by subject; returns counts."""
+    terms = {key: iri_term(iri) for key, iri in entities.items()}
     label = iri_term(RDFS_LABEL)
     fallbacks = written = 0
     with atomic_open(out) as handle, progress_bar(f"write {out.name}", len(entities)) as advance:
@@ -185,7 +199,7 @@ def write_graph_file(
     if fallbacks:
         log.warning("%s: %d entities have no translated name; labelled with their IRI's local name", out.name, fallbacks)
     log.info("wrote %s: %d entities, %d triples", out, len(entities), written)
-    return {"entities": len(entities), "triples": written, "relations": len({rel for _, (_, rel, _) in triples})}
+    return {"entities": len(entities), "triples": written, "relations": relation_count}
 
 
 def convert_dbp15k(indir: str | Path, outdir: str | Path, train_share: float = DEFAULT_TRAIN_SHARE) -> ConversionReport:
@@ -198,9 +212,10 @@ def convert_dbp15k(indir: str | Path, outdir: str | Path, train_share: float = D
     for required in ("ent_ids_1", "ent_ids_2", "triples_1", "triples_2", "ref_ent_ids"):
         if not (indir / required).is_file():
             raise InputError(f"{indir / required}: no such file (a DBP15K/SRPRS folder has ent_ids_1/2, triples_1/2, ref_ent_ids)")
-    outdir = prepare_outdir(outdir)
+    outdir = check_outdir(outdir)
     report = ConversionReport(outdir=outdir)
 
+    # Every input is read and checked before anything is written.
     entities = {side: read_id_file(indir / f"ent_ids_{side}") for side in ("1", "2")}
     shared = entities["1"].keys() & entities["2"].keys()
     if shared:
@@ -209,19 +224,15 @@ def convert_dbp15k(indir: str | Path, outdir: str | Path, train_share: float = D
     names = read_names(names_path) if names_path.is_file() else None
     if names is None:
         log.warning("%s: not found; entities are labelled with their IRI's local name", names_path)
-
-    for side, out_name in (("1", "left.ttl"), ("2", "right.ttl")):
+    graphs = {}
+    for side in ("1", "2"):
         triples_path = indir / f"triples_{side}"
         triples = read_int_rows(triples_path, 3)
         rel_path = indir / f"rel_ids_{side}"
         relations_path = rel_path if rel_path.is_file() else None
         relations = _relation_iris(relations_path, triples)
-        counts = write_graph_file(
-            outdir / out_name, indir.name, entities[side], triples, triples_path, relations, relations_path, names, side
-        )
-        report.files[out_name] = outdir / out_name
-        which = "left" if side == "1" else "right"
-        report.counts.update({f"{which}_{key}": value for key, value in counts.items()})
+        edges = graph_edges(entities[side], triples, triples_path, relations, relations_path, side)
+        graphs[side] = (edges, len({rel for _, (_, rel, _) in triples}))
 
     ref_path = indir / "ref_ent_ids"
     ref = _check_pairs(ref_path, read_int_rows(ref_path, 2), entities["1"], entities["2"])
@@ -234,7 +245,15 @@ def convert_dbp15k(indir: str | Path, outdir: str | Path, train_share: float = D
         cut = round(len(ref) * train_share)
         train, test = ref[:cut], ref[cut:]
         log.info("gold: first %d of %d pairs of %s are the training split, the rest the test split", cut, len(ref), ref_path.name)
-    for name, pairs in (("gold_train.tsv", train), ("gold_test.tsv", test), ("gold.tsv", train + test)):
-        report.files[name] = outdir / name
-        report.counts[name.removesuffix(".tsv") + "_pairs"] = write_pairs(outdir / name, pairs)
+
+    with writing(outdir, OUTPUTS, report):
+        for side, out_name in (("1", "left.ttl"), ("2", "right.ttl")):
+            edges, relation_count = graphs[side]
+            counts = write_graph_file(outdir / out_name, indir.name, entities[side], edges, relation_count, names, side)
+            report.files[out_name] = outdir / out_name
+            which = "left" if side == "1" else "right"
+            report.counts.update({f"{which}_{key}": value for key, value in counts.items()})
+        for name, pairs in (("gold_train.tsv", train), ("gold_test.tsv", test), ("gold.tsv", train + test)):
+            report.files[name] = outdir / name
+            report.counts[name.removesuffix(".tsv") + "_pairs"] = write_pairs(outdir / name, pairs)
     return report

@@ -36,7 +36,7 @@ from rdflib.namespace import RDF
 from kgalign.errors import InputError
 from kgalign.io.atomic import atomic_open
 from kgalign.io.formats import TABLE_SUFFIXES, is_table_path, plain_name
-from kgalign.io.importers.common import ConversionReport, prepare_outdir, write_pairs
+from kgalign.io.importers.common import ConversionReport, check_outdir, write_pairs, writing
 from kgalign.io.importers.terms import RDF_TYPE, iri_term, literal_term, mint_iri, mint_segment, write_prefixes, write_subject
 from kgalign.io.reading import read_bytes
 from kgalign.runtime.progress import progress_bar
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DELIMITERS = (",", ";", "\t", "|")
 ENCODINGS = ("utf-8", "cp1252", "latin-1")
+#: The files :func:`convert_tables` writes into its output folder (gold.tsv with a mapping).
+OUTPUTS = ("left.ttl", "right.ttl", "gold.tsv")
 
 
 def table_name(path: str | Path) -> str:
@@ -282,19 +284,22 @@ def convert_tables(
     if names[0] == names[1]:
         log.warning("both tables are named %r; their IRIs use %r and %r", names[0], names[0] + "-left", names[1] + "-right")
         names = names[0] + "-left", names[1] + "-right"
+    outdir = check_outdir(outdir)
+    # Every input is read and checked before anything is written.
     left = read_table(left_path, id_column, names[0])
     right = read_table(right_path, id_column, names[1])
-    outdir = prepare_outdir(outdir)
+    pairs = read_mapping(Path(mapping), left, right) if mapping is not None else None
     report = ConversionReport(outdir=outdir)
-    for side, table in (("left", left), ("right", right)):
-        out = outdir / f"{side}.ttl"
-        report.counts[f"{side}_entities"] = len(table.rows)
-        report.counts[f"{side}_triples"] = write_table_turtle(table, out)
-        report.files[out.name] = out
-    if mapping is not None:
-        pairs = read_mapping(Path(mapping), left, right)
-        report.counts["gold_pairs"] = write_pairs(outdir / "gold.tsv", pairs)
-        report.files["gold.tsv"] = outdir / "gold.tsv"
+    # Without a mapping no gold.tsv is written, and an earlier conversion's is removed.
+    with writing(outdir, OUTPUTS, report):
+        for side, table in (("left", left), ("right", right)):
+            out = outdir / f"{side}.ttl"
+            report.counts[f"{side}_entities"] = len(table.rows)
+            report.counts[f"{side}_triples"] = write_table_turtle(table, out)
+            report.files[out.name] = out
+        if pairs is not None:
+            report.counts["gold_pairs"] = write_pairs(outdir / "gold.tsv", pairs)
+            report.files["gold.tsv"] = outdir / "gold.tsv"
     return report
 
 
