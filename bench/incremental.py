@@ -45,7 +45,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from bench import table
-from kgalign.incremental.since import ASKED_REASONS, SINCE_FILE
+from kgalign.incremental.since import ASKED_REASONS, SINCE_FILE, STATISTICS_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restaurants": ["--judge", "local", "--no-gate"]}
@@ -183,7 +183,7 @@ def equal_links(outdir: Path, full: Path) -> tuple[float, list[str], int]:
 
 
 #: The reasons of ``judge_asked`` that no change of the source or of an option explains.
-STATISTICS_ONLY = ASKED_REASONS[-2:]
+STATISTICS_ONLY = STATISTICS_REASONS
 
 
 def _votes(outdir: Path) -> dict[str, dict[str, Any]]:

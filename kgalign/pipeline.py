@@ -17,7 +17,7 @@ from kgalign.config import AlignConfig
 from kgalign.dedup import dedup_sides, side_duplicates
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.fusion.fuse import FusionResult, fuse
-from kgalign.incremental.keep import kept_decisions
+from kgalign.incremental.keep import keeps_earlier, kept_decisions
 from kgalign.incremental.since import OldRun, check_overlap, compare, read_old, reuse_answers, summary_line
 from kgalign.incremental.state import release_contents
 from kgalign.io.entities import load_entities
@@ -78,8 +78,10 @@ def align(
     old = None
     if since is not None:
         old = since if isinstance(since, OldRun) else OldRun.from_result(since) if isinstance(since, AlignmentResult) else read_old(since)
-        if config.keep_earlier is not None:
+        if keeps_earlier(config, judge is not None or config.judge != "none"):
             old.judged_before()  # a log that cannot be read stops the run now, not after retrieval
+        elif config.keep_earlier is not None:
+            log.warning("keep_earlier keeps decisions the earlier run's judge made: without a judge it does nothing")
     elif config.keep_earlier is not None:
         log.warning("keep_earlier keeps decisions of an earlier run: without since it does nothing")
     from kgalign.runtime.engines import ENGINES
@@ -124,6 +126,7 @@ def _align(
         check_judge(config.judge, config.model, config.adapter)
     gold, gold_name = _gold(config)
     timer = StageTimer()
+    keeps = old is not None and keeps_earlier(config, judge is not None or config.judge != "none")
     prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, lean, loader)
     vote = effective.vote
     reused_answers = False
@@ -133,10 +136,11 @@ def _align(
 
     several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
     kept: dict[str, tuple[Decision, str]] = {}
-    if old is not None and config.keep_earlier is not None and (judge is not None or config.judge != "none"):
+    minimum = config.keep_earlier if keeps else None
+    if old is not None and minimum is not None:
         with timer.stage("keep"):
             left_side, right_side = (prepared.left_table, prepared.left_profiles), (prepared.right_table, prepared.right_profiles)
-            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, config.keep_earlier, prepared.human, several)
+            kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, minimum, prepared.human, several)
 
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
@@ -284,11 +288,17 @@ def _prepare(
         with_neighbours = (retrieval.structure_weight or 0.0) <= 0
         sides = []
         for side, table in (("left", left_table), ("right", right_table)):
-            selection = keep_earlier_order(configured_selection(table, config), (earlier_selection or {}).get(side), side)
-            selections[side] = selection
+            selection = configured_selection(table, config)
             # The profiles by IRI, each text to embed taken as its profile is made; in a
             # file where the run is lean (only a few are read at a time from here on).
-            sides.append(_profiled(table, selection, with_neighbours, lean))
+            by_iri, texts = _profiled(table, selection, with_neighbours, lean)
+            shown = keep_earlier_order(selection, (earlier_selection or {}).get(side), side)
+            if shown is not selection:
+                # The prompts show the attributes in the earlier order; retrieval scores the
+                # texts in this run's, as a full run does.
+                by_iri, _ = _profiled(table, shown, with_neighbours, lean)
+            selections[side] = shown
+            sides.append((by_iri, texts))
         (left_by_iri, left_texts), (right_by_iri, right_texts) = sides
 
     cardinality = None
@@ -371,11 +381,14 @@ def _load(
 
 
 def keep_earlier_order(selection: Selection, earlier: dict[str, list[str]] | None, side: str) -> Selection:
-    """``selection``, in the earlier run's order when it ranks the same predicates (``--since``).
+    """``selection``, in the earlier run's order when it ranks the same predicates
+    (``--since``); ``selection`` itself otherwise.
 
-    The ranking follows the data, so new records can swap two attributes of equal weight;
-    that changes no link but every prompt, and the judge's earlier answers would all be
-    lost. When the same attributes and relations are chosen, their earlier order is kept.
+    The ranking follows the data, so new records can reorder the attributes; that would
+    change every prompt, and the judge's earlier answers would all be lost. When the
+    same attributes and relations are chosen, the prompts keep their earlier order. (The
+    texts retrieval scores keep this run's order, so that the scores, candidates and
+    gated sources are a full run's: :func:`_prepare`.)
     """
     if not earlier:
         return selection

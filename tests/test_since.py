@@ -119,9 +119,10 @@ def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path, monk
     since = run["since"]
     # The comparison is timed as a stage of its own, which a run without --since has not.
     assert "since" in run["stages"] and "since" not in json.loads((full / "run.json").read_text())["stages"]
-    # Only texts the base run did not embed are embedded (the vector cache was empty before it).
-    base_counts = json.loads((old / "run.json").read_text())["counts"]
-    assert 0 < since["reused"]["vectors_computed"] < base_counts["vectors_computed"] and since["reused"]["vectors_read"] > 0
+    # The update embeds the texts the vector cache lacks (the retrieval texts follow the new
+    # attribute order, as a full run's do), so the full run after it, on that cache, embeds none.
+    full_counts = json.loads((full / "run.json").read_text())["counts"]
+    assert since["reused"]["vectors_computed"] > 0 and full_counts["vectors_computed"] == 0 and full_counts["vectors_read"] > 0
     assert since["old"] == str(old) and since["entities"]["left"]["added"] == 3 and since["links"]["kept"] == len(old_links & new_links)
     # The report has a changes section.
     assert cli(["report", new]).exit_code == 0
@@ -208,7 +209,7 @@ def test_bad_old_folders_fail_in_one_line_writing_nothing(persons, tmp_path):
 
 
 def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen():
-    """New records may swap two attributes of equal weight: the earlier order keeps the prompts (and answers) reusable."""
+    """With --keep-earlier, new records that reorder the same attributes leave the earlier order: the prompts read as before."""
     from kgalign.pipeline import keep_earlier_order
     from kgalign.selection.predicates import Selection
 
@@ -218,6 +219,72 @@ def test_the_earlier_attribute_order_is_kept_when_the_same_attributes_are_chosen
     other = keep_earlier_order(new, {"attributes": ["street", "name"], "relations": ["in_city"]}, "left")
     assert other is new
     assert keep_earlier_order(new, None, "left") is new
+
+
+OAIE = "http://www.okkam.org/oaie/"
+NS2 = "http://www.okkam.org/ontology_person2.owl#"
+
+
+def _run_view(result) -> tuple:
+    """What a run scored, settled and linked (no times)."""
+    scores = [(c.source, [(i.iri, i.score) for i in c.items]) for c in result.prepared.candidates]
+    decisions = [(d.source, d.kind, d.target, d.confidence, d.gated) for d in result.decisions]
+    return scores, decisions, sorted((link.left, link.right) for link in result.links)
+
+
+def test_a_since_run_scores_and_links_as_a_full_run_where_new_records_reorder_the_attributes(persons, embedder, tmp_path):
+    """Removing one right person reorders the right attribute ranking: the update's prompts
+    keep the earlier order (run.json ``selection``), but retrieval scores the texts in the
+    new one, so its candidates, scores, gated sources and links are the full run's."""
+    right = tmp_path / "right.nt"
+    write_sorted(_without(Graph().parse(persons["right"]), [URIRef(OAIE + "person2-Person1241"), URIRef(OAIE + "person2-Address1241")]), right)
+    config = AlignConfig()
+    earlier = align(persons["left"], persons["right"], config, embedder=embedder)
+    earlier.save(tmp_path / "old")
+    full = align(persons["left"], right, config, embedder=embedder)
+    assert earlier.prepared.selections["right"].attributes != full.prepared.selections["right"].attributes
+    for keep in (None, 0.5):  # keep_earlier without a judge keeps nothing, the order neither
+        since = align(persons["left"], right, config.replace(keep_earlier=keep), embedder=embedder, since=tmp_path / "old")
+        assert _run_view(since) == _run_view(full)
+        assert since.prepared.selections["right"] == earlier.prepared.selections["right"]
+        # An unchanged entity is shown as before, not as the full run shows it.
+        iri = OAIE + "person2-Person01"
+        assert since.prepared.right_profiles[iri] == earlier.prepared.right_profiles[iri] != full.prepared.right_profiles[iri]
+    # Without a judge there is no decision to keep, so the earlier decision log is not read.
+    (tmp_path / "old" / "votes.jsonl").write_text("not json\n")
+    done = cli(["run", persons["left"], str(right), "-o", str(tmp_path / "new"), "--since", str(tmp_path / "old"), "--keep-earlier", "0.5", "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert "without a judge it does nothing" in done.output
+
+
+def test_a_changed_link_gives_its_old_target_s_change_as_the_reason(persons, embedder, tmp_path):
+    """A right person gets a near-twin; then the person changes, so its source links the
+    twin: the link changed because its old target changed."""
+    person, address = URIRef(OAIE + "person2-Person121"), URIRef(OAIE + "person2-Address121")
+    twin, twin_address = URIRef(OAIE + "person2-Person121b"), URIRef(OAIE + "person2-Address121b")
+    first = Graph().parse(persons["right"])
+    for s, p, o in list(first):
+        if s == person:
+            o = twin_address if o == address else Literal("00 00000000") if p == URIRef(NS2 + "phone_numer") else o
+            first.add((twin, p, o))
+        elif s == address:
+            first.add((twin_address, p, o))
+    second = Graph()
+    for s, p, o in first:
+        if s == person and p in {URIRef(NS2 + n) for n in ("soc_sec_id", "surname", "given_name")}:
+            o = Literal("zzzz0000")
+        second.add((s, p, o))
+    write_sorted(first, tmp_path / "right-1.nt")
+    write_sorted(second, tmp_path / "right-2.nt")
+    config = AlignConfig(classes=CLASSES[1::2])
+    earlier = align(persons["left"], tmp_path / "right-1.nt", config, embedder=embedder)
+    source = next(link.left for link in earlier.links if link.right == str(person))
+    earlier.save(tmp_path / "old")
+    align(persons["left"], tmp_path / "right-2.nt", config, embedder=embedder, since=tmp_path / "old").save(tmp_path / "new")
+    records = [json.loads(line) for line in (tmp_path / "new" / "changes.jsonl").read_text().splitlines()]
+    assert {"change": "entity_changed", "side": "right", "iri": str(person)} in records
+    changed = [r for r in records if r["change"] == "link_changed"]
+    assert changed == [{"change": "link_changed", "left": source, "old_right": str(person), "right": str(twin), "reason": "right entity changed"}]
 
 
 def _judged_base(versions, embedder, tmp_path, resolve="auto"):
@@ -274,6 +341,57 @@ def test_every_source_the_judge_is_asked_about_again_has_its_reason(versions, em
     assert cli(["report", tmp_path / "new"]).exit_code == 0
     page = (tmp_path / "new" / "report.html").read_text().replace(" ", "")
     assert '"asked":{' in page
+
+
+def test_sources_asked_again_because_the_earlier_answers_cannot_serve_say_so(versions, embedder, tmp_path, caplog):
+    """Where OLD's answers cannot answer this run's questions (another judge model, or OLD
+    kept no answer cache), an unchanged source shown the same candidates is asked again for that
+    reason, not for the statistics; a warning names what differs."""
+    script, config, earlier = _judged_base(versions, embedder, tmp_path)
+    final = versions["paths"]["left-final"], versions["paths"]["right-final"]
+    plain = align(*final, config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
+    same = {r["left"] for r in plain.changes if r.get("reason") == "same candidates shown otherwise"}
+    reasons: dict[str, dict[str, str]] = {}
+    other = config.replace(cache_path=str(tmp_path / "new-judge" / "judge-cache.sqlite"))
+    result = align(*final, other, embedder=embedder, judge=ScriptedJudge(script, default=None, model_id="scripted-2"), since=tmp_path / "old")
+    reasons["judge"] = {r["left"]: r["reason"] for r in result.changes if r["change"] == "judge_asked"}
+    assert "another judge (the judge, scripted, differs)" in caplog.text
+    (tmp_path / "old" / "judge-cache.sqlite").unlink()
+    result = align(*final, config.replace(cache_path=str(tmp_path / "new-none" / "judge-cache.sqlite")), embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
+    reasons["none"] = {r["left"]: r["reason"] for r in result.changes if r["change"] == "judge_asked"}
+    for case, reason in (("judge", "judge or its settings changed"), ("none", "no earlier answers")):
+        assert reason in ASKED_REASONS and "same candidates shown otherwise" not in reasons[case].values()
+        unexplained = {source for source, why in reasons[case].items() if why == reason}
+        # Each source the plain update asked for the statistics is asked for want of earlier answers.
+        assert same and same <= unexplained
+
+
+def test_an_update_into_a_folder_with_answers_adds_the_earlier_ones_to_them(versions, embedder, tmp_path):
+    """NEW already holds an answer cache (an earlier try): OLD's answers are added to it, so
+    the update asks what an update into an empty folder asks."""
+    from kgalign.judging.cache import AnswerCache
+
+    script, config, _ = _judged_base(versions, embedder, tmp_path)
+    final = versions["paths"]["left-final"], versions["paths"]["right-final"]
+    fresh = align(*final, config, embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
+    other = tmp_path / "other" / "judge-cache.sqlite"
+    align(*final, config.replace(cache_path=str(other)), embedder=embedder, judge=ScriptedJudge({}, default=None))  # other answers
+    before = len(AnswerCache(other))
+    result = align(*final, config.replace(cache_path=str(other)), embedder=embedder, judge=ScriptedJudge(script, default=None), since=tmp_path / "old")
+    assert result.since["reused"]["judge_answers"] is True
+    assert result.counts["llm_questions"] == fresh.counts["llm_questions"] > 0
+    assert len(AnswerCache(other)) > before
+
+
+def test_a_failed_update_leaves_no_folder_holding_only_the_earlier_answers(versions, embedder, tmp_path):
+    """The judge cannot be built: NEW held only OLD's answers, copied in, so it goes."""
+    _judged_base(versions, embedder, tmp_path)
+    p = versions["paths"]
+    new = tmp_path / "new"
+    failed = cli(["run", p["left-final"], p["right-final"], "-o", new, "--since", tmp_path / "old", *CLASSES,
+                  "--judge", "openai", "--llm-url", "http://127.0.0.1:9/v1", "--no-gate", "--quiet"])
+    assert failed.exit_code == 1 and len(failed.output.strip().splitlines()) == 1, failed.output
+    assert not new.exists()
 
 
 def test_an_unreadable_earlier_decision_log_leaves_the_reason_open_not_the_run(versions, embedder, tmp_path, caplog):
@@ -342,6 +460,7 @@ def test_the_benchmark_counts_what_keeping_the_decisions_the_statistics_moved_wo
 
     assert since.changes is not None
     expected = sorted(r["left"] for r in since.changes if r["change"] == "judge_asked" and r["reason"] in STATISTICS_ONLY)
+    assert expected, (since.since, STATISTICS_ONLY)
     assert expected and moved["sources"] == len(expected)
     rounds = {d.source: d.rounds for d in since.decisions}
     assert moved["questions"] == sum(1 for s in expected for r in rounds[s] if not r.cached) > 0
@@ -443,7 +562,8 @@ def test_an_earlier_decision_log_keep_earlier_cannot_read_stops_the_run_before_a
     lines[number - 1] = json.dumps(record)
     log.write_text("\n".join(lines) + "\n")
     p = versions["paths"]
-    result = cli(["run", p["left-final"], p["right-final"], "-o", tmp_path / "new", "--since", tmp_path / "old", "--keep-earlier", "0.5", "--quiet", *CLASSES])
+    # With a judge (the error comes before its model is loaded): without one nothing is kept, and the log is not read.
+    result = cli(["run", p["left-final"], p["right-final"], "-o", tmp_path / "new", "--since", tmp_path / "old", "--keep-earlier", "0.5", "--judge", "local", "--quiet", *CLASSES])
     assert result.exit_code == 1
     assert f"votes.jsonl:{number}: not a decision record kgalign can keep (rounds: an order that is not a list of IRIs)" in result.output
     assert not (tmp_path / "new").exists()

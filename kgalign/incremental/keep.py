@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from kgalign.config import AlignConfig
-from kgalign.incremental.since import OldRun
+from kgalign.incremental.since import STATISTICS_REASONS, OldRun, earlier_settings_differ
 from kgalign.incremental.state import entity_hash
 from kgalign.judging.prompt import Question
 from kgalign.judging.vote import is_gated
@@ -42,31 +42,15 @@ from kgalign.model import Candidates, Decision, EntityProfile, EntityTable
 
 log = logging.getLogger(__name__)
 
+
+def keeps_earlier(config: AlignConfig, judged: bool) -> bool:
+    """Whether a ``--since`` run keeps what the earlier run decided: ``keep_earlier`` given
+    and a judge asked (``judged``); without a judge there is no decision to keep."""
+    return config.keep_earlier is not None and judged
+
 #: The reasons a decision is kept (changes.jsonl ``decision_kept``): the question moved
 #: for the statistics alone, to other candidates or to the same ones in another order.
-KEPT_REASONS = ("other candidates", "same candidates shown otherwise")
-
-#: The settings that make a judge's answers: a run with other values keeps nothing.
-JUDGE_FIELDS = ("judge", "model", "adapter")
-
-
-def earlier_settings_differ(old: OldRun, effective: AlignConfig) -> str | None:
-    """What differs between the earlier run and this one that makes its decisions another
-    judge's (the judge, the vote's settings), or None."""
-    config, changed = old.info.get("config"), old.info.get("effective") or {}
-    if not isinstance(config, dict):
-        return "the earlier run's settings are unknown"
-    for name in JUDGE_FIELDS:
-        if changed.get(name, config.get(name)) != getattr(effective, name):
-            return f"the judge's {name}"
-    earlier_model = (changed.get("judge_options") or config.get("judge_options") or {}).get("llm_model")
-    if earlier_model != effective.judge_options.get("llm_model"):
-        return "the judge's llm_model"
-    vote = {**(config.get("vote") or {}), **(changed.get("vote") or {})}
-    now = asdict(effective.vote)
-    if vote != now:
-        return "the vote's " + ", ".join(sorted(key for key in now if vote.get(key) != now[key]))
-    return None
+KEPT_REASONS = STATISTICS_REASONS
 
 
 def _hash(table: EntityTable, iri: str, cache: dict[str, str | None]) -> str | None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from kgalign.incremental.state import STATE_FILE, read_state
 from kgalign.outputs import CACHE_FILE
 
 if TYPE_CHECKING:
+    from kgalign.config import AlignConfig
     from kgalign.model import Decision
     from kgalign.result import AlignmentResult
 
@@ -57,7 +58,11 @@ ASKED_REASONS = (
     "earlier candidate removed or changed",
     "other candidates",
     "same candidates shown otherwise",
+    "judge or its settings changed",
+    "no earlier answers",
 )
+#: The reasons no change of the source or of an option explains: the statistics moved its question.
+STATISTICS_REASONS = ("other candidates", "same candidates shown otherwise")
 #: The reason given when OLD's decision log cannot be read (the run goes on; a warning says why).
 UNKNOWN_BEFORE = "earlier decisions unreadable"
 
@@ -180,19 +185,32 @@ def check_overlap(old: OldRun, left: Iterable[str], right: Iterable[str]) -> Non
 
 
 def reuse_answers(old: OldRun, cache_path: str | None) -> bool:
-    """Copy OLD's judge answer cache to ``cache_path`` when that holds none yet; whether it did."""
+    """Copy OLD's judge answer cache to ``cache_path``, or add its answers to the cache
+    already there (answers found in both are kept as they are); whether it did."""
     if old.folder is None or cache_path is None:
         return False
     source, target = old.folder / CACHE_FILE, Path(cache_path)
-    if not source.is_file() or target.exists() or source.resolve() == target.resolve():
+    if not source.is_file() or (target.exists() and source.resolve() == target.resolve()):
         return False
+    import contextlib
     import sqlite3
 
+    from kgalign.judging.cache import SCHEMA
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    # SQLite's backup copies a consistent state even if OLD's write-ahead log holds the last answers.
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    log.info("reusing %s's judge answers (%s)", old.name, source)
+    if not target.exists():
+        # SQLite's backup copies a consistent state even if OLD's write-ahead log holds the last answers.
+        with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+        log.info("reusing %s's judge answers (%s)", old.name, source)
+        return True
+    with contextlib.closing(sqlite3.connect(target)) as dst:
+        dst.execute(SCHEMA)
+        dst.execute("ATTACH DATABASE ? AS earlier", (str(source),))
+        added = dst.execute("INSERT OR IGNORE INTO answers SELECT * FROM earlier.answers").rowcount
+        dst.commit()
+        dst.execute("DETACH DATABASE earlier")
+    log.info("reusing %s's judge answers: %d added to the answers already in %s", old.name, added, target)
     return True
 
 
@@ -206,8 +224,10 @@ def _diff(old: dict[str, str], new: dict[str, str]) -> dict[str, set[str]]:
     }
 
 
-def _reason(left: str, right: str, entities: dict[str, dict[str, set[str]]]) -> str:
-    for side, iri in (("left", left), ("right", right)):
+def _reason(left: str, rights: Sequence[str], entities: dict[str, dict[str, set[str]]]) -> str:
+    """Why a link came, went or changed: the first of the source's and then its targets'
+    (a changed link's new one, then its old one) additions, removals and changes."""
+    for side, iri in [("left", left)] + [("right", right) for right in rights]:
         for kind in ("added", "removed", "changed"):
             if iri in entities[side][kind]:
                 return f"{side} entity {kind}"
@@ -243,21 +263,21 @@ def compare(old: OldRun, result: AlignmentResult, kept: Mapping[str, str] | None
         before, after = old_by_left.get(source, set()), new_by_left.get(source, set())
         gone, came = sorted(before - after), sorted(after - before)
         if len(gone) == 1 and len(came) == 1:
-            records.append({"change": "link_changed", "left": source, "old_right": gone[0], "right": came[0], "reason": _reason(source, came[0], entities)})
+            records.append({"change": "link_changed", "left": source, "old_right": gone[0], "right": came[0], "reason": _reason(source, (came[0], gone[0]), entities)})
             counts["changed"] += 1
             continue
         for target in gone:
-            records.append({"change": "link_removed", "left": source, "right": target, "reason": _reason(source, target, entities)})
+            records.append({"change": "link_removed", "left": source, "right": target, "reason": _reason(source, (target,), entities)})
             counts["removed"] += 1
         for target in came:
-            records.append({"change": "link_added", "left": source, "right": target, "reason": _reason(source, target, entities)})
+            records.append({"change": "link_added", "left": source, "right": target, "reason": _reason(source, (target,), entities)})
             counts["added"] += 1
     counts["kept"] = len(old.links & new_links)
     present = {f"L:{iri}" for iri in left} | {f"R:{iri}" for iri in right}
     merged, split = _cluster_changes(_clusters(old.links), _clusters(new_links), present)
     records += [{"change": "clusters_merged", "members": members, "from": parts} for members, parts in merged]
     records += [{"change": "cluster_split", "members": members, "into": parts} for members, parts in split]
-    asked = why_asked(old, result.decisions, entities)
+    asked = why_asked(old, result.decisions, entities, _answers_unusable(old, result))
     records += [{"change": "judge_asked", "left": source, "reason": reason} for source, reason in asked]
     kept = kept or {}
     records += [{"change": "decision_kept", "left": source, "reason": kept[source]} for source in sorted(kept)]
@@ -272,9 +292,65 @@ def compare(old: OldRun, result: AlignmentResult, kept: Mapping[str, str] | None
     return records, summary
 
 
-def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, dict[str, set[str]]]) -> list[tuple[str, str]]:
+#: The settings that make a judge's answers: a run with other values keeps nothing.
+JUDGE_FIELDS = ("judge", "model", "adapter")
+
+
+def earlier_settings_differ(old: OldRun, effective: AlignConfig) -> str | None:
+    """What differs between the earlier run and this one that makes its decisions another
+    judge's (the judge, the vote's settings), or None."""
+    differ = earlier_judge_differs(old, effective)
+    if differ:
+        return differ
+    from kgalign.config import VoteConfig
+
+    config, changed = old.info.get("config") or {}, old.info.get("effective") or {}
+    # A setting the earlier run's kgalign did not have yet had its default there.
+    vote = {**asdict(VoteConfig()), **(config.get("vote") or {}), **(changed.get("vote") or {})}
+    now = asdict(effective.vote)
+    if vote != now:
+        return "the vote's " + ", ".join(sorted(key for key in now if vote.get(key) != now[key]))
+    return None
+
+
+def earlier_judge_differs(old: OldRun, effective: AlignConfig) -> str | None:
+    """Which of the judge's settings (backend, model, adapter, llm_model) differ from the
+    earlier run's, or None; its answers then answer none of this run's questions."""
+    config, changed = old.info.get("config"), old.info.get("effective") or {}
+    if not isinstance(config, dict):
+        return "the earlier run's settings are unknown"
+    for name in JUDGE_FIELDS:
+        if changed.get(name, config.get(name)) != getattr(effective, name):
+            return f"the judge's {name}"
+    earlier_model = (changed.get("judge_options") or config.get("judge_options") or {}).get("llm_model")
+    if earlier_model != effective.judge_options.get("llm_model"):
+        return "the judge's llm_model"
+    return None
+
+
+def _answers_unusable(old: OldRun, result: AlignmentResult) -> str | None:
+    """Why none of OLD's answers could answer this run's questions, or None: OLD's folder
+    keeps no answer cache (a run with --no-cache), or its judge is another (the backend, its
+    model or server), so the questions are keyed otherwise."""
+    if old.folder is not None and not (old.folder / CACHE_FILE).is_file():
+        return "no earlier answers"
+    # A judge never loaded (every source gated) is named by its options, not its model.
+    before, now = old.info.get("judge"), result.judge_id or "none"
+    loaded = isinstance(before, str) and "(not loaded" not in before and "(not loaded" not in now
+    differ = earlier_judge_differs(old, result.effective) or (f"the judge, {before}," if loaded and before != now else None)
+    if differ:
+        log.warning("%s's answers were asked of another judge (%s differs): none answers this run's questions", old.name, differ)
+        return "judge or its settings changed"
+    return None
+
+
+def why_asked(
+    old: OldRun, decisions: Iterable[Decision], entities: dict[str, dict[str, set[str]]], unusable: str | None = None
+) -> list[tuple[str, str]]:
     """Each source the judge was asked about in this run (a round not answered from the
-    cache), with the first of :data:`ASKED_REASONS` that applies, by source."""
+    cache), with the first of :data:`ASKED_REASONS` that applies, by source. ``unusable``:
+    why OLD's answers could answer none of this run's questions (:func:`_answers_unusable`),
+    given for the sources only that would otherwise have been shown the same candidates."""
     asked = sorted((d for d in decisions if not d.kept and any(not r.cached for r in d.rounds)), key=lambda d: d.source)
     if not asked:
         return []
@@ -299,7 +375,7 @@ def why_asked(old: OldRun, decisions: Iterable[Decision], entities: dict[str, di
         elif shown != before[source]:
             reason = "other candidates"
         else:
-            reason = "same candidates shown otherwise"
+            reason = unusable or "same candidates shown otherwise"
         reasons.append((source, reason))
     return reasons
 
