@@ -346,3 +346,43 @@ def test_eval_says_what_it_wants(none_run, persons, tmp_path: Path) -> None:
     assert "--format" not in line and ".csv/.tsv" in line
 
 
+def test_inputs_inside_the_output_folder_are_refused(tmp_path: Path, persons) -> None:
+    """An input the run would replace (or read back as its own) in OUTDIR is a usage
+    error before any work; OUTDIR/sources (endpoint copies) aside."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "links.ttl").write_bytes(persons["right"].read_bytes())
+    refused = _run(["run", persons["left"], out / "links.ttl", "-o", out, "--quiet"])
+    assert refused.exit_code == 2 and "RIGHT lies in the output directory" in refused.output, refused.output
+    assert (out / "links.ttl").read_bytes() == persons["right"].read_bytes() and sorted(p.name for p in out.iterdir()) == ["links.ttl"]
+    for option in ("--gold", "--test-gold", "--seed-links", "--corrections"):
+        result = _run(["run", persons["left"], persons["right"], "-o", out, option, out / "links.ttl", "--quiet"])
+        assert result.exit_code == 2 and f"{option} lies in the output directory" in result.output, (option, result.output)
+    (out / "run.toml").write_text('judge = "none"\n')
+    config = _run(["run", persons["left"], persons["right"], "-o", out, "--config", out / "run.toml", "--force", "--quiet"])
+    assert config.exit_code == 2 and "--config lies in the output directory" in config.output, config.output
+    # Through a symbolic link to OUTDIR too.
+    (tmp_path / "alias").symlink_to(out)
+    linked = _run(["run", tmp_path / "alias" / "links.ttl", persons["right"], "-o", out, "--force", "--quiet"])
+    assert linked.exit_code == 2 and "LEFT lies in the output directory" in linked.output
+    dedup = _run(["dedup", out / "links.ttl", "-o", out, "--force", "--quiet"])
+    assert dedup.exit_code == 2 and "GRAPH lies in the output directory" in dedup.output, dedup.output
+    assert sorted(p.name for p in out.iterdir()) == ["links.ttl", "run.toml"]
+    # OUTDIR/sources is the run's own: an input there is fine.
+    (out / "sources").mkdir()
+    (out / "sources" / "right.ttl").write_bytes(persons["right"].read_bytes())
+    (out / "links.ttl").unlink()
+    (out / "run.toml").unlink()
+    kept = _run(["run", persons["left"], out / "sources" / "right.ttl", "-o", out, "--judge", "none", "--quiet"])
+    assert kept.exit_code == 0, kept.output
+
+
+def test_rerun_into_the_folder_it_reproduces_is_refused(none_run, tmp_path: Path) -> None:
+    before = {p.name: p.read_bytes() for p in none_run.iterdir() if p.is_file()}
+    for target in (none_run, none_run.parent / ".." / none_run.parent.name / none_run.name):
+        result = _run(["rerun", none_run, "-o", target])
+        assert result.exit_code == 2 and "-o names the folder of the run to reproduce" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in none_run.iterdir() if p.is_file()} == before
+    again = _run(["rerun", none_run, "-o", tmp_path / "again", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "links.ttl").read_bytes() == (none_run / "links.ttl").read_bytes()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
 from kgalign.errors import KgalignError
-from kgalign.outputs import KNOWN_OUTPUTS, SHARD_DIRS, is_shard_folder
+from kgalign.outputs import KNOWN_OUTPUTS, SHARD_DIRS, SOURCES_DIR, is_shard_folder
 
 log = logging.getLogger("kgalign")
 
@@ -31,9 +32,17 @@ class InputType(click.ParamType):
 INPUT = InputType()
 
 
-def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, known: frozenset[str] = KNOWN_OUTPUTS) -> None:
+def check_outdir(
+    outdir: Path,
+    force: bool,
+    inputs: list[Path] | None = None,
+    known: frozenset[str] = KNOWN_OUTPUTS,
+    files: Mapping[str, str | Path | None] | None = None,
+) -> None:
     """OUTDIR usable (created if missing) before any work: not a file, holding only ``known``
-    files unless --force, writable; and LEFT and RIGHT (``inputs``) not the same file."""
+    files unless --force, writable; LEFT and RIGHT (``inputs``) not the same file, OUTDIR
+    not inside an input folder, and no input file (``files``: every one, by the argument
+    or option that names it) in OUTDIR (:func:`check_inputs_outside`)."""
     if outdir.exists() and not outdir.is_dir():
         raise KgalignError(f"{outdir}: exists and is not a directory")
     if outdir.is_dir() and not force:
@@ -50,6 +59,7 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
     for folder in (p for p in inputs or [] if p.is_dir()):
         if outdir.resolve().is_relative_to(folder.resolve()):
             raise KgalignError(f"{outdir}: the output directory is inside the input folder {folder}; its files would be read as input next time")
+    check_inputs_outside(outdir, files or {})
     if inputs and len(inputs) == 2:
         first, second = (p.resolve() for p in inputs)
         if first != second and (first.is_relative_to(second) or second.is_relative_to(first)):
@@ -63,6 +73,26 @@ def check_outdir(outdir: Path, force: bool, inputs: list[Path] | None = None, kn
         raise KgalignError(f"{outdir}: cannot create the output directory ({exc.strerror or exc})") from None
     if not os.access(outdir, os.W_OK):
         raise KgalignError(f"{outdir}: the output directory is not writable")
+
+
+def check_inputs_outside(outdir: Path, inputs: Mapping[str, str | Path | None]) -> None:
+    """A usage error where an input file or folder (``inputs``: by the argument or option
+    that names it) lies in OUTDIR, where the run replaces its own files and reads none:
+    ``run A o/links.ttl -o o`` would overwrite its input with the links. OUTDIR/sources,
+    the endpoint copies the run itself keeps there, aside."""
+    folder = outdir.resolve()
+    sources = folder / SOURCES_DIR
+    for name, given in inputs.items():
+        if given is None or given == "" or not isinstance(given, (str, Path)):
+            continue
+        path = Path(given)
+        # The path as named (its folders' links followed), and what it is a link to.
+        for place in {Path(os.path.realpath(path.parent)) / path.name, path.resolve()}:
+            if place.is_relative_to(folder) and not place.is_relative_to(sources):
+                raise click.UsageError(
+                    f"{given}: {name} lies in the output directory {outdir}, whose files the run replaces; "
+                    "move it out, or write into another directory"
+                )
 
 
 class RunCommand(click.Command):

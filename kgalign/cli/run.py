@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import click
@@ -44,7 +45,7 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     config = _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"])
     if is_endpoint(left) or is_endpoint(right):
         config = config.replace(sparql={"cache_dir": str(outdir / SOURCES_DIR)})
-    _start(left, right, outdir, config, opts["force"], since=opts["since"])
+    _start(left, right, outdir, config, opts["force"], since=opts["since"], config_file=opts["config"])
 
 
 @click.command(cls=RunCommand)
@@ -68,7 +69,7 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
 
     _refuse_run_only(ctx)
     quiet(opts["quiet"])
-    _dedup(graph, outdir, _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"]), opts["force"])
+    _dedup(graph, outdir, _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"]), opts["force"], opts["config"])
 
 
 #: Options of `kgalign run` that mean nothing to `kgalign dedup` (one graph file, no
@@ -97,12 +98,12 @@ def _with_cache(config, outdir: Path, no_cache: bool):
     return config if no_cache else config.replace(cache_path=str(outdir / CACHE_FILE))
 
 
-def _dedup(graph: Path, outdir: Path, config, force: bool) -> None:
+def _dedup(graph: Path, outdir: Path, config, force: bool, config_file: Path | None = None) -> None:
     """Check, deduplicate ``graph``, write OUTDIR, print the summary line (and the metrics)."""
     from kgalign.dedup import deduplicate
 
     check_judge_settings(config)
-    with _output_folder(outdir, force, [graph]):
+    with _output_folder(outdir, force, [graph], input_files(config, GRAPH=graph, **{"--config": config_file})):
         result = deduplicate(graph, config)
         result.save(outdir)
     clusters = result.clusters or {}
@@ -130,6 +131,8 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
     from kgalign.replay import read_run, replay_config
 
     quiet(no_bars)
+    if outdir.exists() and olddir.exists() and (outdir.resolve() == olddir.resolve() or os.path.samefile(outdir, olddir)):
+        raise click.UsageError(f"{outdir}: -o names the folder of the run to reproduce, whose outputs it would replace; write into another folder")
     saved = read_run(olddir)
     if saved.command == "dedup":
         _dedup(Path(saved.left), outdir, replay_config(saved, outdir), force)
@@ -138,7 +141,14 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
 
 
 def _start(
-    left: str | Path, right: str | Path, outdir: Path, config, force: bool, olddir: Path | None = None, since: Path | None = None
+    left: str | Path,
+    right: str | Path,
+    outdir: Path,
+    config,
+    force: bool,
+    olddir: Path | None = None,
+    since: Path | None = None,
+    config_file: Path | None = None,
 ) -> None:
     """Check everything that can fail before work starts, then run and write OUTDIR."""
     from kgalign.io.sparql.source import check_endpoint_inputs
@@ -155,7 +165,8 @@ def _start(
         if config.keep_earlier is not None:
             old.judged_before()  # and so does a decision log that cannot be kept from
         olddir = olddir or since
-    with _output_folder(outdir, force, [p for p in (left, right) if isinstance(p, Path)]):
+    files = input_files(config, LEFT=left, RIGHT=right, **{"--config": config_file})
+    with _output_folder(outdir, force, [p for p in (left, right) if isinstance(p, Path)], files):
         if olddir is not None:
             from kgalign.replay import carry_sources
 
@@ -164,14 +175,14 @@ def _start(
 
 
 @contextlib.contextmanager
-def _output_folder(outdir: Path, force: bool, inputs: list[Path]) -> Iterator[None]:
+def _output_folder(outdir: Path, force: bool, inputs: list[Path], files: Mapping[str, str | Path | None]) -> Iterator[None]:
     """OUTDIR checked (and created) before the work; on failure, a folder this run created
     is removed unless it holds finished work (the judge cache). Endpoint copies alone do
     not count: a run that failed while reading an endpoint writes nothing."""
     import shutil
 
     created = not outdir.exists()
-    check_outdir(outdir, force, inputs)
+    check_outdir(outdir, force, inputs, files=files)
     try:
         yield
     except BaseException:
@@ -181,6 +192,17 @@ def _output_folder(outdir: Path, force: bool, inputs: list[Path]) -> Iterator[No
                 if {p.name for p in outdir.iterdir() if not p.name.startswith(".kgalign-shards-")} <= {SOURCES_DIR}:
                     shutil.rmtree(outdir)
         raise
+
+
+def input_files(config, **named: str | Path | None) -> dict[str, str | Path | None]:
+    """Every input file of a run, by the argument or option that names it: ``named``
+    (LEFT, RIGHT, --config: an endpoint URL is no file) and the config's gold, test gold,
+    seed links and corrections files."""
+    files = {name: value for name, value in named.items() if not (isinstance(value, str) and is_endpoint(value))}
+    files.update({"--gold": config.gold, "--test-gold": config.test_gold, "--corrections": config.corrections})
+    if isinstance(config.seed_links, str):  # else the pairs themselves
+        files["--seed-links"] = config.seed_links
+    return files
 
 
 def check_judge_settings(config) -> None:
