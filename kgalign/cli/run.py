@@ -157,12 +157,13 @@ def _start(
     check_endpoint_inputs(left, right, config)
     old = None
     if since is not None:
+        from kgalign.incremental.keep import keeps_earlier
         from kgalign.incremental.since import read_old
 
         if outdir.exists() and since.resolve() == outdir.resolve():
             raise KgalignError(f"{outdir}: --since names the output folder itself; write the new run into another folder")
         old = read_old(since)  # a corrupt or foreign OLD stops here, before OUTDIR is touched
-        if config.keep_earlier is not None:
+        if keeps_earlier(config, config.judge != "none"):
             old.judged_before()  # and so does a decision log that cannot be kept from
         olddir = olddir or since
     files = input_files(config, LEFT=left, RIGHT=right, **{"--config": config_file})
@@ -177,11 +178,16 @@ def _start(
 @contextlib.contextmanager
 def _output_folder(outdir: Path, force: bool, inputs: list[Path], files: Mapping[str, str | Path | None]) -> Iterator[None]:
     """OUTDIR checked (and created) before the work; on failure, a folder this run created
-    is removed unless it holds finished work (the judge cache). Endpoint copies alone do
-    not count: a run that failed while reading an endpoint writes nothing."""
+    is removed unless it holds finished work: answers this run's judge gave (the judge
+    cache). Endpoint copies do not count (a run that failed while reading an endpoint
+    writes nothing), nor do the answers a --since run copied from the earlier run."""
     import shutil
+    import time
+
+    from kgalign.judging.cache import answered_since
 
     created = not outdir.exists()
+    started = time.time()
     check_outdir(outdir, force, inputs, files=files)
     try:
         yield
@@ -189,7 +195,9 @@ def _output_folder(outdir: Path, force: bool, inputs: list[Path], files: Mapping
         if created:
             with contextlib.suppress(OSError):
                 # The shards' staging folder goes anyway (kgalign.fusion.shards).
-                if {p.name for p in outdir.iterdir() if not p.name.startswith(".kgalign-shards-")} <= {SOURCES_DIR}:
+                names = {p.name for p in outdir.iterdir() if not p.name.startswith(".kgalign-shards-")}
+                cache = {CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm"}
+                if names <= {SOURCES_DIR, *cache} and not answered_since(outdir / CACHE_FILE, started):
                     shutil.rmtree(outdir)
         raise
 

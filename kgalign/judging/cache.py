@@ -52,6 +52,22 @@ def _answer(stored: str) -> Answer:
     return answer
 
 
+def answered_since(path: Path, started: float) -> bool:
+    """Whether the answer cache at ``path`` holds an answer written at or after ``started``
+    (a ``time.time()``): answers copied from an earlier run keep their own times. A cache
+    that cannot be read counts as holding one."""
+    if not path.is_file():
+        return False
+    import contextlib
+
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT 1 FROM answers WHERE created >= ? LIMIT 1", (started / 86400.0 + 2440587.5,)).fetchone()
+    except sqlite3.Error:
+        return True
+    return row is not None
+
+
 class AnswerCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
