@@ -162,6 +162,10 @@ class VoteConfig:
     #: each round asks again without the options picked until "none of these", and an
     #: option is accepted when picked in a strict majority of rounds.
     sets: bool = True
+    #: Added to the judge's score of "none of these" before its answer is taken (in
+    #: log-probability; a judge that scores every letter: local): above 0 it answers
+    #: "none" more readily, below 0 less. `kgalign pairs --valid` chooses it there.
+    none_bias: float = number(0.0, -20.0, 20.0)
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -18,8 +18,10 @@ labelled match (1) or not (0). kgalign labels them as ``kgalign run`` decides:
    is used. Without a judge (``judge="none"``), the best-scoring right record of each
    question wins when its score reaches the threshold (``vote.min_score``), chosen on
    a validation file (:func:`choose_threshold`: the best positive-class F1 under the
-   same rule, the lowest such threshold on a tie) or given. The test file's labels are
-   never used to choose anything. There is no 1:1 resolution: two left records may
+   same rule, the lowest such threshold on a tie) or given. With a judge and a
+   validation file, the vote's bias on "none of these" is chosen there the same way
+   (:func:`choose_none_bias`), unless given. The test file's labels are never used to
+   choose anything. There is no 1:1 resolution: two left records may
    pick the same right record.
 4. **Predict.** A pair is predicted a match iff its right record is its question's
    decided target; so at most one pair per left record is a match (where a left record
@@ -158,6 +160,7 @@ def match_pairs(
     judge: Judge | None = None,
     embedder: Embedder | None = None,
     threshold: float | None = None,
+    none_bias: float | None = None,
 ) -> PairsResult:
     """Label the pairs of ``path`` and score them against its labels (see the module docstring).
 
@@ -167,7 +170,9 @@ def match_pairs(
     ``threshold`` is the least retrieval score a question's best pair needs to be a
     match without the judge; with ``valid`` (a labelled pair file) and no ``threshold``
     it is chosen there. ``judge="none"`` needs one of the two; with a judge they apply
-    to gated questions only.
+    to gated questions only. ``none_bias`` is the vote's bias on "none of these"; None:
+    with a judge and ``valid``, the one with the best F1 there (:func:`choose_none_bias`),
+    else ``config.vote.none_bias``.
     """
     from kgalign.judging.base import check_judge
 
@@ -189,15 +194,20 @@ def match_pairs(
 
     valid_f1 = None
     threshold_from = "given" if threshold is not None else None
+    valid_scored = None
     if valid_file is not None:
         with timer.stage("threshold"):
-            threshold, valid_f1 = choose_threshold(score_pairs(valid_file, effective, embedder))
+            valid_scored = score_pairs(valid_file, effective, embedder)
+            threshold, valid_f1 = choose_threshold(valid_scored)
         threshold_from = "valid"
         log.info("threshold %.4f chosen on %s (F1 %.4f there)", threshold, valid, valid_f1)
     if threshold is not None:
         if not -1.0 <= threshold <= 1.0 or math.isnan(threshold):
             raise KgalignError(f"threshold: {threshold} is out of range (must be between -1 and 1)")
         effective = effective.replace(vote={"min_score": float(threshold)})
+    if none_bias is not None:
+        effective = effective.replace(vote={"none_bias": float(none_bias)})
+    tune_on = valid_scored if judged and none_bias is None else None
     vote = effective.vote
 
     with timer.stage("score"):
@@ -212,7 +222,9 @@ def match_pairs(
         )
 
     with timer.stage("judge"):
-        decisions, cached_judge = _decide(scored, effective, judge if judged else None)
+        decisions, cached_judge, tuned = _decide(scored, effective, judge if judged else None, tune_on)
+    if tuned is not None:
+        effective = effective.replace(vote={"none_bias": tuned.bias})
     from kgalign.judging.build import judge_id
 
     predictions = predict(scored, decisions)
@@ -233,8 +245,13 @@ def match_pairs(
         judge=judge_id(cached_judge, effective),
         asked=sum(1 for d in decisions if d.rounds),
         gated=sum(1 for d in decisions if d.gated),
-        llm_questions=cached_judge.sent if cached_judge else 0,
-        cache_hits=cached_judge.hits if cached_judge else 0,
+        llm_questions=cached_judge.sent - (tuned.sent if tuned else 0) if cached_judge else 0,
+        cache_hits=cached_judge.hits - (tuned.hits if tuned else 0) if cached_judge else 0,
+        none_bias=effective.vote.none_bias,
+        none_bias_from="valid" if tuned is not None else "given" if none_bias is not None else "config",
+        none_bias_valid_f1=tuned.f1 if tuned else None,
+        none_bias_valid_f1_unbiased=tuned.f1_unbiased if tuned else None,
+        valid_llm_questions=tuned.sent if tuned else 0,
         rounds=vote.rounds,
         options=vote.options,
         gate=vote.gate,
@@ -332,17 +349,26 @@ def choose_threshold(scored: ScoredPairs) -> tuple[float, float]:
     return best, best_f1
 
 
-def _decide(scored: ScoredPairs, config: AlignConfig, judge: Judge | None) -> tuple[list[Decision], Any]:
-    """The decisions of every question, as ``kgalign run`` makes them (judge built as a run builds it)."""
+def _decide(
+    scored: ScoredPairs, config: AlignConfig, judge: Judge | None, tune_on: ScoredPairs | None = None
+) -> tuple[list[Decision], Any, NoneBiasChoice | None]:
+    """The decisions of every question, as ``kgalign run`` makes them (judge built as a run
+    builds it); with ``tune_on`` (a validation file's pairs), under the none bias chosen
+    there with the same judge and answer cache (:func:`choose_none_bias`)."""
     from kgalign.judging.build import build_judge
     from kgalign.judging.vote import decide
     from kgalign.runtime.progress import progress_bar
 
     if judge is None and config.judge == "none":
-        return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), None
+        return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), None, None
     cached_judge, cache = build_judge(config, judge)
     assert cached_judge is not None
+    tuned = None
     try:
+        if tune_on is not None:
+            tuned = choose_none_bias(tune_on, config, cached_judge)
+            if tuned is not None:
+                config = config.replace(vote={"none_bias": tuned.bias})
         total = config.vote.rounds * len(scored.candidates)
         with progress_bar("judge", total) as advance:
             cached_judge.on_answered = advance
@@ -350,7 +376,80 @@ def _decide(scored: ScoredPairs, config: AlignConfig, judge: Judge | None) -> tu
     finally:
         if cache is not None:
             cache.close()
-    return decisions, cached_judge
+    return decisions, cached_judge, tuned
+
+
+#: The biases on "none of these" tried on a validation file, in log-probability.
+NONE_BIASES = tuple(step / 4 for step in range(-24, 25))
+
+
+@dataclass(frozen=True)
+class NoneBiasChoice:
+    """The none bias chosen on a validation file, its F1 there and the F1 without a bias,
+    and the questions the choice asked the judge (``sent``) or found in its cache (``hits``)."""
+
+    bias: float
+    f1: float
+    f1_unbiased: float
+    sent: int
+    hits: int
+
+
+class _Remembered:
+    """A judge's answers kept by prompt, so that the votes under each bias tried ask every
+    question once (the answers are then chosen again under each bias by the vote)."""
+
+    def __init__(self, judge: Any) -> None:
+        self.judge = judge
+        self.name = judge.name
+        self.source_block = getattr(judge, "source_block", None)
+        self.answers: dict[str, Any] = {}
+
+    @property
+    def model_id(self) -> str:
+        return str(self.judge.model_id)
+
+    def cache_params(self) -> dict[str, Any]:
+        return dict(self.judge.cache_params())
+
+    def answer(self, questions: list[Any]) -> list[Any]:
+        texts = [q.text() for q in questions]
+        missing = {text: q for text, q in zip(texts, questions) if text not in self.answers}
+        if missing:
+            self.answers.update(zip(missing, self.judge.answer(list(missing.values()))))
+        return [self.answers[text] for text in texts]
+
+
+def choose_none_bias(valid: ScoredPairs, config: AlignConfig, judge: Any) -> NoneBiasChoice | None:
+    """The bias on "none of these" (:data:`NONE_BIASES`) whose votes give the best
+    positive-class F1 on ``valid``, the one nearest 0 on a tie; None where the judge does
+    not score every letter (the bias needs its scores, :func:`kgalign.judging.vote.with_none_bias`).
+
+    A small judge answers "none" too often on some data and too rarely on other: which,
+    only labelled pairs of the same data tell. The votes run as the file's will, rounds,
+    early stop and all; each question is asked once (through ``judge``, so its answer is
+    cached as any other), and chosen again under each bias.
+    """
+    from dataclasses import replace
+
+    from kgalign.judging.vote import NoLetterScores, decide
+    from kgalign.runtime.progress import progress_bar
+
+    sent, hits = judge.sent, judge.hits
+    remembered = _Remembered(judge)
+    f1: dict[float, float] = {}
+    with progress_bar("judge valid", config.vote.rounds * len(valid.candidates)) as advance:
+        judge.on_answered = advance
+        for bias in sorted(NONE_BIASES, key=abs):  # 0 first: it asks most of the questions
+            try:
+                decisions = decide(valid.candidates, valid.file.left, valid.file.right, remembered, replace(config.vote, none_bias=bias))
+            except NoLetterScores:
+                log.info("judge %s does not score every letter: no bias on 'none of these' is chosen on the validation file", judge.name)
+                return None
+            f1[bias] = pair_metrics(predict(valid, decisions))["f1"]
+    best = max(NONE_BIASES, key=lambda b: (f1[b], -abs(b)))
+    log.info("bias on 'none of these' %+.2f chosen on %s (F1 %.4f there, %.4f without it)", best, valid.file.path, f1[best], f1[0.0])
+    return NoneBiasChoice(best, f1[best], f1[0.0], judge.sent - sent, judge.hits - hits)
 
 
 def predict(scored: ScoredPairs, decisions: Sequence[Decision]) -> list[PairPrediction]:

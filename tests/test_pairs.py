@@ -325,3 +325,74 @@ def test_local_judge_end_to_end(tmp_path: Path) -> None:
     assert metrics["judge"].startswith("local:") and metrics["asked"] == 4 and metrics["llm_questions"] == 4 and metrics["threshold"] is None
     assert (out / "judge-cache.sqlite").is_file()
     assert "threshold=none (the judge decides)" in result.stdout
+
+
+# ----- the bias on "none of these", chosen on --valid -----
+
+
+def _scored_script(*files: Path):
+    """A judge that scores every letter: the labelled match -1.0, "none of these" -0.7 (so
+    that unbiased it answers "none"), the first option of a question without a labelled
+    match shown -1.6, the others -3."""
+    from kgalign.judging.base import Answer
+
+    positive = {p.left: p.right for f in files for p in read_pair_file(f).pairs if p.label}
+
+    def script(question) -> Answer:
+        match = positive.get(question.source.iri)
+        shown = [o.iri for o in question.options]
+        scores = {letter: -3.0 for letter in question.letters}
+        scores[question.none_letter] = -0.7
+        if match in shown:
+            scores[question.letters[shown.index(match)]] = -1.0
+        else:
+            scores[question.letters[0]] = -1.6
+        best = max(question.letters, key=lambda letter: scores[letter])
+        return Answer(raw=best, choice=best, logprob=scores[best], scores=dict(scores), logprobs=dict(scores))
+
+    return script
+
+
+def test_the_bias_on_none_of_these_is_the_best_on_valid_nearest_zero():
+    """Unbiased, the judge answers "none" everywhere (F1 0). From -0.5 to -0.75 it picks
+    every labelled match and nothing else; from -1.0 down, a wrong option where no match
+    is shown too. So -0.5 is chosen, on the valid file only, and the test file is decided
+    under it (as under the same bias given)."""
+    from kgalign.pairs import NONE_BIASES
+
+    assert -0.5 in NONE_BIASES and 0.0 in NONE_BIASES
+    judge = ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1})
+    result = match_pairs(ABT_TEST, valid=ABT_VALID, judge=judge)
+    m = result.metrics
+    assert (m["none_bias"], m["none_bias_from"], m["none_bias_valid_f1_unbiased"]) == (-0.5, "valid", 0.0)
+    assert m["none_bias_valid_f1"] > 0.5 and result.config.vote.none_bias == -0.5
+    valid_questions = len(match_pairs(ABT_VALID, threshold=0.0).candidates)
+    assert 0 < m["valid_llm_questions"] <= 3 * valid_questions  # each asked once, over every bias tried
+    assert m["llm_questions"] == len(judge.asked) - m["valid_llm_questions"] > 0
+    given = match_pairs(ABT_TEST, judge=ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1}), none_bias=-0.5)
+    assert given.metrics["none_bias_from"] == "given"
+    assert [p.prediction for p in given.predictions] == [p.prediction for p in result.predictions]
+    assert m["true_positives"] > 0 and m["f1"] > 0
+    unbiased = match_pairs(ABT_TEST, judge=ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1}), none_bias=0.0)
+    assert unbiased.metrics["predicted"] == 0
+
+
+def test_a_judge_without_letter_scores_gets_no_bias():
+    judge = ScriptedJudge({}, default=None)
+    result = match_pairs(ABT_TEST, valid=ABT_VALID, judge=judge)
+    assert (result.metrics["none_bias"], result.metrics["none_bias_from"], result.metrics["valid_llm_questions"]) == (0.0, "config", 0)
+
+
+def test_the_local_judge_s_bias_on_none_is_chosen_on_valid_and_reproduced_when_given(tmp_path: Path) -> None:
+    from kgalign.pairs import NONE_BIASES
+
+    tuned = cli(["pairs", ABT_TEST, "--valid", ABT_VALID, "--judge", "local", "--rounds", "1", "-o", tmp_path / "tuned", "--quiet"])
+    assert tuned.exit_code == 0, tuned.output
+    m = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
+    assert m["none_bias_from"] == "valid" and m["none_bias"] in NONE_BIASES and m["valid_llm_questions"] > 0
+    assert m["none_bias_valid_f1"] >= m["none_bias_valid_f1_unbiased"]
+    assert f"none bias {m['none_bias']:+.2f} (chosen on" in tuned.stdout
+    given = cli(["pairs", ABT_TEST, "--judge", "local", "--rounds", "1", "--none-bias", str(m["none_bias"]), "-o", tmp_path / "given", "--quiet"])
+    assert given.exit_code == 0, given.output
+    assert _read_predictions(tmp_path / "given" / "predictions.tsv") == _read_predictions(tmp_path / "tuned" / "predictions.tsv")
+    assert json.loads((tmp_path / "given" / "metrics.json").read_text())["none_bias_from"] == "given"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from kgalign.config import VoteConfig
 from kgalign.judging.prompt import Question
 from kgalign.judging.testing import ScriptedJudge, pick
-from kgalign.model import Candidate, Candidates, EntityProfile
-from kgalign.config import VoteConfig
 from kgalign.judging.vote import decide, round_order
+from kgalign.model import Candidate, Candidates, EntityProfile
 
 LOGPROB = -0.1  # every valid vote's log-probability: a share of 1.0 has confidence exp(-0.1)
 
@@ -197,3 +197,22 @@ def test_a_block_the_engine_does_not_give_back_stops_the_vote() -> None:
     config = VoteConfig(gate=False, rounds=3)
     with pytest.raises(RuntimeError, match="no votes for 1 of 3 blocks of sources"):
         decide(cands, left, right, _Losing(lambda q: "A", block=2), config)
+
+
+def test_a_bias_on_none_of_these_chooses_the_answer_again_from_the_judge_s_scores():
+    from kgalign.judging.base import Answer
+    from kgalign.judging.vote import NoLetterScores, with_none_bias
+
+    question = Question(source=EntityProfile(iri="s", label="s"), options=(EntityProfile(iri="a", label="a"), EntityProfile(iri="b", label="b")))
+    assert question.letters == ["A", "B", "C"] and question.none_letter == "C"
+    answer = Answer(raw="A", choice="A", logprob=-0.5, scores={"A": -1.0, "B": -2.0, "C": -1.5}, logprobs={"A": -0.5, "B": -2.5, "C": -1.2})
+    assert with_none_bias(answer, question, 0.0) is answer
+    assert with_none_bias(answer, question, 0.4) == answer  # -1.1 is still below -1.0
+    none = with_none_bias(answer, question, 0.6)
+    assert (none.choice, none.logprob, none.raw) == ("C", -1.2, "A")  # raw: what the model answered
+    unbiased = Answer(raw="C", choice="C", logprob=-1.2, scores={"A": -1.0, "B": -2.0, "C": -0.9}, logprobs={"A": -0.5, "B": -2.5, "C": -1.2})
+    assert with_none_bias(unbiased, question, -0.2).choice == "A"
+    invalid = Answer(raw="?", choice=None)
+    assert with_none_bias(invalid, question, 1.0) is invalid
+    with pytest.raises(NoLetterScores, match="score of every letter"):
+        with_none_bias(Answer(raw="A", choice="A", logprob=-0.5), question, 1.0)

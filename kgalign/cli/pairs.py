@@ -21,6 +21,7 @@ log = logging.getLogger("kgalign")
 PAIRS_RUN_OPTIONS = (
     "judge", "model", "adapter", "vote.rounds", "vote.options", "seed", "device", "retrieval.dense_weight", "embedder",
     "embed_precision", "embed_engine", "embed_max_tokens", "vote.gate_margin", "vote.early_stop", "vote.plurality", "vote.datamark",
+    "vote.none_bias",
 )
 
 
@@ -38,7 +39,7 @@ def _pairs_options(function):
 
 @click.command(cls=RunCommand)
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--valid", type=click.Path(path_type=Path), help="Labelled pair file (same layouts as FILE) on which --judge none chooses its threshold: the one with the best F1 there. FILE's labels are never used to choose anything.")
+@click.option("--valid", type=click.Path(path_type=Path), help="Labelled pair file (same layouts as FILE) on which --judge none chooses its threshold, and a judge its --none-bias (unless given): the one with the best F1 there. FILE's labels are never used to choose anything.")
 @click.option("--threshold", type=click.FloatRange(-1, 1), help="Least retrieval score the best pair of a question needs to be a match without the judge (instead of choosing it on --valid). With a judge it applies to gated questions only.")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), help="Directory for predictions.tsv (index, prediction, confidence per pair), votes.jsonl (one decision per question) and metrics.json, and the judge's answer cache. Default: print the scores only.")
 @click.option("--gate/--no-gate", "pairs_gate", default=False, show_default=True, help="Accept a question's best pair without asking the judge when it is its right record's best left record too and leads the runner-up by --gate-margin (off: the judge is asked every question).")
@@ -82,7 +83,10 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
     if outdir is not None:
         _check_pairs_outdir(outdir, opts["force"])
     try:
-        result = match_pairs(file, valid, config, threshold=threshold)
+        bias_given = ctx.get_parameter_source("vote__none_bias") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or "none_bias" in (
+            from_file.get("vote") or {}
+        )
+        result = match_pairs(file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None)
         if outdir is not None:
             result.save(outdir)
     except BaseException:
@@ -97,6 +101,10 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         chosen = f"threshold={m['threshold']:.4f} (chosen on {valid}: F1 {m['valid_f1']:.4f} there)"
     else:
         chosen = f"threshold={m['threshold']:.4f} (given)"
+    if m["none_bias_from"] == "valid":
+        chosen += f"; none bias {m['none_bias']:+.2f} (chosen on {valid}: F1 {m['none_bias_valid_f1']:.4f} there, {m['none_bias_valid_f1_unbiased']:.4f} without)"
+    elif m["none_bias"]:
+        chosen += f"; none bias {m['none_bias']:+.2f}"
     click.echo(f"precision={m['precision']:.4f}  recall={m['recall']:.4f}  f1={m['f1']:.4f}  {chosen}")
     click.echo(
         f"{m['pairs']} pairs, {m['questions']} questions, {m['positives']} labelled 1, {m['predicted']} predicted 1, "

@@ -19,7 +19,10 @@ class Answer:
 
     ``choice`` is an allowed option letter or None (an invalid vote); ``raw`` is what
     the model produced; ``logprob`` the log-probability of the chosen letter where the
-    backend reports it.
+    backend reports it. Where the backend scores every allowed letter (the local judge),
+    ``scores`` holds what its choice maximised (calibrated log-probabilities) and
+    ``logprobs`` each letter's log-probability, so that the vote can choose again with
+    a bias on "none of these" (:func:`kgalign.judging.vote.with_none_bias`).
     """
 
     raw: str
@@ -30,6 +33,8 @@ class Answer:
     error: str | None = None
     retries: int = 0
     cached: bool = False
+    scores: dict[str, float] | None = None
+    logprobs: dict[str, float] | None = None
 
 
 class Judge(Protocol):

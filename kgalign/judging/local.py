@@ -494,16 +494,28 @@ class LocalJudge:
 
     def choose(self, question: Question, scores: dict[str, float], calibrate: bool | None = None) -> str:
         """The answer letter: the best allowed letter, after calibration when it is on."""
-        calibrated = self.calibrate if calibrate is None else calibrate
-        prior = self.prior(len(question.options), question.datamark) if calibrated else {}
-        return max(question.letters, key=lambda letter: scores[letter] - prior.get(letter, 0.0))
+        calibrated = self.calibrated(question, scores, calibrate)
+        return max(question.letters, key=lambda letter: calibrated[letter])
+
+    def calibrated(self, question: Question, scores: dict[str, float], calibrate: bool | None = None) -> dict[str, float]:
+        """Each allowed letter's score the answer is the best of: its log-probability, less
+        the prior's (:meth:`prior`) when calibration is on."""
+        on = self.calibrate if calibrate is None else calibrate
+        prior = self.prior(len(question.options), question.datamark) if on else {}
+        return {letter: scores[letter] - prior.get(letter, 0.0) for letter in question.letters}
 
     def answer(self, questions: list[Question]) -> list[Answer]:
         answers: list[Answer] = []
         for question, (scores, length) in zip(questions, self._letter_logprobs(questions)):
-            best = self.choose(question, {letter: lp for letter, (lp, _) in scores.items()})
+            logprobs = {letter: lp for letter, (lp, _) in scores.items()}
+            calibrated = self.calibrated(question, logprobs)
+            best = max(question.letters, key=lambda letter: calibrated[letter])
             answers.append(
-                Answer(raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1)
+                Answer(
+                    raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1,
+                    scores={letter: round(value, 6) for letter, value in calibrated.items()},
+                    logprobs={letter: round(value, 6) for letter, value in logprobs.items()},
+                )
             )
         return answers
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from kgalign.config import VoteConfig
+from kgalign.errors import KgalignError
 from kgalign.judging.base import Answer, Judge, clean_explanation, explainer
 from kgalign.judging.prompt import Question
 from kgalign.model import Candidates, Decision, EntityProfile, OptionVote, Round
@@ -238,7 +239,7 @@ class _Asking:
             raise RuntimeError(f"judge {self.judge.name} returned {len(answers)} answers for {len(questions)} questions")
         rounds = []
         for p, order, question, answer in zip(asking, orders, questions, answers):
-            round_ = _round(order, question, answer)
+            round_ = _round(order, question, with_none_bias(answer, question, self.config.none_bias))
             round_.step = step
             p.rounds.append(round_)
             if p.prompt is None:
@@ -366,6 +367,27 @@ def _tally_set(p: _Pending, config: VoteConfig) -> Decision:
         return decision(kind="none", target=None, confidence=round(confidence, 6))
     best = max((vote.picked for vote in option_votes), default=0)
     return decision(kind="uncertain", target=None, confidence=round(max(best, len(nothing)) / asked if asked else 0.0, 6))
+
+
+class NoLetterScores(KgalignError):
+    """A bias on "none of these" met an answer without the score of every letter."""
+
+
+def with_none_bias(answer: Answer, question: Question, bias: float) -> Answer:
+    """``answer``, chosen again with ``bias`` added to the score of "none of these" (the
+    vote's ``none_bias``); as it is where the bias is 0 or the answer is invalid. Its
+    ``raw`` stays what the model produced."""
+    if not bias or answer.choice is None:
+        return answer
+    scores, logprobs = answer.scores, answer.logprobs
+    if scores is None or logprobs is None or not set(question.letters) <= scores.keys() & logprobs.keys():
+        raise NoLetterScores(
+            "none_bias needs the judge's score of every letter: the local judge gives them (an answer from an "
+            "earlier kgalign's cache does not: give another output folder or --no-cache)"
+        )
+    none = question.none_letter
+    best = max(question.letters, key=lambda letter: scores[letter] + (bias if letter == none else 0.0))
+    return replace(answer, choice=best, logprob=logprobs[best])
 
 
 def _round(order: list[str], question: Question, answer: Answer) -> Round:
