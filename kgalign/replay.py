@@ -10,6 +10,7 @@ in the new folder, so every question is asked again.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from kgalign.outputs import CACHE_FILE, RUN_SCHEMA, SOURCES_DIR
 if TYPE_CHECKING:
     from kgalign.result import AlignmentResult
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SavedRun:
@@ -32,6 +35,8 @@ class SavedRun:
     config: AlignConfig
     #: "run", or "dedup" for an output folder of `kgalign dedup`.
     command: str = "run"
+    #: The earlier run's folder where the run was an update (``--since``), else None.
+    since: str | None = None
 
 
 def read_run_json(outdir: str | Path, hint: str = "give the output folder of a `kgalign run`") -> dict:
@@ -57,7 +62,9 @@ def read_run(outdir: str | Path) -> SavedRun:
     config = AlignConfig.from_dict(info["config"], str(path))
     clusters = info.get("clusters")
     clusters = clusters if isinstance(clusters, dict) else {}
-    return SavedRun(_input(info["left"]), _input(info["right"]), config, "dedup" if clusters.get("command") == "dedup" else "run")
+    since = info.get("since")
+    earlier = str(since.get("old")) if isinstance(since, dict) and since.get("old") is not None else None
+    return SavedRun(_input(info["left"]), _input(info["right"]), config, "dedup" if clusters.get("command") == "dedup" else "run", earlier)
 
 
 def _input(value: str) -> str | Path:
@@ -98,6 +105,15 @@ def rerun(outdir: str | Path, new_outdir: str | Path | None = None) -> Alignment
 
         result = deduplicate(saved.left, replay_config(saved, new_outdir))
     else:
+        if saved.since is not None and saved.config.judge != "none":
+            # Its candidates and scores are a full run's, and so are a rerun's; its prompts
+            # are not (kgalign.incremental): a judge may answer the rerun's otherwise.
+            log.warning(
+                "%s was an update of %s (--since): its prompts kept the attributes in that run's order, and with "
+                "--keep-earlier some decisions were taken over from it; the rerun ranks the attributes afresh and asks "
+                "the judge every question, so its links may differ",
+                outdir, saved.since,
+            )
         result = align(saved.left, saved.right, replay_config(saved, new_outdir))
     if new_outdir is not None:
         result.save(new_outdir)

@@ -608,3 +608,23 @@ def test_keep_earlier_needs_since_and_a_confidence_between_0_and_1(persons, tmp_
     assert result.exit_code == 2 and "1.5" in result.output
     with pytest.raises(ConfigError, match="keep_earlier"):
         AlignConfig.from_dict({"keep_earlier": -0.1})
+
+
+def test_a_rerun_of_an_update_links_as_the_update(persons, tmp_path):
+    """Without a judge an update is a full run of its inputs (attributes reordered or not),
+    so `kgalign rerun` of it gives its links and decisions; run.json names the earlier run."""
+    from kgalign.replay import read_run
+
+    right = tmp_path / "right.nt"
+    write_sorted(_without(Graph().parse(persons["right"]), [URIRef(OAIE + "person2-Person1241"), URIRef(OAIE + "person2-Address1241")]), right)
+    assert cli(["run", persons["left"], persons["right"], "-o", tmp_path / "old", "--quiet"]).exit_code == 0
+    assert cli(["run", persons["left"], right, "-o", tmp_path / "new", "--since", tmp_path / "old", "--quiet"]).exit_code == 0
+    assert read_run(tmp_path / "new").since == str(tmp_path / "old")
+    assert cli(["rerun", tmp_path / "new", "-o", tmp_path / "again", "--quiet"]).exit_code == 0
+    assert _links(tmp_path / "again") == _links(tmp_path / "new")
+
+    def decided(folder: Path) -> list[tuple]:
+        records = [json.loads(line) for line in (folder / "votes.jsonl").read_text().splitlines()]
+        return [(r["source"], r["decision"], r.get("target"), r.get("gated")) for r in records]
+
+    assert decided(tmp_path / "again") == decided(tmp_path / "new")
