@@ -456,3 +456,33 @@ def test_a_votes_log_that_is_not_utf8_is_one_line(plain_run, tmp_path: Path) -> 
     lines = len((copy / "votes.jsonl").read_bytes().splitlines())
     _failed_in_one_line(_cli(["report", str(copy)]), f"{copy / 'votes.jsonl'}:{lines}: not UTF-8 text")
     assert not (copy / "report.html").exists()
+
+
+def test_an_update_s_report_lists_its_changes(browser, mini_persons, tmp_path: Path) -> None:
+    """A run --since an earlier one on fewer persons: the page lists the links and
+    entities added, with their reasons, as changes.jsonl records them."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "grown").mkdir()
+    base, grown = mini_persons(tmp_path / "base", 8), mini_persons(tmp_path / "grown", 12)
+    assert _cli(["run", str(base["left"]), str(base["right"]), "-o", str(tmp_path / "old"), "--quiet"]).exit_code == 0
+    done = _cli(["run", str(grown["left"]), str(grown["right"]), "-o", str(tmp_path / "new"), "--since", str(tmp_path / "old"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    records = [json.loads(line) for line in (tmp_path / "new" / "changes.jsonl").read_text().splitlines()]
+    listed = [r for r in records if r["change"].startswith(("link_", "entity_", "cluster"))]
+    added = [r for r in listed if r["change"] == "link_added"]
+    assert added and all(r["reason"] == "left entity added" or r["reason"].startswith("right entity") for r in added)
+    data = build_report_data(tmp_path / "new")
+    assert data["changes"]["total"] == len(listed) and [r["change"] for r in data["changes"]["records"]][: len(added)] == ["link_added"] * len(added)
+    assert build_report_data(tmp_path / "old")["changes"] is None
+    assert _cli(["report", str(tmp_path / "new")]).exit_code == 0
+    _open(browser, tmp_path / "new" / "report.html")
+    assert _severe(browser) == []
+    assert browser.find_element("id", "changes").is_displayed()
+    rows = browser.find_elements("css selector", "#changes-table tbody tr")
+    assert len(rows) == len(listed)
+    first = rows[0].find_elements("tag name", "td")
+    assert first[0].text == "link added" and first[1].get_attribute("title") == added[0]["left"] and first[4].text == added[0]["reason"]
+    assert f"{len(listed)} changes" in browser.find_element("id", "changes-note").text
+    assert _cli(["report", str(tmp_path / "old")]).exit_code == 0
+    _open(browser, tmp_path / "old" / "report.html")
+    assert not browser.find_element("id", "changes").is_displayed()

@@ -160,7 +160,41 @@ def build_report_data(
             "threshold": threshold_chart(decisions, len(set(gold_pairs))) if gold_pairs is not None else None,
         },
         "decisions": decisions,
+        "changes": read_changes(outdir),
     }
+
+
+#: The changes.jsonl records the report lists, and how many at most.
+LISTED_CHANGES = ("link_added", "link_removed", "link_changed", "entity_added", "entity_removed", "entity_changed", "clusters_merged", "cluster_split")
+MAX_LISTED_CHANGES = 2000
+
+
+def read_changes(outdir: Path) -> dict[str, Any] | None:
+    """The links, entities and clusters an update (``--since``) changed, from its
+    changes.jsonl (at most :data:`MAX_LISTED_CHANGES`, links first), with how many there
+    are in all; None for a run that was no update. A line that is not a JSON record is a
+    one-line error naming it."""
+    from kgalign.incremental.since import SINCE_FILE
+
+    path = outdir / SINCE_FILE
+    if not path.is_file():
+        return None
+    found: list[dict[str, Any]] = []
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    raise InputError(f"{path}:{number}: not valid JSON ({exc})") from None
+                if isinstance(record, dict) and record.get("change") in LISTED_CHANGES:
+                    found.append(record)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    found.sort(key=lambda r: LISTED_CHANGES.index(r["change"]) // 3)  # links, then entities, then clusters; stable
+    return {"records": found[:MAX_LISTED_CHANGES], "total": len(found)}
 
 
 def _run_view(run: dict[str, Any] | None) -> dict[str, Any] | None:

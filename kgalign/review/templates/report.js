@@ -343,6 +343,36 @@
     legend(figure, chart.series);
   }
 
+  function iriCell(iri) {
+    return h("td", { title: iri || null, text: iri ? localName(iri) : "" });
+  }
+
+  function renderChanges() {
+    var changes = DATA.changes;
+    if (!changes) { return; }
+    document.getElementById("changes").hidden = false;
+    var body = document.querySelector("#changes-table tbody");
+    changes.records.forEach(function (r) {
+      var kind = r.change.replace(/_/g, " ");
+      var cells;
+      if (r.change.indexOf("entity_") === 0) {
+        cells = r.side === "left" ? [iriCell(r.iri), iriCell(null)] : [iriCell(null), iriCell(r.iri)];
+        cells.push(iriCell(null), h("td", { text: "" }));
+      } else if (r.members) {
+        var names = r.members.map(function (m) { return localName(m.slice(2)); });
+        cells = [h("td", { title: r.members.join(" "), text: names.join(", ") }), iriCell(null), iriCell(null),
+          h("td", { text: r.change === "cluster_split" ? "into " + r.into + " clusters" : "from " + r.from + " clusters" })];
+      } else {
+        cells = [iriCell(r.left), iriCell(r.right), iriCell(r.old_right), h("td", { text: r.reason || "" })];
+      }
+      body.appendChild(h("tr", { "data-change": r.change }, [h("td", { text: kind })].concat(cells)));
+    });
+    var shown = changes.records.length;
+    document.getElementById("changes-note").textContent = shown < changes.total
+      ? "The first " + fmt(shown) + " of " + fmt(changes.total) + " changes (links first); changes.jsonl lists them all."
+      : fmt(changes.total) + " changes of links, entities and clusters (changes.jsonl), links first.";
+  }
+
   function renderCharts() {
     var charts = DATA.charts || {};
     barChart(document.getElementById("chart-decisions"), charts.decisions);
@@ -772,6 +802,7 @@
 
   renderHeader();
   renderSummary();
+  renderChanges();
   renderCharts();
   loadMarks();
   bindToolbar();
