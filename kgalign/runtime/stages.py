@@ -35,7 +35,8 @@ def _rss_mb() -> float:
 class StageTimer:
     """Records wall time and peak resident memory (sampled every 20 ms) per stage.
 
-    A stage entered more than once accumulates its time and keeps its highest peak.
+    A stage entered more than once accumulates its time and keeps its highest peak. A
+    stage an exception leaves is logged as failed, with the time it took.
     """
 
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -53,8 +54,12 @@ class StageTimer:
         sampler.start()
         started = time.perf_counter()
         log.info("stage %s ...", name)
+        failed = False
         try:
             yield
+        except BaseException:
+            failed = True  # an error or an interrupt passes through the stage
+            raise
         finally:
             stop.set()
             sampler.join()
@@ -67,7 +72,7 @@ class StageTimer:
                 "seconds": round(earlier["seconds"] + elapsed, 3),
                 "peak_rss_mb": round(max(earlier["peak_rss_mb"], peak[0]), 1),
             }
-            log.info("stage %s done in %.2fs (peak %.0f MB)", name, elapsed, peak[0])
+            log.info("stage %s %s %.2fs (peak %.0f MB)", name, "failed after" if failed else "done in", elapsed, peak[0])
 
     @property
     def total_seconds(self) -> float:
