@@ -127,11 +127,10 @@ def _align(
     gold, gold_name = _gold(config)
     timer = StageTimer()
     keeps = old is not None and keeps_earlier(config, judge is not None or config.judge != "none")
-    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old.selection if old is not None else None, lean, loader)
+    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old, lean, loader)
     vote = effective.vote
     reused_answers = False
     if old is not None:
-        check_overlap(old, prepared.left_table.entities, prepared.right_table.entities)
         reused_answers = reuse_answers(old, config.cache_path)
 
     several = vote.sets and effective.resolve in SEVERAL_PER_SOURCE
@@ -269,15 +268,21 @@ def _prepare(
     timer: StageTimer,
     retrieve_candidates: bool,
     gold: list[Pair] | None,
-    earlier_selection: dict[str, dict[str, list[str]]] | None = None,
+    old: OldRun | None = None,
     lean: bool = False,
     loader: Loader | None = None,
 ) -> tuple[Prepared, AlignConfig]:
+    """Load, select and retrieve; ``old``: the earlier run of an update (``--since``), whose
+    entities the inputs must share (checked once they are loaded) and whose attribute
+    order the prompts keep where only the order changed (:func:`keep_earlier_order`)."""
     classes = list(config.classes) or None
     with timer.stage("load"):
         left_graph, left_table = _load(left, "left", config, classes, lean, loader)
         right_graph, right_table = _load(right, "right", config, classes, lean, loader)
         human = read_human_decisions(config.corrections, left_table, right_table)
+    if old is not None:
+        check_overlap(old, left_table.entities, right_table.entities)
+    earlier_selection = old.selection if old is not None else None
 
     effective = _resolve_auto(config, has_structure(left_table) and has_structure(right_table), retrieve_candidates and embedder is None, gold)
     retrieval = effective.retrieval
