@@ -151,11 +151,38 @@ def test_dedup_auto_follows_the_detected_cardinality():
     assert dedup_sides("both", None) == ["left", "right"] and dedup_sides("none", evidence("1:n")) == []
 
 
-@pytest.mark.parametrize("flags", [["--since", "."], ["--dedup", "both"], ["--explain"], ["--engine", "ray"], ["--push", "http://127.0.0.1:9/update"], ["--graph", "urn:g"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--since", "."], ["--dedup", "both"], ["--explain"], ["--engine", "ray"], ["--push", "http://127.0.0.1:9/update"], ["--graph", "urn:g"],
+        ["--seed-links", "gold.tsv"], ["--only-gold-entities"], ["--push-fused", "urn:f"], ["--no-ray-shards"], ["--ray-partitions", "2"],
+    ],
+)  # fmt: skip
 def test_dedup_refuses_the_options_of_a_run_in_one_line(duplicates, tmp_path, flags):
     out = tmp_path / "out"
     result = cli(["dedup", duplicates["graph"], "-o", out, "--quiet", *flags])
     assert result.exit_code != 0
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and flags[0] in lines[0] and "kgalign run" in lines[0], result.output
+    assert len(lines) == 1 and flags[0].replace("--no-", "--") in lines[0] and "kgalign run" in lines[0], result.output
     assert not out.exists()
+
+
+def _listed_flags(help_text: str) -> set[str]:
+    """The flags a --help lists (at the start of an option's line)."""
+    import re
+
+    return {flag for line in help_text.splitlines() if line.lstrip().startswith("-") for flag in re.findall(r"(?<![\w-])--?[\w-]+", line.split("  ")[1 if line.startswith("  ") else 0])}
+
+
+def test_dedup_help_lists_no_option_it_refuses() -> None:
+    from kgalign.cli.run import DEDUP_REFUSES
+
+    hidden = {*DEDUP_REFUSES, "--resolve", "--no-explain", "--no-ray-shards", "--all-entities"}
+    for flag in ("--help", "--help-all"):
+        result = cli(["dedup", flag])
+        assert result.exit_code == 0, result.output
+        listed = _listed_flags(result.output)
+        assert listed & hidden == set(), (flag, sorted(listed & hidden))
+        assert {"--gold", "--judge", "--rounds", "-o"} <= listed, (flag, sorted(listed))
+    # `kgalign run` still lists them all.
+    assert hidden <= _listed_flags(cli(["run", "--help-all"]).output)

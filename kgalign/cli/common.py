@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -98,7 +99,21 @@ def check_inputs_outside(outdir: Path, inputs: Mapping[str, str | Path | None]) 
 class RunCommand(click.Command):
     """``kgalign run``: its options come from :data:`~kgalign.cli.run_options.RUN_OPTIONS` and
     the judge registry, read when the command runs (so a backend registered after import
-    gets its flags); ``--help-all`` shows the expert ones too."""
+    gets its flags); ``--help-all`` shows the expert ones too.
+
+    ``refused``: flags of the table this command takes only to refuse them (``kgalign
+    dedup``'s ``--since``): parsed, so the command can say why in one line, but shown by
+    neither ``--help`` nor ``--help-all``."""
+
+    def __init__(self, *args: Any, refused: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused = frozenset(refused)
+        for param in self.params:
+            if isinstance(param, click.Option) and self.is_refused(param):
+                param.hidden = True
+
+    def is_refused(self, param: click.Parameter) -> bool:
+        return any(flag in self.refused for flag in (*param.opts, *param.secondary_opts))
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         import copy
@@ -114,7 +129,7 @@ class RunCommand(click.Command):
             return params
         shown = []
         for param in params:
-            if isinstance(param, click.Option) and param.hidden:
+            if isinstance(param, click.Option) and param.hidden and not self.is_refused(param):
                 param = copy.copy(param)
                 param.hidden = False
             shown.append(param)

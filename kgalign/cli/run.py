@@ -48,7 +48,17 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     _start(left, right, outdir, config, opts["force"], since=opts["since"], config_file=opts["config"])
 
 
-@click.command(cls=RunCommand)
+#: Options of `kgalign run` that mean nothing to `kgalign dedup` (one graph file, no
+#: earlier run, no second side, the local engine): given, they stop it in one line, and
+#: its --help does not list them. (--resolve has its own message in kgalign.dedup.)
+DEDUP_REFUSES = (
+    "--since", "--keep-earlier", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
+    "--ray-gpus", "--ray-partitions", "--ray-shards", "--ray-shard-folder", "--ray-single-files-limit", "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
+    "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol",
+)  # fmt: skip
+
+
+@click.command(cls=RunCommand, refused=(*DEDUP_REFUSES, "--resolve"))
 @click.argument("graph", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, votes.jsonl, run.json (and metrics.json).")
 @run_options
@@ -63,23 +73,13 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
     records within a cluster (owl:sameAs), fused.ttl the graph with each cluster under
     one IRI and owl:sameAs to the others; run.json the cluster sizes and the splits.
     --gold FILE scores the pairs (pairwise precision, recall, F1). The options are those
-    of `kgalign run` (--resolve aside).
+    of `kgalign run`, less those for two graphs, an earlier run, an endpoint or a cluster.
     """
     from kgalign.cli.run_options import config_from_command_line
 
     _refuse_run_only(ctx)
     quiet(opts["quiet"])
     _dedup(graph, outdir, _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"]), opts["force"], opts["config"])
-
-
-#: Options of `kgalign run` that mean nothing to `kgalign dedup` (one graph file, no
-#: earlier run, no second side, the local engine): given, they stop it in one line.
-#: (--resolve has its own message in kgalign.dedup.)
-DEDUP_REFUSES = (
-    "--since", "--keep-earlier", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
-    "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
-    "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol",
-)  # fmt: skip
 
 
 def _refuse_run_only(ctx: click.Context) -> None:
