@@ -60,6 +60,12 @@ def _engines() -> list[str]:
     return ENGINES.names()
 
 
+def _read_formats() -> list[str]:
+    from kgalign.io.formats import READ_FORMATS
+
+    return list(READ_FORMATS)
+
+
 def _canonical() -> list[str]:
     from kgalign.fusion.fuse import CANONICAL_POLICIES
 
@@ -289,8 +295,9 @@ class AlignConfig:
     device: str = "auto"
     #: What runs the stages: an engine from the registry (kgalign.runtime.engines).
     engine: str = choice("local", _engines)
-    left_format: str | None = None
-    right_format: str | None = None
+    #: The inputs' formats (kgalign.io.formats.READ_FORMATS); None: from the extension.
+    left_format: str | None = choice(None, _read_formats)
+    right_format: str | None = choice(None, _read_formats)
     #: Id column of CSV/TSV inputs; None: the first column.
     id_column: str | None = None
     classes: tuple[str, ...] = ()

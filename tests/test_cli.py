@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import cli as _run
 from rdflib import Graph
 from rdflib.namespace import OWL
 
-from helpers import cli as _run
 from kgalign.evaluation.metrics import read_pairs
 
 
@@ -386,3 +386,28 @@ def test_rerun_into_the_folder_it_reproduces_is_refused(none_run, tmp_path: Path
     again = _run(["rerun", none_run, "-o", tmp_path / "again", "--quiet"])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "again" / "links.ttl").read_bytes() == (none_run / "links.ttl").read_bytes()
+
+
+def test_an_unknown_format_is_a_usage_error_before_any_work(tmp_path: Path, persons) -> None:
+    """--format is checked by the command line (exit 2, naming the option and the formats
+    kgalign reads), for run, profile and finetune alike; --help lists the formats."""
+    from kgalign.io.formats import READ_FORMATS
+
+    out = tmp_path / "out"
+    for args in (
+        ["run", persons["left"], persons["right"], "-o", out],
+        ["dedup", persons["right"], "-o", out],
+        ["profile", persons["left"], persons["right"]],
+        ["finetune", persons["left"], persons["right"], "--links", persons["gold"], "-o", out],
+    ):
+        result = _run([*args, "--format", "bogus"])
+        assert result.exit_code == 2, (args[0], result.output)
+        assert "Invalid value for '--format': 'bogus' is not one of 'turtle'" in result.output and "PluginException" not in result.output
+        assert not out.exists()
+        help_text = " ".join(_run([args[0], "--help"]).output.split())
+        assert "--format FORMAT Format of both inputs: turtle, nt, nquads, trig, xml (RDF/XML), json-ld, n3, csv or tsv" in help_text.replace("Gold recipe: format", "Format"), args[0]
+    for name in ("TTL", "turtle"):  # N-Triples is Turtle too
+        result = _run(["run", persons["left"], persons["right"], "-o", tmp_path / name, "--format", name, "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / name / "run.json").read_text())["config"]["left_format"] == name.lower()
+    assert "ttl" in READ_FORMATS

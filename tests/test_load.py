@@ -111,6 +111,21 @@ def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
         load_graph(tmp_path / "missing.ttl")
 
 
+def test_a_format_kgalign_does_not_read_is_one_line_listing_those_it_reads(tmp_path: Path, persons) -> None:
+    from kgalign.io.formats import FORMAT_ALIASES, READ_FORMATS
+
+    with pytest.raises(InputError) as error:
+        load_graph(persons["left"], "bogus")
+    message = str(error.value)
+    assert message.startswith(f"{persons['left']}: --format 'bogus' is not a format kgalign reads") and "\n" not in message
+    assert all(name in message for name in READ_FORMATS)
+    # Each name (and alias) given for N-Triples reads the file as its extension does.
+    expected = set(load_graph(persons["left"]))
+    for name in ("nt", "ntriples", "n-triples", "turtle", "ttl"):
+        assert name in READ_FORMATS and set(load_graph(persons["left"], name)) == expected, name
+    assert set(FORMAT_ALIASES) <= set(READ_FORMATS)
+
+
 def test_non_utf8_ntriples_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "latin.nt"
     path.write_bytes(b'<http://e/a> <http://e/p> "ok" .\n<http://e/b> <http://e/p> "caf\xe9" .\n')

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from kgalign.errors import KgalignError
+from kgalign.io.formats import FORMATS_TEXT, READ_FORMATS
 from kgalign.outputs import KNOWN_OUTPUTS, SHARD_DIRS, SOURCES_DIR, is_shard_folder
 
 log = logging.getLogger("kgalign")
@@ -31,6 +32,10 @@ class InputType(click.ParamType):
 
 
 INPUT = InputType()
+
+#: ``--format``: the formats kgalign reads, checked before any work (in any letter case).
+FORMAT = click.Choice(READ_FORMATS, case_sensitive=False)
+FORMAT_HELP = f"Format of both inputs: {FORMATS_TEXT}. Default: from the extension."
 
 
 def check_outdir(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from kgalign.cli.common import quiet
+from kgalign.cli.common import FORMAT, FORMAT_HELP, quiet
 from kgalign.errors import KgalignError
 from kgalign.io.atomic import check_output_path
 from kgalign.runtime.device import resolve_device
@@ -39,7 +39,7 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--options", "n_options", type=click.IntRange(1, 20), help="Candidates shown per question (plus 'none of these'); use the --options of the runs that will load the adapter. Default: 5, or the teacher run's.")
 @click.option("-k", "--top-k", type=click.IntRange(1, 100), default=10, show_default=True, help="Gold recipe: candidates retrieved per source entity.")
 @click.option("--attributes", multiple=True, help="Gold recipe: attribute predicates to show, as `kgalign run --attributes` (pass the same to the runs).")
-@click.option("--format", "fmt", help="Gold recipe: RDF format of both inputs; default: from the extension.")
+@click.option("--format", "fmt", type=FORMAT, metavar="FORMAT", help=f"Gold recipe: {FORMAT_HELP[0].lower()}{FORMAT_HELP[1:]}")
 @click.option("--id-column", help="Id column of CSV/TSV inputs, as `kgalign run --id-column`.")
 @click.option("--embedder", help="Gold recipe: sentence-transformers model folder for retrieval, as `kgalign run --embedder`.")
 @click.option("--permutations", type=click.IntRange(1, 24), default=4, show_default=True, help="Candidate orders per question (by score, reversed, then seeded shuffles), so the answer is seen at every position.")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from kgalign.cli.common import FORMAT, FORMAT_HELP
 from kgalign.errors import KgalignError
 
 log = logging.getLogger("kgalign")
@@ -16,7 +17,7 @@ log = logging.getLogger("kgalign")
 @click.command()
 @click.argument("left", type=click.Path(path_type=Path))
 @click.argument("right", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", help="RDF format of both inputs; default: from the extension.")
+@click.option("--format", "fmt", type=FORMAT, metavar="FORMAT", help=FORMAT_HELP)
 @click.option("--class", "classes", multiple=True, help="Profile only subjects of this rdf:type; repeatable.")
 @click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help="Predicates shown per graph.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from kgalign.cli.common import FORMAT, FORMAT_HELP
 from kgalign.config import AlignConfig, defaults
 
 
@@ -100,7 +101,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--push-graph",), "push.links_graph", "Named graph (IRI) that --push replaces with the links.", kwargs={"metavar": "IRI"}),
     RunOption(("--push-fused",), "push.fused_graph", "Also replace this named graph (IRI) with the fused graph when pushing.", kwargs={"metavar": "IRI"}),
     RunOption(("--push-protocol",), "push.protocol", "How --push writes: SPARQL 1.1 Update (DROP + INSERT DATA in one request) or the Graph Store HTTP Protocol (PUT).", kwargs={"type": click.Choice(["update", "gsp"])}),
-    RunOption(("--format", "fmt"), None, "RDF format of both inputs; default: from the extension."),
+    RunOption(("--format", "fmt"), None, FORMAT_HELP, kwargs={"type": FORMAT, "metavar": "FORMAT"}),
     RunOption(("--id-column",), "id_column", "Id column of CSV/TSV inputs (one entity per row). Default: the first column."),
     RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity.", kwargs={"type": click.IntRange(1, 100)}),
     RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order.", kwargs={"type": click.IntRange(1, 15)}),

@@ -38,6 +38,13 @@ FORMAT_ALIASES = {
 QUAD_FORMATS = frozenset({"nquads", "trig"})
 TABLE_SUFFIXES = (".csv", ".tsv")
 TABLE_FORMATS = frozenset({"csv", "tsv"})
+#: The RDF syntaxes kgalign reads, by their rdflib names.
+RDF_FORMATS = ("turtle", "nt", "nquads", "trig", "xml", "json-ld", "n3")
+#: Every name ``--format`` (and a config's ``left_format``, ``right_format``) takes: the RDF
+#: syntaxes, the tables, and the syntaxes' other names.
+READ_FORMATS = (*RDF_FORMATS, "csv", "tsv", *FORMAT_ALIASES)
+#: The formats, as help texts and errors list them.
+FORMATS_TEXT = "turtle, nt, nquads, trig, xml (RDF/XML), json-ld, n3, csv or tsv (aliases: " + ", ".join(FORMAT_ALIASES) + ")"
 
 
 def plain_name(path: Path) -> str:
@@ -62,8 +69,14 @@ def guess_format(path: Path) -> str:
 
 
 def rdf_format(path: Path, fmt: str | None = None) -> str:
-    """The rdflib format name of an RDF file: ``fmt`` (an alias such as ``ttl`` resolved), else from the extension."""
-    return FORMAT_ALIASES.get(fmt, fmt) if fmt else guess_format(path)
+    """The rdflib format name of an RDF file: ``fmt`` (an alias such as ``ttl`` resolved), else
+    from the extension; a format kgalign does not read is a one-line error."""
+    if not fmt:
+        return guess_format(path)
+    name = FORMAT_ALIASES.get(fmt, fmt)
+    if name not in RDF_FORMATS:
+        raise InputError(f"{path}: --format {fmt!r} is not a format kgalign reads (one of {FORMATS_TEXT})")
+    return name
 
 
 def is_table_path(path: str | Path) -> bool:
