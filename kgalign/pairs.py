@@ -356,7 +356,7 @@ def _decide(
     builds it); with ``tune_on`` (a validation file's pairs), under the none bias chosen
     there with the same judge and answer cache (:func:`choose_none_bias`)."""
     from kgalign.judging.build import build_judge
-    from kgalign.judging.vote import decide
+    from kgalign.judging.vote import check_answered, decide
     from kgalign.runtime.progress import progress_bar
 
     if judge is None and config.judge == "none":
@@ -373,6 +373,7 @@ def _decide(
         with progress_bar("judge", total) as advance:
             cached_judge.on_answered = advance
             decisions = decide(scored.candidates, scored.file.left, scored.file.right, cached_judge, config.vote)
+        check_answered(decisions, cached_judge.name)
     finally:
         if cache is not None:
             cache.close()

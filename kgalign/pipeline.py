@@ -28,7 +28,7 @@ from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
-from kgalign.judging.vote import decide, explain_decisions
+from kgalign.judging.vote import check_answered, decide, explain_decisions
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
@@ -154,6 +154,8 @@ def _align(
             decisions = decide(candidates, prepared.left_profiles, prepared.right_profiles, cached_judge, vote, decided=decided, several=several, audit=audit)
         if cache is not None:
             cache.close()
+        if cached_judge is not None:
+            check_answered(decisions, cached_judge.name)
 
     if prepared.cardinality is not None and cached_judge is not None:
         # The judge's answers confirm or refute the "many" sides retrieval found.

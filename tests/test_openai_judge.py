@@ -247,3 +247,22 @@ def test_cli_needs_llm_url(persons, tmp_path):
     assert result.exit_code == 1
     assert "--judge openai needs --llm-url" in result.output
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_a_run_whose_judge_answered_nothing_stops_and_one_that_missed_some_warns(persons, tmp_path, monkeypatch):
+    """A server that is down: every round would be an invalid vote and no source linked by
+    the judge, so the run stops in one line and leaves no folder. A server that fails some
+    questions for good: the run goes on, and a warning counts them."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with FakeOpenAIServer() as server:
+        url, model = server.url, server.model
+    down = run_persons(persons, tmp_path / "down", "--judge", "openai", "--llm-url", url, "--llm-model", model, "--llm-retries", "0", "--llm-timeout", "1")
+    assert down.exit_code == 1 and "no answer to any of its 120 questions" in down.output
+    assert len([line for line in down.output.splitlines() if line.startswith("kgalign: error")]) == 1
+    assert not (tmp_path / "down").exists()
+    # One left person's social security number: in its questions' SOURCE line only.
+    number = next(line for line in Path(persons["left"]).read_text().splitlines() if "soc_sec_id" in line).split('"')[1]
+    with FakeOpenAIServer(faults_for={number: ["500"] * 50}) as server:
+        some = run_persons(persons, tmp_path / "some", "--judge", "openai", "--llm-url", server.url, "--llm-model", server.model, "--llm-retries", "0")
+    assert some.exit_code == 0, some.output
+    assert "questions got no answer" in " ".join(some.output.split())

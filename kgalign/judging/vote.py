@@ -182,6 +182,20 @@ def decide(
     return [decisions[c.source] for c in candidates]
 
 
+def check_answered(decisions: Sequence[Decision], judge: str) -> None:
+    """Stop where the judge answered none of the questions this run asked it (a server
+    down, a model missing): every round would be an invalid vote and no source linked by
+    the judge, a result that only looks like one. Warn where some went unanswered. The
+    answers given are in the answer cache either way."""
+    asked = [r for d in decisions if not d.kept for r in d.rounds]
+    failed = [r for r in asked if r.error]
+    if not failed:
+        return
+    if len(failed) == len(asked):
+        raise KgalignError(f"judge {judge}: no answer to any of its {len(asked)} questions ({failed[0].error}); nothing was written")
+    log.warning("judge %s: %d of %d questions got no answer (%s); those rounds count as invalid votes", judge, len(failed), len(asked), failed[0].error)
+
+
 def _source_block(judge: Judge, pending: int) -> int:
     """How many sources to ask all rounds of together: the judge's ``source_block``, else all."""
     block = getattr(judge, "source_block", None)
