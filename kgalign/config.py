@@ -258,12 +258,12 @@ class PushConfig:
         _normalise(self)
         _validate(self, "")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"url: {self.url!r} is not an http(s) URL")
+            raise ConfigError.about("url", f"{self.url!r} is not an http(s) URL")
         _check_iri("links_graph", self.links_graph)
         if self.fused_graph is not None:
             _check_iri("fused_graph", self.fused_graph)
             if self.fused_graph == self.links_graph:
-                raise ConfigError("fused_graph: must differ from links_graph (each graph is replaced whole)")
+                raise ConfigError.about("fused_graph", "must differ from links_graph (each graph is replaced whole)")
 
 
 def _check_iri(name: str, value: str) -> None:
@@ -271,7 +271,7 @@ def _check_iri(name: str, value: str) -> None:
     from kgalign.io.sparql.queries import is_writable_iri
 
     if not is_writable_iri(value):
-        raise ConfigError(f"{name}: {value!r} is not an absolute IRI")
+        raise ConfigError.about(name, f"{value!r} is not an absolute IRI")
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ class AlignConfig:
         _normalise(self)
         _validate(self, "")
         if self.only_gold_entities and not (self.gold or self.test_gold):
-            raise ConfigError("only_gold_entities needs test_gold or gold")
+            raise ConfigError("only_gold_entities needs test_gold or gold", "only_gold_entities", "needs test_gold or gold")
         if self.judge != "none":
             from kgalign.judging.base import check_judge_options
 
@@ -451,7 +451,7 @@ def _build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "") ->
     try:
         return cls(**values)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {prefix}{exc}") from None
+        raise ConfigError(f"{source}: {prefix}{exc}", f"{prefix}{exc.field}" if exc.field else None, exc.reason) from None
 
 
 def _normalise(config: Any) -> None:
@@ -486,27 +486,27 @@ def _validate(config: Any, prefix: str) -> None:
         hint = hints[f.name]
         if isinstance(hint, type) and is_dataclass(hint):
             if not isinstance(value, hint):
-                raise ConfigError(f"{name}: must be a {hint.__name__}, not {type(value).__name__}")
+                raise ConfigError.about(name, f"must be a {hint.__name__}, not {type(value).__name__}")
             continue
         _check_type(name, value, hint)
         choices = f.metadata.get("choices")
         if choices is not None and value is not None:
             allowed = list(choices() if callable(choices) else choices)
             if value not in allowed:
-                raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, allowed))}")
+                raise ConfigError.about(name, f"{value!r} is not one of {', '.join(map(str, allowed))}")
         bounds = f.metadata.get("range")
         if bounds is not None and value is not None:
             low, high = bounds
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{name}: {value} is not a finite number")
+                raise ConfigError.about(name, f"{value} is not a finite number")
             if (low is not None and value < low) or (high is not None and value > high):
                 span = f"between {low} and {high}" if low is not None and high is not None else (f"at least {low}" if low is not None else f"at most {high}")
-                raise ConfigError(f"{name}: {value} is out of range (must be {span})")
+                raise ConfigError.about(name, f"{value} is out of range (must be {span})")
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:
     if not _matches(value, hint):
-        raise ConfigError(f"{name}: {value!r} is not {_describe(hint)}")
+        raise ConfigError.about(name, f"{value!r} is not {_describe(hint)}")
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -586,6 +586,20 @@ def _diff(given: dict[str, Any], effective: dict[str, Any]) -> dict[str, Any]:
 def defaults() -> dict[str, Any]:
     """Every setting with its default, as plain data."""
     return AlignConfig().to_dict()
+
+
+def field_range(path: str) -> tuple[type, float | None, float | None] | None:
+    """The type (int or float) and bounds of the number field at ``path`` ("vote.gate_margin"),
+    None for a field without a range. The command line's ranges are read here."""
+    cls: Any = AlignConfig
+    *parents, last = path.split(".")
+    for part in parents:
+        cls = _hints(cls)[part]
+    found = {f.name: f for f in fields(cls)}[last]
+    bounds = found.metadata.get("range")
+    if bounds is None:
+        return None
+    return (float if _is_float(_hints(cls)[last]) else int), bounds[0], bounds[1]
 
 
 def field_help(cls: type = AlignConfig) -> dict[str, str]:

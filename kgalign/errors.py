@@ -25,7 +25,22 @@ class MissingDependencyError(KgalignError, ImportError):
 
 
 class ConfigError(KgalignError, ValueError):
-    """A setting of a run is unknown, of the wrong type or out of range. The message names it."""
+    """A setting of a run is unknown, of the wrong type or out of range. The message names it.
+
+    ``field``: the setting a value was refused for ("vote.gate_margin"), where one was;
+    ``reason``: what is wrong with it, without the name ("5.0 is out of range ..."). The
+    command line names its option instead of the field from them.
+    """
+
+    def __init__(self, message: str, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+    @classmethod
+    def about(cls, field: str, reason: str) -> ConfigError:
+        """``field: reason``, both kept."""
+        return cls(f"{field}: {reason}", field, reason)
 
 
 def error_filename(exc: OSError, default: object = None) -> str | None:

