@@ -47,7 +47,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
-from kgalign.selection.predicates import build_profiles, configured_selection
+from kgalign.selection.predicates import build_profiles, check_named_predicates, configured_selection
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
         changes["device"] = resolve_device(config.device)
     effective = self_join(config.replace(**changes))
     with timer.stage("select"):
-        profiles = build_profiles(table, configured_selection(table, config))
+        selection = configured_selection(table, config)
+        check_named_predicates([selection], config.attributes, config.relations)
+        profiles = build_profiles(table, selection)
     by_iri = {p.iri: p for p in profiles}
     cached_judge, cache = build_judge(effective, judge)
     try:

@@ -42,7 +42,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
-from kgalign.selection.predicates import Selection, configured_selection, iter_profiles
+from kgalign.selection.predicates import Selection, check_named_predicates, configured_selection, iter_profiles
 from kgalign.selection.profile_file import profile_map
 
 log = logging.getLogger(__name__)
@@ -294,8 +294,12 @@ def _prepare(
         # vectors, so the embedded text keeps to the entity's name and attributes.
         with_neighbours = (retrieval.structure_weight or 0.0) <= 0
         sides = []
-        for side, table in (("left", left_table), ("right", right_table)):
-            selection = configured_selection(table, config)
+        tables = (("left", left_table), ("right", right_table))
+        chosen = {side: configured_selection(table, config) for side, table in tables}
+        # A predicate named to show that neither graph has fails here, before any profile.
+        check_named_predicates(list(chosen.values()), config.attributes, config.relations)
+        for side, table in tables:
+            selection = chosen[side]
             # The profiles by IRI, each text to embed taken as its profile is made; in a
             # file where the run is lean (only a few are read at a time from here on).
             by_iri, texts = _profiled(table, selection, with_neighbours, lean)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+from helpers import cli
+
+from kgalign.errors import KgalignError
 from kgalign.io.entities import load_entities
-from kgalign.selection.predicates import build_profiles, choose_predicates, predicate_stats, short_name, suggest_pairs
+from kgalign.selection.predicates import build_profiles, check_named_predicates, choose_predicates, predicate_stats, short_name, suggest_pairs
 
 
 def test_identifiers_outrank_repetitive_values(persons) -> None:
@@ -62,3 +68,40 @@ def test_the_counts_behind_coverage_and_distinctiveness() -> None:
         assert (stats[colour].entities_with, stats[colour].distinct_values) == (2, 2)
         assert stats[colour].coverage == 0.5 and stats[colour].distinctiveness == 2 / 4
         assert (stats[knows].entities_with, stats[knows].distinct_values, stats[knows].distinctiveness) == (2, 2, 2 / 3)
+
+
+def test_a_named_predicate_no_graph_has_is_an_error_or_a_warning(persons, caplog) -> None:
+    tables = [load_entities(persons[side], side)[1] for side in ("left", "right")]
+
+    def selections(attributes: list[str], relations: tuple[str, ...] = ()) -> list:
+        return [choose_predicates(predicate_stats(t), attributes=attributes, relations=relations) for t in tables]
+
+    # Every name found on some side: nothing to say.
+    check_named_predicates(selections(["given_name", "has_address/suburb"]), ["given_name", "has_address/suburb"], [])
+    # None found: one line naming them.
+    with pytest.raises(KgalignError) as error:
+        check_named_predicates(selections(["http://nope/p"]), ["http://nope/p"], [])
+    assert str(error.value).startswith("--attributes http://nope/p: no attribute predicate of that name in either graph")
+    with pytest.raises(KgalignError, match="^--relations http://nope/r: no relation predicate"):
+        check_named_predicates(selections(["given_name"], ("http://nope/r",)), ["given_name"], ["http://nope/r"])
+    with pytest.raises(KgalignError, match="^--attributes nope: no attribute predicate of that name in the graph"):
+        check_named_predicates(selections(["nope"])[:1], ["nope"], [])
+    # Some found: a warning names the others.
+    with caplog.at_level(logging.WARNING, logger="kgalign.selection.predicates"):
+        check_named_predicates(selections(["surname", "http://nope/p", "nope"]), ["surname", "http://nope/p", "nope"], [])
+    assert [r.getMessage() for r in caplog.records] == [
+        "--attributes http://nope/p, nope: no attribute predicate of these names in either graph; only the others named are shown"
+    ]
+
+
+def test_runs_stop_on_an_attribute_neither_graph_has(persons, tmp_path) -> None:
+    for command in (["run", persons["left"], persons["right"]], ["dedup", persons["left"]]):
+        out = tmp_path / command[0]
+        result = cli([*command, "-o", out, "--attributes", "http://nope/p", "--quiet"])
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kgalign: error: --attributes http://nope/p: no attribute predicate of that name in"), result.output
+        assert not out.exists()
+    # Named by short name, one that exists on one side only (the left's suburb path) is fine.
+    result = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "ok", "--attributes", "has_address/is_in_suburb/name", "--attributes", "surname", "--quiet"])
+    assert result.exit_code == 0, result.output

