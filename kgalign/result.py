@@ -32,6 +32,7 @@ from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import Conflict
 from kgalign.retrieval.cascade import CascadeStats
 from kgalign.review.votes import decision_record, write_votes
+from kgalign.run_paths import WORKING_DIRECTORY, working_directory
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.redact import redact_options, redact_url
 from kgalign.runtime.stages import StageTimer
@@ -99,6 +100,9 @@ class AlignmentResult:
     judge_id: str | None
     metrics: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
+    #: The folder the run's relative paths (inputs, gold, ...) are relative to (run.json
+    #: records it, so that a rerun finds them from anywhere: kgalign.run_paths).
+    working_directory: str = field(default_factory=working_directory)
     #: What run.json says of the clusters beyond their sizes (``kgalign dedup``: splits, flags;
     #: ``--dedup``: the duplicates of each side).
     clusters: dict[str, Any] | None = None
@@ -222,6 +226,7 @@ class AlignmentResult:
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "left": describe_input(self.left_path),
             "right": describe_input(self.right_path),
+            WORKING_DIRECTORY: self.working_directory,
             "seed": self.config.seed,
             "judge": self.judge_id,
             "adapter": adapter_name(self.config.judge, self.config.model, self.config.adapter),

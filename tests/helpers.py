@@ -87,3 +87,16 @@ def python_script(script: str, *args: str, tmpdir: Path, stdin: str | None = Non
         timeout=300,
         env={**os.environ, "TMPDIR": str(tmpdir)},
     )
+
+
+def relative_run(persons: dict[str, Path], project: Path, monkeypatch: Any) -> Path:
+    """`kgalign run left.nt right.ttl --gold gold.tsv -o out` in ``project``, where the inputs are copied."""
+    import shutil
+
+    project.mkdir()
+    for name in ("left", "right", "gold"):
+        shutil.copy(persons[name], project / persons[name].name)
+    monkeypatch.chdir(project)
+    result = cli(["run", persons["left"].name, persons["right"].name, "--gold", persons["gold"].name, "-o", "out", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return project / "out"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 import pytest
-from helpers import cli
+from helpers import cli, relative_run
 
 from kgalign import AlignConfig, ConfigError
 from kgalign.cli.run_options import RUN_OPTIONS, default_of
@@ -208,3 +208,40 @@ def test_config_errors_keep_the_field_and_reason() -> None:
         AlignConfig.from_dict({"vote": {"gate_margin": 5}}, "run.toml")
     assert str(error.value) == "run.toml: vote.gate_margin: 5.0 is out of range (must be between -1.0 and 1.0)"
     assert error.value.field == "vote.gate_margin" and error.value.reason == "5.0 is out of range (must be between -1.0 and 1.0)"
+
+
+def test_rerun_finds_a_runs_relative_inputs_from_any_folder(persons: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = relative_run(persons, project, monkeypatch)
+    info = json.loads((out / "run.json").read_text())
+    assert info["left"] == persons["left"].name and info["config"]["gold"] == persons["gold"].name  # as given
+    assert info["working_directory"] == str(project)
+
+    monkeypatch.chdir(elsewhere)
+    result = cli(["rerun", out, "-o", "again", "--quiet"])
+    assert result.exit_code == 0, result.output
+    for name in ("links.ttl", "votes.jsonl", "metrics.json"):
+        assert (elsewhere / "again" / name).read_bytes() == (out / name).read_bytes(), name
+
+    # A file that is really gone: one line naming it and the run.json it came from.
+    (project / persons["gold"].name).rename(project / "moved.tsv")
+    result = cli(["rerun", out, "-o", "gone", "--quiet"])
+    assert result.exit_code == 1 and not (elsewhere / "gone").exists()
+    assert result.output.strip() == (
+        f"kgalign: error: {project / persons['gold'].name}: no such file or folder (--gold of the run that {out / 'run.json'} records)"
+    )
+    (project / "moved.tsv").rename(project / persons["gold"].name)
+
+    # A run.json of an older kgalign records no folder: relative to the current one, as before.
+    del info["working_directory"]
+    (out / "run.json").write_text(json.dumps(info))
+    result = cli(["rerun", out, "-o", "old", "--quiet"])
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert line.startswith(f"kgalign: error: {persons['left'].name}: no such file or folder (LEFT of the run that {out / 'run.json'} records")
+    assert "run the command from that folder" in line
+    monkeypatch.chdir(project)
+    result = cli(["rerun", out, "-o", elsewhere / "old", "--quiet"])
+    assert result.exit_code == 0, result.output
+

@@ -107,5 +107,14 @@ def test_score_run_reads_links_votes_and_seed_links_of_a_run_folder(tmp_path: Pa
     assert scored == score_alignment(links, cands, gold, [("urn:l:0", "urn:r:0")])
     assert (scored["true_positives"], scored["predicted"], scored["gold"], scored["mrr"]) == (1, 2, 2, 0.75)
     assert score_run(tmp_path, gold, seed_links=[]) == score_alignment(links, cands, gold)
+    # A seed links file named relative to the folder the run started in, read from anywhere.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "seeds.tsv").write_text("urn:l:0\turn:r:0\n")
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"seed_links": "seeds.tsv"}, "working_directory": str(project)}))
+    assert score_run(tmp_path, gold_file) == scored
+    (project / "seeds.tsv").unlink()
+    with pytest.raises(InputError, match=r"seeds.tsv: no such file or folder \(--seed-links of the run that .*run.json records\)"):
+        score_run(tmp_path, gold_file)
     (tmp_path / "run.json").unlink()  # no run.json: no seed links
     assert score_run(tmp_path, gold)["predicted"] == 3

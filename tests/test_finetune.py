@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 from helpers import cli as _cli
+from helpers import relative_run
 
 from kgalign.cli.main import main
+from kgalign.config import AlignConfig, RetrievalConfig
 from kgalign.finetune import DataConfig, gold_data, teacher_data
 from kgalign.finetune.train import METADATA_FILE, batch_loss, load_base
 from kgalign.judging.cache import question_key
 from kgalign.judging.local import LocalJudge
 from kgalign.review.votes import read_votes
-from kgalign.config import AlignConfig
-from kgalign.config import RetrievalConfig
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -228,6 +228,24 @@ def test_teacher_recipe_builds_questions_from_a_real_log(teacher_run) -> None:
     assert {e.source for e in taught} == {s for s, r in records.items() if r["confidence"] >= 0.2 and r["candidates"] and r["decision"] in ("match", "none")}
     assert {e.source for e in taught if e.target is None} == nones
     assert all(e.answer == e.question.none_letter for e in taught if e.target is None)
+
+
+def test_teacher_recipe_finds_the_graphs_of_a_run_from_any_folder(persons, tmp_path, monkeypatch) -> None:
+    """--from-votes reads the graphs run.json names relative to the folder the run started in."""
+    from kgalign.errors import KgalignError
+
+    project = tmp_path / "project"
+    out = relative_run(persons, project, monkeypatch)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = DataConfig(options=0, permutations=1, none_share=0.0)
+    data = teacher_data(out / "votes.jsonl", config, min_confidence=0.0)
+    assert data.inputs["left"] == str(project / persons["left"].name) and data.inputs["right"] == str(project / persons["right"].name)
+    assert data.train
+    (project / persons["right"].name).unlink()
+    with pytest.raises(KgalignError) as error:
+        teacher_data(out / "votes.jsonl", config, min_confidence=0.0)
+    assert str(error.value) == f"{project / persons['right'].name}: no such file or folder (RIGHT of the run that {out / 'run.json'} records)"
 
 
 def test_teacher_recipe_on_the_command_line(teacher_run, tmp_path) -> None:

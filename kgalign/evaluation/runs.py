@@ -50,7 +50,10 @@ def run_seed_links(outdir: str | Path) -> list[Pair]:
     info = Path(outdir) / "run.json"
     if not info.is_file():
         return []
-    seeds = (json.loads(info.read_text(encoding="utf-8")).get("config") or {}).get("seed_links") or []
+    data = json.loads(info.read_text(encoding="utf-8"))
+    seeds = (data.get("config") or {}).get("seed_links") or []
     if isinstance(seeds, str):
-        return read_pairs(seeds)
+        from kgalign.run_paths import RecordedPaths
+
+        return read_pairs(RecordedPaths.of(outdir, data).path(seeds, "--seed-links"))
     return [(a, b) for a, b in seeds]

@@ -362,12 +362,15 @@ def teacher_data(
     """
     from kgalign.config import AlignConfig
     from kgalign.pipeline import prepare
+    from kgalign.run_paths import RecordedPaths
 
     records = list(read_votes(votes))
     info = run_config(votes)
     settings = info.get("config", {})
-    left = left or info.get("left")
-    right = right or info.get("right")
+    # The graphs run.json names, found from any working directory (kgalign.run_paths).
+    recorded = RecordedPaths.of(Path(votes).parent, info)
+    left = left or (recorded.input(info["left"], "LEFT") if info.get("left") else None)
+    right = right or (recorded.input(info["right"], "RIGHT") if info.get("right") else None)
     if not left or not right:
         raise KgalignError(f"{votes}: no run.json beside it names the graphs; give LEFT and RIGHT")
     config = config or DataConfig()
