@@ -354,6 +354,10 @@ class AlignConfig:
             try:
                 check_judge_options(self.judge, self.judge_options)
             except KgalignError as exc:
+                # "judge_options.dtype: 'x' is not one of ...": the field and the reason kept.
+                field_name, colon, reason = str(exc).partition(": ")
+                if colon and field_name.startswith("judge_options.") and " " not in field_name:
+                    raise ConfigError(str(exc), field_name, reason) from None
                 raise ConfigError(str(exc)) from None
 
     # ----- plain data and files -----

@@ -161,6 +161,7 @@ def test_command_line_numbers_take_the_config_fields_ranges() -> None:
         (["--options", "0"], "--options"),
         (["--push", "ftp://x"], "--push"),  # the config's own check, named by the option
         (["--graph", "not-an-iri"], "--graph"),
+        (["--judge", "local", "--dtype", "float16"], "--dtype"),  # a judge backend's check (before any model loads)
     ],
 )
 def test_a_bad_command_line_value_is_a_usage_error_naming_its_option(persons: dict[str, Path], tmp_path: Path, flags: list[str], option: str) -> None:

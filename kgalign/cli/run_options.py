@@ -260,7 +260,7 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
         options["left_format"] = options["right_format"] = "fmt"
     if given("only_gold_entities") and params["only_gold_entities"] and not (data.get("gold") or data.get("test_gold")):
         raise click.UsageError("--only-gold-entities aligns the entities of the gold links: it needs --gold FILE or --test-gold FILE", ctx)
-    _judge_options(ctx, params, data, given)
+    _judge_options(ctx, params, data, given, options)
     try:
         return AlignConfig.from_dict(data, source)
     except ConfigError as exc:
@@ -272,8 +272,9 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
         raise click.BadParameter(exc.reason, ctx, param) from None
 
 
-def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str, Any], given: Any) -> None:
-    """The given flags of judge backends, kept for the chosen judge; a flag of another backend is an error."""
+def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str, Any], given: Any, options: dict[str, str]) -> None:
+    """The given flags of judge backends, kept for the chosen judge (``options``: each one's
+    field, "judge_options.dtype", to its parameter's name); a flag of another backend is an error."""
     from kgalign.errors import KgalignError
     from kgalign.judging.base import JUDGES
 
@@ -287,6 +288,7 @@ def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str
         if flag not in declared:
             raise KgalignError(f"{flag} is not an option of --judge {judge}")
         data.setdefault("judge_options", {})[declared[flag]] = value
+        options[f"judge_options.{declared[flag]}"] = name
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
