@@ -19,6 +19,7 @@ from kgalign.config import AlignConfig
 from kgalign.errors import KgalignError
 from kgalign.io.inputs import is_endpoint
 from kgalign.outputs import CACHE_FILE, RUN_SCHEMA, SOURCES_DIR
+from kgalign.run_paths import resolve_saved_run
 
 if TYPE_CHECKING:
     from kgalign.result import AlignmentResult
@@ -64,7 +65,8 @@ def read_run(outdir: str | Path) -> SavedRun:
     clusters = clusters if isinstance(clusters, dict) else {}
     since = info.get("since")
     earlier = str(since.get("old")) if isinstance(since, dict) and since.get("old") is not None else None
-    return SavedRun(_input(info["left"]), _input(info["right"]), config, "dedup" if clusters.get("command") == "dedup" else "run", earlier)
+    saved = SavedRun(_input(info["left"]), _input(info["right"]), config, "dedup" if clusters.get("command") == "dedup" else "run", earlier)
+    return resolve_saved_run(saved, outdir, info)  # its relative paths found from any working directory
 
 
 def _input(value: str) -> str | Path:

@@ -224,6 +224,10 @@ def test_rerun_finds_a_runs_relative_inputs_from_any_folder(persons: dict[str, P
     assert result.exit_code == 0, result.output
     for name in ("links.ttl", "votes.jsonl", "metrics.json"):
         assert (elsewhere / "again" / name).read_bytes() == (out / name).read_bytes(), name
+    # And from Python.
+    from kgalign.replay import rerun
+
+    assert rerun(out, elsewhere / "again-py").metrics == json.loads((out / "metrics.json").read_text())
 
     # A file that is really gone: one line naming it and the run.json it came from.
     (project / persons["gold"].name).rename(project / "moved.tsv")

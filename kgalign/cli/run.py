@@ -129,13 +129,11 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
     question is asked again.
     """
     from kgalign.replay import read_run, replay_config
-    from kgalign.run_paths import resolve_saved_run
 
     quiet(no_bars)
     if outdir.exists() and olddir.exists() and (outdir.resolve() == olddir.resolve() or os.path.samefile(outdir, olddir)):
         raise click.UsageError(f"{outdir}: -o names the folder of the run to reproduce, whose outputs it would replace; write into another folder")
-    # The inputs and files as run.json names them, found from this working directory too.
-    saved = resolve_saved_run(read_run(olddir), olddir)
+    saved = read_run(olddir)  # its inputs and files found from this working directory too
     if saved.command == "dedup":
         _dedup(Path(saved.left), outdir, replay_config(saved, outdir), force)
         return
