@@ -118,3 +118,21 @@ def test_score_run_reads_links_votes_and_seed_links_of_a_run_folder(tmp_path: Pa
         score_run(tmp_path, gold_file)
     (tmp_path / "run.json").unlink()  # no run.json: no seed links
     assert score_run(tmp_path, gold)["predicted"] == 3
+
+
+def test_pairs_naming_no_entity_say_which_or_that_the_columns_look_swapped(persons, tmp_path: Path) -> None:
+    from helpers import cli
+
+    from kgalign.evaluation.metrics import unknown_hint
+
+    left, right = {"l1", "l2", "l3"}, {"r1", "r2", "r3"}
+    assert unknown_hint([("l1", "r1")], left, right) == ""
+    assert unknown_hint([("l1", "r1"), ("l2", "x9")], left, right) == "; the first: x9"
+    swapped = unknown_hint([("r1", "l1"), ("r2", "l2"), ("l3", "x9")], left, right)
+    assert swapped == "; 2 of them name a RIGHT entity first and a LEFT entity second: are the two columns swapped?"
+    # Through a run: a gold file with its columns swapped.
+    gold = tmp_path / "swapped.tsv"
+    gold.write_text("".join(f"{b}\t{a}\n" for a, b in read_pairs(persons["gold"])))
+    result = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "out", "--gold", gold, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "are the two columns swapped?" in " ".join(result.output.split())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Container, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -143,8 +143,24 @@ def filter_gold(gold: Sequence[Pair], left: set[str], right: set[str], name: str
     kept = [(a, b) for a, b in gold if a in left and b in right]
     missing = len(gold) - len(kept)
     if missing:
-        log.warning("%s: %d of %d pairs name IRIs that are not entities of the input graphs; scored as misses", name, missing, len(gold))
+        log.warning(
+            "%s: %d of %d pairs name IRIs that are not entities of the input graphs; scored as misses%s",
+            name, missing, len(gold), unknown_hint(gold, left, right),
+        )
     return kept, missing
+
+
+def unknown_hint(pairs: Iterable[Sequence[str]], left: Container[str], right: Container[str]) -> str:
+    """What to say of the pairs naming IRIs that are not entities: most of them name a right
+    entity first and a left one second (the columns swapped), or else the first such IRI."""
+    unknown = [(a, b) for a, b in pairs if a not in left or b not in right]
+    if not unknown:
+        return ""
+    swapped = sum(1 for a, b in unknown if a in right and b in left)
+    if 2 * swapped >= len(unknown):
+        return f"; {swapped} of them name a RIGHT entity first and a LEFT entity second: are the two columns swapped?"
+    a, b = unknown[0]
+    return f"; the first: {a if a not in left else b}"
 
 
 def evaluate_links(links: Sequence[Link], gold: Sequence[Pair]) -> LinkMetrics:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kgalign.config import AlignConfig, RetrievalConfig
+from kgalign.evaluation.metrics import unknown_hint
 from kgalign.model import Candidates, EntityTable
 from kgalign.retrieval.cascade import CascadeStats, cascade
 from kgalign.retrieval.embed import Embedder, encode_sides
@@ -74,7 +75,10 @@ def known_seeds(seeds: list[tuple[str, str]], left: EntityTable, right: EntityTa
     """The seed links whose both IRIs are entities of the inputs (the others are logged and ignored)."""
     known = [(a, b) for a, b in seeds if a in left.entities and b in right.entities]
     if len(known) < len(seeds):
-        log.warning("%d of %d seed links name IRIs that are not entities of the inputs; ignored", len(seeds) - len(known), len(seeds))
+        log.warning(
+            "%d of %d seed links name IRIs that are not entities of the inputs; ignored%s",
+            len(seeds) - len(known), len(seeds), unknown_hint(seeds, left.entities, right.entities),
+        )
     return known
 
 
