@@ -25,7 +25,8 @@ def profile(left: Path, right: Path, fmt: str | None, classes: tuple[str, ...], 
     """Rank each graph's predicates by coverage and distinctiveness, and suggest predicate pairs.
 
     The ranking decides which attributes and relations the embedder and the judge see;
-    override it in `kgalign run` with --attributes and --relations.
+    override it in `kgalign run` with --attributes and --relations (expert options:
+    `kgalign run --help-all` lists them).
     """
     from rich.console import Console
     from rich.table import Table
@@ -125,7 +126,8 @@ def report(outdir: Path, output: str | None, gold: Path | None, png_dir: Path | 
     The page (no network, everything inlined) shows summary numbers, charts (decisions,
     confidence, position bias, and with --gold precision/recall against a threshold) and
     a searchable, sortable table of decisions. A reviewer accepts, rejects or picks
-    another candidate and downloads a corrections file for `kgalign run --corrections`.
+    another candidate and downloads a corrections file for `kgalign run --corrections`
+    (an expert option: `kgalign run --help-all` lists it).
     """
     from kgalign.review.report import write_report
 

@@ -91,7 +91,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--test-gold",), "test_gold", "Gold links of a test split: metrics are computed on these pairs only (instead of --gold).", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--seed-links",), "seed_links", "Known matches (a train split, any gold format): linked as given, left out of retrieval and of the metrics, and propagated through relations by the structure channel.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--judge",), "judge", "Who decides what retrieval cannot settle: an LLM backend (local, openai, vllm) or retrieval alone (none; the bundled untuned model does worse, docs/judge.md).", kwargs={"type": LiveChoice(_judges)}),
-    RunOption(("--model",), "model", "Judge model folder (local, vllm) or served model name (openai). Default: SmolLM2-135M."),
+    RunOption(("--model",), "model", "Judge model folder (local, vllm) or served model name (openai). Default: SmolLM2-135M-Instruct."),
     RunOption(("--adapter",), "adapter", "LoRA adapter for the judge model: a PEFT folder, or the name of an adapter shipped in the package (cross-domain: SmolLM2 trained on public benchmarks, docs/judge.md). --judge local on its default model loads cross-domain unless this names another; none: the bare model.", kwargs={"type": PATH, "metavar": "DIR|NAME"}, convert=_path_str),
     RunOption(("--class", "classes"), "classes", "Align only subjects of this rdf:type (IRI); repeatable.", kwargs={"multiple": True}, convert=list),
     RunOption(("--graph",), "sparql.graph", "Endpoint inputs: read the entities from this named graph (IRI) instead of the default graph.", kwargs={"metavar": "IRI"}),
