@@ -9,6 +9,7 @@ The config is never changed: values left to "auto" are resolved into a copy
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -407,7 +408,9 @@ def keep_earlier_order(selection: Selection, earlier: dict[str, list[str]] | Non
     if set(attributes) != set(selection.attributes) or set(relations) != set(selection.relations):
         log.info("%s: the attribute ranking changed since the earlier run; the new one is used", side)
         return selection
-    return Selection(attributes, relations, selection.max_attributes, selection.max_neighbours)
+    if attributes == selection.attributes and relations == selection.relations:
+        return selection  # the same order: nothing to profile again
+    return dataclasses.replace(selection, attributes=attributes, relations=relations)
 
 
 def _resolve_auto(config: AlignConfig, related: bool, embeds: bool, gold: list[Pair] | None) -> AlignConfig:
