@@ -300,7 +300,16 @@ class AlignConfig:
     right_format: str | None = choice(None, _read_formats)
     #: Id column of CSV/TSV inputs; None: the first column.
     id_column: str | None = None
+    #: Align only subjects of these rdf:types (IRIs); empty: the classes are decided from
+    #: the data (kgalign.io.kinds) and aligned with their corresponding classes.
     classes: tuple[str, ...] = ()
+    #: Classes (IRIs, or IRI patterns ending in '*') whose instances are entities whatever the data says.
+    keep_classes: tuple[str, ...] = ()
+    #: Classes whose instances are folded into their owners' descriptions whatever the data says.
+    fold_classes: tuple[str, ...] = ()
+    #: Class correspondences "LEFT=RIGHT" (IRIs or patterns), used instead of the ones
+    #: found for the classes they name (kgalign.selection.classes).
+    class_map: tuple[str, ...] = ()
     attributes: tuple[str, ...] = ()
     relations: tuple[str, ...] = ()
     max_attributes: int = number(8, 1, 100)
@@ -346,6 +355,10 @@ class AlignConfig:
     def __post_init__(self) -> None:
         _normalise(self)
         _validate(self, "")
+        for item in self.class_map:
+            left, eq, right = item.partition("=")
+            if not eq or not left.strip() or not right.strip():
+                raise ConfigError.about("class_map", f"{item!r} is not LEFT=RIGHT (two class IRIs or patterns)")
         if self.only_gold_entities and not (self.gold or self.test_gold):
             raise ConfigError("only_gold_entities needs test_gold or gold", "only_gold_entities", "needs test_gold or gold")
         if self.judge != "none":

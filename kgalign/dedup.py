@@ -68,7 +68,7 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
     timer = StageTimer()
     classes = list(config.classes) or None
     with timer.stage("load"):
-        graph, table = load_entities(path, "graph", config.left_format, classes, id_column=config.id_column)
+        graph, table = load_entities(path, "graph", config.left_format, classes, id_column=config.id_column, keep=config.keep_classes, fold=config.fold_classes)
     if config.resolve != "auto":
         raise ConfigError(f"resolve: {config.resolve!r} settles two graphs; kgalign dedup finds its own clusters (leave --resolve out)")
     changes: dict = {"vote": {"seed": config.seed}}

@@ -9,7 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from typing import Literal as TypingLiteral
+
+if TYPE_CHECKING:
+    from kgalign.io.kinds import EntityKinds
 
 Side = TypingLiteral["left", "right"]
 DecisionKind = TypingLiteral["match", "none", "uncertain"]
@@ -87,6 +91,9 @@ class EntityTable:
     #: :func:`kgalign.incremental.state.release_contents`), or from the load where the
     #: entities went to a file (:mod:`kgalign.io.entity_file`); else None.
     hashes: dict[str, str] | None = None
+    #: Which classes' instances are entities and which were folded, and why
+    #: (:mod:`kgalign.io.kinds`); None where ``--class`` chose them, or the graph has no literal.
+    kinds: EntityKinds | None = None
 
     def __len__(self) -> int:
         return len(self.entities)

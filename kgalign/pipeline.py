@@ -48,11 +48,11 @@ from kgalign.selection.profile_file import profile_map
 
 log = logging.getLogger(__name__)
 
-#: An engine's load of one input file: ``(path, side, format, classes)`` to the number
+#: An engine's load of one input file: ``(path, side, format, classes, keep, fold)`` to the number
 #: and prefixes of its triples (a TripleSource that fusion does not iterate: the file
 #: is read again) and its entity table (the table of
 #: :func:`kgalign.io.entities.load_entities`), or None where the run must load the file itself.
-Loader = Callable[[Path, str, str | None, list[str] | None], tuple[TripleSource, EntityTable] | None]
+Loader = Callable[[Path, str, str | None, list[str] | None, tuple[str, ...], tuple[str, ...]], tuple[TripleSource, EntityTable] | None]
 #: An engine's fusion: the arguments of :func:`kgalign.fusion.fuse.fuse` to its result,
 #: or None where the run must fuse in this process.
 Fuser = Callable[[TripleSource, TripleSource, list[Link], str, str, dict[str, list[Link]]], FusionResult | None]
@@ -381,10 +381,10 @@ def _load(
         reloaded = reload_graph and not is_endpoint(value)
         taken = fingerprint(Path(file)) if reloaded else None
         if reloaded and loader is not None:
-            loaded = loader(Path(file), side, fmt, classes)
+            loaded = loader(Path(file), side, fmt, classes, config.keep_classes, config.fold_classes)
             if loaded is not None:
                 return ReloadedTriples(file, fmt, config.id_column, loaded[0], taken), loaded[1]
-        graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column)
+        graph, table = load_entities(file, side, fmt, classes, id_column=config.id_column, keep=config.keep_classes, fold=config.fold_classes)
         if reload_graph:  # a lean run: the entities in a file, as the partitions' loader gives them
             spill_table(table)
         if reloaded:

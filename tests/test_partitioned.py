@@ -94,6 +94,7 @@ _:far <http://ex/name> "too deep" .
 <http://ex/b> <http://ex/street> "2 Side St" .
 <http://ex/c> <http://ex/knows> <http://ex/b> .
 <http://ex/c> <http://ex/sameAddressAs> _:city .
+<http://ex/c> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://ex/Person> .
 <http://ex/a> <http://ex/age> "41"^^<http://www.w3.org/2001/XMLSchema#integer> .
 <http://ex/a> <http://ex/age> "041"^^<http://www.w3.org/2001/XMLSchema#integer> .
 <http://ex/a> <http://ex/name> "Anne"@fr .

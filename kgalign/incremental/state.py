@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kgalign.errors import KgalignError
 from kgalign.io.atomic import atomic_open
+from kgalign.io.entities import IRI_VALUE
 from kgalign.model import Entity, EntityTable
 
 STATE_FILE = "entities.json.gz"
@@ -30,7 +31,8 @@ def entity_hash(entity: Entity) -> str:
     payload = [
         values(entity.labels),
         sorted(entity.types),
-        sorted([path, values(items)] for path, items in entity.attributes.items()),
+        # IRI values stand for links, which links_digest holds whether their IRIs are entities or not.
+        sorted([path, values(own)] for path, items in entity.attributes.items() if (own := [v for v in items if v.datatype != IRI_VALUE])),
         format(entity.links_digest(), "016x"),
     ]
     return hashlib.sha1(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()[:20]

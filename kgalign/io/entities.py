@@ -1,13 +1,16 @@
 """Turn a parsed graph into the table of entities to align, descriptions folded in.
 
-An *entity* is an IRI subject that either has a label or is referenced by no other
-subject (a root of the graph). Label-less nodes that other subjects point to (an
-address node, a blank node) are not entities: their literals are folded into the
-description of every entity that points to them, under an attribute path such as
-``has_address / is_in_suburb / name``. ``classes`` restricts the entities to
-subjects of those rdf:types instead. A graph without any literal has nothing to
-fold: there every IRI subject (schema nodes aside) is an entity, compared by its IRI
-and its relations alone (a warning says so).
+Which IRI subjects are entities is decided per class from the data
+(:mod:`kgalign.io.kinds`): the instances of a class that hang off one owner each (an
+address, a time span, an identifier assignment) and blank nodes are not entities:
+their literals are folded into the description of every entity that points to them,
+under an attribute path such as ``has_address / is_in_suburb / name``. An IRI an
+entity points to that is no subject of the graph (or no entity and nothing to fold)
+is kept as an attribute value too (:data:`IRI_VALUE`): two graphs that name the same
+thing by the same IRI agree on it. ``classes`` restricts the entities to subjects of
+those rdf:types instead. A graph without any literal has nothing to fold: there every
+IRI subject (schema nodes aside) is an entity, compared by its IRI and its relations
+alone (a warning says so).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from rdflib import BNode, Literal, URIRef
 from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
 
 from kgalign.errors import InputError
+from kgalign.io import kinds as kinds_module
 from kgalign.io.importers.terms import RDFS_LABEL
+from kgalign.io.kinds import MANY, SCHEMA_PREDICATES, ClassTally, EntityKinds, class_keys
 from kgalign.io.parsers import read_triples
 from kgalign.io.triples import TripleSet, TripleSource
 from kgalign.model import Entity, EntityTable, Value
@@ -55,6 +60,9 @@ _SCHEMA_TYPE_NAMES = frozenset(str(t) for t in SCHEMA_TYPES)
 PATH_SEPARATOR = " / "
 #: How many links deep label-less nodes are folded into their owner's description.
 FOLD_DEPTH = 3
+#: The datatype of an attribute value that is an IRI the entity points to (an IRI that is
+#: no entity of its graph and has nothing to fold): compared by the IRI itself.
+IRI_VALUE = "@id"
 
 
 class Index:
@@ -71,9 +79,14 @@ class Index:
         self.labels: dict[object, list[Value]] = defaultdict(list)
         self.links: dict[object, dict[str, list[object]]] = defaultdict(lambda: defaultdict(list))
         self.types: dict[object, list[str]] = defaultdict(list)
-        self.referenced: set[object] = set()
+        #: Each referenced node's one referrer (another subject linking to it), or MANY.
+        self.referrer: dict[object, object] = {}
         self.subjects: set[object] = set()
+        #: Nodes that describe the vocabulary: subjects and objects of schema predicates.
+        self.schema: set[object] = set()
         label_set = set(LABEL_PREDICATES)
+        schema_predicates = {URIRef(p) for p in SCHEMA_PREDICATES}
+        referrer = self.referrer
         rdf_type = RDF.type  # a namespace attribute is a slow lookup: once, not per triple
         names: dict[object, str] = {}
         name = names.get
@@ -101,7 +114,37 @@ class Index:
             else:
                 self.links[s][name(p) or names.setdefault(p, str(p))].append(o)
                 if o != s:
-                    self.referenced.add(o)
+                    known = referrer.get(o)
+                    if known is None:
+                        referrer[o] = s
+                    elif known is not MANY and known != s:
+                        referrer[o] = MANY
+                if p in schema_predicates:
+                    self.schema.add(s)
+                    self.schema.add(o)
+        #: Every predicate, class and datatype IRI of the graph, as a term.
+        self.vocabulary = names.keys()
+        self._iri_values: dict[object, Value] = {}
+
+    @property
+    def referenced(self) -> set[object] | dict[object, object]:
+        """The nodes some other subject links to."""
+        return self.referrer
+
+    def iri_value(self, node: object) -> Value:
+        """The attribute value (:data:`IRI_VALUE`) standing for the IRI ``node``, one per IRI."""
+        value = self._iri_values.get(node)
+        if value is None:
+            value = self._iri_values[node] = Value(text=str(node), datatype=IRI_VALUE)
+        return value
+
+    def is_schema(self, node: object) -> bool:
+        """Whether ``node`` describes the vocabulary rather than the data (see :mod:`kgalign.io.kinds`)."""
+        return node in self.schema or node in self.vocabulary or _is_schema_node(self.types.get(node, ()))
+
+    def keys_of(self, node: object) -> tuple[str, ...]:
+        """``node``'s classes (:func:`kgalign.io.kinds.class_keys`)."""
+        return class_keys(self.types.get(node, ()), str(node))
 
 
 def _is_schema_node(types: Iterable[str]) -> bool:
@@ -113,31 +156,86 @@ def build_entity_table(
     name: str,
     classes: Iterable[str] | None = None,
     origin: str | None = None,
+    keep: Iterable[str] = (),
+    fold: Iterable[str] = (),
 ) -> EntityTable:
     """Turn a graph into the table of entities to align, descriptions folded in.
 
-    ``origin`` (the file, by default ``name``) is what error messages name.
+    ``origin`` (the file, by default ``name``) is what error messages name. ``keep`` and
+    ``fold``: class IRIs or IRI patterns whose instances are entities, or folded, whatever
+    the data says (:mod:`kgalign.io.kinds`).
     """
     index = Index(graph)
     wanted = {str(c) for c in classes} if classes else None
     # Without any literal there is nothing to fold: every IRI subject is an entity.
-    entity_nodes = find_entity_nodes(index, wanted, literal_free=not index.literals and not index.labels)
+    literal_free = not index.literals and not index.labels
+    kinds = None
+    if wanted is None and not literal_free:
+        kinds = kinds_module.decide(tally_classes(index), keep, fold)
+        _warn_unknown_overrides(origin or name, kinds)
+    entity_nodes = find_entity_nodes(index, wanted, literal_free, kinds)
     if wanted is not None and not entity_nodes:
         raise InputError(no_subject_of_class(origin or name, wanted))
     # One string per entity IRI, shared by its row and every relation pointing to it.
     iri_of: dict[object, str] = {node: str(node) for node in entity_nodes}
     entities = {entity.iri: entity for entity in build_entities(index, entity_nodes, iri_of)}
-    log.info("%s: %d entities", name, len(entities))
-    return EntityTable(name=name, entities=entities, triple_count=len(graph))
+    log.info("%s: %d entities%s", name, len(entities), f" ({kinds.summary()})" if kinds is not None else "")
+    return EntityTable(name=name, entities=entities, triple_count=len(graph), kinds=kinds)
+
+
+def _warn_unknown_overrides(origin: str, kinds: EntityKinds) -> None:
+    unknown = kinds_module.unknown_overrides(kinds)
+    if unknown:
+        log.warning("%s: no subject of class %s (named by --keep-class or --fold-class)", origin, ", ".join(unknown))
 
 
 def no_subject_of_class(origin: str, wanted: Iterable[str]) -> str:
     return f"{origin}: no subject has rdf:type {', '.join(sorted(wanted))}"
 
 
-def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool) -> list[URIRef]:
+def is_candidate(index: Index, node: object) -> bool:
+    """Whether ``node`` may be an entity: an IRI subject that is typed, has a literal or a
+    label of its own, or is referenced by no other subject (a root: what it links to is
+    its description), and does not describe the vocabulary."""
+    return (
+        isinstance(node, URIRef)
+        and (node in index.types or node in index.literals or node in index.labels or node not in index.referrer)
+        and not index.is_schema(node)
+    )
+
+
+def tally_classes(index: Index) -> dict[str, ClassTally]:
+    """Each class's instances among the candidate subjects of ``index``
+    (:func:`is_candidate`), those owned by one referrer of another class, and those with
+    a label. A referrer is a node of ``index``, or (a partition's index) the
+    classes of a node another partition holds, as a tuple."""
+    tallies: dict[str, ClassTally] = {}
+    referrer = index.referrer
+    for node in index.subjects:
+        if not is_candidate(index, node):
+            continue
+        keys = index.keys_of(node)
+        ref = referrer.get(node)
+        owned = False
+        if ref is not None and ref is not MANY:
+            ref_keys = ref if isinstance(ref, tuple) else index.keys_of(ref)
+            owned = not set(keys).intersection(ref_keys)
+        labelled = node in index.labels
+        for key in keys:
+            tally = tallies.get(key)
+            if tally is None:
+                tally = tallies[key] = ClassTally()
+            tally.instances += 1
+            tally.owned += owned
+            tally.labelled += labelled
+    return tallies
+
+
+def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool, kinds: EntityKinds | None = None) -> list[URIRef]:
     """The subjects of ``index`` that are entities (see the module text); ``literal_free``:
-    the whole graph has no literal (a partition of it may lack them alone)."""
+    the whole graph has no literal (a partition of it may lack them alone); ``kinds``:
+    the classes decided (:func:`kgalign.io.kinds.decide`), needed unless ``wanted`` or
+    ``literal_free``."""
     entity_nodes: list[URIRef] = []
     for node in index.subjects:
         if not isinstance(node, URIRef):
@@ -146,7 +244,10 @@ def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool)
         if wanted is not None:
             if wanted.intersection(types):
                 entity_nodes.append(node)
-        elif not _is_schema_node(types) and (literal_free or node in index.labels or node not in index.referenced):
+        elif literal_free:
+            if not _is_schema_node(types):
+                entity_nodes.append(node)
+        elif kinds is not None and is_candidate(index, node) and kinds.is_entity(index.keys_of(node)):
             entity_nodes.append(node)
     return entity_nodes
 
@@ -188,16 +289,19 @@ def _fold(
                 if not prefix:
                     entity.relations.setdefault(predicate, []).append(iri)
                 continue
-            if depth <= 0 or target in seen:
-                continue
             if isinstance(target, (URIRef, BNode)) and (target in index.literals or target in index.links or target in index.labels):
-                seen.add(target)
-                _fold(index, target, entity, sys.intern(prefix + predicate + PATH_SEPARATOR), depth - 1, entity_iris, seen)
-                seen.discard(target)
-            elif not prefix and isinstance(target, URIRef):
-                # An IRI that is no entity here (not in the graph, or not of the classes):
-                # remembered for the content hash only.
-                entity.link_outside(predicate, str(target))
+                if depth > 0 and target not in seen:
+                    seen.add(target)
+                    _fold(index, target, entity, sys.intern(prefix + predicate + PATH_SEPARATOR), depth - 1, entity_iris, seen)
+                    seen.discard(target)
+                continue
+            if isinstance(target, URIRef):
+                # An IRI with nothing to fold (no subject here, or only typed): a value the
+                # other graph may name alike. Not in the content hash, as an IRI's becoming an
+                # entity must not change its referrers (Entity.outside stands for it there).
+                if not prefix:
+                    entity.link_outside(predicate, str(target))
+                entity.attributes.setdefault(sys.intern(prefix + predicate) if prefix else predicate, []).append(index.iri_value(target))
 
 
 def load_entities(
@@ -207,15 +311,18 @@ def load_entities(
     classes: Iterable[str] | None = None,
     *,
     id_column: str | None = None,
+    keep: Iterable[str] = (),
+    fold: Iterable[str] = (),
 ) -> tuple[TripleSet, EntityTable]:
     """Parse a file and build its entity table; fail clearly if there is nothing to align.
 
     ``id_column`` names the id column of a CSV/TSV input (default: its first column);
-    it is ignored for RDF files (see :func:`kgalign.io.parsers.read_triples`).
+    it is ignored for RDF files (see :func:`kgalign.io.parsers.read_triples`). ``keep``
+    and ``fold``: see :func:`build_entity_table`.
     """
     path = Path(path)
     graph = read_triples(path, fmt, id_column=id_column)
-    table = build_entity_table(graph, name=name or str(path), classes=classes, origin=str(path))
+    table = build_entity_table(graph, name=name or str(path), classes=classes, origin=str(path), keep=keep, fold=fold)
     check_table(path, table)
     return graph, table
 
@@ -225,8 +332,8 @@ def check_table(path: Path, table: EntityTable) -> None:
     entities hold no literal."""
     if not table.entities:
         raise InputError(
-            f"{path}: no entities found (every IRI subject is referenced by another and has no label); "
-            "choose the entities' type with --class"
+            f"{path}: no entities found (no IRI subject is typed or has a literal, or every class hangs off one owner); "
+            "choose the entities' type with --class or --keep-class"
         )
     if not any(entity.attributes or entity.labels for entity in table.entities.values()):
         log.warning("%s: no entity has a literal; only IRIs and relations can be compared", path)

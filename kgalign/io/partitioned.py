@@ -12,9 +12,12 @@ What one process reads of the whole graph, the partitions exchange in rounds
 (:func:`build_table`), the caller carrying the messages (:class:`Exchange`: direct calls
 here, Ray actors in :mod:`kgalign.runtime.ray_load`):
 
-1. which nodes are referenced by another subject (the owner of each node learns it);
+1. which nodes are referenced by another subject, by one or several, and the classes
+   of a single referrer; which describe the vocabulary (the owner of each node learns it);
 2. whether the graph has a literal at all;
-3. the entities of each partition (:func:`kgalign.io.entities.find_entity_nodes`);
+3. each partition's classes (:func:`kgalign.io.entities.tally_classes`), summed, which
+   the caller decides on (:func:`kgalign.io.kinds.decide`), and the entities of each
+   partition (:func:`kgalign.io.entities.find_entity_nodes`);
 4. up to FOLD_DEPTH rounds: each partition asks the owners of the nodes its entities
    link to (and, through label-less nodes, up to FOLD_DEPTH links away) whether they
    are entities and, if not, for their literals and links, which are folded in;
@@ -45,7 +48,9 @@ from rdflib import BNode, URIRef
 from kgalign.errors import first_line
 from kgalign.incremental.state import entity_hash
 from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
-from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes
+from kgalign.io import kinds as kinds_module
+from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes, tally_classes
+from kgalign.io.kinds import MANY, ClassTally, EntityKinds
 from kgalign.io.entity_file import EntitySink
 from kgalign.io.reading import chunks, open_input
 from kgalign.io.triples import Triple, TripleSet
@@ -61,6 +66,8 @@ _ESCAPE = re.compile(rb"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
 _LABEL_END = re.compile(rb"[ \t<\r\n]")
 #: The entities a partition hands over at once when the table goes to a file.
 PAGE_ENTITIES = 16_384
+#: What :meth:`Partition.close` says of a node that describes the vocabulary.
+SCHEMA = "schema"
 
 
 class PartitionFailed(Exception):
@@ -296,9 +303,11 @@ class Partition(RangeReading):
         self.ill_typed += counter.ill_typed
         self.datatypes |= counter.datatypes
 
-    def close(self) -> list[list[object]]:
-        """Index the triples (and let them go); the nodes they reference, by owner."""
-        referenced: list[list[object]] = [[] for _ in range(self.parts)]
+    def close(self) -> list[list[tuple[object, Any]]]:
+        """Index the triples (and let them go); by owner, the nodes they reference, each
+        with its one referrer's classes (None: several referrers here), and the nodes
+        that describe the vocabulary (``SCHEMA``)."""
+        referenced: list[list[tuple[object, Any]]] = [[] for _ in range(self.parts)]
         if self.failed is None:
             try:
                 check_terms(Path(self.origin), TripleSet(self._triples), None)
@@ -308,10 +317,12 @@ class Partition(RangeReading):
             self._triples = {}
             return referenced
         self.count = len(self._triples)
-        self.index = Index(TripleSet(self._triples))
+        index = self.index = Index(TripleSet(self._triples))
         self._triples = {}
-        for node in self.index.referenced:
-            referenced[owner(node_key(node), self.parts)].append(node)
+        for node, ref in index.referrer.items():
+            referenced[owner(node_key(node), self.parts)].append((node, None if ref is MANY else index.keys_of(ref)))
+        for node in (*index.schema, *index.vocabulary):
+            referenced[owner(node_key(node), self.parts)].append((node, SCHEMA))
         return referenced
 
     def state(self) -> dict[str, Any]:
@@ -325,15 +336,33 @@ class Partition(RangeReading):
             "datatypes": sorted(self.datatypes),
         }
 
-    def mark_referenced(self, *groups: list[object]) -> None:
-        """The nodes of this partition that any subject references (every partition's list)."""
+    def mark_referenced(self, *groups: list[tuple[object, Any]]) -> None:
+        """What every partition said of this partition's nodes (:meth:`close`): each
+        referenced node's referrer (the classes of its one referrer, or MANY), the nodes
+        that describe the vocabulary."""
         assert self.index is not None
-        self.index.referenced = {node for group in groups for node in group}
+        referrer: dict[object, object] = {}
+        schema = set()
+        for group in groups:
+            for node, info in group:
+                if info is SCHEMA or info == SCHEMA:
+                    schema.add(node)
+                elif node in referrer or info is None:
+                    referrer[node] = MANY  # referrers of two partitions are two subjects
+                else:
+                    referrer[node] = tuple(info)
+        self.index.referrer = referrer
+        self.index.schema = schema
 
-    def find(self, wanted: list[str] | None, literal_free: bool) -> int:
+    def tally(self) -> dict[str, tuple[int, int, int]]:
+        """This partition's classes (:func:`kgalign.io.entities.tally_classes`), as plain tuples."""
+        assert self.index is not None
+        return {key: (t.instances, t.owned, t.labelled) for key, t in tally_classes(self.index).items()}
+
+    def find(self, wanted: list[str] | None, literal_free: bool, kinds: EntityKinds | None = None) -> int:
         """This partition's entities; the first nodes to look up are the ones they link to."""
         assert self.index is not None
-        self._entities = find_entity_nodes(self.index, set(wanted) if wanted is not None else None, literal_free)
+        self._entities = find_entity_nodes(self.index, set(wanted) if wanted is not None else None, literal_free, kinds)
         self._iri_of = {node: str(node) for node in self._entities}
         self._frontier = {target for node in self._entities for targets in self.index.links.get(node, {}).values() for target in targets}
         return len(self._entities)
@@ -463,6 +492,8 @@ def build_table(
     window: int = 4,
     by_ranges: bool = True,
     spill: bool = False,
+    keep: Sequence[str] = (),
+    fold: Sequence[str] = (),
 ) -> tuple[EntityTable, dict[str, str]]:
     """The entity table of ``files`` (each with its format: LINE_FORMATS or
     PARSED_FORMATS) read as one graph (see the module text), the number of its distinct
@@ -491,7 +522,14 @@ def build_table(
     del referenced
     literal_free = not any(state["literals"] for state in states)
     wanted = sorted({str(c) for c in classes}) if classes else None
-    found = sum(exchange.get([exchange.call(k, "find", wanted, literal_free) for k in range(n)]))
+    kinds = None
+    if wanted is None and not literal_free:
+        tallies: dict[str, ClassTally] = {}
+        for part in exchange.get([exchange.call(k, "tally") for k in range(n)]):
+            for key, counts in part.items():
+                tallies.setdefault(key, ClassTally()).add(ClassTally(*counts))
+        kinds = kinds_module.decide(tallies, keep, fold)
+    found = sum(exchange.get([exchange.call(k, "find", wanted, literal_free, kinds) for k in range(n)]))
     if found:
         for level in range(1, FOLD_DEPTH + 1):
             asked = [exchange.call(j, "asks", split=True) for j in range(n)]
@@ -509,7 +547,7 @@ def build_table(
     counter.ill_typed = sum(state["ill_typed"] for state in states)
     counter.datatypes = {d for state in states for d in state["datatypes"]}
     report_term_warnings(files[0][0] if len(files) == 1 else files[0][0].parent, counter)
-    return EntityTable(name=name, entities=entities, triple_count=count, hashes=hashes), prefixes
+    return EntityTable(name=name, entities=entities, triple_count=count, hashes=hashes, kinds=kinds), prefixes
 
 
 def send_lines(

@@ -136,7 +136,9 @@ class RayLoader:
         self.by_ranges = by_ranges  # files of lines read by the partitions themselves, where they see them
         self.used = 0  # inputs loaded by partitions
 
-    def __call__(self, path: Path, name: str, fmt: str | None, classes: list[str] | None) -> tuple[Counted, EntityTable] | None:
+    def __call__(
+        self, path: Path, name: str, fmt: str | None, classes: list[str] | None, keep: tuple[str, ...] = (), fold: tuple[str, ...] = ()
+    ) -> tuple[Counted, EntityTable] | None:
         """The number and prefixes of ``path``'s triples and its entity table, or None
         where the driver must load it."""
         files = partitioned_files(path, fmt)
@@ -144,7 +146,7 @@ class RayLoader:
             return None
         exchange = RayExchange(self.ray, self.parts, RemotePartition, str(path))
         try:
-            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts, self.by_ranges, spill=True)
+            table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts, self.by_ranges, spill=True, keep=keep, fold=fold)
         except PartitionFailed as failed:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
             return None
