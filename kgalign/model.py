@@ -112,12 +112,21 @@ class PredicateStats:
     distinctiveness: float
     entities_with: int
     distinct_values: int
+    #: Share of its values that can agree with the other graph's
+    #: (:mod:`kgalign.selection.alignability`); None: not measured (one graph alone).
+    alignability: float | None = None
 
     @property
     def importance(self) -> float:
         # Both must be high: a predicate that few entities fill, or whose values
-        # repeat across entities, identifies little.
-        return self.coverage * self.distinctiveness
+        # repeat across entities, identifies little; one whose values never agree with
+        # the other graph's (an identifier of its own) tells nothing across them.
+        within = self.coverage * self.distinctiveness
+        if self.alignability is None:
+            return within
+        from kgalign.selection.alignability import alignment_factor
+
+        return within * alignment_factor(self.alignability)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from kgalign.config import AlignConfig
 from kgalign.dedup import dedup_sides, side_duplicates
@@ -31,7 +32,7 @@ from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import check_answered, decide, explain_decisions
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
-from kgalign.resolution.cardinality import detect_cardinality, judge_evidence, with_judge
+from kgalign.resolution.cardinality import detect_cardinality, detect_in_blocks, judge_evidence, with_judge
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import Side, find_candidates, known_seeds
@@ -43,6 +44,8 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.stages import StageTimer
+from kgalign.selection.alignability import vocabulary
+from kgalign.selection.classes import ClassAlignment, align_classes
 from kgalign.selection.predicates import Selection, check_named_predicates, configured_selection, iter_profiles
 from kgalign.selection.profile_file import profile_map
 
@@ -296,7 +299,9 @@ def _prepare(
         with_neighbours = (retrieval.structure_weight or 0.0) <= 0
         sides = []
         tables = (("left", left_table), ("right", right_table))
-        chosen = {side: configured_selection(table, config) for side, table in tables}
+        # Each graph's predicates are ranked by how well their values can agree with the other's.
+        words = {side: vocabulary(table) for side, table in tables}
+        chosen = {side: configured_selection(table, config, words["right" if side == "left" else "left"]) for side, table in tables}
         # A predicate named to show that neither graph has fails here, before any profile.
         check_named_predicates(list(chosen.values()), config.attributes, config.relations)
         for side, table in tables:
@@ -313,19 +318,39 @@ def _prepare(
             sides.append((by_iri, texts))
         (left_by_iri, left_texts), (right_by_iri, right_texts) = sides
 
-    cardinality = None
     lexical = None
+    classes = None
+    block_rows = None
+    if not config.classes:
+        with timer.stage("classes"):
+
+            def rows() -> tuple:
+                nonlocal lexical
+                if lexical is None:
+                    lexical = lexical_vectors(left_texts, right_texts, spill=lean)
+                return lexical
+
+            classes = align_classes(left_table, right_table, config.class_map, rows, list(left_by_iri), list(right_by_iri))
+        if not classes.trivial:
+            log.info("%s", classes.summary())
+            block_rows = _block_rows(classes, list(left_by_iri), list(right_by_iri))
+
+    cardinality = None
     if config.resolve == "auto":
         with timer.stage("cardinality"):
             # The TF-IDF rows of every entity: the detection's, then retrieval's.
-            lexical = lexical_vectors(left_texts, right_texts, spill=lean)
-            cardinality = detect_cardinality(left_texts, right_texts, vectors=lexical)
+            if lexical is None:
+                lexical = lexical_vectors(left_texts, right_texts, spill=lean)
+            if block_rows is not None:
+                cardinality = detect_in_blocks(left_texts, right_texts, block_rows, vectors=lexical)
+            else:
+                cardinality = detect_cardinality(left_texts, right_texts, vectors=lexical)
             effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
         log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)
 
     if not retrieve_candidates:
         return Prepared(
-            left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections
+            left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections, classes=classes
         ), effective
 
     seed_pairs = _seed_pairs(config)
@@ -348,7 +373,10 @@ def _prepare(
         lexical,
         release if lean and config.dedup == "none" else None,
         spill=lean,
+        blocks=None if classes is None or classes.trivial else classes.blocks,
     )
+    if classes is not None:
+        candidates = classes.filter(candidates)
     prepared = Prepared(
         left_graph,
         right_graph,
@@ -364,8 +392,18 @@ def _prepare(
         cardinality=cardinality,
         selections=selections,
         vectors={"read": getattr(embedder, "read", 0) - read, "computed": getattr(embedder, "computed", 0) - computed},
+        classes=classes,
     )
     return prepared, effective
+
+
+def _block_rows(classes: ClassAlignment, left_order: list[str], right_order: list[str]) -> list[tuple[Any, Any]]:
+    """Each block of ``classes`` as row numbers of each side's order."""
+    import numpy as np
+
+    left_at = {iri: i for i, iri in enumerate(left_order)}
+    right_at = {iri: j for j, iri in enumerate(right_order)}
+    return [(np.array(sorted(left_at[i] for i in a), dtype=np.int64), np.array(sorted(right_at[j] for j in b), dtype=np.int64)) for a, b in classes.blocks]
 
 
 def _load(

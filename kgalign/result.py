@@ -31,6 +31,7 @@ from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import Conflict
 from kgalign.retrieval.cascade import CascadeStats
+from kgalign.selection.classes import ClassAlignment
 from kgalign.review.votes import decision_record, write_votes
 from kgalign.run_paths import WORKING_DIRECTORY, working_directory
 from kgalign.runtime.gctune import relaxed_gc
@@ -71,6 +72,8 @@ class Prepared:
     selections: dict[str, Selection] = field(default_factory=dict)
     #: Texts whose vectors the vector cache gave ("read") and the embedder computed ("computed").
     vectors: dict[str, int] = field(default_factory=dict)
+    #: The class correspondences and blocks (:mod:`kgalign.selection.classes`); None with ``classes`` given.
+    classes: ClassAlignment | None = None
 
 
 @dataclass
@@ -241,6 +244,7 @@ class AlignmentResult:
             "since": self.since,
             "engine": self.engine,
             "selection": {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in self.prepared.selections.items()},
+            "classes": self.classes_info(),
             "clusters": {"sizes": size_histogram(self.fusion.clusters), **(self.clusters or {})},
             "metrics": self.metrics,
         }
@@ -250,6 +254,16 @@ class AlignmentResult:
         if self._hashes is None:
             self._hashes = (table_hashes(self.left_table), table_hashes(self.right_table))
         return self._hashes
+
+    def classes_info(self) -> dict[str, Any]:
+        """Which classes' instances were entities on each side, and which classes corresponded."""
+        info: dict[str, Any] = {"given": list(self.config.classes)}
+        for side, table in (("left", self.left_table), ("right", self.right_table)):
+            if table.kinds is not None:
+                info[side] = table.kinds.to_dict()
+        if self.prepared.classes is not None:
+            info.update(self.prepared.classes.to_dict())
+        return info
 
     def cardinality_info(self) -> dict[str, Any]:
         """The run's cardinality: what --resolve auto measured and chose, or the mode given."""

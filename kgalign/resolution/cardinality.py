@@ -257,6 +257,33 @@ def detect_cardinality(
     )
 
 
+def detect_in_blocks(
+    left_texts: Sequence[str],
+    right_texts: Sequence[str],
+    blocks: Sequence[tuple[np.ndarray, np.ndarray]],
+    vectors: tuple | None = None,
+    **options: float,
+) -> CardinalityEvidence:
+    """:func:`detect_cardinality` within each block of entities whose classes correspond
+    (rows of each side), the counts added up: an entity's counterparts are looked for
+    where its links may go."""
+    from kgalign.retrieval.retrieve import lexical_vectors
+
+    left, right = vectors if vectors is not None else lexical_vectors(left_texts, right_texts)
+    found = [
+        detect_cardinality([left_texts[i] for i in rows], [right_texts[j] for j in cols], vectors=(left[rows], right[cols]), **options)  # type: ignore[arg-type]
+        for rows, cols in blocks
+        if len(rows) and len(cols)
+    ]
+    if not found:
+        return detect_cardinality([], [], **options)  # type: ignore[arg-type]
+    first = found[0]
+    total = {name: sum(getattr(e, name) for e in found) for name in ("left_matched", "left_several", "right_matched", "right_several", "left_measured", "right_measured")}
+    left_many = bool(total["left_matched"] and total["left_several"] / total["left_matched"] >= first.threshold)
+    right_many = bool(total["right_matched"] and total["right_several"] / total["right_matched"] >= first.threshold)
+    return replace(first, choice=_choice(left_many, right_many), sampled=any(e.sampled for e in found), **total)
+
+
 def _choice(left_many: bool, right_many: bool) -> str:
     return "n:m" if left_many and right_many else "1:n" if left_many else "n:1" if right_many else "1:1"
 

@@ -50,6 +50,7 @@ def find_candidates(
     lexical: tuple[SparseRows, SparseRows] | None = None,
     tables_read: Callable[[], None] | None = None,
     spill: bool = False,
+    blocks: Sequence[tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> tuple[list[Candidates], CascadeStats | None]:
     """Candidates of every taking-part source, by ``config.retrieval.mode``; the cascade's figures with them.
 
@@ -57,7 +58,12 @@ def find_candidates(
     caller made them already (the cardinality detection), so they are not fitted twice.
     ``tables_read`` is called once nothing here reads the tables any more (the neighbour
     channel is built), before the search. With ``spill`` the vectors are kept in a file,
-    not in memory (:mod:`kgalign.retrieval.vector_file`; ``--engine ray``'s driver)."""
+    not in memory (:mod:`kgalign.retrieval.vector_file`; ``--engine ray``'s driver).
+    ``blocks``: the IRIs of each block of entities whose classes correspond
+    (:mod:`kgalign.selection.classes`): each source's candidates are searched in its
+    block only; entities of no block take no part. None: one block of every entity."""
+    if blocks is not None and config.retrieval.mode == "cascade":
+        return _blocked(config, seeds, left, right, embedder, timer, lexical, tables_read, spill, blocks)
     if config.retrieval.mode == "cascade":
         return _cascade_candidates(config, seeds, left, right, embedder, timer, lexical, tables_read, spill)
     left_vectors = right_vectors = None
@@ -69,6 +75,73 @@ def find_candidates(
     with timer.stage("retrieve"):
         candidates = _retrieve_candidates(config, seeds, left, right, left_vectors, right_vectors, lexical, tables_read, spill)
     return candidates, None
+
+
+def _blocked(
+    config: AlignConfig,
+    seeds: list[tuple[str, str]],
+    left: Side,
+    right: Side,
+    embedder: Embedder,
+    timer: StageTimer,
+    lexical: tuple[SparseRows, SparseRows] | None,
+    tables_read: Callable[[], None] | None,
+    spill: bool,
+    blocks: Sequence[tuple[Sequence[str], Sequence[str]]],
+) -> tuple[list[Candidates], CascadeStats]:
+    """The cascade run in each block, the TF-IDF fitted once on every entity; the
+    candidates in the sources' order."""
+    if lexical is None:
+        lexical = lexical_vectors(left.texts, right.texts, spill)
+    found: list[Candidates] = []
+    total = CascadeStats(0, 0, 0, 0)
+    for block_left, block_right in blocks:
+        restrict = (set(block_left), set(block_right))
+        candidates, stats = _cascade_candidates(config, seeds, left, right, embedder, timer, lexical, None, spill, restrict)
+        found.extend(candidates)
+        total.sources += stats.sources
+        total.settled += stats.settled
+        total.embedded_sources += stats.embedded_sources
+        total.embedded_targets += stats.embedded_targets
+    if tables_read is not None:
+        tables_read()
+    order = {iri: i for i, iri in enumerate(left.iris)}
+    found.sort(key=lambda c: order[c.source])
+    return found, total
+
+
+#: Confident lexical matches the neighbour channel is checked on (a sample, evenly spaced).
+AGREEMENT_SAMPLE = 2000
+#: Share of those whose partner the neighbour channel alone must rank first to be used.
+MIN_AGREEMENT = 0.5
+
+
+def structure_agrees(left_lex: Any, right_lex: Any, left_struct: Any, right_struct: Any) -> bool:
+    """Whether the neighbour channel agrees with the lexical channel's confident matches
+    (mutual best, leading by the cascade's margin): it ranks their partner first for at
+    least MIN_AGREEMENT of them. Where entities relate to things of other classes that
+    say little (an identifier assignment, an event with nothing of its own), their
+    neighbours look alike across every entity of a block, and the channel would drown
+    the names: a block of classes is checked before it is used (logged)."""
+    from kgalign.resolution.cardinality import _sorted_topk, sample_rows
+
+    n, m = left_lex.shape[0], right_lex.shape[0]
+    if n == 0 or m < 2:
+        return True
+    rows = sample_rows(n, AGREEMENT_SAMPLE)
+    scores, ids = _sorted_topk(left_lex[rows], right_lex, 2)
+    _, back = _sorted_topk(right_lex, left_lex, 1)
+    confident = [(i, int(ids[r, 0])) for r, i in enumerate(rows) if scores[r, 0] - scores[r, 1] >= 0.05 and int(back[ids[r, 0], 0]) == i]
+    if len(confident) < 10:
+        return True  # too few to tell: as configured
+    sources = np.array([i for i, _ in confident])
+    partners = np.array([j for _, j in confident])
+    _, best = _sorted_topk(left_struct[sources], right_struct, 1)
+    agreement = float(np.mean(best[:, 0] == partners))
+    if agreement < MIN_AGREEMENT:
+        log.info("neighbour channel off in a block of %d x %d entities: it ranks first %.0f%% of the %d confident lexical matches' partners", n, m, 100 * agreement, len(confident))
+        return False
+    return True
 
 
 def known_seeds(seeds: list[tuple[str, str]], left: EntityTable, right: EntityTable) -> list[tuple[str, str]]:
@@ -92,19 +165,26 @@ def _cascade_candidates(
     lexical: tuple[SparseRows, SparseRows] | None = None,
     tables_read: Callable[[], None] | None = None,
     spill: bool = False,
+    restrict: tuple[set[str], set[str]] | None = None,
 ) -> tuple[list[Candidates], CascadeStats]:
     """Candidates by :func:`kgalign.retrieval.cascade.cascade`: TF-IDF rows of every entity (the
-    neighbour channel averages them), embeddings only for what the lexical pass leaves open."""
+    neighbour channel averages them), embeddings only for what the lexical pass leaves open.
+    ``restrict``: the only sources and targets that take part (a block's)."""
     from kgalign.resolution.resolve import SHARED_TARGETS
 
     retrieval = replace(config.retrieval, exclusive=config.retrieval.exclusive and config.resolve not in SHARED_TARGETS)
-    left_iris, right_iris, rows, cols = _participants(config, seeds, left.iris, right.iris)
+    left_iris, right_iris, rows, cols = _participants(config, seeds, left.iris, right.iris, restrict)
+    if restrict is not None and (not len(rows) or not len(cols)):
+        return [Candidates(left_iris[i], [], 0.0, False) for i in rows], CascadeStats(len(rows), 0, 0, 0)
     left_texts, right_texts = left.texts, right.texts
     with timer.stage("retrieve"):
         left_lex, right_lex = lexical if lexical is not None else lexical_vectors(left_texts, right_texts, spill)
         left_struct = right_struct = None
         if _uses_structure(retrieval, left.table, right.table):
             left_struct, right_struct = _neighbour_channel(left.table, right.table, left_iris, right_iris, left_lex, right_lex, seeds, rows, cols, spill)
+            if restrict is not None and not structure_agrees(taken_rows(left_lex, rows), taken_rows(right_lex, cols), left_struct, right_struct):
+                left_struct = right_struct = None
+                retrieval = replace(retrieval, structure_weight=0.0)
         if tables_read is not None:
             tables_read()
 
@@ -191,13 +271,14 @@ def _retrieve_candidates(
 
 
 def _participants(
-    config: AlignConfig, seeds: list[tuple[str, str]], left: Sequence[str], right: Sequence[str]
+    config: AlignConfig, seeds: list[tuple[str, str]], left: Sequence[str], right: Sequence[str], restrict: tuple[set[str], set[str]] | None = None
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """Both sides' IRIs (as lists), and the rows (sources) and columns (targets) that take part."""
+    """Both sides' IRIs (as lists), and the rows (sources) and columns (targets) that take
+    part (within ``restrict``'s sources and targets where given)."""
     left_iris = left if isinstance(left, list) else list(left)
     right_iris = right if isinstance(right, list) else list(right)
-    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left))
-    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right))
+    rows = _taking_part(left_iris, {a for a, _ in seeds}, set(config.only_left), restrict[0] if restrict else None)
+    cols = _taking_part(right_iris, {b for _, b in seeds}, set(config.only_right), restrict[1] if restrict else None)
     return left_iris, right_iris, rows, cols
 
 
@@ -238,5 +319,7 @@ def taken_rows(matrix: Any, index: np.ndarray) -> Any:
     return subset(matrix, index)  # an array's or a sparse matrix's rows copied, a file's viewed
 
 
-def _taking_part(iris: list[str], excluded: set[str], only: set[str]) -> np.ndarray:
-    return np.array([i for i, iri in enumerate(iris) if iri not in excluded and (not only or iri in only)], dtype=np.int64)
+def _taking_part(iris: list[str], excluded: set[str], only: set[str], within: set[str] | None = None) -> np.ndarray:
+    return np.array(
+        [i for i, iri in enumerate(iris) if iri not in excluded and (not only or iri in only) and (within is None or iri in within)], dtype=np.int64
+    )

@@ -2,23 +2,35 @@
 
 Measured per predicate within one graph (the heuristic of LLM-Align):
 - coverage: the share of entities that have a non-empty value for it;
-- distinctiveness: the share of its values that are distinct (1.0 for an ID).
-Importance is their product. Each entity keeps its top attributes by importance, and
-the names of its neighbours through its most important relations.
+- distinctiveness: the share of its values that are distinct (1.0 for an ID);
+and, where the other graph is known, across the two:
+- alignability: the share of its values that can agree with the other graph's
+  (:mod:`kgalign.selection.alignability`; opaque identifiers never do).
+Importance is their product (alignability saturating). Each entity keeps its top
+attributes by importance (up to MAX_VALUES of each), and the names of its neighbours
+through its most important relations.
+
+An entity that points to a label-less entity of another class (a work to its creation
+event, a publication to its authors) shows that entity's values too, under the
+relation's path (:class:`Lender`): a thing without a name is known by what it holds.
+Its IRI is a value of the relation (compared as an IRI: the other graph may name it).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from kgalign.errors import KgalignError
-from kgalign.io.entities import PATH_SEPARATOR
+from kgalign.io.entities import IRI_VALUE, PATH_SEPARATOR
 from kgalign.io.entity_file import EntityFile
-from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, local_name
+from kgalign.io.kinds import class_keys
+from kgalign.model import Entity, EntityProfile, EntityTable, PredicateStats, Value, local_name
+from kgalign.selection.alignability import SAMPLE_VALUES, Vocabulary, alignabilities
 
 if TYPE_CHECKING:
     from kgalign.config import AlignConfig
@@ -26,47 +38,144 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_VALUE_CHARS = 300
+#: Distinct values of one attribute path an entity shows (a work's titles in two languages).
+MAX_VALUES = 3
 
 
-def predicate_stats(table: EntityTable) -> list[PredicateStats]:
-    """Coverage and distinctiveness of every attribute path and relation, best first.
+#: A label-less entity lends its values to the entities that point to it when they are
+#: at most this many (a part of one or two things, as a creation event of a work and of
+#: its expression); one that more entities point to is a thing of its own (a work that
+#: its identifier assignments, performances and publications all point to).
+MAX_BORROWERS = 2
 
-    One pass over the entities (read one at a time where the table is in a file), each
-    predicate's distinct values kept, not every value."""
+
+class Lender:
+    """The label-less entities of a table that other entities point to: each relation
+    shows their IRIs as values (:data:`IRI_VALUE`; the other graph may name the same
+    IRI), and the entities that point to them show their values too (see the module
+    text), unless both are of one class (a friend is a peer, not a part) or more than
+    MAX_BORROWERS entities point to it."""
+
+    def __init__(self, lent: dict[str, Entity], alias: dict[str, str] | None = None, nameless: frozenset[str] = frozenset()) -> None:
+        self.lent = lent
+        self.nameless = nameless | frozenset(lent)
+        self._alias = alias or {}
+
+    @classmethod
+    def of(cls, table: EntityTable, labelless: set[str], targets: Counter[str]) -> Lender:
+        nameless = frozenset(iri for iri in labelless if targets[iri])
+        wanted = sorted(iri for iri in nameless if targets[iri] <= MAX_BORROWERS)
+        alias = dict(table.kinds.aliases) if table.kinds is not None else {}
+        return cls({iri: table.entities[iri] for iri in wanted}, alias, nameless)
+
+    def keys(self, entity: Entity) -> set[str]:
+        return {self._alias.get(key, key) for key in class_keys(entity.types, entity.iri)}
+
+    def borrowed(self, entity: Entity) -> Iterator[tuple[str, list[Value]]]:
+        """``entity``'s paths through the label-less entities it points to: each
+        relation's IRIs (:data:`IRI_VALUE`), and each lent entity's values."""
+        if not self.nameless:
+            return
+        own: set[str] | None = None
+        for predicate, targets in entity.relations.items():
+            nameless = [t for t in targets if t in self.nameless]
+            if not nameless:
+                continue
+            yield predicate, [Value(t, None, IRI_VALUE) for t in nameless]
+            lent = [self.lent[t] for t in nameless if t in self.lent]
+            if not lent:
+                continue
+            if own is None:
+                own = self.keys(entity)
+            paths: dict[str, list[Value]] = {}
+            for other in lent:
+                if own & self.keys(other):
+                    continue
+                for path, values in other.attributes.items():
+                    paths.setdefault(predicate + PATH_SEPARATOR + path, []).extend(values)
+            yield from paths.items()
+
+
+NO_LENDER = Lender({})
+
+
+def described(entity: Entity, lender: Lender) -> Iterator[tuple[str, list[Value]]]:
+    """Every attribute path of ``entity`` with its values: its own, then the ones it
+    borrows from label-less entities it points to."""
+    yield from entity.attributes.items()
+    yield from lender.borrowed(entity)
+
+
+def predicate_stats(table: EntityTable, other: Vocabulary | None = None) -> list[PredicateStats]:
+    """Coverage and distinctiveness of every attribute path and relation, best first;
+    with ``other`` (the other graph's :func:`kgalign.selection.alignability.vocabulary`)
+    each attribute's alignability too. See :func:`measure`."""
+    return measure(table, other)[0]
+
+
+def measure(table: EntityTable, other: Vocabulary | None = None) -> tuple[list[PredicateStats], Lender]:
+    """:func:`predicate_stats`, and the :class:`Lender` of the table.
+
+    A pass over the entities (read one at a time where the table is in a file), each
+    predicate's distinct values kept, not every value; a second over the entities that
+    point to label-less entities, where any does."""
     n = max(len(table.entities), 1)
     attr: dict[str, _Tally] = {}
     rel: dict[str, _Tally] = {}
-    for entity in table.entities.values():
+    labelless: set[str] = set()
+    targets: Counter[str] = Counter()
+    for iri, entity in table.entities.items():
+        if not entity.labels:
+            labelless.add(iri)
         for path, values in entity.attributes.items():
-            texts = [normalise(v.text) for v in values if v.text.strip()]
-            if texts:
-                tally = attr.get(path) or attr.setdefault(path, _Tally())
-                tally.add(texts)
-        for predicate, targets in entity.relations.items():
-            if targets:
+            _tally(attr, path, values)
+        for predicate, found in entity.relations.items():
+            if found:
                 tally = rel.get(predicate) or rel.setdefault(predicate, _Tally())
-                tally.add(targets)
-    stats = [tally.stats(path, "attribute", n) for path, tally in attr.items()] + [tally.stats(pred, "relation", n) for pred, tally in rel.items()]
+                tally.add(found)
+        if entity.relations:
+            targets.update({t for found in entity.relations.values() for t in found if t != iri})
+    lender = Lender.of(table, labelless, targets) if labelless and targets else NO_LENDER
+    if lender.nameless:
+        for entity in table.entities.values():
+            for path, values in lender.borrowed(entity):
+                _tally(attr, path, values)
+    aligned = alignabilities({path: tally.sample for path, tally in attr.items()}, other) if other is not None else {}
+    stats = [tally.stats(path, "attribute", n, aligned.get(path)) for path, tally in attr.items()] + [
+        tally.stats(pred, "relation", n) for pred, tally in rel.items()
+    ]
     stats.sort(key=lambda s: (-s.importance, s.predicate))
-    return stats
+    return stats, lender
+
+
+def _tally(tallies: dict[str, _Tally], path: str, values: list[Value]) -> None:
+    texts = [normalise(v.text) for v in values if v.text.strip()]
+    if texts:
+        tally = tallies.get(path) or tallies.setdefault(path, _Tally())
+        tally.add(texts)
+        if len(tally.sample) < SAMPLE_VALUES:
+            for value in values:
+                tally.sample.setdefault(value, None)
 
 
 class _Tally:
-    """One predicate's entities with a value, values and distinct values."""
+    """One predicate's entities with a value, values and distinct values, and a sample
+    of its values (the first met)."""
 
-    __slots__ = ("entities", "values", "distinct")
+    __slots__ = ("entities", "values", "distinct", "sample")
 
     def __init__(self) -> None:
         self.entities = 0
         self.values = 0
         self.distinct: set[str] = set()
+        self.sample: dict[Value, None] = {}
 
     def add(self, values: list[str]) -> None:
         self.entities += 1
         self.values += len(values)
         self.distinct.update(values)
 
-    def stats(self, predicate: str, kind: Literal["attribute", "relation"], n: int) -> PredicateStats:
+    def stats(self, predicate: str, kind: Literal["attribute", "relation"], n: int, alignability: float | None = None) -> PredicateStats:
         distinct = len(self.distinct)
         return PredicateStats(
             predicate=predicate,
@@ -75,6 +184,7 @@ class _Tally:
             distinctiveness=distinct / max(self.values, 1),
             entities_with=self.entities,
             distinct_values=distinct,
+            alignability=None if alignability is None else round(alignability, 4),
         )
 
 
@@ -104,19 +214,22 @@ class Selection:
     max_neighbours: int = 5
     unmatched_attributes: tuple[str, ...] = ()
     unmatched_relations: tuple[str, ...] = ()
+    #: Where entities borrow the values of label-less entities they point to.
+    lender: Lender = field(default=NO_LENDER, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._attribute_rank = {p: i for i, p in enumerate(self.attributes)}
         self._relation_rank = {p: i for i, p in enumerate(self.relations)}
 
-    def ranked_attributes(self, entity: Entity) -> list[str]:
-        """The entity's own selected attribute paths, most important first.
+    def ranked_attributes(self, entity: Entity) -> list[tuple[str, list[Value]]]:
+        """The entity's selected attribute paths (its own and borrowed), with their
+        values, most important first.
 
         Walking the entity's few predicates, not the graph's full ranking, keeps
         profiling linear on graphs with thousands of predicates (DBP15K has ~2,000).
         """
         rank = self._attribute_rank
-        return sorted((p for p in entity.attributes if p in rank), key=rank.__getitem__)
+        return sorted(((p, values) for p, values in described(entity, self.lender) if p in rank), key=lambda item: rank[item[0]])
 
     def ranked_relations(self, entity: Entity) -> list[str]:
         """The entity's own selected relations, most important first."""
@@ -131,6 +244,7 @@ def choose_predicates(
     min_importance: float = 0.0,
     max_attributes: int = 8,
     max_neighbours: int = 5,
+    lender: Lender = NO_LENDER,
 ) -> Selection:
     """Rank predicates by importance; user lists override (matched by IRI or short name;
     the names matching no predicate are kept on the selection, :func:`check_named_predicates`)."""
@@ -142,7 +256,7 @@ def choose_predicates(
         ranked_attrs, unmatched_attrs = _override(list(attributes), [s.predicate for s in stats if s.kind == "attribute"])
     if relations:
         ranked_rels, unmatched_rels = _override(list(relations), [s.predicate for s in stats if s.kind == "relation"])
-    return Selection(ranked_attrs, ranked_rels, max_attributes, max_neighbours, tuple(unmatched_attrs), tuple(unmatched_rels))
+    return Selection(ranked_attrs, ranked_rels, max_attributes, max_neighbours, tuple(unmatched_attrs), tuple(unmatched_rels), lender)
 
 
 def _override(wanted: list[str], known: list[str]) -> tuple[list[str], list[str]]:
@@ -183,16 +297,19 @@ def check_named_predicates(selections: Sequence[Selection], attributes: Sequence
         log.warning("%s %s: %s; only the others named are shown", option, listed, what)
 
 
-def configured_selection(table: EntityTable, config: AlignConfig) -> Selection:
-    """The predicates ``table``'s profiles show under ``config``: ranked from the data,
-    the config's attribute and relation lists first when it has them (the names no
-    predicate matched kept on it: :func:`check_named_predicates` across the graphs)."""
+def configured_selection(table: EntityTable, config: AlignConfig, other: Vocabulary | None = None) -> Selection:
+    """The predicates ``table``'s profiles show under ``config``: ranked from the data
+    (with ``other``, the other graph's vocabulary, by alignability too), the config's
+    attribute and relation lists first when it has them (the names no predicate
+    matched kept on it: :func:`check_named_predicates` across the graphs)."""
+    stats, lender = measure(table, other)
     return choose_predicates(
-        predicate_stats(table),
+        stats,
         list(config.attributes) or None,
         list(config.relations) or None,
         max_attributes=config.max_attributes,
         max_neighbours=config.max_neighbours,
+        lender=lender,
     )
 
 
@@ -210,16 +327,19 @@ def iter_profiles(table: EntityTable, selection: Selection) -> Iterator[EntityPr
 def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> EntityProfile:
     attributes: list[tuple[str, str]] = []
     seen_values: set[str] = set()
-    for path in selection.ranked_attributes(entity):
+    for path, values in selection.ranked_attributes(entity):
         if len(attributes) >= selection.max_attributes:
             break
-        for value in entity.attributes.get(path, ()):
-            text = _clip(value.text)
+        name, shown = short_name(path), 0
+        for value in values:
+            text = _clip(display(value))
             key = normalise(text)
             if key and key not in seen_values:
                 seen_values.add(key)
-                attributes.append((short_name(path), text))
-                break
+                attributes.append((name, text))
+                shown += 1
+                if shown >= MAX_VALUES or len(attributes) >= selection.max_attributes:
+                    break
     neighbours: list[tuple[str, str]] = []
     for predicate in selection.ranked_relations(entity):
         if len(neighbours) >= selection.max_neighbours:
@@ -228,21 +348,46 @@ def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> 
             if len(neighbours) >= selection.max_neighbours:
                 break
             name = _label(table, target)
-            neighbours.append((local_name(predicate), _clip(name)))
+            if name:
+                neighbours.append((local_name(predicate), _clip(name)))
     has_label = any(v.text.strip() for v in entity.labels)
-    label = _clip(entity.label) if (has_label or not attributes) else ""
+    label = _clip(entity.label) if has_label or (not attributes and not looks_opaque(entity.label)) else ""
     return EntityProfile(iri=entity.iri, label=label, attributes=attributes, neighbours=neighbours)
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def display(value: Value) -> str:
+    """A value as a profile shows it: an IRI value without its scheme (its words are what
+    agree: ``www.Department0.University0.edu/Course0``)."""
+    if value.datatype == IRI_VALUE:
+        return _SCHEME.sub("", value.text)
+    return value.text
+
+
+_OPAQUE = re.compile(r"^(?:[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}|[0-9a-f]{16,}|N[0-9a-f]{32}|\d{6,})$", re.IGNORECASE)
+
+
+def looks_opaque(name: str) -> bool:
+    """Whether a local name is an identifier minted by a machine (a UUID, a hash, a long
+    number): it names the node in its own graph only, and never heads a profile."""
+    return bool(_OPAQUE.match(name.strip()))
+
+
 def _label(table: EntityTable, iri: str) -> str:
-    """The label of the entity ``iri`` of ``table``, else the IRI's local name; read
-    without making the entity where the table is in a file."""
+    """The label of the entity ``iri`` of ``table``, else the IRI's local name unless it
+    looks opaque (:func:`looks_opaque`; such a neighbour is known by the values it lends,
+    :class:`Lender`); read without making the entity where the table is in a file."""
     entities = table.entities
     if isinstance(entities, EntityFile):
         found = entities.label(iri)
-        return found if found is not None else local_name(iri)
-    other = entities.get(iri)
-    return other.label if other is not None else local_name(iri)
+    else:
+        other = entities.get(iri)
+        found = other.label if other is not None else None
+    if found is None:
+        found = local_name(iri)
+    return "" if looks_opaque(found) else found
 
 
 def _clip(text: str) -> str:
