@@ -166,6 +166,9 @@ class Candidates:
     # (``contested_by``), and no open candidate came close to it. Without a judge such
     # a source is not linked: it most likely has no counterpart of its own.
     contested_by: str | None = None
+    #: Its best candidate scores below the run's no-counterpart cut
+    #: (:mod:`kgalign.resolution.cut`): without a judge it is not linked.
+    below_cut: bool = False
 
     @property
     def top(self) -> Candidate | None:

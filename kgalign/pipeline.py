@@ -33,7 +33,9 @@ from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import check_answered, decide, explain_decisions
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, detect_in_blocks, judge_evidence, with_judge
-from kgalign.resolution.resolve import MODE_OF_CARDINALITY, SEVERAL_PER_SOURCE, resolve
+from kgalign.resolution.cut import cut_by_block, lexical_scorer
+from kgalign.resolution.guard import bound_clusters, excess_warning
+from kgalign.resolution.resolve import MODE_OF_CARDINALITY, ONE_TO_ONE, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
 from kgalign.retrieval.candidates import Side, find_candidates, known_seeds
 from kgalign.retrieval.embed import Embedder, configured_embedder
@@ -145,6 +147,16 @@ def _align(
             left_side, right_side = (prepared.left_table, prepared.left_profiles), (prepared.right_table, prepared.right_profiles)
             kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, minimum, prepared.human, several)
 
+    guard: dict[str, Any] = {}
+    if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None:
+        scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
+        cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
+        if cuts:
+            guard["cut"] = cuts
+            unlinked = {source for cut in cuts for source in cut.pop("unlinked")}
+            for cands in prepared.candidates:
+                cands.below_cut = cands.source in unlinked
+
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         candidates, human = prepared.candidates, prepared.human
@@ -174,8 +186,16 @@ def _align(
 
     with timer.stage("resolve"):
         links, conflicts = resolve(decisions, with_human_targets(candidates, decisions), effective.resolve, vote.min_score)
+        if effective.resolve not in ONE_TO_ONE and config.resolve != "n:m":
+            links, bounded = bound_clusters(links)
+            guard["clusters"] = bounded.to_dict()
         seed_links = [Link(a, b, 1.0) for a, b in prepared.seeds]
         links = sorted(links + seed_links, key=lambda link: (link.left, link.right))
+    warnings = []
+    excess = excess_warning(len(links), len(prepared.left_table), len(prepared.right_table), prepared.cardinality.choice if prepared.cardinality else effective.resolve)
+    if excess:
+        log.warning("%s", excess)
+        warnings.append(excess)
 
     duplicates: dict[str, list[Link]] = {}
     duplicate_checks = {}
@@ -210,6 +230,8 @@ def _align(
         judge_id=judge_id(cached_judge, effective),
     )
     result.duplicates = duplicates
+    result.guard = guard
+    result.warnings = warnings
     if sides:
         result.clusters = {
             "duplicates": {
@@ -353,6 +375,8 @@ def _prepare(
             left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections, classes=classes
         ), effective
 
+    if lexical is None and config.judge == "none" and config.vote.cut:
+        lexical = lexical_vectors(left_texts, right_texts, spill=lean)  # the no-counterpart cut's scale, and retrieval's
     seed_pairs = _seed_pairs(config)
     seeds = known_seeds(seed_pairs, left_table, right_table)
     if embedder is None:
@@ -393,6 +417,7 @@ def _prepare(
         selections=selections,
         vectors={"read": getattr(embedder, "read", 0) - read, "computed": getattr(embedder, "computed", 0) - computed},
         classes=classes,
+        lexical=lexical,
     )
     return prepared, effective
 

@@ -74,6 +74,8 @@ class Prepared:
     vectors: dict[str, int] = field(default_factory=dict)
     #: The class correspondences and blocks (:mod:`kgalign.selection.classes`); None with ``classes`` given.
     classes: ClassAlignment | None = None
+    #: Both sides' TF-IDF rows, in the profiles' order, where the run made them.
+    lexical: tuple | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -117,6 +119,11 @@ class AlignmentResult:
     #: What ran the stages: {"name": "local"}, or an engine's description (``--engine ray``:
     #: the cluster, its actors and the calls they took).
     engine: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
+    #: What kept the links from running away (:mod:`kgalign.resolution.guard`), and the
+    #: no-counterpart cut (:mod:`kgalign.resolution.cut`); run.json ``guard``.
+    guard: dict[str, Any] = field(default_factory=dict)
+    #: Warnings a person should read (also logged): run.json ``warnings``.
+    warnings: list[str] = field(default_factory=list)
     _hashes: tuple[dict[str, str], dict[str, str]] | None = field(default=None, repr=False)
 
     @property
@@ -245,6 +252,8 @@ class AlignmentResult:
             "engine": self.engine,
             "selection": {side: {"attributes": sel.attributes, "relations": sel.relations} for side, sel in self.prepared.selections.items()},
             "classes": self.classes_info(),
+            "guard": self.guard,
+            "warnings": self.warnings,
             "clusters": {"sizes": size_histogram(self.fusion.clusters), **(self.clusters or {})},
             "metrics": self.metrics,
         }

@@ -10,6 +10,13 @@ entity texts, cheap), in both directions:
   match: several strong, mutually consistent counterparts, not a crowd of look-alikes;
 - the *share* of a side is how many of its entities with a counterpart have two or more.
 
+Look-alikes are not records of one thing: a catalogue lists the variants of a product
+(colours, sizes) that all resemble one offer of the other side. A claim of several
+counterparts therefore counts only where they are duplicates of each other within
+their own graph too (:func:`closed_groups`): each one's nearest neighbour in its own
+graph is another of them. Noisy copies of one record pass; a product line does not,
+as its variants' nearest neighbours are other variants, not the ones the source chose.
+
 A side whose share reaches ``threshold`` is a "many" side's partner: left entities with
 several right counterparts make the run one-to-many (1:n), right entities with several
 left ones many-to-one (n:1), both many-to-many (n:m); else it stays 1:1. The evidence
@@ -219,6 +226,24 @@ def _found(sources, targets, rows: np.ndarray, k: int, margin: float, floor: flo
     return found
 
 
+def closed_groups(targets, found: list[list[int]]) -> list[list[int]]:
+    """``found`` (each source's counterparts, best first) where a claim of several is kept
+    only if the counterparts are duplicates of each other within their own graph: each
+    one's nearest other row of ``targets`` is in the claim. Another claim keeps its best
+    counterpart alone."""
+    claimed = sorted({col for cols in found if len(cols) > 1 for col in cols})
+    if not claimed:
+        return found
+    rows = np.asarray(claimed, dtype=np.int64)
+    k = min(3, targets.shape[0])
+    _, ids = _sorted_topk(targets[rows], targets, k)
+    nearest = {}
+    for row, neighbours in zip(claimed, ids):
+        others = [int(j) for j in neighbours if int(j) != row]
+        nearest[row] = others[0] if others else -1
+    return [cols if len(cols) < 2 or all(nearest[c] in cols for c in cols) else cols[:1] for cols in found]
+
+
 def detect_cardinality(
     left_texts: Sequence[str],
     right_texts: Sequence[str],
@@ -244,8 +269,8 @@ def detect_cardinality(
     left_rows, right_rows = sample_rows(left.shape[0], sample), sample_rows(right.shape[0], sample)
     # A row with no feature in common with any column still gets k columns (score 0):
     # the floor keeps them out.
-    left_found = _found(left, right, left_rows, k, margin, floor)
-    right_found = _found(right, left, right_rows, k, margin, floor)
+    left_found = closed_groups(right, _found(left, right, left_rows, k, margin, floor))
+    right_found = closed_groups(left, _found(right, left, right_rows, k, margin, floor))
     left_matched = sum(1 for c in left_found if c)
     right_matched = sum(1 for c in right_found if c)
     left_several = sum(1 for c in left_found if len(c) > 1)

@@ -446,5 +446,7 @@ SHARED_TARGETS = frozenset({"many-to-one", "n:1", "n:m"})
 #: The modes in which one source may have several counterparts: where a judge is asked,
 #: it judges sets (VoteConfig.sets) instead of one winner.
 SEVERAL_PER_SOURCE = frozenset({"1:n", "n:m"})
+#: The modes that give each entity one counterpart at most.
+ONE_TO_ONE = frozenset({"assignment", "greedy", "1:1"})
 #: The concrete mode each cardinality detected by --resolve auto runs.
 MODE_OF_CARDINALITY = {"1:1": "assignment", "1:n": "1:n", "n:1": "n:1", "n:m": "n:m"}
