@@ -115,6 +115,9 @@ class PredicateStats:
     #: Share of its values that can agree with the other graph's
     #: (:mod:`kgalign.selection.alignability`); None: not measured (one graph alone).
     alignability: float | None = None
+    #: Its values are long free text (a description, a note): ranked after the short
+    #: values that name and identify (titles, names, dates, codes).
+    long_text: bool = False
 
     @property
     def importance(self) -> float:

@@ -27,7 +27,7 @@ from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
 from kgalign.errors import InputError
 from kgalign.io import kinds as kinds_module
 from kgalign.io.importers.terms import RDFS_LABEL
-from kgalign.io.kinds import MANY, SCHEMA_PREDICATES, ClassTally, EntityKinds, class_keys
+from kgalign.io.kinds import MAX_OWNERS, SCHEMA_PREDICATES, ClassTally, EntityKinds, class_keys
 from kgalign.io.parsers import read_triples
 from kgalign.io.triples import TripleSet, TripleSource
 from kgalign.model import Entity, EntityTable, Value
@@ -79,8 +79,9 @@ class Index:
         self.labels: dict[object, list[Value]] = defaultdict(list)
         self.links: dict[object, dict[str, list[object]]] = defaultdict(lambda: defaultdict(list))
         self.types: dict[object, list[str]] = defaultdict(list)
-        #: Each referenced node's one referrer (another subject linking to it), or MANY.
-        self.referrer: dict[object, object] = {}
+        #: Each referenced node's referrers (other subjects linking to it), the first
+        #: MAX_OWNERS + 1 met: a node (or, a partition's, another partition's node's classes).
+        self.referrer: dict[object, list] = {}
         self.subjects: set[object] = set()
         #: Nodes that describe the vocabulary: subjects and objects of schema predicates.
         self.schema: set[object] = set()
@@ -116,9 +117,9 @@ class Index:
                 if o != s:
                     known = referrer.get(o)
                     if known is None:
-                        referrer[o] = s
-                    elif known is not MANY and known != s:
-                        referrer[o] = MANY
+                        referrer[o] = [s]
+                    elif len(known) <= MAX_OWNERS and s not in known:
+                        known.append(s)
                 if p in schema_predicates:
                     self.schema.add(s)
                     self.schema.add(o)
@@ -127,7 +128,7 @@ class Index:
         self._iri_values: dict[object, Value] = {}
 
     @property
-    def referenced(self) -> set[object] | dict[object, object]:
+    def referenced(self) -> dict[object, list]:
         """The nodes some other subject links to."""
         return self.referrer
 
@@ -206,20 +207,20 @@ def is_candidate(index: Index, node: object) -> bool:
 
 def tally_classes(index: Index) -> dict[str, ClassTally]:
     """Each class's instances among the candidate subjects of ``index``
-    (:func:`is_candidate`), those owned by one referrer of another class, and those with
-    a label. A referrer is a node of ``index``, or (a partition's index) the
-    classes of a node another partition holds, as a tuple."""
+    (:func:`is_candidate`), those owned (referenced by at most MAX_OWNERS subjects, none
+    of its own class), and those with a label. A referrer is a node of ``index``, or (a
+    partition's index) the classes of a node another partition holds, as a tuple."""
     tallies: dict[str, ClassTally] = {}
     referrer = index.referrer
     for node in index.subjects:
         if not is_candidate(index, node):
             continue
         keys = index.keys_of(node)
-        ref = referrer.get(node)
+        refs = referrer.get(node)
         owned = False
-        if ref is not None and ref is not MANY:
-            ref_keys = ref if isinstance(ref, tuple) else index.keys_of(ref)
-            owned = not set(keys).intersection(ref_keys)
+        if refs and len(refs) <= MAX_OWNERS:
+            own = set(keys)
+            owned = not any(own.intersection(ref if isinstance(ref, tuple) else index.keys_of(ref)) for ref in refs)
         labelled = node in index.labels
         for key in keys:
             tally = tallies.get(key)

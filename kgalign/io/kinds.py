@@ -8,8 +8,11 @@ their ``rdf:type`` IRIs, or, for an untyped node, its IRI pattern (the IRI up to
 last ``/``, ``#`` or ``:``, then ``*``: ``http://data.doremus.org/Expression_Creation/F28/*``).
 
 A class is *auxiliary* when nearly all its instances (:data:`AUXILIARY_SHARE`) hang
-off one owner: each is referenced by exactly one other subject, and that subject is no
-instance of the same class (a friend of one person is a peer, not a part of them).
+off an owner: each is referenced by a few other subjects at most (:data:`MAX_OWNERS`:
+the descriptions of one thing, as a record and its copies that share one address), and
+none of them is an instance of the same class (a friend of one person is a peer, not a
+part of them). A node that many subjects point to is shared by many things: a course,
+a city, a work that its assignments, performances and publications all point to.
 Addresses, time spans, titles or identifiers minted as nodes are such classes, unless
 most of their instances have a label (:data:`NAMED_SHARE`: a named thing is one in its
 own right, whoever points to it). Their nodes are folded into their owner's description (:mod:`kgalign.io.entities`); the
@@ -54,8 +57,10 @@ SCHEMA_PREDICATES = frozenset(
 )
 #: Types that say nothing of what kind of thing an instance is.
 UNINFORMATIVE_TYPES = frozenset(str(t) for t in (OWL.Thing, OWL.NamedIndividual, RDFS.Resource))
-#: The single referrer of a node with several (see :class:`kgalign.io.entities.Index`).
-MANY = object()
+#: An instance hangs off its owner when at most this many subjects point to it (the few
+#: descriptions of one thing: a record and its copies sharing an address, a work's
+#: expression and its creation event sharing a time span), none of its own class.
+MAX_OWNERS = 4
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//)?")
 
@@ -188,7 +193,7 @@ def decide(tallies: Mapping[str, ClassTally], keep: Iterable[str] = (), fold: It
         elif key in keep:
             kept, reason = True, "kept as asked (--keep-class)"
         elif share >= AUXILIARY_SHARE and tally.labelled < NAMED_SHARE * tally.instances:
-            kept, reason = False, f"{tally.owned} of {tally.instances} instances hang off one owner each"
+            kept, reason = False, f"{tally.owned} of {tally.instances} instances hang off an owner each"
         elif share >= AUXILIARY_SHARE:
             kept, reason = True, f"{tally.labelled} of {tally.instances} instances have a name of their own"
         else:

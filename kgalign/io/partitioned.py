@@ -12,8 +12,8 @@ What one process reads of the whole graph, the partitions exchange in rounds
 (:func:`build_table`), the caller carrying the messages (:class:`Exchange`: direct calls
 here, Ray actors in :mod:`kgalign.runtime.ray_load`):
 
-1. which nodes are referenced by another subject, by one or several, and the classes
-   of a single referrer; which describe the vocabulary (the owner of each node learns it);
+1. which nodes are referenced by other subjects, and the classes of those (up to a
+   few); which describe the vocabulary (the owner of each node learns it);
 2. whether the graph has a literal at all;
 3. each partition's classes (:func:`kgalign.io.entities.tally_classes`), summed, which
    the caller decides on (:func:`kgalign.io.kinds.decide`), and the entities of each
@@ -50,7 +50,7 @@ from kgalign.incremental.state import entity_hash
 from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io import kinds as kinds_module
 from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes, tally_classes
-from kgalign.io.kinds import MANY, ClassTally, EntityKinds
+from kgalign.io.kinds import MAX_OWNERS, ClassTally, EntityKinds
 from kgalign.io.entity_file import EntitySink
 from kgalign.io.reading import chunks, open_input
 from kgalign.io.triples import Triple, TripleSet
@@ -305,8 +305,8 @@ class Partition(RangeReading):
 
     def close(self) -> list[list[tuple[object, Any]]]:
         """Index the triples (and let them go); by owner, the nodes they reference, each
-        with its one referrer's classes (None: several referrers here), and the nodes
-        that describe the vocabulary (``SCHEMA``)."""
+        with the classes of each of its referrers here (the first MAX_OWNERS + 1), and the
+        nodes that describe the vocabulary (``SCHEMA``)."""
         referenced: list[list[tuple[object, Any]]] = [[] for _ in range(self.parts)]
         if self.failed is None:
             try:
@@ -319,8 +319,8 @@ class Partition(RangeReading):
         self.count = len(self._triples)
         index = self.index = Index(TripleSet(self._triples))
         self._triples = {}
-        for node, ref in index.referrer.items():
-            referenced[owner(node_key(node), self.parts)].append((node, None if ref is MANY else index.keys_of(ref)))
+        for node, refs in index.referrer.items():
+            referenced[owner(node_key(node), self.parts)].append((node, [index.keys_of(ref) for ref in refs]))
         for node in (*index.schema, *index.vocabulary):
             referenced[owner(node_key(node), self.parts)].append((node, SCHEMA))
         return referenced
@@ -338,19 +338,19 @@ class Partition(RangeReading):
 
     def mark_referenced(self, *groups: list[tuple[object, Any]]) -> None:
         """What every partition said of this partition's nodes (:meth:`close`): each
-        referenced node's referrer (the classes of its one referrer, or MANY), the nodes
-        that describe the vocabulary."""
+        referenced node's referrers (the classes of each), the nodes that describe the
+        vocabulary."""
         assert self.index is not None
-        referrer: dict[object, object] = {}
+        referrer: dict[object, list] = {}
         schema = set()
         for group in groups:
             for node, info in group:
-                if info is SCHEMA or info == SCHEMA:
+                if isinstance(info, str):
                     schema.add(node)
-                elif node in referrer or info is None:
-                    referrer[node] = MANY  # referrers of two partitions are two subjects
                 else:
-                    referrer[node] = tuple(info)
+                    # Referrers of two partitions are two subjects (a subject lives in one).
+                    known = referrer.setdefault(node, [])
+                    known.extend(tuple(keys) for keys in info[: MAX_OWNERS + 1 - len(known)])
         self.index.referrer = referrer
         self.index.schema = schema
 

@@ -226,22 +226,41 @@ def _found(sources, targets, rows: np.ndarray, k: int, margin: float, floor: flo
     return found
 
 
+#: A group of duplicates stands apart from its graph: the next record scores this much
+#: below the group's weakest member (TF-IDF cosine).
+CLOSED_MARGIN = 0.05
+
+
 def closed_groups(targets, found: list[list[int]]) -> list[list[int]]:
     """``found`` (each source's counterparts, best first) where a claim of several is kept
-    only if the counterparts are duplicates of each other within their own graph: each
-    one's nearest other row of ``targets`` is in the claim. Another claim keeps its best
-    counterpart alone."""
-    claimed = sorted({col for cols in found if len(cols) > 1 for col in cols})
-    if not claimed:
+    only if the counterparts are duplicates of each other within their own graph and of
+    nothing else there: each one's nearest other rows of ``targets`` are the claim's
+    others, and the next row scores CLOSED_MARGIN below them. (Records with no
+    identifying content, alike to all their class, and the variants of a product line
+    fail it; noisy copies of one record pass.) Another claim keeps its best counterpart alone."""
+    claims = [cols for cols in found if len(cols) > 1]
+    if not claims:
         return found
+    claimed = sorted({col for cols in claims for col in cols})
     rows = np.asarray(claimed, dtype=np.int64)
-    k = min(3, targets.shape[0])
-    _, ids = _sorted_topk(targets[rows], targets, k)
-    nearest = {}
-    for row, neighbours in zip(claimed, ids):
-        others = [int(j) for j in neighbours if int(j) != row]
-        nearest[row] = others[0] if others else -1
-    return [cols if len(cols) < 2 or all(nearest[c] in cols for c in cols) else cols[:1] for cols in found]
+    k = min(max(len(cols) for cols in claims) + 2, targets.shape[0])
+    scores, ids = _sorted_topk(targets[rows], targets, k)
+    nearest: dict[int, list[tuple[int, float]]] = {}
+    for row, neighbours, found_scores in zip(claimed, ids, scores):
+        nearest[row] = [(int(j), float(x)) for j, x in zip(neighbours, found_scores) if int(j) != row]
+
+    def closed(cols: list[int]) -> bool:
+        group = set(cols)
+        for col in cols:
+            others = nearest[col]
+            inside = others[: len(cols) - 1]
+            if {j for j, _ in inside} != group - {col}:
+                return False
+            if len(others) >= len(cols) and others[len(cols) - 1][1] > inside[-1][1] - CLOSED_MARGIN:
+                return False
+        return True
+
+    return [cols if len(cols) < 2 or closed(cols) else cols[:1] for cols in found]
 
 
 def detect_cardinality(

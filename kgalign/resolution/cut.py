@@ -42,7 +42,7 @@ LAMBDA = 0.5
 #: Below this estimated share of sources without a counterpart, no cut: the hard matches
 #: (true counterparts that score low) weigh on the estimate as much as the sources
 #: without one, and a cut would lose more of them than it saves.
-MIN_SHARE = 0.15
+MIN_SHARE = 0.25
 #: Clear matches whose runner-ups make the null: fewer, and no cut is chosen.
 MIN_NULL = 30
 #: The margin a clear match leads its runner-up by (the gate's default).

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 300
 #: Distinct values of one attribute path an entity shows (a work's titles in two languages).
 MAX_VALUES = 3
+#: A path whose sampled values are this long (characters, median) holds free text.
+LONG_TEXT_CHARS = 100
 
 
 #: A label-less entity lends its values to the entities that point to it when they are
@@ -113,8 +115,37 @@ def predicate_stats(table: EntityTable, other: Vocabulary | None = None) -> list
     return measure(table, other)[0]
 
 
+@dataclass
+class ClassRanks:
+    """Where a graph holds several classes: each class's own ranking of its attribute
+    paths (coverage among its instances), which its instances' profiles follow (an
+    entity of several classes: its largest class's)."""
+
+    ranks: dict[str, dict[str, int]]
+    sizes: dict[str, int]
+    aliases: dict[str, str]
+
+    def rank_of(self, entity: Entity) -> dict[str, int] | None:
+        keys = {self.aliases.get(key, key) for key in class_keys(entity.types, entity.iri)}
+        known = [key for key in keys if key in self.ranks]
+        if not known:
+            return None
+        return self.ranks[max(known, key=lambda key: (self.sizes[key], key))]
+
+
+def _is_multi_class(table: EntityTable) -> bool:
+    return table.kinds is not None and sum(1 for c in table.kinds.classes if c.kept) > 1
+
+
 def measure(table: EntityTable, other: Vocabulary | None = None) -> tuple[list[PredicateStats], Lender]:
-    """:func:`predicate_stats`, and the :class:`Lender` of the table.
+    """:func:`predicate_stats`, and the :class:`Lender` of the table (see :func:`measure_classes`)."""
+    stats, lender, _ = measure_classes(table, other)
+    return stats, lender
+
+
+def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tuple[list[PredicateStats], Lender, ClassRanks | None]:
+    """:func:`predicate_stats`, the :class:`Lender` of the table, and where it holds several
+    classes each one's ranking (:class:`ClassRanks`).
 
     A pass over the entities (read one at a time where the table is in a file), each
     predicate's distinct values kept, not every value; a second over the entities that
@@ -124,9 +155,19 @@ def measure(table: EntityTable, other: Vocabulary | None = None) -> tuple[list[P
     rel: dict[str, _Tally] = {}
     labelless: set[str] = set()
     targets: Counter[str] = Counter()
+    aliases = dict(table.kinds.aliases) if table.kinds is not None else {}
+    per_class: dict[str, dict[str, _Tally]] | None = {} if _is_multi_class(table) else None
+    sizes: Counter[str] = Counter()
     for iri, entity in table.entities.items():
         if not entity.labels:
             labelless.add(iri)
+        if per_class is not None:
+            keys = {aliases.get(key, key) for key in class_keys(entity.types, iri)}
+            sizes.update(keys)
+            for key in keys:
+                mine = per_class.setdefault(key, {})
+                for path, values in entity.attributes.items():
+                    _tally(mine, path, values, sample=False)
         for path, values in entity.attributes.items():
             _tally(attr, path, values)
         for predicate, found in entity.relations.items():
@@ -138,22 +179,39 @@ def measure(table: EntityTable, other: Vocabulary | None = None) -> tuple[list[P
     lender = Lender.of(table, labelless, targets) if labelless and targets else NO_LENDER
     if lender.nameless:
         for entity in table.entities.values():
+            keys = {aliases.get(key, key) for key in class_keys(entity.types, entity.iri)} if per_class is not None else ()
             for path, values in lender.borrowed(entity):
                 _tally(attr, path, values)
+                for key in keys:
+                    _tally(per_class[key], path, values, sample=False)  # type: ignore[index]
     aligned = alignabilities({path: tally.sample for path, tally in attr.items()}, other) if other is not None else {}
     stats = [tally.stats(path, "attribute", n, aligned.get(path)) for path, tally in attr.items()] + [
         tally.stats(pred, "relation", n) for pred, tally in rel.items()
     ]
-    stats.sort(key=lambda s: (-s.importance, s.predicate))
-    return stats, lender
+    # Short values first (they name and identify), long free text after, each by importance.
+    stats.sort(key=_order)
+    ranks = None
+    if per_class is not None:
+        ranks = ClassRanks({}, dict(sizes), aliases)
+        for key, tallies in per_class.items():
+            own = [tally.stats(path, "attribute", sizes[key], aligned.get(path)) for path, tally in tallies.items()]
+            own.sort(key=_order)
+            ranks.ranks[key] = {s.predicate: i for i, s in enumerate(own) if s.importance > 0}
+    return stats, lender, ranks
 
 
-def _tally(tallies: dict[str, _Tally], path: str, values: list[Value]) -> None:
+def _order(stats: PredicateStats) -> tuple:
+    return (stats.long_text, -stats.importance, stats.predicate)
+
+
+def _tally(tallies: dict[str, _Tally], path: str, values: list[Value], sample: bool = True) -> None:
     texts = [normalise(v.text) for v in values if v.text.strip()]
     if texts:
         tally = tallies.get(path) or tallies.setdefault(path, _Tally())
         tally.add(texts)
-        if len(tally.sample) < SAMPLE_VALUES:
+        if len(tally.lengths) < SAMPLE_VALUES:
+            tally.lengths.extend(len(text) for text in texts)
+        if sample and len(tally.sample) < SAMPLE_VALUES:
             for value in values:
                 tally.sample.setdefault(value, None)
 
@@ -162,13 +220,14 @@ class _Tally:
     """One predicate's entities with a value, values and distinct values, and a sample
     of its values (the first met)."""
 
-    __slots__ = ("entities", "values", "distinct", "sample")
+    __slots__ = ("entities", "values", "distinct", "sample", "lengths")
 
     def __init__(self) -> None:
         self.entities = 0
         self.values = 0
         self.distinct: set[str] = set()
         self.sample: dict[Value, None] = {}
+        self.lengths: list[int] = []
 
     def add(self, values: list[str]) -> None:
         self.entities += 1
@@ -185,6 +244,7 @@ class _Tally:
             entities_with=self.entities,
             distinct_values=distinct,
             alignability=None if alignability is None else round(alignability, 4),
+            long_text=bool(self.lengths) and sorted(self.lengths)[len(self.lengths) // 2] >= LONG_TEXT_CHARS,
         )
 
 
@@ -216,6 +276,8 @@ class Selection:
     unmatched_relations: tuple[str, ...] = ()
     #: Where entities borrow the values of label-less entities they point to.
     lender: Lender = field(default=NO_LENDER, repr=False, compare=False)
+    #: Each class's own ranking, where the graph has several (None: ``attributes``' order for all).
+    class_ranks: ClassRanks | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._attribute_rank = {p: i for i, p in enumerate(self.attributes)}
@@ -229,6 +291,10 @@ class Selection:
         profiling linear on graphs with thousands of predicates (DBP15K has ~2,000).
         """
         rank = self._attribute_rank
+        if self.class_ranks is not None:
+            own = self.class_ranks.rank_of(entity)
+            if own is not None:
+                return sorted(((p, values) for p, values in described(entity, self.lender) if p in own and p in rank), key=lambda item: own[item[0]])
         return sorted(((p, values) for p, values in described(entity, self.lender) if p in rank), key=lambda item: rank[item[0]])
 
     def ranked_relations(self, entity: Entity) -> list[str]:
@@ -302,8 +368,8 @@ def configured_selection(table: EntityTable, config: AlignConfig, other: Vocabul
     (with ``other``, the other graph's vocabulary, by alignability too), the config's
     attribute and relation lists first when it has them (the names no predicate
     matched kept on it: :func:`check_named_predicates` across the graphs)."""
-    stats, lender = measure(table, other)
-    return choose_predicates(
+    stats, lender, ranks = measure_classes(table, other)
+    selection = choose_predicates(
         stats,
         list(config.attributes) or None,
         list(config.relations) or None,
@@ -311,6 +377,9 @@ def configured_selection(table: EntityTable, config: AlignConfig, other: Vocabul
         max_neighbours=config.max_neighbours,
         lender=lender,
     )
+    if ranks is not None and not config.attributes:
+        selection.class_ranks = ranks
+    return selection
 
 
 def build_profiles(table: EntityTable, selection: Selection) -> list[EntityProfile]:
@@ -340,6 +409,9 @@ def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> 
                 shown += 1
                 if shown >= MAX_VALUES or len(attributes) >= selection.max_attributes:
                     break
+    # Short values first (names, titles, dates, codes), long free text after: the
+    # embedder reads the first words, and a judge reads what identifies first.
+    attributes = [item for item in attributes if len(item[1]) < LONG_TEXT_CHARS] + [item for item in attributes if len(item[1]) >= LONG_TEXT_CHARS]
     neighbours: list[tuple[str, str]] = []
     for predicate in selection.ranked_relations(entity):
         if len(neighbours) >= selection.max_neighbours:
