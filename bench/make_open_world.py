@@ -110,7 +110,7 @@ def line_of(name: str) -> str:
     return " ".join(re.findall(r"\w+", name.lower())[:2])
 
 
-def build_abt_buy(data: Path, outdir: Path, seed: int) -> str:
+def build_abt_buy(data: Path, outdir: Path, seed: int, brands: int = 0) -> str:
     import random
 
     folder = data / "leipzig_abt-buy"
@@ -125,6 +125,13 @@ def build_abt_buy(data: Path, outdir: Path, seed: int) -> str:
             counterpart[a] = b
             taken.add(b)
     records = [row for row in abt if row["id"] in counterpart]
+    if brands:
+        # The records of the most frequent brands only (a small pair, for the tests).
+        counts: dict[str, int] = {}
+        for row in records:
+            counts[line_of(row["name"]).split(" ")[0]] = counts.get(line_of(row["name"]).split(" ")[0], 0) + 1
+        kept = set(sorted(counts, key=lambda b: (-counts[b], b))[:brands])
+        records = [row for row in records if line_of(row["name"]).split(" ")[0] in kept]
     lines: dict[str, list[dict[str, str]]] = {}
     for row in records:
         lines.setdefault(line_of(row["name"]), []).append(row)
@@ -154,7 +161,7 @@ def build_abt_buy(data: Path, outdir: Path, seed: int) -> str:
             handle.write(f"urn:kgalign:table:left:{row['id']}\turn:kgalign:table:right:{counterpart[row['id']]}\n")
     note = (
         f"# Open-world pair from Leipzig Abt-Buy (seed {seed})\n\n"
-        f"Built by `python -m bench.make_open_world --source abt-buy --seed {seed}`.\n\n"
+        f"Built by `python -m bench.make_open_world --source abt-buy --seed {seed}{f' --brands {brands}' if brands else ''}`.\n\n"
         f"- left: {len(left_rows):,} Abt records, {len(matched):,} with a counterpart, {len(alone):,} without (each with a same-line product on the right)\n"
         f"- right: {len(right_rows):,} Buy records, {len(right_only):,} of them products the left does not list\n"
     )
@@ -167,12 +174,13 @@ def main() -> None:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--source", choices=["abt-buy", "wdc"], default="abt-buy")
     parser.add_argument("--seed", type=int, default=0, help="abt-buy: which records of each line lose their counterpart")
+    parser.add_argument("--brands", type=int, default=0, help="abt-buy: only the records of this many most frequent brands (0: all)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--categories", default="computers", help="wdc: comma-separated WDC categories (computers, cameras, watches, shoes)")
     parser.add_argument("--split", choices=["train", "valid"], default="train", help="wdc: the pair file read (never test)")
     args = parser.parse_args()
     if args.source == "abt-buy":
-        print(build_abt_buy(args.data, args.outdir, args.seed))
+        print(build_abt_buy(args.data, args.outdir, args.seed, args.brands))
         return
     pairs: list[tuple[str, str, int]] = []
     for category in args.categories.split(","):

@@ -148,7 +148,9 @@ def _align(
             kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, minimum, prepared.human, several)
 
     guard: dict[str, Any] = {}
-    if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None:
+    # One counterpart a source at most: its runner-up is a non-match (the cut's premise).
+    one_to_one = effective.resolve in ONE_TO_ONE
+    if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None and one_to_one:
         scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
         cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
         if cuts:

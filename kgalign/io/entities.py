@@ -290,8 +290,10 @@ def _fold(
                 if not prefix:
                     entity.relations.setdefault(predicate, []).append(iri)
                 continue
+            if depth <= 0:
+                continue  # too deep: neither folded nor shown (what a partition never fetches)
             if isinstance(target, (URIRef, BNode)) and (target in index.literals or target in index.links or target in index.labels):
-                if depth > 0 and target not in seen:
+                if target not in seen:
                     seen.add(target)
                     _fold(index, target, entity, sys.intern(prefix + predicate + PATH_SEPARATOR), depth - 1, entity_iris, seen)
                     seen.discard(target)

@@ -4,7 +4,9 @@ The scores compared are the lexical channel's (TF-IDF cosine of the two texts), 
 score every source and candidate has on one scale (the cascade scores a settled source
 on it alone, an open one with embeddings mixed in).
 
-Without a judge, a source whose best candidate is not its match must get no link. No
+Without a judge, in a one-to-one run, a source whose best candidate is not its match
+must get no link (where a source may have several counterparts its runner-up may be
+one of them: no cut there). No
 label says which those are, but the scores do. For a source that has a counterpart,
 its *runner-up* scores as its best non-match does; for a source without one, its best
 candidate *is* its best non-match. So the runner-ups of the sources whose best is a

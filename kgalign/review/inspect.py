@@ -33,6 +33,24 @@ def render_summary(summary: dict[str, Any]) -> str:
             lines.append("cardinality: duplicates within one graph (kgalign dedup)")
         else:
             lines.append(f"cardinality: resolve {card.get('resolve')} (given)")
+    classes = run.get("classes") or {}
+    if classes.get("correspondences"):
+        blocks = classes.get("blocks") or []
+        lines.append(f"classes: {len(classes['correspondences'])} correspondences, {len(blocks)} blocks of entities aligned")
+        left_out = classes.get("left_out") or {}
+        if any(left_out.values()):
+            lines.append(f"  not aligned (their classes correspond to nothing): {left_out.get('left', 0)} left, {left_out.get('right', 0)} right entities")
+    guard = run.get("guard") or {}
+    for cut in guard.get("cut") or []:
+        lines.append(
+            f"no-counterpart cut {cut['cut']:.3f}: {cut['below']} of {cut['sources']} sources below it not linked "
+            f"(an estimated {cut['no_counterpart']:.0f} without a counterpart, from {cut['null_size']} clear matches' runner-ups)"
+        )
+    bounded = guard.get("clusters") or {}
+    if bounded.get("clusters_cut"):
+        lines.append(f"{bounded['clusters_cut']} clusters above {bounded['bound']} entities cut back to one-to-one ({bounded['links_before']} -> {bounded['links_after']} links)")
+    for warning in run.get("warnings") or []:
+        lines.append(f"warning: {warning}")
     clusters = run.get("clusters")
     if clusters and clusters.get("sizes"):
         sizes = ", ".join(f"{n} of size {size}" for size, n in clusters["sizes"].items())

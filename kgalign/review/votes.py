@@ -45,6 +45,7 @@ def decision_record(
         "margin": candidates.margin,
         "mutual": candidates.mutual,
         "contested_by": candidates.contested_by,
+        "below_cut": candidates.below_cut,
         "rounds": [asdict(r) for r in decision.rounds],
         "decision": decision.kind,
         "target": decision.target,
@@ -133,6 +134,7 @@ def record_candidates(record: Mapping[str, Any]) -> Candidates:
         margin=float(record.get("margin", 0.0)),
         mutual=bool(record.get("mutual")),
         contested_by=record.get("contested_by"),
+        below_cut=bool(record.get("below_cut")),
     )
 
 

@@ -322,7 +322,7 @@ def _blocks(pairs: list[Correspondence], keys: dict[str, dict[str, tuple[str, ..
             members.setdefault(find((side, found[0])), ([], []))[index].append(iri)
     blocks = [(a, b) for _, (a, b) in sorted(members.items()) if a and b]
     left_out = {"left": sum(len(a) for a, b in members.values() if not b), "right": sum(len(b) for a, b in members.values() if not a)}
-    paired = {"left": {c.left for c in pairs}, "right": {c.right for c in pairs}}
+    paired = {"left": {c.left for c in pairs if c.right in counts["right"]}, "right": {c.right for c in pairs if c.left in counts["left"]}}
     unaligned = {side: {key: n for key, n in sorted(counts[side].items()) if key not in paired[side]} for side in ("left", "right")}
     alignment = ClassAlignment(sorted(pairs, key=lambda c: (c.left, c.right)), unaligned, blocks, left_out)
     alignment._pairs = {(c.left, c.right) for c in pairs}
@@ -331,5 +331,7 @@ def _blocks(pairs: list[Correspondence], keys: dict[str, dict[str, tuple[str, ..
         if classes:
             shown = ", ".join(f"{key} ({n})" for key, n in list(classes.items())[:5])
             more = f" and {len(classes) - 5} more" if len(classes) > 5 else ""
-            log.info("%s classes that correspond to no %s class, not aligned: %s%s", side, "right" if side == "left" else "left", shown, more)
+            # Said aloud where entities are left out (not where each also holds a class that corresponds).
+            level = logging.WARNING if left_out[side] else logging.INFO
+            log.log(level, "%s classes that correspond to no %s class, not aligned: %s%s", side, "right" if side == "left" else "left", shown, more)
     return alignment
