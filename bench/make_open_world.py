@@ -171,11 +171,11 @@ def build_abt_buy(data: Path, outdir: Path, seed: int, brands: int = 0) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("outdir", type=Path)
-    parser.add_argument("--source", choices=["abt-buy", "wdc"], default="abt-buy")
+    parser.add_argument("outdir", type=Path, help="folder for left.csv, right.csv, gold.tsv and README.md")
+    parser.add_argument("--source", choices=["abt-buy", "wdc"], default="abt-buy", help="the benchmark the pair is cut from")
     parser.add_argument("--seed", type=int, default=0, help="abt-buy: which records of each line lose their counterpart")
     parser.add_argument("--brands", type=int, default=0, help="abt-buy: only the records of this many most frequent brands (0: all)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of the public benchmarks (../shared/data)")
     parser.add_argument("--categories", default="computers", help="wdc: comma-separated WDC categories (computers, cameras, watches, shoes)")
     parser.add_argument("--split", choices=["train", "valid"], default="train", help="wdc: the pair file read (never test)")
     args = parser.parse_args()

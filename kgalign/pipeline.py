@@ -343,7 +343,7 @@ def _prepare(
         (left_by_iri, left_texts), (right_by_iri, right_texts) = sides
 
     lexical = None
-    classes = None
+    aligned: ClassAlignment | None = None
     block_rows = None
     if not config.classes:
         with timer.stage("classes"):
@@ -354,10 +354,10 @@ def _prepare(
                     lexical = lexical_vectors(left_texts, right_texts, spill=lean)
                 return lexical
 
-            classes = align_classes(left_table, right_table, config.class_map, rows, list(left_by_iri), list(right_by_iri))
-        if not classes.trivial:
-            log.info("%s", classes.summary())
-            block_rows = _block_rows(classes, list(left_by_iri), list(right_by_iri))
+            aligned = align_classes(left_table, right_table, config.class_map, rows, list(left_by_iri), list(right_by_iri))
+        if not aligned.trivial:
+            log.info("%s", aligned.summary())
+            block_rows = _block_rows(aligned, list(left_by_iri), list(right_by_iri))
 
     cardinality = None
     if config.resolve == "auto":
@@ -374,7 +374,7 @@ def _prepare(
 
     if not retrieve_candidates:
         return Prepared(
-            left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections, classes=classes
+            left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections, classes=aligned
         ), effective
 
     if lexical is None and config.judge == "none" and config.vote.cut:
@@ -399,10 +399,10 @@ def _prepare(
         lexical,
         release if lean and config.dedup == "none" else None,
         spill=lean,
-        blocks=None if classes is None or classes.trivial else classes.blocks,
+        blocks=None if aligned is None or aligned.trivial else aligned.blocks,
     )
-    if classes is not None:
-        candidates = classes.filter(candidates)
+    if aligned is not None:
+        candidates = aligned.filter(candidates)
     prepared = Prepared(
         left_graph,
         right_graph,
@@ -418,7 +418,7 @@ def _prepare(
         cardinality=cardinality,
         selections=selections,
         vectors={"read": getattr(embedder, "read", 0) - read, "computed": getattr(embedder, "computed", 0) - computed},
-        classes=classes,
+        classes=aligned,
         lexical=lexical,
     )
     return prepared, effective

@@ -31,12 +31,12 @@ from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.clusters import size_histogram
 from kgalign.resolution.resolve import Conflict
 from kgalign.retrieval.cascade import CascadeStats
-from kgalign.selection.classes import ClassAlignment
 from kgalign.review.votes import decision_record, write_votes
 from kgalign.run_paths import WORKING_DIRECTORY, working_directory
 from kgalign.runtime.gctune import relaxed_gc
 from kgalign.runtime.redact import redact_options, redact_url
 from kgalign.runtime.stages import StageTimer
+from kgalign.selection.classes import ClassAlignment
 from kgalign.selection.predicates import Selection
 from kgalign.vocab import KGA
 

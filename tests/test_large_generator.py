@@ -27,14 +27,19 @@ def test_small_pair_parses_and_gold_names_entities_of_both_sides(tmp_path: Path)
     left_subjects, right_subjects = set(left.subjects()), set(right.subjects())
     assert all(URIRef(a) in left_subjects and URIRef(b) in right_subjects for a, b in gold)
     assert len({a for a, _ in gold}) == len({b for _, b in gold}) == len(gold)  # one to one
-    # The gold pairs are entities of kgalign's tables, addresses folded in on the left.
+    # The gold pairs are entities of kgalign's tables, addresses folded in on the left;
+    # the cities, which many addresses share, are entities of their own there.
     _, left_table = load_entities(info["left"])
     _, right_table = load_entities(info["right"])
-    assert len(left_table) == info["left_persons"] and len(right_table) == info["right_persons"]
+    city = "http://www.okkam.org/ontology_person1.owl#City"
+    cities = [e for e in left_table.entities.values() if city in e.types]
+    assert len(left_table) - len(cities) == info["left_persons"] and cities and len(right_table) == info["right_persons"]
+    assert {c.key: c.kept for c in left_table.kinds.classes}[city]
     assert {a for a, _ in gold} <= set(left_table.entities)
     assert {b for _, b in gold} <= set(right_table.entities)
     a, b = gold[0]
     assert any("has_address" in path for path in left_table.entities[a].attributes)
+    assert any(path.endswith("is_in_city") and targets[0] in left_table.entities for path, targets in left_table.entities[a].relations.items())
     assert right_table.entities[b].labels
 
 

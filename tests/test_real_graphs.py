@@ -148,7 +148,7 @@ def test_a_class_that_corresponds_to_nothing_is_not_aligned(caplog) -> None:
 def test_opaque_identifiers_never_head_a_profile_and_agreeing_values_do() -> None:
     left, right = _tables(DOREMUS)
     words = {"left": vocabulary(left), "right": vocabulary(right)}
-    for side, table, other in (("left", left, "right"), ("right", right, "left")):
+    for _side, table, other in (("left", left, "right"), ("right", right, "left")):
         stats = {s.predicate: s for s in predicate_stats(table, words[other]) if s.kind == "attribute"}
         titles = [s for path, s in stats.items() if path.endswith("P102_has_title")]
         assert titles and max(s.alignability for s in titles) > 0.5
@@ -214,7 +214,7 @@ def test_the_no_counterpart_cut_is_chosen_from_the_run_and_recorded(tmp_path) ->
     (cut,) = run["guard"]["cut"]
     assert 0 < cut["cut"] < 1 and cut["below"] > 0 and cut["null_size"] >= 30
     # No label was read to choose it: the same cut without --gold.
-    blind = cli(["run", str(OPEN / "left.csv"), str(OPEN / "right.csv"), "-o", str(tmp_path / "blind"), "--quiet"])
+    cli(["run", str(OPEN / "left.csv"), str(OPEN / "right.csv"), "-o", str(tmp_path / "blind"), "--quiet"])
     assert json.loads((tmp_path / "blind" / "run.json").read_text())["guard"]["cut"][0]["cut"] == cut["cut"]
     metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     before = json.loads((tmp_path / "all" / "metrics.json").read_text())

@@ -102,8 +102,8 @@ def profile(
         view = Table(title=f"Class correspondences ({len(aligned.blocks)} blocks of entities are aligned)")
         for column in ("left class", "right class", "found by", "support"):
             view.add_column(column)
-        for c in aligned.correspondences[: max(top, 1) * 4]:
-            view.add_row(class_name(c.left), class_name(c.right), c.how, "" if c.support is None else f"{c.support:.3f}")
+        for pair in aligned.correspondences[: max(top, 1) * 4]:
+            view.add_row(class_name(pair.left), class_name(pair.right), pair.how, "" if pair.support is None else f"{pair.support:.3f}")
         console.print(view)
         for side, unaligned in aligned.unaligned.items():
             if unaligned:

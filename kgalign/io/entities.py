@@ -287,8 +287,10 @@ def _fold(
         for target in targets:
             iri = entity_iris.get(target)
             if iri is not None:
-                if not prefix:
-                    entity.relations.setdefault(predicate, []).append(iri)
+                # A folded node's link to an entity is the owner's, under its path (a
+                # person's address in a city: ``has_address / is_in_city``).
+                if not prefix or iri != entity.iri:
+                    entity.relations.setdefault(sys.intern(prefix + predicate) if prefix else predicate, []).append(iri)
                 continue
             if depth <= 0:
                 continue  # too deep: neither folded nor shown (what a partition never fetches)

@@ -47,11 +47,11 @@ from rdflib import BNode, URIRef
 
 from kgalign.errors import first_line
 from kgalign.incremental.state import entity_hash
-from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io import kinds as kinds_module
+from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
 from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes, tally_classes
-from kgalign.io.kinds import MAX_OWNERS, ClassTally, EntityKinds
 from kgalign.io.entity_file import EntitySink
+from kgalign.io.kinds import MAX_OWNERS, ClassTally, EntityKinds
 from kgalign.io.reading import chunks, open_input
 from kgalign.io.triples import Triple, TripleSet
 from kgalign.model import Entity, EntityTable, Value

@@ -159,8 +159,7 @@ def align_classes(
     counts = {side: Counter(k for ks in found.values() for k in ks) for side, found in keys.items()}
     if len(counts["left"]) <= 1 and len(counts["right"]) <= 1 and not class_map:
         # One class a side (DBP15K, a table): nothing to restrict.
-        pairs = [Correspondence(a, b, "only classes") for a in counts["left"] for b in counts["right"]]
-        return _blocks(pairs, keys, counts)
+        return _blocks([Correspondence(a, b, "only classes") for a in counts["left"] for b in counts["right"]], keys, counts)
     pairs: list[Correspondence] = []
     partnered: dict[str, set[str]] = {"left": set(), "right": set()}
 

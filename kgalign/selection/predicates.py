@@ -62,6 +62,9 @@ class Lender:
         self.lent = lent
         self.nameless = nameless | frozenset(lent)
         self._alias = alias or {}
+        #: What a label-less entity is called where it is a neighbour: its first value
+        #: by the ranking (:func:`name_nameless`).
+        self.names: dict[str, str] = {}
 
     @classmethod
     def of(cls, table: EntityTable, labelless: set[str], targets: Counter[str]) -> Lender:
@@ -179,12 +182,12 @@ def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tupl
     lender = Lender.of(table, labelless, targets) if labelless and targets else NO_LENDER
     if lender.nameless:
         for entity in table.entities.values():
-            keys = {aliases.get(key, key) for key in class_keys(entity.types, entity.iri)} if per_class is not None else ()
+            keys = {aliases.get(key, key) for key in class_keys(entity.types, entity.iri)} if per_class is not None else set()
             for path, values in lender.borrowed(entity):
                 _tally(attr, path, values)
                 for key in keys:
                     _tally(per_class[key], path, values, sample=False)  # type: ignore[index]
-    aligned = alignabilities({path: tally.sample for path, tally in attr.items()}, other) if other is not None else {}
+    aligned = alignabilities({path: list(tally.sample) for path, tally in attr.items()}, other) if other is not None else {}
     stats = [tally.stats(path, "attribute", n, aligned.get(path)) for path, tally in attr.items()] + [
         tally.stats(pred, "relation", n) for pred, tally in rel.items()
     ]
@@ -379,7 +382,24 @@ def configured_selection(table: EntityTable, config: AlignConfig, other: Vocabul
     )
     if ranks is not None and not config.attributes:
         selection.class_ranks = ranks
+    name_nameless(table, selection)
     return selection
+
+
+def name_nameless(table: EntityTable, selection: Selection) -> None:
+    """Give each label-less entity a neighbour points to a name: the first short value of
+    its best-ranked attribute (a city's name, a course's title), as its neighbours show it."""
+    lender = selection.lender
+    for iri in sorted(lender.nameless):
+        entity = table.entities.get(iri)
+        if entity is None:
+            continue
+        for path, values in selection.ranked_attributes(entity):
+            if path in entity.attributes:
+                text = next((display(v) for v in values if v.text.strip() and len(v.text) < LONG_TEXT_CHARS), "")
+                if text:
+                    lender.names[iri] = _clip(text)
+                    break
 
 
 def build_profiles(table: EntityTable, selection: Selection) -> list[EntityProfile]:
@@ -419,7 +439,7 @@ def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> 
         for target in entity.relations.get(predicate, ()):
             if len(neighbours) >= selection.max_neighbours:
                 break
-            name = _label(table, target)
+            name = selection.lender.names.get(target) or _label(table, target)
             if name:
                 neighbours.append((local_name(predicate), _clip(name)))
     has_label = any(v.text.strip() for v in entity.labels)
