@@ -47,9 +47,9 @@ def run(left: Path, right: Path, out: Path, gold: Path, *options: str) -> dict[s
     pairs = read_pairs(gold)
     lefts = {a for a, _ in pairs}
     scored = [p for p in links if p[0] in lefts] if "works" in out.name else links
-    right = len(set(scored) & set(pairs))
-    precision = right / len(scored) if scored else 0.0
-    recall = right / len(pairs)
+    correct = len(set(scored) & set(pairs))
+    precision = correct / len(scored) if scored else 0.0
+    recall = correct / len(pairs)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     cuts = info.get("guard", {}).get("cut", [])
     return {

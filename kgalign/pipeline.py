@@ -323,8 +323,9 @@ def _prepare(
         with_neighbours = (retrieval.structure_weight or 0.0) <= 0
         sides = []
         tables = (("left", left_table), ("right", right_table))
-        # Each graph's predicates are ranked by how well their values can agree with the other's.
-        words = {side: vocabulary(table) for side, table in tables}
+        # Each graph's predicates are ranked by how well their values can agree with the
+        # other's (where entities have attributes: labels alone are not ranked).
+        words = {side: vocabulary(table) if _has_attributes(table) else None for side, table in tables}
         chosen = {side: configured_selection(table, config, words["right" if side == "left" else "left"]) for side, table in tables}
         # A predicate named to show that neither graph has fails here, before any profile.
         check_named_predicates(list(chosen.values()), config.attributes, config.relations)
@@ -422,6 +423,11 @@ def _prepare(
         lexical=lexical,
     )
     return prepared, effective
+
+
+def _has_attributes(table: EntityTable) -> bool:
+    """Whether any entity of ``table`` has an attribute (read until the first that does)."""
+    return any(entity.attributes for entity in table.entities.values())
 
 
 def _block_rows(classes: ClassAlignment, left_order: list[str], right_order: list[str]) -> list[tuple[Any, Any]]:

@@ -60,6 +60,8 @@ _SCHEMA_TYPE_NAMES = frozenset(str(t) for t in SCHEMA_TYPES)
 PATH_SEPARATOR = " / "
 #: How many links deep label-less nodes are folded into their owner's description.
 FOLD_DEPTH = 3
+#: Referrers of a node the index keeps (the same subject may come twice: see Index).
+REFERRERS_KEPT = 4 * (MAX_OWNERS + 1)
 #: The datatype of an attribute value that is an IRI the entity points to (an IRI that is
 #: no entity of its graph and has nothing to fold): compared by the IRI itself.
 IRI_VALUE = "@id"
@@ -86,7 +88,6 @@ class Index:
         #: Nodes that describe the vocabulary: subjects and objects of schema predicates.
         self.schema: set[object] = set()
         label_set = set(LABEL_PREDICATES)
-        schema_predicates = {URIRef(p) for p in SCHEMA_PREDICATES}
         referrer = self.referrer
         rdf_type = RDF.type  # a namespace attribute is a slow lookup: once, not per triple
         names: dict[object, str] = {}
@@ -113,19 +114,26 @@ class Index:
             elif p == rdf_type:
                 self.types[s].append(name(o) or names.setdefault(o, str(o)))
             else:
-                self.links[s][name(p) or names.setdefault(p, str(p))].append(o)
+                predicate = name(p) or names.setdefault(p, str(p))
+                self.links[s][predicate].append(o)
                 if o != s:
+                    # The first referrers met, a subject once a run of its triples (those
+                    # of one subject come together): distinct ones are counted where read
+                    # (:func:`referrers_of`), as comparing terms here is slow.
                     known = referrer.get(o)
                     if known is None:
                         referrer[o] = [s]
-                    elif len(known) <= MAX_OWNERS and s not in known:
+                    elif len(known) < REFERRERS_KEPT and known[-1] is not s:
                         known.append(s)
-                if p in schema_predicates:
+                if predicate in SCHEMA_PREDICATES:
                     self.schema.add(s)
                     self.schema.add(o)
         #: Every predicate, class and datatype IRI of the graph, as a term.
         self.vocabulary = names.keys()
         self._iri_values: dict[object, Value] = {}
+        self._keys: dict[object, tuple[str, ...]] = {}
+        #: The candidate subjects and their classes, once :func:`tally_classes` found them.
+        self.candidates: dict[object, tuple[str, ...]] | None = None
 
     @property
     def referenced(self) -> dict[object, list]:
@@ -144,8 +152,11 @@ class Index:
         return node in self.schema or node in self.vocabulary or _is_schema_node(self.types.get(node, ()))
 
     def keys_of(self, node: object) -> tuple[str, ...]:
-        """``node``'s classes (:func:`kgalign.io.kinds.class_keys`)."""
-        return class_keys(self.types.get(node, ()), str(node))
+        """``node``'s classes (:func:`kgalign.io.kinds.class_keys`), worked out once a node."""
+        keys = self._keys.get(node)
+        if keys is None:
+            keys = self._keys[node] = class_keys(self.types.get(node, ()), str(node))
+        return keys
 
 
 def _is_schema_node(types: Iterable[str]) -> bool:
@@ -211,12 +222,12 @@ def tally_classes(index: Index) -> dict[str, ClassTally]:
     of its own class), and those with a label. A referrer is a node of ``index``, or (a
     partition's index) the classes of a node another partition holds, as a tuple."""
     tallies: dict[str, ClassTally] = {}
-    referrer = index.referrer
+    candidates = index.candidates = {}
     for node in index.subjects:
         if not is_candidate(index, node):
             continue
-        keys = index.keys_of(node)
-        refs = referrer.get(node)
+        keys = candidates[node] = index.keys_of(node)
+        refs = referrers_of(index, node)
         owned = False
         if refs and len(refs) <= MAX_OWNERS:
             own = set(keys)
@@ -230,6 +241,17 @@ def tally_classes(index: Index) -> dict[str, ClassTally]:
             tally.owned += owned
             tally.labelled += labelled
     return tallies
+
+
+def referrers_of(index: Index, node: object) -> list:
+    """The distinct referrers ``index`` kept of ``node`` (up to MAX_OWNERS + 1 of them),
+    in the order met. A partition's index holds, for a node of another partition, the
+    classes of each of its referrers there (tuples), already distinct subjects."""
+    refs = index.referrer.get(node)
+    if not refs or len(refs) == 1 or isinstance(refs[0], tuple):
+        return refs or []
+    distinct = {str(ref): ref for ref in refs}  # a str hashes in C, a term in Python
+    return list(distinct.values())[: MAX_OWNERS + 1]
 
 
 def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool, kinds: EntityKinds | None = None) -> list[URIRef]:
@@ -248,8 +270,10 @@ def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool,
         elif literal_free:
             if not _is_schema_node(types):
                 entity_nodes.append(node)
-        elif kinds is not None and is_candidate(index, node) and kinds.is_entity(index.keys_of(node)):
-            entity_nodes.append(node)
+        elif kinds is not None:
+            keys = index.candidates.get(node) if index.candidates is not None else (index.keys_of(node) if is_candidate(index, node) else None)
+            if keys is not None and kinds.is_entity(keys):
+                entity_nodes.append(node)
     return entity_nodes
 
 

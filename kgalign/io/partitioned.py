@@ -49,7 +49,7 @@ from kgalign.errors import first_line
 from kgalign.incremental.state import entity_hash
 from kgalign.io import kinds as kinds_module
 from kgalign.io.diagnostics import TermWarnings, check_terms, quiet_term_warnings, report_term_warnings
-from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes, tally_classes
+from kgalign.io.entities import FOLD_DEPTH, Index, build_entities, find_entity_nodes, referrers_of, tally_classes
 from kgalign.io.entity_file import EntitySink
 from kgalign.io.kinds import MAX_OWNERS, ClassTally, EntityKinds
 from kgalign.io.reading import chunks, open_input
@@ -319,8 +319,8 @@ class Partition(RangeReading):
         self.count = len(self._triples)
         index = self.index = Index(TripleSet(self._triples))
         self._triples = {}
-        for node, refs in index.referrer.items():
-            referenced[owner(node_key(node), self.parts)].append((node, [index.keys_of(ref) for ref in refs]))
+        for node in index.referrer:
+            referenced[owner(node_key(node), self.parts)].append((node, [index.keys_of(ref) for ref in referrers_of(index, node)]))
         for node in (*index.schema, *index.vocabulary):
             referenced[owner(node_key(node), self.parts)].append((node, SCHEMA))
         return referenced

@@ -91,6 +91,8 @@ class ClassAlignment:
 
     def allowed(self, source: str, target: str) -> bool:
         """Whether a class of the left entity ``source`` corresponds to one of the right entity ``target``."""
+        if self.trivial:
+            return True
         left = self._keys.get("left", {}).get(source, ())
         right = self._keys.get("right", {}).get(target, ())
         return any((a, b) in self._pairs for a in left for b in right)
@@ -155,6 +157,10 @@ def align_classes(
     text). ``lexical`` gives both sides' TF-IDF rows in ``left_order`` and
     ``right_order`` (the tables' order by default), for the confident links (called
     only where the graphs have several classes); without it that step is skipped."""
+    single = [_single_class(table) for table in (left, right)]
+    if all(single) and not class_map:
+        # One class a side (DBP15K, a table): nothing to restrict, nothing to work out.
+        return ClassAlignment([Correspondence(single[0], single[1], "only classes")], {"left": {}, "right": {}}, [(list(left.entities), list(right.entities))], {"left": 0, "right": 0})  # type: ignore[arg-type]
     keys = {side: _keys_of(table) for side, table in (("left", left), ("right", right))}
     counts = {side: Counter(k for ks in found.values() for k in ks) for side, found in keys.items()}
     if len(counts["left"]) <= 1 and len(counts["right"]) <= 1 and not class_map:
@@ -198,6 +204,15 @@ def align_classes(
     if class_map:
         pairs = _mapped(pairs, class_map)
     return _blocks(pairs, keys, counts)
+
+
+def _single_class(table: EntityTable) -> str | None:
+    """The one class of a table whose load decided one class of entities and typed none
+    of them otherwise; None where that is not known without reading every entity."""
+    if table.kinds is None:
+        return None
+    kept = [c.key for c in table.kinds.classes if c.kept]
+    return kept[0] if len(kept) == 1 and len(table.kinds.classes) == 1 else None
 
 
 def _keys_of(table: EntityTable) -> dict[str, tuple[str, ...]]:

@@ -157,7 +157,6 @@ def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tupl
     attr: dict[str, _Tally] = {}
     rel: dict[str, _Tally] = {}
     labelless: set[str] = set()
-    targets: Counter[str] = Counter()
     aliases = dict(table.kinds.aliases) if table.kinds is not None else {}
     per_class: dict[str, dict[str, _Tally]] | None = {} if _is_multi_class(table) else None
     sizes: Counter[str] = Counter()
@@ -177,9 +176,15 @@ def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tupl
             if found:
                 tally = rel.get(predicate) or rel.setdefault(predicate, _Tally())
                 tally.add(found)
-        if entity.relations:
-            targets.update({t for found in entity.relations.values() for t in found if t != iri})
-    lender = Lender.of(table, labelless, targets) if labelless and targets else NO_LENDER
+    lender = NO_LENDER
+    if labelless:
+        # How many entities point to each: a second pass, only where an entity has no label.
+        targets: Counter[str] = Counter()
+        for iri, entity in table.entities.items():
+            if entity.relations:
+                targets.update({t for found in entity.relations.values() for t in found if t != iri and t in labelless})
+        if targets:
+            lender = Lender.of(table, labelless, targets)
     if lender.nameless:
         for entity in table.entities.values():
             keys = {aliases.get(key, key) for key in class_keys(entity.types, entity.iri)} if per_class is not None else set()
