@@ -169,8 +169,8 @@ class Candidates:
     # (``contested_by``), and no open candidate came close to it. Without a judge such
     # a source is not linked: it most likely has no counterpart of its own.
     contested_by: str | None = None
-    #: Its best candidate scores below the run's no-counterpart cut
-    #: (:mod:`kgalign.resolution.cut`): without a judge it is not linked.
+    #: Its link scored below the run's no-counterpart cut and was not made
+    #: (:mod:`kgalign.resolution.cut`; set after the resolution, for the log).
     below_cut: bool = False
 
     @property

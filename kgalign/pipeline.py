@@ -33,7 +33,7 @@ from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import check_answered, decide, explain_decisions
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, detect_in_blocks, judge_evidence, with_judge
-from kgalign.resolution.cut import cut_by_block, lexical_scorer
+from kgalign.resolution.cut import Cut, apply_cuts, cut_by_block, lexical_scorer
 from kgalign.resolution.guard import bound_clusters, excess_warning
 from kgalign.resolution.resolve import MODE_OF_CARDINALITY, ONE_TO_ONE, SEVERAL_PER_SOURCE, resolve
 from kgalign.result import AlignmentResult, Prepared
@@ -149,15 +149,11 @@ def _align(
 
     guard: dict[str, Any] = {}
     # One counterpart a source at most: its runner-up is a non-match (the cut's premise).
-    one_to_one = effective.resolve in ONE_TO_ONE
-    if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None and one_to_one:
+    cuts: dict[str, Cut] = {}
+    scorer = None
+    if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None and effective.resolve in ONE_TO_ONE:
         scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
         cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
-        if cuts:
-            guard["cut"] = cuts
-            unlinked = {source for cut in cuts for source in cut.pop("unlinked")}
-            for cands in prepared.candidates:
-                cands.below_cut = cands.source in unlinked
 
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
@@ -191,6 +187,13 @@ def _align(
         if effective.resolve not in ONE_TO_ONE and config.resolve != "n:m":
             links, bounded = bound_clusters(links)
             guard["clusters"] = bounded.to_dict()
+        if cuts and scorer is not None:
+            by_person = {d.source for d in decisions if d.human}
+            mutual = {(c.source, c.items[0].iri) for c in candidates if c.items and c.mutual}
+            links, applied, unlinked = apply_cuts(links, cuts, scorer, by_person.__contains__, mutual)
+            guard["cut"] = [cut.to_dict() for cut in applied]
+            for cands in candidates:
+                cands.below_cut = cands.source in unlinked
         seed_links = [Link(a, b, 1.0) for a, b in prepared.seeds]
         links = sorted(links + seed_links, key=lambda link: (link.left, link.right))
     warnings = []

@@ -77,7 +77,7 @@ def retrieval_decision(cands: Candidates, config: VoteConfig, gated: bool = Fals
     if cands.contested_by is not None:
         # Its nearest target is another source's clear match; the open ones are far.
         return Decision(source=cands.source, kind="none", target=None, confidence=round(1.0 - max(top.score, 0.0), 6))
-    if top.score < config.min_score or cands.below_cut:
+    if top.score < config.min_score:
         return Decision(source=cands.source, kind="none", target=None, confidence=round(1.0 - max(top.score, 0.0), 6), gated=gated)
     return Decision(source=cands.source, kind="match", target=top.iri, confidence=round(max(0.0, min(1.0, top.score)), 6), gated=gated)
 

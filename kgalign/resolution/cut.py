@@ -21,7 +21,11 @@ expected errors: no-counterpart sources above it (their share of the null above 
 plus sources with a counterpart below it (the sources below it, less the
 no-counterpart ones expected there). Where nearly every source has a counterpart (a
 closed-world benchmark) the estimate is near zero and the cut stays at the lowest
-score: nothing is cut. The cut, its evidence and the sources it left unlinked go into
+score: nothing is cut. The cut applies to the links made, and spares a mutual best pair
+(each of the two prefers the other): there a low score is as often a hard match. Below the cut, only the sources whose best candidate prefers
+another source (no mutual best) are left unlinked: a source without a counterpart has
+taken another record's look-alike; a mutual best below the cut is as often a hard
+match, and stays. The cut, its evidence and the sources it left unlinked go into
 run.json (``guard.cut``) and ``kgalign inspect`` shows them.
 """
 
@@ -29,12 +33,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from kgalign.model import Candidates
+from kgalign.model import Candidates, Link
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,11 @@ class Cut:
     no_counterpart: float
     #: Sources whose best candidate scores below the cut.
     below: int
-    #: Those sources.
-    unlinked: tuple[str, ...] = ()
+    #: Links the cut took away (set once the links are made: :func:`apply_cuts`).
+    unlinked: int = 0
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        del data["unlinked"]
         data["cut"] = round(self.cut, 6)
         data["no_counterpart"] = round(self.no_counterpart, 1)
         return data
@@ -75,7 +78,7 @@ class Cut:
     def summary(self) -> str:
         return (
             f"no-counterpart cut {self.cut:.3f}: an estimated {self.no_counterpart:.0f} of {self.sources} sources have no counterpart "
-            f"(from the runner-up scores of {self.null_size} clear matches); {self.below} sources score below it and are not linked"
+            f"(from the runner-up scores of {self.null_size} clear matches); {self.unlinked} links below it not made"
         )
 
 
@@ -107,8 +110,7 @@ def choose_cut(candidates: Sequence[Candidates], score: Score, margin: float = C
     false_links = expected * null_above(cuts)
     missed = np.maximum(0.0, below - expected * (1.0 - null_above(cuts)))
     best = int(np.argmin(false_links + missed))  # the lowest cut among equals
-    chosen = float(cuts[best])
-    return Cut(chosen, n, len(null), expected, int(below[best]), tuple(c.source for c, top in zip(with_items, tops) if top < chosen))
+    return Cut(float(cuts[best]), n, len(null), expected, int(below[best]))
 
 
 def lexical_scorer(lexical: tuple, left_order: Sequence[str], right_order: Sequence[str]) -> Score:
@@ -128,12 +130,11 @@ def lexical_scorer(lexical: tuple, left_order: Sequence[str], right_order: Seque
     return score
 
 
-def cut_by_block(candidates: Sequence[Candidates], score: Score, classes: Any = None) -> list[dict]:
+def cut_by_block(candidates: Sequence[Candidates], score: Score, classes: Any = None) -> dict[str, Cut]:
     """:func:`choose_cut` within each block of corresponding classes
     (:class:`kgalign.selection.classes.ClassAlignment`; one block without it): each
-    class's scores have a scale of their own. One record per block that has a cut: its
-    figures, its classes' first source, and the sources it leaves unlinked
-    (``unlinked``, popped by the caller)."""
+    class's scores have a scale of their own. The cut of each source's block, by source
+    (blocks without a cut: no entry)."""
     groups: list[list[Candidates]]
     if classes is None or classes.trivial:
         groups = [list(candidates)]
@@ -143,12 +144,34 @@ def cut_by_block(candidates: Sequence[Candidates], score: Score, classes: Any = 
         for cands in candidates:
             grouped.setdefault(block_of.get(cands.source, -1), []).append(cands)
         groups = [grouped[b] for b in sorted(grouped)]
-    found = []
+    by_source: dict[str, Cut] = {}
     for group in groups:
         cut = choose_cut(group, score)
-        if cut is None:
-            continue
-        if cut.below:
+        if cut is not None:
+            for cands in group:
+                by_source[cands.source] = cut
+    return by_source
+
+
+def apply_cuts(
+    links: Sequence[Link], cuts: dict[str, Cut], score: Score, decided: Callable[[str], bool], mutual: set[tuple[str, str]]
+) -> tuple[list[Link], list[Cut], set[str]]:
+    """``links`` without those whose (lexical) score lies below their source's cut, unless
+    ``decided`` (a judge or a person made it) or a ``mutual`` best pair (a source and the
+    target that each prefer the other: below the cut as often a hard match as not, and
+    a judge decides it); the cuts, each with the links it took away; and the sources
+    left unlinked. The cut applies to the links the resolution made (after a 1:1
+    assignment moved a source to its next candidate too), so that no target it frees is
+    handed to another source."""
+    scored = [link for link in links if link.left in cuts and not decided(link.left) and (link.left, link.right) not in mutual]
+    values = dict(zip(((link.left, link.right) for link in scored), score([(link.left, link.right) for link in scored]).tolist()))
+    dropped = {(link.left, link.right) for link in scored if values[(link.left, link.right)] < cuts[link.left].cut}
+    taken: dict[int, int] = {}
+    for left, _ in dropped:
+        taken[id(cuts[left])] = taken.get(id(cuts[left]), 0) + 1
+    unique = list({id(cut): cut for cut in cuts.values()}.values())
+    done = [replace(cut, unlinked=taken.get(id(cut), 0)) for cut in unique]
+    for cut in done:
+        if cut.unlinked:
             log.info("%s", cut.summary())
-        found.append({**cut.to_dict(), "block_example": group[0].source, "unlinked": list(cut.unlinked)})
-    return found
+    return [link for link in links if (link.left, link.right) not in dropped], done, {left for left, _ in dropped}

@@ -43,8 +43,8 @@ def render_summary(summary: dict[str, Any]) -> str:
     guard = run.get("guard") or {}
     for cut in guard.get("cut") or []:
         lines.append(
-            f"no-counterpart cut {cut['cut']:.3f}: {cut['below']} of {cut['sources']} sources below it not linked "
-            f"(an estimated {cut['no_counterpart']:.0f} without a counterpart, from {cut['null_size']} clear matches' runner-ups)"
+            f"no-counterpart cut {cut['cut']:.3f}: {cut.get('unlinked', 0)} links below it not made, of {cut['sources']} sources "
+            f"(an estimated {cut['no_counterpart']:.0f} without a counterpart, from {cut['null_size']} clear matches' runner-ups; mutual best pairs kept)"
         )
     bounded = guard.get("clusters") or {}
     if bounded.get("clusters_cut"):
