@@ -62,7 +62,7 @@ def run(left: Path, right: Path, out: Path, gold: Path, *options: str) -> dict[s
         "gold": len(pairs),
         "entities": [info["counts"]["entities_left"], info["counts"]["entities_right"]],
         "cardinality": info["cardinality"].get("choice") or info["cardinality"].get("resolve"),
-        "cut": [{key: cut[key] for key in ("cut", "below", "no_counterpart", "sources")} for cut in cuts if cut["below"]],
+        "cut": [{key: cut.get(key, 0) for key in ("cut", "unlinked", "no_counterpart", "sources")} for cut in cuts if cut.get("unlinked")],
         "warnings": info.get("warnings", []),
         "wall_s": round(wall, 1),
     }
@@ -95,11 +95,11 @@ def main() -> None:
     lines = [
         f"`python -m bench.real_graphs` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (--judge none; 2-core CPU)",
         "",
-        "| data | setting | P | R | F1 | links (scored) | gold | entities left x right | cardinality | no-counterpart cut (below / est. unmatched / sources) | wall s |",
+        "| data | setting | P | R | F1 | links (scored) | gold | entities left x right | cardinality | no-counterpart cut (links taken away / est. unmatched / sources) | wall s |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|",
     ]
     for name, setting, r in rows:
-        cut = "; ".join(f"{c['cut']:.3f} ({c['below']} / {c['no_counterpart']:.0f} / {c['sources']})" for c in r["cut"]) or "none"
+        cut = "; ".join(f"{c['cut']:.3f} ({c['unlinked']} / {c['no_counterpart']:.0f} / {c['sources']})" for c in r["cut"]) or "none"
         lines.append(
             f"| {name} | {setting} | {r['precision']:.4f} | {r['recall']:.4f} | **{r['f1']:.4f}** | {r['links']:,} ({r['scored_links']:,}) | {r['gold']:,} | "
             f"{r['entities'][0]:,} x {r['entities'][1]:,} | {r['cardinality']} | {cut} | {r['wall_s']} |"

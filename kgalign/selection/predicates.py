@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 300
 #: Distinct values of one attribute path an entity shows (a work's titles in two languages).
 MAX_VALUES = 3
+#: Attribute paths of lower importance are not shown: a value (nearly) every entity
+#: shares, such as a cataloguing rule or the agency's name, tells them apart from nothing.
+MIN_IMPORTANCE = 0.01
 #: A path whose sampled values are this long (characters, median) holds free text.
 LONG_TEXT_CHARS = 100
 
@@ -204,7 +207,7 @@ def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tupl
         for key, tallies in per_class.items():
             own = [tally.stats(path, "attribute", sizes[key], aligned.get(path)) for path, tally in tallies.items()]
             own.sort(key=_order)
-            ranks.ranks[key] = {s.predicate: i for i, s in enumerate(own) if s.importance > 0}
+            ranks.ranks[key] = {s.predicate: i for i, s in enumerate(own) if s.importance > MIN_IMPORTANCE}
     return stats, lender, ranks
 
 
@@ -315,7 +318,7 @@ def choose_predicates(
     stats: Sequence[PredicateStats],
     attributes: Iterable[str] | None = None,
     relations: Iterable[str] | None = None,
-    min_importance: float = 0.0,
+    min_importance: float = MIN_IMPORTANCE,
     max_attributes: int = 8,
     max_neighbours: int = 5,
     lender: Lender = NO_LENDER,
@@ -421,8 +424,9 @@ def iter_profiles(table: EntityTable, selection: Selection) -> Iterator[EntityPr
 def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> EntityProfile:
     attributes: list[tuple[str, str]] = []
     seen_values: set[str] = set()
+    paths = 0  # max_attributes counts attribute paths shown (each with up to MAX_VALUES values)
     for path, values in selection.ranked_attributes(entity):
-        if len(attributes) >= selection.max_attributes:
+        if paths >= selection.max_attributes:
             break
         name, shown = short_name(path), 0
         for value in values:
@@ -432,8 +436,9 @@ def profile_entity(entity: Entity, table: EntityTable, selection: Selection) -> 
                 seen_values.add(key)
                 attributes.append((name, text))
                 shown += 1
-                if shown >= MAX_VALUES or len(attributes) >= selection.max_attributes:
+                if shown >= MAX_VALUES:
                     break
+        paths += shown > 0
     # Short values first (names, titles, dates, codes), long free text after: the
     # embedder reads the first words, and a judge reads what identifies first.
     attributes = [item for item in attributes if len(item[1]) < LONG_TEXT_CHARS] + [item for item in attributes if len(item[1]) >= LONG_TEXT_CHARS]
