@@ -152,8 +152,9 @@ def _align(
     cuts: dict[str, Cut] = {}
     scorer = None
     if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None and effective.resolve in ONE_TO_ONE:
-        scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
-        cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
+        with timer.stage("cut"):
+            scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
+            cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
 
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)

@@ -27,7 +27,7 @@ from rdflib.namespace import FOAF, OWL, RDF, RDFS, SKOS
 from kgalign.errors import InputError
 from kgalign.io import kinds as kinds_module
 from kgalign.io.importers.terms import RDFS_LABEL
-from kgalign.io.kinds import MAX_OWNERS, SCHEMA_PREDICATES, ClassTally, EntityKinds, class_keys
+from kgalign.io.kinds import MAX_OWNERS, NAMED_SHARE, SCHEMA_PREDICATES, ClassTally, EntityKinds, class_keys
 from kgalign.io.parsers import read_triples
 from kgalign.io.triples import TripleSet, TripleSource
 from kgalign.model import Entity, EntityTable, Value
@@ -61,7 +61,7 @@ PATH_SEPARATOR = " / "
 #: How many links deep label-less nodes are folded into their owner's description.
 FOLD_DEPTH = 3
 #: Referrers of a node the index keeps (the same subject may come twice: see Index).
-REFERRERS_KEPT = 4 * (MAX_OWNERS + 1)
+REFERRERS_KEPT = MAX_OWNERS + 3
 #: The datatype of an attribute value that is an IRI the entity points to (an IRI that is
 #: no entity of its graph and has nothing to fold): compared by the IRI itself.
 IRI_VALUE = "@id"
@@ -81,14 +81,17 @@ class Index:
         self.labels: dict[object, list[Value]] = defaultdict(list)
         self.links: dict[object, dict[str, list[object]]] = defaultdict(lambda: defaultdict(list))
         self.types: dict[object, list[str]] = defaultdict(list)
-        #: Each referenced node's referrers (other subjects linking to it), the first
-        #: MAX_OWNERS + 1 met: a node (or, a partition's, another partition's node's classes).
-        self.referrer: dict[object, list] = {}
+        #: The nodes another subject links to.
+        self.referenced: set[object] = set()
+        #: Referrers (other subjects linking to a node), the first few met, of the nodes
+        #: asked (:meth:`find_referrers`): nodes, or (a partition's, of another partition's
+        #: subjects) their classes as tuples. None until asked.
+        self.referrer: dict[object, list] | None = None
         self.subjects: set[object] = set()
         #: Nodes that describe the vocabulary: subjects and objects of schema predicates.
         self.schema: set[object] = set()
         label_set = set(LABEL_PREDICATES)
-        referrer = self.referrer
+        referenced = self.referenced
         rdf_type = RDF.type  # a namespace attribute is a slow lookup: once, not per triple
         names: dict[object, str] = {}
         name = names.get
@@ -117,14 +120,7 @@ class Index:
                 predicate = name(p) or names.setdefault(p, str(p))
                 self.links[s][predicate].append(o)
                 if o != s:
-                    # The first referrers met, a subject once a run of its triples (those
-                    # of one subject come together): distinct ones are counted where read
-                    # (:func:`referrers_of`), as comparing terms here is slow.
-                    known = referrer.get(o)
-                    if known is None:
-                        referrer[o] = [s]
-                    elif len(known) < REFERRERS_KEPT and known[-1] is not s:
-                        known.append(s)
+                    referenced.add(o)
                 if predicate in SCHEMA_PREDICATES:
                     self.schema.add(s)
                     self.schema.add(o)
@@ -135,10 +131,23 @@ class Index:
         #: The candidate subjects and their classes, once :func:`tally_classes` found them.
         self.candidates: dict[object, tuple[str, ...]] | None = None
 
-    @property
-    def referenced(self) -> dict[object, list]:
-        """The nodes some other subject links to."""
-        return self.referrer
+    def find_referrers(self, nodes: set[object] | None = None) -> dict[object, list]:
+        """The referrers of ``nodes`` (every referenced node: None), the first few met of
+        each, a subject once a run of its links (distinct ones are counted where read:
+        :func:`referrers_of`, as comparing terms is slow); kept in :attr:`referrer`."""
+        found: dict[object, list] = {}
+        for s, predicates in self.links.items():
+            for targets in predicates.values():
+                for o in targets:
+                    if o is s or (nodes is not None and o not in nodes) or o == s:
+                        continue
+                    known = found.get(o)
+                    if known is None:
+                        found[o] = [s]
+                    elif len(known) < REFERRERS_KEPT and known[-1] is not s:
+                        known.append(s)
+        self.referrer = found
+        return found
 
     def iri_value(self, node: object) -> Value:
         """The attribute value (:data:`IRI_VALUE`) standing for the IRI ``node``, one per IRI."""
@@ -211,35 +220,44 @@ def is_candidate(index: Index, node: object) -> bool:
     its description), and does not describe the vocabulary."""
     return (
         isinstance(node, URIRef)
-        and (node in index.types or node in index.literals or node in index.labels or node not in index.referrer)
+        and (node in index.types or node in index.literals or node in index.labels or node not in index.referenced)
         and not index.is_schema(node)
     )
 
 
 def tally_classes(index: Index) -> dict[str, ClassTally]:
     """Each class's instances among the candidate subjects of ``index``
-    (:func:`is_candidate`), those owned (referenced by at most MAX_OWNERS subjects, none
-    of its own class), and those with a label. A referrer is a node of ``index``, or (a
-    partition's index) the classes of a node another partition holds, as a tuple."""
+    (:func:`is_candidate`), those with a label, and, in the classes mostly unnamed (only
+    those can be folded: :func:`kgalign.io.kinds.decide`), those owned (referenced by at
+    most MAX_OWNERS subjects, none of its own class). A referrer is a node of ``index``,
+    or (a partition's index) the classes of a node another partition holds, as a tuple."""
     tallies: dict[str, ClassTally] = {}
     candidates = index.candidates = {}
     for node in index.subjects:
         if not is_candidate(index, node):
             continue
         keys = candidates[node] = index.keys_of(node)
-        refs = referrers_of(index, node)
-        owned = False
-        if refs and len(refs) <= MAX_OWNERS:
-            own = set(keys)
-            owned = not any(own.intersection(ref if isinstance(ref, tuple) else index.keys_of(ref)) for ref in refs)
         labelled = node in index.labels
         for key in keys:
             tally = tallies.get(key)
             if tally is None:
                 tally = tallies[key] = ClassTally()
             tally.instances += 1
-            tally.owned += owned
             tally.labelled += labelled
+    unnamed = {key for key, tally in tallies.items() if tally.labelled < NAMED_SHARE * tally.instances}
+    if not unnamed:
+        return tallies
+    asked = {node for node, keys in candidates.items() if unnamed.intersection(keys)}
+    if index.referrer is None:
+        index.find_referrers(asked)
+    for node in asked:
+        keys = candidates[node]
+        refs = referrers_of(index, node)
+        if refs and len(refs) <= MAX_OWNERS:
+            own = set(keys)
+            if not any(own.intersection(ref if isinstance(ref, tuple) else index.keys_of(ref)) for ref in refs):
+                for key in keys:
+                    tallies[key].owned += 1
     return tallies
 
 
@@ -247,11 +265,15 @@ def referrers_of(index: Index, node: object) -> list:
     """The distinct referrers ``index`` kept of ``node`` (up to MAX_OWNERS + 1 of them),
     in the order met. A partition's index holds, for a node of another partition, the
     classes of each of its referrers there (tuples), already distinct subjects."""
-    refs = index.referrer.get(node)
+    refs = (index.referrer or {}).get(node)
     if not refs or len(refs) == 1 or isinstance(refs[0], tuple):
         return refs or []
-    distinct = {str(ref): ref for ref in refs}  # a str hashes in C, a term in Python
-    return list(distinct.values())[: MAX_OWNERS + 1]
+    distinct: dict[str, object] = {}
+    for ref in refs:
+        distinct.setdefault(str(ref), ref)  # a str hashes in C, a term in Python
+        if len(distinct) > MAX_OWNERS:
+            break
+    return list(distinct.values())
 
 
 def find_entity_nodes(index: Index, wanted: set[str] | None, literal_free: bool, kinds: EntityKinds | None = None) -> list[URIRef]:

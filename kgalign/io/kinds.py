@@ -26,7 +26,6 @@ was kept, and why; run.json records the same (``classes``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -62,7 +61,6 @@ UNINFORMATIVE_TYPES = frozenset(str(t) for t in (OWL.Thing, OWL.NamedIndividual,
 #: expression and its creation event sharing a time span), none of its own class.
 MAX_OWNERS = 4
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//)?")
 
 
 def iri_pattern(iri: str) -> str:
@@ -71,13 +69,17 @@ def iri_pattern(iri: str) -> str:
     Every node minted under one path shares it. (Where local names hold a ``/`` of
     their own, :func:`decide` merges the patterns back into the larger one.)"""
     body = iri.rstrip("/#")
-    scheme = _SCHEME.match(body)
-    start = scheme.end() if scheme else 0
+    slashes = body.find("://")
+    if slashes > 0:
+        start = slashes + 3
+    else:
+        colon = body.find(":")
+        start = colon + 1 if colon > 0 else 0
     cut = max(body.rfind("/"), body.rfind("#"))
     if cut < start:
         cut = body.rfind(":")
     if cut < start:
-        return (body[:start] if start else "") + "*"
+        return body[:start] + "*"
     return body[: cut + 1] + "*"
 
 

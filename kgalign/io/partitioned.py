@@ -319,7 +319,8 @@ class Partition(RangeReading):
         self.count = len(self._triples)
         index = self.index = Index(TripleSet(self._triples))
         self._triples = {}
-        for node in index.referrer:
+        index.find_referrers()
+        for node in index.referenced:
             referenced[owner(node_key(node), self.parts)].append((node, [index.keys_of(ref) for ref in referrers_of(index, node)]))
         for node in (*index.schema, *index.vocabulary):
             referenced[owner(node_key(node), self.parts)].append((node, SCHEMA))
@@ -352,6 +353,7 @@ class Partition(RangeReading):
                     known = referrer.setdefault(node, [])
                     known.extend(tuple(keys) for keys in info[: MAX_OWNERS + 1 - len(known)])
         self.index.referrer = referrer
+        self.index.referenced = set(referrer)
         self.index.schema = schema
 
     def tally(self) -> dict[str, tuple[int, int, int]]:

@@ -302,11 +302,12 @@ class Selection:
         profiling linear on graphs with thousands of predicates (DBP15K has ~2,000).
         """
         rank = self._attribute_rank
+        paths = described(entity, self.lender) if self.lender.nameless else entity.attributes.items()
         if self.class_ranks is not None:
             own = self.class_ranks.rank_of(entity)
             if own is not None:
-                return sorted(((p, values) for p, values in described(entity, self.lender) if p in own and p in rank), key=lambda item: own[item[0]])
-        return sorted(((p, values) for p, values in described(entity, self.lender) if p in rank), key=lambda item: rank[item[0]])
+                return sorted(((p, values) for p, values in paths if p in own and p in rank), key=lambda item: own[item[0]])
+        return sorted(((p, values) for p, values in paths if p in rank), key=lambda item: rank[item[0]])
 
     def ranked_relations(self, entity: Entity) -> list[str]:
         """The entity's own selected relations, most important first."""
@@ -484,12 +485,14 @@ def _label(table: EntityTable, iri: str) -> str:
     entities = table.entities
     if isinstance(entities, EntityFile):
         found = entities.label(iri)
+        if found is not None and found != local_name(iri):
+            return found
     else:
         other = entities.get(iri)
-        found = other.label if other is not None else None
-    if found is None:
-        found = local_name(iri)
-    return "" if looks_opaque(found) else found
+        if other is not None and other.labels:
+            return other.label
+    name = local_name(iri)
+    return "" if looks_opaque(name) else name
 
 
 def _clip(text: str) -> str:
