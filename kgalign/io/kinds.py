@@ -29,8 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from rdflib import BNode, URIRef
-from rdflib.namespace import OWL, RDF, RDFS
+from rdflib.namespace import OWL, RDFS
 
 #: A class is folded when at least this share of its instances hang off one owner...
 AUXILIARY_SHARE = 0.9
@@ -166,10 +165,6 @@ class EntityKinds:
         kept, aliases = self.kept_keys, self.aliases
         return any(aliases.get(key, key) in kept for key in keys)
 
-    def key(self, key: str) -> str:
-        """The class a node's class key is counted in."""
-        return self.aliases.get(key, key)
-
     def to_dict(self) -> dict:
         return {"classes": [c.to_dict() for c in self.classes], "keep": list(self.keep), "fold": list(self.fold)}
 
@@ -209,10 +204,3 @@ def unknown_overrides(kinds: EntityKinds) -> list[str]:
     """The classes named to keep or fold that the graph does not have."""
     known = {c.key for c in kinds.classes}
     return [key for key in (*kinds.keep, *kinds.fold) if key not in known]
-
-
-def is_candidate_node(node: object) -> bool:
-    return isinstance(node, URIRef) and not isinstance(node, BNode)
-
-
-RDF_TYPE = str(RDF.type)
