@@ -210,20 +210,25 @@ def test_prefix_reuse_with_datamarks_and_the_prior(float32_judges, persons_profi
 @pytest.mark.parametrize("prefix_cache", [True, False])
 def test_a_question_gets_the_same_scores_in_any_batch(float32_judges, persons_profiles, prefix_cache: bool) -> None:
     """Each prompt is laid out by its own lengths, so its letter scores are those it gets
-    asked alone, to the last bit, in whatever batch and order: in the judge's default
-    precision (bfloat16 where the CPU has it, where padding to the batch's longest moved
-    them), with and without prefix reuse."""
+    asked alone, up to float rounding, in whatever batch and order, with and without
+    prefix reuse (in float32: on a CPU with AMX, bfloat16 kernels block by the batch's
+    shape, which moves a question's bfloat16 scores with its batch)."""
     from kgalign.judging.local import LocalJudge
 
     whole, _ = float32_judges
-    judge = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=4, prefix_cache=prefix_cache)
+    # float32: on a CPU with AMX, bfloat16 matrix kernels block by the batch's shape, so
+    # there a question's bfloat16 scores move with its batch (bits, not layout).
+    judge = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=4, prefix_cache=prefix_cache, dtype="float32")
     questions = [q for batch in _round_questions(persons_profiles, sources=4) for q in batch]
     together = judge.letter_scores(questions)
     judge.clear_prefixes()
     alone = [judge.letter_scores([q])[0] for q in questions]
     judge.clear_prefixes()
     reversed_ = judge.letter_scores(questions[::-1])[::-1]
-    assert together == alone == reversed_
+    # Within float rounding (the matrix kernels of a CPU may block by the batch's shape),
+    # where padding to the batch's longest prompt once moved them by tenths.
+    _close(together, alone, 1e-4)
+    _close(reversed_, alone, 1e-4)
     assert len({len(whole.tokenizer(whole.prompt_text(q))["input_ids"]) for q in questions}) > 1  # the batches mix lengths
 
 
@@ -235,7 +240,7 @@ def test_the_answer_cache_hands_the_local_judge_several_batches_at_once(float32_
     from kgalign.judging.local import LocalJudge
 
     whole, _ = float32_judges
-    judge = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=2)
+    judge = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=2, dtype="float32")
     calls: list[int] = []
     answer = judge.answer
 
@@ -250,7 +255,9 @@ def test_the_answer_cache_hands_the_local_judge_several_batches_at_once(float32_
     assert calls[0] == judge.chunk_size and sum(calls) == len(questions)
     judge.clear_prefixes()
     alone = [answer([q])[0] for q in questions]
-    assert [(a.choice, a.logprob) for a in chunked] == [(a.choice, a.logprob) for a in alone]
+    assert [a.choice for a in chunked] == [a.choice for a in alone]
+    # Within float rounding: the matrix kernels of a CPU may block by the batch's shape.
+    assert all(abs(a.logprob - b.logprob) < 1e-4 for a, b in zip(chunked, alone))
 
 
 def test_the_full_entity_format_is_part_of_the_cache_key(float32_judges) -> None:
