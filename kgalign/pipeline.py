@@ -348,32 +348,32 @@ def _prepare(
         (left_by_iri, left_texts), (right_by_iri, right_texts) = sides
 
     lexical = None
+
+    def rows() -> tuple:
+        """The TF-IDF rows of every entity, fitted once: for the classes, the cardinality
+        detection, the no-counterpart cut and retrieval, whichever asks first."""
+        nonlocal lexical
+        if lexical is None:
+            lexical = lexical_vectors(left_texts, right_texts, spill=lean)
+        return lexical
+
+    left_order, right_order = list(left_by_iri), list(right_by_iri)
     aligned: ClassAlignment | None = None
     block_rows = None
     if not config.classes:
         with timer.stage("classes"):
-
-            def rows() -> tuple:
-                nonlocal lexical
-                if lexical is None:
-                    lexical = lexical_vectors(left_texts, right_texts, spill=lean)
-                return lexical
-
-            aligned = align_classes(left_table, right_table, config.class_map, rows, list(left_by_iri), list(right_by_iri))
+            aligned = align_classes(left_table, right_table, config.class_map, rows, left_order, right_order)
         if not aligned.trivial:
             log.info("%s", aligned.summary())
-            block_rows = _block_rows(aligned, list(left_by_iri), list(right_by_iri))
+            block_rows = _block_rows(aligned, left_order, right_order)
 
     cardinality = None
     if config.resolve == "auto":
         with timer.stage("cardinality"):
-            # The TF-IDF rows of every entity: the detection's, then retrieval's.
-            if lexical is None:
-                lexical = lexical_vectors(left_texts, right_texts, spill=lean)
             if block_rows is not None:
-                cardinality = detect_in_blocks(left_texts, right_texts, block_rows, vectors=lexical)
+                cardinality = detect_in_blocks(left_texts, right_texts, block_rows, vectors=rows())
             else:
-                cardinality = detect_cardinality(left_texts, right_texts, vectors=lexical)
+                cardinality = detect_cardinality(left_texts, right_texts, vectors=rows())
             effective = effective.replace(resolve=MODE_OF_CARDINALITY[cardinality.choice])
         log.info("%s; --resolve %s", cardinality.summary(), effective.resolve)
 
@@ -382,8 +382,8 @@ def _prepare(
             left_graph, right_graph, left_table, right_table, left_by_iri, right_by_iri, [], human, cardinality=cardinality, selections=selections, classes=aligned
         ), effective
 
-    if lexical is None and config.judge == "none" and config.vote.cut:
-        lexical = lexical_vectors(left_texts, right_texts, spill=lean)  # the no-counterpart cut's scale, and retrieval's
+    if config.judge == "none" and config.vote.cut:
+        rows()  # the no-counterpart cut's scale, and retrieval's
     seed_pairs = _seed_pairs(config)
     seeds = known_seeds(seed_pairs, left_table, right_table)
     if embedder is None:

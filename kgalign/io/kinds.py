@@ -108,10 +108,12 @@ def is_pattern(key: str) -> bool:
     return key.endswith("*")
 
 
-def class_keys(types: Iterable[str], iri: str) -> tuple[str, ...]:
-    """A node's classes: its informative ``rdf:type`` IRIs, else its IRI pattern."""
+def class_keys(types: Iterable[str], iri: str, aliases: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """A node's classes: its informative ``rdf:type`` IRIs, else its IRI pattern; with
+    ``aliases`` (:attr:`EntityKinds.aliases`), as its graph counts them."""
     typed = tuple(t for t in types if t not in UNINFORMATIVE_TYPES)
-    return typed if typed else (iri_pattern(iri),)
+    keys = typed if typed else (iri_pattern(iri),)
+    return tuple(dict.fromkeys(aliases.get(k, k) for k in keys)) if aliases else keys
 
 
 @dataclass

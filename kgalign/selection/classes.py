@@ -131,8 +131,7 @@ class ClassAlignment:
 
 def entity_keys(entity: Entity, aliases: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """An entity's classes: its informative types, else its IRI pattern (as its graph counts them)."""
-    keys = class_keys(entity.types, entity.iri)
-    return tuple(dict.fromkeys(aliases.get(k, k) for k in keys)) if aliases else keys
+    return class_keys(entity.types, entity.iri, aliases)
 
 
 _NAME = re.compile(r"[^0-9a-z]+")

@@ -77,7 +77,7 @@ class Lender:
         return cls({iri: table.entities[iri] for iri in wanted}, alias, nameless)
 
     def keys(self, entity: Entity) -> set[str]:
-        return {self._alias.get(key, key) for key in class_keys(entity.types, entity.iri)}
+        return set(class_keys(entity.types, entity.iri, self._alias))
 
     def borrowed(self, entity: Entity) -> Iterator[tuple[str, list[Value]]]:
         """``entity``'s paths through the label-less entities it points to: each
@@ -132,7 +132,7 @@ class ClassRanks:
     aliases: dict[str, str]
 
     def rank_of(self, entity: Entity) -> dict[str, int] | None:
-        keys = {self.aliases.get(key, key) for key in class_keys(entity.types, entity.iri)}
+        keys = class_keys(entity.types, entity.iri, self.aliases)
         known = [key for key in keys if key in self.ranks]
         if not known:
             return None
@@ -167,7 +167,7 @@ def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tupl
         if not entity.labels:
             labelless.add(iri)
         if per_class is not None:
-            keys = {aliases.get(key, key) for key in class_keys(entity.types, iri)}
+            keys = class_keys(entity.types, iri, aliases)
             sizes.update(keys)
             for key in keys:
                 mine = per_class.setdefault(key, {})
@@ -190,7 +190,7 @@ def measure_classes(table: EntityTable, other: Vocabulary | None = None) -> tupl
             lender = Lender.of(table, labelless, targets)
     if lender.nameless:
         for entity in table.entities.values():
-            keys = {aliases.get(key, key) for key in class_keys(entity.types, entity.iri)} if per_class is not None else set()
+            keys = class_keys(entity.types, entity.iri, aliases) if per_class is not None else ()
             for path, values in lender.borrowed(entity):
                 _tally(attr, path, values)
                 for key in keys:
