@@ -42,10 +42,10 @@ def cli(args: Sequence[object]) -> Result:
 
 
 def run_persons(persons: Mapping[str, Path], outdir: Path, *options: str, env: Mapping[str, str] | None = None) -> Result:
-    """`kgalign run LEFT RIGHT -o OUTDIR --no-gate --quiet OPTIONS...` on examples/persons, in process."""
+    """`kgalign run LEFT RIGHT -o OUTDIR --no-gate OPTIONS...` on examples/persons, in process."""
     from kgalign.cli.main import main
 
-    args = ["run", str(persons["left"]), str(persons["right"]), "-o", str(outdir), "--no-gate", "--quiet", *options]
+    args = ["run", str(persons["left"]), str(persons["right"]), "-o", str(outdir), "--no-gate", *options]
     return CliRunner().invoke(main, args, env=dict(env) if env else None)
 
 

@@ -43,7 +43,7 @@ def one_thread():
 ATTRIBUTES = ["given_name", "surname"]
 DATA_ARGS = ["--options", "3", "--permutations", "2", *(arg for a in ATTRIBUTES for arg in ("--attributes", a))]
 # Adapters in the top 4 layers only: faster, and vLLM must load an adapter that skips layers.
-TRAIN_ARGS = ["--batch-size", "2", "--max-train", "4", "--max-val", "2", "--eval-every", "0", "--lr", "5e-4", "--warmup-steps", "0", "--lora-layers", "4", "--threads", "1", "--quiet"]
+TRAIN_ARGS = ["--batch-size", "2", "--max-train", "4", "--max-val", "2", "--eval-every", "0", "--lr", "5e-4", "--warmup-steps", "0", "--lora-layers", "4", "--threads", "1"]
 STEPS = 6
 
 

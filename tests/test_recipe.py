@@ -156,7 +156,7 @@ def test_pair_sources_ask_as_kgalign_pairs_asks(data, embedder) -> None:
 def test_recipe_training_reports_each_source(persons, tmp_path: Path) -> None:
     path = _persons_recipe(persons, tmp_path)
     out = tmp_path / "adapter"
-    result = cli(["finetune", "--recipe", path, "-o", out, "--threads", "1", "--quiet", "--max-steps", "1"])
+    result = cli(["finetune", "--recipe", path, "-o", out, "--threads", "1", "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     for name in ("persons", "abt-buy", "beer"):
         assert f"source {name}: validation accuracy" in result.output

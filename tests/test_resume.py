@@ -81,6 +81,10 @@ def kgalign_command(left: Path, right: Path, outdir: Path) -> list[str]:
         "3",
         "--seed",
         "7",
+        # float32: on a CPU with AMX, bfloat16 kernels block by the batch's shape, and a
+        # resumed run asks its remaining questions in other batches than a whole run.
+        "--dtype",
+        "float32",
         "--quiet",
     ]
 

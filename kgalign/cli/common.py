@@ -1,10 +1,9 @@
-"""What the commands share: output-folder checks, quiet mode, option tables, --help-all."""
+"""What the commands share: output-folder checks, option tables, --help-all."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -164,23 +163,7 @@ def attach(function, option: click.Option):
     return function
 
 
-def quiet(quiet: bool) -> None:
-    from kgalign.runtime.progress import set_enabled
-
-    set_enabled(not quiet)
-    if quiet:
-        quiet_third_party_bars()
-
-
-def quiet_third_party_bars() -> None:
-    """Silence the progress bars of Hugging Face libraries (--quiet)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-
-def print_metrics(metrics: dict) -> None:
+def metrics_line(metrics: dict) -> str:
+    """The metrics of a run with --gold, as one line scripts read (``f1=0.9804``)."""
     keys = ["precision", "recall", "f1", "hits@1", "hits@10", "mrr"]
-    click.echo("  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
+    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

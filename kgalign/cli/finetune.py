@@ -8,7 +8,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from kgalign.cli.common import FORMAT, FORMAT_HELP, quiet
+from kgalign.cli.common import FORMAT, FORMAT_HELP
+from kgalign.cli.console import echo_summary, output_options
 from kgalign.errors import KgalignError
 from kgalign.io.atomic import check_output_path
 from kgalign.runtime.device import resolve_device
@@ -68,7 +69,7 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads of torch. Default: torch's (one per core); 1 is faster on a machine busy with other work.")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True, help="Arithmetic of training. auto: float32 weights under bfloat16 autocast where the CPU or GPU computes bfloat16 natively (about twice as fast), float32 otherwise. bfloat16: bfloat16 weights too (half the memory; auto's float32 weights are what was measured on a GPU).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@output_options
 @click.pass_context
 def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_dir: Path | None, **opts: Any) -> None:
     """Fine-tune the judge model with LoRA on questions asked exactly as a run asks them.
@@ -94,7 +95,6 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
-    quiet(opts["quiet"])
     recipe_given = opts["recipe"] is not None
     saved_given = opts["questions_file"] is not None
     if saved_given and (recipe_given or left is not None or opts["links"] or opts["votes"] or opts["corrections"]):
@@ -157,7 +157,8 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
         **train_values,
     )
     result = train_adapter(data, train_config, adapter_dir)
-    click.echo("\n".join(summary_lines(result)))
+    lines = summary_lines(result)
+    echo_summary(lines[:-1], lines[-1:])
 
 
 def _init_adapter(value: str | None, adapter_dir: Path, resume: bool) -> str | None:

@@ -9,29 +9,16 @@ import errno
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from kgalign import __version__
+from kgalign.cli.console import LOG_FILE_HELP, QUIET_HELP, VERBOSE_HELP, Output, configure
 from kgalign.errors import KgalignError, error_filename, one_line
 
 log = logging.getLogger("kgalign")
-
-
-def _setup_logging(level: str) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    from kgalign.runtime.redact import RedactingFilter
-
-    # Log records go to stderr: stdout carries only the command's result. Every record,
-    # third-party ones too (openai's debug lines show request URLs), loses its credentials.
-    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
-    handler.addFilter(RedactingFilter())
-    logging.basicConfig(level=getattr(logging, level.upper()), format="%(message)s", handlers=[handler], force=True)
-    for noisy in ("sentence_transformers", "transformers", "httpx", "faiss", "filelock"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
 
 
 def _fail(message: str) -> NoReturn:
@@ -90,24 +77,26 @@ class KgalignGroup(click.Group):
 
 @click.group(cls=KgalignGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kgalign")
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help=LOG_FILE_HELP)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    default="info",
-    show_default=True,
-    help="How much to log on stderr.",
+    help="The least level of the records logged on stderr (default: warning; -v and -q override it).",
 )
-def main(log_level: str) -> None:
+def main(verbose: int, quiet: bool, log_file: Path | None, log_level: str | None) -> None:
     """Align the entities of two knowledge graphs and fuse them into one.
 
     The main job is `kgalign run LEFT RIGHT -o OUTDIR`; `kgalign pairs FILE` labels the
     candidate pairs of an entity-matching benchmark (DeepMatcher, Ditto). Everything runs
-    offline, on the CPU by default.
+    offline, on the CPU by default. A command shows progress bars, warnings and a closing
+    summary; -v adds the stage log, -q leaves errors and the result line only.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _setup_logging(log_level)
+    configure(Output(verbose=verbose, quiet=quiet, log_level=log_level, log_file=log_file))
 
 
 # The group above must exist first. Building the commands' options takes a moment:

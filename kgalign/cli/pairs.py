@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from kgalign.cli.common import RunCommand, attach, check_outdir, help_all, quiet
+from kgalign.cli.common import RunCommand, attach, check_outdir, help_all
+from kgalign.cli.console import echo_summary, output_options
 from kgalign.cli.run import check_judge_settings
+from kgalign.cli.summary import pairs_block
 from kgalign.errors import KgalignError
 from kgalign.outputs import CACHE_FILE
 
@@ -46,7 +48,7 @@ def _pairs_options(function):
 @_pairs_options
 @click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
 @click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@output_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the judge backends' expert ones included, and exit.")
 @click.pass_context
 def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float | None, outdir: Path | None, pairs_gate: bool, **opts) -> None:
@@ -66,7 +68,6 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
     from kgalign.config import read_config_file
     from kgalign.pairs import match_pairs
 
-    quiet(opts["quiet"])
     config = config_from_command_line(ctx, opts)
     from_file = read_config_file(opts["config"]) if opts.get("config") else {}
     gate_given = ctx.get_parameter_source("pairs_gate") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
@@ -105,12 +106,13 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         chosen += f"; none bias {m['none_bias']:+.2f} (chosen on {valid}: F1 {m['none_bias_valid_f1']:.4f} there, {m['none_bias_valid_f1_unbiased']:.4f} without)"
     elif m["none_bias"]:
         chosen += f"; none bias {m['none_bias']:+.2f}"
-    click.echo(f"precision={m['precision']:.4f}  recall={m['recall']:.4f}  f1={m['f1']:.4f}  {chosen}")
-    click.echo(
+    result_lines = [
+        f"precision={m['precision']:.4f}  recall={m['recall']:.4f}  f1={m['f1']:.4f}  {chosen}",
         f"{m['pairs']} pairs, {m['questions']} questions, {m['positives']} labelled 1, {m['predicted']} predicted 1, "
         f"{m['true_positives']} correct; judge {m['judge']}: {m['asked']} asked, {m['gated']} gated, "
-        f"{m['llm_questions']} LLM questions; {m['seconds']:.1f}s" + (f" -> {outdir}" if outdir is not None else "")
-    )
+        f"{m['llm_questions']} LLM questions; {m['seconds']:.1f}s" + (f" -> {outdir}" if outdir is not None else ""),
+    ]
+    echo_summary(pairs_block(file, m, outdir), result_lines)
 
 
 def _check_pairs_outdir(outdir: Path, force: bool) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
-from kgalign.cli.common import INPUT, RunCommand, check_outdir, help_all, print_metrics, quiet, run_options
+from kgalign.cli.common import INPUT, RunCommand, check_outdir, help_all, metrics_line, run_options
+from kgalign.cli.console import echo_summary, output_options
+from kgalign.cli.summary import dedup_block, run_block
 from kgalign.errors import KgalignError
 from kgalign.io.inputs import is_endpoint
 from kgalign.outputs import CACHE_FILE, SOURCES_DIR
@@ -24,6 +26,7 @@ log = logging.getLogger("kgalign")
 @click.argument("right", type=INPUT)
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, alignment.rdf, votes.jsonl, run.json (and metrics.json).")
 @run_options
+@output_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
 @click.pass_context
 def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, **opts) -> None:
@@ -39,7 +42,6 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
     """
     from kgalign.cli.run_options import config_from_command_line
 
-    quiet(opts["quiet"])
     if opts["keep_earlier"] is not None and opts["since"] is None:
         raise click.UsageError("--keep-earlier keeps decisions of an earlier run: it needs --since OLD")
     config = _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"])
@@ -62,6 +64,7 @@ DEDUP_REFUSES = (
 @click.argument("graph", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for fused.ttl, links.ttl, votes.jsonl, run.json (and metrics.json).")
 @run_options
+@output_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the expert ones included, and exit.")
 @click.pass_context
 def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
@@ -78,7 +81,6 @@ def dedup(ctx: click.Context, graph: Path, outdir: Path, **opts) -> None:
     from kgalign.cli.run_options import config_from_command_line
 
     _refuse_run_only(ctx)
-    quiet(opts["quiet"])
     _dedup(graph, outdir, _with_cache(config_from_command_line(ctx, opts), outdir, opts["no_cache"]), opts["force"], opts["config"])
 
 
@@ -107,21 +109,22 @@ def _dedup(graph: Path, outdir: Path, config, force: bool, config_file: Path | N
         result = deduplicate(graph, config)
         result.save(outdir)
     clusters = result.clusters or {}
-    click.echo(
+    lines = [
         f"{result.counts['links']} duplicate pairs in {result.counts['clusters']} clusters among {result.counts['entities_left']} entities "
         f"({clusters.get('split', 0)} clusters split at a weak link, {len(clusters.get('flagged', []))} flagged) "
         f"in {result.timer.total_seconds:.1f}s -> {outdir}"
-    )
+    ]
     if result.metrics is not None:
-        print_metrics(result.metrics)
+        lines.append(metrics_line(result.metrics))
+    echo_summary(dedup_block(result, outdir), lines)
 
 
 @click.command()
 @click.argument("olddir", metavar="OUTDIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Directory for the new run's outputs (as `kgalign run` writes them).")
 @click.option("--force", is_flag=True, help="Write into the new directory even if it holds other files.")
-@click.option("--quiet", "no_bars", is_flag=True, help="No progress bars.")
-def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
+@output_options
+def rerun(olddir: Path, outdir: Path, force: bool) -> None:
     """Run again what OUTDIR/run.json describes: the same inputs and config, outputs into -o.
 
     The links and votes equal the first run's where the judge is deterministic (retrieval
@@ -130,14 +133,13 @@ def rerun(olddir: Path, outdir: Path, force: bool, no_bars: bool) -> None:
     """
     from kgalign.replay import read_run, replay_config
 
-    quiet(no_bars)
     if outdir.exists() and olddir.exists() and (outdir.resolve() == olddir.resolve() or os.path.samefile(outdir, olddir)):
         raise click.UsageError(f"{outdir}: -o names the folder of the run to reproduce, whose outputs it would replace; write into another folder")
     saved = read_run(olddir)  # its inputs and files found from this working directory too
     if saved.command == "dedup":
         _dedup(Path(saved.left), outdir, replay_config(saved, outdir), force)
         return
-    _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force, olddir)
+    _start(saved.left, saved.right, outdir, replay_config(saved, outdir), force, olddir, command="rerun")
 
 
 def _start(
@@ -149,6 +151,7 @@ def _start(
     olddir: Path | None = None,
     since: Path | None = None,
     config_file: Path | None = None,
+    command: str = "run",
 ) -> None:
     """Check everything that can fail before work starts, then run and write OUTDIR."""
     from kgalign.io.sparql.source import check_endpoint_inputs
@@ -172,7 +175,7 @@ def _start(
             from kgalign.replay import carry_sources
 
             carry_sources(olddir, outdir)
-        _run(left, right, outdir, config, old)
+        _run(left, right, outdir, config, old, command)
 
 
 @contextlib.contextmanager
@@ -227,7 +230,7 @@ def check_judge_settings(config) -> None:
         resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
 
 
-def _run(left: str | Path, right: str | Path, outdir: Path, config, old=None) -> None:
+def _run(left: str | Path, right: str | Path, outdir: Path, config, old=None, command: str = "run") -> None:
     """Align, write OUTDIR, print the summary line (and the metrics)."""
     from kgalign.fusion.shards import STAGING
     from kgalign.io.importers.tables import check_table_inputs
@@ -239,13 +242,14 @@ def _run(left: str | Path, right: str | Path, outdir: Path, config, old=None) ->
         result = align(left, right, config, since=old)
     paths = result.save(outdir)
     counts = result.counts
-    click.echo(
+    lines = [
         f"{counts['links']} links from {counts['entities_left']} x {counts['entities_right']} entities "
         f"({counts['gated']} gated, {counts['judged']} judged, {counts['llm_questions']} LLM questions, "
         f"{counts['cache_hits']} cached) in {result.timer.total_seconds:.1f}s -> {outdir}"
-    )
+    ]
     if result.metrics is not None:
-        print_metrics(result.metrics)
+        lines.append(metrics_line(result.metrics))
+    echo_summary(run_block(result, outdir, command), lines)
     log.debug("wrote %s", ", ".join(str(p) for p in paths.values()))
     if config.push.url:
         from kgalign.io.sparql.push import push_outputs

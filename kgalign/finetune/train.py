@@ -43,6 +43,7 @@ from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, defa
 from kgalign.runtime.device import resolve_device
 from kgalign.runtime.precision import precision_context, resolve_precision
 from kgalign.runtime.progress import progress_bar
+from kgalign.runtime.quiet_loading import loading_quietly
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,9 @@ def load_base(model: str | None, device: str, dtype: str = "auto", attention: st
         dtype = "float32"
     tokenizer = load_tokenizer(path)
     extra = {"attn_implementation": attention} if attention else {}
-    # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra).to(device)  # type: ignore[arg-type]
+    with loading_quietly():
+        # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
+        base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra).to(device)  # type: ignore[arg-type]
     return base, tokenizer, path
 
 
@@ -360,6 +362,8 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         state = {"step": 0, "best_step": 0, "best_accuracy": -1.0, "bad_evals": 0, "history": [], "fingerprint": data.fingerprint()}
     if _checkpointing(config.gradient_checkpointing, device):
         # Non-reentrant checkpointing needs no gradient on the inputs (the base weights are frozen).
+        # Training keeps no key/value cache: said before, transformers need not say it each step.
+        model.config.use_cache = False
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     val = data.val[: config.max_val]

@@ -52,6 +52,7 @@ from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 from kgalign.retrieval.embed import cache_root
 from kgalign.runtime.precision import precision_context, resolve_precision
+from kgalign.runtime.quiet_loading import loading_quietly
 from kgalign.runtime.torch_env import limit_kernel_cache
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,8 @@ def default_model_path() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
-        )
+        with loading_quietly():
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
         try:
@@ -167,19 +167,20 @@ class LocalJudge:
         if not path.is_dir():
             raise KgalignError(f"{path}: local model folder not found")
         tokenizer = load_tokenizer(path)
-        # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
-        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)  # type: ignore[arg-type]
-        if adapter:
-            try:
-                from peft import PeftModel
-            except ImportError:
-                raise KgalignError("--adapter needs the 'peft' package: pip install peft") from None
-            from kgalign.judging.adapters import adapter_folder
+        with loading_quietly():
+            # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
+            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)  # type: ignore[arg-type]
+            if adapter:
+                try:
+                    from peft import PeftModel
+                except ImportError:
+                    raise KgalignError("--adapter needs the 'peft' package: pip install peft") from None
+                from kgalign.judging.adapters import adapter_folder
 
-            adapter = adapter_folder(adapter)
-            # Folded into the weights (W + scale * B @ A, in float32): the judge then runs the
-            # plain model, without the adapter's extra products and module calls in every layer.
-            loaded = PeftModel.from_pretrained(loaded, adapter).merge_and_unload()
+                adapter = adapter_folder(adapter)
+                # Folded into the weights (W + scale * B @ A, in float32): the judge then runs the
+                # plain model, without the adapter's extra products and module calls in every layer.
+                loaded = PeftModel.from_pretrained(loaded, adapter).merge_and_unload()
         if calibrate is None:
             calibrate = adapter_calibrates(adapter) if adapter else True
         loaded.eval()

@@ -53,7 +53,7 @@ class StageTimer:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
-        log.info("stage %s ...", name)
+        log.debug("stage %s ...", name)
         failed = False
         try:
             yield

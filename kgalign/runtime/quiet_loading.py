@@ -1,0 +1,22 @@
+"""Loading a transformers model without its "Loading weights" progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def loading_quietly() -> Iterator[None]:
+    """transformers draws a bar for every model it loads, on stderr even where that is no
+    terminal, and the judge's small local model loads in well under a second: the bar is
+    noise in a run's output. Restored afterwards (another library's downloads keep theirs)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
