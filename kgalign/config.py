@@ -176,6 +176,13 @@ class VoteConfig:
     #: log-probability; a judge that scores every letter: local): above 0 it answers
     #: "none" more readily, below 0 less. `kgalign pairs --valid` chooses it there.
     none_bias: float = number(0.0, -20.0, 20.0)
+    #: What the judge is asked: "choice", one multiple-choice question over the candidates
+    #: and "none of these" a round (for large served models); "pairwise", each candidate on
+    #: its own, "are these two the same?", both record orders, the rounds' probabilities
+    #: of yes averaged (kgalign.judging.pairwise).
+    question: str = choice("choice", ("choice", "pairwise"))
+    #: A pairwise vote's threshold on the mean probability of yes.
+    pair_threshold: float = number(0.5, 0.0, 1.0)
 
     def __post_init__(self) -> None:
         _normalise(self)

@@ -195,6 +195,10 @@ class Round:
     error: str | None = None
     retries: int = 0
     step: int = 0
+    #: A pairwise round (:mod:`kgalign.judging.pairwise`): which record was shown first
+    #: ("source" or "candidate"), and the judge's probability that the two are the same.
+    first: str | None = None
+    p_yes: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

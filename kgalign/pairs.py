@@ -161,6 +161,7 @@ def match_pairs(
     embedder: Embedder | None = None,
     threshold: float | None = None,
     none_bias: float | None = None,
+    pair_threshold: float | None = None,
 ) -> PairsResult:
     """Label the pairs of ``path`` and score them against its labels (see the module docstring).
 
@@ -173,6 +174,12 @@ def match_pairs(
     to gated questions only. ``none_bias`` is the vote's bias on "none of these"; None:
     with a judge and ``valid``, the one with the best F1 there (:func:`choose_none_bias`),
     else ``config.vote.none_bias``.
+
+    With ``config.vote.question == "pairwise"`` each pair is its own question (every pair
+    of a left record is asked, up to 20, in rounds of both record orders), and a pair is
+    predicted a match iff its rounds' mean probability of yes reaches ``pair_threshold``;
+    None: with ``valid``, the one with the best F1 there (:func:`choose_pair_threshold`),
+    else ``config.vote.pair_threshold``.
     """
     from kgalign.judging.base import check_judge
 
@@ -189,6 +196,11 @@ def match_pairs(
         test = read_pair_file(path)
         valid_file = read_pair_file(valid) if valid is not None else None
     effective = _effective(config, judged)
+    pairwise = judged and effective.vote.question == "pairwise"
+    if pairwise:  # every pair its own question: as many per left record as the vote allows
+        effective = effective.replace(vote={"options": 20})
+    if pair_threshold is not None:
+        effective = effective.replace(vote={"pair_threshold": float(pair_threshold)})
     if embedder is None and effective.retrieval.dense_weight > 0:
         embedder = configured_embedder(effective)
 
@@ -207,7 +219,7 @@ def match_pairs(
         effective = effective.replace(vote={"min_score": float(threshold)})
     if none_bias is not None:
         effective = effective.replace(vote={"none_bias": float(none_bias)})
-    tune_on = valid_scored if judged and none_bias is None else None
+    tune_on = valid_scored if judged and (pair_threshold is None if pairwise else none_bias is None) else None
     vote = effective.vote
 
     with timer.stage("score"):
@@ -224,10 +236,10 @@ def match_pairs(
     with timer.stage("judge"):
         decisions, cached_judge, tuned = _decide(scored, effective, judge if judged else None, tune_on)
     if tuned is not None:
-        effective = effective.replace(vote={"none_bias": tuned.bias})
+        effective = effective.replace(vote={"pair_threshold": tuned.bias} if pairwise else {"none_bias": tuned.bias})
     from kgalign.judging.build import judge_id
 
-    predictions = predict(scored, decisions)
+    predictions = predict(scored, decisions, effective.vote.pair_threshold)
     metrics = pair_metrics(predictions)
     metrics.update(
         file=str(path),
@@ -247,10 +259,14 @@ def match_pairs(
         gated=sum(1 for d in decisions if d.gated),
         llm_questions=cached_judge.sent - (tuned.sent if tuned else 0) if cached_judge else 0,
         cache_hits=cached_judge.hits - (tuned.hits if tuned else 0) if cached_judge else 0,
+        question=effective.vote.question if judged else None,
         none_bias=effective.vote.none_bias,
-        none_bias_from="valid" if tuned is not None else "given" if none_bias is not None else "config",
-        none_bias_valid_f1=tuned.f1 if tuned else None,
-        none_bias_valid_f1_unbiased=tuned.f1_unbiased if tuned else None,
+        none_bias_from="valid" if tuned is not None and not pairwise else "given" if none_bias is not None else "config",
+        none_bias_valid_f1=tuned.f1 if tuned and not pairwise else None,
+        none_bias_valid_f1_unbiased=tuned.f1_unbiased if tuned and not pairwise else None,
+        pair_threshold=effective.vote.pair_threshold if pairwise else None,
+        pair_threshold_from=("valid" if tuned is not None else "given" if pair_threshold is not None else "config") if pairwise else None,
+        pair_threshold_valid_f1=tuned.f1 if tuned and pairwise else None,
         valid_llm_questions=tuned.sent if tuned else 0,
         rounds=vote.rounds,
         options=vote.options,
@@ -365,7 +381,10 @@ def _decide(
     assert cached_judge is not None
     tuned = None
     try:
-        if tune_on is not None:
+        if tune_on is not None and config.vote.question == "pairwise":
+            tuned = choose_pair_threshold(tune_on, config, cached_judge)
+            config = config.replace(vote={"pair_threshold": tuned.bias})
+        elif tune_on is not None:
             tuned = choose_none_bias(tune_on, config, cached_judge)
             if tuned is not None:
                 config = config.replace(vote={"none_bias": tuned.bias})
@@ -453,15 +472,46 @@ def choose_none_bias(valid: ScoredPairs, config: AlignConfig, judge: Any) -> Non
     return NoneBiasChoice(best, f1[best], f1[0.0], judge.sent - sent, judge.hits - hits)
 
 
-def predict(scored: ScoredPairs, decisions: Sequence[Decision]) -> list[PairPrediction]:
-    """One prediction per input pair, in input order (see the module docstring for the confidence)."""
+#: The thresholds on a pairwise vote's mean probability of yes tried on a validation file.
+PAIR_THRESHOLDS = tuple(step / 100 for step in range(2, 99, 2))
+
+
+def choose_pair_threshold(valid: ScoredPairs, config: AlignConfig, judge: Any) -> NoneBiasChoice:
+    """The threshold on a pairwise vote's mean probability of yes (:data:`PAIR_THRESHOLDS`)
+    with the best positive-class F1 on ``valid``, the one nearest 0.5 on a tie (returned
+    as a :class:`NoneBiasChoice` whose ``bias`` is the threshold, ``f1_unbiased`` the F1 at 0.5).
+    Every question is asked once, through ``judge`` (so its answer is cached as any other)."""
+    from kgalign.judging.vote import decide
+    from kgalign.runtime.progress import progress_bar
+
+    sent, hits = judge.sent, judge.hits
+    with progress_bar("judge valid", config.vote.rounds * len(valid.candidates)) as advance:
+        judge.on_answered = advance
+        decisions = decide(valid.candidates, valid.file.left, valid.file.right, judge, config.vote)
+    f1 = {t: pair_metrics(predict(valid, decisions, t))["f1"] for t in (*PAIR_THRESHOLDS, 0.5)}
+    best = max(PAIR_THRESHOLDS, key=lambda t: (f1[t], -abs(t - 0.5)))
+    log.info("pairwise threshold %.2f chosen on %s (F1 %.4f there, %.4f at 0.5)", best, valid.file.path, f1[best], f1[0.5])
+    return NoneBiasChoice(best, f1[best], f1[0.5], judge.sent - sent, judge.hits - hits)
+
+
+def predict(scored: ScoredPairs, decisions: Sequence[Decision], pair_threshold: float = 0.5) -> list[PairPrediction]:
+    """One prediction per input pair, in input order (see the module docstring for the
+    confidence); a pairwise vote's pair by its mean probability of yes against ``pair_threshold``."""
+    from kgalign.judging.pairwise import candidate_votes
+
     file = scored.file
     out: list[PairPrediction | None] = [None] * len(file.pairs)
     for cands, decision in zip(scored.candidates, decisions):
+        votes = candidate_votes(decision.rounds) if any(r.first for r in decision.rounds) else None
         for index in scored.by_left[cands.source]:
             pair = file.pairs[index]
             score = scored.scores[(pair.left, pair.right)]
             won = decision.kind == "match" and decision.target == pair.right
+            if votes is not None:
+                asked = votes.get(pair.right)
+                mean = sum(asked) / len(asked) if asked else 0.0
+                out[index] = PairPrediction(index, int(bool(asked) and mean >= pair_threshold), round(mean, 6), pair.label, score)
+                continue
             if decision.rounds:
                 confidence = decision.confidence if won else _vote_share(decision, pair.right)
             else:

@@ -20,7 +20,7 @@ TRAIN_OPTIONS = (
     "patience", "save_every", "max_val", "minutes", "seed", "dtype", "token_budget", "gradient_checkpointing",
 )
 #: Command-line options that are :class:`kgalign.finetune.DataConfig` fields (option name -> field).
-QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "none_share": "none_share", "val_share": "val_share", "seed": "seed", "datamark": "datamark"}
+QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "none_share": "none_share", "val_share": "val_share", "seed": "seed", "datamark": "datamark", "question": "question", "negatives": "negatives"}
 
 
 @click.command()
@@ -44,6 +44,8 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--id-column", help="Id column of CSV/TSV inputs, as `kgalign run --id-column`.")
 @click.option("--embedder", help="Gold recipe: sentence-transformers model folder for retrieval, as `kgalign run --embedder`.")
 @click.option("--permutations", type=click.IntRange(1, 24), default=4, show_default=True, help="Candidate orders per question (by score, reversed, then seeded shuffles), so the answer is seen at every position.")
+@click.option("--question", type=click.Choice(["choice", "pairwise"]), default="choice", show_default=True, help="The questions trained: choice (one multiple-choice question over a source's candidates and 'none of these') or pairwise (one question a pair, 'are these two records the same?', for `kgalign run --question pairwise`).")
+@click.option("--negatives", type=click.IntRange(0, 20), default=2, show_default=True, help="--question pairwise: the hardest non-matching candidates trained per match (AnyMatch: twice the positives).")
 @click.option("--none-share", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="Share of the sources with a match whose match is removed from the candidates (answer 'none of these'). A recipe's pair files default to 0 (they hold their own negatives).")
 @click.option("--val-share", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="Share of the labelled sources held out for validation (split by source).")
 @click.option("--max-train", type=click.IntRange(1, None), help="Use at most this many training questions (a quick trial).")
@@ -196,6 +198,8 @@ def _single_source_data(left: Path | None, right: Path | None, opts: dict[str, A
     data_config = DataConfig(
         options=opts["n_options"] or (0 if opts["votes"] else 5),
         permutations=opts["permutations"],
+        question=opts["question"],
+        negatives=opts["negatives"],
         none_share=opts["none_share"],
         val_share=opts["val_share"],
         seed=opts["seed"],

@@ -23,7 +23,7 @@ log = logging.getLogger("kgalign")
 PAIRS_RUN_OPTIONS = (
     "judge", "model", "adapter", "vote.rounds", "vote.options", "seed", "device", "retrieval.dense_weight", "embedder",
     "embed_precision", "embed_engine", "embed_max_tokens", "vote.gate_margin", "vote.early_stop", "vote.plurality", "vote.datamark",
-    "vote.none_bias",
+    "vote.none_bias", "vote.question", "vote.pair_threshold",
 )
 
 
@@ -87,7 +87,13 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         bias_given = ctx.get_parameter_source("vote__none_bias") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or "none_bias" in (
             from_file.get("vote") or {}
         )
-        result = match_pairs(file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None)
+        pt_given = ctx.get_parameter_source("vote__pair_threshold") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or "pair_threshold" in (
+            from_file.get("vote") or {}
+        )
+        result = match_pairs(
+            file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None,
+            pair_threshold=config.vote.pair_threshold if pt_given else None,
+        )
         if outdir is not None:
             result.save(outdir)
     except BaseException:
@@ -106,6 +112,10 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         chosen += f"; none bias {m['none_bias']:+.2f} (chosen on {valid}: F1 {m['none_bias_valid_f1']:.4f} there, {m['none_bias_valid_f1_unbiased']:.4f} without)"
     elif m["none_bias"]:
         chosen += f"; none bias {m['none_bias']:+.2f}"
+    if m.get("pair_threshold_from") == "valid":
+        chosen += f"; pairwise threshold {m['pair_threshold']:.2f} (chosen on {valid}: F1 {m['pair_threshold_valid_f1']:.4f} there)"
+    elif m.get("pair_threshold") is not None:
+        chosen += f"; pairwise threshold {m['pair_threshold']:.2f}"
     result_lines = [
         f"precision={m['precision']:.4f}  recall={m['recall']:.4f}  f1={m['f1']:.4f}  {chosen}",
         f"{m['pairs']} pairs, {m['questions']} questions, {m['positives']} labelled 1, {m['predicted']} predicted 1, "

@@ -91,8 +91,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--test-gold",), "test_gold", "Gold links of a test split: metrics are computed on these pairs only (instead of --gold).", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--seed-links",), "seed_links", "Known matches (a train split, any gold format): linked as given, left out of retrieval and of the metrics, and propagated through relations by the structure channel.", expert=True, kwargs={"type": PATH}, convert=_path_str),
     RunOption(("--judge",), "judge", "Who decides what retrieval cannot settle: an LLM backend (local, openai, vllm) or retrieval alone (none; the bundled untuned model does worse, docs/judge.md).", kwargs={"type": LiveChoice(_judges)}),
-    RunOption(("--model",), "model", "Judge model folder (local, vllm) or served model name (openai). Default: SmolLM2-135M-Instruct."),
-    RunOption(("--adapter",), "adapter", "LoRA adapter for the judge model: a PEFT folder, or the name of an adapter shipped in the package (cross-domain: SmolLM2 trained on public benchmarks, docs/judge.md). --judge local on its default model loads cross-domain unless this names another; none: the bare model.", kwargs={"type": PATH, "metavar": "DIR|NAME"}, convert=_path_str),
+    RunOption(("--model",), "model", "Judge model folder (local, vllm) or served model name (openai). Default: SmolLM2-135M-Instruct. Given without --judge (on the command line or in --config), it means --judge local."),
+    RunOption(("--adapter",), "adapter", "LoRA adapter for the judge model: a PEFT folder, or the name of an adapter shipped in the package (cross-domain: SmolLM2 trained on public benchmarks, docs/judge.md). --judge local on its default model loads cross-domain unless this names another; none: the bare model. Given without --judge, it means --judge local.", kwargs={"type": PATH, "metavar": "DIR|NAME"}, convert=_path_str),
     RunOption(("--class", "classes"), "classes", "Align only subjects of this rdf:type (IRI); repeatable. Default: every class whose instances stand on their own (not parts of one owner each, as addresses), each aligned with its corresponding class (kgalign profile lists both).", kwargs={"multiple": True}, convert=list),
     RunOption(("--keep-class",), "keep_classes", "A class (IRI, or IRI pattern ending in * for untyped nodes, as `kgalign profile` lists them) whose instances are entities even where the data says they hang off one owner each; repeatable.", True, {"multiple": True, "metavar": "IRI"}, list),
     RunOption(("--fold-class",), "fold_classes", "A class whose instances are folded into the descriptions of the entities that point to them, never aligned on their own; repeatable.", True, {"multiple": True, "metavar": "IRI"}, list),
@@ -108,7 +108,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--format", "fmt"), None, FORMAT_HELP, kwargs={"type": FORMAT, "metavar": "FORMAT"}),
     RunOption(("--id-column",), "id_column", "Id column of CSV/TSV inputs (one entity per row). Default: the first column."),
     RunOption(("-k", "--top-k"), "retrieval.k", "Candidates kept per source entity."),
-    RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order."),
+    RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order (pairwise: each candidate's rounds, the two records' order swapped each round)."),
+    RunOption(("--question",), "vote.question", "What the judge is asked: choice (one multiple-choice question over the candidates and 'none of these' a round; for large served models) or pairwise (each candidate on its own, 'are these two records the same?', both orders, the rounds' probabilities of yes averaged; for small models).", kwargs={"type": click.Choice(["choice", "pairwise"])}),
+    RunOption(("--pair-threshold",), "vote.pair_threshold", "--question pairwise: the least mean probability of yes a candidate needs to be a match (`kgalign pairs --valid` chooses it there unless given).", True),
     RunOption(("--resolve",), "resolve", "How many counterparts an entity may have: auto detects it from the data (1:1, 1:n, n:1 or n:m; with a judge, a side its answers do not confirm as having several is revised; logged and saved in run.json); 1:1 (= assignment, or greedy), 1:n, n:1 (= many-to-one) or n:m force one.", kwargs={"type": LiveChoice(_resolve_names)}),
     RunOption(("--dedup",), "dedup", "Also find records of one graph that are the same thing and merge them in fused.ttl (pairs in duplicates.ttl): left, right, both, auto (the sides --resolve auto found to hold several records of a thing) or none.", kwargs={"type": click.Choice(["none", "left", "right", "both", "auto"])}),
     RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
@@ -264,6 +266,8 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
     if given("only_gold_entities") and params["only_gold_entities"] and not (data.get("gold") or data.get("test_gold")):
         raise click.UsageError("--only-gold-entities aligns the entities of the gold links: it needs --gold FILE or --test-gold FILE", ctx)
     _judge_options(ctx, params, data, given, options)
+    if "judge" not in data and (data.get("model") or data.get("adapter")):
+        data["judge"] = "local"  # weights or an adapter named without a judge: the local judge loads them
     try:
         return AlignConfig.from_dict(data, source)
     except ConfigError as exc:

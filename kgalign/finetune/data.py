@@ -72,6 +72,12 @@ class DataConfig:
     val_share: float = VAL_SHARE
     seed: int = 0
     datamark: bool = False  # as `kgalign run --datamark`: train on the prompts the judge will read
+    #: "choice": multiple-choice questions as above; "pairwise": one question a pair
+    #: (:func:`pair_examples`), as `kgalign run --question pairwise` asks them.
+    question: str = "choice"
+    #: Pairwise: the hardest non-matching candidates (by retrieval score) taken per source,
+    #: at most this many per match (AnyMatch: negatives at twice the positives).
+    negatives: int = 2
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,8 @@ def build_examples(
     are skipped (and counted in ``counts``).
     """
     counts = counts if counts is not None else {}
+    if config.question == "pairwise":
+        return pair_examples(labels, candidates, left_profiles, right_profiles, config, counts)
     if not 1 <= config.options < len(LETTERS):
         raise KgalignError(f"options must be between 1 and {len(LETTERS) - 1}, not {config.options}")
     by_source: dict[str, list[Example]] = {}
@@ -203,6 +211,55 @@ def build_examples(
             examples.append(Example(question=question, answer=letter, source=cands.source, target=answer_target))
         by_source[cands.source] = examples
         _count(counts, "sources_none" if answer_target is None else "sources_match")
+    return by_source
+
+
+def pair_examples(
+    labels: Mapping[str, str | None],
+    candidates: Sequence[Candidates],
+    left_profiles: Mapping[str, EntityProfile],
+    right_profiles: Mapping[str, EntityProfile],
+    config: DataConfig,
+    counts: dict[str, int] | None = None,
+    matches: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, list[Example]]:
+    """Source IRI -> its pairwise questions (:mod:`kgalign.judging.pairwise`): each of its
+    matches (the label, or every IRI ``matches`` names) answered yes, and its hardest
+    non-matching candidates (retrieval's best first, among the top ``options``) answered
+    no, at most ``negatives`` per match (``negatives`` for a source without one).
+
+    Each pair is shown with the source record first or second by a seeded coin, or in
+    both orders with ``permutations`` >= 2, so that the judge learns neither order."""
+    from kgalign.judging.pairwise import CANDIDATE_FIRST, SOURCE_FIRST, pair_question
+
+    counts = counts if counts is not None else {}
+    by_source: dict[str, list[Example]] = {}
+    for cands in candidates:
+        if cands.source not in labels and not (matches and cands.source in matches):
+            continue
+        source = left_profiles.get(cands.source)
+        found = list(matches[cands.source]) if matches and cands.source in matches else [t for t in [labels.get(cands.source)] if t is not None]
+        if source is None or any(t not in right_profiles for t in found):
+            _count(counts, "skipped_unknown_entity")
+            continue
+        wrong = [item.iri for item in cands.items if item.iri in right_profiles and item.iri not in found][: config.options or None]
+        wrong = wrong[: config.negatives * max(1, len(found))]
+        pairs = [(iri, True) for iri in found] + [(iri, False) for iri in wrong]
+        if not pairs:
+            _count(counts, "skipped_no_candidates")
+            continue
+        examples = []
+        for iri, same in pairs:
+            if config.permutations >= 2:
+                firsts = [SOURCE_FIRST, CANDIDATE_FIRST]
+            else:
+                firsts = [SOURCE_FIRST if _unit(config.seed, cands.source + "\x1f" + iri, "first") < 0.5 else CANDIDATE_FIRST]
+            for first in firsts:
+                question = pair_question(source, right_profiles[iri], first, None, config.datamark)
+                examples.append(Example(question=question, answer="A" if same else "B", source=cands.source, target=iri if same else None))
+        by_source[cands.source] = examples
+        _count(counts, "pairs_match", len(found))
+        _count(counts, "pairs_no_match", len(wrong))
     return by_source
 
 
@@ -445,5 +502,5 @@ def _check_not_empty(data: TrainingData) -> None:
     )
 
 
-def _count(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
+def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n

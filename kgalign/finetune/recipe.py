@@ -4,7 +4,7 @@ A recipe lists the sources of training questions, each built exactly as a run as
 them (:func:`kgalign.finetune.data.build_examples`: the same serialisation, options,
 orders and datamark setting), and optionally the options of training::
 
-    [questions]            # kgalign.finetune.DataConfig: options, permutations, none_share, val_share, seed, datamark
+    [questions]            # kgalign.finetune.DataConfig: options, permutations, none_share, val_share, seed, datamark, question, negatives
     options = 5
 
     [train]                # kgalign.finetune.TrainConfig: max_steps, batch_size, lr, lora_r, ...
@@ -178,6 +178,10 @@ def _check_questions(path: Path, config: DataConfig) -> None:
         raise ConfigError(f"{path}: questions.options must be an integer from 1 to 20")
     if not isinstance(config.permutations, int) or not 1 <= config.permutations <= 24:
         raise ConfigError(f"{path}: questions.permutations must be an integer from 1 to 24")
+    if config.question not in ("choice", "pairwise"):
+        raise ConfigError(f"{path}: questions.question must be choice or pairwise")
+    if not isinstance(config.negatives, int) or not 0 <= config.negatives <= 20:
+        raise ConfigError(f"{path}: questions.negatives must be an integer from 0 to 20")
     for name in ("none_share", "val_share"):
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 0.9:
@@ -357,6 +361,14 @@ def _pair_examples(file: str | Path, config: DataConfig, device: str, embedder: 
             positives[pair.left].add(pair.right)
     labels: Labels = {left: next(iter(rights)) if rights else None for left, rights in positives.items() if len(rights) <= 1}
     counts = {"pairs": len(pair_file.pairs), "left_records": len(positives), "skipped_several_matches": len(positives) - len(labels)}
+    if config.question == "pairwise":
+        # Every labelled pair of a left record: its matches (several where the file has
+        # them), and its hardest labelled non-matches (retrieval's best first).
+        from kgalign.finetune.data import pair_examples
+
+        matches = {left: sorted(rights) for left, rights in positives.items() if rights}
+        counts["skipped_several_matches"] = 0
+        return pair_examples({left: None for left in positives}, scored.candidates, pair_file.left, pair_file.right, config, counts, matches), counts
     by_source = build_examples(labels, scored.candidates, pair_file.left, pair_file.right, config, counts)
     return by_source, counts
 
@@ -367,7 +379,7 @@ def _limit_none(examples: list[Example], share: float | None, seed: int, name: s
     The questions kept stay in their order. With ``share`` None, or already within it,
     ``examples`` is returned as it is.
     """
-    if share is None or not examples:
+    if share is None or not examples or examples[0].question.pairwise:  # pairwise: the negatives' ratio governs
         return examples
     none_sources: dict[str, int] = {}
     for example in examples:

@@ -58,7 +58,8 @@ def save_questions(data: TrainingData, path: str | Path, train: Mapping[str, Any
                 "source": example.source,
                 "target": example.target,
                 "group": example.group,
-                "q": [number(question.source), [number(o) for o in question.options], question.datamark, question.compact],
+                "q": [number(question.source), [number(o) for o in question.options], question.datamark, question.compact]
+                + ([question.candidate_first] if question.pairwise else []),
             }
             question_lines.append(json.dumps(record, ensure_ascii=False))
     header = {
@@ -111,8 +112,11 @@ def _read(path: Path, lines: Any) -> tuple[TrainingData, dict[str, Any]]:
                 iri, label, attributes, neighbours = record["e"]
                 entities.append(EntityProfile(iri, label, [tuple(a) for a in attributes], [tuple(n) for n in neighbours]))
                 continue
-            source, options, datamark, compact = record["q"]
-            question = Question(entities[source], tuple(entities[o] for o in options), datamark=datamark, compact=compact)
+            source, options, datamark, compact, *pair = record["q"]
+            # A fifth field: a pairwise question, whether the candidate was shown first.
+            question = Question(
+                entities[source], tuple(entities[o] for o in options), datamark=datamark, compact=compact, pairwise=bool(pair), candidate_first=bool(pair and pair[0])
+            )
             example = Example(question, record["answer"], record["source"], record["target"], record.get("group", ""))
             split[record["split"]].append(example)
         except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -211,7 +211,7 @@ def encode(tokenizer: Any, examples: list[Example]) -> list[list[int]]:
     """Token ids of each example: its prompt exactly as the local judge reads it, then the answer token."""
     texts = [chat_prompt(tokenizer, e.question) for e in examples]
     prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [list(ids) + [answer_token_id(tokenizer, e.answer)] for ids, e in zip(prompts, examples)]
+    return [list(ids) + [answer_token_id(tokenizer, e.question.answers[e.answer])] for ids, e in zip(prompts, examples)]
 
 
 def collate(sequences: list[list[int]], pad_id: int, device: str) -> dict[str, Any]:

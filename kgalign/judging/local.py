@@ -72,6 +72,9 @@ WIDTH_STEP = 16
 # ends (the candidates start); see kgalign.judging.prompt.Question.messages.
 _SOURCE_LINE = "\nSOURCE: "
 _CANDIDATES_LINE = "\nCANDIDATES:"
+#: A pairwise question's lines: the first record is its reused part.
+_RECORD_LINE = "\nRECORD 1: "
+_SECOND_RECORD_LINE = "\nRECORD 2: "
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 
@@ -234,6 +237,7 @@ class LocalJudge:
         self.calibrate = calibrate
         self.precision = resolve_precision(dtype, device, "local judge dtype")
         self._letter_ids = letter_token_ids(tokenizer, model_id)
+        self._pair_ids = pair_token_ids(tokenizer, model_id)
         self._priors: dict[tuple[int, bool], dict[str, float]] = {}
         self._adapter_key: str | None = None
         self.entity_format = entity_format
@@ -282,8 +286,9 @@ class LocalJudge:
         out: list[Any] = []
         for question, row_ids, row in zip(questions, ids, logprobs):
             scores = {}
+            spellings = self._pair_ids if question.pairwise else self._letter_ids
             for letter in question.letters:
-                token = max(self._letter_ids[letter], key=lambda t: float(row[t]))
+                token = max(spellings[letter], key=lambda t: float(row[t]))
                 scores[letter] = (float(row[token]), token)
             out.append((scores, len(row_ids)))
         return out
@@ -501,7 +506,9 @@ class LocalJudge:
     def calibrated(self, question: Question, scores: dict[str, float], calibrate: bool | None = None) -> dict[str, float]:
         """Each allowed letter's score the answer is the best of: its log-probability, less
         the prior's (:meth:`prior`) when calibration is on."""
-        on = self.calibrate if calibrate is None else calibrate
+        # A pairwise question is not calibrated: its rounds show both orders, and the
+        # threshold on the probability of yes is what a bias toward one answer moves.
+        on = (self.calibrate if calibrate is None else calibrate) and not question.pairwise
         prior = self.prior(len(question.options), question.datamark) if on else {}
         return {letter: scores[letter] - prior.get(letter, 0.0) for letter in question.letters}
 
@@ -513,7 +520,7 @@ class LocalJudge:
             best = max(question.letters, key=lambda letter: calibrated[letter])
             answers.append(
                 Answer(
-                    raw=best, choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1,
+                    raw=question.answers[best], choice=best, logprob=scores[best][0], prompt_tokens=length, answer_tokens=1,
                     scores={letter: round(value, 6) for letter, value in calibrated.items()},
                     logprobs={letter: round(value, 6) for letter, value in logprobs.items()},
                 )
@@ -652,11 +659,12 @@ def _prefix_split(text: str, offsets: list[tuple[int, int]]) -> tuple[int, int]:
     Counted at token boundaries from the offsets of the prompt's own tokenization; (0, 0)
     where the prompt has no source line.
     """
-    shared_end = text.find(_SOURCE_LINE)
-    if shared_end < 0:
-        return 0, 0
-    source_end = text.find(_CANDIDATES_LINE, shared_end)
-    if source_end < 0:
+    for first_line, next_line in ((_SOURCE_LINE, _CANDIDATES_LINE), (_RECORD_LINE, _SECOND_RECORD_LINE)):
+        shared_end = text.find(first_line)
+        source_end = text.find(next_line, shared_end) if shared_end >= 0 else -1
+        if source_end >= 0:
+            break
+    else:
         return 0, 0
 
     def tokens_within(end: int) -> int:
@@ -717,13 +725,32 @@ def letter_token_ids(tokenizer: Any, model_id: str = "local") -> dict[str, list[
     return ids
 
 
-def answer_token_id(tokenizer: Any, letter: str) -> int:
-    """The token a fine-tuned judge is taught to answer: the bare letter, else the letter after a space."""
-    for text in (letter, " " + letter):
+def pair_token_ids(tokenizer: Any, model_id: str = "local") -> dict[str, list[int]]:
+    """A pairwise question's letters (A: yes, B: no) -> the single-token spellings of their
+    words the tokenizer has (``yes``, `` yes``, ``Yes``, `` Yes``)."""
+    from kgalign.judging.prompt import PAIR_ANSWERS
+
+    ids: dict[str, list[int]] = {}
+    for letter, word in PAIR_ANSWERS.items():
+        variants = set()
+        for text in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            if len(tokens) == 1:
+                variants.add(tokens[0])
+        if not variants:
+            raise KgalignError(f"{model_id}: the tokenizer has no single token for the answer {word!r}")
+        ids[letter] = sorted(variants)
+    return ids
+
+
+def answer_token_id(tokenizer: Any, answer: str) -> int:
+    """The token a fine-tuned judge is taught to answer (an option letter, or a pairwise
+    yes or no): the bare word, else the word after a space."""
+    for text in (answer, " " + answer):
         tokens = tokenizer.encode(text, add_special_tokens=False)
         if len(tokens) == 1:
             return int(tokens[0])
-    raise KgalignError(f"the tokenizer has no single token for option {letter}")
+    raise KgalignError(f"the tokenizer has no single token for the answer {answer!r}")
 
 
 def _adapter_id(adapter: str | None) -> str | None:

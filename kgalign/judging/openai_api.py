@@ -26,6 +26,7 @@ pool, with ``temperature=0`` and ``max_tokens=1``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -35,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import Answer
-from kgalign.judging.prompt import Question, parse_answer
+from kgalign.judging.prompt import Question
 from kgalign.runtime.redact import redact_text, redact_url, register_secret, register_url_secrets
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class OpenAIJudge:
             args["logprobs"] = True
             args["top_logprobs"] = min(len(question.letters), MAX_TOP_LOGPROBS)
         if structured:
-            args["extra_body"] = {"structured_outputs": {"choice": question.letters}}
+            args["extra_body"] = {"structured_outputs": {"choice": list(question.answers.values())}}
         return args
 
     def _ask(self, question: Question, cancelled: threading.Event | None = None) -> Answer:
@@ -266,13 +267,16 @@ class OpenAIJudge:
                 max_tokens = self.max_tokens + WIDEN_TOKENS
                 continue
             usage = response.usage
-            choice = parse_answer(raw, question.letters)
+            choice = question.parse(raw)
             if choice is None:
-                log.info("invalid answer %r (options %s): counted as an invalid vote", raw[:80], "".join(question.letters))
+                log.info("invalid answer %r (answers %s): counted as an invalid vote", raw[:80], "/".join(question.answers.values()))
+            every = _answer_logprobs(choice_obj, question.answers) if logprobs else {}
             return Answer(
                 raw=raw,
                 choice=choice,
-                logprob=_letter_logprob(choice_obj, choice) if choice is not None and logprobs else None,
+                logprob=_letter_logprob(choice_obj, question.answers[choice]) if choice is not None and logprobs else None,
+                logprobs=every if len(every) == len(question.letters) else None,
+                scores=every if len(every) == len(question.letters) else None,
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                 answer_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 retries=retries,
@@ -346,16 +350,36 @@ def describe_error(exc: Exception) -> str:
 
 
 def _letter_logprob(choice_obj: Any, letter: str) -> float | None:
-    """The log-probability of ``letter`` at the first non-blank answer position."""
+    """The log-probability of ``letter`` (an answer: a letter, or a pairwise yes or no, in
+    any letter case) at the first non-blank answer position."""
     logprobs = getattr(choice_obj, "logprobs", None)
     for item in getattr(logprobs, "content", None) or []:
         token = (item.token or "").strip()
         if not token:
             continue
-        if token == letter:
+        if token == letter or (len(letter) > 1 and token.casefold() == letter.casefold()):
             return float(item.logprob)
         for top in item.top_logprobs or []:
-            if (top.token or "").strip() == letter:
+            other = (top.token or "").strip()
+            if other == letter or (len(letter) > 1 and other.casefold() == letter.casefold()):
                 return float(top.logprob)
         return None
     return None
+
+
+def _answer_logprobs(choice_obj: Any, answers: dict[str, str]) -> dict[str, float]:
+    """Each letter's log-probability where the server listed its answer among the first
+    answer position's top log-probabilities (the best spelling of it)."""
+    logprobs = getattr(choice_obj, "logprobs", None)
+    for item in getattr(logprobs, "content", None) or []:
+        if not (item.token or "").strip():
+            continue
+        listed = [(item.token, item.logprob), *((top.token, top.logprob) for top in item.top_logprobs or [])]
+        found: dict[str, float] = {}
+        for letter, answer in answers.items():
+            for token, logprob in listed:
+                text = (token or "").strip()
+                if text == answer or (len(answer) > 1 and text.casefold() == answer.casefold()):
+                    found[letter] = max(found.get(letter, -math.inf), float(logprob))
+        return found
+    return {}

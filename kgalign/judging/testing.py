@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kgalign.judging.base import Answer
-from kgalign.judging.prompt import Question, parse_answer
+from kgalign.judging.prompt import Question
 
 Script = str | None | Answer | Callable[[Question], Any] | Mapping[str, Any] | Sequence[Any]
 Explanations = str | Mapping[str, str] | Callable[[Question, str], str]
@@ -54,10 +54,11 @@ class pick:
         self.iri = iri
 
     def __call__(self, question: Question) -> str:
+        """The reply naming it: its letter, or a pairwise question's "yes" ("no" where the candidate is another)."""
         for letter, option in zip(question.letters, question.options):
             if option.iri == self.iri:
-                return letter
-        return question.none_letter
+                return question.answers[letter]
+        return question.answers[question.none_letter]
 
     def __repr__(self) -> str:
         return f"pick({self.iri!r})"
@@ -178,7 +179,7 @@ class ScriptedJudge:
         return self.default
 
     def _reply(self, question: Question, raw: str) -> Answer:
-        choice = parse_answer(raw, question.letters)
+        choice = question.parse(raw)
         logprob: float | None = None
         if choice is not None:
             logprob = self.logprob(question, choice) if callable(self.logprob) else self.logprob

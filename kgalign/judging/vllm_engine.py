@@ -25,7 +25,7 @@ from typing import Any
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import Answer
 from kgalign.judging.local import _adapter_id
-from kgalign.judging.prompt import Question, parse_answer
+from kgalign.judging.prompt import Question
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class VLLMJudge:
                 temperature=0.0,
                 max_tokens=1,
                 logprobs=1 if self.logprobs else None,
-                structured_outputs=self._structured(choice=q.letters),
+                structured_outputs=self._structured(choice=list(q.answers.values())),
             )
             for q in questions
         ]
@@ -180,9 +180,9 @@ class VLLMJudge:
         for question, output in zip(questions, outputs):
             completion = output.outputs[0] if output.outputs else None
             raw = completion.text if completion is not None else ""
-            choice = parse_answer(raw, question.letters)
+            choice = question.parse(raw)
             if choice is None:
-                log.info("invalid answer %r (options %s): counted as an invalid vote", raw[:80], "".join(question.letters))
+                log.info("invalid answer %r (answers %s): counted as an invalid vote", raw[:80], "/".join(question.answers.values()))
             answers.append(
                 Answer(
                     raw=raw,

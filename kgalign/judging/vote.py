@@ -47,6 +47,7 @@ from functools import partial
 
 from kgalign.config import VoteConfig
 from kgalign.errors import KgalignError
+from kgalign.judging import pairwise
 from kgalign.judging.base import Answer, Judge, clean_explanation, explainer
 from kgalign.judging.prompt import Question
 from kgalign.model import Candidates, Decision, EntityProfile, OptionVote, Round
@@ -171,9 +172,11 @@ def decide(
             if left:
                 raise RuntimeError(f"the judge's engine gave back no votes for {len(left)} of {len(starts)} blocks of sources")
 
-    tally = _tally_set if several else _tally
     for p in pending:
-        decision = tally(p, config)
+        if config.question == "pairwise":
+            decision = _tally_pairwise(p, config, several)
+        else:
+            decision = _tally_set(p, config) if several else _tally(p, config)
         if p.cands.source in audited and not decision.accepted:
             # The audit asks for evidence; it does not take back the gate's confident match.
             kept = retrieval_decision(p.cands, config, gated=True)
@@ -224,6 +227,9 @@ class _Asking:
         """Every round of ``pending``, each source stopping early once settled: one batch a
         round, or with ``several`` (judged sets) one batch a step of the round."""
         config = self.config
+        if config.question == "pairwise":
+            self._pairwise(pending)
+            return
         for round_index in range(config.rounds):
             active = [p for p in pending if not p.done]
             if not active:
@@ -263,6 +269,55 @@ class _Asking:
             p.answer_tokens += answer.answer_tokens
             rounds.append(round_)
         return rounds
+
+    def _pairwise(self, pending: list[_Pending]) -> None:
+        """Every round of a pairwise vote (:mod:`kgalign.judging.pairwise`): a round asks,
+        in one batch, about each candidate of each source that is not settled yet."""
+        config = self.config
+        for round_index in range(config.rounds):
+            asks: list[tuple[_Pending, str]] = []
+            for p in pending:
+                if p.done:
+                    continue
+                votes = pairwise.candidate_votes(p.rounds)
+                asked = Counter(r.order[0] for r in p.rounds if r.order)
+                for iri in p.shown:
+                    if asked[iri] > round_index or (round_index and config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.pair_threshold, config.rounds)):
+                        continue
+                    asks.append((p, iri))
+            if not asks:
+                break
+            questions = []
+            layouts = []
+            for p, iri in asks:
+                first, shuffle = pairwise.round_layout(round_index, iri, p.cands.source, config.seed)
+                layouts.append(first)
+                source, candidate = self.left_profiles[p.cands.source], self.right_profiles[iri]
+                questions.append(pairwise.pair_question(source, candidate, first, shuffle, config.datamark))
+            started = time.perf_counter()
+            answers = self.judge.answer(questions)
+            elapsed = time.perf_counter() - started
+            if len(answers) != len(questions):
+                raise RuntimeError(f"judge {self.judge.name} returned {len(answers)} answers for {len(questions)} questions")
+            for (p, iri), first, question, answer in zip(asks, layouts, questions, answers):
+                round_ = _round([iri], question, answer)
+                round_.first = first
+                round_.p_yes = yes_probability(answer, question)
+                p.rounds.append(round_)
+                if p.prompt is None:
+                    p.prompt = question.text()
+                p.latency += elapsed / len(asks)
+                p.prompt_tokens += answer.prompt_tokens
+                p.answer_tokens += answer.answer_tokens
+            if self.on_question:
+                self.on_question(len(asks))
+            for p in pending:
+                votes = pairwise.candidate_votes(p.rounds)
+                asked = Counter(r.order[0] for r in p.rounds if r.order)
+                p.done = all(
+                    asked[iri] >= config.rounds or (config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.pair_threshold, config.rounds))
+                    for iri in p.shown
+                )
 
     def _steps(self, active: list[_Pending], orders: list[list[str]]) -> None:
         """One round of a judged set: a batch a step, each step without the options picked
@@ -419,6 +474,63 @@ def _round(order: list[str], question: Question, answer: Answer) -> Round:
         error=answer.error,
         retries=answer.retries,
     )
+
+
+def yes_probability(answer: Answer, question: Question) -> float | None:
+    """A pairwise answer's probability of yes: from the log-probabilities of both answers
+    where the judge gives them (the local judge; a served one that lists both), else from
+    the chosen answer's (1 - p where it is no), else 1 or 0; None for an invalid answer."""
+    if not question.pairwise or answer.choice is None:
+        return None
+    yes, no = question.letters
+    logprobs = answer.logprobs or {}
+    if yes in logprobs and no in logprobs:
+        top = max(logprobs[yes], logprobs[no])
+        a, b = math.exp(logprobs[yes] - top), math.exp(logprobs[no] - top)
+        return round(a / (a + b), 6)
+    if answer.logprob is not None:
+        p = min(1.0, math.exp(answer.logprob))
+        return round(p if answer.choice == yes else 1.0 - p, 6)
+    return 1.0 if answer.choice == yes else 0.0
+
+
+def _tally_pairwise(p: _Pending, config: VoteConfig, several: bool) -> Decision:
+    """A source's decision from its candidates' pairwise votes (:mod:`kgalign.judging.pairwise`):
+    the highest mean probability of yes wins when it clears the threshold and its rounds
+    agree; rounds that disagree make the decision uncertain. With ``several`` every
+    candidate that clears the threshold with agreeing rounds is accepted (a judged set)."""
+    threshold = config.pair_threshold
+    votes = pairwise.candidate_votes(p.rounds)
+    means = {iri: sum(v) / len(v) for iri, v in votes.items()}
+    ranked = sorted(votes, key=lambda iri: (-means[iri], p.shown.index(iri) if iri in p.shown else len(p.shown)))
+    option_votes = []
+    if several:
+        for iri in ranked:
+            probabilities = votes[iri]
+            accepted = means[iri] >= threshold and pairwise.agree(probabilities, threshold)
+            picked = sum(1 for x in probabilities if x >= threshold)
+            option_votes.append(OptionVote(iri=iri, picked=picked, rounds=len(probabilities), accepted=accepted, confidence=round(means[iri], 6)))
+        option_votes.sort(key=lambda vote: not vote.accepted)
+    decision = partial(
+        Decision,
+        source=p.cands.source,
+        rounds=p.rounds,
+        early_stopped=any(len(votes.get(iri, [])) < config.rounds for iri in p.shown),
+        prompt=p.prompt,
+        prompt_tokens=p.prompt_tokens,
+        answer_tokens=p.answer_tokens,
+        latency_s=round(p.latency, 4),
+        option_votes=option_votes,
+    )
+    if not ranked:
+        return decision(kind="uncertain", target=None, confidence=0.0)
+    best = ranked[0]
+    mean = means[best]
+    if not pairwise.agree(votes[best], threshold):
+        return decision(kind="uncertain", target=None, confidence=round(mean, 6))
+    if mean >= threshold:
+        return decision(kind="match", target=best, confidence=round(mean, 6))
+    return decision(kind="none", target=None, confidence=round(1.0 - mean, 6))
 
 
 def _settled(rounds: list[Round], total: int) -> bool:

@@ -58,6 +58,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         if "split" in clusters:
             line += f"; {clusters['split']} split at a weak link, {len(clusters.get('flagged', []))} flagged"
         lines.append(line)
+    if summary.get("pairwise_rounds"):
+        bias = summary.get("order_bias")
+        said = f"{bias:+.3f}" if bias is not None else "not measured (no pair asked in both orders)"
+        lines.append(f"pairwise rounds {summary['pairwise_rounds']}; order bias (mean p with the source first minus second): {said}")
     wins = summary["position_wins"]
     if wins:
         total = sum(wins.values())
@@ -92,8 +96,10 @@ def render_decision(r: dict[str, Any]) -> str:
     lines.append(f"candidates (margin {r.get('margin', 0):.3f}, mutual NN: {r.get('mutual')}):")
     for c in r["candidates"]:
         lines.append(f"  {c['rank']:>2}. {c['score']:.4f}  {c['iri']}  {c.get('label', '')}")
+    if any(round_.get("first") for round_ in r.get("rounds", [])):
+        lines.extend(_pair_rounds(r["rounds"]))
     number = 0
-    for round_ in r.get("rounds", []):
+    for round_ in [x for x in r.get("rounds", []) if not x.get("first")]:
         step = round_.get("step") or 0
         number += step == 0
         order = ", ".join(f"{option_letter(j)}={_short(iri)}" for j, iri in enumerate(round_["order"]))
@@ -112,6 +118,25 @@ def render_decision(r: dict[str, Any]) -> str:
         lines.append("prompt (round 1):")
         lines.extend("  | " + line for line in r["prompt"].splitlines())
     return "\n".join(lines)
+
+
+def _pair_rounds(rounds: list[dict[str, Any]]) -> list[str]:
+    """A pairwise vote's rounds, by candidate: each round's order and probability of yes, and the mean."""
+    by_candidate: dict[str, list[dict[str, Any]]] = {}
+    for round_ in rounds:
+        if round_.get("first") and round_.get("order"):
+            by_candidate.setdefault(round_["order"][0], []).append(round_)
+    lines = ["pairwise votes (probability of 'same' per round; the mean decides):"]
+    for iri, asked in by_candidate.items():
+        shown = []
+        for round_ in asked:
+            first = "source first" if round_["first"] == "source" else "candidate first"
+            p = round_.get("p_yes")
+            shown.append(f"{first} {round_['raw']!r} p={p:.3f}" if p is not None else f"{first} invalid")
+        ps = [x["p_yes"] for x in asked if x.get("p_yes") is not None]
+        mean = f"mean {sum(ps) / len(ps):.3f}" if ps else "no valid round"
+        lines.append(f"  {_short(iri)}: {mean}  ({'; '.join(shown)}{'; cached' if any(x.get('cached') for x in asked) else ''})")
+    return lines
 
 
 def _judge_line(judged: dict, card: dict) -> str:

@@ -11,11 +11,26 @@ from typing import IO, Any
 
 from kgalign.errors import InputError
 from kgalign.io.atomic import atomic_open
+from kgalign.judging.pairwise import order_bias
 from kgalign.judging.prompt import option_letter
 from kgalign.model import Candidate, Candidates, Decision, EntityProfile, OptionVote, Round
 
 SCHEMA_VERSION = 1
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+#: Fields of a round written only where set (a pairwise round's), so that the log of a
+#: multiple-choice vote reads as before.
+PAIRWISE_FIELDS = ("first", "p_yes")
+
+
+def round_record(round_: Round) -> dict[str, Any]:
+    """One round as votes.jsonl keeps it."""
+    record = asdict(round_)
+    for name in PAIRWISE_FIELDS:
+        if record[name] is None:
+            del record[name]
+    return record
 
 
 def decision_record(
@@ -46,7 +61,7 @@ def decision_record(
         "mutual": candidates.mutual,
         "contested_by": candidates.contested_by,
         "below_cut": candidates.below_cut,
-        "rounds": [asdict(r) for r in decision.rounds],
+        "rounds": [round_record(r) for r in decision.rounds],
         "decision": decision.kind,
         "target": decision.target,
         "confidence": decision.confidence,
@@ -206,6 +221,8 @@ def _round(data: dict[str, Any]) -> Round:
         error=_text(data.get("error"), "rounds: error", optional=True),
         retries=int(data.get("retries", 0)),
         step=int(data.get("step", 0)),
+        first=_text(data.get("first"), "rounds: first", optional=True),
+        p_yes=None if data.get("p_yes") is None else float(data["p_yes"]),
     )
 
 
@@ -232,7 +249,10 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     position_wins: Counter[int] = Counter()
     invalid = 0
     none_votes = 0
+    pair_rounds = [_round(x) for r in judged for x in r["rounds"] if x.get("first")]
     for record in judged:
+        if any(x.get("first") for x in record["rounds"]):
+            continue  # a pairwise vote: its order bias below, not positions
         # A judged set asks several steps a round; agreement is on the first answer of each.
         targets = [round_["target"] for round_ in record["rounds"] if not round_.get("step")]
         valid = [t for t in targets if t is not None]
@@ -247,6 +267,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             elif target is not None and target in order:
                 position_wins[order.index(target)] += 1
     total_rounds = sum(sum(1 for x in r["rounds"] if not x.get("step")) for r in judged)
+    bias = order_bias(pair_rounds)
     return {
         "entities": len(records),
         "decisions": dict(sorted(kinds.items())),
@@ -258,6 +279,8 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "invalid_votes": invalid,
         "none_votes": none_votes,
         "mean_round_agreement": round(sum(agreement) / len(agreement), 4) if agreement else None,
+        "pairwise_rounds": len(pair_rounds),
+        "order_bias": None if bias is None else round(bias, 4),
         "position_wins": {option_letter(p): n for p, n in sorted(position_wins.items())},
         "conflicts": sum(1 for r in records if r.get("conflict_with")),
         "prompt_tokens": sum(r.get("tokens", {}).get("prompt", 0) for r in records),
