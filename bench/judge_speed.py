@@ -3,14 +3,17 @@
     python -m bench.judge_speed [--rounds 3] [--batch-size 4] [--dtype auto] [--repeat 1]
                                 [--left L --right R --gold G] [--out bench/results]
 
-Two variants of the local judge (``kgalign.judging.local.LocalJudge``) on one loaded
-model (SmolLM2-135M-Instruct unless ``--model``), asked the same questions:
+Variants of the local judge (``kgalign.judging.local.LocalJudge``) on one loaded
+model (SmolLM2-135M-Instruct unless ``--model``), asked about the same sources:
 
 - ``baseline``: ``entity_format="full"`` and ``prefix_cache=False``, the judge as it was
   before prefix reuse: every prompt read whole, every attribute under its full name;
 - ``compact+prefix``: the defaults: compact entities within token budgets
   (kgalign/judging/prompt.py), the instructions' and each source entity's attention
-  keys and values computed once and reused by every round of that source.
+  keys and values computed once and reused by every round of that source;
+- ``pairwise``: ``--question pairwise`` (kgalign/judging/pairwise.py): one short question
+  a candidate, round 1 with the source record first (its keys and values computed once
+  for all its candidates), round 2 with the candidate first; more questions, each shorter.
 
 Each pass is :func:`kgalign.pipeline.align` on the persons example (examples/persons:
 60 x 60 OAEI 2010 Person1 persons, gold.tsv) as ``kgalign run --judge local --no-gate``
@@ -60,8 +63,15 @@ EXAMPLE = ROOT / "examples" / "persons"
 VARIANTS = {
     "baseline": {"entity_format": "full", "prefix_cache": False},
     "compact+prefix": {"entity_format": "compact", "prefix_cache": True},
+    "pairwise": {"entity_format": "compact", "prefix_cache": True},
 }
-LABELS = {"baseline": "baseline (full entities, no prefix reuse)", "compact+prefix": "compact entities + prefix reuse"}
+#: The vote's settings of a variant beyond the defaults: pairwise asks one question a pair.
+VOTES: dict[str, dict[str, Any]] = {"pairwise": {"question": "pairwise"}}
+LABELS = {
+    "baseline": "baseline (full entities, no prefix reuse)",
+    "compact+prefix": "compact entities + prefix reuse",
+    "pairwise": "pairwise questions (compact, first record reused)",
+}
 
 
 class TimedJudge:
@@ -109,7 +119,7 @@ def run_pass(variant: str, judge: Any, args: argparse.Namespace, params: int) ->
     judge.computed_tokens = 0
     hits0, misses0 = judge._prefixes.hits, judge._prefixes.misses
     timed = TimedJudge(judge)
-    config = AlignConfig(judge="local", gold=str(args.gold), vote=VoteConfig(rounds=args.rounds, gate=False))
+    config = AlignConfig(judge="local", gold=str(args.gold), vote=VoteConfig(rounds=args.rounds, gate=False, **VOTES.get(variant, {})))
     window = CpuWindow()
     started = time.perf_counter()
     result = align(args.left, args.right, config, judge=timed)

@@ -183,6 +183,10 @@ class VoteConfig:
     question: str = choice("choice", ("choice", "pairwise"))
     #: A pairwise vote's threshold on the mean probability of yes.
     pair_threshold: float = number(0.5, 0.0, 1.0)
+    #: Seconds the judge may take (0: no limit). The sources are asked most uncertain
+    #: first (smallest retrieval margin), in blocks; once the time measured so far says
+    #: the next block would not fit, the rest are decided by retrieval's scores.
+    budget: float = number(0.0, 0.0, 1e7)
 
     def __post_init__(self) -> None:
         _normalise(self)

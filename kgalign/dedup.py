@@ -34,7 +34,7 @@ from kgalign.io.entities import load_entities
 from kgalign.io.triples import TripleSet
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import build_judge, judge_id
-from kgalign.judging.vote import decide
+from kgalign.judging.vote import decide, questions_estimate
 from kgalign.model import Candidates, Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import CardinalityEvidence
 from kgalign.resolution.clusters import ClusterCheck, check_clusters, components
@@ -147,7 +147,7 @@ def retrieve_and_decide(
     side = Side(table, iris, texts)
     candidates, stats = find_candidates(config, [], side, side, embedder, timer)
     by_iri = {profile.iri: profile for profile in profiles}
-    with timer.stage("judge"), progress_bar("judge", config.vote.rounds * len(candidates) if judge else 0) as advance:
+    with timer.stage("judge"), progress_bar("judge", questions_estimate(config.vote, len(candidates)) if judge else 0) as advance:
         if judge is not None:
             judge.on_answered = advance  # type: ignore[attr-defined]
         decisions = decide(candidates, by_iri, by_iri, judge, config.vote, several=config.vote.sets)

@@ -234,6 +234,9 @@ class Decision:
     #: Taken over from an earlier run (``--since`` with ``keep_earlier``) with its votes,
     #: not asked in this run (:mod:`kgalign.incremental.keep`).
     kept: bool = False
+    #: Left to retrieval's scores because the judge's time budget ran out before its turn
+    #: (``--judge-budget``; the most uncertain sources are asked first).
+    over_budget: bool = False
 
     @property
     def shown(self) -> set[str]:

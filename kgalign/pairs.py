@@ -372,7 +372,7 @@ def _decide(
     builds it); with ``tune_on`` (a validation file's pairs), under the none bias chosen
     there with the same judge and answer cache (:func:`choose_none_bias`)."""
     from kgalign.judging.build import build_judge
-    from kgalign.judging.vote import check_answered, decide
+    from kgalign.judging.vote import check_answered, decide, questions_estimate
     from kgalign.runtime.progress import progress_bar
 
     if judge is None and config.judge == "none":
@@ -388,7 +388,7 @@ def _decide(
             tuned = choose_none_bias(tune_on, config, cached_judge)
             if tuned is not None:
                 config = config.replace(vote={"none_bias": tuned.bias})
-        total = config.vote.rounds * len(scored.candidates)
+        total = questions_estimate(config.vote, len(scored.candidates))
         with progress_bar("judge", total) as advance:
             cached_judge.on_answered = advance
             decisions = decide(scored.candidates, scored.file.left, scored.file.right, cached_judge, config.vote)
@@ -452,13 +452,13 @@ def choose_none_bias(valid: ScoredPairs, config: AlignConfig, judge: Any) -> Non
     """
     from dataclasses import replace
 
-    from kgalign.judging.vote import NoLetterScores, decide
+    from kgalign.judging.vote import NoLetterScores, decide, questions_estimate
     from kgalign.runtime.progress import progress_bar
 
     sent, hits = judge.sent, judge.hits
     remembered = _Remembered(judge)
     f1: dict[float, float] = {}
-    with progress_bar("judge valid", config.vote.rounds * len(valid.candidates)) as advance:
+    with progress_bar("judge valid", questions_estimate(config.vote, len(valid.candidates))) as advance:
         judge.on_answered = advance
         for bias in sorted(NONE_BIASES, key=abs):  # 0 first: it asks most of the questions
             try:
@@ -481,11 +481,11 @@ def choose_pair_threshold(valid: ScoredPairs, config: AlignConfig, judge: Any) -
     with the best positive-class F1 on ``valid``, the one nearest 0.5 on a tie (returned
     as a :class:`NoneBiasChoice` whose ``bias`` is the threshold, ``f1_unbiased`` the F1 at 0.5).
     Every question is asked once, through ``judge`` (so its answer is cached as any other)."""
-    from kgalign.judging.vote import decide
+    from kgalign.judging.vote import decide, questions_estimate
     from kgalign.runtime.progress import progress_bar
 
     sent, hits = judge.sent, judge.hits
-    with progress_bar("judge valid", config.vote.rounds * len(valid.candidates)) as advance:
+    with progress_bar("judge valid", questions_estimate(config.vote, len(valid.candidates))) as advance:
         judge.on_answered = advance
         decisions = decide(valid.candidates, valid.file.left, valid.file.right, judge, config.vote)
     f1 = {t: pair_metrics(predict(valid, decisions, t))["f1"] for t in (*PAIR_THRESHOLDS, 0.5)}

@@ -30,7 +30,7 @@ from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
-from kgalign.judging.vote import check_answered, decide, explain_decisions
+from kgalign.judging.vote import check_answered, decide, explain_decisions, questions_estimate
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, detect_in_blocks, judge_evidence, with_judge
 from kgalign.resolution.cut import Cut, apply_cuts, cut_by_block, lexical_scorer
@@ -160,7 +160,7 @@ def _align(
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         candidates, human = prepared.candidates, prepared.human
         decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
-        questions_total = vote.rounds * sum(1 for c in candidates if c.items and c.source not in decided)
+        questions_total = questions_estimate(vote, sum(1 for c in candidates if c.items and c.source not in decided))
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
                 cached_judge.on_answered = advance

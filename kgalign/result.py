@@ -193,6 +193,7 @@ class AlignmentResult:
             "none": sum(1 for d in decisions if d.kind == "none"),
             "human": sum(1 for d in decisions if d.human),
             "kept": sum(1 for d in decisions if d.kept),
+            "over_budget": sum(1 for d in decisions if d.over_budget),
             "explained": explained,
             "links": len(self.links),
             "seed_links": seed_links,

@@ -104,6 +104,12 @@ def test_rounds_that_disagree_make_the_decision_uncertain_and_none_needs_agreeme
     config = VoteConfig(question="pairwise", rounds=2, gate=False)
     split = vote(scripted({TWIN.iri: [0.8, 0.3], OTHER.iri: [0.05], THIRD.iri: [0.05]}), config)
     assert split.kind == "uncertain" and split.target is None
+    # A candidate every answer about was invalid: "none" would be a guess.
+    def mumbles(question: Question) -> str:
+        return "no" if question.options[0].iri != TWIN.iri else "perhaps"
+
+    unheard = vote(ScriptedJudge(mumbles), config)
+    assert unheard.kind == "uncertain" and any(r.target is None for r in unheard.rounds)
     nothing = vote(scripted({TWIN.iri: [0.3, 0.2], OTHER.iri: [0.05], THIRD.iri: [0.05]}), config)
     assert nothing.kind == "none" and nothing.confidence == pytest.approx(0.75, abs=1e-6)
     # A higher threshold turns a match into "none".
@@ -119,6 +125,10 @@ def test_a_judged_set_accepts_every_candidate_that_clears_the_threshold() -> Non
     assert decision.kind == "match" and decision.target == TWIN.iri
     assert [v.iri for v in decision.accepted] == [TWIN.iri, OTHER.iri]
     assert not next(v for v in decision.option_votes if v.iri == THIRD.iri).accepted
+    # The best mean's rounds disagree, another candidate is accepted: the set's links are the decision.
+    judge = scripted({TWIN.iri: [0.85, 0.45], OTHER.iri: [0.6, 0.62], THIRD.iri: [0.05]})
+    [mixed] = decide([cands], {SOURCE.iri: SOURCE}, {c.iri: c for c in (TWIN, OTHER, THIRD)}, judge, config, several=True)
+    assert mixed.kind == "match" and mixed.target == OTHER.iri and [v.iri for v in mixed.accepted] == [OTHER.iri]
 
 
 def test_yes_probability_from_both_answers_or_the_chosen_one() -> None:
@@ -143,7 +153,13 @@ def test_the_log_keeps_every_round_and_inspect_measures_the_order_bias(tmp_path:
     summary = summarise([again])
     # Source first: 0.9, 0.3, 0.2; second: 0.7, 0.1, 0.2 -> (0.2 + 0.2 + 0) / 3.
     assert summary["pairwise_rounds"] == 6 and summary["order_bias"] == pytest.approx(0.1333, abs=1e-4)
-    assert order_bias([Round(order=[TWIN.iri], raw="yes", choice="A", first=SOURCE_FIRST, p_yes=0.9)]) is None
+    assert order_bias({SOURCE.iri: [Round(order=[TWIN.iri], raw="yes", choice="A", first=SOURCE_FIRST, p_yes=0.9)]}) is None
+    # One candidate asked source first about one source and candidate first about another: not both orders.
+    apart = {
+        "urn:l:1": [Round(order=[TWIN.iri], raw="yes", choice="A", first=SOURCE_FIRST, p_yes=0.9)],
+        "urn:l:2": [Round(order=[TWIN.iri], raw="no", choice="B", first=CANDIDATE_FIRST, p_yes=0.1)],
+    }
+    assert order_bias(apart) is None
     # A multiple-choice decision's log reads as before: no pairwise fields.
     plain = Round(order=[TWIN.iri, OTHER.iri], raw="A", choice="A", target=TWIN.iri)
     from kgalign.review.votes import round_record
@@ -223,17 +239,56 @@ def test_the_local_judge_scores_yes_and_no_and_reuses_the_first_record(float32_j
 
 def test_adapter_without_judge_means_the_local_judge_and_a_pairwise_run_logs_its_rounds(persons, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = cli(["run", persons["left"], persons["right"], "-o", out, "--adapter", "none", "--question", "pairwise", "--rounds", "2"])
+    # A budget far below what the 10 contested sources take: the first block (8 sources,
+    # most uncertain first) is asked, the other 2 are left to retrieval.
+    done = cli(["run", persons["left"], persons["right"], "-o", out, "--adapter", "none", "--question", "pairwise", "--rounds", "2", "--judge-budget", "3"])
     assert done.exit_code == 0, done.output
     run = json.loads((out / "run.json").read_text())
     assert run["judge"].startswith("local:") and run["config"]["vote"]["question"] == "pairwise"
+    assert run["counts"]["over_budget"] == 2 and run["counts"]["judged"] == 8
+    assert "(2 of them past the judge's time budget)" in done.stdout
     records = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
     judged = [r for r in records if r["rounds"]]
+    assert sum(1 for r in records if r.get("over_budget")) == 2
     assert judged and all(x["first"] in ("source", "candidate") and 0 <= x["p_yes"] <= 1 for r in judged for x in r["rounds"])
     shown = cli(["inspect", out / "votes.jsonl"])
     assert "order bias (mean p with the source first minus second)" in shown.output
     one = cli(["inspect", out / "votes.jsonl", "--entity", judged[0]["source"]])
     assert "pairwise votes" in one.output and "source first" in one.output
+    # The report page carries each round's order and probability of yes.
+    assert cli(["report", out]).exit_code == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert '"first": "candidate"' in page or '"first":"candidate"' in page
     # Named with --judge none it is still refused in one line.
     refused = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "refused", "--adapter", "none", "--judge", "none"])
     assert refused.exit_code == 1 and "add --judge local" in refused.output
+
+
+def test_a_judge_budget_asks_the_most_uncertain_sources_first_and_leaves_the_rest_to_retrieval() -> None:
+    import time
+
+    from kgalign.judging.vote import BUDGET_BLOCK
+
+    sources = [profile(f"urn:l:{i}", f"person {i}") for i in range(3 * BUDGET_BLOCK)]
+    right = {c.iri: c for c in (TWIN, OTHER)}
+    # Margins fall with the index: the last sources are the most uncertain.
+    candidates = [
+        Candidates(source=s.iri, items=[Candidate(TWIN.iri, 0.9, 1), Candidate(OTHER.iri, 0.5, 2)], margin=round(0.4 - 0.01 * i, 3), mutual=False)
+        for i, s in enumerate(sources)
+    ]
+
+    def slow(question: Question) -> str:
+        time.sleep(0.05)
+        return "no"
+
+    judge = ScriptedJudge(slow)
+    config = VoteConfig(question="pairwise", rounds=1, gate=False, budget=1.0)
+    decisions = decide(candidates, {s.iri: s for s in sources}, right, judge, config)
+    asked = [d for d in decisions if d.rounds]
+    over = [d for d in decisions if d.over_budget]
+    # Each source costs 2 questions of 0.05 s: about a block fits in a second.
+    assert asked and over and len(asked) + len(over) == len(sources)
+    assert min(int(d.source.rsplit(":", 1)[1]) for d in asked) > max(int(d.source.rsplit(":", 1)[1]) for d in over)
+    assert all(d.kind == "match" and d.target == TWIN.iri and not d.rounds for d in over)  # retrieval's best
+    assert {s for s in judge.sources} == {d.source for d in asked}
+    assert [d.source for d in decisions] == [s.iri for s in sources]  # in the input's order

@@ -98,6 +98,10 @@ def configure(output: Output) -> None:
     set_enabled(not output.quiet)
     if output.quiet:
         quiet_third_party_bars()
+    elif "transformers" in sys.modules:  # an earlier -q in this process turned them off
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.enable_progress_bar()
 
 
 def update(**changes: Any) -> None:

@@ -83,7 +83,7 @@ class KgalignGroup(click.Group):
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    help="The least level of the records logged on stderr (default: warning; -v and -q override it).",
+    help="The least level of the records logged on stderr (default: warning, -q error); -v overrides it.",
 )
 def main(verbose: int, quiet: bool, log_file: Path | None, log_level: str | None) -> None:
     """Align the entities of two knowledge graphs and fuse them into one.

@@ -37,20 +37,23 @@ def _classes(result: Any) -> str:
 
 
 def _how(result: Any, sources: int) -> list[str]:
-    """How the decisions were made: clear without the judge, by the judge, by a reviewer,
-    kept from an earlier run, by retrieval's scores."""
-    counts = result.counts
-    gated, judged, human, kept = (counts.get(k, 0) for k in ("gated", "judged", "human", "kept"))
-    how = [f"{gated:,} clear without the judge"]
-    if result.config.judge != "none" or judged:
-        how.append(f"{judged:,} by the judge")
-    if human:
-        how.append(f"{human:,} by a reviewer")
-    if kept:
-        how.append(f"{kept:,} kept from the earlier run")
-    rest = sources - gated - judged - human - kept
-    if rest > 0:
-        how.append(f"{rest:,} by retrieval's scores")
+    """How the decisions were made, each counted once: by a reviewer, kept from an earlier
+    run, clear without the judge, by the judge, by retrieval's scores (past the judge's
+    time budget, or without a judge)."""
+    ways: dict[str, int] = {}
+    for d in result.decisions:
+        way = "human" if d.human else "kept" if d.kept else "gated" if d.gated else "judge" if d.rounds else "budget" if d.over_budget else "retrieval"
+        ways[way] = ways.get(way, 0) + 1
+    how = [f"{ways.get('gated', 0):,} clear without the judge"]
+    if result.config.judge != "none" or ways.get("judge"):
+        how.append(f"{ways.get('judge', 0):,} by the judge")
+    if ways.get("human"):
+        how.append(f"{ways['human']:,} by a reviewer")
+    if ways.get("kept"):
+        how.append(f"{ways['kept']:,} kept from the earlier run")
+    rest = ways.get("retrieval", 0) + ways.get("budget", 0)
+    if rest:
+        how.append(f"{rest:,} by retrieval's scores" + (f" ({ways['budget']:,} of them past the judge's time budget)" if ways.get("budget") else ""))
     return how
 
 

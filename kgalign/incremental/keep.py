@@ -98,6 +98,8 @@ def kept_decisions(
             continue
         if decision.confidence < min_confidence or not decision.rounds or decision.prompt is None or bool(decision.option_votes) != several:
             continue
+        if decision.rounds[0].first:
+            continue  # a pairwise vote's questions are about one candidate each: asked again (answers cached)
         if old.left.get(source) is None or old.left.get(source) != _hash(left_table, source, left_hashes):
             continue
         # The options as the earlier question showed them: its first round is in rank order

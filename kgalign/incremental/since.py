@@ -308,6 +308,7 @@ def earlier_settings_differ(old: OldRun, effective: AlignConfig) -> str | None:
     # A setting the earlier run's kgalign did not have yet had its default there.
     vote = {**asdict(VoteConfig()), **(config.get("vote") or {}), **(changed.get("vote") or {})}
     now = asdict(effective.vote)
+    vote.pop("budget", None), now.pop("budget", None)  # how long the judge may take changes no answer
     if vote != now:
         return "the vote's " + ", ".join(sorted(key for key in now if vote.get(key) != now[key]))
     return None

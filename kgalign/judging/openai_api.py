@@ -205,7 +205,8 @@ class OpenAIJudge:
         }
         if logprobs:
             args["logprobs"] = True
-            args["top_logprobs"] = min(len(question.letters), MAX_TOP_LOGPROBS)
+            # A pairwise answer's spellings (yes, Yes, " yes") crowd the list: room for both words.
+            args["top_logprobs"] = min(5 if question.pairwise else len(question.letters), MAX_TOP_LOGPROBS)
         if structured:
             args["extra_body"] = {"structured_outputs": {"choice": list(question.answers.values())}}
         return args

@@ -21,7 +21,7 @@ again, nor one whose rounds already agree; a source stops when its every candida
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import TYPE_CHECKING
 
@@ -84,14 +84,16 @@ def candidate_settled(probabilities: Sequence[float], threshold: float, total: i
     return len(probabilities) >= 2 and agree(probabilities, threshold)
 
 
-def order_bias(rounds: Sequence[Round]) -> float | None:
+def order_bias(rounds_by_source: Mapping[str, Sequence[Round]]) -> float | None:
     """Mean probability of "yes" with the source shown first, less with it shown second, over
-    the candidates asked in both orders (None where none was)."""
-    firsts: dict[str, list[float]] = {}
-    seconds: dict[str, list[float]] = {}
-    for round_ in rounds:
-        if round_.p_yes is None or not round_.order:
-            continue
-        (firsts if round_.first == SOURCE_FIRST else seconds).setdefault(round_.order[0], []).append(round_.p_yes)
-    both = [fmean(firsts[c]) - fmean(seconds[c]) for c in firsts if c in seconds]
+    the (source, candidate) pairs asked in both orders (None where none was)."""
+    both: list[float] = []
+    for rounds in rounds_by_source.values():
+        firsts: dict[str, list[float]] = {}
+        seconds: dict[str, list[float]] = {}
+        for round_ in rounds:
+            if round_.p_yes is None or not round_.order or not round_.first:
+                continue
+            (firsts if round_.first == SOURCE_FIRST else seconds).setdefault(round_.order[0], []).append(round_.p_yes)
+        both.extend(fmean(firsts[c]) - fmean(seconds[c]) for c in firsts if c in seconds)
     return fmean(both) if both else None

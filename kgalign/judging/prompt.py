@@ -222,7 +222,7 @@ def render_entity(
         fields[name] = clean(value)
     if profile.neighbours:
         fields["related"] = "; ".join(clean(f"{rel}: {name}", 80) for rel, name in profile.neighbours[:5])
-    return json.dumps(fields, ensure_ascii=False)
+    return json.dumps(_shuffled(fields, shuffle), ensure_ascii=False)
 
 
 def _json(fields: dict[str, str]) -> str:
@@ -279,13 +279,18 @@ def _render_compact(profile: EntityProfile, datamark: bool, max_tokens: int, shu
             if fields[name] and approx_tokens(_json(fields)) <= max_tokens:
                 continue
         del fields[name]
-    if shuffle is not None:  # the same fields, in another order (a pairwise vote's later rounds)
-        import random
+    return _json(_shuffled(fields, shuffle))
 
-        order = list(fields.items())
-        random.Random(shuffle).shuffle(order)
-        fields = dict(order)
-    return _json(fields)
+
+def _shuffled(fields: dict[str, str], shuffle: int | None) -> dict[str, str]:
+    """The same fields in a seeded order (a pairwise vote's later rounds); as they are without ``shuffle``."""
+    if shuffle is None:
+        return fields
+    import random
+
+    order = list(fields.items())
+    random.Random(shuffle).shuffle(order)
+    return dict(order)
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ class ScriptedJudge:
             if isinstance(script, Answer):
                 return dataclasses.replace(script)
             if script is None:
-                return self._reply(question, question.none_letter)
+                return self._reply(question, question.answers[question.none_letter])
             if isinstance(script, str):
                 return self._reply(question, script)
             if isinstance(script, Mapping):

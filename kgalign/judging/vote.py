@@ -56,6 +56,9 @@ from kgalign.resolution.resolve import strong_candidates
 log = logging.getLogger(__name__)
 
 NONE = "none"
+#: Sources asked together under a judge budget: small blocks, so that the time measured
+#: after each says early whether the next fits.
+BUDGET_BLOCK = 8
 
 
 def round_order(items: Sequence[str], round_index: int, source: str, seed: int) -> list[str]:
@@ -69,6 +72,12 @@ def round_order(items: Sequence[str], round_index: int, source: str, seed: int) 
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     rng.shuffle(items)
     return items
+
+
+def questions_estimate(config: VoteConfig, sources: int) -> int:
+    """Questions a vote asks about ``sources`` at most (a progress bar's total): a round
+    each, or with pairwise questions a round per candidate shown."""
+    return config.rounds * sources * (config.options if config.question == "pairwise" else 1)
 
 
 def retrieval_decision(cands: Candidates, config: VoteConfig, gated: bool = False) -> Decision:
@@ -149,11 +158,29 @@ def decide(
 
     if judge is not None and pending:
         block = _source_block(judge, len(pending))
+        elsewhere = getattr(judge, "ask_blocks", None)
+        if config.budget and elsewhere is not None:
+            log.warning("--judge-budget applies to the local engine: an engine's workers ask every source")
+        elif config.budget:
+            # Most uncertain first: the budget goes where retrieval is least sure.
+            pending.sort(key=lambda p: (p.cands.margin, -(p.cands.items[0].score if p.cands.items else 0.0)))
+            block = min(block, BUDGET_BLOCK)
         ask = _Asking(left_profiles, right_profiles, judge, config, on_question, several)
         starts = range(0, len(pending), block)
-        elsewhere = getattr(judge, "ask_blocks", None)
         if elsewhere is None:
+            started = time.perf_counter()
             for start in starts:
+                spent = time.perf_counter() - started
+                if config.budget and start and spent + spent / start * min(block, len(pending) - start) > config.budget:
+                    for p in pending[start:]:
+                        over = retrieval_decision(p.cands, config, gated=p.cands.source in audited and is_gated(p.cands, config))
+                        decisions[p.cands.source] = replace(over, over_budget=True)
+                    log.warning(
+                        "judge budget of %.0f s: %d of %d sources asked in %.0f s; the other %d are decided by retrieval's scores",
+                        config.budget, start, len(pending), spent, len(pending) - start,
+                    )
+                    pending = pending[:start]
+                    break
                 ask(pending[start : start + block])
         else:
             # An engine asks the blocks on its workers (--engine ray), each as it is asked here,
@@ -522,6 +549,9 @@ def _tally_pairwise(p: _Pending, config: VoteConfig, several: bool) -> Decision:
         latency_s=round(p.latency, 4),
         option_votes=option_votes,
     )
+    taken = [vote for vote in option_votes if vote.accepted]
+    if taken:  # a judged set: its accepted candidates are its links
+        return decision(kind="match", target=taken[0].iri, confidence=taken[0].confidence)
     if not ranked:
         return decision(kind="uncertain", target=None, confidence=0.0)
     best = ranked[0]
@@ -530,6 +560,9 @@ def _tally_pairwise(p: _Pending, config: VoteConfig, several: bool) -> Decision:
         return decision(kind="uncertain", target=None, confidence=round(mean, 6))
     if mean >= threshold:
         return decision(kind="match", target=best, confidence=round(mean, 6))
+    if any(iri not in votes for iri in p.shown):
+        # A candidate every answer about was invalid: "none" would be a guess.
+        return decision(kind="uncertain", target=None, confidence=round(1.0 - mean, 6))
     return decision(kind="none", target=None, confidence=round(1.0 - mean, 6))
 
 
@@ -602,6 +635,12 @@ def explain_decisions(
     questions: list[Question] = []
     letters: list[str] = []
     for d in wanted:
+        if d.rounds[0].first:  # a pairwise vote: the reason the target is the same, or the best candidate is not
+            target = d.target if d.kind == "match" and d.target else d.rounds[0].order[0]
+            pair = pairwise.pair_question(left_profiles[d.source], right_profiles[target], pairwise.SOURCE_FIRST, None, datamark)
+            questions.append(pair)
+            letters.append("A" if d.kind == "match" else "B")
+            continue
         order = d.rounds[0].order
         question = Question(
             source=left_profiles[d.source], options=tuple(right_profiles[i] for i in order), datamark=datamark

@@ -257,7 +257,9 @@ def _decision_view(index: int, r: dict[str, Any], link: str | None, gold: dict[s
             "raw": x.get("raw"),
             "choice": x.get("choice"),
             "target": x.get("target"),
-            "p": round(math.exp(x["logprob"]), 4) if x.get("logprob") is not None else None,
+            # A pairwise round's probability that the two are the same; else the answer's own.
+            "p": x["p_yes"] if x.get("p_yes") is not None else round(math.exp(x["logprob"]), 4) if x.get("logprob") is not None else None,
+            "first": x.get("first"),
             "cached": bool(x.get("cached")),
             "error": x.get("error"),
             "step": int(x.get("step") or 0),
@@ -335,6 +337,8 @@ def positions_chart(records: Sequence[dict[str, Any]], gold: dict[str, set[str]]
     width = 0
     for r in records:
         for x in r.get("rounds", []):
+            if x.get("first"):
+                continue  # a pairwise round shows one candidate: no position to win
             order = x.get("order", [])
             width = max(width, len(order))
             target = x.get("target")

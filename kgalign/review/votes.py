@@ -69,6 +69,7 @@ def decision_record(
         "early_stopped": decision.early_stopped,
         "human": decision.human,
         "kept": decision.kept,
+        **({"over_budget": True} if decision.over_budget else {}),
         "conflict_with": conflict_with,
         "linked": linked,
         "prompt": decision.prompt,
@@ -183,6 +184,7 @@ def record_decision(record: Mapping[str, Any]) -> Decision:
             explanation=_text(record.get("explanation"), "explanation", optional=True),
             option_votes=[_option_vote(v) for v in _list(record.get("option_votes"), "option_votes")],
             kept=bool(record.get("kept")),
+            over_budget=bool(record.get("over_budget")),
         )
     except TypeError as exc:  # a number field holding a list or an object
         raise ValueError(str(exc)) from None
@@ -249,7 +251,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     position_wins: Counter[int] = Counter()
     invalid = 0
     none_votes = 0
-    pair_rounds = [_round(x) for r in judged for x in r["rounds"] if x.get("first")]
+    pair_rounds = {r["source"]: [_round(x) for x in r["rounds"] if x.get("first")] for r in judged if any(x.get("first") for x in r["rounds"])}
     for record in judged:
         if any(x.get("first") for x in record["rounds"]):
             continue  # a pairwise vote: its order bias below, not positions
@@ -279,7 +281,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "invalid_votes": invalid,
         "none_votes": none_votes,
         "mean_round_agreement": round(sum(agreement) / len(agreement), 4) if agreement else None,
-        "pairwise_rounds": len(pair_rounds),
+        "pairwise_rounds": sum(len(rounds) for rounds in pair_rounds.values()),
         "order_bias": None if bias is None else round(bias, 4),
         "position_wins": {option_letter(p): n for p, n in sorted(position_wins.items())},
         "conflicts": sum(1 for r in records if r.get("conflict_with")),

@@ -697,8 +697,13 @@
       var roundNumber = 0;
       right.appendChild(h("ol", { "class": "rounds" }, d.rounds.map(function (r) {
         if (!r.step) { roundNumber += 1; }
-        var letters = r.order.map(function (iri, k) { return String.fromCharCode(65 + k) + ": " + candidateLabel(d, iri); });
-        letters.push(String.fromCharCode(65 + r.order.length) + ": none of these");
+        var letters;
+        if (r.first) {  // a pairwise round: one candidate, asked "same or not?", one record shown first
+          letters = [candidateLabel(d, r.order[0]) + (r.first === "source" ? " (the source record shown first)" : " (the candidate shown first)")];
+        } else {
+          letters = r.order.map(function (iri, k) { return String.fromCharCode(65 + k) + ": " + candidateLabel(d, iri); });
+          letters.push(String.fromCharCode(65 + r.order.length) + ": none of these");
+        }
         var answer = "answer " + JSON.stringify(r.raw === null || r.raw === undefined ? "" : r.raw) + " \u2192 " + candidateLabel(d, r.target);
         var extra = [];
         if (r.p !== null && r.p !== undefined) { extra.push("p=" + fmt(r.p)); }
