@@ -712,17 +712,7 @@ def chat_prompt(tokenizer: Any, question: Question) -> str:
 
 def letter_token_ids(tokenizer: Any, model_id: str = "local") -> dict[str, list[int]]:
     """Option letter -> the single-token spellings of it (``A`` and `` A``) the tokenizer has."""
-    ids: dict[str, list[int]] = {}
-    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        variants = set()
-        for text in (letter, " " + letter):
-            tokens = tokenizer.encode(text, add_special_tokens=False)
-            if len(tokens) == 1:
-                variants.add(tokens[0])
-        if not variants:
-            raise KgalignError(f"{model_id}: the tokenizer has no single token for option {letter}")
-        ids[letter] = sorted(variants)
-    return ids
+    return {letter: _spellings(tokenizer, (letter, " " + letter), model_id, f"option {letter}") for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
 def pair_token_ids(tokenizer: Any, model_id: str = "local") -> dict[str, list[int]]:
@@ -730,17 +720,22 @@ def pair_token_ids(tokenizer: Any, model_id: str = "local") -> dict[str, list[in
     words the tokenizer has (``yes``, `` yes``, ``Yes``, `` Yes``)."""
     from kgalign.judging.prompt import PAIR_ANSWERS
 
-    ids: dict[str, list[int]] = {}
-    for letter, word in PAIR_ANSWERS.items():
-        variants = set()
-        for text in (word, " " + word, word.capitalize(), " " + word.capitalize()):
-            tokens = tokenizer.encode(text, add_special_tokens=False)
-            if len(tokens) == 1:
-                variants.add(tokens[0])
-        if not variants:
-            raise KgalignError(f"{model_id}: the tokenizer has no single token for the answer {word!r}")
-        ids[letter] = sorted(variants)
-    return ids
+    return {
+        letter: _spellings(tokenizer, (word, " " + word, word.capitalize(), " " + word.capitalize()), model_id, f"the answer {word!r}")
+        for letter, word in PAIR_ANSWERS.items()
+    }
+
+
+def _spellings(tokenizer: Any, texts: tuple[str, ...], model_id: str, what: str) -> list[int]:
+    """The token ids of those of ``texts`` that are one token each (one line if none is)."""
+    variants = set()
+    for text in texts:
+        tokens = tokenizer.encode(text, add_special_tokens=False)
+        if len(tokens) == 1:
+            variants.add(tokens[0])
+    if not variants:
+        raise KgalignError(f"{model_id}: the tokenizer has no single token for {what}")
+    return sorted(variants)
 
 
 def answer_token_id(tokenizer: Any, answer: str) -> int:

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ def import_vllm() -> Any:
     """The ``vllm`` module, or a one-line error that says how to get it."""
     if importlib.util.find_spec("vllm") is None:
         raise MissingDependencyError("--judge vllm", "vllm", "vllm")
+    # vLLM's kernel dispatcher walks torch's module attributes and so touches the deprecated
+    # alias torch.distributed.reduce_op, which warns at every engine start: nothing kgalign
+    # calls or can change. Only that warning, only from vLLM's modules, is silenced.
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.reduce_op` is deprecated", category=FutureWarning, module=r"vllm\.")
     try:
         import vllm
     except ImportError as exc:
