@@ -302,16 +302,7 @@ class _Asking:
         in one batch, about each candidate of each source that is not settled yet."""
         config = self.config
         for round_index in range(config.rounds):
-            asks: list[tuple[_Pending, str]] = []
-            for p in pending:
-                if p.done:
-                    continue
-                votes = pairwise.candidate_votes(p.rounds)
-                asked = Counter(r.order[0] for r in p.rounds if r.order)
-                for iri in p.shown:
-                    if asked[iri] > round_index or (round_index and config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.pair_threshold, config.rounds)):
-                        continue
-                    asks.append((p, iri))
+            asks = [(p, iri) for p in pending if not p.done for iri in self._open(p)]
             if not asks:
                 break
             questions = []
@@ -339,12 +330,19 @@ class _Asking:
             if self.on_question:
                 self.on_question(len(asks))
             for p in pending:
-                votes = pairwise.candidate_votes(p.rounds)
-                asked = Counter(r.order[0] for r in p.rounds if r.order)
-                p.done = all(
-                    asked[iri] >= config.rounds or (config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.pair_threshold, config.rounds))
-                    for iri in p.shown
-                )
+                p.done = not self._open(p)
+
+    def _open(self, p: _Pending) -> list[str]:
+        """The candidates of ``p`` a pairwise vote still asks about: asked in fewer than
+        every round, and (with early stop) not settled by the rounds asked."""
+        config = self.config
+        votes = pairwise.candidate_votes(p.rounds)
+        asked = Counter(r.order[0] for r in p.rounds if r.order)
+        return [
+            iri
+            for iri in p.shown
+            if asked[iri] < config.rounds and not (config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.pair_threshold, config.rounds))
+        ]
 
     def _steps(self, active: list[_Pending], orders: list[list[str]]) -> None:
         """One round of a judged set: a batch a step, each step without the options picked
@@ -442,17 +440,7 @@ def _tally_set(p: _Pending, config: VoteConfig) -> Decision:
         votes.append((not vote.accepted, -vote.picked, steps, rank, vote))
     votes.sort(key=lambda item: item[:4])
     option_votes = [item[-1] for item in votes]
-    decision = partial(
-        Decision,
-        source=p.cands.source,
-        rounds=p.rounds,
-        early_stopped=asked < config.rounds,
-        prompt=p.prompt,
-        prompt_tokens=p.prompt_tokens,
-        answer_tokens=p.answer_tokens,
-        latency_s=round(p.latency, 4),
-        option_votes=option_votes,
-    )
+    decision = _decision(p, early_stopped=asked < config.rounds, option_votes=option_votes)
     accepted = [vote for vote in option_votes if vote.accepted]
     if accepted:
         return decision(kind="match", target=accepted[0].iri, confidence=accepted[0].confidence)
@@ -538,17 +526,7 @@ def _tally_pairwise(p: _Pending, config: VoteConfig, several: bool) -> Decision:
             picked = sum(1 for x in probabilities if x >= threshold)
             option_votes.append(OptionVote(iri=iri, picked=picked, rounds=len(probabilities), accepted=accepted, confidence=round(means[iri], 6)))
         option_votes.sort(key=lambda vote: not vote.accepted)
-    decision = partial(
-        Decision,
-        source=p.cands.source,
-        rounds=p.rounds,
-        early_stopped=any(len(votes.get(iri, [])) < config.rounds for iri in p.shown),
-        prompt=p.prompt,
-        prompt_tokens=p.prompt_tokens,
-        answer_tokens=p.answer_tokens,
-        latency_s=round(p.latency, 4),
-        option_votes=option_votes,
-    )
+    decision = _decision(p, early_stopped=any(len(votes.get(iri, [])) < config.rounds for iri in p.shown), option_votes=option_votes)
     taken = [vote for vote in option_votes if vote.accepted]
     if taken:  # a judged set: its accepted candidates are its links
         return decision(kind="match", target=taken[0].iri, confidence=taken[0].confidence)
@@ -564,6 +542,22 @@ def _tally_pairwise(p: _Pending, config: VoteConfig, several: bool) -> Decision:
         # A candidate every answer about was invalid: "none" would be a guess.
         return decision(kind="uncertain", target=None, confidence=round(1.0 - mean, 6))
     return decision(kind="none", target=None, confidence=round(1.0 - mean, 6))
+
+
+def _decision(p: _Pending, early_stopped: bool, option_votes: list[OptionVote] | None = None) -> partial[Decision]:
+    """A judged source's Decision, all but its outcome (kind, target, confidence): its
+    rounds, prompt, tokens and latency, as every tally records them."""
+    return partial(
+        Decision,
+        source=p.cands.source,
+        rounds=p.rounds,
+        early_stopped=early_stopped,
+        prompt=p.prompt,
+        prompt_tokens=p.prompt_tokens,
+        answer_tokens=p.answer_tokens,
+        latency_s=round(p.latency, 4),
+        option_votes=option_votes or [],
+    )
 
 
 def _settled(rounds: list[Round], total: int) -> bool:
@@ -586,17 +580,7 @@ def _tally(p: _Pending, config: VoteConfig) -> Decision:
         winner = ranked[0][0]
     elif config.plurality and ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
         winner = ranked[0][0]
-    early = len(p.rounds) < config.rounds
-    decision = partial(
-        Decision,
-        source=p.cands.source,
-        rounds=p.rounds,
-        early_stopped=early,
-        prompt=p.prompt,
-        prompt_tokens=p.prompt_tokens,
-        answer_tokens=p.answer_tokens,
-        latency_s=round(p.latency, 4),
-    )
+    decision = _decision(p, early_stopped=len(p.rounds) < config.rounds)
     if winner is None:
         share = ranked[0][1] / len(p.rounds) if ranked and p.rounds else 0.0
         return decision(kind="uncertain", target=None, confidence=round(share, 6))
