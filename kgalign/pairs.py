@@ -236,7 +236,7 @@ def match_pairs(
     with timer.stage("judge"):
         decisions, cached_judge, tuned = _decide(scored, effective, judge if judged else None, tune_on)
     if tuned is not None:
-        effective = effective.replace(vote={"pair_threshold": tuned.bias} if pairwise else {"none_bias": tuned.bias})
+        effective = effective.replace(vote={"pair_threshold": tuned.value} if pairwise else {"none_bias": tuned.value})
     from kgalign.judging.build import judge_id
 
     predictions = predict(scored, decisions, effective.vote.pair_threshold)
@@ -263,7 +263,7 @@ def match_pairs(
         none_bias=effective.vote.none_bias,
         none_bias_from="valid" if tuned is not None and not pairwise else "given" if none_bias is not None else "config",
         none_bias_valid_f1=tuned.f1 if tuned and not pairwise else None,
-        none_bias_valid_f1_unbiased=tuned.f1_unbiased if tuned and not pairwise else None,
+        none_bias_valid_f1_unbiased=tuned.f1_neutral if tuned and not pairwise else None,
         pair_threshold=effective.vote.pair_threshold if pairwise else None,
         pair_threshold_from=("valid" if tuned is not None else "given" if pair_threshold is not None else "config") if pairwise else None,
         pair_threshold_valid_f1=tuned.f1 if tuned and pairwise else None,
@@ -367,7 +367,7 @@ def choose_threshold(scored: ScoredPairs) -> tuple[float, float]:
 
 def _decide(
     scored: ScoredPairs, config: AlignConfig, judge: Judge | None, tune_on: ScoredPairs | None = None
-) -> tuple[list[Decision], Any, NoneBiasChoice | None]:
+) -> tuple[list[Decision], Any, ValidChoice | None]:
     """The decisions of every question, as ``kgalign run`` makes them (judge built as a run
     builds it); with ``tune_on`` (a validation file's pairs), under the none bias chosen
     there with the same judge and answer cache (:func:`choose_none_bias`)."""
@@ -383,11 +383,11 @@ def _decide(
     try:
         if tune_on is not None and config.vote.question == "pairwise":
             tuned = choose_pair_threshold(tune_on, config, cached_judge)
-            config = config.replace(vote={"pair_threshold": tuned.bias})
+            config = config.replace(vote={"pair_threshold": tuned.value})
         elif tune_on is not None:
             tuned = choose_none_bias(tune_on, config, cached_judge)
             if tuned is not None:
-                config = config.replace(vote={"none_bias": tuned.bias})
+                config = config.replace(vote={"none_bias": tuned.value})
         total = questions_estimate(config.vote, len(scored.candidates))
         with progress_bar("judge", total) as advance:
             cached_judge.on_answered = advance
@@ -404,13 +404,15 @@ NONE_BIASES = tuple(step / 4 for step in range(-24, 25))
 
 
 @dataclass(frozen=True)
-class NoneBiasChoice:
-    """The none bias chosen on a validation file, its F1 there and the F1 without a bias,
-    and the questions the choice asked the judge (``sent``) or found in its cache (``hits``)."""
+class ValidChoice:
+    """A vote setting chosen on a validation file (the bias on "none of these", or a
+    pairwise vote's threshold), its F1 there and the F1 at the setting's neutral value
+    (bias 0, threshold 0.5), and the questions the choice asked the judge (``sent``) or
+    found in its cache (``hits``)."""
 
-    bias: float
+    value: float
     f1: float
-    f1_unbiased: float
+    f1_neutral: float
     sent: int
     hits: int
 
@@ -440,7 +442,7 @@ class _Remembered:
         return [self.answers[text] for text in texts]
 
 
-def choose_none_bias(valid: ScoredPairs, config: AlignConfig, judge: Any) -> NoneBiasChoice | None:
+def choose_none_bias(valid: ScoredPairs, config: AlignConfig, judge: Any) -> ValidChoice | None:
     """The bias on "none of these" (:data:`NONE_BIASES`) whose votes give the best
     positive-class F1 on ``valid``, the one nearest 0 on a tie; None where the judge does
     not score every letter (the bias needs its scores, :func:`kgalign.judging.vote.with_none_bias`).
@@ -469,17 +471,17 @@ def choose_none_bias(valid: ScoredPairs, config: AlignConfig, judge: Any) -> Non
             f1[bias] = pair_metrics(predict(valid, decisions))["f1"]
     best = max(NONE_BIASES, key=lambda b: (f1[b], -abs(b)))
     log.info("bias on 'none of these' %+.2f chosen on %s (F1 %.4f there, %.4f without it)", best, valid.file.path, f1[best], f1[0.0])
-    return NoneBiasChoice(best, f1[best], f1[0.0], judge.sent - sent, judge.hits - hits)
+    return ValidChoice(best, f1[best], f1[0.0], judge.sent - sent, judge.hits - hits)
 
 
 #: The thresholds on a pairwise vote's mean probability of yes tried on a validation file.
 PAIR_THRESHOLDS = tuple(step / 100 for step in range(2, 99, 2))
 
 
-def choose_pair_threshold(valid: ScoredPairs, config: AlignConfig, judge: Any) -> NoneBiasChoice:
+def choose_pair_threshold(valid: ScoredPairs, config: AlignConfig, judge: Any) -> ValidChoice:
     """The threshold on a pairwise vote's mean probability of yes (:data:`PAIR_THRESHOLDS`)
     with the best positive-class F1 on ``valid``, the one nearest 0.5 on a tie (returned
-    as a :class:`NoneBiasChoice` whose ``bias`` is the threshold, ``f1_unbiased`` the F1 at 0.5).
+    as a :class:`ValidChoice`).
     Every question is asked once, through ``judge`` (so its answer is cached as any other)."""
     from kgalign.judging.vote import decide, questions_estimate
     from kgalign.runtime.progress import progress_bar
@@ -491,7 +493,7 @@ def choose_pair_threshold(valid: ScoredPairs, config: AlignConfig, judge: Any) -
     f1 = {t: pair_metrics(predict(valid, decisions, t))["f1"] for t in (*PAIR_THRESHOLDS, 0.5)}
     best = max(PAIR_THRESHOLDS, key=lambda t: (f1[t], -abs(t - 0.5)))
     log.info("pairwise threshold %.2f chosen on %s (F1 %.4f there, %.4f at 0.5)", best, valid.file.path, f1[best], f1[0.5])
-    return NoneBiasChoice(best, f1[best], f1[0.5], judge.sent - sent, judge.hits - hits)
+    return ValidChoice(best, f1[best], f1[0.5], judge.sent - sent, judge.hits - hits)
 
 
 def predict(scored: ScoredPairs, decisions: Sequence[Decision], pair_threshold: float = 0.5) -> list[PairPrediction]:
