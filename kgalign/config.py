@@ -225,6 +225,31 @@ class SparqlConfig:
             _check_iri("graph", self.graph)
 
 
+#: The judges ``--adapt`` can train: their model is a local folder kgalign fine-tunes.
+ADAPTABLE_JUDGES = ("local", "vllm")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """``--adapt``: the judge fine-tuned on the run's own confident decisions before it is
+    asked (kgalign.finetune.adapt): each gated match a "yes" (a correct answer with
+    ``--question choice``), its hardest other candidates "no"."""
+
+    enabled: bool = False
+    #: Training steps at most (a batch of 8 questions each).
+    steps: int = number(80, 1, 100_000)
+    #: Minutes the training may take (0: no limit); it stops after the step that passes it.
+    minutes: float = number(0.0, 0.0, 1e6)
+    #: Confident sources trained on at most (a seeded sample); a fifth is held out to validate.
+    sources: int = number(200, 8, 1_000_000)
+    #: Non-matching candidates per match (retrieval's best first).
+    negatives: int = number(2, 0, 20)
+    lr: float = number(1e-3, 1e-7, 1.0)
+    #: Where the adapter is written (the command line sets OUTDIR/adapter); None: a
+    #: temporary folder, removed after the run.
+    folder: str | None = None
+
+
 @dataclass(frozen=True)
 class RayConfig:
     """Where ``--engine ray`` runs (kgalign.runtime.ray_engine); ignored by other engines."""
@@ -337,6 +362,8 @@ class AlignConfig:
     push: PushConfig = field(default_factory=PushConfig)
     #: The Ray cluster of --engine ray.
     ray: RayConfig = field(default_factory=RayConfig)
+    #: ``--adapt``: fine-tune the judge on the run's confident decisions before asking it.
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     #: How links are settled: auto detects the cardinality (1:1, 1:n, n:1, n:m) from the
     #: data (kgalign.resolution.cardinality); or a resolve mode by name.
     resolve: str = choice("auto", _resolvers)
@@ -376,6 +403,9 @@ class AlignConfig:
                 raise ConfigError.about("class_map", f"{item!r} is not LEFT=RIGHT (two class IRIs or patterns)")
         if self.only_gold_entities and not (self.gold or self.test_gold):
             raise ConfigError("only_gold_entities needs test_gold or gold", "only_gold_entities", "needs test_gold or gold")
+        if self.adapt.enabled and self.judge not in ADAPTABLE_JUDGES:
+            reason = f"trains the judge's own weights: it needs --judge {' or '.join(ADAPTABLE_JUDGES)}, not {self.judge}"
+            raise ConfigError(f"adapt.enabled {reason}", "adapt.enabled", reason)
         if self.judge != "none":
             from kgalign.judging.base import check_judge_options
 
@@ -419,7 +449,7 @@ class AlignConfig:
 
     def replace(self, **changes: Any) -> AlignConfig:
         """A copy with ``changes`` (validated again). Nested sections take dicts of changes."""
-        for name in ("retrieval", "vote", "sparql", "push", "ray"):
+        for name in ("retrieval", "vote", "sparql", "push", "ray", "adapt"):
             if isinstance(changes.get(name), Mapping):
                 changes[name] = replace(getattr(self, name), **changes[name])
         return replace(self, **changes)

@@ -13,12 +13,14 @@ OPTIONAL_OUTPUTS = ("duplicates.ttl", "changes.jsonl")
 CACHE_FILE = "judge-cache.sqlite"
 #: The folder of endpoint inputs' local copies (kgalign.io.sparql.source).
 SOURCES_DIR = "sources"
+#: The judge's adapter ``--adapt`` trains (kgalign.finetune.adapt), kept so a rerun resumes.
+ADAPTER_DIR = "adapter"
 #: The folders of the fused graph's and provenance's shards (``--engine ray``, kgalign.fusion.shards).
 SHARD_DIRS = ("fused", "provenance")
 #: The provenance shard the driver writes: the run and the dropped triples.
 RUN_SHARD = "run.trig"
 #: Every file kgalign may leave in an output folder (the report and SQLite's side files too).
-KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, *OPTIONAL_OUTPUTS, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR, *SHARD_DIRS})
+KNOWN_OUTPUTS = frozenset({*OUTPUT_FILES, *OPTIONAL_OUTPUTS, "report.html", CACHE_FILE, CACHE_FILE + "-wal", CACHE_FILE + "-shm", SOURCES_DIR, ADAPTER_DIR, *SHARD_DIRS})
 #: Version of run.json's layout: 2 added the config as given plus ``effective``.
 RUN_SCHEMA = 2
 

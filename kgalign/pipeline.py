@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.io.triples import TripleSource
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
-from kgalign.judging.vote import check_answered, decide, explain_decisions, questions_estimate
+from kgalign.judging.vote import check_answered, decide, explain_decisions, is_gated, questions_estimate
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, detect_in_blocks, judge_evidence, with_judge
 from kgalign.resolution.cut import Cut, apply_cuts, cut_by_block, lexical_scorer
@@ -92,6 +93,13 @@ def align(
         log.warning("keep_earlier keeps decisions of an earlier run: without since it does nothing")
     from kgalign.runtime.engines import ENGINES
 
+    if judge is not None and config.adapt.enabled:
+        log.warning("adapt trains the configured judge backend's model; a judge object is asked as it is")
+        config = config.replace(adapt={"enabled": False})
+    if config.adapt.enabled and not config.adapt.folder:
+        # The adapter lives as long as the run's judge: in a folder removed after the run.
+        with tempfile.TemporaryDirectory(prefix="kgalign-adapt-") as folder:
+            return ENGINES.get(config.engine)(left, right, config.replace(adapt={"folder": folder}), embedder, judge, old)
     return ENGINES.get(config.engine)(left, right, config, embedder, judge, old)
 
 
@@ -156,10 +164,23 @@ def _align(
             scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
             cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
 
+    candidates, human = prepared.candidates, prepared.human
+    decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
+    adaptation = None
+    if config.adapt.enabled and judge is None:
+        if any(c.items and c.source not in decided and not is_gated(c, vote) for c in candidates):
+            from kgalign.finetune.adapt import adapt_judge
+
+            with timer.stage("adapt"):
+                adaptation = adapt_judge(prepared, effective)
+            if adaptation is not None:
+                log.info("%s", adaptation.brief())
+                effective = effective.replace(adapter=adaptation.folder)
+        else:
+            log.info("--adapt: every source is decided without the judge; nothing to adapt it for")
+
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
-        candidates, human = prepared.candidates, prepared.human
-        decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
         questions_total = questions_estimate(vote, sum(1 for c in candidates if c.items and c.source not in decided))
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
@@ -237,6 +258,7 @@ def _align(
     )
     result.duplicates = duplicates
     result.guard = guard
+    result.adaptation = adaptation.to_dict() if adaptation is not None else None
     result.warnings = warnings
     if sides:
         result.clusters = {

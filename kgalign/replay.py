@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from kgalign.config import AlignConfig
 from kgalign.errors import KgalignError
 from kgalign.io.inputs import is_endpoint
-from kgalign.outputs import CACHE_FILE, RUN_SCHEMA, SOURCES_DIR
+from kgalign.outputs import ADAPTER_DIR, CACHE_FILE, RUN_SCHEMA, SOURCES_DIR
 from kgalign.run_paths import resolve_saved_run
 
 if TYPE_CHECKING:
@@ -85,9 +85,24 @@ def carry_sources(outdir: str | Path, new_outdir: str | Path) -> None:
                 shutil.copy2(path, new / path.name)
 
 
+def carry_adapter(outdir: str | Path, new_outdir: str | Path) -> None:
+    """Copy the adapter ``--adapt`` trained in ``outdir`` into ``new_outdir`` (not its
+    checkpoints), so that the rerun takes it as it is instead of training again."""
+    import shutil
+
+    old, new = Path(outdir) / ADAPTER_DIR, Path(new_outdir) / ADAPTER_DIR
+    if old.is_dir() and old.resolve() != new.resolve():
+        new.mkdir(parents=True, exist_ok=True)
+        for path in old.iterdir():
+            if path.is_file():
+                shutil.copy2(path, new / path.name)
+
+
 def replay_config(saved: SavedRun, new_outdir: str | Path | None) -> AlignConfig:
-    """The saved config, its answer cache moved into ``new_outdir`` (none without a folder)."""
+    """The saved config, its answer cache and adapter moved into ``new_outdir`` (none without a folder)."""
     config = saved.config
+    if config.adapt.enabled:
+        config = config.replace(adapt={"folder": str(Path(new_outdir) / ADAPTER_DIR) if new_outdir else None})
     if config.sparql.cache_dir is not None:
         config = config.replace(sparql={"cache_dir": str(Path(new_outdir) / SOURCES_DIR) if new_outdir else None})
     if config.cache_path is None:
@@ -102,6 +117,7 @@ def rerun(outdir: str | Path, new_outdir: str | Path | None = None) -> Alignment
     saved = read_run(outdir)
     if new_outdir is not None:
         carry_sources(outdir, new_outdir)
+        carry_adapter(outdir, new_outdir)
     if saved.command == "dedup":
         from kgalign.dedup import deduplicate
 

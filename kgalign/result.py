@@ -122,6 +122,8 @@ class AlignmentResult:
     #: What kept the links from running away (:mod:`kgalign.resolution.guard`), and the
     #: no-counterpart cut (:mod:`kgalign.resolution.cut`); run.json ``guard``.
     guard: dict[str, Any] = field(default_factory=dict)
+    #: ``--adapt``: what the judge was trained on and how it did (run.json ``adapt``).
+    adaptation: dict[str, Any] | None = None
     #: Warnings a person should read (also logged): run.json ``warnings``.
     warnings: list[str] = field(default_factory=list)
     _hashes: tuple[dict[str, str], dict[str, str]] | None = field(default=None, repr=False)
@@ -240,7 +242,8 @@ class AlignmentResult:
             WORKING_DIRECTORY: self.working_directory,
             "seed": self.config.seed,
             "judge": self.judge_id,
-            "adapter": adapter_name(self.config.judge, self.config.model, self.config.adapter),
+            "adapter": adapter_name(self.effective.judge, self.effective.model, self.effective.adapter),
+            "adapt": self.adaptation,
             "config": config,
             "effective": effective,
             "versions": package_versions(),

@@ -15,7 +15,7 @@ from kgalign.cli.console import echo_summary, output_options
 from kgalign.cli.summary import dedup_block, run_block
 from kgalign.errors import KgalignError
 from kgalign.io.inputs import is_endpoint
-from kgalign.outputs import CACHE_FILE, SOURCES_DIR
+from kgalign.outputs import ADAPTER_DIR, CACHE_FILE, SOURCES_DIR
 from kgalign.runtime.device import resolve_device
 
 log = logging.getLogger("kgalign")
@@ -56,7 +56,8 @@ def run(ctx: click.Context, left: str | Path, right: str | Path, outdir: Path, *
 DEDUP_REFUSES = (
     "--since", "--keep-earlier", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
     "--ray-gpus", "--ray-partitions", "--ray-shards", "--ray-shard-folder", "--ray-single-files-limit", "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
-    "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol",
+    "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol", "--adapt", "--adapt-steps", "--adapt-minutes",
+    "--adapt-sources",
 )  # fmt: skip
 
 
@@ -96,7 +97,10 @@ def _refuse_run_only(ctx: click.Context) -> None:
 
 
 def _with_cache(config, outdir: Path, no_cache: bool):
-    """``config`` with the judge's answer cache in OUTDIR (unless --no-cache)."""
+    """``config`` with the judge's answer cache in OUTDIR (unless --no-cache), and with
+    --adapt the adapter it trains there."""
+    if config.adapt.enabled:
+        config = config.replace(adapt={"folder": str(outdir / ADAPTER_DIR)})
     return config if no_cache else config.replace(cache_path=str(outdir / CACHE_FILE))
 
 
@@ -172,9 +176,10 @@ def _start(
     files = input_files(config, LEFT=left, RIGHT=right, **{"--config": config_file})
     with _output_folder(outdir, force, [p for p in (left, right) if isinstance(p, Path)], files):
         if olddir is not None:
-            from kgalign.replay import carry_sources
+            from kgalign.replay import carry_adapter, carry_sources
 
             carry_sources(olddir, outdir)
+            carry_adapter(olddir, outdir)  # --adapt takes it as it is where it was trained on the same questions
         _run(left, right, outdir, config, old, command)
 
 

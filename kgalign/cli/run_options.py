@@ -111,6 +111,10 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--rounds",), "vote.rounds", "Rounds of each question, each with the candidates in another order (pairwise: each candidate's rounds, the two records' order swapped each round)."),
     RunOption(("--question",), "vote.question", "What the judge is asked: choice (one multiple-choice question over the candidates and 'none of these' a round; for large served models) or pairwise (each candidate on its own, 'are these two records the same?', both orders, the rounds' probabilities of yes averaged; for small models).", kwargs={"type": click.Choice(["choice", "pairwise"])}),
     RunOption(("--judge-budget",), "vote.budget", "Seconds the judge may take (0: no limit). The most uncertain sources (smallest retrieval margin) are asked first; once the speed measured so far says the next block of sources would not fit, the rest are decided by retrieval's scores (the summary and run.json counts.over_budget say how many).", kwargs={"metavar": "SECONDS"}),
+    RunOption(("--adapt/--no-adapt",), "adapt.enabled", "Before asking the judge, fine-tune it (LoRA, the top layers) on this run's own confident decisions: each source the gate accepts (or a reviewer decided) gives its match as a 'yes' and its hardest other candidates as 'no', asked as the run asks. A fifth is held out; the adapter that answers it best is kept (OUTDIR/adapter, taken again when the same run is started again), which may be the judge as it was. Given without --judge, it means --judge local."),
+    RunOption(("--adapt-steps",), "adapt.steps", "--adapt: training steps at most (8 questions a step).", True),
+    RunOption(("--adapt-minutes",), "adapt.minutes", "--adapt: minutes the training may take (0: no limit).", True),
+    RunOption(("--adapt-sources",), "adapt.sources", "--adapt: confident sources trained on at most (a seeded sample).", True),
     RunOption(("--pair-threshold",), "vote.pair_threshold", "--question pairwise: the least mean probability of yes a candidate needs to be a match (`kgalign pairs --valid` chooses it there unless given).", True),
     RunOption(("--resolve",), "resolve", "How many counterparts an entity may have: auto detects it from the data (1:1, 1:n, n:1 or n:m; with a judge, a side its answers do not confirm as having several is revised; logged and saved in run.json); 1:1 (= assignment, or greedy), 1:n, n:1 (= many-to-one) or n:m force one.", kwargs={"type": LiveChoice(_resolve_names)}),
     RunOption(("--dedup",), "dedup", "Also find records of one graph that are the same thing and merge them in fused.ttl (pairs in duplicates.ttl): left, right, both, auto (the sides --resolve auto found to hold several records of a thing) or none.", kwargs={"type": click.Choice(["none", "left", "right", "both", "auto"])}),
@@ -267,8 +271,8 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
     if given("only_gold_entities") and params["only_gold_entities"] and not (data.get("gold") or data.get("test_gold")):
         raise click.UsageError("--only-gold-entities aligns the entities of the gold links: it needs --gold FILE or --test-gold FILE", ctx)
     _judge_options(ctx, params, data, given, options)
-    if "judge" not in data and (data.get("model") or data.get("adapter")):
-        data["judge"] = "local"  # weights or an adapter named without a judge: the local judge loads them
+    if "judge" not in data and (data.get("model") or data.get("adapter") or data.get("adapt", {}).get("enabled")):
+        data["judge"] = "local"  # weights, an adapter or training named without a judge: the local judge's
     try:
         return AlignConfig.from_dict(data, source)
     except ConfigError as exc:

@@ -68,6 +68,16 @@ def _judge_line(result: Any) -> str | None:
     return line + f", {_seconds(seconds)}"
 
 
+def _adapt_line(adaptation: dict[str, Any]) -> str:
+    """``--adapt``: what the judge was trained on, how long, and what it gained on the held-out sources."""
+    done = "taken from an earlier start" if adaptation["reused"] else f"{adaptation['steps']} steps, {_seconds(adaptation['seconds'])}"
+    kept = "" if adaptation["best_step"] else " (the judge as it was kept)"
+    return (
+        f"  adapted      on {_plural(adaptation['sources'], 'confident source')} ({adaptation['train_questions']:,} questions, {done}); "
+        f"held-out accuracy {adaptation['accuracy_before']:.3f} -> {adaptation['accuracy_after']:.3f}{kept}"
+    )
+
+
 def _cardinality(result: Any) -> str:
     info = result.cardinality_info()
     sizes = [len(c) for c in result.fusion.clusters]
@@ -90,6 +100,8 @@ def run_block(result: Any, outdir: Path, command: str = "run") -> list[str]:
     judge = _judge_line(result)
     if judge:
         lines.append(judge)
+    if getattr(result, "adaptation", None):
+        lines.append(_adapt_line(result.adaptation))
     below = sum(c.get("unlinked", 0) for c in (result.guard.get("cut") or []))
     links = f"  links        {counts['links']:,}"
     if below:
