@@ -78,6 +78,14 @@ class DataConfig:
     #: Pairwise: the hardest non-matching candidates (by retrieval score) taken per source,
     #: at most this many per match (AnyMatch: negatives at twice the positives).
     negatives: int = 2
+    #: Pairwise recipe sources (kgalign.finetune.mining): train first on the matches
+    #: retrieval gets wrong, topped up to ``positives`` matching pairs a source, with the
+    #: non-matching ones at ``negatives`` times those (AnyMatch's hard-example mining).
+    mine: bool = False
+    positives: int = 400
+    #: Pairwise recipe sources: add up to this many attribute pairs per field name (one
+    #: value against the other record's value of the field, balanced; 0: none).
+    attribute_pairs: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,11 @@ class Example:
         return tuple(option.iri for option in self.question.options)
 
     @property
+    def option_iri(self) -> str:
+        """The first option's IRI: a pairwise question's candidate."""
+        return self.question.options[0].iri if self.question.options else ""
+
+    @property
     def position(self) -> str:
         """The answer's position: the option letter, or ``none``."""
         return position_name(self.question, self.answer)
@@ -112,6 +125,9 @@ class TrainingData:
     config: DataConfig
     counts: dict[str, int] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
+    #: (source, candidate) -> retrieval's score, where the recipe retrieved (AnyMatch's
+    #: mining reads it: kgalign.finetune.mining); not saved with the questions.
+    scores: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """Sizes and provenance, for kgalign-finetune.json."""
@@ -136,10 +152,11 @@ class TrainingData:
         }
 
     def fingerprint(self) -> str:
-        """A digest of the training questions (resuming checks it against the checkpoint's)."""
+        """A digest of the training questions, their text included (resuming checks it
+        against the checkpoint's; ``--adapt`` reuses an adapter trained on the same)."""
         digest = hashlib.sha256()
         for example in self.train:
-            digest.update(json.dumps([example.source, example.order, example.answer]).encode())
+            digest.update(json.dumps([example.source, example.order, example.answer, example.question.messages()]).encode())
         return digest.hexdigest()[:16]
 
 
@@ -385,7 +402,9 @@ def gold_data(
     by_source = build_examples(labels, prepared.candidates, prepared.left_profiles, prepared.right_profiles, config, counts)
     train, val = split_sources(by_source, config)
     inputs = {"left": str(left), "right": str(right), "links": str(links) if links else None, "corrections": str(corrections) if corrections else None}
-    data = TrainingData(train=train, val=val, recipe="gold", config=config, counts=counts, inputs=inputs)
+    from kgalign.finetune.mining import retrieval_scores
+
+    data = TrainingData(train=train, val=val, recipe="gold", config=config, counts=counts, inputs=inputs, scores=retrieval_scores(prepared.candidates))
     _check_not_empty(data)
     return data
 

@@ -73,6 +73,7 @@ from typing import Any
 from kgalign.config import read_config_file
 from kgalign.errors import ConfigError, KgalignError
 from kgalign.finetune.data import DataConfig, Example, Labels, TrainingData, build_examples, split_sources
+from kgalign.finetune.mining import retrieval_scores
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,14 @@ def _check_questions(path: Path, config: DataConfig) -> None:
         raise ConfigError(f"{path}: questions.question must be choice or pairwise")
     if not isinstance(config.negatives, int) or not 0 <= config.negatives <= 20:
         raise ConfigError(f"{path}: questions.negatives must be an integer from 0 to 20")
+    if not isinstance(config.mine, bool):
+        raise ConfigError(f"{path}: questions.mine must be true or false")
+    for name in ("positives", "attribute_pairs"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{path}: questions.{name} must be a whole number, 0 or more")
+    if (config.mine or config.attribute_pairs) and config.question != "pairwise":
+        raise ConfigError(f"{path}: questions.mine and questions.attribute_pairs are for pairwise questions (questions.question = \"pairwise\")")
     for name in ("none_share", "val_share"):
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 0.9:
@@ -251,6 +260,8 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
             config = replace(config, none_share=0.0)
         log.info("recipe source '%s' (%s)", source.name, source.kind)
         data = _source_data(source, config, device, embedder)
+        if config.mine or config.attribute_pairs:
+            data = _anymatch(data, config, source.name)
         seed = recipe.questions.seed
         # The "none" share holds after the cap too (the cap keeps the first questions).
         kept = _limit_none(_cap(_limit_none(data.train, source.max_none_share, seed, source.name), source.cap), source.max_none_share, seed, source.name)
@@ -326,17 +337,17 @@ def pairs_data(file: str | Path, config: DataConfig, valid: str | Path | None = 
     ``file`` is trained on; otherwise ``config.val_share`` of the left records is held out.
     """
     embedder = embedder if embedder is not None else _recipe_embedder(device)
-    train, counts = _pair_examples(file, config, device, embedder)
+    train, counts, scores = _pair_examples(file, config, device, embedder)
     inputs = {"file": str(file), "valid": str(valid) if valid else None}
     if valid:
-        val, val_counts = _pair_examples(valid, config, device, embedder)
+        val, val_counts, _ = _pair_examples(valid, config, device, embedder)
         counts.update({f"valid.{key}": value for key, value in val_counts.items()})
         flat_train = [e for examples in train.values() for e in examples]
         random.Random(config.seed + 1).shuffle(flat_train)
         flat_val = [e for examples in val.values() for e in examples]
-        return TrainingData(train=flat_train, val=flat_val, recipe="pairs", config=config, counts=counts, inputs=inputs)
+        return TrainingData(train=flat_train, val=flat_val, recipe="pairs", config=config, counts=counts, inputs=inputs, scores=scores)
     split_train, split_val = split_sources(train, config)
-    return TrainingData(train=split_train, val=split_val, recipe="pairs", config=config, counts=counts, inputs=inputs)
+    return TrainingData(train=split_train, val=split_val, recipe="pairs", config=config, counts=counts, inputs=inputs, scores=scores)
 
 
 def _recipe_embedder(device: str) -> Any:
@@ -347,7 +358,9 @@ def _recipe_embedder(device: str) -> Any:
     return configured_embedder(pairs_config(device=device))
 
 
-def _pair_examples(file: str | Path, config: DataConfig, device: str, embedder: Any) -> tuple[dict[str, list[Example]], dict[str, int]]:
+def _pair_examples(
+    file: str | Path, config: DataConfig, device: str, embedder: Any
+) -> tuple[dict[str, list[Example]], dict[str, int], dict[tuple[str, str], float]]:
     from kgalign.io.pairs import read_pair_file
     from kgalign.pairs import pairs_config, score_pairs
 
@@ -368,9 +381,31 @@ def _pair_examples(file: str | Path, config: DataConfig, device: str, embedder: 
 
         matches = {left: sorted(rights) for left, rights in positives.items() if rights}
         counts["skipped_several_matches"] = 0
-        return pair_examples({left: None for left in positives}, scored.candidates, pair_file.left, pair_file.right, config, counts, matches), counts
-    by_source = build_examples(labels, scored.candidates, pair_file.left, pair_file.right, config, counts)
-    return by_source, counts
+        by_source = pair_examples({left: None for left in positives}, scored.candidates, pair_file.left, pair_file.right, config, counts, matches)
+    else:
+        by_source = build_examples(labels, scored.candidates, pair_file.left, pair_file.right, config, counts)
+    return by_source, counts, retrieval_scores(scored.candidates)
+
+
+def _anymatch(data: TrainingData, config: DataConfig, name: str) -> TrainingData:
+    """A source's training questions after AnyMatch's mining and with its attribute pairs
+    (:mod:`kgalign.finetune.mining`); its validation questions stay the record pairs."""
+    from kgalign.finetune.mining import attribute_examples, mine
+
+    by_source: dict[str, list[Example]] = {}
+    for example in data.train:
+        by_source.setdefault(example.source, []).append(example)
+    counts = dict(data.counts)
+    if config.mine:
+        by_source, mined = mine(by_source, data.scores, config.positives, config.negatives, config.seed, name)
+        counts.update(mined)
+    train = [e for examples in by_source.values() for e in examples]
+    if config.attribute_pairs:
+        extra, attributes = attribute_examples(by_source, config.attribute_pairs, config.seed, name)
+        train.extend(extra)
+        counts.update(attributes)
+    random.Random(f"{config.seed}:{name}:order").shuffle(train)
+    return replace(data, train=train, counts=counts)
 
 
 def _limit_none(examples: list[Example], share: float | None, seed: int, name: str) -> list[Example]:
