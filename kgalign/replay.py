@@ -75,22 +75,19 @@ def _input(value: str) -> str | Path:
 
 def carry_sources(outdir: str | Path, new_outdir: str | Path) -> None:
     """Copy the endpoint copies of ``outdir`` into ``new_outdir``, so a rerun reads them, not the endpoints."""
-    import shutil
-
-    old, new = Path(outdir) / SOURCES_DIR, Path(new_outdir) / SOURCES_DIR
-    if old.is_dir() and old.resolve() != new.resolve():
-        new.mkdir(parents=True, exist_ok=True)
-        for path in old.iterdir():
-            if path.is_file():
-                shutil.copy2(path, new / path.name)
+    _carry_files(Path(outdir) / SOURCES_DIR, Path(new_outdir) / SOURCES_DIR)
 
 
 def carry_adapter(outdir: str | Path, new_outdir: str | Path) -> None:
     """Copy the adapter ``--adapt`` trained in ``outdir`` into ``new_outdir`` (not its
     checkpoints), so that the rerun takes it as it is instead of training again."""
+    _carry_files(Path(outdir) / ADAPTER_DIR, Path(new_outdir) / ADAPTER_DIR)
+
+
+def _carry_files(old: Path, new: Path) -> None:
+    """The files (not the subfolders) of folder ``old`` copied into ``new``, unless they are one folder."""
     import shutil
 
-    old, new = Path(outdir) / ADAPTER_DIR, Path(new_outdir) / ADAPTER_DIR
     if old.is_dir() and old.resolve() != new.resolve():
         new.mkdir(parents=True, exist_ok=True)
         for path in old.iterdir():
