@@ -337,3 +337,36 @@ def test_the_adapter_records_how_the_judge_decodes(tuned, tuned_judge, tmp_path)
     (copy / METADATA_FILE).write_text(json.dumps({**meta, "calibrate": False}))
     assert LocalJudge(adapter=str(copy)).calibrate is False
     assert LocalJudge(adapter=str(copy), calibrate=True).calibrate is True
+
+
+def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tmp_path) -> None:
+    from safetensors.numpy import load_file
+
+    from kgalign.judging.local import default_model_path
+
+    out = tmp_path / "full"
+    args = ["finetune", persons["left"], persons["right"], "--links", persons["gold"], "-o", out, "--question", "pairwise", "--full",
+            "--lr", "2e-5", "--batch-size", "2", "--max-val", "6", "--eval-every", "0", "--save-every", "2", "--threads", "1",
+            "--attributes", "given_name", "--attributes", "surname"]  # fmt: skip
+    result = _cli([*args, "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"kgalign run --model {out}" in result.output
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["full"] is True and meta["lora"] is None and meta["steps"] == 2
+    # A whole model with its tokenizer, no adapter; every layer moved from the base model's weights.
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file() and not (out / "adapter_model.safetensors").exists()
+    # The step-2 checkpoint's weights moved in every layer (the model kept is the best on validation, maybe step 0's).
+    trained, base = load_file(str(out / "checkpoint-2" / "model.safetensors")), load_file(str(default_model_path() / "model.safetensors"))
+    changed = {key.split(".")[2] for key in trained if key.startswith("model.layers.") and (trained[key] != base[key]).any()}
+    assert len(changed) == 30
+    # Resumed from its checkpoint: the step count goes on.
+    resumed = _cli([*args, "--max-steps", "3", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / METADATA_FILE).read_text())["resumed_from"] == 2
+    # The folder is a model the local judge loads (--model alone means --judge local).
+    run = _cli(["run", persons["left"], persons["right"], "-o", tmp_path / "run", "--model", out, "--question", "pairwise"])
+    assert run.exit_code == 0, run.output
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["judge"] == "local:full" and info["counts"]["llm_questions"] > 0
+    refused = _cli([*args, "--max-steps", "1", "--force", "--init-adapter", "cross-domain"])
+    assert refused.exit_code != 0 and "does not start from an adapter" in refused.output

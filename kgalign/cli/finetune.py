@@ -17,7 +17,7 @@ from kgalign.runtime.device import resolve_device
 #: Command-line options that are :class:`kgalign.finetune.TrainConfig` fields of the same name.
 TRAIN_OPTIONS = (
     "max_steps", "batch_size", "lr", "warmup_steps", "lora_r", "lora_alpha", "lora_layers", "eval_every",
-    "patience", "save_every", "max_val", "minutes", "seed", "dtype", "token_budget", "gradient_checkpointing",
+    "patience", "save_every", "max_val", "minutes", "seed", "dtype", "token_budget", "gradient_checkpointing", "full",
 )
 #: Command-line options that are :class:`kgalign.finetune.DataConfig` fields (option name -> field).
 QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "none_share": "none_share", "val_share": "val_share", "seed": "seed", "datamark": "datamark", "question": "question", "negatives": "negatives"}
@@ -65,6 +65,7 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
+@click.option("--full", is_flag=True, help="Train every weight of the model instead of a LoRA adapter (AnyMatch's full fine-tuning; give a smaller --lr, e.g. 2e-5). ADAPTER_DIR then holds a whole model with its tokenizer, for `kgalign run --model ADAPTER_DIR`; the --lora-* options do not apply, nor --init-adapter. Float32 weights and AdamW's state take about 16 bytes a parameter (2.2 GB for SmolLM2-135M).")
 @click.option("--init-adapter", metavar="ADAPTER", help="Start from this adapter's weights instead of fresh ones: a folder, or a shipped adapter's name ('cross-domain'). Use it to go on training the shipped judge on your own data. Its LoRA settings (rank, alpha, dropout, layers) replace --lora-r, --lora-alpha and --lora-layers (kgalign-finetune.json's \"lora\" records them); its base model should be --model's (a warning if it names another). Not with --resume, nor a folder inside ADAPTER_DIR.")
 @click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")

@@ -52,6 +52,10 @@ STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 BEST_DIR = "best"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "README.md", METADATA_FILE)
+#: What a fully fine-tuned model's folder holds besides its metadata: the weights, their
+#: config and the base model's tokenizer, so that ``--model DIR`` loads it as it is.
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt")
 KEEP_CHECKPOINTS = 2
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -87,6 +91,10 @@ class TrainConfig:
     force: bool = False
     #: An adapter folder whose weights training starts from (its LoRA settings replace lora_*).
     init_adapter: str | None = None
+    #: Train every weight of the model (AnyMatch's full fine-tuning) instead of a LoRA
+    #: adapter: the output folder then holds a whole model (``kgalign run --model DIR``),
+    #: and lora_* do not apply.
+    full: bool = False
     device: str | None = None  # None or "auto": the first CUDA GPU when torch sees one, else the CPU
     dtype: str = "auto"
     threads: int | None = None
@@ -346,10 +354,16 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     attention = "eager" if precision == "bfloat16" else None
     base, tokenizer, model_path = load_base(config.model, device, config.dtype, attention)
     state: dict[str, Any]
+    if config.full and config.init_adapter:
+        raise KgalignError("full fine-tuning trains the model's own weights: it does not start from an adapter (--init-adapter)")
     if checkpoint is not None:
-        from peft import PeftModel
+        if config.full:
+            _load_weights(base, checkpoint / "model.safetensors", device)
+            model = base
+        else:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
+            model = PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
         state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
         if state["fingerprint"] != data.fingerprint():
             raise KgalignError(
@@ -358,7 +372,10 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
             )
         log.info("resuming from %s (step %d)", checkpoint, state["step"])
     else:
-        model = add_lora(base, config) if not config.init_adapter else _from_adapter(base, config.init_adapter, model_path)
+        if config.full:
+            model = base
+        else:
+            model = add_lora(base, config) if not config.init_adapter else _from_adapter(base, config.init_adapter, model_path)
         state = {"step": 0, "best_step": 0, "best_accuracy": -1.0, "bad_evals": 0, "history": [], "fingerprint": data.fingerprint()}
     if _checkpointing(config.gradient_checkpointing, device):
         # Non-reentrant checkpointing needs no gradient on the inputs (the base weights are frozen).
@@ -430,17 +447,18 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         _save_checkpoint(output, model, optimizer, scheduler, state)
 
     best_dir = output / BEST_DIR
-    from peft import LoraConfig, set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors"), device=device))
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        shutil.copyfile(best_dir / name, output / name)
+    if config.full:
+        _load_weights(model, best_dir / "model.safetensors", device)
+        for name in MODEL_FILES:
+            if (best_dir / name).is_file():
+                shutil.copyfile(best_dir / name, output / name)
+        for name in TOKENIZER_FILES:  # the folder is a model `--model` loads as it is
+            if (model_path / name).is_file():
+                shutil.copyfile(model_path / name, output / name)
+        lora_record: dict[str, Any] | None = None
+    else:
+        lora_record = _best_adapter(model, best_dir, output, device)
     after = next(_evaluation(e) for e in reversed(state["history"]) if e["step"] == state["best_step"])
-    lora = cast(LoraConfig, model.peft_config["default"])  # add_lora's, or the resumed checkpoint's
-    # peft declares target_modules as given (a list, "all-linear" or None); injecting the
-    # adapter replaces it with the set of module names it matched.
-    target_modules = cast(set[str], lora.target_modules)
     metadata = {
         "kgalign": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -450,14 +468,10 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         "base_model": {"path": str(model_path), "name": model_path.name},
         "device": device,
         "train": asdict(config),
-        # The adapter's own settings (an --init-adapter's replace the lora_* of "train").
-        "lora": {
-            "r": lora.r,
-            "alpha": lora.lora_alpha,
-            "dropout": lora.lora_dropout,
-            "layers": sorted(lora.layers_to_transform) if isinstance(lora.layers_to_transform, list) else "all",
-            "target_modules": sorted(target_modules),
-        },
+        # The adapter's own settings (an --init-adapter's replace the lora_* of "train");
+        # None for a fully fine-tuned model.
+        "lora": lora_record,
+        "full": config.full,
         "steps": step,
         "best_step": state["best_step"],
         # How the local judge decodes with this adapter: calibrated against the content-free prompt, or not.
@@ -485,6 +499,37 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         model=model,
         tokenizer=tokenizer,
     )
+
+
+def _best_adapter(model: Any, best_dir: Path, output: Path, device: str) -> dict[str, Any]:
+    """Load the best adapter into ``model``, copy it into ``output``; its LoRA settings."""
+    from peft import LoraConfig, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors"), device=device))
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(best_dir / name, output / name)
+    lora = cast(LoraConfig, model.peft_config["default"])  # add_lora's, or the resumed checkpoint's
+    # peft declares target_modules as given (a list, "all-linear" or None); injecting the
+    # adapter replaces it with the set of module names it matched.
+    target_modules = cast(set[str], lora.target_modules)
+    return {
+        "r": lora.r,
+        "alpha": lora.lora_alpha,
+        "dropout": lora.lora_dropout,
+        "layers": sorted(lora.layers_to_transform) if isinstance(lora.layers_to_transform, list) else "all",
+        "target_modules": sorted(target_modules),
+    }
+
+
+def _load_weights(model: Any, path: Path, device: str) -> None:
+    """A full model's saved weights loaded into ``model`` (a tied output head is not saved: not strict)."""
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(str(path), device=device), strict=False)
+    tied = {"lm_head.weight"}
+    if unexpected or set(missing) - tied:
+        raise KgalignError(f"{path}: these weights do not fit the model ({len(missing)} missing, {len(unexpected)} unexpected)")
 
 
 def _checkpointing(setting: str | bool, device: str) -> bool:
@@ -610,7 +655,8 @@ def check_output(output: str | Path, resume: bool = False, force: bool = False) 
         check_output_path(output, folder=True)  # a file where a parent folder should be
         return
     entries = [p for p in output.iterdir() if not p.name.startswith(".")]
-    others = [p.name for p in entries if p.name not in ADAPTER_FILES and p.name != BEST_DIR and not _CHECKPOINT.match(p.name)]
+    known = {*ADAPTER_FILES, *MODEL_FILES, *TOKENIZER_FILES, BEST_DIR}
+    others = [p.name for p in entries if p.name not in known and not _CHECKPOINT.match(p.name)]
     if others:
         raise KgalignError(f"{output}: holds files that are not a kgalign adapter's ({', '.join(sorted(others)[:3])}); choose another directory")
     if entries and not resume and not force:
@@ -624,7 +670,7 @@ def _prepare_output(output: Path, config: TrainConfig) -> Path | None:
         checkpoint = last_checkpoint(output)
         if checkpoint is None:
             log.warning("%s: no checkpoint to resume from; starting afresh", output)
-        elif not (checkpoint / BEST_DIR / "adapter_model.safetensors").is_file():
+        elif not any((checkpoint / BEST_DIR / name).is_file() for name in ("adapter_model.safetensors", "model.safetensors")):
             raise KgalignError(f"{checkpoint}: {BEST_DIR}/ is missing, cannot resume; start over with --force")
         else:
             shutil.rmtree(output / BEST_DIR, ignore_errors=True)
@@ -672,5 +718,8 @@ def summary_lines(result: FinetuneResult) -> list[str]:
     lines.append("acc. after     " + "  ".join(f"{after.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
     for group, accuracy in after.accuracy_by_source.items():
         lines.append(f"source {group}: validation accuracy before {before.accuracy_by_source.get(group, 0.0):.4f}  after {accuracy:.4f}")
-    lines.append(f"adapter: {result.output}")
+    if result.metadata.get("full"):
+        lines.append(f"model (every weight trained): {result.output}  -> kgalign run --model {result.output}")
+    else:
+        lines.append(f"adapter: {result.output}")
     return lines

@@ -185,7 +185,8 @@ class LocalJudge:
                 # plain model, without the adapter's extra products and module calls in every layer.
                 loaded = PeftModel.from_pretrained(loaded, adapter).merge_and_unload()
         if calibrate is None:
-            calibrate = adapter_calibrates(adapter) if adapter else True
+            # An adapter's training record, or a fully fine-tuned model's in its own folder.
+            calibrate = adapter_calibrates(adapter if adapter else path)
         loaded.eval()
         self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype, prefix_cache, entity_format)
 
