@@ -244,7 +244,11 @@ class AdaptConfig:
     sources: int = number(200, 8, 1_000_000)
     #: Non-matching candidates per match (retrieval's best first).
     negatives: int = number(2, 0, 20)
-    lr: float = number(1e-3, 1e-7, 1.0)
+    #: "lora": a LoRA adapter on the top 8 layers; "full": every weight of the model (as
+    #: ``kgalign finetune --full``; the run's judge then loads the trained model).
+    method: str = choice("lora", ("lora", "full"))
+    #: Learning rate; None: 0.001 for LoRA, 2e-5 (AnyMatch's) for full fine-tuning.
+    lr: float | None = number(None, 1e-7, 1.0)
     #: Where the adapter is written (the command line sets OUTDIR/adapter); None: a
     #: temporary folder, removed after the run.
     folder: str | None = None

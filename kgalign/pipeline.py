@@ -175,7 +175,8 @@ def _align(
                 adaptation = adapt_judge(prepared, effective)
             if adaptation is not None:
                 log.info("%s", adaptation.brief())
-                effective = effective.replace(adapter=adaptation.folder)
+                trained = {"model": adaptation.folder, "adapter": "none"} if config.adapt.method == "full" else {"adapter": adaptation.folder}
+                effective = effective.replace(**trained)
         else:
             log.info("--adapt: every source is decided without the judge; nothing to adapt it for")
 

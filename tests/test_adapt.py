@@ -146,3 +146,22 @@ def test_adapt_is_refused_where_it_cannot_train(persons: dict[str, Path], tmp_pa
     assert not (tmp_path / "o").exists()
     dedup = cli(["dedup", persons["left"], "-o", tmp_path / "d", "--adapt"])
     assert dedup.exit_code != 0 and "--adapt" in dedup.output
+
+
+def test_full_adaptation_trains_every_weight_and_the_judge_loads_that_model(persons: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", persons["left"], persons["right"], "-o", out, "--question", "pairwise", "--adapt", "--adapt-method", "full",
+            "--adapt-steps", "1", "--adapt-sources", "16"]  # fmt: skip
+    result = cli(args)
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "run.json").read_text())
+    assert info["adapt"]["method"] == "full" and info["adapt"]["started_from"] is None
+    assert info["effective"]["model"] == str(out / "adapter") and info["judge"] == "local:adapter"
+    assert (out / "adapter" / "model.safetensors").is_file() and "every weight" in result.output
+    metadata = json.loads((out / "adapter" / "kgalign-finetune.json").read_text())
+    assert metadata["full"] and metadata["train"]["lr"] == 2e-5
+    # Started again: the same model, so every answer comes from the cache (its training record keys them).
+    again = cli([*args, "--force"])
+    assert again.exit_code == 0, again.output
+    info2 = json.loads((out / "run.json").read_text())
+    assert info2["adapt"]["reused"] and info2["counts"]["llm_questions"] == 0 and info2["counts"]["cache_hits"] == info["counts"]["llm_questions"]

@@ -57,7 +57,7 @@ DEDUP_REFUSES = (
     "--since", "--keep-earlier", "--dedup", "--seed-links", "--corrections", "--explain", "--only-gold-entities", "--engine", "--ray-address", "--ray-actors",
     "--ray-gpus", "--ray-partitions", "--ray-shards", "--ray-shard-folder", "--ray-single-files-limit", "--graph", "--where", "--refresh", "--sparql-page-size", "--sparql-batch-size", "--sparql-concurrency", "--sparql-timeout",
     "--sparql-retries", "--push", "--push-graph", "--push-fused", "--push-protocol", "--adapt", "--adapt-steps", "--adapt-minutes",
-    "--adapt-sources",
+    "--adapt-sources", "--adapt-method",
 )  # fmt: skip
 
 

@@ -51,6 +51,9 @@ BATCH_SIZE = 8
 #: Only the top layers are adapted: the backward pass stops there, which keeps a CPU step short.
 LORA_LAYERS = 8
 SAVE_EVERY = 20
+LORA_LR = 1e-3
+#: AnyMatch's learning rate for full fine-tuning.
+FULL_LR = 2e-5
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Adaptation:
     stopped: str
     #: The adapter training started from (None: the bare model).
     started_from: str | None
+    #: "lora" (an adapter) or "full" (the folder holds a whole model).
+    method: str = "lora"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,11 +139,13 @@ def train_config(config: AlignConfig, steps: int | None = None) -> TrainConfig:
     """How the adapter is trained: small batches, the top layers, one validation at the end."""
     adapt = config.adapt
     steps = steps or adapt.steps
+    full = adapt.method == "full"
     return TrainConfig(
         model=config.model,
         max_steps=steps,
         batch_size=BATCH_SIZE,
-        lr=adapt.lr,
+        lr=adapt.lr or (FULL_LR if full else LORA_LR),
+        full=full,
         lora_layers=LORA_LAYERS,
         warmup_steps=min(5, steps),
         eval_every=0,
@@ -150,7 +157,7 @@ def train_config(config: AlignConfig, steps: int | None = None) -> TrainConfig:
         max_val=MAX_VAL,
         minutes=adapt.minutes or None,
         seed=config.seed,
-        init_adapter=judge_adapter(config.judge, config.model, config.adapter),
+        init_adapter=None if full else judge_adapter(config.judge, config.model, config.adapter),
         device=config.device,
         dtype=str(config.judge_options.get("dtype") or "auto"),
     )
@@ -196,6 +203,7 @@ def _adaptation(folder: str, data: TrainingData, metadata: Mapping[str, Any], se
         reused=reused,
         stopped=str(metadata["stopped"]),
         started_from=settings.init_adapter,
+        method="full" if settings.full else "lora",
     )
 
 
@@ -206,7 +214,8 @@ def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
 def _finished(folder: Path, data: TrainingData, settings: TrainConfig) -> dict[str, Any] | None:
     """The metadata of a finished adapter in ``folder`` trained on ``data`` with ``settings``, else None."""
     path = folder / METADATA_FILE
-    if not path.is_file() or not (folder / "adapter_model.safetensors").is_file():
+    weights = "model.safetensors" if settings.full else "adapter_model.safetensors"
+    if not path.is_file() or not (folder / weights).is_file():
         return None
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))

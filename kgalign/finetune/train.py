@@ -592,7 +592,8 @@ def _save_adapter(model: Any, folder: Path) -> None:
     """Save the adapter into ``folder``, replacing it only once written."""
     tmp = make_output_dir(f".{folder.name}-", folder.parent)
     try:
-        model.save_pretrained(tmp)
+        with loading_quietly():  # transformers draws a bar for writing a whole model
+            model.save_pretrained(tmp)
         old = folder.with_name(f".{folder.name}-old")
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -610,7 +611,8 @@ def _save_checkpoint(output: Path, model: Any, optimizer: Any, scheduler: Any, s
     folder = output / f"checkpoint-{state['step']}"
     tmp = make_output_dir(f".{folder.name}-", output)
     try:
-        model.save_pretrained(tmp)
+        with loading_quietly():  # transformers draws a bar for writing a whole model
+            model.save_pretrained(tmp)
         saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             saved["cuda_rng"] = torch.cuda.get_rng_state()  # LoRA dropout on a GPU draws from it

@@ -189,6 +189,14 @@ class LocalJudge:
             calibrate = adapter_calibrates(adapter if adapter else path)
         loaded.eval()
         self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype, prefix_cache, entity_format)
+        self._trained_key: str | None = None
+        # A model kgalign trained whole (finetune --full, --adapt-method full) may be trained
+        # again in the same folder: its training record keys the cached answers.
+        record = path / "kgalign-finetune.json"
+        if record.is_file():
+            import hashlib
+
+            self._trained_key = hashlib.sha256(record.read_bytes()).hexdigest()[:12]
 
     @classmethod
     def from_loaded(
@@ -232,6 +240,7 @@ class LocalJudge:
         self.tokenizer = tokenizer
         self.model = model
         self.adapter = adapter
+        self._trained_key = None
         self.device = device
         self.batch_size = max(1, batch_size)
         self.model_id = model_id
@@ -266,6 +275,8 @@ class LocalJudge:
         if self._adapter_key is None and self.adapter:
             self._adapter_key = _adapter_id(self.adapter)  # hashed once: the answer cache asks per batch
         params: dict[str, Any] = {"decoding": "argmax-letter-logits", "calibrate": self.calibrate, "adapter": self._adapter_key}
+        if self._trained_key:
+            params["trained"] = self._trained_key
         if self.precision != "float32":
             params["precision"] = self.precision
         if self.entity_format != "compact":  # the question's messages are compact; the prompt is not

@@ -1,4 +1,4 @@
-"""Loading a transformers model without its "Loading weights" progress bar."""
+"""Loading (or saving) a transformers model without its "Loading weights" ("Writing model shards") progress bar."""
 
 from __future__ import annotations
 
