@@ -34,12 +34,12 @@ def main() -> None:
     from kgalign.pipeline import prepare
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("left")
-    parser.add_argument("right")
-    parser.add_argument("gold")
-    parser.add_argument("--id-column", default=None)
-    parser.add_argument("--test", type=int, default=900)
-    parser.add_argument("--layers", default="10,15,20,25,30")
+    parser.add_argument("left", help="left graph or table (as `kgalign run` reads it)")
+    parser.add_argument("right", help="right graph or table")
+    parser.add_argument("gold", help="gold links (any format `kgalign eval` reads): labels the test pairs only")
+    parser.add_argument("--id-column", default=None, help="id column of CSV/TSV inputs (default: the first)")
+    parser.add_argument("--test", type=int, default=900, help="test pairs scored, a seeded sample (default 900)")
+    parser.add_argument("--layers", default="10,15,20,25,30", help="hidden layers probed, comma-separated (default 10,15,20,25,30)")
     args = parser.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
 
