@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgalign.errors import KgalignError
 from kgalign.finetune.data import NONE_SHARE, DataConfig, Labels, TrainingData, build_examples, split_sources
-from kgalign.finetune.train import METADATA_FILE, TrainConfig, finetune, last_checkpoint
+from kgalign.finetune.train import METADATA_FILE, STATE_FILE, TrainConfig, finetune, last_checkpoint
 from kgalign.judging.adapters import judge_adapter
 from kgalign.judging.vote import is_gated
 from kgalign.model import Candidates, Decision
@@ -135,10 +135,10 @@ def adaptation_data(prepared: Prepared, config: AlignConfig) -> TrainingData:
     return TrainingData(train=train, val=val, recipe="adapt", config=data_config, counts=counts, inputs={})
 
 
-def train_config(config: AlignConfig, steps: int | None = None) -> TrainConfig:
+def train_config(config: AlignConfig) -> TrainConfig:
     """How the adapter is trained: small batches, the top layers, one validation at the end."""
     adapt = config.adapt
-    steps = steps or adapt.steps
+    steps = adapt.steps
     full = adapt.method == "full"
     return TrainConfig(
         model=config.model,
@@ -180,9 +180,8 @@ def adapt_judge(prepared: Prepared, config: AlignConfig) -> Adaptation | None:
     if earlier is not None:
         log.info("--adapt: the adapter in %s was trained on these questions; taken as it is", folder)
         return _adaptation(folder, data, earlier, settings, reused=True, seconds=0.0)
-    resume = last_checkpoint(folder) is not None and _checkpoint_matches(Path(folder), data)
-    settings_run = TrainConfig(**{**asdict(settings), "resume": resume, "force": not resume})
-    result = finetune(data, settings_run, folder)
+    resume = _checkpoint_matches(Path(folder), data)
+    result = finetune(data, replace(settings, resume=resume, force=not resume), folder)
     metadata = result.metadata
     del result
     _release_memory()
@@ -232,7 +231,7 @@ def _checkpoint_matches(folder: Path, data: TrainingData) -> bool:
     if checkpoint is None:
         return False
     try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return bool(state.get("fingerprint") == data.fingerprint())

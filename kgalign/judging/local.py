@@ -143,6 +143,8 @@ class LocalJudge:
     """Judge backend ``local``: any local transformers causal LM, on the CPU or a GPU (``device``)."""
 
     name = "local"
+    #: Digest of the training record of a model kgalign trained whole (None otherwise).
+    _trained_key: str | None = None
 
     def __init__(
         self,
@@ -189,7 +191,6 @@ class LocalJudge:
             calibrate = adapter_calibrates(adapter if adapter else path)
         loaded.eval()
         self._setup(loaded, tokenizer, f"local:{path.name}", adapter, device, batch_size, calibrate, dtype, prefix_cache, entity_format)
-        self._trained_key: str | None = None
         # A model kgalign trained whole (finetune --full, --adapt-method full) may be trained
         # again in the same folder: its training record keys the cached answers.
         record = path / "kgalign-finetune.json"
@@ -240,7 +241,6 @@ class LocalJudge:
         self.tokenizer = tokenizer
         self.model = model
         self.adapter = adapter
-        self._trained_key = None
         self.device = device
         self.batch_size = max(1, batch_size)
         self.model_id = model_id
