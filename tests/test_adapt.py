@@ -93,11 +93,12 @@ def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str,
     assert info["config"]["judge"] == "local"  # --adapt without --judge: the local judge
     assert adapt["steps"] == 2 and adapt["sources"] == 16 and not adapt["reused"] and adapt["started_from"] is None
     assert adapt["train_questions"] > 0 and 0 < adapt["val_questions"] <= 64 and 0.0 <= adapt["accuracy_after"] <= 1.0
-    assert adapt["accuracy_after"] >= adapt["accuracy_before"]  # the kept adapter answers the held-out sources at least as well
+    # Pairwise questions: the kept adapter ranks the held-out pairs at least as well (best F1 chose it).
+    assert adapt["f1_before"] is not None and 0.0 < adapt["f1_before"] <= adapt["f1_after"] <= 1.0
     assert info["stages"]["adapt"]["seconds"] > 0 and info["adapter"] == str(out / "adapter")
     metadata = json.loads((out / "adapter" / "kgalign-finetune.json").read_text())
     assert metadata["recipe"] == "adapt" and metadata["steps"] == 2
-    assert "adapted      on 16 confident sources" in result.output and "held-out accuracy" in result.output
+    assert "adapted      on 16 confident sources" in result.output and "held-out best F1" in result.output
     asked = info["counts"]["llm_questions"]
     assert asked > 0
     # Started again: the adapter trained on the same questions is taken as it is, and so every answer is the cache's.

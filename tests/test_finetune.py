@@ -10,6 +10,7 @@ it must continue the step count.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -353,6 +354,11 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tm
     assert f"kgalign run --model {out}" in result.output
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["full"] is True and meta["lora"] is None and meta["steps"] == 2
+    # Pairwise validation ranks: best F1 and ROC AUC recorded, printed, and what chose the model kept.
+    best = next(e for e in meta["history"] if e["step"] == meta["best_step"])
+    assert all(0.0 < e["best_f1"] <= 1.0 and 0.0 <= e["auc"] <= 1.0 for e in meta["history"])
+    assert best["best_f1"] == max(e["best_f1"] for e in meta["history"])
+    assert "pairwise ranking: best F1 before" in result.output
     # A whole model with its tokenizer, no adapter; every layer moved from the base model's weights.
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file() and not (out / "adapter_model.safetensors").exists()
     # The step-2 checkpoint's weights moved in every layer (the model kept is the best on validation, maybe step 0's).
@@ -370,3 +376,28 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tm
     assert info["judge"] == "local:full" and info["counts"]["llm_questions"] > 0
     refused = _cli([*args, "--max-steps", "1", "--force", "--init-adapter", "cross-domain"])
     assert refused.exit_code != 0 and "does not start from an adapter" in refused.output
+
+
+def test_pairwise_ranking_matches_scikit_learn() -> None:
+    from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+    from kgalign.finetune.train import ranking
+
+    rng = random.Random(7)
+    for trial in range(40):
+        n = rng.randint(2, 60)
+        labels = [rng.random() < 0.35 for _ in range(n)]
+        # Coarse probabilities: ties across labels, which neither metric may split.
+        probabilities = [round(rng.random() * (0.6 if not label else 1.0), 1 if trial % 2 else 3) for label in labels]
+        best_f1, threshold, auc = ranking(probabilities, labels)
+        if all(labels) or not any(labels):
+            assert (best_f1, threshold, auc) == (None, None, None)
+            continue
+        assert auc == pytest.approx(roc_auc_score(labels, probabilities), abs=1e-4)
+        precision, recall, cuts = precision_recall_curve(labels, probabilities)
+        f1s = [2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(precision[:-1], recall[:-1])]
+        assert best_f1 == pytest.approx(max(f1s), abs=1e-4)
+        # The threshold reproduces that F1: pairs at or above it are the matches.
+        chosen = [p >= threshold for p in probabilities]
+        tp = sum(c and y for c, y in zip(chosen, labels))
+        assert 2 * tp / (sum(chosen) + sum(labels)) == pytest.approx(best_f1, abs=1e-4)

@@ -70,13 +70,15 @@ def _judge_line(result: Any) -> str | None:
 
 def _adapt_line(adaptation: dict[str, Any]) -> str:
     """``--adapt``: what the judge was trained on, how long, and what it gained on the held-out sources."""
+    from kgalign.finetune.adapt import held_out
+
     done = "taken from an earlier start" if adaptation["reused"] else f"{adaptation['steps']} steps, {_seconds(adaptation['seconds'])}"
     if adaptation.get("method") == "full":
         done += ", every weight"
     kept = "" if adaptation["best_step"] else " (the judge as it was kept)"
     return (
         f"  adapted      on {_plural(adaptation['sources'], 'confident source')} ({adaptation['train_questions']:,} questions, {done}); "
-        f"held-out accuracy {adaptation['accuracy_before']:.3f} -> {adaptation['accuracy_after']:.3f}{kept}"
+        f"held-out {held_out(adaptation['accuracy_before'], adaptation['accuracy_after'], adaptation.get('f1_before'), adaptation.get('f1_after'))}{kept}"
     )
 
 

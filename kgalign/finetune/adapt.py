@@ -79,6 +79,10 @@ class Adaptation:
     started_from: str | None
     #: "lora" (an adapter) or "full" (the folder holds a whole model).
     method: str = "lora"
+    #: Pairwise questions: the held-out best F1 (over every threshold) before and after,
+    #: what chose the adapter kept; None for multiple-choice questions.
+    f1_before: float | None = None
+    f1_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,8 +91,15 @@ class Adaptation:
         what = "taken from an earlier start" if self.reused else f"{self.steps} steps in {self.seconds:.0f}s"
         return (
             f"judge adapted on {self.sources} confident sources ({self.train_questions} questions, {what}); "
-            f"held-out accuracy {self.accuracy_before:.3f} -> {self.accuracy_after:.3f}"
+            f"held-out {held_out(self.accuracy_before, self.accuracy_after, self.f1_before, self.f1_after)}"
         )
+
+
+def held_out(accuracy_before: float, accuracy_after: float, f1_before: float | None, f1_after: float | None) -> str:
+    """The held-out figure that chose the adapter: best F1 for pairwise questions, else accuracy."""
+    if f1_before is not None and f1_after is not None:
+        return f"best F1 {f1_before:.3f} -> {f1_after:.3f}"
+    return f"accuracy {accuracy_before:.3f} -> {accuracy_after:.3f}"
 
 
 def confident_labels(candidates: Sequence[Candidates], config: AlignConfig, human: Mapping[str, Decision], limit: int) -> Labels:
@@ -203,7 +214,14 @@ def _adaptation(folder: str, data: TrainingData, metadata: Mapping[str, Any], se
         stopped=str(metadata["stopped"]),
         started_from=settings.init_adapter,
         method="full" if settings.full else "lora",
+        f1_before=_f1(metadata["before"]),
+        f1_after=_f1(metadata["after"]),
     )
+
+
+def _f1(evaluation: Mapping[str, Any]) -> float | None:
+    value = evaluation.get("best_f1")
+    return None if value is None else round(float(value), 4)
 
 
 def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:

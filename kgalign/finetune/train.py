@@ -6,9 +6,12 @@ answer letter's token; the loss is on that token only, from the logits of the la
 prompt position (the one the judge reads), under bfloat16 autocast where the hardware
 computes it natively (``dtype="auto"``).
 Validation accuracy is the local judge's own answer (:meth:`LocalJudge.choose` on
-:meth:`LocalJudge.letter_scores`, calibrated as at run time) on held-out sources; the
-adapter kept is the one with the best validation accuracy, which may be the untrained
-one. Training stops at ``max_steps``, after ``patience`` evaluations without
+:meth:`LocalJudge.letter_scores`, calibrated as at run time) on held-out sources. For
+pairwise questions, whose answers are a probability of yes compared with a threshold,
+validation also ranks: the best F1 over every threshold and the ROC AUC of the
+probabilities (:func:`ranking`). The adapter kept is the one with the best validation
+score (:meth:`Evaluation.selection_score`: best F1 for pairwise questions, else accuracy), which may
+be the untrained one. Training stops at ``max_steps``, after ``patience`` evaluations without
 improvement, or when the time budget is spent.
 
 ADAPTER_DIR afterwards holds the best adapter (``adapter_config.json``,
@@ -113,9 +116,23 @@ class Evaluation:
     accuracy_by_position: dict[str, float]
     #: Accuracy of each recipe source's validation questions (empty outside a recipe).
     accuracy_by_source: dict[str, float] = field(default_factory=dict)
+    #: Pairwise questions only (None otherwise, or without both answers among them): the
+    #: best F1 of "yes" over every threshold on the probability of yes, that threshold,
+    #: and the ROC AUC. Accuracy at one half misses what a judge biased to "no" has learnt:
+    #: with two non-matches a match, answering "no" to all is right three times in four.
+    best_f1: float | None = None
+    best_threshold: float | None = None
+    auc: float | None = None
 
     def brief(self) -> str:
-        return f"step {self.step}: validation accuracy {self.accuracy:.4f} (uncalibrated {self.accuracy_raw:.4f}, {self.questions} questions)"
+        ranked = f", best F1 {self.best_f1:.4f} at p >= {self.best_threshold:.3f}, ROC AUC {self.auc:.4f}" if self.best_f1 is not None and self.auc is not None else ""
+        return f"step {self.step}: validation accuracy {self.accuracy:.4f} (uncalibrated {self.accuracy_raw:.4f}, {self.questions} questions{ranked})"
+
+    def selection_score(self) -> float:
+        """What chooses the adapter kept: best F1 for pairwise questions, else the better accuracy."""
+        if self.best_f1 is not None:
+            return self.best_f1
+        return max(self.accuracy, self.accuracy_raw)
 
 
 @dataclass
@@ -322,7 +339,61 @@ def evaluate(model: Any, tokenizer: Any, examples: list[Example], step: int, dev
         gold_positions=_ordered(gold),
         accuracy_by_position={p: round(right_at[p] / gold[p], 4) for p in _ordered(gold)},
         accuracy_by_source={g: round(right_in[g] / asked[g], 4) for g in sorted(asked)},
+        **_pairwise_ranking(examples, scores),
     )
+
+
+def _pairwise_ranking(examples: list[Example], scores: list[dict[str, float]]) -> dict[str, float | None]:
+    """best_f1, best_threshold and auc of the pairwise questions among ``examples`` (all None without any)."""
+    probabilities: list[float] = []
+    labels: list[bool] = []
+    for example, letter_scores in zip(examples, scores):
+        question = example.question
+        if not question.pairwise:
+            continue
+        yes, no = question.letters
+        top = max(letter_scores[yes], letter_scores[no])
+        a, b = math.exp(letter_scores[yes] - top), math.exp(letter_scores[no] - top)
+        probabilities.append(a / (a + b))
+        labels.append(example.answer == yes)
+    best_f1, threshold, auc = ranking(probabilities, labels)
+    return {"best_f1": best_f1, "best_threshold": threshold, "auc": auc}
+
+
+def ranking(probabilities: list[float], labels: list[bool]) -> tuple[float | None, float | None, float | None]:
+    """Best F1 over every threshold, that threshold, and ROC AUC of ``probabilities`` against ``labels``.
+
+    The threshold is the lowest probability of the best cut (pairs at or above it are
+    matches). ROC AUC counts ties as half (Mann-Whitney). All None unless both labels occur.
+    """
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return None, None, None
+    ranked = sorted(zip(probabilities, labels), key=lambda pair: -pair[0])
+    best_f1, best_threshold = 0.0, ranked[0][0]
+    true_pos = false_pos = 0
+    for i, (p, label) in enumerate(ranked):
+        true_pos += label
+        false_pos += not label
+        if i + 1 < len(ranked) and ranked[i + 1][0] == p:
+            continue  # a threshold cannot split equal probabilities
+        f1 = 2 * true_pos / (positives + true_pos + false_pos)
+        if f1 > best_f1:
+            best_f1, best_threshold = f1, p
+    # Mann-Whitney U over the ranks of the positives, ties at their mean rank.
+    ascending = sorted(zip(probabilities, labels), key=lambda pair: pair[0])
+    rank_sum = 0.0
+    i = 0
+    while i < len(ascending):
+        j = i
+        while j + 1 < len(ascending) and ascending[j + 1][0] == ascending[i][0]:
+            j += 1
+        mean_rank = (i + j) / 2 + 1
+        rank_sum += mean_rank * sum(label for _, label in ascending[i : j + 1])
+        i = j + 1
+    auc = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+    return round(best_f1, 4), round(best_threshold, 6), round(auc, 4)
 
 
 def _evaluation(entry: dict[str, Any]) -> Evaluation:
@@ -570,16 +641,19 @@ def _evaluate_and_record(
 
 
 def _record_eval(state: dict[str, Any], evaluation: Evaluation, output: Path, model: Any, config: TrainConfig, loss: float | None = None) -> None:
-    """Add an evaluation to the history; a better accuracy saves the adapter as the best one."""
+    """Add an evaluation to the history; a better selection score saves the adapter as the best one.
+
+    ``best_accuracy`` in the state keeps its name (checkpoints written before the pairwise
+    scores resume as they are) but holds :meth:`Evaluation.selection_score`."""
     entry = asdict(evaluation)
     entry["train_loss"] = round(loss, 4) if loss is not None else None
     state["history"].append(entry)
     # Without validation questions every evaluation reads 0: the latest adapter is kept.
     # An adapter is judged by its better decoding, calibrated or not (training may make
     # the calibration prior obsolete); the judge then decodes as recorded ("calibrate").
-    accuracy = max(evaluation.accuracy, evaluation.accuracy_raw)
-    if accuracy > state["best_accuracy"] or evaluation.questions == 0:
-        state["best_accuracy"] = accuracy
+    score = evaluation.selection_score()
+    if score > state["best_accuracy"] or evaluation.questions == 0:
+        state["best_accuracy"] = score
         state["best_calibrate"] = evaluation.accuracy >= evaluation.accuracy_raw
         state["best_step"] = evaluation.step
         state["bad_evals"] = 0
@@ -710,7 +784,13 @@ def summary_lines(result: FinetuneResult) -> list[str]:
         f"validation accuracy: before {before.accuracy:.4f}  after {after.accuracy:.4f}  "
         f"(uncalibrated: {before.accuracy_raw:.4f} -> {after.accuracy_raw:.4f})",
     ]
-    lines.append(f"the judge decodes {'calibrated' if result.metadata.get('calibrate', True) else 'uncalibrated'} with this adapter (the better on validation)")
+    if before.best_f1 is not None and after.best_f1 is not None:
+        lines.append(
+            f"pairwise ranking: best F1 before {before.best_f1:.4f}  after {after.best_f1:.4f} (at p(yes) >= {after.best_threshold:.3f}); "
+            f"ROC AUC before {before.auc:.4f}  after {after.auc:.4f}  (what chose the adapter kept)"
+        )
+    else:
+        lines.append(f"the judge decodes {'calibrated' if result.metadata.get('calibrate', True) else 'uncalibrated'} with this adapter (the better on validation)")
     positions = list(dict.fromkeys([*after.gold_positions, *before.position_wins, *after.position_wins]))
     lines.append("position       " + "  ".join(f"{p:>6}" for p in positions))
     lines.append("gold answers   " + "  ".join(f"{after.gold_positions.get(p, 0):>6}" for p in positions))
