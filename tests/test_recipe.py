@@ -10,6 +10,7 @@ a short real training run from the command line reports each source's accuracy.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,9 @@ def test_without_leaves_a_source_out(recipe) -> None:
         recipe.without(["persons", "abt-buy", "beer"])
 
 
-def test_the_cross_domain_recipe_reads_only_training_splits() -> None:
-    path = Path(__file__).resolve().parent.parent / "examples" / "recipes" / "cross-domain.toml"
+@pytest.mark.parametrize("name", ["cross-domain", "pairwise", "pairwise-cpu"])
+def test_the_shipped_recipes_read_only_training_splits(name: str) -> None:
+    path = Path(__file__).resolve().parent.parent / "examples" / "recipes" / f"{name}.toml"
     text = path.read_text(encoding="utf-8")
     assert "test.txt" not in text and "gold_test" not in text and "leipzig" not in text and "oaei" not in text
     data_root = path.parent.parent.parent.parent / "shared" / "data"
@@ -201,6 +203,8 @@ def test_saved_questions_read_back_as_built(data, tmp_path: Path) -> None:
     back, train = load_questions(path)
     assert back.train == data.train and back.val == data.val  # every question, answer, source and group
     assert back.fingerprint() == data.fingerprint() and back.config == data.config
+    # The fingerprint is kept per training list: another list is digested again.
+    assert replace(data, train=data.train[:-1]).fingerprint() != data.fingerprint() == data.fingerprint()
     assert [e.question.messages() for e in back.train] == [e.question.messages() for e in data.train]
     assert train == {"max_steps": 2, "batch_size": 2}
     assert back.inputs["sources"] == data.inputs["sources"] and back.inputs["questions_file"] == str(path)

@@ -61,7 +61,7 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--lora-alpha", type=click.IntRange(1, 1024), default=16, show_default=True, help="LoRA scaling numerator (the update is scaled by alpha / r).")
 @click.option("--lora-layers", type=click.IntRange(0, None), default=0, show_default=True, help="Put adapters in the top N transformer layers only (0: all). Fewer layers train faster and in less memory (on a CPU, top 8 of SmolLM2's 30 halve the time of a step); vLLM loads either.")
 @click.option("--eval-every", type=click.IntRange(0, None), default=50, show_default=True, help="Evaluate on the validation questions every N steps (0: only before and after).")
-@click.option("--patience", type=click.IntRange(0, None), default=3, show_default=True, help="Stop after this many evaluations without a better validation accuracy (0: never stop early).")
+@click.option("--patience", type=click.IntRange(0, None), default=3, show_default=True, help="Stop after this many evaluations without a better validation score (best F1 over every threshold for pairwise questions, else accuracy; 0: never stop early).")
 @click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
@@ -84,7 +84,8 @@ def finetune(ctx: click.Context, left: Path | None, right: Path | None, adapter_
     Saved set:      kgalign finetune --recipe RECIPE.toml --save-questions Q.jsonl.gz
                     kgalign finetune --questions Q.jsonl.gz -o ADAPTER_DIR
 
-    Prints validation accuracy (per recipe source too) and where the answers fall
+    Prints validation accuracy (per recipe source too), for pairwise questions the best
+    F1 over every threshold and the ROC AUC, and where the answers fall
     (position bias) before and after training, and writes them to
     ADAPTER_DIR/kgalign-finetune.json. Runs on the GPU when torch sees one (see
     --device). Use the result with `kgalign run --adapter ADAPTER_DIR`.

@@ -128,6 +128,8 @@ class TrainingData:
     #: (source, candidate) -> retrieval's score, where the recipe retrieved (AnyMatch's
     #: mining reads it: kgalign.finetune.mining); not saved with the questions.
     scores: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
+    #: The last fingerprint and the training list it was computed for (its identity and length).
+    _digest: tuple[int, int, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """Sizes and provenance, for kgalign-finetune.json."""
@@ -153,11 +155,19 @@ class TrainingData:
 
     def fingerprint(self) -> str:
         """A digest of the training questions, their text included (resuming checks it
-        against the checkpoint's; ``--adapt`` reuses an adapter trained on the same)."""
+        against the checkpoint's; ``--adapt`` reuses an adapter trained on the same).
+
+        Computed once per training list: the questions are built whole and not changed
+        afterwards (another list, or one of another length, is digested again).
+        """
+        if self._digest is not None and self._digest[:2] == (id(self.train), len(self.train)):
+            return self._digest[2]
         digest = hashlib.sha256()
         for example in self.train:
             digest.update(json.dumps([example.source, example.order, example.answer, example.question.messages()]).encode())
-        return digest.hexdigest()[:16]
+        value = digest.hexdigest()[:16]
+        self._digest = (id(self.train), len(self.train), value)
+        return value
 
 
 def position_name(question: Question, letter: str) -> str:

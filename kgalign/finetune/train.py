@@ -518,15 +518,9 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
         _save_checkpoint(output, model, optimizer, scheduler, state)
 
     best_dir = output / BEST_DIR
+    lora_record: dict[str, Any] | None = None  # a fully trained model has no LoRA settings
     if config.full:
-        _load_weights(model, best_dir / "model.safetensors", device)
-        for name in MODEL_FILES:
-            if (best_dir / name).is_file():
-                shutil.copyfile(best_dir / name, output / name)
-        for name in TOKENIZER_FILES:  # the folder is a model `--model` loads as it is
-            if (model_path / name).is_file():
-                shutil.copyfile(model_path / name, output / name)
-        lora_record: dict[str, Any] | None = None
+        _best_model(model, best_dir, output, model_path, device)
     else:
         lora_record = _best_adapter(model, best_dir, output, device)
     after = next(_evaluation(e) for e in reversed(state["history"]) if e["step"] == state["best_step"])
@@ -591,6 +585,18 @@ def _best_adapter(model: Any, best_dir: Path, output: Path, device: str) -> dict
         "layers": sorted(lora.layers_to_transform) if isinstance(lora.layers_to_transform, list) else "all",
         "target_modules": sorted(target_modules),
     }
+
+
+def _best_model(model: Any, best_dir: Path, output: Path, model_path: Path, device: str) -> None:
+    """Load the best fully trained weights into ``model`` and make ``output`` a model folder
+    ``--model`` loads as it is: the weights, their config and the base model's tokenizer."""
+    _load_weights(model, best_dir / "model.safetensors", device)
+    for name in MODEL_FILES:
+        if (best_dir / name).is_file():
+            shutil.copyfile(best_dir / name, output / name)
+    for name in TOKENIZER_FILES:
+        if (model_path / name).is_file():
+            shutil.copyfile(model_path / name, output / name)
 
 
 def _load_weights(model: Any, path: Path, device: str) -> None:
