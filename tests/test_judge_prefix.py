@@ -27,6 +27,7 @@ from kgalign.judging.prompt import (
     cut_to_tokens,
     render_entity,
     short_keys,
+    value_budget,
 )
 from kgalign.judging.testing import ScriptedJudge, pick
 from kgalign.judging.vote import decide, round_order
@@ -96,9 +97,25 @@ def test_compact_entities_respect_the_caps(tokenizer, persons_profiles, datamark
             assert approx_tokens(line) <= cap, (profile.iri, cap, line)
             # The estimate bounds the real tokenizer's count.
             assert len(tokenizer(line, add_special_tokens=False)["input_ids"]) <= cap, (profile.iri, cap, line)
-            for value in fields.values():  # several values of one attribute are joined by "; "
-                assert value and all(approx_tokens(part) <= MAX_VALUE_TOKENS for part in value.split("; "))
+            for key, value in fields.items():  # several values of one attribute are joined by "; "
+                # A value's share of the budget (the name's at least half of it), at least MAX_VALUE_TOKENS.
+                share = value_budget(len(fields), cap)
+                bound = max(share, cap // 2) if key == "name" else share
+                assert value and all(approx_tokens(part) <= max(bound, MAX_VALUE_TOKENS) for part in value.split("; "))
                 assert not any(ch in value for ch in "<>[]{}")  # still sanitised
+
+
+def test_a_value_takes_its_share_of_the_budget() -> None:
+    title = '"Sandisk Extreme microSDHC 64Gb Type 10" Scubastore kup i oferty sklepu SanDisk Extreme SDSQXNE-064G-GN6MA'
+    assert approx_tokens(title) > MAX_VALUE_TOKENS
+    # An offer that is one title shows it whole, model number included, within the candidate's budget.
+    alone = json.loads(render_entity(EntityProfile("urn:o", title), max_tokens=MAX_OPTION_TOKENS))
+    assert alone == {"name": title}
+    # Among many fields each value keeps MAX_VALUE_TOKENS, the name half the budget.
+    many = EntityProfile("urn:m", f"{title} {title}", attributes=[(f"f{i}", "word " * 40) for i in range(8)])
+    fields = json.loads(render_entity(many, max_tokens=MAX_SOURCE_TOKENS))
+    assert fields["name"].endswith("\u2026") and MAX_VALUE_TOKENS < approx_tokens(fields["name"]) <= MAX_SOURCE_TOKENS // 2
+    assert all(approx_tokens(v) <= MAX_VALUE_TOKENS for k, v in fields.items() if k != "name")
 
 
 def test_compact_entities_drop_empty_and_repeated_values() -> None:

@@ -33,7 +33,10 @@ attribute paths are shortened to their last segment (``has_address/is_in_suburb/
 becomes ``is in suburb``: underscores read as spaces; a longer suffix where two paths
 would read the same), and each
 entity is held to a budget of estimated tokens (:func:`approx_tokens`):
-``MAX_VALUE_TOKENS`` per value (longer values end in an ellipsis),
+``MAX_VALUE_TOKENS`` per value, or an equal share of the entity's budget where that
+is more (an entity of few fields, such as a product offer that is one title, shows
+its title whole; :func:`value_budget`), the name up to half the entity's budget
+(longer values end in an ellipsis),
 ``MAX_SOURCE_TOKENS`` for the source entity (read once per source) and
 ``MAX_OPTION_TOKENS`` for each candidate (read in every round). Attributes come most
 identifying first, so those left out when the budget runs out are the least. Every
@@ -245,7 +248,7 @@ def _render_compact(profile: EntityProfile, datamark: bool, max_tokens: int, shu
     seen: set[tuple[str, str]] = set()
     label = clean(profile.label) if profile.label else ""
     if label:
-        wanted["name"] = [cut_to_tokens(label, MAX_VALUE_TOKENS)]
+        wanted["name"] = [label]
     names = short_keys([sanitise(key, 80) for key, _ in profile.attributes])
     for key, value in profile.attributes:
         shown = clean(value)
@@ -255,7 +258,12 @@ def _render_compact(profile: EntityProfile, datamark: bool, max_tokens: int, shu
         seen.add((name, shown.casefold()))
         while name == "name" and "name" in wanted and label:
             name += "'"
-        wanted.setdefault(name, []).append(cut_to_tokens(shown, MAX_VALUE_TOKENS))
+        wanted.setdefault(name, []).append(shown)
+    # Each value within its share of the budget (the name, the most identifying, within half).
+    per_value = value_budget(len(wanted) + bool(profile.neighbours), max_tokens)
+    for name, values in wanted.items():
+        budget = max(per_value, max_tokens // 2) if name == "name" and label else per_value
+        wanted[name] = [cut_to_tokens(value, budget) for value in values]
     if profile.neighbours:
         rels = short_keys([sanitise(rel, 80) for rel, _ in profile.neighbours])
         related = []
@@ -280,6 +288,13 @@ def _render_compact(profile: EntityProfile, datamark: bool, max_tokens: int, shu
                 continue
         del fields[name]
     return _json(_shuffled(fields, shuffle))
+
+
+def value_budget(fields: int, max_tokens: int) -> int:
+    """Estimated tokens one value may take in an entity of ``fields`` fields held to
+    ``max_tokens``: :data:`MAX_VALUE_TOKENS`, or the field's equal share of the budget
+    (less the JSON's keys and quotes, about 8 tokens a field) where that is more."""
+    return max(MAX_VALUE_TOKENS, max_tokens // max(1, fields) - 8)
 
 
 def _shuffled(fields: dict[str, str], shuffle: int | None) -> dict[str, str]:
