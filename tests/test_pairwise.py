@@ -292,3 +292,20 @@ def test_a_judge_budget_asks_the_most_uncertain_sources_first_and_leaves_the_res
     assert all(d.kind == "match" and d.target == TWIN.iri and not d.rounds for d in over)  # retrieval's best
     assert {s for s in judge.sources} == {d.source for d in asked}
     assert [d.source for d in decisions] == [s.iri for s in sources]  # in the input's order
+
+
+def test_a_bfloat16_judge_reads_its_answers_in_float32(float32_judge) -> None:
+    from kgalign.judging.local import LocalJudge
+
+    names = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov", "Donald Knuth", "John McCarthy", "Frances Allen"]
+    people = [profile(f"urn:r:{i}", name, born=str(1800 + 17 * i)) for i, name in enumerate(names)]
+    questions = [pair_question(SOURCE, other, first, None) for other in people for first in (SOURCE_FIRST, CANDIDATE_FIRST)]
+    bf16 = LocalJudge.from_loaded(float32_judge.model, float32_judge.tokenizer, float32_judge.model_id, batch_size=4, dtype="bfloat16")
+    assert bf16.cache_params()["precision"] == "bfloat16+float32-head"  # answers of the bfloat16 head are not reused
+    low = [yes_probability(a, q) for a, q in zip(bf16.answer(questions), questions)]
+    exact = [yes_probability(a, q) for a, q in zip(float32_judge.answer(questions), questions)]
+    # A bfloat16 head put the answers' logit difference on steps of 1/8: a handful of
+    # probabilities for sixteen questions. Read in float32, they are as many as the questions
+    # and stay near the float32 model's.
+    assert len(set(low)) >= 14, low
+    assert all(abs(a - b) < 0.05 for a, b in zip(low, exact)), (low, exact)

@@ -44,7 +44,7 @@ from kgalign.finetune.data import Example, TrainingData, position_name
 from kgalign.io.atomic import check_output_path, make_output_dir, write_text_atomic
 from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
 from kgalign.runtime.device import resolve_device
-from kgalign.runtime.precision import precision_context, resolve_precision
+from kgalign.runtime.precision import float32_output_head, precision_context, resolve_precision
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.quiet_loading import loading_quietly
 
@@ -424,6 +424,8 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     # nothing), while eager attention trained, faster than float32. Inference is not affected.
     attention = "eager" if precision == "bfloat16" else None
     base, tokenizer, model_path = load_base(config.model, device, config.dtype, attention)
+    if precision != "float32":
+        float32_output_head(base)  # the answer's loss from float32 logits, as the judge reads them
     state: dict[str, Any]
     if config.full and config.init_adapter:
         raise KgalignError("full fine-tuning trains the model's own weights: it does not start from an adapter (--init-adapter)")

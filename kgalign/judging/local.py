@@ -51,7 +51,7 @@ from kgalign.judging.base import Answer, clean_explanation, explanation_prompt
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 from kgalign.retrieval.embed import cache_root
-from kgalign.runtime.precision import precision_context, resolve_precision
+from kgalign.runtime.precision import float32_output_head, precision_context, resolve_precision
 from kgalign.runtime.quiet_loading import loading_quietly
 from kgalign.runtime.torch_env import limit_kernel_cache
 
@@ -246,6 +246,8 @@ class LocalJudge:
         self.model_id = model_id
         self.calibrate = calibrate
         self.precision = resolve_precision(dtype, device, "local judge dtype")
+        if self.precision != "float32":
+            float32_output_head(model)  # answers' scores not rounded to bfloat16's steps
         self._letter_ids = letter_token_ids(tokenizer, model_id)
         self._pair_ids = pair_token_ids(tokenizer, model_id)
         self._priors: dict[tuple[int, bool], dict[str, float]] = {}
@@ -278,7 +280,9 @@ class LocalJudge:
         if self._trained_key:
             params["trained"] = self._trained_key
         if self.precision != "float32":
-            params["precision"] = self.precision
+            # The head in float32 (runtime.precision.float32_output_head): answers cached when
+            # it ran in bfloat16 are not taken for this judge's.
+            params["precision"] = f"{self.precision}+float32-head"
         if self.entity_format != "compact":  # the question's messages are compact; the prompt is not
             params["entity_format"] = self.entity_format
         return params

@@ -70,3 +70,30 @@ def precision_context(precision: str, device: str = "cpu") -> contextlib.Abstrac
     import torch
 
     return torch.autocast(device.split(":")[0], dtype=getattr(torch, precision))
+
+
+def float32_output_head(model: object) -> None:
+    """Compute ``model``'s output head (the vocabulary logits) in float32 under bfloat16 autocast.
+
+    Under autocast the head's matrix product returns bfloat16, whose 8 bits of mantissa
+    put the difference of two answers' logits on steps of 1/8 or coarser: a pairwise
+    judge's probability of yes took about five values over thousands of questions, and
+    pairs could not be ranked. The head is recomputed in float32 from its input (one
+    position a row with ``logits_to_keep=1``: a vocabulary-sized product, little beside the
+    layers). Idempotent; gradients flow as through the head itself.
+    """
+    import torch
+
+    head = model.get_output_embeddings()  # type: ignore[attr-defined]
+    if head is None or getattr(head, "_kgalign_float32", False):
+        return
+
+    def recompute(module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        if output.dtype == torch.float32:
+            return output
+        bias = module.bias.float() if getattr(module, "bias", None) is not None else None
+        with torch.autocast(args[0].device.type, enabled=False):
+            return torch.nn.functional.linear(args[0].float(), module.weight.float(), bias)  # type: ignore[arg-type]
+
+    head.register_forward_hook(recompute)
+    head._kgalign_float32 = True
