@@ -10,6 +10,7 @@ it must continue the step count.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from pathlib import Path
@@ -401,3 +402,22 @@ def test_pairwise_ranking_matches_scikit_learn() -> None:
         chosen = [p >= threshold for p in probabilities]
         tp = sum(c and y for c, y in zip(chosen, labels))
         assert 2 * tp / (sum(chosen) + sum(labels)) == pytest.approx(best_f1, abs=1e-4)
+
+
+def test_pairwise_validation_ranks_overall_and_per_source() -> None:
+    from kgalign.finetune.data import Example
+    from kgalign.finetune.train import _pairwise_ranking
+    from kgalign.judging.pairwise import SOURCE_FIRST, pair_question
+    from kgalign.model import EntityProfile
+
+    source = EntityProfile("urn:l:1", "Ada Lovelace")
+    examples, scores = [], []
+    # Source "a" ranked perfectly, source "b" backwards; log-probabilities of yes (A) and no (B).
+    for group, p_match, p_other in (("a", 0.9, 0.2), ("b", 0.3, 0.6)):
+        for k, (answer, p) in enumerate((("A", p_match), ("B", p_other), ("B", p_other - 0.1))):
+            question = pair_question(source, EntityProfile(f"urn:r:{group}{k}", f"R {group}{k}"), SOURCE_FIRST, None)
+            examples.append(Example(question, answer, source.iri, question.options[0].iri if answer == "A" else None, group))
+            scores.append({"A": math.log(p), "B": math.log(1 - p)})
+    ranked = _pairwise_ranking(examples, scores)
+    assert ranked["auc_by_source"] == {"a": 1.0, "b": 0.0}
+    assert ranked["auc"] == 0.75 and ranked["best_f1"] == pytest.approx(2 / 3, abs=1e-4) and ranked["best_threshold"] == pytest.approx(0.9)

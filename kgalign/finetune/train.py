@@ -123,6 +123,8 @@ class Evaluation:
     best_f1: float | None = None
     best_threshold: float | None = None
     auc: float | None = None
+    #: Pairwise questions: each recipe source's ROC AUC (sources with both answers).
+    auc_by_source: dict[str, float] = field(default_factory=dict)
 
     def brief(self) -> str:
         ranked = f", best F1 {self.best_f1:.4f} at p >= {self.best_threshold:.3f}, ROC AUC {self.auc:.4f}" if self.best_f1 is not None and self.auc is not None else ""
@@ -343,10 +345,11 @@ def evaluate(model: Any, tokenizer: Any, examples: list[Example], step: int, dev
     )
 
 
-def _pairwise_ranking(examples: list[Example], scores: list[dict[str, float]]) -> dict[str, float | None]:
-    """best_f1, best_threshold and auc of the pairwise questions among ``examples`` (all None without any)."""
+def _pairwise_ranking(examples: list[Example], scores: list[dict[str, float]]) -> dict[str, Any]:
+    """best_f1, best_threshold, auc and auc_by_source of the pairwise questions among ``examples`` (None and empty without any)."""
     probabilities: list[float] = []
     labels: list[bool] = []
+    groups: dict[str, tuple[list[float], list[bool]]] = {}
     for example, letter_scores in zip(examples, scores):
         question = example.question
         if not question.pairwise:
@@ -356,8 +359,13 @@ def _pairwise_ranking(examples: list[Example], scores: list[dict[str, float]]) -
         a, b = math.exp(letter_scores[yes] - top), math.exp(letter_scores[no] - top)
         probabilities.append(a / (a + b))
         labels.append(example.answer == yes)
+        if example.group:
+            group = groups.setdefault(example.group, ([], []))
+            group[0].append(probabilities[-1])
+            group[1].append(labels[-1])
     best_f1, threshold, auc = ranking(probabilities, labels)
-    return {"best_f1": best_f1, "best_threshold": threshold, "auc": auc}
+    by_source = {name: ranking(*pairs)[2] for name, pairs in sorted(groups.items())}
+    return {"best_f1": best_f1, "best_threshold": threshold, "auc": auc, "auc_by_source": {k: v for k, v in by_source.items() if v is not None}}
 
 
 def ranking(probabilities: list[float], labels: list[bool]) -> tuple[float | None, float | None, float | None]:
@@ -807,7 +815,10 @@ def summary_lines(result: FinetuneResult) -> list[str]:
     lines.append("acc. before    " + "  ".join(f"{before.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
     lines.append("acc. after     " + "  ".join(f"{after.accuracy_by_position.get(p, 0.0):>6.2f}" for p in positions))
     for group, accuracy in after.accuracy_by_source.items():
-        lines.append(f"source {group}: validation accuracy before {before.accuracy_by_source.get(group, 0.0):.4f}  after {accuracy:.4f}")
+        line = f"source {group}: validation accuracy before {before.accuracy_by_source.get(group, 0.0):.4f}  after {accuracy:.4f}"
+        if group in after.auc_by_source:
+            line += f"; ROC AUC before {before.auc_by_source.get(group, 0.0):.4f}  after {after.auc_by_source[group]:.4f}"
+        lines.append(line)
     if result.metadata.get("full"):
         lines.append(f"model (every weight trained): {result.output}  -> kgalign run --model {result.output}")
     else:
