@@ -77,7 +77,7 @@ def float32_output_head(model: object) -> None:
 
     Under autocast the head's matrix product returns bfloat16, whose 8 bits of mantissa
     put the difference of two answers' logits on steps of 1/8 or coarser: a pairwise
-    judge's probability of yes took five values over 24 questions of its training set, and
+    judge's probability of yes took five values over 24 validation questions of a recipe, and
     pairs could not be ranked. The head is recomputed in float32 from its input (one
     position a row with ``logits_to_keep=1``: a vocabulary-sized product, little beside the
     layers). Idempotent; gradients flow as through the head itself.
