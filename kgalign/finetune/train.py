@@ -43,6 +43,7 @@ from kgalign.errors import KgalignError, first_line
 from kgalign.finetune.data import Example, TrainingData, position_name
 from kgalign.io.atomic import check_output_path, make_output_dir, write_text_atomic
 from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
+from kgalign.judging.vote import two_way_yes
 from kgalign.runtime.device import resolve_device
 from kgalign.runtime.precision import float32_output_head, precision_context, resolve_precision
 from kgalign.runtime.progress import progress_bar
@@ -355,9 +356,7 @@ def _pairwise_ranking(examples: list[Example], scores: list[dict[str, float]]) -
         if not question.pairwise:
             continue
         yes, no = question.letters
-        top = max(letter_scores[yes], letter_scores[no])
-        a, b = math.exp(letter_scores[yes] - top), math.exp(letter_scores[no] - top)
-        probabilities.append(a / (a + b))
+        probabilities.append(two_way_yes(letter_scores[yes], letter_scores[no]))
         labels.append(example.answer == yes)
         if example.group:
             group = groups.setdefault(example.group, ([], []))

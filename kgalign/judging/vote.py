@@ -491,6 +491,13 @@ def _round(order: list[str], question: Question, answer: Answer) -> Round:
     )
 
 
+def two_way_yes(yes: float, no: float) -> float:
+    """The probability of yes between the two answers, from their log-probabilities."""
+    top = max(yes, no)
+    a, b = math.exp(yes - top), math.exp(no - top)
+    return a / (a + b)
+
+
 def yes_probability(answer: Answer, question: Question) -> float | None:
     """A pairwise answer's probability of yes: from the log-probabilities of both answers
     where the judge gives them (the local judge; a served one that lists both), else from
@@ -500,9 +507,7 @@ def yes_probability(answer: Answer, question: Question) -> float | None:
     yes, no = question.letters
     logprobs = answer.logprobs or {}
     if yes in logprobs and no in logprobs:
-        top = max(logprobs[yes], logprobs[no])
-        a, b = math.exp(logprobs[yes] - top), math.exp(logprobs[no] - top)
-        return round(a / (a + b), 6)
+        return round(two_way_yes(logprobs[yes], logprobs[no]), 6)
     if answer.logprob is not None:
         p = min(1.0, math.exp(answer.logprob))
         return round(p if answer.choice == yes else 1.0 - p, 6)
