@@ -378,27 +378,24 @@ def ranking(probabilities: list[float], labels: list[bool]) -> tuple[float | Non
     if not positives or not negatives:
         return None, None, None
     ranked = sorted(zip(probabilities, labels), key=lambda pair: -pair[0])
+    count = len(ranked)
     best_f1, best_threshold = 0.0, ranked[0][0]
     true_pos = false_pos = 0
-    for i, (p, label) in enumerate(ranked):
-        true_pos += label
-        false_pos += not label
-        if i + 1 < len(ranked) and ranked[i + 1][0] == p:
-            continue  # a threshold cannot split equal probabilities
+    rank_sum = 0.0  # of the positives' ascending ranks (Mann-Whitney U), ties at their mean
+    start = 0
+    while start < count:  # one group of equal probabilities at a time, highest first
+        end = start
+        while end + 1 < count and ranked[end + 1][0] == ranked[start][0]:
+            end += 1
+        group_positives = sum(label for _, label in ranked[start : end + 1])
+        true_pos += group_positives
+        false_pos += end + 1 - start - group_positives
         f1 = 2 * true_pos / (positives + true_pos + false_pos)
         if f1 > best_f1:
-            best_f1, best_threshold = f1, p
-    # Mann-Whitney U over the ranks of the positives, ties at their mean rank.
-    ascending = sorted(zip(probabilities, labels), key=lambda pair: pair[0])
-    rank_sum = 0.0
-    i = 0
-    while i < len(ascending):
-        j = i
-        while j + 1 < len(ascending) and ascending[j + 1][0] == ascending[i][0]:
-            j += 1
-        mean_rank = (i + j) / 2 + 1
-        rank_sum += mean_rank * sum(label for _, label in ascending[i : j + 1])
-        i = j + 1
+            best_f1, best_threshold = f1, ranked[start][0]
+        # Descending places start..end are ascending ranks count-end..count-start.
+        rank_sum += (count - (start + end) / 2) * group_positives
+        start = end + 1
     auc = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
     return round(best_f1, 4), round(best_threshold, 6), round(auc, 4)
 

@@ -73,14 +73,15 @@ def precision_context(precision: str, device: str = "cpu") -> contextlib.Abstrac
 
 
 def float32_output_head(model: object) -> None:
-    """Compute ``model``'s output head (the vocabulary logits) in float32 under bfloat16 autocast.
+    """Compute ``model``'s output head (the vocabulary logits) in float32, autocast or not.
 
-    Under autocast the head's matrix product returns bfloat16, whose 8 bits of mantissa
-    put the difference of two answers' logits on steps of 1/8 or coarser: a pairwise
-    judge's probability of yes took five values over 24 validation questions of a recipe, and
-    pairs could not be ranked. The head is recomputed in float32 from its input (one
-    position a row with ``logits_to_keep=1``: a vocabulary-sized product, little beside the
-    layers). Idempotent; gradients flow as through the head itself.
+    Under bfloat16 autocast the head's matrix product returns bfloat16, whose 8 bits of
+    mantissa put the difference of two answers' logits on steps of 1/8 or coarser: a
+    pairwise judge's probability of yes took five values over 24 validation questions of a
+    recipe, and pairs could not be ranked. The head's forward is replaced by a float32
+    product with autocast off (one position a row with ``logits_to_keep=1``: a
+    vocabulary-sized product, little beside the layers); in float32 it computes what the
+    head computed. Idempotent; gradients flow as through the head itself.
     """
     import torch
 
@@ -88,12 +89,10 @@ def float32_output_head(model: object) -> None:
     if head is None or getattr(head, "_kgalign_float32", False):
         return
 
-    def recompute(module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        if output.dtype == torch.float32:
-            return output
-        bias = module.bias.float() if getattr(module, "bias", None) is not None else None
-        with torch.autocast(args[0].device.type, enabled=False):
-            return torch.nn.functional.linear(args[0].float(), module.weight.float(), bias)  # type: ignore[arg-type]
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        bias = head.bias.float() if getattr(head, "bias", None) is not None else None
+        with torch.autocast(hidden.device.type, enabled=False):
+            return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
 
-    head.register_forward_hook(recompute)
+    head.forward = forward
     head._kgalign_float32 = True
