@@ -179,7 +179,9 @@ def match_pairs(
     of a left record is asked, up to 20, in rounds of both record orders), and a pair is
     predicted a match iff its rounds' mean probability of yes reaches ``pair_threshold``;
     None: with ``valid``, the one with the best F1 there (:func:`choose_pair_threshold`),
-    else ``config.vote.pair_threshold``.
+    else the one the judge's pairwise training chose on its own validation questions
+    (:func:`~kgalign.judging.adapters.trained_pair_threshold`), else
+    ``config.vote.pair_threshold``.
     """
     from kgalign.judging.base import check_judge
 
@@ -201,6 +203,16 @@ def match_pairs(
         effective = effective.replace(vote={"options": 20})
     if pair_threshold is not None:
         effective = effective.replace(vote={"pair_threshold": float(pair_threshold)})
+    trained = None
+    if pairwise and judge is None:
+        from kgalign.judging.adapters import trained_pair_threshold
+
+        trained = trained_pair_threshold(config.judge, config.model, config.adapter)
+    pair_threshold_from = "given" if pair_threshold is not None else "config"
+    if trained is not None and pair_threshold is None and valid_file is None:
+        effective = effective.replace(vote={"pair_threshold": trained})
+        pair_threshold_from = "training"
+        log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
     if embedder is None and effective.retrieval.dense_weight > 0:
         embedder = configured_embedder(effective)
 
@@ -241,6 +253,9 @@ def match_pairs(
 
     predictions = predict(scored, decisions, effective.vote.pair_threshold)
     metrics = pair_metrics(predictions)
+    if tuned is not None and trained is not None:
+        # What the training's own threshold would have scored, beside the one chosen on valid.
+        metrics["trained_pair_threshold_f1"] = pair_metrics(predict(scored, decisions, trained))["f1"]
     metrics.update(
         file=str(path),
         layout=test.layout,
@@ -265,7 +280,8 @@ def match_pairs(
         none_bias_valid_f1=tuned.f1 if tuned and not pairwise else None,
         none_bias_valid_f1_unbiased=tuned.f1_neutral if tuned and not pairwise else None,
         pair_threshold=effective.vote.pair_threshold if pairwise else None,
-        pair_threshold_from=("valid" if tuned is not None else "given" if pair_threshold is not None else "config") if pairwise else None,
+        pair_threshold_from=("valid" if tuned is not None else pair_threshold_from) if pairwise else None,
+        trained_pair_threshold=trained,
         pair_threshold_valid_f1=tuned.f1 if tuned and pairwise else None,
         valid_llm_questions=tuned.sent if tuned else 0,
         rounds=vote.rounds,

@@ -23,6 +23,7 @@ from kgalign.cli.main import main
 from kgalign.config import AlignConfig, RetrievalConfig
 from kgalign.finetune import DataConfig, gold_data, teacher_data
 from kgalign.finetune.train import METADATA_FILE, batch_loss, load_base
+from kgalign.judging.adapters import trained_pair_threshold
 from kgalign.judging.cache import question_key
 from kgalign.judging.local import LocalJudge
 from kgalign.review.votes import read_votes
@@ -375,6 +376,20 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tm
     assert run.exit_code == 0, run.output
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["judge"] == "local:full" and info["counts"]["llm_questions"] > 0
+    # A judge trained on pairwise questions brings the threshold its validation chose, unless one is given.
+    recorded = json.loads((out / METADATA_FILE).read_text())["after"]["best_threshold"]
+    assert trained_pair_threshold("local", str(out), None) == recorded
+    assert trained_pair_threshold("openai", str(out), None) is None  # a served model: no folder of kgalign's
+    assert trained_pair_threshold("local", None, None) is None  # the shipped adapter answers multiple-choice questions
+    assert info["config"]["vote"]["pair_threshold"] == recorded
+    beer = Path(__file__).resolve().parent / "data" / "pairs" / "beer_tiny.txt"
+    for given, threshold_from in ((None, "training"), (0.5, "given")):
+        pairs = _cli(["pairs", beer, "--model", out, "--question", "pairwise", "--rounds", "2", "-o", tmp_path / f"pairs-{given}"]
+                     + (["--pair-threshold", str(given)] if given is not None else []))  # fmt: skip
+        assert pairs.exit_code == 0, pairs.output
+        metrics = json.loads((tmp_path / f"pairs-{given}" / "metrics.json").read_text())
+        assert metrics["pair_threshold_from"] == threshold_from and metrics["trained_pair_threshold"] == recorded
+        assert metrics["pair_threshold"] == (recorded if given is None else given)
     refused = _cli([*args, "--max-steps", "1", "--force", "--init-adapter", "cross-domain"])
     assert refused.exit_code != 0 and "does not start from an adapter" in refused.output
 
@@ -421,3 +436,18 @@ def test_pairwise_validation_ranks_overall_and_per_source() -> None:
     ranked = _pairwise_ranking(examples, scores)
     assert ranked["auc_by_source"] == {"a": 1.0, "b": 0.0}
     assert ranked["auc"] == 0.75 and ranked["best_f1"] == pytest.approx(2 / 3, abs=1e-4) and ranked["best_threshold"] == pytest.approx(0.9)
+
+
+def test_the_summary_says_n_a_for_a_source_without_an_earlier_auc() -> None:
+    from kgalign.finetune.train import Evaluation, FinetuneResult, summary_lines
+
+    def evaluation(step: int, auc_by_source: dict[str, float]) -> Evaluation:
+        return Evaluation(step, 0.8, 0.8, 10, {"A": 5, "none": 5}, {"A": 3, "none": 7}, {"A": 1.0, "none": 0.7},
+                          {"a": 0.8, "b": 0.8}, 0.7, 0.4, 0.9, auc_by_source)  # fmt: skip
+
+    data = {"recipe": "multi-dataset", "train": {"questions": 20, "sources": 4}, "val": {"sources": 2}}
+    # Resumed from a checkpoint whose step-0 evaluation predates the per-source AUC: only "b" has one.
+    result = FinetuneResult(Path("out"), evaluation(0, {"b": 0.55}), evaluation(9, {"a": 0.9, "b": 0.8}), 9, 9, "max_steps", 5, [], {"data": data, "full": True})
+    lines = summary_lines(result)
+    assert "source a: validation accuracy before 0.8000  after 0.8000; ROC AUC before n/a  after 0.9000" in lines
+    assert "source b: validation accuracy before 0.8000  after 0.8000; ROC AUC before 0.5500  after 0.8000" in lines

@@ -114,6 +114,10 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         chosen += f"; none bias {m['none_bias']:+.2f}"
     if m.get("pair_threshold_from") == "valid":
         chosen += f"; pairwise threshold {m['pair_threshold']:.2f} (chosen on {valid}: F1 {m['pair_threshold_valid_f1']:.4f} there)"
+        if m.get("trained_pair_threshold") is not None:
+            chosen += f"; at the training's {m['trained_pair_threshold']:.2f}: F1 {m['trained_pair_threshold_f1']:.4f}"
+    elif m.get("pair_threshold_from") == "training":
+        chosen += f"; pairwise threshold {m['pair_threshold']:.2f} (the judge's training chose it)"
     elif m.get("pair_threshold") is not None:
         chosen += f"; pairwise threshold {m['pair_threshold']:.2f}"
     result_lines = [

@@ -11,6 +11,7 @@ value (or the default). Judge backends' own options come from the judge registry
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from click.core import ParameterSource
 from kgalign.cli.common import FORMAT, FORMAT_HELP
 from kgalign.config import AlignConfig, defaults, field_range
 from kgalign.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class LiveChoice(click.Choice):
@@ -116,7 +119,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--adapt-minutes",), "adapt.minutes", "--adapt: minutes the training may take (0: no limit).", True),
     RunOption(("--adapt-method",), "adapt.method", "--adapt: lora (an adapter on the top 8 layers, learning rate 0.001) or full (every weight, learning rate 2e-5, as `kgalign finetune --full`; the judge then loads the trained model from OUTDIR/adapter).", True, kwargs={"type": click.Choice(["lora", "full"])}),
     RunOption(("--adapt-sources",), "adapt.sources", "--adapt: confident sources trained on at most (a seeded sample).", True),
-    RunOption(("--pair-threshold",), "vote.pair_threshold", "--question pairwise: the least mean probability of yes a candidate needs to be a match (`kgalign pairs --valid` chooses it there unless given).", True),
+    RunOption(("--pair-threshold",), "vote.pair_threshold", "--question pairwise: the least mean probability of yes a candidate needs to be a match. Not given: the one a judge trained on pairwise questions recorded (chosen on its validation questions), else 0.5; `kgalign pairs --valid` chooses it there.", True),
     RunOption(("--resolve",), "resolve", "How many counterparts an entity may have: auto detects it from the data (1:1, 1:n, n:1 or n:m; with a judge, a side its answers do not confirm as having several is revised; logged and saved in run.json); 1:1 (= assignment, or greedy), 1:n, n:1 (= many-to-one) or n:m force one.", kwargs={"type": LiveChoice(_resolve_names)}),
     RunOption(("--dedup",), "dedup", "Also find records of one graph that are the same thing and merge them in fused.ttl (pairs in duplicates.ttl): left, right, both, auto (the sides --resolve auto found to hold several records of a thing) or none.", kwargs={"type": click.Choice(["none", "left", "right", "both", "auto"])}),
     RunOption(("--canonical",), "canonical", "Which IRI names a fused cluster: the left graph's, the right graph's, or a minted one.", expert=True, kwargs={"type": LiveChoice(_registry_names("kgalign.fusion.fuse", "CANONICAL_POLICIES"))}),
@@ -275,7 +278,7 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
     if "judge" not in data and (data.get("model") or data.get("adapter") or data.get("adapt", {}).get("enabled")):
         data["judge"] = "local"  # weights, an adapter or training named without a judge: the local judge's
     try:
-        return AlignConfig.from_dict(data, source)
+        config = AlignConfig.from_dict(data, source)
     except ConfigError as exc:
         name = options.get(exc.field or "")
         if name is None or exc.reason is None:
@@ -283,6 +286,21 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
         # A value the command line gave: the error names its option, not the config field.
         param = next(p for p in ctx.command.get_params(ctx) if p.name == name)
         raise click.BadParameter(exc.reason, ctx, param) from None
+    return _trained_threshold(config, data)
+
+
+def _trained_threshold(config: AlignConfig, data: Mapping[str, Any]) -> AlignConfig:
+    """``config`` with the pairwise threshold its judge's training chose, unless one was given
+    (here or in --config FILE) or the run trains its own judge (--adapt)."""
+    from kgalign.judging.adapters import trained_pair_threshold
+
+    if config.vote.question != "pairwise" or "pair_threshold" in (data.get("vote") or {}) or config.adapt.enabled:
+        return config
+    trained = trained_pair_threshold(config.judge, config.model, config.adapter)
+    if trained is None:
+        return config
+    log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
+    return config.replace(vote={"pair_threshold": trained})
 
 
 def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str, Any], given: Any, options: dict[str, str]) -> None:

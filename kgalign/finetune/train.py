@@ -813,7 +813,9 @@ def summary_lines(result: FinetuneResult) -> list[str]:
     for group, accuracy in after.accuracy_by_source.items():
         line = f"source {group}: validation accuracy before {before.accuracy_by_source.get(group, 0.0):.4f}  after {accuracy:.4f}"
         if group in after.auc_by_source:
-            line += f"; ROC AUC before {before.auc_by_source.get(group, 0.0):.4f}  after {after.auc_by_source[group]:.4f}"
+            # A run resumed from a checkpoint older than the per-source AUC has none before.
+            earlier = f"{before.auc_by_source[group]:.4f}" if group in before.auc_by_source else "n/a"
+            line += f"; ROC AUC before {earlier}  after {after.auc_by_source[group]:.4f}"
         lines.append(line)
     if result.metadata.get("full"):
         lines.append(f"model (every weight trained): {result.output}  -> kgalign run --model {result.output}")

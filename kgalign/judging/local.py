@@ -580,15 +580,10 @@ def adapter_calibrates(adapter: str | Path) -> bool:
     """Whether the local judge calibrates its letter scores with this adapter: the choice its
     training recorded (``calibrate`` in kgalign-finetune.json: the decoding with the better
     validation accuracy); True for an adapter without that record."""
-    import json
+    from kgalign.judging.adapters import training_record
 
-    path = Path(adapter) / "kgalign-finetune.json"
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("calibrate", True))
-    except FileNotFoundError:
-        return True
-    except (OSError, ValueError) as exc:
-        raise KgalignError(f"{path}: cannot read the adapter's training record ({exc})") from None
+    record = training_record(adapter)
+    return bool(record.get("calibrate", True)) if record else True
 
 
 class PrefixCache:

@@ -62,3 +62,50 @@ def adapter_folder(value: str | Path) -> str:
     if str(value) in SHIPPED:
         return str(shipped_adapter(str(value)))
     raise KgalignError(f"{value}: adapter folder not found (and not a shipped adapter: {', '.join(SHIPPED)})")
+
+
+#: The training record ``kgalign finetune`` writes beside an adapter or a fully trained model.
+TRAINING_RECORD = "kgalign-finetune.json"
+
+
+def training_record(folder: str | Path) -> dict | None:
+    """``folder``'s training record (:data:`TRAINING_RECORD`), None when it has none; one line
+    naming the file when it cannot be read."""
+    import json
+
+    path = Path(folder) / TRAINING_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise KgalignError(f"{path}: cannot read the judge's training record ({exc})") from None
+    if not isinstance(record, dict):
+        raise KgalignError(f"{path}: cannot read the judge's training record (not a JSON object)")
+    return record
+
+
+def trained_pair_threshold(judge: str, model: str | None, adapter: str | None) -> float | None:
+    """The pairwise threshold the judge's own training chose, or None.
+
+    A judge trained on pairwise questions records, for its kept model, the threshold on
+    the probability of yes with the best F1 over its validation questions (the training
+    datasets' held-out sources: ``after.best_threshold`` in :data:`TRAINING_RECORD`). A
+    judge trained at two non-matches a match puts most matches below one half, so a run
+    of such a judge without a threshold of its own takes this one. None for a judge
+    without a folder kgalign trained (a served model, the bare model), or one trained on
+    multiple-choice questions.
+    """
+    if judge not in ("local", "vllm"):
+        return None
+    folder = judge_adapter(judge, model, adapter) or model
+    if not folder:
+        return None
+    record = training_record(folder)
+    after = record.get("after") if record else None
+    if not isinstance(after, dict) or after.get("best_f1") is None:
+        return None
+    threshold = after.get("best_threshold")
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise KgalignError(f"{Path(folder) / TRAINING_RECORD}: after.best_threshold must be a number between 0 and 1, not {threshold!r}")
+    return float(threshold)
