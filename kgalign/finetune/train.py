@@ -42,6 +42,7 @@ from kgalign import __version__
 from kgalign.errors import KgalignError, first_line
 from kgalign.finetune.data import Example, TrainingData, position_name
 from kgalign.io.atomic import check_output_path, make_output_dir, write_text_atomic
+from kgalign.judging.adapters import TRAINING_RECORD
 from kgalign.judging.local import LocalJudge, answer_token_id, chat_prompt, default_model_path, load_tokenizer
 from kgalign.judging.vote import two_way_yes
 from kgalign.runtime.device import resolve_device
@@ -51,7 +52,7 @@ from kgalign.runtime.quiet_loading import loading_quietly
 
 log = logging.getLogger(__name__)
 
-METADATA_FILE = "kgalign-finetune.json"
+METADATA_FILE = TRAINING_RECORD
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 BEST_DIR = "best"
