@@ -435,7 +435,22 @@ def test_pairwise_validation_ranks_overall_and_per_source() -> None:
             scores.append({"A": math.log(p), "B": math.log(1 - p)})
     ranked = _pairwise_ranking(examples, scores)
     assert ranked["auc_by_source"] == {"a": 1.0, "b": 0.0}
-    assert ranked["auc"] == 0.75 and ranked["best_f1"] == pytest.approx(2 / 3, abs=1e-4) and ranked["best_threshold"] == pytest.approx(0.9)
+    assert ranked["auc"] == 0.75 and ranked["best_f1"] == pytest.approx(2 / 3, abs=1e-4)
+    # The best cut keeps 0.9 and leaves out 0.6: the threshold halfway between, in log-odds.
+    assert ranked["best_threshold"] == pytest.approx(1 / (1 + math.sqrt((0.1 / 0.9) * (0.4 / 0.6))), abs=1e-6)
+
+
+def test_the_threshold_lies_in_the_middle_of_the_best_gap_in_log_odds() -> None:
+    from kgalign.finetune.train import ranking
+
+    # Matches crowd near 1, non-matches near 0: the threshold sits between 0.98 and 0.2, not on 0.98.
+    best_f1, threshold, _ = ranking([0.99, 0.98, 0.2, 0.1], [True, True, False, False])
+    assert best_f1 == 1.0 and threshold == pytest.approx(1 / (1 + math.sqrt((0.02 / 0.98) * (0.8 / 0.2))), abs=1e-6)
+    assert 0.2 < threshold < 0.98
+    # The best cut keeps every pair (F1 0.8): nothing below it, so its lowest probability.
+    assert ranking([0.9, 0.8, 0.1], [True, False, True])[:2] == (0.8, 0.1)
+    # A gap too narrow for six decimals keeps the upper edge.
+    assert ranking([0.5000004, 0.5000001], [True, False])[1] == 0.5000004
 
 
 def test_the_summary_says_n_a_for_a_source_without_an_earlier_auc() -> None:

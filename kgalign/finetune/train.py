@@ -371,8 +371,12 @@ def _pairwise_ranking(examples: list[Example], scores: list[dict[str, float]]) -
 def ranking(probabilities: list[float], labels: list[bool]) -> tuple[float | None, float | None, float | None]:
     """Best F1 over every threshold, that threshold, and ROC AUC of ``probabilities`` against ``labels``.
 
-    The threshold is the lowest probability of the best cut (pairs at or above it are
-    matches). ROC AUC counts ties as half (Mann-Whitney). All None unless both labels occur.
+    The threshold lies in the middle of the best cut's gap, in log-odds: between the
+    lowest probability the cut keeps and the highest it leaves out (pairs at or above it
+    are matches; every point of the gap gives the same F1 here). A judge trained to
+    answer yes or no crowds its probabilities near 0 and 1, and a threshold on the gap's
+    upper edge (0.987 on one run) drops new matches that fall just short of it. ROC AUC
+    counts ties as half (Mann-Whitney). All None unless both labels occur.
     """
     positives = sum(labels)
     negatives = len(labels) - positives
@@ -380,7 +384,7 @@ def ranking(probabilities: list[float], labels: list[bool]) -> tuple[float | Non
         return None, None, None
     ranked = sorted(zip(probabilities, labels), key=lambda pair: -pair[0])
     count = len(ranked)
-    best_f1, best_threshold = 0.0, ranked[0][0]
+    best_f1, best_threshold, best_end = 0.0, ranked[0][0], count - 1
     true_pos = false_pos = 0
     rank_sum = 0.0  # of the positives' ascending ranks (Mann-Whitney U), ties at their mean
     start = 0
@@ -393,12 +397,25 @@ def ranking(probabilities: list[float], labels: list[bool]) -> tuple[float | Non
         false_pos += end + 1 - start - group_positives
         f1 = 2 * true_pos / (positives + true_pos + false_pos)
         if f1 > best_f1:
-            best_f1, best_threshold = f1, ranked[start][0]
+            best_f1, best_threshold, best_end = f1, ranked[start][0], end
         # Descending places start..end are ascending ranks count-end..count-start.
         rank_sum += (count - (start + end) / 2) * group_positives
         start = end + 1
     auc = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-    return round(best_f1, 4), round(best_threshold, 6), round(auc, 4)
+    if best_end + 1 < count:
+        best_threshold = _gap_middle(best_threshold, ranked[best_end + 1][0])
+    return round(best_f1, 4), best_threshold, round(auc, 4)
+
+
+def _gap_middle(upper: float, lower: float) -> float:
+    """The point halfway between two probabilities in log-odds, to 6 decimals, strictly above
+    ``lower`` and at most ``upper`` (``upper`` itself where rounding leaves no room)."""
+    def logit(p: float) -> float:
+        p = min(max(p, 1e-9), 1 - 1e-9)
+        return math.log(p / (1 - p))
+
+    middle = round(1 / (1 + math.exp(-(logit(upper) + logit(lower)) / 2)), 6)
+    return middle if lower < middle <= upper else upper
 
 
 def _evaluation(entry: dict[str, Any]) -> Evaluation:
