@@ -106,5 +106,8 @@ def test_a_training_step_takes_the_same_memory_however_long_the_entities() -> No
     at_cap, beyond = _peaks(20, 200)  # entities already at their budgets, and ten times longer
     assert at_cap["tokens"] == beyond["tokens"]
     grown_mb = (beyond["peak_kb"] - at_cap["peak_kb"]) / 1024
-    assert grown_mb < 500, (at_cap, beyond)  # run to run the peak varies by about 300 MB; uncapped, it would grow by gigabytes
+    # The same tokens make the same tensors; the two processes' peaks still differ run to run
+    # (by up to 650 MB in CI, 2026-11-27, both steps at 538 tokens). Uncapped, the longer
+    # entities would make ten times the tokens, and the peak grow by gigabytes.
+    assert grown_mb < 1024, (at_cap, beyond)
     assert beyond["peak_kb"] < 3 * 1024 * 1024, beyond  # the issue's bound is 4 GB for a whole finetune run
