@@ -25,20 +25,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from transformers import AutoModelForCausalLM
 
     from kgalign.finetune.store import load_questions
-    from kgalign.finetune.train import evaluate
-    from kgalign.judging.local import load_tokenizer
+    from kgalign.finetune.train import evaluate, load_base
     from kgalign.runtime.precision import float32_output_head
 
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     data, _ = load_questions(args.questions)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model, tokenizer, _ = load_base(args.model, "cpu")  # float32 weights, as training loads them
     float32_output_head(model)
     model.eval()
-    result = evaluate(model, load_tokenizer(args.model), data.val[: args.max_val], 0)
+    result = evaluate(model, tokenizer, data.val[: args.max_val], 0)
     print(json.dumps({"questions": result.questions, "best_f1": result.best_f1, "best_threshold": result.best_threshold,
                       "auc": result.auc, "auc_by_source": result.auc_by_source, "seconds": round(time.monotonic() - started, 1)}))  # fmt: skip
 
