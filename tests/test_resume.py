@@ -30,6 +30,7 @@ CACHE_FILE = "judge-cache.sqlite"
 N_SOURCES = 8
 RUN_LIMIT_S = 600
 POLL_S = 0.05
+NUMBER_TOLERANCE = 1e-4
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -116,18 +117,21 @@ def _env() -> dict[str, str]:
     return env
 
 
-def decisions(outdir: Path) -> list[tuple]:
+def decisions(outdir: Path) -> tuple[list[tuple], list[float]]:
+    """votes.jsonl as its decisions and answers, and apart from them its numbers."""
     records = [json.loads(line) for line in (outdir / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
-    return [
+    structure = [
         (
             r["source"],
             r["decision"],
             r["target"],
-            r["confidence"],
-            [(tuple(x["order"]), x["raw"], x["choice"], x["target"], x["logprob"]) for x in r["rounds"]],
+            [(tuple(x["order"]), x["raw"], x["choice"], x["target"], x["logprob"] is None) for x in r["rounds"]],
         )
         for r in records
     ]
+    numbers = [float(r["confidence"]) for r in records]
+    numbers += [float(x["logprob"]) for r in records for x in r["rounds"] if x["logprob"] is not None]
+    return structure, numbers
 
 
 def counts(outdir: Path) -> dict[str, int]:
@@ -173,18 +177,22 @@ def test_killed_run_resumes_to_the_same_result(persons, tmp_path):
     assert resumed["llm_questions"] == total - answered_at_kill
     assert resumed["cache_hits"] >= answered_at_kill
 
-    # The same links, answers and numbers, to the last bit: the local judge lays each prompt
-    # out by its own lengths, so a question's log-probabilities do not depend on the batch
-    # it is computed in (under bfloat16, padding to a batch's longest moved them by about
-    # 0.1), and the questions asked after the kill, beside other sources than in the first
-    # run, get the numbers they got there.
+    # The same links, decisions and answers, and the same numbers up to float32 noise:
+    # the local judge lays each prompt out by its own lengths, so the questions asked
+    # after the kill, beside other sources than in the first run, see no padding of
+    # their neighbours (under bfloat16 that moved log-probabilities by about 0.1). Their
+    # products are still blocked by the batch's shape, and CI measured the last bits
+    # moving by up to 2e-5 between two such runs, so numbers agree to 1e-4.
     assert (outdir / "links.ttl").read_bytes() == (reference / "links.ttl").read_bytes()
-    assert _cells(outdir) == _cells(reference)
+    (cells, measures), (cells_ref, measures_ref) = _cells(outdir), _cells(reference)
+    assert cells == cells_ref
+    assert measures == pytest.approx(measures_ref, abs=NUMBER_TOLERANCE)
     fused = [Graph().parse(d / "fused.ttl", format="turtle") for d in (outdir, reference)]
     assert len(fused[0]) > 0 and isomorphic(fused[0], fused[1])
-    got, expected = decisions(outdir), decisions(reference)
+    (got, got_numbers), (expected, expected_numbers) = decisions(outdir), decisions(reference)
     assert got == expected
-    assert len(expected) == N_SOURCES and any(logprob is not None for d in expected for *_, logprob in d[4])
+    assert got_numbers == pytest.approx(expected_numbers, abs=NUMBER_TOLERANCE)
+    assert len(expected) == N_SOURCES and any(not no_logprob for d in expected for *_, no_logprob in d[3])
 
 
 _MEASURE = re.compile(r"<measure [^>]*>([^<]*)</measure>")
