@@ -181,8 +181,11 @@ class VoteConfig:
     #: its own, "are these two the same?", both record orders, the rounds' probabilities
     #: of yes averaged (kgalign.judging.pairwise).
     question: str = choice("choice", ("choice", "pairwise"))
-    #: A pairwise vote's threshold on the mean probability of yes.
-    pair_threshold: float = number(0.5, 0.0, 1.0)
+    #: A pairwise vote's threshold on the mean probability of yes. None: the one a judge
+    #: trained on pairwise questions recorded (chosen on its validation questions:
+    #: :func:`kgalign.judging.adapters.settle_pair_threshold`, where a run builds its
+    #: judge), else 0.5.
+    pair_threshold: float | None = number(None, 0.0, 1.0)
     #: Seconds the judge may take (0: no limit). The sources are asked most uncertain
     #: first (smallest retrieval margin), in blocks; once the time measured so far says
     #: the next block would not fit, the rest are decided by retrieval's scores.
@@ -191,6 +194,12 @@ class VoteConfig:
     def __post_init__(self) -> None:
         _normalise(self)
         _validate(self, "")
+
+    @property
+    def resolved_pair_threshold(self) -> float:
+        """``pair_threshold`` as the vote uses it: a run settles None before judging (the
+        judge's trained threshold or one half), so None only remains outside a run."""
+        return 0.5 if self.pair_threshold is None else self.pair_threshold
 
 
 @dataclass(frozen=True)

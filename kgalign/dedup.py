@@ -32,6 +32,7 @@ from kgalign.errors import ConfigError
 from kgalign.fusion.fuse import fuse
 from kgalign.io.entities import load_entities
 from kgalign.io.triples import TripleSet
+from kgalign.judging.adapters import settle_pair_threshold
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import build_judge, judge_id
 from kgalign.judging.vote import decide, questions_estimate
@@ -74,7 +75,7 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
     changes: dict = {"vote": {"seed": config.seed}}
     if config.device == "auto":
         changes["device"] = resolve_device(config.device)
-    effective = self_join(config.replace(**changes))
+    effective = settle_pair_threshold(self_join(config.replace(**changes)), judge is not None)
     with timer.stage("select"):
         selection = configured_selection(table, config)
         check_named_predicates([selection], config.attributes, config.relations)

@@ -55,6 +55,7 @@ import numpy as np
 from kgalign.config import AlignConfig
 from kgalign.errors import InputError, KgalignError
 from kgalign.io.pairs import PairFile, read_pair_file
+from kgalign.judging.adapters import settle_pair_threshold, trained_pair_threshold
 from kgalign.judging.base import Judge
 from kgalign.model import Candidate, Candidates, Decision
 from kgalign.retrieval.embed import Embedder, configured_embedder
@@ -178,10 +179,10 @@ def match_pairs(
     With ``config.vote.question == "pairwise"`` each pair is its own question (every pair
     of a left record is asked, up to 20, in rounds of both record orders), and a pair is
     predicted a match iff its rounds' mean probability of yes reaches ``pair_threshold``;
-    None: with ``valid``, the one with the best F1 there (:func:`choose_pair_threshold`),
-    else the one the judge's pairwise training chose on its own validation questions
-    (:func:`~kgalign.judging.adapters.trained_pair_threshold`), else
-    ``config.vote.pair_threshold``.
+    None: ``config.vote.pair_threshold`` where set; else, with ``valid``, the one with the
+    best F1 there (:func:`choose_pair_threshold`); else the one the judge's pairwise
+    training chose on its own validation questions
+    (:func:`~kgalign.judging.adapters.settle_pair_threshold`), else 0.5.
     """
     from kgalign.judging.base import check_judge
 
@@ -201,18 +202,18 @@ def match_pairs(
     pairwise = judged and effective.vote.question == "pairwise"
     if pairwise:  # every pair its own question: as many per left record as the vote allows
         effective = effective.replace(vote={"options": 20})
+    if pair_threshold is None:
+        pair_threshold = config.vote.pair_threshold
     if pair_threshold is not None:
         effective = effective.replace(vote={"pair_threshold": float(pair_threshold)})
     trained = None
     if pairwise and judge is None:
-        from kgalign.judging.adapters import trained_pair_threshold
-
         trained = trained_pair_threshold(config.judge, config.model, config.adapter)
     pair_threshold_from = "given" if pair_threshold is not None else "config"
-    if trained is not None and pair_threshold is None and valid_file is None:
-        effective = effective.replace(vote={"pair_threshold": trained})
-        pair_threshold_from = "training"
-        log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
+    if pair_threshold is None and valid_file is None:
+        effective = settle_pair_threshold(effective, judge is not None)
+        if trained is not None:
+            pair_threshold_from = "training"
     if embedder is None and effective.retrieval.dense_weight > 0:
         embedder = configured_embedder(effective)
 
@@ -251,7 +252,7 @@ def match_pairs(
         effective = effective.replace(vote={"pair_threshold": tuned.value} if pairwise else {"none_bias": tuned.value})
     from kgalign.judging.build import judge_id
 
-    predictions = predict(scored, decisions, effective.vote.pair_threshold)
+    predictions = predict(scored, decisions, effective.vote.resolved_pair_threshold)
     metrics = pair_metrics(predictions)
     if tuned is not None and trained is not None:
         # What the training's own threshold would have scored, beside the one chosen on valid.
@@ -279,7 +280,7 @@ def match_pairs(
         none_bias_from="valid" if tuned is not None and not pairwise else "given" if none_bias is not None else "config",
         none_bias_valid_f1=tuned.f1 if tuned and not pairwise else None,
         none_bias_valid_f1_unbiased=tuned.f1_neutral if tuned and not pairwise else None,
-        pair_threshold=effective.vote.pair_threshold if pairwise else None,
+        pair_threshold=effective.vote.resolved_pair_threshold if pairwise else None,
         pair_threshold_from=("valid" if tuned is not None else pair_threshold_from) if pairwise else None,
         trained_pair_threshold=trained,
         pair_threshold_valid_f1=tuned.f1 if tuned and pairwise else None,

@@ -29,6 +29,7 @@ from kgalign.io.inputs import is_endpoint
 from kgalign.io.reloaded import ReloadedTriples, fingerprint
 from kgalign.io.sparql.source import check_endpoint_inputs, local_input
 from kgalign.io.triples import TripleSource
+from kgalign.judging.adapters import settle_pair_threshold
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
 from kgalign.judging.vote import check_answered, decide, explain_decisions, is_gated, questions_estimate
@@ -180,6 +181,8 @@ def _align(
         else:
             log.info("--adapt: every source is decided without the judge; nothing to adapt it for")
 
+    effective = settle_pair_threshold(effective, judge is not None)
+    vote = effective.vote
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         questions_total = questions_estimate(vote, sum(1 for c in candidates if c.items and c.source not in decided))

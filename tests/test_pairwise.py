@@ -309,3 +309,31 @@ def test_a_bfloat16_judge_reads_its_answers_in_float32(float32_judge) -> None:
     # and stay near the float32 model's.
     assert len(set(low)) >= 14, low
     assert all(abs(a - b) < 0.05 for a, b in zip(low, exact)), (low, exact)
+
+
+def test_a_run_settles_the_pairwise_threshold_given_then_trained_then_one_half(tmp_path: Path) -> None:
+    from kgalign.config import AlignConfig
+    from kgalign.errors import KgalignError
+    from kgalign.judging.adapters import TRAINING_RECORD, settle_pair_threshold
+
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / TRAINING_RECORD).write_text(json.dumps({"after": {"best_f1": 0.8, "best_threshold": 0.93}}))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+
+    def settled(judge_given: bool = False, **changes) -> float | None:
+        config = AlignConfig.from_dict({"judge": "local", "model": str(trained), "adapter": "none", "vote": {"question": "pairwise"}, **changes})
+        return settle_pair_threshold(config, judge_given).vote.pair_threshold
+
+    assert settled() == 0.93  # the judge's training chose it
+    assert settled(vote={"question": "pairwise", "pair_threshold": 0.4}) == 0.4  # given: kept
+    assert settled(model=str(bare)) == 0.5  # a model without a training record
+    assert settled(judge="openai") == 0.5  # a served model: no folder of kgalign's
+    assert settled(adapt={"enabled": True}) == 0.5  # a judge the run trains itself
+    choice = AlignConfig.from_dict({"judge": "local", "model": str(trained), "adapter": "none"})
+    assert settle_pair_threshold(choice).vote.pair_threshold is None  # multiple choice: no threshold read
+    assert settled(judge_given=True) == 0.5  # a judge object brings no record
+    (trained / TRAINING_RECORD).write_text(json.dumps({"after": {"best_f1": 0.8, "best_threshold": 1.5}}))
+    with pytest.raises(KgalignError, match=TRAINING_RECORD):
+        settled()

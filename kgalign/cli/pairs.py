@@ -87,13 +87,7 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         bias_given = ctx.get_parameter_source("vote__none_bias") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or "none_bias" in (
             from_file.get("vote") or {}
         )
-        pt_given = ctx.get_parameter_source("vote__pair_threshold") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or "pair_threshold" in (
-            from_file.get("vote") or {}
-        )
-        result = match_pairs(
-            file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None,
-            pair_threshold=config.vote.pair_threshold if pt_given else None,
-        )
+        result = match_pairs(file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None)
         if outdir is not None:
             result.save(outdir)
     except BaseException:

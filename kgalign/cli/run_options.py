@@ -286,21 +286,7 @@ def config_from_command_line(ctx: click.Context, params: Mapping[str, Any]) -> A
         # A value the command line gave: the error names its option, not the config field.
         param = next(p for p in ctx.command.get_params(ctx) if p.name == name)
         raise click.BadParameter(exc.reason, ctx, param) from None
-    return _trained_threshold(config, data)
-
-
-def _trained_threshold(config: AlignConfig, data: Mapping[str, Any]) -> AlignConfig:
-    """``config`` with the pairwise threshold its judge's training chose, unless one was given
-    (here or in --config FILE) or the run trains its own judge (--adapt)."""
-    from kgalign.judging.adapters import trained_pair_threshold
-
-    if config.vote.question != "pairwise" or "pair_threshold" in (data.get("vote") or {}) or config.adapt.enabled:
-        return config
-    trained = trained_pair_threshold(config.judge, config.model, config.adapter)
-    if trained is None:
-        return config
-    log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
-    return config.replace(vote={"pair_threshold": trained})
+    return config
 
 
 def _judge_options(ctx: click.Context, params: Mapping[str, Any], data: dict[str, Any], given: Any, options: dict[str, str]) -> None:

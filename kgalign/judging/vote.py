@@ -341,7 +341,7 @@ class _Asking:
         return [
             iri
             for iri in p.shown
-            if asked[iri] < config.rounds and not (config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.pair_threshold, config.rounds))
+            if asked[iri] < config.rounds and not (config.early_stop and pairwise.candidate_settled(votes.get(iri, []), config.resolved_pair_threshold, config.rounds))
         ]
 
     def _steps(self, active: list[_Pending], orders: list[list[str]]) -> None:
@@ -519,7 +519,7 @@ def _tally_pairwise(p: _Pending, config: VoteConfig, several: bool) -> Decision:
     the highest mean probability of yes wins when it clears the threshold and its rounds
     agree; rounds that disagree make the decision uncertain. With ``several`` every
     candidate that clears the threshold with agreeing rounds is accepted (a judged set)."""
-    threshold = config.pair_threshold
+    threshold = config.resolved_pair_threshold
     votes = pairwise.candidate_votes(p.rounds)
     means = {iri: sum(v) / len(v) for iri, v in votes.items()}
     ranked = sorted(votes, key=lambda iri: (-means[iri], p.shown.index(iri) if iri in p.shown else len(p.shown)))

@@ -12,9 +12,16 @@ training record ``cross_domain/kgalign-finetune.json``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kgalign.errors import KgalignError
+
+if TYPE_CHECKING:
+    from kgalign.config import AlignConfig
+
+log = logging.getLogger(__name__)
 
 #: Name -> folder beside this module.
 SHIPPED = {"cross-domain": "cross_domain"}
@@ -109,3 +116,20 @@ def trained_pair_threshold(judge: str, model: str | None, adapter: str | None) -
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise KgalignError(f"{Path(folder) / TRAINING_RECORD}: after.best_threshold must be a number between 0 and 1, not {threshold!r}")
     return float(threshold)
+
+
+def settle_pair_threshold(config: AlignConfig, judge_given: bool = False) -> AlignConfig:
+    """``config`` with ``vote.pair_threshold`` set, as a run with it judges: the one given;
+    else the one its judge's training chose (:func:`trained_pair_threshold`); else 0.5.
+
+    A judge object (``judge_given``) and a judge the run trains itself (``adapt``) bring
+    no record, so they take 0.5. Only pairwise questions read the threshold; a config
+    that asks multiple-choice questions is returned as it is.
+    """
+    vote = config.vote
+    if vote.question != "pairwise" or vote.pair_threshold is not None:
+        return config
+    trained = None if judge_given or config.adapt.enabled else trained_pair_threshold(config.judge, config.model, config.adapter)
+    if trained is not None:
+        log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
+    return config.replace(vote={"pair_threshold": 0.5 if trained is None else trained})
