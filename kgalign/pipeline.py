@@ -143,6 +143,8 @@ def _align(
     timer = StageTimer()
     keeps = old is not None and keeps_earlier(config, judge is not None or config.judge != "none")
     prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old, lean, loader)
+    # Before the earlier run's decisions are kept: their vote's threshold is compared with this one.
+    effective = settle_pair_threshold(effective, judge is not None)
     vote = effective.vote
     reused_answers = False
     if old is not None:
@@ -181,8 +183,6 @@ def _align(
         else:
             log.info("--adapt: every source is decided without the judge; nothing to adapt it for")
 
-    effective = settle_pair_threshold(effective, judge is not None)
-    vote = effective.vote
     with timer.stage("judge"):
         cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         questions_total = questions_estimate(vote, sum(1 for c in candidates if c.items and c.source not in decided))

@@ -628,3 +628,22 @@ def test_a_rerun_of_an_update_links_as_the_update(persons, tmp_path):
         return [(r["source"], r["decision"], r.get("target"), r.get("gated")) for r in records]
 
     assert decided(tmp_path / "again") == decided(tmp_path / "new")
+
+
+def test_the_pairwise_threshold_counts_among_the_vote_settings_only_for_pairwise_questions() -> None:
+    from kgalign.incremental.since import OldRun, earlier_settings_differ
+
+    def earlier(vote: dict, effective_vote: dict | None = None) -> OldRun:
+        config = AlignConfig(judge="local").to_dict()
+        config["vote"] = {**config["vote"], **vote}
+        return OldRun("old", {}, {}, set(), info={"config": config, "effective": {"vote": effective_vote or {}}})
+
+    choice = AlignConfig(judge="local")
+    # A run of an earlier kgalign recorded 0.5 for a multiple-choice vote, which never reads it.
+    assert earlier_settings_differ(earlier({"pair_threshold": 0.5}), choice) is None
+    assert earlier_settings_differ(earlier({"pair_threshold": None}), choice) is None
+    pairwise = AlignConfig.from_dict({"judge": "local", "vote": {"question": "pairwise", "pair_threshold": 0.93}})
+    # The earlier pairwise run settled its judge's trained threshold in its effective config.
+    assert earlier_settings_differ(earlier({"question": "pairwise", "pair_threshold": None}, {"pair_threshold": 0.93}), pairwise) is None
+    assert earlier_settings_differ(earlier({"question": "pairwise", "pair_threshold": 0.5}), pairwise) == "the vote's pair_threshold"
+    assert earlier_settings_differ(earlier({"question": "pairwise", "pair_threshold": None}), pairwise.replace(vote={"pair_threshold": 0.5})) is None

@@ -306,12 +306,23 @@ def earlier_settings_differ(old: OldRun, effective: AlignConfig) -> str | None:
 
     config, changed = old.info.get("config") or {}, old.info.get("effective") or {}
     # A setting the earlier run's kgalign did not have yet had its default there.
-    vote = {**asdict(VoteConfig()), **(config.get("vote") or {}), **(changed.get("vote") or {})}
-    now = asdict(effective.vote)
-    vote.pop("budget", None), now.pop("budget", None)  # how long the judge may take changes no answer
+    vote = _compared({**asdict(VoteConfig()), **(config.get("vote") or {}), **(changed.get("vote") or {})})
+    now = _compared(asdict(effective.vote))
     if vote != now:
         return "the vote's " + ", ".join(sorted(key for key in now if vote.get(key) != now[key]))
     return None
+
+
+def _compared(vote: dict[str, Any]) -> dict[str, Any]:
+    """A vote's settings as they decide answers: without the judge's time budget, and the
+    pairwise threshold only where pairwise questions read it (unset counts as one half,
+    as the vote reads it; a run before 2026-11-28 recorded 0.5 for every question)."""
+    vote = dict(vote)
+    vote.pop("budget", None)
+    threshold = vote.pop("pair_threshold", None)
+    if vote.get("question") == "pairwise":
+        vote["pair_threshold"] = 0.5 if threshold is None else threshold
+    return vote
 
 
 def earlier_judge_differs(old: OldRun, effective: AlignConfig) -> str | None:
