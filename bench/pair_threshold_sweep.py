@@ -41,12 +41,15 @@ def sweep(records: Iterable[dict], gold: list[tuple[str, str]], thresholds: Iter
     fixed: set[tuple[str, str]] = set()
     judged: list[tuple[str, dict[str, list[float]], str | None]] = []
     for record in records:
-        votes = judged_means(record) if record.get("rounds") else {}
+        # A gated source's rounds (an audit of the gate) do not decide it: it keeps its link.
+        votes = judged_means(record) if record.get("rounds") and not record.get("gated") else {}
         if votes:
             first = record["candidates"][0]["iri"] if record.get("candidates") else None
             judged.append((record["source"], votes, first))
         elif record.get("decision") == "match" and record.get("target"):
             fixed.add((record["source"], record["target"]))
+    if not judged:
+        raise SystemExit("no judged source has a probability of yes: not a run with --question pairwise")
     rows = []
     for agreement in (True, False):
         for threshold in thresholds:

@@ -66,6 +66,7 @@ def deduplicate(path: str | Path, config: AlignConfig | None = None, embedder: E
 
 
 def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | None, judge: Judge | None) -> AlignmentResult:
+    settled = settle_pair_threshold(config, judge is not None)  # before the graph is read: a bad record stops at once
     timer = StageTimer()
     classes = list(config.classes) or None
     with timer.stage("load"):
@@ -75,7 +76,7 @@ def _deduplicate(path: str | Path, config: AlignConfig, embedder: Embedder | Non
     changes: dict = {"vote": {"seed": config.seed}}
     if config.device == "auto":
         changes["device"] = resolve_device(config.device)
-    effective = settle_pair_threshold(self_join(config.replace(**changes)), judge is not None)
+    effective = self_join(settled.replace(**changes))
     with timer.stage("select"):
         selection = configured_selection(table, config)
         check_named_predicates([selection], config.attributes, config.relations)

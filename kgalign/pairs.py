@@ -210,9 +210,11 @@ def match_pairs(
     if pairwise and judge is None:
         trained = trained_pair_threshold(config.judge, config.model, config.adapter)
     pair_threshold_from = "given" if pair_threshold is not None else "config"
-    if pair_threshold is None and valid_file is None:
+    if pair_threshold is None:
+        # The judge's trained threshold, else 0.5; with ``valid`` it only places the early
+        # stop of the validation rounds, until the threshold is chosen there.
         effective = settle_pair_threshold(effective, judge is not None)
-        if trained is not None:
+        if trained is not None and valid_file is None:
             pair_threshold_from = "training"
     if embedder is None and effective.retrieval.dense_weight > 0:
         embedder = configured_embedder(effective)

@@ -142,9 +142,9 @@ def _align(
     gold, gold_name = _gold(config)
     timer = StageTimer()
     keeps = old is not None and keeps_earlier(config, judge is not None or config.judge != "none")
-    prepared, effective = _prepare(left, right, config, embedder, timer, True, gold, old, lean, loader)
-    # Before the earlier run's decisions are kept: their vote's threshold is compared with this one.
-    effective = settle_pair_threshold(effective, judge is not None)
+    # The pairwise threshold is settled before the graphs are read: a judge's training
+    # record that cannot be read stops the run at once.
+    prepared, effective = _prepare(left, right, settle_pair_threshold(config, judge is not None), embedder, timer, True, gold, old, lean, loader)
     vote = effective.vote
     reused_answers = False
     if old is not None:
@@ -178,8 +178,13 @@ def _align(
                 adaptation = adapt_judge(prepared, effective)
             if adaptation is not None:
                 log.info("%s", adaptation.brief())
-                trained = {"model": adaptation.folder, "adapter": "none"} if config.adapt.method == "full" else {"adapter": adaptation.folder}
+                trained: dict[str, Any] = {"model": adaptation.folder, "adapter": "none"} if config.adapt.method == "full" else {"adapter": adaptation.folder}
+                if config.vote.pair_threshold is None and vote.question == "pairwise":
+                    # One half, as measured (docs/judge.md): the adapted judge's own record chose
+                    # its threshold on a fifth of the run's confident sources, its easiest.
+                    trained["vote"] = {"pair_threshold": 0.5}
                 effective = effective.replace(**trained)
+                vote = effective.vote
         else:
             log.info("--adapt: every source is decided without the judge; nothing to adapt it for")
 

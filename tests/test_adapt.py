@@ -98,6 +98,8 @@ def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str,
     assert info["stages"]["adapt"]["seconds"] > 0 and info["adapter"] == str(out / "adapter")
     metadata = json.loads((out / "adapter" / "kgalign-finetune.json").read_text())
     assert metadata["recipe"] == "adapt" and metadata["steps"] == 2
+    # Its record holds a threshold chosen on the run's easiest sources; the run asks it at one half.
+    assert metadata["after"]["best_threshold"] is not None and info["effective"]["vote"]["pair_threshold"] == 0.5
     assert "adapted      on 16 confident sources" in result.output and "held-out best F1" in result.output
     asked = info["counts"]["llm_questions"]
     assert asked > 0

@@ -330,7 +330,8 @@ def test_a_run_settles_the_pairwise_threshold_given_then_trained_then_one_half(t
     assert settled(vote={"question": "pairwise", "pair_threshold": 0.4}) == 0.4  # given: kept
     assert settled(model=str(bare)) == 0.5  # a model without a training record
     assert settled(judge="openai") == 0.5  # a served model: no folder of kgalign's
-    assert settled(adapt={"enabled": True}) == 0.5  # a judge the run trains itself
+    # The configured judge's, with --adapt too: a run that adapts it sets one half after training.
+    assert settled(adapt={"enabled": True}) == 0.93
     choice = AlignConfig.from_dict({"judge": "local", "model": str(trained), "adapter": "none"})
     assert settle_pair_threshold(choice).vote.pair_threshold is None  # multiple choice: no threshold read
     assert settled(judge_given=True) == 0.5  # a judge object brings no record

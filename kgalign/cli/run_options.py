@@ -11,7 +11,6 @@ value (or the default). Judge backends' own options come from the judge registry
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,6 @@ from click.core import ParameterSource
 from kgalign.cli.common import FORMAT, FORMAT_HELP
 from kgalign.config import AlignConfig, defaults, field_range
 from kgalign.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 class LiveChoice(click.Choice):

@@ -122,14 +122,15 @@ def settle_pair_threshold(config: AlignConfig, judge_given: bool = False) -> Ali
     """``config`` with ``vote.pair_threshold`` set, as a run with it judges: the one given;
     else the one its judge's training chose (:func:`trained_pair_threshold`); else 0.5.
 
-    A judge object (``judge_given``) and a judge the run trains itself (``adapt``) bring
-    no record, so they take 0.5. Only pairwise questions read the threshold; a config
-    that asks multiple-choice questions is returned as it is.
+    A judge object (``judge_given``) brings no record, so it takes 0.5 (and so does a
+    judge a run trains on its own decisions: ``_align`` after ``--adapt``). Only pairwise
+    questions read the threshold; a config that asks multiple-choice questions is
+    returned as it is. A malformed record stops with one line naming it.
     """
     vote = config.vote
     if vote.question != "pairwise" or vote.pair_threshold is not None:
         return config
-    trained = None if judge_given or config.adapt.enabled else trained_pair_threshold(config.judge, config.model, config.adapter)
+    trained = None if judge_given else trained_pair_threshold(config.judge, config.model, config.adapter)
     if trained is not None:
         log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
     return config.replace(vote={"pair_threshold": 0.5 if trained is None else trained})
