@@ -39,13 +39,16 @@ def judged_means(record: dict) -> dict[str, list[float]]:
 def sweep(records: Iterable[dict], gold: list[tuple[str, str]], thresholds: Iterable[float]) -> list[dict]:
     """Rows of threshold, agreement, links and link metrics (see the module text)."""
     fixed: set[tuple[str, str]] = set()
-    judged: list[tuple[str, dict[str, list[float]], str | None]] = []
+    # Per judged source: its best candidate, that candidate's mean and lowest round, retrieval's first.
+    judged: list[tuple[str, str, float, float, str | None]] = []
     for record in records:
         # A gated source's rounds (an audit of the gate) do not decide it: it keeps its link.
         votes = judged_means(record) if record.get("rounds") and not record.get("gated") else {}
         if votes:
+            means = {iri: sum(p) / len(p) for iri, p in votes.items()}
+            best = max(means, key=lambda iri: means[iri])
             first = record["candidates"][0]["iri"] if record.get("candidates") else None
-            judged.append((record["source"], votes, first))
+            judged.append((record["source"], best, means[best], min(votes[best]), first))
         elif record.get("decision") == "match" and record.get("target"):
             fixed.add((record["source"], record["target"]))
     if not judged:
@@ -53,14 +56,9 @@ def sweep(records: Iterable[dict], gold: list[tuple[str, str]], thresholds: Iter
     rows = []
     for agreement in (True, False):
         for threshold in thresholds:
-            links = set(fixed)
-            for source, votes, _ in judged:
-                means = {iri: sum(p) / len(p) for iri, p in votes.items()}
-                best = max(means, key=lambda iri: means[iri])
-                if means[best] >= threshold and (not agreement or all(p >= threshold for p in votes[best])):
-                    links.add((source, best))
-            rows.append({"threshold": threshold, "agreement": agreement, **_scored(links, gold)})
-    first_links = fixed | {(source, first) for source, _, first in judged if first}
+            chosen = {(source, best) for source, best, mean, lowest, _ in judged if mean >= threshold and (not agreement or lowest >= threshold)}
+            rows.append({"threshold": threshold, "agreement": agreement, **_scored(fixed | chosen, gold)})
+    first_links = fixed | {(source, first) for source, *_, first in judged if first}
     rows.append({"threshold": "retrieval's first", "agreement": None, **_scored(first_links, gold)})
     rows.append({"threshold": "unlinked", "agreement": None, **_scored(fixed, gold)})
     return rows
