@@ -217,3 +217,34 @@ def _single_source_data(left: Path | None, right: Path | None, opts: dict[str, A
         device, opts["fmt"], opts["id_column"], opts["attributes"], opts["top_k"], opts["seed"], opts["embedder"]
     )
     return gold_data(left, right, opts["links"], data_config, align_config, opts["corrections"])
+
+
+@click.command(name="extract-adapter")
+@click.argument("model", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "adapter_dir", type=click.Path(path_type=Path), required=True, help="New adapter folder (it must not exist): adapter_config.json, adapter_model.safetensors and kgalign-finetune.json (MODEL's training record, with what the extraction kept and left out under \"extracted\").")
+@click.option("--rank", type=click.IntRange(1, 512), default=32, show_default=True, help="The adapter's rank: the number of singular directions kept of each layer's change (SmolLM2-135M: about 0.6 MB a unit in bfloat16, 20 MB at 32).")
+@click.option("--base", type=click.Path(path_type=Path, file_okay=False), help="The model MODEL was fine-tuned from. Default: SmolLM2-135M-Instruct, as the local judge.")
+@click.option("--dtype", type=click.Choice(["bfloat16", "float32"]), default="bfloat16", show_default=True, help="Arithmetic of the saved adapter weights (bfloat16: half the file).")
+@output_options
+def extract_adapter(model: Path, adapter_dir: Path, rank: int, base: Path | None, dtype: str) -> None:
+    """Extract a LoRA adapter from a fully fine-tuned MODEL folder (`kgalign finetune --full`).
+
+    Each linear layer's change from the base model is cut to its best rank-RANK
+    approximation (truncated SVD), which is a LoRA update: the adapter loads wherever
+    one does (`kgalign run --adapter`, vLLM, `kgalign finetune --init-adapter`) and
+    ships where a whole model would not. The token embeddings and normalisation
+    vectors are not carried; the summary says how far training moved them and what
+    share of each layer kind's change the rank keeps. Then measure the adapter itself:
+
+    \b
+      kgalign finetune --questions Q.jsonl.gz --init-adapter ADAPTER --max-steps 0 -o MEASURED
+    """
+    from kgalign.finetune.extract import extract_lora
+
+    result = extract_lora(model, adapter_dir, rank, base, dtype)
+    kept = ", ".join(f"{kind} {share:.2f}" for kind, share in result.kept.items())
+    moved = ", ".join(f"{group} {change:.2%}" for group, change in result.left_out.items()) or "nothing"
+    echo_summary(
+        [f"share of each layer kind's change kept: {kept}", f"moved by training, not carried: {moved} (relative change)"],
+        [f"rank-{rank} adapter of {result.modules} layers, {result.parameters:,} weights, {result.bytes / 1e6:.1f} MB -> {result.output} ({result.seconds:.0f} s)"],
+    )

@@ -103,14 +103,14 @@ def main(verbose: int, quiet: bool, log_file: Path | None, log_level: str | None
 # Ctrl-C then is no traceback either.
 try:
     from kgalign.cli.convert import convert
-    from kgalign.cli.finetune import finetune
+    from kgalign.cli.finetune import extract_adapter, finetune
     from kgalign.cli.pairs import pairs
     from kgalign.cli.review import evaluate, inspect, profile, report
     from kgalign.cli.run import dedup, rerun, run
 except KeyboardInterrupt:
     _interrupted()
 
-for _command in (run, rerun, dedup, pairs, finetune, profile, inspect, report, evaluate, convert):
+for _command in (run, rerun, dedup, pairs, finetune, extract_adapter, profile, inspect, report, evaluate, convert):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
