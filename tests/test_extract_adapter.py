@@ -106,6 +106,27 @@ def test_a_smaller_rank_keeps_the_leading_directions_and_says_how_much(tmp_path)
         assert (rank >= 6) == all(share > 0.9999 for share in result.kept.values())
 
 
+def test_shards_and_a_rank_above_a_layers_size(tmp_path) -> None:
+    """A model saved in shards (an index naming them) reads as one file does; a rank above
+    a layer's smaller side (k_proj here: 32 x 64) pads it with zero directions."""
+    from transformers import AutoModelForCausalLM
+
+    base = tmp_path / "base"
+    original = _tiny_llama(base)
+    changes = _tuned(base, tmp_path / "tuned", rank=3)
+    sharded = tmp_path / "sharded"
+    AutoModelForCausalLM.from_pretrained(tmp_path / "tuned").save_pretrained(sharded, max_shard_size="100KB")
+    assert not (sharded / "model.safetensors").exists() and (sharded / "model.safetensors.index.json").is_file()
+    result = extract_lora(sharded, tmp_path / "adapter", rank=40, base=base, dtype="float32")
+    assert all(share == pytest.approx(1.0, abs=1e-4) for share in result.kept.values())
+    merged = _merged(base, tmp_path / "adapter")
+    for name, change in changes.items():
+        assert torch.allclose(merged[name], original[name] + change, atol=1e-5), name
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "missing.safetensors"}}))
+    with pytest.raises(KgalignError, match="names missing.safetensors"):
+        extract_lora(sharded, tmp_path / "again", rank=2, base=base)
+
+
 def test_bad_input_stops_in_one_line_and_writes_nothing(tmp_path) -> None:
     base = tmp_path / "base"
     _tiny_llama(base)
@@ -115,7 +136,7 @@ def test_bad_input_stops_in_one_line_and_writes_nothing(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "taken").mkdir()
     cases = [
-        (tmp_path / "empty", tmp_path / "a1", "no model.safetensors"),
+        (tmp_path / "empty", tmp_path / "a1", "no model.safetensors nor"),
         (other, tmp_path / "a2", "has shape"),
         (tmp_path / "tuned", tmp_path / "taken", "already exists"),
     ]

@@ -37,6 +37,7 @@ from kgalign.judging.local import default_model_path
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"  # a model saved in shards
 #: Adapter weights' arithmetic when saved: bfloat16 halves the file; the update's
 #: rounding error (about 0.4% of each factor) is far below what the rank leaves out.
 DTYPES = ("bfloat16", "float32")
@@ -97,11 +98,10 @@ def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | P
         if _is_block_linear(name, delta.dim()):
             kind = name.rsplit(".", 2)[-2]
             u, s, vh = _top_singular(delta, rank)
-            r = s.numel()
             root = s.sqrt()
             prefix = "base_model.model." + name[: -len(".weight")]
-            state[f"{prefix}.lora_A.weight"] = (root[:, None] * vh[:r]).to(getattr(torch, dtype)).contiguous()
-            state[f"{prefix}.lora_B.weight"] = (u[:, :r] * root[None, :]).to(getattr(torch, dtype)).contiguous()
+            state[f"{prefix}.lora_A.weight"] = (root[:, None] * vh).to(getattr(torch, dtype)).contiguous()
+            state[f"{prefix}.lora_B.weight"] = (u * root[None, :]).to(getattr(torch, dtype)).contiguous()
             total = float((delta**2).sum())
             sums = energy.setdefault(kind, [0.0, 0.0])
             sums[0] += float((s**2).sum())
@@ -146,13 +146,25 @@ def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | P
 
 
 def _weights(folder: Path) -> dict[str, Any]:
-    """The float weights of a model folder saved as one safetensors file."""
+    """The weights of a model folder: one safetensors file, or the shards its index names."""
     from safetensors.torch import load_file
 
     path = folder / WEIGHTS_FILE
-    if not path.is_file():
-        raise KgalignError(f"{folder}: no {WEIGHTS_FILE} (a model folder saved by `kgalign finetune --full` or transformers)")
-    return load_file(str(path))
+    if path.is_file():
+        return load_file(str(path))
+    index = folder / INDEX_FILE
+    if not index.is_file():
+        raise KgalignError(f"{folder}: no {WEIGHTS_FILE} nor {INDEX_FILE} (a model folder saved by `kgalign finetune --full` or transformers)")
+    try:
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise KgalignError(f"{index}: not a safetensors index with a weight_map ({exc})") from None
+    weights: dict[str, Any] = {}
+    for shard in shards:
+        if not (folder / shard).is_file():
+            raise KgalignError(f"{index}: names {shard}, which is not in {folder}")
+        weights.update(load_file(str(folder / shard)))
+    return weights
 
 
 def _top_singular(matrix: Any, rank: int) -> tuple[Any, Any, Any]:
@@ -161,7 +173,8 @@ def _top_singular(matrix: Any, rank: int) -> tuple[Any, Any, Any]:
     A rank well below the matrix's size takes the randomized algorithm (Halko et al.,
     ``torch.svd_lowrank``: oversampled by 10, four power iterations, seeded), an order of
     magnitude faster than the full decomposition and as exact on the leading values;
-    otherwise the full decomposition, cut.
+    otherwise the full decomposition, cut (or, for a rank above the matrix's, padded with
+    zero directions, as every layer's adapter has the same rank).
     """
     import torch
 
@@ -175,7 +188,11 @@ def _top_singular(matrix: Any, rank: int) -> tuple[Any, Any, Any]:
             torch.random.set_rng_state(state)
         return u[:, :rank], s[:rank], v[:, :rank].T
     u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-    rank = min(rank, s.numel())
+    if rank > s.numel():  # a rank above the matrix's: zero directions fill it (PEFT wants r of each)
+        extra = rank - s.numel()
+        u = torch.cat([u, u.new_zeros(u.shape[0], extra)], dim=1)
+        s = torch.cat([s, s.new_zeros(extra)])
+        vh = torch.cat([vh, vh.new_zeros(extra, vh.shape[1])], dim=0)
     return u[:, :rank], s[:rank], vh[:rank]
 
 
