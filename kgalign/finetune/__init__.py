@@ -2,6 +2,7 @@
 
 - :mod:`kgalign.finetune.data` builds training questions exactly as a run asks them;
 - :mod:`kgalign.finetune.train` trains, validates and saves the adapter.
+- :mod:`kgalign.finetune.extract` cuts a LoRA adapter from a fully fine-tuned model (``kgalign extract-adapter``).
 
 ``kgalign finetune`` is the command; ``kgalign run --adapter DIR`` uses the result.
 """
