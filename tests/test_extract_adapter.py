@@ -144,6 +144,10 @@ def test_bad_input_stops_in_one_line_and_writes_nothing(tmp_path) -> None:
         with pytest.raises(KgalignError, match=message) as error:
             extract_lora(model, output, rank=2, base=base)
         assert "\n" not in str(error.value)
+    (tmp_path / "tuned" / "kgalign-finetune.json").write_text("[1, 2]")  # a training record, but not an object
+    with pytest.raises(KgalignError, match="cannot read the judge's training record"):
+        extract_lora(tmp_path / "tuned", tmp_path / "a4", rank=2, base=base)
+    (tmp_path / "tuned" / "kgalign-finetune.json").unlink()
     with pytest.raises(KgalignError, match="rank must be at least 1"):
         extract_lora(tmp_path / "tuned", tmp_path / "a3", rank=0, base=base)
     # Nothing half written: no adapter folders, no temporary ones.

@@ -31,7 +31,7 @@ from typing import Any
 from kgalign import __version__
 from kgalign.errors import KgalignError
 from kgalign.io.atomic import make_output_dir
-from kgalign.judging.adapters import TRAINING_RECORD
+from kgalign.judging.adapters import TRAINING_RECORD, training_record
 from kgalign.judging.local import default_model_path
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | P
         raise KgalignError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if output.exists():
         raise KgalignError(f"{output}: already exists; give a new folder for the adapter")
+    record = training_record(model) or {}  # read first: a malformed one stops before the work
     tuned = _weights(model)
     original = _weights(base_path)
     missing = sorted(set(original) - set(tuned) - {"lm_head.weight"})
@@ -137,7 +138,7 @@ def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | P
             left_out={group: round((moved / own) ** 0.5, 6) if own else 0.0 for group, (moved, own) in sorted(left_out.items())},
         )
         result.seconds = round(time.monotonic() - started, 1)
-        _write_record(tmp, model, base_path, result, dtype)
+        _write_record(tmp, record, model, base_path, result, dtype)
         os.replace(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -212,18 +213,14 @@ def _group(name: str) -> str:
     return "other"
 
 
-def _write_record(folder: Path, model: Path, base: Path, result: Extraction, dtype: str) -> None:
-    """kgalign-finetune.json: the full model's training record, now describing the adapter.
+def _write_record(folder: Path, record: dict[str, Any], model: Path, base: Path, result: Extraction, dtype: str) -> None:
+    """kgalign-finetune.json in ``folder``: ``model``'s training record (``record``), now
+    describing the adapter.
 
     The record's measurements (``before``, ``after`` and its threshold) are the full
     model's until the adapter is measured itself; ``extracted`` says so.
     """
-    try:
-        record = json.loads((model / TRAINING_RECORD).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        record = {}
-    except ValueError as exc:
-        raise KgalignError(f"{model / TRAINING_RECORD}: not valid JSON ({exc})") from None
+    record = dict(record)
     record["full"] = False
     record["lora"] = {"r": result.rank, "alpha": result.rank, "dropout": 0.0, "layers": "all", "target_modules": sorted(result.kept)}
     summary = {k: v for k, v in asdict(result).items() if k != "output"}
