@@ -9,6 +9,7 @@ out. The last test goes end to end on SmolLM2-135M: `kgalign extract-adapter`, t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -155,9 +156,10 @@ def test_bad_input_stops_in_one_line_and_writes_nothing(tmp_path) -> None:
     assert not any((tmp_path / "taken").iterdir())
 
 
-def test_the_cli_adapter_answers_as_the_tuned_model_does(tmp_path) -> None:
+def test_the_cli_adapter_answers_as_the_tuned_model_does(tmp_path, embedder) -> None:
     """End to end on SmolLM2-135M: a tuned model, its extracted adapter, the base model,
-    each asked the same pairwise questions by `kgalign pairs`."""
+    each asked the same pairwise questions by `kgalign pairs`; then an adapter measured
+    on saved validation questions, whose record holds its own threshold."""
     from kgalign.judging.local import default_model_path
 
     base = default_model_path()
@@ -191,3 +193,26 @@ def test_the_cli_adapter_answers_as_the_tuned_model_does(tmp_path) -> None:
     moved = max(abs(a - b) for a, b in zip(with_model, with_base, strict=True))
     # The change moved the answers; the adapter (bfloat16 factors) follows them.
     assert moved > 0.05 and gap < moved / 10, (gap, moved)
+
+    # Measured on saved questions (--questions): the record's `after` is the adapter's
+    # own evaluation, the full model's kept beside it; a run reads the adapter's threshold.
+    from kgalign.finetune.data import DataConfig
+    from kgalign.finetune.recipe import pairs_data
+    from kgalign.finetune.store import save_questions
+
+    data = pairs_data(beer, DataConfig(question="pairwise", permutations=1, val_share=0.5), embedder=embedder)
+    questions = save_questions(data, tmp_path / "q.jsonl.gz")
+    measured = tmp_path / "measured"
+    result = cli(["extract-adapter", tuned, "-o", measured, "--rank", "4", "--questions", questions, "--max-val", "12"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((measured / "kgalign-finetune.json").read_text())
+    after = meta["after"]
+    assert after["questions"] == min(12, len(data.val)) and 0.0 <= after["best_threshold"] <= 1.0 and after["auc"] is not None
+    assert meta["extracted"]["full_model_after"] == record["after"] and "adapter's own" in meta["extracted"]["measurements"]
+    assert trained_pair_threshold("local", None, str(measured)) == after["best_threshold"]
+    assert f"the adapter on {questions}" in result.output
+    # A question set without validation questions stops in one line, before any work.
+    empty = save_questions(dataclasses.replace(data, val=[]), tmp_path / "none.jsonl.gz")
+    refused = cli(["extract-adapter", tuned, "-o", tmp_path / "never", "--rank", "4", "--questions", empty])
+    assert refused.exit_code == 1 and "no validation questions to measure the adapter on" in refused.output
+    assert not (tmp_path / "never").exists()

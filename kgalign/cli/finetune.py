@@ -65,8 +65,8 @@ QUESTION_OPTIONS = {"n_options": "options", "permutations": "permutations", "non
 @click.option("--save-every", type=click.IntRange(0, None), default=50, show_default=True, help="Write ADAPTER_DIR/checkpoint-N every N steps (0: only at the end); the last two are kept.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in ADAPTER_DIR (adapter, optimizer and scheduler state, step count); needs the same data options.")
 @click.option("--force", is_flag=True, help="Start over in an ADAPTER_DIR that holds an earlier adapter or checkpoints.")
-@click.option("--full", is_flag=True, help="Train every weight of the model instead of a LoRA adapter (AnyMatch's full fine-tuning; give a smaller --lr, e.g. 2e-5). ADAPTER_DIR then holds a whole model with its tokenizer, for `kgalign run --model ADAPTER_DIR`; the --lora-* options do not apply, nor --init-adapter. Float32 weights and AdamW's state take about 16 bytes a parameter (2.2 GB for SmolLM2-135M).")
-@click.option("--init-adapter", metavar="ADAPTER", help="Start from this adapter's weights instead of fresh ones: a folder, or a shipped adapter's name ('cross-domain'). Use it to go on training the shipped judge on your own data. Its LoRA settings (rank, alpha, dropout, layers) replace --lora-r, --lora-alpha and --lora-layers (kgalign-finetune.json's \"lora\" records them); its base model should be --model's (a warning if it names another). Not with --resume, nor a folder inside ADAPTER_DIR.")
+@click.option("--full", is_flag=True, help="Train every weight of the model instead of a LoRA adapter (AnyMatch's full fine-tuning; give a smaller --lr, e.g. 2e-5). ADAPTER_DIR then holds a whole model with its tokenizer, for `kgalign run --model ADAPTER_DIR`; the --lora-* options do not apply; with --init-adapter every weight trains from the adapter's update merged into the model. Float32 weights and AdamW's state take about 16 bytes a parameter (2.2 GB for SmolLM2-135M).")
+@click.option("--init-adapter", metavar="ADAPTER", help="Start from this adapter's weights instead of fresh ones: a folder, or a shipped adapter's name ('cross-domain', 'pairwise'). Use it to go on training the shipped judge on your own data. With --full the adapter is merged into the model's weights, which then all train. Its LoRA settings (rank, alpha, dropout, layers) replace --lora-r, --lora-alpha and --lora-layers (kgalign-finetune.json's \"lora\" records them); its base model should be --model's (a warning if it names another). Not with --resume, nor a folder inside ADAPTER_DIR.")
 @click.option("--datamark", is_flag=True, help="Build the training questions as `kgalign run --datamark` asks them (words of data values joined by '^'): give both or neither.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the validation split, the 'none' examples, the candidate orders, the batches and LoRA's initial weights.")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Where training (and the gold recipe's embedder) runs: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps.")
@@ -225,8 +225,10 @@ def _single_source_data(left: Path | None, right: Path | None, opts: dict[str, A
 @click.option("--rank", type=click.IntRange(1, 512), default=32, show_default=True, help="The adapter's rank: the number of singular directions kept of each layer's change (SmolLM2-135M: about 0.6 MB a unit in bfloat16, 20 MB at 32).")
 @click.option("--base", type=click.Path(path_type=Path, file_okay=False), help="The model MODEL was fine-tuned from. Default: SmolLM2-135M-Instruct, as the local judge.")
 @click.option("--dtype", type=click.Choice(["bfloat16", "float32"]), default="bfloat16", show_default=True, help="Arithmetic of the saved adapter weights (bfloat16: half the file).")
+@click.option("--questions", "questions_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Measure the adapter on this question set's validation questions (a set saved by `kgalign finetune --save-questions`, normally the one MODEL was trained on): its record then holds its own best F1, threshold and ROC AUC, which a run reads (the full model's are kept beside them). Without it the record keeps the full model's.")
+@click.option("--max-val", type=click.IntRange(1, None), default=400, show_default=True, help="With --questions: the validation questions evaluated (the first ones, as training evaluates them).")
 @output_options
-def extract_adapter(model: Path, adapter_dir: Path, rank: int, base: Path | None, dtype: str) -> None:
+def extract_adapter(model: Path, adapter_dir: Path, rank: int, base: Path | None, dtype: str, questions_file: Path | None, max_val: int) -> None:
     """Extract a LoRA adapter from a fully fine-tuned MODEL folder (`kgalign finetune --full`).
 
     Each linear layer's change from the base model is cut to its best rank-RANK
@@ -234,17 +236,19 @@ def extract_adapter(model: Path, adapter_dir: Path, rank: int, base: Path | None
     one does (`kgalign run --adapter`, vLLM, `kgalign finetune --init-adapter`) and
     ships where a whole model would not. The token embeddings and normalisation
     vectors are not carried; the summary says how far training moved them and what
-    share of each layer kind's change the rank keeps. Then measure the adapter itself:
+    share of each layer kind's change the rank keeps. With --questions the adapter is
+    then measured itself, and its record holds its own threshold:
 
     \b
-      kgalign finetune --questions Q.jsonl.gz --init-adapter ADAPTER --max-steps 0 -o MEASURED
+      kgalign extract-adapter MODEL -o ADAPTER --rank 32 --questions Q.jsonl.gz
     """
     from kgalign.finetune.extract import extract_lora
 
-    result = extract_lora(model, adapter_dir, rank, base, dtype)
+    result = extract_lora(model, adapter_dir, rank, base, dtype, questions_file, max_val)
     kept = ", ".join(f"{kind} {share:.2f}" for kind, share in result.kept.items())
     moved = ", ".join(f"{group} {change:.2%}" for group, change in result.left_out.items()) or "nothing"
     echo_summary(
         [f"share of each layer kind's change kept: {kept}", f"moved by training, not carried: {moved} (relative change)"],
-        [f"rank-{rank} adapter of {result.modules} layers, {result.parameters:,} weights, {result.bytes / 1e6:.1f} MB -> {result.output} ({result.seconds:.0f} s)"],
+        [f"rank-{rank} adapter of {result.modules} layers, {result.parameters:,} weights, {result.bytes / 1e6:.1f} MB -> {result.output} ({result.seconds:.0f} s)"]
+        + ([f"the adapter on {questions_file}: {result.measured.brief()}"] if result.measured else []),
     )

@@ -13,8 +13,9 @@ The other weights a full fine-tuning moves (the token embeddings, tied to the ou
 head, and the normalisation vectors) are not carried. :func:`extract_lora` reports how
 far they moved (relative Frobenius norm) beside the share of each layer kind's change
 the rank keeps, so that a user sees what the adapter leaves out. Measure the adapter
-before shipping it: ``kgalign finetune --questions Q --init-adapter ADAPTER --max-steps 0
--o MEASURED`` evaluates it on the validation questions and records its own threshold.
+before shipping it: with ``questions`` (``kgalign extract-adapter --questions Q``) the
+adapter is evaluated on the validation questions of the set the model was trained on,
+and its record holds its own threshold.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from kgalign import __version__
 from kgalign.errors import KgalignError
+from kgalign.finetune.train import TIED_HEAD, Evaluation
 from kgalign.io.atomic import make_output_dir
 from kgalign.judging.adapters import TRAINING_RECORD, training_record
 from kgalign.judging.local import default_model_path
@@ -59,11 +61,27 @@ class Extraction:
     #: Frobenius norm relative to the weights' own (0.01: one percent).
     left_out: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: With questions: the adapter's own validation figures.
+    measured: Evaluation | None = None
 
 
-def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | Path | None = None, dtype: str = "bfloat16") -> Extraction:
+def extract_lora(
+    model: str | Path,
+    output: str | Path,
+    rank: int,
+    base: str | Path | None = None,
+    dtype: str = "bfloat16",
+    questions: str | Path | None = None,
+    max_val: int = 400,
+) -> Extraction:
     """Write into ``output`` the rank-``rank`` LoRA adapter closest to ``model``'s change
     from ``base`` (default: the local judge's SmolLM2-135M), layer by layer.
+
+    With ``questions`` (a set saved by ``kgalign finetune --save-questions``, normally the
+    one ``model`` was trained on), the adapter itself is then measured on the first
+    ``max_val`` of its validation questions: its record's ``after`` (and so the pairwise
+    threshold a run takes from it) is the adapter's own, the full model's kept under
+    ``extracted.full_model_after``.
 
     ``output`` is written whole or not at all (a temporary folder, then a rename) and
     must not exist yet. One-line errors name the folder whose weights are missing or do
@@ -81,9 +99,10 @@ def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | P
     if output.exists():
         raise KgalignError(f"{output}: already exists; give a new folder for the adapter")
     record = training_record(model) or {}  # read first: a malformed one stops before the work
+    val = _validation(questions, max_val) if questions is not None else None
     tuned = _weights(model)
     original = _weights(base_path)
-    missing = sorted(set(original) - set(tuned) - {"lm_head.weight"})
+    missing = sorted(set(original) - set(tuned) - {TIED_HEAD})
     if missing or set(tuned) - set(original):
         raise KgalignError(f"{model}: its weights do not fit {base_path}'s ({len(missing)} missing, {len(set(tuned) - set(original))} unknown)")
 
@@ -137,13 +156,43 @@ def extract_lora(model: str | Path, output: str | Path, rank: int, base: str | P
             kept={kind: round(kept / total, 4) if total else 1.0 for kind, (kept, total) in sorted(energy.items())},
             left_out={group: round((moved / own) ** 0.5, 6) if own else 0.0 for group, (moved, own) in sorted(left_out.items())},
         )
+        measured = None
+        if val is not None and questions is not None:
+            measured = _measure(tmp, base_path, val, int(record.get("best_step") or 0))
+            log.info("the adapter measured on %s: %s", questions, measured.brief())
         result.seconds = round(time.monotonic() - started, 1)
-        _write_record(tmp, record, model, base_path, result, dtype)
+        result.measured = measured
+        _write_record(tmp, record, model, base_path, result, dtype, questions)
         os.replace(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("rank-%d adapter from %s: %d layers, %.1f MB, change kept %s", rank, model, modules, result.bytes / 1e6, result.kept)
     return result
+
+
+def _validation(questions: str | Path, max_val: int) -> list[Any]:
+    """The first ``max_val`` validation questions of a saved set (one line if it has none)."""
+    from kgalign.finetune.store import load_questions
+
+    data, _ = load_questions(questions)
+    val = data.val[:max_val]
+    if not val:
+        raise KgalignError(f"{questions}: no validation questions to measure the adapter on")
+    return val
+
+
+def _measure(folder: Path, base_path: Path, val: list[Any], step: int) -> Evaluation:
+    """The adapter in ``folder`` on ``base_path``, evaluated as training evaluates (its
+    best F1 over every threshold, that threshold, ROC AUC)."""
+    from peft import PeftModel
+
+    from kgalign.finetune.train import evaluate, load_base
+    from kgalign.runtime.device import resolve_device
+
+    device = resolve_device(None)
+    base, tokenizer, _ = load_base(str(base_path), device)
+    model = PeftModel.from_pretrained(base, str(folder))
+    return evaluate(model, tokenizer, val, step, device)
 
 
 def _weights(folder: Path) -> dict[str, Any]:
@@ -213,17 +262,27 @@ def _group(name: str) -> str:
     return "other"
 
 
-def _write_record(folder: Path, record: dict[str, Any], model: Path, base: Path, result: Extraction, dtype: str) -> None:
+def _write_record(
+    folder: Path, record: dict[str, Any], model: Path, base: Path, result: Extraction, dtype: str, questions: str | Path | None = None
+) -> None:
     """kgalign-finetune.json in ``folder``: ``model``'s training record (``record``), now
     describing the adapter.
 
-    The record's measurements (``before``, ``after`` and its threshold) are the full
-    model's until the adapter is measured itself; ``extracted`` says so.
+    Unless the adapter was measured (``result.measured``), the record's measurements (``before``, ``after``
+    and its threshold) are the full model's; ``extracted`` says which they are.
     """
     record = dict(record)
+    measured = result.measured
+    if measured is not None:
+        full_after = record.get("after")
+        record["after"] = asdict(measured)
+        how = f"the adapter's own ({measured.questions} validation questions of {questions}); the full model's under full_model_after"
+    else:
+        full_after = None
+        how = "the full model's, until measured (`kgalign extract-adapter --questions Q`, or `kgalign finetune --init-adapter THIS --max-steps 0`)"
     record["full"] = False
     record["lora"] = {"r": result.rank, "alpha": result.rank, "dropout": 0.0, "layers": "all", "target_modules": sorted(result.kept)}
-    summary = {k: v for k, v in asdict(result).items() if k != "output"}
+    summary = {k: v for k, v in asdict(result).items() if k not in ("output", "measured")}
     record["extracted"] = {
         **summary,
         "from": str(model),
@@ -231,6 +290,8 @@ def _write_record(folder: Path, record: dict[str, Any], model: Path, base: Path,
         "dtype": dtype,
         "kgalign": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "measurements": "the full model's, until measured with `kgalign finetune --init-adapter THIS --max-steps 0`",
+        "measurements": how,
     }
+    if full_after is not None:
+        record["extracted"]["full_model_after"] = full_after
     (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
