@@ -158,7 +158,8 @@ def test_full_adaptation_trains_every_weight_and_the_judge_loads_that_model(pers
     result = cli(args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())
-    assert info["adapt"]["method"] == "full" and info["adapt"]["started_from"] is None
+    # It starts from the shipped pairwise judge, merged into the weights that all train.
+    assert info["adapt"]["method"] == "full" and info["adapt"]["started_from"].endswith("pairwise")
     assert info["effective"]["model"] == str(out / "adapter") and info["judge"] == "local:adapter"
     assert (out / "adapter" / "model.safetensors").is_file() and "every weight" in result.output
     metadata = json.loads((out / "adapter" / "kgalign-finetune.json").read_text())

@@ -380,7 +380,7 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tm
     recorded = json.loads((out / METADATA_FILE).read_text())["after"]["best_threshold"]
     assert trained_pair_threshold("local", str(out), None) == recorded
     assert trained_pair_threshold("openai", str(out), None) is None  # a served model: no folder of kgalign's
-    assert trained_pair_threshold("local", None, None) is None  # the shipped adapter answers multiple-choice questions
+    assert trained_pair_threshold("local", None, "cross-domain") is None  # an adapter trained on multiple-choice questions
     # Settled where the run builds its judge (the library's align(), not the CLI): the
     # config keeps "not given", the effective config has the threshold the vote used.
     assert info["config"]["vote"]["pair_threshold"] is None and info["effective"]["vote"]["pair_threshold"] == recorded
@@ -392,8 +392,17 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tm
         metrics = json.loads((tmp_path / f"pairs-{given}" / "metrics.json").read_text())
         assert metrics["pair_threshold_from"] == threshold_from and metrics["trained_pair_threshold"] == recorded
         assert metrics["pair_threshold"] == (recorded if given is None else given)
-    refused = _cli([*args, "--max-steps", "1", "--force", "--init-adapter", "cross-domain"])
-    assert refused.exit_code != 0 and "does not start from an adapter" in refused.output
+    # From an adapter: its update is merged into the weights, which then all train.
+    merged = _cli([*args, "--max-steps", "0", "--force", "--init-adapter", "cross-domain"])
+    assert merged.exit_code == 0, merged.output
+    from kgalign.judging.adapters import shipped_adapter
+
+    lora = load_file(str(shipped_adapter("cross-domain") / "adapter_model.safetensors"))
+    settings = json.loads((shipped_adapter("cross-domain") / "adapter_config.json").read_text())
+    key, prefix = "model.layers.0.self_attn.q_proj.weight", "base_model.model.model.layers.0.self_attn.q_proj"
+    update = (settings["lora_alpha"] / settings["r"]) * (lora[f"{prefix}.lora_B.weight"].astype("float32") @ lora[f"{prefix}.lora_A.weight"].astype("float32"))
+    saved = load_file(str(out / "model.safetensors"))[key]
+    assert abs(update).max() > 1e-3 and abs(saved - (base[key] + update)).max() < 1e-5
 
 
 def test_pairwise_ranking_matches_scikit_learn() -> None:

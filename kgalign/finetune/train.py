@@ -449,8 +449,6 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
     if precision != "float32":
         float32_output_head(base)  # the answer's loss from float32 logits, as the judge reads them
     state: dict[str, Any]
-    if config.full and config.init_adapter:
-        raise KgalignError("full fine-tuning trains the model's own weights: it does not start from an adapter (--init-adapter)")
     if checkpoint is not None:
         if config.full:
             _load_weights(base, checkpoint / "model.safetensors", device)
@@ -467,7 +465,11 @@ def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> Fin
             )
         log.info("resuming from %s (step %d)", checkpoint, state["step"])
     else:
-        if config.full:
+        if config.full and config.init_adapter:
+            # Every weight trains from the adapter's model: its update merged into them.
+            model = _from_adapter(base, config.init_adapter, model_path).merge_and_unload()
+            model.requires_grad_(True)  # PEFT froze the base weights
+        elif config.full:
             model = base
         else:
             model = add_lora(base, config) if not config.init_adapter else _from_adapter(base, config.init_adapter, model_path)
@@ -623,13 +625,17 @@ def _best_model(model: Any, best_dir: Path, output: Path, model_path: Path, devi
             shutil.copyfile(model_path / name, output / name)
 
 
+#: The output head of a model whose head is tied to its token embeddings: saved weights
+#: leave it out (it is the embeddings).
+TIED_HEAD = "lm_head.weight"
+
+
 def _load_weights(model: Any, path: Path, device: str) -> None:
     """A full model's saved weights loaded into ``model`` (a tied output head is not saved: not strict)."""
     from safetensors.torch import load_file
 
     missing, unexpected = model.load_state_dict(load_file(str(path), device=device), strict=False)
-    tied = {"lm_head.weight"}
-    if unexpected or set(missing) - tied:
+    if unexpected or set(missing) - {TIED_HEAD}:
         raise KgalignError(f"{path}: these weights do not fit the model ({len(missing)} missing, {len(unexpected)} unexpected)")
 
 
