@@ -193,7 +193,7 @@ def match_pairs(
     if not judged and threshold is None and valid is None:
         raise KgalignError("--judge none needs a threshold: give --valid FILE (a labelled pair file to choose it on) or --threshold X")
     if judge is None and config.judge != "none":
-        check_judge(config.judge, config.model, config.adapter)
+        check_judge(config.judge, config.model, config.adapter, config.vote.question)
     timer = StageTimer()
     with timer.stage("read"):
         test = read_pair_file(path)

@@ -1,10 +1,11 @@
-"""The adapter shipped in the package (``--adapter cross-domain``).
+"""The adapters shipped in the package (``--adapter cross-domain``, ``--adapter pairwise``).
 
-``--judge local`` on its default model loads it unless ``--adapter`` names another
-(``none``: the bare model). It is found by name (a folder of that name in the working directory wins), loads
-offline with the bundled SmolLM2 and answers questions of kinds it was trained on; an
-unknown name stops before any work with one line; the model card and training record
-travel with the weights.
+``--judge local`` on its default model loads the one trained on the question it asks
+(multiple choice: ``cross-domain``; ``--question pairwise``: ``pairwise``) unless
+``--adapter`` names another (``none``: the bare model). Each is found by name (a folder
+of that name in the working directory wins), loads offline with the bundled SmolLM2 and
+answers questions of the kind it was trained on; an unknown name stops before any work
+with one line; the model card and training record travel with the weights.
 """
 
 from __future__ import annotations
@@ -16,26 +17,31 @@ import pytest
 from helpers import cli
 
 from kgalign.errors import KgalignError
-from kgalign.judging.adapters import SHIPPED, adapter_folder, adapter_name, judge_adapter, shipped_adapter
+from kgalign.judging.adapters import SHIPPED, adapter_folder, adapter_name, judge_adapter, shipped_adapter, trained_pair_threshold
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_the_shipped_adapter_is_found_by_name_with_its_card(tmp_path: Path, monkeypatch) -> None:
-    folder = Path(adapter_folder("cross-domain"))
-    assert folder == shipped_adapter("cross-domain") and folder.parent.name == "adapters"
-    for name in ("adapter_config.json", "adapter_model.safetensors", "kgalign-finetune.json", "README.md"):
-        assert (folder / name).is_file(), name
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_adapter_is_found_by_name_with_its_card(name: str, tmp_path: Path, monkeypatch) -> None:
+    folder = Path(adapter_folder(name))
+    assert folder == shipped_adapter(name) and folder.parent.name == "adapters"
+    for file in ("adapter_config.json", "adapter_model.safetensors", "kgalign-finetune.json", "README.md"):
+        assert (folder / file).is_file(), file
     record = json.loads((folder / "kgalign-finetune.json").read_text())
-    assert record["after"]["accuracy"] > record["before"]["accuracy"]
     card = (folder / "README.md").read_text()
     assert str(record["steps"]) in card and "test" in card
+    if record["after"].get("auc") is not None:  # pairwise: ranked, its own threshold recorded
+        assert record["after"]["auc"] > record["before"]["auc"] + 0.2 and f"{record['after']['best_threshold']:.3f}" in card
+        assert record["extracted"]["rank"] == json.loads((folder / "adapter_config.json").read_text())["r"]
+    else:
+        assert record["after"]["accuracy"] > record["before"]["accuracy"]
     # A folder of the same name where the user works is theirs, and wins.
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "cross-domain").mkdir()
-    assert adapter_folder("cross-domain") == "cross-domain"
+    (tmp_path / name).mkdir()
+    assert adapter_folder(name) == name
     with pytest.raises(KgalignError, match=f"not a shipped adapter: {', '.join(SHIPPED)}"):
         adapter_folder("no-such-adapter")
 
@@ -65,17 +71,37 @@ def test_the_shipped_adapter_answers_offline() -> None:
     assert judge.model_id.startswith("local:") and judge.adapter and judge.adapter.endswith("cross_domain")
 
 
+def test_the_shipped_pairwise_adapter_scores_pairs_offline() -> None:
+    from kgalign.judging.local import LocalJudge
+    from kgalign.judging.pairwise import CANDIDATE_FIRST, SOURCE_FIRST, pair_question
+    from kgalign.judging.vote import yes_probability
+
+    judge = LocalJudge(adapter="pairwise", batch_size=4)
+    source = _person("l:1", "Margaret Holloway", "1961-03-14", "Wollongong")
+    match = _person("r:7", "Margaret Holloway", "1961-03-14", "Wollongong")
+    other = _person("r:2", "Marcus Holland", "1975-09-02", "Perth")
+    questions = [pair_question(source, candidate, first, None) for candidate in (match, other) for first in (SOURCE_FIRST, CANDIDATE_FIRST)]
+    p = [yes_probability(a, q) for a, q in zip(judge.answer(questions), questions, strict=True)]
+    assert all(x is not None for x in p), p
+    threshold = trained_pair_threshold("local", None, None)  # the default model's pairwise adapter
+    assert threshold is not None and min(p[:2]) > threshold > max(p[2:]), (p, threshold)
+    assert judge.adapter and judge.adapter.endswith("pairwise")
+
+
 def test_an_unknown_adapter_stops_the_run_before_any_work(persons, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = cli(["run", persons["left"], persons["right"], "-o", out, "--judge", "local", "--adapter", "no-such-adapter"])
     assert result.exit_code == 1
-    assert "no-such-adapter: adapter folder not found (and not a shipped adapter: cross-domain)" in result.output
+    assert "no-such-adapter: adapter folder not found (and not a shipped adapter: cross-domain, pairwise)" in result.output
     assert not out.exists()
 
 
 def test_the_local_judge_loads_it_unless_told_otherwise() -> None:
     assert adapter_name("local", None, None) == "cross-domain"
     assert judge_adapter("local", None, None) == str(shipped_adapter("cross-domain"))
+    assert adapter_name("local", None, None, "pairwise") == "pairwise"  # the adapter trained on the question asked
+    assert judge_adapter("local", None, None, "pairwise") == str(shipped_adapter("pairwise"))
+    assert adapter_name("local", None, "cross-domain", "pairwise") == "cross-domain"  # named: as given
     assert adapter_name("local", None, "none") is None and judge_adapter("local", None, "none") is None
     assert adapter_name("local", "/my/model", None) is None  # another base model: no SmolLM2 adapter
     assert adapter_name("vllm", None, None) is None and adapter_name("openai", None, None) is None
@@ -94,3 +120,10 @@ def test_a_run_with_the_local_judge_uses_the_shipped_adapter(mini_persons, tmp_p
     bare = cli([*base, "-o", tmp_path / "bare", "--adapter", "none"])
     assert bare.exit_code == 0, bare.output
     assert json.loads((tmp_path / "bare" / "run.json").read_text())["adapter"] is None
+    # Asking pairwise questions, the run loads the pairwise adapter and takes its threshold.
+    pairwise = cli([*base, "-o", tmp_path / "pairwise", "--question", "pairwise", "--rounds", "2"])
+    assert pairwise.exit_code == 0, pairwise.output
+    run = json.loads((tmp_path / "pairwise" / "run.json").read_text())
+    assert run["adapter"] == "pairwise" and run["counts"]["llm_questions"] > 0
+    assert run["effective"]["vote"]["pair_threshold"] == trained_pair_threshold("local", None, None)
+    assert json.loads((tmp_path / "pairwise" / "metrics.json").read_text())["f1"] == 1.0

@@ -367,7 +367,7 @@ def is_installed(module: str) -> bool:
         return False
 
 
-def check_judge(name: str, model: str | None = None, adapter: str | None = None) -> None:
+def check_judge(name: str, model: str | None = None, adapter: str | None = None, question: str = "choice") -> None:
     """Fail now, in one line, where backend ``name`` could not be built: unknown, or a package it needs is missing.
 
     Meant for the start of a run, before the graphs are loaded: nothing heavy is
@@ -380,7 +380,7 @@ def check_judge(name: str, model: str | None = None, adapter: str | None = None)
     from kgalign.judging.adapters import judge_adapter
 
     given = adapter
-    adapter = judge_adapter(name, model, adapter)
+    adapter = judge_adapter(name, model, adapter, question)
     if adapter:
         for requirement in spec.adapter_requires:
             _require(requirement, f"--adapter with --judge {name}" if given else f"--judge {name} (its adapter)")

@@ -1,13 +1,15 @@
 """LoRA adapters shipped inside the package, found by name (``--adapter cross-domain``).
 
-``--judge local`` on its default model (no ``--model``) loads ``cross-domain`` unless
-``--adapter`` names another folder, or ``none`` for the bare model: the bare
-SmolLM2-135M is near chance on kgalign's questions.
+``--judge local`` on its default model (no ``--model``) loads the adapter trained on the
+question it asks (:data:`DEFAULT_LOCAL`) unless ``--adapter`` names another folder, or
+``none`` for the bare model: the bare SmolLM2-135M is near chance on kgalign's questions.
 
-``cross-domain`` is SmolLM2-135M-Instruct's adapter trained on every public training
-split of the benchmarks beside the project (two knowledge graphs, five product-offer
-sets, one non-product table); its model card is ``cross_domain/README.md`` and its
-training record ``cross_domain/kgalign-finetune.json``.
+Both are SmolLM2-135M-Instruct's adapters trained on every public training split of the
+benchmarks beside the project (two knowledge graphs, five product-offer sets, one
+non-product table). ``cross-domain`` answers the multiple-choice question
+(``--question choice``); ``pairwise`` scores one pair at a time (``--question
+pairwise``). Each folder holds its model card (``README.md``) and its training record
+(``kgalign-finetune.json``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Name -> folder beside this module.
-SHIPPED = {"cross-domain": "cross_domain"}
-#: The adapter of ``--judge local`` on its default model.
-DEFAULT_LOCAL = "cross-domain"
+SHIPPED = {"cross-domain": "cross_domain", "pairwise": "pairwise"}
+#: The adapter of ``--judge local`` on its default model, by the question it asks.
+DEFAULT_LOCAL = {"choice": "cross-domain", "pairwise": "pairwise"}
 #: ``--adapter none``: the bare model.
 NO_ADAPTER = "none"
 
@@ -39,21 +41,22 @@ def shipped_adapter(name: str) -> Path:
         raise KgalignError(f"no shipped adapter named {name!r} (shipped: {', '.join(SHIPPED)})") from None
 
 
-def adapter_name(judge: str, model: str | None, adapter: str | None) -> str | None:
-    """The adapter a judge backend loads, as the user would name it: ``--adapter`` as given,
-    :data:`DEFAULT_LOCAL` for the local judge on its default model, None for none."""
+def adapter_name(judge: str, model: str | None, adapter: str | None, question: str = "choice") -> str | None:
+    """The adapter a judge backend loads, as the user would name it: ``--adapter`` as given;
+    for the local judge on its default model, the one trained on ``question``
+    (:data:`DEFAULT_LOCAL`); None for none."""
     if adapter == NO_ADAPTER or judge == "none":
         return None
     if adapter:
         return adapter
     if judge == "local" and not model:
-        return DEFAULT_LOCAL
+        return DEFAULT_LOCAL[question]
     return None
 
 
-def judge_adapter(judge: str, model: str | None, adapter: str | None) -> str | None:
+def judge_adapter(judge: str, model: str | None, adapter: str | None, question: str = "choice") -> str | None:
     """The folder of :func:`adapter_name` (None for none); one line for a name that is neither a folder nor shipped."""
-    name = adapter_name(judge, model, adapter)
+    name = adapter_name(judge, model, adapter, question)
     return adapter_folder(name) if name else None
 
 
@@ -101,11 +104,12 @@ def trained_pair_threshold(judge: str, model: str | None, adapter: str | None) -
     judge trained at two non-matches a match puts most matches below one half, so a run
     of such a judge without a threshold of its own takes this one. None for a judge
     without a folder kgalign trained (a served model, the bare model), or one trained on
-    multiple-choice questions.
+    multiple-choice questions. The local judge on its default model reads the shipped
+    ``pairwise`` adapter's record.
     """
     if judge not in ("local", "vllm"):
         return None
-    folder = judge_adapter(judge, model, adapter) or model
+    folder = judge_adapter(judge, model, adapter, "pairwise") or model
     if not folder:
         return None
     record = training_record(folder)
