@@ -156,12 +156,10 @@ def extract_lora(
             kept={kind: round(kept / total, 4) if total else 1.0 for kind, (kept, total) in sorted(energy.items())},
             left_out={group: round((moved / own) ** 0.5, 6) if own else 0.0 for group, (moved, own) in sorted(left_out.items())},
         )
-        measured = None
-        if val is not None and questions is not None:
-            measured = _measure(tmp, base_path, val, int(record.get("best_step") or 0))
-            log.info("the adapter measured on %s: %s", questions, measured.brief())
+        if val is not None:
+            result.measured = _measure(tmp, base_path, val, int(record.get("best_step") or 0))
+            log.info("the adapter measured on %s: %s", questions, result.measured.brief())
         result.seconds = round(time.monotonic() - started, 1)
-        result.measured = measured
         _write_record(tmp, record, model, base_path, result, dtype, questions)
         os.replace(tmp, output)
     finally:
