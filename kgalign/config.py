@@ -431,6 +431,13 @@ class AlignConfig:
                     raise ConfigError(str(exc), field_name, reason) from None
                 raise ConfigError(str(exc)) from None
 
+    @property
+    def judge_choice(self) -> tuple[str, str | None, str | None, str]:
+        """What picks the judge's weights: ``(judge, model, adapter, question)``, as
+        :func:`kgalign.judging.adapters.adapter_name` and ``check_judge`` take them (the
+        local judge's default adapter depends on the question it asks)."""
+        return self.judge, self.model, self.adapter, self.vote.question
+
     # ----- plain data and files -----
 
     def to_dict(self) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def deduplicate(path: str | Path, config: AlignConfig | None = None, embedder: E
     """Find the records of one graph that describe the same thing; see the module text."""
     config = config or AlignConfig()
     if judge is None and config.judge != "none":
-        check_judge(config.judge, config.model, config.adapter, config.vote.question)
+        check_judge(*config.judge_choice)
     with relaxed_gc():
         return _deduplicate(path, config, embedder, judge)
 

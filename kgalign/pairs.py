@@ -55,7 +55,7 @@ import numpy as np
 from kgalign.config import AlignConfig
 from kgalign.errors import InputError, KgalignError
 from kgalign.io.pairs import PairFile, read_pair_file
-from kgalign.judging.adapters import settle_pair_threshold, trained_pair_threshold
+from kgalign.judging.adapters import trained_pair_threshold, with_trained_threshold
 from kgalign.judging.base import Judge
 from kgalign.model import Candidate, Candidates, Decision
 from kgalign.retrieval.embed import Embedder, configured_embedder
@@ -193,7 +193,7 @@ def match_pairs(
     if not judged and threshold is None and valid is None:
         raise KgalignError("--judge none needs a threshold: give --valid FILE (a labelled pair file to choose it on) or --threshold X")
     if judge is None and config.judge != "none":
-        check_judge(config.judge, config.model, config.adapter, config.vote.question)
+        check_judge(*config.judge_choice)
     timer = StageTimer()
     with timer.stage("read"):
         test = read_pair_file(path)
@@ -213,7 +213,7 @@ def match_pairs(
     if pair_threshold is None:
         # The judge's trained threshold, else 0.5; with ``valid`` it only places the early
         # stop of the validation rounds, until the threshold is chosen there.
-        effective = settle_pair_threshold(effective, judge is not None)
+        effective = with_trained_threshold(effective, trained)  # read once, above
         if trained is not None and valid_file is None:
             pair_threshold_from = "training"
     if embedder is None and effective.retrieval.dense_weight > 0:

@@ -138,7 +138,7 @@ def _align(
     (:class:`Fuser`)."""
     check_endpoint_inputs(left, right, config)
     if judge is None and config.judge != "none":
-        check_judge(config.judge, config.model, config.adapter, config.vote.question)
+        check_judge(*config.judge_choice)
     gold, gold_name = _gold(config)
     timer = StageTimer()
     keeps = old is not None and keeps_earlier(config, judge is not None or config.judge != "none")

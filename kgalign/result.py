@@ -242,7 +242,7 @@ class AlignmentResult:
             WORKING_DIRECTORY: self.working_directory,
             "seed": self.config.seed,
             "judge": self.judge_id,
-            "adapter": adapter_name(self.effective.judge, self.effective.model, self.effective.adapter, self.effective.vote.question),
+            "adapter": adapter_name(*self.effective.judge_choice),
             "adapt": self.adaptation,
             "config": config,
             "effective": effective,

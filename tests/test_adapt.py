@@ -132,6 +132,24 @@ def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared,
     assert json.loads((tmp_path / "adapter" / "kgalign-finetune.json").read_text())["resumed_from"] is None
 
 
+def test_adaptation_starts_from_the_runs_own_adapter() -> None:
+    """LoRA and full adaptation train on from the adapter the run would ask: the shipped one
+    for its question unless --adapter names another (tests/test_recipe.py trains on from
+    an adapter; the full run below merges the shipped pairwise one)."""
+    from kgalign.finetune.adapt import train_config
+    from kgalign.judging.adapters import shipped_adapter
+
+    def started_from(**config: object) -> str | None:
+        return train_config(AlignConfig.from_dict({"judge": "local", "adapt": {"enabled": True}, **config})).init_adapter
+
+    assert started_from(vote={"question": "pairwise"}) == str(shipped_adapter("pairwise"))
+    assert started_from(vote={"question": "choice"}) == str(shipped_adapter("cross-domain"))
+    assert started_from(vote={"question": "pairwise"}, adapter="cross-domain") == str(shipped_adapter("cross-domain"))
+    assert started_from(vote={"question": "pairwise"}, adapter="none") is None  # the bare model: a fresh adapter
+    full = train_config(AlignConfig.from_dict({"judge": "local", "vote": {"question": "pairwise"}, "adapt": {"enabled": True, "method": "full"}}))
+    assert full.full and full.init_adapter == str(shipped_adapter("pairwise")) and full.lr == 2e-5
+
+
 def test_too_few_confident_matches_leave_the_judge_as_it_is(persons: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # A gate margin no source reaches: nothing is confident, so nothing is trained and every source is asked.
     five = tuple(sorted({c.source for c in prepare(persons["left"], persons["right"], AlignConfig()).candidates})[:5])

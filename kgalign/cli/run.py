@@ -230,7 +230,7 @@ def check_judge_settings(config) -> None:
     if config.judge != "none":
         from kgalign.judging.base import check_judge
 
-        check_judge(config.judge, config.model, config.adapter, config.vote.question)
+        check_judge(*config.judge_choice)
     if config.device != "auto" or config.judge != "none":
         resolve_device(config.device)  # a missing GPU stops the run before OUTDIR is touched
 

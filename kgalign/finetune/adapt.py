@@ -168,7 +168,7 @@ def train_config(config: AlignConfig) -> TrainConfig:
         max_val=MAX_VAL,
         minutes=adapt.minutes or None,
         seed=config.seed,
-        init_adapter=judge_adapter(config.judge, config.model, config.adapter, config.vote.question),  # full: merged, then every weight trains
+        init_adapter=judge_adapter(*config.judge_choice),  # full: merged, then every weight trains
         device=config.device,
         dtype=str(config.judge_options.get("dtype") or "auto"),
     )

@@ -37,7 +37,7 @@ def build_judge(
     options = {key: value for key, value in config.judge_options.items() if value is not None}
     if config.model:
         options["model"] = config.model
-    adapter = judge_adapter(config.judge, config.model, config.adapter, config.vote.question)
+    adapter = judge_adapter(*config.judge_choice)
     if adapter:
         options["adapter"] = adapter
     if spec.takes_device:

@@ -134,7 +134,15 @@ def settle_pair_threshold(config: AlignConfig, judge_given: bool = False) -> Ali
     vote = config.vote
     if vote.question != "pairwise" or vote.pair_threshold is not None:
         return config
-    trained = None if judge_given else trained_pair_threshold(config.judge, config.model, config.adapter)
+    return with_trained_threshold(config, None if judge_given else trained_pair_threshold(config.judge, config.model, config.adapter))
+
+
+def with_trained_threshold(config: AlignConfig, trained: float | None) -> AlignConfig:
+    """``config`` with ``vote.pair_threshold`` set to ``trained`` (read by
+    :func:`trained_pair_threshold`), or 0.5 for None; unchanged where the threshold is
+    given or the questions are multiple-choice."""
+    if config.vote.question != "pairwise" or config.vote.pair_threshold is not None:
+        return config
     if trained is not None:
         log.info("pairwise threshold %.3f: the one the judge's training chose on its validation questions", trained)
     return config.replace(vote={"pair_threshold": 0.5 if trained is None else trained})
