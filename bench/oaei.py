@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kgalign.retrieval.embed import SentenceTransformerEmbedder
-from kgalign.config import AlignConfig
-from kgalign.pipeline import align
+from kgalign.config import AlignConfig, VoteConfig
 from kgalign.evaluation.metrics import read_pairs
-from kgalign.config import VoteConfig
+from kgalign.pipeline import align
+from kgalign.retrieval.embed import SentenceTransformerEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,13 +50,17 @@ JUDGES = {
     "none": dict(judge="none"),
     "local": dict(judge="local"),
     "local-nogate": dict(judge="local", gate=False),
+    # The shipped pairwise judge (`--question pairwise`: the `pairwise` adapter and its threshold).
+    "pairwise": dict(judge="local", question="pairwise"),
+    "pairwise-nogate": dict(judge="local", question="pairwise", gate=False),
 }
 
 
 def run_one(ds: Dataset, judge_name: str, embedder) -> dict:
     spec = dict(JUDGES[judge_name])
     gate = spec.pop("gate", True)
-    config = AlignConfig(vote=VoteConfig(gate=gate), cache_path=None, **spec)
+    question = spec.pop("question", "choice")
+    config = AlignConfig(vote=VoteConfig(gate=gate, question=question), cache_path=None, **spec)
     started = time.perf_counter()
     result = align(ds.left, ds.right, config, embedder=embedder)
     wall = time.perf_counter() - started

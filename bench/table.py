@@ -192,6 +192,8 @@ def judge_args(judge: str) -> list[str]:
     args = ["--judge", spec.pop("judge")]
     if spec.pop("gate", True) is False:
         args.append("--no-gate")
+    if "question" in spec:
+        args += ["--question", spec.pop("question")]
     if args[1] != "none" and _ADAPTER[0] is not None:
         args += ["--adapter", str(_ADAPTER[0])]
     return args
@@ -592,7 +594,13 @@ def plan(datasets: list[Dataset], judges: list[str], llm_datasets: set[str]) -> 
     return runs
 
 
-JUDGE_LABELS = {"none": "none", "local": "local, gated", "local-nogate": "local, not gated"}
+JUDGE_LABELS = {
+    "none": "none",
+    "local": "local, gated",
+    "local-nogate": "local, not gated",
+    "pairwise": "local pairwise, gated",
+    "pairwise-nogate": "local pairwise, not gated",
+}
 
 
 def choice_list(parser: argparse.ArgumentParser, text: str, known: Iterable[str], what: str, where: str = "") -> list[str]:
