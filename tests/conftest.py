@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 from rdflib import Graph, URIRef
 
+from kgalign.runtime.torch_env import cpu_kernel_defaults
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# As kgalign's commands do, before anything loads torch: the suite's two workers each use
+# every core, and OpenMP threads that spin while they wait took twice as long side by side.
+cpu_kernel_defaults()
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

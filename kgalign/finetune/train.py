@@ -49,6 +49,7 @@ from kgalign.runtime.device import resolve_device
 from kgalign.runtime.precision import float32_output_head, precision_context, resolve_precision
 from kgalign.runtime.progress import progress_bar
 from kgalign.runtime.quiet_loading import loading_quietly
+from kgalign.runtime.torch_env import cpu_kernel_defaults
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +430,7 @@ def _ordered(counts: Counter[str]) -> dict[str, int]:
 
 def finetune(data: TrainingData, config: TrainConfig, output: str | Path) -> FinetuneResult:
     """Train a LoRA adapter for the judge on ``data`` and save the best one into ``output``."""
+    cpu_kernel_defaults()
     import torch
 
     output = Path(output)

@@ -53,7 +53,7 @@ from kgalign.model import EntityProfile
 from kgalign.retrieval.embed import cache_root
 from kgalign.runtime.precision import float32_output_head, precision_context, resolve_precision
 from kgalign.runtime.quiet_loading import loading_quietly
-from kgalign.runtime.torch_env import limit_kernel_cache
+from kgalign.runtime.torch_env import cpu_kernel_defaults
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class LocalJudge:
         """``calibrate`` None: as the adapter's training chose (its kgalign-finetune.json), else on."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        limit_kernel_cache()
+        cpu_kernel_defaults()
         import torch
         from transformers import AutoModelForCausalLM
 

@@ -14,7 +14,7 @@ import numpy as np
 from kgalign.errors import KgalignError
 from kgalign.retrieval.vector_file import VectorFile, Vectors, new_vectors, subset
 from kgalign.runtime.precision import precision_context, resolve_precision
-from kgalign.runtime.torch_env import limit_kernel_cache
+from kgalign.runtime.torch_env import cpu_kernel_defaults
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -98,7 +98,7 @@ class SentenceTransformerEmbedder:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        limit_kernel_cache()
+        cpu_kernel_defaults()
         self.path = path or default_model_path()
         if not Path(self.path).is_dir():
             raise KgalignError(f"{self.path}: embedder model folder not found")
