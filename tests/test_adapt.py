@@ -85,13 +85,13 @@ def test_the_questions_are_asked_as_the_run_asks_them(persons_prepared, question
 def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--question", "pairwise",
-            "--adapt", "--adapt-steps", "2", "--adapt-sources", "16", "--adapter", "none"]  # fmt: skip
+            "--adapt", "--adapt-steps", "2", "--adapt-sources", "10", "--adapter", "none", "--options", "2"]  # fmt: skip
     result = cli(args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())
     adapt = info["adapt"]
     assert info["config"]["judge"] == "local"  # --adapt without --judge: the local judge
-    assert adapt["steps"] == 2 and adapt["sources"] == 16 and not adapt["reused"] and adapt["started_from"] is None
+    assert adapt["steps"] == 2 and adapt["sources"] == 10 and not adapt["reused"] and adapt["started_from"] is None
     assert adapt["train_questions"] > 0 and 0 < adapt["val_questions"] <= 64 and 0.0 <= adapt["accuracy_after"] <= 1.0
     # Pairwise questions: the kept adapter ranks the held-out pairs at least as well (best F1 chose it).
     assert adapt["f1_before"] is not None and 0.0 < adapt["f1_before"] <= adapt["f1_after"] <= 1.0
@@ -100,7 +100,7 @@ def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str,
     assert metadata["recipe"] == "adapt" and metadata["steps"] == 2
     # Its record holds a threshold chosen on the run's easiest sources; the run asks it at one half.
     assert metadata["after"]["best_threshold"] is not None and info["effective"]["vote"]["pair_threshold"] == 0.5
-    assert "adapted      on 16 confident sources" in result.output and "held-out best F1" in result.output
+    assert "adapted      on 10 confident sources" in result.output and "held-out best F1" in result.output
     asked = info["counts"]["llm_questions"]
     assert asked > 0
     # Started again: the adapter trained on the same questions is taken as it is, and so every answer is the cache's.
@@ -118,7 +118,7 @@ def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str,
 
 
 def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared, tmp_path: Path) -> None:
-    config = _config(steps=2, sources=16, folder=str(tmp_path / "adapter")).replace(device="cpu")
+    config = _config(steps=2, sources=10, folder=str(tmp_path / "adapter")).replace(device="cpu")
     first = adapt_judge(persons_prepared, config)
     assert first is not None and first.steps == 2 and (tmp_path / "adapter" / "checkpoint-2").is_dir()
     # More steps asked of the same questions: training goes on from step 2, not from the start.
@@ -127,8 +127,8 @@ def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared,
     metadata = json.loads((tmp_path / "adapter" / "kgalign-finetune.json").read_text())
     assert metadata["resumed_from"] == 2
     # Other questions (another sample of sources): the folder's training starts over.
-    other = adapt_judge(persons_prepared, config.replace(adapt={"steps": 2, "sources": 20}))
-    assert other is not None and other.sources == 20
+    other = adapt_judge(persons_prepared, config.replace(adapt={"steps": 1, "sources": 12}))
+    assert other is not None and other.sources == 12
     assert json.loads((tmp_path / "adapter" / "kgalign-finetune.json").read_text())["resumed_from"] is None
 
 
@@ -172,7 +172,7 @@ def test_adapt_is_refused_where_it_cannot_train(persons: dict[str, Path], tmp_pa
 def test_full_adaptation_trains_every_weight_and_the_judge_loads_that_model(persons: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", persons["left"], persons["right"], "-o", out, "--question", "pairwise", "--adapt", "--adapt-method", "full",
-            "--adapt-steps", "1", "--adapt-sources", "16"]  # fmt: skip
+            "--adapt-steps", "1", "--adapt-sources", "10", "--options", "2"]  # fmt: skip
     result = cli(args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())

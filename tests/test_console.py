@@ -91,7 +91,7 @@ def test_a_judged_run_prints_no_library_warning(persons, tmp_path: Path) -> None
     """The shipped local judge on the bundled example: kgalign's own calls raise no
     deprecation or future warning (an error under STRICT_MAIN), and the user sees no
     library output at all: no warning, no "Loading weights" bar."""
-    done = quickstart(persons, tmp_path / "out", "--judge", "local")
+    done = quickstart(persons, tmp_path / "out", "--judge", "local", "--options", "2", "--rounds", "2")
     assert "Warning" not in done.stderr and "Loading" not in done.stderr, done.stderr
     assert done.stderr == ""
     out = done.stdout.splitlines()

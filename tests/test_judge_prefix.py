@@ -266,7 +266,7 @@ def test_the_answer_cache_hands_the_local_judge_several_batches_at_once(float32_
         return answer(questions)
 
     judge.answer = counted  # type: ignore[method-assign]
-    questions = [q for batch in _round_questions(persons_profiles, sources=12) for q in batch]
+    questions = [q for batch in _round_questions(persons_profiles, sources=6) for q in batch]
     assert judge.chunk_size > judge.batch_size and len(questions) > judge.chunk_size
     chunked = CachedJudge(judge, None).answer(questions)
     assert calls[0] == judge.chunk_size and sum(calls) == len(questions)
