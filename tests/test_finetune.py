@@ -372,7 +372,7 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, tm
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / METADATA_FILE).read_text())["resumed_from"] == 2
     # The folder is a model the local judge loads (--model alone means --judge local).
-    run = _cli(["run", persons["left"], persons["right"], "-o", tmp_path / "run", "--model", out, "--question", "pairwise"])
+    run = _cli(["run", persons["left"], persons["right"], "-o", tmp_path / "run", "--model", out, "--question", "pairwise", "--options", "2"])
     assert run.exit_code == 0, run.output
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["judge"] == "local:full" and info["counts"]["llm_questions"] > 0

@@ -248,8 +248,8 @@ def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_p
 
     import torch
 
-    pair = mini_persons(tmp_path, 12)
-    args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "3", "--quiet", "--dtype", "float32"]
+    pair = mini_persons(tmp_path, 6)
+    args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "2", "--quiet", "--dtype", "float32"]
     threads = torch.get_num_threads()
     try:
         monkeypatch.chdir(tmp_path)
@@ -259,7 +259,7 @@ def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_p
     assert info["counts"]["llm_questions"] > 0 and info["engine"]["judge_batches"] > 0
     with sqlite3.connect(tmp_path / "ray" / "judge-cache.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == info["counts"]["llm_questions"]
-    assert info["engine"]["judge_blocks"] == 1  # asked as a Ray dataset: 12 sources, one block
+    assert info["engine"]["judge_blocks"] == 1  # asked as a Ray dataset: 6 sources, one block
     assert info["judge"] == json.loads((tmp_path / "local" / "run.json").read_text())["judge"]
 
 
