@@ -190,6 +190,11 @@ class VoteConfig:
     #: first (smallest retrieval margin), in blocks; once the time measured so far says
     #: the next block would not fit, the rest are decided by retrieval's scores.
     budget: float = number(0.0, 0.0, 1e7)
+    #: Every source has a counterpart among the targets (a closed world, as the DBP15K and
+    #: SRPRS protocol says): where the judge rejects every candidate of a source, or its
+    #: rounds disagree, retrieval's scores decide instead of leaving the source unlinked
+    #: (the judge's rounds stay in the log). None: closed under only_gold_entities, else open.
+    closed_world: bool | None = None
 
     def __post_init__(self) -> None:
         _normalise(self)

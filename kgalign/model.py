@@ -237,6 +237,10 @@ class Decision:
     #: Left to retrieval's scores because the judge's time budget ran out before its turn
     #: (``--judge-budget``; the most uncertain sources are asked first).
     over_budget: bool = False
+    #: Left to retrieval's scores in a closed world (``vote.closed_world``): the judge
+    #: rejected every candidate, or its rounds disagreed, but the source has a counterpart.
+    #: Its rounds are kept; the decision is retrieval's.
+    to_retrieval: bool = False
 
     @property
     def shown(self) -> set[str]:
@@ -246,8 +250,9 @@ class Decision:
     @property
     def by_judge(self) -> bool:
         """Whether the judge's answers decided it (not the gate, retrieval or a person; a
-        gated match whose audit rounds accepted nothing stays the gate's)."""
-        return bool(self.rounds) and not self.gated and not self.human
+        gated match whose audit rounds accepted nothing stays the gate's; nor one left to
+        retrieval in a closed world)."""
+        return bool(self.rounds) and not self.gated and not self.human and not self.to_retrieval
 
     @property
     def judged_set(self) -> bool:

@@ -537,6 +537,9 @@ def _resolve_auto(config: AlignConfig, related: bool, embeds: bool, gold: list[P
     if config.only_gold_entities and gold is not None:
         changes["only_left"] = sorted({a for a, _ in gold})
         changes["only_right"] = sorted({b for _, b in gold})
+    if config.vote.closed_world is None:
+        # Aligning only the gold links' entities, each source has a counterpart.
+        changes["vote"]["closed_world"] = bool(config.only_gold_entities and gold is not None)
     return config.replace(**changes)
 
 

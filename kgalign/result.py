@@ -196,6 +196,7 @@ class AlignmentResult:
             "human": sum(1 for d in decisions if d.human),
             "kept": sum(1 for d in decisions if d.kept),
             "over_budget": sum(1 for d in decisions if d.over_budget),
+            "to_retrieval": sum(1 for d in decisions if d.to_retrieval),
             "explained": explained,
             "links": len(self.links),
             "seed_links": seed_links,

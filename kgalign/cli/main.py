@@ -17,7 +17,6 @@ import click
 from kgalign import __version__
 from kgalign.cli.console import LOG_FILE_HELP, QUIET_HELP, VERBOSE_HELP, Output, configure
 from kgalign.errors import KgalignError, error_filename, one_line
-from kgalign.runtime.torch_env import cpu_kernel_defaults
 
 log = logging.getLogger("kgalign")
 
@@ -97,6 +96,8 @@ def main(verbose: int, quiet: bool, log_file: Path | None, log_level: str | None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from kgalign.runtime.torch_env import cpu_kernel_defaults
+
     cpu_kernel_defaults()  # before any stage loads torch
     configure(Output(verbose=verbose, quiet=quiet, log_level=log_level, log_file=log_file))
 

@@ -165,6 +165,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(("--sets/--no-sets",), "vote.sets", "Where a source may have several counterparts (--resolve 1:n or n:m, and deduplication), judge sets: each round asks again without the options already picked until 'none of these', and an option is accepted when picked in a strict majority of rounds (logged per option). --no-sets asks one-winner questions and takes the extra records from retrieval scores.", True),
     RunOption(("--datamark/--no-datamark",), "vote.datamark", "Join the words of every data value by '^' in the judge's prompts and tell the judge so (spotlighting against prompt injection). Costs small models some accuracy (docs/judge.md).", True),
     RunOption(("--min-score",), "vote.min_score", "Retrieval score below which no link is made without the judge.", True),
+    RunOption(("--closed-world/--open-world",), "vote.closed_world", "Every source has a counterpart: where the judge says no to every candidate (or its rounds disagree), retrieval's scores decide instead of leaving the source unlinked. Default: closed with --only-gold-entities, else open.", True),
     RunOption(("--only-gold-entities/--all-entities",), "only_gold_entities", "Align only the sources and targets named in --test-gold (or --gold): the closed-world protocol of the DBP15K/SRPRS papers.", True),
     RunOption(("--explain/--no-explain",), "explain", "Ask the judge for one short sentence of reason for each decision it voted on (local judge). Stored in votes.jsonl.", True),
     RunOption(("--no-cache",), None, "Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).", True, {"is_flag": True}),
@@ -205,6 +206,8 @@ def click_options(options: tuple[RunOption, ...] = RUN_OPTIONS) -> list[click.Op
         shown = default is not None and default != [] and not kwargs.get("multiple")
         if shown:
             kwargs["default"] = default
+        elif option.path and "/" in decls[0]:
+            kwargs["default"] = None  # a --x/--no-x pair on a field whose default is "unset": not given stays None
         made.append(click.Option([*decls, option.name], help=option.help, hidden=option.expert, show_default=shown, **kwargs))
     return made
 

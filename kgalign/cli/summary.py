@@ -39,10 +39,13 @@ def _classes(result: Any) -> str:
 def _how(result: Any, sources: int) -> list[str]:
     """How the decisions were made, each counted once: by a reviewer, kept from an earlier
     run, clear without the judge, by the judge, by retrieval's scores (past the judge's
-    time budget, or without a judge)."""
+    time budget, after the judge said no in a closed world, or without a judge)."""
     ways: dict[str, int] = {}
     for d in result.decisions:
-        way = "human" if d.human else "kept" if d.kept else "gated" if d.gated else "judge" if d.rounds else "budget" if d.over_budget else "retrieval"
+        way = (
+            "human" if d.human else "kept" if d.kept else "gated" if d.gated else "closed" if d.to_retrieval
+            else "judge" if d.rounds else "budget" if d.over_budget else "retrieval"
+        )  # fmt: skip
         ways[way] = ways.get(way, 0) + 1
     how = [f"{ways.get('gated', 0):,} clear without the judge"]
     if result.config.judge != "none" or ways.get("judge"):
@@ -51,9 +54,11 @@ def _how(result: Any, sources: int) -> list[str]:
         how.append(f"{ways['human']:,} by a reviewer")
     if ways.get("kept"):
         how.append(f"{ways['kept']:,} kept from the earlier run")
-    rest = ways.get("retrieval", 0) + ways.get("budget", 0)
+    rest = ways.get("retrieval", 0) + ways.get("budget", 0) + ways.get("closed", 0)
     if rest:
-        how.append(f"{rest:,} by retrieval's scores" + (f" ({ways['budget']:,} of them past the judge's time budget)" if ways.get("budget") else ""))
+        why = [f"{ways['budget']:,} of them past the judge's time budget"] if ways.get("budget") else []
+        why += [f"{ways['closed']:,} the judge said no to, in a closed world"] if ways.get("closed") else []
+        how.append(f"{rest:,} by retrieval's scores" + (f" ({'; '.join(why)})" if why else ""))
     return how
 
 

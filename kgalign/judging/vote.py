@@ -208,6 +208,10 @@ def decide(
             # The audit asks for evidence; it does not take back the gate's confident match.
             kept = retrieval_decision(p.cands, config, gated=True)
             decision = replace(kept, rounds=decision.rounds, option_votes=decision.option_votes, prompt=decision.prompt)
+        elif config.closed_world and decision.kind in ("none", "uncertain"):
+            # The source has a counterpart: the judge's "no" cannot be right, its rounds stay as evidence.
+            kept = retrieval_decision(p.cands, config)
+            decision = replace(decision, kind=kept.kind, target=kept.target, confidence=kept.confidence, to_retrieval=True)
         decisions[p.cands.source] = decision
     return [decisions[c.source] for c in candidates]
 

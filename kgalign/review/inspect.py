@@ -88,7 +88,7 @@ def render_decision(r: dict[str, Any]) -> str:
     for key, value in r.get("source_attributes", []):
         lines.append(f"  {key}: {value}")
     lines.append(f"decision: {r['decision']}  target: {r.get('target') or '-'}  confidence: {r['confidence']:.3f}")
-    flags = [name for name in ("gated", "early_stopped", "human", "kept") if r.get(name)]
+    flags = [name for name in ("gated", "early_stopped", "human", "kept", "over_budget", "to_retrieval") if r.get(name)]
     if flags:
         lines.append("flags: " + ", ".join(flags))
     if r.get("conflict_with"):

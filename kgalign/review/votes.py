@@ -70,6 +70,7 @@ def decision_record(
         "human": decision.human,
         "kept": decision.kept,
         **({"over_budget": True} if decision.over_budget else {}),
+        **({"to_retrieval": True} if decision.to_retrieval else {}),
         "conflict_with": conflict_with,
         "linked": linked,
         "prompt": decision.prompt,
@@ -185,6 +186,7 @@ def record_decision(record: Mapping[str, Any]) -> Decision:
             option_votes=[_option_vote(v) for v in _list(record.get("option_votes"), "option_votes")],
             kept=bool(record.get("kept")),
             over_budget=bool(record.get("over_budget")),
+            to_retrieval=bool(record.get("to_retrieval")),
         )
     except TypeError as exc:  # a number field holding a list or an object
         raise ValueError(str(exc)) from None

@@ -1,0 +1,107 @@
+"""A closed world (``vote.closed_world``, on with --only-gold-entities): every source has a
+counterpart, so where the judge says no to every candidate, or its rounds disagree,
+retrieval's scores decide rather than the source staying unlinked; the judge's rounds stay
+in the log. Checked on a graph (the persons example) and on product tables (Abt-Buy),
+with a judge that always answers "none of these", and end to end with the real local
+judge, whose bare model answers "no" to nearly every pair."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from helpers import cli
+
+from kgalign.config import AlignConfig, VoteConfig
+from kgalign.judging.testing import ScriptedJudge
+from kgalign.judging.vote import decide, retrieval_decision
+from kgalign.pipeline import prepare
+
+ABT_BUY = Path(__file__).parent / "data" / "abt_buy_mini"
+
+
+@pytest.fixture(scope="module")
+def prepared(persons: dict[str, Path], embedder):
+    graph = prepare(persons["left"], persons["right"], AlignConfig(judge="none"), embedder)
+    tables = prepare(ABT_BUY / "Abt.csv", ABT_BUY / "Buy.csv", AlignConfig(judge="none", id_column="id"), embedder)
+    return {"graph": graph, "tables": tables}
+
+
+@pytest.mark.parametrize("kind", ["graph", "tables"])
+def test_a_judges_no_leaves_the_source_to_retrieval_only_in_a_closed_world(prepared, kind: str) -> None:
+    data = prepared[kind]
+    vote = VoteConfig(gate=False, rounds=2, early_stop=False)
+    nothing = ScriptedJudge({}, default=None)  # "none of these", every round
+    opened = decide(data.candidates, data.left_profiles, data.right_profiles, nothing, vote)
+    closed = decide(data.candidates, data.left_profiles, data.right_profiles, ScriptedJudge({}, default=None), dataclasses.replace(vote, closed_world=True))
+    asked = [c for c in data.candidates if c.items]
+    assert len(asked) >= 20
+    by_source = {d.source: d for d in closed}
+    assert all(d.kind == "none" and not d.to_retrieval and d.by_judge for d in opened if d.rounds)
+    for cands in asked:
+        decision, retrieval = by_source[cands.source], retrieval_decision(cands, vote)
+        # Retrieval's decision, the judge's two rounds kept as evidence, not counted as the judge's.
+        assert (decision.kind, decision.target, decision.confidence) == (retrieval.kind, retrieval.target, retrieval.confidence)
+        assert decision.to_retrieval and len(decision.rounds) == 2 and not decision.by_judge
+    assert sum(1 for d in closed if d.kind == "match") > sum(1 for d in opened if d.kind == "match") == 0
+
+
+def test_a_judged_match_stays_the_judges_in_a_closed_world(prepared) -> None:
+    data = prepared["graph"]
+    source = next(c for c in data.candidates if len(c.items) > 1)
+    second = source.items[1].iri
+    from kgalign.judging.testing import pick
+
+    judge = ScriptedJudge({source.source: pick(second)}, default=None)
+    vote = VoteConfig(gate=False, rounds=2, early_stop=False, closed_world=True)
+    decision = next(d for d in decide(data.candidates, data.left_profiles, data.right_profiles, judge, vote) if d.source == source.source)
+    assert decision.kind == "match" and decision.target == second and decision.by_judge and not decision.to_retrieval
+
+
+def test_only_gold_entities_means_a_closed_world_unless_told_otherwise(persons: dict[str, Path], tmp_path: Path) -> None:
+    def effective(*options: str) -> bool:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        done = cli(["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--quiet", *options])
+        assert done.exit_code == 0, done.output
+        info = json.loads((out / "run.json").read_text())
+        given = info["config"]["vote"]["closed_world"]  # run.json's "effective" holds what the run changed
+        return info["effective"].get("vote", {}).get("closed_world", given)
+
+    assert effective() is False  # unset, then open
+    assert effective("--only-gold-entities") is True
+    assert effective("--only-gold-entities", "--open-world") is False
+    assert effective("--closed-world") is True
+
+
+@pytest.mark.parametrize("kind", ["graph", "tables"])
+def test_the_bare_local_judge_in_a_closed_world_links_every_source(kind: str, mini_persons, tmp_path: Path) -> None:
+    if kind == "graph":
+        pair = mini_persons(tmp_path, 6)
+        inputs = [pair["left"], pair["right"], "--gold", pair["gold"]]
+    else:
+        tables = tmp_path / "tables"
+        converted = cli(["convert", "tables", ABT_BUY / "Abt.csv", ABT_BUY / "Buy.csv", "--mapping", ABT_BUY / "abt_buy_perfectMapping.csv", "-o", tables])
+        assert converted.exit_code == 0, converted.output
+        inputs = [tables / "left.ttl", tables / "right.ttl", "--gold", tables / "gold.tsv"]
+    out = tmp_path / "out"
+    base = ["run", *inputs, "-o", out, "--judge", "local", "--adapter", "none", "--question", "pairwise", "--no-gate", "--rounds", "2", "--options", "1"]
+    closed = cli([*base, "--only-gold-entities"])
+    assert closed.exit_code == 0, closed.output
+    info = json.loads((out / "run.json").read_text())
+    records = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
+    sources = len(records)
+    left_over = [r for r in records if r.get("to_retrieval")]
+    assert info["effective"]["vote"]["closed_world"] and info["counts"]["to_retrieval"] == len(left_over) > 0
+    assert all(r["rounds"] and r["decision"] == "match" for r in left_over)
+    assert info["counts"]["matches"] == sources  # every source linked: the judge's "no" left none out
+    assert "the judge said no to, in a closed world" in closed.output
+    shown = cli(["inspect", out / "votes.jsonl", "--entity", left_over[0]["source"]])
+    assert "to_retrieval" in shown.output
+    # The same answers (every one from the cache) in an open world: those sources stay unlinked.
+    opened = cli([*base, "--only-gold-entities", "--open-world", "--force"])
+    assert opened.exit_code == 0, opened.output
+    info2 = json.loads((out / "run.json").read_text())
+    assert info2["counts"]["llm_questions"] == 0 and info2["counts"]["to_retrieval"] == 0
+    assert info2["counts"]["matches"] == sources - len(left_over)
