@@ -3,7 +3,7 @@
 (a) With the real SmolLM2 tokenizer: no special token can be spelled from entity data
     (labels, attribute names and values, neighbour names), whatever the template
     markup tried; long values are clipped; fake option lines stay inside one JSON string.
-(b) With the real local judge on a real sample of 30 OAEI persons and their real
+(b) With the real local judge on a real sample of 20 OAEI persons and their real
     retrieval candidates, voting on copies whose source and candidate profiles carry
     injections (instructions, fake option lists, chat-template control tokens, very
     long values; all of them demand the answer "A") against voting on the clean
@@ -15,7 +15,7 @@ Why (b) does not assert equal votes: this judge's letter is unstable under any c
 of the text it reads. bench/injection.py measures it with a control, neutral padding of
 the same length in the same places: on a sample of 50 the bundled SmolLM2-135M kept
 equal votes for 12 of 50 sources under injection and for only 20 of 50 under padding; the
-test prints, for instance, "equal votes 3/30, equal decisions 6/30; rounds answering
+test printed on 30 of them, for instance, "equal votes 3/30, equal decisions 6/30; rounds answering
 A: clean 0.000, injected 0.012; mean P(A) pull -0.001". No prompt layout can keep votes
 equal while the values it must show change and the model answers by noise, and a
 30-minute CPU fine-tune did not make the judge read the data
@@ -151,7 +151,7 @@ def test_long_values_are_clipped(tokenizer) -> None:
 
 # --- (b) real votes on a real sample ---------------------------------------------------
 
-SAMPLE = 30
+SAMPLE = 20
 
 
 @pytest.fixture(scope="module")

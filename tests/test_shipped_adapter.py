@@ -111,7 +111,7 @@ def test_the_local_judge_loads_it_unless_told_otherwise() -> None:
 def test_a_run_with_the_local_judge_uses_the_shipped_adapter(mini_persons, tmp_path: Path) -> None:
     (tmp_path / "mini").mkdir()
     pair = mini_persons(tmp_path / "mini", 6)
-    base = ["run", pair["left"], pair["right"], "--gold", pair["gold"], "--judge", "local", "--no-gate", "--quiet"]
+    base = ["run", pair["left"], pair["right"], "--gold", pair["gold"], "--judge", "local", "--no-gate", "--quiet", "--options", "2"]
     default = cli([*base, "-o", tmp_path / "default"])
     assert default.exit_code == 0, default.output
     run = json.loads((tmp_path / "default" / "run.json").read_text())
