@@ -85,3 +85,32 @@ def local_judge():
     from kgalign.judging.local import LocalJudge
 
     return LocalJudge(batch_size=8)
+
+
+#: The test files that take longest (seconds of the slowest tests in CI's --durations
+#: list), longest first. The suite runs on two workers, a file to a worker (``--dist
+#: loadfile``), handed out in collection order (``--no-loadscope-reorder``; by default
+#: xdist puts the files with most tests first): starting the long files first and
+#: filling in with the short ones leaves no worker running one long file alone at the end.
+LONGEST_FIRST = (
+    "test_ray_engine.py",
+    "test_finetune.py",
+    "test_adapt.py",
+    "test_judge_prefix.py",
+    "test_injection.py",
+    "test_vllm.py",
+    "test_pairwise.py",
+    "test_extract_adapter.py",
+    "test_pairs.py",
+    "test_shipped_adapter.py",
+    "test_resume.py",
+    "test_recipe.py",
+    "test_closed_world.py",
+    "test_finetune_memory.py",
+    "test_console.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
