@@ -127,3 +127,23 @@ def test_a_run_with_the_local_judge_uses_the_shipped_adapter(mini_persons, tmp_p
     assert run["adapter"] == "pairwise" and run["counts"]["llm_questions"] > 0
     assert run["effective"]["vote"]["pair_threshold"] == trained_pair_threshold("local", None, None)
     assert json.loads((tmp_path / "pairwise" / "metrics.json").read_text())["f1"] == 1.0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_an_adapters_cache_identity_is_its_weights_not_its_card(name: str, tmp_path: Path) -> None:
+    """Cached answers are keyed by the adapter's files: a new model card keeps them, new
+    weights or settings do not (a README edit once made a rerun ask every question again)."""
+    import shutil
+
+    from kgalign.judging.local import _adapter_id
+
+    copy = tmp_path / name
+    shutil.copytree(shipped_adapter(name), copy)
+    before = _adapter_id(str(copy))
+    assert before is not None and before.startswith(f"{name}:")
+    (copy / "README.md").write_text("# another card\n")
+    (copy / "NOTES.txt").write_text("a note\n")
+    assert _adapter_id(str(copy)) == before
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": config["lora_alpha"] * 2}))
+    assert _adapter_id(str(copy)) != before

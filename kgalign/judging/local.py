@@ -759,15 +759,21 @@ def answer_token_id(tokenizer: Any, answer: str) -> int:
     raise KgalignError(f"the tokenizer has no single token for the answer {answer!r}")
 
 
+#: Files of an adapter folder that do not change its answers (its model card, notes).
+DOCUMENT_SUFFIXES = (".md", ".txt")
+
+
 def _adapter_id(adapter: str | None) -> str | None:
-    """``name:digest`` of an adapter folder's files (not its subfolders, such as checkpoints), for cache keys."""
+    """``name:digest`` of an adapter folder's files, for cache keys: not its subfolders
+    (such as checkpoints), nor its documents (:data:`DOCUMENT_SUFFIXES`), so that an edit
+    of its model card keeps the answers cached."""
     if not adapter:
         return None
     import hashlib
 
     digest = hashlib.sha256()
     for item in sorted(Path(adapter).glob("*")):
-        if item.is_file():
+        if item.is_file() and item.suffix.lower() not in DOCUMENT_SUFFIXES:
             digest.update(item.name.encode())
             digest.update(item.read_bytes())
     return f"{Path(adapter).name}:{digest.hexdigest()[:12]}"
