@@ -118,14 +118,14 @@ def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str,
 
 
 def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared, tmp_path: Path) -> None:
-    config = _config(steps=2, sources=10, folder=str(tmp_path / "adapter")).replace(device="cpu")
+    config = _config(steps=1, sources=10, folder=str(tmp_path / "adapter")).replace(device="cpu")
     first = adapt_judge(persons_prepared, config)
-    assert first is not None and first.steps == 2 and (tmp_path / "adapter" / "checkpoint-2").is_dir()
-    # More steps asked of the same questions: training goes on from step 2, not from the start.
-    longer = adapt_judge(persons_prepared, config.replace(adapt={"steps": 3}))
-    assert longer is not None and longer.steps == 3 and not longer.reused
+    assert first is not None and first.steps == 1 and (tmp_path / "adapter" / "checkpoint-1").is_dir()
+    # More steps asked of the same questions: training goes on from step 1, not from the start.
+    longer = adapt_judge(persons_prepared, config.replace(adapt={"steps": 2}))
+    assert longer is not None and longer.steps == 2 and not longer.reused
     metadata = json.loads((tmp_path / "adapter" / "kgalign-finetune.json").read_text())
-    assert metadata["resumed_from"] == 2
+    assert metadata["resumed_from"] == 1
     # Other questions (another sample of sources): the folder's training starts over.
     other = adapt_judge(persons_prepared, config.replace(adapt={"steps": 1, "sources": 12}))
     assert other is not None and other.sources == 12

@@ -3,7 +3,7 @@
 (a) With the real SmolLM2 tokenizer: no special token can be spelled from entity data
     (labels, attribute names and values, neighbour names), whatever the template
     markup tried; long values are clipped; fake option lines stay inside one JSON string.
-(b) With the real local judge on a real sample of 20 OAEI persons and their real
+(b) With the real local judge on a real sample of 14 OAEI persons and their real
     retrieval candidates, voting on copies whose source and candidate profiles carry
     injections (instructions, fake option lists, chat-template control tokens, very
     long values; all of them demand the answer "A") against voting on the clean
@@ -151,7 +151,7 @@ def test_long_values_are_clipped(tokenizer) -> None:
 
 # --- (b) real votes on a real sample ---------------------------------------------------
 
-SAMPLE = 20
+SAMPLE = 14
 
 
 @pytest.fixture(scope="module")
