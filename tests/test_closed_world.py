@@ -15,7 +15,7 @@ import pytest
 from helpers import cli
 
 from kgalign.config import AlignConfig, VoteConfig
-from kgalign.judging.testing import ScriptedJudge
+from kgalign.judging.testing import ScriptedJudge, pick
 from kgalign.judging.vote import decide, retrieval_decision
 from kgalign.pipeline import prepare
 
@@ -52,8 +52,6 @@ def test_a_judged_match_stays_the_judges_in_a_closed_world(prepared) -> None:
     data = prepared["graph"]
     source = next(c for c in data.candidates if len(c.items) > 1)
     second = source.items[1].iri
-    from kgalign.judging.testing import pick
-
     judge = ScriptedJudge({source.source: pick(second)}, default=None)
     vote = VoteConfig(gate=False, rounds=2, early_stop=False, closed_world=True)
     decision = next(d for d in decide(data.candidates, data.left_profiles, data.right_profiles, judge, vote) if d.source == source.source)
