@@ -32,6 +32,7 @@ from kgalign.io.triples import TripleSource
 from kgalign.judging.adapters import settle_pair_threshold
 from kgalign.judging.base import Judge, check_judge
 from kgalign.judging.build import Serve, build_judge, judge_id
+from kgalign.judging.check import check_on_confident, required_auc
 from kgalign.judging.vote import check_answered, decide, explain_decisions, is_gated, questions_estimate
 from kgalign.model import Decision, EntityProfile, EntityTable, Link
 from kgalign.resolution.cardinality import detect_cardinality, detect_in_blocks, judge_evidence, with_judge
@@ -159,14 +160,6 @@ def _align(
             kept = kept_decisions(old, prepared.candidates, left_side, right_side, effective, minimum, prepared.human, several)
 
     guard: dict[str, Any] = {}
-    # One counterpart a source at most: its runner-up is a non-match (the cut's premise).
-    cuts: dict[str, Cut] = {}
-    scorer = None
-    if judge is None and effective.judge == "none" and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None and effective.resolve in ONE_TO_ONE:
-        with timer.stage("cut"):
-            scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
-            cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
-
     candidates, human = prepared.candidates, prepared.human
     decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
     adaptation = None
@@ -188,8 +181,30 @@ def _align(
         else:
             log.info("--adapt: every source is decided without the judge; nothing to adapt it for")
 
+    cached_judge, cache = build_judge(effective, judge, serve, judge_device)
+    asked_judge = cached_judge  # counted and named in run.json, whether or not the check passes
+    judge_check = None
+    required = required_auc(effective, judge is not None) if cached_judge is not None and adaptation is None else None
+    contested = sum(1 for c in candidates if c.items and c.source not in decided and not is_gated(c, vote)) if required is not None else 0
+    if cached_judge is not None and required is not None and contested:
+        with timer.stage("check"):
+            judge_check = check_on_confident(cached_judge, candidates, prepared.left_profiles, prepared.right_profiles, effective, decided, required, contested)
+    if judge_check is not None and not judge_check.passed:
+        # Not trusted on this data: every source is decided as without a judge (its
+        # answers to the check stay in the cache).
+        if cache is not None:
+            cache.close()
+        cached_judge, cache = None, None
+
+    # One counterpart a source at most: its runner-up is a non-match (the cut's premise).
+    cuts: dict[str, Cut] = {}
+    scorer = None
+    if cached_judge is None and vote.cut and vote.min_score == 0.0 and prepared.lexical is not None and effective.resolve in ONE_TO_ONE:
+        with timer.stage("cut"):
+            scorer = lexical_scorer(prepared.lexical, list(prepared.left_profiles), list(prepared.right_profiles))
+            cuts = cut_by_block(prepared.candidates, scorer, prepared.classes)
+
     with timer.stage("judge"):
-        cached_judge, cache = build_judge(effective, judge, serve, judge_device)
         questions_total = questions_estimate(vote, sum(1 for c in candidates if c.items and c.source not in decided))
         with progress_bar("judge", questions_total if cached_judge else 0) as advance:
             if cached_judge is not None:
@@ -263,11 +278,14 @@ def _align(
         fusion=fusion,
         timer=timer,
         counts={},
-        judge_id=judge_id(cached_judge, effective),
+        judge_id=judge_id(asked_judge, effective),
     )
     result.duplicates = duplicates
     result.guard = guard
     result.adaptation = adaptation.to_dict() if adaptation is not None else None
+    result.judge_check = judge_check.to_dict() if judge_check is not None else None
+    if judge_check is not None and not judge_check.passed:
+        warnings.append(judge_check.brief())
     result.warnings = warnings
     if sides:
         result.clusters = {
@@ -276,7 +294,7 @@ def _align(
                 for side, check in duplicate_checks.items()
             },
         }
-    result.counts = result.count(cached_judge, explained, len(seed_links))
+    result.counts = result.count(asked_judge, explained, len(seed_links))
     if gold is not None:
         result.evaluate(gold, gold_name)
     if old is not None:

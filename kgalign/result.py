@@ -124,6 +124,8 @@ class AlignmentResult:
     guard: dict[str, Any] = field(default_factory=dict)
     #: ``--adapt``: what the judge was trained on and how it did (run.json ``adapt``).
     adaptation: dict[str, Any] | None = None
+    #: The judge check before the contested sources (kgalign.judging.check), None where none was made.
+    judge_check: dict[str, Any] | None = None
     #: Warnings a person should read (also logged): run.json ``warnings``.
     warnings: list[str] = field(default_factory=list)
     _hashes: tuple[dict[str, str], dict[str, str]] | None = field(default=None, repr=False)
@@ -197,6 +199,7 @@ class AlignmentResult:
             "kept": sum(1 for d in decisions if d.kept),
             "over_budget": sum(1 for d in decisions if d.over_budget),
             "to_retrieval": sum(1 for d in decisions if d.to_retrieval),
+            "check_questions": (self.judge_check or {}).get("questions", 0),
             "explained": explained,
             "links": len(self.links),
             "seed_links": seed_links,
@@ -245,6 +248,7 @@ class AlignmentResult:
             "judge": self.judge_id,
             "adapter": adapter_name(*self.effective.judge_choice),
             "adapt": self.adaptation,
+            "judge_check": self.judge_check,
             "config": config,
             "effective": effective,
             "versions": package_versions(),

@@ -58,6 +58,9 @@ def _how(result: Any, sources: int) -> list[str]:
     if rest:
         why = [f"{ways['budget']:,} of them past the judge's time budget"] if ways.get("budget") else []
         why += [f"{ways['closed']:,} the judge said no to, in a closed world"] if ways.get("closed") else []
+        check = getattr(result, "judge_check", None)
+        if check and not check["passed"] and ways.get("retrieval"):
+            why.append("the judge failed its check on this data")
         how.append(f"{rest:,} by retrieval's scores" + (f" ({'; '.join(why)})" if why else ""))
     return how
 
@@ -87,6 +90,17 @@ def _adapt_line(adaptation: dict[str, Any]) -> str:
     )
 
 
+def _check_line(check: dict[str, Any]) -> str:
+    """The judge check: how well the judge ranked the run's confident pairs, and what followed."""
+    auc = "no ranking" if check["auc"] is None else f"ROC AUC {check['auc']:.3f}"
+    bar = "its training's" if check["required_from"] == "training" else "the one given"
+    verdict = "trusted" if check["passed"] else "not trusted: retrieval decided instead"
+    return (
+        f"  checked      the judge on {_plural(check['sources'], 'confident source')} ({check['questions']:,} questions, {_seconds(check['seconds'])}): "
+        f"{auc} against {bar} {check['required']:.3f}, {verdict}"
+    )
+
+
 def _cardinality(result: Any) -> str:
     info = result.cardinality_info()
     sizes = [len(c) for c in result.fusion.clusters]
@@ -111,6 +125,8 @@ def run_block(result: Any, outdir: Path, command: str = "run") -> list[str]:
         lines.append(judge)
     if getattr(result, "adaptation", None):
         lines.append(_adapt_line(result.adaptation))
+    if getattr(result, "judge_check", None):
+        lines.append(_check_line(result.judge_check))
     below = sum(c.get("unlinked", 0) for c in (result.guard.get("cut") or []))
     links = f"  links        {counts['links']:,}"
     if below:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kgalign.errors import KgalignError
 
@@ -107,6 +107,35 @@ def trained_pair_threshold(judge: str, model: str | None, adapter: str | None) -
     multiple-choice questions. The local judge on its default model reads the shipped
     ``pairwise`` adapter's record.
     """
+    found = _pairwise_validation(judge, model, adapter)
+    if found is None:
+        return None
+    folder, after = found
+    threshold = after.get("best_threshold")
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise KgalignError(f"{Path(folder) / TRAINING_RECORD}: after.best_threshold must be a number between 0 and 1, not {threshold!r}")
+    return float(threshold)
+
+
+def trained_auc(judge: str, model: str | None, adapter: str | None) -> float | None:
+    """The ROC AUC the judge's own training measured on its validation questions
+    (``after.auc``), or None where :func:`trained_pair_threshold` finds no pairwise record.
+    The judge check (:mod:`kgalign.judging.check`) holds a run's judge to it."""
+    found = _pairwise_validation(judge, model, adapter)
+    if found is None:
+        return None
+    folder, after = found
+    auc = after.get("auc")
+    if auc is None:
+        return None
+    if not isinstance(auc, (int, float)) or not 0.0 <= auc <= 1.0:
+        raise KgalignError(f"{Path(folder) / TRAINING_RECORD}: after.auc must be a number between 0 and 1, not {auc!r}")
+    return float(auc)
+
+
+def _pairwise_validation(judge: str, model: str | None, adapter: str | None) -> tuple[str, dict[str, Any]] | None:
+    """The judge's folder and its record's ``after`` (the kept model's validation) where it
+    was trained on pairwise questions (a best F1 recorded), else None."""
     if judge not in ("local", "vllm"):
         return None
     folder = judge_adapter(judge, model, adapter, "pairwise") or model
@@ -116,10 +145,7 @@ def trained_pair_threshold(judge: str, model: str | None, adapter: str | None) -
     after = record.get("after") if record else None
     if not isinstance(after, dict) or after.get("best_f1") is None:
         return None
-    threshold = after.get("best_threshold")
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise KgalignError(f"{Path(folder) / TRAINING_RECORD}: after.best_threshold must be a number between 0 and 1, not {threshold!r}")
-    return float(threshold)
+    return str(folder), after
 
 
 def settle_pair_threshold(config: AlignConfig, judge_given: bool = False) -> AlignConfig:
