@@ -1,8 +1,11 @@
 """Benchmark the first stage on real graphs of many classes and on an open-world pair.
 
     python -m bench.real_graphs [--data ../shared/data] [--work DIR] [--out bench/results]
+                                [--options "--judge local --question pairwise"] [--only doremus,uobm,ow]
 
-Each run is `kgalign run` in a subprocess with default options unless said (--judge none):
+Each run is `kgalign run` in a subprocess with default options unless said (--judge none;
+`--options` adds options to every run, `--only` keeps the runs whose output name starts
+with one of the given stems):
 
 - OAEI DOREMUS 4-heterogeneities (PP-2.owl, BnF-2.owl; gold: 201 pairs of works), with
   default options and with `--class .../Self_Contained_Expression`; scored on the
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -64,8 +68,18 @@ def run(left: Path, right: Path, out: Path, gold: Path, *options: str) -> dict[s
         "cardinality": info["cardinality"].get("choice") or info["cardinality"].get("resolve"),
         "cut": [{key: cut.get(key, 0) for key in ("cut", "unlinked", "no_counterpart", "sources")} for cut in cuts if cut.get("unlinked")],
         "warnings": info.get("warnings", []),
+        "llm_questions": info["counts"].get("llm_questions", 0),
+        "judge_s": round(info.get("stages", {}).get("judge", {}).get("seconds", 0.0), 1),
+        "judge_check": info.get("judge_check"),
         "wall_s": round(wall, 1),
     }
+
+
+def _check(check: dict[str, Any] | None) -> str:
+    if not check:
+        return "none"
+    auc = "n/a" if check["auc"] is None else f"{check['auc']:.3f}"
+    return f"AUC {auc} vs {check['required']:.3f}: {'trusted' if check['passed'] else 'not trusted'}"
 
 
 def main() -> None:
@@ -73,7 +87,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of the public benchmarks (../shared/data)")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "kgalign-real-graphs", help="run outputs and the open-world pair")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where real-graphs.md and real-graphs.json go")
+    parser.add_argument("--options", default="", help="options added to every `kgalign run`, e.g. \"--judge local --question pairwise\"")
+    parser.add_argument("--only", default="", help="comma-separated stems (doremus, uobm, ow): run only these")
+    parser.add_argument("--name", default="real-graphs", help="file name of the results, without suffix")
     args = parser.parse_args()
+    extra = tuple(shlex.split(args.options))
+    only = tuple(stem for stem in args.only.split(",") if stem)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     doremus, uobm = args.data / "oaei_doremus_4het", args.data / "oaei_uobm_small"
@@ -90,24 +109,27 @@ def main() -> None:
         ("open-world Abt-Buy", "--resolve 1:1 --no-cut", (ow / "left.csv", ow / "right.csv", "ow-11-no-cut", ow / "gold.tsv", ("--resolve", "1:1", "--no-cut"))),
     ]
     for name, setting, (left, right, stem, gold, options) in plan:
+        if only and not stem.startswith(only):
+            continue
+        options = (*options, *extra)
         print(f"running {name} ({setting})", file=sys.stderr, flush=True)
         rows.append((name, setting, run(left, right, work / stem, gold, *options)))
     lines = [
-        f"`python -m bench.real_graphs` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (--judge none; 2-core CPU)",
+        f"`python -m bench.real_graphs{' --options ' + shlex.quote(args.options) if args.options else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({args.options or '--judge none'}; 2-core CPU)",
         "",
-        "| data | setting | P | R | F1 | links (scored) | gold | entities left x right | cardinality | no-counterpart cut (links taken away / est. unmatched / sources) | wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|",
+        "| data | setting | P | R | F1 | links (scored) | gold | entities left x right | cardinality | no-counterpart cut (links taken away / est. unmatched / sources) | LLM questions | judge check | judge s | wall s |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---|---:|---:|",
     ]
     for name, setting, r in rows:
         cut = "; ".join(f"{c['cut']:.3f} ({c['unlinked']} / {c['no_counterpart']:.0f} / {c['sources']})" for c in r["cut"]) or "none"
         lines.append(
             f"| {name} | {setting} | {r['precision']:.4f} | {r['recall']:.4f} | **{r['f1']:.4f}** | {r['links']:,} ({r['scored_links']:,}) | {r['gold']:,} | "
-            f"{r['entities'][0]:,} x {r['entities'][1]:,} | {r['cardinality']} | {cut} | {r['wall_s']} |"
+            f"{r['entities'][0]:,} x {r['entities'][1]:,} | {r['cardinality']} | {cut} | {r['llm_questions']:,} | {_check(r['judge_check'])} | {r['judge_s']} | {r['wall_s']} |"
         )
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "real-graphs.md").write_text(text, encoding="utf-8")
-    (args.out / "real-graphs.json").write_text(json.dumps([{"data": n, "setting": s, **r} for n, s, r in rows], indent=2) + "\n", encoding="utf-8")
+    (args.out / f"{args.name}.md").write_text(text, encoding="utf-8")
+    (args.out / f"{args.name}.json").write_text(json.dumps([{"data": n, "setting": s, **r} for n, s, r in rows], indent=2) + "\n", encoding="utf-8")
     print(text)
 
 
