@@ -85,7 +85,7 @@ def test_the_questions_are_asked_as_the_run_asks_them(persons_prepared, question
 def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--question", "pairwise",
-            "--adapt", "--adapt-steps", "2", "--adapt-sources", "10", "--adapter", "none", "--options", "2"]  # fmt: skip
+            "--adapt", "--adapt-steps", "2", "--adapt-sources", "10", "--adapter", "none", "--options", "2", "--rounds", "1"]  # fmt: skip
     result = cli(args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())

@@ -119,7 +119,7 @@ def test_a_judge_that_passes_the_check_decides_the_contested_sources(prepared, p
 
 def test_the_shipped_judge_checked_end_to_end(persons: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = cli(["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--judge", "local", "--question", "pairwise", "--options", "2", "--rounds", "2"])
+    result = cli(["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--judge", "local", "--question", "pairwise", "--options", "2", "--rounds", "1"])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())
     check = info["judge_check"]
@@ -128,7 +128,3 @@ def test_the_shipped_judge_checked_end_to_end(persons: dict[str, Path], tmp_path
     assert check["sources"] >= MIN_SOURCES and info["counts"]["check_questions"] == check["questions"] > 0
     assert info["counts"]["judged"] > 0 and info["stages"]["check"]["seconds"] > 0
     assert "checked      the judge on" in result.output and "trusted" in result.output
-    off = cli(["run", persons["left"], persons["right"], "-o", tmp_path / "off", "--judge", "local", "--question", "pairwise", "--options", "2", "--rounds", "2", "--judge-check", "0"])
-    assert off.exit_code == 0, off.output
-    info_off = json.loads((tmp_path / "off" / "run.json").read_text())
-    assert info_off["judge_check"] is None and info_off["counts"]["check_questions"] == 0 and "checked      the judge" not in off.output
