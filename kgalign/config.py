@@ -195,10 +195,10 @@ class VoteConfig:
     #: rounds disagree, retrieval's scores decide instead of leaving the source unlinked
     #: (the judge's rounds stay in the log). None: closed under only_gold_entities, else open.
     closed_world: bool | None = None
-    #: Pairwise: before the contested sources, the judge is asked about up to this many
-    #: sources the gate's rule settles (their match and two other candidates, both orders;
-    #: kgalign.judging.check), and is not asked at all where it ranks them worse than
-    #: ``check_auc``. 0: no check.
+    #: Pairwise: before the contested sources, the judge is asked about sources the gate's
+    #: rule settles (their match and two other candidates, one record order a pair; as many
+    #: as are contested, at least 10, at most this many; kgalign.judging.check), and is not
+    #: asked at all where it ranks them worse than ``check_auc``. 0: no check.
     check_sources: int = number(40, 0, 10_000)
     #: The ROC AUC the check asks of the judge. None: the one its training measured on its
     #: validation questions (a judge without such a record is not checked).
