@@ -172,7 +172,7 @@ def test_adapt_is_refused_where_it_cannot_train(persons: dict[str, Path], tmp_pa
 def test_full_adaptation_trains_every_weight_and_the_judge_loads_that_model(persons: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", persons["left"], persons["right"], "-o", out, "--question", "pairwise", "--adapt", "--adapt-method", "full",
-            "--adapt-steps", "1", "--adapt-sources", "10", "--options", "2"]  # fmt: skip
+            "--adapt-steps", "1", "--adapt-sources", "10", "--options", "2", "--rounds", "1"]  # fmt: skip
     result = cli(args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())

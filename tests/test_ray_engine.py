@@ -249,7 +249,7 @@ def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_p
     import torch
 
     pair = mini_persons(tmp_path, 6)
-    args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "2", "--quiet", "--dtype", "float32"]
+    args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "1", "--quiet", "--dtype", "float32"]
     threads = torch.get_num_threads()
     try:
         monkeypatch.chdir(tmp_path)
