@@ -162,9 +162,11 @@ def _align(
     guard: dict[str, Any] = {}
     candidates, human = prepared.candidates, prepared.human
     decided = {**human, **{source: decision for source, (decision, _) in kept.items()}}
+    # Sources the judge would be asked about: adaptation and the judge check are for them.
+    contested = sum(1 for c in candidates if c.items and c.source not in decided and not is_gated(c, vote))
     adaptation = None
     if config.adapt.enabled and judge is None:
-        if any(c.items and c.source not in decided and not is_gated(c, vote) for c in candidates):
+        if contested:
             from kgalign.finetune.adapt import adapt_judge
 
             with timer.stage("adapt"):
@@ -185,7 +187,6 @@ def _align(
     asked_judge = cached_judge  # counted and named in run.json, whether or not the check passes
     judge_check = None
     required = required_auc(effective, judge is not None) if cached_judge is not None and adaptation is None else None
-    contested = sum(1 for c in candidates if c.items and c.source not in decided and not is_gated(c, vote)) if required is not None else 0
     if cached_judge is not None and required is not None and contested:
         with timer.stage("check"):
             judge_check = check_on_confident(cached_judge, candidates, prepared.left_profiles, prepared.right_profiles, effective, decided, required, contested)

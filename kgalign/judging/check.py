@@ -35,7 +35,7 @@ from kgalign.model import Candidates, Decision, EntityProfile
 
 if TYPE_CHECKING:
     from kgalign.config import AlignConfig
-    from kgalign.judging.base import Judge
+    from kgalign.judging.cache import CachedJudge
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def check_questions(
 
 
 def check_on_confident(
-    judge: Judge,
+    judge: CachedJudge,
     candidates: Sequence[Candidates],
     left_profiles: Mapping[str, EntityProfile],
     right_profiles: Mapping[str, EntityProfile],
@@ -136,14 +136,11 @@ def check_on_confident(
     from kgalign.runtime.progress import progress_bar
 
     with progress_bar("judge check", len(examples)) as advance:
-        counting = hasattr(judge, "on_answered")
-        if counting:
-            judge.on_answered = advance  # type: ignore[attr-defined]
+        judge.on_answered = advance
         try:
             answers = judge.answer([e.question for e in examples])
         finally:
-            if counting:
-                judge.on_answered = None  # type: ignore[attr-defined]
+            judge.on_answered = None
     probabilities: list[float] = []
     labels: list[bool] = []
     for example, answer in zip(examples, answers):
