@@ -1,0 +1,3 @@
+import sys
+from kgalign.cli.main import main
+sys.exit(main())
