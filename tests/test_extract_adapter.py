@@ -184,6 +184,8 @@ def test_the_cli_adapter_answers_as_the_tuned_model_does(tmp_path, embedder) -> 
         out = tmp_path / f"pairs-{name}"
         run = cli(["pairs", beer, *judge, "--question", "pairwise", "--rounds", "1", "--pair-threshold", "0.5", "-o", out])
         assert run.exit_code == 0, run.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["pair_threshold"] == 0.5 and metrics["pair_threshold_from"] == "given"  # over a trained one (the adapter's 0.3)
         return [float(line.split("\t")[2]) for line in (out / "predictions.tsv").read_text().splitlines()]
 
     with_model = confidences("model", "--model", str(tuned))
