@@ -163,6 +163,7 @@ def match_pairs(
     threshold: float | None = None,
     none_bias: float | None = None,
     pair_threshold: float | None = None,
+    check: bool = True,
 ) -> PairsResult:
     """Label the pairs of ``path`` and score them against its labels (see the module docstring).
 
@@ -183,6 +184,11 @@ def match_pairs(
     best F1 there (:func:`choose_pair_threshold`); else the one the judge's pairwise
     training chose on its own validation questions
     (:func:`~kgalign.judging.adapters.settle_pair_threshold`), else 0.5.
+
+    ``check``: where the judge is asked on ``valid`` (to choose its bias or threshold),
+    it must do there at least as well as retrieval alone (best F1 against retrieval's
+    best F1); a judge that does worse is not asked about ``path``, whose questions are
+    then decided as ``judge="none"`` decides them (``metrics["judge_check"]``).
     """
     from kgalign.judging.base import check_judge
 
@@ -249,7 +255,8 @@ def match_pairs(
         )
 
     with timer.stage("judge"):
-        decisions, cached_judge, tuned = _decide(scored, effective, judge if judged else None, tune_on)
+        trust_from = valid_f1 if check and tune_on is not None else None
+        decisions, cached_judge, tuned, trusted = _decide(scored, effective, judge if judged else None, tune_on, trust_from)
     if tuned is not None:
         effective = effective.replace(vote={"pair_threshold": tuned.value} if pairwise else {"none_bias": tuned.value})
     from kgalign.judging.build import judge_id
@@ -287,6 +294,9 @@ def match_pairs(
         trained_pair_threshold=trained,
         pair_threshold_valid_f1=tuned.f1 if tuned and pairwise else None,
         valid_llm_questions=tuned.sent if tuned else 0,
+        judge_check=None if trusted is None else {
+            "judge_valid_f1": tuned.f1 if tuned else None, "retrieval_valid_f1": None if valid_f1 is None else round(valid_f1, 6), "trusted": trusted,
+        },
         rounds=vote.rounds,
         options=vote.options,
         gate=vote.gate,
@@ -385,20 +395,25 @@ def choose_threshold(scored: ScoredPairs) -> tuple[float, float]:
 
 
 def _decide(
-    scored: ScoredPairs, config: AlignConfig, judge: Judge | None, tune_on: ScoredPairs | None = None
-) -> tuple[list[Decision], Any, ValidChoice | None]:
+    scored: ScoredPairs, config: AlignConfig, judge: Judge | None, tune_on: ScoredPairs | None = None, trust_from: float | None = None
+) -> tuple[list[Decision], Any, ValidChoice | None, bool | None]:
     """The decisions of every question, as ``kgalign run`` makes them (judge built as a run
-    builds it); with ``tune_on`` (a validation file's pairs), under the none bias chosen
-    there with the same judge and answer cache (:func:`choose_none_bias`)."""
+    builds it); with ``tune_on`` (a validation file's pairs), under the none bias or the
+    pairwise threshold chosen there with the same judge and answer cache
+    (:func:`choose_none_bias`, :func:`choose_pair_threshold`). With ``trust_from`` too
+    (retrieval's best F1 on ``tune_on``), a judge whose best F1 there falls below it is
+    not asked: every question is decided by retrieval, as ``--judge none`` decides it.
+    The last value says whether the judge was trusted (None: not checked)."""
     from kgalign.judging.build import build_judge
     from kgalign.judging.vote import check_answered, decide, questions_estimate
     from kgalign.runtime.progress import progress_bar
 
     if judge is None and config.judge == "none":
-        return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), None, None
+        return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), None, None, None
     cached_judge, cache = build_judge(config, judge)
     assert cached_judge is not None
     tuned = None
+    trusted = None
     try:
         if tune_on is not None and config.vote.question == "pairwise":
             tuned = choose_pair_threshold(tune_on, config, cached_judge)
@@ -407,6 +422,14 @@ def _decide(
             tuned = choose_none_bias(tune_on, config, cached_judge)
             if tuned is not None:
                 config = config.replace(vote={"none_bias": tuned.value})
+        if tuned is not None and trust_from is not None:
+            trusted = tuned.f1 >= trust_from
+            if not trusted:
+                log.warning(
+                    "the judge is not trusted on %s: its best F1 there is %.4f, retrieval's %.4f; every question is decided without it",
+                    tune_on.file.path if tune_on is not None else "the validation file", tuned.f1, trust_from,
+                )
+                return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), cached_judge, tuned, False
         total = questions_estimate(config.vote, len(scored.candidates))
         with progress_bar("judge", total) as advance:
             cached_judge.on_answered = advance
@@ -415,7 +438,7 @@ def _decide(
     finally:
         if cache is not None:
             cache.close()
-    return decisions, cached_judge, tuned
+    return decisions, cached_judge, tuned, trusted
 
 
 #: The biases on "none of these" tried on a validation file, in log-probability.

@@ -362,7 +362,7 @@ def test_the_bias_on_none_of_these_is_the_best_on_valid_nearest_zero():
 
     assert -0.5 in NONE_BIASES and 0.0 in NONE_BIASES
     judge = ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1})
-    result = match_pairs(ABT_TEST, valid=ABT_VALID, judge=judge)
+    result = match_pairs(ABT_TEST, valid=ABT_VALID, judge=judge, check=False)  # the bias alone (the check: below)
     m = result.metrics
     assert (m["none_bias"], m["none_bias_from"], m["none_bias_valid_f1_unbiased"]) == (-0.5, "valid", 0.0)
     assert m["none_bias_valid_f1"] > 0.5 and result.config.vote.none_bias == -0.5
@@ -386,7 +386,7 @@ def test_a_judge_without_letter_scores_gets_no_bias():
 def test_the_local_judge_s_bias_on_none_is_chosen_on_valid_and_reproduced_when_given(tmp_path: Path) -> None:
     from kgalign.pairs import NONE_BIASES
 
-    tuned = cli(["pairs", ABT_TEST, "--valid", ABT_VALID, "--judge", "local", "--rounds", "1", "-o", tmp_path / "tuned", "--quiet"])
+    tuned = cli(["pairs", ABT_TEST, "--valid", ABT_VALID, "--judge", "local", "--rounds", "1", "--no-judge-check", "-o", tmp_path / "tuned", "--quiet"])
     assert tuned.exit_code == 0, tuned.output
     m = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
     assert m["none_bias_from"] == "valid" and m["none_bias"] in NONE_BIASES and m["valid_llm_questions"] > 0
@@ -396,3 +396,47 @@ def test_the_local_judge_s_bias_on_none_is_chosen_on_valid_and_reproduced_when_g
     assert given.exit_code == 0, given.output
     assert _read_predictions(tmp_path / "given" / "predictions.tsv") == _read_predictions(tmp_path / "tuned" / "predictions.tsv")
     assert json.loads((tmp_path / "given" / "metrics.json").read_text())["none_bias_from"] == "given"
+
+
+def _says_the_labels(*files: Path) -> ScriptedJudge:
+    """A pairwise judge that answers yes exactly to the pairs ``files`` label 1 (either order)."""
+    labelled = {frozenset((p.left, p.right)) for f in files for p in read_pair_file(f).pairs if p.label}
+
+    def script(question):
+        same = frozenset((question.source.iri, question.options[0].iri)) in labelled
+        return question.answers[question.letters[0]] if same else question.answers[question.none_letter]
+
+    return ScriptedJudge(script, params={"labels": [str(f) for f in files]})
+
+
+@pytest.mark.parametrize("test, valid", [(ABT_TEST, ABT_VALID), (BEER, BEER)], ids=["abt-buy", "beer"])
+def test_a_judge_that_does_worse_than_retrieval_on_valid_is_not_asked(test: Path, valid: Path) -> None:
+    """The judge check of `kgalign pairs`: a judge asked on --valid (to choose its threshold)
+    whose best F1 there is below retrieval's is not asked about FILE, whose predictions
+    are then --judge none's, confidences included; one that does as well is asked. On
+    products (Abt-Buy) and beers (the tiny Beer file, its own valid file here)."""
+    config = pairs_config(vote={"question": "pairwise"})
+    retrieval = match_pairs(test, valid=valid)
+    says_yes = ScriptedJudge({}, default="yes")  # every pair alike: its best F1 predicts them all
+    result = match_pairs(test, valid=valid, config=config, judge=says_yes)
+    m = result.metrics
+    check = m["judge_check"]
+    assert check["trusted"] is False and check["judge_valid_f1"] < check["retrieval_valid_f1"] == retrieval.metrics["valid_f1"]
+    assert m["asked"] == 0 and m["llm_questions"] == 0 and len(says_yes.asked) == m["valid_llm_questions"] > 0
+    assert [(p.prediction, p.confidence) for p in result.predictions] == [(p.prediction, p.confidence) for p in retrieval.predictions]
+    unchecked = match_pairs(test, valid=valid, config=config, judge=ScriptedJudge({}, default="yes"), check=False)
+    assert unchecked.metrics["judge_check"] is None and unchecked.metrics["asked"] == len(unchecked.candidates)
+    # A judge that knows the labels does better than retrieval on valid: trusted and asked.
+    knows = match_pairs(test, valid=valid, config=config, judge=_says_the_labels(test, valid))
+    assert knows.metrics["judge_check"] == {"judge_valid_f1": 1.0, "retrieval_valid_f1": retrieval.metrics["valid_f1"], "trusted": True}
+    assert knows.metrics["asked"] == len(knows.candidates) and knows.metrics["f1"] == 1.0 >= retrieval.metrics["f1"]
+
+
+def test_the_judge_check_is_said_in_the_summary(tmp_path: Path) -> None:
+    done = cli(["pairs", BEER, "--valid", BEER, "--judge", "local", "--question", "pairwise", "--rounds", "1", "-o", tmp_path / "out"])
+    assert done.exit_code == 0, done.output
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    check = m["judge_check"]
+    verdict = "trusted" if check["trusted"] else "not trusted: every question decided as with --judge none"
+    assert f"check        on {BEER}: the judge's best F1 {check['judge_valid_f1']:.4f}, retrieval's {check['retrieval_valid_f1']:.4f}: {verdict}" in done.output
+    assert (m["asked"] > 0) == check["trusted"]

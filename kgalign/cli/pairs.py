@@ -45,13 +45,14 @@ def _pairs_options(function):
 @click.option("--threshold", type=click.FloatRange(-1, 1), help="Least retrieval score the best pair of a question needs to be a match without the judge (instead of choosing it on --valid). With a judge it applies to gated questions only.")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), help="Directory for predictions.tsv (index, prediction, confidence per pair), votes.jsonl (one decision per question) and metrics.json, and the judge's answer cache. Default: print the scores only.")
 @click.option("--gate/--no-gate", "pairs_gate", default=False, show_default=True, help="Accept a question's best pair without asking the judge when it is its right record's best left record too and leads the runner-up by --gate-margin (off: the judge is asked every question).")
+@click.option("--judge-check/--no-judge-check", "judge_check", default=True, show_default=True, help="With a judge and --valid: the judge is asked about FILE only if its best F1 on --valid reaches retrieval's best F1 there; else FILE is decided as with --judge none (said in the summary and metrics.json's judge_check).")
 @_pairs_options
 @click.option("--no-cache", is_flag=True, help="Do not read or write the judge's answer cache (OUTDIR/judge-cache.sqlite).")
 @click.option("--force", is_flag=True, help="Write into OUTDIR even if it holds other files.")
 @output_options
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all, help="Show every option, the judge backends' expert ones included, and exit.")
 @click.pass_context
-def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float | None, outdir: Path | None, pairs_gate: bool, **opts) -> None:
+def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float | None, outdir: Path | None, pairs_gate: bool, judge_check: bool, **opts) -> None:
     """Label the candidate pairs of FILE as matches or not, and score them (the DeepMatcher/Ditto protocol).
 
     FILE lists labelled candidate pairs of records: the Ditto/DeepMatcher text layout
@@ -87,7 +88,7 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         bias_given = ctx.get_parameter_source("vote__none_bias") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or "none_bias" in (
             from_file.get("vote") or {}
         )
-        result = match_pairs(file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None)
+        result = match_pairs(file, valid, config, threshold=threshold, none_bias=config.vote.none_bias if bias_given else None, check=judge_check)
         if outdir is not None:
             result.save(outdir)
     except BaseException:
@@ -114,6 +115,12 @@ def pairs(ctx: click.Context, file: Path, valid: Path | None, threshold: float |
         chosen += f"; pairwise threshold {m['pair_threshold']:.2f} (the judge's training chose it)"
     elif m.get("pair_threshold") is not None:
         chosen += f"; pairwise threshold {m['pair_threshold']:.2f}"
+    checked = m.get("judge_check")
+    if checked and not checked["trusted"]:
+        chosen += (
+            f"; judge not trusted: its F1 on {valid} {checked['judge_valid_f1']:.4f} < retrieval's {checked['retrieval_valid_f1']:.4f}, "
+            "FILE decided without it"
+        )
     result_lines = [
         f"precision={m['precision']:.4f}  recall={m['recall']:.4f}  f1={m['f1']:.4f}  {chosen}",
         f"{m['pairs']} pairs, {m['questions']} questions, {m['positives']} labelled 1, {m['predicted']} predicted 1, "

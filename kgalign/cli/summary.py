@@ -174,6 +174,12 @@ def pairs_block(file: Path, metrics: dict[str, Any], outdir: Path | None) -> lis
         lines.append(
             f"  judge        {metrics['judge']}: {metrics['asked']:,} asked ({metrics['llm_questions']:,} LLM questions), {metrics['gated']:,} clear without it"
         )
+    checked = metrics.get("judge_check")
+    if checked:
+        verdict = "trusted" if checked["trusted"] else "not trusted: every question decided as with --judge none"
+        lines.append(
+            f"  check        on {metrics['valid']}: the judge's best F1 {checked['judge_valid_f1']:.4f}, retrieval's {checked['retrieval_valid_f1']:.4f}: {verdict}"
+        )
     lines.append(f"  time         {_seconds(metrics['seconds'])}, peak memory {_memory(StageTimer.process_peak_mb())}")
     if outdir is not None:
         lines.append(f"  outputs      {outdir}/ (predictions.tsv, votes.jsonl, metrics.json)")
