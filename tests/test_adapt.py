@@ -153,7 +153,7 @@ def test_adaptation_starts_from_the_runs_own_adapter() -> None:
 def test_too_few_confident_matches_leave_the_judge_as_it_is(persons: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # A gate margin no source reaches: nothing is confident, so nothing is trained and every source is asked.
     five = tuple(sorted({c.source for c in prepare(persons["left"], persons["right"], AlignConfig()).candidates})[:5])
-    config = _config(steps=2).replace(vote={"gate_margin": 1.0}, only_left=five, device="cpu")
+    config = _config(steps=2).replace(vote={"gate_margin": 1.0, "rounds": 1}, only_left=five, device="cpu")
     with caplog.at_level("WARNING"):
         result = align(persons["left"], persons["right"], config)
     assert result.adaptation is None and result.effective.adapter == "none"
