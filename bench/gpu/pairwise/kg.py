@@ -1,3 +1,5 @@
 import sys
+
 from kgalign.cli.main import main
+
 sys.exit(main())
