@@ -294,9 +294,7 @@ def match_pairs(
         trained_pair_threshold=trained,
         pair_threshold_valid_f1=tuned.f1 if tuned and pairwise else None,
         valid_llm_questions=tuned.sent if tuned else 0,
-        judge_check=None if trusted is None else {
-            "judge_valid_f1": tuned.f1 if tuned else None, "retrieval_valid_f1": None if valid_f1 is None else round(valid_f1, 6), "trusted": trusted,
-        },
+        judge_check=_check_record(tuned, trust_from, trusted),
         rounds=vote.rounds,
         options=vote.options,
         gate=vote.gate,
@@ -423,11 +421,12 @@ def _decide(
             if tuned is not None:
                 config = config.replace(vote={"none_bias": tuned.value})
         if tuned is not None and trust_from is not None:
+            assert tune_on is not None  # the judge was asked on it
             trusted = tuned.f1 >= trust_from
             if not trusted:
                 log.warning(
                     "the judge is not trusted on %s: its best F1 there is %.4f, retrieval's %.4f; every question is decided without it",
-                    tune_on.file.path if tune_on is not None else "the validation file", tuned.f1, trust_from,
+                    tune_on.file.path, tuned.f1, trust_from,
                 )
                 return decide(scored.candidates, scored.file.left, scored.file.right, None, config.vote), cached_judge, tuned, False
         total = questions_estimate(config.vote, len(scored.candidates))
@@ -439,6 +438,14 @@ def _decide(
         if cache is not None:
             cache.close()
     return decisions, cached_judge, tuned, trusted
+
+
+def _check_record(tuned: ValidChoice | None, retrieval_f1: float | None, trusted: bool | None) -> dict[str, Any] | None:
+    """metrics.json's ``judge_check``: the judge's and retrieval's best F1 on the valid
+    pairs and the verdict (None where the judge was not checked)."""
+    if trusted is None or tuned is None or retrieval_f1 is None:
+        return None
+    return {"judge_valid_f1": tuned.f1, "retrieval_valid_f1": round(retrieval_f1, 6), "trusted": trusted}
 
 
 #: The biases on "none of these" tried on a validation file, in log-probability.
