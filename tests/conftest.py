@@ -87,6 +87,34 @@ def local_judge():
     return LocalJudge(batch_size=8)
 
 
+#: Layers kept of SmolLM2's 30 by :func:`small_lm`.
+SMALL_LM_LAYERS = 2
+
+
+@pytest.fixture(scope="session")
+def small_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct cut to its first :data:`SMALL_LM_LAYERS` layers: its real
+    weights, tokenizer and architecture, at about a quarter of the parameters and a
+    fifteenth of the layers' arithmetic. For the tests of training's and adaptation's
+    mechanics (checkpoints, resuming, which weights train, the folder the judge loads),
+    which hold for any model; its answers mean nothing, so no test that measures or
+    relies on an answer's quality uses it (those take the whole model)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kgalign.judging.local import default_model_path
+    from kgalign.runtime.quiet_loading import loading_quietly
+
+    base = default_model_path()
+    folder = tmp_path_factory.mktemp("small-lm")
+    with loading_quietly():
+        model = AutoModelForCausalLM.from_pretrained(base, dtype="float32")
+    model.model.layers = model.model.layers[:SMALL_LM_LAYERS]
+    model.config.num_hidden_layers = SMALL_LM_LAYERS
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
 #: The test files that take longest (seconds of the slowest tests in CI's --durations
 #: list), longest first. The suite runs on two workers, a file to a worker (``--dist
 #: loadfile``), handed out in collection order (``--no-loadscope-reorder``; by default

@@ -2,7 +2,8 @@
 it is asked (kgalign.finetune.adapt). The teacher labels on two kinds of input (an RDF
 graph and product tables), the questions they make, a short real training in a run, the
 adapter taken again by a second start and by `kgalign rerun`, an interrupted training
-resumed, and the refusals."""
+resumed, and the refusals. The trainings run on SmolLM2 cut to two layers (conftest's
+``small_lm``): they test the mechanics, which any model shows."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from kgalign.pipeline import align, prepare
 ABT_BUY = Path(__file__).parent / "data" / "abt_buy_mini"
 
 
-def _config(**adapt: object) -> AlignConfig:
-    return AlignConfig.from_dict({"judge": "local", "adapter": "none", "vote": {"question": "pairwise"}, "adapt": {"enabled": True, **adapt}})
+def _config(model: Path | None = None, **adapt: object) -> AlignConfig:
+    return AlignConfig.from_dict({"judge": "local", "model": str(model) if model else None, "adapter": "none", "vote": {"question": "pairwise"}, "adapt": {"enabled": True, **adapt}})
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,9 @@ def test_the_questions_are_asked_as_the_run_asks_them(persons_prepared, question
         assert all(not e.question.pairwise and len(e.question.options) <= config.vote.options for e in examples)
 
 
-def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str, Path], tmp_path: Path) -> None:
+def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str, Path], small_lm: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--question", "pairwise",
+    args = ["run", persons["left"], persons["right"], "-o", out, "--gold", persons["gold"], "--question", "pairwise", "--model", small_lm,
             "--adapt", "--adapt-steps", "2", "--adapt-sources", "10", "--adapter", "none", "--options", "2", "--rounds", "1"]  # fmt: skip
     result = cli(args)
     assert result.exit_code == 0, result.output
@@ -117,8 +118,8 @@ def test_a_run_adapts_its_judge_records_it_and_takes_it_again(persons: dict[str,
     assert (tmp_path / "rerun" / "links.ttl").read_text() == (out / "links.ttl").read_text()
 
 
-def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared, tmp_path: Path) -> None:
-    config = _config(steps=1, sources=10, folder=str(tmp_path / "adapter")).replace(device="cpu")
+def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared, small_lm: Path, tmp_path: Path) -> None:
+    config = _config(small_lm, steps=1, sources=10, folder=str(tmp_path / "adapter")).replace(device="cpu")
     first = adapt_judge(persons_prepared, config)
     assert first is not None and first.steps == 1 and (tmp_path / "adapter" / "checkpoint-1").is_dir()
     # More steps asked of the same questions: training goes on from step 1, not from the start.
@@ -135,7 +136,7 @@ def test_an_interrupted_adaptation_resumes_from_its_checkpoint(persons_prepared,
 def test_adaptation_starts_from_the_runs_own_adapter() -> None:
     """LoRA and full adaptation train on from the adapter the run would ask: the shipped one
     for its question unless --adapter names another (tests/test_recipe.py trains on from
-    an adapter; the full run below merges the shipped pairwise one)."""
+    an adapter; tests/test_finetune.py merges an adapter into the weights that train)."""
     from kgalign.finetune.adapt import train_config
     from kgalign.judging.adapters import shipped_adapter
 
@@ -169,15 +170,15 @@ def test_adapt_is_refused_where_it_cannot_train(persons: dict[str, Path], tmp_pa
     assert dedup.exit_code != 0 and "--adapt" in dedup.output
 
 
-def test_full_adaptation_trains_every_weight_and_the_judge_loads_that_model(persons: dict[str, Path], tmp_path: Path) -> None:
+def test_full_adaptation_trains_every_weight_and_the_judge_loads_that_model(persons: dict[str, Path], small_lm: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["run", persons["left"], persons["right"], "-o", out, "--question", "pairwise", "--adapt", "--adapt-method", "full",
+    args = ["run", persons["left"], persons["right"], "-o", out, "--question", "pairwise", "--adapt", "--adapt-method", "full", "--model", small_lm, "--adapter", "none",
             "--adapt-steps", "1", "--adapt-sources", "10", "--options", "2", "--rounds", "1"]  # fmt: skip
     result = cli(args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())
-    # It starts from the shipped pairwise judge, merged into the weights that all train.
-    assert info["adapt"]["method"] == "full" and info["adapt"]["started_from"].endswith("pairwise")
+    # From the bare model named (the shipped adapter is merged in where none is named: test_adaptation_starts_from_the_runs_own_adapter).
+    assert info["adapt"]["method"] == "full" and info["adapt"]["started_from"] is None
     assert info["effective"]["model"] == str(out / "adapter") and info["judge"] == "local:adapter"
     assert (out / "adapter" / "model.safetensors").is_file() and "every weight" in result.output
     metadata = json.loads((out / "adapter" / "kgalign-finetune.json").read_text())

@@ -354,14 +354,15 @@ class AlwaysDying(DyingJudge):
         os._exit(1)
 
 
-def test_a_block_that_kills_every_actor_stops_the_run(cluster, persons, tmp_path) -> None:
+def test_a_block_that_kills_every_actor_stops_the_run(cluster, mini_persons, tmp_path) -> None:
     from kgalign.errors import KgalignError
-    from kgalign.runtime.ray_judging import ATTEMPTS
 
     _by_value()
-    config = AlignConfig(vote=VoteConfig(gate=False), cache_path=None).replace(engine="ray", ray={"address": cluster})
-    with pytest.raises(KgalignError, match=f"judging stopped: RuntimeError: block \\d+ of the sources was started {ATTEMPTS + 1} times; its actors died each time$"):
-        align(persons["left"], persons["right"], config, judge=AlwaysDying({}, tmp_path, die_at=0))
+    pair = mini_persons(tmp_path, 6)  # one block of sources
+    # Started twice at most (4 by default): the second start stops the run.
+    config = AlignConfig(vote=VoteConfig(gate=False), cache_path=None).replace(engine="ray", ray={"address": cluster, "block_attempts": 1})
+    with pytest.raises(KgalignError, match="judging stopped: RuntimeError: block \\d+ of the sources was started 2 times; its actors died each time$"):
+        align(pair["left"], pair["right"], config, judge=AlwaysDying({}, tmp_path, die_at=0))
 
 
 class DyingSearchWorker:
@@ -460,14 +461,15 @@ def test_without_ray_installed_the_run_stops_in_one_line(persons, tmp_path, miss
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
 
 
-def test_explanations_come_from_the_actors(cluster, persons, tmp_path) -> None:
+def test_explanations_come_from_the_actors(cluster, mini_persons, tmp_path) -> None:
     _by_value()
     from kgalign.evaluation.metrics import read_pairs
 
-    gold = dict(read_pairs(persons["gold"]))
+    pair = mini_persons(tmp_path, 6)
+    gold = dict(read_pairs(pair["gold"]))
     judge = ScriptedJudge(lambda q: pick(gold.get(q.source.iri)), explanations="same name and birth date")
     config = AlignConfig(vote=VoteConfig(gate=False), explain=True).replace(engine="ray", ray={"address": cluster})
-    result = align(persons["left"], persons["right"], config, judge=judge)
+    result = align(pair["left"], pair["right"], config, judge=judge)
     judged = [d for d in result.decisions if d.rounds and d.kind in ("match", "none")]
     assert judged and all((d.explanation or "").startswith("same name and birth date") for d in judged)
     assert result.counts["explained"] == len(judged)

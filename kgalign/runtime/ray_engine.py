@@ -348,6 +348,7 @@ class WorkerPool:
         settings = config.ray
         self.cpus = settings.cpus_per_actor
         self.gpus = settings.gpus_per_actor
+        self.block_attempts = settings.block_attempts
         #: Where the actors' models run: their own GPU (Ray shows each actor the GPUs it reserved) or the CPU.
         self.device = "cuda" if self.gpus > 0 else "cpu"
         if self.gpus > 0 and cluster["gpus"] < self.gpus:
@@ -528,7 +529,7 @@ class RayJudge:
             pool.count_judged(batches=counts.batches)
 
         cache = str(answered.cache.path.absolute()) if answered.cache is not None else None
-        for index, asked in ask_blocks(pool.ray, self._build, answered.name, blocks, cache, counted, pool.size, pool.cpus, pool.gpus):
+        for index, asked in ask_blocks(pool.ray, self._build, answered.name, blocks, cache, counted, pool.size, pool.cpus, pool.gpus, pool.block_attempts):
             pool.count_judged(blocks=1)
             yield index, asked
 

@@ -12,7 +12,7 @@ The answer cache stays the source of truth. An :class:`AnswerStore` actor, on th
 driver's node, holds the run's cache file; an actor reads its block's cached answers from
 it and writes each batch's answers there as soon as the backend gives them. Ray Data
 restarts an actor killed mid-block and asks the block again (a block is started at most
-ATTEMPTS times): the batches that block answered before the kill are read back from the
+``ray.block_attempts`` times): the batches that block answered before the kill are read back from the
 store (with ``--no-cache`` too: it keeps what this run was given), counted neither as
 asked again nor as cache hits, and only the batch in flight is asked twice. The store also counts what was
 asked, so the run's counts include the killed actor's questions. A run stopped outright
@@ -40,11 +40,6 @@ from kgalign.runtime.heap import releasing
 from kgalign.runtime.torch_env import actor_process
 
 log = logging.getLogger(__name__)
-
-#: Times a block is asked at most: Ray Data restarts a dead actor and asks its block
-#: again without limit, so a block that kills every actor it goes to stops the run here.
-ATTEMPTS = 4
-
 
 class AnswerStore:
     """The run's answer cache (None: ``--no-cache``) and the counts of what was asked, for
@@ -140,12 +135,13 @@ class BlockAsker:
     """The map of the dataset, one per actor: the backend ``build`` makes, behind the store;
     each row's block asked, its votes given back (both pickled)."""
 
-    def __init__(self, build: Callable[[], Judge], name: str, store: Any, threads: int) -> None:
+    def __init__(self, build: Callable[[], Judge], name: str, store: Any, threads: int, attempts: int) -> None:
         import ray
 
         actor_process(threads)  # as the engine's actors: torch on the CPUs reserved
         self._ray = ray
         self._store = store
+        self._attempts = attempts  # Ray Data asks a dead actor's block again without limit
         self._judge = StoredJudge(build(), name, ray, store)
 
     @releasing
@@ -154,7 +150,7 @@ class BlockAsker:
         for index, block in zip(batch["index"], batch["block"]):
             try:
                 tries = self._ray.get(self._store.attempt.remote(int(index)))
-                if tries > ATTEMPTS:
+                if tries > self._attempts:
                     raise RuntimeError(f"block {index} of the sources was started {tries} times; its actors died each time")
                 self._judge.asking(int(index), tries)
                 asked.append(pickle.dumps(pickle.loads(block).run(self._judge)))
@@ -174,12 +170,13 @@ def ask_blocks(
     actors: int,
     cpus: float,
     gpus: float,
+    attempts: int,
 ) -> Iterator[tuple[int, list[Any]]]:
     """Each block's index and its votes, asked as a Ray dataset on ``actors`` actors of
     ``cpus`` CPUs and ``gpus`` GPUs each, as they are done, behind the answer cache file
     ``cache`` (an absolute path: the actors' working folder is not the driver's); ``name``
     is the backend's in the cache keys; ``counted`` is given what was asked as it is (see
-    the module text)."""
+    the module text); a block is started at most ``attempts`` times."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -194,7 +191,7 @@ def ask_blocks(
             setattr(context, key, value)
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             BlockAsker,
-            fn_constructor_args=(build, name, store, max(1, int(cpus))),
+            fn_constructor_args=(build, name, store, max(1, int(cpus)), attempts),
             batch_size=1,
             batch_format="numpy",
             concurrency=max(1, min(actors, len(items))),
