@@ -41,6 +41,7 @@ from kgalign.runtime.torch_env import actor_process
 
 log = logging.getLogger(__name__)
 
+
 class AnswerStore:
     """The run's answer cache (None: ``--no-cache``) and the counts of what was asked, for
     the actors of the dataset (a Ray actor on the driver's node)."""
