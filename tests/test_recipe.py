@@ -154,10 +154,10 @@ def test_pair_sources_ask_as_kgalign_pairs_asks(data, embedder) -> None:
     assert data.inputs["sources"]["abt-buy"]["val_questions"] == len(plain.val)
 
 
-def test_recipe_training_reports_each_source(persons, tmp_path: Path) -> None:
+def test_recipe_training_reports_each_source(persons, small_lm: Path, tmp_path: Path) -> None:
     path = _persons_recipe(persons, tmp_path)
     out = tmp_path / "adapter"
-    result = cli(["finetune", "--recipe", path, "-o", out, "--threads", "1", "--max-steps", "1"])
+    result = cli(["finetune", "--recipe", path, "-o", out, "--threads", "1", "--max-steps", "1", "--model", small_lm])
     assert result.exit_code == 0, result.output
     for name in ("persons", "abt-buy", "beer"):
         assert f"source {name}: validation accuracy" in result.output
@@ -237,7 +237,7 @@ def test_a_damaged_question_file_stops_in_one_line(data, tmp_path: Path) -> None
         load_questions(plain)
 
 
-def test_questions_built_here_train_elsewhere(persons, tmp_path: Path) -> None:
+def test_questions_built_here_train_elsewhere(persons, small_lm: Path, tmp_path: Path) -> None:
     path = _persons_recipe(persons, tmp_path)
     saved = tmp_path / "q.jsonl.gz"
     built = cli(["finetune", "--recipe", path, "--save-questions", saved, "--quiet"])
@@ -245,7 +245,7 @@ def test_questions_built_here_train_elsewhere(persons, tmp_path: Path) -> None:
     assert f"-> {saved}" in built.output and saved.is_file()
     assert not (tmp_path / "adapter").exists()
     out = tmp_path / "adapter"
-    result = cli(["finetune", "--questions", saved, "-o", out, "--threads", "1", "--quiet", "--max-steps", "1"])
+    result = cli(["finetune", "--questions", saved, "-o", out, "--threads", "1", "--quiet", "--max-steps", "1", "--model", small_lm])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["steps"] == 1 and meta["train"]["batch_size"] == 2 and meta["train"]["lora_layers"] == 2  # the recipe's [train]
@@ -300,7 +300,8 @@ def test_max_none_share_rebalances_a_pair_source(persons, tmp_path: Path, embedd
         load_recipe(bad)
 
 
-def test_training_can_start_from_an_adapter(persons, tmp_path: Path) -> None:
+def test_training_can_start_from_an_adapter(persons, small_lm: Path, tmp_path: Path) -> None:
+    """On SmolLM2 cut to two layers (conftest's ``small_lm``): the mechanics of starting from an adapter."""
     from safetensors.numpy import load_file
 
     path = _persons_recipe(persons, tmp_path)
@@ -308,10 +309,10 @@ def test_training_can_start_from_an_adapter(persons, tmp_path: Path) -> None:
     assert cli(["finetune", "--recipe", path, "--save-questions", saved, "--quiet"]).exit_code == 0
     first = tmp_path / "first"
     # Seed 1: its LoRA weights start elsewhere than those of a fresh seed-0 run below.
-    result = cli(["finetune", "--questions", saved, "-o", first, "--threads", "1", "--quiet", "--max-steps", "2", "--seed", "1"])
+    result = cli(["finetune", "--questions", saved, "-o", first, "--threads", "1", "--quiet", "--max-steps", "2", "--seed", "1", "--model", small_lm])
     assert result.exit_code == 0, result.output
     second = tmp_path / "second"
-    args = ["finetune", "--questions", saved, "-o", second, "--threads", "1", "--quiet", "--max-steps", "0"]
+    args = ["finetune", "--questions", saved, "-o", second, "--threads", "1", "--quiet", "--max-steps", "0", "--model", small_lm]
     result = cli([*args, "--init-adapter", first])
     assert result.exit_code == 0, result.output
     meta = json.loads((second / METADATA_FILE).read_text())
