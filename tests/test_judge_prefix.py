@@ -6,7 +6,7 @@
 - Prefix reuse: on real questions of the persons example (three rounds of each source,
   asked as the vote asks them and all at once), the letter scores with the prefix cache
   equal those of the whole prompts in float32, also when the cache holds fewer sources
-  than a call has.
+  than a call has (on SmolLM2 cut to two layers).
 - The vote asks a judge that keeps prefixes in blocks of sources, every round of a
   block before the next.
 """
@@ -164,11 +164,14 @@ def _round_questions(prepared, sources: int, rounds: int = 3, datamark: bool = F
 
 
 @pytest.fixture(scope="module")
-def float32_judges():
-    """The bundled judge in float32, without and with prefix reuse, on one loaded model."""
+def float32_judges(small_lm):
+    """A judge in float32, without and with prefix reuse, on one loaded model: SmolLM2 cut
+    to two layers (conftest's ``small_lm``): the positions, masks and cached keys and
+    values a reused prefix must get right are those of every layer, and no test here
+    reads what the answers mean."""
     from kgalign.judging.local import LocalJudge
 
-    whole = LocalJudge(dtype="float32", batch_size=4, prefix_cache=False)
+    whole = LocalJudge(model=str(small_lm), dtype="float32", batch_size=4, prefix_cache=False)
     reusing = LocalJudge.from_loaded(whole.model, whole.tokenizer, whole.model_id, batch_size=4, dtype="float32")
     assert reusing.prefix_cache and not whole.prefix_cache and reusing.source_block
     return whole, reusing
