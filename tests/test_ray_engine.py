@@ -22,11 +22,12 @@ import pytest
 
 pytest.importorskip("ray")
 
-from helpers import cli, free_port  # noqa: E402
-from kgalign.config import AlignConfig, VoteConfig  # noqa: E402
-from kgalign.judging.testing import ScriptedJudge, pick  # noqa: E402
-from kgalign.pipeline import align  # noqa: E402
-from kgalign.selection.profile_file import ProfileFile  # noqa: E402
+from helpers import cli, free_port
+
+from kgalign.config import AlignConfig, VoteConfig
+from kgalign.judging.testing import ScriptedJudge, pick
+from kgalign.pipeline import align
+from kgalign.selection.profile_file import ProfileFile
 
 SAME = ("links.ttl", "fused.ttl", "alignment.rdf", "votes.jsonl", "entities.json.gz")
 
@@ -142,6 +143,7 @@ def test_the_lexical_search_on_the_actors_finds_what_one_process_finds(cluster, 
 
 
 def test_the_assignments_components_are_solved_on_the_actors(cluster, tmp_path, monkeypatch) -> None:
+    """Also: more actors asked for than the cluster holds are capped, with a warning."""
     import kgalign.resolution.resolve as resolve
     import kgalign.runtime.ray_engine as ray_engine
 
@@ -151,9 +153,11 @@ def test_the_assignments_components_are_solved_on_the_actors(cluster, tmp_path, 
     monkeypatch.setattr(resolve, "GROUP_SOURCES", 1)
     monkeypatch.setattr(ray_engine, "COMPONENT_CALL_EDGES", 1)
     tables = Path(__file__).parent / "data" / "abt_buy_mini"
-    info = _both_engines([tables / "Abt.csv", tables / "Buy.csv", "--quiet"], tmp_path, cluster)
+    logs: dict[str, str] = {}
+    info = _both_engines([tables / "Abt.csv", tables / "Buy.csv", "--quiet", "--ray-actors", "8"], tmp_path, cluster, logs=logs)
     assert info["engine"]["resolve_calls"] == 3
     assert info["counts"]["links"] >= 25
+    assert info["engine"]["actors"] == 2 and "--ray-actors 8" in logs["ray"] and "--ray-actors" not in logs["local"]
 
 
 @pytest.mark.parametrize(("index", "graph"), [("exact", 0), ("hnsw", 20)])
@@ -238,18 +242,19 @@ def test_full_retrieval_with_neighbours_reads_the_vectors_once(cluster, tmp_path
     assert info["counts"]["links"] > 0
 
 
-def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, tmp_path, monkeypatch) -> None:
+def test_the_local_judge_on_the_actors_answers_as_in_one_process(cluster, mini_persons, small_lm, tmp_path, monkeypatch) -> None:
     """The same answers, log-probabilities included. Each actor's model runs on the one
     thread its CPU gives it, so the local run's does too: on some CPUs torch's float32
     products are cut by thread, and their sums then differ in the last bits. The output
     folder is named relative to the working folder, which the actors do not share: the
-    answers still go to its cache."""
+    answers still go to its cache. The model is SmolLM2 cut to two layers (conftest's
+    ``small_lm``): the engines must agree, whatever the answers mean."""
     import sqlite3
 
     import torch
 
     pair = mini_persons(tmp_path, 6)
-    args = [pair["left"], pair["right"], "--judge", "local", "--no-gate", "--rounds", "1", "--quiet", "--dtype", "float32"]
+    args = [pair["left"], pair["right"], "--judge", "local", "--model", small_lm, "--no-gate", "--rounds", "1", "--quiet", "--dtype", "float32"]
     threads = torch.get_num_threads()
     try:
         monkeypatch.chdir(tmp_path)
@@ -339,12 +344,12 @@ def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path, cached) -> N
     local_logs = tmp_path / "local-logs"
     local_logs.mkdir()
     local = align(persons["left"], persons["right"], config.replace(cache_path=None), judge=DyingJudge(gold, local_logs, die_at=0))
-    assert [(l.left, l.right) for l in result.links] == [(l.left, l.right) for l in local.links]
+    assert [(link.left, link.right) for link in result.links] == [(link.left, link.right) for link in local.links]
     assert result.counts["llm_questions"] == local.counts["llm_questions"]
     # Every answer is in the driver's cache: the same run again asks nothing.
     again = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=0))
     assert again.counts["llm_questions"] == 0 and again.counts["cache_hits"] == len(set(texts))
-    assert [(l.left, l.right) for l in again.links] == [(l.left, l.right) for l in result.links]
+    assert [(link.left, link.right) for link in again.links] == [(link.left, link.right) for link in result.links]
 
 
 class AlwaysDying(DyingJudge):
@@ -484,17 +489,11 @@ def test_gpus_the_cluster_lacks_stop_the_run_in_one_line(cluster, persons, tmp_p
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_more_actors_than_the_cluster_holds_are_capped(cluster, persons, tmp_path, caplog) -> None:
-    config = AlignConfig().replace(engine="ray", ray={"address": cluster, "actors": 8})
-    with caplog.at_level("WARNING", logger="kgalign.runtime.ray_engine"):
-        result = align(persons["left"], persons["right"], config)
-    assert result.engine["actors"] <= 2 and "--ray-actors 8" in caplog.text
-
-
 def test_inputs_split_in_blocks_and_partitions_give_the_tables_of_one_process(cluster, persons, tmp_path, monkeypatch) -> None:
     """A folder of N-Triples files (an entity described in two of them) and a gzipped
     file, loaded by three partitions on the actors in blocks of about 1 KB: the same
-    entity tables as the driver's own load, and the same outputs as --engine local."""
+    entity tables as the driver's own load, and the same links and decisions as --engine
+    local (test_outputs_equal_the_local_engine_without_a_judge compares the files)."""
     import gzip
 
     import kgalign.runtime.ray_load as ray_load
@@ -510,18 +509,19 @@ def test_inputs_split_in_blocks_and_partitions_give_the_tables_of_one_process(cl
     from rdflib import Graph
 
     right.write_bytes(gzip.compress(Graph().parse(persons["right"]).serialize(format="nt").encode()))
-    args = [folder, right, "--gold", persons["gold"], "--quiet", "--ray-partitions", "3"]
-    info = _both_engines(args, tmp_path, cluster)
-    assert info["engine"]["partitions"] == 3 and info["engine"]["partitioned_inputs"] == 2
-    config = AlignConfig().replace(engine="ray", ray={"address": cluster, "partitions": 3})
+    config = AlignConfig(gold=str(persons["gold"])).replace(engine="ray", ray={"address": cluster, "partitions": 3})
     result = align(folder, right, config)
+    assert result.engine["partitions"] == 3 and result.engine["partitioned_inputs"] == 2
     for side, path in (("left", folder), ("right", right)):
         _, expected = load_entities(path, side)
         table = result.prepared.left_table if side == "left" else result.prepared.right_table
         assert table.triple_count == expected.triple_count
         assert list(table.hashes or {}) == list(expected.entities)
+    local = align(folder, right, AlignConfig(gold=str(persons["gold"])))
+    assert [(link.left, link.right) for link in result.links] == [(link.left, link.right) for link in local.links] and result.links
+    assert [(d.source, d.kind, d.target) for d in result.decisions] == [(d.source, d.kind, d.target) for d in local.decisions]
+    assert result.metrics == local.metrics
     # The driver keeps the profiles in a file, read back by IRI (kgalign/selection/profile_file.py).
-    local = align(folder, right, AlignConfig())
     for ray_side, local_side in ((result.prepared.left_profiles, local.prepared.left_profiles), (result.prepared.right_profiles, local.prepared.right_profiles)):
         assert isinstance(ray_side, ProfileFile) and type(local_side) is dict
         assert list(ray_side) == list(local_side) and all(ray_side[iri] == profile for iri, profile in local_side.items())
@@ -544,46 +544,48 @@ def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, 
 def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, persons, tmp_path, monkeypatch) -> None:
     """Past rdflib's pretty Turtle (lowered here to 100 triples) the ray engine fuses by
     partitions (its default): fused.ttl, provenance.trig and the rest are the local run's
-    files, under the default policy and under one that drops conflicting values."""
+    files, under a policy that drops conflicting values (the default policy's partitions:
+    test_the_fusion_partitions_write_the_fused_graph_as_shards)."""
     import kgalign.io.turtle as turtle
     import kgalign.runtime.ray_load as ray_load
 
     monkeypatch.setattr(turtle, "PRETTY_LIMIT", 100)
     monkeypatch.setattr(ray_load, "BLOCK_BYTES", 4096)
-    args = [persons["left"], persons["right"], "--gold", persons["gold"], "--quiet", "--ray-partitions", "3"]
-    info = _both_engines(args, tmp_path, cluster)
-    assert info["engine"]["partitioned_fusion"] is True
-    # provenance.trig too, but for the run's IRI (the time it started).
-    local, ray = (re.sub(rb"run/\d+", b"run/N", (tmp_path / engine / "provenance.trig").read_bytes()) for engine in ("local", "ray"))
-    assert local == ray and local.count(b"\n") > 1900
-    assert json.loads((tmp_path / "ray" / "run.json").read_text())["counts"]["fused_triples"] > 1900
     # The right graph in the left one's vocabulary: names, birth dates and phones conflict.
     right = tmp_path / "right.ttl"
     right.write_text(persons["right"].read_text().replace("ontology_person2.owl", "ontology_person1.owl"))
-    args = [persons["left"], right, *args[2:]]
-    info = _both_engines([*args, "--conflicts", "most-specific"], tmp_path / "specific", cluster)
-    assert info["engine"]["partitioned_fusion"] is True
-    local, ray = (re.sub(rb"run/\d+", b"run/N", (tmp_path / "specific" / engine / "provenance.trig").read_bytes()) for engine in ("local", "ray"))
-    assert local == ray and local.count(b"DroppedTriple") > 10
+    args = [persons["left"], right, "--gold", persons["gold"], "--quiet", "--ray-partitions", "3", "--conflicts", "most-specific"]
+    info = _both_engines(args, tmp_path, cluster)
+    assert info["engine"]["partitioned_fusion"] is True and info["counts"]["fused_triples"] > 1500
+
+    def provenance(folder: Path) -> bytes:  # but for the run's IRI (the time it started)
+        return re.sub(rb"run/\d+", b"run/N", (folder / "provenance.trig").read_bytes())
+
+    local = provenance(tmp_path / "local")
+    assert provenance(tmp_path / "ray") == local and local.count(b"\n") > 1900 and local.count(b"DroppedTriple") > 10
+    on_ray = ["--engine", "ray", "--ray-address", cluster]
     # A policy registered in this process alone is sent to the actors with the work.
     from kgalign.fusion.fuse import CONFLICT_POLICIES
 
     CONFLICT_POLICIES.register("shortest", lambda left, right: min(left + right, key=lambda value: (len(value), value.n3())), "the shortest value")
     try:
-        info = _both_engines([*args, "--conflicts", "shortest"], tmp_path / "shortest", cluster)
+        done = cli(["run", *args, "--conflicts", "shortest", "-o", tmp_path / "shortest", *on_ray])
     finally:
         CONFLICT_POLICIES.unregister("shortest")
-    assert info["engine"]["partitioned_fusion"] is True
-    assert b"functional-conflict:shortest" in (tmp_path / "shortest" / "ray" / "provenance.trig").read_bytes()
-    # No room to spill the partitions' rows (a temporary directory that is not there): the driver fuses.
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "shortest" / "run.json").read_text())["engine"]["partitioned_fusion"] is True
+    assert b"functional-conflict:shortest" in (tmp_path / "shortest" / "provenance.trig").read_bytes()
+    # No room to spill the partitions' rows (a temporary directory that is not there): the
+    # driver fuses, and writes the local run's files.
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
-    logs: dict[str, str] = {}
-    info = _both_engines(args, tmp_path / "no-spill", cluster, logs=logs)
-    assert info["engine"]["partitioned_fusion"] is False
-    said = " ".join(logs["ray"].split())  # the log's lines are wrapped
+    done = cli(["run", *args, "-o", tmp_path / "no-spill", *on_ray])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "no-spill" / "run.json").read_text())["engine"]["partitioned_fusion"] is False
+    said = " ".join(done.output.split())  # the log's lines are wrapped
     assert "cannot spill the fused triples there" in said and "fusing in the driver" in said
+    _same_outputs(tmp_path / "local", tmp_path / "no-spill")
 
 
 def test_the_fusion_partitions_write_the_fused_graph_as_shards(cluster, persons, tmp_path, monkeypatch) -> None:
