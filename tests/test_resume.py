@@ -1,13 +1,14 @@
 """Crash test: a `kgalign run` killed with SIGKILL while judging resumes from its cache.
 
-A real subprocess with the real SmolLM2 local judge is killed in the middle of
-judging (once the answer cache holds some, but not all, answers), then run again to
-completion. Its outputs must equal those of an uninterrupted run with the same seed,
-and the second run must ask the judge exactly the questions left unanswered at the kill.
+A real subprocess with the real local judge is killed in the middle of judging (once
+the answer cache holds some, but not all, answers), then run again to completion. Its
+outputs must equal those of an uninterrupted run with the same seed, and the second run
+must ask the judge exactly the questions left unanswered at the kill.
 
-The local judge costs a few seconds per question on two cores, so the run is cut to
-the first ``N_SOURCES`` persons of examples/persons (with their address nodes) against
-all 60 right persons, three options and three rounds: about two minutes in all.
+The judge's model is SmolLM2 cut to two layers (conftest's ``small_lm``: what is
+resumed does not depend on what the answers mean), and the run is cut to the first
+``N_SOURCES`` persons of examples/persons (with their address nodes) against all 60
+right persons, three options and three rounds.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def subset_of_persons(source: Path, target: Path, count: int) -> None:
     subset.serialize(target, format="nt", encoding="utf-8")
 
 
-def kgalign_command(left: Path, right: Path, outdir: Path) -> list[str]:
+def kgalign_command(left: Path, right: Path, outdir: Path, model: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -73,6 +74,8 @@ def kgalign_command(left: Path, right: Path, outdir: Path) -> list[str]:
         str(outdir),
         "--judge",
         "local",
+        "--model",
+        str(model),
         "--no-gate",
         "--batch-size",
         "2",
@@ -138,20 +141,20 @@ def counts(outdir: Path) -> dict[str, int]:
     return json.loads((outdir / "run.json").read_text(encoding="utf-8"))["counts"]
 
 
-def test_killed_run_resumes_to_the_same_result(persons, tmp_path):
+def test_killed_run_resumes_to_the_same_result(persons, small_lm, tmp_path):
     left = tmp_path / "left.nt"
     subset_of_persons(persons["left"], left, N_SOURCES)
     right = persons["right"]
 
     reference = tmp_path / "uninterrupted"
-    run_to_end(kgalign_command(left, right, reference))
+    run_to_end(kgalign_command(left, right, reference, small_lm))
     total = counts(reference)["llm_questions"]
     assert total >= 2 * N_SOURCES, "too few questions to interrupt in the middle"
 
     outdir = tmp_path / "interrupted"
     cache = outdir / CACHE_FILE
     process = subprocess.Popen(
-        kgalign_command(left, right, outdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
+        kgalign_command(left, right, outdir, small_lm), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
     )
     deadline = time.monotonic() + RUN_LIMIT_S
     try:
@@ -172,7 +175,7 @@ def test_killed_run_resumes_to_the_same_result(persons, tmp_path):
     assert 0 < answered_at_kill < total
     assert not (outdir / "votes.jsonl").exists()
 
-    run_to_end(kgalign_command(left, right, outdir))
+    run_to_end(kgalign_command(left, right, outdir, small_lm))
     resumed = counts(outdir)
     assert resumed["llm_questions"] == total - answered_at_kill
     assert resumed["cache_hits"] >= answered_at_kill
