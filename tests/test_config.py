@@ -55,6 +55,7 @@ def test_frozen() -> None:
         ({"judge": "local", "judge_options": {"batchsize": 2}}, "judge_options.batchsize: not an option of --judge local"),
         ({"judge": "local", "judge_options": {"dtype": "float16"}}, "judge_options.dtype: 'float16' is not one of auto, bfloat16, float32"),
         ({"only_gold_entities": True}, "only_gold_entities needs test_gold or gold"),
+        ({"ray": {"block_attempts": 0}}, "ray.block_attempts: 0 is out of range (must be between 1 and 100)"),
         ({"left_format": "bogus"}, "left_format: 'bogus' is not one of turtle, nt, nquads, trig, xml, json-ld, n3, csv, tsv, ttl"),
     ],
 )
