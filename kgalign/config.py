@@ -302,9 +302,9 @@ class RayConfig:
     #: With shards, fused.ttl and provenance.trig are written too up to this many fused
     #: triples; past it the shards alone hold them (0: never the single files).
     single_files_limit: int = number(100_000_000, 0, None)
-    #: Times a block of judged sources is started at most: Ray Data restarts an actor that
+    #: Times a block of judged sources is asked at most: Ray Data restarts an actor that
     #: died and asks its block again, so a block that kills every actor it goes to (a
-    #: model too large for the node, a crashing backend) stops the run after this many.
+    #: model too large for the node, a crashing backend) stops the run at its next start.
     block_attempts: int = number(4, 1, 100)
 
     def __post_init__(self) -> None:

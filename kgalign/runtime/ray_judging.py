@@ -11,7 +11,7 @@ driver puts each block's votes in place.
 The answer cache stays the source of truth. An :class:`AnswerStore` actor, on the
 driver's node, holds the run's cache file; an actor reads its block's cached answers from
 it and writes each batch's answers there as soon as the backend gives them. Ray Data
-restarts an actor killed mid-block and asks the block again (a block is started at most
+restarts an actor killed mid-block and asks the block again (a block is asked at most
 ``ray.block_attempts`` times): the batches that block answered before the kill are read back from the
 store (with ``--no-cache`` too: it keeps what this run was given), counted neither as
 asked again nor as cache hits, and only the batch in flight is asked twice. The store also counts what was
@@ -177,7 +177,7 @@ def ask_blocks(
     ``cpus`` CPUs and ``gpus`` GPUs each, as they are done, behind the answer cache file
     ``cache`` (an absolute path: the actors' working folder is not the driver's); ``name``
     is the backend's in the cache keys; ``counted`` is given what was asked as it is (see
-    the module text); a block is started at most ``attempts`` times."""
+    the module text); a block is asked at most ``attempts`` times."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
