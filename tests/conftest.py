@@ -95,10 +95,11 @@ SMALL_LM_LAYERS = 2
 def small_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct cut to its first :data:`SMALL_LM_LAYERS` layers: its real
     weights, tokenizer and architecture, at about a quarter of the parameters and a
-    fifteenth of the layers' arithmetic. For the tests of training's and adaptation's
-    mechanics (checkpoints, resuming, which weights train, the folder the judge loads),
-    which hold for any model; its answers mean nothing, so no test that measures or
-    relies on an answer's quality uses it (those take the whole model)."""
+    fifteenth of the layers' arithmetic. For the tests whose assertions hold for any
+    model: training's and adaptation's mechanics (checkpoints, resuming, which weights
+    train, the folder the judge loads), a killed run's resume, prefix reuse's equalities
+    and the Ray engine's answers against one process's. Its answers mean nothing, so no
+    test that measures or relies on an answer's quality uses it (those take the whole model)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from kgalign.judging.local import default_model_path
