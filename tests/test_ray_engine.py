@@ -57,6 +57,16 @@ def cluster(tmp_path_factory):
         subprocess.run([_ray_command(), "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+def _on_ray(cluster: str) -> list[str]:
+    """The options of `kgalign run` that send it to the test's cluster."""
+    return ["--engine", "ray", "--ray-address", cluster]
+
+
+def _links(result) -> list[tuple[str, str]]:
+    """An alignment result's links as (left, right) IRI pairs, in order."""
+    return [(link.left, link.right) for link in result.links]
+
+
 def _votes(folder: Path) -> list[dict]:
     """The decision records, less the time each took (the one field a clock decides)."""
     records = [json.loads(line) for line in (folder / "votes.jsonl").read_text().splitlines()]
@@ -82,7 +92,7 @@ def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine
     each run's log in ``logs``)."""
     for engine in ("local", "ray"):
         before(engine)
-        on_ray = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
+        on_ray = _on_ray(cluster) if engine == "ray" else []
         done = cli(["run", *args, "-o", Path(engine) if relative else tmp_path / engine, *on_ray])
         assert done.exit_code == 0, done.output
         if logs is not None:
@@ -344,12 +354,12 @@ def test_a_killed_actor_loses_no_answer(cluster, persons, tmp_path, cached) -> N
     local_logs = tmp_path / "local-logs"
     local_logs.mkdir()
     local = align(persons["left"], persons["right"], config.replace(cache_path=None), judge=DyingJudge(gold, local_logs, die_at=0))
-    assert [(link.left, link.right) for link in result.links] == [(link.left, link.right) for link in local.links]
+    assert _links(result) == _links(local)
     assert result.counts["llm_questions"] == local.counts["llm_questions"]
     # Every answer is in the driver's cache: the same run again asks nothing.
     again = align(persons["left"], persons["right"], config.replace(engine="ray", ray={"address": cluster}), judge=DyingJudge(gold, logs, die_at=0))
     assert again.counts["llm_questions"] == 0 and again.counts["cache_hits"] == len(set(texts))
-    assert [(link.left, link.right) for link in again.links] == [(link.left, link.right) for link in result.links]
+    assert _links(again) == _links(result)
 
 
 class AlwaysDying(DyingJudge):
@@ -482,7 +492,7 @@ def test_explanations_come_from_the_actors(cluster, mini_persons, tmp_path) -> N
 
 def test_gpus_the_cluster_lacks_stop_the_run_in_one_line(cluster, persons, tmp_path) -> None:
     out = tmp_path / "out"
-    result = cli(["run", persons["left"], persons["right"], "-o", out, "--quiet", "--engine", "ray", "--ray-address", cluster, "--ray-gpus", "1"])
+    result = cli(["run", persons["left"], persons["right"], "-o", out, "--quiet", *_on_ray(cluster), "--ray-gpus", "1"])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "--ray-gpus 1" in lines[0] and "0 GPUs" in lines[0], result.output
@@ -518,7 +528,7 @@ def test_inputs_split_in_blocks_and_partitions_give_the_tables_of_one_process(cl
         assert table.triple_count == expected.triple_count
         assert list(table.hashes or {}) == list(expected.entities)
     local = align(folder, right, AlignConfig(gold=str(persons["gold"])))
-    assert [(link.left, link.right) for link in result.links] == [(link.left, link.right) for link in local.links] and result.links
+    assert _links(result) == _links(local) and result.links
     assert [(d.source, d.kind, d.target) for d in result.decisions] == [(d.source, d.kind, d.target) for d in local.decisions]
     assert result.metrics == local.metrics
     # The driver keeps the profiles in a file, read back by IRI (kgalign/selection/profile_file.py).
@@ -533,7 +543,7 @@ def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, 
     bad.write_text(persons["left"].read_text() + '<http://ex/a> <http://ex/p> "unterminated .\n')
     outputs = {}
     for engine in ("local", "ray"):
-        on_ray = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
+        on_ray = _on_ray(cluster) if engine == "ray" else []
         done = cli(["run", bad, persons["right"], "-o", tmp_path / engine, "--quiet", *on_ray])
         assert done.exit_code != 0
         outputs[engine] = [line for line in done.output.splitlines() if line.strip()]
@@ -563,7 +573,7 @@ def test_fusion_by_partitions_writes_the_files_one_process_writes(cluster, perso
 
     local = provenance(tmp_path / "local")
     assert provenance(tmp_path / "ray") == local and local.count(b"\n") > 1900 and local.count(b"DroppedTriple") > 10
-    on_ray = ["--engine", "ray", "--ray-address", cluster]
+    on_ray = _on_ray(cluster)
     # A policy registered in this process alone is sent to the actors with the work.
     from kgalign.fusion.fuse import CONFLICT_POLICIES
 
@@ -596,7 +606,7 @@ def test_the_fusion_partitions_write_the_fused_graph_as_shards(cluster, persons,
 
     monkeypatch.setattr(turtle, "PRETTY_LIMIT", 100)
     out = tmp_path / "out"
-    args = ["run", persons["left"], persons["right"], "--quiet", "--ray-partitions", "3", "--engine", "ray", "--ray-address", cluster, "-o", out]
+    args = ["run", persons["left"], persons["right"], "--quiet", "--ray-partitions", "3", *_on_ray(cluster), "-o", out]
     done = cli(args)
     assert done.exit_code == 0, done.output
     engine = json.loads((out / "run.json").read_text())["engine"]
