@@ -37,7 +37,7 @@ def _ray_command() -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 with two CPUs, stopped after the module."""
     port = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -54,7 +54,23 @@ def cluster(tmp_path_factory):
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        import ray
+
+        ray.shutdown()
         subprocess.run([_ray_command(), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def cluster(ray_head: str) -> str:
+    """The head's address, this process connected to it: the runs of the tests take the
+    connection as it is (a run connects, and disconnects, only where it is not connected:
+    test_outputs_equal_the_local_engine_without_a_judge), which saves every run a job's
+    start on the cluster."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_head, log_to_driver=False, logging_level="WARNING")
+    return ray_head
 
 
 def _on_ray(cluster: str) -> list[str]:
@@ -101,9 +117,14 @@ def _both_engines(args: list, tmp_path: Path, cluster: str, before=lambda engine
     return json.loads((tmp_path / "ray" / "run.json").read_text())
 
 
-def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_path, monkeypatch) -> None:
+def test_outputs_equal_the_local_engine_without_a_judge(ray_head, persons, tmp_path, monkeypatch) -> None:
+    import ray
+
     import kgalign.runtime.ray_engine as ray_engine
     import kgalign.runtime.ray_load as ray_load
+
+    cluster = ray_head
+    ray.shutdown()  # the run connects to the cluster itself, and disconnects at its end
 
     # A batch a call and a call in flight per actor: the vectors are read back in order
     # while later calls are still being sent.
@@ -135,6 +156,7 @@ def test_outputs_equal_the_local_engine_without_a_judge(cluster, persons, tmp_pa
     # left.nt and right.ttl (parsed by the driver as a stream of lines) by the two partitions.
     assert info["engine"]["partitions"] == 2 and info["engine"]["partitioned_inputs"] == 2
     assert free_at_fusion == [2.0]
+    assert not ray.is_initialized()
     assert info["engine"]["address"] == cluster and info["config"]["ray"]["address"] == cluster
     assert json.loads((tmp_path / "local" / "run.json").read_text())["engine"] == {"name": "local"}
 
