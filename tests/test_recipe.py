@@ -90,6 +90,8 @@ def _persons_recipe(persons: dict[str, Path], tmp_path: Path) -> Path:
         ("[[source]]\nkind = 'pairs'\nfile = 'beer_tiny.txt'\ncap = 0\n", "cap must be a positive integer"),
         ("[[source]]\nkind = 'pairs'\nfile = 'beer_tiny.txt'\nlinks = 'beer_tiny.txt'\n", "unknown setting"),
         ("[[source]]\nkind = 'graphs'\nleft = 'beer_tiny.txt'\nright = 'beer_tiny.txt'\n", "needs links"),
+        ("[[source]]\nkind = 'graphs'\nleft = 'beer_tiny.txt'\nright = 'beer_tiny.txt'\nlinks = 'beer_tiny.txt'\nseed_share = 1.5\n", "seed_share must be a number from 0 to 0.9"),
+        ("[[source]]\nkind = 'pairs'\nfile = 'beer_tiny.txt'\nseed_share = 0.3\n", "unknown setting 'source 'pairs-1'.seed_share'"),
         ("[[source]]\nname='a'\nkind = 'pairs'\nfile = 'beer_tiny.txt'\n[[source]]\nname='a'\nkind = 'pairs'\nfile = 'beer_tiny.txt'\n", "two sources are named 'a'"),
         ("[[source]\n", "not valid TOML"),
     ],
@@ -334,3 +336,51 @@ def test_training_can_start_from_an_adapter(persons, small_lm: Path, tmp_path: P
     assert (second / "best" / "adapter_model.safetensors").is_file()
     resumed = cli([*args, "--resume", "--init-adapter", first])
     assert resumed.exit_code == 2 and "give one of them" in resumed.output
+
+
+def _seeded_run_candidates(left: Path, right: Path, labels: dict, asked: set[str], folder: Path, embedder) -> dict[str, list[str]]:
+    """The candidates `kgalign run LEFT RIGHT --seed-links SEEDS --test-gold ASKED
+    --only-gold-entities` finds, the seeds being the labels not asked."""
+    from kgalign.pipeline import prepare
+
+    seeds = tuple(sorted((s, t) for s, t in labels.items() if s not in asked))
+    test_gold = folder / "asked.tsv"
+    test_gold.write_text("".join(f"{s}\t{labels[s]}\n" for s in sorted(asked)), encoding="utf-8")
+    config = AlignConfig(judge="none", seed_links=seeds, test_gold=str(test_gold), only_gold_entities=True, retrieval=RetrievalConfig(k=10))
+    return {c.source: [item.iri for item in c.items] for c in prepare(left, right, config, embedder).candidates}
+
+
+@pytest.mark.parametrize("kind", ["graphs", "dbp15k"])
+def test_seed_share_asks_as_a_seeded_run_asks(kind: str, persons, tmp_path: Path, monkeypatch, embedder) -> None:
+    """`seed_share`: that share of a graph source's links are seed links and ask nothing;
+    the others are asked among the candidates a run given those seeds finds for them, on
+    the persons example (a graphs source) and a DBP15K excerpt (its train split)."""
+    from kgalign.finetune.data import gold_labels
+
+    monkeypatch.setenv("KGALIGN_CACHE", str(tmp_path / "cache"))
+    if kind == "graphs":
+        source = f'kind = "graphs"\nleft = "{persons["left"]}"\nright = "{persons["right"]}"\nlinks = "{persons["gold"]}"'
+    else:
+        source = f'kind = "dbp15k"\nfolder = "{Path(__file__).parent / "data" / "dbp15k_mini" / "dbp_fr_en"}"'
+    text = "[questions]\noptions = 3\npermutations = 1\nnone_share = 0.0\n\n[[source]]\nname = \"g\"\n" + source + "\nseed_share = 0.3\n"
+    recipe = load_recipe(_write(tmp_path, text))
+    data = recipe_data(recipe, embedder=embedder)
+    if kind == "graphs":
+        left, right, links = persons["left"], persons["right"], persons["gold"]
+    else:
+        converted = tmp_path / "cache" / "conversions" / "dbp15k-dbp_fr_en"
+        left, right, links = converted / "left.ttl", converted / "right.ttl", converted / "gold_train.tsv"
+    labels, _ = gold_labels(links)
+    examples = data.train + data.val
+    asked = {e.source for e in examples}
+    counts = data.inputs["sources"]["g"]["counts"]
+    assert counts["seed_links"] == round(0.3 * len(labels)) == len(labels) - len(asked) >= 4
+    candidates = _seeded_run_candidates(left, right, labels, asked, tmp_path, embedder)
+    for example in examples:
+        shown = {option.iri for option in example.question.options}
+        assert shown - {labels[example.source]} <= set(candidates[example.source][:3]), example.source
+    # Without seed_share the same sources are asked among every entity, the seeds' too.
+    unseeded = recipe_data(load_recipe(_write(tmp_path, text.replace("seed_share = 0.3", "seed_share = 0"))), embedder=embedder)
+    seed_rights = {t for s, t in labels.items() if s not in asked}
+    assert "seed_links" not in unseeded.inputs["sources"]["g"]["counts"]
+    assert any(option.iri in seed_rights for e in unseeded.train + unseeded.val for option in e.question.options)

@@ -387,6 +387,7 @@ def gold_data(
     corrections: str | Path | None = None,
     embedder: Any | None = None,
     prepared: Prepared | None = None,
+    seed_share: float = 0.0,
 ) -> TrainingData:
     """Questions for the gold links (and corrections) of LEFT and RIGHT, with a run's real candidates.
 
@@ -394,6 +395,13 @@ def gold_data(
     and retrieval as for ``kgalign run``; its number of options is ``config.options``.
     ``prepared`` (from :func:`kgalign.pipeline.prepare`) saves building them again when
     the caller has them already.
+
+    With ``seed_share``, the questions are asked as a seeded run asks about its test
+    split (``--seed-links SEEDS --only-gold-entities``): that share of the matched
+    sources (seeded) is given to retrieval as seed links and asks nothing, and the other
+    labelled sources are asked, each among the candidates a run finds for it with those
+    seeds: the seeds' entities left out, neighbours compared through the seeds, and only
+    the asked links' entities taken part (no entity outside the labels is read).
     """
     from kgalign.config import AlignConfig
     from kgalign.pipeline import prepare
@@ -406,6 +414,10 @@ def gold_data(
     if links:
         labels, counts = gold_labels(links)
     labels = add_corrections(labels, corrections, counts)
+    if seed_share > 0:
+        if prepared is not None:
+            raise ValueError("seed_share prepares the graphs itself: pass no prepared graphs")
+        labels, align_config = _as_seeded_run(labels, align_config, seed_share, config.seed, counts)
     prepared = prepared or prepare(left, right, align_config, embedder)
     counts["labelled_sources"] = len(labels)
     counts["labelled_without_candidates"] = sum(1 for s in labels if s not in {c.source for c in prepared.candidates})
@@ -417,6 +429,21 @@ def gold_data(
     data = TrainingData(train=train, val=val, recipe="gold", config=config, counts=counts, inputs=inputs, scores=retrieval_scores(prepared.candidates))
     _check_not_empty(data)
     return data
+
+
+def _as_seeded_run(labels: Labels, align_config: AlignConfig, share: float, seed: int, counts: dict[str, int]) -> tuple[Labels, AlignConfig]:
+    """``labels`` less a seeded ``share`` of its matches, and ``align_config`` with those
+    as seed links and only the other labels' entities taking part (see :func:`gold_data`)."""
+    matched = sorted(source for source, target in labels.items() if target is not None)
+    random.Random(f"{seed}:seed-links").shuffle(matched)
+    seeds = set(matched[: int(round(len(matched) * share))])
+    asked = {source: target for source, target in labels.items() if source not in seeds}
+    if not seeds or not asked:
+        raise KgalignError(f"seed_share {share} of {len(matched)} matched sources leaves no seed link or no question: give more links or another share")
+    counts["seed_links"] = len(seeds)
+    seed_links = tuple(sorted((source, target) for source, target in labels.items() if source in seeds and target is not None))
+    only_right = tuple(sorted({target for target in asked.values() if target is not None}))
+    return asked, align_config.replace(seed_links=seed_links, only_left=tuple(sorted(asked)), only_right=only_right)
 
 
 def run_config(votes: str | Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ orders and datamark setting), and optionally the options of training::
     kind = "dbp15k"
     folder = "data/seu_dbp_fr_en"
     cap = 4000
+    seed_share = 0.3       # graphs and dbp15k: asked as a seeded run asks (below)
 
     [[source]]             # a labelled pair file (Ditto text or DeepMatcher CSV, as `kgalign pairs`)
     name = "beer"
@@ -53,6 +54,14 @@ its right record labelled 1, or "none of these" where there is none. A left reco
 several right records labelled 1 (WDC's test sets have some) is left out. The
 ``none_share`` of a pairs source defaults to 0: such files hold their own negatives.
 
+A graph source's questions are by default asked among candidates retrieved over all
+its entities without seed links. A run on a benchmark's test split is given the train
+links as seeds and aligns only the test entities (``--seed-links --only-gold-entities``),
+so its candidates differ: the seeds' entities are out, and neighbours are compared
+through the seeds. ``seed_share`` asks a source's questions that way: that share of its
+links (seeded) become seed links, and the rest are asked among themselves (0.3 gives
+DBP15K's ratio of 4,500 seeds to 10,500 test links); no entity outside the links is read.
+
 A blocker's negatives make most of a pair file's questions answer "none of these" (55
 to 65% in the WDC and DeepMatcher files), while the sources a run asks the judge about
 mostly have their match among the candidates. ``max_none_share`` rebalances a source:
@@ -81,8 +90,8 @@ KINDS = ("graphs", "dbp15k", "pairs", "votes")
 _PATHS = {"left", "right", "links", "corrections", "file", "valid", "folder"}
 #: Keys each kind of source takes (besides name, kind, cap, weight, none_share, max_none_share).
 _KEYS: dict[str, set[str]] = {
-    "graphs": {"left", "right", "links", "corrections", "top_k", "attributes", "format", "id_column"},
-    "dbp15k": {"folder", "top_k"},
+    "graphs": {"left", "right", "links", "corrections", "top_k", "attributes", "format", "id_column", "seed_share"},
+    "dbp15k": {"folder", "top_k", "seed_share"},
     "pairs": {"file", "valid"},
     "votes": {"file", "left", "right", "min_confidence", "include_none", "corrections", "id_column"},
 }
@@ -233,6 +242,9 @@ def _source(path: Path, index: int, raw: Any) -> RecipeSource:
         raise ConfigError(f"{where}: a {kind} source needs {missing[0]}")
     if kind == "graphs" and "links" not in options and "corrections" not in options:
         raise ConfigError(f"{where}: a graphs source needs links (or corrections)")
+    seed_share = options.get("seed_share", 0.0)
+    if not isinstance(seed_share, (int, float)) or isinstance(seed_share, bool) or not 0 <= seed_share <= 0.9:
+        raise ConfigError(f"{where}: seed_share must be a number from 0 to 0.9 (the share of its links given to retrieval as seed links)")
     return RecipeSource(
         name=name.strip(),
         kind=kind,
@@ -315,7 +327,9 @@ def _source_data(source: RecipeSource, config: DataConfig, device: str, embedder
         align_config = gold_align_config(
             device, opts.get("format"), opts.get("id_column"), opts.get("attributes", ()), int(opts.get("top_k", 10)), config.seed
         )
-        return gold_data(opts["left"], opts["right"], opts.get("links"), config, align_config, opts.get("corrections"), embedder)
+        return gold_data(
+            opts["left"], opts["right"], opts.get("links"), config, align_config, opts.get("corrections"), embedder, seed_share=float(opts.get("seed_share", 0.0))
+        )
     if source.kind == "votes":
         return teacher_data(
             opts["file"],
