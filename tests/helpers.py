@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules that run kgalign's commands in process."""
+"""Helpers shared by the test modules that run kgalign's commands, in process or in their own."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+
+#: Runs ``kgalign`` with the warnings that kgalign's own calls cause turned into errors
+#: (a deprecated transformers or torch call made by kgalign fails the run), every other
+#: filter left as a user's Python has it.
+STRICT_MAIN = (
+    "import sys, warnings\n"
+    "for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):\n"
+    "    warnings.filterwarnings('error', category=category, module=r'kgalign(\\.|$)')\n"
+    "from kgalign.cli.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def kgalign_process(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`kgalign ARGS...` in its own process, as a user runs it (under :data:`STRICT_MAIN`), in ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "COLUMNS")}
+    return subprocess.run([sys.executable, "-c", STRICT_MAIN, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def free_port() -> int:

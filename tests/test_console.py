@@ -4,30 +4,16 @@ library warnings. The commands run as a user runs them: in their own process."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import kgalign_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Runs ``kgalign`` with the warnings that kgalign's own calls cause turned into errors
-#: (a deprecated transformers or torch call made by kgalign fails the run), every other
-#: filter left as a user's Python has it.
-STRICT_MAIN = (
-    "import sys, warnings\n"
-    "for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):\n"
-    "    warnings.filterwarnings('error', category=category, module=r'kgalign(\\.|$)')\n"
-    "from kgalign.cli.main import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
-
 def kgalign(*args: object) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "COLUMNS")}
-    return subprocess.run([sys.executable, "-c", STRICT_MAIN, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return kgalign_process(*args, cwd=ROOT)
 
 
 def quickstart(persons: dict[str, Path], outdir: Path, *options: str) -> subprocess.CompletedProcess[str]:

@@ -186,16 +186,21 @@ def ask_blocks(
     context = ray.data.DataContext.get_current()
     quiet = {"enable_progress_bars": False, "print_on_execution_start": False}  # the run has its own bar
     was = {key: getattr(context, key) for key in quiet}
+    # Ray Data logs each execution (its start, that its bars are off, its end) on the
+    # console; the run's own log says what it asks.
+    data_log = logging.getLogger("ray.data")
+    data_level = data_log.level
     try:
         items = [{"index": index, "block": pickle.dumps(block)} for index, block in enumerate(blocks)]
         for key, value in quiet.items():
             setattr(context, key, value)
+        data_log.setLevel(logging.ERROR)
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             BlockAsker,
             fn_constructor_args=(build, name, store, max(1, int(cpus)), attempts),
             batch_size=1,
             batch_format="numpy",
-            concurrency=max(1, min(actors, len(items))),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
             num_cpus=cpus,
             num_gpus=gpus,
         )
@@ -216,6 +221,7 @@ def ask_blocks(
         ray.kill(store)
         for key, value in was.items():
             setattr(context, key, value)
+        data_log.setLevel(data_level)
 
 
 def _rows(ray: Any, dataset: Any, store: Any) -> Generator[dict[str, Any]]:
