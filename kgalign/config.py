@@ -193,7 +193,9 @@ class VoteConfig:
     #: Every source has a counterpart among the targets (a closed world, as the DBP15K and
     #: SRPRS protocol says): where the judge rejects every candidate of a source, or its
     #: rounds disagree, retrieval's scores decide instead of leaving the source unlinked
-    #: (the judge's rounds stay in the log). None: closed under only_gold_entities, else open.
+    #: (the judge's rounds stay in the log); and a source whose nearest target another
+    #: source took (``contested_by``) is linked to its best open candidate where that is a
+    #: mutual best. None: closed under only_gold_entities, else open.
     closed_world: bool | None = None
     #: Pairwise: before the contested sources, the judge is asked about sources the gate's
     #: rule settles (their match and two other candidates, one record order a pair; as many

@@ -84,8 +84,10 @@ def retrieval_decision(cands: Candidates, config: VoteConfig, gated: bool = Fals
     top = cands.top
     if top is None:
         return Decision(source=cands.source, kind="none", target=None, confidence=0.0)
-    if cands.contested_by is not None:
-        # Its nearest target is another source's clear match; the open ones are far.
+    if cands.contested_by is not None and not (config.closed_world and cands.mutual):
+        # Its nearest target is another source's clear match; the open ones are far. In a
+        # closed world the source has a counterpart: its best open target is taken where
+        # that target's own best source is this one.
         return Decision(source=cands.source, kind="none", target=None, confidence=round(1.0 - max(top.score, 0.0), 6))
     if top.score < config.min_score:
         return Decision(source=cands.source, kind="none", target=None, confidence=round(1.0 - max(top.score, 0.0), 6), gated=gated)
