@@ -174,7 +174,7 @@ class LocalJudge:
         tokenizer = load_tokenizer(path)
         with loading_quietly():
             # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
-            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)  # type: ignore[arg-type]
+            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
             if adapter:
                 try:
                     from peft import PeftModel
