@@ -32,6 +32,39 @@ def figures(probabilities: list[float], labels: list[bool]) -> dict[str, Any]:
     return {"questions": len(labels), "matches": sum(labels), "best_f1": best_f1, "best_threshold": threshold, "auc": auc}
 
 
+def load_judge(model: str | None = None, adapter: str | None = None) -> Any:
+    """The local judge as training evaluates it: float32 weights of ``model`` (a ``kgalign
+    finetune --full`` folder; default the bundled SmolLM2), with ``adapter`` (a folder or a
+    shipped adapter's name) if given, the output head in float32, on the CPU."""
+    from kgalign.finetune.train import load_base
+    from kgalign.judging.local import LocalJudge, default_model_path
+    from kgalign.runtime.precision import float32_output_head
+
+    base, tokenizer, _ = load_base(model or str(default_model_path()), "cpu")  # float32 weights, as training loads them
+    if adapter:
+        from peft import PeftModel
+
+        from kgalign.judging.adapters import adapter_folder
+
+        base = PeftModel.from_pretrained(base, adapter_folder(adapter))
+    float32_output_head(base)
+    base.eval()
+    return LocalJudge.from_loaded(base, tokenizer, "local:bench", device="cpu", batch_size=8)
+
+
+def yes_answers(judge: Any, examples: list[Any]) -> list[tuple[Any, float, bool]]:
+    """Each pairwise question of ``examples`` (all of them asked) with the judge's
+    probability of yes and whether yes is its answer."""
+    from kgalign.judging.vote import two_way_yes
+
+    answered = []
+    for example, letter_scores in zip(examples, judge.letter_scores([e.question for e in examples])):
+        if example.question.pairwise:
+            yes, no = example.question.letters
+            answered.append((example, two_way_yes(letter_scores[yes], letter_scores[no]), example.answer == yes))
+    return answered
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", required=True, help="question set saved by kgalign finetune --save-questions")
@@ -47,10 +80,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from kgalign.finetune.store import load_questions
-    from kgalign.finetune.train import load_base
-    from kgalign.judging.local import LocalJudge, default_model_path
-    from kgalign.judging.vote import two_way_yes
-    from kgalign.runtime.precision import float32_output_head
 
     groups = {name: set(sources.split(",")) for name, _, sources in (g.partition("=") for g in args.group)}
     torch.set_num_threads(args.threads)
@@ -64,26 +93,13 @@ def main(argv: list[str] | None = None) -> None:
             if taken[example.group] < args.per_source:
                 taken[example.group] += 1
                 val.append(example)
-    model, tokenizer, _ = load_base(args.model or str(default_model_path()), "cpu")  # float32 weights, as training loads them
-    if args.adapter:
-        from peft import PeftModel
-
-        from kgalign.judging.adapters import adapter_folder
-
-        model = PeftModel.from_pretrained(model, adapter_folder(args.adapter))
-    float32_output_head(model)
-    model.eval()
-    judge = LocalJudge.from_loaded(model, tokenizer, "local:bench", device="cpu", batch_size=8)
-    scores = judge.letter_scores([e.question for e in val])
+    judge = load_judge(args.model, args.adapter)
     answers: dict[str, tuple[list[float], list[bool]]] = defaultdict(lambda: ([], []))
-    for example, letter_scores in zip(val, scores):
-        if not example.question.pairwise:
-            continue
-        yes, no = example.question.letters
+    for example, probability, label in yes_answers(judge, val):
         grouped = [name for name, sources in groups.items() if example.group in sources] or ["rest"]
         for key in ("all", f"source:{example.group}", *(f"group:{name}" for name in grouped)):
-            answers[key][0].append(two_way_yes(letter_scores[yes], letter_scores[no]))
-            answers[key][1].append(example.answer == yes)
+            answers[key][0].append(probability)
+            answers[key][1].append(label)
     result = {key: figures(*pair) for key, pair in sorted(answers.items())}
     print(json.dumps({"questions": len(val), "seconds": round(time.monotonic() - started, 1), "figures": result}))
 

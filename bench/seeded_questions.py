@@ -41,18 +41,6 @@ def _questions(recipe: Any, name: str, seed_share: float, embedder: Any) -> tupl
     return data.train + data.val, {e.source for e in data.val}
 
 
-def _answers(judge: Any, examples: list[Any]) -> tuple[list[float], list[bool]]:
-    from kgalign.judging.vote import two_way_yes
-
-    scores = judge.letter_scores([e.question for e in examples])
-    probabilities, labels = [], []
-    for example, letter_scores in zip(examples, scores):
-        yes, no = example.question.letters
-        probabilities.append(two_way_yes(letter_scores[yes], letter_scores[no]))
-        labels.append(example.answer == yes)
-    return probabilities, labels
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="the recipe whose graph sources are compared")
@@ -64,25 +52,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from peft import PeftModel
 
-    from bench.pairwise_threshold import figures
-    from kgalign.finetune.recipe import _recipe_embedder, load_recipe
-    from kgalign.finetune.train import load_base
-    from kgalign.judging.adapters import adapter_folder
-    from kgalign.judging.local import LocalJudge, default_model_path
-    from kgalign.runtime.precision import float32_output_head
+    from bench.pairwise_threshold import figures, load_judge, yes_answers
+    from kgalign.finetune.recipe import load_recipe, recipe_embedder
 
     torch.set_num_threads(2)
     started = time.monotonic()
     recipe = load_recipe(args.recipe)
     names = args.source or [s.name for s in recipe.sources if s.kind in ("graphs", "dbp15k")]
-    embedder = _recipe_embedder("cpu")
-    model, tokenizer, _ = load_base(str(default_model_path()), "cpu")
-    model = PeftModel.from_pretrained(model, adapter_folder(args.adapter))
-    float32_output_head(model)
-    model.eval()
-    judge = LocalJudge.from_loaded(model, tokenizer, "local:bench", device="cpu", batch_size=8)
+    embedder = recipe_embedder("cpu")
+    judge = load_judge(adapter=args.adapter)
     report: dict[str, Any] = {"recipe": str(args.recipe), "adapter": args.adapter, "seed_share": args.seed_share, "sources": {}}
     for name in names:
         plain, held_out = _questions(recipe, name, 0.0, embedder)
@@ -97,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         shared = negatives(sets["default"]) & negatives(sets["seeded"])
         row: dict[str, Any] = {"held_out_sources": len(asked), "non_matches_shared": round(len(shared) / max(1, len(negatives(sets["seeded"]))), 3)}
         for kind, examples in sets.items():
-            probabilities, labels = _answers(judge, examples)
+            answered = yes_answers(judge, examples)
+            probabilities, labels = [p for _, p, _ in answered], [label for _, _, label in answered]
             no = [p for p, label in zip(probabilities, labels) if not label]
             row[kind] = {**figures(probabilities, labels), "mean_yes_on_non_matches": round(sum(no) / max(1, len(no)), 3)}
         report["sources"][name] = row

@@ -263,7 +263,7 @@ def recipe_data(recipe: Recipe, device: str = "cpu", embedder: Any | None = None
     counts: dict[str, int] = {}
     per_source: dict[str, Any] = {}
     if embedder is None and any(source.kind != "votes" for source in recipe.sources):
-        embedder = _recipe_embedder(device)  # loaded once, shared by every source that retrieves
+        embedder = recipe_embedder(device)  # loaded once, shared by every source that retrieves
     for source in recipe.sources:
         config = recipe.questions
         if source.none_share is not None:
@@ -350,7 +350,7 @@ def pairs_data(file: str | Path, config: DataConfig, valid: str | Path | None = 
     With ``valid``, the validation questions come from that file and every question of
     ``file`` is trained on; otherwise ``config.val_share`` of the left records is held out.
     """
-    embedder = embedder if embedder is not None else _recipe_embedder(device)
+    embedder = embedder if embedder is not None else recipe_embedder(device)
     train, counts, scores = _pair_examples(file, config, device, embedder)
     inputs = {"file": str(file), "valid": str(valid) if valid else None}
     if valid:
@@ -364,7 +364,7 @@ def pairs_data(file: str | Path, config: DataConfig, valid: str | Path | None = 
     return TrainingData(train=split_train, val=split_val, recipe="pairs", config=config, counts=counts, inputs=inputs, scores=scores)
 
 
-def _recipe_embedder(device: str) -> Any:
+def recipe_embedder(device: str) -> Any:
     """The embedder of the default config on ``device``: what ``kgalign pairs`` and the gold recipe retrieve with."""
     from kgalign.pairs import pairs_config
     from kgalign.retrieval.embed import configured_embedder
