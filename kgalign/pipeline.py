@@ -14,7 +14,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kgalign.config import AlignConfig
 from kgalign.dedup import dedup_sides, side_duplicates
@@ -56,11 +56,20 @@ from kgalign.selection.profile_file import profile_map
 
 log = logging.getLogger(__name__)
 
-#: An engine's load of one input file: ``(path, side, format, classes, keep, fold)`` to the number
-#: and prefixes of its triples (a TripleSource that fusion does not iterate: the file
-#: is read again) and its entity table (the table of
-#: :func:`kgalign.io.entities.load_entities`), or None where the run must load the file itself.
-Loader = Callable[[Path, str, str | None, list[str] | None, tuple[str, ...], tuple[str, ...]], tuple[TripleSource, EntityTable] | None]
+class Loader(Protocol):
+    """An engine's load of the input files."""
+
+    def __call__(
+        self, path: Path, side: str, fmt: str | None, classes: list[str] | None, keep: tuple[str, ...], fold: tuple[str, ...], /
+    ) -> tuple[TripleSource, EntityTable] | None:
+        """One input file's number and prefixes of triples (a TripleSource that fusion
+        does not iterate: the file is read again) and its entity table (the table of
+        :func:`kgalign.io.entities.load_entities`), or None where the run must load the file itself."""
+
+    def close(self) -> None:
+        """Let go of what the loads held; called once the run's inputs are loaded."""
+
+
 #: An engine's fusion: the arguments of :func:`kgalign.fusion.fuse.fuse` to its result,
 #: or None where the run must fuse in this process.
 Fuser = Callable[[TripleSource, TripleSource, list[Link], str, str, dict[str, list[Link]]], FusionResult | None]
@@ -361,8 +370,12 @@ def _prepare(
     order the prompts keep where only the order changed (:func:`keep_earlier_order`)."""
     classes = list(config.classes) or None
     with timer.stage("load"):
-        left_graph, left_table = _load(left, "left", config, classes, lean, loader)
-        right_graph, right_table = _load(right, "right", config, classes, lean, loader)
+        try:
+            left_graph, left_table = _load(left, "left", config, classes, lean, loader)
+            right_graph, right_table = _load(right, "right", config, classes, lean, loader)
+        finally:
+            if loader is not None:
+                loader.close()
         human = read_human_decisions(config.corrections, left_table, right_table)
     if old is not None:
         check_overlap(old, left_table.entities, right_table.entities)

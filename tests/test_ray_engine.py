@@ -571,6 +571,34 @@ def test_inputs_split_in_blocks_and_partitions_give_the_tables_of_one_process(cl
         assert list(ray_side) == list(local_side) and all(ray_side[iri] == profile for iri, profile in local_side.items())
 
 
+def test_one_set_of_partitions_loads_both_inputs(cluster, persons, tmp_path) -> None:
+    """The partitions that loaded one input load the next (restarted, not started again)
+    and give the one-process tables; a file they cannot parse goes to the driver, and
+    the input after it gets new partitions."""
+    import ray
+
+    from kgalign.io.entities import load_entities
+    from kgalign.runtime.ray_load import RayLoader
+
+    bad = tmp_path / "bad.nt"
+    bad.write_text(persons["left"].read_text() + '<http://ex/a> <http://ex/p> "unterminated .\n')
+    loader = RayLoader(ray, 2)
+    try:
+        for path, started in ((persons["left"], 1), (persons["right"], 1), (bad, 1), (persons["right"], 2)):
+            loaded = loader(path, "side", None, None)
+            assert loader.started == started, path
+            if path == bad:
+                assert loaded is None
+                continue
+            assert loaded is not None
+            _, expected = load_entities(path, "side")
+            assert loaded[1].triple_count == expected.triple_count and len(loaded[0]) == expected.triple_count
+            assert list(loaded[1].hashes or {}) == list(expected.entities)
+    finally:
+        loader.close()
+    assert loader.started == 2 and loader.used == 3
+
+
 def test_a_bad_line_stops_the_ray_run_as_it_stops_a_local_one(cluster, persons, tmp_path) -> None:
     """The partitions cannot parse it: the driver loads the file, and its error names the line."""
     bad = tmp_path / "bad.nt"

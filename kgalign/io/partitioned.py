@@ -278,6 +278,11 @@ class Partition(RangeReading):
         self._built: list[Entity] = []
         self._hashes: list[str] = []
 
+    def restart(self, origin: str) -> None:
+        """Forget the input loaded before: this partition now loads ``origin`` (one set
+        of partition processes loads both inputs of a run)."""
+        Partition.__init__(self, self.number, self.parts, origin)
+
     def route(self, data: bytes, tag: int) -> list[bytes]:
         """A block's lines by partition (the blocks are routed by the partitions in turn)."""
         return route(data, self.parts, tag)

@@ -10,8 +10,9 @@ range's or block's lines by subject to the partitions (the shuffle), then parses
 indexes and folds its own subjects (:mod:`kgalign.io.partitioned`). The driver never holds more
 than a window of blocks, and receives the entity table, which is the one a single
 process builds. The partition actors reserve no CPU: the model actors, which may
-already hold the cluster's CPUs, would otherwise keep them from starting. They are
-let go once the table is built.
+already hold the cluster's CPUs, would otherwise keep them from starting. The same
+partitions load both inputs (a Ray actor's process takes about a CPU second to start),
+and are let go once both tables are built.
 
 Other inputs (RDF/XML, tables, an endpoint's copy) are loaded in the driver,
 as are inputs a partition cannot parse or check: the one-process load then names the
@@ -88,6 +89,10 @@ class RayExchange:
     def get(self, futures: list[Any]) -> list[Any]:
         return list(self.ray.get(futures))
 
+    def restart(self, *args: Any) -> None:
+        """Each partition's ``restart(*args)``: what it held goes, and it starts again."""
+        self.get([actor.restart.remote(*args) for actor in self.actors])
+
     def close(self) -> None:
         kill_all(self.ray, self.actors)
 
@@ -135,6 +140,23 @@ class RayLoader:
         self.parts = max(1, parts)
         self.by_ranges = by_ranges  # files of lines read by the partitions themselves, where they see them
         self.used = 0  # inputs loaded by partitions
+        self._exchange: RayExchange | None = None  # the partitions, kept for the next input
+        self.started = 0  # sets of partitions started
+
+    def _partitions(self, path: Path) -> RayExchange:
+        """The partitions, started for ``path`` (or those of the input before, restarted)."""
+        if self._exchange is None:
+            self._exchange = RayExchange(self.ray, self.parts, RemotePartition, str(path))
+            self.started += 1
+        else:
+            self._exchange.restart(str(path))
+        return self._exchange
+
+    def close(self) -> None:
+        """Let the partitions go (once the run's inputs are loaded)."""
+        if self._exchange is not None:
+            self._exchange.close()
+            self._exchange = None
 
     def __call__(
         self, path: Path, name: str, fmt: str | None, classes: list[str] | None, keep: tuple[str, ...] = (), fold: tuple[str, ...] = ()
@@ -144,9 +166,11 @@ class RayLoader:
         files = partitioned_files(path, fmt)
         if files is None:
             return None
-        exchange = RayExchange(self.ray, self.parts, RemotePartition, str(path))
+        done = False
         try:
+            exchange = self._partitions(path)
             table, prefixes = build_table(files, name, classes, exchange, BLOCK_BYTES, WINDOW * self.parts, self.by_ranges, spill=True, keep=keep, fold=fold)
+            done = True
         except PartitionFailed as failed:
             log.info("%s: the partitions could not read it (%s); loading it in the driver", path, failed)
             return None
@@ -154,7 +178,8 @@ class RayLoader:
             log.warning("%s: a partition failed (%s); loading it in the driver", path, first_line(exc))
             return None
         finally:
-            exchange.close()
+            if not done:  # blocks may still be in flight to them: the next input gets new ones
+                self.close()
         if classes and not table.entities:
             raise InputError(no_subject_of_class(str(path), {str(c) for c in classes}))
         check_table(path, table)
