@@ -392,10 +392,13 @@ def test_the_local_judge_s_bias_on_none_is_chosen_on_valid_and_reproduced_when_g
     assert m["none_bias_from"] == "valid" and m["none_bias"] in NONE_BIASES and m["valid_llm_questions"] > 0
     assert m["none_bias_valid_f1"] >= m["none_bias_valid_f1_unbiased"]
     assert f"none bias {m['none_bias']:+.2f} (chosen on" in tuned.stdout
-    given = cli(["pairs", ABT_TEST, "--judge", "local", "--rounds", "1", "--none-bias", str(m["none_bias"]), "-o", tmp_path / "given", "--quiet"])
+    chosen = _read_predictions(tmp_path / "tuned" / "predictions.tsv")
+    # Given, over the same answers (the folder's answer cache): the same predictions.
+    given = cli(["pairs", ABT_TEST, "--judge", "local", "--rounds", "1", "--none-bias", str(m["none_bias"]), "-o", tmp_path / "tuned", "--force", "--quiet"])
     assert given.exit_code == 0, given.output
-    assert _read_predictions(tmp_path / "given" / "predictions.tsv") == _read_predictions(tmp_path / "tuned" / "predictions.tsv")
-    assert json.loads((tmp_path / "given" / "metrics.json").read_text())["none_bias_from"] == "given"
+    assert _read_predictions(tmp_path / "tuned" / "predictions.tsv") == chosen
+    m2 = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
+    assert m2["none_bias_from"] == "given" and m2["llm_questions"] == 0 and m2["asked"] > 0
 
 
 def _says_the_labels(*files: Path) -> ScriptedJudge:
