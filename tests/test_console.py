@@ -84,3 +84,32 @@ def test_a_judged_run_prints_no_library_warning(persons, tmp_path: Path) -> None
     judge = next(line for line in out if line.split()[0] == "judge")
     assert "questions asked" in judge
     assert out[-1].startswith("precision=")
+
+
+def test_loading_quietly_restores_the_bar_without_a_warning(monkeypatch) -> None:
+    """Where HF_HUB_DISABLE_PROGRESS_BARS is set (kgalign's commands set it), giving
+    transformers its bar back after a quiet load says nothing: the hub warned on every
+    load of a process that loads models one after another (the suite, `kgalign pairs`
+    in process)."""
+    import importlib
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from kgalign.runtime.quiet_loading import loading_quietly
+
+    hub_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")  # the module, not the class of its name
+    monkeypatch.setattr(hub_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True)
+    before = hf_logging.is_progress_bar_enabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf_logging.enable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with loading_quietly():
+                assert not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        if not before:
+            hf_logging.disable_progress_bar()

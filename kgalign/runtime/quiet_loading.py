@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 
@@ -19,4 +20,8 @@ def loading_quietly() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            hf_logging.enable_progress_bar()
+            # Where HF_HUB_DISABLE_PROGRESS_BARS is set (kgalign's commands set it), the hub
+            # keeps its bars off and says so in a UserWarning: nothing to restore there.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
+                hf_logging.enable_progress_bar()
