@@ -149,7 +149,7 @@ def _excerpt(path: Path, keep: list[str], target: Path) -> Path:
             out.add((node, predicate, value))
             if isinstance(value, URIRef):
                 frontier.append(value)
-    out.serialize(target, format="nt")
+    out.serialize(target, format="nt", encoding="utf-8")
     return target
 
 
