@@ -171,6 +171,41 @@ def test_run_with_the_adapter_records_it(tuned, persons, tmp_path) -> None:
     assert len(votes) == 3 and all(r["rounds"][0]["choice"] in "ABCD" for r in votes)
 
 
+def test_checkpointing_runs_the_backward_pass_down_to_the_lowest_adapter_only(small_lm) -> None:
+    """With adapters in the top layer of SmolLM2 cut to two, and activations recomputed:
+    the layer below the adapters gives an output that needs no gradient (transformers'
+    checkpointing made the embeddings' output need one, and the backward pass ran through
+    every layer), the top layer's does, and the adapters' gradients equal those of a
+    run without checkpointing."""
+    import torch
+
+    from kgalign.finetune.train import TrainConfig, add_lora, enable_checkpointing
+
+    base, tokenizer, _ = load_base(str(small_lm), "cpu")
+    model = add_lora(base, TrainConfig(lora_layers=1, lora_dropout=0.0))
+    model.train()
+    batch = tokenizer(["Are these the same person? " * 8] * 2, return_tensors="pt")
+    needs: dict[int, bool] = {}
+    layers = model.base_model.model.model.layers
+    hooks = [layer.register_forward_hook(lambda _m, _i, out, k=k: needs.__setitem__(k, out[0].requires_grad if isinstance(out, tuple) else out.requires_grad)) for k, layer in enumerate(layers)]
+
+    def gradients() -> dict[str, torch.Tensor]:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=1).logits
+        logits[:, -1].float().logsumexp(-1).mean().backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+        model.zero_grad()
+        return grads
+
+    plain = gradients()
+    enable_checkpointing(model)
+    checkpointed = gradients()
+    for hook in hooks:
+        hook.remove()
+    assert needs == {0: False, 1: True}
+    assert plain.keys() == checkpointed.keys() and all(name.split(".layers.")[1].startswith("1.") for name in plain)
+    assert all(torch.allclose(plain[name], checkpointed[name], atol=1e-6) for name in plain)
+
+
 def test_resume_continues_the_step_count(tuned, persons, tmp_path) -> None:
     out, _ = tuned
     copy = tmp_path / "adapter"

@@ -59,7 +59,7 @@ STEP = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from kgalign.finetune.data import Example
-    from kgalign.finetune.train import TrainConfig, add_lora, answer_loss, collate, encode, load_base, micro_batches
+    from kgalign.finetune.train import TrainConfig, add_lora, answer_loss, collate, enable_checkpointing, encode, load_base, micro_batches
     sys.path.insert(0, sys.argv[2])
     from test_finetune_memory import _question
 
@@ -71,7 +71,7 @@ STEP = textwrap.dedent(
     repeat = int(sys.argv[1])
     base, tokenizer, _ = load_base(None, "cpu")
     model = add_lora(base, TrainConfig())
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     model.train()
     question = _question(repeat)
     # Two questions of the longest kind: each its own micro-batch (the budget holds one),
