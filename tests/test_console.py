@@ -86,11 +86,10 @@ def test_a_judged_run_prints_no_library_warning(persons, tmp_path: Path) -> None
     assert out[-1].startswith("precision=")
 
 
-def test_loading_quietly_restores_the_bar_without_a_warning(monkeypatch) -> None:
+def test_the_bars_come_back_without_a_warning(monkeypatch) -> None:
     """Where HF_HUB_DISABLE_PROGRESS_BARS is set (kgalign's commands set it), giving
-    transformers its bar back after a quiet load says nothing: the hub warned on every
-    load of a process that loads models one after another (the suite, `kgalign pairs`
-    in process)."""
+    transformers its bar back, after a quiet load or after a quiet command in the same
+    process, says nothing: the hub warned each time (128 warnings in the suite)."""
     import importlib
     import warnings
 
@@ -110,6 +109,19 @@ def test_loading_quietly_restores_the_bar_without_a_warning(monkeypatch) -> None
             with loading_quietly():
                 assert not hf_logging.is_progress_bar_enabled()
         assert hf_logging.is_progress_bar_enabled()
+        # A command after a quiet one in the same process gives the bars back, as quietly.
+        from kgalign.cli import console
+
+        earlier = console.current()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                console.update(quiet=True)
+                assert not hf_logging.is_progress_bar_enabled()
+                console.update(quiet=False)
+                assert hf_logging.is_progress_bar_enabled()
+            finally:
+                console.configure(earlier)
     finally:
         if not before:
             hf_logging.disable_progress_bar()

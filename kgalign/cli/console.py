@@ -99,9 +99,9 @@ def configure(output: Output) -> None:
     if output.quiet:
         quiet_third_party_bars()
     elif "transformers" in sys.modules:  # an earlier -q in this process turned them off
-        from transformers.utils import logging as hf_logging
+        from kgalign.runtime.quiet_loading import enable_progress_bar
 
-        hf_logging.enable_progress_bar()
+        enable_progress_bar()
 
 
 def update(**changes: Any) -> None:

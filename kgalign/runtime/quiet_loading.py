@@ -20,8 +20,15 @@ def loading_quietly() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            # Where HF_HUB_DISABLE_PROGRESS_BARS is set (kgalign's commands set it), the hub
-            # keeps its bars off and says so in a UserWarning: nothing to restore there.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
-                hf_logging.enable_progress_bar()
+            enable_progress_bar()
+
+
+def enable_progress_bar() -> None:
+    """Give transformers its progress bar back. Where HF_HUB_DISABLE_PROGRESS_BARS is set
+    (kgalign's commands set it), huggingface_hub keeps its own bars off and says so in a
+    UserWarning, on every call: that warning is not shown."""
+    from transformers.utils import logging as hf_logging
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
+        hf_logging.enable_progress_bar()
