@@ -177,7 +177,6 @@ def load_base(model: str | None, device: str, dtype: str = "auto", attention: st
     tokenizer = load_tokenizer(path)
     extra = {"attn_implementation": attention} if attention else {}
     with loading_quietly():
-        # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
         base = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra).to(device)
     return base, tokenizer, path
 

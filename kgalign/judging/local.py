@@ -173,7 +173,6 @@ class LocalJudge:
             raise KgalignError(f"{path}: local model folder not found")
         tokenizer = load_tokenizer(path)
         with loading_quietly():
-            # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), which mypy binds without self.
             loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
             if adapter:
                 try:
