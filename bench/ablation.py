@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The default with the run told that every source has a counterpart (as
     # --only-gold-entities tells it): contested sources with a mutual best open candidate linked.
     "closed-world": {"align": {"vote": {"closed_world": True}}},
+    "no-neighbour-search": {"neighbour_search": False},
+    "closed-world-no-neighbour-search": {"neighbour_search": False, "align": {"vote": {"closed_world": True}}},
     "full": {"mode": "full"},
     "full-dense-only": {"mode": "full", "dense_weight": 1.0},
     "full-lexical-only": {"mode": "full", "dense_weight": 0.0},

@@ -110,6 +110,10 @@ class RetrievalConfig:
     #: cascade: when the open sources are fewer than one in N of the open targets, only
     #: the open targets among some open source's best N are embedded; 0: every one.
     embed_pool: int = number(100, 0, 1_000_000)
+    #: cascade: the second pass also finds candidates by the neighbour channel alone
+    #: (its best ``pool`` open targets per open source), not only rescores them. Only
+    #: where the neighbour channel is on; full retrieval never searches it.
+    neighbour_search: bool = True
     #: Weight of embedding similarity against character n-grams (0: no embeddings).
     dense_weight: float = number(0.5, 0.0, 1.0)
     #: Weight of neighbour similarity; None: 0.5 when both graphs relate their entities

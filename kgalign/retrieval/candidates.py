@@ -230,7 +230,7 @@ def _retrieve_candidates(
     embeddings, or from the TF-IDF rows of every entity's text
     (``structure_vectors="lexical"``).
     """
-    retrieval = config.retrieval
+    retrieval = replace(config.retrieval, neighbour_search=False)  # the cascade's second pass alone
     left_iris, right_iris, rows, cols = _participants(config, seeds, left.iris, right.iris)
     left_texts, right_texts = left.texts, right.texts
     structure = _uses_structure(retrieval, left.table, right.table)

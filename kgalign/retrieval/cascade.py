@@ -86,7 +86,7 @@ def cascade(
     stage = stage or (lambda name: contextlib.nullcontext())
     with stage("retrieve"):
         first = retrieve(
-            left_iris, right_iris, None, None, left_lex, right_lex, replace(config, dense_weight=0.0), progress, left_struct, right_struct
+            left_iris, right_iris, None, None, left_lex, right_lex, replace(config, dense_weight=0.0, neighbour_search=False), progress, left_struct, right_struct
         )
     open_rows = [i for i, cands in enumerate(first) if not is_settled(cands, config.settle_margin)]
     # Target -> the settled source that took it.

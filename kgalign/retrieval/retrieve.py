@@ -597,8 +597,10 @@ def retrieve(
         found.append(lex_ids)
     elif progress:
         progress(n_left)
+    if config.neighbour_search and left_struct is not None and right_struct is not None and config.resolved_structure_weight > 0:
+        found.append(_neighbour_topk(left_struct, right_struct, pool, config))
     rows, cols, order, kept = _pooled(np.hstack(found) if len(found) > 1 else found[0])
-    if lex_sides is not None and dense_sides is None and not _prunes(lex_sides[1].shape[0]):
+    if lex_sides is not None and dense_sides is None and len(found) == 1 and not _prunes(lex_sides[1].shape[0]):
         # The search scored every pooled pair on every feature already.
         lex = np.take_along_axis(lex_scores, order, axis=1)[kept]
     if config.self_join:
@@ -622,6 +624,16 @@ def retrieve(
             struct = _pair_dots(left_struct, right_struct, rows, cols)
         scores = (1.0 - structure_weight) * scores + structure_weight * struct
     return _assemble(left_iris, right_iris, rows, cols, scores, config.k)
+
+
+def _neighbour_topk(left_struct: np.ndarray | SparseRows, right_struct: np.ndarray | SparseRows, k: int, config: RetrievalConfig) -> np.ndarray:
+    """Ids of each source's best ``k`` targets on the neighbour channel alone; -1 where
+    the score is not positive (an entity without neighbours finds nothing)."""
+    if is_sparse(left_struct):
+        scores, ids = lexical_topk(left_struct, right_struct, k, config.block_rows)
+    else:
+        scores, ids = dense_topk(left_struct, right_struct, k, config.hnsw_threshold, config.hnsw_slice)
+    return np.where(scores > 0, ids, -1)
 
 
 def _pooled(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
