@@ -232,6 +232,42 @@ def test_a_shared_rare_code_spares_a_contested_source() -> None:
     assert run([texts[0], texts[1], "case for kxtg1032s"], codes=True)[1].contested_by == "L0"
 
 
+def test_the_second_pass_finds_candidates_by_their_neighbours() -> None:
+    """L0 settles on R0. L1's match R3 shares no word with it (a name in another
+    language), and the two name channels' pools (2) hold the decoys R1 and R2; but L1
+    and R3 have the same neighbours. With neighbour search the second pass takes R3 as
+    a candidate, where the neighbour channel makes it the best; without, it is never
+    scored. The first pass never searches the neighbour channel."""
+    from scipy import sparse
+
+    from kgalign.retrieval.cascade import cascade
+
+    def rows(*vectors: list[float]) -> sparse.csr_matrix:
+        return sparse.csr_matrix(np.array(vectors, dtype=np.float32))
+
+    left_lex = rows([1, 0, 0, 0], [0, 1, 0, 0])
+    right_lex = rows([1, 0, 0, 0], [0, 0.8, 0.6, 0], [0, 0.8, 0.6, 0], [0, 0, 0, 1])
+    left_struct = rows([1, 0, 0], [0, 1, 0])
+    right_struct = rows([1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 1, 0])
+    dense = {"L1": [1.0, 0.0], "R1": [0.6, 0.8], "R2": [0.6, 0.8], "R3": [0.0, 1.0]}
+
+    def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([dense[t] for t in left], dtype=np.float32), np.array([dense[t] for t in right], dtype=np.float32)
+
+    def run(search: bool):
+        config = RetrievalConfig(k=2, pool=2, structure_weight=0.5, neighbour_search=search)
+        names = ["L0", "L1"], ["R0", "R1", "R2", "R3"]
+        return cascade(*names, *names, left_lex, right_lex, encode, config, left_struct, right_struct)
+
+    found, stats = run(True)
+    assert (stats.settled, stats.embedded_sources, stats.embedded_targets) == (1, 1, 3)
+    assert found[0].top.iri == "R0"
+    assert found[1].top.iri == "R3" and found[1].top.score == pytest.approx(0.5) and found[1].contested_by is None
+    missed, stats = run(False)
+    assert stats.settled == 1 and found[0] == missed[0]
+    assert {c.iri for c in missed[1].items} == {"R1", "R2"}
+
+
 def test_cascade_embeds_only_the_open_targets_within_reach() -> None:
     """One open source facing many leftover targets: with ``embed_pool`` 2 only its two
     lexically nearest open targets are embedded and ranked; the embedding then picks
