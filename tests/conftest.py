@@ -67,7 +67,9 @@ def mini_persons(persons: dict[str, Path]) -> Callable[[Path, int], dict[str, Pa
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED.is_dir():
-        pytest.skip("../shared/data is not present beside the checkout")
+        from helpers import absent
+
+        absent(f"{SHARED}: the benchmarks are not beside this checkout")
     return SHARED
 
 

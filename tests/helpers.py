@@ -8,9 +8,35 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 
+import pytest
 from click.testing import CliRunner, Result
+
+
+def absent(what: str) -> NoReturn:
+    """Skip a test for want of ``what`` (a package, a program, the data beside the
+    checkout); in CI (``CI`` set), which installs everything but a GPU, fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}: CI installs it (.ci/run), so this test may not skip there")
+    pytest.skip(what)
+
+
+def require(module: str) -> ModuleType:
+    """``module`` imported, or :func:`absent`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        absent(f"{module} cannot be imported ({exc})")
+
+
+#: Hides vllm from a Python process (``-c`` code run first): ``import vllm`` fails and
+#: ``importlib.util.find_spec("vllm")`` is None, as where it is not installed.
+WITHOUT_VLLM = "import sys; sys.modules['vllm'] = None\n"
+
 
 #: Runs ``kgalign`` with the warnings that kgalign's own calls cause turned into errors
 #: (a deprecated transformers or torch call made by kgalign fails the run), every other

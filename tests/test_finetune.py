@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import cli as _cli
-from helpers import relative_run
+from helpers import relative_run, require
 
 from kgalign.cli.main import main
 from kgalign.config import AlignConfig, RetrievalConfig
@@ -334,7 +334,7 @@ def test_vllm_loads_the_adapter_and_answers_as_the_local_judge(tuned, gold_quest
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    pytest.importorskip("vllm")
+    require("vllm")
     from kgalign.judging.local import default_model_path
     from kgalign.judging.vllm_engine import VLLMJudge
 

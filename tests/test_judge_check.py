@@ -1,18 +1,18 @@
 """A judge backend whose packages are missing stops a run at its start, in one line.
 
-The CLI test runs the real `kgalign` of this environment in a subprocess; it needs vllm
-to be missing (as in the dev venv) and is skipped where it is installed.
+The CLI test runs the real `kgalign` of this environment in a subprocess with vllm
+hidden from it (as where it is not installed), so it runs where vllm is installed too.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import WITHOUT_VLLM
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import JUDGES, JudgeSpec, Requirement, check_judge
@@ -23,10 +23,11 @@ VLLM_ERROR = "kgalign: error: --judge vllm needs the 'vllm' package: install it 
 
 
 def _kgalign(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kgalign.cli.main", *args], capture_output=True, text=True, timeout=120)
+    """`kgalign ARGS...` in its own process, vllm hidden from it."""
+    code = WITHOUT_VLLM + "from kgalign.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
 def test_cli_without_vllm_stops_before_any_input_is_read(persons: dict[str, Path], tmp_path: Path) -> None:
     outdir = tmp_path / "out"
     started = time.monotonic()

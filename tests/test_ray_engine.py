@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("ray")
-
-from helpers import cli, free_port, kgalign_process
+from helpers import cli, free_port, kgalign_process, require
 
 from kgalign.config import AlignConfig, VoteConfig
 from kgalign.judging.testing import ScriptedJudge, pick
 from kgalign.pipeline import align
 from kgalign.selection.profile_file import ProfileFile
+
+require("ray")
 
 SAME = ("links.ttl", "fused.ttl", "alignment.rdf", "votes.jsonl", "entities.json.gz")
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from rdflib import Graph
 from rdflib.namespace import OWL
 
+from helpers import absent
 from helpers import cli as _cli
 from kgalign.cli.main import main
 from kgalign.review.corrections import read_corrections
@@ -138,7 +139,7 @@ def test_report_of_a_folder_without_votes_fails_in_one_line(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium and chromium-driver (.ci/install-browser.sh)")
+        absent(f"{CHROMIUM} is absent: install Debian's chromium and chromium-driver (.ci/install-browser.sh)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

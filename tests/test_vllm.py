@@ -10,7 +10,6 @@ not accuracy.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, read_rounds, round_letters, run_persons, stop
+from helpers import free_port, read_rounds, require, round_letters, run_persons, stop
 
 from kgalign.io.entities import load_entities
 from kgalign.judging.prompt import Question
@@ -43,7 +42,7 @@ def vllm_module():
     """vllm, imported for one process (no engine subprocess), or the tests are skipped."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    return pytest.importorskip("vllm")
+    return require("vllm")
 
 
 def persons_profiles(persons: dict[str, Path]):
@@ -197,10 +196,11 @@ def vllm_server(tiny_model, tmp_path_factory) -> Iterator[str]:
             stop(process)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
-def test_missing_vllm_is_one_clear_error(tmp_path):
+def test_missing_vllm_is_one_clear_error(tmp_path, monkeypatch):
     from kgalign.errors import MissingDependencyError
     from kgalign.judging.base import make_judge
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as where it is not installed
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'kgalign\[vllm\]'"):
         make_judge("vllm", model=str(tmp_path))
