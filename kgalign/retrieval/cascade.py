@@ -11,7 +11,9 @@ cascade therefore works in two passes:
    the runner-up by at least ``settle_margin``. Only the unsettled sources, and the
    targets no settled source has taken, are embedded; they are ranked again on the full
    score (dense and lexical, and the neighbour channel), among those open targets
-   (among all targets when ``exclusive`` is off: many-to-one alignments).
+   (among all targets when ``exclusive`` is off: many-to-one alignments). With
+   ``neighbour_search`` the neighbour channel also finds candidates there: a source
+   whose counterpart has another name but the same neighbours.
 
 A source whose lexical best was taken, and whose open candidates all score more than
 ``taken_window`` below that best, is marked contested (:func:`_guard`): without a judge

@@ -8,7 +8,9 @@ Two signals are combined:
 Each source's pool is the union of both signals' best ``pool`` targets; pooled
 targets are scored ``dense_weight * dense + (1 - dense_weight) * lexical`` and the
 best ``k`` kept. When neighbourhood vectors are given (:mod:`kgalign.retrieval.structure`), the
-final score is ``(1 - structure_weight) * that + structure_weight * neighbour cosine``.
+final score is ``(1 - structure_weight) * that + structure_weight * neighbour cosine``,
+and with ``neighbour_search`` (the cascade's second pass) the neighbour channel's own
+best ``pool`` targets join the pool.
 Nothing quadratic is held in memory: the lexical search runs in
 row blocks.
 """
