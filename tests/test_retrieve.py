@@ -232,12 +232,14 @@ def test_a_shared_rare_code_spares_a_contested_source() -> None:
     assert run([texts[0], texts[1], "case for kxtg1032s"], codes=True)[1].contested_by == "L0"
 
 
-def test_the_second_pass_finds_candidates_by_their_neighbours() -> None:
+@pytest.mark.parametrize("struct_kind", ["lexical", "dense"])
+def test_the_second_pass_finds_candidates_by_their_neighbours(struct_kind: str) -> None:
     """L0 settles on R0. L1's match R3 shares no word with it (a name in another
     language), and the two name channels' pools (2) hold the decoys R1 and R2; but L1
     and R3 have the same neighbours. With neighbour search the second pass takes R3 as
     a candidate, where the neighbour channel makes it the best; without, it is never
-    scored. The first pass never searches the neighbour channel."""
+    scored. The first pass never searches the neighbour channel. The neighbour rows are
+    TF-IDF rows (sparse) or embeddings (arrays, `--structure-vectors dense`)."""
     from scipy import sparse
 
     from kgalign.retrieval.cascade import cascade
@@ -249,6 +251,8 @@ def test_the_second_pass_finds_candidates_by_their_neighbours() -> None:
     right_lex = rows([1, 0, 0, 0], [0, 0.8, 0.6, 0], [0, 0.8, 0.6, 0], [0, 0, 0, 1])
     left_struct = rows([1, 0, 0], [0, 1, 0])
     right_struct = rows([1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 1, 0])
+    if struct_kind == "dense":
+        left_struct, right_struct = left_struct.toarray(), right_struct.toarray()
     dense = {"L1": [1.0, 0.0], "R1": [0.6, 0.8], "R2": [0.6, 0.8], "R3": [0.0, 1.0]}
 
     def encode(left: list[str], right: list[str]) -> tuple[np.ndarray, np.ndarray]:

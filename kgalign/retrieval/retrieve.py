@@ -634,6 +634,7 @@ def _neighbour_topk(left_struct: np.ndarray | SparseRows, right_struct: np.ndarr
     if is_sparse(left_struct):
         scores, ids = lexical_topk(left_struct, right_struct, k, config.block_rows)
     else:
+        assert isinstance(left_struct, np.ndarray) and isinstance(right_struct, np.ndarray)  # dense neighbour vectors are arrays
         scores, ids = dense_topk(left_struct, right_struct, k, config.hnsw_threshold, config.hnsw_slice)
     return np.where(scores > 0, ids, -1)
 
