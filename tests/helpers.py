@@ -38,16 +38,17 @@ def require(module: str) -> ModuleType:
 WITHOUT_VLLM = "import sys; sys.modules['vllm'] = None\n"
 
 
+#: ``kgalign`` as ``python -c`` code: the arguments after it are the command line.
+MAIN = "import sys\nfrom kgalign.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+
 #: Runs ``kgalign`` with the warnings that kgalign's own calls cause turned into errors
 #: (a deprecated transformers or torch call made by kgalign fails the run), every other
 #: filter left as a user's Python has it.
 STRICT_MAIN = (
-    "import sys, warnings\n"
+    "import warnings\n"
     "for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):\n"
     "    warnings.filterwarnings('error', category=category, module=r'kgalign(\\.|$)')\n"
-    "from kgalign.cli.main import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
+) + MAIN
 
 
 def kgalign_process(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:

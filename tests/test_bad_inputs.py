@@ -24,6 +24,7 @@ import pytest
 
 import kgalign.outputs
 from click.testing import CliRunner, Result
+from helpers import MAIN
 
 from kgalign.cli.main import main
 
@@ -142,8 +143,7 @@ def _invoke_without_override(args: list[str]) -> _Ran:
     the permissions say (the capabilities DAC_OVERRIDE and DAC_READ_SEARCH taken out of
     its bounding set by util-linux's setpriv): root still owns the files, and their
     permissions now hold for it as for their owner."""
-    code = "import sys\nfrom kgalign.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
-    command = [shutil.which("setpriv") or "setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code]
+    command = [shutil.which("setpriv") or "setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", MAIN]
     done = subprocess.run([*command, "--log-level", "warning", *args], capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "400"})
     return _Ran(done.returncode, done.stdout, done.stderr)
 

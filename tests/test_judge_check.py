@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import WITHOUT_VLLM
+from helpers import MAIN, WITHOUT_VLLM
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import JUDGES, JudgeSpec, Requirement, check_judge
@@ -24,8 +24,7 @@ VLLM_ERROR = "kgalign: error: --judge vllm needs the 'vllm' package: install it 
 
 def _kgalign(*args: str) -> subprocess.CompletedProcess[str]:
     """`kgalign ARGS...` in its own process, vllm hidden from it."""
-    code = WITHOUT_VLLM + "from kgalign.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", WITHOUT_VLLM + MAIN, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_without_vllm_stops_before_any_input_is_read(persons: dict[str, Path], tmp_path: Path) -> None:
