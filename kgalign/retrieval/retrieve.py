@@ -599,8 +599,10 @@ def retrieve(
         found.append(lex_ids)
     elif progress:
         progress(n_left)
-    if config.neighbour_search and left_struct is not None and right_struct is not None and config.resolved_structure_weight > 0:
-        found.append(_neighbour_topk(left_struct, right_struct, pool, config))
+    structure_weight = config.resolved_structure_weight
+    struct_sides = (left_struct, right_struct) if left_struct is not None and right_struct is not None and structure_weight > 0 else None
+    if struct_sides is not None and config.neighbour_search:
+        found.append(_neighbour_topk(*struct_sides, pool, config))
     rows, cols, order, kept = _pooled(np.hstack(found) if len(found) > 1 else found[0])
     if lex_sides is not None and dense_sides is None and len(found) == 1 and not _prunes(lex_sides[1].shape[0]):
         # The search scored every pooled pair on every feature already.
@@ -617,8 +619,7 @@ def retrieve(
         scores = config.dense_weight * dense + (1.0 - config.dense_weight) * lex
     else:
         scores = dense if dense is not None else lex
-    structure_weight = config.resolved_structure_weight
-    if left_struct is not None and right_struct is not None and structure_weight > 0:
+    if struct_sides is not None:
         if is_sparse(left_struct):
             struct = sparse_pair_dots(left_struct, right_struct, rows, cols)
         else:
