@@ -33,6 +33,21 @@ def require(module: str) -> ModuleType:
         absent(f"{module} cannot be imported ({exc})")
 
 
+def development_split(shared_data: Path, folder: str = "seu_srprs_fr_en") -> tuple[Path, list[tuple[str, str]], list[tuple[str, str]]]:
+    """A DBP15K-layout benchmark converted (once, in the cache) and the development split
+    of its train links as bench/ablation.py cuts it, where retrieval's defaults are
+    chosen: the folder of the conversion, the first 30% of the links (seeds) and the
+    rest (gold). The test split is never read."""
+    from bench.ablation import dev_split
+    from kgalign.evaluation.metrics import read_pairs
+    from kgalign.io.importers.cached import convert_cached
+    from kgalign.retrieval.embed import cache_root
+
+    out = convert_cached("dbp15k", [shared_data / folder], cache_root() / "conversions" / f"dbp15k-{folder}").outdir
+    seeds, gold = dev_split(read_pairs(out / "gold_train.tsv"), 0.3)
+    return out, seeds, gold
+
+
 #: Hides vllm from a Python process (``-c`` code run first): ``import vllm`` fails and
 #: ``importlib.util.find_spec("vllm")`` is None, as where it is not installed.
 WITHOUT_VLLM = "import sys; sys.modules['vllm'] = None\n"

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers import development_split
+
 from kgalign.config import AlignConfig, RetrievalConfig
-from kgalign.evaluation.metrics import read_pairs
-from kgalign.io.importers.cached import convert_cached
 from kgalign.pipeline import prepare
-from kgalign.retrieval.embed import cache_root
 
 
 def test_neighbours_find_counterparts_the_names_miss(shared_data: Path, embedder) -> None:
-    folder = "seu_srprs_fr_en"
-    out = convert_cached("dbp15k", [shared_data / folder], cache_root() / "conversions" / f"dbp15k-{folder}").outdir
-    train = read_pairs(out / "gold_train.tsv")
-    cut = int(len(train) * 0.3)
-    seeds, gold = train[:cut], dict(train[cut:])
+    out, seeds, pairs = development_split(shared_data)
+    gold = dict(pairs)
     base = AlignConfig(judge="none", seed_links=seeds, only_left=sorted(gold), only_right=sorted(gold.values()))
 
     def best(search: bool) -> dict[str, list[str]]:

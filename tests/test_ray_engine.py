@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import cli, free_port, kgalign_process, require
+from helpers import cli, development_split, free_port, kgalign_process, require
 
 from kgalign.config import AlignConfig, VoteConfig
 from kgalign.judging.testing import ScriptedJudge, pick
@@ -177,17 +177,12 @@ def test_the_neighbour_search_on_the_actors_finds_what_one_process_finds(cluster
     the cascade's second pass searches the neighbour channel too, its TF-IDF rows cut
     into the actors' slices like the names'; the same outputs as --engine local."""
     import kgalign.runtime.ray_engine as ray_engine
-    from kgalign.evaluation.metrics import read_pairs
-    from kgalign.io.importers.cached import convert_cached
-    from kgalign.retrieval.embed import cache_root
+    from kgalign.io.importers.common import write_pairs
 
     monkeypatch.setattr(ray_engine, "SHARD_FROM_CELLS", 0)  # every search on the actors
-    folder = "seu_srprs_fr_en"
-    out = convert_cached("dbp15k", [shared_data / folder], cache_root() / "conversions" / f"dbp15k-{folder}").outdir
-    train = read_pairs(out / "gold_train.tsv")
-    cut = int(len(train) * 0.3)
-    for name, pairs in (("seeds.tsv", train[:cut]), ("gold.tsv", train[cut:])):
-        (tmp_path / name).write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
+    out, seeds, gold = development_split(shared_data)
+    write_pairs(tmp_path / "seeds.tsv", seeds)
+    write_pairs(tmp_path / "gold.tsv", gold)
     args = [out / "left.ttl", out / "right.ttl", "--seed-links", tmp_path / "seeds.tsv", "--test-gold", tmp_path / "gold.tsv", "--only-gold-entities", "--quiet", "--no-cache"]
     info = _both_engines(args, tmp_path, cluster)
     assert info["config"]["retrieval"]["neighbour_search"] and info["effective"]["retrieval"]["structure_weight"] == 0.5
