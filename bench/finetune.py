@@ -135,7 +135,7 @@ def cross_domain(name: str, args: argparse.Namespace, adapter: Path, device: str
             judge_options={"batch_size": args.eval_batch_size} if judge == "local" else {},
             device=device,
             retrieval=RetrievalConfig(),
-            vote=VoteConfig(rounds=args.rounds, options=args.options, gate=gate),
+            vote=VoteConfig(question="choice", rounds=args.rounds, options=args.options, gate=gate),
             seed=args.seed,
             only_left=[a for a, _ in sources],
         )
@@ -169,7 +169,7 @@ def judge_accuracy(
 ) -> dict[str, Any]:
     """Accuracy on held-out questions: retrieval top-1, the untuned and the tuned judge."""
     labels = {a: b for a, b in test_gold}
-    config = DataConfig(options=args.options, permutations=args.rounds, none_share=0.2, val_share=0.0, seed=args.seed + 1)
+    config = DataConfig(question="choice", options=args.options, permutations=args.rounds, none_share=0.2, val_share=0.0, seed=args.seed + 1)
     by_source = build_examples(labels, prepared.candidates, prepared.left_profiles, prepared.right_profiles, config)
     sources = sorted(by_source)
     random.Random(args.seed).shuffle(sources)
@@ -206,7 +206,7 @@ def end_to_end(
             device=device,
             attributes=list(args.attributes),
             retrieval=RetrievalConfig(),
-            vote=VoteConfig(rounds=args.rounds, options=args.options),
+            vote=VoteConfig(question="choice", rounds=args.rounds, options=args.options),
             seed=args.seed,
             seed_links=list(train_gold),
             only_left=[a for a, _ in sample],
@@ -292,7 +292,7 @@ def main() -> None:
     )
     prepared = prepare(left, right, align_config, embedder)
     data = gold_data(
-        left, right, train_path, DataConfig(options=args.options, permutations=args.permutations, seed=args.seed), align_config, embedder=embedder, prepared=prepared
+        left, right, train_path, DataConfig(question="choice", options=args.options, permutations=args.permutations, seed=args.seed), align_config, embedder=embedder, prepared=prepared
     )
     adapter = args.work / f"adapter-{args.dataset}"
     if args.skip_training:

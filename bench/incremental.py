@@ -48,7 +48,7 @@ from bench import table
 from kgalign.incremental.since import ASKED_REASONS, SINCE_FILE, STATISTICS_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
-JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restaurants": ["--judge", "local", "--no-gate"]}
+JUDGES = {"dbp15k": ["--judge", "none"], "abt-buy": ["--judge", "none"], "restaurants": ["--judge", "local", "--question", "choice", "--no-gate"]}
 # Restaurants by class: without it, an address whose restaurant is held out has no one
 # pointing to it and becomes an entity of its own in the base version.
 RESTAURANT = "http://www.okkam.org/ontology_restaurant{}.owl#Restaurant"

@@ -218,7 +218,7 @@ def compare(
     from kgalign.judging.vote import decide
 
     pairwise = pair_threshold is not None
-    config = VoteConfig(rounds=rounds, options=options, gate=False, seed=seed, datamark=datamark)
+    config = VoteConfig(question="choice", rounds=rounds, options=options, gate=False, seed=seed, datamark=datamark)
     if pairwise:
         config = replace(config, question="pairwise", pair_threshold=pair_threshold, early_stop=False)
     return {copy: decide(candidates, *copy_profiles(copy, left, right, pairwise), judge, config) for copy in copies}

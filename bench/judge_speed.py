@@ -119,7 +119,7 @@ def run_pass(variant: str, judge: Any, args: argparse.Namespace, params: int) ->
     judge.computed_tokens = 0
     hits0, misses0 = judge._prefixes.hits, judge._prefixes.misses
     timed = TimedJudge(judge)
-    config = AlignConfig(judge="local", gold=str(args.gold), vote=VoteConfig(rounds=args.rounds, gate=False, **VOTES.get(variant, {})))
+    config = AlignConfig(judge="local", gold=str(args.gold), vote=VoteConfig(rounds=args.rounds, gate=False, **VOTES.get(variant, {"question": "choice"})))
     window = CpuWindow()
     started = time.perf_counter()
     result = align(args.left, args.right, config, judge=timed)

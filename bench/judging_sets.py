@@ -84,7 +84,7 @@ def measure(name: str, folder: Path, accuracy: float | None, sets: bool, embedde
 
     gold = read_pairs(folder / "gold.tsv")
     judge = NoisyOracle(gold, accuracy) if accuracy is not None else None
-    config = AlignConfig(gold=str(folder / "gold.tsv"), vote=VoteConfig(sets=sets), resolve=resolve, judge="none" if judge is None else "local")
+    config = AlignConfig(gold=str(folder / "gold.tsv"), vote=VoteConfig(question="choice", sets=sets), resolve=resolve, judge="none" if judge is None else "local")
     started = time.perf_counter()
     result = align(folder / "left.nt", folder / "right.nt", config, embedder=embedder, judge=judge)
     metrics = result.metrics or {}

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         persons = ROOT / "examples" / "persons"
         files = {"left": persons / "left.nt", "right": persons / "right.ttl", "gold": persons / "gold.tsv"}
         work = Path(tempfile.mkdtemp(prefix="kgalign-ray-bench-judged-"))
-        extra = ["--judge", "local", "--no-gate"]
+        extra = ["--judge", "local", "--question", "choice", "--no-gate"]
         pair = [measure(files, work, engine, extra) for engine in ("local", "ray")]
         rows.append({"data": "examples/persons, --judge local --no-gate", "runs": pair})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)

@@ -129,7 +129,7 @@ def build_workload(data: Path, dataset: str, entities: int) -> Workload:
     from kgalign.judging.vote import decide
 
     folder, left, right = DATASETS[dataset]
-    config = AlignConfig(vote=VoteConfig(gate=False, early_stop=False))
+    config = AlignConfig(vote=VoteConfig(question="choice", gate=False, early_stop=False))
     prepared = prepare(data / folder / left, data / folder / right, config)
     asked = [c for c in prepared.candidates if c.items]
     if len(asked) <= entities:

@@ -596,8 +596,8 @@ def plan(datasets: list[Dataset], judges: list[str], llm_datasets: set[str]) -> 
 
 JUDGE_LABELS = {
     "none": "none",
-    "local": "local, gated",
-    "local-nogate": "local, not gated",
+    "local": "local multiple-choice, gated",
+    "local-nogate": "local multiple-choice, not gated",
     "pairwise": "local pairwise, gated",
     "pairwise-nogate": "local pairwise, not gated",
 }

@@ -180,11 +180,13 @@ class VoteConfig:
     #: log-probability; a judge that scores every letter: local): above 0 it answers
     #: "none" more readily, below 0 less. `kgalign pairs --valid` chooses it there.
     none_bias: float = number(0.0, -20.0, 20.0)
-    #: What the judge is asked: "choice", one multiple-choice question over the candidates
-    #: and "none of these" a round (for large served models); "pairwise", each candidate on
-    #: its own, "are these two the same?", both record orders, the rounds' probabilities
-    #: of yes averaged (kgalign.judging.pairwise).
-    question: str = choice("choice", ("choice", "pairwise"))
+    #: What the judge is asked: "pairwise", each candidate on its own, "are these two the
+    #: same?", both record orders, the rounds' probabilities of yes averaged
+    #: (kgalign.judging.pairwise; small models transfer this way, and a trained judge is
+    #: checked on the run's confident pairs first); "choice", one multiple-choice question
+    #: over the candidates and "none of these" a round (for large served models: a
+    #: quarter of the questions).
+    question: str = choice("pairwise", ("pairwise", "choice"))
     #: A pairwise vote's threshold on the mean probability of yes. None: the one a judge
     #: trained on pairwise questions recorded (chosen on its validation questions:
     #: :func:`kgalign.judging.adapters.settle_pair_threshold`, where a run builds its

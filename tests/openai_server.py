@@ -2,7 +2,9 @@
 
 It listens on 127.0.0.1 only and answers deterministically: the letter of the option
 whose JSON text shares the most character bigrams with the SOURCE line
-(:func:`expected_letter`), or a reply given by script. Faults are scripted too, either
+(:func:`expected_letter`); to a pairwise question, yes where the two records' bigram
+overlap reaches one half, with the log-probabilities of both words
+(:func:`pair_probability`); or a reply given by script. Faults are scripted too, either
 for the next requests in arrival order (``faults``) or for the questions whose SOURCE
 line contains a given text (``faults_for``):
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import socket
 import threading
@@ -65,9 +68,30 @@ def expected_letter(messages: list[dict[str, str]]) -> str:
     return best_letter
 
 
-def source_line(messages: list[dict[str, str]]) -> str:
+def _records(messages: list[dict[str, str]]) -> list[str]:
+    """A pairwise question's two records (RECORD 1, RECORD 2); empty for any other question."""
     user = next((m["content"] for m in messages if m["role"] == "user"), "")
-    return next((line for line in user.splitlines() if line.startswith("SOURCE: ")), "")
+    return [line.split(": ", 1)[1] for line in user.splitlines() if line.startswith(("RECORD 1: ", "RECORD 2: "))]
+
+
+def pair_probability(messages: list[dict[str, str]]) -> float | None:
+    """The probability of yes the fake server gives a pairwise question: the Dice overlap
+    of the two records' character bigrams, kept within [0.02, 0.98]; None for another question."""
+    records = _records(messages)
+    if len(records) != 2:
+        return None
+    first, second = (_bigrams(record) for record in records)
+    total = sum(first.values()) + sum(second.values())
+    dice = 2 * sum((first & second).values()) / total if total else 0.0
+    return min(0.98, max(0.02, dice))
+
+
+def source_line(messages: list[dict[str, str]]) -> str:
+    """The question's SOURCE line; for a pairwise question, its two records' lines (so a
+    scripted fault or reply keyed on a text reaches every question that shows it)."""
+    user = next((m["content"] for m in messages if m["role"] == "user"), "")
+    lines = user.splitlines()
+    return next((line for line in lines if line.startswith("SOURCE: ")), "") or "\n".join(line for line in lines if line.startswith(("RECORD 1: ", "RECORD 2: ")))
 
 
 class FakeOpenAIServer:
@@ -158,6 +182,9 @@ class FakeOpenAIServer:
         for key, reply in self.replies.items():
             if key in source:
                 return reply
+        p_yes = pair_probability(messages)
+        if p_yes is not None:
+            return "yes" if p_yes >= 0.5 else "no"
         return expected_letter(messages)
 
 
@@ -239,7 +266,14 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if body.get("logprobs"):
             token = {"token": reply, "logprob": FAKE_LOGPROB, "bytes": list(reply.encode("utf-8"))}
-            choice["logprobs"] = {"content": [dict(token, top_logprobs=[token])]}
+            top = [token]
+            p_yes = pair_probability(messages)
+            if p_yes is not None and reply in ("yes", "no"):
+                # A pairwise answer: both words listed, as a served model's top log-probabilities list them.
+                words = {"yes": math.log(p_yes), "no": math.log(1.0 - p_yes)}
+                top = [{"token": word, "logprob": logprob, "bytes": list(word.encode("utf-8"))} for word, logprob in words.items()]
+                token = next(t for t in top if t["token"] == reply)
+            choice["logprobs"] = {"content": [dict(token, top_logprobs=top)]}
         with owner._lock:
             owner.answered += 1
         self._send_json(

@@ -69,13 +69,20 @@ def test_local_judge_run_records_its_questions(local_run) -> None:
     judged = [v for v in votes if v["rounds"]]
     assert run["judge"].startswith("local:")
     assert run["counts"]["judged"] == len(judged) > 0
-    assert run["counts"]["llm_questions"] + run["counts"]["cache_hits"] == sum(len(v["rounds"]) for v in judged)
+    # The judge check's questions (the run's confident pairs, asked first) and the votes' rounds.
+    check = run["judge_check"]
+    assert check["passed"] and check["questions"] > 0
+    assert run["counts"]["llm_questions"] + run["counts"]["cache_hits"] == check["questions"] + sum(len(v["rounds"]) for v in judged)
     assert run["counts"]["prompt_tokens"] > 0
+    # Pairwise questions (the default): one candidate a round, in both record orders.
+    assert run["config"]["vote"]["question"] == "pairwise"
     for v in judged:
-        assert v["prompt"] and "SOURCE:" in v["prompt"]
+        assert v["prompt"] and "RECORD 1:" in v["prompt"] and "SOURCE:" not in v["prompt"]
+        shown = [c["iri"] for c in v["candidates"][:5]]
         for r in v["rounds"]:
-            assert r["choice"] is not None and r["logprob"] is not None
-            assert sorted(r["order"]) == sorted(c["iri"] for c in v["candidates"][: len(r["order"])])
+            assert r["raw"] in ("yes", "no") and r["p_yes"] is not None and 0.0 <= r["p_yes"] <= 1.0
+            assert len(r["order"]) == 1 and r["order"][0] in shown and r["first"] in ("source", "candidate")
+    assert {r["first"] for v in judged for r in v["rounds"]} == {"source", "candidate"}
 
 
 def test_rerun_answers_from_the_cache(local_run, persons) -> None:
@@ -94,13 +101,14 @@ def test_inspect_summary_filters_and_one_decision(local_run) -> None:
     assert summary["entities"] == 60
     assert sum(summary["decisions"].values()) == 60
     assert summary["judged"] + summary["gated"] <= 60
-    assert sum(summary["position_wins"].values()) + summary["none_votes"] + summary["invalid_votes"] == summary["rounds"]
+    assert summary["pairwise_rounds"] == summary["questions"] > 0 and isinstance(summary["order_bias"], float)
+    assert summary["position_wins"] == {}  # pairwise rounds show one candidate: no position to win
     text = _run(["inspect", str(votes)]).output
-    assert ("position wins" in text) == bool(summary["position_wins"])
+    assert f"pairwise rounds {summary['pairwise_rounds']}; order bias" in text and "position wins" not in text
     records = [json.loads(line) for line in votes.read_text().splitlines()]
     judged = next(r for r in records if r["rounds"])
     full = _run(["inspect", str(votes), "--entity", judged["source"]]).output
-    assert "round 1:" in full and judged["source"] in full and "SOURCE:" in full
+    assert "pairwise votes" in full and judged["source"] in full and "RECORD 1:" in full
     uncertain = _run(["inspect", str(votes), "--uncertain", "--json"]).output
     assert all(r["decision"] == "uncertain" for r in json.loads(uncertain))
     missing = _run(["inspect", str(votes), "--entity", "urn:nope"])
@@ -155,15 +163,15 @@ def test_datamark_run_asks_datamarked_questions_and_caches_them_apart(mini_perso
     (tmp_path / "mini").mkdir()
     mini = mini_persons(tmp_path / "mini", 4)
     out = tmp_path / "out"
-    args = ["run", str(mini["left"]), str(mini["right"]), "-o", str(out), "--judge", "local", "--no-gate", "--rounds", "1", "--quiet"]
+    args = ["run", str(mini["left"]), str(mini["right"]), "-o", str(out), "--judge", "local", "--no-gate", "--rounds", "1", "--options", "1", "--quiet"]
     result = _run([*args, "--datamark"])
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     votes = [json.loads(line) for line in (out / "votes.jsonl").read_text().splitlines()]
     assert run["config"]["vote"]["datamark"] is True and run["counts"]["llm_questions"] == 4
     for v in votes:
-        source_line = next(line for line in v["prompt"].splitlines() if line.startswith("SOURCE: "))
-        values = json.loads(source_line.removeprefix("SOURCE: ")).values()
+        source_line = next(line for line in v["prompt"].splitlines() if line.startswith("RECORD 1: "))
+        values = json.loads(source_line.removeprefix("RECORD 1: ")).values()
         assert not any(" " in value for value in values) and any("^" in value for value in values), values  # "axon^street"
     # Without --datamark the same questions are other questions: none is answered from the cache.
     result = _run([*args, "--force"])

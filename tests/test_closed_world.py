@@ -34,7 +34,7 @@ def prepared(persons: dict[str, Path], embedder):
 @pytest.mark.parametrize("kind", ["graph", "tables"])
 def test_a_judges_no_leaves_the_source_to_retrieval_only_in_a_closed_world(prepared, kind: str) -> None:
     data = prepared[kind]
-    vote = VoteConfig(gate=False, rounds=2, early_stop=False)
+    vote = VoteConfig(question="choice", gate=False, rounds=2, early_stop=False)
     nothing = ScriptedJudge({}, default=None)  # "none of these", every round
     opened = decide(data.candidates, data.left_profiles, data.right_profiles, nothing, vote)
     closed = decide(data.candidates, data.left_profiles, data.right_profiles, ScriptedJudge({}, default=None), dataclasses.replace(vote, closed_world=True))

@@ -44,7 +44,7 @@ def one_thread():
 
 
 ATTRIBUTES = ["given_name", "surname"]
-DATA_ARGS = ["--options", "3", "--permutations", "2", *(arg for a in ATTRIBUTES for arg in ("--attributes", a))]
+DATA_ARGS = ["--question", "choice", "--options", "3", "--permutations", "2", *(arg for a in ATTRIBUTES for arg in ("--attributes", a))]
 # Adapters in the top 4 layers only: faster, and vLLM must load an adapter that skips layers.
 TRAIN_ARGS = ["--batch-size", "2", "--max-train", "4", "--max-val", "2", "--eval-every", "0", "--lr", "5e-4", "--warmup-steps", "0", "--lora-layers", "4", "--threads", "1"]
 STEPS = 6
@@ -72,7 +72,7 @@ def tuned_judge(tuned) -> LocalJudge:
 def gold_questions(persons, embedder):
     """The questions the CLI run built, rebuilt through the library with the same settings."""
     align_config = AlignConfig(judge="none", attributes=list(ATTRIBUTES), retrieval=RetrievalConfig(k=10))
-    return gold_data(persons["left"], persons["right"], persons["gold"], DataConfig(options=3, permutations=2), align_config, embedder=embedder)
+    return gold_data(persons["left"], persons["right"], persons["gold"], DataConfig(question="choice", options=3, permutations=2), align_config, embedder=embedder)
 
 
 def test_cli_prints_accuracy_and_position_bias_and_writes_them(tuned, gold_questions) -> None:
@@ -160,7 +160,7 @@ def test_run_with_the_adapter_records_it(tuned, persons, tmp_path) -> None:
     right = _excerpt(persons["right"], [b.strip() for _, b in pairs], tmp_path / "right.nt")
     run_dir = tmp_path / "run"
     result = _cli([
-        "run", left, right, "-o", run_dir, "--judge", "local", "--adapter", out, "--no-gate", "--rounds", "1",
+        "run", left, right, "-o", run_dir, "--judge", "local", "--adapter", out, "--question", "choice", "--no-gate", "--rounds", "1",
         "--options", "3", "--attributes", "given_name", "--attributes", "surname", "--quiet",
     ])
     assert result.exit_code == 0, result.output
@@ -241,7 +241,7 @@ def test_teacher_recipe_builds_questions_from_a_real_log(teacher_run) -> None:
     matches = {s for s, r in records.items() if r["decision"] == "match"}
     nones = {s for s, r in records.items() if r["decision"] == "none" and r["candidates"]}
     assert matches and nones
-    data = teacher_data(votes, DataConfig(options=0, permutations=2, none_share=0.0), min_confidence=0.0)
+    data = teacher_data(votes, DataConfig(question="choice", options=0, permutations=2, none_share=0.0), min_confidence=0.0)
     assert data.config.options == 3  # the run's, from its run.json
     examples = data.train + data.val
     assert {e.source for e in examples} == matches
@@ -255,13 +255,13 @@ def test_teacher_recipe_builds_questions_from_a_real_log(teacher_run) -> None:
     assert not any(e.question.datamark for e in examples)
 
     # finetune --datamark trains on the questions `kgalign run --datamark` asks.
-    marked = teacher_data(votes, DataConfig(options=0, permutations=2, none_share=0.0, datamark=True), min_confidence=0.0)
+    marked = teacher_data(votes, DataConfig(question="choice", options=0, permutations=2, none_share=0.0, datamark=True), min_confidence=0.0)
     marked_examples = marked.train + marked.val
     assert [(e.source, e.order, e.answer) for e in marked_examples] == [(e.source, e.order, e.answer) for e in examples]
     assert all(e.question.datamark and "^" in e.question.messages()[0]["content"] for e in marked_examples)
 
     # 'none' decisions (top score under --min-score) have confidence 1 - score > 0.2.
-    confident = teacher_data(votes, DataConfig(options=0, permutations=1, none_share=0.0), min_confidence=0.2, include_none=True)
+    confident = teacher_data(votes, DataConfig(question="choice", options=0, permutations=1, none_share=0.0), min_confidence=0.2, include_none=True)
     taught = confident.train + confident.val
     assert {e.source for e in taught} == {s for s, r in records.items() if r["confidence"] >= 0.2 and r["candidates"] and r["decision"] in ("match", "none")}
     assert {e.source for e in taught if e.target is None} == nones
@@ -276,7 +276,7 @@ def test_teacher_recipe_finds_the_graphs_of_a_run_from_any_folder(persons, tmp_p
     out = relative_run(persons, project, monkeypatch)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    config = DataConfig(options=0, permutations=1, none_share=0.0)
+    config = DataConfig(question="choice", options=0, permutations=1, none_share=0.0)
     data = teacher_data(out / "votes.jsonl", config, min_confidence=0.0)
     assert data.inputs["left"] == str(project / persons["left"].name) and data.inputs["right"] == str(project / persons["right"].name)
     assert data.train
@@ -289,7 +289,7 @@ def test_teacher_recipe_finds_the_graphs_of_a_run_from_any_folder(persons, tmp_p
 def test_teacher_recipe_on_the_command_line(teacher_run, tmp_path) -> None:
     out = tmp_path / "adapter"
     result = _cli([
-        "finetune", "--from-votes", teacher_run / "votes.jsonl", "-o", out, "--min-confidence", "0", "--permutations", "2",
+        "finetune", "--from-votes", teacher_run / "votes.jsonl", "-o", out, "--question", "choice", "--min-confidence", "0", "--permutations", "2",
         "--max-steps", "0", "--max-val", "2", "--quiet",
     ])
     assert result.exit_code == 0, result.output

@@ -297,12 +297,12 @@ def test_the_vote_asks_in_blocks_of_sources() -> None:
     cands = [Candidates(s, [Candidate(f"urn:r:{i}", 0.9 - i / 10, i + 1) for i in range(3)], margin=0.0, mutual=False) for s in left]
     judge = ScriptedJudge(pick("urn:r:1"))
     judge.source_block = 2  # type: ignore[attr-defined]
-    decisions = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False, early_stop=False))
+    decisions = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False, early_stop=False))
     # Sources 1-2 in three rounds, then 3-4, then 5: every round of a block before the next.
     assert judge.batches == [2, 2, 2, 2, 2, 2, 1, 1, 1]
     assert judge.sources == [s for block in (["urn:l:0", "urn:l:1"], ["urn:l:2", "urn:l:3"], ["urn:l:4"]) for _ in range(3) for s in block]
     assert all(d.kind == "match" and d.target == "urn:r:1" for d in decisions)
     # Without a block, every source of a round is one batch, as before.
     plain = ScriptedJudge(pick("urn:r:1"))
-    decide(cands, left, right, plain, VoteConfig(rounds=3, gate=False, early_stop=False))
+    decide(cands, left, right, plain, VoteConfig(question="choice", rounds=3, gate=False, early_stop=False))
     assert plain.batches == [5, 5, 5]

@@ -52,7 +52,8 @@ def test_the_bar_is_the_judges_training_or_the_one_given() -> None:
     assert required_auc(pairwise.replace(vote={"check_auc": 0.8})) == (0.8, "given")
     # No check: switched off, multiple-choice questions, no judge, a served model without a bar.
     assert required_auc(pairwise.replace(vote={"check_sources": 0})) is None
-    assert required_auc(_config(judge="local")) is None
+    assert required_auc(_config(judge="local")) == (shipped, "training")  # pairwise: the default question
+    assert required_auc(_config(judge="local", vote={"question": "choice"})) is None
     assert required_auc(_config(judge="none", vote={"question": "pairwise"})) is None
     assert required_auc(_config(judge="openai", vote={"question": "pairwise"})) is None
     assert required_auc(_config(judge="openai", vote={"question": "pairwise", "check_auc": 0.9})) == (0.9, "given")

@@ -48,7 +48,7 @@ def first_of(wanted: set[str]):
 def test_a_consistent_judge_gets_its_whole_set_accepted() -> None:
     cands, left, right = _setup()
     judge = ScriptedJudge(first_of({"urn:r:1", "urn:r:3"}), logprob=LOGPROB)
-    [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False), several=True)
+    [d] = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False), several=True)
     assert d.kind == "match" and {v.iri for v in d.accepted} == {"urn:r:1", "urn:r:3"}
     assert d.target in {"urn:r:1", "urn:r:3"}
     # Two rounds settle it (2 of 3 picks each, every other option out of reach): three questions a round.
@@ -71,7 +71,7 @@ def test_an_option_picked_in_a_minority_of_rounds_is_not_accepted() -> None:
     cands, left, right = _setup()
     # r:2 in every round; r:4 in the first round only.
     judge = ScriptedJudge({"urn:l:1": [pick("urn:r:2"), pick("urn:r:4"), None, pick("urn:r:2"), None, pick("urn:r:2"), None]})
-    [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False, early_stop=False), several=True)
+    [d] = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False, early_stop=False), several=True)
     assert [v.iri for v in d.accepted] == ["urn:r:2"]
     votes = {v.iri: v.picked for v in d.option_votes}
     assert votes["urn:r:2"] == 3 and votes["urn:r:4"] == 1
@@ -80,18 +80,18 @@ def test_an_option_picked_in_a_minority_of_rounds_is_not_accepted() -> None:
 
 def test_none_first_in_most_rounds_is_none_and_a_split_vote_is_uncertain() -> None:
     cands, left, right = _setup()
-    [d] = decide(cands, left, right, ScriptedJudge(None), VoteConfig(rounds=3, gate=False), several=True)
+    [d] = decide(cands, left, right, ScriptedJudge(None), VoteConfig(question="choice", rounds=3, gate=False), several=True)
     assert d.kind == "none" and not d.accepted and len(d.rounds) == 2  # settled after two "none"
     # Round 1 picks r:0 then says none; rounds 2 and 3 pick r:1, then r:2: nobody has 2 of 3.
     split = ScriptedJudge({"urn:l:1": [pick("urn:r:0"), None, pick("urn:r:1"), None, pick("urn:r:2"), None]})
-    [d] = decide(cands, left, right, split, VoteConfig(rounds=3, gate=False), several=True)
+    [d] = decide(cands, left, right, split, VoteConfig(question="choice", rounds=3, gate=False), several=True)
     assert d.kind == "uncertain" and d.target is None and not d.accepted
 
 
 def test_an_invalid_answer_ends_its_round() -> None:
     cands, left, right = _setup()
     judge = ScriptedJudge({"urn:l:1": [pick("urn:r:0"), "I think B", pick("urn:r:0"), None, pick("urn:r:0"), None]})
-    [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False, early_stop=False), several=True)
+    [d] = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False, early_stop=False), several=True)
     groups = set_rounds(d.rounds)
     assert [len(g) for g in groups] == [2, 2, 2] and groups[0][1].target is None
     assert [v.iri for v in d.accepted] == ["urn:r:0"]
@@ -100,7 +100,7 @@ def test_an_invalid_answer_ends_its_round() -> None:
 def test_all_options_picked_ends_the_round_without_an_empty_question() -> None:
     cands, left, right = _setup(n=2)
     judge = ScriptedJudge(first_of({"urn:r:0", "urn:r:1"}))
-    [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False), several=True)
+    [d] = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False), several=True)
     assert all(len(r.order) > 0 for r in d.rounds)
     assert {v.iri for v in d.accepted} == {"urn:r:0", "urn:r:1"} and len(d.rounds) == 4
 
@@ -130,7 +130,7 @@ def _oracle(pairs):
 def test_a_one_to_many_run_links_what_the_judge_accepts(one_to_many, embedder) -> None:
     """With a judge that knows the records, the judged sets give the gold links; with one that
     accepts only the first record of each person, the run links those and no retrieval extra."""
-    config = AlignConfig(gold=str(one_to_many["gold"]), vote=VoteConfig(gate=False))
+    config = AlignConfig(gold=str(one_to_many["gold"]), vote=VoteConfig(question="choice", gate=False))
     result = align(one_to_many["left"], one_to_many["right"], config, embedder=embedder, judge=ScriptedJudge(_oracle(one_to_many["pairs"])))
     assert result.effective.resolve == "1:n"
     assert result.counts["judged_sets"] == result.counts["judged"] > 0
@@ -166,7 +166,7 @@ def test_the_votes_log_and_inspect_show_each_option(one_to_many, tmp_path) -> No
     from kgalign.evaluation.metrics import read_pairs as pairs_of
 
     outdir = tmp_path / "out"
-    args = ["run", one_to_many["left"], one_to_many["right"], "-o", outdir, "--quiet", "--judge", "local", "--no-gate", "--rounds", "1"]
+    args = ["run", one_to_many["left"], one_to_many["right"], "-o", outdir, "--quiet", "--judge", "local", "--question", "choice", "--no-gate", "--rounds", "1"]
     # A handful of sources keeps the real SmolLM2 judge quick: only the first gold persons.
     gold = tmp_path / "gold.tsv"
     first = [pair for pair in pairs_of(one_to_many["gold"]) if pair[0] in {a for a, _ in pairs_of(one_to_many["gold"])[:6]}]
@@ -193,8 +193,8 @@ def test_early_stop_keeps_a_none_that_one_more_round_would_give() -> None:
     (none again) decides it: "none", as without early stop."""
     cands, left, right = _setup()
     script = [pick("urn:r:0"), None, pick("urn:r:1"), None, None, None, None]
-    stopped = decide(cands, left, right, ScriptedJudge({"urn:l:1": script}), VoteConfig(rounds=5, gate=False), several=True)[0]
-    full = decide(cands, left, right, ScriptedJudge({"urn:l:1": script}), VoteConfig(rounds=5, gate=False, early_stop=False), several=True)[0]
+    stopped = decide(cands, left, right, ScriptedJudge({"urn:l:1": script}), VoteConfig(question="choice", rounds=5, gate=False), several=True)[0]
+    full = decide(cands, left, right, ScriptedJudge({"urn:l:1": script}), VoteConfig(question="choice", rounds=5, gate=False, early_stop=False), several=True)[0]
     assert stopped.kind == full.kind == "none"
     assert len(set_rounds(stopped.rounds)) == 5
 
@@ -224,7 +224,7 @@ def test_confident_matches_with_another_strong_candidate_are_audited_when_sets_a
     right = {f"urn:r:{i}": EntityProfile(f"urn:r:{i}", f"r{i}") for i in range(3)}
     strong_second = [Candidates("urn:l:1", [Candidate("urn:r:0", 0.95, 1), Candidate("urn:r:1", 0.6, 2), Candidate("urn:r:2", 0.2, 3)], margin=0.35, mutual=True)]
     weak_second = [Candidates("urn:l:1", [Candidate("urn:r:0", 0.95, 1), Candidate("urn:r:1", 0.45, 2)], margin=0.5, mutual=True)]
-    config = VoteConfig(rounds=3)
+    config = VoteConfig(question="choice", rounds=3)
     cases = ((False, True, strong_second, False), (True, False, strong_second, False), (True, True, strong_second, True), (True, True, weak_second, False))
     for several, audit, cands, asked in cases:
         judge = ScriptedJudge(first_of({"urn:r:0"}))
@@ -241,4 +241,4 @@ def test_confident_matches_with_another_strong_candidate_are_audited_when_sets_a
     grown = audited_sources(many + [Candidates(f"urn:l:new{n}", strong_second[0].items, margin=0.35, mutual=True) for n in range(5)], config, {}, size=4)
     assert {iri for iri in grown if "new" not in iri} <= sample and len(grown) == 4
     assert audited_sources(many, config, {"urn:l:0": None}, size=20) == {f"urn:l:{n}" for n in range(1, 10)}  # type: ignore[dict-item]
-    assert audited_sources(many, VoteConfig(rounds=3, gate=False), {}) == set()
+    assert audited_sources(many, VoteConfig(question="choice", rounds=3, gate=False), {}) == set()

@@ -131,7 +131,7 @@ valid = "{PAIRS / "abt_buy_valid.txt"}"
 def test_mining_settings_are_checked(tmp_path: Path) -> None:
     (tmp_path / "beer.txt").write_bytes((PAIRS / "beer_tiny.txt").read_bytes())
     for settings, message in (
-        ("mine = true", "are for pairwise questions"),
+        ('question = "choice"\nmine = true', "are for pairwise questions"),
         ('question = "pairwise"\npositives = -1', "questions.positives must be a whole number"),
         ('question = "pairwise"\nmine = "yes"', "questions.mine must be true or false"),
     ):

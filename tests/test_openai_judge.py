@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import read_rounds, round_letters, run_persons
-from openai_server import FAKE_LOGPROB, FakeOpenAIServer, expected_letter, source_line
+from openai_server import FAKE_LOGPROB, FakeOpenAIServer, expected_letter, pair_probability, source_line
 
 from kgalign.errors import KgalignError
 from kgalign.judging.base import make_judge
@@ -142,7 +142,7 @@ def test_invalid_votes_are_logged_as_rounds_without_a_target(questions):
             {question.source.iri: question.source},
             {p.iri: p for p in question.options},
             judge,
-            VoteConfig(rounds=3, gate=False),
+            VoteConfig(question="choice", rounds=3, gate=False),
         )
     assert decision.kind == "uncertain" and decision.target is None
     # No option can win once two of three votes are invalid: asking stops early.
@@ -207,10 +207,41 @@ def test_unreachable_server_gives_error_answers_after_bounded_retries(questions)
     assert all(a.choice is None and a.retries == 2 and "Connection" in a.error for a in answers)
 
 
+def test_a_run_asks_a_served_judge_pairwise_questions_by_default(persons, tmp_path):
+    """The default question through an OpenAI-compatible server: one request a pair and
+    round, in both record orders, each asking for the log-probabilities; a round's
+    probability of yes is read from both words the server lists, not from the chosen
+    word alone; and the links follow the server's answers."""
+    outdir = tmp_path / "out"
+    with FakeOpenAIServer() as server:
+        result = run_persons(persons, outdir, "--judge", "openai", "--llm-url", server.url, "--llm-model", server.model, "--gold", str(persons["gold"]), "--quiet")
+        bodies = [r["body"] for r in server.requests]
+    assert result.exit_code == 0, result.output
+    assert bodies and all("RECORD 1: " in body["messages"][-1]["content"] and "SOURCE: " not in body["messages"][-1]["content"] for body in bodies)
+    assert all(body.get("logprobs") and body.get("top_logprobs", 0) >= 2 for body in bodies)
+    records, rounds = read_rounds(outdir)
+    run = json.loads((outdir / "run.json").read_text())
+    assert run["config"]["vote"]["question"] == "pairwise" and run["counts"]["llm_questions"] == len(bodies) == len(rounds)
+    assert {r["first"] for r in rounds} == {"source", "candidate"}
+    # The server's probability for each pair, as listed: FAKE_LOGPROB (the chosen word's) would give 0.78 or 0.22.
+    assert sorted(r["p_yes"] for r in rounds) == pytest.approx(sorted(pair_probability(body["messages"]) for body in bodies), abs=1e-6)
+    # A source is linked to its candidate of the highest mean probability where it reaches one half.
+    for record in records:
+        means: dict[str, list[float]] = {}
+        for r in record["rounds"]:
+            means.setdefault(r["order"][0], []).append(r["p_yes"])
+        best = max(means, key=lambda iri: sum(means[iri]) / len(means[iri]))
+        if record["decision"] == "match":
+            assert record["target"] == best and sum(means[best]) / len(means[best]) >= 0.5
+        elif record["decision"] == "none":
+            assert all(p < 0.5 for p in means[best])
+    assert json.loads((outdir / "metrics.json").read_text())["f1"] > 0.9
+
+
 def test_cli_run_through_the_server(persons, tmp_path):
     faults = ["429", "500", "drop", "hang"]
     outdir = tmp_path / "out"
-    options = ["--judge", "openai", "--llm-key-env", KEY_ENV, "--llm-timeout", "1", "--llm-concurrency", "8"]
+    options = ["--judge", "openai", "--question", "choice", "--llm-key-env", KEY_ENV, "--llm-timeout", "1", "--llm-concurrency", "8"]
     with FakeOpenAIServer(faults=faults, hang_seconds=4.0) as server:
         options += ["--llm-url", server.url, "--llm-model", server.model]
         result = run_persons(persons, outdir, *options, env={KEY_ENV: SECRET})
@@ -256,13 +287,13 @@ def test_a_run_whose_judge_answered_nothing_stops_and_one_that_missed_some_warns
     monkeypatch.delenv(KEY_ENV, raising=False)
     with FakeOpenAIServer() as server:
         url, model = server.url, server.model
-    down = run_persons(persons, tmp_path / "down", "--judge", "openai", "--llm-url", url, "--llm-model", model, "--llm-retries", "0", "--llm-timeout", "1")
+    down = run_persons(persons, tmp_path / "down", "--judge", "openai", "--question", "choice", "--llm-url", url, "--llm-model", model, "--llm-retries", "0", "--llm-timeout", "1")
     assert down.exit_code == 1 and "no answer to any of its 120 questions" in down.output
     assert len([line for line in down.output.splitlines() if line.startswith("kgalign: error")]) == 1
     assert not (tmp_path / "down").exists()
     # One left person's social security number: in its questions' SOURCE line only.
     number = next(line for line in Path(persons["left"]).read_text().splitlines() if "soc_sec_id" in line).split('"')[1]
     with FakeOpenAIServer(faults_for={number: ["500"] * 50}) as server:
-        some = run_persons(persons, tmp_path / "some", "--judge", "openai", "--llm-url", server.url, "--llm-model", server.model, "--llm-retries", "0")
+        some = run_persons(persons, tmp_path / "some", "--judge", "openai", "--question", "choice", "--llm-url", server.url, "--llm-model", server.model, "--llm-retries", "0")
     assert some.exit_code == 0, some.output
     assert "questions got no answer" in " ".join(some.output.split())

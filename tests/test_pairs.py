@@ -270,7 +270,7 @@ def test_scripted_votes_decide_the_predictions(tmp_path: Path) -> None:
     script[split] = [pick(ranked[split][0]), pick(ranked[split][1]), None]  # no majority: uncertain
     script[big] = pick(ranked[big][-1])  # not shown (past --options 5): "none of these"
     judge = ScriptedJudge(script, logprob=0.0)
-    result = match_pairs(ABT_TEST, config=pairs_config(cache_path=str(tmp_path / "cache.sqlite")), judge=judge)
+    result = match_pairs(ABT_TEST, config=pairs_config(cache_path=str(tmp_path / "cache.sqlite"), vote={"question": "choice"}), judge=judge)
 
     assert result.config.vote.gate is False
     assert sorted(set(judge.sources)) == sorted(lefts)  # every question asked, none gated
@@ -299,7 +299,7 @@ def test_scripted_votes_decide_the_predictions(tmp_path: Path) -> None:
 
     # Asked again with the same cache: every answer comes from it.
     again = ScriptedJudge(script, logprob=0.0)
-    repeat = match_pairs(ABT_TEST, config=pairs_config(cache_path=str(tmp_path / "cache.sqlite")), judge=again)
+    repeat = match_pairs(ABT_TEST, config=pairs_config(cache_path=str(tmp_path / "cache.sqlite"), vote={"question": "choice"}), judge=again)
     assert [(p.prediction, p.confidence) for p in repeat.predictions] == [(p.prediction, p.confidence) for p in result.predictions]
     assert again.asked == [] and repeat.metrics["llm_questions"] == 0 and repeat.metrics["cache_hits"] == result.metrics["llm_questions"] + result.metrics["cache_hits"]
 
@@ -314,7 +314,7 @@ def test_gate_on_accepts_clear_mutual_bests_without_asking() -> None:
 
 def test_local_judge_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = cli(["pairs", BEER, "--judge", "local", "--rounds", "1", "-o", out, "--quiet"])
+    result = cli(["pairs", BEER, "--judge", "local", "--question", "choice", "--rounds", "1", "-o", out, "--quiet"])
     assert result.exit_code == 0, result.output
     rows = _read_predictions(out / "predictions.tsv")
     assert [r[0] for r in rows] == list(range(6)) and {r[1] for r in rows} <= {0, 1} and all(0 <= r[2] <= 1 for r in rows)
@@ -353,6 +353,10 @@ def _scored_script(*files: Path):
     return script
 
 
+#: The pairs protocol asking multiple-choice questions: the bias on "none of these" is theirs.
+CHOICE = pairs_config(vote={"question": "choice"})
+
+
 def test_the_bias_on_none_of_these_is_the_best_on_valid_nearest_zero():
     """Unbiased, the judge answers "none" everywhere (F1 0). From -0.5 to -0.75 it picks
     every labelled match and nothing else; from -1.0 down, a wrong option where no match
@@ -362,31 +366,31 @@ def test_the_bias_on_none_of_these_is_the_best_on_valid_nearest_zero():
 
     assert -0.5 in NONE_BIASES and 0.0 in NONE_BIASES
     judge = ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1})
-    result = match_pairs(ABT_TEST, valid=ABT_VALID, judge=judge, check=False)  # the bias alone (the check: below)
+    result = match_pairs(ABT_TEST, valid=ABT_VALID, config=CHOICE, judge=judge, check=False)  # the bias alone (the check: below)
     m = result.metrics
     assert (m["none_bias"], m["none_bias_from"], m["none_bias_valid_f1_unbiased"]) == (-0.5, "valid", 0.0)
     assert m["none_bias_valid_f1"] > 0.5 and result.config.vote.none_bias == -0.5
     valid_questions = len(match_pairs(ABT_VALID, threshold=0.0).candidates)
     assert 0 < m["valid_llm_questions"] <= 3 * valid_questions  # each asked once, over every bias tried
     assert m["llm_questions"] == len(judge.asked) - m["valid_llm_questions"] > 0
-    given = match_pairs(ABT_TEST, judge=ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1}), none_bias=-0.5)
+    given = match_pairs(ABT_TEST, config=CHOICE, judge=ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1}), none_bias=-0.5)
     assert given.metrics["none_bias_from"] == "given"
     assert [p.prediction for p in given.predictions] == [p.prediction for p in result.predictions]
     assert m["true_positives"] > 0 and m["f1"] > 0
-    unbiased = match_pairs(ABT_TEST, judge=ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1}), none_bias=0.0)
+    unbiased = match_pairs(ABT_TEST, config=CHOICE, judge=ScriptedJudge(_scored_script(ABT_VALID, ABT_TEST), params={"scored": 1}), none_bias=0.0)
     assert unbiased.metrics["predicted"] == 0
 
 
 def test_a_judge_without_letter_scores_gets_no_bias():
     judge = ScriptedJudge({}, default=None)
-    result = match_pairs(ABT_TEST, valid=ABT_VALID, judge=judge)
+    result = match_pairs(ABT_TEST, valid=ABT_VALID, config=CHOICE, judge=judge)
     assert (result.metrics["none_bias"], result.metrics["none_bias_from"], result.metrics["valid_llm_questions"]) == (0.0, "config", 0)
 
 
 def test_the_local_judge_s_bias_on_none_is_chosen_on_valid_and_reproduced_when_given(tmp_path: Path) -> None:
     from kgalign.pairs import NONE_BIASES
 
-    tuned = cli(["pairs", ABT_TEST, "--valid", ABT_VALID, "--judge", "local", "--rounds", "1", "--no-judge-check", "-o", tmp_path / "tuned", "--quiet"])
+    tuned = cli(["pairs", ABT_TEST, "--valid", ABT_VALID, "--judge", "local", "--question", "choice", "--rounds", "1", "--no-judge-check", "-o", tmp_path / "tuned", "--quiet"])
     assert tuned.exit_code == 0, tuned.output
     m = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
     assert m["none_bias_from"] == "valid" and m["none_bias"] in NONE_BIASES and m["valid_llm_questions"] > 0
@@ -394,7 +398,7 @@ def test_the_local_judge_s_bias_on_none_is_chosen_on_valid_and_reproduced_when_g
     assert f"none bias {m['none_bias']:+.2f} (chosen on" in tuned.stdout
     chosen = _read_predictions(tmp_path / "tuned" / "predictions.tsv")
     # Given, over the same answers (the folder's answer cache): the same predictions.
-    given = cli(["pairs", ABT_TEST, "--judge", "local", "--rounds", "1", "--none-bias", str(m["none_bias"]), "-o", tmp_path / "tuned", "--force", "--quiet"])
+    given = cli(["pairs", ABT_TEST, "--judge", "local", "--question", "choice", "--rounds", "1", "--none-bias", str(m["none_bias"]), "-o", tmp_path / "tuned", "--force", "--quiet"])
     assert given.exit_code == 0, given.output
     assert _read_predictions(tmp_path / "tuned" / "predictions.tsv") == chosen
     m2 = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
@@ -436,7 +440,7 @@ def test_a_judge_that_does_worse_than_retrieval_on_valid_is_not_asked(test: Path
 
 
 def test_the_judge_check_is_said_in_the_summary(tmp_path: Path) -> None:
-    done = cli(["pairs", BEER, "--valid", BEER, "--judge", "local", "--question", "pairwise", "--rounds", "1", "-o", tmp_path / "out"])
+    done = cli(["pairs", BEER, "--valid", BEER, "--judge", "local", "--rounds", "1", "-o", tmp_path / "out"])  # pairwise: the default question
     assert done.exit_code == 0, done.output
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     check = m["judge_check"]

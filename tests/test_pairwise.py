@@ -332,7 +332,7 @@ def test_a_run_settles_the_pairwise_threshold_given_then_trained_then_one_half(t
     assert settled(judge="openai") == 0.5  # a served model: no folder of kgalign's
     # The configured judge's, with --adapt too: a run that adapts it sets one half after training.
     assert settled(adapt={"enabled": True}) == 0.93
-    choice = AlignConfig.from_dict({"judge": "local", "model": str(trained), "adapter": "none"})
+    choice = AlignConfig.from_dict({"judge": "local", "model": str(trained), "adapter": "none", "vote": {"question": "choice"}})
     assert settle_pair_threshold(choice).vote.pair_threshold is None  # multiple choice: no threshold read
     assert settled(judge_given=True) == 0.5  # a judge object brings no record
     (trained / TRAINING_RECORD).write_text(json.dumps({"after": {"best_f1": 0.8, "best_threshold": 1.5}}))

@@ -37,6 +37,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def _recipe_text(persons: dict[str, Path]) -> str:
     return f"""
 [questions]
+question = "choice"
 options = 3
 permutations = 2
 
@@ -124,7 +125,7 @@ def test_recipe_reads_relative_paths_and_its_settings(recipe) -> None:
 
 
 def test_graph_source_questions_are_the_gold_recipe_questions(data, persons, embedder) -> None:
-    config = DataConfig(options=3, permutations=2)
+    config = DataConfig(question="choice", options=3, permutations=2)
     align_config = AlignConfig(judge="none", attributes=("given_name", "surname"), retrieval=RetrievalConfig(k=10))
     gold = gold_data(persons["left"], persons["right"], persons["gold"], config, align_config, embedder=embedder)
     ours = [e for e in data.train if e.group == "persons"]
@@ -138,7 +139,7 @@ def test_pair_sources_ask_as_kgalign_pairs_asks(data, embedder) -> None:
     from kgalign.io.pairs import read_pair_file
 
     abt = [e for e in data.train if e.group == "abt-buy"]
-    plain = pairs_data(PAIRS / "abt_buy_test.txt", DataConfig(options=3, permutations=2, none_share=0.0), PAIRS / "abt_buy_valid.txt", embedder=embedder)
+    plain = pairs_data(PAIRS / "abt_buy_test.txt", DataConfig(question="choice", options=3, permutations=2, none_share=0.0), PAIRS / "abt_buy_valid.txt", embedder=embedder)
     # weight 1.5: every question once, and half of them once more.
     assert len(abt) == len(plain.train) + round(len(plain.train) * 0.5)
     file = read_pair_file(PAIRS / "abt_buy_test.txt")

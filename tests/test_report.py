@@ -35,6 +35,13 @@ def _links(out: Path) -> set[tuple[str, str]]:
     return {(str(s), str(o)) for s, o in Graph().parse(out / "links.ttl").subject_objects(OWL.sameAs)}
 
 
+def _embedded(report: Path) -> str:
+    """The JSON a report page embeds."""
+    page = report.read_text(encoding="utf-8")
+    start = page.index('id="kgalign-data">') + len('id="kgalign-data">')
+    return page[start : page.index("</script>", start)]
+
+
 def _votes(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
 
@@ -92,14 +99,18 @@ def test_report_is_one_self_contained_file(run_dir) -> None:
     assert "<link" not in lowered and " src=" not in lowered and "@import" not in lowered
     assert "http-equiv=\"content-security-policy\"" in lowered and "default-src &#x27;none&#x27;" in lowered
     assert lowered.count("<script") == 2 and lowered.count("</script") == 2
-    start = page.index('id="kgalign-data">') + len('id="kgalign-data">')
-    data = json.loads(page[start : page.index("</script>", start)])
+    data = json.loads(_embedded(run_dir["report"]))
     votes = _votes(run_dir["out"])
     assert [d["source"] for d in data["decisions"]] == [v["source"] for v in votes]
     assert data["gold"]["pairs"] == 8 and data["charts"]["threshold"]["series"][0]["name"] == "precision"
     assert sum(sum(s["values"]) for s in data["charts"]["decisions"]["series"]) == len(votes)
     rounds = sum(len(v["rounds"]) for v in votes)
-    assert sum(data["charts"]["positions"]["series"][0]["values"]) == rounds
+    # Pairwise rounds (the default question): the chart of record orders, not of positions.
+    order = data["charts"]["positions"]
+    assert order["categories"] == ["source first", "candidate first"] and [s["name"] for s in order["series"]] == ["every pair", "gold matches", "other pairs"]
+    assert data["summary"]["pairwise_rounds"] == rounds and isinstance(data["summary"]["order_bias"], float)
+    matches, others = (next(s["values"] for s in order["series"] if s["name"] == name) for name in ("gold matches", "other pairs"))
+    assert min(matches) > max(others)  # the judge says yes to the gold pairs more readily, in either order
     assert {d["gold"] for d in data["decisions"]} <= {"correct", "wrong", "missed", "correct-none"}
 
 
@@ -203,7 +214,7 @@ def test_page_loads_without_console_errors_and_draws_charts(browser, run_dir) ->
     votes = _votes(run_dir["out"])
     assert len(_rows(browser)) == len(votes)
     cards = {c.get_attribute("data-name") for c in browser.find_elements("css selector", ".card")}
-    assert {"Source entities", "Links", "Judged by LLM", "Precision", "Recall", "F1"} <= cards
+    assert {"Source entities", "Links", "Judged by LLM", "Precision", "Recall", "F1", "Order bias (p source first \u2212 second)"} <= cards
     for chart in ("decisions", "confidence", "positions", "threshold"):
         assert browser.find_elements("css selector", f"#chart-{chart} svg"), chart
     bars = browser.find_elements("css selector", "#chart-decisions rect")
@@ -380,7 +391,7 @@ def test_a_judged_set_shows_its_steps_and_each_option(browser, persons, embedder
     def oracle(question):
         return pick(next((o.iri for o in question.options if o.iri in wanted.get(question.source.iri, ())), None))
 
-    result = align(persons["left"], tmp_path / "right.nt", AlignConfig(resolve="1:n", vote=VoteConfig(gate=False)), embedder=embedder, judge=ScriptedJudge(oracle))
+    result = align(persons["left"], tmp_path / "right.nt", AlignConfig(resolve="1:n", vote=VoteConfig(question="choice", gate=False)), embedder=embedder, judge=ScriptedJudge(oracle))
     out = tmp_path / "out"
     result.save(out)
     write_report(out, out / "report.html")
@@ -395,6 +406,10 @@ def test_a_judged_set_shows_its_steps_and_each_option(browser, persons, embedder
     assert len(shown) == len(record["option_votes"])
     assert len(detail.find_elements("css selector", "ul.option-votes li.accepted")) == sum(1 for o in record["option_votes"] if o["accepted"])
     assert _severe(browser) == []
+    # Multiple-choice rounds: the chart of the winning positions, one count a question asked.
+    data = json.loads(_embedded(out / "report.html"))
+    assert data["charts"]["positions"]["title"].startswith("Winning option position")
+    assert sum(data["charts"]["positions"]["series"][0]["values"]) == sum(len(v["rounds"]) for v in _votes(out))
 
 
 # ---------- where the page goes, and failures that write nothing ----------

@@ -1,7 +1,7 @@
 """The adapters shipped in the package (``--adapter cross-domain``, ``--adapter pairwise``).
 
 ``--judge local`` on its default model loads the one trained on the question it asks
-(multiple choice: ``cross-domain``; ``--question pairwise``: ``pairwise``) unless
+(pairwise, the default: ``pairwise``; ``--question choice``: ``cross-domain``) unless
 ``--adapter`` names another (``none``: the bare model). Each is found by name (a folder
 of that name in the working directory wins), loads offline with the bundled SmolLM2 and
 answers questions of the kind it was trained on; an unknown name stops before any work
@@ -97,10 +97,10 @@ def test_an_unknown_adapter_stops_the_run_before_any_work(persons, tmp_path: Pat
 
 
 def test_the_local_judge_loads_it_unless_told_otherwise() -> None:
-    assert adapter_name("local", None, None) == "cross-domain"
-    assert judge_adapter("local", None, None) == str(shipped_adapter("cross-domain"))
-    assert adapter_name("local", None, None, "pairwise") == "pairwise"  # the adapter trained on the question asked
-    assert judge_adapter("local", None, None, "pairwise") == str(shipped_adapter("pairwise"))
+    assert adapter_name("local", None, None) == "pairwise"  # the default question's
+    assert judge_adapter("local", None, None) == str(shipped_adapter("pairwise"))
+    assert adapter_name("local", None, None, "choice") == "cross-domain"  # the adapter trained on the question asked
+    assert judge_adapter("local", None, None, "choice") == str(shipped_adapter("cross-domain"))
     assert adapter_name("local", None, "cross-domain", "pairwise") == "cross-domain"  # named: as given
     assert adapter_name("local", None, "none") is None and judge_adapter("local", None, "none") is None
     assert adapter_name("local", "/my/model", None) is None  # another base model: no SmolLM2 adapter
@@ -112,21 +112,28 @@ def test_a_run_with_the_local_judge_uses_the_shipped_adapter(mini_persons, tmp_p
     (tmp_path / "mini").mkdir()
     pair = mini_persons(tmp_path / "mini", 6)
     base = ["run", pair["left"], pair["right"], "--gold", pair["gold"], "--judge", "local", "--no-gate", "--quiet", "--options", "2"]
-    default = cli([*base, "-o", tmp_path / "default"])
+    # Pairwise questions (the default): the pairwise adapter, and the threshold its training chose.
+    default = cli([*base, "-o", tmp_path / "default", "--rounds", "2"])
     assert default.exit_code == 0, default.output
     run = json.loads((tmp_path / "default" / "run.json").read_text())
-    assert run["adapter"] == "cross-domain" and run["counts"]["llm_questions"] > 0
-    assert json.loads((tmp_path / "default" / "metrics.json").read_text())["f1"] == 1.0
-    bare = cli([*base, "-o", tmp_path / "bare", "--adapter", "none"])
-    assert bare.exit_code == 0, bare.output
-    assert json.loads((tmp_path / "bare" / "run.json").read_text())["adapter"] is None
-    # Asking pairwise questions, the run loads the pairwise adapter and takes its threshold.
-    pairwise = cli([*base, "-o", tmp_path / "pairwise", "--question", "pairwise", "--rounds", "2"])
-    assert pairwise.exit_code == 0, pairwise.output
-    run = json.loads((tmp_path / "pairwise" / "run.json").read_text())
     assert run["adapter"] == "pairwise" and run["counts"]["llm_questions"] > 0
     assert run["effective"]["vote"]["pair_threshold"] == trained_pair_threshold("local", None, None)
-    assert json.loads((tmp_path / "pairwise" / "metrics.json").read_text())["f1"] == 1.0
+    assert json.loads((tmp_path / "default" / "metrics.json").read_text())["f1"] == 1.0
+    bare = cli([*base, "-o", tmp_path / "bare", "--adapter", "none", "--rounds", "1"])
+    assert bare.exit_code == 0, bare.output
+    assert json.loads((tmp_path / "bare" / "run.json").read_text())["adapter"] is None
+    # Multiple-choice questions: the cross-domain adapter.
+    choice = cli([*base, "-o", tmp_path / "choice", "--question", "choice"])
+    assert choice.exit_code == 0, choice.output
+    run = json.loads((tmp_path / "choice" / "run.json").read_text())
+    assert run["adapter"] == "cross-domain" and run["counts"]["llm_questions"] > 0
+    assert json.loads((tmp_path / "choice" / "metrics.json").read_text())["f1"] == 1.0
+    # An adapter asked the other question than it learnt: one warning that names the option.
+    other = cli([*base, "-o", tmp_path / "other", "--adapter", "cross-domain", "--rounds", "1"])
+    assert other.exit_code == 0, other.output
+    said = " ".join(other.output.split())
+    assert "was trained on multiple-choice questions and this run asks pairwise ones: add --question choice" in said
+    assert said.count("was trained on") == 1 and "was trained on" not in " ".join(default.output.split())
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -133,7 +133,7 @@ def test_since_equals_a_full_run_and_lists_every_change(versions, tmp_path, monk
 def test_no_change_asks_the_judge_nothing(persons, embedder, tmp_path):
     """With a judge on every source, a run on unchanged inputs answers everything from OLD's answers."""
     gold = dict(read_pairs(persons["gold"]))
-    config = AlignConfig.from_dict({"vote": {"gate": False}, "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
+    config = AlignConfig.from_dict({"vote": {"question": "choice", "gate": False}, "cache_path": str(tmp_path / "old" / "judge-cache.sqlite")})
     first = ScriptedJudge({a: pick(b) for a, b in gold.items()}, default=None)
     old_result = align(persons["left"], persons["right"], config, embedder=embedder, judge=first)
     old_result.save(tmp_path / "old")
@@ -292,7 +292,7 @@ def _judged_base(versions, embedder, tmp_path, resolve="auto"):
     tmp_path/old: the script, the config of the run after it (its own answer cache), and
     the base result."""
     script = {a: pick(b) for a, b in dict(read_pairs(versions["gold"])).items()}
-    settings = {"vote": {"gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite"), "resolve": resolve}
+    settings = {"vote": {"question": "choice", "gate": False}, "classes": CLASSES[1::2], "cache_path": str(tmp_path / "old" / "judge-cache.sqlite"), "resolve": resolve}
     base = AlignConfig.from_dict(settings)
     p = versions["paths"]
     earlier = align(p["left-base"], p["right-base"], base, embedder=embedder, judge=ScriptedJudge(script, default=None))

@@ -61,6 +61,18 @@ def persons_questions(persons: dict[str, Path], count: int) -> list[Question]:
     ]
 
 
+def persons_pair_questions(persons: dict[str, Path], count: int) -> list[Question]:
+    """Pairwise questions on examples/persons: ``count`` gold pairs and as many of a left
+    person against another's counterpart, each in both record orders."""
+    from kgalign.evaluation.metrics import read_pairs
+    from kgalign.judging.pairwise import CANDIDATE_FIRST, SOURCE_FIRST, pair_question
+
+    left, right = ({p.iri: p for p in profiles} for profiles in persons_profiles(persons))
+    gold = [(a, b) for a, b in read_pairs(persons["gold"]) if a in left and b in right][: count + 1]
+    pairs = gold[:count] + [(a, gold[i + 1][1]) for i, (a, _) in enumerate(gold[:count])]
+    return [pair_question(left[a], right[b], first, None) for a, b in pairs for first in (SOURCE_FIRST, CANDIDATE_FIRST)]
+
+
 def build_tiny_llama(folder: Path, corpus: list[str]) -> None:
     """A random-weight Llama and a byte-level BPE tokenizer trained on ``corpus``."""
     import torch
@@ -132,7 +144,8 @@ def build_random_lora(folder: Path, model_folder: Path, rank: int = 8) -> None:
 @pytest.fixture(scope="session")
 def tiny_model(vllm_module, persons, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-llama")
-    corpus = [q.text() for q in persons_questions(persons, 60)]
+    # The answers on lines of their own: "yes" and "no" become tokens, as in a real model's vocabulary.
+    corpus = [q.text() for q in [*persons_questions(persons, 60), *persons_pair_questions(persons, 20)]] + ["yes", "no"] * 200
     build_tiny_llama(folder, corpus)
     return folder
 
@@ -247,7 +260,7 @@ def test_lora_adapter_is_applied(vllm_judge, tiny_model, persons, tmp_path):
 @pytest.mark.vllm
 def test_cli_run_with_the_in_process_engine(tiny_model, persons, tmp_path):
     outdir = tmp_path / "out"
-    options = ["--judge", "vllm", "--model", str(tiny_model), "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "float32"]
+    options = ["--judge", "vllm", "--question", "choice", "--model", str(tiny_model), "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "float32"]
     result = run_persons(persons, outdir, *options)
     assert result.exit_code == 0, result.output
     records, rounds = read_rounds(outdir)
@@ -262,7 +275,7 @@ def test_cli_run_with_the_in_process_engine(tiny_model, persons, tmp_path):
 @pytest.mark.vllm
 def test_vllm_server_through_the_openai_judge_and_the_voting_pipeline(vllm_server, persons, tmp_path):
     outdir = tmp_path / "out"
-    result = run_persons(persons, outdir, "--judge", "openai", "--llm-url", vllm_server, "--llm-model", SERVED_NAME)
+    result = run_persons(persons, outdir, "--judge", "openai", "--question", "choice", "--llm-url", vllm_server, "--llm-model", SERVED_NAME)
     assert result.exit_code == 0, result.output
     records, rounds = read_rounds(outdir)
     assert len(records) == 60 and rounds
@@ -273,6 +286,53 @@ def test_vllm_server_through_the_openai_judge_and_the_voting_pipeline(vllm_serve
     for name in ("fused.ttl", "links.ttl", "alignment.rdf", "run.json"):
         assert (outdir / name).is_file()
     assert json.loads((outdir / "run.json").read_text())["judge"] == f"openai:{SERVED_NAME}"
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("served", [False, True], ids=["engine", "server"])
+def test_a_run_asks_vllm_pairwise_questions_by_default(served, tiny_model, persons, tmp_path, request):
+    """The default question on vLLM, in process and behind its OpenAI-compatible server:
+    every round answered yes or no (structured output), in both record orders, with a
+    probability of yes."""
+    outdir = tmp_path / "out"
+    if served:
+        options = ["--judge", "openai", "--llm-url", request.getfixturevalue("vllm_server"), "--llm-model", SERVED_NAME]
+    else:
+        options = ["--judge", "vllm", "--model", str(tiny_model), "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "float32"]
+    result = run_persons(persons, outdir, *options, "--rounds", "2", "--options", "2")
+    assert result.exit_code == 0, result.output
+    records, rounds = read_rounds(outdir)
+    assert len(records) == 60 and rounds
+    assert json.loads((outdir / "run.json").read_text())["config"]["vote"]["question"] == "pairwise"
+    for r in rounds:
+        assert r["error"] is None and r["raw"] in ("yes", "no") and r["choice"] == {"yes": "A", "no": "B"}[r["raw"]]
+        assert r["p_yes"] is not None and 0.0 <= r["p_yes"] <= 1.0
+    assert {r["first"] for r in rounds} == {"source", "candidate"}
+
+
+@pytest.mark.vllm
+def test_the_engine_scores_a_pair_as_the_local_judge_does(vllm_module, persons):
+    """The shipped pairwise judge (SmolLM2 with its adapter) on vLLM: each answer is yes or
+    no, both words' log-probabilities come back, and the probability of yes read from
+    them is the local judge's on the same questions (both in float32)."""
+    from kgalign.judging.adapters import shipped_adapter
+    from kgalign.judging.local import LocalJudge, default_model_path
+    from kgalign.judging.vllm_engine import VLLMJudge
+    from kgalign.judging.vote import yes_probability
+
+    questions = persons_pair_questions(persons, 4)
+    adapter = str(shipped_adapter("pairwise"))
+    local = LocalJudge(adapter=adapter, batch_size=8, dtype="float32")
+    expected = [yes_probability(a, q) for q, a in zip(questions, local.answer(questions))]
+    del local
+    engine = VLLMJudge(model=str(default_model_path()), adapter=adapter, max_model_len=2048, dtype="float32", **EAGER)
+    answers = engine.answer(questions)
+    for answer in answers:
+        assert answer.raw in ("yes", "no") and answer.logprobs is not None and set(answer.logprobs) == {"A", "B"}
+    scored = [yes_probability(a, q) for q, a in zip(questions, answers)]
+    assert scored == pytest.approx(expected, abs=0.05)
+    # Not one answer for all: the gold pairs (the first half) score above the others.
+    assert min(scored[: len(scored) // 2]) > max(scored[len(scored) // 2 :])
 
 
 def _prefix_counts(judge) -> tuple[int, int]:

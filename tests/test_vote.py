@@ -43,7 +43,7 @@ def test_round_orders_differ_and_are_seeded() -> None:
 def test_consistent_judge_wins_and_stops_early() -> None:
     cands, left, right = _setup()
     judge = scripted(pick("urn:r:2"))
-    [d] = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False))
+    [d] = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False))
     assert d.kind == "match" and d.target == "urn:r:2"
     assert len(d.rounds) == 2 and d.early_stopped
     assert d.confidence == pytest.approx(0.9048, abs=1e-3)  # share 1.0 x exp(-0.1)
@@ -52,7 +52,7 @@ def test_consistent_judge_wins_and_stops_early() -> None:
 
 def test_position_biased_judge_is_uncertain() -> None:
     cands, left, right = _setup()
-    [d] = decide(cands, left, right, scripted("A"), VoteConfig(rounds=3, gate=False, early_stop=False))
+    [d] = decide(cands, left, right, scripted("A"), VoteConfig(question="choice", rounds=3, gate=False, early_stop=False))
     # 'A' is a different candidate in rounds 1 and 2, so no strict majority unless round 3 repeats one.
     targets = [r.target for r in d.rounds]
     assert targets[0] != targets[1]
@@ -62,9 +62,9 @@ def test_position_biased_judge_is_uncertain() -> None:
 
 def test_none_of_these_and_invalid_answers() -> None:
     cands, left, right = _setup()
-    [d] = decide(cands, left, right, scripted(None), VoteConfig(gate=False))
+    [d] = decide(cands, left, right, scripted(None), VoteConfig(question="choice", gate=False))
     assert d.kind == "none" and d.target is None
-    [d] = decide(cands, left, right, scripted("I think it is A"), VoteConfig(gate=False))
+    [d] = decide(cands, left, right, scripted("I think it is A"), VoteConfig(question="choice", gate=False))
     assert d.kind == "uncertain"
     assert all(r.choice is None and r.target is None for r in d.rounds)
     assert len(d.rounds) == 2  # after two invalid rounds nobody can reach a majority of three
@@ -73,7 +73,7 @@ def test_none_of_these_and_invalid_answers() -> None:
 def test_clear_mutual_match_is_gated_without_asking() -> None:
     cands, left, right = _setup(margin=0.2, mutual=True)
     judge = scripted(None)
-    [d] = decide(cands, left, right, judge, VoteConfig(gate=True, gate_margin=0.1))
+    [d] = decide(cands, left, right, judge, VoteConfig(question="choice", gate=True, gate_margin=0.1))
     assert d.gated and d.kind == "match" and d.target == "urn:r:0"
     assert judge.asked == []
 
@@ -82,13 +82,13 @@ def test_plurality_option_accepts_a_unique_leader() -> None:
     cands, left, right = _setup()
     # One source: the i-th item of a list script answers its i-th round.
     votes = [pick("urn:r:1"), pick("urn:r:1"), pick("urn:r:2"), pick("urn:r:3")]
-    [strict] = decide(cands, left, right, scripted(votes), VoteConfig(rounds=4, gate=False))
+    [strict] = decide(cands, left, right, scripted(votes), VoteConfig(question="choice", rounds=4, gate=False))
     assert strict.kind == "uncertain" and len(strict.rounds) == 4  # 2 of 4 is no strict majority
-    [plural] = decide(cands, left, right, scripted(votes), VoteConfig(rounds=4, gate=False, plurality=True))
+    [plural] = decide(cands, left, right, scripted(votes), VoteConfig(question="choice", rounds=4, gate=False, plurality=True))
     assert plural.kind == "match" and plural.target == "urn:r:1"
     assert plural.confidence == pytest.approx(0.5 * 0.9048, abs=1e-3)
     tie = [pick("urn:r:1"), pick("urn:r:2"), pick("urn:r:1"), pick("urn:r:2")]
-    [tied] = decide(cands, left, right, scripted(tie), VoteConfig(rounds=4, gate=False, plurality=True))
+    [tied] = decide(cands, left, right, scripted(tie), VoteConfig(question="choice", rounds=4, gate=False, plurality=True))
     assert tied.kind == "uncertain"
 
 
@@ -107,7 +107,7 @@ def test_real_local_judge_answers_every_round_with_a_valid_option(local_judge, p
         Candidates(s, [Candidate(t, 0.5, i + 1) for i, t in enumerate(targets)], margin=0.0, mutual=False)
         for s in sources
     ]
-    decisions = decide(cands, left, right, local_judge, VoteConfig(rounds=3, gate=False, early_stop=False))
+    decisions = decide(cands, left, right, local_judge, VoteConfig(question="choice", rounds=3, gate=False, early_stop=False))
     for d in decisions:
         assert len(d.rounds) == 3
         for r in d.rounds:
@@ -121,7 +121,7 @@ def test_datamark_reaches_every_question_asked() -> None:
     cands, left, right = _setup(n=3)
     for datamark in (False, True):
         judge = scripted(pick("urn:r:1"))
-        decisions = decide(cands, left, right, judge, VoteConfig(rounds=3, gate=False, early_stop=False, datamark=datamark))
+        decisions = decide(cands, left, right, judge, VoteConfig(question="choice", rounds=3, gate=False, early_stop=False, datamark=datamark))
         assert len(judge.asked) == 3 and all(q.datamark is datamark for q in judge.asked)
         assert decisions[0].kind == "match" and decisions[0].target == "urn:r:1"
 
@@ -169,7 +169,7 @@ def test_blocks_asked_elsewhere_decide_as_in_one_process(several) -> None:
         s = int(q.source.iri.rsplit(":", 1)[1])
         return pick(f"urn:r:{(s + s % 4) % n_right}")(q) if s % 3 else q.none_letter
 
-    config = VoteConfig(rounds=3, gate=False)
+    config = VoteConfig(question="choice", rounds=3, gate=False)
     here = decide(cands, left, right, ScriptedJudge(script, logprob=LOGPROB, prompt_tokens=10, batch_size=3), config, several=several)
     judge = _Elsewhere(script, block=3)
     asked: list[int] = []
@@ -194,7 +194,7 @@ def test_a_block_the_engine_does_not_give_back_stops_the_vote() -> None:
     left = {f"urn:l:{s}": EntityProfile(f"urn:l:{s}", f"l{s}") for s in range(5)}
     right = {f"urn:r:{i}": EntityProfile(f"urn:r:{i}", f"r{i}") for i in range(5)}
     cands = [Candidates(f"urn:l:{s}", [Candidate(f"urn:r:{s}", 0.9, 1), Candidate(f"urn:r:{(s + 1) % 5}", 0.8, 2)], margin=0.1, mutual=False) for s in range(5)]
-    config = VoteConfig(gate=False, rounds=3)
+    config = VoteConfig(question="choice", gate=False, rounds=3)
     with pytest.raises(RuntimeError, match="no votes for 1 of 3 blocks of sources"):
         decide(cands, left, right, _Losing(lambda q: "A", block=2), config)
 

@@ -72,9 +72,9 @@ class DataConfig:
     val_share: float = VAL_SHARE
     seed: int = 0
     datamark: bool = False  # as `kgalign run --datamark`: train on the prompts the judge will read
-    #: "choice": multiple-choice questions as above; "pairwise": one question a pair
-    #: (:func:`pair_examples`), as `kgalign run --question pairwise` asks them.
-    question: str = "choice"
+    #: "pairwise": one question a pair (:func:`pair_examples`), as `kgalign run` asks them
+    #: by default; "choice": multiple-choice questions as above (`--question choice`).
+    question: str = "pairwise"
     #: Pairwise: the hardest non-matching candidates (by retrieval score) taken per source,
     #: at most this many per match (AnyMatch: negatives at twice the positives).
     negatives: int = 2

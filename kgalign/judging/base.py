@@ -367,7 +367,7 @@ def is_installed(module: str) -> bool:
         return False
 
 
-def check_judge(name: str, model: str | None = None, adapter: str | None = None, question: str = "choice") -> None:
+def check_judge(name: str, model: str | None = None, adapter: str | None = None, question: str = "pairwise") -> None:
     """Fail now, in one line, where backend ``name`` could not be built: unknown, or a package it needs is missing.
 
     Meant for the start of a run, before the graphs are loaded: nothing heavy is

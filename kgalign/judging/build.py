@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from kgalign.config import AlignConfig
-from kgalign.judging.adapters import judge_adapter
+from kgalign.judging.adapters import judge_adapter, warn_other_question
 from kgalign.judging.base import Judge, judge_spec, make_judge
 from kgalign.judging.cache import AnswerCache, CachedJudge
 from kgalign.judging.lazy import LazyJudge
@@ -38,6 +38,7 @@ def build_judge(
     if config.model:
         options["model"] = config.model
     adapter = judge_adapter(*config.judge_choice)
+    warn_other_question(*config.judge_choice)
     if adapter:
         options["adapter"] = adapter
     if spec.takes_device:

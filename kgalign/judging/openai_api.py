@@ -26,7 +26,6 @@ pool, with ``temperature=0`` and ``max_tokens=1``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import threading
@@ -36,7 +35,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import Answer
-from kgalign.judging.prompt import Question
+from kgalign.judging.prompt import PAIR_ANSWER_TOKENS, Question, answer_logprobs, spells
 from kgalign.runtime.redact import redact_text, redact_url, register_secret, register_url_secrets
 
 log = logging.getLogger(__name__)
@@ -160,6 +159,7 @@ class OpenAIJudge:
             "server": self.server,
             "temperature": 0.0,
             "max_tokens": self.max_tokens,
+            "pair_max_tokens": PAIR_ANSWER_TOKENS,
             "structured": "auto" if self.structured_mode is None else self.structured_mode,
         }
 
@@ -197,6 +197,8 @@ class OpenAIJudge:
         return names[0]
 
     def _request_args(self, question: Question, structured: bool, logprobs: bool, max_tokens: int) -> dict[str, Any]:
+        if structured and question.pairwise:
+            max_tokens = max(max_tokens, PAIR_ANSWER_TOKENS)  # the grammar stops it after the word
         args: dict[str, Any] = {
             "model": self.model,
             "messages": question.messages(),
@@ -355,14 +357,12 @@ def _letter_logprob(choice_obj: Any, letter: str) -> float | None:
     any letter case) at the first non-blank answer position."""
     logprobs = getattr(choice_obj, "logprobs", None)
     for item in getattr(logprobs, "content", None) or []:
-        token = (item.token or "").strip()
-        if not token:
+        if not (item.token or "").strip():
             continue
-        if token == letter or (len(letter) > 1 and token.casefold() == letter.casefold()):
+        if spells(item.token, letter):
             return float(item.logprob)
         for top in item.top_logprobs or []:
-            other = (top.token or "").strip()
-            if other == letter or (len(letter) > 1 and other.casefold() == letter.casefold()):
+            if spells(top.token, letter):
                 return float(top.logprob)
         return None
     return None
@@ -375,12 +375,5 @@ def _answer_logprobs(choice_obj: Any, answers: dict[str, str]) -> dict[str, floa
     for item in getattr(logprobs, "content", None) or []:
         if not (item.token or "").strip():
             continue
-        listed = [(item.token, item.logprob), *((top.token, top.logprob) for top in item.top_logprobs or [])]
-        found: dict[str, float] = {}
-        for letter, answer in answers.items():
-            for token, logprob in listed:
-                text = (token or "").strip()
-                if text == answer or (len(answer) > 1 and text.casefold() == answer.casefold()):
-                    found[letter] = max(found.get(letter, -math.inf), float(logprob))
-        return found
+        return answer_logprobs([(item.token, item.logprob), *((top.token, top.logprob) for top in item.top_logprobs or [])], answers)
     return {}

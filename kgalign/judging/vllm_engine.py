@@ -5,7 +5,10 @@ them together (continuous batching); prefix caching is on, and the rounds of one
 question share their prefix (instructions and source entity come first). Decoding is
 greedy with structured output restricted to the option letters
 (``StructuredOutputsParams(choice=letters)``), so every answer is a valid option; the
-log-probability of the chosen letter comes back with it. A LoRA adapter folder
+log-probability of the chosen letter comes back with it, and for a pairwise question
+those of both words (yes, no) where the engine's first answer position lists them
+among its top :data:`PAIR_TOP_LOGPROBS`, so that the vote reads the probability of yes
+between the two answers, as the local judge does. A LoRA adapter folder
 (``adapter``) is applied per request through a ``LoRARequest``.
 
 vLLM is imported only when this judge is built: ``import kgalign`` never needs it. On a
@@ -26,10 +29,13 @@ from typing import Any
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import Answer
 from kgalign.judging.local import _adapter_id
-from kgalign.judging.prompt import Question
+from kgalign.judging.prompt import PAIR_ANSWER_TOKENS, Question, answer_logprobs
 
 log = logging.getLogger(__name__)
 
+#: Log-probabilities a pairwise question asks for at its answer position (both words'
+#: spellings among them, as the OpenAI-compatible judge asks a server).
+PAIR_TOP_LOGPROBS = 5
 #: LoRA ranks vLLM accepts for ``max_lora_rank``.
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -155,6 +161,8 @@ class VLLMJudge:
             "decoding": "greedy",
             "structured": "choice",
             "max_tokens": 1,
+            "pair_logprobs": PAIR_TOP_LOGPROBS,
+            "pair_max_tokens": PAIR_ANSWER_TOKENS,
             "dtype": self.dtype,
             "adapter": _adapter_id(self.adapter),
         }
@@ -174,8 +182,8 @@ class VLLMJudge:
         params = [
             SamplingParams(
                 temperature=0.0,
-                max_tokens=1,
-                logprobs=1 if self.logprobs else None,
+                max_tokens=PAIR_ANSWER_TOKENS if q.pairwise else 1,
+                logprobs=(PAIR_TOP_LOGPROBS if q.pairwise else 1) if self.logprobs else None,
                 structured_outputs=self._structured(choice=list(q.answers.values())),
             )
             for q in questions
@@ -193,6 +201,7 @@ class VLLMJudge:
                     raw=raw,
                     choice=choice,
                     logprob=_first_token_logprob(completion) if choice is not None else None,
+                    logprobs=_pair_logprobs(completion, question) if choice is not None and question.pairwise else None,
                     prompt_tokens=len(output.prompt_token_ids or []),
                     answer_tokens=len(completion.token_ids) if completion is not None else 0,
                 )
@@ -206,3 +215,13 @@ def _first_token_logprob(completion: Any) -> float | None:
         return None
     entry = completion.logprobs[0].get(completion.token_ids[0])
     return float(entry.logprob) if entry is not None else None
+
+
+def _pair_logprobs(completion: Any, question: Question) -> dict[str, float] | None:
+    """A pairwise answer's log-probabilities of both words (by letter), read from the
+    first position's top log-probabilities; None unless both are listed."""
+    if completion is None or not completion.logprobs:
+        return None
+    listed = [(entry.decoded_token, entry.logprob) for entry in completion.logprobs[0].values()]
+    found = answer_logprobs(listed, question.answers)
+    return found if len(found) == len(question.answers) else None

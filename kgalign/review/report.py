@@ -37,6 +37,7 @@ from kgalign import __version__
 from kgalign.errors import InputError, KgalignError, error_filename
 from kgalign.evaluation.metrics import Pair, read_pairs
 from kgalign.io.atomic import atomic_open, check_output_path, deferred_renames, write_text_atomic
+from kgalign.judging.pairwise import CANDIDATE_FIRST, SOURCE_FIRST
 from kgalign.judging.prompt import option_letter
 from kgalign.model import local_name
 from kgalign.review.corrections import CORRECTIONS_VERSION
@@ -156,7 +157,7 @@ def build_report_data(
         "charts": {
             "decisions": decisions_chart(decisions),
             "confidence": confidence_chart(decisions),
-            "positions": positions_chart(records, gold_map if gold_pairs is not None else None),
+            "positions": (order_chart if summary["pairwise_rounds"] else positions_chart)(records, gold_map if gold_pairs is not None else None),
             "threshold": threshold_chart(decisions, len(set(gold_pairs))) if gold_pairs is not None else None,
         },
         "decisions": decisions,
@@ -362,6 +363,36 @@ def positions_chart(records: Sequence[dict[str, Any]], gold: dict[str, set[str]]
         "series": series,
         "x_label": "option position shown to the judge",
         "y_label": "rounds",
+        "stacked": False,
+    }
+
+
+def order_chart(records: Sequence[dict[str, Any]], gold: dict[str, set[str]] | None) -> dict[str, Any]:
+    """A pairwise run's rounds by the record shown first: the mean probability of yes with
+    the source first and with the candidate first, over every pair asked and, with gold,
+    over the gold matches and the other pairs apart. The order bias (the card beside it)
+    is the same gap measured pair by pair."""
+    sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: {SOURCE_FIRST: [], CANDIDATE_FIRST: []})
+    for r in records:
+        truth = gold.get(r["source"], set()) if gold is not None else None
+        for x in r.get("rounds", []):
+            if x.get("first") not in (SOURCE_FIRST, CANDIDATE_FIRST) or x.get("p_yes") is None or not x.get("order"):
+                continue
+            groups = ["every pair"] + ([] if truth is None else ["gold matches" if x["order"][0] in truth else "other pairs"])
+            for group in groups:
+                sums[group][x["first"]].append(float(x["p_yes"]))
+    colours = {"every pair": COLOURS["won"], "gold matches": COLOURS["match"], "other pairs": COLOURS["none"]}
+    series = [
+        {"name": group, "values": [round(sum(ps) / len(ps), 4) if ps else 0 for ps in sums[group].values()], "colour": colours[group]}
+        for group in colours
+        if group in sums
+    ]
+    return {
+        "title": "Record order (order bias)",
+        "categories": ["source first", "candidate first"],
+        "series": series,
+        "x_label": "record shown first to the judge",
+        "y_label": "mean probability of yes",
         "stacked": False,
     }
 

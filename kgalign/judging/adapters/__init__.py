@@ -6,10 +6,11 @@ question it asks (:data:`DEFAULT_LOCAL`) unless ``--adapter`` names another fold
 
 Both are SmolLM2-135M-Instruct's adapters trained on every public training split of the
 benchmarks beside the project (two knowledge graphs, five product-offer sets, one
-non-product table). ``cross-domain`` answers the multiple-choice question
-(``--question choice``); ``pairwise`` scores one pair at a time (``--question
-pairwise``). Each folder holds its model card (``README.md``) and its training record
-(``kgalign-finetune.json``).
+non-product table). ``pairwise`` scores one pair at a time (the default question,
+``--question pairwise``); ``cross-domain`` answers the multiple-choice question
+(``--question choice``). Each folder holds its model card (``README.md``) and its
+training record (``kgalign-finetune.json``), which tells the question it learnt
+(:func:`trained_question`): a run that asks the other one warns.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def shipped_adapter(name: str) -> Path:
         raise KgalignError(f"no shipped adapter named {name!r} (shipped: {', '.join(SHIPPED)})") from None
 
 
-def adapter_name(judge: str, model: str | None, adapter: str | None, question: str = "choice") -> str | None:
+def adapter_name(judge: str, model: str | None, adapter: str | None, question: str = "pairwise") -> str | None:
     """The adapter a judge backend loads, as the user would name it: ``--adapter`` as given;
     for the local judge on its default model, the one trained on ``question``
     (:data:`DEFAULT_LOCAL`); None for none."""
@@ -54,7 +55,7 @@ def adapter_name(judge: str, model: str | None, adapter: str | None, question: s
     return None
 
 
-def judge_adapter(judge: str, model: str | None, adapter: str | None, question: str = "choice") -> str | None:
+def judge_adapter(judge: str, model: str | None, adapter: str | None, question: str = "pairwise") -> str | None:
     """The folder of :func:`adapter_name` (None for none); one line for a name that is neither a folder nor shipped."""
     name = adapter_name(judge, model, adapter, question)
     return adapter_folder(name) if name else None
@@ -93,6 +94,39 @@ def training_record(folder: str | Path) -> dict | None:
     if not isinstance(record, dict):
         raise KgalignError(f"{path}: cannot read the judge's training record (not a JSON object)")
     return record
+
+
+def trained_question(folder: str | Path) -> str | None:
+    """The question the judge in ``folder`` (an adapter, or a model kgalign trained) was
+    trained on, read from its training record: "pairwise" where its validation recorded
+    a best F1 (pairwise training does), "choice" where it did not; None for a folder
+    without a record (a model kgalign did not train)."""
+    record = training_record(folder)
+    if record is None:
+        return None
+    after = record.get("after")
+    return "pairwise" if isinstance(after, dict) and after.get("best_f1") is not None else "choice"
+
+
+def warn_other_question(judge: str, model: str | None, adapter: str | None, question: str) -> None:
+    """Warn where the judge's weights were trained on the other question than the run asks
+    (an adapter trained on multiple-choice questions asked pairwise ones scores pairs near
+    chance): one line naming the folder and the option that asks what it learnt."""
+    if judge not in ("local", "vllm"):
+        return
+    folder = judge_adapter(judge, model, adapter, question) or model
+    if not folder or not Path(folder).is_dir():
+        return
+    trained = trained_question(folder)
+    if trained is not None and trained != question:
+        log.warning(
+            "the judge %s was trained on %s questions and this run asks %s ones: add --question %s to ask what it learnt",
+            folder, QUESTION_NAMES[trained], QUESTION_NAMES[question], trained,
+        )
+
+
+#: How a warning names each question.
+QUESTION_NAMES = {"pairwise": "pairwise", "choice": "multiple-choice"}
 
 
 def trained_pair_threshold(judge: str, model: str | None, adapter: str | None) -> float | None:

@@ -170,6 +170,7 @@
       ["Cache hits", c.cache_hits],
       ["Prompt tokens (logged rounds)", sm.prompt_tokens],
       ["Round agreement", typeof sm.mean_round_agreement === "number" ? sm.mean_round_agreement.toFixed(3) : null],
+      ["Order bias (p source first \u2212 second)", typeof sm.order_bias === "number" ? (sm.order_bias >= 0 ? "+" : "") + sm.order_bias.toFixed(3) : null],
       ["Run time (s)", DATA.run && typeof DATA.run.total_seconds === "number" ? DATA.run.total_seconds.toFixed(1) : null],
       [cardinalityLabel(), cardinalityValue()],
       ["Clusters", c.clusters],
