@@ -23,7 +23,7 @@ from kgalign.cli.main import main
 from kgalign.config import AlignConfig, RetrievalConfig
 from kgalign.finetune import DataConfig, gold_data, teacher_data
 from kgalign.finetune.train import METADATA_FILE, batch_loss, load_base
-from kgalign.judging.adapters import trained_pair_threshold
+from kgalign.judging.adapters import trained_pair_threshold, trained_question
 from kgalign.judging.cache import question_key
 from kgalign.judging.local import LocalJudge
 from kgalign.review.votes import read_votes
@@ -80,6 +80,7 @@ def test_cli_prints_accuracy_and_position_bias_and_writes_them(tuned, gold_quest
     assert "validation accuracy: before" in output and "wins before" in output and "wins after" in output
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["recipe"] == "gold" and meta["steps"] == STEPS and meta["seed"] == 0
+    assert meta["data"]["question"] == "choice" == trained_question(out)
     assert meta["base_model"]["name"] == "SmolLM2-135M-Instruct"
     assert meta["data"]["train"]["questions"] == 4 and meta["data"]["options"] == 3
     for when in ("before", "after"):
@@ -419,6 +420,9 @@ def test_full_fine_tuning_writes_a_model_the_judge_loads_and_resumes(persons, sm
     assert trained_pair_threshold("local", str(out), None) == recorded
     assert trained_pair_threshold("openai", str(out), None) is None  # a served model: no folder of kgalign's
     assert trained_pair_threshold("local", None, "cross-domain") is None  # an adapter trained on multiple-choice questions
+    # Its record names the question it learnt; a run asking the other one is warned.
+    assert json.loads((out / METADATA_FILE).read_text())["data"]["question"] == "pairwise" == trained_question(out)
+    assert "add --question choice" not in " ".join(run.output.split())
     # Settled where the run builds its judge (the library's align(), not the CLI): the
     # config keeps "not given", the effective config has the threshold the vote used.
     assert info["config"]["vote"]["pair_threshold"] is None and info["effective"]["vote"]["pair_threshold"] == recorded

@@ -17,7 +17,7 @@ import pytest
 from helpers import cli
 
 from kgalign.errors import KgalignError
-from kgalign.judging.adapters import SHIPPED, adapter_folder, adapter_name, judge_adapter, shipped_adapter, trained_pair_threshold
+from kgalign.judging.adapters import SHIPPED, adapter_folder, adapter_name, judge_adapter, shipped_adapter, trained_pair_threshold, trained_question
 from kgalign.judging.prompt import Question
 from kgalign.model import EntityProfile
 
@@ -106,6 +106,8 @@ def test_the_local_judge_loads_it_unless_told_otherwise() -> None:
     assert adapter_name("local", "/my/model", None) is None  # another base model: no SmolLM2 adapter
     assert adapter_name("vllm", None, None) is None and adapter_name("openai", None, None) is None
     assert adapter_name("none", None, "cross-domain") is None
+    # The question each learnt, read from records older than its data.question.
+    assert trained_question(shipped_adapter("pairwise")) == "pairwise" and trained_question(shipped_adapter("cross-domain")) == "choice"
 
 
 def test_a_run_with_the_local_judge_uses_the_shipped_adapter(mini_persons, tmp_path: Path) -> None:

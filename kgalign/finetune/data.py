@@ -131,6 +131,13 @@ class TrainingData:
     #: The last fingerprint and the training list it was computed for (its identity and length).
     _digest: tuple[int, int, str] | None = field(default=None, init=False, repr=False, compare=False)
 
+    @property
+    def question(self) -> str:
+        """The question trained, "pairwise" or "choice" (a saved set's, as its questions are)."""
+        if self.train:
+            return "pairwise" if self.train[0].question.pairwise else "choice"
+        return self.config.question
+
     def summary(self) -> dict[str, Any]:
         """Sizes and provenance, for kgalign-finetune.json."""
         def describe(examples: list[Example]) -> dict[str, int]:
@@ -143,6 +150,7 @@ class TrainingData:
         return {
             "recipe": self.recipe,
             "inputs": self.inputs,
+            "question": self.question,
             "options": self.config.options,
             "permutations": self.config.permutations,
             "none_share": self.config.none_share,

@@ -98,12 +98,16 @@ def training_record(folder: str | Path) -> dict | None:
 
 def trained_question(folder: str | Path) -> str | None:
     """The question the judge in ``folder`` (an adapter, or a model kgalign trained) was
-    trained on, read from its training record: "pairwise" where its validation recorded
-    a best F1 (pairwise training does), "choice" where it did not; None for a folder
-    without a record (a model kgalign did not train)."""
+    trained on, read from its training record: ``data.question``; in a record written
+    before it was kept, "pairwise" where its validation recorded a best F1 (pairwise
+    training does), else "choice"; None for a folder without a record (a model kgalign
+    did not train)."""
     record = training_record(folder)
     if record is None:
         return None
+    data = record.get("data")
+    if isinstance(data, dict) and data.get("question") in QUESTION_NAMES:
+        return str(data["question"])
     after = record.get("after")
     return "pairwise" if isinstance(after, dict) and after.get("best_f1") is not None else "choice"
 
