@@ -2,16 +2,18 @@
 
 Works with ``vllm serve``, llama.cpp's server, or any gateway speaking the OpenAI API.
 Each question is one chat-completions request, sent concurrently from a bounded thread
-pool, with ``temperature=0`` and ``max_tokens=1``.
+pool, with ``temperature=0`` and ``max_tokens=1`` (a pairwise question held to its two
+words by structured output: :data:`~kgalign.judging.prompt.PAIR_ANSWER_TOKENS`).
 
 - Structured output: vLLM servers accept ``structured_outputs={"choice": letters}``,
-  which restricts the answer to the option letters. ``structured=None`` (the default)
+  which restricts the answer to the option letters (a pairwise question: yes or no). ``structured=None`` (the default)
   tries it and, if the server rejects the field, falls back to strict parsing for the
   rest of the run; other servers' answers are always parsed strictly
   (:func:`kgalign.judging.prompt.parse_answer`): anything but one allowed letter is an
   invalid vote, never a guess.
-- Logprobs: asked for (with ``top_logprobs``); a server that rejects them is asked
-  again without, and never again with them.
+- Logprobs: asked for (with ``top_logprobs``); a pairwise answer's probability of yes
+  is read from both words where the server lists them. A server that rejects them is
+  asked again without, and never again with them.
 - Retries are ours (the client's own ``max_retries`` is 0) so that they are counted in
   :attr:`Answer.retries`: HTTP 408/409/429 and 5xx, timeouts and dropped connections
   are retried with exponential backoff and jitter, up to ``retries`` times. A request
