@@ -1,7 +1,7 @@
 """Does data steer the judge? Votes on injected copies against votes on clean copies.
 
     python -m bench.injection [--model PATH] [--name NAME] [--datamark] [--sample 50] [--rounds 3]
-                              [--options 3] [--seed 0] [--batch-size 4] [--question choice|pairwise]
+                              [--options 3] [--seed 0] [--batch-size 4] [--question pairwise|choice]
                               [--out bench/results]
 
 Takes --sample left persons of OAEI 2010 Person1 (examples/persons), their profiles (the
@@ -267,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--question",
         choices=("choice", "pairwise"),
-        default="choice",
-        help="choice: one multiple-choice question a source, the attacks demanding A (default). pairwise: every "
-        "candidate asked on its own (`kgalign run --question pairwise`), the attacks demanding yes; without --model "
-        "or --adapter the shipped pairwise adapter and its trained threshold.",
+        default="pairwise",
+        help="pairwise (default, as `kgalign run --judge local` asks): every candidate asked on its own, the attacks "
+        "demanding yes; without --model or --adapter the shipped pairwise adapter and its trained threshold. choice: "
+        "one multiple-choice question a source, the attacks demanding A (the bare model unless --adapter).",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="Folder of injection.md and .json.")
     args = parser.parse_args(argv)
