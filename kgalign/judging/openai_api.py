@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import Answer
-from kgalign.judging.prompt import PAIR_ANSWER_TOKENS, Question, answer_logprobs, spells
+from kgalign.judging.prompt import PAIR_ANSWER_TOKENS, PAIR_TOP_LOGPROBS, Question, answer_logprobs, spells
 from kgalign.runtime.redact import redact_text, redact_url, register_secret, register_url_secrets
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,7 @@ class OpenAIJudge:
         }
         if logprobs:
             args["logprobs"] = True
-            # A pairwise answer's spellings (yes, Yes, " yes") crowd the list: room for both words.
-            args["top_logprobs"] = min(5 if question.pairwise else len(question.letters), MAX_TOP_LOGPROBS)
+            args["top_logprobs"] = min(PAIR_TOP_LOGPROBS if question.pairwise else len(question.letters), MAX_TOP_LOGPROBS)
         if structured:
             args["extra_body"] = {"structured_outputs": {"choice": list(question.answers.values())}}
         return args

@@ -6,9 +6,9 @@ question share their prefix (instructions and source entity come first). Decodin
 greedy with structured output restricted to the option letters
 (``StructuredOutputsParams(choice=letters)``), so every answer is a valid option; the
 log-probability of the chosen letter comes back with it, and for a pairwise question
-those of both words (yes, no) where the engine's first answer position lists them
-among its top :data:`PAIR_TOP_LOGPROBS`, so that the vote reads the probability of yes
-between the two answers, as the local judge does. A LoRA adapter folder
+those of both words (yes, no) where the engine's first answer position lists them among
+its top :data:`~kgalign.judging.prompt.PAIR_TOP_LOGPROBS`, so that the vote reads the
+probability of yes between the two answers, as the local judge does. A LoRA adapter folder
 (``adapter``) is applied per request through a ``LoRARequest``.
 
 vLLM is imported only when this judge is built: ``import kgalign`` never needs it. On a
@@ -29,13 +29,10 @@ from typing import Any
 from kgalign.errors import KgalignError, MissingDependencyError
 from kgalign.judging.base import Answer
 from kgalign.judging.local import _adapter_id
-from kgalign.judging.prompt import PAIR_ANSWER_TOKENS, Question, answer_logprobs
+from kgalign.judging.prompt import PAIR_ANSWER_TOKENS, PAIR_TOP_LOGPROBS, Question, answer_logprobs
 
 log = logging.getLogger(__name__)
 
-#: Log-probabilities a pairwise question asks for at its answer position (both words'
-#: spellings among them, as the OpenAI-compatible judge asks a server).
-PAIR_TOP_LOGPROBS = 5
 #: LoRA ranks vLLM accepts for ``max_lora_rank``.
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 

@@ -96,6 +96,15 @@ def training_record(folder: str | Path) -> dict | None:
     return record
 
 
+def judge_folder(judge: str, model: str | None, adapter: str | None, question: str) -> str | None:
+    """The folder of weights kgalign may have trained for this judge, where its training
+    record would be: the adapter it loads, else its model folder; None for a served
+    model (``openai``) or the bare default model."""
+    if judge not in ("local", "vllm"):
+        return None
+    return judge_adapter(judge, model, adapter, question) or model
+
+
 def trained_question(folder: str | Path) -> str | None:
     """The question the judge in ``folder`` (an adapter, or a model kgalign trained) was
     trained on, read from its training record: ``data.question``; in a record written
@@ -116,9 +125,7 @@ def warn_other_question(judge: str, model: str | None, adapter: str | None, ques
     """Warn where the judge's weights were trained on the other question than the run asks
     (an adapter trained on multiple-choice questions asked pairwise ones scores pairs near
     chance): one line naming the folder and the option that asks what it learnt."""
-    if judge not in ("local", "vllm"):
-        return
-    folder = judge_adapter(judge, model, adapter, question) or model
+    folder = judge_folder(judge, model, adapter, question)
     if not folder or not Path(folder).is_dir():
         return
     trained = trained_question(folder)
@@ -174,9 +181,7 @@ def trained_auc(judge: str, model: str | None, adapter: str | None) -> float | N
 def _pairwise_validation(judge: str, model: str | None, adapter: str | None) -> tuple[str, dict[str, Any]] | None:
     """The judge's folder and its record's ``after`` (the kept model's validation) where it
     was trained on pairwise questions (a best F1 recorded), else None."""
-    if judge not in ("local", "vllm"):
-        return None
-    folder = judge_adapter(judge, model, adapter, "pairwise") or model
+    folder = judge_folder(judge, model, adapter, "pairwise")
     if not folder:
         return None
     record = training_record(folder)
